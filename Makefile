@@ -1,0 +1,51 @@
+# Two entry points (see README): `make synth` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+
+.PHONY: synth test lint pytest deps system-deps clean
+
+$(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml testkit/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./contract -e ./runtime -e ./testkit -e '.[dev]'
+	touch $@
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(VENV)/.stamp node_modules/.stamp
+
+# Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too).
+system-deps:
+	@if ! command -v ip >/dev/null || ! command -v bridge >/dev/null || ! command -v ping >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping >/dev/null; \
+	fi
+
+synth: deps
+	rm -rf cdk.out dist/manifests
+	cdk synth --no-notices --quiet
+	$(PY) -m eks_hybrid_gateway.manifests --out dist/manifests
+	@echo "CloudFormation templates: $(CURDIR)/cdk.out/"
+	@echo "Kubernetes manifests:     $(CURDIR)/dist/manifests/"
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples
+	$(BIN)/lint-imports
+
+pytest: deps system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out dist .pytest_cache .mypy_cache .ruff_cache

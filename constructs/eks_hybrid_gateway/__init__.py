@@ -1,0 +1,1 @@
+"""AWS CDK constructs for the Amazon EKS Hybrid Nodes gateway."""

@@ -1,0 +1,1 @@
+"""Pure logic: parsing, desired state, diffs and decisions. Imports no adapter library."""

@@ -1,0 +1,114 @@
+"""Network namespaces for tests, benchmarks and the lab: uniquely named, always removed.
+
+Everything here shells out to iproute2 so it works the same from any process. Traffic stays
+inside the namespaces a `NetnsWorld` created: it never adds addresses or routes outside them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+PREFIX = "hgw"
+
+
+def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> str:
+    """Run a command, return stdout; on failure raise with its stderr in the message."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Netns:
+    """One namespace; `ip(...)` and `exec(...)` run inside it."""
+
+    name: str
+
+    def exec_argv(self, argv: Sequence[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def exec(self, *argv: str, check: bool = True, timeout: float = 30.0) -> str:
+        return run(self.exec_argv(argv), check=check, timeout=timeout)
+
+    def ip(self, *args: str, check: bool = True) -> str:
+        return run(["ip", "-n", self.name, *args], check=check)
+
+    def sysctl(self, key: str, value: str) -> None:
+        self.exec("sysctl", "-q", "-w", f"{key}={value}")
+
+
+@dataclass
+class NetnsWorld:
+    """A set of namespaces with a shared random tag; `close()` deletes them all."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    namespaces: list[Netns] = field(default_factory=list)
+    _links: int = 0
+
+    def add(self, role: str) -> Netns:
+        """Create namespace `hgw-<tag>-<role>` with loopback up."""
+        ns = Netns(f"{PREFIX}-{self.tag}-{role}")
+        run(["ip", "netns", "add", ns.name])
+        self.namespaces.append(ns)
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def link(
+        self, a: Netns, a_addr: str | None, b: Netns, b_addr: str | None, *, mtu: int = 1500
+    ) -> tuple[str, str]:
+        """Connect a and b with a veth pair; give each end an address (CIDR form) if set.
+
+        Returns the interface names (in a, in b). Names are short: the kernel allows 15 chars.
+        """
+        self._links += 1
+        a_if, b_if = f"v{self.tag}a{self._links}", f"v{self.tag}b{self._links}"
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                a_if,
+                "netns",
+                a.name,
+                "type",
+                "veth",
+                "peer",
+                b_if,
+                "netns",
+                b.name,
+            ]
+        )
+        for ns, ifname, addr in ((a, a_if, a_addr), (b, b_if, b_addr)):
+            ns.ip("link", "set", ifname, "mtu", str(mtu))
+            if addr:
+                ns.ip("addr", "add", addr, "dev", ifname)
+            ns.ip("link", "set", ifname, "up")
+        return a_if, b_if
+
+    def close(self) -> None:
+        for ns in reversed(self.namespaces):
+            for pid in run(["ip", "netns", "pids", ns.name], check=False).split():
+                run(["kill", "-9", pid], check=False)
+            run(["ip", "netns", "del", ns.name], check=False)
+        self.namespaces.clear()
+
+
+@contextmanager
+def netns_world() -> Iterator[NetnsWorld]:
+    """A `NetnsWorld` that is removed on exit, also when the body raises."""
+    world = NetnsWorld()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def leftover_namespaces() -> list[str]:
+    """Namespaces created by this module that still exist (for leak checks in tests)."""
+    names = [line.split()[0] for line in run(["ip", "netns", "list"]).splitlines() if line.strip()]
+    return [n for n in names if n.startswith(f"{PREFIX}-")]
