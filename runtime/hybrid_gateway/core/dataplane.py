@@ -1,0 +1,255 @@
+"""Tunnel state of the data plane: what the kernel should hold, what it holds, and the plan between.
+
+Pure on purpose (no netlink, no Kubernetes): the rules that decide which CiliumNodes get tunnel
+entries and which kernel entries to add or delete are unit- and property-tested without a kernel.
+
+Ownership (what `ObservedState` may contain, and so what a plan may ever delete): the device
+`hybrid_vxlan0` belongs to this daemon alone. On it, and nowhere else, we own
+- FDB: permanent unicast entries (`bridge fdb ... dst N self permanent`); the all-zero MAC
+  (default flooding destinations) is not ours;
+- neighbours: permanent IPv4 entries; entries the kernel creates while resolving are not ours;
+- routes: IPv4 unicast routes in the main table with `proto static` whose output device is
+  `hybrid_vxlan0`. Routes of other protocols (kernel, boot, dhcp, routing daemons), other tables
+  and other devices are never read into the observed state, so no plan can touch them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid_gateway.core.mac import hybrid_node_peer_mac
+from hybrid_gateway_contract import HYBRID_NODE_LABEL_KEY, HYBRID_NODE_LABEL_VALUE
+
+IPv4Address = ipaddress.IPv4Address
+IPv4Network = ipaddress.IPv4Network
+
+
+@dataclass(frozen=True, order=True)
+class NodeTunnel:
+    """One valid hybrid node: where its VTEP is and which pod CIDRs live behind it."""
+
+    name: str
+    node_ip: IPv4Address
+    pod_cidrs: tuple[IPv4Network, ...]
+
+    @property
+    def peer_mac(self) -> str:
+        return hybrid_node_peer_mac(str(self.node_ip))
+
+
+@dataclass(frozen=True, order=True)
+class RejectedNode:
+    """A hybrid CiliumNode that gets no tunnel entries, and why (for the log, Event and metric)."""
+
+    name: str
+    reason: str
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredNodes:
+    """Result of reading CiliumNodes: valid tunnels (sorted by name) and rejected nodes."""
+
+    tunnels: tuple[NodeTunnel, ...]
+    rejected: tuple[RejectedNode, ...]
+
+
+@dataclass(frozen=True, order=True)
+class FdbEntry:
+    """`bridge fdb append <mac> dev hybrid_vxlan0 dst <dst> self permanent`."""
+
+    mac: str
+    dst: IPv4Address
+
+
+@dataclass(frozen=True)
+class TunnelState:
+    """Entries on `hybrid_vxlan0`: FDB pairs, neighbours (IP -> MAC), routes (CIDR -> via)."""
+
+    fdb: frozenset[FdbEntry] = frozenset()
+    neighbours: Mapping[IPv4Address, str] = field(default_factory=dict)
+    routes: Mapping[IPv4Network, IPv4Address] = field(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TunnelState):
+            return NotImplemented
+        return (
+            self.fdb == other.fdb
+            and dict(self.neighbours) == dict(other.neighbours)
+            and dict(self.routes) == dict(other.routes)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.fdb, frozenset(self.neighbours.items()), frozenset(self.routes.items())))
+
+    @property
+    def size(self) -> int:
+        return len(self.fdb) + len(self.neighbours) + len(self.routes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kernel operations, applied in this order: adds FDB -> neighbour -> route (a route must
+    never exist before its neighbour and FDB entry), then removals route -> neighbour -> FDB.
+
+    Routes and neighbours are set with replace semantics, so a changed gateway or MAC is fixed
+    in place without a gap; FDB pairs are appended and stale pairs deleted afterwards.
+    """
+
+    add_fdb: tuple[FdbEntry, ...] = ()
+    set_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
+    set_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    del_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    del_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
+    del_fdb: tuple[FdbEntry, ...] = ()
+
+    @property
+    def additions(self) -> int:
+        return len(self.add_fdb) + len(self.set_neighbours) + len(self.set_routes)
+
+    @property
+    def removals(self) -> int:
+        return len(self.del_routes) + len(self.del_neighbours) + len(self.del_fdb)
+
+    @property
+    def empty(self) -> bool:
+        return self.additions == 0 and self.removals == 0
+
+
+def is_hybrid(obj: Mapping[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(HYBRID_NODE_LABEL_KEY) == HYBRID_NODE_LABEL_VALUE)
+
+
+class _BadNode(ValueError):  # noqa: N818 (a reason, not a failure)
+    """A CiliumNode field that makes the node unusable; the message names field and value."""
+
+
+def _node_ipv4(spec: Mapping[str, Any]) -> IPv4Address:
+    addresses = spec.get("addresses") or []
+    internal = [
+        a.get("ip")
+        for a in addresses
+        if isinstance(a, Mapping) and a.get("type") == "InternalIP" and a.get("ip")
+    ]
+    if not internal:
+        raise _BadNode("spec.addresses has no InternalIP entry")
+    v6: list[str] = []
+    for raw in internal:
+        try:
+            addr = ipaddress.ip_address(str(raw))
+        except ValueError:
+            raise _BadNode(f"spec.addresses InternalIP {raw!r} is not an IP address") from None
+        if isinstance(addr, IPv4Address):
+            if addr.is_unspecified or addr.is_loopback or addr.is_multicast:
+                raise _BadNode(f"spec.addresses InternalIP {raw!r} is not a unicast host address")
+            return addr
+        v6.append(str(raw))
+    raise _BadNode(f"spec.addresses has only IPv6 InternalIP(s) {', '.join(v6)}: IPv4 required")
+
+
+def _pod_cidrs(
+    spec: Mapping[str, Any], vpc_cidrs: Sequence[IPv4Network]
+) -> tuple[IPv4Network, ...]:
+    raw_cidrs = (spec.get("ipam") or {}).get("podCIDRs") or []
+    if not isinstance(raw_cidrs, list) or not raw_cidrs:
+        raise _BadNode("spec.ipam.podCIDRs is empty")
+    cidrs: list[IPv4Network] = []
+    for raw in raw_cidrs:
+        try:
+            net = ipaddress.ip_network(str(raw), strict=True)
+        except ValueError as exc:
+            raise _BadNode(f"spec.ipam.podCIDRs entry {raw!r} is not a valid CIDR: {exc}") from None
+        if not isinstance(net, IPv4Network):
+            continue  # dual-stack: the IPv6 pod CIDRs are not tunnelled, the IPv4 ones are
+        for vpc in vpc_cidrs:
+            if net.overlaps(vpc):
+                raise _BadNode(f"spec.ipam.podCIDRs entry {raw!r} overlaps the VPC CIDR {vpc}")
+        if net not in cidrs:
+            cidrs.append(net)
+    if not cidrs:
+        raise _BadNode(f"spec.ipam.podCIDRs {raw_cidrs!r} has no IPv4 CIDR")
+    return tuple(sorted(cidrs))
+
+
+def desired_nodes(
+    objects: Iterable[Mapping[str, Any]], vpc_cidrs: Sequence[IPv4Network]
+) -> DesiredNodes:
+    """Valid tunnels and rejected nodes from CiliumNode objects (dicts as the API returns them).
+
+    Non-hybrid objects are ignored. A pod CIDR claimed by two nodes goes to the first by name;
+    the other node is rejected (two routes for one prefix cannot both be honoured).
+    """
+    tunnels: list[NodeTunnel] = []
+    rejected: list[RejectedNode] = []
+    hybrid = sorted(
+        (o for o in objects if is_hybrid(o)), key=lambda o: str(o["metadata"].get("name"))
+    )
+    claimed: dict[IPv4Network, str] = {}
+    for obj in hybrid:
+        meta = obj["metadata"]
+        name = str(meta.get("name"))
+        uid = meta.get("uid")
+        spec = obj.get("spec") or {}
+        try:
+            node_ip = _node_ipv4(spec)
+            cidrs = _pod_cidrs(spec, vpc_cidrs)
+            for cidr in cidrs:
+                if cidr in claimed:
+                    raise _BadNode(
+                        f"spec.ipam.podCIDRs entry {str(cidr)!r} is already used by CiliumNode "
+                        f"{claimed[cidr]!r}"
+                    )
+        except _BadNode as exc:
+            rejected.append(RejectedNode(name=name, reason=str(exc), uid=uid))
+            continue
+        for cidr in cidrs:
+            claimed[cidr] = name
+        tunnels.append(NodeTunnel(name=name, node_ip=node_ip, pod_cidrs=cidrs))
+    return DesiredNodes(tunnels=tuple(tunnels), rejected=tuple(rejected))
+
+
+def desired_state(tunnels: Iterable[NodeTunnel]) -> TunnelState:
+    """Kernel entries for the given tunnels: one FDB pair and neighbour per node IP, one route
+    per pod CIDR."""
+    fdb: set[FdbEntry] = set()
+    neighbours: dict[IPv4Address, str] = {}
+    routes: dict[IPv4Network, IPv4Address] = {}
+    for tunnel in tunnels:
+        mac = tunnel.peer_mac
+        fdb.add(FdbEntry(mac=mac, dst=tunnel.node_ip))
+        neighbours[tunnel.node_ip] = mac
+        for cidr in tunnel.pod_cidrs:
+            routes[cidr] = tunnel.node_ip
+    return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
+
+
+def diff(desired: TunnelState, observed: TunnelState) -> Plan:
+    """The operations that turn `observed` into `desired` (set difference per table)."""
+    want_n, have_n = desired.neighbours, observed.neighbours
+    want_r, have_r = desired.routes, observed.routes
+    return Plan(
+        add_fdb=tuple(sorted(desired.fdb - observed.fdb)),
+        set_neighbours=tuple(sorted((ip, m) for ip, m in want_n.items() if have_n.get(ip) != m)),
+        set_routes=tuple(sorted((n, gw) for n, gw in want_r.items() if have_r.get(n) != gw)),
+        del_routes=tuple(sorted((n, gw) for n, gw in have_r.items() if n not in want_r)),
+        del_neighbours=tuple(sorted((ip, m) for ip, m in have_n.items() if ip not in want_n)),
+        del_fdb=tuple(sorted(observed.fdb - desired.fdb)),
+    )
+
+
+def apply_plan(observed: TunnelState, plan: Plan) -> TunnelState:
+    """What the kernel holds after `plan` succeeds on `observed` (the model the tests check)."""
+    fdb = (set(observed.fdb) | set(plan.add_fdb)) - set(plan.del_fdb)
+    neighbours = dict(observed.neighbours)
+    neighbours.update(plan.set_neighbours)
+    for ip, _ in plan.del_neighbours:
+        neighbours.pop(ip, None)
+    routes = dict(observed.routes)
+    routes.update(plan.set_routes)
+    for net, _ in plan.del_routes:
+        routes.pop(net, None)
+    return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
