@@ -51,6 +51,7 @@ METRICS_PATH: Final = "/metrics"
 DEFAULT_LEASE_DURATION_S: Final = 3.0
 DEFAULT_RENEW_DEADLINE_S: Final = 2.0
 DEFAULT_RETRY_PERIOD_S: Final = 1.0
+DEFAULT_RESYNC_PERIOD_S: Final = 30.0  # Full re-check of routes and VTEP config (drift repair).
 
 
 class Env:
@@ -79,6 +80,8 @@ class Env:
     RESYNC_PERIOD: Final = "RESYNC_PERIOD"
     ALLOW_ROUTE_TAKEOVER: Final = "ALLOW_ROUTE_TAKEOVER"
     LOG_FORMAT: Final = "LOG_FORMAT"
+    HEALTH_ADDR: Final = "HEALTH_ADDR"  # host:port of /healthz and /readyz (default :8088)
+    METRICS_ADDR: Final = "METRICS_ADDR"  # host:port of /metrics (default :10080)
 
 
 def vtep_endpoint_name(index: int, total: int) -> str:

@@ -1,0 +1,68 @@
+"""Region and instance id from the EC2 instance metadata service, IMDSv2 only.
+
+IMDSv2: a session token is obtained with a PUT and sent with every GET (IMDSv1 GETs are refused
+on hardened nodes). The region comes from the instance identity document, which states it;
+trimming the last letter off the availability zone (as the reference does) is wrong for Local
+Zones and Wavelength zones such as `us-east-1-bos-1a`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_ENDPOINT = "http://169.254.169.254"
+ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+DISABLED_ENV = "AWS_EC2_METADATA_DISABLED"
+TOKEN_TTL_S = 60
+
+
+class ImdsError(Exception):
+    """The metadata service could not tell us who and where we are."""
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    region: str
+    instance_id: str
+    availability_zone: str
+
+
+def _endpoint(environ: Mapping[str, str]) -> str:
+    return (environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def fetch_identity(
+    environ: Mapping[str, str], *, timeout_s: float = 2.0, attempts: int = 3
+) -> InstanceIdentity:
+    """Read the identity document over IMDSv2; raise ImdsError with the reason."""
+    if environ.get(DISABLED_ENV, "").strip().lower() == "true":
+        raise ImdsError(f"{DISABLED_ENV}=true: set AWS_REGION and AWS_INSTANCE_ID instead")
+    base = _endpoint(environ)
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            token_request = urllib.request.Request(
+                f"{base}/latest/api/token",
+                method="PUT",
+                headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
+            )
+            with urllib.request.urlopen(token_request, timeout=timeout_s) as reply:
+                token = reply.read().decode()
+            doc_request = urllib.request.Request(
+                f"{base}/latest/dynamic/instance-identity/document",
+                headers={"X-aws-ec2-metadata-token": token},
+            )
+            with urllib.request.urlopen(doc_request, timeout=timeout_s) as reply:
+                document = json.loads(reply.read().decode())
+            return InstanceIdentity(
+                region=str(document["region"]),
+                instance_id=str(document["instanceId"]),
+                availability_zone=str(document.get("availabilityZone", "")),
+            )
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            last = exc
+    raise ImdsError(f"instance metadata at {base} unavailable: {last}")

@@ -1,0 +1,106 @@
+"""Lease leadership decisions, pure and on an injected monotonic clock.
+
+Wall-clock times written in a Lease by another node are never compared with our clock (their
+clocks may be skewed). Like client-go, a follower remembers WHEN (on its own monotonic clock) it
+last saw the record change and treats the lease as expired `lease_duration` after that.
+
+The holder's side is stricter: its leadership is valid only until `renew_deadline` after the
+moment it SENT its last successful renewal. The server stored that renewal no earlier than the
+send, and others observed it no earlier than that, so they cannot take over before
+`sent + lease_duration`. With `renew_deadline < lease_duration` the holder always stops first,
+and the difference is the margin for clock-rate differences and in-flight writes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Action(enum.Enum):
+    """What the elector does next with the Lease."""
+
+    ACQUIRE = "acquire"  # write ourselves as holder (create, or update at the observed version)
+    RENEW = "renew"  # we hold it: refresh renewTime at the observed version
+    FOLLOW = "follow"  # someone else holds a live lease: wait
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """The fields of a coordination.k8s.io/v1 Lease that leadership depends on."""
+
+    holder: str | None
+    lease_duration_s: float
+    renew_time: str | None  # as written by the holder; only compared for change, never as a time
+    transitions: int
+    resource_version: str
+
+    @property
+    def released(self) -> bool:
+        return not self.holder
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A record and the local monotonic time it was first seen in this form."""
+
+    record: LeaseRecord
+    observed_at: float
+
+
+def observe(previous: Observation | None, record: LeaseRecord, now: float) -> Observation:
+    """Remember `record`, keeping the earlier observation time if it did not change.
+
+    A record "changes" when its holder or renewTime changes. The resourceVersion is ignored on
+    purpose: unrelated writes (labels, annotations) must not extend someone else's lease.
+    """
+    if (
+        previous is not None
+        and previous.record.holder == record.holder
+        and previous.record.renew_time == record.renew_time
+    ):
+        return Observation(record, previous.observed_at)
+    return Observation(record, now)
+
+
+def decide(observation: Observation | None, identity: str, now: float) -> Action:
+    """The elector's decision table.
+
+    - no Lease object, or a released one (empty holder): acquire;
+    - we are the holder: renew;
+    - another holder whose record has not changed for `lease_duration` on OUR clock: acquire;
+    - otherwise: follow.
+    """
+    if observation is None:
+        return Action.ACQUIRE
+    record = observation.record
+    if record.released:
+        return Action.ACQUIRE
+    if record.holder == identity:
+        return Action.RENEW
+    if now >= observation.observed_at + record.lease_duration_s:
+        return Action.ACQUIRE
+    return Action.FOLLOW
+
+
+def leader_valid_until(renew_sent_at: float, renew_deadline_s: float) -> float:
+    """Monotonic time at which a holder must have stopped all leader work."""
+    return renew_sent_at + renew_deadline_s
+
+
+def validate_timing(
+    lease_duration_s: float, renew_deadline_s: float, retry_period_s: float
+) -> None:
+    """Raise ValueError unless retry < renew deadline < lease duration, all positive."""
+    if min(lease_duration_s, renew_deadline_s, retry_period_s) <= 0:
+        raise ValueError("lease duration, renew deadline and retry period must be positive")
+    if renew_deadline_s >= lease_duration_s:
+        raise ValueError(
+            f"renew deadline {renew_deadline_s:g}s must be shorter than the lease duration "
+            f"{lease_duration_s:g}s, or a holder could act after others may acquire"
+        )
+    if retry_period_s >= renew_deadline_s:
+        raise ValueError(
+            f"retry period {retry_period_s:g}s must be shorter than the renew deadline "
+            f"{renew_deadline_s:g}s, or the holder gets no second renewal attempt"
+        )

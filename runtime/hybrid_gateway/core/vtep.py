@@ -1,0 +1,87 @@
+"""The desired CiliumVTEPConfig, pure.
+
+Hybrid-side Cilium sends VPC-bound traffic into the tunnel towards `tunnelEndpoint` with the
+inner destination MAC `mac`; both must be the leader's, one endpoint per VPC CIDR.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_VERSION,
+    MAX_VTEP_ENDPOINTS,
+    VTEP_CONFIG_KIND,
+    VTEP_CONFIG_NAME,
+    vtep_endpoint_name,
+)
+
+
+def desired_endpoints(
+    vpc_cidrs: Sequence[ipaddress.IPv4Network], node_ip: str, mac: str
+) -> list[dict[str, str]]:
+    """One endpoint per VPC CIDR, named `vpc-gateway-<i>` in VPC_CIDR order."""
+    if not 1 <= len(vpc_cidrs) <= MAX_VTEP_ENDPOINTS:
+        raise ValueError(
+            f"{len(vpc_cidrs)} VPC CIDRs: CiliumVTEPConfig holds 1 to {MAX_VTEP_ENDPOINTS}"
+        )
+    return [
+        {
+            "name": vtep_endpoint_name(i, len(vpc_cidrs)),
+            "tunnelEndpoint": node_ip,
+            "cidr": str(cidr),
+            "mac": mac.lower(),
+        }
+        for i, cidr in enumerate(vpc_cidrs)
+    ]
+
+
+def desired_object(
+    vpc_cidrs: Sequence[ipaddress.IPv4Network], node_ip: str, mac: str
+) -> dict[str, Any]:
+    """The full object to create (cluster-scoped; `spec.cidrMask` left unset like the reference)."""
+    return {
+        "apiVersion": f"{CILIUM_GROUP}/{CILIUM_VERSION}",
+        "kind": VTEP_CONFIG_KIND,
+        "metadata": {
+            "name": VTEP_CONFIG_NAME,
+            "labels": {"app.kubernetes.io/managed-by": "eks-hybrid-nodes-gateway"},
+        },
+        "spec": {"endpoints": desired_endpoints(vpc_cidrs, node_ip, mac)},
+    }
+
+
+def _normalise(endpoints: object) -> list[tuple[str, str, str, str]] | None:
+    if not isinstance(endpoints, list):
+        return None
+    out: list[tuple[str, str, str, str]] = []
+    for item in endpoints:
+        if not isinstance(item, Mapping):
+            return None
+        out.append(
+            (
+                str(item.get("name", "")),
+                str(item.get("tunnelEndpoint", "")),
+                str(item.get("cidr", "")),
+                str(item.get("mac", "")).lower(),
+            )
+        )
+    return sorted(out)
+
+
+def endpoints_match(
+    observed: Mapping[str, Any] | None, desired: Sequence[Mapping[str, str]]
+) -> bool:
+    """True if the observed object's endpoints equal the desired ones (order and MAC case ignored).
+
+    Other spec fields (e.g. a server-defaulted `cidrMask`) are not ours and are not compared.
+    """
+    if observed is None:
+        return False
+    spec = observed.get("spec")
+    if not isinstance(spec, Mapping):
+        return False
+    return _normalise(spec.get("endpoints")) == _normalise(list(desired))

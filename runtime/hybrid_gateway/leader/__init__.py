@@ -1,0 +1,1 @@
+"""Leader-only services: the Lease elector, route ownership and the CiliumVTEPConfig."""

@@ -1,0 +1,118 @@
+"""The Lease decision table, on an injected monotonic clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybrid_gateway.core.lease import (
+    Action,
+    LeaseRecord,
+    Observation,
+    decide,
+    leader_valid_until,
+    observe,
+    validate_timing,
+)
+
+ME = "gw-a"
+OTHER = "gw-b"
+
+
+def record(
+    holder: str | None, renew: str = "t0", rv: str = "1", duration: float = 3.0
+) -> LeaseRecord:
+    return LeaseRecord(holder, duration, renew, 0, rv)
+
+
+def test_no_lease_object_means_acquire() -> None:
+    assert decide(None, ME, now=100.0) is Action.ACQUIRE
+
+
+def test_released_lease_is_acquired_at_once() -> None:
+    obs = observe(None, record(None), now=100.0)
+    assert decide(obs, ME, now=100.0) is Action.ACQUIRE
+
+
+def test_holder_renews() -> None:
+    obs = observe(None, record(ME), now=100.0)
+    assert decide(obs, ME, now=150.0) is Action.RENEW
+
+
+def test_live_lease_of_another_is_followed() -> None:
+    obs = observe(None, record(OTHER), now=100.0)
+    assert decide(obs, ME, now=102.9) is Action.FOLLOW
+
+
+def test_expired_lease_of_another_is_acquired() -> None:
+    obs = observe(None, record(OTHER), now=100.0)
+    assert decide(obs, ME, now=103.0) is Action.ACQUIRE
+
+
+def test_renewal_seen_restarts_the_expiry_window() -> None:
+    obs = observe(None, record(OTHER, renew="t0", rv="1"), now=100.0)
+    obs = observe(obs, record(OTHER, renew="t1", rv="2"), now=102.5)
+    assert obs.observed_at == 102.5
+    assert decide(obs, ME, now=104.0) is Action.FOLLOW
+    assert decide(obs, ME, now=105.5) is Action.ACQUIRE
+
+
+def test_unchanged_record_keeps_first_observation_time() -> None:
+    obs = observe(None, record(OTHER, rv="1"), now=100.0)
+    # A write that does not touch holder/renewTime (e.g. a label) must not extend the lease.
+    obs = observe(obs, record(OTHER, rv="7"), now=102.0)
+    assert obs.observed_at == 100.0
+    assert decide(obs, ME, now=103.0) is Action.ACQUIRE
+
+
+@pytest.mark.parametrize("skew", ["1970-01-01T00:00:00Z", "2099-12-31T23:59:59Z"])
+def test_clock_skew_of_the_holder_does_not_matter(skew: str) -> None:
+    """The holder's wall-clock renewTime is only compared for change, never as a time."""
+    obs = observe(None, record(OTHER, renew=skew), now=100.0)
+    assert decide(obs, ME, now=101.0) is Action.FOLLOW
+    assert decide(obs, ME, now=103.0) is Action.ACQUIRE
+
+
+def test_record_duration_wins_over_ours() -> None:
+    """Followers use the holder's advertised duration (here longer than a default 3 s)."""
+    obs = observe(None, record(OTHER, duration=10.0), now=0.0)
+    assert decide(obs, ME, now=5.0) is Action.FOLLOW
+    assert decide(obs, ME, now=10.0) is Action.ACQUIRE
+
+
+def test_holder_stops_before_others_may_acquire() -> None:
+    """Renewal sent at t: holder valid until t + deadline; others acquire at >= t + duration."""
+    sent = 50.0
+    valid_until = leader_valid_until(sent, renew_deadline_s=2.0)
+    observed_by_other = sent + 0.001  # cannot see the renewal before it was sent
+    earliest_takeover = observed_by_other + 3.0
+    assert valid_until < earliest_takeover
+    obs = Observation(record(ME), observed_by_other)
+    assert decide(obs, OTHER, now=valid_until) is Action.FOLLOW
+
+
+def test_conflict_is_lost_then_followed() -> None:
+    """Two replicas see the same expired lease; the loser's write conflicts, it re-reads the
+    winner's fresh record and follows it."""
+    stale = observe(None, record("gw-old", rv="5"), now=0.0)
+    assert decide(stale, ME, now=10.0) is Action.ACQUIRE
+    assert decide(stale, OTHER, now=10.0) is Action.ACQUIRE
+    winner = observe(stale, record(OTHER, renew="t9", rv="6"), now=10.1)
+    assert decide(winner, ME, now=10.2) is Action.FOLLOW
+
+
+@pytest.mark.parametrize(
+    ("duration", "deadline", "retry", "message"),
+    [
+        (3.0, 3.0, 1.0, "renew deadline"),
+        (3.0, 4.0, 1.0, "renew deadline"),
+        (3.0, 2.0, 2.0, "retry period"),
+        (0.0, 2.0, 1.0, "positive"),
+    ],
+)
+def test_timing_is_validated(duration: float, deadline: float, retry: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_timing(duration, deadline, retry)
+
+
+def test_reference_defaults_are_valid() -> None:
+    validate_timing(3.0, 2.0, 1.0)
