@@ -27,6 +27,10 @@ IPv4Address = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
 
 
+class DataPlaneError(Exception):
+    """The data plane cannot do its job (start-up check failed, kernel refused entries)."""
+
+
 @dataclass(frozen=True, order=True)
 class NodeTunnel:
     """One valid hybrid node: where its VTEP is and which pod CIDRs live behind it."""

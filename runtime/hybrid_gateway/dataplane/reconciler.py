@@ -1,0 +1,158 @@
+"""One reconcile pass: CiliumNode objects in, kernel tunnel entries on `hybrid_vxlan0` out.
+
+Every pass is a full resync: the whole desired state against a fresh dump of what the kernel
+has, so missed watch events, manual edits and half-applied earlier passes are all repaired
+the same way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
+from hybrid_gateway.adapters.netlink import ApplyResult, DeviceOutcome, DeviceSpec, Netlink
+from hybrid_gateway.core.dataplane import (
+    DataPlaneError,
+    FdbEntry,
+    NodeTunnel,
+    Plan,
+    RejectedNode,
+    TunnelState,
+    desired_nodes,
+    desired_state,
+    diff,
+)
+from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_contract import CILIUM_GROUP, CILIUM_VERSION
+
+log = logging.getLogger(__name__)
+
+INVALID_NODE_REASON = "InvalidHybridNode"
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one pass found and did."""
+
+    tunnels: tuple[NodeTunnel, ...]
+    rejected: tuple[RejectedNode, ...]
+    plan: Plan
+    result: ApplyResult
+    device: DeviceOutcome
+
+
+class TunnelReconciler:
+    """Owns `hybrid_vxlan0` and its entries in the namespace of `netlink`."""
+
+    def __init__(
+        self,
+        *,
+        netlink: Netlink,
+        device: DeviceSpec,
+        vpc_cidrs: Sequence[ipaddress.IPv4Network],
+        metrics: GatewayMetrics,
+        events: EventRecorder | None,
+    ) -> None:
+        self.netlink = netlink
+        self.device = device
+        self.vpc_cidrs = tuple(vpc_cidrs)
+        self.metrics = metrics
+        self.events = events
+        self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
+
+    def ensure_device(self) -> DeviceOutcome:
+        """Adopt, create, fix or recreate the device, and say which in the log."""
+        outcome = self.netlink.ensure_device(self.device)
+        details = "; ".join(outcome.details)
+        if outcome.action == "adopted":
+            log.info("adopted existing %s (ifindex %d)", self.device.name, outcome.ifindex)
+        elif outcome.action == "created":
+            log.info("created %s (ifindex %d)", self.device.name, outcome.ifindex)
+        elif outcome.action == "fixed":
+            log.warning("fixed %s in place: %s", self.device.name, details)
+        else:
+            log.warning("recreated %s because %s", self.device.name, details)
+        self.metrics.vxlan_interface_up.set(1)
+        return outcome
+
+    def reconcile(self, objects: Iterable[Mapping[str, Any]]) -> ReconcileReport:
+        """Bring the kernel to the state the CiliumNode objects ask for; raise DataPlaneError
+        if any entry could not be written (the caller resyncs again soon)."""
+        wanted = desired_nodes(objects, self.vpc_cidrs)
+        self._report_rejected(wanted.rejected)
+        outcome = self.netlink.ensure_device(self.device)
+        if outcome.action != "adopted":
+            log.warning(
+                "%s was %s during reconcile: %s",
+                self.device.name,
+                outcome.action,
+                "; ".join(outcome.details) or "it was missing",
+            )
+        self.metrics.vxlan_interface_up.set(1)
+        target = desired_state(wanted.tunnels)
+        observed = self.netlink.dump(outcome.ifindex)
+        plan = diff(target, observed)
+        result = self.netlink.apply(outcome.ifindex, plan) if not plan.empty else ApplyResult()
+        self._count(result)
+        after = target if result.ok else self.netlink.dump(outcome.ifindex)
+        self._gauge(wanted.tunnels, after)
+        if not plan.empty:
+            log.info(
+                "reconciled %d hybrid nodes: %d entries added/replaced, %d removed, %d failed",
+                len(wanted.tunnels),
+                result.added,
+                result.removed,
+                result.add_errors + result.remove_errors,
+            )
+        if not result.ok:
+            raise DataPlaneError(
+                f"{result.add_errors + result.remove_errors} tunnel entries failed: "
+                + "; ".join(result.errors[:5])
+            )
+        return ReconcileReport(wanted.tunnels, wanted.rejected, plan, result, outcome)
+
+    def _count(self, result: ApplyResult) -> None:
+        self.metrics.vtep_add.inc(result.added)
+        self.metrics.vtep_add_errors.inc(result.add_errors)
+        self.metrics.vtep_remove.inc(result.removed)
+        self.metrics.vtep_remove_errors.inc(result.remove_errors)
+
+    def _gauge(self, tunnels: Sequence[NodeTunnel], state: TunnelState) -> None:
+        configured = sum(1 for t in tunnels if _programmed(t, state))
+        self.metrics.hybrid_nodes_configured.set(configured)
+        self.metrics.vxlan_fdb_entries.set(len(state.fdb))
+        self.metrics.vxlan_route_count.set(len(state.routes))
+
+    def _report_rejected(self, rejected: Sequence[RejectedNode]) -> None:
+        self.metrics.hybrid_nodes_skipped.set(len(rejected))
+        current = {r.name: r.reason for r in rejected}
+        for node in rejected:
+            if self._reported.get(node.name) == node.reason:
+                continue
+            log.warning("skipping CiliumNode %s: %s", node.name, node.reason)
+            if self.events is not None:
+                self.events.emit(
+                    ObjectRef(
+                        api_version=f"{CILIUM_GROUP}/{CILIUM_VERSION}",
+                        kind="CiliumNode",
+                        name=node.name,
+                        uid=node.uid,
+                    ),
+                    INVALID_NODE_REASON,
+                    f"hybrid gateway skips this node: {node.reason}",
+                )
+        for name in set(self._reported) - set(current):
+            log.info("CiliumNode %s is no longer skipped", name)
+        self._reported = current
+
+
+def _programmed(tunnel: NodeTunnel, state: TunnelState) -> bool:
+    return (
+        state.neighbours.get(tunnel.node_ip) == tunnel.peer_mac
+        and all(state.routes.get(c) == tunnel.node_ip for c in tunnel.pod_cidrs)
+        and FdbEntry(mac=tunnel.peer_mac, dst=tunnel.node_ip) in state.fdb
+    )

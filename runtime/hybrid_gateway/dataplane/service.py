@@ -1,0 +1,162 @@
+"""The data-plane service every replica runs: device set-up, the reconcile loop, readiness.
+
+Loop shape (kube-router style): a full reconcile runs every `resync_period_s`; CiliumNode watch
+events only make the next one come sooner. After a failed pass the next full pass follows after
+a short, growing delay. State is kept on exit: the device and its entries stay so the kernel
+keeps forwarding while routes move to the other replica (SPEC §12).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kubernetes import client
+
+from hybrid_gateway.adapters.kube_events import EventRecorder
+from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
+from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink, NetlinkError
+from hybrid_gateway.core.dataplane import DataPlaneError
+from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.dataplane.collector import InterfaceStatsCollector
+from hybrid_gateway.dataplane.reconciler import ReconcileReport, TunnelReconciler
+from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
+
+log = logging.getLogger(__name__)
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+#: Coalesce a burst of watch events into one pass.
+EVENT_DEBOUNCE_S = 0.05
+
+
+def read_ip_forward() -> str:
+    return IP_FORWARD.read_text().strip()
+
+
+class DataPlane:
+    """VXLAN tunnels to every valid hybrid CiliumNode, in the current network namespace.
+
+    `netlink` and `ip_forward` exist for tests that drive the service inside a namespace they
+    created; the daemon leaves them unset.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_ip: str,
+        vpc_cidrs: Sequence[ipaddress.IPv4Network],
+        mtu: int,
+        resync_period_s: float,
+        api_client: client.ApiClient,
+        events: EventRecorder,
+        metrics: GatewayMetrics,
+        netlink: Netlink | None = None,
+        ip_forward: Callable[[], str] = read_ip_forward,
+        watch_timeout_s: int = 30,
+    ) -> None:
+        self._node_ip = ipaddress.IPv4Address(node_ip)
+        self._resync_period_s = resync_period_s
+        self._metrics = metrics
+        self._ip_forward = ip_forward
+        self._netlink = netlink
+        self._device = DeviceSpec(
+            name=VXLAN_DEVICE,
+            vni=VXLAN_VNI,
+            port=VXLAN_PORT,
+            local=self._node_ip,
+            mac=vxlan_device_mac(node_ip),
+            mtu=mtu,
+        )
+        self._vpc_cidrs = tuple(vpc_cidrs)
+        self._events = events
+        self._wake = threading.Event()
+        self.nodes = CiliumNodeCache(
+            api_client, on_change=self._wake.set, watch_timeout_s=watch_timeout_s
+        )
+        self._reconciler: TunnelReconciler | None = None
+        self._reconciled_once = False
+        self.last_report: ReconcileReport | None = None
+        self.passes = 0
+
+    @property
+    def device_mac(self) -> str:
+        return self._device.mac
+
+    def setup(self) -> None:
+        """Check `net.ipv4.ip_forward` (read only) and adopt or create the device."""
+        try:
+            forward = self._ip_forward()
+        except OSError as exc:
+            raise DataPlaneError(f"cannot read net.ipv4.ip_forward: {exc}") from exc
+        if forward != "1":
+            raise DataPlaneError(
+                f"net.ipv4.ip_forward is {forward!r}, must be '1': the gateway forwards between "
+                "the VPC and the VXLAN tunnels (set it on the node, e.g. sysctl "
+                "net.ipv4.ip_forward=1; the gateway does not change host settings)"
+            )
+        if self._netlink is None:
+            self._netlink = Netlink()
+        self._reconciler = TunnelReconciler(
+            netlink=self._netlink,
+            device=self._device,
+            vpc_cidrs=self._vpc_cidrs,
+            metrics=self._metrics,
+            events=self._events,
+        )
+        try:
+            self._reconciler.ensure_device()
+        except NetlinkError as exc:
+            raise DataPlaneError(f"cannot set up {self._device.name}: {exc}") from exc
+        except Exception as exc:  # pyroute2 raises its own NetlinkError types
+            raise DataPlaneError(f"cannot set up {self._device.name}: {exc}") from exc
+        self._metrics.registry.register(
+            InterfaceStatsCollector(
+                self._netlink, vxlan_device=self._device.name, node_ip=self._node_ip
+            )
+        )
+
+    def ready(self) -> bool:
+        """True once the first full reconcile succeeded, and only while the device exists."""
+        if not self._reconciled_once or self._netlink is None:
+            return False
+        try:
+            present = self._netlink.device_index(self._device.name) is not None
+        except Exception:
+            present = False
+        self._metrics.vxlan_interface_up.set(1 if present else 0)
+        return present
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch CiliumNodes and reconcile until `stop` is set. Call `setup` first."""
+        if self._reconciler is None:
+            raise DataPlaneError("DataPlane.run called before setup")
+        watcher = threading.Thread(
+            target=self.nodes.run, args=(stop,), name="ciliumnode-watch", daemon=True
+        )
+        watcher.start()
+        retry = Backoff(initial_s=0.5, maximum_s=min(30.0, self._resync_period_s))
+        while not stop.is_set():
+            if not self.nodes.synced:
+                self.nodes.wait_synced(0.2)
+                continue
+            self._wake.clear()
+            try:
+                started = time.monotonic()
+                self.last_report = self._reconciler.reconcile(self.nodes.snapshot())
+                self._reconciled_once = True
+                self.passes += 1
+                retry.reset()
+                log.debug("reconcile pass took %.3f s", time.monotonic() - started)
+                delay = self._resync_period_s
+            except Exception as exc:  # any failure: full resync again soon
+                self._metrics.reconcile_errors.inc()
+                delay = retry.next_delay()
+                log.warning("reconcile failed (%s); full resync in %.1f s", exc, delay)
+            if self._wake.wait(delay):
+                stop.wait(EVENT_DEBOUNCE_S)
+        watcher.join(timeout=1.0)

@@ -1,0 +1,233 @@
+"""Pure data-plane rules: CiliumNode objects -> desired tunnel state -> plan against the kernel."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybrid_gateway.core.dataplane import (
+    FdbEntry,
+    NodeTunnel,
+    TunnelState,
+    apply_plan,
+    desired_nodes,
+    desired_state,
+    diff,
+)
+from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
+
+V4 = ipaddress.IPv4Address
+NET = ipaddress.IPv4Network
+VPC = [NET("10.0.0.0/16")]
+
+
+def cilium_node(
+    name: str,
+    ip: str | None = "192.168.1.10",
+    cidrs: list[str] | None = None,
+    *,
+    hybrid: bool = True,
+    extra_addresses: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    labels = {"eks.amazonaws.com/compute-type": "hybrid"} if hybrid else {"other": "x"}
+    addresses = list(extra_addresses or [])
+    if ip is not None:
+        addresses.append({"type": "InternalIP", "ip": ip})
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNode",
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": labels},
+        "spec": {
+            "addresses": addresses,
+            "ipam": {"podCIDRs": ["10.200.1.0/24"] if cidrs is None else cidrs},
+        },
+    }
+
+
+# --- MAC derivation -------------------------------------------------------------------------------
+
+
+def spec_mac(ip: str) -> str:
+    """SPEC §3 written out independently: sha256 over ::ffff:a.b.c.d, 6 bytes, LAA unicast."""
+    mapped = b"\x00" * 10 + b"\xff\xff" + bytes(int(o) for o in ip.split("."))
+    raw = bytearray(hashlib.sha256(mapped).digest()[:6])
+    raw[0] = (raw[0] & 0xFE) | 0x02
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def test_device_mac_matches_the_spec_formula_for_several_ips() -> None:
+    for ip in ("10.0.1.1", "192.168.100.10", "172.31.255.254", "1.2.3.4"):
+        mac = vxlan_device_mac(ip)
+        assert mac == spec_mac(ip)
+        first = int(mac[:2], 16)
+        assert first & 0x01 == 0  # unicast
+        assert first & 0x02 == 2  # locally administered
+
+
+def test_device_mac_differs_per_node_and_is_stable() -> None:
+    assert vxlan_device_mac("10.0.1.1") == vxlan_device_mac("10.0.1.1")
+    assert vxlan_device_mac("10.0.1.1") != vxlan_device_mac("10.0.1.2")
+
+
+def test_peer_mac_is_02_00_and_the_node_octets() -> None:
+    assert hybrid_node_peer_mac("192.168.100.10") == "02:00:c0:a8:64:0a"
+
+
+# --- desired state --------------------------------------------------------------------------------
+
+
+def test_all_pod_cidrs_of_a_node_get_routes() -> None:
+    obj = cilium_node("a", "192.168.1.10", ["10.200.1.0/24", "10.201.0.0/25", "10.200.1.0/24"])
+    result = desired_nodes([obj], VPC)
+    assert result.rejected == ()
+    assert result.tunnels == (
+        NodeTunnel("a", V4("192.168.1.10"), (NET("10.200.1.0/24"), NET("10.201.0.0/25"))),
+    )
+    state = desired_state(result.tunnels)
+    assert dict(state.routes) == {
+        NET("10.200.1.0/24"): V4("192.168.1.10"),
+        NET("10.201.0.0/25"): V4("192.168.1.10"),
+    }
+    assert dict(state.neighbours) == {V4("192.168.1.10"): "02:00:c0:a8:01:0a"}
+    assert state.fdb == {FdbEntry("02:00:c0:a8:01:0a", V4("192.168.1.10"))}
+
+
+def test_non_hybrid_nodes_are_ignored_and_cilium_internal_ip_is_not_the_node_ip() -> None:
+    hybrid = cilium_node(
+        "h", "192.168.1.10", extra_addresses=[{"type": "CiliumInternalIP", "ip": "10.200.1.1"}]
+    )
+    ec2 = cilium_node("ec2", "10.0.5.5", ["10.201.0.0/24"], hybrid=False)
+    result = desired_nodes([ec2, hybrid], VPC)
+    assert [t.name for t in result.tunnels] == ["h"]
+    assert result.tunnels[0].node_ip == V4("192.168.1.10")
+
+
+def test_dual_stack_node_uses_its_ipv4_address_and_cidrs() -> None:
+    obj = cilium_node(
+        "d",
+        "192.168.1.10",
+        ["fd00:10::/64", "10.200.3.0/24"],
+        extra_addresses=[{"type": "InternalIP", "ip": "fd00::10"}],
+    )
+    result = desired_nodes([obj], VPC)
+    assert result.tunnels[0].node_ip == V4("192.168.1.10")
+    assert result.tunnels[0].pod_cidrs == (NET("10.200.3.0/24"),)
+
+
+def rejection(obj: dict[str, Any]) -> str:
+    result = desired_nodes([obj, cilium_node("good", "192.168.9.9", ["10.209.0.0/24"])], VPC)
+    assert [t.name for t in result.tunnels] == ["good"], "other nodes keep working"
+    assert len(result.rejected) == 1
+    assert result.rejected[0].uid == f"uid-{obj['metadata']['name']}"
+    return result.rejected[0].reason
+
+
+def test_bad_nodes_are_rejected_with_the_field_and_value() -> None:
+    assert "no InternalIP" in rejection(cilium_node("a", None))
+    v6 = rejection(cilium_node("b", "fd00::1"))
+    assert "only IPv6" in v6 and "fd00::1" in v6
+    assert "'not-an-ip'" in rejection(cilium_node("c", "not-an-ip"))
+    bad_cidr = rejection(cilium_node("d", cidrs=["10.200.1.0/33"]))
+    assert "spec.ipam.podCIDRs" in bad_cidr and "10.200.1.0/33" in bad_cidr
+    host_bits = rejection(cilium_node("e", cidrs=["10.200.1.5/24"]))
+    assert "10.200.1.5/24" in host_bits
+    overlap = rejection(cilium_node("f", cidrs=["10.0.8.0/24"]))
+    assert "overlaps the VPC CIDR 10.0.0.0/16" in overlap
+    assert "empty" in rejection(cilium_node("g", cidrs=[]))
+    assert "no IPv4 CIDR" in rejection(cilium_node("h", cidrs=["fd00::/64"]))
+    assert "unicast" in rejection(cilium_node("i", "0.0.0.0"))
+
+
+def test_a_pod_cidr_claimed_twice_goes_to_the_first_node_by_name() -> None:
+    a = cilium_node("a", "192.168.1.1", ["10.200.1.0/24"])
+    b = cilium_node("b", "192.168.1.2", ["10.200.1.0/24"])
+    result = desired_nodes([b, a], VPC)
+    assert [t.name for t in result.tunnels] == ["a"]
+    assert result.rejected[0].name == "b"
+    assert "already used by CiliumNode 'a'" in result.rejected[0].reason
+
+
+# --- diff -----------------------------------------------------------------------------------------
+
+
+def tunnel(name: str, ip: str, *cidrs: str) -> NodeTunnel:
+    return NodeTunnel(name, V4(ip), tuple(NET(c) for c in cidrs))
+
+
+def test_diff_from_empty_adds_everything_in_order_groups() -> None:
+    target = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24", "10.200.2.0/24")])
+    plan = diff(target, TunnelState())
+    assert len(plan.add_fdb) == 1 and len(plan.set_neighbours) == 1 and len(plan.set_routes) == 2
+    assert plan.removals == 0
+    assert diff(target, target).empty
+
+
+def test_ip_change_replaces_routes_and_removes_the_old_peer() -> None:
+    before = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
+    after = desired_state([tunnel("a", "192.168.1.2", "10.200.1.0/24")])
+    plan = diff(after, before)
+    assert plan.set_routes == ((NET("10.200.1.0/24"), V4("192.168.1.2")),)
+    assert plan.del_routes == ()  # replaced in place, no gap
+    assert plan.del_neighbours == ((V4("192.168.1.1"), "02:00:c0:a8:01:01"),)
+    assert plan.del_fdb == (FdbEntry("02:00:c0:a8:01:01", V4("192.168.1.1")),)
+    assert apply_plan(before, plan) == after
+
+
+def test_pod_cidr_removal_deletes_only_that_route() -> None:
+    before = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24", "10.200.2.0/24")])
+    after = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
+    plan = diff(after, before)
+    assert plan.del_routes == ((NET("10.200.2.0/24"), V4("192.168.1.1")),)
+    assert plan.additions == 0 and plan.removals == 1
+
+
+def test_a_wrong_neighbour_mac_is_replaced() -> None:
+    target = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
+    drifted = TunnelState(
+        fdb=target.fdb,
+        neighbours={V4("192.168.1.1"): "02:00:00:00:00:01"},
+        routes=dict(target.routes),
+    )
+    plan = diff(target, drifted)
+    assert plan.set_neighbours == ((V4("192.168.1.1"), "02:00:c0:a8:01:01"),)
+    assert plan.del_neighbours == ()
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+ips = st.integers(min_value=0x0A000001, max_value=0x0A0000FF).map(V4)
+macs = st.sampled_from(["02:00:0a:00:00:01", "02:00:0a:00:00:02", "02:00:0a:00:00:03"])
+nets = st.integers(min_value=0, max_value=63).map(lambda i: NET((0x0AC80000 + (i << 8), 24)))
+states = st.builds(
+    TunnelState,
+    fdb=st.frozensets(st.builds(FdbEntry, mac=macs, dst=ips), max_size=8),
+    neighbours=st.dictionaries(ips, macs, max_size=8),
+    routes=st.dictionaries(nets, ips, max_size=8),
+)
+
+
+@settings(max_examples=300)
+@given(desired=states, observed=states)
+def test_applying_the_diff_yields_the_desired_state(
+    desired: TunnelState, observed: TunnelState
+) -> None:
+    plan = diff(desired, observed)
+    assert apply_plan(observed, plan) == desired
+    assert diff(desired, apply_plan(observed, plan)).empty
+
+
+@settings(max_examples=200)
+@given(desired=states, observed=states)
+def test_a_plan_never_touches_entries_that_are_already_right(
+    desired: TunnelState, observed: TunnelState
+) -> None:
+    plan = diff(desired, observed)
+    assert not set(plan.add_fdb) & observed.fdb
+    assert not set(plan.del_fdb) & desired.fdb
+    assert all(observed.routes.get(n) != gw for n, gw in plan.set_routes)
+    assert all(n not in desired.routes for n, _ in plan.del_routes)
+    assert all(observed.neighbours.get(ip) != m for ip, m in plan.set_neighbours)
