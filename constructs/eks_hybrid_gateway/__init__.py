@@ -1,1 +1,36 @@
 """AWS CDK constructs for the Amazon EKS Hybrid Nodes gateway."""
+
+from eks_hybrid_gateway.auto_mode import AutoModeCapacityChart
+from eks_hybrid_gateway.chart import (
+    CapacityType,
+    GatewayResources,
+    HybridGatewayChart,
+    LeaderElectionTimings,
+    MetricsExposure,
+)
+from eks_hybrid_gateway.cilium import (
+    VPC_CNI_EXCLUDE_SNAT_ENV,
+    cilium_helm_values,
+    vpc_cni_addon_configuration,
+    vpc_cni_snat_exclusion,
+)
+from eks_hybrid_gateway.gateway import DEFAULT_INSTANCE_TYPE, HybridNodesGateway
+from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.validation import HybridGatewayConfigError
+
+__all__ = [
+    "DEFAULT_INSTANCE_TYPE",
+    "VPC_CNI_EXCLUDE_SNAT_ENV",
+    "AutoModeCapacityChart",
+    "CapacityType",
+    "GatewayImage",
+    "GatewayResources",
+    "HybridGatewayChart",
+    "HybridGatewayConfigError",
+    "HybridNodesGateway",
+    "LeaderElectionTimings",
+    "MetricsExposure",
+    "cilium_helm_values",
+    "vpc_cni_addon_configuration",
+    "vpc_cni_snat_exclusion",
+]

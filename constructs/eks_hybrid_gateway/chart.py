@@ -1,0 +1,502 @@
+"""The gateway's Kubernetes objects as a cdk8s chart, usable with or without the CDK construct.
+
+Every name the runtime depends on (labels, taint, env names, ports, Lease name) comes from
+`hybrid_gateway_contract`, so the Deployment and the daemon cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cdk8s
+import constructs
+
+import hybrid_gateway_contract as contract
+from eks_hybrid_gateway.validation import (
+    HybridGatewayConfigError,
+    validate_dns_label,
+    validate_positive,
+    validate_replicas,
+    validate_route_table_ids,
+)
+from hybrid_gateway_contract import Env
+
+JsonDict = dict[str, Any]
+
+#: Label put on every object of the chart; also the pods' selector.
+NAME_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+METRICS_PORT_NAME = "metrics"
+HEALTH_PORT_NAME = "health"
+
+
+class CapacityType(enum.Enum):
+    """Where the gateway pods run; decides how a rolling update may replace them."""
+
+    #: Dedicated managed node group with exactly as many nodes as replicas: a surge pod could
+    #: never schedule (required host anti-affinity), so one old pod goes first.
+    MANAGED_NODE_GROUP = "managed-node-group"
+    #: EKS Auto Mode NodePool: a surge pod gets a fresh node, so no replica goes down first.
+    AUTO_MODE = "auto-mode"
+
+
+class MetricsExposure(enum.Enum):
+    """How Prometheus finds the metrics endpoint (the port is always open on the host)."""
+
+    NONE = "none"
+    #: A headless `Service` selecting the gateway pods, port `metrics`.
+    SERVICE = "service"
+    #: A Prometheus Operator `PodMonitor` (needs the monitoring.coreos.com CRDs).
+    POD_MONITOR = "pod-monitor"
+    #: Both of the above.
+    SERVICE_AND_POD_MONITOR = "service-and-pod-monitor"
+
+
+@dataclass(frozen=True)
+class GatewayResources:
+    """Container requests and limits. Defaults suit up to a few hundred hybrid nodes."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "128Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "256Mi"
+
+    def to_json(self) -> JsonDict:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True)
+class LeaderElectionTimings:
+    """Lease timings in seconds; unset values keep the runtime's defaults (3 s / 2 s / 1 s)."""
+
+    lease_duration_s: float | None = None
+    renew_deadline_s: float | None = None
+    retry_period_s: float | None = None
+
+    def validate(self) -> None:
+        duration = self.lease_duration_s or contract.DEFAULT_LEASE_DURATION_S
+        renew = self.renew_deadline_s or contract.DEFAULT_RENEW_DEADLINE_S
+        retry = self.retry_period_s or contract.DEFAULT_RETRY_PERIOD_S
+        for prop, value in (
+            ("leader_election.lease_duration_s", self.lease_duration_s),
+            ("leader_election.renew_deadline_s", self.renew_deadline_s),
+            ("leader_election.retry_period_s", self.retry_period_s),
+        ):
+            if value is not None:
+                validate_positive(prop, value)
+        if not retry < renew < duration:
+            raise HybridGatewayConfigError(
+                "leader_election: need retry_period_s < renew_deadline_s < lease_duration_s, got "
+                f"retry_period_s={retry}, renew_deadline_s={renew}, lease_duration_s={duration}"
+            )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _api_object(
+    scope: constructs.Construct,
+    id: str,
+    *,
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    body: JsonDict,
+) -> cdk8s.ApiObject:
+    """A Kubernetes object whose top-level fields besides metadata come from `body`."""
+    obj = cdk8s.ApiObject(
+        scope,
+        id,
+        api_version=api_version,
+        kind=kind,
+        metadata=cdk8s.ApiObjectMetadata(name=name, namespace=namespace, labels=dict(labels)),
+    )
+    for key, value in body.items():
+        obj.add_json_patch(cdk8s.JsonPatch.add(f"/{key}", value))
+    return obj
+
+
+class HybridGatewayChart(cdk8s.Chart):
+    """Namespace, RBAC, Deployment, PodDisruptionBudget and optional metrics objects.
+
+    Values may be CDK tokens when the chart is applied through the construct (they resolve at
+    deploy time); standalone use (`python -m eks_hybrid_gateway.manifests`) needs literals.
+    """
+
+    def __init__(
+        self,
+        scope: constructs.Construct,
+        id: str,
+        *,
+        image: str,
+        vpc_cidrs: Sequence[str],
+        pod_cidrs: Sequence[str],
+        route_table_ids: Sequence[str],
+        namespace: str = contract.DEFAULT_NAMESPACE,
+        create_namespace: bool = True,
+        service_account_name: str = contract.DEFAULT_SERVICE_ACCOUNT,
+        lease_name: str = contract.DEFAULT_LEASE_NAME,
+        replicas: int = 2,
+        capacity_type: CapacityType = CapacityType.MANAGED_NODE_GROUP,
+        resources: GatewayResources | None = None,
+        metrics: MetricsExposure = MetricsExposure.NONE,
+        leader_election: LeaderElectionTimings | None = None,
+        vxlan_mtu: int | None = None,
+        aws_region: str | None = None,
+        priority_class_name: str | None = "system-cluster-critical",
+        image_pull_policy: str = "IfNotPresent",
+        debug: bool = False,
+    ) -> None:
+        super().__init__(scope, id, disable_resource_name_hashes=True)
+        validate_replicas("replicas", replicas)
+        validate_dns_label("namespace", namespace)
+        validate_dns_label("lease_name", lease_name, subdomain=True)
+        validate_dns_label("service_account_name", service_account_name, subdomain=True)
+        if not vpc_cidrs:
+            raise HybridGatewayConfigError("vpc_cidrs: at least one VPC CIDR is required, got []")
+        if not pod_cidrs:
+            raise HybridGatewayConfigError(
+                "pod_cidrs: at least one remote pod network is required, got []"
+            )
+        if not route_table_ids:
+            raise HybridGatewayConfigError(
+                "route_table_ids: at least one route table ID is required, got []"
+            )
+        if vxlan_mtu is not None and not 576 <= vxlan_mtu <= 9001 - contract.VXLAN_OVERHEAD_BYTES:
+            raise HybridGatewayConfigError(
+                f"vxlan_mtu: {vxlan_mtu} is outside 576..{9001 - contract.VXLAN_OVERHEAD_BYTES}"
+            )
+        validate_route_table_ids("route_table_ids", route_table_ids)
+        timings = leader_election or LeaderElectionTimings()
+        timings.validate()
+
+        self.namespace_name = namespace
+        self.service_account_name = service_account_name
+        self.lease_name = lease_name
+        self.selector_labels: dict[str, str] = {NAME_LABEL: contract.APP_NAME}
+        labels = {**self.selector_labels, MANAGED_BY_LABEL: "cdk8s"}
+
+        if create_namespace:
+            # hostNetwork and NET_ADMIN are outside the "baseline" Pod Security Standard: say so
+            # explicitly so clusters enforcing a stricter default still admit the gateway.
+            _api_object(
+                self,
+                "Namespace",
+                api_version="v1",
+                kind="Namespace",
+                name=namespace,
+                namespace=None,
+                labels={**labels, "pod-security.kubernetes.io/enforce": "privileged"},
+                body={},
+            )
+
+        _api_object(
+            self,
+            "ServiceAccount",
+            api_version="v1",
+            kind="ServiceAccount",
+            name=service_account_name,
+            namespace=namespace,
+            labels=labels,
+            body={"automountServiceAccountToken": True},
+        )
+        self._add_rbac(labels)
+
+        env: list[JsonDict] = [
+            {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+            {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": Env.POD_NAMESPACE,
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+            {"name": Env.NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": Env.VPC_CIDR, "value": ",".join(vpc_cidrs)},
+            {"name": Env.POD_CIDRS, "value": ",".join(pod_cidrs)},
+            {"name": Env.ROUTE_TABLE_IDS, "value": ",".join(route_table_ids)},
+            {"name": Env.LEADER_ELECTION_ID, "value": lease_name},
+        ]
+        if aws_region is not None:
+            env.append({"name": Env.AWS_REGION, "value": aws_region})
+        for env_name, seconds in (
+            (Env.LEASE_DURATION, timings.lease_duration_s),
+            (Env.RENEW_DEADLINE, timings.renew_deadline_s),
+            (Env.RETRY_PERIOD, timings.retry_period_s),
+        ):
+            if seconds is not None:
+                env.append({"name": env_name, "value": _seconds(seconds)})
+        if vxlan_mtu is not None:
+            env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
+        if debug:
+            env.append({"name": Env.DEBUG, "value": "true"})
+
+        if capacity_type is CapacityType.MANAGED_NODE_GROUP:
+            rolling_update = {"maxSurge": 0, "maxUnavailable": 1}
+        else:
+            rolling_update = {"maxSurge": 1, "maxUnavailable": 0}
+
+        container: JsonDict = {
+            "name": contract.CONTAINER_NAME,
+            "image": image,
+            "imagePullPolicy": image_pull_policy,
+            # The console script of the runtime distribution (see runtime/pyproject.toml).
+            "command": ["hybrid-gateway", "run"],
+            "env": env,
+            "ports": [
+                {
+                    "name": HEALTH_PORT_NAME,
+                    "containerPort": contract.HEALTH_PORT,
+                    "protocol": "TCP",
+                },
+                {
+                    "name": METRICS_PORT_NAME,
+                    "containerPort": contract.METRICS_PORT,
+                    "protocol": "TCP",
+                },
+            ],
+            "livenessProbe": {
+                "httpGet": {"path": contract.HEALTHZ_PATH, "port": HEALTH_PORT_NAME},
+                "initialDelaySeconds": 5,
+                "periodSeconds": 10,
+                "timeoutSeconds": 2,
+                "failureThreshold": 3,
+            },
+            "readinessProbe": {
+                "httpGet": {"path": contract.READYZ_PATH, "port": HEALTH_PORT_NAME},
+                "periodSeconds": 2,
+                "timeoutSeconds": 2,
+                "failureThreshold": 2,
+            },
+            "resources": (resources or GatewayResources()).to_json(),
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "privileged": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+            },
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }
+        pod_spec: JsonDict = {
+            "serviceAccountName": service_account_name,
+            "automountServiceAccountToken": True,
+            "hostNetwork": True,
+            "dnsPolicy": "ClusterFirstWithHostNet",
+            "terminationGracePeriodSeconds": 30,
+            "nodeSelector": {contract.GATEWAY_NODE_LABEL_KEY: contract.GATEWAY_NODE_LABEL_VALUE},
+            "tolerations": [
+                {
+                    "key": contract.GATEWAY_NODE_TAINT_KEY,
+                    "operator": "Equal",
+                    "value": contract.GATEWAY_NODE_TAINT_VALUE,
+                    "effect": contract.GATEWAY_NODE_TAINT_EFFECT,
+                }
+            ],
+            "affinity": {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "labelSelector": {"matchLabels": self.selector_labels},
+                            "topologyKey": "kubernetes.io/hostname",
+                        }
+                    ],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "podAffinityTerm": {
+                                "labelSelector": {"matchLabels": self.selector_labels},
+                                "topologyKey": "topology.kubernetes.io/zone",
+                            },
+                        }
+                    ],
+                }
+            },
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
+        }
+        if priority_class_name:
+            pod_spec["priorityClassName"] = priority_class_name
+
+        self.deployment = _api_object(
+            self,
+            "Deployment",
+            api_version="apps/v1",
+            kind="Deployment",
+            name=contract.APP_NAME,
+            namespace=namespace,
+            labels=labels,
+            body={
+                "spec": {
+                    "replicas": replicas,
+                    "revisionHistoryLimit": 5,
+                    "selector": {"matchLabels": self.selector_labels},
+                    "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update},
+                    "template": {
+                        "metadata": {
+                            "labels": {**self.selector_labels, COMPONENT_LABEL: "gateway"}
+                        },
+                        "spec": pod_spec,
+                    },
+                }
+            },
+        )
+        _api_object(
+            self,
+            "PodDisruptionBudget",
+            api_version="policy/v1",
+            kind="PodDisruptionBudget",
+            name=contract.APP_NAME,
+            namespace=namespace,
+            labels=labels,
+            body={"spec": {"minAvailable": 1, "selector": {"matchLabels": self.selector_labels}}},
+        )
+        self._add_metrics(metrics, labels)
+
+    def _add_rbac(self, labels: Mapping[str, str]) -> None:
+        subject = {
+            "kind": "ServiceAccount",
+            "name": self.service_account_name,
+            "namespace": self.namespace_name,
+        }
+        # `create` cannot be limited by resourceNames (the name is not known at authorization
+        # time); every other Lease verb is limited to the one Lease. Releasing is an update.
+        _api_object(
+            self,
+            "LeaseRole",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="Role",
+            name=f"{contract.APP_NAME}-leader-election",
+            namespace=self.namespace_name,
+            labels=labels,
+            body={
+                "rules": [
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "resourceNames": [self.lease_name],
+                        "verbs": ["get", "patch", "update"],
+                    },
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["create"],
+                    },
+                ]
+            },
+        )
+        _api_object(
+            self,
+            "LeaseRoleBinding",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="RoleBinding",
+            name=f"{contract.APP_NAME}-leader-election",
+            namespace=self.namespace_name,
+            labels=labels,
+            body={
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": f"{contract.APP_NAME}-leader-election",
+                },
+                "subjects": [subject],
+            },
+        )
+        _api_object(
+            self,
+            "ClusterRole",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="ClusterRole",
+            name=contract.APP_NAME,
+            namespace=None,
+            labels=labels,
+            body={
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["events"],
+                        "verbs": ["create", "patch"],
+                    },
+                    {
+                        "apiGroups": [contract.CILIUM_GROUP],
+                        "resources": [contract.CILIUM_NODES_PLURAL],
+                        "verbs": ["get", "list", "watch"],
+                    },
+                    {
+                        "apiGroups": [contract.CILIUM_GROUP],
+                        "resources": [contract.VTEP_CONFIGS_PLURAL],
+                        "verbs": ["create", "get", "list", "patch", "update", "watch"],
+                    },
+                ]
+            },
+        )
+        _api_object(
+            self,
+            "ClusterRoleBinding",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="ClusterRoleBinding",
+            name=contract.APP_NAME,
+            namespace=None,
+            labels=labels,
+            body={
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": contract.APP_NAME,
+                },
+                "subjects": [subject],
+            },
+        )
+
+    def _add_metrics(self, metrics: MetricsExposure, labels: Mapping[str, str]) -> None:
+        if metrics in (MetricsExposure.SERVICE, MetricsExposure.SERVICE_AND_POD_MONITOR):
+            _api_object(
+                self,
+                "MetricsService",
+                api_version="v1",
+                kind="Service",
+                name=f"{contract.APP_NAME}-metrics",
+                namespace=self.namespace_name,
+                labels=labels,
+                body={
+                    "spec": {
+                        "clusterIP": "None",
+                        "selector": self.selector_labels,
+                        "ports": [
+                            {
+                                "name": METRICS_PORT_NAME,
+                                "port": contract.METRICS_PORT,
+                                "targetPort": METRICS_PORT_NAME,
+                                "protocol": "TCP",
+                            }
+                        ],
+                    }
+                },
+            )
+        if metrics in (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR):
+            _api_object(
+                self,
+                "PodMonitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="PodMonitor",
+                name=contract.APP_NAME,
+                namespace=self.namespace_name,
+                labels=labels,
+                body={
+                    "spec": {
+                        "selector": {"matchLabels": self.selector_labels},
+                        "podMetricsEndpoints": [
+                            {"port": METRICS_PORT_NAME, "path": contract.METRICS_PATH}
+                        ],
+                    }
+                },
+            )

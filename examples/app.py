@@ -1,0 +1,60 @@
+"""The reference CDK app (`cdk.json`): both example stacks, configured from cdk.json context.
+
+`cdk synth` works offline: account, region and availability zones are fixed in the context.
+The gateway image is built from `runtime/Dockerfile` at deploy time, unless the context value
+`eks-hybrid-gateway:image` names a prebuilt image (`cdk synth -c eks-hybrid-gateway:image=URI`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+
+from eks_hybrid_gateway import GatewayImage
+from examples.existing_cluster import ExistingClusterGatewayStack
+from examples.new_cluster import NewClusterWithGatewayStack
+
+CONFIG_KEY = "eks-hybrid-gateway:reference"
+IMAGE_KEY = "eks-hybrid-gateway:image"
+
+
+def build(app: cdk.App) -> tuple[NewClusterWithGatewayStack, ExistingClusterGatewayStack]:
+    """Add the two reference stacks to `app`."""
+    config: dict[str, Any] = app.node.get_context(CONFIG_KEY)
+    image_uri = app.node.try_get_context(IMAGE_KEY)
+    image = GatewayImage.from_registry(image_uri) if image_uri else GatewayImage.from_asset()
+    env = cdk.Environment(account=config["account"], region=config["region"])
+    new = NewClusterWithGatewayStack(
+        app,
+        "HybridGatewayNewCluster",
+        env=env,
+        vpc_cidr=config["vpcCidr"],
+        remote_node_networks=config["remoteNodeNetworks"],
+        remote_pod_networks=config["remotePodNetworks"],
+        image=image,
+    )
+    existing_config: dict[str, Any] = config["existingCluster"]
+    existing = ExistingClusterGatewayStack(
+        app,
+        "HybridGatewayExistingCluster",
+        env=env,
+        cluster_name=existing_config["clusterName"],
+        kubectl_role_arn=existing_config["kubectlRoleArn"],
+        cluster_security_group_id=existing_config["clusterSecurityGroupId"],
+        vpc_id=existing_config["vpcId"],
+        vpc_cidr=existing_config["vpcCidr"],
+        availability_zones=existing_config["availabilityZones"],
+        private_subnet_ids=existing_config["privateSubnetIds"],
+        private_route_table_ids=existing_config["privateRouteTableIds"],
+        remote_node_networks=config["remoteNodeNetworks"],
+        remote_pod_networks=config["remotePodNetworks"],
+        image=image,
+    )
+    return new, existing
+
+
+if __name__ == "__main__":
+    cdk_app = cdk.App()
+    build(cdk_app)
+    cdk_app.synth()

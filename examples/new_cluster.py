@@ -1,0 +1,60 @@
+"""A new EKS cluster (aws_eks_v2) with hybrid nodes enabled and the gateway in front of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aws_cdk as cdk
+import constructs
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+
+from eks_hybrid_gateway import GatewayImage, HybridNodesGateway, MetricsExposure
+
+
+class NewClusterWithGatewayStack(cdk.Stack):
+    """VPC, cluster with `remoteNetworkConfig`, and a `HybridNodesGateway`."""
+
+    def __init__(
+        self,
+        scope: constructs.Construct,
+        id: str,
+        *,
+        vpc_cidr: str,
+        remote_node_networks: Sequence[str],
+        remote_pod_networks: Sequence[str],
+        image: GatewayImage | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
+            max_azs=2,
+            nat_gateways=1,
+            flow_logs={"all": ec2.FlowLogOptions()},
+        )
+        cluster = eks.Cluster(
+            self,
+            "Cluster",
+            version=eks.KubernetesVersion.V1_33,
+            vpc=vpc,
+            # The gateway's manifests are applied through kubectl.
+            kubectl_provider_options=eks.KubectlProviderOptions(
+                kubectl_layer=KubectlV33Layer(self, "KubectlLayer")
+            ),
+            remote_node_networks=[eks.RemoteNodeNetwork(cidrs=list(remote_node_networks))],
+            remote_pod_networks=[eks.RemotePodNetwork(cidrs=list(remote_pod_networks))],
+        )
+        self.gateway = HybridNodesGateway(
+            self,
+            "HybridGateway",
+            cluster=cluster,
+            vpc=vpc,
+            remote_node_networks=remote_node_networks,
+            remote_pod_networks=remote_pod_networks,
+            image=image,
+            metrics=MetricsExposure.SERVICE,
+        )
