@@ -1,0 +1,345 @@
+"""The reconciler against real kernel VXLAN tunnels in network namespaces created per test."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
+from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState
+from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
+from hybrid_gateway.dataplane.reconciler import TunnelReconciler
+from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_testkit.netns import Netns
+from hybrid_gateway_testkit.tunnel_world import (
+    GATEWAY_IP,
+    HYBRID_IP,
+    HYBRID_POD_CIDR,
+    HYBRID_POD_IP,
+    VPC_CIDR,
+    VPC_HOST_IP,
+    World,
+    cilium_node,
+)
+
+pytestmark = pytest.mark.netns
+DEV = "hybrid_vxlan0"
+SPEC = DeviceSpec(
+    name=DEV,
+    vni=2,
+    port=8472,
+    local=ipaddress.IPv4Address(GATEWAY_IP),
+    mac=vxlan_device_mac(GATEWAY_IP),
+    mtu=1450,
+)
+
+
+@pytest.fixture
+def netlink(world: World) -> Iterator[Netlink]:
+    with Netlink(world.gw.name) as nl:
+        yield nl
+
+
+def reconciler(nl: Netlink, metrics: GatewayMetrics | None = None) -> TunnelReconciler:
+    return TunnelReconciler(
+        netlink=nl,
+        device=SPEC,
+        vpc_cidrs=[ipaddress.IPv4Network(VPC_CIDR)],
+        metrics=metrics or GatewayMetrics(),
+        events=None,
+    )
+
+
+def ping(ns: Netns, dst: str, *args: str, count: int = 3) -> tuple[bool, str]:
+    proc = subprocess.run(
+        ns.exec_argv(["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", *args, dst]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def kernel_entries(ns: Netns) -> set[str]:
+    """Everything on the gateway's device as iproute2 sees it (an oracle independent of ours)."""
+    entries: set[str] = set()
+    for route in json.loads(ns.ip("-4", "-j", "route", "show", "table", "all", "dev", DEV) or "[]"):
+        entries.add(
+            f"route {route['dst']} via {route.get('gateway')} proto {route.get('protocol')} "
+            f"table {route.get('table', 'main')} metric {route.get('metric', 0)}"
+        )
+    for neigh in json.loads(ns.ip("-4", "-j", "neigh", "show", "dev", DEV) or "[]"):
+        entries.add(f"neigh {neigh['dst']} {neigh.get('lladdr')} {','.join(neigh['state'])}")
+    fdb = ns.exec("bridge", "-j", "fdb", "show", "dev", DEV)
+    for entry in json.loads(fdb or "[]"):
+        entries.add(f"fdb {entry['mac']} dst {entry.get('dst')} {entry.get('state', '')}")
+    return entries
+
+
+def expected_entries(nodes: dict[str, tuple[str, list[str]]]) -> set[str]:
+    entries: set[str] = set()
+    for ip, cidrs in nodes.values():
+        mac = hybrid_node_peer_mac(ip)
+        entries.add(f"fdb {mac} dst {ip} permanent")
+        entries.add(f"neigh {ip} {mac} PERMANENT")
+        entries |= {f"route {c} via {ip} proto static table main metric 0" for c in cidrs}
+    return entries
+
+
+def objects(nodes: dict[str, tuple[str, list[str]]]) -> list[dict[str, Any]]:
+    return [cilium_node(name, ip, cidrs) for name, (ip, cidrs) in nodes.items()]
+
+
+FAKE_NODES = {
+    "hyb": (HYBRID_IP, [HYBRID_POD_CIDR]),
+    "fake-11": ("192.168.100.11", ["10.200.11.0/24"]),
+    "fake-12": ("192.168.100.12", ["10.200.12.0/24", "10.212.0.0/20"]),
+    "fake-13": ("192.168.100.13", ["10.200.13.0/24", "10.213.0.0/24"]),
+}
+
+
+def test_vpc_host_reaches_the_hybrid_pod_through_the_gateway(
+    world: World, netlink: Netlink
+) -> None:
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    reached, _ = ping(world.vpc, HYBRID_POD_IP, count=1)
+    assert not reached, "without tunnel entries the pod must be unreachable"
+
+    report = rec.reconcile(objects({"hyb": FAKE_NODES["hyb"]}))
+    assert [t.name for t in report.tunnels] == ["hyb"]
+
+    reached, out = ping(world.vpc, HYBRID_POD_IP)
+    assert reached, out
+    reached, out = ping(world.hyb, VPC_HOST_IP, "-I", HYBRID_POD_IP)
+    assert reached, out
+    link = json.loads(world.gw.ip("-j", "-d", "link", "show", DEV))[0]
+    info = link["linkinfo"]["info_data"]
+    assert (info["id"], info["port"], info["local"], info["learning"]) == (
+        2,
+        8472,
+        GATEWAY_IP,
+        False,
+    )
+    assert link["address"] == vxlan_device_mac(GATEWAY_IP) and link["mtu"] == 1450
+    v4 = json.loads(world.gw.ip("-j", "-4", "addr", "show", "dev", DEV) or "[]")
+    assert not [a for link in v4 for a in link.get("addr_info", [])]
+
+
+def test_1400_byte_pings_with_df_set_cross_the_tunnel_both_ways(
+    world: World, netlink: Netlink
+) -> None:
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    rec.reconcile(objects({"hyb": FAKE_NODES["hyb"]}))
+    reached, out = ping(world.vpc, HYBRID_POD_IP, "-M", "do", "-s", "1400")
+    assert reached, out
+    reached, out = ping(world.hyb, VPC_HOST_IP, "-M", "do", "-s", "1400", "-I", HYBRID_POD_IP)
+    assert reached, out
+    # and the limit is real: a packet larger than the device MTU is refused, not fragmented
+    too_big, _ = ping(world.vpc, HYBRID_POD_IP, "-M", "do", "-s", "1460", count=1)
+    assert not too_big
+
+
+def test_node_deletion_removes_exactly_its_entries(world: World, netlink: Netlink) -> None:
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    rec.reconcile(objects(FAKE_NODES))
+    before = kernel_entries(world.gw)
+    assert before == expected_entries(FAKE_NODES)
+
+    remaining = {k: v for k, v in FAKE_NODES.items() if k != "fake-12"}
+    report = rec.reconcile(objects(remaining))
+    after = kernel_entries(world.gw)
+    assert before - after == expected_entries({"fake-12": FAKE_NODES["fake-12"]})
+    assert after == expected_entries(remaining)
+    assert report.plan.removals == 4 and report.plan.additions == 0
+    reached, out = ping(world.vpc, HYBRID_POD_IP)
+    assert reached, out
+
+
+def test_ip_change_and_pod_cidr_change_leave_no_stale_entries(
+    world: World, netlink: Netlink
+) -> None:
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    rec.reconcile(objects(FAKE_NODES))
+    changed = dict(FAKE_NODES)
+    changed["fake-11"] = ("192.168.100.21", ["10.200.11.0/24"])  # new node IP
+    changed["fake-13"] = ("192.168.100.13", ["10.200.33.0/24"])  # pod CIDRs replaced
+    rec.reconcile(objects(changed))
+    assert kernel_entries(world.gw) == expected_entries(changed)
+    assert netlink.dump(rec.netlink.device_index(DEV) or 0) == rec_state(changed)
+
+
+def rec_state(nodes: dict[str, tuple[str, list[str]]]) -> TunnelState:
+    from hybrid_gateway.core.dataplane import desired_nodes, desired_state
+
+    return desired_state(desired_nodes(objects(nodes), [ipaddress.IPv4Network(VPC_CIDR)]).tunnels)
+
+
+def test_restart_adopts_the_device_and_loses_no_pings(world: World) -> None:
+    with Netlink(world.gw.name) as first:
+        rec = reconciler(first)
+        created = rec.ensure_device()
+        rec.reconcile(objects(FAKE_NODES))
+    assert created.action == "created"
+
+    pinger = subprocess.Popen(
+        world.vpc.exec_argv(
+            ["ping", "-n", "-q", "-c", "150", "-i", "0.02", "-W", "1", HYBRID_POD_IP]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with Netlink(world.gw.name) as second:
+            rec = reconciler(second)
+            adopted = rec.ensure_device()
+            report = rec.reconcile(objects(FAKE_NODES))
+        out, _ = pinger.communicate(timeout=30)
+    finally:
+        pinger.kill()
+    assert adopted.action == "adopted" and adopted.ifindex == created.ifindex
+    assert report.plan.empty
+    assert re.search(r"150 packets transmitted, 150 received", out), out
+
+
+def test_entries_of_other_devices_tables_and_protocols_are_untouched(
+    world: World, netlink: Netlink
+) -> None:
+    gw = world.gw
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    gw.ip("link", "add", "other_vx0", "type", "vxlan", "id", "9", "dstport", "4789",
+          "local", GATEWAY_IP, "nolearning")  # fmt: skip
+    gw.ip("link", "set", "other_vx0", "up")
+    gw.exec("bridge", "fdb", "append", "02:00:c0:a8:64:0b", "dev", "other_vx0",
+            "dst", "192.168.100.11", "self", "permanent")  # fmt: skip
+    gw.ip("neigh", "replace", "192.168.100.11", "lladdr", "02:00:c0:a8:64:0b", "dev", "other_vx0",
+          "nud", "permanent")  # fmt: skip
+    gw.ip("route", "add", "10.250.0.0/24", "via", "192.168.100.11", "dev", "other_vx0",
+          "onlink", "proto", "static")  # fmt: skip
+    # foreign entries on OUR device: other protocol, other table, other metric
+    gw.ip("route", "add", "10.251.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
+          "proto", "boot")  # fmt: skip
+    gw.ip("route", "add", "10.252.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
+          "proto", "static", "table", "100")  # fmt: skip
+    gw.ip("route", "add", "10.253.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
+          "proto", "static", "metric", "50")  # fmt: skip
+
+    def foreign() -> tuple[str, str, str, str]:
+        return (
+            gw.ip("route", "show", "table", "all"),
+            gw.ip("neigh", "show", "dev", "other_vx0"),
+            gw.exec("bridge", "fdb", "show", "dev", "other_vx0"),
+            gw.ip("route", "show", "table", "100"),
+        )
+
+    snapshot = kernel_entries(gw)
+    rec.reconcile(objects(FAKE_NODES))
+    rec.reconcile(objects({"hyb": ("192.168.100.30", ["10.200.30.0/24"])}))
+    rec.reconcile([])
+    assert kernel_entries(gw) == snapshot
+    routes, neigh, fdb, table100 = foreign()
+    for route in ("10.250.0.0/24", "10.251.0.0/24", "10.253.0.0/24"):
+        assert route in routes
+    assert "10.252.0.0/24" in table100
+    assert "192.168.100.11" in neigh and "02:00:c0:a8:64:0b" in fdb
+
+
+def test_an_entry_the_kernel_refuses_is_reported_and_the_rest_applied(
+    world: World, netlink: Netlink
+) -> None:
+    metrics = GatewayMetrics()
+    rec = reconciler(netlink, metrics)
+    rec.ensure_device()
+    nodes = {f"n{i:03d}": (f"192.168.{101 + i // 200}.{1 + i % 200}", [f"10.201.{i}.0/24"])
+             for i in range(250)}  # fmt: skip
+    # a node claiming the gateway's own address: the onlink route via a local address is refused
+    nodes["n100"] = (GATEWAY_IP, ["10.201.100.0/24"])
+    with pytest.raises(DataPlaneError, match=r"set route .*10\.201\.100\.0/24"):
+        rec.reconcile(objects(nodes))
+    good = {k: v for k, v in nodes.items() if k != "n100"}
+    state = netlink.dump(netlink.device_index(DEV) or 0)
+    assert set(state.routes) == {ipaddress.IPv4Network(c) for _, cs in good.values() for c in cs}
+    assert len(state.neighbours) == 250 and len(state.fdb) == 250
+    assert metrics.vtep_add_errors._value.get() == 1
+    assert metrics.hybrid_nodes_configured._value.get() == 249
+    assert metrics.vtep_add._value.get() == 749
+
+
+def test_the_device_is_adopted_fixed_or_recreated(
+    world: World, netlink: Netlink, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = world.gw
+    caplog.set_level(logging.INFO)
+    gw.ip("link", "add", DEV, "type", "vxlan", "id", "2", "dstport", "8472", "local", GATEWAY_IP,
+          "nolearning")  # fmt: skip
+    gw.ip("link", "set", DEV, "address", SPEC.mac, "mtu", "1450", "up")
+    index = netlink.device_index(DEV)
+    rec = reconciler(netlink)
+    assert rec.ensure_device().action == "adopted"
+    assert netlink.device_index(DEV) == index
+
+    gw.ip("link", "set", DEV, "mtu", "1300", "address", "02:11:22:33:44:55", "down")
+    gw.ip("addr", "add", "10.9.9.9/32", "dev", DEV)
+    fixed = rec.ensure_device()
+    assert fixed.action == "fixed" and fixed.ifindex == index
+    assert any("MTU 1300 -> 1450" in d for d in fixed.details)
+    assert any("removed address 10.9.9.9/32" in d for d in fixed.details)
+    assert "fixed hybrid_vxlan0 in place" in caplog.text
+    link = json.loads(gw.ip("-j", "link", "show", DEV))[0]
+    assert (link["mtu"], link["address"], "UP" in link["flags"]) == (1450, SPEC.mac, True)
+
+    gw.ip("link", "del", DEV)
+    gw.ip("link", "add", DEV, "type", "vxlan", "id", "3", "dstport", "4789", "local", GATEWAY_IP)
+    recreated = rec.ensure_device()
+    assert recreated.action == "recreated"
+    assert any("VNI is 3, want 2" in d for d in recreated.details)
+    assert any("learning" in d for d in recreated.details)
+    assert "recreated hybrid_vxlan0 because" in caplog.text
+
+    gw.ip("link", "del", DEV)
+    gw.ip("link", "add", DEV, "type", "veth", "peer", "name", "peer0")
+    assert rec.ensure_device().action == "recreated"
+    info = json.loads(gw.ip("-j", "-d", "link", "show", DEV))[0]["linkinfo"]
+    assert info["info_kind"] == "vxlan" and info["info_data"]["id"] == 2
+
+
+def test_our_dump_agrees_with_pyroute2(world: World, netlink: Netlink) -> None:
+    from pyroute2 import IPRoute
+
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    nodes = {f"n{i}": (f"192.168.150.{i + 1}", [f"10.202.{i}.0/24"]) for i in range(40)}
+    rec.reconcile(objects(nodes))
+    index = netlink.device_index(DEV) or 0
+    with IPRoute(netns=world.gw.name) as ipr:
+        routes = {
+            ipaddress.IPv4Network(f"{r.get_attr('RTA_DST')}/{r['dst_len']}"): ipaddress.IPv4Address(
+                r.get_attr("RTA_GATEWAY")
+            )
+            for r in ipr.get_routes(family=2, table=254)
+            if r.get_attr("RTA_OIF") == index and r["proto"] == 4
+        }
+        neighbours = {
+            ipaddress.IPv4Address(n.get_attr("NDA_DST")): n.get_attr("NDA_LLADDR")
+            for n in ipr.get_neighbours(family=2, ifindex=index)
+        }
+        fdb = {
+            FdbEntry(f.get_attr("NDA_LLADDR"), ipaddress.IPv4Address(f.get_attr("NDA_DST")))
+            for f in ipr.fdb("dump", ifindex=index)
+            if f.get_attr("NDA_DST")
+        }
+    assert netlink.dump(index) == TunnelState(frozenset(fdb), neighbours, routes)
+    assert len(routes) == 40
