@@ -1,0 +1,246 @@
+"""The lab agent of one hybrid node: what Cilium's VTEP support does, in kernel terms.
+
+It registers the node as a CiliumNode (hybrid label, InternalIP, pod CIDR), then watches the
+`CiliumVTEPConfig` named `hybrid-gateway` through the official Kubernetes client and, for every
+endpoint, points the node's pod traffic for that CIDR at the tunnel endpoint: FDB entry
+(MAC -> tunnel endpoint), permanent neighbour (endpoint IP -> MAC), then the route in the pod
+table, in that order; entries of a replaced endpoint are removed afterwards.
+
+Run inside the hybrid node's namespace:
+`python -m hybrid_gateway_testkit.lab.agent --kubeconfig K --node-name hn1 --node-ip ... ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_NODES_PLURAL,
+    CILIUM_VERSION,
+    HYBRID_NODE_LABEL_KEY,
+    HYBRID_NODE_LABEL_VALUE,
+    VTEP_CONFIG_NAME,
+    VTEP_CONFIGS_PLURAL,
+)
+from hybrid_gateway_testkit.lab.events import EventLog
+
+
+@dataclass(frozen=True)
+class VtepEndpoint:
+    cidr: str
+    tunnel_endpoint: str
+    mac: str
+
+
+def endpoints_of(obj: dict[str, Any] | None) -> list[VtepEndpoint]:
+    """Pure: the endpoints of a CiliumVTEPConfig object (empty when absent)."""
+    if not obj:
+        return []
+    out = []
+    for ep in obj.get("spec", {}).get("endpoints", []) or []:
+        try:
+            out.append(VtepEndpoint(ep["cidr"], ep["tunnelEndpoint"], ep["mac"].lower()))
+        except (KeyError, AttributeError):
+            continue
+    return out
+
+
+def cilium_node(name: str, node_ip: str, pod_cidrs: list[str]) -> dict[str, Any]:
+    """A CiliumNode as the Cilium agent on a hybrid node would register it."""
+    return {
+        "apiVersion": f"{CILIUM_GROUP}/{CILIUM_VERSION}",
+        "kind": "CiliumNode",
+        "metadata": {"name": name, "labels": {HYBRID_NODE_LABEL_KEY: HYBRID_NODE_LABEL_VALUE}},
+        "spec": {
+            "addresses": [{"type": "InternalIP", "ip": node_ip}],
+            "ipam": {"podCIDRs": pod_cidrs},
+        },
+    }
+
+
+def _run(argv: list[str], stdin: str | None = None) -> None:
+    proc = subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, timeout=10, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+
+
+class VtepProgrammer:
+    """Kernel state of the node's VTEP device for the current endpoints."""
+
+    def __init__(self, device: str, table: int, vpc_cidr: str, events: EventLog) -> None:
+        self.device, self.table, self.vpc_cidr, self.events = device, table, vpc_cidr, events
+        self.current: list[VtepEndpoint] = []
+
+    def apply(self, endpoints: list[VtepEndpoint]) -> None:
+        if endpoints == self.current:
+            return
+        for ep in endpoints:  # FDB, then neighbour, then route (SPEC §3 order)
+            _run(
+                [
+                    "bridge",
+                    "fdb",
+                    "replace",
+                    ep.mac,
+                    "dev",
+                    self.device,
+                    "dst",
+                    ep.tunnel_endpoint,
+                    "self",
+                    "permanent",
+                ]
+            )
+            _run(
+                [
+                    "ip",
+                    "neigh",
+                    "replace",
+                    ep.tunnel_endpoint,
+                    "lladdr",
+                    ep.mac,
+                    "dev",
+                    self.device,
+                    "nud",
+                    "permanent",
+                ]
+            )
+            _run(
+                [
+                    "ip",
+                    "route",
+                    "replace",
+                    ep.cidr,
+                    "via",
+                    ep.tunnel_endpoint,
+                    "dev",
+                    self.device,
+                    "onlink",
+                    "table",
+                    str(self.table),
+                ]
+            )
+        kept_cidrs = {ep.cidr for ep in endpoints}
+        for old in self.current:
+            if old.cidr not in kept_cidrs:
+                subprocess.run(
+                    ["ip", "route", "replace", "blackhole", old.cidr, "table", str(self.table)],
+                    capture_output=True,
+                    check=False,
+                )
+            if not any(ep.tunnel_endpoint == old.tunnel_endpoint for ep in endpoints):
+                subprocess.run(
+                    ["ip", "neigh", "del", old.tunnel_endpoint, "dev", self.device],
+                    capture_output=True,
+                    check=False,
+                )
+            if not any(ep.mac == old.mac for ep in endpoints):
+                subprocess.run(
+                    ["bridge", "fdb", "del", old.mac, "dev", self.device, "self"],
+                    capture_output=True,
+                    check=False,
+                )
+        self.current = endpoints
+        self.events.write(
+            "vtep-switch",
+            endpoints=[
+                {"cidr": e.cidr, "tunnelEndpoint": e.tunnel_endpoint, "mac": e.mac}
+                for e in endpoints
+            ],
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--node-name", required=True)
+    parser.add_argument("--node-ip", required=True)
+    parser.add_argument("--pod-cidr", required=True)
+    parser.add_argument("--vpc-cidr", required=True)
+    parser.add_argument("--table", type=int, required=True)
+    parser.add_argument("--device", required=True)
+    parser.add_argument("--events", type=Path, required=True)
+    parser.add_argument("--max-runtime-s", type=float, default=3600.0)
+    args = parser.parse_args(argv)
+
+    from kubernetes import client, config, watch
+    from kubernetes.client.rest import ApiException
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    events = EventLog(args.events)
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args.kubeconfig))
+    deadline = time.monotonic() + args.max_runtime_s
+
+    body = cilium_node(args.node_name, args.node_ip, [args.pod_cidr])
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            try:
+                api.create_cluster_custom_object(
+                    CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, body
+                )
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                current = api.get_cluster_custom_object(
+                    CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, args.node_name
+                )
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                api.replace_cluster_custom_object(
+                    CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, args.node_name, body
+                )
+            events.write("ciliumnode-registered", node=args.node_name, ip=args.node_ip)
+            break
+        except Exception as exc:
+            events.write("agent-error", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(0.5)
+
+    programmer = VtepProgrammer(args.device, args.table, args.vpc_cidr, events)
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            listing = api.list_cluster_custom_object(
+                CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL
+            )
+            mine = next(
+                (o for o in listing.get("items", []) if o["metadata"]["name"] == VTEP_CONFIG_NAME),
+                None,
+            )
+            programmer.apply(endpoints_of(mine))
+            rv = listing["metadata"]["resourceVersion"]
+            w = watch.Watch()
+            for event in w.stream(
+                api.list_cluster_custom_object,
+                CILIUM_GROUP,
+                CILIUM_VERSION,
+                VTEP_CONFIGS_PLURAL,
+                resource_version=rv,
+                timeout_seconds=5,
+            ):
+                obj = event["object"]
+                if event["type"] == "ERROR" or stop.is_set():
+                    break
+                if obj.get("metadata", {}).get("name") != VTEP_CONFIG_NAME:
+                    continue
+                if event["type"] == "DELETED":
+                    programmer.apply([])
+                else:
+                    programmer.apply(endpoints_of(obj))
+            w.stop()
+        except Exception as exc:  # relist after any failure
+            events.write("agent-error", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(0.5)
+    events.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""The failover drills. Each acts on a running lab while the probes run, and says what it did.
+
+- kill-leader: SIGKILL the leader's daemon AND take its host link down (node failure, SPEC
+  §12). Unplanned failover: the standby waits for the lease to expire, then moves the routes.
+- term-leader: SIGTERM the leader (rolling update), then start it again as standby. Planned
+  failover: the lease is released at once.
+- restart-standby: SIGTERM the standby and start it again. Nothing is lost.
+- partition-leader: cut the leader off from the API server, heal afterwards. A leader that cannot
+  renew stops leader work; the standby takes over.
+- ec2-throttle: every 2nd EC2 call throttled, then node failure of the leader.
+- node-churn: node failure of the leader while a hybrid node is added, re-addressed and removed.
+  The new leader converges to the final node set with no stale entries.
+- hybrid-side-down: one hybrid node's link down for a while; the other nodes are unaffected.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hybrid_gateway_contract import VXLAN_DEVICE
+from hybrid_gateway_testkit.lab.lab import Lab, LabError
+
+
+@dataclass
+class DrillOutcome:
+    t_action: float
+    expect_leader_change: bool
+    marks: list[tuple[float, str]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+    affected_pods: set[str] = field(default_factory=set)  # probes to these may be lost by design
+
+
+DrillFn = Callable[[Lab, str, str, float], DrillOutcome]
+
+
+def _node_failure(lab: Lab, host: str) -> float:
+    t = time.monotonic()
+    lab.daemons[host].signal(signal.SIGKILL)
+    lab.w.gateways[host].ip("link", "set", lab.w.gateway_ifaces[host], "down")
+    lab.options.log(f"  {host}: daemon SIGKILLed and host link down")
+    return t
+
+
+def kill_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    t = _node_failure(lab, leader)
+    out = DrillOutcome(t, True, [(t, f"{leader} node failure")])
+    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    return out
+
+
+def term_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    t = time.monotonic()
+    lab.daemons[leader].signal(signal.SIGTERM)
+    lab.options.log(f"  {leader}: SIGTERM (rolling update)")
+    out = DrillOutcome(t, True, [(t, f"{leader} SIGTERM")])
+    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    code = lab.daemons[leader].wait(10)
+    out.notes["exit_code"] = code
+    if code is None:
+        raise LabError(f"{leader} did not exit within 10 s of SIGTERM")
+    lab.start_daemon(leader)
+    lab.wait_daemon_ready(leader)
+    out.marks.append((time.monotonic(), f"{leader} back as standby"))
+    return out
+
+
+def restart_standby(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    t = time.monotonic()
+    lab.daemons[standby].signal(signal.SIGTERM)
+    code = lab.daemons[standby].wait(10)
+    if code is None:
+        raise LabError(f"{standby} did not exit within 10 s of SIGTERM")
+    lab.options.log(f"  {standby}: stopped ({code}), starting again")
+    lab.start_daemon(standby)
+    lab.wait_daemon_ready(standby, timeout_s)
+    out = DrillOutcome(
+        t, False, [(t, f"{standby} restart"), (time.monotonic(), f"{standby} ready")]
+    )
+    out.notes["exit_code"] = code
+    if not lab.converged_on(leader):
+        raise LabError(f"after restarting {standby}, {leader} is no longer in charge")
+    return out
+
+
+def partition_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    t = time.monotonic()
+    lab.apiserver.partition(leader)
+    lab.options.log(f"  {leader}: cut off from the API server")
+    out = DrillOutcome(t, True, [(t, f"{leader} partitioned")])
+    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    time.sleep(1.0)
+    lab.apiserver.heal(leader)
+    out.marks.append((time.monotonic(), f"{leader} healed"))
+    return out
+
+
+def ec2_throttle(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    lab.throttle_file.write_text("0.5\n")
+    lab.options.log("  EC2: every 2nd call throttled (RequestLimitExceeded)")
+    t = _node_failure(lab, leader)
+    out = DrillOutcome(t, True, [(t, f"{leader} node failure, EC2 throttled")])
+    try:
+        out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    finally:
+        lab.throttle_file.write_text("0\n")
+    return out
+
+
+def node_churn(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    spare = lab.plan.spare_node(0)
+    t = _node_failure(lab, leader)
+    out = DrillOutcome(t, True, [(t, f"{leader} node failure + churn")])
+    lab.add_node(spare)
+    out.marks.append((time.monotonic(), f"{spare.name} added"))
+    time.sleep(1.0)
+    moved_ip = "192.168.100.99"
+    lab.patch_cilium_node(
+        spare.name, {"spec": {"addresses": [{"type": "InternalIP", "ip": moved_ip}]}}
+    )
+    out.marks.append((time.monotonic(), f"{spare.name} re-addressed"))
+    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    lab.agents.pop(spare.name).stop()
+    lab.delete_cilium_node(spare.name)
+    out.marks.append((time.monotonic(), f"{spare.name} removed"))
+    gw = lab.w.gateways[standby]
+    expected = {n.node_ip for n in lab.plan.nodes}
+
+    def tunnel_peers() -> set[str]:
+        text = gw.ip("route", "show", "dev", VXLAN_DEVICE)
+        return {part.split()[2] for part in text.splitlines() if " via " in part}
+
+    deadline = time.monotonic() + timeout_s
+    while tunnel_peers() != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    out.notes["tunnel_peers_after"] = sorted(tunnel_peers())
+    out.notes["stale_entries"] = sorted(tunnel_peers() - expected)
+    if tunnel_peers() != expected:
+        raise LabError(f"{standby} tunnel peers {sorted(tunnel_peers())} != {sorted(expected)}")
+    return out
+
+
+def hybrid_side_down(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    node = lab.plan.nodes[-1]
+    ns, ifname = lab.w.nodes[node.name], lab.w.node_ifaces[node.name]
+    t = time.monotonic()
+    ns.ip("link", "set", ifname, "down")
+    lab.options.log(f"  {node.name}: link down for 3 s")
+    out = DrillOutcome(t, False, [(t, f"{node.name} down")], affected_pods={node.pod_ip})
+    time.sleep(3.0)
+    ns.ip("link", "set", ifname, "up")
+    out.marks.append((time.monotonic(), f"{node.name} up"))
+    return out
+
+
+DRILLS: dict[str, DrillFn] = {
+    "kill-leader": kill_leader,
+    "term-leader": term_leader,
+    "restart-standby": restart_standby,
+    "partition-leader": partition_leader,
+    "ec2-throttle": ec2_throttle,
+    "node-churn": node_churn,
+    "hybrid-side-down": hybrid_side_down,
+}

@@ -1,0 +1,580 @@
+"""The lab orchestrator: builds the world, starts every process, observes, always cleans up.
+
+`Lab` is a context manager; leaving it (normally, on an exception or on Ctrl-C) stops every
+process it started by pid and deletes every namespace it created.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_NODES_PLURAL,
+    CILIUM_VERSION,
+    DEFAULT_LEASE_NAME,
+    DEFAULT_NAMESPACE,
+    HEALTH_PORT,
+    READYZ_PATH,
+    VTEP_CONFIG_NAME,
+    VTEP_CONFIGS_PLURAL,
+    Env,
+)
+from hybrid_gateway_testkit.lab import ec2 as lab_ec2
+from hybrid_gateway_testkit.lab.agent import endpoints_of
+from hybrid_gateway_testkit.lab.events import EventLog, read_events
+from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
+from hybrid_gateway_testkit.lab.procs import LabProcess, ProcessSet
+from hybrid_gateway_testkit.lab.topology import (
+    VTEP_DEVICE,
+    HybridNodePlan,
+    LabPlan,
+    LabWorld,
+    add_hybrid_node,
+    build_world,
+)
+from hybrid_gateway_testkit.netns import Netns, NetnsWorld
+
+MOTO_PORT = 5000
+EC2_PROXY_PORT = 5001
+UDP_PORT = 9000
+TCP_PORT = 9443
+
+
+class LabError(RuntimeError):
+    """The lab could not reach a state it needs; the message says which and why."""
+
+
+@dataclass
+class LabOptions:
+    out_dir: Path
+    lease_duration_s: float | None = None  # None: the daemon's defaults (3 s / 2 s / 1 s)
+    propagation_delay_s: float = 0.5
+    router_poll_s: float = 0.1
+    rate: float = 100.0
+    tcp_interval_s: float = 0.1
+    start_timeout_s: float = 60.0
+    log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+
+    def lease_env(self) -> dict[str, str]:
+        if self.lease_duration_s is None:
+            return {}
+        lease = self.lease_duration_s
+        return {
+            Env.LEASE_DURATION: f"{lease:g}s",
+            Env.RENEW_DEADLINE: f"{lease * 2 / 3:g}s",
+            Env.RETRY_PERIOD: f"{lease / 3:g}s",
+        }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the monitor last saw: lease holder, EC2 route targets, VTEP config endpoint."""
+
+    t: float
+    holder: str | None
+    route_hosts: tuple[str | None, ...]
+    vtep_endpoint: str | None
+
+
+def _wait(what: str, predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll_s)
+    raise LabError(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+class Lab:
+    def __init__(self, options: LabOptions, plan: LabPlan | None = None) -> None:
+        self.options = options
+        self.plan = plan or LabPlan()
+        self.out = options.out_dir
+        self.run_dir = self.out / "run"
+        self._stack = ExitStack()
+        self.procs = ProcessSet(self.run_dir / "logs")
+        self.world: LabWorld | None = None
+        self.ec2: lab_ec2.Ec2Lab | None = None
+        self.apiserver: Any = None
+        self.ctl: NetnsExecutor | None = None
+        self.daemons: dict[str, LabProcess] = {}
+        self.agents: dict[str, LabProcess] = {}
+        self.probes: list[LabProcess] = []
+        self.monitor_log: EventLog | None = None
+        self._monitor_stop = threading.Event()
+        self._monitor_thread: threading.Thread | None = None
+        self.observed: Observed | None = None
+        self.throttle_file = self.run_dir / "ec2-throttle"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        netns_world = NetnsWorld()
+        self._stack.callback(netns_world.close)
+        self._stack.callback(self.procs.stop_all)
+        self.world = build_world(netns_world, self.plan)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._monitor_stop.set()
+        if self._monitor_thread is not None:
+            self._monitor_thread.join(5)
+        if self.monitor_log is not None:
+            self.monitor_log.close()
+            self.monitor_log = None
+        if self.apiserver is not None:
+            try:
+                self.apiserver.stop()
+            except Exception as exc:  # cleanup continues whatever happened
+                self.options.log(f"api server stop failed: {exc}")
+            self.apiserver = None
+        if self.ctl is not None:
+            self.ctl.close()
+        self._stack.close()
+
+    @property
+    def w(self) -> LabWorld:
+        if self.world is None:
+            raise LabError("the lab world is not built (use Lab as a context manager)")
+        return self.world
+
+    @property
+    def e(self) -> lab_ec2.Ec2Lab:
+        if self.ec2 is None:
+            raise LabError("EC2 side not set up: call start_control() first")
+        return self.ec2
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://{self.plan.control_ip}:{MOTO_PORT}"
+
+    @property
+    def ec2_url(self) -> str:
+        """What the daemons talk to: the fault-injecting proxy in front of the emulator."""
+        return f"http://{self.plan.control_ip}:{EC2_PROXY_PORT}"
+
+    # ---- control namespace: EC2 emulator, proxy, API server ---------------------------------
+    def start_ec2(self) -> None:
+        w = self.w
+        self.ctl = NetnsExecutor(w.control.name)
+        moto = str(Path(sys.executable).parent / "moto_server")
+        self.procs.start(
+            "moto",
+            w.control,
+            [moto, "-H", self.plan.control_ip, "-p", str(MOTO_PORT)],
+            env=lab_ec2.FAKE_AWS_ENV,
+        )
+        self.procs.start(
+            "ec2-proxy",
+            w.control,
+            [
+                sys.executable,
+                "-m",
+                "hybrid_gateway_testkit.lab.ec2proxy",
+                "--listen",
+                f"{self.plan.control_ip}:{EC2_PROXY_PORT}",
+                "--upstream",
+                self.moto_url,
+                "--control",
+                str(self.throttle_file),
+                "--events",
+                str(self.run_dir / "ec2proxy.jsonl"),
+            ],
+        )
+        ctl = self.ctl
+
+        def emulator_up() -> bool:
+            try:
+                ctl.call(lambda: urllib.request.urlopen(self.moto_url + "/moto-api/", timeout=1))
+                return True
+            except OSError:
+                return False
+
+        _wait("the EC2 emulator", emulator_up, self.options.start_timeout_s, 0.2)
+        self.ec2 = ctl.call(
+            lambda: lab_ec2.create_lab(lab_ec2.ec2_client(self.moto_url), self.plan)
+        )
+        self.options.log(f"control: EC2 emulator {self.moto_url} (daemons use {self.ec2_url})")
+
+    def start_apiserver(self) -> None:
+        from hybrid_gateway_testkit.apiserver import ApiServer
+
+        w = self.w
+
+        self.apiserver = ApiServer.start(
+            self.run_dir / "apiserver", host=self.plan.control_ip, port=0, netns=w.control.name
+        )
+        self._kube_call(
+            lambda core, coord, custom: core.create_namespace(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEFAULT_NAMESPACE}}
+            )
+        )
+        self.options.log(f"control: API server {self.apiserver.url}")
+
+    def _kube_call(self, fn: Callable[[Any, Any, Any], Any]) -> Any:
+        """Run fn(CoreV1Api, CoordinationV1Api, CustomObjectsApi) in the control namespace."""
+        from kubernetes import client, config
+
+        path = str(self.apiserver.kubeconfig("lab-orchestrator"))
+
+        def call() -> Any:
+            api = config.new_client_from_config(config_file=path)
+            try:
+                return fn(
+                    client.CoreV1Api(api),
+                    client.CoordinationV1Api(api),
+                    client.CustomObjectsApi(api),
+                )
+            finally:
+                api.close()
+
+        assert self.ctl is not None
+        return self.ctl.call(call)
+
+    # ---- VPC router and hybrid node agents --------------------------------------------------
+    def start_router(self) -> None:
+        self.procs.start(
+            "vpc-router",
+            self.w.router,
+            [
+                sys.executable,
+                "-m",
+                "hybrid_gateway_testkit.lab.vpc_router",
+                "--endpoint",
+                self.moto_url,
+                "--route-table",
+                self.e.route_table_id,
+                "--device",
+                "br0",
+                "--events",
+                str(self.run_dir / "router.jsonl"),
+                "--pod-cidrs",
+                self.plan.pod_cidrs,
+                "--poll-s",
+                str(self.options.router_poll_s),
+                "--delay-s",
+                str(self.options.propagation_delay_s),
+            ],
+            env=lab_ec2.FAKE_AWS_ENV,
+        )
+
+    def start_agent(self, node: HybridNodePlan) -> LabProcess:
+        proc = self.procs.start(
+            f"agent-{node.name}",
+            self.w.nodes[node.name],
+            [
+                sys.executable,
+                "-m",
+                "hybrid_gateway_testkit.lab.agent",
+                "--kubeconfig",
+                str(self.apiserver.kubeconfig(f"agent-{node.name}")),
+                "--node-name",
+                node.name,
+                "--node-ip",
+                node.node_ip,
+                "--pod-cidr",
+                node.pod_cidr,
+                "--vpc-cidr",
+                self.plan.vpc_cidr,
+                "--table",
+                str(node.table),
+                "--device",
+                VTEP_DEVICE,
+                "--events",
+                str(self.run_dir / f"agent-{node.name}.jsonl"),
+            ],
+        )
+        self.agents[node.name] = proc
+        return proc
+
+    def add_node(self, node: HybridNodePlan) -> None:
+        add_hybrid_node(self.w, node)
+        self.start_agent(node)
+
+    def cilium_node_names(self) -> list[str]:
+        listing = self._kube_call(
+            lambda core, coord, custom: custom.list_cluster_custom_object(
+                CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL
+            )
+        )
+        return sorted(o["metadata"]["name"] for o in listing.get("items", []))
+
+    def delete_cilium_node(self, name: str) -> None:
+        self._kube_call(
+            lambda core, coord, custom: custom.delete_cluster_custom_object(
+                CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, name
+            )
+        )
+
+    def patch_cilium_node(self, name: str, patch: dict[str, Any]) -> None:
+        self._kube_call(
+            lambda core, coord, custom: custom.patch_cluster_custom_object(
+                CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, name, patch
+            )
+        )
+
+    # ---- gateway daemons ---------------------------------------------------------------------
+    def daemon_env(self, host: str) -> dict[str, str]:
+        inst = self.e.instances[host]
+        gw = next(g for g in self.plan.gateways if g.name == host)
+        env = {
+            **lab_ec2.FAKE_AWS_ENV,
+            Env.NODE_IP: gw.ip,
+            Env.VPC_CIDR: self.plan.vpc_cidr,
+            Env.POD_CIDRS: self.plan.pod_cidrs,
+            Env.ROUTE_TABLE_IDS: self.e.route_table_id,
+            Env.AWS_INSTANCE_ID: inst.instance_id,
+            Env.POD_NAME: host,
+            Env.POD_NAMESPACE: DEFAULT_NAMESPACE,
+            Env.NODE_NAME: host,
+            "AWS_ENDPOINT_URL_EC2": self.ec2_url,
+            "KUBECONFIG": str(self.apiserver.kubeconfig(host)),
+            **self.options.lease_env(),
+        }
+        return env
+
+    def start_daemon(self, host: str) -> LabProcess:
+        exe = str(Path(sys.executable).parent / "hybrid-gateway")
+        proc = self.procs.start(
+            f"daemon-{host}", self.w.gateways[host], [exe, "run"], env=self.daemon_env(host)
+        )
+        self.daemons[host] = proc
+        return proc
+
+    def daemon_ready(self, host: str) -> bool:
+        gw = next(g for g in self.plan.gateways if g.name == host)
+        url = f"http://{gw.ip}:{HEALTH_PORT}{READYZ_PATH}"
+        ex = NetnsExecutor(self.w.gateways[host].name)
+        try:
+            resp = ex.call(lambda: urllib.request.urlopen(url, timeout=1))
+            return bool(resp.status == 200)
+        except OSError:
+            return False
+        finally:
+            ex.close()
+
+    def wait_daemon_ready(self, host: str, timeout_s: float | None = None) -> None:
+        proc = self.daemons[host]
+
+        def ready() -> bool:
+            if not proc.alive():
+                raise LabError(
+                    f"daemon on {host} exited ({proc.popen.returncode}):\n{proc.log_tail()}"
+                )
+            return self.daemon_ready(host)
+
+        _wait(
+            f"daemon on {host} to be ready", ready, timeout_s or self.options.start_timeout_s, 0.2
+        )
+
+    # ---- the monitor: leader, EC2 routes, VTEP config over time ------------------------------
+    def start_monitor(self, period_s: float = 0.05) -> None:
+        self.monitor_log = EventLog(self.run_dir / "monitor.jsonl")
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        path = str(self.apiserver.kubeconfig("lab-monitor"))
+        ec2_lab = self.e
+        ex = NetnsExecutor(self.w.control.name)
+        self._stack.callback(ex.close)
+        log = self.monitor_log
+
+        def loop() -> None:
+            api = config.new_client_from_config(config_file=path)
+            coord, custom = client.CoordinationV1Api(api), client.CustomObjectsApi(api)
+            ec2 = lab_ec2.ec2_client(self.moto_url, attempts=1)
+            last: tuple[Any, ...] | None = None
+            while not self._monitor_stop.is_set():
+                holder: str | None = None
+                routes: tuple[str | None, ...] = ()
+                vtep: str | None = None
+                try:
+                    lease = coord.read_namespaced_lease(DEFAULT_LEASE_NAME, DEFAULT_NAMESPACE)
+                    holder = lease.spec.holder_identity or None
+                except ApiException:
+                    holder = None
+                except Exception:
+                    holder = None
+                try:
+                    targets = lab_ec2.pod_cidr_targets(ec2, ec2_lab.route_table_id)
+                    routes = tuple(ec2_lab.host_of_eni(t) for _, t in sorted(targets.items()))
+                except Exception:
+                    routes = ()
+                try:
+                    obj = custom.get_cluster_custom_object(
+                        CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, VTEP_CONFIG_NAME
+                    )
+                    eps = endpoints_of(obj)
+                    vtep = eps[0].tunnel_endpoint if eps else None
+                except Exception:
+                    vtep = None
+                now = time.monotonic()
+                self.observed = Observed(now, holder, routes, vtep)
+                state = (holder, routes, vtep)
+                if state != last:
+                    log.write("observed", holder=holder, route_hosts=list(routes), vtep=vtep)
+                    last = state
+                self._monitor_stop.wait(period_s)
+            api.close()
+
+        fut = ex.submit(loop)
+        self._stack.callback(lambda: fut.result(timeout=10))
+        _wait("the first observation", lambda: self.observed is not None, 30)
+
+    def host_of_ip(self, ip: str | None) -> str | None:
+        return next((g.name for g in self.plan.gateways if g.ip == ip), None)
+
+    def converged_on(self, host: str) -> bool:
+        """Lease, EC2 routes, VPC router, VTEP config and every agent all point at `host`."""
+        obs = self.observed
+        if obs is None or obs.holder != host or not obs.route_hosts:
+            return False
+        if any(h != host for h in obs.route_hosts) or self.host_of_ip(obs.vtep_endpoint) != host:
+            return False
+        gw_ip = next(g.ip for g in self.plan.gateways if g.name == host)
+        routed = self.router_state()
+        if not routed or any(via != gw_ip for via in routed.values()):
+            return False
+        return all(self.agent_endpoint(n) == gw_ip for n in self.agents)
+
+    def router_state(self) -> dict[str, str | None]:
+        state: dict[str, str | None] = {}
+        for ev in read_events(self.run_dir / "router.jsonl"):
+            if ev["kind"] == "router-switch":
+                state[ev["cidr"]] = ev["via"]
+        return state
+
+    def agent_endpoint(self, node: str) -> str | None:
+        current: str | None = None
+        for ev in read_events(self.run_dir / f"agent-{node}.jsonl"):
+            if ev["kind"] == "vtep-switch":
+                eps = ev["endpoints"]
+                current = eps[0]["tunnelEndpoint"] if eps else None
+        return current
+
+    def leader(self) -> str | None:
+        return self.observed.holder if self.observed else None
+
+    def wait_converged(self, host: str, timeout_s: float, progress: bool = True) -> float:
+        """Wait until everything points at `host`; returns when it did (monotonic)."""
+        deadline = time.monotonic() + timeout_s
+        next_print = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.converged_on(host):
+                return time.monotonic()
+            if progress and time.monotonic() >= next_print:
+                obs = self.observed
+                routed = sorted({str(self.host_of_ip(v)) for v in self.router_state().values()})
+                self.options.log(
+                    f"  ... waiting for {host}: leader={obs.holder if obs else None} "
+                    f"ec2-routes={list(obs.route_hosts) if obs else []} "
+                    f"vtep={self.host_of_ip(obs.vtep_endpoint) if obs else None} "
+                    f"router={routed} "
+                    f"agents={ {n: self.host_of_ip(self.agent_endpoint(n)) for n in self.agents} }"
+                )
+                next_print = time.monotonic() + 1.0
+            time.sleep(0.05)
+        raise LabError(f"not converged on {host} within {timeout_s:g}s (observed {self.observed})")
+
+    # ---- probes ----------------------------------------------------------------------------------
+    def _probe(self, name: str, netns: Netns, args: list[str], *, listens: bool) -> None:
+        barrier = self.run_dir / "barrier"
+        barrier.mkdir(exist_ok=True)
+        argv = [sys.executable, "-m", "hybrid_gateway_testkit.lab.probe", *args]
+        argv += ["--go-file", str(barrier / "go")] if args[0] != "tcp-server" else []
+        if listens:
+            argv += ["--ready-file", str(barrier / f"{name}.ready")]
+        self.probes.append(self.procs.start(name, netns, argv))
+
+    def start_probes(self) -> None:
+        """UDP both ways between the cloud pod and every hybrid pod, plus webhook-like TCP calls.
+
+        Every probe binds first; sending starts for all at once (a go file) so start-up is
+        never counted as loss."""
+        w, plan = self.w, self.plan
+        rate, port = str(self.options.rate), str(UDP_PORT)
+        barrier = self.run_dir / "barrier"
+        for stale in barrier.glob("*"):
+            stale.unlink()
+        for name, node in w.node_plans.items():
+            self._probe(f"probe-{name}", w.pods[name], [
+                "udp", "--bind", node.pod_ip, "--port", port, "--rate", rate,
+                "--peer", f"{plan.cloud_pod_ip}:{UDP_PORT}",
+                "--log", str(self.run_dir / f"probe-{name}.csv"),
+            ], listens=True)  # fmt: skip
+            self._probe(f"webhook-{name}", w.pods[name], [
+                "tcp-server", "--bind", node.pod_ip, "--port", str(TCP_PORT),
+            ], listens=True)  # fmt: skip
+        peers = [a for n in w.node_plans.values() for a in ("--peer", f"{n.pod_ip}:{UDP_PORT}")]
+        self._probe("probe-cloud", w.cloud, [
+            "udp", "--bind", plan.cloud_pod_ip, "--port", port, "--rate", rate, *peers,
+            "--log", str(self.run_dir / "probe-cloud.csv"),
+        ], listens=True)  # fmt: skip
+        targets = [a for n in w.node_plans.values() for a in ("--target", f"{n.pod_ip}:{TCP_PORT}")]
+        self._probe("probe-tcp", w.cloud, [
+            "tcp-client", "--bind", plan.cloud_pod_ip, "--interval-s",
+            str(self.options.tcp_interval_s), *targets,
+            "--log", str(self.run_dir / "probe-tcp.csv"),
+        ], listens=False)  # fmt: skip
+        expected = {p.name for p in self.probes if p.name != "probe-tcp"}
+
+        def all_ready() -> bool:
+            for p in self.probes:
+                if not p.alive():
+                    raise LabError(f"probe {p.name} exited at start:\n{p.log_tail()}")
+            return {f.stem for f in barrier.glob("*.ready")} >= expected
+
+        _wait("probes to bind", all_ready, 30, 0.02)
+        (barrier / "go").touch()
+
+    def stop_probes(self) -> list[str]:
+        """Stop every probe (senders stop, receivers drain) and return the raw log lines."""
+        import signal as _signal
+
+        for p in self.probes:
+            p.signal(_signal.SIGTERM)
+        for p in self.probes:
+            if p.wait(10) is None:
+                raise LabError(f"probe {p.name} did not stop:\n{p.log_tail()}")
+        lines: list[str] = []
+        for path in sorted(self.run_dir.glob("probe-*.csv")):
+            lines += path.read_text().splitlines()
+        self.probes.clear()
+        return lines
+
+
+@contextmanager
+def running_lab(options: LabOptions, plan: LabPlan | None = None) -> Iterator[Lab]:
+    """A lab with everything up: control, router, agents, gw-a leader, gw-b ready standby."""
+    with Lab(options, plan) as lab:
+        lab.start_ec2()
+        lab.start_apiserver()
+        lab.start_router()
+        for node in lab.plan.nodes:
+            lab.start_agent(node)
+        lab.start_monitor()
+        first, second = (g.name for g in lab.plan.gateways)
+        lab.start_daemon(first)
+        lab.wait_converged(first, lab.options.start_timeout_s)
+        lab.wait_daemon_ready(first)
+        lab.start_daemon(second)
+        lab.wait_daemon_ready(second)
+        lab.options.log(f"lab up: leader {first}, standby {second}")
+        yield lab
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

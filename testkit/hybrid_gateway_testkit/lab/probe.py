@@ -1,0 +1,251 @@
+"""Traffic probes: sequence-numbered UDP at a fixed rate both ways, and a TCP request/response.
+
+Each probe process writes a raw CSV log of every probe it sent or received, with times from the
+machine-wide monotonic clock (the same in every namespace):
+
+    tx,<src>,<dst>,<seq>,<t_send>
+    rx,<src>,<dst>,<seq>,<t_send>,<t_recv>
+    tcp,<src>,<dst>,<seq>,<t_start>,<t_end>,<ok 0|1>
+
+Run inside a namespace: `python -m hybrid_gateway_testkit.lab.probe udp|tcp-server|tcp-client ...`.
+Every loop is bounded by `--max-runtime-s`; SIGTERM stops sending, keeps receiving for a grace
+period (so packets in flight are counted), then flushes the log and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import select
+import signal
+import socket
+import socketserver
+import struct
+import threading
+import time
+from pathlib import Path
+
+MAGIC = 0x48475750  # "HGWP"
+_PACKET = struct.Struct("!IId")  # magic, seq, t_send
+UDP_PAYLOAD_BYTES = 64
+
+
+def encode(seq: int, t_send: float) -> bytes:
+    return _PACKET.pack(MAGIC, seq, t_send).ljust(UDP_PAYLOAD_BYTES, b"\0")
+
+
+def decode(data: bytes) -> tuple[int, float] | None:
+    if len(data) < _PACKET.size:
+        return None
+    magic, seq, t_send = _PACKET.unpack_from(data)
+    return (seq, t_send) if magic == MAGIC else None
+
+
+def start_barrier(ready: Path | None, go: Path | None, stop: threading.Event) -> None:
+    """Say we are listening (`ready` file), then wait for the `go` file: every probe starts
+    sending only once every receiver is bound, so start-up never counts as loss."""
+    if ready is not None:
+        ready.touch()
+    deadline = time.monotonic() + 60.0
+    while go is not None and not go.exists() and not stop.is_set():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no go file {go} within 60 s")
+        time.sleep(0.01)
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
+def run_udp(
+    *,
+    bind: str,
+    port: int,
+    peers: list[tuple[str, int]],
+    rate: float,
+    log: Path,
+    max_runtime_s: float,
+    grace_s: float,
+    ready: Path | None = None,
+    go: Path | None = None,
+) -> None:
+    """Send seq 0,1,2,... to every peer at `rate` per second each; log every send and receipt."""
+    stop = _stop_event()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((bind, port))
+    sock.setblocking(False)
+    start_barrier(ready, go, stop)
+    interval = 1.0 / rate
+    lines: list[str] = []
+    start = time.monotonic()
+    deadline = start + max_runtime_s
+    seq = 0
+    send_until: float | None = None
+    while True:
+        now = time.monotonic()
+        if send_until is None and (stop.is_set() or now >= deadline):
+            send_until = now
+        if send_until is not None and now >= send_until + grace_s:
+            break
+        next_send = start + seq * interval
+        if send_until is None and now >= next_send:
+            for host, peer_port in peers:
+                t = time.monotonic()
+                try:
+                    sock.sendto(encode(seq, t), (host, peer_port))
+                    lines.append(f"tx,{bind},{host},{seq},{t:.6f}")
+                except OSError:  # no route / unreachable during a failover: still a sent probe
+                    lines.append(f"tx,{bind},{host},{seq},{t:.6f}")
+            seq += 1
+            continue
+        wait = max(0.0, (next_send if send_until is None else now + 0.05) - now)
+        readable, _, _ = select.select([sock], [], [], min(wait, 0.05))
+        if not readable:
+            continue
+        while True:
+            try:
+                data, (src, _) = sock.recvfrom(2048)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+            except OSError:
+                break
+            t_recv = time.monotonic()
+            decoded = decode(data)
+            if decoded is not None:
+                rseq, t_send = decoded
+                lines.append(f"rx,{src},{bind},{rseq},{t_send:.6f},{t_recv:.6f}")
+    log.write_text("\n".join(lines) + "\n")
+
+
+class _EchoHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        line = self.rfile.readline(256)
+        self.wfile.write(b"ok " + line)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def run_tcp_server(bind: str, port: int, max_runtime_s: float, ready: Path | None) -> None:
+    """A webhook-like responder: one request line in, one response line out."""
+    stop = _stop_event()
+    with _Server((bind, port), _EchoHandler) as server:
+        start_barrier(ready, None, stop)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+        thread.start()
+        stop.wait(max_runtime_s)
+        server.shutdown()
+        thread.join(5)
+
+
+def run_tcp_client(
+    *,
+    bind: str,
+    targets: list[tuple[str, int]],
+    interval_s: float,
+    timeout_s: float,
+    log: Path,
+    max_runtime_s: float,
+    go: Path | None = None,
+) -> None:
+    """One thread per target: connect, send a request, read the answer, every `interval_s`."""
+    stop = _stop_event()
+    lines: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_runtime_s
+    start_barrier(None, go, stop)
+
+    def loop(host: str, port: int) -> None:
+        seq = 0
+        start = time.monotonic()
+        while not stop.is_set() and time.monotonic() < deadline:
+            t0 = time.monotonic()
+            ok = False
+            try:
+                with socket.create_connection(
+                    (host, port), timeout=timeout_s, source_address=(bind, 0)
+                ) as conn:
+                    conn.settimeout(timeout_s)
+                    conn.sendall(f"call {seq}\n".encode())
+                    ok = conn.makefile("rb").readline(256).startswith(b"ok call")
+            except OSError:
+                ok = False
+            t1 = time.monotonic()
+            with lock:
+                lines.append(f"tcp,{bind},{host},{seq},{t0:.6f},{t1:.6f},{int(ok)}")
+            seq += 1
+            next_at = start + seq * interval_s
+            stop.wait(max(0.0, next_at - time.monotonic()))
+
+    threads = [threading.Thread(target=loop, args=t) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.write_text("\n".join(lines) + "\n")
+
+
+def _endpoint(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    udp = sub.add_parser("udp")
+    udp.add_argument("--bind", required=True)
+    udp.add_argument("--port", type=int, required=True)
+    udp.add_argument("--peer", action="append", default=[], type=_endpoint)
+    udp.add_argument("--rate", type=float, default=100.0)
+    udp.add_argument("--log", type=Path, required=True)
+    udp.add_argument("--grace-s", type=float, default=1.0)
+    udp.add_argument("--max-runtime-s", type=float, default=600.0)
+    srv = sub.add_parser("tcp-server")
+    srv.add_argument("--bind", required=True)
+    srv.add_argument("--port", type=int, required=True)
+    srv.add_argument("--max-runtime-s", type=float, default=600.0)
+    cli = sub.add_parser("tcp-client")
+    cli.add_argument("--bind", required=True)
+    cli.add_argument("--target", action="append", default=[], type=_endpoint)
+    cli.add_argument("--interval-s", type=float, default=0.1)
+    cli.add_argument("--timeout-s", type=float, default=1.0)
+    cli.add_argument("--log", type=Path, required=True)
+    cli.add_argument("--max-runtime-s", type=float, default=600.0)
+    for p in (udp, srv, cli):
+        p.add_argument("--ready-file", type=Path, default=None)
+        p.add_argument("--go-file", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.cmd == "udp":
+        run_udp(
+            bind=args.bind,
+            port=args.port,
+            peers=args.peer,
+            rate=args.rate,
+            log=args.log,
+            max_runtime_s=args.max_runtime_s,
+            grace_s=args.grace_s,
+            ready=args.ready_file,
+            go=args.go_file,
+        )
+    elif args.cmd == "tcp-server":
+        run_tcp_server(args.bind, args.port, args.max_runtime_s, args.ready_file)
+    else:
+        run_tcp_client(
+            bind=args.bind,
+            targets=args.target,
+            interval_s=args.interval_s,
+            timeout_s=args.timeout_s,
+            log=args.log,
+            max_runtime_s=args.max_runtime_s,
+            go=args.go_file,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""Run one drill end to end: bring the lab up, probe, act, converge, report, clean up."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybrid_gateway_testkit.lab.analysis import ProbeLog, parse_probe_lines, summarize
+from hybrid_gateway_testkit.lab.drills import DRILLS, DrillOutcome
+from hybrid_gateway_testkit.lab.events import read_events
+from hybrid_gateway_testkit.lab.lab import Lab, LabError, LabOptions, running_lab, write_json
+from hybrid_gateway_testkit.lab.report import summary_table, timeline_png
+
+
+@dataclass
+class DrillSettings:
+    drill: str
+    baseline_s: float = 3.0
+    after_s: float = 3.0
+    converge_timeout_s: float = 30.0
+
+
+def _sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        obs = lab.observed
+        lab.options.log(f"  [{label}] {left:4.1f} s left, leader={obs.holder if obs else None}")
+        time.sleep(min(1.0, left))
+
+
+def flowing(log: ProbeLog, t0: float, t1: float, skip: set[str]) -> dict[str, bool]:
+    """Per flow (src->dst): was at least one probe sent in [t0, t1) delivered?"""
+    got = {(r.src, r.dst, r.seq) for r in log.received}
+    out: dict[str, bool] = {}
+    for s in log.sent:
+        if s.src in skip or s.dst in skip or not t0 <= s.t_send < t1:
+            continue
+        key = f"{s.src}->{s.dst}"
+        out[key] = out.get(key, False) or (s.src, s.dst, s.seq) in got
+    return out
+
+
+def _first_after(events: list[dict[str, Any]], t: float, pred: Any) -> float | None:
+    times = [e["t"] for e in events if e["t"] >= t and pred(e)]
+    return min(times) - t if times else None
+
+
+def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
+    if settings.drill not in DRILLS:
+        raise LabError(f"unknown drill {settings.drill!r}; choose one of {', '.join(DRILLS)}")
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    with running_lab(options) as lab:
+        leader = lab.leader()
+        if leader is None:
+            raise LabError("no leader after start-up")
+        standby = next(g.name for g in lab.plan.gateways if g.name != leader)
+        cloud_ips = {lab.plan.cloud_pod_ip}
+        t_start = time.monotonic()
+        lab.start_probes()
+        options.log(f"probes running ({options.rate:g} pkt/s each way per hybrid pod)")
+        _sleep_with_progress(lab, settings.baseline_s, "baseline")
+        options.log(f"drill {settings.drill}: leader {leader}, standby {standby}")
+        outcome: DrillOutcome = DRILLS[settings.drill](
+            lab, leader, standby, settings.converge_timeout_s
+        )
+        _sleep_with_progress(lab, settings.after_s, "after")
+        leader_after = lab.leader()
+        lines = lab.stop_probes()
+        t_end = time.monotonic()
+        run_dir = lab.run_dir
+        gw_ips = {g.ip: g.name for g in lab.plan.gateways}
+        router_events = read_events(run_dir / "router.jsonl")
+        monitor_events = read_events(run_dir / "monitor.jsonl")
+        agent_events = [e for n in lab.agents for e in read_events(run_dir / f"agent-{n}.jsonl")]
+        throttled = [
+            e for e in read_events(run_dir / "ec2proxy.jsonl") if e["kind"] == "ec2-throttled"
+        ]
+
+    raw_path = options.out_dir / "probes.csv"
+    raw_path.write_text("\n".join(lines) + "\n")
+    log = parse_probe_lines(lines)
+    summary = summarize(log, cloud_ips)
+    t_action = outcome.t_action
+    new = standby if outcome.expect_leader_change else leader
+    new_ip = next(ip for ip, name in gw_ips.items() if name == new)
+    timings = {
+        "lease_acquired": _first_after(
+            monitor_events, t_action, lambda e: e.get("holder") == new and new != leader
+        ),
+        "ec2_routes_moved": _first_after(
+            monitor_events,
+            t_action,
+            lambda e: (
+                bool(e.get("route_hosts"))
+                and all(h == new for h in e["route_hosts"])
+                and new != leader
+            ),
+        ),
+        "vpc_router_switched": _first_after(
+            router_events,
+            t_action,
+            lambda e: e["kind"] == "router-switch" and e.get("via") == new_ip and new != leader,
+        ),
+        "vtep_config_moved": _first_after(
+            monitor_events, t_action, lambda e: e.get("vtep") == new_ip and new != leader
+        ),
+        "hybrid_nodes_switched": None,
+    }
+    if new != leader:
+        per_node = [
+            _first_after(
+                [e for e in agent_events if e is not None],
+                t_action,
+                lambda e: (
+                    e["kind"] == "vtep-switch"
+                    and any(ep["tunnelEndpoint"] == new_ip for ep in e["endpoints"])
+                ),
+            )
+        ]
+        timings["hybrid_nodes_switched"] = per_node[0]
+    skip = outcome.affected_pods
+    before = flowing(log, t_start, t_action, skip)
+    after = (
+        flowing(log, t_end - settings.after_s, t_end - 1.5, skip)
+        if settings.after_s > 1.5
+        else flowing(log, t_end - settings.after_s, t_end, skip)
+    )
+    marks: list[tuple[float, str, str]] = [(t, "action", label) for t, label in outcome.marks]
+    prev_holder: Any = object()
+    for e in monitor_events:
+        if e.get("holder") != prev_holder and e["t"] >= t_start:
+            marks.append((e["t"], "leader", f"leader {e.get('holder')}"))
+        prev_holder = e.get("holder")
+    for e in router_events:
+        if e["kind"] == "router-switch" and e["t"] >= t_start:
+            marks.append(
+                (e["t"], "router", f"VPC route -> {gw_ips.get(e.get('via') or '', e.get('via'))}")
+            )
+    plot_path = options.out_dir / "timeline.png"
+    report_path = options.out_dir / "report.json"
+    unaffected_lost = sum(
+        f["lost"] for f in summary["flows"] if f["src"] not in skip and f["dst"] not in skip
+    )
+    report: dict[str, Any] = {
+        "drill": settings.drill,
+        **summary,
+        "leader_before": leader,
+        "leader_after": leader_after,
+        "expect_leader_change": outcome.expect_leader_change,
+        "flowing_before": before,
+        "flowing_after": after,
+        "unaffected_probes_lost": unaffected_lost,
+        "timings_s": {k: (None if v is None else round(v, 4)) for k, v in timings.items()},
+        "ec2_calls_throttled": len(throttled),
+        "notes": {k: v for k, v in outcome.notes.items() if k != "converged_t"},
+        "settings": {
+            "lease_duration_s": options.lease_duration_s or 3.0,
+            "propagation_delay_s": options.propagation_delay_s,
+            "rate_pkt_s": options.rate,
+            "baseline_s": settings.baseline_s,
+            "after_s": settings.after_s,
+        },
+        "raw_log": str(raw_path),
+        "report": str(report_path),
+        "plot": str(plot_path),
+    }
+    write_json(report_path, report)
+    timeline_png(
+        plot_path,
+        log=log,
+        cloud_ips=cloud_ips,
+        t0=t_start,
+        t1=t_end,
+        marks=marks,
+        title=f"drill {settings.drill}: loss window {summary['loss_window_s']} s, "
+        f"{summary['probes_lost']}/{summary['probes_sent']} probes lost",
+    )
+    options.log(summary_table(report))
+    return report
+
+
+def last_line(report: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "drill",
+        "loss_window_s",
+        "probes_sent",
+        "probes_lost",
+        "leader_before",
+        "leader_after",
+        "report",
+        "plot",
+    )
+    out = {k: report[k] for k in keys}
+    out["tcp_failed"] = report["tcp"]["failed"]
+    out["failover_s"] = report["timings_s"].get("hybrid_nodes_switched")
+    out["lease_duration_s"] = report["settings"]["lease_duration_s"]
+    return out
+
+
+def default_out_dir(drill: str) -> Path:
+    return Path("lab-out") / f"{drill}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"

@@ -1,0 +1,210 @@
+r"""The lab's network: a VPC segment, two gateway hosts, a cloud pod and Cilium-like hybrid nodes.
+
+```
+   control (EC2 emulator, API server)   gw-a   gw-b   cloud pod           VPC 10.0.0.0/16
+         10.0.0.10                  10.0.0.11 .12  10.0.0.20
+              \_____________________|______|_______/
+                                  br0  10.0.0.1          <- VPC router namespace "vpcr"
+                                  br1  192.168.100.1     (also the VPN/Direct Connect edge)
+                     _______________|______________
+               hn1 192.168.100.11          hn2 192.168.100.12        on-prem node network
+               pod 10.100.1.5/24           pod 10.100.2.5/24         hybrid pod CIDRs
+```
+The VPC router forwards the hybrid pod CIDRs to whichever gateway host owns the ENI named in the
+EC2 emulator's route table (see `vpc_router`). Each hybrid node is a Cilium VTEP peer: a kernel
+VXLAN device (VNI 2, port 8472) whose MAC is the one the gateway expects (`02:00:<node IP>`), and a
+policy rule `from <pod CIDR> lookup <table>` so only pod traffic takes the tunnel route for the
+VPC CIDR (the tunnel endpoints lie inside the VPC CIDR: a plain route would loop the encapsulated
+packets back into the tunnel). Everything is inside namespaces of one `NetnsWorld`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
+from hybrid_gateway_testkit.netns import Netns, NetnsWorld
+
+VTEP_DEVICE = "vtep0"
+"""Name of the hybrid node's VXLAN device (Cilium calls its own `cilium_vxlan`)."""
+
+POD_MTU = DEFAULT_VXLAN_MTU
+"""Pod interfaces use the tunnel MTU (1500 underlay - 50 VXLAN overhead), as Cilium's pods do,
+so no probe or benchmark segment ever needs fragmenting on the way through the tunnel."""
+
+
+def peer_mac(node_ip: str) -> str:
+    """MAC the gateway addresses a hybrid node's VTEP with (SPEC §3: `02:00:<4 octets>`)."""
+    octets = ipaddress.IPv4Address(node_ip).packed
+    return "02:00:" + ":".join(f"{b:02x}" for b in octets)
+
+
+@dataclass(frozen=True)
+class GatewayHostPlan:
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class HybridNodePlan:
+    name: str
+    node_ip: str
+    pod_cidr: str
+    table: int
+
+    @property
+    def pod_ip(self) -> str:
+        return str(ipaddress.IPv4Network(self.pod_cidr).network_address + 5)
+
+    @property
+    def pod_gateway_ip(self) -> str:
+        return str(ipaddress.IPv4Network(self.pod_cidr).network_address + 1)
+
+
+def _default_gateways() -> tuple[GatewayHostPlan, ...]:
+    return (GatewayHostPlan("gw-a", "10.0.0.11"), GatewayHostPlan("gw-b", "10.0.0.12"))
+
+
+def _default_nodes() -> tuple[HybridNodePlan, ...]:
+    return (
+        HybridNodePlan("hn1", "192.168.100.11", "10.100.1.0/24", 101),
+        HybridNodePlan("hn2", "192.168.100.12", "10.100.2.0/24", 102),
+    )
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """Every address of the lab. All of them exist only inside the lab's namespaces."""
+
+    vpc_cidr: str = "10.0.0.0/16"
+    subnet_prefix: int = 24
+    router_vpc_ip: str = "10.0.0.1"
+    control_ip: str = "10.0.0.10"
+    cloud_pod_ip: str = "10.0.0.20"
+    onprem_cidr: str = "192.168.100.0/24"
+    router_onprem_ip: str = "192.168.100.1"
+    pod_cidrs: str = "10.100.0.0/16"
+    gateways: tuple[GatewayHostPlan, ...] = field(default_factory=_default_gateways)
+    nodes: tuple[HybridNodePlan, ...] = field(default_factory=_default_nodes)
+
+    def spare_node(self, index: int) -> HybridNodePlan:
+        """A further hybrid node (for churn drills): hn3, hn4, ... in the same ranges."""
+        n = len(self.nodes) + index + 1
+        return HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", f"10.100.{n}.0/24", 100 + n)
+
+
+@dataclass
+class LabWorld:
+    """The namespaces and interface names of a built lab."""
+
+    plan: LabPlan
+    world: NetnsWorld
+    router: Netns
+    control: Netns
+    cloud: Netns
+    gateways: dict[str, Netns] = field(default_factory=dict)
+    gateway_ifaces: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, Netns] = field(default_factory=dict)
+    node_ifaces: dict[str, str] = field(default_factory=dict)
+    pods: dict[str, Netns] = field(default_factory=dict)
+    node_plans: dict[str, HybridNodePlan] = field(default_factory=dict)
+
+
+def _host_sysctls(ns: Netns, *, forward: bool) -> None:
+    """Set before any link exists so `default` is inherited: paths in the lab are asymmetric."""
+    for key in ("all", "default"):
+        ns.sysctl(f"net.ipv4.conf.{key}.rp_filter", "0")
+        ns.sysctl(f"net.ipv4.conf.{key}.accept_redirects", "0")
+        ns.sysctl(f"net.ipv4.conf.{key}.send_redirects", "0")
+    ns.sysctl("net.ipv4.ip_forward", "1" if forward else "0")
+
+
+def _bridge_port(world: NetnsWorld, router: Netns, bridge: str, host: Netns, addr: str) -> str:
+    """Plug `host` into `bridge` of the router namespace; returns the host-side interface."""
+    router_if, host_if = world.link(router, None, host, addr)
+    router.ip("link", "set", router_if, "master", bridge)
+    return host_if
+
+
+def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
+    """Create every namespace, link, address and static route of the lab inside `world`."""
+    prefix = plan.subnet_prefix
+    onprem_prefix = ipaddress.IPv4Network(plan.onprem_cidr).prefixlen
+    router = world.add("vpcr")
+    control = world.add("ctl")
+    cloud = world.add("cloud")
+    lab = LabWorld(plan=plan, world=world, router=router, control=control, cloud=cloud)
+    _host_sysctls(router, forward=True)
+    _host_sysctls(control, forward=False)
+    _host_sysctls(cloud, forward=False)
+    for bridge, addr in (
+        ("br0", f"{plan.router_vpc_ip}/{prefix}"),
+        ("br1", f"{plan.router_onprem_ip}/{onprem_prefix}"),
+    ):
+        router.ip("link", "add", bridge, "type", "bridge")
+        router.ip("addr", "add", addr, "dev", bridge)
+        router.ip("link", "set", bridge, "up")
+    # The enterprise network does not route hybrid pod CIDRs: pod-sourced packets arriving from
+    # the on-prem side outside the tunnel are refused, so nothing bypasses the gateway.
+    router.ip("rule", "add", "iif", "br1", "from", plan.pod_cidrs, "prohibit", "priority", "100")
+
+    _bridge_port(world, router, "br0", control, f"{plan.control_ip}/{prefix}")
+    control.ip("route", "add", "default", "via", plan.router_vpc_ip)
+    _bridge_port(world, router, "br0", cloud, f"{plan.cloud_pod_ip}/{prefix}")
+    # Pod-side MTU on the route (not the link: the bridge would shrink to its smallest port).
+    cloud.ip("route", "add", "default", "via", plan.router_vpc_ip, "mtu", str(POD_MTU))
+
+    for gw in plan.gateways:
+        ns = world.add(gw.name)
+        _host_sysctls(ns, forward=True)
+        lab.gateways[gw.name] = ns
+        lab.gateway_ifaces[gw.name] = _bridge_port(world, router, "br0", ns, f"{gw.ip}/{prefix}")
+        ns.ip("route", "add", "default", "via", plan.router_vpc_ip)
+
+    for node in plan.nodes:
+        add_hybrid_node(lab, node)
+    return lab
+
+
+def add_hybrid_node(lab: LabWorld, node: HybridNodePlan) -> None:
+    """A hybrid node namespace with its pod namespace and a Cilium-VTEP-like VXLAN device."""
+    plan, world = lab.plan, lab.world
+    onprem_prefix = ipaddress.IPv4Network(plan.onprem_cidr).prefixlen
+    pod_prefix = ipaddress.IPv4Network(node.pod_cidr).prefixlen
+    ns = world.add(node.name)
+    _host_sysctls(ns, forward=True)
+    pod = world.add(f"{node.name}-pod")
+    _host_sysctls(pod, forward=False)
+    underlay = _bridge_port(world, lab.router, "br1", ns, f"{node.node_ip}/{onprem_prefix}")
+    ns.ip("route", "add", "default", "via", plan.router_onprem_ip)
+    world.link(
+        ns, f"{node.pod_gateway_ip}/{pod_prefix}", pod, f"{node.pod_ip}/{pod_prefix}", mtu=POD_MTU
+    )
+    pod.ip("route", "add", "default", "via", node.pod_gateway_ip)
+    ns.ip(
+        "link",
+        "add",
+        VTEP_DEVICE,
+        "address",
+        peer_mac(node.node_ip),
+        "type",
+        "vxlan",
+        "id",
+        str(VXLAN_VNI),
+        "dstport",
+        str(VXLAN_PORT),
+        "local",
+        node.node_ip,
+        "nolearning",
+        "dev",
+        underlay,
+    )
+    ns.ip("link", "set", VTEP_DEVICE, "mtu", str(POD_MTU), "up")
+    ns.ip("rule", "add", "from", node.pod_cidr, "lookup", str(node.table), "priority", "100")
+    # Until a CiliumVTEPConfig names a gateway, VPC-bound pod traffic has nowhere to go.
+    ns.ip("route", "add", "blackhole", plan.vpc_cidr, "table", str(node.table))
+    lab.nodes[node.name] = ns
+    lab.node_ifaces[node.name] = underlay
+    lab.pods[node.name] = pod
+    lab.node_plans[node.name] = node

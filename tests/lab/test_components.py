@@ -1,0 +1,102 @@
+"""Pure parts of the lab's components: router propagation, VTEP endpoints, EC2 targets, throttle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybrid_gateway_testkit.lab.agent import VtepEndpoint, cilium_node, endpoints_of
+from hybrid_gateway_testkit.lab.ec2 import route_targets
+from hybrid_gateway_testkit.lab.ec2proxy import throttle_every
+from hybrid_gateway_testkit.lab.probe import decode, encode
+from hybrid_gateway_testkit.lab.topology import LabPlan, peer_mac
+from hybrid_gateway_testkit.lab.vpc_router import DelayedRoutes
+
+
+def test_route_change_takes_effect_after_the_delay() -> None:
+    routes = DelayedRoutes(delay_s=0.5)
+    routes.observe(10.0, {"10.100.0.0/16": "10.0.0.11"})
+    assert routes.due(10.49) == []
+    assert routes.due(10.5) == [("10.100.0.0/16", "10.0.0.11")]
+    assert routes.applied == {"10.100.0.0/16": "10.0.0.11"}
+
+
+def test_an_unchanged_table_schedules_nothing() -> None:
+    routes = DelayedRoutes(delay_s=0.0)
+    routes.observe(1.0, {"10.100.0.0/16": "10.0.0.11"})
+    routes.due(1.0)
+    routes.observe(2.0, {"10.100.0.0/16": "10.0.0.11"})
+    assert routes.due(5.0) == []
+
+
+def test_changes_apply_in_order_and_a_withdrawn_route_is_removed() -> None:
+    routes = DelayedRoutes(delay_s=1.0)
+    routes.observe(0.0, {"a": "x"})
+    routes.observe(0.2, {"a": "y"})
+    routes.observe(0.4, {})
+    assert routes.due(1.1) == [("a", "x")]
+    assert routes.due(2.0) == [("a", "y"), ("a", None)]
+    assert routes.applied == {}
+
+
+def test_vtep_endpoints_from_the_object() -> None:
+    obj = {
+        "spec": {
+            "endpoints": [
+                {
+                    "name": "vpc-gateway-0",
+                    "cidr": "10.0.0.0/16",
+                    "tunnelEndpoint": "10.0.0.12",
+                    "mac": "02:AA:bb:cc:dd:ee",
+                },
+                {"name": "broken"},
+            ]
+        }
+    }
+    assert endpoints_of(obj) == [VtepEndpoint("10.0.0.0/16", "10.0.0.12", "02:aa:bb:cc:dd:ee")]
+    assert endpoints_of(None) == []
+
+
+def test_cilium_node_is_labelled_hybrid_with_internal_ip_and_pod_cidrs() -> None:
+    node = cilium_node("hn1", "192.168.100.11", ["10.100.1.0/24"])
+    assert node["metadata"]["labels"] == {"eks.amazonaws.com/compute-type": "hybrid"}
+    assert node["spec"]["addresses"] == [{"type": "InternalIP", "ip": "192.168.100.11"}]
+    assert node["spec"]["ipam"]["podCIDRs"] == ["10.100.1.0/24"]
+
+
+def test_route_targets_keep_eni_and_instance_routes_only() -> None:
+    table = {
+        "Routes": [
+            {"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local"},
+            {"DestinationCidrBlock": "10.100.0.0/16", "NetworkInterfaceId": "eni-1"},
+            {"DestinationCidrBlock": "10.101.0.0/16", "InstanceId": "i-2"},
+        ]
+    }
+    assert route_targets(table) == {"10.100.0.0/16": "eni-1", "10.101.0.0/16": "i-2"}
+
+
+@pytest.mark.parametrize(
+    ("text", "every"), [("0.5", 2), ("0.25", 4), ("1", 1), ("0", 0), ("junk", 0)]
+)
+def test_throttle_fraction_becomes_every_kth_request(tmp_path: Path, text: str, every: int) -> None:
+    control = tmp_path / "throttle"
+    control.write_text(text)
+    assert throttle_every(control) == every
+    assert throttle_every(tmp_path / "absent") == 0
+
+
+def test_probe_packets_round_trip_and_foreign_packets_are_ignored() -> None:
+    assert decode(encode(42, 1234.5)) == (42, 1234.5)
+    assert decode(b"x" * 64) is None
+    assert decode(b"") is None
+
+
+def test_plan_addresses_are_consistent() -> None:
+    plan = LabPlan()
+    assert peer_mac("192.168.100.11") == "02:00:c0:a8:64:0b"
+    for node in plan.nodes:
+        assert node.pod_ip.startswith(node.pod_cidr.rsplit(".", 2)[0])
+    spare = plan.spare_node(0)
+    assert spare.name == "hn3" and spare.node_ip == "192.168.100.13"
+    assert spare.pod_cidr not in {n.pod_cidr for n in plan.nodes}
