@@ -15,6 +15,11 @@ from aws_cdk import aws_eks as eks
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
 from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
+from examples.nag import (
+    KUBECTL_PROVIDER_FINDINGS,
+    acknowledge_all,
+    kubectl_provider_wiring_findings,
+)
 
 
 class ExistingClusterGatewayStack(cdk.Stack):
@@ -56,6 +61,16 @@ class ExistingClusterGatewayStack(cdk.Stack):
             kubectl_role_arn=kubectl_role_arn,
             kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
             cluster_security_group_id=cluster_security_group_id,
+        )
+        # The kubectl provider of an imported cluster is a nested stack at the stack's root.
+        acknowledge_all(
+            self,
+            {
+                **KUBECTL_PROVIDER_FINDINGS,
+                **kubectl_provider_wiring_findings(
+                    "Handler886CB40B", "HandlerHasEcrPublic195AF58A"
+                ),
+            },
         )
         self.gateway = HybridNodesGateway(
             self,

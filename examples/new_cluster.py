@@ -11,6 +11,12 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
 from eks_hybrid_gateway import GatewayImage, HybridNodesGateway, MetricsExposure
+from examples.nag import (
+    KUBECTL_PROVIDER_FINDINGS,
+    NEW_CLUSTER_FINDINGS,
+    acknowledge_all,
+    kubectl_provider_wiring_findings,
+)
 
 
 class NewClusterWithGatewayStack(cdk.Stack):
@@ -47,6 +53,17 @@ class NewClusterWithGatewayStack(cdk.Stack):
             ),
             remote_node_networks=[eks.RemoteNodeNetwork(cidrs=list(remote_node_networks))],
             remote_pod_networks=[eks.RemotePodNetwork(cidrs=list(remote_pod_networks))],
+        )
+        acknowledge_all(
+            cluster,
+            {
+                **KUBECTL_PROVIDER_FINDINGS,
+                **NEW_CLUSTER_FINDINGS,
+                **kubectl_provider_wiring_findings(
+                    "ClusterKubectlProviderHandler2E05C68A",
+                    "ClusterKubectlProviderHandlerHasEcrPublic69E09706",
+                ),
+            },
         )
         self.gateway = HybridNodesGateway(
             self,

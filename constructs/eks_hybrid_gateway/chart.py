@@ -100,7 +100,7 @@ class LeaderElectionTimings:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:g}"
+    return f"{value:g}s"
 
 
 def _api_object(

@@ -53,6 +53,17 @@ def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
     return vpc.vpc_cidr_block
 
 
+def acknowledge(scope: constructs.IConstruct, rule: str, reason: str) -> None:
+    """Acknowledge one cdk-nag AwsSolutions finding on `scope` (and below), with its reason."""
+    cdk.Validations.of(scope).acknowledge(
+        cdk.Acknowledgment(id=f"AwsSolutions::AwsSolutions-{rule}", reason=reason)
+    )
+
+
+def _managed_policy_rule(name: str) -> str:
+    return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
+
+
 def _dedupe(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -90,9 +101,11 @@ class HybridNodesGateway(constructs.Construct):
         metrics: MetricsExposure = MetricsExposure.NONE,
         leader_election: LeaderElectionTimings | None = None,
         vxlan_mtu: int | None = None,
+        attach_cni_policy: bool = True,
         debug: bool = False,
     ) -> None:
         super().__init__(scope, id)
+        self._attach_cni_policy = attach_cni_policy
         stack = cdk.Stack.of(self)
         self.vpc = vpc
         self.cluster = cluster
@@ -156,6 +169,13 @@ class HybridNodesGateway(constructs.Construct):
             description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
         )
         # DescribeRouteTables and DescribeInstances support no resource-level permissions.
+        acknowledge(
+            self.role,
+            "IAM5[Resource::*]",
+            "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
+            "permissions; the write actions (CreateRoute/ReplaceRoute) are scoped to the "
+            "ARNs of the owned route tables",
+        )
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="DescribeRoutingState",
@@ -266,16 +286,31 @@ class HybridNodesGateway(constructs.Construct):
     def _add_managed_node_group(
         self, stack: cdk.Stack, subnets: list[str], replicas: int
     ) -> constructs.IDependable:
-        for policy in (
-            "AmazonEKSWorkerNodePolicy",
-            "AmazonEC2ContainerRegistryPullOnly",
-            "AmazonEKS_CNI_Policy",
-        ):
+        policies = {
+            "AmazonEKSWorkerNodePolicy": "the kubelet of an EKS managed node needs the node "
+            "policy AWS maintains alongside EKS",
+            "AmazonEC2ContainerRegistryPullOnly": "nodes pull the gateway and add-on images "
+            "from ECR; the AWS policy grants pull only",
+            "AmazonEKS_CNI_Policy": "aws-node (VPC CNI) on the gateway nodes assigns the node's "
+            "ENI addresses; clusters giving aws-node its own Pod Identity role can set "
+            "attach_cni_policy=False",
+        }
+        if not self._attach_cni_policy:
+            del policies["AmazonEKS_CNI_Policy"]
+        for policy, reason in policies.items():
             self.node_role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name(policy)
             )
+            acknowledge(self.node_role, _managed_policy_rule(policy), reason)
         # Source/destination check off on its own primary ENI, at boot. Instance IDs are unknown
         # before launch, so the statement is limited by tags to this cluster's gateway nodes.
+        acknowledge(
+            self.node_role,
+            f"IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:{stack.account}:instance/*]",
+            "instance IDs of managed node group members are unknown before launch; the "
+            "statement allows only ModifyInstanceAttribute and only on instances tagged with "
+            "this cluster's name and the gateway node tag",
+        )
         self.node_role.add_to_policy(
             iam.PolicyStatement(
                 sid="DisableOwnSourceDestCheck",
@@ -370,10 +405,20 @@ class HybridNodesGateway(constructs.Construct):
         return self.nodegroup
 
     def _add_auto_mode_capacity(self, subnets: list[str], replicas: int) -> constructs.IDependable:
-        for policy in ("AmazonEKSWorkerNodeMinimalPolicy", "AmazonEC2ContainerRegistryPullOnly"):
+        for policy, reason in (
+            (
+                "AmazonEKSWorkerNodeMinimalPolicy",
+                "EKS Auto Mode nodes need the minimal node policy AWS maintains for them",
+            ),
+            (
+                "AmazonEC2ContainerRegistryPullOnly",
+                "nodes pull the gateway image from ECR; the AWS policy grants pull only",
+            ),
+        ):
             self.node_role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name(policy)
             )
+            acknowledge(self.node_role, _managed_policy_rule(policy), reason)
         partition = cdk.Stack.of(self).partition
         access_entry = eks.CfnAccessEntry(
             self,

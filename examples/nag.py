@@ -1,0 +1,77 @@
+"""cdk-nag AwsSolutions acknowledgements for what aws-cdk-lib's EKS constructs create.
+
+The gateway construct acknowledges its own findings itself. These cover the cluster and the
+kubectl provider that the examples get from aws-cdk-lib, each with the reason it is accepted.
+"""
+
+from __future__ import annotations
+
+import constructs
+
+from eks_hybrid_gateway.gateway import acknowledge
+
+_POLICY = "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{}]"
+
+KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
+    _POLICY.format("service-role/AWSLambdaBasicExecutionRole"): (
+        "aws-cdk-lib's kubectl provider functions write their logs with the AWS basic "
+        "execution policy"
+    ),
+    _POLICY.format("service-role/AWSLambdaVPCAccessExecutionRole"): (
+        "aws-cdk-lib's kubectl handler can run in the cluster VPC and needs the AWS ENI policy"
+    ),
+    _POLICY.format("AmazonEC2ContainerRegistryReadOnly"): (
+        "aws-cdk-lib's kubectl handler pulls Helm charts from ECR (and Auto Mode's built-in "
+        "node pools pull images)"
+    ),
+    _POLICY.format("AmazonEC2ContainerRegistryPullOnly"): (
+        "aws-cdk-lib's kubectl handler for an imported cluster pulls Helm charts from ECR; "
+        "the AWS policy grants pull only"
+    ),
+    "L1": (
+        "the kubectl handler's runtime is pinned by aws-cdk-lib to the version its kubectl "
+        "layer is built for"
+    ),
+}
+
+NEW_CLUSTER_FINDINGS: dict[str, str] = {
+    **{
+        _POLICY.format(name): (
+            "the EKS cluster role of an Auto Mode cluster needs the policies AWS maintains "
+            "for the control plane"
+        )
+        for name in (
+            "AmazonEKSClusterPolicy",
+            "AmazonEKSComputePolicy",
+            "AmazonEKSBlockStoragePolicy",
+            "AmazonEKSLoadBalancingPolicy",
+            "AmazonEKSNetworkingPolicy",
+        )
+    },
+    _POLICY.format("AmazonEKSWorkerNodePolicy"): (
+        "Auto Mode's built-in node pools need the node policy AWS maintains"
+    ),
+}
+
+
+def kubectl_provider_wiring_findings(handler_id: str, condition_id: str) -> dict[str, str]:
+    """Findings naming the logical IDs of the kubectl handler and its ECR Public condition."""
+    public_ecr = (
+        f'IAM4[Policy::{{"Fn::If":["{condition_id}",{{"Fn::Join":["",["arn:",'
+        '{"Ref":"AWS::Partition"},'
+        '":iam::aws:policy/AmazonElasticContainerRegistryPublicReadOnly"]]},'
+        '{"Ref":"AWS::NoValue"}]}]'
+    )
+    return {
+        public_ecr: (
+            "aws-cdk-lib's kubectl handler pulls public Helm charts where ECR Public exists"
+        ),
+        f"IAM5[Resource::<{handler_id}.Arn>:*]": (
+            "the provider framework invokes any version of its own kubectl handler function"
+        ),
+    }
+
+
+def acknowledge_all(scope: constructs.IConstruct, findings: dict[str, str]) -> None:
+    for rule, reason in findings.items():
+        acknowledge(scope, rule, reason)
