@@ -14,6 +14,7 @@ Only entries that `hybrid_gateway.core.dataplane` declares ours are ever read or
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import socket
@@ -227,12 +228,24 @@ def _attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
     return found
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _ipv4_from(raw: bytes) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(raw)
+
+
 def _ipv4(raw: bytes | None) -> ipaddress.IPv4Address | None:
-    return ipaddress.IPv4Address(raw) if raw is not None and len(raw) == 4 else None
+    """Cached: a dump sees each node IP three times and every pass sees the same IPs again."""
+    return _ipv4_from(raw) if raw is not None and len(raw) == 4 else None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ipv4_net(raw: bytes, prefixlen: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((int.from_bytes(raw, "big"), prefixlen))
 
 
 # --- the adapter ---------------------------------------------------------------------------------
@@ -425,8 +438,7 @@ class Netlink:
                     or _U32.unpack(attrs.get(RTA_PRIORITY, b"\0\0\0\0"))[0] != 0
                 ):
                     continue
-                dst = ipaddress.IPv4Address(attrs.get(RTA_DST, b"\0\0\0\0"))
-                net = ipaddress.IPv4Network((dst, dst_len))
+                net = _ipv4_net(attrs.get(RTA_DST, b"\0\0\0\0"), dst_len)
                 routes[net] = _ipv4(attrs.get(RTA_GATEWAY)) or _NO_GATEWAY
             return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
 

@@ -63,6 +63,7 @@ class TunnelReconciler:
         self.metrics = metrics
         self.events = events
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
+        self._last_target: TunnelState | None = None
 
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
@@ -98,6 +99,7 @@ class TunnelReconciler:
         plan = diff(target, observed)
         result = self.netlink.apply(outcome.ifindex, plan) if not plan.empty else ApplyResult()
         self._count(result)
+        self._last_target = target
         after = target if result.ok else self.netlink.dump(outcome.ifindex)
         self._gauge(wanted.tunnels, after)
         if not plan.empty:
@@ -122,7 +124,11 @@ class TunnelReconciler:
         self.metrics.vtep_remove_errors.inc(result.remove_errors)
 
     def _gauge(self, tunnels: Sequence[NodeTunnel], state: TunnelState) -> None:
-        configured = sum(1 for t in tunnels if _programmed(t, state))
+        configured = (
+            len(tunnels)
+            if state is self._last_target
+            else sum(1 for t in tunnels if _programmed(t, state))
+        )
         self.metrics.hybrid_nodes_configured.set(configured)
         self.metrics.vxlan_fdb_entries.set(len(state.fdb))
         self.metrics.vxlan_route_count.set(len(state.routes))

@@ -1,0 +1,156 @@
+"""Data-plane scale: program N hybrid nodes (FDB, neighbour, route each) and compare with iproute2.
+
+Runs everything inside network namespaces it creates (and always deletes):
+- cold_s: the daemon's own reconcile pass (CiliumNode objects -> desired state -> dump -> diff ->
+  bulk netlink apply) on a fresh `hybrid_vxlan0`;
+- batch_tools_s: `bridge -batch` + `ip -batch` doing the same 3*N operations on a fresh device;
+- noop_resync_s: a second full pass when nothing changed (one dump per table, diff in Python).
+Each figure is the median of `--repeat` runs, each run on fresh namespaces. The LAST line printed
+is one JSON object.
+
+    sudo .venv/bin/python bench/reconcile_scale.py --nodes 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import resource
+import statistics
+import subprocess
+import time
+from typing import Any
+
+from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
+from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
+from hybrid_gateway.dataplane.reconciler import TunnelReconciler
+from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_testkit.netns import Netns, netns_world
+
+GATEWAY_IP = "10.0.1.1"
+VPC = ipaddress.IPv4Network("10.0.0.0/16")
+DEV = "hybrid_vxlan0"
+
+
+def nodes(count: int) -> list[tuple[str, str, str]]:
+    """(name, node IP, pod CIDR) for `count` hybrid nodes."""
+    base_ip = int(ipaddress.IPv4Address("172.16.0.1"))
+    base_net = int(ipaddress.IPv4Address("10.128.0.0"))
+    return [
+        (
+            f"hybrid-{i:05d}",
+            str(ipaddress.IPv4Address(base_ip + i)),
+            str(ipaddress.IPv4Network((base_net + (i << 8), 24))),
+        )
+        for i in range(count)
+    ]
+
+
+def cilium_nodes(entries: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metadata": {"name": name, "labels": {"eks.amazonaws.com/compute-type": "hybrid"}},
+            "spec": {
+                "addresses": [{"type": "InternalIP", "ip": ip}],
+                "ipam": {"podCIDRs": [cidr]},
+            },
+        }
+        for name, ip, cidr in entries
+    ]
+
+
+def fresh_device(ns: Netns) -> None:
+    ns.ip("link", "add", DEV, "type", "vxlan", "id", "2", "dstport", "8472", "local", GATEWAY_IP,
+          "nolearning")  # fmt: skip
+    ns.ip("link", "set", DEV, "address", vxlan_device_mac(GATEWAY_IP), "mtu", "1450", "up")
+
+
+def batch_tools(ns: Netns, entries: list[tuple[str, str, str]]) -> float:
+    fresh_device(ns)
+    fdb = "".join(
+        f"fdb append {hybrid_node_peer_mac(ip)} dev {DEV} dst {ip} self permanent\n"
+        for _, ip, _ in entries
+    )
+    ip_cmds = "".join(
+        f"neigh replace {ip} lladdr {hybrid_node_peer_mac(ip)} dev {DEV} nud permanent\n"
+        for _, ip, _ in entries
+    ) + "".join(
+        f"route replace {cidr} via {ip} dev {DEV} onlink proto static\n" for _, ip, cidr in entries
+    )
+    started = time.perf_counter()
+    subprocess.run(ns.exec_argv(["bridge", "-batch", "-"]), input=fdb.encode(), check=True)
+    subprocess.run(["ip", "-n", ns.name, "-batch", "-"], input=ip_cmds.encode(), check=True)
+    elapsed = time.perf_counter() - started
+    routes = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
+    if routes != len(entries):
+        raise RuntimeError(f"batch tools programmed {routes} routes, expected {len(entries)}")
+    return elapsed
+
+
+def daemon(ns: Netns, objects: list[dict[str, Any]], count: int) -> tuple[float, float]:
+    with Netlink(ns.name) as nl:
+        rec = TunnelReconciler(
+            netlink=nl,
+            device=DeviceSpec(
+                DEV, 2, 8472, ipaddress.IPv4Address(GATEWAY_IP), vxlan_device_mac(GATEWAY_IP), 1450
+            ),
+            vpc_cidrs=[VPC],
+            metrics=GatewayMetrics(),
+            events=None,
+        )
+        rec.ensure_device()
+        started = time.perf_counter()
+        cold = rec.reconcile(objects)
+        cold_s = time.perf_counter() - started
+        started = time.perf_counter()
+        noop = rec.reconcile(objects)
+        noop_s = time.perf_counter() - started
+    if cold.result.added != 3 * count or not noop.plan.empty:
+        raise RuntimeError(f"unexpected reconcile result: {cold.result}, no-op plan {noop.plan}")
+    routes = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
+    if routes != count:
+        raise RuntimeError(f"daemon programmed {routes} routes, expected {count}")
+    return cold_s, noop_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    entries = nodes(args.nodes)
+    objects = cilium_nodes(entries)
+    cold, noop, batch = [], [], []
+    for run in range(args.repeat):
+        with netns_world() as world:
+            ours, theirs = world.add("ours"), world.add("tools")
+            cold_s, noop_s = daemon(ours, objects, args.nodes)
+            batch_s = batch_tools(theirs, entries)
+        cold.append(cold_s)
+        noop.append(noop_s)
+        batch.append(batch_s)
+        print(
+            f"run {run + 1}/{args.repeat}: {args.nodes} nodes, daemon cold {cold_s:.3f} s, "
+            f"no-op resync {noop_s:.3f} s, ip/bridge -batch {batch_s:.3f} s",
+            flush=True,
+        )
+    cold_s, batch_s = statistics.median(cold), statistics.median(batch)
+    print(
+        json.dumps(
+            {
+                "nodes": args.nodes,
+                "operations": 3 * args.nodes,
+                "cold_s": round(cold_s, 4),
+                "batch_tools_s": round(batch_s, 4),
+                "ratio": round(cold_s / batch_s, 3),
+                "noop_resync_s": round(statistics.median(noop), 4),
+                "rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "repeat": args.repeat,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
