@@ -1,0 +1,132 @@
+"""The server process: bind, announce `READY <url>`, serve until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socketserver
+import sys
+import threading
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+
+from hybrid_gateway_contract import DEFAULT_NAMESPACE
+
+from .resources import all_types
+from .server import ADMIN_IDENTITY, Control, Handler
+from .store import Store
+
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", DEFAULT_NAMESPACE)
+
+
+class _TcpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def server_bind(self) -> None:
+        # Skip HTTPServer's reverse DNS lookup of the bind address (slow without a resolver).
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 32
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hybrid_gateway_testkit.apiserver",
+        description="Test Kubernetes API server for the EKS Hybrid Nodes gateway (tests, lab).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--kubeconfig-dir", type=Path, required=True)
+    parser.add_argument(
+        "--admin-socket", type=Path, help="also serve the admin API on this Unix socket"
+    )
+    parser.add_argument(
+        "--identity", action="append", default=[], help="write a kubeconfig for this identity"
+    )
+    parser.add_argument("--history-size", type=int, default=1000, help="watch events kept")
+    parser.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds")
+    parser.add_argument("--max-watch-seconds", type=float, default=1800.0)
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (parent died)"
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.history_size < 1:
+        print(f"--history-size must be >= 1, got {args.history_size}", file=sys.stderr)
+        return 2
+    args.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
+
+    store = Store(all_types(), history_size=args.history_size)
+    for name in INITIAL_NAMESPACES:
+        store.create(store.namespace_type, None, {"metadata": {"name": name}})
+    control = Control(
+        kubeconfig_dir=args.kubeconfig_dir,
+        bookmark_interval_s=args.bookmark_interval,
+        max_watch_s=args.max_watch_seconds,
+    )
+    handler = type("BoundHandler", (Handler,), {"store": store, "control": control})
+    tcp = _TcpServer((args.host, args.port), handler)
+    port = tcp.server_address[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    control.url = f"http://{host}:{port}"
+    control.identity(ADMIN_IDENTITY)
+    for identity in args.identity:
+        control.identity(identity)
+
+    servers: list[socketserver.BaseServer] = [tcp]
+    if args.admin_socket is not None:
+        if args.admin_socket.exists():
+            args.admin_socket.unlink()
+        servers.append(_UnixServer(str(args.admin_socket), handler))
+        os.chmod(args.admin_socket, 0o600)
+    threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in servers]
+    for thread in threads:
+        thread.start()
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.exit_on_stdin_eof:
+
+        def watch_stdin() -> None:
+            # os.read on the raw descriptor: a daemon thread blocked in a buffered read aborts
+            # the interpreter at exit.
+            while os.read(0, 4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+
+    print(f"READY {control.url}", flush=True)
+    while not stop.wait(0.05):
+        pass
+    control.stopping.set()
+    store.wake_all()
+    with control.lock:
+        control.lock.notify_all()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+    if args.admin_socket is not None:
+        args.admin_socket.unlink(missing_ok=True)
+    return 0

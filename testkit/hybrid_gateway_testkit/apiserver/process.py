@@ -1,0 +1,243 @@
+"""`ApiServer`: start the test API server as a real process and drive its admin API.
+
+The admin calls (kubeconfigs, partitions, audit, compaction) go over a Unix socket, so they work
+from the test process even when the server runs inside another network namespace.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from .server import ADMIN_IDENTITY
+
+
+class ApiServerError(RuntimeError):
+    """The server did not start, or an admin call failed."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class ApiServer:
+    """A running server process; also a context manager that stops it on exit."""
+
+    def __init__(
+        self,
+        *,
+        process: subprocess.Popen[bytes],
+        url: str,
+        workdir: Path,
+        admin_socket: Path,
+        admin_token: str,
+        log_path: Path,
+    ) -> None:
+        self._process = process
+        self._url = url
+        self.workdir = workdir
+        self._admin_socket = admin_socket
+        self._admin_token = admin_token
+        self.log_path = log_path
+
+    @classmethod
+    def start(
+        cls,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        netns: str | None = None,
+        *,
+        history_size: int = 1000,
+        bookmark_interval_s: float = 1.0,
+        ready_timeout_s: float = 20.0,
+    ) -> ApiServer:
+        """Start `python -m hybrid_gateway_testkit.apiserver` (inside `netns` if given)."""
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are limited to 107 bytes: keep the admin socket in a short directory.
+        socket_dir = Path(tempfile.mkdtemp(prefix="hgw-api-"))
+        admin_socket = socket_dir / "admin.sock"
+        log_path = workdir / "apiserver.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "hybrid_gateway_testkit.apiserver",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--kubeconfig-dir",
+            str(workdir),
+            "--admin-socket",
+            str(admin_socket),
+            "--history-size",
+            str(history_size),
+            "--bookmark-interval",
+            str(bookmark_interval_s),
+            "--exit-on-stdin-eof",
+        ]
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file
+            )
+        try:
+            url = _wait_ready(process, ready_timeout_s, log_path)
+            admin_config = yaml.safe_load((workdir / f"{ADMIN_IDENTITY}.kubeconfig").read_text())
+            token = str(admin_config["users"][0]["user"]["token"])
+        except BaseException:
+            _terminate(process)
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
+        return cls(
+            process=process,
+            url=url,
+            workdir=workdir,
+            admin_socket=admin_socket,
+            admin_token=token,
+            log_path=log_path,
+        )
+
+    # --- the interface tests use ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def kubeconfig(self, identity: str) -> Path:
+        """A kubeconfig whose bearer token identifies `identity` (created on first call)."""
+        return Path(self._admin("POST", "identities", {"name": identity})["kubeconfig"])
+
+    def token(self, identity: str) -> str:
+        return str(self._admin("POST", "identities", {"name": identity})["token"])
+
+    def partition(self, identity: str, *, hang: bool = False) -> None:
+        """Cut `identity` off: its requests are dropped without a response and its watches cut.
+
+        With `hang=True` requests stay unanswered until the client gives up (or `heal`), like
+        packets lost in a real partition; either way they are never processed.
+        """
+        self._admin("POST", "partition", {"identity": identity, "mode": "hang" if hang else "drop"})
+
+    def heal(self, identity: str) -> None:
+        self._admin("POST", "heal", {"identity": identity})
+
+    def audit(self) -> list[dict[str, Any]]:
+        """Every API request so far: identity, verb, method, path, status, mono/wall times, ..."""
+        records: list[dict[str, Any]] = self._admin("GET", "audit")["records"]
+        return records
+
+    def compact(self) -> str:
+        """Drop the watch history: a watch from any older resourceVersion now gets 410 Expired."""
+        return str(self._admin("POST", "compact", {})["resourceVersion"])
+
+    def close_watches(self) -> None:
+        """Cut every open watch stream (clients must re-watch), as an API server restart would."""
+        self._admin("POST", "close-watches", {})
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> int:
+        """Stop the process (SIGTERM, then SIGKILL after `timeout_s`); returns its exit code."""
+        code = _terminate(self._process, timeout_s)
+        shutil.rmtree(self._admin_socket.parent, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> ApiServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def _admin(self, method: str, action: str, body: dict[str, Any] | None = None) -> Any:
+        conn = _UnixConnection(str(self._admin_socket), timeout=10.0)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            headers = {"Authorization": f"Bearer {self._admin_token}"}
+            if data is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(method, f"/_testkit/{action}", body=data, headers=headers)
+            response = conn.getresponse()
+            payload = json.loads(response.read() or b"{}")
+        except OSError as exc:
+            raise ApiServerError(f"admin call {action} failed: {exc}") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise ApiServerError(f"admin call {action} failed ({response.status}): {payload}")
+        return payload
+
+
+def _wait_ready(process: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> str:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    buffer = b""
+    fd = process.stdout.fileno()
+    while b"\n" not in buffer:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ApiServerError(f"test API server not ready after {timeout_s} s; log: {log_path}")
+        readable, _, _ = select.select([fd], [], [], min(remaining, 0.2))
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                process.wait(timeout=5)
+                log = log_path.read_text(errors="replace")[-2000:]
+                raise ApiServerError(
+                    f"test API server exited with {process.returncode} before READY:\n{log}"
+                )
+            buffer += chunk
+    line = buffer.split(b"\n", 1)[0].decode().strip()
+    if not line.startswith("READY "):
+        raise ApiServerError(f"unexpected first line from the test API server: {line!r}")
+    return line.split(" ", 1)[1]
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
+    return process.returncode

@@ -1,0 +1,348 @@
+"""The resource kinds the test server serves, and CRD schema handling (prune, default, validate).
+
+Custom resources come from the CRD YAML files bundled in `hybrid_gateway_testkit/crds/`, so the
+server validates exactly the schema a real cluster would. The real API server's order is kept:
+decode, prune unknown fields, apply `default`s, then validate against the openAPIV3Schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+from jsonschema import Draft4Validator
+from jsonschema.exceptions import ValidationError
+
+from .errors import ApiError
+
+JsonObj = dict[str, Any]
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SUBDOMAIN_MESSAGE = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character"
+)
+_LABEL_MESSAGE = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character"
+)
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One served resource (a group/version/plural) and how the server treats it."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    singular: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    status_subresource: bool = False
+    custom: bool = False  # a CRD: generation, deleted object returned, no strategic merge
+    schema: JsonObj | None = field(default=None, compare=False, hash=False)
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """`leases.coordination.k8s.io`, or `namespaces` for the core group (as in messages)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def kind_qualified(self) -> str:
+        """`CiliumVTEPConfig.cilium.io` / `Lease.coordination.k8s.io` (as in Invalid messages)."""
+        return f"{self.kind}.{self.group}" if self.group else self.kind
+
+    def validate(self, obj: JsonObj) -> JsonObj:
+        """Return `obj` pruned and defaulted, or raise a 422 naming every invalid field."""
+        name = str(obj.get("metadata", {}).get("name", ""))
+        causes = _validate_name(name, dns_label=self.plural == "namespaces")
+        if self.schema is not None:
+            obj = prune(obj, self.schema, root=True)
+            apply_defaults(obj, self.schema)
+            causes += schema_causes(obj, self.schema)
+        elif self.kind in _BUILTIN_SCHEMAS:
+            causes += schema_causes(obj, _BUILTIN_SCHEMAS[self.kind])
+        if causes:
+            raise invalid(self, name, causes)
+        return obj
+
+
+def invalid(rt: ResourceType, name: str, causes: list[JsonObj]) -> ApiError:
+    summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+    if len(causes) > 1:
+        summary = f"[{summary}]"
+    details: JsonObj = {"name": name, "kind": rt.kind, "causes": causes}
+    if rt.group:
+        details["group"] = rt.group
+    return ApiError(422, "Invalid", f'{rt.kind_qualified} "{name}" is invalid: {summary}', details)
+
+
+def _validate_name(name: str, *, dns_label: bool) -> list[JsonObj]:
+    if not name:
+        return [
+            {
+                "reason": "FieldValueRequired",
+                "message": "Required value: name or generateName is required",
+                "field": "metadata.name",
+            }
+        ]
+    pattern, why, limit = (
+        (_DNS_LABEL, _LABEL_MESSAGE, 63) if dns_label else (_DNS_SUBDOMAIN, _SUBDOMAIN_MESSAGE, 253)
+    )
+    if len(name) > limit or not pattern.match(name):
+        return [
+            {
+                "reason": "FieldValueInvalid",
+                "message": f"Invalid value: {json.dumps(name)}: {why}",
+                "field": "metadata.name",
+            }
+        ]
+    return []
+
+
+# --- structural schema handling ------------------------------------------------------------------
+
+
+def _preserves_unknown(schema: JsonObj) -> bool:
+    return bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+
+
+def prune(value: Any, schema: JsonObj, *, root: bool = False) -> Any:
+    """Drop fields the schema does not declare, as the real server does for structural CRDs."""
+    if isinstance(value, dict):
+        props: JsonObj = schema.get("properties", {})
+        additional = schema.get("additionalProperties")
+        out: JsonObj = {}
+        for key, item in value.items():
+            if root and key in ("apiVersion", "kind", "metadata"):
+                out[key] = item
+            elif key in props:
+                out[key] = prune(item, props[key])
+            elif isinstance(additional, dict):
+                out[key] = prune(item, additional)
+            elif additional is True or _preserves_unknown(schema):
+                out[key] = item
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(item, schema["items"]) for item in value]
+    return value
+
+
+def apply_defaults(value: Any, schema: JsonObj) -> None:
+    """Fill in `default`s of absent properties, recursively (in place)."""
+    if isinstance(value, dict):
+        props: JsonObj = schema.get("properties", {})
+        for key, sub in props.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                apply_defaults(value[key], sub)
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, dict):
+            for key, item in value.items():
+                if key not in props:
+                    apply_defaults(item, additional)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for item in value:
+            apply_defaults(item, schema["items"])
+
+
+def to_json_schema(schema: Any) -> Any:
+    """openAPIV3Schema -> JSON Schema (draft 4): drop x-kubernetes-*, honour `nullable`."""
+    if isinstance(schema, list):
+        return [to_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: JsonObj = {}
+    for key, value in schema.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "format", "default"):
+            continue
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {k: to_json_schema(v) for k, v in value.items()}
+        else:
+            out[key] = to_json_schema(value)
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def _field_path(error: ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+_GO_TYPES = {"object": "object", "array": "array", "string": "string", "integer": "integer"}
+
+
+def schema_causes(obj: JsonObj, schema: JsonObj) -> list[JsonObj]:
+    """Every violation as a Status cause, worded like the real server's messages."""
+    validator = Draft4Validator(to_json_schema(schema))
+    causes: list[JsonObj] = []
+    for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
+        path = _field_path(error)
+        value = json.dumps(error.instance)
+        kind = error.validator
+        if kind == "required":
+            present = error.instance if isinstance(error.instance, dict) else {}
+            for missing in error.validator_value:
+                if missing not in present:
+                    where = f"{path}.{missing}" if path else str(missing)
+                    cause = {
+                        "reason": "FieldValueRequired",
+                        "message": "Required value",
+                        "field": where,
+                    }
+                    if cause not in causes:
+                        causes.append(cause)
+            continue
+        if kind == "pattern":
+            message = (
+                f"Invalid value: {value}: {path} in body should match '{error.validator_value}'"
+            )
+        elif kind == "type":
+            message = (
+                f"Invalid value: {json.dumps(_json_type(error.instance))}: {path} in body must be "
+                f"of type {error.validator_value}: {value}"
+            )
+        elif kind == "enum":
+            allowed = ", ".join(json.dumps(v) for v in error.validator_value)
+            causes.append(
+                {
+                    "reason": "FieldValueNotSupported",
+                    "message": f"Unsupported value: {value}: supported values: {allowed}",
+                    "field": path,
+                }
+            )
+            continue
+        elif kind == "maxItems":
+            causes.append(
+                {
+                    "reason": "FieldValueTooMany",
+                    "message": f"Too many: {len(error.instance)}: must have at most "
+                    f"{error.validator_value} items",
+                    "field": path,
+                }
+            )
+            continue
+        elif kind == "minItems":
+            message = (
+                f"Invalid value: {len(error.instance)}: {path} in body should have at least "
+                f"{error.validator_value} items"
+            )
+        elif kind == "maxLength":
+            causes.append(
+                {
+                    "reason": "FieldValueTooLong",
+                    "message": f"Too long: may not be more than {error.validator_value} bytes",
+                    "field": path,
+                }
+            )
+            continue
+        elif kind == "minLength":
+            message = (
+                f"Invalid value: {value}: {path} in body should be at least "
+                f"{error.validator_value} chars long"
+            )
+        else:
+            message = f"Invalid value: {value}: {error.message}"
+        causes.append({"reason": "FieldValueInvalid", "message": message, "field": path})
+    return causes
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if value is None:
+        return "null"
+    return "object"
+
+
+# --- the served resources ------------------------------------------------------------------------
+
+_LEASE_SCHEMA: JsonObj = {
+    "type": "object",
+    "properties": {
+        "spec": {
+            "type": "object",
+            "properties": {
+                "holderIdentity": {"type": ["string", "null"]},
+                "leaseDurationSeconds": {"type": ["integer", "null"], "minimum": 1},
+                "acquireTime": {"type": ["string", "null"]},
+                "renewTime": {"type": ["string", "null"]},
+                "leaseTransitions": {"type": ["integer", "null"], "minimum": 0},
+                "strategy": {"type": ["string", "null"]},
+                "preferredHolder": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+_EVENT_SCHEMA: JsonObj = {
+    "type": "object",
+    "required": ["involvedObject"],
+    "properties": {
+        "involvedObject": {"type": "object"},
+        "reason": {"type": ["string", "null"]},
+        "message": {"type": ["string", "null"]},
+        "type": {"type": ["string", "null"], "enum": ["Normal", "Warning", None]},
+        "count": {"type": ["integer", "null"]},
+    },
+}
+_BUILTIN_SCHEMAS: dict[str, JsonObj] = {"Lease": _LEASE_SCHEMA, "Event": _EVENT_SCHEMA}
+
+BUILTIN_TYPES: tuple[ResourceType, ...] = (
+    ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",)),
+    ResourceType("", "v1", "events", "event", "Event", True, ("ev",)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+)
+
+
+def load_crd(text: str) -> ResourceType:
+    """A ResourceType from a CustomResourceDefinition document (its storage version)."""
+    crd = yaml.safe_load(text)
+    spec = crd["spec"]
+    names = spec["names"]
+    version = next(v for v in spec["versions"] if v.get("storage", False))
+    return ResourceType(
+        group=spec["group"],
+        version=version["name"],
+        plural=names["plural"],
+        singular=names.get("singular", names["kind"].lower()),
+        kind=names["kind"],
+        namespaced=spec["scope"] == "Namespaced",
+        short_names=tuple(names.get("shortNames", ())),
+        status_subresource="status" in (version.get("subresources") or {}),
+        custom=True,
+        schema=version["schema"]["openAPIV3Schema"],
+    )
+
+
+def bundled_crds() -> list[ResourceType]:
+    """The CRDs shipped in `hybrid_gateway_testkit/crds/`, sorted by file name."""
+    folder = resources.files("hybrid_gateway_testkit").joinpath("crds")
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
+    return [load_crd(f.read_text(encoding="utf-8")) for f in files]
+
+
+def all_types() -> list[ResourceType]:
+    return [*BUILTIN_TYPES, *bundled_crds()]

@@ -1,0 +1,102 @@
+"""Identities, partitions, audit and the process life cycle."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from hybrid_gateway_testkit.apiserver import ApiServer
+
+
+def lease_api(server: ApiServer, identity: str) -> client.CoordinationV1Api:
+    api_client = config.new_client_from_config(config_file=str(server.kubeconfig(identity)))
+    api_client.rest_client.pool_manager.connection_pool_kw["retries"] = False
+    return client.CoordinationV1Api(api_client)
+
+
+def test_unknown_token_is_401(shared_api: ApiServer) -> None:
+    configuration = client.Configuration()
+    configuration.host = shared_api.url
+    configuration.api_key = {"authorization": "Bearer not-a-token"}
+    with client.ApiClient(configuration) as api_client, pytest.raises(ApiException) as err:
+        client.CoreV1Api(api_client).list_namespace()
+    assert err.value.status == 401
+
+
+def test_each_identity_has_its_own_token_and_kubeconfig(shared_api: ApiServer) -> None:
+    a, b = shared_api.kubeconfig("gw-a"), shared_api.kubeconfig("gw-b")
+    assert a != b and a.read_text() != b.read_text()
+    assert shared_api.kubeconfig("gw-a") == a and shared_api.token("gw-a") == shared_api.token(
+        "gw-a"
+    )
+    assert oct(a.stat().st_mode & 0o777) == "0o600"
+
+
+def test_partition_drops_requests_until_heal(shared_api: ApiServer) -> None:
+    partitioned, healthy = lease_api(shared_api, "gw-p1"), lease_api(shared_api, "gw-p2")
+    partitioned.list_namespaced_lease("default")
+    shared_api.partition("gw-p1")
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        partitioned.list_namespaced_lease("default", _request_timeout=5)
+    healthy.list_namespaced_lease("default")  # others are unaffected
+    shared_api.heal("gw-p1")
+    partitioned.list_namespaced_lease("default")
+    dropped = [r for r in shared_api.audit() if r["identity"] == "gw-p1" and r.get("dropped")]
+    assert dropped and all(r["status"] is None for r in dropped)
+
+
+def test_hang_partition_times_out_the_client_and_never_applies_the_write(
+    shared_api: ApiServer,
+) -> None:
+    leases = lease_api(shared_api, "gw-h")
+    shared_api.partition("gw-h", hang=True)
+    body = client.V1Lease(metadata=client.V1ObjectMeta(name="written-while-partitioned"))
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        leases.create_namespaced_lease("default", body, _request_timeout=0.5)
+    assert time.monotonic() - started >= 0.5
+    shared_api.heal("gw-h")
+    time.sleep(0.2)
+    with pytest.raises(ApiException) as err:
+        leases.read_namespaced_lease("written-while-partitioned", "default")
+    assert err.value.status == 404
+
+
+def test_audit_records_identity_verb_path_status_and_times(shared_api: ApiServer) -> None:
+    leases = lease_api(shared_api, "gw-audit")
+    before = time.monotonic()
+    leases.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name="audited"))
+    )
+    with pytest.raises(ApiException):
+        leases.read_namespaced_lease("not-there", "default")
+    records = [r for r in shared_api.audit() if r["identity"] == "gw-audit"]
+    assert [(r["verb"], r["status"]) for r in records] == [("create", 201), ("get", 404)]
+    create = records[0]
+    assert create["path"] == "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    assert (create["resource"], create["namespace"]) == ("leases", "default")
+    assert create["resourceVersion"]
+    assert before <= create["mono"] <= time.monotonic()  # same monotonic clock as this process
+    assert abs(create["wall"] - time.time()) < 60
+
+
+def test_process_stops_cleanly_without_orphans(tmp_path: Path) -> None:
+    server = ApiServer.start(tmp_path)
+    pid = server.pid
+    assert server.url.startswith("http://127.0.0.1:") and not server.url.endswith(":0")
+    assert server.stop() == 0
+    assert not server.running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_kube_api_fixture_serves_the_official_client(kube_api: ApiServer) -> None:
+    api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig("fixture")))
+    names = {ns.metadata.name for ns in client.CoreV1Api(api_client).list_namespace().items}
+    assert "kube-system" in names

@@ -1,0 +1,179 @@
+"""Watch streams through the official client's `Watch`: order, selectors, 410 Expired, bookmarks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from hybrid_gateway_testkit.apiserver import ApiServer
+
+GROUP, VERSION, NODES = "cilium.io", "v2", "ciliumnodes"
+HYBRID = "eks.amazonaws.com/compute-type"
+
+
+def node(name: str, *, hybrid: bool = True, ip: str = "192.168.1.10") -> dict[str, Any]:
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNode",
+        "metadata": {"name": name, "labels": {HYBRID: "hybrid" if hybrid else "ec2"}},
+        "spec": {
+            "addresses": [{"type": "InternalIP", "ip": ip}],
+            "ipam": {"podCIDRs": ["10.85.0.0/24"]},
+        },
+    }
+
+
+def collect(
+    w: watch.Watch, func: Any, count: int, **kwargs: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first `count` events (bounded by the server-side timeout in kwargs)."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+    for event in w.stream(func, **kwargs):
+        seen.append((event["type"], event["raw_object"]))
+        if len(seen) >= count:
+            w.stop()
+    return seen
+
+
+def test_watch_from_resource_version_delivers_changes_in_order(admin: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(admin)
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    start = custom.list_cluster_custom_object(GROUP, VERSION, NODES)["metadata"]["resourceVersion"]
+    custom.create_cluster_custom_object(GROUP, VERSION, NODES, node(name))
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, NODES, name, {"metadata": {"labels": {"x": "1"}}}
+    )
+    custom.delete_cluster_custom_object(GROUP, VERSION, NODES, name)
+
+    events = collect(
+        watch.Watch(),
+        custom.list_cluster_custom_object,
+        3,
+        group=GROUP,
+        version=VERSION,
+        plural=NODES,
+        resource_version=start,
+        timeout_seconds=5,
+        field_selector=f"metadata.name={name}",
+    )
+    assert [kind for kind, _ in events] == ["ADDED", "MODIFIED", "DELETED"]
+    versions = [int(obj["metadata"]["resourceVersion"]) for _, obj in events]
+    assert versions == sorted(versions) and versions[0] > int(start)
+    assert events[1][1]["metadata"]["labels"]["x"] == "1"
+
+
+def test_watch_without_resource_version_starts_with_synthetic_added(
+    admin: client.ApiClient,
+) -> None:
+    leases = client.CoordinationV1Api(admin)
+    ns = f"w-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=ns))
+    )
+    for name in ("a", "b"):
+        leases.create_namespaced_lease(ns, client.V1Lease(metadata=client.V1ObjectMeta(name=name)))
+    seen = []
+    for event in watch.Watch().stream(leases.list_namespaced_lease, ns, timeout_seconds=1):
+        seen.append((event["type"], event["object"].metadata.name))
+    assert seen == [("ADDED", "a"), ("ADDED", "b")]  # typed V1Lease objects, then a clean timeout
+
+
+def test_label_selector_transitions_become_added_and_deleted(admin: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(admin)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    start = custom.list_cluster_custom_object(GROUP, VERSION, NODES)["metadata"]["resourceVersion"]
+    custom.create_cluster_custom_object(GROUP, VERSION, NODES, node(name, hybrid=False))
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, NODES, name, {"metadata": {"labels": {HYBRID: "hybrid"}}}
+    )
+    custom.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        NODES,
+        name,
+        {"spec": {"addresses": [{"type": "InternalIP", "ip": "192.168.1.11"}]}},
+    )
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, NODES, name, {"metadata": {"labels": {HYBRID: None}}}
+    )
+    events = collect(
+        watch.Watch(),
+        custom.list_cluster_custom_object,
+        3,
+        group=GROUP,
+        version=VERSION,
+        plural=NODES,
+        resource_version=start,
+        timeout_seconds=5,
+        label_selector=f"{HYBRID}=hybrid",
+    )
+    assert [kind for kind, _ in events] == ["ADDED", "MODIFIED", "DELETED"]
+    assert all(obj["metadata"]["name"] == name for _, obj in events)
+
+
+def test_compaction_makes_old_watches_fail_with_410(
+    shared_api: ApiServer, admin: client.ApiClient
+) -> None:
+    leases = client.CoordinationV1Api(admin)
+    old = leases.list_namespaced_lease("default").metadata.resource_version
+    leases.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name=f"c-{uuid.uuid4().hex[:8]}"))
+    )
+    shared_api.compact()
+    with pytest.raises(ApiException) as err:
+        for _ in watch.Watch().stream(
+            leases.list_namespaced_lease, "default", resource_version=old, timeout_seconds=2
+        ):
+            pass
+    assert err.value.status == 410
+    assert "Expired" in str(err.value.reason)
+    # A fresh list gives a version that can be watched again.
+    current = leases.list_namespaced_lease("default").metadata.resource_version
+    events = list(
+        watch.Watch().stream(
+            leases.list_namespaced_lease, "default", resource_version=current, timeout_seconds=1
+        )
+    )
+    assert events == []
+
+
+def test_bookmarks_carry_the_current_resource_version(admin: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(admin)
+    start = custom.list_cluster_custom_object(GROUP, VERSION, NODES)["metadata"]["resourceVersion"]
+    w = watch.Watch()
+    kinds = [
+        event["type"]
+        for event in w.stream(
+            custom.list_cluster_custom_object,
+            group=GROUP,
+            version=VERSION,
+            plural=NODES,
+            resource_version=start,
+            allow_watch_bookmarks=True,
+            timeout_seconds=1,
+            label_selector="no-such-label=1",
+        )
+    ]
+    assert "BOOKMARK" in kinds
+    assert int(w.resource_version) >= int(start)
+
+
+def test_watch_is_cut_for_partitioned_identity_and_works_after_heal(
+    shared_api: ApiServer, client_for: Any
+) -> None:
+    gw = client_for("gw-watcher")
+    leases = client.CoordinationV1Api(gw)
+    rv = leases.list_namespaced_lease("default").metadata.resource_version
+    stream = watch.Watch().stream(
+        leases.list_namespaced_lease, "default", resource_version=rv, timeout_seconds=10
+    )
+    shared_api.partition("gw-watcher")
+    with pytest.raises(Exception) as err:  # urllib3 ProtocolError: the stream was cut
+        next(stream)
+    assert not isinstance(err.value, StopIteration)
+    shared_api.heal("gw-watcher")
+    assert leases.list_namespaced_lease("default").metadata.resource_version
