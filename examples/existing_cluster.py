@@ -41,6 +41,7 @@ class ExistingClusterGatewayStack(cdk.Stack):
         remote_node_networks: Sequence[str],
         remote_pod_networks: Sequence[str],
         image: GatewayImage | None = None,
+        instance_type: ec2.InstanceType | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
@@ -80,4 +81,5 @@ class ExistingClusterGatewayStack(cdk.Stack):
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
             image=image,
+            instance_type=instance_type,
         )

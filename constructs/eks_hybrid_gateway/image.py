@@ -16,6 +16,17 @@ from aws_cdk import aws_iam as iam
 
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
 
+_PULL_ACK = cdk.Acknowledgment(
+    id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+    reason="ecr:GetAuthorizationToken, part of an ECR pull grant, supports no resource-level "
+    "permissions; the pull actions themselves are scoped to the image's repository",
+)
+
+
+def _grant_pull(repository: ecr.IRepository, node_role: iam.IRole) -> None:
+    repository.grant_pull(node_role)
+    cdk.Validations.of(node_role).acknowledge(_PULL_ACK)
+
 #: Dockerfile of the runtime, relative to the build context (the repository root).
 RUNTIME_DOCKERFILE = "runtime/Dockerfile"
 
@@ -110,7 +121,7 @@ class _EcrImage(GatewayImage):
         node_role: iam.IRole,
         architecture: ec2.InstanceArchitecture,
     ) -> BoundImage:
-        self._repository.grant_pull(node_role)
+        _grant_pull(self._repository, node_role)
         return BoundImage(self._repository.repository_uri_for_tag(self._tag))
 
 
@@ -150,5 +161,5 @@ class _AssetImage(GatewayImage):
             platform=platform,
             build_args=self._build_args or None,
         )
-        asset.repository.grant_pull(node_role)
+        _grant_pull(asset.repository, node_role)
         return BoundImage(asset.image_uri)

@@ -1,0 +1,235 @@
+"""One CDK app with every stack the tests look at, synthesized once per session.
+
+jsii starts one Node kernel per process (~2 s); a synth after that costs ~0.1-1 s. The app runs
+with the cdk-nag AwsSolutions validation plugin, so synthesis itself fails on any
+unacknowledged finding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# jsii runs on the project's Node 22 (no end-of-life banner, faster); never phone home.
+os.environ["PATH"] = f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{os.environ['PATH']}"
+os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
+if str(REPO) not in sys.path:  # the example apps are the `examples` package at the repo root
+    sys.path.insert(0, str(REPO))
+
+Template = dict[str, Any]
+
+ACCOUNT = "123456789012"
+REGION = "us-west-2"
+REGISTRY_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/eks-hybrid-nodes-gateway:0.1.0"
+REMOTE_NODE_NETWORKS = ["192.168.100.0/24"]
+REMOTE_POD_NETWORKS = ["10.85.0.0/16"]
+
+
+@dataclass
+class Synthesized:
+    """The cloud assembly: templates by stack name and where they were written."""
+
+    outdir: Path
+    templates: dict[str, Template]
+    template_files: list[Path]
+    assets: dict[str, Any]
+    acknowledgements: list[dict[str, str]] = field(default_factory=list)
+
+
+def _auto_mode_stack(app: Any) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_eks_v2 as eks
+    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from examples.nag import (
+        KUBECTL_PROVIDER_FINDINGS,
+        NEW_CLUSTER_FINDINGS,
+        acknowledge_all,
+        kubectl_provider_wiring_findings,
+    )
+
+    from eks_hybrid_gateway import CapacityType, GatewayImage, HybridNodesGateway, MetricsExposure
+
+    stack = cdk.Stack(app, "AutoMode", env=cdk.Environment(account=ACCOUNT, region=REGION))
+    vpc = ec2.Vpc(
+        stack,
+        "Vpc",
+        ip_addresses=ec2.IpAddresses.cidr("10.2.0.0/16"),
+        max_azs=2,
+        nat_gateways=1,
+        flow_logs={"all": ec2.FlowLogOptions()},
+    )
+    cluster = eks.Cluster(
+        stack,
+        "Cluster",
+        version=eks.KubernetesVersion.V1_33,
+        vpc=vpc,
+        kubectl_provider_options=eks.KubectlProviderOptions(
+            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer")
+        ),
+    )
+    acknowledge_all(
+        cluster,
+        {
+            **KUBECTL_PROVIDER_FINDINGS,
+            **NEW_CLUSTER_FINDINGS,
+            **kubectl_provider_wiring_findings(
+                "ClusterKubectlProviderHandler2E05C68A",
+                "ClusterKubectlProviderHandlerHasEcrPublic69E09706",
+            ),
+        },
+    )
+    HybridNodesGateway(
+        stack,
+        "HybridGateway",
+        cluster=cluster,
+        vpc=vpc,
+        remote_node_networks=["192.168.100.0/24", "192.168.101.0/24"],
+        remote_pod_networks=REMOTE_POD_NETWORKS,
+        route_table_ids=[vpc.private_subnets[0].route_table.route_table_id],
+        service_cidr="172.20.0.0/16",
+        capacity_type=CapacityType.AUTO_MODE,
+        metrics=MetricsExposure.POD_MONITOR,
+        image=GatewayImage.from_registry(REGISTRY_IMAGE),
+    )
+
+
+def _asset_image_stack(app: Any, build_context: Path) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from examples.existing_cluster import ExistingClusterGatewayStack
+
+    from eks_hybrid_gateway import GatewayImage
+
+    ExistingClusterGatewayStack(
+        app,
+        "AssetImage",
+        env=cdk.Environment(account=ACCOUNT, region=REGION),
+        cluster_name="arm-cluster",
+        kubectl_role_arn=f"arn:aws:iam::{ACCOUNT}:role/kubectl",
+        cluster_security_group_id="sg-0123456789abcdef0",
+        vpc_id="vpc-0123456789abcdef0",
+        vpc_cidr="10.3.0.0/16",
+        availability_zones=["us-west-2a", "us-west-2b"],
+        private_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        private_route_table_ids=["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
+        remote_node_networks=REMOTE_NODE_NETWORKS,
+        remote_pod_networks=REMOTE_POD_NETWORKS,
+        image=GatewayImage.from_asset(build_context),
+        instance_type=ec2.InstanceType("c7gn.xlarge"),
+    )
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    import aws_cdk as cdk
+    from cdk_nag import AwsSolutionsChecks
+    from examples.app import IMAGE_KEY, build
+
+    # A build context shaped like the repository (only what the Dockerfile copies).
+    build_context = tmp_path_factory.mktemp("build-context")
+    (build_context / "runtime").mkdir()
+    (build_context / "contract").mkdir()
+    (build_context / "runtime" / "Dockerfile").write_text("FROM scratch\nCOPY runtime /app\n")
+    (build_context / "runtime" / "app.py").write_text("print('gateway')\n")
+    (build_context / "contract" / "c.py").write_text("X = 1\n")
+    (build_context / "unrelated.txt").write_text("not part of the image\n")
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    context = json.loads((REPO / "cdk.json").read_text())["context"]
+    context[IMAGE_KEY] = REGISTRY_IMAGE
+    app = cdk.App(outdir=str(outdir), context=context)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    build(app)
+    _auto_mode_stack(app)
+    _asset_image_stack(app, build_context)
+    try:
+        assembly = app.synth()
+    except RuntimeError as exc:
+        report = outdir / "validation-report.json"
+        detail = report.read_text() if report.exists() else ""
+        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+
+    templates: dict[str, Template] = {}
+    for stack in assembly.stacks:
+        templates[stack.stack_name] = json.loads(Path(stack.template_full_path).read_text())
+    acknowledgements = [
+        {"path": node.node.path, "id": rule_id, "reason": reason}
+        for node in app.node.find_all()
+        for entry in node.node.metadata
+        if entry.type == cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+        for rule_id, reason in entry.data.items()
+    ]
+    assets = {
+        stack.stack_name: json.loads((outdir / f"{stack.stack_name}.assets.json").read_text())
+        for stack in assembly.stacks
+    }
+    return Synthesized(
+        outdir=outdir,
+        templates=templates,
+        template_files=sorted(outdir.glob("*.template.json")),
+        assets=assets,
+        acknowledgements=acknowledgements,
+    )
+
+
+class CfnHelpers:
+    """Reading synthesized templates (importable test helpers do not exist in importlib mode)."""
+
+    @staticmethod
+    def resources_of_type(template: Template, cfn_type: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, v) for k, v in template["Resources"].items() if v["Type"] == cfn_type]
+
+    @staticmethod
+    def single(items: Any) -> tuple[str, dict[str, Any]]:
+        found = list(items)
+        assert len(found) == 1, f"expected exactly one, found {[k for k, _ in found]}"
+        only: tuple[str, dict[str, Any]] = found[0]
+        return only
+
+    @staticmethod
+    def render(value: Any) -> Any:
+        """Intrinsics as readable placeholders: Ref -> <Ref:X>, GetAtt -> <GetAtt:X.Y>."""
+        if isinstance(value, dict) and len(value) == 1:
+            [(key, arg)] = value.items()
+            if key == "Ref":
+                return f"<Ref:{arg}>"
+            if key == "Fn::GetAtt":
+                return f"<GetAtt:{'.'.join(arg)}>"
+            if key == "Fn::Join":
+                separator, parts = arg
+                return separator.join(str(CfnHelpers.render(p)) for p in parts)
+            if key == "Fn::Base64":
+                return CfnHelpers.render(arg)
+            if key == "Fn::Sub" and isinstance(arg, str):
+                return arg
+        if isinstance(value, dict):
+            return {k: CfnHelpers.render(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [CfnHelpers.render(v) for v in value]
+        return value
+
+    @staticmethod
+    def manifest_objects(template: Template, id_part: str) -> list[dict[str, Any]]:
+        """The Kubernetes objects of the one KubernetesResource whose logical ID has `id_part`."""
+        matches = [
+            v
+            for k, v in template["Resources"].items()
+            if v["Type"] == "Custom::AWSCDK-EKS-KubernetesResource" and id_part in k
+        ]
+        assert len(matches) == 1, f"expected one manifest resource with {id_part!r}"
+        rendered = CfnHelpers.render(matches[0]["Properties"]["Manifest"])
+        objects: list[dict[str, Any]] = json.loads(rendered)
+        return objects
+
+
+@pytest.fixture(scope="session")
+def cfn() -> type[CfnHelpers]:
+    return CfnHelpers

@@ -1,0 +1,379 @@
+"""Fine-grained assertions on the synthesized CloudFormation of `HybridNodesGateway`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+import hybrid_gateway_contract as contract
+
+NEW = "HybridGatewayNewCluster"
+EXISTING = "HybridGatewayExistingCluster"
+AUTO = "AutoMode"
+ASSET = "AssetImage"
+
+
+@pytest.fixture(scope="module")
+def new(synthesized: Any) -> dict[str, Any]:
+    template: dict[str, Any] = synthesized.templates[NEW]
+    return template
+
+
+@pytest.fixture(scope="module")
+def existing(synthesized: Any) -> dict[str, Any]:
+    template: dict[str, Any] = synthesized.templates[EXISTING]
+    return template
+
+
+@pytest.fixture(scope="module")
+def auto(synthesized: Any) -> dict[str, Any]:
+    template: dict[str, Any] = synthesized.templates[AUTO]
+    return template
+
+
+# --- Managed node group --------------------------------------------------------------------------
+def test_node_group_is_labelled_tainted_and_sized(new: dict[str, Any], cfn: Any) -> None:
+    Template.from_json(new).has_resource_properties(
+        "AWS::EKS::Nodegroup",
+        {
+            "Labels": {contract.GATEWAY_NODE_LABEL_KEY: "true"},
+            "Taints": [
+                {"Key": contract.GATEWAY_NODE_TAINT_KEY, "Value": "true", "Effect": "NO_SCHEDULE"}
+            ],
+            "ScalingConfig": {"MinSize": 2, "DesiredSize": 2, "MaxSize": 2},
+            "InstanceTypes": ["c6in.xlarge"],
+            "AmiType": "AL2023_x86_64_STANDARD",
+            "CapacityType": "ON_DEMAND",
+            "LaunchTemplate": {"Id": Match.any_value(), "Version": Match.any_value()},
+        },
+    )
+
+
+def test_node_group_spans_two_private_subnets(new: dict[str, Any], cfn: Any) -> None:
+    _, nodegroup = cfn.single(cfn.resources_of_type(new, "AWS::EKS::Nodegroup"))
+    subnet_refs = [s["Ref"] for s in nodegroup["Properties"]["Subnets"]]
+    assert len(subnet_refs) == 2
+    zones = {new["Resources"][ref]["Properties"]["AvailabilityZone"] for ref in subnet_refs}
+    assert zones == {"us-west-2a", "us-west-2b"}
+    assert all("Private" in ref for ref in subnet_refs)
+
+
+def test_graviton_instance_type_picks_the_arm_ami(synthesized: Any, cfn: Any) -> None:
+    _, nodegroup = cfn.single(
+        cfn.resources_of_type(synthesized.templates[ASSET], "AWS::EKS::Nodegroup")
+    )
+    assert nodegroup["Properties"]["AmiType"] == "AL2023_ARM_64_STANDARD"
+    assert nodegroup["Properties"]["InstanceTypes"] == ["c7gn.xlarge"]
+
+
+def test_launch_template_requires_imdsv2_with_one_hop(new: dict[str, Any], cfn: Any) -> None:
+    Template.from_json(new).has_resource_properties(
+        "AWS::EC2::LaunchTemplate",
+        {
+            "LaunchTemplateData": {
+                "MetadataOptions": {
+                    "HttpEndpoint": "enabled",
+                    "HttpTokens": "required",
+                    "HttpPutResponseHopLimit": 1,
+                },
+                "BlockDeviceMappings": [
+                    {"DeviceName": "/dev/xvda", "Ebs": Match.object_like({"Encrypted": True})}
+                ],
+                "TagSpecifications": [
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [{"Key": contract.GATEWAY_NODE_LABEL_KEY, "Value": "true"}],
+                    }
+                ],
+            }
+        },
+    )
+    _, launch_template = cfn.single(cfn.resources_of_type(new, "AWS::EC2::LaunchTemplate"))
+    data = launch_template["Properties"]["LaunchTemplateData"]
+    # No instance profile: EKS managed node groups reject one in the launch template.
+    assert "IamInstanceProfile" not in data
+
+
+def test_launch_template_keeps_the_cluster_security_group(
+    existing: dict[str, Any], cfn: Any
+) -> None:
+    _, launch_template = cfn.single(cfn.resources_of_type(existing, "AWS::EC2::LaunchTemplate"))
+    groups = launch_template["Properties"]["LaunchTemplateData"]["SecurityGroupIds"]
+    gateway_sg, _ = cfn.single(cfn.resources_of_type(existing, "AWS::EC2::SecurityGroup"))
+    assert groups == ["sg-0123456789abcdef0", {"Fn::GetAtt": [gateway_sg, "GroupId"]}]
+
+
+def test_user_data_disables_source_dest_check_at_boot(new: dict[str, Any], cfn: Any) -> None:
+    _, launch_template = cfn.single(cfn.resources_of_type(new, "AWS::EC2::LaunchTemplate"))
+    user_data = launch_template["Properties"]["LaunchTemplateData"]["UserData"]
+    assert "Fn::Base64" in user_data
+    script = cfn.render(user_data)
+    assert "Content-Type: multipart/mixed" in script
+    assert "modify-instance-attribute --region us-west-2" in script
+    assert "--no-source-dest-check" in script
+    assert "ec2-metadata --instance-id" in script
+    assert "sysctl -w net.ipv4.ip_forward=1" in script
+
+
+def test_node_role_may_only_modify_its_own_kind_of_instance(new: dict[str, Any], cfn: Any) -> None:
+    statements = [
+        s
+        for _, policy in cfn.resources_of_type(new, "AWS::IAM::Policy")
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "DisableOwnSourceDestCheck"
+    ]
+    [statement] = statements
+    assert statement["Action"] == "ec2:ModifyInstanceAttribute"
+    assert cfn.render(statement["Resource"]) == (
+        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:instance/*"
+    )
+    conditions = statement["Condition"]["StringEquals"]
+    assert conditions[f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}"] == "true"
+    assert "Ref" in conditions["aws:ResourceTag/eks:cluster-name"]
+
+
+def test_node_role_managed_policies(new: dict[str, Any], cfn: Any) -> None:
+    node_roles = [
+        role
+        for logical_id, role in cfn.resources_of_type(new, "AWS::IAM::Role")
+        if logical_id.startswith("HybridGatewayNodeRole")
+    ]
+    [role] = node_roles
+    names = sorted(
+        cfn.render(arn).rsplit("/", 1)[-1] for arn in role["Properties"]["ManagedPolicyArns"]
+    )
+    assert names == [
+        "AmazonEC2ContainerRegistryPullOnly",
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEKS_CNI_Policy",
+    ]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "ec2.amazonaws.com"
+    }
+
+
+# --- Security group -----------------------------------------------------------------------------
+def test_security_group_allows_vxlan_both_ways_and_nothing_else(
+    auto: dict[str, Any], cfn: Any
+) -> None:
+    _, sg = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(auto, "AWS::EC2::SecurityGroup")
+        if k.startswith("HybridGateway")
+    )
+    props = sg["Properties"]
+    networks = ["192.168.100.0/24", "192.168.101.0/24"]
+    rule = {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472}
+    assert sorted(
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for r in props["SecurityGroupIngress"]
+    ) == [(n, rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for n in networks]
+    assert sorted(
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for r in props["SecurityGroupEgress"]
+    ) == [(n, rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for n in networks]
+    assert not any(r["CidrIp"] == "0.0.0.0/0" for r in props["SecurityGroupEgress"])
+
+
+# --- Pod IAM role through Pod Identity ------------------------------------------------------------
+def _pod_role(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+    found: tuple[str, dict[str, Any]] = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(template, "AWS::IAM::Role")
+        if k.startswith("HybridGatewayPodRole")
+    )
+    return found
+
+
+def _pod_statements(template: dict[str, Any], cfn: Any) -> dict[str, dict[str, Any]]:
+    role_id, _ = _pod_role(template, cfn)
+    [policy] = [
+        p
+        for _, p in cfn.resources_of_type(template, "AWS::IAM::Policy")
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_pod_role_trusts_eks_pod_identity(new: dict[str, Any], cfn: Any) -> None:
+    _, role = _pod_role(new, cfn)
+    [statement] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+
+
+def test_route_writes_are_scoped_to_owned_route_tables(existing: dict[str, Any], cfn: Any) -> None:
+    statements = _pod_statements(existing, cfn)
+    write = statements["ProgramOwnedRouteTables"]
+    assert sorted(write["Action"]) == ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+    assert sorted(cfn.render(r) for r in write["Resource"]) == [
+        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/rtb-0123456789abcdef0",
+        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/rtb-0123456789abcdef1",
+    ]
+    describe = statements["DescribeRoutingState"]
+    assert sorted(describe["Action"]) == ["ec2:DescribeInstances", "ec2:DescribeRouteTables"]
+    assert describe["Resource"] == "*"
+    assert set(statements) == {"ProgramOwnedRouteTables", "DescribeRoutingState"}
+
+
+def test_default_route_tables_are_all_of_the_vpc(new: dict[str, Any], cfn: Any) -> None:
+    write = _pod_statements(new, cfn)["ProgramOwnedRouteTables"]
+    tables = sorted(cfn.render(r).rsplit("/", 1)[-1] for r in write["Resource"])
+    expected = sorted(f"<Ref:{k}>" for k, _ in cfn.resources_of_type(new, "AWS::EC2::RouteTable"))
+    assert tables == expected
+    assert len(tables) == 4  # 2 public + 2 private subnets
+
+
+def test_no_cloudformation_routes_to_the_pod_networks(new: dict[str, Any], cfn: Any) -> None:
+    destinations = [
+        r["Properties"].get("DestinationCidrBlock")
+        for _, r in cfn.resources_of_type(new, "AWS::EC2::Route")
+    ]
+    assert destinations, "the VPC's own default routes should be there"
+    assert "10.85.0.0/16" not in destinations
+
+
+def test_pod_identity_association(new: dict[str, Any], cfn: Any) -> None:
+    role_id, _ = _pod_role(new, cfn)
+    _, association = cfn.single(cfn.resources_of_type(new, "AWS::EKS::PodIdentityAssociation"))
+    props = association["Properties"]
+    assert props["Namespace"] == contract.DEFAULT_NAMESPACE
+    assert props["ServiceAccount"] == contract.DEFAULT_SERVICE_ACCOUNT
+    assert props["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert "Ref" in props["ClusterName"]
+    # The agent add-on comes with a cluster owned by the app, and precedes the association.
+    [agent_id] = [
+        k
+        for k, v in cfn.resources_of_type(new, "AWS::EKS::Addon")
+        if v["Properties"]["AddonName"] == "eks-pod-identity-agent"
+    ]
+    assert agent_id in association.get("DependsOn", [])
+
+
+def test_imported_cluster_gets_no_agent_add_on(existing: dict[str, Any], cfn: Any) -> None:
+    assert not cfn.resources_of_type(existing, "AWS::EKS::Addon")
+    _, association = cfn.single(cfn.resources_of_type(existing, "AWS::EKS::PodIdentityAssociation"))
+    assert association["Properties"]["ClusterName"] == "hybrid-cluster"
+
+
+# --- Kubernetes manifests -------------------------------------------------------------------------
+def test_manifest_waits_for_identity_and_capacity(new: dict[str, Any], cfn: Any) -> None:
+    manifest_id, manifest = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(new, "Custom::AWSCDK-EKS-KubernetesResource")
+        if "HybridGatewayManifests" in k
+    )
+    depends = manifest.get("DependsOn", [])
+    association_id, _ = cfn.single(cfn.resources_of_type(new, "AWS::EKS::PodIdentityAssociation"))
+    nodegroup_id, _ = cfn.single(cfn.resources_of_type(new, "AWS::EKS::Nodegroup"))
+    assert association_id in depends
+    assert nodegroup_id in depends
+    assert manifest_id
+
+
+def test_manifest_env_carries_the_stack_values(existing: dict[str, Any], cfn: Any) -> None:
+    objects = cfn.manifest_objects(existing, "HybridGatewayManifests")
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["VPC_CIDR"] == "10.1.0.0/16"
+    assert env["POD_CIDRS"] == "10.85.0.0/16"
+    assert env["ROUTE_TABLE_IDS"] == "rtb-0123456789abcdef0,rtb-0123456789abcdef1"
+    assert env["AWS_REGION"] == "us-west-2"
+    assert container["image"].endswith("eks-hybrid-nodes-gateway:0.1.0")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(
+        [
+            "Namespace",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
+    )
+
+
+def test_new_cluster_manifest_resolves_the_vpc_cidr_and_route_tables(
+    new: dict[str, Any], cfn: Any
+) -> None:
+    objects = cfn.manifest_objects(new, "HybridGatewayManifests")
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    # The CIDR of a VPC defined in the app is known at synth time, so it is validated too.
+    assert env["VPC_CIDR"] == "10.0.0.0/16"
+    tables = env["ROUTE_TABLE_IDS"].split(",")
+    assert sorted(tables) == sorted(
+        f"<Ref:{k}>" for k, _ in cfn.resources_of_type(new, "AWS::EC2::RouteTable")
+    )
+    assert {o["kind"] for o in objects} >= {"Service"}  # the example exposes metrics
+
+
+# --- Auto Mode ---------------------------------------------------------------------------------
+def test_auto_mode_uses_a_node_pool_instead_of_a_node_group(auto: dict[str, Any], cfn: Any) -> None:
+    assert not cfn.resources_of_type(auto, "AWS::EKS::Nodegroup")
+    assert not cfn.resources_of_type(auto, "AWS::EC2::LaunchTemplate")
+    _, entry = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(auto, "AWS::EKS::AccessEntry")
+        if k.startswith("HybridGateway")
+    )
+    assert entry["Properties"]["Type"] == "EC2"
+    [policy] = cfn.render(entry["Properties"]["AccessPolicies"])
+    assert policy == {
+        "AccessScope": {"Type": "cluster"},
+        "PolicyArn": (
+            "arn:<Ref:AWS::Partition>:eks::aws:cluster-access-policy/AmazonEKSAutoNodePolicy"
+        ),
+    }
+    capacity = cfn.manifest_objects(auto, "HybridGatewayCapacity")
+    node_class = next(o for o in capacity if o["kind"] == "NodeClass")
+    assert node_class["spec"]["advancedNetworking"] == {"sourceDestCheck": "DisabledPrimaryENI"}
+    assert len(node_class["spec"]["securityGroupSelectorTerms"]) == 2
+    gateway = cfn.manifest_objects(auto, "HybridGatewayManifests")
+    [deployment] = [o for o in gateway if o["kind"] == "Deployment"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert any(o["kind"] == "PodMonitor" for o in gateway)
+    # The node role gets no ModifyInstanceAttribute: Auto Mode turns the check off itself.
+    statements = [
+        s
+        for _, p in cfn.resources_of_type(auto, "AWS::IAM::Policy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert not any(s.get("Action") == "ec2:ModifyInstanceAttribute" for s in statements)
+
+
+# --- Image asset -------------------------------------------------------------------------------
+def test_asset_image_is_built_from_the_runtime_dockerfile(synthesized: Any, cfn: Any) -> None:
+    images = synthesized.assets[ASSET]["dockerImages"]
+    [(asset_hash, image)] = list(images.items())
+    source = image["source"]
+    assert source["dockerFile"] == "runtime/Dockerfile"
+    assert source["platform"] == "linux/arm64"
+    staged = synthesized.outdir / source["directory"]
+    assert (staged / "runtime" / "Dockerfile").is_file()
+    assert (staged / "contract" / "c.py").is_file()
+    assert not (staged / "unrelated.txt").exists(), "build context must hold only what it needs"
+    objects = cfn.manifest_objects(synthesized.templates[ASSET], "HybridGatewayManifests")
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(asset_hash)
+
+
+def test_registry_image_creates_no_asset(synthesized: Any, cfn: Any) -> None:
+    assert not synthesized.assets[EXISTING].get("dockerImages")
+
+
+def test_manifest_json_is_valid_for_every_stack(synthesized: Any, cfn: Any) -> None:
+    for name in (NEW, EXISTING, AUTO, ASSET):
+        objects = cfn.manifest_objects(synthesized.templates[name], "HybridGatewayManifests")
+        assert json.loads(json.dumps(objects)) == objects
+        assert any(o["kind"] == "Deployment" for o in objects)
