@@ -62,6 +62,12 @@ RT_SCOPE_UNIVERSE = 0
 RTN_UNICAST = 1
 RTNH_F_ONLINK = 4
 
+RTM_GETLINK, RTM_GETADDR = 18, 22
+IFLA_IFNAME, IFLA_STATS64 = 3, 23
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFF_UP = 0x1
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBi")  # family, prefixlen, flags, scope, index
 _HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
 _RTMSG = struct.Struct(
@@ -297,9 +303,10 @@ class Netlink:
         return self._ipr.link("get", index=found[0])[0]
 
     def device_index(self, name: str) -> int | None:
+        """Index of device `name`, None if it does not exist (safe from any thread)."""
         with self._lock:
-            link = self._link(name)
-            return None if link is None else int(link["index"])
+            link = self._get_link(name)
+            return None if link is None else link[0]
 
     def ensure_device(self, spec: DeviceSpec) -> DeviceOutcome:
         """Adopt a correct device as is; fix MAC/MTU/up/addresses in place; recreate a device whose
@@ -373,21 +380,56 @@ class Netlink:
     def link_stats(self, name: str) -> tuple[bool, dict[str, int]] | None:
         """(is up, 64-bit kernel counters) of a device, None if it does not exist."""
         with self._lock:
-            link = self._link(name)
-            if link is None:
-                return None
-            stats = link.get_attr("IFLA_STATS64") or {}
-            counters = {k: int(stats.get(k, 0)) for k in _STAT_NAMES}
-            return bool(link["flags"] & 1), counters
+            link = self._get_link(name)
+        if link is None:
+            return None
+        _index, flags, attrs = link
+        raw = attrs.get(IFLA_STATS64, b"")
+        values = struct.unpack_from("=8Q", raw) if len(raw) >= 64 else (0,) * 8
+        return bool(flags & IFF_UP), dict(zip(_STAT_NAMES, values, strict=True))
 
     def device_with_address(self, ip: ipaddress.IPv4Address) -> str | None:
         """Name of the device holding `ip` (the primary NIC for the node IP)."""
         with self._lock:
-            for addr in self._ipr.get_addr(family=AF_INET):
-                if addr.get_attr("IFA_ADDRESS") == str(ip):
-                    links = self._ipr.link("get", index=addr["index"])
-                    return str(links[0].get_attr("IFLA_IFNAME"))
-        return None
+            request = _IFADDRMSG.pack(AF_INET, 0, 0, 0, 0)
+            index = None
+            for data, start, end in self._dump(RTM_GETADDR, request):
+                _family, _plen, _flags, _scope, ifindex = _IFADDRMSG.unpack_from(data, start)
+                attrs = _attrs(data, start + _IFADDRMSG.size, end)
+                if attrs.get(IFA_LOCAL, attrs.get(IFA_ADDRESS)) == ip.packed:
+                    index = ifindex
+            if index is None:
+                return None
+            link = self._get_link(None, index)
+        if link is None:
+            return None
+        return link[2].get(IFLA_IFNAME, b"").rstrip(b"\0").decode() or None
+
+    def _get_link(
+        self, name: str | None, index: int = 0
+    ) -> tuple[int, int, dict[int, bytes]] | None:
+        """(index, flags, attributes) of one device by name or index, over the raw socket.
+
+        The raw socket rather than pyroute2: pyroute2 0.9 opens a socket and an event loop per
+        calling thread, and readiness probes and metric scrapes arrive on ever new threads.
+        """
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
+        if name is not None:
+            body += _attr(IFLA_IFNAME, name.encode() + b"\0")
+        seq = self._next_seq()
+        self._sock.send(_message(RTM_GETLINK, NLM_F_REQUEST, seq, body))
+        while True:
+            data = self._sock.recv(1 << 16)
+            for kind, _flags, msg_seq, start, end in _iter_messages(data):
+                if msg_seq != seq:
+                    continue
+                if kind == NLMSG_ERROR:
+                    err = -_ERR.unpack_from(data, start)[0]
+                    if err in (errno.ENODEV, errno.ENOENT):
+                        return None
+                    raise NetlinkError(f"link get failed: {errno.errorcode.get(err, err)}", err)
+                _family, _type, ifindex, flags, _change = _IFINFOMSG.unpack_from(data, start)
+                return ifindex, flags, _attrs(data, start + _IFINFOMSG.size, end)
 
     # --- dumps -------------------------------------------------------------------------------
 
@@ -578,13 +620,14 @@ class Netlink:
         return failed
 
 
+#: The first eight fields of struct rtnl_link_stats64, in kernel order.
 _STAT_NAMES = (
-    "rx_bytes",
-    "tx_bytes",
     "rx_packets",
     "tx_packets",
-    "rx_dropped",
-    "tx_dropped",
+    "rx_bytes",
+    "tx_bytes",
     "rx_errors",
     "tx_errors",
+    "rx_dropped",
+    "tx_dropped",
 )

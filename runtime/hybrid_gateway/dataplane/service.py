@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 #: Coalesce a burst of watch events into one pass.
 EVENT_DEBOUNCE_S = 0.05
+#: How quickly `run` notices `stop` while it waits for the next pass.
+STOP_POLL_S = 0.1
 
 
 def read_ip_forward() -> str:
@@ -157,6 +159,17 @@ class DataPlane:
                 self._metrics.reconcile_errors.inc()
                 delay = retry.next_delay()
                 log.warning("reconcile failed (%s); full resync in %.1f s", exc, delay)
-            if self._wake.wait(delay):
+            if self._sleep(delay, stop):
                 stop.wait(EVENT_DEBOUNCE_S)
         watcher.join(timeout=1.0)
+
+    def _sleep(self, delay: float, stop: threading.Event) -> bool:
+        """Wait up to `delay` for a watch event; True if one came. Returns early on `stop`."""
+        deadline = time.monotonic() + delay
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._wake.wait(min(remaining, STOP_POLL_S)):
+                return True
+        return False
