@@ -1,0 +1,254 @@
+"""An EC2 API emulator on loopback (moto server), a recording proxy in front of it that can add
+latency and inject throttling/5xx faults, and a seeded VPC world.
+
+Everything listens on 127.0.0.1 only. The proxy parses the EC2 query protocol's `Action` so tests
+and benchmarks can count and order calls (e.g. "the last write of the old leader came before the
+first write of the new one") without trusting the daemon's own account.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+WRITE_ACTIONS = frozenset({"CreateRoute", "ReplaceRoute", "DeleteRoute"})
+
+THROTTLE_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
+    b"</Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+)
+INTERNAL_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>InternalError</Code><Message>An internal error has occurred.</Message>"
+    b"</Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request seen by the proxy."""
+
+    label: str
+    action: str
+    params: dict[str, str]
+    started: float  # time.time() when the request arrived
+    finished: float  # time.time() when the answer was sent
+    status: int
+    injected: bool  # the proxy answered with a fault instead of forwarding
+
+
+# (action, sequence number of this action at the proxy) -> None, or (status, body) to answer with
+Fault = Callable[[str, int], tuple[int, bytes] | None]
+
+
+@dataclass
+class Ec2Proxy:
+# (action, sequence number of this action at the proxy) -> None, or (status, body) to answer
+
+    upstream: tuple[str, int]
+    label: str = "ec2"
+    latency_s: float = 0.0
+    fault: Fault | None = None
+    calls: list[Call] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Ec2Proxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self._counts.clear()
+
+    def snapshot(self) -> list[Call]:
+        with self._lock:
+            return list(self.calls)
+
+    def count(self, *actions: str) -> int:
+        return sum(1 for c in self.snapshot() if not actions or c.action in actions)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self._forward("POST")
+
+            def do_GET(self) -> None:
+                self._forward("GET")
+
+            def _forward(self, method: str) -> None:
+                started = time.time()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                query = urllib.parse.urlsplit(self.path).query
+                raw = body.decode(errors="replace") if body else query
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
+                action = params.get("Action", "?")
+                with proxy._lock:
+                    seq = proxy._counts.get(action, 0)
+                    proxy._counts[action] = seq + 1
+                if proxy.latency_s:
+                    time.sleep(proxy.latency_s)
+                fault = proxy.fault(action, seq) if proxy.fault else None
+                if fault is not None:
+                    status, payload, headers = fault[0], fault[1], {"Content-Type": "text/xml"}
+                else:
+                    conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                    forward_headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                    conn.request(method, self.path, body=body, headers=forward_headers)
+                    reply = conn.getresponse()
+                    status, payload = reply.status, reply.read()
+                    headers = {
+                        k: v
+                        for k, v in reply.getheaders()
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                    }
+                    conn.close()
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                with proxy._lock:
+                    proxy.calls.append(
+                        Call(
+                            proxy.label,
+                            action,
+                            params,
+                            started,
+                            time.time(),
+                            status,
+                            fault is not None,
+                        )
+                    )
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+@contextmanager
+def moto_ec2() -> Iterator[tuple[str, int]]:
+    """A moto server on 127.0.0.1 (random port); yields (host, port)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield server.get_host_and_port()
+    finally:
+        server.stop()
+
+
+def ec2_client(endpoint: str, region: str = "us-east-1") -> Any:
+    """A boto3 EC2 client for seeding and inspecting the emulator directly (no proxy)."""
+    import boto3
+    import botocore.config
+
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    ).client(
+        "ec2",
+        endpoint_url=endpoint,
+        config=botocore.config.Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
+@dataclass
+class VpcWorld:
+    """A VPC with route tables and two gateway instances, each with its primary ENI."""
+
+    vpc_id: str
+    subnet_id: str
+    table_ids: list[str]
+    instances: dict[str, str]  # name -> instance id
+    enis: dict[str, str]  # name -> primary ENI id
+    pod_cidrs: list[str]
+
+    def routes(self, client: Any) -> dict[tuple[str, str], str]:
+        """(table, pod CIDR) -> target (ENI id, gateway id, or 'blackhole'/'absent')."""
+        reply = client.describe_route_tables(RouteTableIds=self.table_ids)
+        out: dict[tuple[str, str], str] = {
+            (t, c): "absent" for t in self.table_ids for c in self.pod_cidrs
+        }
+        for table in reply["RouteTables"]:
+            for route in table["Routes"]:
+                key = (table["RouteTableId"], route.get("DestinationCidrBlock", ""))
+                if key in out:
+                    out[key] = (
+                        route.get("NetworkInterfaceId")
+                        or route.get("TransitGatewayId")
+                        or route.get("GatewayId")
+                        or route.get("NatGatewayId")
+                        or "unknown"
+                    )
+        return out
+
+    def all_point_at(self, client: Any, name: str) -> bool:
+        return set(self.routes(client).values()) == {self.enis[name]}
+
+
+def seed_world(
+    client: Any, *, tables: int, pod_cidrs: list[str], instance_names: tuple[str, ...] = ("a", "b")
+) -> VpcWorld:
+    vpc = client.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = client.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    table_ids = [
+        client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(tables)
+    ]
+    instances: dict[str, str] = {}
+    enis: dict[str, str] = {}
+    for name in instance_names:
+        inst = client.run_instances(
+            ImageId="ami-12c6146b",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="c6in.xlarge",
+            SubnetId=subnet,
+        )["Instances"][0]
+        instances[name] = inst["InstanceId"]
+        enis[name] = next(
+            e["NetworkInterfaceId"]
+            for e in inst["NetworkInterfaces"]
+            if e["Attachment"]["DeviceIndex"] == 0
+        )
+    return VpcWorld(vpc, subnet, table_ids, instances, enis, list(pod_cidrs))
+
+
+def point_all(client: Any, world: VpcWorld, eni: str) -> None:
+    """Make every pod-CIDR route of the world target `eni` (create or replace), directly."""
+    current = world.routes(client)
+    for (table, cidr), target in current.items():
+        call = client.create_route if target == "absent" else client.replace_route
+        call(RouteTableId=table, DestinationCidrBlock=cidr, NetworkInterfaceId=eni)
