@@ -51,7 +51,7 @@ Fault = Callable[[str, int], tuple[int, bytes] | None]
 
 @dataclass
 class Ec2Proxy:
-# (action, sequence number of this action at the proxy) -> None, or (status, body) to answer
+    """Forwards to `upstream` (host, port); use one per client whose calls must be told apart."""
 
     upstream: tuple[str, int]
     label: str = "ec2"
