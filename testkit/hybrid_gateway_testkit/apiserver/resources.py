@@ -184,12 +184,15 @@ def _field_path(error: ValidationError) -> str:
     return path
 
 
-_GO_TYPES = {"object": "object", "array": "array", "string": "string", "integer": "integer"}
+_VALIDATORS: dict[str, Draft4Validator] = {}  # by the schema's canonical JSON
 
 
 def schema_causes(obj: JsonObj, schema: JsonObj) -> list[JsonObj]:
     """Every violation as a Status cause, worded like the real server's messages."""
-    validator = Draft4Validator(to_json_schema(schema))
+    key = json.dumps(schema, sort_keys=True)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        validator = _VALIDATORS[key] = Draft4Validator(to_json_schema(schema))
     causes: list[JsonObj] = []
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
         path = _field_path(error)
