@@ -1,0 +1,225 @@
+"""Every synth-time validation error names the prop and the value; tokens are never rejected."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eks_hybrid_gateway import (
+    GatewayImage,
+    HybridGatewayConfigError,
+    HybridNodesGateway,
+    LeaderElectionTimings,
+)
+
+IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/gw:1"
+
+GatewayFactory = Callable[..., HybridNodesGateway]
+
+
+@pytest.fixture
+def make_gateway() -> GatewayFactory:
+    """A fresh app with an imported VPC (10.0.0.0/16, 2 AZs) and cluster; props overridable."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_eks as eks
+    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+
+    def build(**overrides: Any) -> HybridNodesGateway:
+        app = cdk.App()
+        stack = cdk.Stack(app, "S", env=cdk.Environment(account="123456789012", region="us-west-2"))
+        vpc = ec2.Vpc.from_vpc_attributes(
+            stack,
+            "Vpc",
+            vpc_id="vpc-0123456789abcdef0",
+            vpc_cidr_block="10.0.0.0/16",
+            availability_zones=["us-west-2a", "us-west-2b"],
+            private_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+            private_subnet_route_table_ids=["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
+        )
+        cluster = eks.Cluster.from_cluster_attributes(
+            stack,
+            "Cluster",
+            cluster_name="c",
+            cluster_security_group_id="sg-0123456789abcdef0",
+            kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
+            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
+        )
+        props: dict[str, Any] = {
+            "cluster": cluster,
+            "vpc": vpc,
+            "remote_node_networks": ["192.168.100.0/24"],
+            "remote_pod_networks": ["10.85.0.0/16"],
+            "image": GatewayImage.from_registry(IMAGE),
+            **overrides,
+        }
+        return HybridNodesGateway(stack, "Gateway", **props)
+
+    return build
+
+
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "vpc_cidr_unparsable",
+        {"vpc_cidrs": ["10.0.0.0/99"]},
+        "vpc_cidrs[0]: '10.0.0.0/99' is not a valid IPv4 CIDR",
+    ),
+    (
+        "node_network_unparsable",
+        {"remote_node_networks": ["192.168.100.0/24", "on-prem"]},
+        "remote_node_networks[1]: 'on-prem' is not a valid IPv4 CIDR",
+    ),
+    (
+        "pod_network_unparsable",
+        {"remote_pod_networks": ["10.85.0.300/16"]},
+        "remote_pod_networks[0]: '10.85.0.300/16' is not a valid IPv4 CIDR",
+    ),
+    (
+        "cidr_without_prefix",
+        {"remote_pod_networks": ["10.85.0.0"]},
+        "remote_pod_networks[0]: '10.85.0.0' is not a valid IPv4 CIDR (missing /prefix length)",
+    ),
+    (
+        "cidr_with_host_bits",
+        {"remote_node_networks": ["192.168.100.1/24"]},
+        "remote_node_networks[0]: '192.168.100.1/24' has host bits set; "
+        "did you mean '192.168.100.0/24'?",
+    ),
+    (
+        "service_cidr_unparsable",
+        {"service_cidr": "172.20.0.0/40"},
+        "service_cidr[0]: '172.20.0.0/40' is not a valid IPv4 CIDR",
+    ),
+    (
+        "pod_overlaps_vpc",
+        {"remote_pod_networks": ["10.0.128.0/17"]},
+        "remote_pod_networks[0]: '10.0.128.0/17' overlaps vpc_cidrs[0]: '10.0.0.0/16'",
+    ),
+    (
+        "node_overlaps_pod",
+        {"remote_node_networks": ["10.85.1.0/24"]},
+        "remote_pod_networks[0]: '10.85.0.0/16' overlaps remote_node_networks[0]: '10.85.1.0/24'",
+    ),
+    (
+        "service_overlaps_vpc",
+        {"service_cidr": "10.0.200.0/24"},
+        "service_cidr: '10.0.200.0/24' overlaps vpc_cidrs[0]: '10.0.0.0/16'",
+    ),
+    (
+        "overlap_within_one_prop",
+        {"remote_pod_networks": ["10.85.0.0/16", "10.85.4.0/22"]},
+        "remote_pod_networks[1]: '10.85.4.0/22' overlaps remote_pod_networks[0]: '10.85.0.0/16'",
+    ),
+    (
+        "more_than_8_vpc_cidrs",
+        {"vpc_cidrs": [f"10.{i}.0.0/16" for i in range(9)]},
+        "vpc_cidrs: 9 CIDRs given (10.0.0.0/16, 10.1.0.0/16,",
+    ),
+    ("fewer_than_2_replicas", {"replicas": 1}, "replicas: 1 is fewer than 2"),
+    (
+        "no_remote_node_networks",
+        {"remote_node_networks": []},
+        "remote_node_networks: at least one remote node network is required, got []",
+    ),
+    (
+        "no_remote_pod_networks",
+        {"remote_pod_networks": []},
+        "remote_pod_networks: at least one remote pod network is required, got []",
+    ),
+    (
+        "bad_route_table_id",
+        {"route_table_ids": ["rtb-0123456789abcdef0", "main"]},
+        "route_table_ids[1]: 'main' is not a route table ID",
+    ),
+    (
+        "bad_namespace",
+        {"namespace": "Hybrid_GW"},
+        "namespace: 'Hybrid_GW' is not a valid Kubernetes name",
+    ),
+    (
+        "lease_timings_out_of_order",
+        {"leader_election": LeaderElectionTimings(renew_deadline_s=5)},
+        "leader_election: need retry_period_s < renew_deadline_s < lease_duration_s, "
+        "got retry_period_s=1.0, renew_deadline_s=5, lease_duration_s=3.0",
+    ),
+    (
+        "lease_timing_not_positive",
+        {"leader_election": LeaderElectionTimings(retry_period_s=-1)},
+        "leader_election.retry_period_s: -1 must be greater than 0",
+    ),
+    ("vxlan_mtu_out_of_range", {"vxlan_mtu": 9001}, "vxlan_mtu: 9001 is outside 576..8951"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_invalid_prop_is_rejected_by_name_and_value(
+    make_gateway: GatewayFactory, overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(HybridGatewayConfigError, match=re.escape(message)):
+        make_gateway(**overrides)
+
+
+def test_node_subnets_in_one_zone_are_rejected(make_gateway: GatewayFactory) -> None:
+    from aws_cdk import aws_ec2 as ec2
+
+    def one_zone(gateway_scope: Any) -> list[ec2.ISubnet]:
+        return [
+            ec2.Subnet.from_subnet_attributes(
+                gateway_scope,
+                f"S{i}",
+                subnet_id=f"subnet-0123456789abcdef{i}",
+                availability_zone="us-west-2a",
+            )
+            for i in range(2)
+        ]
+
+    import aws_cdk as cdk
+
+    scope = cdk.Stack(cdk.App(), "Subnets")
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=re.escape("node_subnets: the selected subnets span ['us-west-2a']"),
+    ):
+        make_gateway(node_subnets=one_zone(scope))
+
+
+def test_missing_dockerfile_names_the_path(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=re.escape(
+            "image: GatewayImage.from_asset() needs the Dockerfile "
+            f"'{tmp_path / 'runtime' / 'Dockerfile'}'"
+        ),
+    ):
+        make_gateway(image=GatewayImage.from_asset(tmp_path))
+
+
+def test_empty_image_reference_is_rejected() -> None:
+    with pytest.raises(HybridGatewayConfigError, match="image: '' is not an image reference"):
+        GatewayImage.from_registry("")
+
+
+def test_unresolved_tokens_are_not_validated(make_gateway: GatewayFactory) -> None:
+    """Values known only at deploy time pass; literal neighbours are still checked."""
+    import aws_cdk as cdk
+
+    gateway = make_gateway(
+        vpc_cidrs=[cdk.Fn.import_value("VpcCidr")],
+        remote_pod_networks=[cdk.Fn.import_value("PodCidr"), "10.85.0.0/16"],
+        route_table_ids=[cdk.Fn.import_value("RouteTable")],
+    )
+    assert len(gateway.route_table_ids) == 1
+    with pytest.raises(HybridGatewayConfigError, match=re.escape("remote_pod_networks[1]: 'x'")):
+        make_gateway(remote_pod_networks=[cdk.Fn.import_value("PodCidr"), "x"])
+
+
+def test_valid_props_pass_and_literal_vpc_cidr_is_used(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(vpc_cidrs=None, service_cidr="172.20.0.0/16")
+    assert gateway.vpc_cidrs == ["10.0.0.0/16"]
+    assert gateway.route_table_ids == ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"]
