@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.admin_socket is not None:
         if args.admin_socket.exists():
             args.admin_socket.unlink()
-        servers.append(_UnixServer(str(args.admin_socket), handler))
+        unix_handler = type("UnixHandler", (handler,), {"disable_nagle_algorithm": False})
+        servers.append(_UnixServer(str(args.admin_socket), unix_handler))
         os.chmod(args.admin_socket, 0o600)
     threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in servers]
     for thread in threads:

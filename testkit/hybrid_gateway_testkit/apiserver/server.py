@@ -150,18 +150,15 @@ class Handler(BaseHTTPRequestHandler):
     """One connection; HTTP/1.1 keep-alive like the real server."""
 
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: small responses would otherwise wait ~40 ms for delayed ACKs. The Unix admin
+    # socket has no such option: its handler turns this off.
+    disable_nagle_algorithm = True
     server_version = "hybrid-gateway-testkit-apiserver"
     store: Store
     control: Control
     _body: bytes | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
-
-    def setup(self) -> None:
-        # TCP_NODELAY: small responses would otherwise wait ~40 ms for delayed ACKs. Not on the
-        # Unix admin socket, which has no such option.
-        self.disable_nagle_algorithm = self.request.family in (socket.AF_INET, socket.AF_INET6)
-        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(format, *args)
