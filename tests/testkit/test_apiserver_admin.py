@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +83,11 @@ def test_audit_records_identity_verb_path_status_and_times(shared_api: ApiServer
     assert [(r["verb"], r["status"]) for r in records] == [("create", 201), ("get", 404)]
     create = records[0]
     assert create["path"] == "/apis/coordination.k8s.io/v1/namespaces/default/leases"
-    assert (create["resource"], create["namespace"]) == ("leases", "default")
+    assert (create["resource"], create["namespace"], create["name"]) == (
+        "leases",
+        "default",
+        "audited",
+    )
     assert create["resourceVersion"]
     assert before <= create["mono"] <= time.monotonic()  # same monotonic clock as this process
     assert abs(create["wall"] - time.time()) < 60
@@ -100,3 +107,42 @@ def test_kube_api_fixture_serves_the_official_client(kube_api: ApiServer) -> Non
     api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig("fixture")))
     names = {ns.metadata.name for ns in client.CoreV1Api(api_client).list_namespace().items}
     assert "kube-system" in names
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+ORPHAN_PARENT = """
+import sys, time
+from pathlib import Path
+from hybrid_gateway_testkit.apiserver import ApiServer
+server = ApiServer.start(Path(sys.argv[1]))
+print(server.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_server_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert alive(server_pid)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not alive(server_pid):
+            return
+        time.sleep(0.05)
+    os.kill(server_pid, signal.SIGKILL)
+    raise AssertionError("the server outlived its killed parent")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from hybrid_gateway_contract import (
@@ -393,3 +394,33 @@ def test_discovery_endpoints(admin: client.ApiClient) -> None:
     assert {"coordination.k8s.io", "cilium.io"} <= groups
     resources = client.CoordinationV1Api(admin).get_api_resources().resources
     assert [r.name for r in resources] == ["leases"]
+
+
+def test_lease_times_are_stored_as_utc_microtime(admin: client.ApiClient) -> None:
+    leases = client.CoordinationV1Api(admin)
+    name = unique("lease")
+    offset = dt.timezone(dt.timedelta(hours=2))
+    renew = dt.datetime(2026, 1, 2, 5, 4, 5, 123456, tzinfo=offset)
+    body = client.V1Lease(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1LeaseSpec(holder_identity="a", renew_time=renew),
+    )
+    leases.create_namespaced_lease("default", body)
+    raw = leases.read_namespaced_lease(name, "default", _preload_content=False)
+    assert json.loads(raw.data)["spec"]["renewTime"] == "2026-01-02T03:04:05.123456Z"
+    assert leases.read_namespaced_lease(name, "default").spec.renew_time == renew
+    with pytest.raises(ApiException) as err:
+        leases.patch_namespaced_lease(
+            name, "default", {"spec": {"renewTime": "yesterday"}}, _content_type=MERGE
+        )
+    assert err.value.status == 400
+    assert "spec.renewTime" in status_of(err.value)["message"]
+
+
+def test_the_dynamic_client_discovers_and_lists_custom_resources(admin: client.ApiClient) -> None:
+    dyn = dynamic.DynamicClient(admin)
+    nodes = dyn.resources.get(api_version="cilium.io/v2", kind="CiliumNode")
+    assert nodes.namespaced is False
+    name = unique("dyn")
+    nodes.create(body=cilium_node(name))
+    assert name in {item.metadata.name for item in nodes.get().items}

@@ -8,6 +8,7 @@ decode, prune unknown fields, apply `default`s, then validate against the openAP
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class ResourceType:
     def validate(self, obj: JsonObj) -> JsonObj:
         """Return `obj` pruned and defaulted, or raise a 422 naming every invalid field."""
         name = str(obj.get("metadata", {}).get("name", ""))
+        _normalize_times(self, obj)
         causes = _validate_name(name, dns_label=self.plural == "namespaces")
         if self.schema is not None:
             obj = prune(obj, self.schema, root=True)
@@ -76,6 +78,49 @@ class ResourceType:
         if causes:
             raise invalid(self, name, causes)
         return obj
+
+
+# Time fields of built-in kinds: (path, micro). The real server decodes them into metav1.Time
+# (seconds) or metav1.MicroTime (microseconds) and always writes them back in UTC with a "Z".
+_TIME_FIELDS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
+    "Lease": ((("spec", "acquireTime"), True), (("spec", "renewTime"), True)),
+    "Event": (
+        (("firstTimestamp",), False),
+        (("lastTimestamp",), False),
+        (("eventTime",), True),
+        (("series", "lastObservedTime"), True),
+    ),
+}
+
+
+def _normalize_times(rt: ResourceType, obj: JsonObj) -> None:
+    for path, micro in _TIME_FIELDS.get(rt.kind, ()) if not rt.custom else ():
+        parent: Any = obj
+        for part in path[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or parent.get(path[-1]) is None:
+            continue
+        raw = parent[path[-1]]
+        layout = "2006-01-02T15:04:05.000000Z07:00" if micro else "2006-01-02T15:04:05Z07:00"
+        try:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            parsed = dt.datetime.fromisoformat(raw)
+            if parsed.tzinfo is None:
+                raise ValueError(raw)
+        except ValueError:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f'{".".join(path)}: parsing time {json.dumps(raw)} as "{layout}"',
+            ) from None
+        parsed = parsed.astimezone(dt.UTC)
+        parent[path[-1]] = (
+            parsed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if micro
+            else parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
 
 
 def invalid(rt: ResourceType, name: str, causes: list[JsonObj]) -> ApiError:

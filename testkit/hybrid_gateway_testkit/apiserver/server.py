@@ -307,8 +307,9 @@ class Handler(BaseHTTPRequestHandler):
         if result is None:  # a watch stream: already answered
             return
         entry["status"] = code
-        if method != "GET" and isinstance(result, dict) and "metadata" in result:
+        if method != "GET" and isinstance(result, dict) and result.get("kind") == route.rt.kind:
             entry["resourceVersion"] = result["metadata"].get("resourceVersion")
+            entry["name"] = entry["name"] or result["metadata"].get("name")
         self._send_json(code, result)
 
     def _route(self, parts: list[str]) -> Route:
