@@ -31,8 +31,8 @@ system-deps:
 
 synth: deps
 	rm -rf cdk.out dist/manifests
-	cdk synth --no-notices --quiet
-	$(PY) -m eks_hybrid_gateway.manifests --out dist/manifests
+	cdk synth --no-notices --quiet $(if $(GATEWAY_IMAGE),-c eks-hybrid-gateway:image=$(GATEWAY_IMAGE))
+	$(PY) -m eks_hybrid_gateway.manifests --out dist/manifests $(if $(GATEWAY_IMAGE),--image $(GATEWAY_IMAGE))
 	@echo "CloudFormation templates: $(CURDIR)/cdk.out/"
 	@echo "Kubernetes manifests:     $(CURDIR)/dist/manifests/"
 
