@@ -40,6 +40,7 @@ class Call:
     action: str
     params: dict[str, str]
     started: float  # time.time() when the request arrived
+    started_mono: float  # time.monotonic() then (system-wide: comparable across processes)
     finished: float  # time.time() when the answer was sent
     status: int
     injected: bool  # the proxy answered with a fault instead of forwarding
@@ -47,6 +48,13 @@ class Call:
 
 # (action, sequence number of this action at the proxy) -> None, or (status, body) to answer with
 Fault = Callable[[str, int], tuple[int, bytes] | None]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (kill -9 tests) resets its connection: not an error."""
 
 
 @dataclass
@@ -62,8 +70,7 @@ class Ec2Proxy:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -104,7 +111,7 @@ class Ec2Proxy:
                 self._forward("GET")
 
             def _forward(self, method: str) -> None:
-                started = time.time()
+                started, started_mono = time.time(), time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 query = urllib.parse.urlsplit(self.path).query
                 raw = body.decode(errors="replace") if body else query
@@ -143,6 +150,7 @@ class Ec2Proxy:
                             action,
                             params,
                             started,
+                            started_mono,
                             time.time(),
                             status,
                             fault is not None,

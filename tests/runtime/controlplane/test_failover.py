@@ -1,0 +1,396 @@
+"""Two real `hybrid-gateway run --no-dataplane` processes against the test API server and the EC2
+emulator: leader election, route ownership and the CiliumVTEPConfig across failovers.
+
+Each daemon talks to EC2 through its own recording proxy, and the API server audits every
+request, so "who wrote when" comes from the servers' side, not from the daemons. Times are the
+system-wide monotonic clock (shared by all processes on the host). Figures are printed (run
+with `-s` to see them); assertions are about ORDER, never about speed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+
+pytestmark = pytest.mark.slow
+POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
+
+# --- two real daemon processes ------------------------------------------------------------------
+
+LEASE_NAME = "hybrid-gateway-leader"
+NAMESPACE = "eks-hybrid-nodes-gateway"
+# Short leases keep the failover tests fast; the ratios follow the reference (3/2/1 s).
+LEASE_ENV = {"LEASE_DURATION": "1", "RENEW_DEADLINE": "0.6", "RETRY_PERIOD": "0.15"}
+NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    """One `hybrid-gateway run --no-dataplane` process with its own EC2 proxy and ports."""
+
+    name: str
+    identity: str
+    node_ip: str
+    proxy: Ec2Proxy
+    env: dict[str, str]
+    log_path: Path
+    health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProcess:
+        env = {
+            **self.env,
+            "HEALTH_ADDR": f"127.0.0.1:{self.health_port}",
+            "METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
+        }
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "hybrid_gateway", "run", "--no-dataplane"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def get(self, port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+                return int(reply.status), reply.read().decode()
+        except urllib.error.HTTPError as err:
+            return int(err.code), err.read().decode()
+
+    def metric(self, name: str) -> float | None:
+        _, text = self.get(self.metrics_port, "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+
+@dataclass
+class Pair:
+    world: VpcWorld
+    direct: Any
+    kube: ApiServer
+    gateways: dict[str, GatewayProcess]
+    vtep_api: Any  # CustomObjectsApi as a separate "tester" identity
+
+    def vtep_endpoint(self) -> tuple[str, str] | None:
+        try:
+            obj = self.vtep_api.get_cluster_custom_object(
+                "cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway"
+            )
+        except Exception:
+            return None
+        endpoints = obj["spec"]["endpoints"]
+        return endpoints[0]["tunnelEndpoint"], endpoints[0]["mac"]
+
+    def owner(self) -> str | None:
+        """The gateway that every route AND the VTEP config point at, if any."""
+        targets = set(self.world.routes(self.direct).values())
+        endpoint = self.vtep_endpoint()
+        for name, gw in self.gateways.items():
+            if targets == {self.world.enis[name]} and endpoint == (
+                gw.node_ip,
+                vxlan_device_mac(gw.node_ip),
+            ):
+                return name
+        return None
+
+    def wait_owner(self, timeout_s: float = 15.0, *, not_: str | None = None) -> tuple[str, float]:
+        """Wait until one gateway (other than `not_`) owns everything; returns (name, when)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            owner = self.owner()
+            if owner is not None and owner != not_:
+                return owner, time.monotonic()
+            time.sleep(0.05)
+        raise AssertionError(f"no gateway took ownership in {timeout_s}s (logs: {self.logs()})")
+
+    def logs(self) -> str:
+        return " | ".join(
+            f"{n}: {g.log_path.read_text()[-1500:]}" for n, g in self.gateways.items()
+        )
+
+    def other(self, name: str) -> str:
+        return next(n for n in self.gateways if n != name)
+
+
+@pytest.fixture
+def lease_env() -> dict[str, str]:
+    """Lease timing for the daemons; a test overrides it with `parametrize("lease_env", ...)`."""
+    return dict(LEASE_ENV)
+
+
+@pytest.fixture
+def pair(
+    kube_api: ApiServer,
+    moto_addr: tuple[str, int],
+    direct: Any,
+    tmp_path: Path,
+    lease_env: dict[str, str],
+) -> Iterator[Pair]:
+    world = seed_world(direct, tables=3, pod_cidrs=POD_CIDRS, instance_names=("a", "b", "x"))
+    from kubernetes import client, config
+
+    vtep_api = client.CustomObjectsApi(
+        config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    )
+    gateways: dict[str, GatewayProcess] = {}
+    for name in ("a", "b"):
+        proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "KUBECONFIG": str(kube_api.kubeconfig(f"gw-{name}")),
+            "POD_NAME": f"gw-{name}",
+            "POD_NAMESPACE": NAMESPACE,
+            "NODE_IP": NODE_IPS[name],
+            "VPC_CIDR": "10.0.0.0/16",
+            "POD_CIDRS": ",".join(POD_CIDRS),
+            "ROUTE_TABLE_IDS": ",".join(world.table_ids),
+            "AWS_REGION": "us-east-1",
+            "AWS_INSTANCE_ID": world.instances[name],
+            "AWS_ENDPOINT_URL_EC2": proxy.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "RESYNC_PERIOD": "0.3",
+            **lease_env,
+        }
+        gateways[name] = GatewayProcess(
+            name, f"gw-{name}", NODE_IPS[name], proxy, env, tmp_path / f"gw-{name}.log"
+        )
+    for gw in gateways.values():
+        gw.start()
+    try:
+        yield Pair(world, direct, kube_api, gateways, vtep_api)
+    finally:
+        for gw in gateways.values():
+            gw.stop()
+            gw.proxy.stop()
+
+
+EC2_WRITES = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
+
+
+def lease_writes(audit: list[dict[str, Any]]) -> list[tuple[float, str]]:
+    """Successful Lease writes (create/update) as (server monotonic time, identity), in order."""
+    return sorted(
+        (float(e["mono"]), str(e["identity"]))
+        for e in audit
+        if e["path"].startswith(LEASES)
+        and e["verb"] in ("create", "update")
+        and e["status"] in (200, 201)
+    )
+
+
+def leader_writes(pair: Pair, audit: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
+    """Every EC2 route write that reached the emulator's proxy and every VTEP-config write the
+    API server processed, by gateway: (monotonic time, identity, what)."""
+    identities = {gw.identity for gw in pair.gateways.values()}
+    writes = [
+        (c.started_mono, gw.identity, f"{c.action} {c.params.get('RouteTableId')}")
+        for gw in pair.gateways.values()
+        for c in gw.proxy.snapshot()
+        if c.action in EC2_WRITES
+    ]
+    writes += [
+        (float(e["mono"]), str(e["identity"]), f"vtep {e['verb']}")
+        for e in audit
+        if "ciliumvtepconfigs" in e["path"]
+        and e["verb"] in ("create", "update", "patch", "delete")
+        and e["identity"] in identities
+        and e["status"] is not None
+    ]
+    return sorted(writes)
+
+
+def assert_only_the_holder_wrote(pair: Pair, lease_duration_s: float) -> int:
+    """Each write came from the identity whose successful Lease write was the latest before it,
+    within one lease duration of that write (i.e. while the server still saw its lease live)."""
+    audit = pair.kube.audit()
+    held = lease_writes(audit)
+    times = [t for t, _ in held]
+    writes = leader_writes(pair, audit)
+    for when, who, what in writes:
+        i = bisect.bisect_right(times, when) - 1
+        assert i >= 0, f"{who} wrote ({what}) before anyone held the lease"
+        since, holder = held[i]
+        assert holder == who, f"{who} wrote ({what}) while {holder} held the lease"
+        assert when - since < lease_duration_s, (
+            f"{who} wrote ({what}) {when - since:.3f}s after its last lease write"
+        )
+    return len(writes)
+
+
+@contextmanager
+def drift(pair: Pair, period_s: float = 0.7) -> Iterator[list[int]]:
+    """Keep breaking one route (pointing it at a third instance) so the leader keeps writing."""
+    stop = threading.Event()
+    count = [0]
+    keys = list(pair.world.routes(pair.direct))
+
+    def run() -> None:
+        while not stop.wait(period_s):
+            table, cidr = keys[count[0] % len(keys)]
+            try:
+                pair.direct.replace_route(
+                    RouteTableId=table,
+                    DestinationCidrBlock=cidr,
+                    NetworkInterfaceId=pair.world.enis["x"],
+                )
+                count[0] += 1
+            except Exception:
+                pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def first_acquisition_after(audit: list[dict[str, Any]], identity: str, after: float) -> float:
+    return next(t for t, who in lease_writes(audit) if who == identity and t > after)
+
+
+def test_kill_9_the_leader_and_the_standby_owns_everything(pair: Pair) -> None:
+    leader, _ = pair.wait_owner()
+    standby = pair.other(leader)
+    gw, sb = pair.gateways[leader], pair.gateways[standby]
+    # health and metrics on their own ports, per replica
+    assert gw.get(gw.health_port, "/readyz") == (200, "ready (leader)\n")
+    assert sb.get(sb.health_port, "/readyz") == (200, "ready (standby)\n")
+    assert gw.get(gw.health_port, "/healthz")[0] == 200
+    assert (
+        gw.metric("hybrid_gateway_leader_is_active"),
+        sb.metric("hybrid_gateway_leader_is_active"),
+    ) == (1.0, 0.0)
+    assert (gw.metric("hybrid_gateway_leader_setup_duration_seconds") or 0) > 0
+
+    killed_at = time.monotonic()
+    gw.signal(signal.SIGKILL)
+    owner, owned_at = pair.wait_owner(not_=leader)
+    assert owner == standby
+    assert pair.vtep_endpoint() == (sb.node_ip, vxlan_device_mac(sb.node_ip))
+    audit = pair.kube.audit()
+    acquired = first_acquisition_after(audit, sb.identity, killed_at)
+    last_old = max(t for t, who in lease_writes(audit) if who == gw.identity)
+    assert acquired - last_old >= 1.0  # a crashed leader's lease must run out first
+    print(f"\nkill -9: standby owns routes+VTEP {owned_at - killed_at:.2f}s after the kill")
+    assert assert_only_the_holder_wrote(pair, 1.0) > 0
+
+
+@pytest.mark.parametrize(
+    "lease_env", [{"LEASE_DURATION": "5", "RENEW_DEADLINE": "3", "RETRY_PERIOD": "0.2"}]
+)
+def test_sigterm_releases_and_the_standby_takes_over_before_expiry(pair: Pair) -> None:
+    leader, _ = pair.wait_owner()
+    gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
+    sent_at = time.monotonic()
+    gw.signal(signal.SIGTERM)
+    owner, owned_at = pair.wait_owner(not_=leader)
+    assert owner == sb.name
+    assert gw.wait() == 0
+    audit = pair.kube.audit()
+    old = [t for t, who in lease_writes(audit) if who == gw.identity]
+    renewed_last, released = old[-2], old[-1]
+    acquired = first_acquisition_after(audit, sb.identity, sent_at)
+    # ORDER: old leader's last EC2/VTEP write < its release < new acquisition < old lease expiry
+    last_old_write = max(t for t, who, _ in leader_writes(pair, audit) if who == gw.identity)
+    assert last_old_write < released < acquired < renewed_last + 5.0
+    print(
+        f"\nSIGTERM: lease taken {acquired - sent_at:.2f}s, routes+VTEP owned "
+        f"{owned_at - sent_at:.2f}s after the signal (lease duration 5s)"
+    )
+    assert_only_the_holder_wrote(pair, 5.0)
+
+
+def test_partitioned_leader_stops_writing_before_the_other_acquires(pair: Pair) -> None:
+    leader, _ = pair.wait_owner()
+    gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
+    with drift(pair) as broken:
+        time.sleep(1.5)  # the leader repairs drift: it is writing when cut off
+        cut_at = time.monotonic()
+        pair.kube.partition(gw.identity)
+        owner, owned_at = pair.wait_owner(not_=leader)
+        time.sleep(1.0)
+    assert owner == sb.name and broken[0] > 0
+    audit = pair.kube.audit()
+    acquired = first_acquisition_after(audit, sb.identity, cut_at)
+    old_writes = [t for t, who, _ in leader_writes(pair, audit) if who == gw.identity]
+    assert old_writes and max(old_writes) < acquired
+    # Still cut off, the old leader has stopped for good: no writes after its renew deadline.
+    assert gw.running and gw.metric("hybrid_gateway_leader_is_active") == 0.0
+    print(f"\npartition: other owns routes+VTEP {owned_at - cut_at:.2f}s after the cut")
+    pair.kube.heal(gw.identity)
+    assert assert_only_the_holder_wrote(pair, 1.0) > 0
+
+
+def test_twenty_handovers_and_no_write_by_a_non_holder(pair: Pair) -> None:
+    took: list[float] = []
+    with drift(pair):
+        leader, _ = pair.wait_owner()
+        for _ in range(20):
+            cut_at = time.monotonic()
+            pair.kube.partition(pair.gateways[leader].identity)
+            new, owned_at = pair.wait_owner(not_=leader)
+            pair.kube.heal(pair.gateways[leader].identity)
+            took.append(owned_at - cut_at)
+            leader = new
+    holders = [who for _, who in lease_writes(pair.kube.audit())]
+    changes = sum(1 for prev, cur in itertools.pairwise(holders) if prev != cur)
+    assert changes >= 20
+    writes = assert_only_the_holder_wrote(pair, 1.0)
+    assert all(gw.running for gw in pair.gateways.values())
+    print(
+        f"\n20 hand-overs: {writes} leader writes, 0 by a non-holder; routes+VTEP moved in "
+        f"{min(took):.2f}-{max(took):.2f}s (median {sorted(took)[10]:.2f}s) after the cut"
+    )
