@@ -63,6 +63,7 @@ class CiliumNodeCache:
         self._synced = threading.Event()
         self.resource_version: str | None = None
         self.relists = 0
+        self.expired = 0  # watches answered with 410 Gone
 
     @property
     def synced(self) -> bool:
@@ -121,8 +122,13 @@ class CiliumNodeCache:
                 stream.stop()
 
     def run(self, stop: threading.Event) -> None:
-        """List, then watch, until `stop`: relist on 410 Gone, back off and relist on errors."""
-        need_list = True
+        """List, then follow, until `stop`."""
+        self.follow(stop, listed=False)
+
+    def follow(self, stop: threading.Event, *, listed: bool = True) -> None:
+        """Watch from the cached resourceVersion until `stop`: relist at once on 410 Gone, back
+        off and relist after any other error (a relist is a full resync of the cache)."""
+        need_list = not listed
         while not stop.is_set():
             try:
                 if need_list:
@@ -132,6 +138,7 @@ class CiliumNodeCache:
                 self._backoff.reset()
             except ApiException as exc:
                 if exc.status == HTTP_GONE:
+                    self.expired += 1
                     log.info("CiliumNode watch expired (410 Gone): relisting")
                     need_list = True
                     continue

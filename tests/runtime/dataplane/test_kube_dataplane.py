@@ -1,0 +1,296 @@
+"""The DataPlane service end to end: CiliumNodes in the test API server (official client, list +
+watch, 410 relist), kernel tunnels in network namespaces, readiness, Events and metrics."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from hybrid_gateway.adapters.kube_events import EventRecorder
+from hybrid_gateway.adapters.netlink import Netlink
+from hybrid_gateway.dataplane import DataPlane, DataPlaneError
+from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.tunnel_world import (
+    GATEWAY_IP,
+    HYBRID_IP,
+    HYBRID_POD_CIDR,
+    HYBRID_POD_IP,
+    VPC_CIDR,
+    World,
+    cilium_node,
+)
+
+pytestmark = pytest.mark.netns
+DEV = "hybrid_vxlan0"
+IDENTITY = "gw-a"
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture
+def api_client(kube_api: ApiServer) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig(IDENTITY)))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def admin(kube_api: ApiServer) -> Iterator[client.CustomObjectsApi]:
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("test-admin")))
+    try:
+        yield client.CustomObjectsApi(api)
+    finally:
+        api.close()
+
+
+def create(admin: client.CustomObjectsApi, obj: dict[str, Any]) -> None:
+    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", obj)
+
+
+def replace(admin: client.CustomObjectsApi, name: str, change: Callable[[Any], None]) -> None:
+    obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
+    change(obj)
+    admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name, obj)
+
+
+def delete(admin: client.CustomObjectsApi, name: str) -> None:
+    admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
+
+
+def routes(world: World) -> str:
+    return world.gw.ip("-4", "route", "show", "dev", DEV, check=False)
+
+
+def pings(world: World, count: int = 1) -> bool:
+    proc = subprocess.run(
+        world.vpc.exec_argv(
+            ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", HYBRID_POD_IP]
+        ),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+@contextmanager
+def running(
+    world: World,
+    api_client: client.ApiClient,
+    *,
+    resync_period_s: float = 60.0,
+    metrics: GatewayMetrics | None = None,
+) -> Iterator[DataPlane]:
+    """A DataPlane for the gateway namespace, set up and running in a thread; stopped on exit."""
+    netlink = Netlink(world.gw.name)
+    plane = DataPlane(
+        node_ip=GATEWAY_IP,
+        vpc_cidrs=[ipaddress.IPv4Network(VPC_CIDR)],
+        mtu=1450,
+        resync_period_s=resync_period_s,
+        api_client=api_client,
+        events=EventRecorder(client.CoreV1Api(api_client), host=IDENTITY),
+        metrics=metrics or GatewayMetrics(),
+        netlink=netlink,
+        ip_forward=lambda: world.gw.exec("cat", "/proc/sys/net/ipv4/ip_forward").strip(),
+        watch_timeout_s=5,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=plane.run, args=(stop,), daemon=True)
+    try:
+        plane.setup()
+        thread.start()
+        yield plane
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=10)
+        netlink.close()
+
+
+def test_watch_events_drive_the_tunnels_without_waiting_for_a_resync(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    create(admin, cilium_node("ec2-node", "10.0.2.2", ["10.210.0.0/24"], hybrid=False))
+    with running(world, api_client, resync_period_s=600) as plane:
+        wait_for("readiness", plane.ready)
+        assert pings(world, 3)
+        assert "10.210.0.0/24" not in routes(world)
+        passes = plane.passes
+
+        def add_cidr(obj: Any) -> None:
+            obj["spec"]["ipam"]["podCIDRs"].append("10.220.0.0/24")
+
+        replace(admin, "hyb", add_cidr)
+        wait_for("second pod CIDR", lambda: "10.220.0.0/24 via 192.168.100.10" in routes(world))
+
+        create(admin, cilium_node("late", "192.168.100.77", ["10.230.0.0/24"]))
+        wait_for("new node", lambda: "10.230.0.0/24 via 192.168.100.77" in routes(world))
+
+        def unlabel(obj: Any) -> None:
+            obj["metadata"]["labels"] = {}
+
+        replace(admin, "late", unlabel)
+        wait_for("unlabelled node removed", lambda: "10.230.0.0/24" not in routes(world))
+        assert "192.168.100.77" not in world.gw.ip("neigh", "show", "dev", DEV)
+
+        delete(admin, "hyb")
+        wait_for("deleted node removed", lambda: "192.168.100.10" not in routes(world))
+        assert not pings(world)
+        assert plane.passes > passes
+        assert plane.nodes.relists == 1, "events, not relists, carried the changes"
+
+
+def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(
+    world: World,
+    kube_api: ApiServer,
+    api_client: client.ApiClient,
+    admin: client.CustomObjectsApi,
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, resync_period_s=0.5) as plane:
+        wait_for("readiness", plane.ready)
+        kube_api.partition(IDENTITY)  # the watch is cut and every retry fails
+        create(admin, cilium_node("missed", "192.168.100.88", ["10.240.0.0/24"]))
+        kube_api.compact()  # and the history the watcher would resume from is gone
+        time.sleep(1.0)
+        assert pings(world, 3), "the kernel keeps forwarding while the API is unreachable"
+        assert plane.ready()
+        assert "10.240.0.0/24" not in routes(world)
+        kube_api.heal(IDENTITY)
+        wait_for("missed node after the relist", lambda: "10.240.0.0/24" in routes(world), 30)
+        assert plane.nodes.relists >= 2
+        assert pings(world)
+
+
+def test_bad_ciliumnodes_are_skipped_with_a_log_line_an_event_and_a_metric(
+    world: World,
+    api_client: client.ApiClient,
+    admin: client.CustomObjectsApi,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    metrics = GatewayMetrics()
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    create(admin, cilium_node("no-ip", None, ["10.241.0.0/24"]))
+    create(admin, cilium_node("v6-only", "fd00::7", ["10.242.0.0/24"]))
+    create(admin, cilium_node("in-vpc", "192.168.100.43", ["10.0.200.0/24"]))
+    create(admin, cilium_node("host-bits", "192.168.100.44", ["10.244.0.9/24"]))
+    with running(world, api_client, metrics=metrics) as plane:
+        wait_for("readiness", plane.ready)
+        assert pings(world)
+        assert metrics.hybrid_nodes_skipped._value.get() == 4
+        assert metrics.hybrid_nodes_configured._value.get() == 1
+    events = client.CoreV1Api(api_client).list_namespaced_event("default").items
+    skipped = {e.involved_object.name: e.message for e in events if e.reason == "InvalidHybridNode"}
+    assert set(skipped) == {"no-ip", "v6-only", "in-vpc", "host-bits"}
+    assert "no InternalIP" in skipped["no-ip"]
+    assert "overlaps the VPC CIDR 10.0.0.0/16" in skipped["in-vpc"]
+    assert all(e.type == "Warning" for e in events if e.reason == "InvalidHybridNode")
+    assert "skipping CiliumNode v6-only" in caplog.text
+    for cidr in ("10.241.0.0", "10.242.0.0", "10.0.200.0", "10.244.0.0"):
+        assert cidr not in routes(world)
+
+
+def test_restarting_the_data_plane_adopts_the_device_and_loses_no_pings(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client) as first:
+        wait_for("readiness", first.ready)
+    index = world.gw.ip("-o", "link", "show", DEV).split(":")[0]
+    pinger = subprocess.Popen(
+        world.vpc.exec_argv(
+            ["ping", "-n", "-q", "-c", "200", "-i", "0.01", "-W", "1", HYBRID_POD_IP]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        with running(world, api_client) as second:
+            wait_for("readiness after restart", second.ready)
+            assert second.last_report is not None
+            assert second.last_report.device.action == "adopted"
+            assert second.last_report.plan.empty
+        out, _ = pinger.communicate(timeout=30)
+    finally:
+        pinger.kill()
+    assert world.gw.ip("-o", "link", "show", DEV).split(":")[0] == index
+    assert "200 packets transmitted, 200 received" in out, out
+
+
+def test_ip_forward_off_is_a_clear_error_and_changes_nothing(
+    world: World, api_client: client.ApiClient
+) -> None:
+    world.gw.sysctl("net.ipv4.ip_forward", "0")
+    with (
+        pytest.raises(DataPlaneError, match=r"net\.ipv4\.ip_forward is '0', must be '1'"),
+        running(world, api_client),
+    ):
+        pass
+    assert DEV not in world.gw.ip("link", "show")
+    assert world.gw.exec("cat", "/proc/sys/net/ipv4/ip_forward").strip() == "0"
+
+
+def test_readiness_drops_with_the_device_and_a_resync_restores_it(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, resync_period_s=1.0) as plane:
+        wait_for("readiness", plane.ready)
+        assert DataPlane.ready.__doc__ is not None
+        world.gw.ip("link", "del", DEV)
+        assert not plane.ready()
+        wait_for("device recreated by the periodic resync", plane.ready, 10)
+        wait_for("tunnel back", lambda: pings(world))
+
+
+def test_kernel_counters_are_exported(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    metrics = GatewayMetrics()
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, metrics=metrics) as plane:
+        wait_for("readiness", plane.ready)
+        assert pings(world, 5)
+        registry = metrics.registry
+        sent = registry.get_sample_value(
+            "hybrid_gateway_vxlan_tx_packets_total", {"interface": DEV}
+        )
+        assert sent is not None and sent >= 5
+        primary = [
+            s
+            for family in registry.collect()
+            if family.name == "hybrid_gateway_primary_nic_rx_bytes"
+            for s in family.samples
+        ]
+        assert primary and primary[0].value > 0
+        assert registry.get_sample_value("hybrid_gateway_vxlan_interface_up") == 1
+        assert registry.get_sample_value("hybrid_gateway_vxlan_fdb_entries") == 1
+        assert registry.get_sample_value("hybrid_gateway_vxlan_route_count") == 1
+        assert registry.get_sample_value("hybrid_gateway_hybrid_nodes_configured") == 1
+        assert (
+            plane.device_mac
+            == world.gw.ip("-j", "link", "show", DEV).split('"address":"')[1].split('"')[0]
+        )

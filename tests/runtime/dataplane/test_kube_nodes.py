@@ -1,0 +1,138 @@
+"""CiliumNode list + watch against the test API server, through the official client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.tunnel_world import cilium_node
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture
+def clients(kube_api: ApiServer) -> Iterator[tuple[client.ApiClient, client.CustomObjectsApi]]:
+    watcher = config.new_client_from_config(config_file=str(kube_api.kubeconfig("watcher")))
+    admin = config.new_client_from_config(config_file=str(kube_api.kubeconfig("admin-user")))
+    try:
+        yield watcher, client.CustomObjectsApi(admin)
+    finally:
+        watcher.close()
+        admin.close()
+
+
+def create(admin: client.CustomObjectsApi, name: str, ip: str, cidr: str) -> None:
+    admin.create_cluster_custom_object(
+        "cilium.io", "v2", "ciliumnodes", cilium_node(name, ip, [cidr])
+    )
+
+
+def names(cache: CiliumNodeCache) -> set[str]:
+    return {o["metadata"]["name"] for o in cache.snapshot()}
+
+
+def test_the_cache_follows_creates_updates_and_deletes(
+    clients: tuple[client.ApiClient, client.CustomObjectsApi],
+) -> None:
+    api, admin = clients
+    create(admin, "a", "192.168.1.1", "10.200.1.0/24")
+    changes: list[int] = []
+    cache = CiliumNodeCache(api, on_change=lambda: changes.append(1), watch_timeout_s=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert cache.wait_synced(10)
+        assert names(cache) == {"a"}
+        create(admin, "b", "192.168.1.2", "10.200.2.0/24")
+        wait_for("b added", lambda: names(cache) == {"a", "b"})
+        obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "a")
+        obj["spec"]["ipam"]["podCIDRs"] = ["10.200.9.0/24"]
+        admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "a", obj)
+
+        def updated() -> bool:
+            found = [o for o in cache.snapshot() if o["metadata"]["name"] == "a"]
+            return bool(found) and found[0]["spec"]["ipam"]["podCIDRs"] == ["10.200.9.0/24"]
+
+        wait_for("a updated", updated)
+        admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "b")
+        wait_for("b deleted", lambda: names(cache) == {"a"})
+        assert cache.relists == 1 and cache.expired == 0
+        assert len(changes) >= 4
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_a_watch_from_a_compacted_version_gets_410_and_the_cache_relists(
+    kube_api: ApiServer, clients: tuple[client.ApiClient, client.CustomObjectsApi]
+) -> None:
+    api, admin = clients
+    cache = CiliumNodeCache(api, watch_timeout_s=5)
+    cache.relist()
+    stale = cache.resource_version
+    create(admin, "missed", "192.168.1.3", "10.200.3.0/24")
+    kube_api.compact()
+
+    with pytest.raises(ApiException) as gone:
+        cache.watch_once(threading.Event())
+    assert gone.value.status == 410
+    assert names(cache) == set() and cache.resource_version == stale
+
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.follow, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for("relist after 410", lambda: names(cache) == {"missed"})
+        assert cache.expired == 1 and cache.relists == 2
+        create(admin, "later", "192.168.1.4", "10.200.4.0/24")
+        wait_for("watch resumed", lambda: names(cache) == {"missed", "later"})
+        assert cache.relists == 2, "after the relist the watch carries the changes again"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_errors_back_off_and_the_cache_catches_up_after_a_partition(
+    kube_api: ApiServer, clients: tuple[client.ApiClient, client.CustomObjectsApi]
+) -> None:
+    api, admin = clients
+    cache = CiliumNodeCache(api, watch_timeout_s=5, backoff=Backoff(initial_s=0.2, maximum_s=1.0))
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert cache.wait_synced(10)
+        kube_api.partition("watcher")
+        create(admin, "during", "192.168.1.5", "10.200.5.0/24")
+        time.sleep(1.5)
+        assert names(cache) == set()
+        kube_api.heal("watcher")
+        wait_for("caught up", lambda: names(cache) == {"during"})
+        assert cache.relists >= 2
+        attempts = [r for r in kube_api.audit() if r.get("identity") == "watcher"]
+        assert len(attempts) < 30, "retries are paced by the backoff, not a busy loop"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_backoff_doubles_up_to_its_maximum_and_resets() -> None:
+    backoff = Backoff(initial_s=0.5, maximum_s=3.0)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
