@@ -1,0 +1,147 @@
+"""One daemon against the test API server: the CiliumVTEPConfig is created, corrected when
+edited and recreated when deleted through its WATCH (the periodic resync is set far away), and
+leadership and takeover refusals are reported as Kubernetes Events and metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld
+
+NAMESPACE = "eks-hybrid-nodes-gateway"
+NODE_IP = "10.0.1.10"
+VTEP = ("cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met in {timeout_s}s")
+
+
+@pytest.fixture
+def daemon(
+    kube_api: ApiServer, world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
+    tgw = direct.create_transit_gateway()["TransitGateway"]["TransitGatewayId"]
+    direct.create_route(
+        RouteTableId=world.table_ids[0], DestinationCidrBlock="10.80.0.0/16", TransitGatewayId=tgw
+    )
+    metrics_port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "KUBECONFIG": str(kube_api.kubeconfig("gw-a")),
+        "POD_NAME": "gw-a",
+        "POD_NAMESPACE": NAMESPACE,
+        "NODE_IP": NODE_IP,
+        "VPC_CIDR": "10.0.0.0/16,10.1.0.0/16",
+        "POD_CIDRS": ",".join(world.pod_cidrs),
+        "ROUTE_TABLE_IDS": ",".join(world.table_ids),
+        "AWS_REGION": "us-east-1",
+        "AWS_INSTANCE_ID": world.instances["a"],
+        "AWS_ENDPOINT_URL_EC2": ec2_proxy.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "LEASE_DURATION": "1",
+        "RENEW_DEADLINE": "0.6",
+        "RETRY_PERIOD": "0.15",
+        "RESYNC_PERIOD": "300",  # only the watch can trigger a repair within the test
+        "LOG_FORMAT": "json",
+        "HEALTH_ADDR": f"127.0.0.1:{free_port()}",
+        "METRICS_ADDR": f"127.0.0.1:{metrics_port}",
+    }
+    log_path = tmp_path / "gw.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hybrid_gateway", "run", "--no-dataplane"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc, log_path, metrics_port
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_vtep_config_is_kept_and_events_are_recorded(
+    daemon: tuple[subprocess.Popen[bytes], Path, int], kube_api: ApiServer
+) -> None:
+    proc, log_path, metrics_port = daemon
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    custom = client.CustomObjectsApi(api)
+    mac = vxlan_device_mac(NODE_IP)
+    want = [
+        {"name": "vpc-gateway-0", "tunnelEndpoint": NODE_IP, "cidr": "10.0.0.0/16", "mac": mac},
+        {"name": "vpc-gateway-1", "tunnelEndpoint": NODE_IP, "cidr": "10.1.0.0/16", "mac": mac},
+    ]
+
+    def endpoints() -> list[dict[str, str]] | None:
+        try:
+            return list(custom.get_cluster_custom_object(*VTEP)["spec"]["endpoints"])
+        except client.ApiException:
+            return None
+
+    # created
+    assert wait_for(lambda: endpoints() == want)
+    # corrected after an edit (someone points hybrid nodes elsewhere)
+    obj = custom.get_cluster_custom_object(*VTEP)
+    obj["spec"]["endpoints"][1]["tunnelEndpoint"] = "10.9.9.9"
+    custom.replace_cluster_custom_object(*VTEP, obj)
+    assert wait_for(lambda: endpoints() == want)
+    # recreated after deletion
+    custom.delete_cluster_custom_object(*VTEP)
+    assert wait_for(lambda: endpoints() == want)
+
+    # Events: leadership and the refused transit-gateway route
+    core = client.CoreV1Api(api)
+
+    def reasons() -> set[str]:
+        return {e.reason for e in core.list_namespaced_event(NAMESPACE).items}
+
+    assert wait_for(lambda: {"LeaderElected", "RouteTakeoverRefused"} <= reasons())
+    refusal = next(
+        e for e in core.list_namespaced_event(NAMESPACE).items if e.reason == "RouteTakeoverRefused"
+    )
+    assert "transit-gateway" in refusal.message and refusal.type == "Warning"
+    assert refusal.involved_object.kind == "Pod" and refusal.involved_object.name == "gw-a"
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as reply:
+        text = reply.read().decode()
+    assert "hybrid_gateway_route_takeover_refused 1.0" in text
+    assert "hybrid_gateway_leader_is_active 1.0" in text
+    assert 'hybrid_gateway_info{node_ip="10.0.1.10"' in text
+
+    # structured logs: every line is one JSON object
+    proc.terminate()
+    assert proc.wait(15) == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    assert {"time", "level", "logger", "msg"} <= set(lines[0])
+    assert any("not replaced" in line["msg"] for line in lines)
+    assert any(line["msg"] == "released the lease" for line in lines)
