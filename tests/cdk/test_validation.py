@@ -16,50 +16,7 @@ from eks_hybrid_gateway import (
     LeaderElectionTimings,
 )
 
-IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/gw:1"
-
 GatewayFactory = Callable[..., HybridNodesGateway]
-
-
-@pytest.fixture
-def make_gateway() -> GatewayFactory:
-    """A fresh app with an imported VPC (10.0.0.0/16, 2 AZs) and cluster; props overridable."""
-    import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    def build(**overrides: Any) -> HybridNodesGateway:
-        app = cdk.App()
-        stack = cdk.Stack(app, "S", env=cdk.Environment(account="123456789012", region="us-west-2"))
-        vpc = ec2.Vpc.from_vpc_attributes(
-            stack,
-            "Vpc",
-            vpc_id="vpc-0123456789abcdef0",
-            vpc_cidr_block="10.0.0.0/16",
-            availability_zones=["us-west-2a", "us-west-2b"],
-            private_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-            private_subnet_route_table_ids=["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
-        )
-        cluster = eks.Cluster.from_cluster_attributes(
-            stack,
-            "Cluster",
-            cluster_name="c",
-            cluster_security_group_id="sg-0123456789abcdef0",
-            kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
-            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
-        )
-        props: dict[str, Any] = {
-            "cluster": cluster,
-            "vpc": vpc,
-            "remote_node_networks": ["192.168.100.0/24"],
-            "remote_pod_networks": ["10.85.0.0/16"],
-            "image": GatewayImage.from_registry(IMAGE),
-            **overrides,
-        }
-        return HybridNodesGateway(stack, "Gateway", **props)
-
-    return build
 
 
 CASES: list[tuple[str, dict[str, Any], str]] = [

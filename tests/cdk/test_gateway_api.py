@@ -1,0 +1,106 @@
+"""The construct's public surface: connections, grants, attributes, embedded manifests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aws_cdk as cdk
+import kubernetes_validate
+import pytest
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
+
+GatewayFactory = Callable[..., Any]
+CUSTOM_KINDS = {"PodMonitor", "NodeClass", "NodePool"}
+
+
+@pytest.mark.parametrize(
+    "stack", ["HybridGatewayNewCluster", "HybridGatewayExistingCluster", "AutoMode", "AssetImage"]
+)
+def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
+    synthesized: Any, cfn: Any, stack: str
+) -> None:
+    template = synthesized.templates[stack]
+    objects = cfn.manifest_objects(template, "HybridGatewayManifests")
+    if stack == "AutoMode":
+        objects += cfn.manifest_objects(template, "HybridGatewayCapacity")
+    builtin = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
+    assert len(builtin) >= 8
+    for obj in builtin:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+
+
+def test_connections_open_more_on_the_gateway_security_group(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = make_gateway()
+    assert gateway.connections.security_groups == [gateway.security_group]
+    gateway.connections.allow_from(ec2.Peer.ipv4("10.0.5.0/24"), ec2.Port.tcp(9443), "webhook")
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    props = template.find_resources("AWS::EC2::SecurityGroup")
+    [sg] = [v for k, v in props.items() if k.startswith("Gateway")]
+    ingress = {
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"])
+        for r in sg["Properties"]["SecurityGroupIngress"]
+    }
+    assert ingress == {("192.168.100.0/24", "udp", 8472), ("10.0.5.0/24", "tcp", 9443)}
+
+
+def test_grant_principal_is_the_pod_role(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway()
+    assert gateway.grant_principal is gateway.role
+    bucket_arn = "arn:aws:s3:::gateway-config"
+    gateway.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:GetObject"], resources=[f"{bucket_arn}/*"])
+    )
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    statements = [
+        s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert {
+        "Action": "s3:GetObject",
+        "Effect": "Allow",
+        "Resource": f"{bucket_arn}/*",
+    } in statements
+
+
+def test_grant_route_table_widens_route_writes(make_gateway: GatewayFactory, cfn: Any) -> None:
+    gateway = make_gateway()
+    gateway.grant_route_table("rtb-0fedcba9876543210")
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    resources = [
+        r
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "ec2:CreateRoute" in s["Action"]
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    tables = sorted(cfn.render(r).rsplit("/", 1)[-1] for r in resources)
+    assert tables == ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1", "rtb-0fedcba9876543210"]
+
+
+def test_attributes_expose_what_was_decided(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(replicas=3)
+    assert gateway.vpc_cidrs == ["10.0.0.0/16"]
+    assert gateway.remote_pod_networks == ["10.85.0.0/16"]
+    assert gateway.instance_type.to_string() == "c6in.xlarge"
+    assert gateway.nodegroup is not None
+    scaling = gateway.nodegroup.scaling_config
+    assert (scaling.min_size, scaling.desired_size, scaling.max_size) == (3, 3, 3)
+    assert gateway.launch_template is not None
+    assert gateway.chart.service_account_name == "eks-hybrid-nodes-gateway"
+    assert gateway.image_uri.endswith("eks-hybrid-nodes-gateway:0.1.0")
+
+
+def test_cni_policy_can_be_left_off(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(attach_cni_policy=False)
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    roles = template.find_resources("AWS::IAM::Role")
+    [node_role] = [v for k, v in roles.items() if k.startswith("GatewayNodeRole")]
+    arns = str(node_role["Properties"]["ManagedPolicyArns"])
+    assert "AmazonEKSWorkerNodePolicy" in arns
+    assert "AmazonEKS_CNI_Policy" not in arns
