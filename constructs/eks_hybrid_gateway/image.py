@@ -27,6 +27,7 @@ def _grant_pull(repository: ecr.IRepository, node_role: iam.IRole) -> None:
     repository.grant_pull(node_role)
     cdk.Validations.of(node_role).acknowledge(_PULL_ACK)
 
+
 #: Dockerfile of the runtime, relative to the build context (the repository root).
 RUNTIME_DOCKERFILE = "runtime/Dockerfile"
 
