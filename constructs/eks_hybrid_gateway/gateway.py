@@ -77,6 +77,28 @@ class HybridNodesGateway(constructs.Construct):
     remote node networks, an IAM role for the gateway pods through EKS Pod Identity, and the
     gateway's Kubernetes objects (`HybridGatewayChart`) applied through the cluster.
     VPC routes to the remote pod networks are NOT declared here: the running leader owns them.
+
+    Args:
+        cluster: an `aws_eks_v2` or `aws_eks` cluster, created in the app or imported (an
+            imported one needs a kubectl role, the kubectl layer and its security group ID).
+        vpc: the cluster VPC.
+        remote_node_networks: on-prem node CIDRs, the VXLAN peers; at least one.
+        remote_pod_networks: hybrid pod CIDRs the leader routes (`POD_CIDRS`); at least one.
+        image: the gateway image; default `GatewayImage.from_asset()` (`runtime/Dockerfile`).
+        vpc_cidrs: `VPC_CIDR` for the CiliumVTEPConfig, at most 8; default the VPC's CIDR.
+        route_table_ids: tables the leader programs; default all route tables of the VPC.
+        service_cidr: the cluster service CIDR, only checked for overlaps; default none.
+        capacity_type: managed node group (default) or EKS Auto Mode NodePool/NodeClass.
+        instance_type: default `c6in.xlarge` (AWS guidance; `c6in.2xlarge` above 100 nodes).
+        replicas: gateway pods and dedicated nodes, at least 2; default 2.
+        node_subnets: where nodes go, at least 2 AZs; default the private subnets.
+        namespace: default `eks-hybrid-nodes-gateway`.
+        resources: container requests/limits; default `GatewayResources()`.
+        metrics: metrics Service and/or PodMonitor; default none.
+        leader_election: Lease timings; default the runtime's 3 s / 2 s / 1 s.
+        vxlan_mtu: default the runtime's 1450.
+        attach_cni_policy: `AmazonEKS_CNI_Policy` on the node role; default True.
+        debug: verbose runtime logs; default False.
     """
 
     def __init__(
