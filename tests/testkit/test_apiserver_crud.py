@@ -354,7 +354,9 @@ def test_events_create_list_patch(admin: client.ApiClient) -> None:
     core = client.CoreV1Api(admin)
     event = client.CoreV1Event(
         metadata=client.V1ObjectMeta(generate_name="gw."),
-        involved_object=client.V1ObjectReference(kind="CiliumNode", name="n1"),
+        involved_object=client.V1ObjectReference(
+            kind="Lease", name="hybrid-gateway-leader", namespace=DEFAULT_NAMESPACE
+        ),
         reason="NodeSkipped",
         message="no InternalIP",
         type="Warning",
@@ -424,3 +426,21 @@ def test_the_dynamic_client_discovers_and_lists_custom_resources(admin: client.A
     name = unique("dyn")
     nodes.create(body=cilium_node(name))
     assert name in {item.metadata.name for item in nodes.get().items}
+
+
+def test_events_about_cluster_scoped_objects_must_live_in_default(admin: client.ApiClient) -> None:
+    """The real server's rule: a CiliumNode's Event in another namespace is 422."""
+    core = client.CoreV1Api(admin)
+
+    def event(namespace: str) -> client.CoreV1Event:
+        return client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name="node.", namespace=namespace),
+            involved_object=client.V1ObjectReference(kind="CiliumNode", name="n1"),
+            reason="NodeSkipped",
+        )
+
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_event(DEFAULT_NAMESPACE, event(DEFAULT_NAMESPACE))
+    assert err.value.status == 422
+    assert "involvedObject.namespace" in status_of(err.value)["message"]
+    assert core.create_namespaced_event("default", event("default")).metadata.name

@@ -75,6 +75,8 @@ class ResourceType:
             causes += schema_causes(obj, self.schema)
         elif self.kind in _BUILTIN_SCHEMAS:
             causes += schema_causes(obj, _BUILTIN_SCHEMAS[self.kind])
+        if self.kind == "Event" and not self.custom and not causes:
+            causes += _event_causes(obj)
         if causes:
             raise invalid(self, name, causes)
         return obj
@@ -121,6 +123,36 @@ def _normalize_times(rt: ResourceType, obj: JsonObj) -> None:
             if micro
             else parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
         )
+
+
+def _event_causes(event: JsonObj) -> list[JsonObj]:
+    """core/v1 Event rules of the real server: the namespace must agree with the object's.
+
+    Events about cluster-scoped objects (CiliumNodes) may only live in "default" (or, for
+    events with an eventTime, "kube-system"); those with an eventTime also need reporting fields.
+    """
+    namespace = event["metadata"].get("namespace", "")
+    involved = event.get("involvedObject") or {}
+    involved_ns = involved.get("namespace") or ""
+    mismatch = {
+        "reason": "FieldValueInvalid",
+        "message": f"Invalid value: {json.dumps(involved_ns)}: does not match event.namespace",
+        "field": "involvedObject.namespace",
+    }
+    causes: list[JsonObj] = []
+    if not event.get("eventTime"):
+        allowed = ("", "default") if not involved_ns else (involved_ns,)
+        if namespace not in allowed:
+            causes.append(mismatch)
+        return causes
+    if not involved_ns and namespace not in ("default", "kube-system"):
+        causes.append(mismatch)
+    for field_name in ("reportingComponent", "reportingInstance", "action"):
+        if not event.get(field_name):
+            causes.append(
+                {"reason": "FieldValueRequired", "message": "Required value", "field": field_name}
+            )
+    return causes
 
 
 def invalid(rt: ResourceType, name: str, causes: list[JsonObj]) -> ApiError:

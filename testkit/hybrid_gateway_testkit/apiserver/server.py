@@ -297,13 +297,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         route = self._route(parts)
         entry.update(
+            verb=_verb(method, route, query),
             resource=route.rt.plural,
             namespace=route.namespace,
             name=route.name,
             subresource=route.subresource,
         )
-        result, code, verb = self._serve(method, route, query, identity, entry)
-        entry["verb"] = verb
+        result, code = self._serve(method, route, query, identity, entry)
         if result is None:  # a watch stream: already answered
             return
         entry["status"] = code
@@ -346,35 +346,32 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(
         self, method: str, route: Route, query: dict[str, str], identity: str, entry: JsonObj
-    ) -> tuple[Any, int, str]:
+    ) -> tuple[Any, int]:
         rt, ns, name = route.rt, route.namespace, route.name
         if query.get("dryRun"):
             raise errors.bad_request("dryRun is not supported by the test API server")
+        verb = entry["verb"]
+        if verb == "watch":
+            entry["status"] = 200
+            self._watch(route, query, identity)
+            return None, 200
+        if verb == "list":
+            return self._list(route, query), 200
+        if verb == "create":
+            if rt.namespaced and ns is None:
+                raise errors.method_not_allowed(method)
+            return self.store.create(rt, ns, self._read_body()), 201
         if name is None:
-            if method == "GET":
-                if _truthy(query.get("watch")):
-                    entry["status"] = 200
-                    self._watch(route, query, identity)
-                    return None, 200, "watch"
-                return self._list(route, query), 200, "list"
-            if method == "POST":
-                if rt.namespaced and ns is None:
-                    raise errors.method_not_allowed(method)
-                return self.store.create(rt, ns, self._read_body()), 201, "create"
             raise errors.method_not_allowed(method)
-        if method == "GET":
-            return self.store.get(rt, ns, name), 200, "get"
-        if method == "PUT":
+        if verb == "get":
+            return self.store.get(rt, ns, name), 200
+        if verb == "update":
             body = self._read_body()
-            return (
-                self.store.update(rt, ns, name, body, subresource=route.subresource),
-                200,
-                "update",
-            )
-        if method == "PATCH":
-            return self._patch(route, name), 200, "patch"
-        if method == "DELETE" and route.subresource is None:
-            return self._delete(route, name), 200, "delete"
+            return self.store.update(rt, ns, name, body, subresource=route.subresource), 200
+        if verb == "patch":
+            return self._patch(route, name), 200
+        if verb == "delete" and route.subresource is None:
+            return self._delete(route, name), 200
         raise errors.method_not_allowed(method)
 
     # --- verbs ------------------------------------------------------------------------------------
@@ -661,6 +658,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"epoch": self.control.watch_epoch})
         else:
             raise errors.page_not_found()
+
+
+def _verb(method: str, route: Route, query: dict[str, str]) -> str:
+    """The Kubernetes verb of a request, as audit logs and RBAC name it."""
+    if method == "GET" and route.name is None:
+        return "watch" if _truthy(query.get("watch")) else "list"
+    if method == "POST" and route.name is None:
+        return "create"
+    verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    return verbs.get(method, method.lower())
 
 
 def _truthy(value: str | None) -> bool:
