@@ -1,4 +1,4 @@
-"""The reference CDK app (`cdk.json`): both example stacks, configured from cdk.json context.
+"""The reference CDK app (`cdk.json`): the three example stacks, configured from cdk.json context.
 
 `cdk synth` works offline: account, region and availability zones are fixed in the context.
 The gateway image is built from `runtime/Dockerfile` at deploy time, unless the context value
@@ -12,6 +12,7 @@ from typing import Any
 import aws_cdk as cdk
 
 from eks_hybrid_gateway import GatewayImage
+from examples.auto_mode import AutoModeGatewayStack
 from examples.existing_cluster import ExistingClusterGatewayStack
 from examples.new_cluster import NewClusterWithGatewayStack
 
@@ -19,8 +20,10 @@ CONFIG_KEY = "eks-hybrid-gateway:reference"
 IMAGE_KEY = "eks-hybrid-gateway:image"
 
 
-def build(app: cdk.App) -> tuple[NewClusterWithGatewayStack, ExistingClusterGatewayStack]:
-    """Add the two reference stacks to `app`."""
+def build(
+    app: cdk.App,
+) -> tuple[NewClusterWithGatewayStack, ExistingClusterGatewayStack, AutoModeGatewayStack]:
+    """Add the three reference stacks to `app`."""
     config: dict[str, Any] = app.node.get_context(CONFIG_KEY)
     image_uri = app.node.try_get_context(IMAGE_KEY)
     image = GatewayImage.from_registry(image_uri) if image_uri else GatewayImage.from_asset()
@@ -51,7 +54,17 @@ def build(app: cdk.App) -> tuple[NewClusterWithGatewayStack, ExistingClusterGate
         remote_pod_networks=config["remotePodNetworks"],
         image=image,
     )
-    return new, existing
+    auto_mode = AutoModeGatewayStack(
+        app,
+        "HybridGatewayAutoMode",
+        env=env,
+        vpc_cidr=config["autoMode"]["vpcCidr"],
+        service_cidr=config["autoMode"]["serviceCidr"],
+        remote_node_networks=config["remoteNodeNetworks"],
+        remote_pod_networks=config["remotePodNetworks"],
+        image=image,
+    )
+    return new, existing, auto_mode
 
 
 if __name__ == "__main__":

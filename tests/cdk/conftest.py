@@ -44,64 +44,6 @@ class Synthesized:
     acknowledgements: list[dict[str, str]] = field(default_factory=list)
 
 
-def _auto_mode_stack(app: Any) -> None:
-    import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks_v2 as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-    from examples.nag import (
-        KUBECTL_PROVIDER_FINDINGS,
-        NEW_CLUSTER_FINDINGS,
-        acknowledge_all,
-        kubectl_provider_wiring_findings,
-    )
-
-    from eks_hybrid_gateway import CapacityType, GatewayImage, HybridNodesGateway, MetricsExposure
-
-    stack = cdk.Stack(app, "AutoMode", env=cdk.Environment(account=ACCOUNT, region=REGION))
-    vpc = ec2.Vpc(
-        stack,
-        "Vpc",
-        ip_addresses=ec2.IpAddresses.cidr("10.2.0.0/16"),
-        max_azs=2,
-        nat_gateways=1,
-        flow_logs={"all": ec2.FlowLogOptions()},
-    )
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer")
-        ),
-    )
-    acknowledge_all(
-        cluster,
-        {
-            **KUBECTL_PROVIDER_FINDINGS,
-            **NEW_CLUSTER_FINDINGS,
-            **kubectl_provider_wiring_findings(
-                "ClusterKubectlProviderHandler2E05C68A",
-                "ClusterKubectlProviderHandlerHasEcrPublic69E09706",
-            ),
-        },
-    )
-    HybridNodesGateway(
-        stack,
-        "HybridGateway",
-        cluster=cluster,
-        vpc=vpc,
-        remote_node_networks=["192.168.100.0/24", "192.168.101.0/24"],
-        remote_pod_networks=REMOTE_POD_NETWORKS,
-        route_table_ids=[vpc.private_subnets[0].route_table.route_table_id],
-        service_cidr="172.20.0.0/16",
-        capacity_type=CapacityType.AUTO_MODE,
-        metrics=MetricsExposure.POD_MONITOR,
-        image=GatewayImage.from_registry(REGISTRY_IMAGE),
-    )
-
-
 def _asset_image_stack(app: Any, build_context: Path) -> None:
     import aws_cdk as cdk
     from aws_cdk import aws_ec2 as ec2
@@ -149,7 +91,6 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     app = cdk.App(outdir=str(outdir), context=context)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     build(app)
-    _auto_mode_stack(app)
     _asset_image_stack(app, build_context)
     try:
         assembly = app.synth()

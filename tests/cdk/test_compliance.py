@@ -104,7 +104,13 @@ def _normalized_gateway_resources(template: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "stack", ["HybridGatewayNewCluster", "HybridGatewayExistingCluster", "AutoMode", "AssetImage"]
+    "stack",
+    [
+        "HybridGatewayNewCluster",
+        "HybridGatewayExistingCluster",
+        "HybridGatewayAutoMode",
+        "AssetImage",
+    ],
 )
 def test_gateway_template_snapshot(
     synthesized: Any, snapshot: SnapshotAssertion, stack: str

@@ -17,14 +17,20 @@ CUSTOM_KINDS = {"PodMonitor", "NodeClass", "NodePool"}
 
 
 @pytest.mark.parametrize(
-    "stack", ["HybridGatewayNewCluster", "HybridGatewayExistingCluster", "AutoMode", "AssetImage"]
+    "stack",
+    [
+        "HybridGatewayNewCluster",
+        "HybridGatewayExistingCluster",
+        "HybridGatewayAutoMode",
+        "AssetImage",
+    ],
 )
 def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
     synthesized: Any, cfn: Any, stack: str
 ) -> None:
     template = synthesized.templates[stack]
     objects = cfn.manifest_objects(template, "HybridGatewayManifests")
-    if stack == "AutoMode":
+    if stack == "HybridGatewayAutoMode":
         objects += cfn.manifest_objects(template, "HybridGatewayCapacity")
     builtin = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
     assert len(builtin) >= 8

@@ -12,7 +12,7 @@ import hybrid_gateway_contract as contract
 
 NEW = "HybridGatewayNewCluster"
 EXISTING = "HybridGatewayExistingCluster"
-AUTO = "AutoMode"
+AUTO = "HybridGatewayAutoMode"
 ASSET = "AssetImage"
 
 
