@@ -146,3 +146,33 @@ def test_server_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(server_pid, signal.SIGKILL)
     raise AssertionError("the server outlived its killed parent")
+
+
+def test_injected_errors_fail_the_next_requests_then_stop(shared_api: ApiServer) -> None:
+    leases = lease_api(shared_api, "gw-faulty")
+    shared_api.inject_errors("gw-faulty", code=503, count=2)
+    for _ in range(2):
+        with pytest.raises(ApiException) as err:
+            leases.list_namespaced_lease("default")
+        assert err.value.status == 503
+    leases.list_namespaced_lease("default")
+    shared_api.inject_errors(code=429, count=1)  # anyone
+    with pytest.raises(ApiException) as err:
+        leases.list_namespaced_lease("default")
+    assert err.value.status == 429
+    leases.list_namespaced_lease("default")
+
+
+def test_latency_delays_only_the_chosen_identity(shared_api: ApiServer) -> None:
+    slow, fast = lease_api(shared_api, "gw-slow"), lease_api(shared_api, "gw-fast")
+    shared_api.set_latency(0.3, "gw-slow")
+    try:
+        slow.list_namespaced_lease("default")
+        fast.list_namespaced_lease("default")
+    finally:
+        shared_api.set_latency(0.0, "gw-slow")
+    records = shared_api.audit()
+    slow_rec = [r for r in records if r["identity"] == "gw-slow"][-1]
+    fast_rec = [r for r in records if r["identity"] == "gw-fast"][-1]
+    # The server received the fast request only after the delayed one was answered.
+    assert fast_rec["mono"] - slow_rec["mono"] >= 0.3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -444,3 +445,40 @@ def test_events_about_cluster_scoped_objects_must_live_in_default(admin: client.
     assert err.value.status == 422
     assert "involvedObject.namespace" in status_of(err.value)["message"]
     assert core.create_namespaced_event("default", event("default")).metadata.name
+
+
+def test_concurrent_updates_from_one_version_have_exactly_one_winner(
+    client_for: Any,
+) -> None:
+    """Optimistic concurrency is atomic: the Lease elector's safety rests on it."""
+    contenders = [client.CoordinationV1Api(client_for(f"racer-{i}")) for i in range(8)]
+    name = unique("race")
+    base = contenders[0].create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name=name))
+    )
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(contenders))
+
+    def race(index: int, api: client.CoordinationV1Api) -> None:
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(
+                name=name, resource_version=base.metadata.resource_version
+            ),
+            spec=client.V1LeaseSpec(holder_identity=f"racer-{index}"),
+        )
+        barrier.wait()
+        try:
+            api.replace_namespaced_lease(name, "default", body)
+            outcomes.append(f"racer-{index}")
+        except ApiException as exc:
+            outcomes.append(str(exc.status))
+
+    threads = [threading.Thread(target=race, args=pair) for pair in enumerate(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    winners = [o for o in outcomes if o.startswith("racer-")]
+    assert len(winners) == 1 and outcomes.count("409") == len(contenders) - 1
+    holder = contenders[0].read_namespaced_lease(name, "default").spec.holder_identity
+    assert holder == winners[0]

@@ -150,6 +150,17 @@ class ApiServer:
     def heal(self, identity: str) -> None:
         self._admin("POST", "heal", {"identity": identity})
 
+    def set_latency(self, seconds: float, identity: str | None = None) -> None:
+        """Delay every request of `identity` (all identities if None) by `seconds`."""
+        self._admin("POST", "latency", {"identity": identity, "seconds": seconds})
+
+    def inject_errors(
+        self, identity: str | None = None, *, code: int = 500, count: int = 1
+    ) -> None:
+        """Fail the next `count` requests of `identity` (anyone if None) with `code`
+        (429, 500, 503 or 504) and a real Status body; `count=0` disarms."""
+        self._admin("POST", "faults", {"identity": identity, "code": code, "count": count})
+
     def audit(self) -> list[dict[str, Any]]:
         """Every API request so far: identity, verb, method, path, status, mono/wall times, ..."""
         records: list[dict[str, Any]] = self._admin("GET", "audit")["records"]

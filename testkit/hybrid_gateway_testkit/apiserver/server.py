@@ -72,6 +72,8 @@ class Control:
     tokens: dict[str, str] = field(default_factory=dict)  # token -> identity
     identities: dict[str, str] = field(default_factory=dict)  # identity -> token
     partitions: dict[str, str] = field(default_factory=dict)  # identity -> "drop" | "hang"
+    latency_s: dict[str, float] = field(default_factory=dict)  # identity ("*": all) -> delay
+    faults: dict[str, list[int]] = field(default_factory=dict)  # identity -> [code, remaining]
     audit: list[JsonObj] = field(default_factory=list)
     watch_epoch: int = 0  # bumped to cut every open watch
     bookmark_interval_s: float = 1.0
@@ -102,6 +104,21 @@ class Control:
     def partition_mode(self, identity: str) -> str | None:
         with self.lock:
             return self.partitions.get(identity)
+
+    def take_fault(self, identity: str) -> int | None:
+        """The status code to fail this request with, if a fault is armed for `identity`."""
+        with self.lock:
+            fault = self.faults.get(identity) or self.faults.get("*")
+            if fault is None:
+                return None
+            fault[1] -= 1
+            if fault[1] <= 0:
+                self.faults = {k: v for k, v in self.faults.items() if v is not fault}
+            return fault[0]
+
+    def delay(self, identity: str) -> float:
+        with self.lock:
+            return self.latency_s.get(identity, self.latency_s.get("*", 0.0))
 
     def set_partition(self, identity: str, mode: str | None) -> None:
         with self.lock:
@@ -262,6 +279,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._admin(method, url.path, query)
                 return
             self._wait_partition(identity)
+            delay = self.control.delay(identity)
+            if delay > 0:
+                time.sleep(delay)
+            fault = self.control.take_fault(identity)
+            if fault is not None:
+                raise _injected(fault)
             self._dispatch(method, url.path, query, identity, entry)
         except _DroppedError:
             entry["status"] = None
@@ -646,6 +669,27 @@ class Handler(BaseHTTPRequestHandler):
             self.control.set_partition(str(body.get("identity")), mode)
             self.store.wake_all()
             self._send_json(200, {"partitioned": sorted(self.control.partitions)})
+        elif method == "POST" and action == "latency":
+            seconds = float(body.get("seconds", 0))
+            if not 0 <= seconds <= 60:
+                raise errors.bad_request(f"latency must be within 0..60 s, got {seconds}")
+            with self.control.lock:
+                self.control.latency_s[str(body.get("identity") or "*")] = seconds
+            self._send_json(200, {"latency": self.control.latency_s})
+        elif method == "POST" and action == "faults":
+            code, count = int(body.get("code", 500)), int(body.get("count", 1))
+            if code not in _INJECTABLE or count < 0:
+                raise errors.bad_request(
+                    f"fault code must be one of {sorted(_INJECTABLE)} and count >= 0, "
+                    f"got {code} x {count}"
+                )
+            with self.control.lock:
+                key = str(body.get("identity") or "*")
+                if count:
+                    self.control.faults[key] = [code, count]
+                else:
+                    self.control.faults.pop(key, None)
+            self._send_json(200, {"faults": self.control.faults})
         elif method == "POST" and action == "heal":
             self.control.set_partition(str(body.get("identity")), None)
             self._send_json(200, {"partitioned": sorted(self.control.partitions)})
@@ -658,6 +702,26 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"epoch": self.control.watch_epoch})
         else:
             raise errors.page_not_found()
+
+
+_INJECTABLE = {
+    429: (
+        "TooManyRequests",
+        "the server has received too many requests and has asked us to try again later",
+    ),
+    500: (
+        "InternalError",
+        'an error on the server ("injected by the test") has prevented the request from succeeding',
+    ),
+    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
+    504: ("Timeout", "the server was unable to return a response in the time allotted"),
+}
+
+
+def _injected(code: int) -> ApiError:
+    reason, message = _INJECTABLE[code]
+    details = {"retryAfterSeconds": 1} if code == 429 else None
+    return ApiError(code, reason, message, details)
 
 
 def _verb(method: str, route: Route, query: dict[str, str]) -> str:
