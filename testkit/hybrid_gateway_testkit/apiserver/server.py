@@ -295,7 +295,7 @@ class Handler(BaseHTTPRequestHandler):
             entry["reason"] = err.reason
             self._drain_body()
             self._send_json(err.code, err.status())
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away mid-response
             self.close_connection = True
         except Exception:  # a bug in the server: answer 500 like a real one would
             log.exception("internal error on %s %s", method, self.path)
