@@ -354,12 +354,18 @@ class HybridNodesGateway(constructs.Construct):
             "set -euo pipefail",
             "# The gateway forwards packets for addresses other than its own.",
             "INSTANCE_ID=$(ec2-metadata --instance-id | cut -d ' ' -f 2)",
+            "sysctl -w net.ipv4.ip_forward=1",
+            "disabled=no",
             "for attempt in 1 2 3 4 5 6; do",
-            f"  aws ec2 modify-instance-attribute --region {stack.region} "
-            '--instance-id "$INSTANCE_ID" --no-source-dest-check && break',
+            f"  if aws ec2 modify-instance-attribute --region {stack.region} "
+            '--instance-id "$INSTANCE_ID" --no-source-dest-check; then disabled=yes; break; fi',
             '  sleep "$attempt"',
             "done",
-            "sysctl -w net.ipv4.ip_forward=1",
+            # Fail the boot script visibly (cloud-init logs) instead of a silently dead tunnel.
+            'if [ "$disabled" != yes ]; then',
+            '  echo "hybrid-gateway: could not disable the source/destination check" >&2',
+            "  exit 1",
+            "fi",
         )
         user_data.add_user_data_part(script, ec2.MultipartBody.SHELL_SCRIPT, True)
         tags = [

@@ -116,6 +116,9 @@ def test_user_data_disables_source_dest_check_at_boot(new: dict[str, Any], cfn: 
     assert "--no-source-dest-check" in script
     assert "ec2-metadata --instance-id" in script
     assert "sysctl -w net.ipv4.ip_forward=1" in script
+    # Retries, then fails visibly rather than leaving a node that silently drops forwarded packets.
+    assert 'if [ "$disabled" != yes ]; then' in script
+    assert script.index("disabled=yes") < script.index("exit 1")
 
 
 def test_node_role_may_only_modify_its_own_kind_of_instance(new: dict[str, Any], cfn: Any) -> None:
