@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -177,3 +180,38 @@ def test_watch_is_cut_for_partitioned_identity_and_works_after_heal(
     assert not isinstance(err.value, StopIteration)
     shared_api.heal("gw-watcher")
     assert leases.list_namespaced_lease("default").metadata.resource_version
+
+
+def test_hang_partition_stalls_a_watch_which_resumes_after_heal(
+    shared_api: ApiServer, client_for: Any
+) -> None:
+    leases = client.CoordinationV1Api(client_for("gw-stalled"))
+    writer = client.CoordinationV1Api(client_for("admin"))
+    rv = leases.list_namespaced_lease("default").metadata.resource_version
+    seen: queue.Queue[str] = queue.Queue()
+
+    def follow() -> None:
+        for event in watch.Watch().stream(
+            leases.list_namespaced_lease, "default", resource_version=rv, timeout_seconds=10
+        ):
+            seen.put(event["object"].metadata.name)
+            return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(  # the watch must be open before the partition
+        r["identity"] == "gw-stalled" and r["verb"] == "watch" for r in shared_api.audit()
+    ):
+        assert time.monotonic() < deadline, "the watch never started"
+        time.sleep(0.02)
+    shared_api.partition("gw-stalled", hang=True)
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    writer.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name=name))
+    )
+    with pytest.raises(queue.Empty):
+        seen.get(timeout=0.5)  # nothing arrives while partitioned
+    shared_api.heal("gw-stalled")
+    assert seen.get(timeout=5) == name  # the stream carries on with what it missed
+    thread.join(timeout=5)

@@ -142,8 +142,9 @@ class ApiServer:
     def partition(self, identity: str, *, hang: bool = False) -> None:
         """Cut `identity` off: its requests are dropped without a response and its watches cut.
 
-        With `hang=True` requests stay unanswered until the client gives up (or `heal`), like
-        packets lost in a real partition; either way they are never processed.
+        With `hang=True` it looks like lost packets instead: requests stay unanswered until the
+        client gives up (they are never processed, even after `heal`), and open watches go
+        silent, then deliver what they missed if healed before their timeout.
         """
         self._admin("POST", "partition", {"identity": identity, "mode": "hang" if hang else "drop"})
 

@@ -174,6 +174,7 @@ class Handler(BaseHTTPRequestHandler):
     store: Store
     control: Control
     _body: bytes | None = None
+    _recorded = False
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -257,6 +258,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         self._body = None
+        self._recorded = False
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         entry: JsonObj = {
@@ -303,7 +305,7 @@ class Handler(BaseHTTPRequestHandler):
             internal = ApiError(500, "InternalError", "an internal error in the test server")
             self._send_json(500, internal.status())
         finally:
-            if not is_admin:
+            if not is_admin and not self._recorded:
                 self.control.record(entry)
 
     def _dispatch(
@@ -376,7 +378,7 @@ class Handler(BaseHTTPRequestHandler):
         verb = entry["verb"]
         if verb == "watch":
             entry["status"] = 200
-            self._watch(route, query, identity)
+            self._watch(route, query, identity, entry)
             return None, 200
         if verb == "list":
             return self._list(route, query), 200
@@ -502,7 +504,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- watch ------------------------------------------------------------------------------------
 
-    def _watch(self, route: Route, query: dict[str, str], identity: str) -> None:
+    def _watch(self, route: Route, query: dict[str, str], identity: str, entry: JsonObj) -> None:
         rt = route.rt
         selector = self._selector(query)
         raw_rv = query.get("resourceVersion", "")
@@ -527,6 +529,8 @@ class Handler(BaseHTTPRequestHandler):
         except ExpiredError as exc:
             initial, position, expired = [], 0, exc
 
+        self.control.record(entry)  # now, not when the stream ends: watches are long
+        self._recorded = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -546,10 +550,18 @@ class Handler(BaseHTTPRequestHandler):
             if self.control.stopping.is_set() or self.control.watch_epoch != epoch:
                 self._drop()
                 return
-            if self.control.partition_mode(identity) is not None or self._client_gone():
+            mode = self.control.partition_mode(identity)
+            if mode == "drop" or self._client_gone():
                 self._drop()
                 return
             wait = min(deadline - now, 0.5)
+            if mode == "hang":  # silent, like a stalled TCP stream; resumes if healed in time
+                with self.control.lock:
+                    self.control.lock.wait(wait)
+                if time.monotonic() >= deadline:
+                    self._drop()
+                    return
+                continue
             try:
                 events, position = self.store.events_after(position, wait)
             except ExpiredError as exc:
