@@ -183,8 +183,10 @@ def encode_route(
     *,
     delete: bool,
     seq: int,
+    replace: bool = True,
 ) -> bytes:
-    """`ip route replace|del <dst> via <gateway> dev <ifindex> onlink proto static` (main table)."""
+    """`ip route replace|add|del <dst> via <gateway> dev <ifindex> onlink proto static` (main
+    table); `replace=False` adds exclusively, failing with EEXIST if the prefix is routed."""
     body = (
         _RTMSG.pack(
             AF_INET,
@@ -205,7 +207,7 @@ def encode_route(
         body += _attr(RTA_GATEWAY, gateway.packed)
     if delete:
         return _message(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
-    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
     return _message(RTM_NEWROUTE, flags, seq, body)
 
 
@@ -532,11 +534,19 @@ class Netlink:
                 1 for ip, _ in plan.set_neighbours if ip not in bad_peers
             )
             bad_peers |= {ip for ip, _ in failed_neigh}
-            routes = [(n, gw) for n, gw in plan.set_routes if gw not in bad_peers]
-            skipped += len(plan.set_routes) - len(routes)
+            routes = [
+                (n, gw, replace)
+                for replace, batch in ((False, plan.add_routes), (True, plan.set_routes))
+                for n, gw in batch
+                if gw not in bad_peers
+            ]
+            skipped += len(plan.add_routes) + len(plan.set_routes) - len(routes)
             self._phase(
                 result,
-                [((n, gw), encode_route(ifindex, n, gw, delete=False, seq=0)) for n, gw in routes],
+                [
+                    ((n, gw), encode_route(ifindex, n, gw, delete=False, seq=0, replace=replace))
+                    for n, gw, replace in routes
+                ],
                 "set route",
                 delete=False,
             )
@@ -616,8 +626,22 @@ class Netlink:
                 else:
                     result.add_errors += 1
                 if len(result.errors) < 20:
-                    result.errors.append(f"{what} {key}: {errno.errorcode.get(err, err)}")
+                    result.errors.append(_describe(what, key, err))
         return failed
+
+
+def _describe(what: str, key: Any, err: int) -> str:
+    """`set route 10.200.1.0/24 via 192.168.1.1: EEXIST (...)`, for logs and errors."""
+    if isinstance(key, FdbEntry):
+        text = f"{key.mac} dst {key.dst}"
+    elif what.endswith("route"):
+        text = f"{key[0]} via {key[1]}"
+    else:
+        text = f"{key[0]} lladdr {key[1]}"
+    message = f"{what} {text}: {errno.errorcode.get(err, str(err))}"
+    if what == "set route" and err == errno.EEXIST:
+        message += " (a route for this prefix that is not ours exists; it is left alone)"
+    return message
 
 
 #: The first eight fields of struct rtnl_link_stats64, in kernel order.

@@ -32,6 +32,14 @@ class DataPlaneError(Exception):
     """The data plane cannot do its job (start-up check failed, kernel refused entries)."""
 
 
+class PartialApplyError(DataPlaneError):
+    """A pass completed but the kernel refused some entries; every other entry is in place.
+
+    Like a bad CiliumNode, one refused entry must not take the whole replica out of service:
+    the pass counts as completed for readiness, and the next full resync comes soon.
+    """
+
+
 @dataclass(frozen=True, order=True)
 class NodeTunnel:
     """One valid hybrid node: where its VTEP is and which pod CIDRs live behind it."""
@@ -100,12 +108,16 @@ class Plan:
     """Kernel operations, applied in this order: adds FDB -> neighbour -> route (a route must
     never exist before its neighbour and FDB entry), then removals route -> neighbour -> FDB.
 
-    Routes and neighbours are set with replace semantics, so a changed gateway or MAC is fixed
-    in place without a gap; FDB pairs are appended and stale pairs deleted afterwards.
+    Neighbours and our own routes are set with replace semantics, so a changed gateway or MAC is
+    fixed in place without a gap. A prefix we do not route yet is added exclusively
+    (`add_routes`): if a route for it that is not ours exists (another device, protocol), the
+    kernel refuses and that route stays as it is. FDB pairs are appended, stale pairs deleted
+    afterwards.
     """
 
     add_fdb: tuple[FdbEntry, ...] = ()
     set_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
+    add_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     set_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     del_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
     del_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
@@ -113,7 +125,12 @@ class Plan:
 
     @property
     def additions(self) -> int:
-        return len(self.add_fdb) + len(self.set_neighbours) + len(self.set_routes)
+        return (
+            len(self.add_fdb)
+            + len(self.set_neighbours)
+            + len(self.add_routes)
+            + len(self.set_routes)
+        )
 
     @property
     def removals(self) -> int:
@@ -257,7 +274,8 @@ def diff(desired: TunnelState, observed: TunnelState) -> Plan:
     return Plan(
         add_fdb=tuple(desired.fdb - observed.fdb),
         set_neighbours=tuple((ip, m) for ip, m in want_n.items() if have_n.get(ip) != m),
-        set_routes=tuple((n, gw) for n, gw in want_r.items() if have_r.get(n) != gw),
+        add_routes=tuple((n, gw) for n, gw in want_r.items() if n not in have_r),
+        set_routes=tuple((n, gw) for n, gw in want_r.items() if n in have_r and have_r[n] != gw),
         del_routes=tuple((n, gw) for n, gw in have_r.items() if n not in want_r),
         del_neighbours=tuple((ip, m) for ip, m in have_n.items() if ip not in want_n),
         del_fdb=tuple(observed.fdb - desired.fdb),
@@ -272,6 +290,7 @@ def apply_plan(observed: TunnelState, plan: Plan) -> TunnelState:
     for ip, _ in plan.del_neighbours:
         neighbours.pop(ip, None)
     routes = dict(observed.routes)
+    routes.update(plan.add_routes)
     routes.update(plan.set_routes)
     for net, _ in plan.del_routes:
         routes.pop(net, None)

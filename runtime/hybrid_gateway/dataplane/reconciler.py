@@ -16,9 +16,9 @@ from typing import Any
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
 from hybrid_gateway.adapters.netlink import ApplyResult, DeviceOutcome, DeviceSpec, Netlink
 from hybrid_gateway.core.dataplane import (
-    DataPlaneError,
     FdbEntry,
     NodeTunnel,
+    PartialApplyError,
     Plan,
     RejectedNode,
     TunnelState,
@@ -81,7 +81,7 @@ class TunnelReconciler:
         return outcome
 
     def reconcile(self, objects: Iterable[Mapping[str, Any]]) -> ReconcileReport:
-        """Bring the kernel to the state the CiliumNode objects ask for; raise DataPlaneError
+        """Bring the kernel to the state the CiliumNode objects ask for; raise PartialApplyError
         if any entry could not be written (the caller resyncs again soon)."""
         wanted = desired_nodes(objects, self.vpc_cidrs)
         self._report_rejected(wanted.rejected)
@@ -111,7 +111,7 @@ class TunnelReconciler:
                 result.add_errors + result.remove_errors,
             )
         if not result.ok:
-            raise DataPlaneError(
+            raise PartialApplyError(
                 f"{result.add_errors + result.remove_errors} tunnel entries failed: "
                 + "; ".join(result.errors[:5])
             )

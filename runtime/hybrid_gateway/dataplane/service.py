@@ -20,7 +20,7 @@ from kubernetes import client
 from hybrid_gateway.adapters.kube_events import EventRecorder
 from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink, NetlinkError
-from hybrid_gateway.core.dataplane import DataPlaneError
+from hybrid_gateway.core.dataplane import DataPlaneError, PartialApplyError
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.collector import InterfaceStatsCollector
 from hybrid_gateway.dataplane.reconciler import ReconcileReport, TunnelReconciler
@@ -123,7 +123,11 @@ class DataPlane:
         )
 
     def ready(self) -> bool:
-        """True once the first full reconcile succeeded, and only while the device exists."""
+        """True once the first full reconcile completed, and only while the device exists.
+
+        A pass in which the kernel refused some entries (see PartialApplyError) counts as
+        completed: the other nodes are served, the refusals are logged, counted and retried.
+        """
         if not self._reconciled_once or self._netlink is None:
             return False
         try:
@@ -155,6 +159,12 @@ class DataPlane:
                 retry.reset()
                 log.debug("reconcile pass took %.3f s", time.monotonic() - started)
                 delay = self._resync_period_s
+            except PartialApplyError as exc:  # completed, some entries refused: retry soon
+                self._reconciled_once = True
+                self.passes += 1
+                self._metrics.reconcile_errors.inc()
+                delay = retry.next_delay()
+                log.warning("%s; full resync in %.1f s", exc, delay)
             except Exception as exc:  # any failure: full resync again soon
                 self._metrics.reconcile_errors.inc()
                 delay = retry.next_delay()

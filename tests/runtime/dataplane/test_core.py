@@ -161,7 +161,8 @@ def tunnel(name: str, ip: str, *cidrs: str) -> NodeTunnel:
 def test_diff_from_empty_adds_everything_in_order_groups() -> None:
     target = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24", "10.200.2.0/24")])
     plan = diff(target, TunnelState())
-    assert len(plan.add_fdb) == 1 and len(plan.set_neighbours) == 1 and len(plan.set_routes) == 2
+    assert len(plan.add_fdb) == 1 and len(plan.set_neighbours) == 1 and len(plan.add_routes) == 2
+    assert plan.set_routes == ()
     assert plan.removals == 0
     assert diff(target, target).empty
 
@@ -229,5 +230,7 @@ def test_a_plan_never_touches_entries_that_are_already_right(
     assert not set(plan.add_fdb) & observed.fdb
     assert not set(plan.del_fdb) & desired.fdb
     assert all(observed.routes.get(n) != gw for n, gw in plan.set_routes)
+    assert all(n in observed.routes for n, _ in plan.set_routes), "replace only our own routes"
+    assert all(n not in observed.routes for n, _ in plan.add_routes)
     assert all(n not in desired.routes for n, _ in plan.del_routes)
     assert all(observed.neighbours.get(ip) != m for ip, m in plan.set_neighbours)

@@ -170,7 +170,9 @@ def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client, resync_period_s=0.5) as plane:
         wait_for("readiness", plane.ready)
-        kube_api.partition(IDENTITY)  # the watch is cut and every retry fails
+        kube_api.partition(IDENTITY)  # every request of the data plane fails from now on
+        kube_api.close_watches()  # and its open watch is cut at once
+        time.sleep(0.6)
         create(admin, cilium_node("missed", "192.168.100.88", ["10.240.0.0/24"]))
         kube_api.compact()  # and the history the watcher would resume from is gone
         time.sleep(1.0)
@@ -294,3 +296,18 @@ def test_kernel_counters_are_exported(
             plane.device_mac
             == world.gw.ip("-j", "link", "show", DEV).split('"address":"')[1].split('"')[0]
         )
+
+
+def test_a_refused_entry_is_retried_without_blocking_readiness(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    metrics = GatewayMetrics()
+    world.gw.ip("route", "add", "10.250.0.0/24", "via", "10.0.1.10")  # not ours
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    create(admin, cilium_node("clash", "192.168.100.50", ["10.250.0.0/24"]))
+    with running(world, api_client, resync_period_s=60, metrics=metrics) as plane:
+        wait_for("readiness", plane.ready)
+        assert pings(world)
+        wait_for("a retry", lambda: (metrics.reconcile_errors._value.get() or 0) >= 2, 10)
+        assert metrics.hybrid_nodes_configured._value.get() == 1
+        assert "10.250.0.0/24 via 10.0.1.10" in world.gw.ip("route", "show", "10.250.0.0/24")

@@ -118,6 +118,8 @@ def test_errors_back_off_and_the_cache_catches_up_after_a_partition(
     try:
         assert cache.wait_synced(10)
         kube_api.partition("watcher")
+        kube_api.close_watches()
+        time.sleep(0.6)
         create(admin, "during", "192.168.1.5", "10.200.5.0/24")
         time.sleep(1.5)
         assert names(cache) == set()

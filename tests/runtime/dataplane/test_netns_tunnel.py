@@ -343,3 +343,26 @@ def test_our_dump_agrees_with_pyroute2(world: World, netlink: Netlink) -> None:
         }
     assert netlink.dump(index) == TunnelState(frozenset(fdb), neighbours, routes)
     assert len(routes) == 40
+
+
+def test_a_pod_cidr_already_routed_elsewhere_is_left_alone_and_reported(
+    world: World, netlink: Netlink
+) -> None:
+    gw = world.gw
+    rec = reconciler(netlink)
+    rec.ensure_device()
+    # somebody else routes fake-11's pod CIDR through the VPC side (another device, proto boot)
+    gw.ip("route", "add", "10.200.11.0/24", "via", VPC_HOST_IP)
+    before = gw.ip("route", "show", "10.200.11.0/24")
+    with pytest.raises(DataPlaneError) as failure:
+        rec.reconcile(objects(FAKE_NODES))
+    message = str(failure.value)
+    assert "set route 10.200.11.0/24 via 192.168.100.11: EEXIST" in message
+    assert "not ours" in message
+    assert gw.ip("route", "show", "10.200.11.0/24") == before
+    others = {k: v for k, v in FAKE_NODES.items() if k != "fake-11"}
+    entries = kernel_entries(gw)
+    assert expected_entries(others) <= entries
+    assert not [e for e in entries if e.startswith("route 10.200.11.0/24")]
+    reached, out = ping(world.vpc, HYBRID_POD_IP)
+    assert reached, out
