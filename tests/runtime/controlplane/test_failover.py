@@ -103,6 +103,19 @@ class GatewayProcess:
         except urllib.error.HTTPError as err:
             return int(err.code), err.read().decode()
 
+    def wait_serving(self, timeout_s: float = 20.0) -> None:
+        """Wait until the process answers /healthz (it has started all its loops)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.get(self.health_port, "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            assert self.running, self.log_path.read_text()[-2000:]
+            time.sleep(0.05)
+        raise AssertionError(f"{self.identity} did not start serving in {timeout_s}s")
+
     def metric(self, name: str) -> float | None:
         _, text = self.get(self.metrics_port, "/metrics")
         for line in text.splitlines():
@@ -207,6 +220,8 @@ def pair(
     for gw in gateways.values():
         gw.start()
     try:
+        for gw in gateways.values():
+            gw.wait_serving()
         yield Pair(world, direct, kube_api, gateways, vtep_api)
     finally:
         for gw in gateways.values():
@@ -357,11 +372,11 @@ def test_partitioned_leader_stops_writing_before_the_other_acquires(pair: Pair) 
     leader, _ = pair.wait_owner()
     gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
     with drift(pair) as broken:
-        time.sleep(1.5)  # the leader repairs drift: it is writing when cut off
+        time.sleep(1.0)  # the leader repairs drift: it is writing when cut off
         cut_at = time.monotonic()
         pair.kube.partition(gw.identity)
         owner, owned_at = pair.wait_owner(not_=leader)
-        time.sleep(1.0)
+        time.sleep(0.5)
     assert owner == sb.name and broken[0] > 0
     audit = pair.kube.audit()
     acquired = first_acquisition_after(audit, sb.identity, cut_at)
