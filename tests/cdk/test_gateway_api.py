@@ -110,3 +110,25 @@ def test_cni_policy_can_be_left_off(make_gateway: GatewayFactory) -> None:
     arns = str(node_role["Properties"]["ManagedPolicyArns"])
     assert "AmazonEKSWorkerNodePolicy" in arns
     assert "AmazonEKS_CNI_Policy" not in arns
+
+
+def test_default_asset_context_holds_everything_the_dockerfile_copies() -> None:
+    """The asset sends only contract/ and runtime/: every COPY source must be inside them."""
+    from pathlib import Path
+
+    from eks_hybrid_gateway.image import ASSET_EXCLUDES, RUNTIME_DOCKERFILE, default_build_context
+
+    root = default_build_context()
+    assert root == Path(__file__).resolve().parents[2]
+    dockerfile = root / RUNTIME_DOCKERFILE
+    assert dockerfile.is_file()
+    included = {pattern.removeprefix("!") for pattern in ASSET_EXCLUDES if pattern.startswith("!")}
+    sources = [
+        word
+        for line in dockerfile.read_text().splitlines()
+        if line.strip().upper().startswith("COPY") and "--from" not in line
+        for word in line.split()[1:-1]
+    ]
+    assert sources, "expected COPY instructions from the build context"
+    for source in sources:
+        assert source.strip("./").split("/")[0] in included, source
