@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from hybrid_gateway_testkit.lab.drills import DRILLS
-from hybrid_gateway_testkit.lab.lab import LabError, LabOptions
+from hybrid_gateway_testkit.lab.lab import LabOptions
 from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
 
 
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: lab processes stopped and namespaces removed", file=sys.stderr)
         return 130
-    except LabError as exc:
-        print(f"lab failed: {exc}", file=sys.stderr)
+    except Exception as exc:  # cleanup has run; say what failed, in one line too
+        print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(json.dumps({"drill": args.drill, "error": str(exc)}))
         return 1
     print(json.dumps(last_line(report)))

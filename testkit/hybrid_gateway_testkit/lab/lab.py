@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,16 @@ def _wait(what: str, predicate: Callable[[], bool], timeout_s: float, poll_s: fl
     raise LabError(f"timed out after {timeout_s:g}s waiting for {what}")
 
 
+def _ensure_namespace(core: Any, name: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
 class Lab:
     def __init__(self, options: LabOptions, plan: LabPlan | None = None) -> None:
         self.options = options
@@ -112,7 +123,7 @@ class Lab:
         self.probes: list[LabProcess] = []
         self.monitor_log: EventLog | None = None
         self._monitor_stop = threading.Event()
-        self._monitor_thread: threading.Thread | None = None
+        self._monitor: Future[None] | None = None
         self.observed: Observed | None = None
         self.throttle_file = self.run_dir / "ec2-throttle"
 
@@ -130,8 +141,12 @@ class Lab:
 
     def close(self) -> None:
         self._monitor_stop.set()
-        if self._monitor_thread is not None:
-            self._monitor_thread.join(5)
+        if self._monitor is not None:
+            try:
+                self._monitor.result(timeout=10)
+            except Exception as exc:  # report, but keep cleaning up
+                self.options.log(f"monitor stopped with {type(exc).__name__}: {exc}")
+            self._monitor = None
         if self.monitor_log is not None:
             self.monitor_log.close()
             self.monitor_log = None
@@ -217,11 +232,7 @@ class Lab:
         self.apiserver = ApiServer.start(
             self.run_dir / "apiserver", host=self.plan.control_ip, port=0, netns=w.control.name
         )
-        self._kube_call(
-            lambda core, coord, custom: core.create_namespace(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEFAULT_NAMESPACE}}
-            )
-        )
+        self._kube_call(lambda core, coord, custom: _ensure_namespace(core, DEFAULT_NAMESPACE))
         self.options.log(f"control: API server {self.apiserver.url}")
 
     def _kube_call(self, fn: Callable[[Any, Any, Any], Any]) -> Any:
@@ -430,8 +441,7 @@ class Lab:
                 self._monitor_stop.wait(period_s)
             api.close()
 
-        fut = ex.submit(loop)
-        self._stack.callback(lambda: fut.result(timeout=10))
+        self._monitor = ex.submit(loop)
         _wait("the first observation", lambda: self.observed is not None, 30)
 
     def host_of_ip(self, ip: str | None) -> str | None:

@@ -141,6 +141,16 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
             marks.append(
                 (e["t"], "router", f"VPC route -> {gw_ips.get(e.get('via') or '', e.get('via'))}")
             )
+    prev_routes: Any = None
+    for e in monitor_events:
+        routes = e.get("route_hosts")
+        if routes and routes != prev_routes and e["t"] >= t_start:
+            marks.append((e["t"], "ec2-route", f"EC2 routes -> {','.join(map(str, routes))}"))
+        prev_routes = routes or prev_routes
+    for e in agent_events:
+        if e["kind"] == "vtep-switch" and e["t"] >= t_start and e["endpoints"]:
+            via = e["endpoints"][0]["tunnelEndpoint"]
+            marks.append((e["t"], "vtep", f"hybrid node -> {gw_ips.get(via, via)}"))
     plot_path = options.out_dir / "timeline.png"
     report_path = options.out_dir / "report.json"
     unaffected_lost = sum(

@@ -1,0 +1,107 @@
+"""The short drills end to end: the real `hybrid-gateway run` daemons in the lab, via the CLI.
+
+Each test runs `python -m hybrid_gateway_testkit.lab --drill NAME` as a subprocess (exactly what
+`make lab` runs), reads the last printed line and the JSON report, and checks the outcome
+against the raw probe log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
+from hybrid_gateway_testkit.netns import leftover_namespaces
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+LAB_ROLES = ("-vpcr", "-ctl", "-cloud", "-gw-a", "-gw-b", "-hn1", "-hn2", "-hn1-pod", "-hn2-pod")
+LAST_LINE_KEYS = {"drill", "loss_window_s", "probes_sent", "probes_lost", "leader_before",
+                  "leader_after", "report", "plot"}  # fmt: skip
+
+
+def _lab_namespaces() -> set[str]:
+    return {n for n in leftover_namespaces() if n.endswith(LAB_ROLES)}
+
+
+def run_drill(drill: str, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    before = _lab_namespaces()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", drill, "--out", str(out),
+         "--baseline", "2", "--after", "2.5"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(last) >= LAST_LINE_KEYS
+    assert last["drill"] == drill
+    report = json.loads(Path(last["report"]).read_text())
+    assert Path(last["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _lab_namespaces() <= before, "the lab left namespaces behind"
+    _check_against_raw_log(last, report)
+    return last, report
+
+
+def _check_against_raw_log(last: dict[str, Any], report: dict[str, Any]) -> None:
+    lines = Path(report["raw_log"]).read_text().splitlines()
+    # Independent count straight from the CSV: every tx is a probe; lost = tx without an rx.
+    tx = {tuple(line.split(",")[1:4]) for line in lines if line.startswith("tx,")}
+    rx = {tuple(line.split(",")[1:4]) for line in lines if line.startswith("rx,")}
+    assert last["probes_sent"] == report["probes_sent"] == len(tx)
+    assert last["probes_lost"] == report["probes_lost"] == len(tx - rx)
+    recomputed = summarize(parse_probe_lines(lines), {"10.0.0.20"})
+    for key in ("loss_window_s", "directions", "flows", "tcp"):
+        assert report[key] == recomputed[key], key
+    assert last["loss_window_s"] == report["loss_window_s"]
+    # Four UDP flows (cloud <-> 2 hybrid pods) at about the same count each.
+    per_flow = Counter((src, dst) for src, dst, _ in tx)
+    assert len(per_flow) == 4
+    assert max(per_flow.values()) - min(per_flow.values()) <= 5
+
+
+def _flowing(report: dict[str, Any]) -> None:
+    assert len(report["flowing_before"]) == 4 and all(report["flowing_before"].values())
+    assert len(report["flowing_after"]) == 4 and all(report["flowing_after"].values())
+
+
+def test_kill_leader_node_failure_moves_everything_to_the_standby(tmp_path: Path) -> None:
+    last, report = run_drill("kill-leader", tmp_path)
+    assert (last["leader_before"], last["leader_after"]) == ("gw-a", "gw-b")
+    _flowing(report)
+    # The old node is gone (link down): traffic sent meanwhile is really lost, and recovers.
+    assert last["probes_lost"] > 0 and last["loss_window_s"] > 0
+    for key in (
+        "lease_acquired",
+        "ec2_routes_moved",
+        "vpc_router_switched",
+        "vtep_config_moved",
+        "hybrid_nodes_switched",
+    ):
+        assert report["timings_s"][key] is not None, key
+    # The lease had to expire first: the routes moved only after the new leader held it.
+    assert report["timings_s"]["ec2_routes_moved"] >= report["timings_s"]["lease_acquired"]
+
+
+def test_term_leader_hands_over_and_the_old_leader_returns_as_standby(tmp_path: Path) -> None:
+    last, report = run_drill("term-leader", tmp_path)
+    assert (last["leader_before"], last["leader_after"]) == ("gw-a", "gw-b")
+    _flowing(report)
+    assert report["notes"]["exit_code"] == 0
+    assert report["timings_s"]["vtep_config_moved"] is not None
+    # The old node kept forwarding until the routes moved: no webhook call failed.
+    assert report["tcp"]["failed"] == 0
+
+
+def test_restart_standby_loses_no_probe(tmp_path: Path) -> None:
+    last, report = run_drill("restart-standby", tmp_path)
+    assert last["leader_before"] == last["leader_after"] == "gw-a"
+    _flowing(report)
+    assert last["probes_lost"] == 0
+    assert report["tcp"]["failed"] == 0
+    assert report["notes"]["exit_code"] == 0
