@@ -123,7 +123,8 @@ class DataPlane:
         )
 
     def ready(self) -> bool:
-        """True once the first full reconcile completed, and only while the device exists.
+        """True once the first full reconcile completed, and only while the device exists and is
+        up (a later pass fixes a downed device and recreates a deleted one).
 
         A pass in which the kernel refused some entries (see PartialApplyError) counts as
         completed: the other nodes are served, the refusals are logged, counted and retried.
@@ -131,11 +132,12 @@ class DataPlane:
         if not self._reconciled_once or self._netlink is None:
             return False
         try:
-            present = self._netlink.device_index(self._device.name) is not None
+            stats = self._netlink.link_stats(self._device.name)
         except Exception:
-            present = False
-        self._metrics.vxlan_interface_up.set(1 if present else 0)
-        return present
+            stats = None
+        up = stats is not None and stats[0]
+        self._metrics.vxlan_interface_up.set(1 if up else 0)
+        return up
 
     def run(self, stop: threading.Event) -> None:
         """Watch CiliumNodes and reconcile until `stop` is set. Call `setup` first."""

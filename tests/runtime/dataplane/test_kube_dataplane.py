@@ -262,6 +262,9 @@ def test_readiness_drops_with_the_device_and_a_resync_restores_it(
     with running(world, api_client, resync_period_s=1.0) as plane:
         wait_for("readiness", plane.ready)
         assert DataPlane.ready.__doc__ is not None
+        world.gw.ip("link", "set", DEV, "down")
+        assert not plane.ready()
+        wait_for("device set up again by the periodic resync", plane.ready, 10)
         world.gw.ip("link", "del", DEV)
         assert not plane.ready()
         wait_for("device recreated by the periodic resync", plane.ready, 10)
