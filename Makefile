@@ -9,7 +9,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: synth test lint pytest deps system-deps clean
+.PHONY: synth test lint pytest deps system-deps clean lab
 
 $(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ pytest: deps system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+# The single-machine lab (root): one failover drill against the real daemon, e.g.
+# `make lab DRILL=kill-leader LAB_ARGS="--lease-duration 1"`. Report and plot go to lab-out/.
+DRILL ?= kill-leader
+LAB_ARGS ?=
+lab: deps system-deps
+	$(PY) -m hybrid_gateway_testkit.lab --drill $(DRILL) $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out dist .pytest_cache .mypy_cache .ruff_cache
