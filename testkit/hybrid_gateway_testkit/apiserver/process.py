@@ -163,7 +163,13 @@ class ApiServer:
         self._admin("POST", "faults", {"identity": identity, "code": code, "count": count})
 
     def audit(self) -> list[dict[str, Any]]:
-        """Every API request so far: identity, verb, method, path, status, mono/wall times, ..."""
+        """Every API request so far, in the order they completed (watches: when they opened).
+
+        Keys: identity, verb (get/list/watch/create/update/patch/delete), method, path, query,
+        resource, namespace, name, subresource, status (None if dropped by a partition),
+        reason (errors), resourceVersion (writes), mono and wall (arrival; `time.monotonic()`
+        is the same clock as the caller's on Linux), mono_done (answer sent or dropped).
+        """
         records: list[dict[str, Any]] = self._admin("GET", "audit")["records"]
         return records
 

@@ -306,6 +306,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(500, internal.status())
         finally:
             if not is_admin and not self._recorded:
+                entry["mono_done"] = time.monotonic()
                 self.control.record(entry)
 
     def _dispatch(
@@ -529,6 +530,7 @@ class Handler(BaseHTTPRequestHandler):
         except ExpiredError as exc:
             initial, position, expired = [], 0, exc
 
+        entry["mono_done"] = time.monotonic()
         self.control.record(entry)  # now, not when the stream ends: watches are long
         self._recorded = True
         self.send_response(200)
