@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
 
 
 def lease_api(server: ApiServer, identity: str) -> client.CoordinationV1Api:
@@ -121,7 +122,7 @@ def alive(pid: int) -> bool:
 ORPHAN_PARENT = """
 import sys, time
 from pathlib import Path
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
 server = ApiServer.start(Path(sys.argv[1]))
 print(server.pid, flush=True)
 time.sleep(60)
@@ -176,3 +177,33 @@ def test_latency_delays_only_the_chosen_identity(shared_api: ApiServer) -> None:
     fast_rec = [r for r in records if r["identity"] == "gw-fast"][-1]
     # The server received the fast request only after the delayed one was answered.
     assert fast_rec["mono"] - slow_rec["mono"] >= 0.3
+
+
+def test_a_busy_port_fails_start_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ApiServerError, match="Address already in use"):
+            ApiServer.start(tmp_path, port=port)
+
+
+def test_the_cli_rejects_a_bad_history_size(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hybrid_gateway_testkit.apiserver",
+            "--kubeconfig-dir",
+            str(tmp_path),
+            "--history-size",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "--history-size must be >= 1, got 0" in proc.stderr
+    assert "READY" not in proc.stdout
