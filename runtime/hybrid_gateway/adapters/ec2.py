@@ -10,6 +10,7 @@ is no longer valid cannot send one.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
 log = logging.getLogger(__name__)
 
 WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute")
+_TABLE_ID = re.compile(r"rtb-[0-9a-f]+")
 
 
 class Ec2Error(Exception):
@@ -87,7 +89,27 @@ class Ec2Routes:
         raise Ec2Error("DescribeInstances", "NoPrimaryInterface", f"{instance_id} has no ENI 0")
 
     def describe_routes(self, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
-        """Every route of every table, in ONE DescribeRouteTables call (pages followed)."""
+        """Every route of every table, in ONE DescribeRouteTables call (pages followed).
+
+        EC2 fails the whole call if one id does not exist; the missing ids named in the error
+        are then dropped and the rest described again, so one stale id in ROUTE_TABLE_IDS
+        cannot stop the repair of every other table. Missing tables are absent from the result.
+        """
+        wanted = list(table_ids)
+        for _ in range(len(wanted) + 1):
+            try:
+                return self._describe(wanted)
+            except Ec2Error as exc:
+                missing = set(_TABLE_ID.findall(str(exc))) & set(wanted)
+                if exc.code != "InvalidRouteTableID.NotFound" or not missing:
+                    raise
+                log.error("route table(s) %s do not exist", ", ".join(sorted(missing)))
+                wanted = [t for t in wanted if t not in missing]
+                if not wanted:
+                    return {}
+        raise Ec2Error("DescribeRouteTables", "InvalidRouteTableID.NotFound", "no table found")
+
+    def _describe(self, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
         tables: dict[str, list[ObservedRoute]] = {}
         kwargs: dict[str, Any] = {"RouteTableIds": list(table_ids)}
         try:

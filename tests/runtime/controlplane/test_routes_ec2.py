@@ -229,3 +229,21 @@ def test_no_write_is_sent_without_a_valid_lease(
     result = owner(world, "a", guard=guard).sync(always)
     assert result.suppressed and not result.converged
     assert ec2_proxy.count(*WRITES) == 2
+
+
+def test_a_missing_table_does_not_stop_the_others(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    gone = "rtb-0123456789abcdef0"
+    route_owner = RouteOwner(
+        Ec2Routes(make_client("us-east-1")),
+        instance_id=world.instances["a"],
+        table_ids=[gone, *world.table_ids],
+        pod_cidrs=world.pod_cidrs,
+        allow_takeover=False,
+        metrics=GatewayMetrics(),
+    )
+    result = route_owner.sync(always)
+    assert result.missing_tables == [gone] and not result.converged
+    assert world.all_point_at(direct, "a")
+    assert ec2_proxy.count("DescribeRouteTables") == 2
