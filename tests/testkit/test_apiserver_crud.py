@@ -482,3 +482,34 @@ def test_concurrent_updates_from_one_version_have_exactly_one_winner(
     assert len(winners) == 1 and outcomes.count("409") == len(contenders) - 1
     holder = contenders[0].read_namespaced_lease(name, "default").spec.holder_identity
     assert holder == winners[0]
+
+
+def test_finalizers_hold_deletion_until_removed(admin: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(admin)
+    name = unique("fin")
+    body = vtep_config(name)
+    body["metadata"]["finalizers"] = ["example.com/cleanup"]
+    custom.create_cluster_custom_object(CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, body)
+    pending = custom.delete_cluster_custom_object(
+        CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, name
+    )
+    assert pending["metadata"]["deletionTimestamp"]
+    still = custom.get_cluster_custom_object(
+        CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, name
+    )
+    assert still["metadata"]["deletionTimestamp"] == pending["metadata"]["deletionTimestamp"]
+    with pytest.raises(ApiException) as err:
+        custom.patch_cluster_custom_object(
+            CILIUM_GROUP,
+            CILIUM_VERSION,
+            VTEP_CONFIGS_PLURAL,
+            name,
+            {"metadata": {"finalizers": ["example.com/cleanup", "example.com/more"]}},
+        )
+    assert err.value.status == 422 and "no new finalizers" in status_of(err.value)["message"]
+    custom.patch_cluster_custom_object(
+        CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, name, {"metadata": {"finalizers": None}}
+    )
+    with pytest.raises(ApiException) as err:
+        custom.get_cluster_custom_object(CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, name)
+    assert err.value.status == 404

@@ -483,14 +483,14 @@ class Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             raise errors.bad_request("the DeleteOptions body is not valid JSON") from None
         preconditions = (options or {}).get("preconditions") or {}
-        gone = self.store.delete(
+        gone, deleted = self.store.delete(
             route.rt,
             route.namespace,
             name,
             precondition_rv=preconditions.get("resourceVersion"),
             precondition_uid=preconditions.get("uid"),
         )
-        if route.rt.custom or route.rt is self.store.namespace_type:
+        if not deleted or route.rt.custom or route.rt is self.store.namespace_type:
             return gone
         details: JsonObj = {"name": name, "kind": route.rt.plural, "uid": gone["metadata"]["uid"]}
         if route.rt.group:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import random
 import threading
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 from . import errors
 from .errors import ApiError
 from .objects import JsonObj, Selector
-from .resources import ResourceType
+from .resources import ResourceType, invalid
 
 Key = tuple[str, str]  # (namespace or "", name)
 
@@ -32,9 +33,11 @@ _SYSTEM_METADATA = (
     "resourceVersion",
     "generation",
     "deletionTimestamp",
+    "deletionGracePeriodSeconds",
 )
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+_DELETION_FIELDS = ("deletionTimestamp", "deletionGracePeriodSeconds")
 
 
 @dataclass(frozen=True)
@@ -278,9 +281,24 @@ class Store:
                 candidate["spec"] = existing.get("spec", {})
                 candidate["status"] = existing.get("status", {})
         meta = candidate["metadata"]
-        for field in ("uid", "creationTimestamp", "generation", "deletionTimestamp"):
+        for field in ("uid", "creationTimestamp", "generation", *_DELETION_FIELDS):
             if field in old_meta:
                 meta[field] = old_meta[field]
+        if "deletionTimestamp" in old_meta:
+            added = set(meta.get("finalizers") or ()) - set(old_meta.get("finalizers") or ())
+            if added:
+                raise invalid(
+                    rt,
+                    old_meta["name"],
+                    [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "message": "Forbidden: no new finalizers can be added if the object "
+                            "is being deleted, found new finalizers " + json.dumps(sorted(added)),
+                            "field": "metadata.finalizers",
+                        }
+                    ],
+                )
         meta["name"] = old_meta["name"]
         if rt.namespaced:
             meta["namespace"] = old_meta["namespace"]
@@ -295,7 +313,12 @@ class Store:
         rv = self._next_rv()
         meta["resourceVersion"] = str(rv)
         candidate["metadata"] = meta
-        self._objects[rt][_key(rt, namespace, old_meta["name"])] = candidate
+        key = _key(rt, namespace, old_meta["name"])
+        if "deletionTimestamp" in meta and not meta.get("finalizers"):
+            del self._objects[rt][key]  # the last finalizer is gone: deletion completes
+            self._record(rv, rt, "DELETED", candidate, existing)
+            return candidate
+        self._objects[rt][key] = candidate
         self._record(rv, rt, "MODIFIED", candidate, existing)
         return candidate
 
@@ -307,8 +330,12 @@ class Store:
         *,
         precondition_rv: str | None = None,
         precondition_uid: str | None = None,
-    ) -> JsonObj:
-        """Remove the object (namespaces take their objects with them); returns its last state."""
+    ) -> tuple[JsonObj, bool]:
+        """Delete the object; returns its last state and whether it is gone.
+
+        An object with finalizers only gets a deletionTimestamp and stays until an update
+        removes its last finalizer. A namespace goes at once, with everything in it.
+        """
         with self.cond:
             existing = self.get(rt, namespace, name)
             meta = existing["metadata"]
@@ -341,7 +368,23 @@ class Store:
                     if other.namespaced:
                         for key in [k for k in self._objects[other] if k[0] == name]:
                             self._remove(other, key)
-            return self._remove(rt, _key(rt, namespace, name))
+            elif meta.get("finalizers"):
+                if "deletionTimestamp" in meta:
+                    return existing, False
+                rv = self._next_rv()
+                pending = {
+                    **existing,
+                    "metadata": {
+                        **meta,
+                        "deletionTimestamp": _now(),
+                        "deletionGracePeriodSeconds": 0,
+                        "resourceVersion": str(rv),
+                    },
+                }
+                self._objects[rt][_key(rt, namespace, name)] = pending
+                self._record(rv, rt, "MODIFIED", pending, existing)
+                return pending, False
+            return self._remove(rt, _key(rt, namespace, name)), True
 
     def _remove(self, rt: ResourceType, key: Key) -> JsonObj:
         existing = self._objects[rt].pop(key)
