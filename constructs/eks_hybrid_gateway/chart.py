@@ -99,6 +99,32 @@ class LeaderElectionTimings:
             )
 
 
+#: The VXLAN device MTU the runtime accepts (AWS jumbo frames minus the VXLAN overhead).
+MIN_VXLAN_MTU = 576
+MAX_VXLAN_MTU = 9001 - contract.VXLAN_OVERHEAD_BYTES
+
+
+def validate_chart_options(
+    *,
+    replicas: int,
+    namespace: str,
+    lease_name: str = contract.DEFAULT_LEASE_NAME,
+    service_account_name: str = contract.DEFAULT_SERVICE_ACCOUNT,
+    leader_election: LeaderElectionTimings | None = None,
+    vxlan_mtu: int | None = None,
+) -> None:
+    """The chart's own checks, callable before anything is created."""
+    validate_replicas("replicas", replicas)
+    validate_dns_label("namespace", namespace)
+    validate_dns_label("lease_name", lease_name, subdomain=True)
+    validate_dns_label("service_account_name", service_account_name, subdomain=True)
+    if vxlan_mtu is not None and not MIN_VXLAN_MTU <= vxlan_mtu <= MAX_VXLAN_MTU:
+        raise HybridGatewayConfigError(
+            f"vxlan_mtu: {vxlan_mtu} is outside {MIN_VXLAN_MTU}..{MAX_VXLAN_MTU}"
+        )
+    (leader_election or LeaderElectionTimings()).validate()
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -159,10 +185,14 @@ class HybridGatewayChart(cdk8s.Chart):
         debug: bool = False,
     ) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True)
-        validate_replicas("replicas", replicas)
-        validate_dns_label("namespace", namespace)
-        validate_dns_label("lease_name", lease_name, subdomain=True)
-        validate_dns_label("service_account_name", service_account_name, subdomain=True)
+        validate_chart_options(
+            replicas=replicas,
+            namespace=namespace,
+            lease_name=lease_name,
+            service_account_name=service_account_name,
+            leader_election=leader_election,
+            vxlan_mtu=vxlan_mtu,
+        )
         if not vpc_cidrs:
             raise HybridGatewayConfigError("vpc_cidrs: at least one VPC CIDR is required, got []")
         if not pod_cidrs:
@@ -173,13 +203,8 @@ class HybridGatewayChart(cdk8s.Chart):
             raise HybridGatewayConfigError(
                 "route_table_ids: at least one route table ID is required, got []"
             )
-        if vxlan_mtu is not None and not 576 <= vxlan_mtu <= 9001 - contract.VXLAN_OVERHEAD_BYTES:
-            raise HybridGatewayConfigError(
-                f"vxlan_mtu: {vxlan_mtu} is outside 576..{9001 - contract.VXLAN_OVERHEAD_BYTES}"
-            )
         validate_route_table_ids("route_table_ids", route_table_ids)
         timings = leader_election or LeaderElectionTimings()
-        timings.validate()
 
         self.namespace_name = namespace
         self.service_account_name = service_account_name

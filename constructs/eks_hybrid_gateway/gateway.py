@@ -22,13 +22,13 @@ from eks_hybrid_gateway.chart import (
     HybridGatewayChart,
     LeaderElectionTimings,
     MetricsExposure,
+    validate_chart_options,
 )
 from eks_hybrid_gateway.image import GatewayImage
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
     is_token,
     validate_networks,
-    validate_replicas,
     validate_route_table_ids,
 )
 
@@ -126,38 +126,51 @@ class HybridNodesGateway(constructs.Construct):
         attach_cni_policy: bool = True,
         debug: bool = False,
     ) -> None:
-        super().__init__(scope, id)
-        self._attach_cni_policy = attach_cni_policy
-        stack = cdk.Stack.of(self)
-        self.vpc = vpc
-        self.cluster = cluster
-        self.vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
-        self.remote_node_networks = list(remote_node_networks)
-        self.remote_pod_networks = list(remote_pod_networks)
+        # Everything is checked before the construct joins the tree, so a rejected prop leaves
+        # the scope exactly as it was.
+        chosen_vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
         validate_networks(
-            vpc_cidrs=self.vpc_cidrs,
-            remote_node_networks=self.remote_node_networks,
-            remote_pod_networks=self.remote_pod_networks,
+            vpc_cidrs=chosen_vpc_cidrs,
+            remote_node_networks=list(remote_node_networks),
+            remote_pod_networks=list(remote_pod_networks),
             service_cidr=service_cidr,
         )
-        validate_replicas("replicas", replicas)
-        self.route_table_ids = _dedupe(
+        validate_chart_options(
+            replicas=replicas,
+            namespace=namespace,
+            leader_election=leader_election,
+            vxlan_mtu=vxlan_mtu,
+        )
+        chosen_tables = _dedupe(
             route_table_ids if route_table_ids is not None else self._vpc_route_table_ids(vpc)
         )
-        if not self.route_table_ids:
+        if not chosen_tables:
             raise HybridGatewayConfigError(
                 "route_table_ids: no route tables given and the VPC has no subnets with route "
                 "tables; pass route_table_ids=[...]"
             )
-        validate_route_table_ids("route_table_ids", self.route_table_ids)
-        self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
-        self.capacity_type = capacity_type
-        self.node_subnets = (
+        validate_route_table_ids("route_table_ids", chosen_tables)
+        chosen_subnets = (
             list(node_subnets)
             if node_subnets is not None
             else vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
         )
-        self._check_two_zones(self.node_subnets)
+        self._check_two_zones(chosen_subnets)
+        chosen_image = image or GatewayImage.from_asset()
+        chosen_image.validate()
+
+        super().__init__(scope, id)
+        stack = cdk.Stack.of(self)
+        self._attach_cni_policy = attach_cni_policy
+        self.vpc = vpc
+        self.cluster = cluster
+        self.vpc_cidrs = chosen_vpc_cidrs
+        self.remote_node_networks = list(remote_node_networks)
+        self.remote_pod_networks = list(remote_pod_networks)
+        self.route_table_ids = chosen_tables
+        self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
+        self.capacity_type = capacity_type
+        self.node_subnets = chosen_subnets
         subnets = [subnet.subnet_id for subnet in self.node_subnets]
 
         # --- Security group: VXLAN with the remote node networks, both directions, nothing else.
@@ -216,7 +229,7 @@ class HybridNodesGateway(constructs.Construct):
             )
         )
 
-        bound = (image or GatewayImage.from_asset()).bind(
+        bound = chosen_image.bind(
             self, node_role=self.node_role, architecture=self.instance_type.architecture
         )
         self.image_uri = bound.image_uri

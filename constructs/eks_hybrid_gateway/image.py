@@ -83,6 +83,9 @@ class GatewayImage(abc.ABC):
         """
         return _AssetImage(Path(directory) if directory else None, file, dict(build_args or {}))
 
+    def validate(self) -> None:  # noqa: B027 - optional hook, most images have nothing to check
+        """Raise `HybridGatewayConfigError` early if the image cannot be produced."""
+
     @abc.abstractmethod
     def bind(
         self,
@@ -132,6 +135,15 @@ class _AssetImage(GatewayImage):
         self._file = file
         self._build_args = build_args
 
+    def validate(self) -> None:
+        dockerfile = (self._directory or default_build_context()) / self._file
+        if not dockerfile.is_file():
+            raise HybridGatewayConfigError(
+                f"image: GatewayImage.from_asset() needs the Dockerfile {str(dockerfile)!r}, which "
+                "does not exist; pass directory= (the build context holding runtime/Dockerfile) "
+                "or use GatewayImage.from_registry(uri)"
+            )
+
     def bind(
         self,
         scope: constructs.Construct,
@@ -139,14 +151,8 @@ class _AssetImage(GatewayImage):
         node_role: iam.IRole,
         architecture: ec2.InstanceArchitecture,
     ) -> BoundImage:
+        self.validate()
         directory = self._directory or default_build_context()
-        dockerfile = directory / self._file
-        if not dockerfile.is_file():
-            raise HybridGatewayConfigError(
-                f"image: GatewayImage.from_asset() needs the Dockerfile {str(dockerfile)!r}, which "
-                "does not exist; pass directory= (the build context holding runtime/Dockerfile) "
-                "or use GatewayImage.from_registry(uri)"
-            )
         platform = (
             ecr_assets.Platform.LINUX_ARM64
             if architecture == ec2.InstanceArchitecture.ARM_64

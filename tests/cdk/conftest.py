@@ -187,9 +187,12 @@ def make_gateway() -> Callable[..., Any]:
 
     from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
 
-    def build(**overrides: Any) -> HybridNodesGateway:
+    def build(stacks: list[Any] | None = None, **overrides: Any) -> HybridNodesGateway:
+        """`stacks`, if given, receives the stack (to inspect it after a rejected prop)."""
         app = cdk.App()
         stack = cdk.Stack(app, "S", env=cdk.Environment(account="123456789012", region="us-west-2"))
+        if stacks is not None:
+            stacks.append(stack)
         vpc = ec2.Vpc.from_vpc_attributes(
             stack,
             "Vpc",

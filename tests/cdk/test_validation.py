@@ -180,3 +180,25 @@ def test_valid_props_pass_and_literal_vpc_cidr_is_used(make_gateway: GatewayFact
     gateway = make_gateway(vpc_cidrs=None, service_cidr="172.20.0.0/16")
     assert gateway.vpc_cidrs == ["10.0.0.0/16"]
     assert gateway.route_table_ids == ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"]
+
+
+def test_a_rejected_prop_leaves_the_scope_untouched(make_gateway: GatewayFactory) -> None:
+    stacks: list[Any] = []
+    with pytest.raises(HybridGatewayConfigError, match="replicas: 1"):
+        make_gateway(stacks=stacks, replicas=1)
+    [stack] = stacks
+    assert "Gateway" not in [child.node.id for child in stack.node.children]
+    # The same id is free for a corrected attempt in the same scope.
+    from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
+
+    vpc, cluster = stack.node.find_child("Vpc"), stack.node.find_child("Cluster")
+    gateway = HybridNodesGateway(
+        stack,
+        "Gateway",
+        cluster=cluster,
+        vpc=vpc,
+        remote_node_networks=["192.168.100.0/24"],
+        remote_pod_networks=["10.85.0.0/16"],
+        image=GatewayImage.from_registry("registry.example/gw:1"),
+    )
+    assert gateway.node.path == "S/Gateway"
