@@ -42,6 +42,7 @@ NLMSG_ERROR = 2
 NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_MULTI = 0x2
+NLM_F_DUMP_INTR = 0x10
 NLM_F_ACK = 0x4
 NLM_F_DUMP = 0x300
 NLM_F_REPLACE = 0x100
@@ -81,6 +82,7 @@ _FLAGS_SEQ = struct.Struct("=HI")  # nlmsghdr flags and seq, at offset 6
 
 #: A kernel answer slower than this means something is badly wrong; fail the pass, resync later.
 IO_TIMEOUT_S = 30.0
+DUMP_ATTEMPTS = 3
 #: Messages per `send`: every acknowledgement of a window fits the receive buffer.
 WINDOW = 1024
 _NO_GATEWAY = ipaddress.IPv4Address(0)
@@ -284,6 +286,7 @@ class Netlink:
         self._sock.settimeout(IO_TIMEOUT_S)
         self._sock.bind((0, 0))
         self._seq = 0
+        self._interrupted = False
 
     def close(self) -> None:
         with self._lock:
@@ -436,55 +439,64 @@ class Netlink:
     # --- dumps -------------------------------------------------------------------------------
 
     def dump(self, ifindex: int) -> TunnelState:
-        """The entries of device `ifindex` that are ours (see `hybrid_gateway.core.dataplane`)."""
+        """The entries of device `ifindex` that are ours (see `hybrid_gateway.core.dataplane`).
+
+        Repeated if the kernel flags a dump as interrupted by concurrent changes (its content
+        may then be inconsistent)."""
         with self._lock:
-            fdb: set[FdbEntry] = set()
-            neighbours: dict[ipaddress.IPv4Address, str] = {}
-            routes: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
-            fdb_req = _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0) + _attr(NDA_IFINDEX, _U32.pack(ifindex))
-            for data, start, end in self._dump(RTM_GETNEIGH, fdb_req):
-                family, index, state, _flags, _type = _NDMSG.unpack_from(data, start)
-                if family != AF_BRIDGE or index != ifindex or not state & NUD_PERMANENT:
-                    continue
-                attrs = _attrs(data, start + _NDMSG.size, end)
-                mac, dst = attrs.get(NDA_LLADDR), _ipv4(attrs.get(NDA_DST))
-                if mac is None or len(mac) != 6 or mac == _ZERO_MAC or dst is None:
-                    continue
-                fdb.add(FdbEntry(mac=_mac_text(mac), dst=dst))
-            neigh_req = _NDMSG.pack(AF_INET, 0, 0, 0, 0) + _attr(NDA_IFINDEX, _U32.pack(ifindex))
-            for data, start, end in self._dump(RTM_GETNEIGH, neigh_req):
-                family, index, state, _flags, _type = _NDMSG.unpack_from(data, start)
-                if family != AF_INET or index != ifindex or not state & NUD_PERMANENT:
-                    continue
-                attrs = _attrs(data, start + _NDMSG.size, end)
-                ip, mac = _ipv4(attrs.get(NDA_DST)), attrs.get(NDA_LLADDR)
-                if ip is not None and mac is not None:
-                    neighbours[ip] = _mac_text(mac)
-            route_req = _RTMSG.pack(
-                AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, 0, 0
-            ) + _attr(RTA_OIF, _U32.pack(ifindex))
-            for data, start, end in self._dump(RTM_GETROUTE, route_req):
-                fam, dst_len, _s, tos, table, proto, _sc, rtype, _f = _RTMSG.unpack_from(
-                    data, start
-                )
-                attrs = _attrs(data, start + _RTMSG.size, end)
-                if RTA_TABLE in attrs:
-                    table = _U32.unpack(attrs[RTA_TABLE])[0]
-                oif = attrs.get(RTA_OIF)
-                if (
-                    fam != AF_INET
-                    or table != RT_TABLE_MAIN
-                    or proto != RTPROT_STATIC
-                    or rtype != RTN_UNICAST
-                    or tos != 0
-                    or oif is None
-                    or _U32.unpack(oif)[0] != ifindex
-                    or _U32.unpack(attrs.get(RTA_PRIORITY, b"\0\0\0\0"))[0] != 0
-                ):
-                    continue
-                net = _ipv4_net(attrs.get(RTA_DST, b"\0\0\0\0"), dst_len)
-                routes[net] = _ipv4(attrs.get(RTA_GATEWAY)) or _NO_GATEWAY
-            return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
+            for _attempt in range(DUMP_ATTEMPTS):
+                self._interrupted = False
+                state = self._dump_state(ifindex)
+                if not self._interrupted:
+                    return state
+        raise NetlinkError(f"dumps interrupted {DUMP_ATTEMPTS} times by concurrent changes")
+
+    def _dump_state(self, ifindex: int) -> TunnelState:
+        fdb: set[FdbEntry] = set()
+        neighbours: dict[ipaddress.IPv4Address, str] = {}
+        routes: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
+        fdb_req = _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0) + _attr(NDA_IFINDEX, _U32.pack(ifindex))
+        for data, start, end in self._dump(RTM_GETNEIGH, fdb_req):
+            family, index, state, _flags, _type = _NDMSG.unpack_from(data, start)
+            if family != AF_BRIDGE or index != ifindex or not state & NUD_PERMANENT:
+                continue
+            attrs = _attrs(data, start + _NDMSG.size, end)
+            mac, dst = attrs.get(NDA_LLADDR), _ipv4(attrs.get(NDA_DST))
+            if mac is None or len(mac) != 6 or mac == _ZERO_MAC or dst is None:
+                continue
+            fdb.add(FdbEntry(mac=_mac_text(mac), dst=dst))
+        neigh_req = _NDMSG.pack(AF_INET, 0, 0, 0, 0) + _attr(NDA_IFINDEX, _U32.pack(ifindex))
+        for data, start, end in self._dump(RTM_GETNEIGH, neigh_req):
+            family, index, state, _flags, _type = _NDMSG.unpack_from(data, start)
+            if family != AF_INET or index != ifindex or not state & NUD_PERMANENT:
+                continue
+            attrs = _attrs(data, start + _NDMSG.size, end)
+            ip, mac = _ipv4(attrs.get(NDA_DST)), attrs.get(NDA_LLADDR)
+            if ip is not None and mac is not None:
+                neighbours[ip] = _mac_text(mac)
+        route_req = _RTMSG.pack(AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, 0, 0, 0) + _attr(
+            RTA_OIF, _U32.pack(ifindex)
+        )
+        for data, start, end in self._dump(RTM_GETROUTE, route_req):
+            fam, dst_len, _s, tos, table, proto, _sc, rtype, _f = _RTMSG.unpack_from(data, start)
+            attrs = _attrs(data, start + _RTMSG.size, end)
+            if RTA_TABLE in attrs:
+                table = _U32.unpack(attrs[RTA_TABLE])[0]
+            oif = attrs.get(RTA_OIF)
+            if (
+                fam != AF_INET
+                or table != RT_TABLE_MAIN
+                or proto != RTPROT_STATIC
+                or rtype != RTN_UNICAST
+                or tos != 0
+                or oif is None
+                or _U32.unpack(oif)[0] != ifindex
+                or _U32.unpack(attrs.get(RTA_PRIORITY, b"\0\0\0\0"))[0] != 0
+            ):
+                continue
+            net = _ipv4_net(attrs.get(RTA_DST, b"\0\0\0\0"), dst_len)
+            routes[net] = _ipv4(attrs.get(RTA_GATEWAY)) or _NO_GATEWAY
+        return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
 
     def _next_seq(self) -> int:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
@@ -495,9 +507,11 @@ class Netlink:
         self._sock.send(_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
         while True:
             data = self._sock.recv(1 << 20)
-            for kind, _flags, msg_seq, start, end in _iter_messages(data):
+            for kind, flags, msg_seq, start, end in _iter_messages(data):
                 if msg_seq != seq:
                     continue  # a late acknowledgement of an earlier request
+                if flags & NLM_F_DUMP_INTR:
+                    self._interrupted = True
                 if kind == NLMSG_DONE:
                     return
                 if kind == NLMSG_ERROR:
