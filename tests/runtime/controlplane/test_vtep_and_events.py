@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from kubernetes import client, config
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld
+from hybrid_gateway_testkit.ec2emu import INTERNAL_BODY, THROTTLE_BODY, Ec2Proxy, VpcWorld
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 NODE_IP = "10.0.1.10"
@@ -43,15 +44,10 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     raise AssertionError(f"condition not met in {timeout_s}s")
 
 
-@pytest.fixture
-def daemon(
-    kube_api: ApiServer, world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
-    tgw = direct.create_transit_gateway()["TransitGateway"]["TransitGatewayId"]
-    direct.create_route(
-        RouteTableId=world.table_ids[0], DestinationCidrBlock="10.80.0.0/16", TransitGatewayId=tgw
-    )
-    metrics_port = free_port()
+def start_daemon(
+    kube_api: ApiServer, world: VpcWorld, ec2_proxy: Ec2Proxy, tmp_path: Path, **extra: str
+) -> tuple[subprocess.Popen[bytes], Path, int, int]:
+    metrics_port, health_port = free_port(), free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "KUBECONFIG": str(kube_api.kubeconfig("gw-a")),
@@ -72,8 +68,9 @@ def daemon(
         "RETRY_PERIOD": "0.15",
         "RESYNC_PERIOD": "300",  # only the watch can trigger a repair within the test
         "LOG_FORMAT": "json",
-        "HEALTH_ADDR": f"127.0.0.1:{free_port()}",
+        "HEALTH_ADDR": f"127.0.0.1:{health_port}",
         "METRICS_ADDR": f"127.0.0.1:{metrics_port}",
+        **extra,
     }
     log_path = tmp_path / "gw.log"
     with log_path.open("wb") as log:
@@ -83,6 +80,18 @@ def daemon(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    return proc, log_path, metrics_port, health_port
+
+
+@pytest.fixture
+def daemon(
+    kube_api: ApiServer, world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, int]]:
+    tgw = direct.create_transit_gateway()["TransitGateway"]["TransitGatewayId"]
+    direct.create_route(
+        RouteTableId=world.table_ids[0], DestinationCidrBlock="10.80.0.0/16", TransitGatewayId=tgw
+    )
+    proc, log_path, metrics_port, _ = start_daemon(kube_api, world, ec2_proxy, tmp_path)
     try:
         yield proc, log_path, metrics_port
     finally:
@@ -145,3 +154,44 @@ def test_vtep_config_is_kept_and_events_are_recorded(
     assert {"time", "level", "logger", "msg"} <= set(lines[0])
     assert any("not replaced" in line["msg"] for line in lines)
     assert any(line["msg"] == "released the lease" for line in lines)
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return int(err.code), err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_daemon_rides_out_ec2_throttling_and_errors(
+    kube_api: ApiServer, world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, tmp_path: Path
+) -> None:
+    """Every EC2 call fails (throttled or 5xx) for a while: the daemon stays alive and unready,
+    then converges once EC2 answers again."""
+    failing = [True]
+
+    def fault(action: str, seq: int) -> tuple[int, bytes] | None:
+        if not failing[0]:
+            return None
+        return (503, THROTTLE_BODY) if seq % 4 == 0 else (500, INTERNAL_BODY)
+
+    ec2_proxy.fault = fault
+    proc, _log, _, health_port = start_daemon(
+        kube_api, world, ec2_proxy, tmp_path, RESYNC_PERIOD="1"
+    )
+    try:
+        wait_for(lambda: get(health_port, "/healthz")[0] == 200)
+        wait_for(lambda: ec2_proxy.count() >= 4)
+        assert get(health_port, "/readyz")[0] == 503
+        assert get(health_port, "/healthz")[0] == 200 and proc.poll() is None
+        failing[0] = False
+        wait_for(lambda: get(health_port, "/readyz") == (200, "ready (leader)\n"), 40.0)
+        assert world.all_point_at(direct, "a")
+        assert proc.poll() is None
+        assert any(c.injected for c in ec2_proxy.snapshot())
+    finally:
+        proc.kill()
+        proc.wait(10)
