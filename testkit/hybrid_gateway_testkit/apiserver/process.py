@@ -178,7 +178,8 @@ class ApiServer:
         return str(self._admin("POST", "compact", {})["resourceVersion"])
 
     def close_watches(self) -> None:
-        """Cut every open watch stream (clients must re-watch), as an API server restart would."""
+        """End every open watch stream cleanly, as the server's watch timeout does: clients
+        must re-watch from their last resourceVersion (and relist if that is compacted)."""
         self._admin("POST", "close-watches", {})
 
     def running(self) -> bool:

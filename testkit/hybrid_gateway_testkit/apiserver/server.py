@@ -549,9 +549,11 @@ class Handler(BaseHTTPRequestHandler):
             now = time.monotonic()
             if now >= deadline:
                 break
-            if self.control.stopping.is_set() or self.control.watch_epoch != epoch:
+            if self.control.stopping.is_set():
                 self._drop()
                 return
+            if self.control.watch_epoch != epoch:
+                break  # ended cleanly, as the server's own watch timeout does
             mode = self.control.partition_mode(identity)
             if mode == "drop" or self._client_gone():
                 self._drop()
