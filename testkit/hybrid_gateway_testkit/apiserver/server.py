@@ -460,7 +460,10 @@ class Handler(BaseHTTPRequestHandler):
                 subresource=route.subresource,
             )
         if content_type == JSON_PATCH:
-            json_patch([], body) if not isinstance(body, list) else None  # 400 for non-lists
+            if not isinstance(body, list):
+                raise errors.bad_request(
+                    "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
+                )
             return self.store.patch(
                 route.rt,
                 route.namespace,
