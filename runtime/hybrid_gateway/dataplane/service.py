@@ -19,7 +19,7 @@ from kubernetes import client
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
 from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
-from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink, NetlinkError
+from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
 from hybrid_gateway.core.dataplane import DataPlaneError, PartialApplyError
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.collector import InterfaceStatsCollector
@@ -82,6 +82,7 @@ class DataPlane:
         )
         self._reconciler: TunnelReconciler | None = None
         self._reconciled_once = False
+        self._collector_registered = False
         self.last_report: ReconcileReport | None = None
         self.passes = 0
 
@@ -101,26 +102,27 @@ class DataPlane:
                 "the VPC and the VXLAN tunnels (set it on the node, e.g. sysctl "
                 "net.ipv4.ip_forward=1; the gateway does not change host settings)"
             )
-        if self._netlink is None:
-            self._netlink = Netlink()
-        self._reconciler = TunnelReconciler(
-            netlink=self._netlink,
-            device=self._device,
-            vpc_cidrs=self._vpc_cidrs,
-            metrics=self._metrics,
-            events=self._events,
-        )
         try:
+            if self._netlink is None:
+                self._netlink = Netlink()
+            if self._reconciler is None:
+                self._reconciler = TunnelReconciler(
+                    netlink=self._netlink,
+                    device=self._device,
+                    vpc_cidrs=self._vpc_cidrs,
+                    metrics=self._metrics,
+                    events=self._events,
+                )
             self._reconciler.ensure_device()
-        except NetlinkError as exc:
+        except Exception as exc:  # NetlinkError, pyroute2's own errors, permission errors
             raise DataPlaneError(f"cannot set up {self._device.name}: {exc}") from exc
-        except Exception as exc:  # pyroute2 raises its own NetlinkError types
-            raise DataPlaneError(f"cannot set up {self._device.name}: {exc}") from exc
-        self._metrics.registry.register(
-            InterfaceStatsCollector(
-                self._netlink, vxlan_device=self._device.name, node_ip=self._node_ip
+        if not self._collector_registered:
+            self._metrics.registry.register(
+                InterfaceStatsCollector(
+                    self._netlink, vxlan_device=self._device.name, node_ip=self._node_ip
+                )
             )
-        )
+            self._collector_registered = True
 
     def ready(self) -> bool:
         """True once the first full reconcile completed, and only while the device exists and is
