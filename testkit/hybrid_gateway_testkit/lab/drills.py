@@ -110,48 +110,60 @@ def ec2_throttle(lab: Lab, leader: str, standby: str, timeout_s: float) -> Drill
     return out
 
 
+def tunnel_peers(lab: Lab, host: str) -> set[str]:
+    """Hybrid node IPs the gateway on `host` has tunnel routes to (kernel state)."""
+    text = lab.w.gateways[host].ip("route", "show", "dev", VXLAN_DEVICE)
+    return {line.split()[2] for line in text.splitlines() if " via " in line}
+
+
+def _wait_peers(lab: Lab, host: str, expected: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while tunnel_peers(lab, host) != expected:
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"{host} tunnel peers {sorted(tunnel_peers(lab, host))} != {sorted(expected)}"
+            )
+        time.sleep(0.1)
+
+
 def node_churn(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    """Node failure of the leader while hn3 joins, changes its IP and leaves."""
     spare = lab.plan.spare_node(0)
+    base = {n.node_ip for n in lab.plan.nodes}
     t = _node_failure(lab, leader)
     out = DrillOutcome(t, True, [(t, f"{leader} node failure + churn")])
     lab.add_node(spare)
-    out.marks.append((time.monotonic(), f"{spare.name} added"))
-    time.sleep(1.0)
+    deadline = time.monotonic() + timeout_s
+    while spare.name not in lab.cilium_node_names():
+        if time.monotonic() > deadline:
+            raise LabError(f"{spare.name} never registered its CiliumNode")
+        time.sleep(0.1)
+    out.marks.append((time.monotonic(), f"{spare.name} joined"))
+    _wait_peers(lab, standby, base | {spare.node_ip}, timeout_s)
     moved_ip = "192.168.100.99"
-    lab.patch_cilium_node(
-        spare.name, {"spec": {"addresses": [{"type": "InternalIP", "ip": moved_ip}]}}
-    )
+    lab.agents.pop(spare.name).stop()  # its agent would put the old address back
+    address = {"type": "InternalIP", "ip": moved_ip}
+    lab.patch_cilium_node(spare.name, {"spec": {"addresses": [address]}})
     out.marks.append((time.monotonic(), f"{spare.name} re-addressed"))
+    _wait_peers(lab, standby, base | {moved_ip}, timeout_s)
     out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
-    lab.agents.pop(spare.name).stop()
     lab.delete_cilium_node(spare.name)
     out.marks.append((time.monotonic(), f"{spare.name} removed"))
-    gw = lab.w.gateways[standby]
-    expected = {n.node_ip for n in lab.plan.nodes}
-
-    def tunnel_peers() -> set[str]:
-        text = gw.ip("route", "show", "dev", VXLAN_DEVICE)
-        return {part.split()[2] for part in text.splitlines() if " via " in part}
-
-    deadline = time.monotonic() + timeout_s
-    while tunnel_peers() != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    out.notes["tunnel_peers_after"] = sorted(tunnel_peers())
-    out.notes["stale_entries"] = sorted(tunnel_peers() - expected)
-    if tunnel_peers() != expected:
-        raise LabError(f"{standby} tunnel peers {sorted(tunnel_peers())} != {sorted(expected)}")
+    _wait_peers(lab, standby, base, timeout_s)
+    out.notes["tunnel_peers_after"] = sorted(tunnel_peers(lab, standby))
     return out
 
 
 def hybrid_side_down(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    """The last hybrid node drops off the on-prem network (its switch port goes down) for 3 s."""
     node = lab.plan.nodes[-1]
-    ns, ifname = lab.w.nodes[node.name], lab.w.node_ifaces[node.name]
+    port = lab.w.node_switch_ports[node.name]
     t = time.monotonic()
-    ns.ip("link", "set", ifname, "down")
-    lab.options.log(f"  {node.name}: link down for 3 s")
+    lab.w.router.ip("link", "set", port, "down")
+    lab.options.log(f"  {node.name}: off the network for 3 s")
     out = DrillOutcome(t, False, [(t, f"{node.name} down")], affected_pods={node.pod_ip})
     time.sleep(3.0)
-    ns.ip("link", "set", ifname, "up")
+    lab.w.router.ip("link", "set", port, "up")
     out.marks.append((time.monotonic(), f"{node.name} up"))
     return out
 

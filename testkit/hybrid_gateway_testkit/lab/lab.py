@@ -150,6 +150,8 @@ class Lab:
         if self.monitor_log is not None:
             self.monitor_log.close()
             self.monitor_log = None
+        # Daemons and agents first, while the API server still answers (leases get released).
+        self.procs.stop_all()
         if self.apiserver is not None:
             try:
                 self.apiserver.stop()

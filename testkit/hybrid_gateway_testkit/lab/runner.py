@@ -53,6 +53,7 @@ def _first_after(events: list[dict[str, Any]], t: float, pred: Any) -> float | N
 def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
     if settings.drill not in DRILLS:
         raise LabError(f"unknown drill {settings.drill!r}; choose one of {', '.join(DRILLS)}")
+    options.out_dir = options.out_dir.resolve()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     with running_lab(options) as lab:
         leader = lab.leader()
@@ -207,6 +208,7 @@ def last_line(report: dict[str, Any]) -> dict[str, Any]:
     )
     out = {k: report[k] for k in keys}
     out["tcp_failed"] = report["tcp"]["failed"]
+    out["unaffected_probes_lost"] = report["unaffected_probes_lost"]
     out["failover_s"] = report["timings_s"].get("hybrid_nodes_switched")
     out["lease_duration_s"] = report["settings"]["lease_duration_s"]
     return out

@@ -107,6 +107,7 @@ class LabWorld:
     gateway_ifaces: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, Netns] = field(default_factory=dict)
     node_ifaces: dict[str, str] = field(default_factory=dict)
+    node_switch_ports: dict[str, str] = field(default_factory=dict)  # router side, on br1
     pods: dict[str, Netns] = field(default_factory=dict)
     node_plans: dict[str, HybridNodePlan] = field(default_factory=dict)
 
@@ -120,11 +121,13 @@ def _host_sysctls(ns: Netns, *, forward: bool) -> None:
     ns.sysctl("net.ipv4.ip_forward", "1" if forward else "0")
 
 
-def _bridge_port(world: NetnsWorld, router: Netns, bridge: str, host: Netns, addr: str) -> str:
-    """Plug `host` into `bridge` of the router namespace; returns the host-side interface."""
+def _bridge_port(
+    world: NetnsWorld, router: Netns, bridge: str, host: Netns, addr: str
+) -> tuple[str, str]:
+    """Plug `host` into `bridge` of the router namespace; returns (host, router) interfaces."""
     router_if, host_if = world.link(router, None, host, addr)
     router.ip("link", "set", router_if, "master", bridge)
-    return host_if
+    return host_if, router_if
 
 
 def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
@@ -159,7 +162,7 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
         ns = world.add(gw.name)
         _host_sysctls(ns, forward=True)
         lab.gateways[gw.name] = ns
-        lab.gateway_ifaces[gw.name] = _bridge_port(world, router, "br0", ns, f"{gw.ip}/{prefix}")
+        lab.gateway_ifaces[gw.name], _ = _bridge_port(world, router, "br0", ns, f"{gw.ip}/{prefix}")
         ns.ip("route", "add", "default", "via", plan.router_vpc_ip)
 
     for node in plan.nodes:
@@ -176,7 +179,7 @@ def add_hybrid_node(lab: LabWorld, node: HybridNodePlan) -> None:
     _host_sysctls(ns, forward=True)
     pod = world.add(f"{node.name}-pod")
     _host_sysctls(pod, forward=False)
-    underlay = _bridge_port(world, lab.router, "br1", ns, f"{node.node_ip}/{onprem_prefix}")
+    underlay, port = _bridge_port(world, lab.router, "br1", ns, f"{node.node_ip}/{onprem_prefix}")
     ns.ip("route", "add", "default", "via", plan.router_onprem_ip)
     world.link(
         ns, f"{node.pod_gateway_ip}/{pod_prefix}", pod, f"{node.pod_ip}/{pod_prefix}", mtu=POD_MTU
@@ -206,5 +209,6 @@ def add_hybrid_node(lab: LabWorld, node: HybridNodePlan) -> None:
     ns.ip("route", "add", "blackhole", plan.vpc_cidr, "table", str(node.table))
     lab.nodes[node.name] = ns
     lab.node_ifaces[node.name] = underlay
+    lab.node_switch_ports[node.name] = port
     lab.pods[node.name] = pod
     lab.node_plans[node.name] = node
