@@ -53,6 +53,7 @@ def test_partition_drops_requests_until_heal(shared_api: ApiServer) -> None:
     partitioned.list_namespaced_lease("default")
     dropped = [r for r in shared_api.audit() if r["identity"] == "gw-p1" and r.get("dropped")]
     assert dropped and all(r["status"] is None for r in dropped)
+    assert {(r["verb"], r["resource"]) for r in dropped} == {("list", "leases")}
 
 
 def test_hang_partition_times_out_the_client_and_never_applies_the_write(

@@ -280,6 +280,18 @@ class Handler(BaseHTTPRequestHandler):
                     raise errors.forbidden(f'identity "{identity}" may not use {ADMIN_PREFIX}')
                 self._admin(method, url.path, query)
                 return
+            parts = [p for p in url.path.split("/") if p]
+            route: Route | None = None
+            with contextlib.suppress(ApiError):  # discovery or a bad path: answered below
+                route = self._route(parts)
+            if route is not None:  # described before any fault, so the audit says what was lost
+                entry.update(
+                    verb=_verb(method, route, query),
+                    resource=route.rt.plural,
+                    namespace=route.namespace,
+                    name=route.name,
+                    subresource=route.subresource,
+                )
             self._wait_partition(identity)
             delay = self.control.delay(identity)
             if delay > 0:
@@ -287,7 +299,7 @@ class Handler(BaseHTTPRequestHandler):
             fault = self.control.take_fault(identity)
             if fault is not None:
                 raise _injected(fault)
-            self._dispatch(method, url.path, query, identity, entry)
+            self._dispatch(method, parts, route, query=query, identity=identity, entry=entry)
         except _DroppedError:
             entry["status"] = None
             entry["dropped"] = True
@@ -310,9 +322,15 @@ class Handler(BaseHTTPRequestHandler):
                 self.control.record(entry)
 
     def _dispatch(
-        self, method: str, path: str, query: dict[str, str], identity: str, entry: JsonObj
+        self,
+        method: str,
+        parts: list[str],
+        route: Route | None,
+        *,
+        query: dict[str, str],
+        identity: str,
+        entry: JsonObj,
     ) -> None:
-        parts = [p for p in path.split("/") if p]
         discovery = self._discovery(parts)
         if discovery is not None:
             if method != "GET":
@@ -321,14 +339,8 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = 200
             self._send_json(200, discovery)
             return
-        route = self._route(parts)
-        entry.update(
-            verb=_verb(method, route, query),
-            resource=route.rt.plural,
-            namespace=route.namespace,
-            name=route.name,
-            subresource=route.subresource,
-        )
+        if route is None:
+            route = self._route(parts)  # raises the 404 for this path
         result, code = self._serve(method, route, query, identity, entry)
         if result is None:  # a watch stream: already answered
             return
