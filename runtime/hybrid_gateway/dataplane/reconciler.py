@@ -63,7 +63,6 @@ class TunnelReconciler:
         self.metrics = metrics
         self.events = events
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
-        self._last_target: TunnelState | None = None
 
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
@@ -99,9 +98,11 @@ class TunnelReconciler:
         plan = diff(target, observed)
         result = self.netlink.apply(outcome.ifindex, plan) if not plan.empty else ApplyResult()
         self._count(result)
-        self._last_target = target
-        after = target if result.ok else self.netlink.dump(outcome.ifindex)
-        self._gauge(wanted.tunnels, after)
+        if result.ok:
+            self._gauge(len(wanted.tunnels), target)
+        else:
+            after = self.netlink.dump(outcome.ifindex)
+            self._gauge(sum(1 for t in wanted.tunnels if _programmed(t, after)), after)
         if not plan.empty:
             log.info(
                 "reconciled %d hybrid nodes: %d entries added/replaced, %d removed, %d failed",
@@ -123,12 +124,7 @@ class TunnelReconciler:
         self.metrics.vtep_remove.inc(result.removed)
         self.metrics.vtep_remove_errors.inc(result.remove_errors)
 
-    def _gauge(self, tunnels: Sequence[NodeTunnel], state: TunnelState) -> None:
-        configured = (
-            len(tunnels)
-            if state is self._last_target
-            else sum(1 for t in tunnels if _programmed(t, state))
-        )
+    def _gauge(self, configured: int, state: TunnelState) -> None:
         self.metrics.hybrid_nodes_configured.set(configured)
         self.metrics.vxlan_fdb_entries.set(len(state.fdb))
         self.metrics.vxlan_route_count.set(len(state.routes))
