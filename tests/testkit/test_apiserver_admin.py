@@ -208,3 +208,37 @@ def test_the_cli_rejects_a_bad_history_size(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--history-size must be >= 1, got 0" in proc.stderr
     assert "READY" not in proc.stdout
+
+
+def test_the_cli_writes_kubeconfigs_for_requested_identities(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hybrid_gateway_testkit.apiserver",
+            "--kubeconfig-dir",
+            str(tmp_path),
+            "--identity",
+            "lab-a",
+            "--identity",
+            "lab-b",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline().split()
+        assert ready[0] == "READY" and ready[1].startswith("http://127.0.0.1:")
+        api_client = config.new_client_from_config(config_file=str(tmp_path / "lab-b.kubeconfig"))
+        with api_client:
+            assert client.CoreV1Api(api_client).read_namespace("default").status.phase == "Active"
+        assert sorted(p.name for p in tmp_path.glob("*.kubeconfig")) == [
+            "admin.kubeconfig",
+            "lab-a.kubeconfig",
+            "lab-b.kubeconfig",
+        ]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
