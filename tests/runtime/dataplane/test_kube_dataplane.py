@@ -6,10 +6,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -314,3 +316,59 @@ def test_a_refused_entry_is_retried_without_blocking_readiness(
         wait_for("a retry", lambda: (metrics.reconcile_errors._value.get() or 0) >= 2, 10)
         assert metrics.hybrid_nodes_configured._value.get() == 1
         assert "10.250.0.0/24 via 10.0.1.10" in world.gw.ip("route", "show", "10.250.0.0/24")
+
+
+RUNNER = Path(__file__).parent / "tools" / "run_dataplane.py"
+
+
+def start_process(world: World, kube_api: ApiServer) -> subprocess.Popen[str]:
+    kubeconfig = str(kube_api.kubeconfig(IDENTITY))
+    argv = [sys.executable, str(RUNNER), "--netns", world.gw.name, "--kubeconfig", kubeconfig]
+    argv += ["--node-ip", GATEWAY_IP, "--vpc-cidr", VPC_CIDR]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if line != "READY":
+        proc.kill()
+        raise AssertionError(f"data plane process not ready: {line!r} {proc.communicate()[1]}")
+    return proc
+
+
+def test_a_killed_process_is_replaced_without_losing_a_ping(
+    world: World, kube_api: ApiServer, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    first = start_process(world, kube_api)
+    second: subprocess.Popen[str] | None = None
+    pinger = subprocess.Popen(
+        world.vpc.exec_argv(
+            ["ping", "-n", "-q", "-c", "300", "-i", "0.01", "-W", "1", HYBRID_POD_IP]
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        index = world.gw.ip("-o", "link", "show", DEV).split(":")[0]
+        time.sleep(0.5)
+        first.kill()  # SIGKILL: no clean-up of any kind
+        first.wait(timeout=10)
+        second = start_process(world, kube_api)
+        out, _ = pinger.communicate(timeout=30)
+        assert "300 packets transmitted, 300 received" in out, out
+        assert world.gw.ip("-o", "link", "show", DEV).split(":")[0] == index
+    finally:
+        pinger.kill()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+    assert second is not None
+    log = (second.stderr.read() if second.stderr else "") or ""
+    assert "adopted existing hybrid_vxlan0" in log, log
+    assert "created" not in log.replace("adopted existing", "")
