@@ -513,3 +513,17 @@ def test_finalizers_hold_deletion_until_removed(admin: client.ApiClient) -> None
     with pytest.raises(ApiException) as err:
         custom.get_cluster_custom_object(CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, name)
     assert err.value.status == 404
+
+
+def test_label_values_are_validated_like_the_real_server(admin: client.ApiClient) -> None:
+    custom = client.CustomObjectsApi(admin)
+    node = cilium_node(unique("lbl"))
+    node["metadata"]["labels"]["pod-cidr"] = "10.85.0.0/24"  # "/" is not allowed in a value
+    with pytest.raises(ApiException) as err:
+        custom.create_cluster_custom_object(CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, node)
+    assert err.value.status == 422
+    assert status_of(err.value)["details"]["causes"][0]["field"] == "metadata.labels.pod-cidr"
+    node["metadata"]["labels"] = {"example.com/ok": "v1.2_3", "bad key!": "x"}
+    with pytest.raises(ApiException) as err:
+        custom.create_cluster_custom_object(CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, node)
+    assert '"bad key!"' in status_of(err.value)["message"]

@@ -69,6 +69,7 @@ class ResourceType:
         name = str(obj.get("metadata", {}).get("name", ""))
         _normalize_times(self, obj)
         causes = _validate_name(name, dns_label=self.plural == "namespaces")
+        causes += _validate_labels(obj.get("metadata", {}))
         if self.schema is not None:
             obj = prune(obj, self.schema, root=True)
             apply_defaults(obj, self.schema)
@@ -163,6 +164,65 @@ def invalid(rt: ResourceType, name: str, causes: list[JsonObj]) -> ApiError:
     if rt.group:
         details["group"] = rt.group
     return ApiError(422, "Invalid", f'{rt.kind_qualified} "{name}" is invalid: {summary}', details)
+
+
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _key_problem(key: str) -> str | None:
+    """Why `key` is not a valid label/annotation key (`[prefix/]name`), or None."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return f"prefix part {_SUBDOMAIN_MESSAGE}"
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
+            "and end with an alphanumeric character (at most 63 characters)"
+        )
+    return None
+
+
+def _validate_labels(meta: JsonObj) -> list[JsonObj]:
+    """Label and annotation keys and label values, checked as the real server does."""
+    causes: list[JsonObj] = []
+    for section in ("labels", "annotations"):
+        entries = meta.get(section) or {}
+        if not isinstance(entries, dict):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "message": f"Invalid value: {json.dumps(entries)}: must be a map of strings",
+                    "field": f"metadata.{section}",
+                }
+            )
+            continue
+        for key, value in entries.items():
+            problem = _key_problem(key)
+            if problem is None and not isinstance(value, str):
+                problem = "values must be strings"
+            elif problem is None and section == "labels":
+                if len(value) > 63 or not _LABEL_VALUE.match(value):
+                    causes.append(
+                        {
+                            "reason": "FieldValueInvalid",
+                            "message": f"Invalid value: {json.dumps(value)}: a valid label must "
+                            "be an empty string or consist of alphanumeric characters, '-', '_' "
+                            "or '.', and must start and end with an alphanumeric character (at "
+                            "most 63 characters)",
+                            "field": f"metadata.labels.{key}",
+                        }
+                    )
+                continue
+            if problem is not None:
+                causes.append(
+                    {
+                        "reason": "FieldValueInvalid",
+                        "message": f"Invalid value: {json.dumps(key)}: {problem}",
+                        "field": f"metadata.{section}",
+                    }
+                )
+    return causes
 
 
 def _validate_name(name: str, *, dns_label: bool) -> list[JsonObj]:
