@@ -4,6 +4,7 @@ watch, 410 relist), kernel tunnels in network namespaces, readiness, Events and 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
 from hybrid_gateway.adapters.netlink import Netlink
+from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane import DataPlane, DataPlaneError
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.apiserver import ApiServer
@@ -297,10 +299,8 @@ def test_kernel_counters_are_exported(
         assert registry.get_sample_value("hybrid_gateway_vxlan_fdb_entries") == 1
         assert registry.get_sample_value("hybrid_gateway_vxlan_route_count") == 1
         assert registry.get_sample_value("hybrid_gateway_hybrid_nodes_configured") == 1
-        assert (
-            plane.device_mac
-            == world.gw.ip("-j", "link", "show", DEV).split('"address":"')[1].split('"')[0]
-        )
+        link = json.loads(world.gw.ip("-j", "link", "show", DEV))[0]
+        assert plane.device_mac == link["address"] == vxlan_device_mac(GATEWAY_IP)
 
 
 def test_a_refused_entry_is_retried_without_blocking_readiness(
