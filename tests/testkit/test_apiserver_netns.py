@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
 from hybrid_gateway_testkit.netns import netns_world, run
 
 pytestmark = pytest.mark.netns
@@ -44,3 +44,8 @@ def test_server_in_a_namespace_serves_clients_in_that_namespace(tmp_path: Path) 
         finally:
             assert server.stop() == 0
         assert run(["ip", "netns", "pids", ns.name]).split() == []  # nothing left behind
+
+
+def test_a_missing_namespace_fails_start_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ApiServerError, match="hgw-missing-api"):
+        ApiServer.start(tmp_path, netns="hgw-missing-api")
