@@ -65,7 +65,8 @@ class ResourceType:
         return f"{self.kind}.{self.group}" if self.group else self.kind
 
     def validate(self, obj: JsonObj) -> JsonObj:
-        """Return `obj` pruned and defaulted, or raise a 422 naming every invalid field."""
+        """Return `obj` pruned and defaulted, or raise 422 naming every invalid field (400 for
+        a time that cannot be decoded, as the real server fails to decode it)."""
         name = str(obj.get("metadata", {}).get("name", ""))
         _normalize_times(self, obj)
         causes = _validate_name(name, dns_label=self.plural == "namespaces")
