@@ -4,7 +4,8 @@ Runs everything inside network namespaces it creates (and always deletes):
 - cold_s: the daemon's own reconcile pass (CiliumNode objects -> desired state -> dump -> diff ->
   bulk netlink apply) on a fresh `hybrid_vxlan0`;
 - batch_tools_s: `bridge -batch` + `ip -batch` doing the same 3*N operations on a fresh device;
-- noop_resync_s: a second full pass when nothing changed (one dump per table, diff in Python).
+- noop_resync_s: a second full pass when nothing changed (one dump per table, diff in Python);
+- remove_all_s: a pass after every node is gone (3*N deletions).
 Each figure is the median of `--repeat` runs, each run on fresh namespaces. The LAST line printed
 is one JSON object.
 
@@ -88,7 +89,7 @@ def batch_tools(ns: Netns, entries: list[tuple[str, str, str]]) -> float:
     return elapsed
 
 
-def daemon(ns: Netns, objects: list[dict[str, Any]], count: int) -> tuple[float, float]:
+def daemon(ns: Netns, objects: list[dict[str, Any]], count: int) -> tuple[float, float, float]:
     with Netlink(ns.name) as nl:
         rec = TunnelReconciler(
             netlink=nl,
@@ -106,12 +107,18 @@ def daemon(ns: Netns, objects: list[dict[str, Any]], count: int) -> tuple[float,
         started = time.perf_counter()
         noop = rec.reconcile(objects)
         noop_s = time.perf_counter() - started
+        routes = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
+        started = time.perf_counter()
+        removal = rec.reconcile([])
+        remove_s = time.perf_counter() - started
     if cold.result.added != 3 * count or not noop.plan.empty:
         raise RuntimeError(f"unexpected reconcile result: {cold.result}, no-op plan {noop.plan}")
-    routes = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
     if routes != count:
         raise RuntimeError(f"daemon programmed {routes} routes, expected {count}")
-    return cold_s, noop_s
+    left = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
+    if removal.result.removed != 3 * count or left:
+        raise RuntimeError(f"removal left {left} routes: {removal.result}")
+    return cold_s, noop_s, remove_s
 
 
 def main() -> None:
@@ -121,18 +128,20 @@ def main() -> None:
     args = parser.parse_args()
     entries = nodes(args.nodes)
     objects = cilium_nodes(entries)
-    cold, noop, batch = [], [], []
+    cold, noop, remove, batch = [], [], [], []
     for run in range(args.repeat):
         with netns_world() as world:
             ours, theirs = world.add("ours"), world.add("tools")
-            cold_s, noop_s = daemon(ours, objects, args.nodes)
+            cold_s, noop_s, remove_s = daemon(ours, objects, args.nodes)
             batch_s = batch_tools(theirs, entries)
         cold.append(cold_s)
         noop.append(noop_s)
+        remove.append(remove_s)
         batch.append(batch_s)
         print(
             f"run {run + 1}/{args.repeat}: {args.nodes} nodes, daemon cold {cold_s:.3f} s, "
-            f"no-op resync {noop_s:.3f} s, ip/bridge -batch {batch_s:.3f} s",
+            f"no-op resync {noop_s:.3f} s, remove all {remove_s:.3f} s, "
+            f"ip/bridge -batch {batch_s:.3f} s",
             flush=True,
         )
     cold_s, batch_s = statistics.median(cold), statistics.median(batch)
@@ -145,6 +154,7 @@ def main() -> None:
                 "batch_tools_s": round(batch_s, 4),
                 "ratio": round(cold_s / batch_s, 3),
                 "noop_resync_s": round(statistics.median(noop), 4),
+                "remove_all_s": round(statistics.median(remove), 4),
                 "rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "repeat": args.repeat,
             }
