@@ -109,9 +109,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         }
     )
     recorder = EventRecorder(
-        kclient.CoreV1Api(api_client),
-        host=config.node_name or config.identity,
-        fallback_namespace=config.namespace,
+        kclient.CoreV1Api(api_client), host=config.node_name or config.identity
     )
     events = AsyncEvents(recorder)
 

@@ -29,22 +29,20 @@ class ObjectRef:
     uid: str | None = None
 
 
-class EventRecorder:
-    """Writes core/v1 Events; cluster-scoped objects' events go to `fallback_namespace`."""
+#: The API server accepts an Event about a cluster-scoped object (a CiliumNode, the
+#: CiliumVTEPConfig) only in this namespace; any other is rejected with 422.
+CLUSTER_SCOPED_EVENTS_NAMESPACE = "default"
 
-    def __init__(
-        self,
-        api: client.CoreV1Api,
-        *,
-        host: str | None,
-        fallback_namespace: str = "default",
-    ) -> None:
+
+class EventRecorder:
+    """Writes core/v1 Events next to the object they are about."""
+
+    def __init__(self, api: client.CoreV1Api, *, host: str | None) -> None:
         self._api = api
         self._host = host
-        self._fallback_namespace = fallback_namespace
 
     def emit(self, obj: ObjectRef, reason: str, message: str, *, warning: bool = True) -> None:
-        namespace = obj.namespace or self._fallback_namespace
+        namespace = obj.namespace or CLUSTER_SCOPED_EVENTS_NAMESPACE
         now = dt.datetime.now(dt.UTC)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(
