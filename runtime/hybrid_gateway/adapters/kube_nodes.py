@@ -15,11 +15,34 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway_contract import CILIUM_GROUP, CILIUM_NODES_PLURAL, CILIUM_VERSION
+from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_NODES_PLURAL,
+    CILIUM_VERSION,
+    HYBRID_NODE_LABEL_KEY,
+    HYBRID_NODE_LABEL_VALUE,
+)
 
 log = logging.getLogger(__name__)
 
 HTTP_GONE = 410
+#: Only hybrid nodes are listed and watched; a node losing the label arrives as DELETED.
+HYBRID_SELECTOR = f"{HYBRID_NODE_LABEL_KEY}={HYBRID_NODE_LABEL_VALUE}"
+
+
+def trim(obj: dict[str, Any]) -> dict[str, Any]:
+    """Keep only what the data plane reads: real CiliumNodes carry large IPAM/ENI status, and
+    the cache holds one per hybrid node for the life of the process."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    ipam = spec.get("ipam") or {}
+    return {
+        "metadata": {k: meta[k] for k in ("name", "uid", "labels", "resourceVersion") if k in meta},
+        "spec": {
+            "addresses": spec.get("addresses") or [],
+            "ipam": {"podCIDRs": ipam.get("podCIDRs") or []},
+        },
+    }
 
 
 class Backoff:
@@ -80,9 +103,13 @@ class CiliumNodeCache:
     def relist(self) -> None:
         """Replace the cache with a fresh list; remember its resourceVersion for the watch."""
         listing = self._api.list_cluster_custom_object(
-            CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL, _request_timeout=30
+            CILIUM_GROUP,
+            CILIUM_VERSION,
+            CILIUM_NODES_PLURAL,
+            label_selector=HYBRID_SELECTOR,
+            _request_timeout=30,
         )
-        objects = {str(o["metadata"]["name"]): o for o in listing.get("items") or []}
+        objects = {str(o["metadata"]["name"]): trim(o) for o in listing.get("items") or []}
         with self._lock:
             self._objects = objects
             self.resource_version = str(listing["metadata"]["resourceVersion"])
@@ -101,6 +128,7 @@ class CiliumNodeCache:
             CILIUM_GROUP,
             CILIUM_VERSION,
             CILIUM_NODES_PLURAL,
+            label_selector=HYBRID_SELECTOR,
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=self._watch_timeout_s,
@@ -110,7 +138,7 @@ class CiliumNodeCache:
             meta = obj.get("metadata") or {}
             with self._lock:
                 if kind in ("ADDED", "MODIFIED"):
-                    self._objects[str(meta["name"])] = obj
+                    self._objects[str(meta["name"])] = trim(obj)
                 elif kind == "DELETED":
                     self._objects.pop(str(meta["name"]), None)
                 if meta.get("resourceVersion"):

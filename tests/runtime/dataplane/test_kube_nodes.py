@@ -138,3 +138,42 @@ def test_backoff_doubles_up_to_its_maximum_and_resets() -> None:
     assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
     assert backoff.next_delay() == 0.5
+
+
+def test_only_hybrid_nodes_are_cached_trimmed_to_what_the_data_plane_reads(
+    clients: tuple[client.ApiClient, client.CustomObjectsApi],
+) -> None:
+    api, admin = clients
+    hybrid = cilium_node("h", "192.168.1.6", ["10.200.6.0/24"])
+    hybrid["spec"]["instance-id"] = "mi-0123"
+    hybrid["spec"]["ipam"]["pool"] = {"10.200.6.7": {"owner": "default/pod-a"}}
+    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", hybrid)
+    ec2 = cilium_node("e", "10.0.9.9", ["10.201.0.0/24"], hybrid=False)
+    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", ec2)
+    cache = CiliumNodeCache(api, watch_timeout_s=5)
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert cache.wait_synced(10)
+        assert names(cache) == {"h"}
+        (cached,) = cache.snapshot()
+        assert cached["spec"] == {
+            "addresses": [{"type": "InternalIP", "ip": "192.168.1.6"}],
+            "ipam": {"podCIDRs": ["10.200.6.0/24"]},
+        }
+        assert cached["metadata"]["labels"] == {"eks.amazonaws.com/compute-type": "hybrid"}
+
+        def set_labels(name: str, labels: dict[str, str]) -> None:
+            obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
+            obj["metadata"]["labels"] = labels
+            admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name, obj)
+
+        set_labels("h", {})
+        wait_for("unlabelled node leaves the cache", lambda: names(cache) == set())
+        set_labels("e", {"eks.amazonaws.com/compute-type": "hybrid"})
+        wait_for("labelled node enters the cache", lambda: names(cache) == {"e"})
+        assert cache.relists == 1
+    finally:
+        stop.set()
+        thread.join(timeout=10)
