@@ -3,14 +3,16 @@
 Pure on purpose (no netlink, no Kubernetes): the rules that decide which CiliumNodes get tunnel
 entries and which kernel entries to add or delete are unit- and property-tested without a kernel.
 
-Ownership (what `ObservedState` may contain, and so what a plan may ever delete): the device
-`hybrid_vxlan0` belongs to this daemon alone. On it, and nowhere else, we own
-- FDB: permanent unicast entries (`bridge fdb ... dst N self permanent`); the all-zero MAC
-  (default flooding destinations) is not ours;
+Ownership (what an observed `TunnelState` may contain, and so what a plan may ever change or
+delete): the device `hybrid_vxlan0` belongs to this daemon alone. On it, and nowhere else, we own
+- FDB: permanent unicast entries with a remote (`bridge fdb ... dst N self permanent`); the
+  all-zero MAC (default flooding destinations) is not ours;
 - neighbours: permanent IPv4 entries; entries the kernel creates while resolving are not ours;
-- routes: IPv4 unicast routes in the main table with `proto static` whose output device is
-  `hybrid_vxlan0`. Routes of other protocols (kernel, boot, dhcp, routing daemons), other tables
-  and other devices are never read into the observed state, so no plan can touch them.
+- routes: IPv4 unicast routes in the main table with `proto static`, TOS 0 and metric 0 whose
+  output device is `hybrid_vxlan0`. Routes of other protocols (kernel, boot, dhcp, routing
+  daemons), other tables, other metrics and other devices are never read into the observed
+  state, so no plan deletes or replaces them; a new pod-CIDR route is added exclusively, so a
+  foreign route for the same prefix makes the kernel refuse ours instead of being overwritten.
 """
 
 from __future__ import annotations
