@@ -8,6 +8,7 @@ against the raw probe log.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -86,6 +87,12 @@ def test_kill_leader_node_failure_moves_everything_to_the_standby(tmp_path: Path
         assert report["timings_s"][key] is not None, key
     # The lease had to expire first: the routes moved only after the new leader held it.
     assert report["timings_s"]["ec2_routes_moved"] >= report["timings_s"]["lease_acquired"]
+    # From the API server's audit: the standby took the Lease only after the dead leader's last
+    # renewal had expired, and the dead leader wrote nothing afterwards.
+    writes = report["api_writes"]
+    gap = writes["new_leader_first_lease_write_s"] - writes["old_leader_last_lease_write_s"]
+    assert gap >= 0.9 * report["settings"]["lease_duration_s"]
+    assert writes["old_leader_vtep_writes_after_takeover"] == 0
 
 
 def test_term_leader_hands_over_and_the_old_leader_returns_as_standby(tmp_path: Path) -> None:
@@ -96,6 +103,12 @@ def test_term_leader_hands_over_and_the_old_leader_returns_as_standby(tmp_path: 
     assert report["timings_s"]["vtep_config_moved"] is not None
     # The old node kept forwarding until the routes moved: no webhook call failed.
     assert report["tcp"]["failed"] == 0
+    # The lease was released, not left to expire: the old leader wrote it after SIGTERM (the
+    # release), and the standby took it after that.
+    writes = report["api_writes"]
+    assert writes["old_leader_last_lease_write_s"] >= 0
+    assert writes["new_leader_first_lease_write_s"] >= writes["old_leader_last_lease_write_s"]
+    assert writes["old_leader_vtep_writes_after_takeover"] == 0
 
 
 def test_restart_standby_loses_no_probe(tmp_path: Path) -> None:
@@ -105,3 +118,43 @@ def test_restart_standby_loses_no_probe(tmp_path: Path) -> None:
     assert last["probes_lost"] == 0
     assert report["tcp"]["failed"] == 0
     assert report["notes"]["exit_code"] == 0
+
+
+def test_ctrl_c_mid_drill_stops_everything_and_removes_the_world(tmp_path: Path) -> None:
+    before = _lab_namespaces()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", "restart-standby",
+         "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # bounded: the lab comes up or fails within its start timeout
+        seen.append(line)
+        if line.startswith("probes running"):
+            break
+    assert seen and seen[-1].startswith("probes running"), "".join(seen)
+    during = _lab_namespaces() - before
+    assert len(during) == len(LAB_ROLES)
+    children = _children(proc.pid)
+    assert children, "the lab runs its processes as children"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not (_lab_namespaces() & during)
+    assert not [pid for pid in children if _alive(pid)]
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True,
+                         check=False).stdout  # fmt: skip
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"

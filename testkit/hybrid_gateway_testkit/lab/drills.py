@@ -8,7 +8,8 @@
 - partition-leader: cut the leader off from the API server, heal afterwards. A leader that cannot
   renew stops leader work; the standby takes over.
 - ec2-throttle: every 2nd EC2 call throttled, then node failure of the leader.
-- node-churn: node failure of the leader while a hybrid node is added, re-addressed and removed.
+- node-churn: node failure of the leader while a hybrid node joins, its CiliumNode's InternalIP
+  changes, and it leaves.
   The new leader converges to the final node set with no stale entries.
 - hybrid-side-down: one hybrid node's link down for a while; the other nodes are unaffected.
 """

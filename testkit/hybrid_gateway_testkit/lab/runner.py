@@ -45,6 +45,40 @@ def flowing(log: ProbeLog, t0: float, t1: float, skip: set[str]) -> dict[str, bo
     return out
 
 
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
+
+
+def leader_writes(
+    audit: list[dict[str, Any]], old: str, new: str, t_action: float
+) -> dict[str, Any]:
+    """From the API server's audit log: who wrote the Lease and the CiliumVTEPConfig, and when
+    (seconds after the action). After the new leader's first Lease write, the old leader must not
+    have written the VTEP config again."""
+
+    def ok_writes(identity: str, resource: str) -> list[float]:
+        return sorted(
+            float(r["mono"])
+            for r in audit
+            if r.get("identity") == identity
+            and r.get("resource") == resource
+            and r.get("verb") in WRITE_VERBS
+            and isinstance(r.get("status"), int)
+            and 200 <= r["status"] < 300
+        )
+
+    old_lease = [t for t in ok_writes(old, "leases") if t >= t_action - 60]
+    new_lease = [t for t in ok_writes(new, "leases") if t >= t_action]
+    takeover = new_lease[0] if new != old and new_lease else None
+    old_vtep_after = (
+        [t for t in ok_writes(old, "ciliumvtepconfigs") if t > takeover] if takeover else []
+    )
+    return {
+        "old_leader_last_lease_write_s": round(max(old_lease) - t_action, 4) if old_lease else None,
+        "new_leader_first_lease_write_s": round(takeover - t_action, 4) if takeover else None,
+        "old_leader_vtep_writes_after_takeover": len(old_vtep_after),
+    }
+
+
 def _first_after(events: list[dict[str, Any]], t: float, pred: Any) -> float | None:
     times = [e["t"] for e in events if e["t"] >= t and pred(e)]
     return min(times) - t if times else None
@@ -81,6 +115,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         throttled = [
             e for e in read_events(run_dir / "ec2proxy.jsonl") if e["kind"] == "ec2-throttled"
         ]
+        audit = lab.apiserver.audit()
 
     raw_path = options.out_dir / "probes.csv"
     raw_path.write_text("\n".join(lines) + "\n")
@@ -168,6 +203,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         "unaffected_probes_lost": unaffected_lost,
         "timings_s": {k: (None if v is None else round(v, 4)) for k, v in timings.items()},
         "ec2_calls_throttled": len(throttled),
+        "api_writes": leader_writes(audit, leader, new, outcome.t_action),
         "notes": {k: v for k, v in outcome.notes.items() if k != "converged_t"},
         "settings": {
             "lease_duration_s": options.lease_duration_s or 3.0,
