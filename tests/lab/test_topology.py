@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from mypy_boto3_ec2 import EC2Client
 
 from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
@@ -22,6 +22,9 @@ from hybrid_gateway_testkit.lab.events import EventLog
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, peer_mac
 from hybrid_gateway_testkit.netns import leftover_namespaces
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
