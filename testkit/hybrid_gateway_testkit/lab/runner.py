@@ -103,7 +103,9 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         outcome: DrillOutcome = DRILLS[settings.drill](
             lab, leader, standby, settings.converge_timeout_s
         )
+        t_after = time.monotonic()
         _sleep_with_progress(lab, settings.after_s, "after")
+        t_stop = time.monotonic()
         leader_after = lab.leader()
         lines = lab.stop_probes()
         t_end = time.monotonic()
@@ -111,7 +113,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         gw_ips = {g.ip: g.name for g in lab.plan.gateways}
         router_events = read_events(run_dir / "router.jsonl")
         monitor_events = read_events(run_dir / "monitor.jsonl")
-        agent_events = [e for n in lab.agents for e in read_events(run_dir / f"agent-{n}.jsonl")]
+        agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.agents}
         throttled = [
             e for e in read_events(run_dir / "ec2proxy.jsonl") if e["kind"] == "ec2-throttled"
         ]
@@ -147,25 +149,23 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         ),
         "hybrid_nodes_switched": None,
     }
-    if new != leader:
+    if new != leader:  # the moment the LAST hybrid node followed the new leader
         per_node = [
             _first_after(
-                [e for e in agent_events if e is not None],
+                events,
                 t_action,
                 lambda e: (
                     e["kind"] == "vtep-switch"
                     and any(ep["tunnelEndpoint"] == new_ip for ep in e["endpoints"])
                 ),
             )
+            for events in agent_events.values()
         ]
-        timings["hybrid_nodes_switched"] = per_node[0]
+        known = [t for t in per_node if t is not None]
+        timings["hybrid_nodes_switched"] = max(known) if len(known) == len(per_node) else None
     skip = outcome.affected_pods
     before = flowing(log, t_start, t_action, skip)
-    after = (
-        flowing(log, t_end - settings.after_s, t_end - 1.5, skip)
-        if settings.after_s > 1.5
-        else flowing(log, t_end - settings.after_s, t_end, skip)
-    )
+    after = flowing(log, t_after, t_stop, skip)
     marks: list[tuple[float, str, str]] = [(t, "action", label) for t, label in outcome.marks]
     prev_holder: Any = object()
     for e in monitor_events:
@@ -183,7 +183,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         if routes and routes != prev_routes and e["t"] >= t_start:
             marks.append((e["t"], "ec2-route", f"EC2 routes -> {','.join(map(str, routes))}"))
         prev_routes = routes or prev_routes
-    for e in agent_events:
+    for e in (e for events in agent_events.values() for e in events):
         if e["kind"] == "vtep-switch" and e["t"] >= t_start and e["endpoints"]:
             via = e["endpoints"][0]["tunnelEndpoint"]
             marks.append((e["t"], "vtep", f"hybrid node -> {gw_ips.get(via, via)}"))
