@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, cilium_node, endpoints_of
+from hybrid_gateway_testkit.lab.analysis import parse_probe_lines
 from hybrid_gateway_testkit.lab.ec2 import route_targets
 from hybrid_gateway_testkit.lab.ec2proxy import throttle_every
 from hybrid_gateway_testkit.lab.probe import decode, encode
+from hybrid_gateway_testkit.lab.runner import flowing, leader_writes
 from hybrid_gateway_testkit.lab.topology import LabPlan, peer_mac
 from hybrid_gateway_testkit.lab.vpc_router import DelayedRoutes
 
@@ -100,3 +102,39 @@ def test_plan_addresses_are_consistent() -> None:
     spare = plan.spare_node(0)
     assert spare.name == "hn3" and spare.node_ip == "192.168.100.13"
     assert spare.pod_cidr not in {n.pod_cidr for n in plan.nodes}
+
+
+def _write(identity: str, resource: str, mono: float, status: int = 200) -> dict[str, object]:
+    return {"identity": identity, "resource": resource, "verb": "update", "mono": mono,
+            "status": status}  # fmt: skip
+
+
+def test_audit_shows_takeover_and_late_writes_of_the_old_leader() -> None:
+    audit = [
+        _write("gw-a", "leases", 9.0),
+        _write("gw-a", "ciliumvtepconfigs", 9.5),
+        _write("gw-a", "leases", 10.5, status=409),  # a failed write does not count
+        {"identity": "gw-b", "resource": "leases", "verb": "get", "mono": 12.0, "status": 200},
+        _write("gw-b", "leases", 13.0),
+        _write("gw-a", "ciliumvtepconfigs", 13.5),  # after the takeover: must be reported
+        {"identity": "gw-a", "resource": "ciliumvtepconfigs", "verb": "patch", "mono": 14.0,
+         "status": None},  # dropped by a partition
+    ]  # fmt: skip
+    writes = leader_writes(audit, "gw-a", "gw-b", t_action=10.0)
+    assert writes == {
+        "old_leader_last_lease_write_s": -1.0,
+        "new_leader_first_lease_write_s": 3.0,
+        "old_leader_vtep_writes_after_takeover": 1,
+    }
+    same = leader_writes(audit, "gw-a", "gw-a", t_action=10.0)
+    assert same["new_leader_first_lease_write_s"] is None
+
+
+def test_flowing_needs_one_delivered_probe_per_flow_in_the_window() -> None:
+    log = parse_probe_lines([
+        "tx,a,b,0,1.0", "rx,a,b,0,1.0,1.01",
+        "tx,b,a,0,1.0",
+        "tx,a,c,0,1.0", "tx,a,c,1,5.0", "rx,a,c,1,5.0,5.01",
+    ])  # fmt: skip
+    assert flowing(log, 0.0, 2.0, skip=set()) == {"a->b": True, "b->a": False, "a->c": False}
+    assert flowing(log, 0.0, 6.0, skip={"c"}) == {"a->b": True, "b->a": False}
