@@ -89,12 +89,12 @@ def restart_standby(lab: Lab, leader: str, standby: str, timeout_s: float) -> Dr
 
 def partition_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
     t = time.monotonic()
-    lab.apiserver.partition(leader)
+    lab.api.partition(leader)
     lab.options.log(f"  {leader}: cut off from the API server")
     out = DrillOutcome(t, True, [(t, f"{leader} partitioned")])
     out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
     time.sleep(1.0)
-    lab.apiserver.heal(leader)
+    lab.api.heal(leader)
     out.marks.append((time.monotonic(), f"{leader} healed"))
     return out
 

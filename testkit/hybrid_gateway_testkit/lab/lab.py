@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
@@ -44,6 +44,9 @@ from hybrid_gateway_testkit.lab.topology import (
     build_world,
 )
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
+
+if TYPE_CHECKING:
+    from hybrid_gateway_testkit.apiserver import ApiServer
 
 MOTO_PORT = 5000
 EC2_PROXY_PORT = 5001
@@ -116,7 +119,7 @@ class Lab:
         self.procs = ProcessSet(self.run_dir / "logs")
         self.world: LabWorld | None = None
         self.ec2: lab_ec2.Ec2Lab | None = None
-        self.apiserver: Any = None
+        self.apiserver: ApiServer | None = None
         self.ctl: NetnsExecutor | None = None
         self.daemons: dict[str, LabProcess] = {}
         self.agents: dict[str, LabProcess] = {}
@@ -133,7 +136,11 @@ class Lab:
         netns_world = NetnsWorld()
         self._stack.callback(netns_world.close)
         self._stack.callback(self.procs.stop_all)
-        self.world = build_world(netns_world, self.plan)
+        try:
+            self.world = build_world(netns_world, self.plan)
+        except BaseException:  # __exit__ does not run when __enter__ fails: clean up here
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -173,6 +180,12 @@ class Lab:
         if self.ec2 is None:
             raise LabError("EC2 side not set up: call start_control() first")
         return self.ec2
+
+    @property
+    def api(self) -> ApiServer:
+        if self.apiserver is None:
+            raise LabError("API server not started: call start_apiserver() first")
+        return self.apiserver
 
     @property
     def moto_url(self) -> str:
@@ -235,13 +248,13 @@ class Lab:
             self.run_dir / "apiserver", host=self.plan.control_ip, port=0, netns=w.control.name
         )
         self._kube_call(lambda core, coord, custom: _ensure_namespace(core, DEFAULT_NAMESPACE))
-        self.options.log(f"control: API server {self.apiserver.url}")
+        self.options.log(f"control: API server {self.api.url}")
 
     def _kube_call(self, fn: Callable[[Any, Any, Any], Any]) -> Any:
         """Run fn(CoreV1Api, CoordinationV1Api, CustomObjectsApi) in the control namespace."""
         from kubernetes import client, config
 
-        path = str(self.apiserver.kubeconfig("lab-orchestrator"))
+        path = str(self.api.kubeconfig("lab-orchestrator"))
 
         def call() -> Any:
             api = config.new_client_from_config(config_file=path)
@@ -293,7 +306,7 @@ class Lab:
                 "-m",
                 "hybrid_gateway_testkit.lab.agent",
                 "--kubeconfig",
-                str(self.apiserver.kubeconfig(f"agent-{node.name}")),
+                str(self.api.kubeconfig(f"agent-{node.name}")),
                 "--node-name",
                 node.name,
                 "--node-ip",
@@ -354,7 +367,7 @@ class Lab:
             Env.POD_NAMESPACE: DEFAULT_NAMESPACE,
             Env.NODE_NAME: host,
             "AWS_ENDPOINT_URL_EC2": self.ec2_url,
-            "KUBECONFIG": str(self.apiserver.kubeconfig(host)),
+            "KUBECONFIG": str(self.api.kubeconfig(host)),
             **self.options.lease_env(),
         }
         return env
@@ -399,7 +412,7 @@ class Lab:
         from kubernetes import client, config
         from kubernetes.client.rest import ApiException
 
-        path = str(self.apiserver.kubeconfig("lab-monitor"))
+        path = str(self.api.kubeconfig("lab-monitor"))
         ec2_lab = self.e
         ex = NetnsExecutor(self.w.control.name)
         self._stack.callback(ex.close)

@@ -117,7 +117,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         throttled = [
             e for e in read_events(run_dir / "ec2proxy.jsonl") if e["kind"] == "ec2-throttled"
         ]
-        audit = lab.apiserver.audit()
+        audit = lab.api.audit()
 
     raw_path = options.out_dir / "probes.csv"
     raw_path.write_text("\n".join(lines) + "\n")
