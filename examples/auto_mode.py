@@ -6,17 +6,9 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 import constructs
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_eks_v2 as eks
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
 from eks_hybrid_gateway import CapacityType, GatewayImage, HybridNodesGateway, MetricsExposure
-from examples.nag import (
-    KUBECTL_PROVIDER_FINDINGS,
-    NEW_CLUSTER_FINDINGS,
-    acknowledge_all,
-    kubectl_provider_wiring_findings,
-)
+from examples.new_cluster import new_hybrid_cluster
 
 
 class AutoModeGatewayStack(cdk.Stack):
@@ -39,36 +31,12 @@ class AutoModeGatewayStack(cdk.Stack):
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        vpc = ec2.Vpc(
+        vpc, cluster = new_hybrid_cluster(
             self,
-            "Vpc",
-            ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
-            max_azs=2,
-            nat_gateways=1,
-            flow_logs={"all": ec2.FlowLogOptions()},
-        )
-        cluster = eks.Cluster(
-            self,
-            "Cluster",
-            version=eks.KubernetesVersion.V1_33,
-            vpc=vpc,
-            service_ipv4_cidr=service_cidr,
-            kubectl_provider_options=eks.KubectlProviderOptions(
-                kubectl_layer=KubectlV33Layer(self, "KubectlLayer")
-            ),
-            remote_node_networks=[eks.RemoteNodeNetwork(cidrs=list(remote_node_networks))],
-            remote_pod_networks=[eks.RemotePodNetwork(cidrs=list(remote_pod_networks))],
-        )
-        acknowledge_all(
-            cluster,
-            {
-                **KUBECTL_PROVIDER_FINDINGS,
-                **NEW_CLUSTER_FINDINGS,
-                **kubectl_provider_wiring_findings(
-                    "ClusterKubectlProviderHandler2E05C68A",
-                    "ClusterKubectlProviderHandlerHasEcrPublic69E09706",
-                ),
-            },
+            vpc_cidr=vpc_cidr,
+            remote_node_networks=remote_node_networks,
+            remote_pod_networks=remote_pod_networks,
+            service_cidr=service_cidr,
         )
         self.gateway = HybridNodesGateway(
             self,
