@@ -20,7 +20,7 @@ from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.events import EventLog
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
-from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, peer_mac
+from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, HybridNodePlan, LabPlan, peer_mac
 from hybrid_gateway_testkit.netns import leftover_namespaces
 
 if TYPE_CHECKING:
@@ -178,3 +178,11 @@ def test_interrupted_lab_still_cleans_up(tmp_path: Path) -> None:
     assert names
     assert not set(leftover_namespaces()) & set(names)
     assert os.geteuid() == 0
+
+
+def test_a_world_that_fails_half_built_is_removed(tmp_path: Path) -> None:
+    bad = HybridNodePlan("hn1", "192.168.100.11", "10.100.1.0/33", 101)  # invalid prefix
+    before = set(leftover_namespaces())
+    with pytest.raises(ValueError, match="is not a valid netmask"):
+        Lab(LabOptions(out_dir=tmp_path, log=lambda _: None), LabPlan(nodes=(bad,))).__enter__()
+    assert set(leftover_namespaces()) <= before
