@@ -1,0 +1,179 @@
+"""The chart's RBAC grants exactly what the running daemon uses, no less.
+
+A real `hybrid-gateway run` (data plane included, in a network namespace of its own) works
+against the test API server as leader: it programs a hybrid node, skips an invalid one with an
+Event, publishes the CiliumVTEPConfig, and releases its Lease on SIGTERM. Every request it made,
+read from the server's audit log, is then checked against the Role and ClusterRole the chart
+renders, with Kubernetes' RBAC rules (resourceNames only match requests that name an object).
+The test API server itself does not enforce RBAC, so this is where a missing verb shows up
+before a cluster answers 403.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybrid_gateway_contract import DEFAULT_NAMESPACE, HYBRID_NODE_LABEL_KEY
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.netns import netns_world
+
+pytestmark = pytest.mark.netns
+
+Manifest = dict[str, Any]
+GW_IP = "10.0.1.10"
+IDENTITY = "gw-a"
+
+SEED = """
+import json, sys
+from kubernetes import client, config
+api = client.CustomObjectsApi(config.new_client_from_config(config_file=sys.argv[1]))
+for node in json.loads(sys.argv[2]):
+    api.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", node)
+"""
+VTEP = """
+import sys
+from kubernetes import client, config
+api = client.CustomObjectsApi(config.new_client_from_config(config_file=sys.argv[1]))
+try:
+    api.get_cluster_custom_object("cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway")
+    print("present")
+except client.ApiException as exc:
+    print(exc.status)
+"""
+
+
+def _cilium_node(name: str, ip: str | None, pod_cidr: str) -> Manifest:
+    addresses = [{"type": "InternalIP", "ip": ip}] if ip else []
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNode",
+        "metadata": {"name": name, "labels": {HYBRID_NODE_LABEL_KEY: "hybrid"}},
+        "spec": {"addresses": addresses, "ipam": {"podCIDRs": [pod_cidr]}},
+    }
+
+
+def _api_group(path: str) -> str:
+    parts = path.strip("/").split("/")
+    return "" if parts[0] == "api" else parts[1]
+
+
+def _allowed(record: dict[str, Any], rules: list[tuple[str | None, Manifest]]) -> bool:
+    """RBAC: some rule (from a ClusterRole, or a Role in the request's namespace) matches."""
+    group, resource = _api_group(record["path"]), record["resource"]
+    if record.get("subresource"):
+        resource = f"{resource}/{record['subresource']}"
+    for namespace, rule in rules:
+        if namespace is not None and record.get("namespace") != namespace:
+            continue
+        if group not in rule["apiGroups"] or resource not in rule["resources"]:
+            continue
+        if record["verb"] not in rule["verbs"]:
+            continue
+        names = rule.get("resourceNames")
+        # A create names no object in its URL, so resourceNames can never grant it.
+        name = None if record["verb"] == "create" else record.get("name")
+        if names and name not in names:
+            continue
+        return True
+    return False
+
+
+def _rules(objects: list[Manifest]) -> list[tuple[str | None, Manifest]]:
+    rules: list[tuple[str | None, Manifest]] = []
+    for obj in objects:
+        if obj["kind"] == "ClusterRole":
+            rules += [(None, rule) for rule in obj["rules"]]
+        elif obj["kind"] == "Role":
+            rules += [(obj["metadata"]["namespace"], rule) for rule in obj["rules"]]
+    return rules
+
+
+def _wait(check: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
+    chart_objects: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    objects = chart_objects["default"]
+    [role] = [o for o in objects if o["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == DEFAULT_NAMESPACE
+    rules = _rules(objects)
+
+    with netns_world() as world:
+        gw = world.add("gw")
+        hybrid = world.add("hy")
+        world.link(gw, f"{GW_IP}/24", hybrid, "10.0.1.20/24")
+        gw.sysctl("net.ipv4.ip_forward", "1")
+        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
+            admin = str(api.kubeconfig("admin"))
+            nodes = [
+                _cilium_node("hybrid-1", "10.0.1.20", "10.85.1.0/24"),
+                _cilium_node("hybrid-broken", None, "10.85.2.0/24"),  # no InternalIP: an Event
+            ]
+            gw.exec(sys.executable, "-c", SEED, admin, json.dumps(nodes))
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "KUBECONFIG": str(api.kubeconfig(IDENTITY)),
+                "POD_NAME": IDENTITY,
+                "POD_NAMESPACE": DEFAULT_NAMESPACE,
+                "NODE_IP": GW_IP,
+                "VPC_CIDR": "10.0.0.0/16",
+                "POD_CIDRS": "10.85.0.0/16",
+                "AWS_REGION": "us-east-1",
+                "AWS_INSTANCE_ID": "i-0123456789abcdef0",
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "LEASE_DURATION": "1",
+                "RENEW_DEADLINE": "0.6",
+                "RETRY_PERIOD": "0.15",
+                "HEALTH_ADDR": "127.0.0.1:18088",
+                "METRICS_ADDR": "127.0.0.1:18080",
+            }
+            with (tmp_path / "gw.log").open("wb") as log:
+                daemon = subprocess.Popen(
+                    gw.exec_argv([sys.executable, "-m", "hybrid_gateway", "run"]),
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                _wait(lambda: gw.exec(sys.executable, "-c", VTEP, admin).strip() == "present")
+                _wait(lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"))
+                _wait(
+                    lambda: any(
+                        r["verb"] == "create" and r["resource"] == "events"
+                        for r in api.audit()
+                        if r["identity"] == IDENTITY
+                    )
+                )
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=15)
+            records = [r for r in api.audit() if r["identity"] == IDENTITY]
+
+    used = {(r["verb"], _api_group(r["path"]), r["resource"]) for r in records}
+    # The run exercised both halves and the release, so the check below means something.
+    assert ("watch", "cilium.io", "ciliumnodes") in used
+    assert ("create", "cilium.io", "ciliumvtepconfigs") in used
+    assert ("create", "", "events") in used
+    assert ("update", "coordination.k8s.io", "leases") in used
+    denied = [
+        f"{r['verb']} {r['path']} (namespace {r.get('namespace')}, name {r.get('name')})"
+        for r in records
+        if not _allowed(r, rules)
+    ]
+    assert denied == [], "requests the chart's RBAC would deny:\n" + "\n".join(denied)
