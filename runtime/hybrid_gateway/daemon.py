@@ -193,7 +193,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         threading.Thread(target=work.run, args=(work_stop,), name="leader-work", daemon=True),
         threading.Thread(
             target=watch_store.watch,
-            args=(stop, lambda _type: work.wake()),
+            args=(stop, lambda _type: work.wake_vtep()),
             kwargs={"window_s": max(5.0, min(60.0, config.resync_period_s))},
             name="vtep-watch",
             daemon=True,

@@ -1,7 +1,10 @@
 """Leader-only work: route ownership and the CiliumVTEPConfig, while the lease is valid.
 
-One loop: on acquisition, on a VTEP-config event and every resync period it re-checks
-everything and repairs drift. Nothing is written unless `elector.valid()` holds at that moment
+Two independent lanes, one for the VPC routes and one for the CiliumVTEPConfig, each on its own
+thread: on acquisition, on a wake-up and every resync period each re-checks its part and
+repairs drift, and retries on its own until converged. They do not wait for each other: hybrid
+to cloud traffic follows the VTEP config alone, so EC2 throttling (the SDK backing off for
+seconds) must not delay it. Nothing is written unless `elector.valid()` holds at that moment
 (the EC2 adapter re-checks before every HTTP attempt, retries included).
 """
 
@@ -53,6 +56,18 @@ class AsyncEvents:
             self._recorder.emit(obj, reason, message, warning=warning)
 
 
+class _Lane:
+    """One part of leader work (routes or VTEP config) with its own loop state."""
+
+    def __init__(self, name: str, sync: Callable[[], bool]) -> None:
+        self.name = name
+        self.sync = sync
+        self.wake = threading.Event()
+        self.converged = False
+        self.term = 0  # the leadership term `converged` belongs to
+        self.heartbeat = time.monotonic()
+
+
 class LeaderWork:
     def __init__(
         self,
@@ -79,19 +94,41 @@ class LeaderWork:
         self._subject = subject
         self._identity = identity
         self._wake = threading.Event()
+        self._lock = threading.Lock()
         self._active = False
+        self._term = 0
         self._setup_reported = False
-        self.routes_converged = False
-        self.vtep_converged = False
-        self.heartbeat = time.monotonic()
+        self._routes_lane = _Lane("routes", self._sync_routes)
+        self._vtep_lane = _Lane("vtep", self._sync_vtep)
+        self._lanes = (self._routes_lane, self._vtep_lane)
+        self._heartbeat = time.monotonic()
 
     @property
     def active(self) -> bool:
         return self._active
 
+    @property
+    def routes_converged(self) -> bool:
+        return self._lane_converged(self._routes_lane)
+
+    @property
+    def vtep_converged(self) -> bool:
+        return self._lane_converged(self._vtep_lane)
+
+    @property
+    def heartbeat(self) -> float:
+        """The oldest tick of the coordinating loop and both lanes (for liveness)."""
+        return min(self._heartbeat, *(lane.heartbeat for lane in self._lanes))
+
     def wake(self) -> None:
-        """Re-check now (leadership changed, or the VTEP config was touched)."""
+        """Re-check everything now (leadership changed)."""
         self._wake.set()
+        for lane in self._lanes:
+            lane.wake.set()
+
+    def wake_vtep(self) -> None:
+        """Re-check the VTEP config now (it was created, edited or deleted)."""
+        self._vtep_lane.wake.set()
 
     def report_refusals(self, refusals: Sequence[Refusal]) -> None:
         text = "; ".join(r.describe() for r in refusals[:5])
@@ -102,38 +139,80 @@ class LeaderWork:
         return self._active and self.routes_converged and self.vtep_converged
 
     def run(self, stop: threading.Event) -> None:
-        next_full = 0.0
-        while not stop.is_set():
-            self.heartbeat = time.monotonic()
-            woken = self._wake.is_set()
-            self._wake.clear()
-            if self._valid():
-                if not self._active:
-                    self._start()
-                    next_full = 0.0
-                if woken or time.monotonic() >= next_full or not self._all_converged():
-                    self._sync_once()
-                    next_full = time.monotonic() + self._resync
-            elif self._active:
-                self._stop("lease no longer held")
-            # Wake up on events, for the next resync, and at least every retry period so that a
-            # lapsed lease is noticed promptly (writes are guarded regardless).
-            timeout = self._retry
-            if self._active and self._all_converged():
-                timeout = min(self._retry, max(0.0, next_full - time.monotonic()))
-            self._wake.wait(max(0.01, timeout))
+        """Start/stop leader work as the lease comes and goes; the lanes do the writing.
+
+        Returns only after both lanes have returned, so no write is in flight afterwards.
+        """
+        lane_stop = threading.Event()
+        threads = [
+            threading.Thread(
+                target=self._run_lane,
+                args=(lane, lane_stop),
+                name=f"leader-{lane.name}",
+                daemon=True,
+            )
+            for lane in self._lanes
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not stop.is_set():
+                self._heartbeat = time.monotonic()
+                self._wake.clear()
+                if self._valid():
+                    if not self._active:
+                        self._start()
+                elif self._active:
+                    self._stop("lease no longer held")
+                # Wake up on events and at least every retry period so that a lapsed lease is
+                # noticed promptly (writes are guarded regardless).
+                self._wake.wait(max(0.01, self._retry))
+        finally:
+            lane_stop.set()
+            for lane in self._lanes:
+                lane.wake.set()
+            for thread in threads:
+                thread.join()
         if self._active:
             self._stop("shutting down")
 
-    def _all_converged(self) -> bool:
-        return self.routes_converged and self.vtep_converged
+    def _run_lane(self, lane: _Lane, stop: threading.Event) -> None:
+        next_full = 0.0
+        term = -1
+        while not stop.is_set():
+            lane.heartbeat = time.monotonic()
+            woken = lane.wake.is_set()
+            lane.wake.clear()
+            with self._lock:
+                active, current = self._active, self._term
+            if active and self._valid():
+                if current != term:
+                    term, next_full = current, 0.0  # a new term: check at once
+                if woken or time.monotonic() >= next_full or not self._lane_converged(lane):
+                    converged = lane.sync()
+                    next_full = time.monotonic() + self._resync
+                    with self._lock:
+                        if self._term == term:  # not a result from an earlier term
+                            lane.converged, lane.term = converged, term
+                            self._report_setup_locked(term)
+            timeout = self._retry
+            if active and self._lane_converged(lane):
+                timeout = min(self._resync, max(0.0, next_full - time.monotonic()))
+            lane.wake.wait(max(0.01, timeout))
+
+    def _lane_converged(self, lane: _Lane) -> bool:
+        with self._lock:
+            return self._active and lane.converged and lane.term == self._term
 
     def _start(self) -> None:
-        self._active = True
-        self._setup_reported = False
-        self.routes_converged = self.vtep_converged = False
+        with self._lock:
+            self._active = True
+            self._term += 1
+            self._setup_reported = False
         self._metrics.leader_is_active.set(1)
         log.info("leader work started")
+        for lane in self._lanes:
+            lane.wake.set()
         self._events.emit(
             self._subject,
             "LeaderElected",
@@ -142,27 +221,39 @@ class LeaderWork:
         )
 
     def _stop(self, why: str) -> None:
-        self._active = False
-        self.routes_converged = self.vtep_converged = False
+        with self._lock:
+            self._active = False
+            self._term += 1
         self._metrics.leader_is_active.set(0)
         log.warning("leader work stopped: %s", why)
         self._events.emit(self._subject, "LeaderLost", f"{self._identity} stopped leading: {why}")
 
-    def _sync_once(self) -> None:
+    def _sync_routes(self) -> bool:
         try:
-            result = self._routes.sync(self._valid)
-            self.routes_converged = result.converged
+            return self._routes.sync(self._valid).converged
         except Exception as exc:
-            self.routes_converged = False
             log.warning("route sync failed (retrying): %s", exc)
+            return False
+
+    def _sync_vtep(self) -> bool:
         try:
-            self.vtep_converged = self._vtep.sync(self._valid)
+            return self._vtep.sync(self._valid)
         except Exception as exc:
-            self.vtep_converged = False
             log.warning("CiliumVTEPConfig sync failed (retrying): %s", exc)
+            return False
+
+    def _report_setup_locked(self, term: int) -> None:
+        """Record how long this term took to converge, once, when both lanes first have.
+
+        Called with the lock held, so readiness is never reported before this figure."""
+        if self._setup_reported or not all(
+            lane.converged and lane.term == term for lane in self._lanes
+        ):
+            return
         acquired = self._acquired_at()
-        if self._all_converged() and not self._setup_reported and acquired is not None:
-            self._setup_reported = True
-            took = time.monotonic() - acquired
-            self._metrics.leader_setup_duration.set(took)
-            log.info("leader setup converged in %.3fs", took)
+        if acquired is None:
+            return
+        self._setup_reported = True
+        took = time.monotonic() - acquired
+        self._metrics.leader_setup_duration.set(took)
+        log.info("leader setup converged in %.3fs", took)

@@ -116,6 +116,16 @@ class GatewayProcess:
             time.sleep(0.05)
         raise AssertionError(f"{self.identity} did not start serving in {timeout_s}s")
 
+    def wait_ready(self, body: str, timeout_s: float = 10.0) -> tuple[int, str]:
+        """/readyz once it answers 200 with `body` (readiness follows the last write's reply,
+        a moment after the write is visible), or its last answer."""
+        deadline = time.monotonic() + timeout_s
+        answer = self.get(self.health_port, "/readyz")
+        while answer != (200, body) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answer = self.get(self.health_port, "/readyz")
+        return answer
+
     def metric(self, name: str) -> float | None:
         _, text = self.get(self.metrics_port, "/metrics")
         for line in text.splitlines():
@@ -321,7 +331,7 @@ def test_kill_9_the_leader_and_the_standby_owns_everything(pair: Pair) -> None:
     standby = pair.other(leader)
     gw, sb = pair.gateways[leader], pair.gateways[standby]
     # health and metrics on their own ports, per replica
-    assert gw.get(gw.health_port, "/readyz") == (200, "ready (leader)\n")
+    assert gw.wait_ready("ready (leader)\n") == (200, "ready (leader)\n")
     assert sb.get(sb.health_port, "/readyz") == (200, "ready (standby)\n")
     assert gw.get(gw.health_port, "/healthz")[0] == 200
     assert (
@@ -409,3 +419,35 @@ def test_twenty_handovers_and_no_write_by_a_non_holder(pair: Pair) -> None:
         f"\n20 hand-overs: {writes} leader writes, 0 by a non-holder; routes+VTEP moved in "
         f"{min(took):.2f}-{max(took):.2f}s (median {sorted(took)[10]:.2f}s) after the cut"
     )
+
+
+def test_vtep_config_moves_while_ec2_is_still_blocked(pair: Pair) -> None:
+    """The new leader publishes the CiliumVTEPConfig without waiting for EC2: with every EC2 call
+    of the standby held at its proxy, the VTEP config points at it while every route still
+    points at the old leader (hybrid to cloud traffic does not depend on EC2)."""
+    leader, _ = pair.wait_owner()
+    gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
+    released = threading.Event()
+
+    def hold(action: str, seq: int) -> None:
+        released.wait(30.0)  # EC2 does not answer until the test lets it
+
+    sb.proxy.fault = hold
+    try:
+        gw.signal(signal.SIGTERM)
+        want = (sb.node_ip, vxlan_device_mac(sb.node_ip))
+        deadline = time.monotonic() + 10.0
+        while pair.vtep_endpoint() != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pair.vtep_endpoint() == want, pair.logs()
+        # routes not converged: all still on the old leader, none written, the new leader unready
+        assert pair.world.all_point_at(pair.direct, leader)
+        assert sb.proxy.count(*EC2_WRITES) == 0
+        assert sb.proxy.count() == 0  # every EC2 call so far is still held at the proxy
+        assert sb.get(sb.health_port, "/readyz")[0] == 503
+    finally:
+        released.set()
+    owner, _ = pair.wait_owner(not_=leader)
+    assert owner == sb.name
+    assert sb.wait_ready("ready (leader)\n") == (200, "ready (leader)\n")
+    assert_only_the_holder_wrote(pair, 1.0)
