@@ -188,6 +188,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     metrics.leader_is_active.set(0)
 
     watch_store = VtepStore(api_client, timeout_s=max(0.5, config.renew_deadline_s))
+    lease_watch = LeaseStore(api_client, config.namespace, config.lease_name)
     threads += [
         threading.Thread(target=elector.run, args=(elector_stop,), name="elector", daemon=True),
         threading.Thread(target=work.run, args=(work_stop,), name="leader-work", daemon=True),
@@ -196,6 +197,17 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
             args=(stop, lambda _type: work.wake_vtep()),
             kwargs={"window_s": max(5.0, min(60.0, config.resync_period_s))},
             name="vtep-watch",
+            daemon=True,
+        ),
+        threading.Thread(
+            target=lease_watch.watch,
+            args=(stop, elector.notice),
+            kwargs={
+                "timeout_s": max(0.5, config.renew_deadline_s),
+                "window_s": max(5.0, min(60.0, config.resync_period_s)),
+                "max_backoff_s": max(1.0, config.retry_period_s),
+            },
+            name="lease-watch",
             daemon=True,
         ),
     ]
@@ -249,6 +261,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     was_leader = work.active
     elector.stop_leading()
     elector_stop.set()
+    elector.wake()
     work_stop.set()
     work.wake()
     by_name = {t.name: t for t in threads}

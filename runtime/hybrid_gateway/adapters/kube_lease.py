@@ -9,12 +9,17 @@ that its leadership ran out.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
+import threading
+from collections.abc import Callable
 
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.core.lease import LeaseRecord
+
+log = logging.getLogger(__name__)
 
 
 class LeaseConflictError(Exception):
@@ -119,3 +124,61 @@ class LeaseStore:
         except Exception as exc:
             raise LeaseApiError(f"write Lease {self.namespace}/{self.name}: {exc}") from exc
         return self._remember(lease)
+
+    def watch(
+        self,
+        stop: threading.Event,
+        on_seen: Callable[[LeaseRecord | None], None],
+        *,
+        timeout_s: float,
+        window_s: float = 30.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        """Call `on_seen(record)` for every state of our Lease (None: deleted) until `stop`.
+
+        List (field selector on the name) then watch from the listed resourceVersion, in bounded
+        windows. Errors, timeouts and 410 Gone back off (doubling up to `max_backoff_s`) and
+        start over from a fresh list, which is passed to `on_seen` too, so a state missed while
+        disconnected is seen on reconnect. It only speeds the elector up; polling stays.
+        """
+        selector = f"metadata.name={self.name}"
+        backoff = min(0.2, max_backoff_s)
+        warned = False
+        while not stop.is_set():
+            watcher = watch.Watch()
+            try:
+                listed = self._api.list_namespaced_lease(
+                    self.namespace, field_selector=selector, _request_timeout=timeout_s
+                )
+                items = [lease for lease in listed.items or [] if lease.metadata.name == self.name]
+                on_seen(_record(items[0]) if items else None)
+                backoff = min(0.2, max_backoff_s)
+                for event in watcher.stream(
+                    self._api.list_namespaced_lease,
+                    self.namespace,
+                    field_selector=selector,
+                    resource_version=listed.metadata.resource_version,
+                    timeout_seconds=max(1, int(window_s)),
+                    _request_timeout=window_s + timeout_s,
+                ):
+                    if stop.is_set():
+                        break
+                    lease = event.get("object")
+                    if not isinstance(lease, client.V1Lease) or lease.metadata.name != self.name:
+                        continue
+                    on_seen(None if event.get("type") == "DELETED" else _record(lease))
+            except Exception as exc:  # reconnect after a pause; polling covers the gap
+                if isinstance(exc, ApiException) and exc.status == 403 and not warned:
+                    warned = True
+                    log.warning(
+                        "cannot watch Lease %s/%s (%s): the standby notices a release only "
+                        "when it polls; grant list and watch on this Lease",
+                        self.namespace,
+                        self.name,
+                        exc.reason,
+                    )
+                log.debug("Lease watch restarting in %.1fs: %s", backoff, exc)
+                stop.wait(backoff)
+                backoff = min(max_backoff_s, backoff * 2)
+            finally:
+                watcher.stop()

@@ -83,6 +83,20 @@ def decide(observation: Observation | None, identity: str, now: float) -> Action
     return Action.FOLLOW
 
 
+def warrants_early_round(observation: Observation | None, seen: LeaseRecord | None) -> bool:
+    """Whether a Lease seen on the watch should wake the elector before its next retry round.
+
+    Only a deletion, a release or a new holder can change what the elector does; a renewal by
+    the holder we already know cannot (and our own renewals echo back on the watch). This never
+    decides leadership: the early round re-reads the Lease and goes through `decide`, so the
+    rules for acquiring stay exactly the same.
+    """
+    if seen is None or seen.released:
+        return True
+    known = observation.record.holder if observation is not None else None
+    return seen.holder != known
+
+
 def leader_valid_until(renew_sent_at: float, renew_deadline_s: float) -> float:
     """Monotonic time at which a holder must have stopped all leader work."""
     return renew_sent_at + renew_deadline_s

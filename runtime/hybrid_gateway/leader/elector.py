@@ -23,6 +23,7 @@ from hybrid_gateway.core.lease import (
     decide,
     leader_valid_until,
     observe,
+    warrants_early_round,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class LeaseElector:
         self._observation: Observation | None = None
         self._valid_until = 0.0
         self._leading = False
+        self._wake = threading.Event()
         self.acquired_at: float | None = None  # monotonic time of the current term's acquisition
         self.heartbeat = clock()
         self.holder: str | None = None  # last holder seen
@@ -78,11 +80,25 @@ class LeaseElector:
             return max(0.0, self._valid_until - self._clock()) if self._leading else 0.0
 
     # -- the loop ------------------------------------------------------------------------------
+    def notice(self, seen: LeaseRecord | None) -> None:
+        """A Lease state seen on the watch: start the next round now if it may change what we
+        do (released, deleted, new holder). Called from the watch thread."""
+        if warrants_early_round(self._observation, seen):
+            self._wake.set()
+
+    def wake(self) -> None:
+        """End the current wait at once (a Lease change, or shutdown after setting `stop`)."""
+        self._wake.set()
+
     def run(self, stop: threading.Event) -> None:
+        """A round every retry period, or earlier when woken; polling stays the safety net
+        for a watch that is down or missed an event."""
         while not stop.is_set():
+            self._wake.clear()
             self.try_once()
             self.heartbeat = self._clock()
-            stop.wait(self._retry)
+            if not stop.is_set():
+                self._wake.wait(self._retry)
         self._set_leading(False)
 
     def try_once(self) -> None:

@@ -12,6 +12,7 @@ from hybrid_gateway.core.lease import (
     leader_valid_until,
     observe,
     validate_timing,
+    warrants_early_round,
 )
 
 ME = "gw-a"
@@ -116,3 +117,28 @@ def test_timing_is_validated(duration: float, deadline: float, retry: float, mes
 
 def test_reference_defaults_are_valid() -> None:
     validate_timing(3.0, 2.0, 1.0)
+
+
+def test_release_deletion_or_new_holder_wake_the_elector_early() -> None:
+    following = observe(None, record(OTHER, "t1"), now=100.0)
+    assert warrants_early_round(following, record(None, "t2", rv="2"))  # released
+    assert warrants_early_round(following, None)  # deleted
+    assert warrants_early_round(following, record("gw-c", "t2", rv="2"))  # taken by a third
+    assert warrants_early_round(None, record(OTHER, "t1"))  # nothing read yet
+
+
+def test_renewals_of_the_known_holder_do_not_wake_the_elector() -> None:
+    following = observe(None, record(OTHER, "t1"), now=100.0)
+    assert not warrants_early_round(following, record(OTHER, "t2", rv="2"))
+    leading = observe(None, record(ME, "t1"), now=100.0)
+    assert not warrants_early_round(leading, record(ME, "t2", rv="2"))  # our own echo
+
+
+def test_an_early_round_cannot_take_a_live_lease() -> None:
+    """Waking early only re-reads; a renewed lease of another is still followed."""
+    seen = observe(None, record(OTHER, "t1"), now=100.0)
+    renewed = record(OTHER, "t2", rv="2")
+    seen = observe(seen, renewed, now=100.5)
+    assert decide(seen, ME, now=100.6) is Action.FOLLOW
+    assert decide(seen, ME, now=103.4) is Action.FOLLOW  # 3 s since the change, not the start
+    assert decide(seen, ME, now=103.5) is Action.ACQUIRE
