@@ -394,7 +394,9 @@ class HybridGatewayChart(cdk8s.Chart):
             "namespace": self.namespace_name,
         }
         # `create` cannot be limited by resourceNames (the name is not known at authorization
-        # time); every other Lease verb is limited to the one Lease. Releasing is an update.
+        # time); every other Lease verb is limited to the one Lease. Releasing is an update;
+        # the standby's watch lists and watches with a `metadata.name` field selector, which is
+        # what lets RBAC apply resourceNames to list and watch.
         _api_object(
             self,
             "LeaseRole",
@@ -409,7 +411,7 @@ class HybridGatewayChart(cdk8s.Chart):
                         "apiGroups": ["coordination.k8s.io"],
                         "resources": ["leases"],
                         "resourceNames": [self.lease_name],
-                        "verbs": ["get", "patch", "update"],
+                        "verbs": ["get", "list", "patch", "update", "watch"],
                     },
                     {
                         "apiGroups": ["coordination.k8s.io"],

@@ -244,7 +244,7 @@ def test_lease_role_is_name_scoped_where_the_verb_allows(charts: dict[str, Rende
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
             "resourceNames": [contract.DEFAULT_LEASE_NAME],
-            "verbs": ["get", "patch", "update"],
+            "verbs": ["get", "list", "patch", "update", "watch"],
         }
     ]
     # create cannot be name-scoped; nothing else may be unscoped, and delete is not needed.

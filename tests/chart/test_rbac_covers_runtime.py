@@ -2,9 +2,11 @@
 
 A real `hybrid-gateway run` (data plane included, in a network namespace of its own) works
 against the test API server as leader: it programs a hybrid node, skips an invalid one with an
-Event, publishes the CiliumVTEPConfig, and releases its Lease on SIGTERM. Every request it made,
-read from the server's audit log, is then checked against the Role and ClusterRole the chart
-renders, with Kubernetes' RBAC rules (resourceNames only match requests that name an object).
+Event, publishes the CiliumVTEPConfig, and releases its Lease on SIGTERM, which a standby
+(watching the Lease) takes over. Every request both made, read from the server's audit log, is
+then checked against the Role and ClusterRole the chart renders, with Kubernetes' RBAC rules
+(resourceNames match requests that name an object, and a list or watch only through a
+`metadata.name` field selector; never a create).
 The test API server itself does not enforce RBAC, so this is where a missing verb shows up
 before a cluster answers 403.
 """
@@ -19,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -30,7 +33,7 @@ pytestmark = pytest.mark.netns
 
 Manifest = dict[str, Any]
 GW_IP = "10.0.1.10"
-IDENTITY = "gw-a"
+LEADER, STANDBY = "gw-a", "gw-b"
 
 SEED = """
 import json, sys
@@ -79,12 +82,23 @@ def _allowed(record: dict[str, Any], rules: list[tuple[str | None, Manifest]]) -
         if record["verb"] not in rule["verbs"]:
             continue
         names = rule.get("resourceNames")
-        # A create names no object in its URL, so resourceNames can never grant it.
-        name = None if record["verb"] == "create" else record.get("name")
-        if names and name not in names:
+        if names and _requested_name(record) not in names:
             continue
         return True
     return False
+
+
+def _requested_name(record: dict[str, Any]) -> str | None:
+    """The object name RBAC sees: from the URL, or a list/watch's `metadata.name` selector."""
+    if record["verb"] == "create":  # the name is in the body, unknown to the authorizer
+        return None
+    if record["verb"] in ("list", "watch"):
+        selector = str(parse_qs(record.get("query") or "").get("fieldSelector", [""])[-1])
+        if selector.startswith("metadata.name="):
+            return selector.removeprefix("metadata.name=")
+        return None
+    name = record.get("name")
+    return str(name) if name else None
 
 
 def _rules(objects: list[Manifest]) -> list[tuple[str | None, Manifest]]:
@@ -126,10 +140,8 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
                 _cilium_node("hybrid-broken", None, "10.85.2.0/24"),  # no InternalIP: an Event
             ]
             gw.exec(sys.executable, "-c", SEED, admin, json.dumps(nodes))
-            env = {
+            base_env = {
                 "PATH": os.environ.get("PATH", ""),
-                "KUBECONFIG": str(api.kubeconfig(IDENTITY)),
-                "POD_NAME": IDENTITY,
                 "POD_NAMESPACE": DEFAULT_NAMESPACE,
                 "NODE_IP": GW_IP,
                 "VPC_CIDR": "10.0.0.0/16",
@@ -140,30 +152,63 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
                 "LEASE_DURATION": "1",
                 "RENEW_DEADLINE": "0.6",
                 "RETRY_PERIOD": "0.15",
-                "HEALTH_ADDR": "127.0.0.1:18088",
-                "METRICS_ADDR": "127.0.0.1:18080",
             }
-            with (tmp_path / "gw.log").open("wb") as log:
-                daemon = subprocess.Popen(
-                    gw.exec_argv([sys.executable, "-m", "hybrid_gateway", "run"]),
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            daemons: dict[str, subprocess.Popen[bytes]] = {}
+
+            def start(identity: str, port: int, *flags: str) -> None:
+                env = {
+                    **base_env,
+                    "KUBECONFIG": str(api.kubeconfig(identity)),
+                    "POD_NAME": identity,
+                    "HEALTH_ADDR": f"127.0.0.1:{port}",
+                    "METRICS_ADDR": f"127.0.0.1:{port + 1}",
+                }
+                with (tmp_path / f"{identity}.log").open("wb") as log:
+                    daemons[identity] = subprocess.Popen(
+                        gw.exec_argv([sys.executable, "-m", "hybrid_gateway", "run", *flags]),
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+
+            def holder() -> str | None:
+                renewals = [
+                    r["identity"]
+                    for r in api.audit()
+                    if r["resource"] == "leases"
+                    and r["verb"] in ("create", "update")
+                    and r["status"] in (200, 201)
+                ]
+                return renewals[-1] if renewals else None
+
             try:
+                start(LEADER, 18088)
                 _wait(lambda: gw.exec(sys.executable, "-c", VTEP, admin).strip() == "present")
+                start(STANDBY, 18188, "--no-dataplane")
                 _wait(lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"))
                 _wait(
                     lambda: any(
                         r["verb"] == "create" and r["resource"] == "events"
                         for r in api.audit()
-                        if r["identity"] == IDENTITY
+                        if r["identity"] == LEADER
                     )
                 )
+                _wait(
+                    lambda: any(
+                        r["verb"] == "watch" and r["resource"] == "leases"
+                        for r in api.audit()
+                        if r["identity"] == STANDBY
+                    )
+                )
+                daemons[LEADER].send_signal(signal.SIGTERM)
+                daemons[LEADER].wait(timeout=15)
+                _wait(lambda: holder() == STANDBY)
             finally:
-                daemon.send_signal(signal.SIGTERM)
-                daemon.wait(timeout=15)
-            records = [r for r in api.audit() if r["identity"] == IDENTITY]
+                for daemon in daemons.values():
+                    if daemon.poll() is None:
+                        daemon.send_signal(signal.SIGTERM)
+                        daemon.wait(timeout=15)
+            records = [r for r in api.audit() if r["identity"] in (LEADER, STANDBY)]
 
     used = {(r["verb"], _api_group(r["path"]), r["resource"]) for r in records}
     # The run exercised both halves and the release, so the check below means something.
@@ -171,8 +216,9 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     assert ("create", "cilium.io", "ciliumvtepconfigs") in used
     assert ("create", "", "events") in used
     assert ("update", "coordination.k8s.io", "leases") in used
+    assert ("watch", "coordination.k8s.io", "leases") in used
     denied = [
-        f"{r['verb']} {r['path']} (namespace {r.get('namespace')}, name {r.get('name')})"
+        f"{r['identity']}: {r['verb']} {r['path']}?{r.get('query')} (name {r.get('name')})"
         for r in records
         if not _allowed(r, rules)
     ]
