@@ -17,6 +17,7 @@ import constructs
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
+    require_nonempty,
     validate_dns_label,
     validate_positive,
     validate_replicas,
@@ -193,16 +194,9 @@ class HybridGatewayChart(cdk8s.Chart):
             leader_election=leader_election,
             vxlan_mtu=vxlan_mtu,
         )
-        if not vpc_cidrs:
-            raise HybridGatewayConfigError("vpc_cidrs: at least one VPC CIDR is required, got []")
-        if not pod_cidrs:
-            raise HybridGatewayConfigError(
-                "pod_cidrs: at least one remote pod network is required, got []"
-            )
-        if not route_table_ids:
-            raise HybridGatewayConfigError(
-                "route_table_ids: at least one route table ID is required, got []"
-            )
+        require_nonempty("vpc_cidrs", vpc_cidrs, "VPC CIDR")
+        require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")
+        require_nonempty("route_table_ids", route_table_ids, "route table ID")
         validate_route_table_ids("route_table_ids", route_table_ids)
         timings = leader_election or LeaderElectionTimings()
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import hybrid_gateway_contract as contract
-from eks_hybrid_gateway.validation import HybridGatewayConfigError, parse_cidrs
+from eks_hybrid_gateway.validation import HybridGatewayConfigError, parse_cidrs, require_nonempty
 
 #: Environment variable of the AWS VPC CNI (`aws-node`) that keeps traffic to these CIDRs un-SNATed.
 VPC_CNI_EXCLUDE_SNAT_ENV = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS"
@@ -49,10 +49,7 @@ def cilium_helm_values(
     `/pod_cidr_mask_size` from the remote pod networks. Needs an EKS Cilium build of at least
     one of `MIN_EKS_CILIUM_VERSIONS`.
     """
-    if not remote_pod_networks:
-        raise HybridGatewayConfigError(
-            "remote_pod_networks: at least one remote pod network is required, got []"
-        )
+    require_nonempty("remote_pod_networks", remote_pod_networks, "remote pod network")
     parsed = parse_cidrs("remote_pod_networks", remote_pod_networks)
     for cidr in parsed:
         if cidr.network.prefixlen > pod_cidr_mask_size:
@@ -88,11 +85,8 @@ def cilium_helm_values(
 
 def vpc_cni_snat_exclusion(remote_pod_networks: Sequence[str]) -> dict[str, str]:
     """The `aws-node` env setting that lets cloud pods reach hybrid endpoints of ClusterIPs."""
+    require_nonempty("remote_pod_networks", remote_pod_networks, "remote pod network")
     parse_cidrs("remote_pod_networks", remote_pod_networks)
-    if not remote_pod_networks:
-        raise HybridGatewayConfigError(
-            "remote_pod_networks: at least one remote pod network is required, got []"
-        )
     return {VPC_CNI_EXCLUDE_SNAT_ENV: ",".join(remote_pod_networks)}
 
 

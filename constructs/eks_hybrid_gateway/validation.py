@@ -39,6 +39,12 @@ class NamedCidr:
     network: ipaddress.IPv4Network
 
 
+def require_nonempty(prop: str, values: Sequence[object], what: str) -> None:
+    """Reject an empty list; `what` names one of its elements, e.g. "VPC CIDR"."""
+    if not values:
+        raise HybridGatewayConfigError(f"{prop}: at least one {what} is required, got []")
+
+
 def parse_cidrs(prop: str, values: Sequence[str]) -> list[NamedCidr]:
     """Parse every literal CIDR of a prop; tokens are skipped."""
     parsed: list[NamedCidr] = []
@@ -83,16 +89,9 @@ def validate_networks(
     service_cidr: str | None,
 ) -> None:
     """Every check on the address plan the gateway relies on."""
-    if not remote_node_networks:
-        raise HybridGatewayConfigError(
-            "remote_node_networks: at least one remote node network is required, got []"
-        )
-    if not remote_pod_networks:
-        raise HybridGatewayConfigError(
-            "remote_pod_networks: at least one remote pod network is required, got []"
-        )
-    if not vpc_cidrs:
-        raise HybridGatewayConfigError("vpc_cidrs: at least one VPC CIDR is required, got []")
+    require_nonempty("remote_node_networks", remote_node_networks, "remote node network")
+    require_nonempty("remote_pod_networks", remote_pod_networks, "remote pod network")
+    require_nonempty("vpc_cidrs", vpc_cidrs, "VPC CIDR")
     if len(vpc_cidrs) > contract.MAX_VTEP_ENDPOINTS:
         raise HybridGatewayConfigError(
             f"vpc_cidrs: {len(vpc_cidrs)} CIDRs given ({', '.join(map(str, vpc_cidrs))}); "
