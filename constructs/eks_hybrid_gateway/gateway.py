@@ -64,6 +64,13 @@ def _managed_policy_rule(name: str) -> str:
     return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
 
 
+def _route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
+    return [
+        stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
+        for rtb in route_table_ids
+    ]
+
+
 def _dedupe(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -222,10 +229,7 @@ class HybridNodesGateway(constructs.Construct):
             iam.PolicyStatement(
                 sid="ProgramOwnedRouteTables",
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=[
-                    stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
-                    for rtb in self.route_table_ids
-                ],
+                resources=_route_table_arns(stack, self.route_table_ids),
             )
         )
 
@@ -291,14 +295,10 @@ class HybridNodesGateway(constructs.Construct):
     def grant_route_table(self, *route_table_ids: str) -> None:
         """Let the gateway also program routes in these tables (they must be in ROUTE_TABLE_IDS
         to be used; prefer the `route_table_ids` prop)."""
-        stack = cdk.Stack.of(self)
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=[
-                    stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
-                    for rtb in route_table_ids
-                ],
+                resources=_route_table_arns(cdk.Stack.of(self), route_table_ids),
             )
         )
 
