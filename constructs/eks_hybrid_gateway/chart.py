@@ -387,6 +387,7 @@ class HybridGatewayChart(cdk8s.Chart):
             "name": self.service_account_name,
             "namespace": self.namespace_name,
         }
+        lease_role = f"{contract.APP_NAME}-leader-election"
         # `create` cannot be limited by resourceNames (the name is not known at authorization
         # time); every other Lease verb is limited to the one Lease. Releasing is an update;
         # the standby's watch lists and watches with a `metadata.name` field selector, which is
@@ -396,7 +397,7 @@ class HybridGatewayChart(cdk8s.Chart):
             "LeaseRole",
             api_version="rbac.authorization.k8s.io/v1",
             kind="Role",
-            name=f"{contract.APP_NAME}-leader-election",
+            name=lease_role,
             namespace=self.namespace_name,
             labels=labels,
             body={
@@ -420,14 +421,14 @@ class HybridGatewayChart(cdk8s.Chart):
             "LeaseRoleBinding",
             api_version="rbac.authorization.k8s.io/v1",
             kind="RoleBinding",
-            name=f"{contract.APP_NAME}-leader-election",
+            name=lease_role,
             namespace=self.namespace_name,
             labels=labels,
             body={
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
                     "kind": "Role",
-                    "name": f"{contract.APP_NAME}-leader-election",
+                    "name": lease_role,
                 },
                 "subjects": [subject],
             },
