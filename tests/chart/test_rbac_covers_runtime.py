@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -28,6 +27,7 @@ import pytest
 from hybrid_gateway_contract import DEFAULT_NAMESPACE, HYBRID_NODE_LABEL_KEY
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.netns import netns_world
+from hybrid_gateway_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -111,15 +111,6 @@ def _rules(objects: list[Manifest]) -> list[tuple[str | None, Manifest]]:
     return rules
 
 
-def _wait(check: Any, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout_s}s")
-
-
 def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     chart_objects: dict[str, list[Manifest]], tmp_path: Path
 ) -> None:
@@ -183,26 +174,44 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
 
             try:
                 start(LEADER, 18088)
-                _wait(lambda: gw.exec(sys.executable, "-c", VTEP, admin).strip() == "present")
+                wait_until(
+                    "the VTEP config",
+                    lambda: gw.exec(sys.executable, "-c", VTEP, admin).strip() == "present",
+                    30.0,
+                    poll_s=0.2,
+                )
                 start(STANDBY, 18188, "--no-dataplane")
-                _wait(lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"))
-                _wait(
+                wait_until(
+                    "the hybrid node's tunnel route",
+                    lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
+                    30.0,
+                    poll_s=0.2,
+                )
+                wait_until(
+                    "an Event from the leader",
                     lambda: any(
                         r["verb"] == "create" and r["resource"] == "events"
                         for r in api.audit()
                         if r["identity"] == LEADER
-                    )
+                    ),
+                    30.0,
+                    poll_s=0.2,
                 )
-                _wait(
+                wait_until(
+                    "the standby's Lease watch",
                     lambda: any(
                         r["verb"] == "watch" and r["resource"] == "leases"
                         for r in api.audit()
                         if r["identity"] == STANDBY
-                    )
+                    ),
+                    30.0,
+                    poll_s=0.2,
                 )
                 daemons[LEADER].send_signal(signal.SIGTERM)
                 daemons[LEADER].wait(timeout=15)
-                _wait(lambda: holder() == STANDBY)
+                wait_until(
+                    "the standby holding the lease", lambda: holder() == STANDBY, 30.0, poll_s=0.2
+                )
             finally:
                 for daemon in daemons.values():
                     if daemon.poll() is None:

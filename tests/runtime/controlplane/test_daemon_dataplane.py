@@ -14,16 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.netns import Netns, netns_world
+from hybrid_gateway_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -55,17 +53,6 @@ except urllib.error.HTTPError as e:
 except OSError as e:
     print(0, e)
 """
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met in {timeout_s}s (last: {last!r})")
 
 
 def device_mac(ns: Netns) -> str | None:
@@ -111,7 +98,12 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
                 def readyz() -> str:
                     return gw.exec(sys.executable, "-c", READYZ, "http://127.0.0.1:18088/readyz")
 
-                assert wait_for(lambda: readyz().startswith("200 ready (leader)"))
+                wait_until(
+                    "ready as leader",
+                    lambda: readyz().startswith("200 ready (leader)"),
+                    20.0,
+                    poll_s=0.2,
+                )
                 mac = device_mac(gw)
                 assert mac == vxlan_device_mac(GW_IP)
                 endpoints = json.loads(gw.exec(sys.executable, "-c", KUBE, kubeconfig, "vtep"))
@@ -137,8 +129,11 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
                     },
                 }
                 gw.exec(sys.executable, "-c", KUBE, kubeconfig, "node", json.dumps(node))
-                assert wait_for(
-                    lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0")
+                wait_until(
+                    "tunnel route of the hybrid node",
+                    lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
+                    20.0,
+                    poll_s=0.2,
                 )
 
                 proc.send_signal(signal.SIGTERM)

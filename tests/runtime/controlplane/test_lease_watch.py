@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,20 +21,13 @@ from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.waiting import wait_until
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 LEASE = "hybrid-gateway-leader"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
 RETRY_S = 5.0
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
+POLL_S = 0.02  # fine-grained: the early take-over must be seen well within RETRY_S / 3
 
 
 class Replica:
@@ -113,11 +106,16 @@ def test_follower_acquires_a_released_lease_before_its_next_poll(
 ) -> None:
     a = Replica(kube_api, "gw-a")
     replicas.append(a)
-    assert wait_for(a.elector.valid, 5.0)
+    wait_until("gw-a leading", a.elector.valid, 5.0, poll_s=POLL_S)
     b = Replica(kube_api, "gw-b")
     replicas.append(b)
     # b has polled once and follows a; its watch is connected (it listed a's Lease)
-    assert wait_for(lambda: b.elector.holder == "gw-a" and bool(b.seen), 5.0)
+    wait_until(
+        "gw-b watching the lease of gw-a",
+        lambda: b.elector.holder == "gw-a" and bool(b.seen),
+        5.0,
+        poll_s=POLL_S,
+    )
     polled_at = b.elector.heartbeat  # b's next poll round is RETRY_S after this
     assert not b.elector.valid()
 
@@ -127,7 +125,12 @@ def test_follower_acquires_a_released_lease_before_its_next_poll(
     assert released_at < polled_at + RETRY_S / 2, "setup too slow for the check to mean anything"
 
     # bounded wait well shorter than the retry period: only the watch can make this true
-    assert wait_for(b.elector.valid, RETRY_S / 3), "standby waited for its next poll"
+    wait_until(
+        "the standby taking the released lease before its next poll",
+        b.elector.valid,
+        RETRY_S / 3,
+        poll_s=POLL_S,
+    )
     audit = kube_api.audit()
     writes = lease_writes(audit)
     release = max(t for t, who in writes if who == "gw-a")
@@ -143,15 +146,20 @@ def test_follower_woken_by_renewals_never_takes_a_live_lease(
     """The watch sees every renewal of the holder; the follower keeps following it."""
     a = Replica(kube_api, "gw-a")
     replicas.append(a)
-    assert wait_for(a.elector.valid, 5.0)
+    wait_until("gw-a leading", a.elector.valid, 5.0, poll_s=POLL_S)
     b = Replica(kube_api, "gw-b")
     replicas.append(b)
-    assert wait_for(lambda: b.elector.holder == "gw-a", 5.0)
+    wait_until("gw-b following gw-a", lambda: b.elector.holder == "gw-a", 5.0, poll_s=POLL_S)
     a.stop_loop()  # the test drives a's rounds from here
     for _ in range(5):  # a renews five times, far more often than b polls
         a.elector.try_once()
         time.sleep(0.1)
-    assert wait_for(lambda: len([r for r in b.seen if r is not None]) >= 4, 5.0)
+    wait_until(
+        "renewals seen on the watch",
+        lambda: len([r for r in b.seen if r is not None]) >= 4,
+        5.0,
+        poll_s=POLL_S,
+    )
     assert a.elector.valid() and not b.elector.valid()
     holders = {who for _, who in lease_writes(kube_api.audit())}
     assert holders == {"gw-a"}
@@ -162,10 +170,15 @@ def test_watch_reconnects_after_a_partition(kube_api: ApiServer, replicas: list[
     and a later release is still noticed at once."""
     a = Replica(kube_api, "gw-a")
     replicas.append(a)
-    assert wait_for(a.elector.valid, 5.0)
+    wait_until("gw-a leading", a.elector.valid, 5.0, poll_s=POLL_S)
     b = Replica(kube_api, "gw-b")
     replicas.append(b)
-    assert wait_for(lambda: b.elector.holder == "gw-a" and bool(b.seen), 5.0)
+    wait_until(
+        "gw-b watching the lease of gw-a",
+        lambda: b.elector.holder == "gw-a" and bool(b.seen),
+        5.0,
+        poll_s=POLL_S,
+    )
 
     kube_api.partition("gw-b")
     time.sleep(1.0)
@@ -173,13 +186,28 @@ def test_watch_reconnects_after_a_partition(kube_api: ApiServer, replicas: list[
     kube_api.heal("gw-b")
     healed_at = time.monotonic()
     # a fresh list after the reconnect reaches the elector, and b has polled since the heal
-    assert wait_for(lambda: len(b.seen) > seen_before, 20.0), "the watch did not reconnect"
-    assert wait_for(lambda: watched_since(kube_api, "gw-b", healed_at), 10.0), "no new watch"
-    assert wait_for(lambda: b.elector.heartbeat > healed_at, 2 * RETRY_S + 1)
+    wait_until("the watch reconnecting", lambda: len(b.seen) > seen_before, 20.0, poll_s=POLL_S)
+    wait_until(
+        "a new watch after the heal",
+        lambda: watched_since(kube_api, "gw-b", healed_at),
+        10.0,
+        poll_s=POLL_S,
+    )
+    wait_until(
+        "an elector round after the heal",
+        lambda: b.elector.heartbeat > healed_at,
+        2 * RETRY_S + 1,
+        poll_s=POLL_S,
+    )
     polled_at = b.elector.heartbeat
     assert b.elector.holder == "gw-a" and not b.elector.valid()
 
     a.stop_loop()
     assert a.elector.release()
     assert time.monotonic() < polled_at + RETRY_S / 2, "setup too slow for the check to mean it"
-    assert wait_for(b.elector.valid, RETRY_S / 3), "standby waited for its next poll"
+    wait_until(
+        "the standby taking the released lease before its next poll",
+        b.elector.valid,
+        RETRY_S / 3,
+        poll_s=POLL_S,
+    )

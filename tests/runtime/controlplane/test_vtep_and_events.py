@@ -9,10 +9,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from kubernetes import client, config
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import INTERNAL_BODY, THROTTLE_BODY, Ec2Proxy, VpcWorld
+from hybrid_gateway_testkit.waiting import wait_until
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 NODE_IP = "10.0.1.10"
@@ -32,16 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met in {timeout_s}s")
 
 
 def start_daemon(
@@ -118,15 +108,15 @@ def test_vtep_config_is_kept_and_events_are_recorded(
             return None
 
     # created
-    assert wait_for(lambda: endpoints() == want)
+    wait_until("VTEP config created", lambda: endpoints() == want, 10.0)
     # corrected after an edit (someone points hybrid nodes elsewhere)
     obj = custom.get_cluster_custom_object(*VTEP)
     obj["spec"]["endpoints"][1]["tunnelEndpoint"] = "10.9.9.9"
     custom.replace_cluster_custom_object(*VTEP, obj)
-    assert wait_for(lambda: endpoints() == want)
+    wait_until("VTEP config corrected", lambda: endpoints() == want, 10.0)
     # recreated after deletion
     custom.delete_cluster_custom_object(*VTEP)
-    assert wait_for(lambda: endpoints() == want)
+    wait_until("VTEP config recreated", lambda: endpoints() == want, 10.0)
 
     # Events: leadership and the refused transit-gateway route
     core = client.CoreV1Api(api)
@@ -134,7 +124,11 @@ def test_vtep_config_is_kept_and_events_are_recorded(
     def reasons() -> set[str]:
         return {e.reason for e in core.list_namespaced_event(NAMESPACE).items}
 
-    assert wait_for(lambda: {"LeaderElected", "RouteTakeoverRefused"} <= reasons())
+    wait_until(
+        "leadership and refusal Events",
+        lambda: {"LeaderElected", "RouteTakeoverRefused"} <= reasons(),
+        10.0,
+    )
     refusal = next(
         e for e in core.list_namespaced_event(NAMESPACE).items if e.reason == "RouteTakeoverRefused"
     )
@@ -183,12 +177,16 @@ def test_daemon_rides_out_ec2_throttling_and_errors(
         kube_api, world, ec2_proxy, tmp_path, RESYNC_PERIOD="1"
     )
     try:
-        wait_for(lambda: get(health_port, "/healthz")[0] == 200)
-        wait_for(lambda: ec2_proxy.count() >= 4)
+        wait_until("healthz", lambda: get(health_port, "/healthz")[0] == 200, 10.0)
+        wait_until("EC2 traffic", lambda: ec2_proxy.count() >= 4, 10.0)
         assert get(health_port, "/readyz")[0] == 503
         assert get(health_port, "/healthz")[0] == 200 and proc.poll() is None
         failing[0] = False
-        wait_for(lambda: get(health_port, "/readyz") == (200, "ready (leader)\n"), 40.0)
+        wait_until(
+            "ready as leader",
+            lambda: get(health_port, "/readyz") == (200, "ready (leader)\n"),
+            40.0,
+        )
         assert world.all_point_at(direct, "a")
         assert proc.poll() is None
         assert any(c.injected for c in ec2_proxy.snapshot())

@@ -33,19 +33,11 @@ from hybrid_gateway_testkit.tunnel_world import (
     World,
     cilium_node,
 )
+from hybrid_gateway_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"
 IDENTITY = "gw-a"
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture
@@ -137,7 +129,7 @@ def test_watch_events_drive_the_tunnels_without_waiting_for_a_resync(
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     create(admin, cilium_node("ec2-node", "10.0.2.2", ["10.210.0.0/24"], hybrid=False))
     with running(world, api_client, resync_period_s=600) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         assert pings(world, 3)
         assert "10.210.0.0/24" not in routes(world)
         passes = plane.passes
@@ -146,20 +138,20 @@ def test_watch_events_drive_the_tunnels_without_waiting_for_a_resync(
             obj["spec"]["ipam"]["podCIDRs"].append("10.220.0.0/24")
 
         replace(admin, "hyb", add_cidr)
-        wait_for("second pod CIDR", lambda: "10.220.0.0/24 via 192.168.100.10" in routes(world))
+        wait_until("second pod CIDR", lambda: "10.220.0.0/24 via 192.168.100.10" in routes(world))
 
         create(admin, cilium_node("late", "192.168.100.77", ["10.230.0.0/24"]))
-        wait_for("new node", lambda: "10.230.0.0/24 via 192.168.100.77" in routes(world))
+        wait_until("new node", lambda: "10.230.0.0/24 via 192.168.100.77" in routes(world))
 
         def unlabel(obj: Any) -> None:
             obj["metadata"]["labels"] = {}
 
         replace(admin, "late", unlabel)
-        wait_for("unlabelled node removed", lambda: "10.230.0.0/24" not in routes(world))
+        wait_until("unlabelled node removed", lambda: "10.230.0.0/24" not in routes(world))
         assert "192.168.100.77" not in world.gw.ip("neigh", "show", "dev", DEV)
 
         delete(admin, "hyb")
-        wait_for("deleted node removed", lambda: "192.168.100.10" not in routes(world))
+        wait_until("deleted node removed", lambda: "192.168.100.10" not in routes(world))
         assert not pings(world)
         assert plane.passes > passes
         assert plane.nodes.relists == 1, "events, not relists, carried the changes"
@@ -173,7 +165,7 @@ def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(
 ) -> None:
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client, resync_period_s=0.5) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         kube_api.partition(IDENTITY)  # every request of the data plane fails from now on
         kube_api.close_watches()  # and its open watch is cut at once
         time.sleep(0.6)
@@ -184,7 +176,7 @@ def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(
         assert plane.ready()
         assert "10.240.0.0/24" not in routes(world)
         kube_api.heal(IDENTITY)
-        wait_for("missed node after the relist", lambda: "10.240.0.0/24" in routes(world), 30)
+        wait_until("missed node after the relist", lambda: "10.240.0.0/24" in routes(world), 30)
         assert plane.nodes.relists >= 2
         assert pings(world)
 
@@ -203,7 +195,7 @@ def test_bad_ciliumnodes_are_skipped_with_a_log_line_an_event_and_a_metric(
     create(admin, cilium_node("in-vpc", "192.168.100.43", ["10.0.200.0/24"]))
     create(admin, cilium_node("host-bits", "192.168.100.44", ["10.244.0.9/24"]))
     with running(world, api_client, metrics=metrics) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         assert pings(world)
         assert metrics.hybrid_nodes_skipped._value.get() == 4
         assert metrics.hybrid_nodes_configured._value.get() == 1
@@ -223,7 +215,7 @@ def test_restarting_the_data_plane_adopts_the_device_and_loses_no_pings(
 ) -> None:
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client) as first:
-        wait_for("readiness", first.ready)
+        wait_until("readiness", first.ready)
     index = world.gw.ip("-o", "link", "show", DEV).split(":")[0]
     pinger = subprocess.Popen(
         world.vpc.exec_argv(
@@ -235,7 +227,7 @@ def test_restarting_the_data_plane_adopts_the_device_and_loses_no_pings(
     )
     try:
         with running(world, api_client) as second:
-            wait_for("readiness after restart", second.ready)
+            wait_until("readiness after restart", second.ready)
             assert second.last_report is not None
             assert second.last_report.device.action == "adopted"
             assert second.last_report.plan.empty
@@ -264,15 +256,15 @@ def test_readiness_drops_with_the_device_and_a_resync_restores_it(
 ) -> None:
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client, resync_period_s=1.0) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         assert DataPlane.ready.__doc__ is not None
         world.gw.ip("link", "set", DEV, "down")
         assert not plane.ready()
-        wait_for("device set up again by the periodic resync", plane.ready, 10)
+        wait_until("device set up again by the periodic resync", plane.ready, 10)
         world.gw.ip("link", "del", DEV)
         assert not plane.ready()
-        wait_for("device recreated by the periodic resync", plane.ready, 10)
-        wait_for("tunnel back", lambda: pings(world))
+        wait_until("device recreated by the periodic resync", plane.ready, 10)
+        wait_until("tunnel back", lambda: pings(world))
 
 
 def test_kernel_counters_are_exported(
@@ -281,7 +273,7 @@ def test_kernel_counters_are_exported(
     metrics = GatewayMetrics()
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client, metrics=metrics) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         assert pings(world, 5)
         registry = metrics.registry
         sent = registry.get_sample_value(
@@ -311,9 +303,9 @@ def test_a_refused_entry_is_retried_without_blocking_readiness(
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     create(admin, cilium_node("clash", "192.168.100.50", ["10.250.0.0/24"]))
     with running(world, api_client, resync_period_s=60, metrics=metrics) as plane:
-        wait_for("readiness", plane.ready)
+        wait_until("readiness", plane.ready)
         assert pings(world)
-        wait_for("a retry", lambda: (metrics.reconcile_errors._value.get() or 0) >= 2, 10)
+        wait_until("a retry", lambda: (metrics.reconcile_errors._value.get() or 0) >= 2, 10)
         assert metrics.hybrid_nodes_configured._value.get() == 1
         assert "10.250.0.0/24 via 10.0.1.10" in world.gw.ip("route", "show", "10.250.0.0/24")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
@@ -13,15 +13,7 @@ from kubernetes.client.rest import ApiException
 from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import cilium_node
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+from hybrid_gateway_testkit.waiting import wait_until
 
 
 @pytest.fixture
@@ -59,7 +51,7 @@ def test_the_cache_follows_creates_updates_and_deletes(
         assert cache.wait_synced(10)
         assert names(cache) == {"a"}
         create(admin, "b", "192.168.1.2", "10.200.2.0/24")
-        wait_for("b added", lambda: names(cache) == {"a", "b"})
+        wait_until("b added", lambda: names(cache) == {"a", "b"})
         obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "a")
         obj["spec"]["ipam"]["podCIDRs"] = ["10.200.9.0/24"]
         admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "a", obj)
@@ -68,9 +60,9 @@ def test_the_cache_follows_creates_updates_and_deletes(
             found = [o for o in cache.snapshot() if o["metadata"]["name"] == "a"]
             return bool(found) and found[0]["spec"]["ipam"]["podCIDRs"] == ["10.200.9.0/24"]
 
-        wait_for("a updated", updated)
+        wait_until("a updated", updated)
         admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "b")
-        wait_for("b deleted", lambda: names(cache) == {"a"})
+        wait_until("b deleted", lambda: names(cache) == {"a"})
         assert cache.relists == 1 and cache.expired == 0
         assert len(changes) >= 4
     finally:
@@ -97,10 +89,10 @@ def test_a_watch_from_a_compacted_version_gets_410_and_the_cache_relists(
     thread = threading.Thread(target=cache.follow, args=(stop,), daemon=True)
     thread.start()
     try:
-        wait_for("relist after 410", lambda: names(cache) == {"missed"})
+        wait_until("relist after 410", lambda: names(cache) == {"missed"})
         assert cache.expired == 1 and cache.relists == 2
         create(admin, "later", "192.168.1.4", "10.200.4.0/24")
-        wait_for("watch resumed", lambda: names(cache) == {"missed", "later"})
+        wait_until("watch resumed", lambda: names(cache) == {"missed", "later"})
         assert cache.relists == 2, "after the relist the watch carries the changes again"
     finally:
         stop.set()
@@ -124,7 +116,7 @@ def test_errors_back_off_and_the_cache_catches_up_after_a_partition(
         time.sleep(1.5)
         assert names(cache) == set()
         kube_api.heal("watcher")
-        wait_for("caught up", lambda: names(cache) == {"during"})
+        wait_until("caught up", lambda: names(cache) == {"during"})
         assert cache.relists >= 2
         attempts = [r for r in kube_api.audit() if r.get("identity") == "watcher"]
         assert len(attempts) < 30, "retries are paced by the backoff, not a busy loop"
@@ -170,9 +162,9 @@ def test_only_hybrid_nodes_are_cached_trimmed_to_what_the_data_plane_reads(
             admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name, obj)
 
         set_labels("h", {})
-        wait_for("unlabelled node leaves the cache", lambda: names(cache) == set())
+        wait_until("unlabelled node leaves the cache", lambda: names(cache) == set())
         set_labels("e", {"eks.amazonaws.com/compute-type": "hybrid"})
-        wait_for("labelled node enters the cache", lambda: names(cache) == {"e"})
+        wait_until("labelled node enters the cache", lambda: names(cache) == {"e"})
         assert cache.relists == 1
     finally:
         stop.set()

@@ -1,0 +1,26 @@
+"""Bounded waiting for tests: poll a condition until it holds or a deadline passes.
+
+Tests cannot import each other (pytest's importlib mode), so the one helper lives here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    what: str, check: Callable[[], T], timeout_s: float = 15.0, *, poll_s: float = 0.05
+) -> T:
+    """Return `check()`'s first truthy value; AssertionError naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r})")
