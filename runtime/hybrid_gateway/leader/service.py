@@ -63,8 +63,7 @@ class _Lane:
         self.name = name
         self.sync = sync
         self.wake = threading.Event()
-        self.converged = False
-        self.term = 0  # the leadership term `converged` belongs to
+        self.converged_term = 0  # the term whose latest sync converged; 0: none (terms start at 1)
         self.heartbeat = time.monotonic()
 
 
@@ -121,10 +120,8 @@ class LeaderWork:
         return min(self._heartbeat, *(lane.heartbeat for lane in self._lanes))
 
     def wake(self) -> None:
-        """Re-check everything now (leadership changed)."""
+        """Re-check leadership now (it changed); starting a term wakes both lanes."""
         self._wake.set()
-        for lane in self._lanes:
-            lane.wake.set()
 
     def wake_vtep(self) -> None:
         """Re-check the VTEP config now (it was created, edited or deleted)."""
@@ -193,16 +190,16 @@ class LeaderWork:
                     next_full = time.monotonic() + self._resync
                     with self._lock:
                         if self._term == term:  # not a result from an earlier term
-                            lane.converged, lane.term = converged, term
+                            lane.converged_term = term if converged else 0
                             self._report_setup_locked(term)
             timeout = self._retry
             if active and self._lane_converged(lane):
-                timeout = min(self._resync, max(0.0, next_full - time.monotonic()))
+                timeout = max(0.0, next_full - time.monotonic())  # at most the resync period
             lane.wake.wait(max(0.01, timeout))
 
     def _lane_converged(self, lane: _Lane) -> bool:
         with self._lock:
-            return self._active and lane.converged and lane.term == self._term
+            return self._active and lane.converged_term == self._term
 
     def _start(self) -> None:
         with self._lock:
@@ -246,9 +243,7 @@ class LeaderWork:
         """Record how long this term took to converge, once, when both lanes first have.
 
         Called with the lock held, so readiness is never reported before this figure."""
-        if self._setup_reported or not all(
-            lane.converged and lane.term == term for lane in self._lanes
-        ):
+        if self._setup_reported or not all(lane.converged_term == term for lane in self._lanes):
             return
         acquired = self._acquired_at()
         if acquired is None:
