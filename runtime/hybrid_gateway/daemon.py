@@ -159,6 +159,9 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         on_change=on_leadership,
     )
     ec2 = Ec2Routes(make_client(region), write_guard=elector.valid)
+    api_timeout_s = max(0.5, config.renew_deadline_s)
+    watch_window_s = max(5.0, min(60.0, config.resync_period_s))
+    vtep_store = VtepStore(api_client, timeout_s=api_timeout_s)
     work = LeaderWork(
         valid=elector.valid,
         acquired_at=lambda: elector.acquired_at,
@@ -172,7 +175,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
             on_refusals=report_refusals,
         ),
         vtep=VtepOwner(
-            VtepStore(api_client, timeout_s=max(0.5, config.renew_deadline_s)),
+            vtep_store,
             vpc_cidrs=config.vpc_cidrs,
             node_ip=config.node_ip,
             mac=mac,
@@ -187,15 +190,14 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     work_holder.append(work)
     metrics.leader_is_active.set(0)
 
-    watch_store = VtepStore(api_client, timeout_s=max(0.5, config.renew_deadline_s))
     lease_watch = LeaseStore(api_client, config.namespace, config.lease_name)
     threads += [
         threading.Thread(target=elector.run, args=(elector_stop,), name="elector", daemon=True),
         threading.Thread(target=work.run, args=(work_stop,), name="leader-work", daemon=True),
         threading.Thread(
-            target=watch_store.watch,
+            target=vtep_store.watch,
             args=(stop, lambda _type: work.wake_vtep()),
-            kwargs={"window_s": max(5.0, min(60.0, config.resync_period_s))},
+            kwargs={"window_s": watch_window_s},
             name="vtep-watch",
             daemon=True,
         ),
@@ -203,8 +205,8 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
             target=lease_watch.watch,
             args=(stop, elector.notice),
             kwargs={
-                "timeout_s": max(0.5, config.renew_deadline_s),
-                "window_s": max(5.0, min(60.0, config.resync_period_s)),
+                "timeout_s": api_timeout_s,
+                "window_s": watch_window_s,
                 "max_backoff_s": max(1.0, config.retry_period_s),
             },
             name="lease-watch",
