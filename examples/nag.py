@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import constructs
 
-from eks_hybrid_gateway.gateway import acknowledge
-
-_POLICY = "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{}]"
+from eks_hybrid_gateway.gateway import acknowledge, managed_policy_rule
 
 KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
-    _POLICY.format("service-role/AWSLambdaBasicExecutionRole"): (
+    managed_policy_rule("service-role/AWSLambdaBasicExecutionRole"): (
         "aws-cdk-lib's kubectl provider functions write their logs with the AWS basic "
         "execution policy"
     ),
-    _POLICY.format("service-role/AWSLambdaVPCAccessExecutionRole"): (
+    managed_policy_rule("service-role/AWSLambdaVPCAccessExecutionRole"): (
         "aws-cdk-lib's kubectl handler can run in the cluster VPC and needs the AWS ENI policy"
     ),
-    _POLICY.format("AmazonEC2ContainerRegistryReadOnly"): (
+    managed_policy_rule("AmazonEC2ContainerRegistryReadOnly"): (
         "aws-cdk-lib's kubectl handler pulls Helm charts from ECR (and Auto Mode's built-in "
         "node pools pull images)"
     ),
-    _POLICY.format("AmazonEC2ContainerRegistryPullOnly"): (
+    managed_policy_rule("AmazonEC2ContainerRegistryPullOnly"): (
         "aws-cdk-lib's kubectl handler for an imported cluster pulls Helm charts from ECR; "
         "the AWS policy grants pull only"
     ),
@@ -36,7 +34,7 @@ KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
 
 NEW_CLUSTER_FINDINGS: dict[str, str] = {
     **{
-        _POLICY.format(name): (
+        managed_policy_rule(name): (
             "the EKS cluster role of an Auto Mode cluster needs the policies AWS maintains "
             "for the control plane"
         )
@@ -48,7 +46,7 @@ NEW_CLUSTER_FINDINGS: dict[str, str] = {
             "AmazonEKSNetworkingPolicy",
         )
     },
-    _POLICY.format("AmazonEKSWorkerNodePolicy"): (
+    managed_policy_rule("AmazonEKSWorkerNodePolicy"): (
         "Auto Mode's built-in node pools need the node policy AWS maintains"
     ),
 }

@@ -60,7 +60,8 @@ def acknowledge(scope: constructs.IConstruct, rule: str, reason: str) -> None:
     )
 
 
-def _managed_policy_rule(name: str) -> str:
+def managed_policy_rule(name: str) -> str:
+    """The cdk-nag rule (for `acknowledge`) that flags the AWS managed policy `name`."""
     return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
 
 
@@ -336,7 +337,7 @@ class HybridNodesGateway(constructs.Construct):
             self.node_role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name(policy)
             )
-            acknowledge(self.node_role, _managed_policy_rule(policy), reason)
+            acknowledge(self.node_role, managed_policy_rule(policy), reason)
         # Source/destination check off on its own primary ENI, at boot. Instance IDs are unknown
         # before launch, so the statement is limited by tags to this cluster's gateway nodes.
         acknowledge(
@@ -459,7 +460,7 @@ class HybridNodesGateway(constructs.Construct):
             self.node_role.add_managed_policy(
                 iam.ManagedPolicy.from_aws_managed_policy_name(policy)
             )
-            acknowledge(self.node_role, _managed_policy_rule(policy), reason)
+            acknowledge(self.node_role, managed_policy_rule(policy), reason)
         partition = cdk.Stack.of(self).partition
         access_entry = eks.CfnAccessEntry(
             self,
