@@ -14,7 +14,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 
-from eks_hybrid_gateway.validation import HybridGatewayConfigError
+from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
 
 _PULL_ACK = cdk.Acknowledgment(
     id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
@@ -99,7 +99,7 @@ class GatewayImage(abc.ABC):
 
 class _RegistryImage(GatewayImage):
     def __init__(self, image_uri: str) -> None:
-        if not cdk.Token.is_unresolved(image_uri) and (not image_uri or " " in image_uri):
+        if not is_token(image_uri) and (not image_uri or " " in image_uri):
             raise HybridGatewayConfigError(f"image: {image_uri!r} is not an image reference")
         self._uri = image_uri
 
