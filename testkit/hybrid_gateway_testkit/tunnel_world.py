@@ -12,6 +12,7 @@ main table and do not loop back into the tunnel.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ class World:
 
 
 def peer_mac(node_ip: str) -> str:
-    """The MAC the gateway uses for a hybrid node: 02:00 and the node's four octets."""
-    return "02:00:" + ":".join(f"{int(o):02x}" for o in node_ip.split("."))
+    """MAC the gateway addresses a hybrid node's VTEP with (SPEC §3: `02:00:<4 octets>`)."""
+    octets = ipaddress.IPv4Address(node_ip).packed
+    return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 
 
 def setup_hybrid_node(hyb: Netns, *, gateway_mac: str) -> None:

@@ -20,8 +20,9 @@ from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.events import EventLog
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
-from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, HybridNodePlan, LabPlan, peer_mac
+from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, HybridNodePlan, LabPlan
 from hybrid_gateway_testkit.netns import leftover_namespaces
+from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
+from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 VTEP_DEVICE = "vtep0"
 """Name of the hybrid node's VXLAN device (Cilium calls its own `cilium_vxlan`)."""
@@ -32,12 +33,6 @@ VTEP_DEVICE = "vtep0"
 POD_MTU = DEFAULT_VXLAN_MTU
 """Pod interfaces use the tunnel MTU (1500 underlay - 50 VXLAN overhead), as Cilium's pods do,
 so no probe or benchmark segment ever needs fragmenting on the way through the tunnel."""
-
-
-def peer_mac(node_ip: str) -> str:
-    """MAC the gateway addresses a hybrid node's VTEP with (SPEC §3: `02:00:<4 octets>`)."""
-    octets = ipaddress.IPv4Address(node_ip).packed
-    return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 
 
 @dataclass(frozen=True)
