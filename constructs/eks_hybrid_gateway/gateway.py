@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import cast
 
 import aws_cdk as cdk
@@ -319,6 +319,14 @@ class HybridNodesGateway(constructs.Construct):
                 "needs subnets in at least 2 availability zones"
             )
 
+    def _add_node_managed_policies(self, policies: Mapping[str, str]) -> None:
+        """Attach AWS managed policies to the node role, each acknowledged with its reason."""
+        for policy, reason in policies.items():
+            self.node_role.add_managed_policy(
+                iam.ManagedPolicy.from_aws_managed_policy_name(policy)
+            )
+            acknowledge(self.node_role, managed_policy_rule(policy), reason)
+
     def _add_managed_node_group(
         self, stack: cdk.Stack, subnets: list[str], replicas: int
     ) -> constructs.IDependable:
@@ -333,11 +341,7 @@ class HybridNodesGateway(constructs.Construct):
         }
         if not self._attach_cni_policy:
             del policies["AmazonEKS_CNI_Policy"]
-        for policy, reason in policies.items():
-            self.node_role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name(policy)
-            )
-            acknowledge(self.node_role, managed_policy_rule(policy), reason)
+        self._add_node_managed_policies(policies)
         # Source/destination check off on its own primary ENI, at boot. Instance IDs are unknown
         # before launch, so the statement is limited by tags to this cluster's gateway nodes.
         acknowledge(
@@ -447,20 +451,14 @@ class HybridNodesGateway(constructs.Construct):
         return self.nodegroup
 
     def _add_auto_mode_capacity(self, subnets: list[str], replicas: int) -> constructs.IDependable:
-        for policy, reason in (
-            (
-                "AmazonEKSWorkerNodeMinimalPolicy",
-                "EKS Auto Mode nodes need the minimal node policy AWS maintains for them",
-            ),
-            (
-                "AmazonEC2ContainerRegistryPullOnly",
-                "nodes pull the gateway image from ECR; the AWS policy grants pull only",
-            ),
-        ):
-            self.node_role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name(policy)
-            )
-            acknowledge(self.node_role, managed_policy_rule(policy), reason)
+        self._add_node_managed_policies(
+            {
+                "AmazonEKSWorkerNodeMinimalPolicy": "EKS Auto Mode nodes need the minimal node "
+                "policy AWS maintains for them",
+                "AmazonEC2ContainerRegistryPullOnly": "nodes pull the gateway image from ECR; the "
+                "AWS policy grants pull only",
+            }
+        )
         partition = cdk.Stack.of(self).partition
         access_entry = eks.CfnAccessEntry(
             self,
