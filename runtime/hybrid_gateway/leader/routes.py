@@ -56,10 +56,6 @@ class RouteOwner:
         self._eni: str | None = None
         self._last_refused: frozenset[RouteKey] = frozenset()
 
-    @property
-    def eni_id(self) -> str | None:
-        return self._eni
-
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail."""
         if not self._tables:
