@@ -534,19 +534,13 @@ class Netlink:
                 delete=False,
             )
             bad_peers = {f.dst for f in failed_fdb}
-            failed_neigh = self._phase(
-                result,
-                [
-                    ((ip, mac), encode_neighbour(ifindex, ip, mac, delete=False, seq=0))
-                    for ip, mac in plan.set_neighbours
-                    if ip not in bad_peers
-                ],
-                "set neighbour",
-                delete=False,
-            )
-            skipped = len(plan.set_neighbours) - sum(
-                1 for ip, _ in plan.set_neighbours if ip not in bad_peers
-            )
+            neighbours = [
+                ((ip, mac), encode_neighbour(ifindex, ip, mac, delete=False, seq=0))
+                for ip, mac in plan.set_neighbours
+                if ip not in bad_peers
+            ]
+            failed_neigh = self._phase(result, neighbours, "set neighbour", delete=False)
+            skipped = len(plan.set_neighbours) - len(neighbours)
             bad_peers |= {ip for ip, _ in failed_neigh}
             routes = [
                 (n, gw, replace)
