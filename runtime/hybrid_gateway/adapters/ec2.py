@@ -68,9 +68,6 @@ class Ec2Routes:
         for operation in WRITE_OPERATIONS:
             client.meta.events.register(f"before-send.ec2.{operation}", self._check_guard)
 
-    def set_write_guard(self, guard: Callable[[], bool] | None) -> None:
-        self._guard = guard
-
     def _check_guard(self, request: Any, **_: Any) -> None:
         if self._guard is not None and not self._guard():
             raise WriteNotAllowedError("lease not held: route write suppressed")

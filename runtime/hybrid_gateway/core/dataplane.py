@@ -100,10 +100,6 @@ class TunnelState:
     def __hash__(self) -> int:
         return hash((self.fdb, frozenset(self.neighbours.items()), frozenset(self.routes.items())))
 
-    @property
-    def size(self) -> int:
-        return len(self.fdb) + len(self.neighbours) + len(self.routes)
-
 
 @dataclass(frozen=True)
 class Plan:
