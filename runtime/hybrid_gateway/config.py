@@ -51,7 +51,7 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names variable and value."""
 
     def __init__(self, variable: str, value: str | None, reason: str) -> None:
-        flag = "--" + variable.lower().replace("_", "-")
+        flag = _flag(variable)
         if variable == ARGUMENTS:
             message = f"invalid command line {value!r}: {reason}"
         elif value is None:
