@@ -17,6 +17,7 @@ from collections.abc import Callable
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_nodes import Backoff
 from hybrid_gateway.core.lease import LeaseRecord
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class LeaseStore:
         disconnected is seen on reconnect. It only speeds the elector up; polling stays.
         """
         selector = f"metadata.name={self.name}"
-        backoff = min(0.2, max_backoff_s)
+        backoff = Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s)
         warned = False
         while not stop.is_set():
             watcher = watch.Watch()
@@ -152,7 +153,7 @@ class LeaseStore:
                 )
                 items = [lease for lease in listed.items or [] if lease.metadata.name == self.name]
                 on_seen(_record(items[0]) if items else None)
-                backoff = min(0.2, max_backoff_s)
+                backoff.reset()
                 for event in watcher.stream(
                     self._api.list_namespaced_lease,
                     self.namespace,
@@ -177,8 +178,8 @@ class LeaseStore:
                         self.name,
                         exc.reason,
                     )
-                log.debug("Lease watch restarting in %.1fs: %s", backoff, exc)
-                stop.wait(backoff)
-                backoff = min(max_backoff_s, backoff * 2)
+                delay = backoff.next_delay()
+                log.debug("Lease watch restarting in %.1fs: %s", delay, exc)
+                stop.wait(delay)
             finally:
                 watcher.stop()
