@@ -1,7 +1,8 @@
 """An EC2 API emulator on loopback (moto server), a recording proxy in front of it that can add
 latency and inject throttling/5xx faults, and a seeded VPC world.
 
-Everything listens on 127.0.0.1 only. The proxy parses the EC2 query protocol's `Action` so tests
+Everything listens on 127.0.0.1 unless told otherwise (the lab runs the proxy on its control
+namespace's address). The proxy parses the EC2 query protocol's `Action` so tests
 and benchmarks can count and order calls (e.g. "the last write of the old leader came before the
 first write of the new one") without trusting the daemon's own account.
 """
@@ -66,11 +67,13 @@ class Ec2Proxy:
     latency_s: float = 0.0
     fault: Fault | None = None
     calls: list[Call] = field(default_factory=list)
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    upstream_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(self.listen, self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -126,7 +129,9 @@ class Ec2Proxy:
                 if fault is not None:
                     status, payload, headers = fault[0], fault[1], {"Content-Type": "text/xml"}
                 else:
-                    conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                    conn = http.client.HTTPConnection(
+                        *proxy.upstream, timeout=proxy.upstream_timeout_s
+                    )
                     forward_headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                     conn.request(method, self.path, body=body, headers=forward_headers)
                     reply = conn.getresponse()
