@@ -12,8 +12,9 @@ from hybrid_gateway_testkit.lab.ec2 import route_targets
 from hybrid_gateway_testkit.lab.ec2proxy import throttle_every
 from hybrid_gateway_testkit.lab.probe import decode, encode
 from hybrid_gateway_testkit.lab.runner import flowing, leader_writes
-from hybrid_gateway_testkit.lab.topology import LabPlan, peer_mac
+from hybrid_gateway_testkit.lab.topology import LabPlan
 from hybrid_gateway_testkit.lab.vpc_router import DelayedRoutes
+from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 
 def test_route_change_takes_effect_after_the_delay() -> None:
