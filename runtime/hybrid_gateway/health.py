@@ -3,12 +3,17 @@
 `/healthz` answers "is the process alive and are its loops turning" (a stuck loop gets the pod
 restarted); `/readyz` answers "does this replica do its job right now": the data plane is ready
 and, on the leader, the routes and the CiliumVTEPConfig have converged. Both are evaluated on
-every request, never latched.
+every request, never latched. A failing `/healthz` answers 500 and a failing `/readyz` 503, with
+the reason as the body.
+
+Neither listener may keep the daemon from starting or a thread forever: binding does no DNS
+lookup, and a connection that sends nothing is closed after `idle_timeout_s`.
 """
 
 from __future__ import annotations
 
 import logging
+import socketserver
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,14 +26,35 @@ log = logging.getLogger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
 
+#: A client that opens a connection and sends nothing is dropped after this many seconds.
+IDLE_TIMEOUT_S = 10.0
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def server_bind(self) -> None:
+        """Bind without looking the address up in DNS.
 
-def _health_handler(alive: Check, ready: Check) -> type[BaseHTTPRequestHandler]:
+        CPython's `HTTPServer.server_bind` (Lib/http/server.py) sets
+        `self.server_name = socket.getfqdn(host)`; for "" that is a lookup of the host name,
+        which waits out the resolver's timeouts (10 s with glibc defaults) when DNS is
+        unreachable, before the daemon could serve its probes. `server_name` is only read by
+        CGI handlers, so the bound address is good enough.
+        """
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+def _health_handler(
+    alive: Check, ready: Check, idle_timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = idle_timeout_s  # socketserver.StreamRequestHandler applies it to the socket
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == HEALTHZ_PATH:
@@ -39,7 +65,8 @@ def _health_handler(alive: Check, ready: Check) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             body = (text + "\n").encode()
-            self.send_response(200 if ok else 503)
+            failed = 500 if path == HEALTHZ_PATH else 503
+            self.send_response(200 if ok else failed)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -51,10 +78,14 @@ def _health_handler(alive: Check, ready: Check) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _metrics_handler(registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+def _metrics_handler(
+    registry: CollectorRegistry, idle_timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
     base: type[BaseHTTPRequestHandler] = exposition.MetricsHandler.factory(registry)
 
     class Handler(base):  # type: ignore[valid-type, misc]
+        timeout = idle_timeout_s
+
         def do_GET(self) -> None:  # noqa: N802 (http.server API)
             if self.path.split("?", 1)[0] != METRICS_PATH:
                 self.send_error(404)
@@ -78,9 +109,10 @@ class HttpEndpoints:
         alive: Check,
         ready: Check,
         registry: CollectorRegistry,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
-        self.health = _Server(health_addr, _health_handler(alive, ready))
-        self.metrics = _Server(metrics_addr, _metrics_handler(registry))
+        self.health = _Server(health_addr, _health_handler(alive, ready, idle_timeout_s))
+        self.metrics = _Server(metrics_addr, _metrics_handler(registry, idle_timeout_s))
         self._threads = [
             threading.Thread(target=s.serve_forever, name=name, daemon=True)
             for s, name in ((self.health, "health-http"), (self.metrics, "metrics-http"))

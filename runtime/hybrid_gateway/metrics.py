@@ -91,3 +91,10 @@ class GatewayMetrics:
             "Time from acquiring leadership to routes and VTEP config converged.",
             registry=r,
         )
+        self.api_errors = Counter(
+            "hybrid_gateway_api_errors",
+            "Failed calls to the Kubernetes API (Lease, CiliumVTEPConfig watch), the instance "
+            "metadata service and EC2 at start-up, by API and operation.",
+            ["api", "operation"],
+            registry=r,
+        )

@@ -134,6 +134,9 @@ class LeaseStore:
         timeout_s: float,
         window_s: float = 30.0,
         max_backoff_s: float = 5.0,
+        on_error: Callable[[Exception], None] = lambda exc: None,
+        on_listed: Callable[[], None] = lambda: None,
+        beat: Callable[[], None] = lambda: None,
     ) -> None:
         """Call `on_seen(record)` for every state of our Lease (None: deleted) until `stop`.
 
@@ -141,11 +144,13 @@ class LeaseStore:
         windows. Errors, timeouts and 410 Gone back off (doubling up to `max_backoff_s`) and
         start over from a fresh list, which is passed to `on_seen` too, so a state missed while
         disconnected is seen on reconnect. It only speeds the elector up; polling stays.
+        Every failure goes to `on_error` (the caller reports it), every successful list to
+        `on_listed`; `beat` is called once per attempt and per event (liveness).
         """
         selector = f"metadata.name={self.name}"
         backoff = Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s)
-        warned = False
         while not stop.is_set():
+            beat()
             watcher = watch.Watch()
             try:
                 listed = self._api.list_namespaced_lease(
@@ -153,6 +158,7 @@ class LeaseStore:
                 )
                 items = [lease for lease in listed.items or [] if lease.metadata.name == self.name]
                 on_seen(_record(items[0]) if items else None)
+                on_listed()
                 backoff.reset()
                 for event in watcher.stream(
                     self._api.list_namespaced_lease,
@@ -162,6 +168,7 @@ class LeaseStore:
                     timeout_seconds=max(1, int(window_s)),
                     _request_timeout=window_s + timeout_s,
                 ):
+                    beat()
                     if stop.is_set():
                         break
                     lease = event.get("object")
@@ -169,15 +176,7 @@ class LeaseStore:
                         continue
                     on_seen(None if event.get("type") == "DELETED" else _record(lease))
             except Exception as exc:  # reconnect after a pause; polling covers the gap
-                if isinstance(exc, ApiException) and exc.status == 403 and not warned:
-                    warned = True
-                    log.warning(
-                        "cannot watch Lease %s/%s (%s): the standby notices a release only "
-                        "when it polls; grant list and watch on this Lease",
-                        self.namespace,
-                        self.name,
-                        exc.reason,
-                    )
+                on_error(exc)
                 delay = backoff.next_delay()
                 log.debug("Lease watch restarting in %.1fs: %s", delay, exc)
                 stop.wait(delay)

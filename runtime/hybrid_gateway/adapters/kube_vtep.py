@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_nodes import Backoff
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_VERSION,
@@ -92,15 +93,27 @@ class VtepStore:
             raise VtepApiError(f"write CiliumVTEPConfig {self.name}: {exc}") from exc
 
     def watch(
-        self, stop: threading.Event, on_change: Callable[[str], None], *, window_s: float = 30.0
+        self,
+        stop: threading.Event,
+        on_change: Callable[[str], None],
+        *,
+        window_s: float = 30.0,
+        max_backoff_s: float = 5.0,
+        on_error: Callable[[Exception], None] = lambda exc: None,
+        on_listed: Callable[[], None] = lambda: None,
+        beat: Callable[[], None] = lambda: None,
     ) -> None:
         """Call `on_change(event_type)` for every event on our object until `stop`.
 
-        Each watch window is bounded (server and client timeouts); errors back off briefly and
-        the watch restarts from a fresh list, so a missed event costs at most one window (the
-        periodic resync repairs the rest).
+        Each watch window is bounded (server and client timeouts); errors back off (doubling up
+        to `max_backoff_s`) and the watch restarts from a fresh list, so a missed event costs at
+        most one window (the periodic resync repairs the rest). Every failure goes to `on_error`
+        (the caller reports it), every successful list to `on_listed`; `beat` is called once per
+        attempt and per event (liveness).
         """
+        backoff = Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s)
         while not stop.is_set():
+            beat()
             watcher = watch.Watch()
             try:
                 listed = self._api.list_cluster_custom_object(
@@ -110,6 +123,8 @@ class VtepStore:
                     _request_timeout=self._timeout,
                 )
                 version = str(listed.get("metadata", {}).get("resourceVersion", "")) or None
+                on_listed()
+                backoff.reset()
                 for event in watcher.stream(
                     self._api.list_cluster_custom_object,
                     CILIUM_GROUP,
@@ -119,6 +134,7 @@ class VtepStore:
                     timeout_seconds=max(1, int(window_s)),
                     _request_timeout=window_s + self._timeout,
                 ):
+                    beat()
                     if stop.is_set():
                         break
                     obj = event.get("object") or {}
@@ -126,7 +142,9 @@ class VtepStore:
                     if name == self.name:
                         on_change(str(event.get("type")))
             except Exception as exc:  # reconnect; the periodic resync covers the gap
-                log.debug("CiliumVTEPConfig watch restarting: %s", exc)
-                stop.wait(1.0)
+                on_error(exc)
+                delay = backoff.next_delay()
+                log.debug("CiliumVTEPConfig watch restarting in %.1fs: %s", delay, exc)
+                stop.wait(delay)
             finally:
                 watcher.stop()

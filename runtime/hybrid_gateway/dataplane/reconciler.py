@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
+from hybrid_gateway.adapters.kube_events import EventSink, ObjectRef
 from hybrid_gateway.adapters.netlink import ApplyResult, DeviceOutcome, DeviceSpec, Netlink
 from hybrid_gateway.core.dataplane import (
     FdbEntry,
@@ -55,7 +55,7 @@ class TunnelReconciler:
         device: DeviceSpec,
         vpc_cidrs: Sequence[ipaddress.IPv4Network],
         metrics: GatewayMetrics,
-        events: EventRecorder | None,
+        events: EventSink | None,
     ) -> None:
         self.netlink = netlink
         self.device = device

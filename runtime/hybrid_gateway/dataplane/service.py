@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from hybrid_gateway.adapters.kube_events import EventRecorder
+from hybrid_gateway.adapters.kube_events import EventSink
 from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
 from hybrid_gateway.core.dataplane import DataPlaneError, PartialApplyError
@@ -55,7 +55,7 @@ class DataPlane:
         mtu: int,
         resync_period_s: float,
         api_client: client.ApiClient,
-        events: EventRecorder,
+        events: EventSink,
         metrics: GatewayMetrics,
         netlink: Netlink | None = None,
         ip_forward: Callable[[], str] = read_ip_forward,
@@ -85,6 +85,7 @@ class DataPlane:
         self._collector_registered = False
         self.last_report: ReconcileReport | None = None
         self.passes = 0
+        self.heartbeat = time.monotonic()  # last tick of `run` (liveness: a stuck pass stops it)
 
     @property
     def device_mac(self) -> str:
@@ -151,6 +152,7 @@ class DataPlane:
         watcher.start()
         retry = Backoff(initial_s=0.5, maximum_s=min(30.0, self._resync_period_s))
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             if not self.nodes.synced:
                 self.nodes.wait_synced(0.2)
                 continue
@@ -181,6 +183,7 @@ class DataPlane:
         """Wait up to `delay` for a watch event; True if one came. Returns early on `stop`."""
         deadline = time.monotonic() + delay
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False

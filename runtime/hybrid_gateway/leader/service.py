@@ -11,49 +11,24 @@ seconds) must not delay it. Nothing is written unless `elector.valid()` holds at
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
+from hybrid_gateway.adapters.kube_events import EventSink, ObjectRef
 from hybrid_gateway.core.routes import Refusal
-from hybrid_gateway.leader.routes import RouteOwner
+from hybrid_gateway.leader.deferred_routes import RoutesPending, RouteSyncer
 from hybrid_gateway.leader.vtep import VtepOwner
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
 
-class AsyncEvents:
-    """Records Events from a queue on its own thread: a slow or partitioned API server must
-    never block the elector or leader work."""
-
-    def __init__(self, recorder: EventRecorder | None, capacity: int = 100) -> None:
-        self._recorder = recorder
-        self._queue: queue.Queue[tuple[ObjectRef, str, str, bool] | None] = queue.Queue(capacity)
-        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
-        if recorder is not None:
-            self._thread.start()
-
-    def emit(self, obj: ObjectRef, reason: str, message: str, *, warning: bool = True) -> None:
-        if self._recorder is None:
-            return
-        try:
-            self._queue.put_nowait((obj, reason, message, warning))
-        except queue.Full:
-            log.warning("event queue full, dropped %s: %s", reason, message)
-
-    def close(self) -> None:
-        if self._recorder is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=2.0)
-
-    def _run(self) -> None:
-        assert self._recorder is not None
-        while (item := self._queue.get()) is not None:
-            obj, reason, message, warning = item
-            self._recorder.emit(obj, reason, message, warning=warning)
+def emit_refusals(events: EventSink, subject: ObjectRef, refusals: Sequence[Refusal]) -> None:
+    """One Event listing the routes we were not allowed to take over (the first five)."""
+    text = "; ".join(r.describe() for r in refusals[:5])
+    more = f" (and {len(refusals) - 5} more)" if len(refusals) > 5 else ""
+    events.emit(subject, "RouteTakeoverRefused", text + more)
 
 
 class _Lane:
@@ -73,12 +48,12 @@ class LeaderWork:
         *,
         valid: Callable[[], bool],
         acquired_at: Callable[[], float | None],
-        routes: RouteOwner,
+        routes: RouteSyncer,
         vtep: VtepOwner,
         resync_period_s: float,
         retry_period_s: float,
         metrics: GatewayMetrics,
-        events: AsyncEvents,
+        events: EventSink,
         subject: ObjectRef,
         identity: str,
     ) -> None:
@@ -128,9 +103,7 @@ class LeaderWork:
         self._vtep_lane.wake.set()
 
     def report_refusals(self, refusals: Sequence[Refusal]) -> None:
-        text = "; ".join(r.describe() for r in refusals[:5])
-        more = f" (and {len(refusals) - 5} more)" if len(refusals) > 5 else ""
-        self._events.emit(self._subject, "RouteTakeoverRefused", text + more)
+        emit_refusals(self._events, self._subject, refusals)
 
     def converged(self) -> bool:
         return self._active and self.routes_converged and self.vtep_converged
@@ -228,6 +201,9 @@ class LeaderWork:
     def _sync_routes(self) -> bool:
         try:
             return self._routes.sync(self._valid).converged
+        except RoutesPending as exc:  # reported where it is resolved; readiness names it
+            log.debug("routes not synced: %s", exc)
+            return False
         except Exception as exc:
             log.warning("route sync failed (retrying): %s", exc)
             return False

@@ -11,7 +11,7 @@ import pytest
 
 from hybrid_gateway.adapters.imds import ImdsError, fetch_identity
 from hybrid_gateway.config import load_config
-from hybrid_gateway.daemon import resolve_identity
+from hybrid_gateway.leader.deferred_routes import resolve_identity
 
 TOKEN = "token-123"
 DOCUMENT = {

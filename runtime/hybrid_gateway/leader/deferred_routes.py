@@ -1,0 +1,101 @@
+"""Route ownership that waits for IMDS and EC2 in the background instead of at start-up.
+
+The region and instance id come from the config or from IMDSv2, and the route owner needs an EC2
+client for them. IMDS can be unreachable (hop limit, a firewalled link-local address, throttling)
+and so can EC2; neither may hold up the data plane, which needs neither. So `run` resolves them
+on its own thread, retrying with back-off until it succeeds, and `sync` raises `RoutesPending`
+(naming what it waits for) until then: leader work keeps retrying, readiness says why. With no
+route tables configured there is nothing to resolve and nothing ever waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from hybrid_gateway.adapters.imds import fetch_identity
+from hybrid_gateway.adapters.kube_nodes import Backoff
+from hybrid_gateway.config import Config
+from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.reporting import FailureReporter
+
+log = logging.getLogger(__name__)
+
+#: One IMDS attempt per round: the back-off between rounds is ours.
+IMDS_TIMEOUT_S = 2.0
+
+
+class RouteSyncer(Protocol):
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
+
+
+class RoutesPending(Exception):  # noqa: N818 (a state, not a failure of the caller)
+    """Routes cannot be synced yet: the instance identity or EC2 is not resolved."""
+
+
+def resolve_identity(config: Config, environ: Mapping[str, str]) -> tuple[str, str]:
+    """Region and instance id: from the config when both are given, else from IMDSv2."""
+    if config.aws_region and config.aws_instance_id:
+        return config.aws_region, config.aws_instance_id
+    identity = fetch_identity(environ, timeout_s=IMDS_TIMEOUT_S, attempts=1)
+    return config.aws_region or identity.region, config.aws_instance_id or identity.instance_id
+
+
+class DeferredRoutes:
+    def __init__(
+        self,
+        *,
+        table_ids: Sequence[str],
+        resolve: Callable[[], tuple[str, str]],
+        build: Callable[[str, str], RouteSyncer],
+        reporter: FailureReporter,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self._tables = tuple(table_ids)
+        self._resolve = resolve
+        self._build = build
+        self._reporter = reporter
+        self._backoff = Backoff(initial_s=min(0.5, max_backoff_s), maximum_s=max_backoff_s)
+        self._owner: RouteSyncer | None = None
+        self._waiting_for: str | None = "instance identity and EC2 client" if self._tables else None
+        self.heartbeat = time.monotonic()
+
+    @property
+    def waiting_for(self) -> str | None:
+        """What route ownership still waits for (None: ready, or no route tables configured)."""
+        return self._waiting_for
+
+    def run(self, stop: threading.Event) -> None:
+        """Resolve identity and build the route owner, retrying until done or `stop`."""
+        if not self._tables:
+            return
+        step = "instance identity"
+        while not stop.is_set():
+            self.heartbeat = time.monotonic()
+            try:
+                step = "instance identity"
+                region, instance_id = self._resolve()
+                step = "EC2"
+                owner = self._build(region, instance_id)
+            except Exception as exc:  # IMDS/EC2 unreachable, throttled, refused: retry
+                self._waiting_for = f"{step}: {exc}"
+                self._reporter.failed(step, exc)
+                stop.wait(self._backoff.next_delay())
+                continue
+            self._reporter.succeeded()
+            self._owner = owner
+            self._waiting_for = None
+            log.info("route ownership ready: region %s, instance %s", region, instance_id)
+            return
+
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+        owner = self._owner
+        if owner is not None:
+            return owner.sync(may_write)
+        if not self._tables:
+            return SyncResult(RoutePlan())
+        raise RoutesPending(f"waiting for {self._waiting_for}")

@@ -1,0 +1,69 @@
+"""Every period, timeout and staleness limit of the daemon, derived once from the config.
+
+One value object instead of numbers computed where they are used: the relations between them
+(a watch window bounded by its request timeout, a loop declared stuck only after its longest
+legitimate wait) are visible, and tests can build the same figures the daemon uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hybrid_gateway.config import Config
+
+#: A pass of any loop (a reconcile of thousands of nodes, an EC2 sync under throttling) that takes
+#: longer than this is stuck: liveness fails and the pod is restarted.
+STUCK_PASS_S = 120.0
+#: "Several lease durations": a replica that has seen no live Lease holder (neither itself nor
+#: another renewing) for this many lease durations cannot take part in the election: not ready.
+HOLDER_LOSS_LEASES = 5
+#: Longest wait for leader work and the elector to stop on SIGTERM before giving up on release.
+SHUTDOWN_JOIN_S = 10.0
+#: Longest wait for the other loops (watches, data plane, Events) to stop.
+SHUTDOWN_REST_S = 3.0
+
+
+@dataclass(frozen=True)
+class Timings:
+    lease_duration_s: float
+    renew_deadline_s: float
+    retry_period_s: float
+    resync_period_s: float
+    api_timeout_s: float  # one Lease or CiliumVTEPConfig request
+    watch_window_s: float  # one watch request (server and client side)
+    watch_max_backoff_s: float  # longest pause between failed watch attempts
+    start_retry_max_s: float  # longest pause between IMDS / EC2 preparation attempts
+    stale_elector_s: float
+    stale_leader_work_s: float
+    stale_dataplane_s: float
+    stale_watch_s: float
+    stale_events_s: float
+    holder_loss_s: float
+    shutdown_join_s: float = SHUTDOWN_JOIN_S
+    shutdown_rest_s: float = SHUTDOWN_REST_S
+
+    @classmethod
+    def from_config(cls, config: Config) -> Timings:
+        api_timeout = max(0.5, config.renew_deadline_s)
+        window = max(5.0, min(60.0, config.resync_period_s))
+        max_backoff = max(1.0, config.retry_period_s)
+        return cls(
+            lease_duration_s=config.lease_duration_s,
+            renew_deadline_s=config.renew_deadline_s,
+            retry_period_s=config.retry_period_s,
+            resync_period_s=config.resync_period_s,
+            api_timeout_s=api_timeout,
+            watch_window_s=window,
+            watch_max_backoff_s=max_backoff,
+            start_retry_max_s=min(30.0, max(1.0, config.resync_period_s)),
+            # the elector waits one retry period between rounds of at most a few timeouts
+            stale_elector_s=10 * config.retry_period_s + 10.0,
+            # a lane sleeps up to a resync period between passes
+            stale_leader_work_s=config.resync_period_s + STUCK_PASS_S,
+            # the data plane beats while it waits, so only a pass counts
+            stale_dataplane_s=STUCK_PASS_S,
+            # a watch beats per event and per window; a window ends by its request timeout
+            stale_watch_s=2 * (window + api_timeout) + max_backoff + 10.0,
+            stale_events_s=STUCK_PASS_S,
+            holder_loss_s=HOLDER_LOSS_LEASES * config.lease_duration_s,
+        )
