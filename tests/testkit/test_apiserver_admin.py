@@ -242,3 +242,21 @@ def test_the_cli_writes_kubeconfigs_for_requested_identities(tmp_path: Path) -> 
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_injected_403_hits_only_the_chosen_identity_and_resource(shared_api: ApiServer) -> None:
+    leases = lease_api(shared_api, "gw-f1")
+    events = client.CoreV1Api(leases.api_client)
+    shared_api.inject_errors("gw-f1", code=403, count=2, resource="leases")
+    try:
+        events.list_namespaced_event("default")  # another resource: unaffected
+        lease_api(shared_api, "gw-f2").list_namespaced_lease("default")  # another identity
+        for _ in range(2):
+            with pytest.raises(ApiException) as err:
+                leases.list_namespaced_lease("default")
+            assert (err.value.status, err.value.reason) == (403, "Forbidden")
+        leases.list_namespaced_lease("default")  # the count is used up
+    finally:
+        shared_api.inject_errors("gw-f1", count=0, resource="leases")
+    failed = [r for r in shared_api.audit() if r["identity"] == "gw-f1" and r["status"] == 403]
+    assert [(r["verb"], r["resource"]) for r in failed] == [("list", "leases")] * 2

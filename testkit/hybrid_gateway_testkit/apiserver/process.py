@@ -156,11 +156,21 @@ class ApiServer:
         self._admin("POST", "latency", {"identity": identity, "seconds": seconds})
 
     def inject_errors(
-        self, identity: str | None = None, *, code: int = 500, count: int = 1
+        self,
+        identity: str | None = None,
+        *,
+        code: int = 500,
+        count: int = 1,
+        resource: str | None = None,
     ) -> None:
-        """Fail the next `count` requests of `identity` (anyone if None) with `code`
-        (429, 500, 503 or 504) and a real Status body; `count=0` disarms."""
-        self._admin("POST", "faults", {"identity": identity, "code": code, "count": count})
+        """Fail the next `count` requests of `identity` (anyone if None) to `resource` (a plural
+        such as "leases"; any if None) with `code` (401, 403, 404, 429, 500, 503 or 504) and a
+        real Status body; `count=0` disarms. 401/403 stand for a bad token or missing RBAC."""
+        self._admin(
+            "POST",
+            "faults",
+            {"identity": identity, "code": code, "count": count, "resource": resource},
+        )
 
     def audit(self) -> list[dict[str, Any]]:
         """Every API request so far, in the order they completed (watches: when they opened).

@@ -73,7 +73,8 @@ class Control:
     identities: dict[str, str] = field(default_factory=dict)  # identity -> token
     partitions: dict[str, str] = field(default_factory=dict)  # identity -> "drop" | "hang"
     latency_s: dict[str, float] = field(default_factory=dict)  # identity ("*": all) -> delay
-    faults: dict[str, list[int]] = field(default_factory=dict)  # identity -> [code, remaining]
+    # "identity/resource" ("*": any) -> [code, remaining]
+    faults: dict[str, list[int]] = field(default_factory=dict)
     audit: list[JsonObj] = field(default_factory=list)
     watch_epoch: int = 0  # bumped to cut every open watch
     bookmark_interval_s: float = 1.0
@@ -105,10 +106,15 @@ class Control:
         with self.lock:
             return self.partitions.get(identity)
 
-    def take_fault(self, identity: str) -> int | None:
-        """The status code to fail this request with, if a fault is armed for `identity`."""
+    def take_fault(self, identity: str, resource: str | None) -> int | None:
+        """The status code to fail this request with, if a fault is armed for `identity` and
+        `resource` (the most specific armed fault wins)."""
         with self.lock:
-            fault = self.faults.get(identity) or self.faults.get("*")
+            fault = None
+            for key in _fault_keys(identity, resource):
+                fault = self.faults.get(key)
+                if fault is not None:
+                    break
             if fault is None:
                 return None
             fault[1] -= 1
@@ -296,7 +302,7 @@ class Handler(BaseHTTPRequestHandler):
             delay = self.control.delay(identity)
             if delay > 0:
                 time.sleep(delay)
-            fault = self.control.take_fault(identity)
+            fault = self.control.take_fault(identity, entry.get("resource"))
             if fault is not None:
                 raise _injected(fault)
             self._dispatch(method, parts, route, query=query, identity=identity, entry=entry)
@@ -715,7 +721,7 @@ class Handler(BaseHTTPRequestHandler):
                     f"got {code} x {count}"
                 )
             with self.control.lock:
-                key = str(body.get("identity") or "*")
+                key = _fault_key(body.get("identity"), body.get("resource"))
                 if count:
                     self.control.faults[key] = [code, count]
                 else:
@@ -735,7 +741,27 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.page_not_found()
 
 
+def _fault_key(identity: str | None, resource: str | None) -> str:
+    return f"{identity or '*'}/{resource or '*'}"
+
+
+def _fault_keys(identity: str, resource: str | None) -> list[str]:
+    """Fault keys that match a request, most specific first."""
+    return [
+        _fault_key(identity, resource),
+        _fault_key(identity, None),
+        _fault_key(None, resource),
+        _fault_key(None, None),
+    ]
+
+
 _INJECTABLE = {
+    401: ("Unauthorized", "Unauthorized"),
+    403: (
+        "Forbidden",
+        "forbidden by the test: the identity lacks RBAC permission for this request",
+    ),
+    404: ("NotFound", "the server could not find the requested resource (injected by the test)"),
     429: (
         "TooManyRequests",
         "the server has received too many requests and has asked us to try again later",

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +24,7 @@ import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
 
 pytestmark = pytest.mark.slow
@@ -37,84 +32,19 @@ POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
 
 # --- two real daemon processes ------------------------------------------------------------------
 
-LEASE_NAME = "hybrid-gateway-leader"
 NAMESPACE = "eks-hybrid-nodes-gateway"
-# Short leases keep the failover tests fast; the ratios follow the reference (3/2/1 s).
-LEASE_ENV = {"LEASE_DURATION": "1", "RENEW_DEADLINE": "0.6", "RETRY_PERIOD": "0.15"}
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class GatewayProcess:
+@dataclass(kw_only=True)
+class GatewayProcess(DaemonProcess):
     """One `hybrid-gateway run --no-dataplane` process with its own EC2 proxy and ports."""
 
     name: str
     identity: str
     node_ip: str
     proxy: Ec2Proxy
-    env: dict[str, str]
-    log_path: Path
-    health_port: int = field(default_factory=free_port)
-    metrics_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> GatewayProcess:
-        env = {
-            **self.env,
-            "HEALTH_ADDR": f"127.0.0.1:{self.health_port}",
-            "METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
-        }
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "hybrid_gateway", "run", "--no-dataplane"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, signum: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout_s: float = 15.0) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout_s)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def get(self, port: int, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
-                return int(reply.status), reply.read().decode()
-        except urllib.error.HTTPError as err:
-            return int(err.code), err.read().decode()
-
-    def wait_serving(self, timeout_s: float = 20.0) -> None:
-        """Wait until the process answers /healthz (it has started all its loops)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                if self.get(self.health_port, "/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            assert self.running, self.log_path.read_text()[-2000:]
-            time.sleep(0.05)
-        raise AssertionError(f"{self.identity} did not start serving in {timeout_s}s")
+    args: Sequence[str] = ("--no-dataplane",)
 
     def wait_ready(self, body: str, timeout_s: float = 10.0) -> tuple[int, str]:
         """/readyz once it answers 200 with `body` (readiness follows the last write's reply,
@@ -125,13 +55,6 @@ class GatewayProcess:
             time.sleep(0.05)
             answer = self.get(self.health_port, "/readyz")
         return answer
-
-    def metric(self, name: str) -> float | None:
-        _, text = self.get(self.metrics_port, "/metrics")
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return None
 
 
 @dataclass
@@ -175,9 +98,7 @@ class Pair:
         raise AssertionError(f"no gateway took ownership in {timeout_s}s (logs: {self.logs()})")
 
     def logs(self) -> str:
-        return " | ".join(
-            f"{n}: {g.log_path.read_text()[-1500:]}" for n, g in self.gateways.items()
-        )
+        return " | ".join(f"{n}: {g.log(1500)}" for n, g in self.gateways.items())
 
     def other(self, name: str) -> str:
         return next(n for n in self.gateways if n != name)
@@ -186,7 +107,7 @@ class Pair:
 @pytest.fixture
 def lease_env() -> dict[str, str]:
     """Lease timing for the daemons; a test overrides it with `parametrize("lease_env", ...)`."""
-    return dict(LEASE_ENV)
+    return dict(FAST_LEASE)
 
 
 @pytest.fixture
@@ -206,26 +127,25 @@ def pair(
     gateways: dict[str, GatewayProcess] = {}
     for name in ("a", "b"):
         proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "KUBECONFIG": str(kube_api.kubeconfig(f"gw-{name}")),
-            "POD_NAME": f"gw-{name}",
-            "POD_NAMESPACE": NAMESPACE,
-            "NODE_IP": NODE_IPS[name],
-            "VPC_CIDR": "10.0.0.0/16",
-            "POD_CIDRS": ",".join(POD_CIDRS),
-            "ROUTE_TABLE_IDS": ",".join(world.table_ids),
-            "AWS_REGION": "us-east-1",
-            "AWS_INSTANCE_ID": world.instances[name],
-            "AWS_ENDPOINT_URL_EC2": proxy.url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "RESYNC_PERIOD": "0.3",
-            **lease_env,
-        }
+        env = daemon_env(
+            kubeconfig=kube_api.kubeconfig(f"gw-{name}"),
+            identity=f"gw-{name}",
+            namespace=NAMESPACE,
+            node_ip=NODE_IPS[name],
+            pod_cidrs=POD_CIDRS,
+            route_table_ids=world.table_ids,
+            instance_id=world.instances[name],
+            ec2_url=proxy.url,
+            resync_period="0.3",
+            lease=lease_env,
+        )
         gateways[name] = GatewayProcess(
-            name, f"gw-{name}", NODE_IPS[name], proxy, env, tmp_path / f"gw-{name}.log"
+            name=name,
+            identity=f"gw-{name}",
+            node_ip=NODE_IPS[name],
+            proxy=proxy,
+            env=env,
+            log_path=tmp_path / f"gw-{name}.log",
         )
     for gw in gateways.values():
         gw.start()

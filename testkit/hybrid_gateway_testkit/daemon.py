@@ -1,0 +1,190 @@
+"""Start the real `hybrid-gateway run` for tests: its environment from the contract's names.
+
+Every test that starts the daemon builds its environment with `daemon_env`, so a renamed or
+added variable is changed in the contract and here, not in each test. `DaemonProcess` runs it
+(inside a network namespace if given) and reads its probes and metrics from where it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
+
+from .netns import Netns
+
+#: The short lease timings the daemon tests use (the reference's 3/2/1 s ratios, scaled down).
+FAST_LEASE = {Env.LEASE_DURATION: "1", Env.RENEW_DEADLINE: "0.6", Env.RETRY_PERIOD: "0.15"}
+#: Standard SDK variables (botocore's names, not ours): credentials for the EC2 emulator.
+FAKE_AWS_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def daemon_env(
+    *,
+    kubeconfig: Path | str,
+    identity: str,
+    node_ip: str,
+    pod_cidrs: Sequence[str],
+    vpc_cidr: str = "10.0.0.0/16",
+    namespace: str | None = None,
+    route_table_ids: Sequence[str] = (),
+    region: str | None = "us-east-1",
+    instance_id: str | None = "i-0123456789abcdef0",
+    ec2_url: str | None = None,
+    imds_url: str | None = None,
+    health_addr: str | None = None,
+    metrics_addr: str | None = None,
+    resync_period: str | None = None,
+    lease: Mapping[str, str] = FAST_LEASE,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of one daemon. Region or instance None leaves it to IMDS (`imds_url`,
+    else the metadata service is disabled, as on a machine that is not an EC2 instance)."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "KUBECONFIG": str(kubeconfig),
+        Env.POD_NAME: identity,
+        Env.NODE_IP: node_ip,
+        Env.VPC_CIDR: vpc_cidr,
+        Env.POD_CIDRS: ",".join(pod_cidrs),
+        **FAKE_AWS_CREDENTIALS,
+        **lease,
+    }
+    optional = {
+        Env.POD_NAMESPACE: namespace,
+        Env.ROUTE_TABLE_IDS: ",".join(route_table_ids) or None,
+        Env.AWS_REGION: region,
+        Env.AWS_INSTANCE_ID: instance_id,
+        Env.HEALTH_ADDR: health_addr,
+        Env.METRICS_ADDR: metrics_addr,
+        Env.RESYNC_PERIOD: resync_period,
+        "AWS_ENDPOINT_URL_EC2": ec2_url,
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds_url,
+    }
+    env.update({k: v for k, v in optional.items() if v is not None})
+    if imds_url is None:
+        env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env.update(extra or {})
+    return env
+
+
+_GET = """
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as r:
+        code, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    code, body = e.code, e.read()
+sys.stdout.write(str(code) + "\\n" + body.decode())
+"""
+
+
+@dataclass(kw_only=True)
+class DaemonProcess:
+    """One `hybrid-gateway run` process, its log in `log_path`; killed by `stop`."""
+
+    env: dict[str, str]
+    log_path: Path
+    netns: Netns | None = None
+    args: Sequence[str] = ()
+    health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    def start(self) -> DaemonProcess:
+        env = {
+            Env.HEALTH_ADDR: f"127.0.0.1:{self.health_port}",
+            Env.METRICS_ADDR: f"127.0.0.1:{self.metrics_port}",
+            **self.env,
+        }
+        argv = [sys.executable, "-m", "hybrid_gateway", "run", *self.args]
+        if self.netns is not None:
+            argv = self.netns.exec_argv(argv)
+        with self.log_path.open("ab") as log:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def log(self, tail: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def get(self, port: int, path: str, timeout_s: float = 2.0) -> tuple[int, str]:
+        """(status, body) of a GET on the daemon's loopback; raises OSError if nothing listens."""
+        url = f"http://127.0.0.1:{port}{path}"
+        if self.netns is None:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+                    return int(reply.status), reply.read().decode()
+            except urllib.error.HTTPError as err:
+                return int(err.code), err.read().decode()
+        argv = self.netns.exec_argv([sys.executable, "-c", _GET, url, str(timeout_s)])
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=timeout_s + 10
+        )
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr else "GET failed")
+        code, _, body = done.stdout.partition("\n")
+        return int(code), body
+
+    def healthz(self) -> tuple[int, str]:
+        return self.get(self.health_port, HEALTHZ_PATH)
+
+    def readyz(self) -> tuple[int, str]:
+        return self.get(self.health_port, READYZ_PATH)
+
+    def metrics(self) -> str:
+        return self.get(self.metrics_port, METRICS_PATH)[1]
+
+    def metric(self, name: str, labels: str = "") -> float | None:
+        """The value of sample `name{labels}` (labels as exposed, e.g. 'api="lease"'), or None."""
+        for line in self.metrics().splitlines():
+            sample, _, value = line.rpartition(" ")
+            if sample == name or (labels and sample.startswith(name + "{") and labels in sample):
+                return float(value)
+        return None
+
+    def wait_serving(self, timeout_s: float = 20.0) -> float:
+        """Wait until /healthz answers 200; returns seconds since start."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.healthz()[0] == 200:
+                    return time.monotonic() - self.started_at
+            except OSError:
+                pass
+            assert self.running, self.log()
+            time.sleep(0.05)
+        raise AssertionError(f"not serving /healthz after {timeout_s}s: {self.log()}")
