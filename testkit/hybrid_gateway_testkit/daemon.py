@@ -7,6 +7,7 @@ added variable is changed in the contract and here, not in each test. `DaemonPro
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
+from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_VERSION,
+    HEALTHZ_PATH,
+    HYBRID_NODE_LABEL_KEY,
+    HYBRID_NODE_LABEL_VALUE,
+    METRICS_PATH,
+    READYZ_PATH,
+    Env,
+)
 
 from .netns import Netns
 
@@ -160,10 +170,18 @@ class DaemonProcess:
         return int(code), body
 
     def healthz(self) -> tuple[int, str]:
-        return self.get(self.health_port, HEALTHZ_PATH)
+        """(status, body); status 0 while nothing listens yet."""
+        return self._probe(HEALTHZ_PATH)
 
     def readyz(self) -> tuple[int, str]:
-        return self.get(self.health_port, READYZ_PATH)
+        """(status, body); status 0 while nothing listens yet."""
+        return self._probe(READYZ_PATH)
+
+    def _probe(self, path: str) -> tuple[int, str]:
+        try:
+            return self.get(self.health_port, path)
+        except OSError as exc:
+            return 0, str(exc)
 
     def metrics(self) -> str:
         return self.get(self.metrics_port, METRICS_PATH)[1]
@@ -180,11 +198,54 @@ class DaemonProcess:
         """Wait until /healthz answers 200; returns seconds since start."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                if self.healthz()[0] == 200:
-                    return time.monotonic() - self.started_at
-            except OSError:
-                pass
+            if self.healthz()[0] == 200:
+                return time.monotonic() - self.started_at
             assert self.running, self.log()
             time.sleep(0.05)
         raise AssertionError(f"not serving /healthz after {timeout_s}s: {self.log()}")
+
+
+_KUBE = """
+import json, sys
+from kubernetes import client, config
+api = client.CustomObjectsApi(config.new_client_from_config(config_file=sys.argv[1]))
+if sys.argv[2] == "vtep":
+    try:
+        obj = api.get_cluster_custom_object(
+            "cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway"
+        )
+        print(json.dumps(obj["spec"]["endpoints"]))
+    except client.ApiException:
+        print("null")
+else:
+    api.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", json.loads(sys.argv[3]))
+"""
+
+
+def hybrid_cilium_node(name: str, node_ip: str, pod_cidrs: Sequence[str]) -> dict[str, object]:
+    return {
+        "apiVersion": f"{CILIUM_GROUP}/{CILIUM_VERSION}",
+        "kind": "CiliumNode",
+        "metadata": {"name": name, "labels": {HYBRID_NODE_LABEL_KEY: HYBRID_NODE_LABEL_VALUE}},
+        "spec": {
+            "addresses": [{"type": "InternalIP", "ip": node_ip}],
+            "ipam": {"podCIDRs": list(pod_cidrs)},
+        },
+    }
+
+
+class NetnsKube:
+    """Kubernetes calls made from inside a namespace (where the test API server listens)."""
+
+    def __init__(self, netns: Netns, kubeconfig: Path | str) -> None:
+        self._netns = netns
+        self._kubeconfig = str(kubeconfig)
+
+    def create_cilium_node(self, name: str, node_ip: str, pod_cidrs: Sequence[str]) -> None:
+        body = json.dumps(hybrid_cilium_node(name, node_ip, pod_cidrs))
+        self._netns.exec(sys.executable, "-c", _KUBE, self._kubeconfig, "node", body)
+
+    def vtep_endpoints(self) -> list[dict[str, str]] | None:
+        out = self._netns.exec(sys.executable, "-c", _KUBE, self._kubeconfig, "vtep")
+        endpoints: list[dict[str, str]] | None = json.loads(out)
+        return endpoints

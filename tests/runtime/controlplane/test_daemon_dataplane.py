@@ -10,16 +10,20 @@ this test is about the wiring, the EC2 side is covered by the moto tests.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.daemon import DaemonProcess, NetnsKube, daemon_env
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.waiting import wait_until
 
@@ -27,32 +31,42 @@ pytestmark = pytest.mark.netns
 
 GW_IP = "10.0.1.10"
 HYBRID_IP = "10.0.1.20"
+#: Routed from the gateway namespace to the hybrid one, which does not forward: every packet to
+#: these addresses is silently dropped, like a resolver or metadata service behind a firewall.
+BLACK_HOLE = "10.0.9.0/24"
+DNS_SERVER = "10.0.9.53"
+IMDS_URL = "http://10.0.9.254"
+EC2_URL = "http://10.0.9.253"
 
-KUBE = """
-import json, sys
-from kubernetes import client, config
-api = client.CustomObjectsApi(config.new_client_from_config(config_file=sys.argv[1]))
-if sys.argv[2] == "vtep":
+
+@contextmanager
+def unreachable_resolver(ns: Netns) -> Iterator[None]:
+    """`ip netns exec` bind-mounts /etc/netns/<name>/{resolv.conf,hosts} over /etc (ip-netns(8)):
+    processes started in `ns` ask a name server whose packets are dropped, and /etc/hosts does
+    not know this host's name, so looking the host name up waits out every resolver timeout."""
+    etc = Path("/etc/netns") / ns.name
+    etc.mkdir(parents=True)
     try:
-        obj = api.get_cluster_custom_object(
-            "cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway"
-        )
-        print(json.dumps(obj["spec"]["endpoints"]))
-    except client.ApiException:
-        print("null")
-else:
-    api.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", json.loads(sys.argv[3]))
-"""
-READYZ = """
-import sys, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
-        print(r.status, r.read().decode().strip())
-except urllib.error.HTTPError as e:
-    print(e.code, e.read().decode().strip())
-except OSError as e:
-    print(0, e)
-"""
+        (etc / "resolv.conf").write_text(f"nameserver {DNS_SERVER}\n")
+        (etc / "hosts").write_text("127.0.0.1 localhost\n")
+        yield
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+@contextmanager
+def gateway_world(tmp_path: Path) -> Iterator[tuple[Netns, ApiServer]]:
+    """A gateway namespace linked to a hybrid node's, the test API server inside the gateway's,
+    and a black hole behind the hybrid node (which does not forward)."""
+    with netns_world() as world:
+        gw = world.add("gw")
+        hybrid = world.add("hy")
+        world.link(gw, f"{GW_IP}/24", hybrid, f"{HYBRID_IP}/24")
+        gw.sysctl("net.ipv4.ip_forward", "1")
+        hybrid.sysctl("net.ipv4.ip_forward", "0")
+        gw.ip("route", "add", BLACK_HOLE, "via", HYBRID_IP)
+        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
+            yield gw, api
 
 
 def device_mac(ns: Netns) -> str | None:
@@ -67,47 +81,29 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
         world.link(gw, f"{GW_IP}/24", hybrid, f"{HYBRID_IP}/24")
         gw.sysctl("net.ipv4.ip_forward", "1")
         with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
-            kubeconfig = str(api.kubeconfig("gw-a"))
-            env = {
-                "PATH": os.environ.get("PATH", ""),
-                "KUBECONFIG": kubeconfig,
-                "POD_NAME": "gw-a",
-                "NODE_IP": GW_IP,
-                "VPC_CIDR": "10.0.0.0/16",
-                "POD_CIDRS": "10.85.0.0/16",
-                "AWS_REGION": "us-east-1",
-                "AWS_INSTANCE_ID": "i-0123456789abcdef0",
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "LEASE_DURATION": "1",
-                "RENEW_DEADLINE": "0.6",
-                "RETRY_PERIOD": "0.15",
-                "RESYNC_PERIOD": "2",
-                "HEALTH_ADDR": "127.0.0.1:18088",
-                "METRICS_ADDR": "127.0.0.1:18080",
-            }
-            log_path = tmp_path / "gw.log"
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen(
-                    gw.exec_argv([sys.executable, "-m", "hybrid_gateway", "run"]),
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            kubeconfig = api.kubeconfig("gw-a")
+            kube = NetnsKube(gw, kubeconfig)
+            daemon = DaemonProcess(
+                env=daemon_env(
+                    kubeconfig=kubeconfig,
+                    identity="gw-a",
+                    node_ip=GW_IP,
+                    pod_cidrs=["10.85.0.0/16"],
+                    resync_period="2",
+                ),
+                log_path=tmp_path / "gw.log",
+                netns=gw,
+            ).start()
             try:
-
-                def readyz() -> str:
-                    return gw.exec(sys.executable, "-c", READYZ, "http://127.0.0.1:18088/readyz")
-
                 wait_until(
                     "ready as leader",
-                    lambda: readyz().startswith("200 ready (leader)"),
+                    lambda: daemon.readyz() == (200, "ready (leader)\n"),
                     20.0,
                     poll_s=0.2,
                 )
                 mac = device_mac(gw)
                 assert mac == vxlan_device_mac(GW_IP)
-                endpoints = json.loads(gw.exec(sys.executable, "-c", KUBE, kubeconfig, "vtep"))
-                assert endpoints == [
+                assert kube.vtep_endpoints() == [
                     {
                         "name": "vpc-gateway-0",
                         "tunnelEndpoint": GW_IP,
@@ -116,19 +112,7 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
                     }
                 ]
 
-                node = {
-                    "apiVersion": "cilium.io/v2",
-                    "kind": "CiliumNode",
-                    "metadata": {
-                        "name": "hybrid-1",
-                        "labels": {"eks.amazonaws.com/compute-type": "hybrid"},
-                    },
-                    "spec": {
-                        "addresses": [{"type": "InternalIP", "ip": HYBRID_IP}],
-                        "ipam": {"podCIDRs": ["10.85.1.0/24"]},
-                    },
-                }
-                gw.exec(sys.executable, "-c", KUBE, kubeconfig, "node", json.dumps(node))
+                kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
                 wait_until(
                     "tunnel route of the hybrid node",
                     lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
@@ -136,12 +120,108 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
                     poll_s=0.2,
                 )
 
-                proc.send_signal(signal.SIGTERM)
-                assert proc.wait(20) == 0, log_path.read_text()[-2000:]
+                daemon.signal(signal.SIGTERM)
+                assert daemon.wait(20) == 0, daemon.log()
                 # the tunnel stays: this node keeps forwarding until the routes have moved
                 assert device_mac(gw) == mac
                 assert "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0")
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
+                daemon.stop()
+
+
+def test_start_up_and_readiness_do_not_wait_for_dns(tmp_path: Path) -> None:
+    """Before: HTTPServer.server_bind called socket.getfqdn("") (CPython Lib/http/server.py),
+    which waited out the unreachable resolver (10 s with glibc defaults) before the daemon
+    served a probe or started a loop. Asserted by ORDER: a host-name lookup started with the
+    daemon is still waiting when the daemon is ready as leader."""
+    with gateway_world(tmp_path) as (gw, api), unreachable_resolver(gw):
+        lookup = subprocess.Popen(
+            gw.exec_argv([sys.executable, "-c", "import socket; socket.getfqdn('')"])
+        )
+        kubeconfig = api.kubeconfig("gw-a")
+        daemon = DaemonProcess(
+            env=daemon_env(
+                kubeconfig=kubeconfig,
+                identity="gw-a",
+                node_ip=GW_IP,
+                pod_cidrs=["10.85.0.0/16"],
+                health_addr=":18088",  # all addresses, the default: getfqdn("") before
+            ),
+            health_port=18088,
+            log_path=tmp_path / "gw.log",
+            netns=gw,
+        ).start()
+        try:
+            serving = daemon.wait_serving(30.0)
+            wait_until(
+                "ready as leader",
+                lambda: daemon.readyz() == (200, "ready (leader)\n"),
+                30.0,
+                poll_s=0.1,
+            )
+            ready = time.monotonic() - daemon.started_at
+            assert lookup.poll() is None, (
+                "the host-name lookup ended before the daemon was ready: start-up waited for "
+                "DNS, or the resolver is reachable"
+            )
+            print(f"\nno DNS: /healthz after {serving:.2f}s, ready as leader after {ready:.2f}s")
+        finally:
+            daemon.stop()
+            lookup.kill()
+            lookup.wait(10)
+
+
+def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) -> None:
+    """Before: the daemon asked IMDS for its region and instance before anything else and exited
+    when it did not answer. Now the tunnels are programmed, the VTEP config is published, and
+    readiness says what route ownership waits for; the failures are counted and logged."""
+    with gateway_world(tmp_path) as (gw, api):
+        kubeconfig = api.kubeconfig("gw-a")
+        kube = NetnsKube(gw, kubeconfig)
+        daemon = DaemonProcess(
+            env=daemon_env(
+                kubeconfig=kubeconfig,
+                identity="gw-a",
+                node_ip=GW_IP,
+                pod_cidrs=["10.85.0.0/16"],
+                route_table_ids=["rtb-0123456789abcdef0"],
+                region=None,
+                instance_id=None,
+                imds_url=IMDS_URL,
+                ec2_url=EC2_URL,
+            ),
+            log_path=tmp_path / "gw.log",
+            netns=gw,
+        ).start()
+        try:
+            kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
+            wait_until(
+                "tunnel route of the hybrid node",
+                lambda: (
+                    "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0", check=False)
+                ),
+                30.0,
+                poll_s=0.2,
+            )
+            mac = device_mac(gw)
+            wait_until(
+                "VTEP config published",
+                lambda: (kube.vtep_endpoints() or [{}])[0].get("mac") == mac,
+                20.0,
+                poll_s=0.2,
+            )
+            status, body = daemon.readyz()
+            assert status == 503, body
+            assert "routes (waiting for instance identity:" in body, body
+            assert daemon.healthz()[0] == 200  # waiting is not being stuck
+            errors = wait_until(
+                "IMDS failures counted",
+                lambda: daemon.metric(
+                    "hybrid_gateway_api_errors_total", 'operation="instance identity"'
+                ),
+                20.0,
+            )
+            assert errors is not None and errors >= 1
+            assert "route ownership start-up: instance identity failed" in daemon.log(20000)
+        finally:
+            daemon.stop()
