@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,12 +187,29 @@ class DaemonProcess:
         return self.get(self.metrics_port, METRICS_PATH)[1]
 
     def metric(self, name: str, labels: str = "") -> float | None:
-        """The value of sample `name{labels}` (labels as exposed, e.g. 'api="lease"'), or None."""
+        """The sum of the samples of `name` whose labels contain `labels` (as exposed, e.g.
+        'api="lease"'; "" matches all), or None if there is none."""
+        values = []
         for line in self.metrics().splitlines():
             sample, _, value = line.rpartition(" ")
-            if sample == name or (labels and sample.startswith(name + "{") and labels in sample):
-                return float(value)
-        return None
+            series, _, label_text = sample.partition("{")
+            if series == name and labels in label_text:
+                values.append(float(value))
+        return sum(values) if values else None
+
+    def wait_readyz(
+        self, accept: Callable[[int, str], bool], what: str, timeout_s: float = 30.0
+    ) -> tuple[int, str]:
+        """The first /readyz answer that `accept(status, body)` takes; AssertionError after
+        `timeout_s` naming `what` and the last answer."""
+        deadline = time.monotonic() + timeout_s
+        answer = self.readyz()
+        while not accept(*answer):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"/readyz never {what} in {timeout_s}s; last: {answer}")
+            time.sleep(0.1)
+            answer = self.readyz()
+        return answer
 
     def wait_serving(self, timeout_s: float = 20.0) -> float:
         """Wait until /healthz answers 200; returns seconds since start."""
