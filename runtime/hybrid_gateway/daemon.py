@@ -12,46 +12,31 @@ have moved (SPEC §12).
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import signal
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
-from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
 from hybrid_gateway.adapters.kube_events import AsyncEvents, EventRecorder, ObjectRef
-from hybrid_gateway.adapters.kube_lease import LeaseStore
-from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.config import Config
-from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.health import Check, HttpEndpoints
-from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
-from hybrid_gateway.leader.elector import LeaseElector
-from hybrid_gateway.leader.lease_health import ReportedLease
-from hybrid_gateway.leader.routes import RouteOwner
-from hybrid_gateway.leader.service import LeaderWork, emit_refusals
-from hybrid_gateway.leader.vtep import VtepOwner
+from hybrid_gateway.leader.assembly import ELECTOR, LEADER_WORK, Leader, build_leader
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
-from hybrid_gateway.reporting import FailureReporter
-from hybrid_gateway.supervisor import Beat, Supervisor, Task
+from hybrid_gateway.reporting import Reporting
+from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
 from hybrid_gateway_contract import VXLAN_DEVICE
 
 log = logging.getLogger("hybrid_gateway")
 
-HTTP_GONE = 410
-#: Leader work and the elector stop first; the lease is released after them.
-LEADER_TASKS = ("leader-work", "elector")
 #: Stopped last, so the Events of the steps before can still be recorded.
 EVENTS_TASK = "events"
 
@@ -76,34 +61,6 @@ def kube_api_client(environ: Mapping[str, str]) -> kclient.ApiClient:
     return kclient.ApiClient(configuration)
 
 
-@dataclass(frozen=True)
-class Reporting:
-    """Where failures go: Events (asynchronous) about this pod, and the metrics."""
-
-    events: AsyncEvents
-    subject: ObjectRef
-    metrics: GatewayMetrics
-
-    def reporter(self, what: str, api: str, reason: str, hint: str = "") -> FailureReporter:
-        def count(operation: str) -> None:
-            self.metrics.api_errors.labels(api=api, operation=operation).inc()
-
-        return FailureReporter(
-            what, reason=reason, events=self.events, subject=self.subject, count=count, hint=hint
-        )
-
-
-def watch_failure(reporter: FailureReporter) -> Any:
-    """`on_error` for a watch: report everything but 410 Gone, which only means "relist"."""
-
-    def on_error(exc: Exception) -> None:
-        if isinstance(exc, ApiException) and exc.status == HTTP_GONE:
-            return
-        reporter.failed("list/watch", exc)
-
-    return on_error
-
-
 def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> DataPlaneLike:
     """Create or adopt the VXLAN device; raises on failure (the daemon cannot forward)."""
     # Imported lazily: `--no-dataplane` runs need neither pyroute2 nor netlink rights.
@@ -121,137 +78,31 @@ def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> Da
     return dataplane
 
 
-@dataclass
-class LeaderParts:
-    elector: LeaseElector
-    lease: ReportedLease
-    lease_watch: Task
-    routes: DeferredRoutes
-    work: LeaderWork
-    vtep_watch: Task
-    vtep_watch_reporter: FailureReporter
+def gateway_metrics(config: Config) -> GatewayMetrics:
+    metrics = GatewayMetrics()
+    metrics.info.info(
+        {
+            "node_ip": config.node_ip,
+            "node_name": config.node_name or "",
+            "vxlan_interface": VXLAN_DEVICE,
+            "vpc_cidr": ",".join(map(str, config.vpc_cidrs)),
+            "pod_cidr": ",".join(map(str, config.pod_cidrs)),
+        }
+    )
+    metrics.leader_is_active.set(0)
+    return metrics
 
 
-def build_leader(
-    config: Config,
-    *,
-    environ: Mapping[str, str],
-    timings: Timings,
-    api_client: Any,
-    reporting: Reporting,
-    supervisor: Supervisor,
-    mac: str,
-) -> LeaderParts:
-    """The elector, route and VTEP ownership, and the two watches that speed them up."""
-    where = f"{config.namespace}/{config.lease_name}"
-    lease = ReportedLease(
-        LeaseStore(api_client, config.namespace, config.lease_name),
-        reporting.reporter(
-            f"Lease {where}",
-            "lease",
-            "LeaseUnavailable",
-            "check POD_NAMESPACE and that the service account may get, create and update it",
-        ),
-        holder_loss_s=timings.holder_loss_s,
-    )
-    elector = LeaseElector(
-        lease,
-        identity=config.identity,
-        lease_duration_s=config.lease_duration_s,
-        renew_deadline_s=config.renew_deadline_s,
-        retry_period_s=config.retry_period_s,
-        on_change=lambda _leading: supervisor.wake("leader-work"),
+def dataplane_task(dataplane: DataPlaneLike, timings: Timings) -> Task:
+    return Task(
+        "dataplane",
+        dataplane.run,
+        heartbeat=lambda: dataplane.heartbeat,
+        stale_after_s=timings.stale_dataplane_s,
     )
 
-    def build_routes(region: str, instance_id: str) -> RouteOwner:
-        log.info("region %s, instance %s", region, instance_id)
-        return RouteOwner(
-            Ec2Routes(make_client(region), write_guard=elector.valid),
-            instance_id=instance_id,
-            table_ids=config.route_table_ids,
-            pod_cidrs=[str(c) for c in config.pod_cidrs],
-            allow_takeover=config.allow_route_takeover,
-            metrics=reporting.metrics,
-            on_refusals=functools.partial(emit_refusals, reporting.events, reporting.subject),
-        )
 
-    routes = DeferredRoutes(
-        table_ids=config.route_table_ids,
-        resolve=lambda: resolve_identity(config, environ),
-        build=build_routes,
-        reporter=reporting.reporter(
-            "route ownership start-up",
-            "aws",
-            "InstanceIdentityUnavailable",
-            "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
-        ),
-        max_backoff_s=timings.start_retry_max_s,
-    )
-    vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
-    work = LeaderWork(
-        valid=elector.valid,
-        acquired_at=lambda: elector.acquired_at,
-        routes=routes,
-        vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
-        resync_period_s=config.resync_period_s,
-        retry_period_s=config.retry_period_s,
-        metrics=reporting.metrics,
-        events=reporting.events,
-        subject=reporting.subject,
-        identity=config.identity,
-    )
-    lease_watch_reporter = reporting.reporter(
-        f"Lease watch {where}",
-        "lease",
-        "LeaseWatchFailed",
-        "the standby notices a release only when it polls; grant list and watch on leases",
-    )
-
-    def on_lease_seen(record: LeaseRecord | None) -> None:
-        lease.seen(record)
-        elector.notice(record)
-
-    lease_watch_beat = Beat()
-    lease_watch = Task(
-        "lease-watch",
-        lambda stop: LeaseStore(api_client, config.namespace, config.lease_name).watch(
-            stop,
-            on_lease_seen,
-            timeout_s=timings.api_timeout_s,
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-            on_error=watch_failure(lease_watch_reporter),
-            on_listed=lease_watch_reporter.succeeded,
-            beat=lease_watch_beat,
-        ),
-        heartbeat=lease_watch_beat.last,
-        stale_after_s=timings.stale_watch_s,
-    )
-    vtep_watch_reporter = reporting.reporter(
-        f"CiliumVTEPConfig watch {vtep_store.name}",
-        "ciliumvtepconfig",
-        "VtepConfigWatchFailed",
-        "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
-    )
-    vtep_watch_beat = Beat()
-    vtep_watch = Task(
-        "vtep-watch",
-        lambda stop: vtep_store.watch(
-            stop,
-            lambda _type: work.wake_vtep(),
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-            on_error=watch_failure(vtep_watch_reporter),
-            on_listed=vtep_watch_reporter.succeeded,
-            beat=vtep_watch_beat,
-        ),
-        heartbeat=vtep_watch_beat.last,
-        stale_after_s=timings.stale_watch_s,
-    )
-    return LeaderParts(elector, lease, lease_watch, routes, work, vtep_watch, vtep_watch_reporter)
-
-
-def readiness(dataplane: DataPlaneLike | None, leader: LeaderParts, timings: Timings) -> Check:
+def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings) -> Check:
     """`/readyz`: the data plane is ready, this replica can take part in the election, and on
     the leader the routes and the CiliumVTEPConfig have converged. Says what it waits for."""
 
@@ -301,12 +152,12 @@ def install_signal_handlers() -> threading.Event:
     return stop
 
 
-def shut_down(supervisor: Supervisor, leader: LeaderParts, timings: Timings, identity: str) -> None:
+def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity: str) -> None:
     """Leader work, then the lease release, then the rest (Events last)."""
     was_leader = leader.work.active
     leader.elector.stop_leading()  # no leader write passes after this
-    stuck = supervisor.stop(LEADER_TASKS, timings.shutdown_join_s)
-    if "leader-work" in stuck:
+    stuck = supervisor.stop([LEADER_WORK, ELECTOR], timings.shutdown_join_s)
+    if LEADER_WORK in stuck:
         log.error("leader work still running; not releasing the lease")
     elif was_leader or leader.elector.holder == identity:
         leader.elector.release(timeout_s=timings.api_timeout_s)
@@ -331,17 +182,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     except Exception as exc:
         log.error("cannot configure the Kubernetes client: %s", exc)
         return 1
-    metrics = GatewayMetrics()
-    metrics.info.info(
-        {
-            "node_ip": config.node_ip,
-            "node_name": config.node_name or "",
-            "vxlan_interface": VXLAN_DEVICE,
-            "vpc_cidr": ",".join(map(str, config.vpc_cidrs)),
-            "pod_cidr": ",".join(map(str, config.pod_cidrs)),
-        }
-    )
-    metrics.leader_is_active.set(0)
+    metrics = gateway_metrics(config)
     events = AsyncEvents(
         EventRecorder(kclient.CoreV1Api(api_client), host=config.node_name or config.identity)
     )
@@ -364,14 +205,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         except Exception as exc:
             log.error("data plane set-up failed: %s", exc)
             return 1
-        supervisor.add(
-            Task(
-                "dataplane",
-                dataplane.run,
-                heartbeat=lambda: dataplane.heartbeat if dataplane else 0.0,
-                stale_after_s=timings.stale_dataplane_s,
-            )
-        )
+        supervisor.add(dataplane_task(dataplane, timings))
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
     leader = build_leader(
@@ -383,35 +217,8 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         supervisor=supervisor,
         mac=mac,
     )
-    supervisor.add(
-        Task(
-            "route-start",
-            leader.routes.run,
-            heartbeat=lambda: leader.routes.heartbeat,
-            stale_after_s=timings.stale_dataplane_s,
-            one_shot=True,
-        )
-    )
-    supervisor.add(leader.lease_watch)
-    supervisor.add(
-        Task(
-            "elector",
-            leader.elector.run,
-            heartbeat=lambda: leader.elector.heartbeat,
-            stale_after_s=timings.stale_elector_s,
-            wake=leader.elector.wake,
-        )
-    )
-    supervisor.add(
-        Task(
-            "leader-work",
-            leader.work.run,
-            heartbeat=lambda: leader.work.heartbeat,
-            stale_after_s=timings.stale_leader_work_s,
-            wake=leader.work.wake,
-        )
-    )
-    supervisor.add(leader.vtep_watch)
+    for task in leader.tasks(timings):
+        supervisor.add(task)
     try:
         endpoints = HttpEndpoints(
             health_addr=(config.health_addr.host, config.health_addr.port),

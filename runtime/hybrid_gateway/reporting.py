@@ -14,8 +14,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hybrid_gateway.adapters.kube_events import EventSink, ObjectRef
+from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -91,3 +93,20 @@ class FailureReporter:
         """Seconds since the first failure of the current streak (0 when not failing)."""
         with self._lock:
             return 0.0 if self._since is None else self._clock() - self._since
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """Where failures go: Events (asynchronous) about this pod, and the metrics."""
+
+    events: EventSink
+    subject: ObjectRef
+    metrics: GatewayMetrics
+
+    def reporter(self, what: str, api: str, reason: str, hint: str = "") -> FailureReporter:
+        def count(operation: str) -> None:
+            self.metrics.api_errors.labels(api=api, operation=operation).inc()
+
+        return FailureReporter(
+            what, reason=reason, events=self.events, subject=self.subject, count=count, hint=hint
+        )

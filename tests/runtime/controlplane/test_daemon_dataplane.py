@@ -210,9 +210,11 @@ def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) 
                 20.0,
                 poll_s=0.2,
             )
-            status, body = daemon.readyz()
+            status, body = daemon.wait_readyz(
+                lambda _, body: "routes (waiting for instance identity:" in body,
+                "names the IMDS wait",
+            )
             assert status == 503, body
-            assert "routes (waiting for instance identity:" in body, body
             assert daemon.healthz()[0] == 200  # waiting is not being stuck
             errors = wait_until(
                 "IMDS failures counted",

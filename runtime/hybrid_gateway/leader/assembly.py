@@ -1,0 +1,207 @@
+"""The leader side of a replica, assembled: the elector, route and VTEP ownership, and the
+Lease and CiliumVTEPConfig watches that speed them up, as supervised tasks in start order.
+
+Each part is built once, before anything starts; the one late binding is the elector waking
+leader work through the supervisor, by task name (the elector exists before the work it wakes).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
+from hybrid_gateway.adapters.kube_lease import LeaseStore
+from hybrid_gateway.adapters.kube_vtep import VtepStore
+from hybrid_gateway.config import Config
+from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
+from hybrid_gateway.leader.elector import LeaseElector
+from hybrid_gateway.leader.lease_health import ReportedLease
+from hybrid_gateway.leader.routes import RouteOwner
+from hybrid_gateway.leader.service import LeaderWork, emit_refusals
+from hybrid_gateway.leader.vtep import VtepOwner
+from hybrid_gateway.reporting import FailureReporter, Reporting
+from hybrid_gateway.supervisor import Beat, Supervisor, Task
+from hybrid_gateway.timings import Timings
+
+log = logging.getLogger("hybrid_gateway")
+
+HTTP_GONE = 410
+LEADER_WORK = "leader-work"
+ELECTOR = "elector"
+
+
+def watch_failure(reporter: FailureReporter) -> Callable[[Exception], None]:
+    """`on_error` for a watch: report everything but 410 Gone, which only means "relist"."""
+
+    def on_error(exc: Exception) -> None:
+        if isinstance(exc, ApiException) and exc.status == HTTP_GONE:
+            return
+        reporter.failed("list/watch", exc)
+
+    return on_error
+
+
+@dataclass
+class Leader:
+    elector: LeaseElector
+    lease: ReportedLease
+    routes: DeferredRoutes
+    work: LeaderWork
+    vtep_watch_reporter: FailureReporter
+    watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
+
+    def tasks(self, timings: Timings) -> list[Task]:
+        """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
+        before the elector (an early release is seen), the VTEP watch last."""
+        lease_watch, vtep_watch = self.watches
+        return [
+            Task(
+                "route-start",
+                self.routes.run,
+                heartbeat=lambda: self.routes.heartbeat,
+                stale_after_s=timings.stale_dataplane_s,
+                one_shot=True,
+            ),
+            lease_watch,
+            Task(
+                ELECTOR,
+                self.elector.run,
+                heartbeat=lambda: self.elector.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.elector.wake,
+            ),
+            Task(
+                LEADER_WORK,
+                self.work.run,
+                heartbeat=lambda: self.work.heartbeat,
+                stale_after_s=timings.stale_leader_work_s,
+                wake=self.work.wake,
+            ),
+            vtep_watch,
+        ]
+
+
+def build_leader(
+    config: Config,
+    *,
+    environ: Mapping[str, str],
+    timings: Timings,
+    api_client: Any,
+    reporting: Reporting,
+    supervisor: Supervisor,
+    mac: str,
+) -> Leader:
+    """The elector, route and VTEP ownership, and the two watches that speed them up."""
+    where = f"{config.namespace}/{config.lease_name}"
+    lease = ReportedLease(
+        LeaseStore(api_client, config.namespace, config.lease_name),
+        reporting.reporter(
+            f"Lease {where}",
+            "lease",
+            "LeaseUnavailable",
+            "check POD_NAMESPACE and that the service account may get, create and update it",
+        ),
+        holder_loss_s=timings.holder_loss_s,
+    )
+    elector = LeaseElector(
+        lease,
+        identity=config.identity,
+        lease_duration_s=config.lease_duration_s,
+        renew_deadline_s=config.renew_deadline_s,
+        retry_period_s=config.retry_period_s,
+        on_change=lambda _leading: supervisor.wake(LEADER_WORK),
+    )
+
+    def build_routes(region: str, instance_id: str) -> RouteOwner:
+        log.info("region %s, instance %s", region, instance_id)
+        return RouteOwner(
+            Ec2Routes(make_client(region), write_guard=elector.valid),
+            instance_id=instance_id,
+            table_ids=config.route_table_ids,
+            pod_cidrs=[str(c) for c in config.pod_cidrs],
+            allow_takeover=config.allow_route_takeover,
+            metrics=reporting.metrics,
+            on_refusals=functools.partial(emit_refusals, reporting.events, reporting.subject),
+        )
+
+    routes = DeferredRoutes(
+        table_ids=config.route_table_ids,
+        resolve=lambda: resolve_identity(config, environ),
+        build=build_routes,
+        reporter=reporting.reporter(
+            "route ownership start-up",
+            "aws",
+            "InstanceIdentityUnavailable",
+            "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
+        ),
+        max_backoff_s=timings.start_retry_max_s,
+    )
+    vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+    work = LeaderWork(
+        valid=elector.valid,
+        acquired_at=lambda: elector.acquired_at,
+        routes=routes,
+        vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
+        resync_period_s=config.resync_period_s,
+        retry_period_s=config.retry_period_s,
+        metrics=reporting.metrics,
+        events=reporting.events,
+        subject=reporting.subject,
+        identity=config.identity,
+    )
+    lease_watch_reporter = reporting.reporter(
+        f"Lease watch {where}",
+        "lease",
+        "LeaseWatchFailed",
+        "the standby notices a release only when it polls; grant list and watch on leases",
+    )
+
+    def on_lease_seen(record: LeaseRecord | None) -> None:
+        lease.seen(record)
+        elector.notice(record)
+
+    lease_watch_beat = Beat()
+    lease_watch = Task(
+        "lease-watch",
+        lambda stop: LeaseStore(api_client, config.namespace, config.lease_name).watch(
+            stop,
+            on_lease_seen,
+            timeout_s=timings.api_timeout_s,
+            window_s=timings.watch_window_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+            on_error=watch_failure(lease_watch_reporter),
+            on_listed=lease_watch_reporter.succeeded,
+            beat=lease_watch_beat,
+        ),
+        heartbeat=lease_watch_beat.last,
+        stale_after_s=timings.stale_watch_s,
+    )
+    vtep_watch_reporter = reporting.reporter(
+        f"CiliumVTEPConfig watch {vtep_store.name}",
+        "ciliumvtepconfig",
+        "VtepConfigWatchFailed",
+        "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
+    )
+    vtep_watch_beat = Beat()
+    vtep_watch = Task(
+        "vtep-watch",
+        lambda stop: vtep_store.watch(
+            stop,
+            lambda _type: work.wake_vtep(),
+            window_s=timings.watch_window_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+            on_error=watch_failure(vtep_watch_reporter),
+            on_listed=vtep_watch_reporter.succeeded,
+            beat=vtep_watch_beat,
+        ),
+        heartbeat=vtep_watch_beat.last,
+        stale_after_s=timings.stale_watch_s,
+    )
+    return Leader(elector, lease, routes, work, vtep_watch_reporter, (lease_watch, vtep_watch))
