@@ -19,17 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybrid_gateway_contract import (
-    CILIUM_GROUP,
-    CILIUM_VERSION,
-    HEALTHZ_PATH,
-    HYBRID_NODE_LABEL_KEY,
-    HYBRID_NODE_LABEL_VALUE,
-    METRICS_PATH,
-    READYZ_PATH,
-    Env,
-)
+from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
 
+from .lab.agent import cilium_node
 from .netns import Netns
 
 #: The short lease timings the daemon tests use (the reference's 3/2/1 s ratios, scaled down).
@@ -239,18 +231,6 @@ else:
 """
 
 
-def hybrid_cilium_node(name: str, node_ip: str, pod_cidrs: Sequence[str]) -> dict[str, object]:
-    return {
-        "apiVersion": f"{CILIUM_GROUP}/{CILIUM_VERSION}",
-        "kind": "CiliumNode",
-        "metadata": {"name": name, "labels": {HYBRID_NODE_LABEL_KEY: HYBRID_NODE_LABEL_VALUE}},
-        "spec": {
-            "addresses": [{"type": "InternalIP", "ip": node_ip}],
-            "ipam": {"podCIDRs": list(pod_cidrs)},
-        },
-    }
-
-
 class NetnsKube:
     """Kubernetes calls made from inside a namespace (where the test API server listens)."""
 
@@ -259,7 +239,7 @@ class NetnsKube:
         self._kubeconfig = str(kubeconfig)
 
     def create_cilium_node(self, name: str, node_ip: str, pod_cidrs: Sequence[str]) -> None:
-        body = json.dumps(hybrid_cilium_node(name, node_ip, pod_cidrs))
+        body = json.dumps(cilium_node(name, node_ip, list(pod_cidrs)))
         self._netns.exec(sys.executable, "-c", _KUBE, self._kubeconfig, "node", body)
 
     def vtep_endpoints(self) -> list[dict[str, str]] | None:

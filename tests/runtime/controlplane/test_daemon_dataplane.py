@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,64 +70,66 @@ def gateway_world(tmp_path: Path) -> Iterator[tuple[Netns, ApiServer]]:
             yield gw, api
 
 
+def start_gateway(
+    gw: Netns, api: ApiServer, tmp_path: Path, health_port: int = 18088, **env: Any
+) -> DaemonProcess:
+    """`hybrid-gateway run` (data plane included) in `gw`, as pod gw-a on GW_IP."""
+    return DaemonProcess(
+        env=daemon_env(
+            kubeconfig=api.kubeconfig("gw-a"),
+            identity="gw-a",
+            node_ip=GW_IP,
+            pod_cidrs=["10.85.0.0/16"],
+            **env,
+        ),
+        health_port=health_port,
+        log_path=tmp_path / "gw.log",
+        netns=gw,
+    ).start()
+
+
 def device_mac(ns: Netns) -> str | None:
     out = ns.ip("-j", "link", "show", "hybrid_vxlan0", check=False)
     return str(json.loads(out)[0]["address"]) if out.strip() else None
 
 
 def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None:
-    with netns_world() as world:
-        gw = world.add("gw")
-        hybrid = world.add("hy")
-        world.link(gw, f"{GW_IP}/24", hybrid, f"{HYBRID_IP}/24")
-        gw.sysctl("net.ipv4.ip_forward", "1")
-        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
-            kubeconfig = api.kubeconfig("gw-a")
-            kube = NetnsKube(gw, kubeconfig)
-            daemon = DaemonProcess(
-                env=daemon_env(
-                    kubeconfig=kubeconfig,
-                    identity="gw-a",
-                    node_ip=GW_IP,
-                    pod_cidrs=["10.85.0.0/16"],
-                    resync_period="2",
-                ),
-                log_path=tmp_path / "gw.log",
-                netns=gw,
-            ).start()
-            try:
-                wait_until(
-                    "ready as leader",
-                    lambda: daemon.readyz() == (200, "ready (leader)\n"),
-                    20.0,
-                    poll_s=0.2,
-                )
-                mac = device_mac(gw)
-                assert mac == vxlan_device_mac(GW_IP)
-                assert kube.vtep_endpoints() == [
-                    {
-                        "name": "vpc-gateway-0",
-                        "tunnelEndpoint": GW_IP,
-                        "cidr": "10.0.0.0/16",
-                        "mac": mac,
-                    }
-                ]
+    with gateway_world(tmp_path) as (gw, api):
+        kube = NetnsKube(gw, api.kubeconfig("gw-a"))
+        daemon = start_gateway(gw, api, tmp_path, resync_period="2")
+        try:
+            wait_until(
+                "ready as leader",
+                lambda: daemon.readyz() == (200, "ready (leader)\n"),
+                20.0,
+                poll_s=0.2,
+            )
+            mac = device_mac(gw)
+            assert mac == vxlan_device_mac(GW_IP)
+            assert kube.vtep_endpoints() == [
+                {
+                    "name": "vpc-gateway-0",
+                    "tunnelEndpoint": GW_IP,
+                    "cidr": "10.0.0.0/16",
+                    "mac": mac,
+                }
+            ]
 
-                kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
-                wait_until(
-                    "tunnel route of the hybrid node",
-                    lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
-                    20.0,
-                    poll_s=0.2,
-                )
+            kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
+            wait_until(
+                "tunnel route of the hybrid node",
+                lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
+                20.0,
+                poll_s=0.2,
+            )
 
-                daemon.signal(signal.SIGTERM)
-                assert daemon.wait(20) == 0, daemon.log()
-                # the tunnel stays: this node keeps forwarding until the routes have moved
-                assert device_mac(gw) == mac
-                assert "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0")
-            finally:
-                daemon.stop()
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0, daemon.log()
+            # the tunnel stays: this node keeps forwarding until the routes have moved
+            assert device_mac(gw) == mac
+            assert "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0")
+        finally:
+            daemon.stop()
 
 
 def test_start_up_and_readiness_do_not_wait_for_dns(tmp_path: Path) -> None:
@@ -138,19 +141,8 @@ def test_start_up_and_readiness_do_not_wait_for_dns(tmp_path: Path) -> None:
         lookup = subprocess.Popen(
             gw.exec_argv([sys.executable, "-c", "import socket; socket.getfqdn('')"])
         )
-        kubeconfig = api.kubeconfig("gw-a")
-        daemon = DaemonProcess(
-            env=daemon_env(
-                kubeconfig=kubeconfig,
-                identity="gw-a",
-                node_ip=GW_IP,
-                pod_cidrs=["10.85.0.0/16"],
-                health_addr=":18088",  # all addresses, the default: getfqdn("") before
-            ),
-            health_port=18088,
-            log_path=tmp_path / "gw.log",
-            netns=gw,
-        ).start()
+        # all addresses, as by default: HTTPServer.server_bind called getfqdn("") for it
+        daemon = start_gateway(gw, api, tmp_path, health_port=18088, health_addr=":18088")
         try:
             serving = daemon.wait_serving(30.0)
             wait_until(
@@ -176,23 +168,17 @@ def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) 
     when it did not answer. Now the tunnels are programmed, the VTEP config is published, and
     readiness says what route ownership waits for; the failures are counted and logged."""
     with gateway_world(tmp_path) as (gw, api):
-        kubeconfig = api.kubeconfig("gw-a")
-        kube = NetnsKube(gw, kubeconfig)
-        daemon = DaemonProcess(
-            env=daemon_env(
-                kubeconfig=kubeconfig,
-                identity="gw-a",
-                node_ip=GW_IP,
-                pod_cidrs=["10.85.0.0/16"],
-                route_table_ids=["rtb-0123456789abcdef0"],
-                region=None,
-                instance_id=None,
-                imds_url=IMDS_URL,
-                ec2_url=EC2_URL,
-            ),
-            log_path=tmp_path / "gw.log",
-            netns=gw,
-        ).start()
+        kube = NetnsKube(gw, api.kubeconfig("gw-a"))
+        daemon = start_gateway(
+            gw,
+            api,
+            tmp_path,
+            route_table_ids=["rtb-0123456789abcdef0"],
+            region=None,
+            instance_id=None,
+            imds_url=IMDS_URL,
+            ec2_url=EC2_URL,
+        )
         try:
             kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
             wait_until(
