@@ -10,7 +10,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
+from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import cilium_node
 from hybrid_gateway_testkit.waiting import wait_until
