@@ -3,7 +3,6 @@ paging, resuming, 410, denied access reported through the callback, back-off, ti
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,7 +14,7 @@ from hybrid_gateway.adapters.kube_watch import ListIncompleteError, ListWatch, W
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import cilium_node
-from hybrid_gateway_testkit.waiting import wait_until
+from hybrid_gateway_testkit.waiting import running, wait_until
 
 NODES = ("cilium.io", "v2", "ciliumnodes")
 
@@ -46,17 +45,6 @@ class Recorder:
             self.objects.pop(name, None)
         else:
             self.objects[name] = obj
-
-
-@pytest.fixture
-def api(kube_api: ApiServer) -> Iterator[tuple[client.ApiClient, client.CustomObjectsApi]]:
-    watcher = config.new_client_from_config(config_file=str(kube_api.kubeconfig("watcher")))
-    admin = config.new_client_from_config(config_file=str(kube_api.kubeconfig("admin-user")))
-    try:
-        yield watcher, client.CustomObjectsApi(admin)
-    finally:
-        watcher.close()
-        admin.close()
 
 
 def make(watcher: client.ApiClient, recorder: Recorder, **kwargs: Any) -> ListWatch:
@@ -90,16 +78,13 @@ def list_queries(kube: ApiServer) -> list[dict[str, list[str]]]:
 
 
 def test_the_list_is_paged_and_the_watch_starts_from_its_version(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     create_nodes(admin, 12)
     recorder = Recorder()
     lw = make(watcher, recorder, page_size=5, window_s=5)
-    stop = threading.Event()
-    thread = threading.Thread(target=lw.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(lw.run):
         assert lw.wait_synced(10)
         assert sorted(recorder.objects) == [f"n{i:03d}" for i in range(12)]
         assert lw.pages == 3
@@ -110,24 +95,21 @@ def test_the_list_is_paged_and_the_watch_starts_from_its_version(
         wait_until("deletion seen", lambda: "n000" not in recorder.objects)
         assert recorder.events == [("DELETED", "n000")], "the watch replays nothing listed"
         assert lw.healthy and recorder.failures == []
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 def test_the_default_page_is_client_gos_500(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    watcher, _ = api
+    watcher, _ = kube_clients
     recorder = Recorder()
     make(watcher, recorder).list()
     assert [q.get("limit") for q in list_queries(kube_api)] == [["500"]]
 
 
 def test_a_failed_page_leaves_the_callers_state_as_it_was(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     create_nodes(admin, 6)
     recorder = Recorder()
     lw = make(watcher, recorder, page_size=2)
@@ -145,9 +127,9 @@ def test_a_failed_page_leaves_the_callers_state_as_it_was(
 
 
 def test_a_caller_that_stops_early_is_an_error(
-    api: tuple[client.ApiClient, client.CustomObjectsApi],
+    kube_clients: tuple[client.ApiClient, client.CustomObjectsApi],
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     create_nodes(admin, 4)
 
     def first_only(items: Iterator[dict[str, Any]]) -> None:
@@ -167,45 +149,36 @@ def test_a_caller_that_stops_early_is_an_error(
 
 
 def test_410_relists_at_once_and_the_watch_resumes(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     recorder = Recorder()
     lw = make(watcher, recorder, window_s=5)
     lw.list()
     create_nodes(admin, 1, prefix="missed")
     kube_api.compact()
-    stop = threading.Event()
-    thread = threading.Thread(target=lw.follow, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(lw.follow):
         wait_until("relisted after 410", lambda: "missed000" in recorder.objects)
         assert lw.expired == 1 and lw.relists == 2
         assert recorder.failures == [], "410 is the protocol, not a failure"
         create_nodes(admin, 1, prefix="later")
         wait_until("watch resumed", lambda: "later000" in recorder.objects)
         assert lw.relists == 2
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("code", [401, 403])
 def test_denied_access_is_warned_reported_and_retried_with_back_off(
     kube_api: ApiServer,
-    api: tuple[client.ApiClient, client.CustomObjectsApi],
+    kube_clients: tuple[client.ApiClient, client.CustomObjectsApi],
     code: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     create_nodes(admin, 1)
     recorder = Recorder()
     lw = make(watcher, recorder, window_s=5, backoff=Backoff(initial_s=0.1, maximum_s=0.4))
     kube_api.inject_errors("watcher", code=code, count=3)
-    stop = threading.Event()
-    thread = threading.Thread(target=lw.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(lw.run):
         assert lw.wait_synced(10), "the list succeeds once access is back"
         assert [(f.status, f.denied) for f in recorder.failures] == [(code, True)] * 3
         assert lw.healthy and lw.consecutive_failures == 0
@@ -214,15 +187,12 @@ def test_denied_access_is_warned_reported_and_retried_with_back_off(
         assert "CiliumNodes" in denied[0].getMessage() and "RBAC" in denied[0].getMessage()
         statuses = [e["status"] for e in kube_api.audit() if e["identity"] == "watcher"][:4]
         assert statuses == [code, code, code, 200]
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
 def test_an_unreachable_server_is_reported_and_the_state_catches_up_after(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    _, admin = api
+    _, admin = kube_clients
     # urllib3 retries a timed-out GET 3 times by default (kubernetes Configuration.retries None),
     # which would make every timeout four timeouts: the daemon's client turns retries off.
     configuration = client.Configuration()
@@ -239,10 +209,7 @@ def test_an_unreachable_server_is_reported_and_the_state_catches_up_after(
         call_timeout_s=0.5,
         backoff=Backoff(initial_s=0.1, maximum_s=0.5),
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=lw.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(lw.run):
         assert lw.wait_synced(10)
         kube_api.partition("watcher", hang=True)  # lost packets: only the timeouts end calls
         kube_api.close_watches()
@@ -253,16 +220,13 @@ def test_an_unreachable_server_is_reported_and_the_state_catches_up_after(
         kube_api.heal("watcher")
         wait_until("caught up", lambda: "during000" in recorder.objects, 15)
         wait_until("healthy again", lambda: lw.healthy, 5)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        watcher.close()
+    watcher.close()
 
 
 def test_a_failing_callback_does_not_stop_the_watch(
-    kube_api: ApiServer, api: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    watcher, admin = api
+    watcher, admin = kube_clients
     recorder = Recorder()
 
     def broken(_failure: WatchFailure) -> None:
@@ -279,62 +243,45 @@ def test_a_failing_callback_does_not_stop_the_watch(
         backoff=Backoff(initial_s=0.1, maximum_s=0.2),
     )
     kube_api.inject_errors("watcher", code=503, count=2)
-    stop = threading.Event()
-    thread = threading.Thread(target=lw.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running(lw.run):
         assert lw.wait_synced(10)
         create_nodes(admin, 1)
         wait_until("still watching", lambda: "n000" in recorder.objects)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
 
 
-def test_typed_resources_arrive_as_plain_dicts(
-    kube_api: ApiServer,
-) -> None:
+def test_typed_resources_arrive_as_plain_dicts(kube_api: ApiServer) -> None:
     """The Lease (a built-in, typed resource) goes through the same helper as JSON dicts."""
     admin = config.new_client_from_config(config_file=str(kube_api.kubeconfig("admin-user")))
     watcher = config.new_client_from_config(config_file=str(kube_api.kubeconfig("watcher")))
-    try:
-        leases = client.CoordinationV1Api(admin)
-        leases.create_namespaced_lease(
-            "default",
-            client.V1Lease(
-                metadata=client.V1ObjectMeta(name="hybrid-gateway-leader"),
-                spec=client.V1LeaseSpec(holder_identity="gw-a", lease_duration_seconds=3),
-            ),
-        )
-        recorder = Recorder()
-        lw = ListWatch(
-            "Lease default/hybrid-gateway-leader",
-            client.CoordinationV1Api(watcher).list_namespaced_lease,
-            args=("default",),
-            field_selector="metadata.name=hybrid-gateway-leader",
-            on_list=recorder.on_list,
-            on_event=recorder.on_event,
-            window_s=5,
-        )
-        stop = threading.Event()
-        thread = threading.Thread(target=lw.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            assert lw.wait_synced(10)
-            assert recorder.objects["hybrid-gateway-leader"]["spec"]["holderIdentity"] == "gw-a"
-            lease = leases.read_namespaced_lease("hybrid-gateway-leader", "default")
-            lease.spec.holder_identity = "gw-b"
-            leases.replace_namespaced_lease("hybrid-gateway-leader", "default", lease)
-            wait_until(
-                "update seen",
-                lambda: (
-                    recorder.objects["hybrid-gateway-leader"]["spec"]["holderIdentity"] == "gw-b"
-                ),
-            )
-            assert recorder.events == [("MODIFIED", "hybrid-gateway-leader")]
-        finally:
-            stop.set()
-            thread.join(timeout=10)
-    finally:
-        admin.close()
-        watcher.close()
+    leases = client.CoordinationV1Api(admin)
+    leases.create_namespaced_lease(
+        "default",
+        client.V1Lease(
+            metadata=client.V1ObjectMeta(name="hybrid-gateway-leader"),
+            spec=client.V1LeaseSpec(holder_identity="gw-a", lease_duration_seconds=3),
+        ),
+    )
+    recorder = Recorder()
+    lw = ListWatch(
+        "Lease default/hybrid-gateway-leader",
+        client.CoordinationV1Api(watcher).list_namespaced_lease,
+        args=("default",),
+        field_selector="metadata.name=hybrid-gateway-leader",
+        on_list=recorder.on_list,
+        on_event=recorder.on_event,
+        window_s=5,
+    )
+
+    def holder() -> str:
+        return str(recorder.objects["hybrid-gateway-leader"]["spec"]["holderIdentity"])
+
+    with running(lw.run):
+        assert lw.wait_synced(10)
+        assert holder() == "gw-a"
+        lease = leases.read_namespaced_lease("hybrid-gateway-leader", "default")
+        lease.spec.holder_identity = "gw-b"
+        leases.replace_namespaced_lease("hybrid-gateway-leader", "default", lease)
+        wait_until("update seen", lambda: holder() == "gw-b")
+        assert recorder.events == [("MODIFIED", "hybrid-gateway-leader")]
+    admin.close()
+    watcher.close()
