@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.kube_nodes import Backoff
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_VERSION,

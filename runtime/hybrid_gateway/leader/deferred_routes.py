@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from hybrid_gateway.adapters.imds import fetch_identity
-from hybrid_gateway.adapters.kube_nodes import Backoff
 from hybrid_gateway.config import Config
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.reporting import FailureReporter

@@ -757,10 +757,7 @@ def _fault_keys(identity: str, resource: str | None) -> list[str]:
 
 _INJECTABLE = {
     401: ("Unauthorized", "Unauthorized"),
-    403: (
-        "Forbidden",
-        "forbidden by the test: the identity lacks RBAC permission for this request",
-    ),
+    403: ("Forbidden", "forbidden by the test: the identity may not do this (RBAC)"),
     404: ("NotFound", "the server could not find the requested resource (injected by the test)"),
     429: (
         "TooManyRequests",
