@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord
 
@@ -126,59 +127,61 @@ class LeaseStore:
             raise LeaseApiError(f"write Lease {self.namespace}/{self.name}: {exc}") from exc
         return self._remember(lease)
 
-    def watch(
-        self,
-        stop: threading.Event,
-        on_seen: Callable[[LeaseRecord | None], None],
-        *,
-        timeout_s: float,
-        window_s: float = 30.0,
-        max_backoff_s: float = 5.0,
-        on_error: Callable[[Exception], None] = lambda exc: None,
-        on_listed: Callable[[], None] = lambda: None,
-        beat: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Call `on_seen(record)` for every state of our Lease (None: deleted) until `stop`.
 
-        List (field selector on the name) then watch from the listed resourceVersion, in bounded
-        windows. Errors, timeouts and 410 Gone back off (doubling up to `max_backoff_s`) and
-        start over from a fresh list, which is passed to `on_seen` too, so a state missed while
-        disconnected is seen on reconnect. It only speeds the elector up; polling stays.
-        Every failure goes to `on_error` (the caller reports it), every successful list to
-        `on_listed`; `beat` is called once per attempt and per event (liveness).
-        """
-        selector = f"metadata.name={self.name}"
-        backoff = Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s)
-        while not stop.is_set():
-            beat()
-            watcher = watch.Watch()
-            try:
-                listed = self._api.list_namespaced_lease(
-                    self.namespace, field_selector=selector, _request_timeout=timeout_s
-                )
-                items = [lease for lease in listed.items or [] if lease.metadata.name == self.name]
-                on_seen(_record(items[0]) if items else None)
-                on_listed()
-                backoff.reset()
-                for event in watcher.stream(
-                    self._api.list_namespaced_lease,
-                    self.namespace,
-                    field_selector=selector,
-                    resource_version=listed.metadata.resource_version,
-                    timeout_seconds=max(1, int(window_s)),
-                    _request_timeout=window_s + timeout_s,
-                ):
-                    beat()
-                    if stop.is_set():
-                        break
-                    lease = event.get("object")
-                    if not isinstance(lease, client.V1Lease) or lease.metadata.name != self.name:
-                        continue
-                    on_seen(None if event.get("type") == "DELETED" else _record(lease))
-            except Exception as exc:  # reconnect after a pause; polling covers the gap
-                on_error(exc)
-                delay = backoff.next_delay()
-                log.debug("Lease watch restarting in %.1fs: %s", delay, exc)
-                stop.wait(delay)
-            finally:
-                watcher.stop()
+def _record_from_json(lease: dict[str, Any]) -> LeaseRecord:
+    """The record of a Lease as the watch delivers it (JSON, camelCase). The renew time is
+    normalised to the form `_record` gives it, so a record read and the same one watched
+    compare equal."""
+    spec = lease.get("spec") or {}
+    renew = spec.get("renewTime")
+    if renew:
+        renew = dt.datetime.fromisoformat(str(renew).replace("Z", "+00:00")).isoformat()
+    return LeaseRecord(
+        holder=spec.get("holderIdentity") or None,
+        lease_duration_s=float(spec.get("leaseDurationSeconds") or 0),
+        renew_time=renew or None,
+        transitions=int(spec.get("leaseTransitions") or 0),
+        resource_version=str((lease.get("metadata") or {}).get("resourceVersion") or ""),
+    )
+
+
+def lease_watch(
+    api_client: client.ApiClient,
+    namespace: str,
+    name: str,
+    *,
+    on_seen: Callable[[LeaseRecord | None], None],
+    on_listed: Callable[[], None] = lambda: None,
+    on_error: Callable[[WatchFailure], None] = lambda failure: None,
+    call_timeout_s: float,
+    window_s: float = 30.0,
+    max_backoff_s: float = 5.0,
+) -> ListWatch:
+    """A list-then-watch of our Lease: `on_seen(record)` for every state (None: deleted).
+
+    Every (re)list passes the listed state to `on_seen` too, so a state missed while
+    disconnected is seen on reconnect, then `on_listed()`. It only speeds the elector up;
+    polling stays. Failures go to `on_error` (the caller reports them).
+    """
+
+    def on_list(items: Iterator[dict[str, Any]]) -> None:
+        ours = [item for item in items if (item.get("metadata") or {}).get("name") == name]
+        on_seen(_record_from_json(ours[0]) if ours else None)
+        on_listed()
+
+    def on_event(kind: str, lease: dict[str, Any]) -> None:
+        if (lease.get("metadata") or {}).get("name") == name:
+            on_seen(None if kind == "DELETED" else _record_from_json(lease))
+
+    return ListWatch(
+        f"Lease watch {namespace}/{name}",
+        client.CoordinationV1Api(api_client).list_namespaced_lease,
+        args=(namespace,),
+        field_selector=f"metadata.name={name}",
+        on_list=on_list,
+        on_event=on_event,
+        on_error=on_error,
+        call_timeout_s=call_timeout_s,
+        window_s=max(1, int(window_s)),
+        backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+    )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
@@ -92,59 +92,40 @@ class VtepStore:
         except Exception as exc:
             raise VtepApiError(f"write CiliumVTEPConfig {self.name}: {exc}") from exc
 
-    def watch(
+    def watcher(
         self,
-        stop: threading.Event,
-        on_change: Callable[[str], None],
+        api_client: client.ApiClient,
         *,
+        on_change: Callable[[str], None],
+        on_listed: Callable[[], None] = lambda: None,
+        on_error: Callable[[WatchFailure], None] = lambda failure: None,
         window_s: float = 30.0,
         max_backoff_s: float = 5.0,
-        on_error: Callable[[Exception], None] = lambda exc: None,
-        on_listed: Callable[[], None] = lambda: None,
-        beat: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Call `on_change(event_type)` for every event on our object until `stop`.
+    ) -> ListWatch:
+        """A list-then-watch of our object: `on_change(event type)` for every event on it.
 
-        Each watch window is bounded (server and client timeouts); errors back off (doubling up
-        to `max_backoff_s`) and the watch restarts from a fresh list, so a missed event costs at
-        most one window (the periodic resync repairs the rest). Every failure goes to `on_error`
-        (the caller reports it), every successful list to `on_listed`; `beat` is called once per
-        attempt and per event (liveness).
+        A missed event costs at most one window (the periodic resync repairs the rest); every
+        (re)list calls `on_listed()`, every failure `on_error` (the caller reports it).
         """
-        backoff = Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s)
-        while not stop.is_set():
-            beat()
-            watcher = watch.Watch()
-            try:
-                listed = self._api.list_cluster_custom_object(
-                    CILIUM_GROUP,
-                    CILIUM_VERSION,
-                    VTEP_CONFIGS_PLURAL,
-                    _request_timeout=self._timeout,
-                )
-                version = str(listed.get("metadata", {}).get("resourceVersion", "")) or None
-                on_listed()
-                backoff.reset()
-                for event in watcher.stream(
-                    self._api.list_cluster_custom_object,
-                    CILIUM_GROUP,
-                    CILIUM_VERSION,
-                    VTEP_CONFIGS_PLURAL,
-                    resource_version=version,
-                    timeout_seconds=max(1, int(window_s)),
-                    _request_timeout=window_s + self._timeout,
-                ):
-                    beat()
-                    if stop.is_set():
-                        break
-                    obj = event.get("object") or {}
-                    name = obj.get("metadata", {}).get("name") if isinstance(obj, dict) else None
-                    if name == self.name:
-                        on_change(str(event.get("type")))
-            except Exception as exc:  # reconnect; the periodic resync covers the gap
-                on_error(exc)
-                delay = backoff.next_delay()
-                log.debug("CiliumVTEPConfig watch restarting in %.1fs: %s", delay, exc)
-                stop.wait(delay)
-            finally:
-                watcher.stop()
+
+        def on_list(items: Iterator[dict[str, Any]]) -> None:
+            for _ in items:  # the state lives in the API server: only consume the pages
+                pass
+            on_listed()
+
+        def on_event(kind: str, obj: dict[str, Any]) -> None:
+            if (obj.get("metadata") or {}).get("name") == self.name:
+                on_change(kind)
+
+        return ListWatch(
+            f"CiliumVTEPConfig watch {self.name}",
+            client.CustomObjectsApi(api_client).list_cluster_custom_object,
+            args=(CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL),
+            field_selector=f"metadata.name={self.name}",
+            on_list=on_list,
+            on_event=on_event,
+            on_error=on_error,
+            call_timeout_s=self._timeout,
+            window_s=max(1, int(window_s)),
+            backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+        )

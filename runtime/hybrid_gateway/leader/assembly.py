@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
 from hybrid_gateway.adapters.kube_lease import LeaseStore
+from hybrid_gateway.adapters.kube_lease import lease_watch as lease_watch_of
 from hybrid_gateway.adapters.kube_vtep import VtepStore
+from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
@@ -32,20 +32,29 @@ from hybrid_gateway.timings import Timings
 
 log = logging.getLogger("hybrid_gateway")
 
-HTTP_GONE = 410
 LEADER_WORK = "leader-work"
 ELECTOR = "elector"
 
 
-def watch_failure(reporter: FailureReporter) -> Callable[[Exception], None]:
-    """`on_error` for a watch: report everything but 410 Gone, which only means "relist"."""
+class WatchHealth:
+    """A watch's failure reporting and its heartbeat: the watch turns while it lists, receives
+    events or bookmarks, ends windows (`ListWatch.last_progress`), or fails and retries."""
 
-    def on_error(exc: Exception) -> None:
-        if isinstance(exc, ApiException) and exc.status == HTTP_GONE:
-            return
-        reporter.failed("list/watch", exc)
+    def __init__(self, reporter: FailureReporter) -> None:
+        self.reporter = reporter
+        self._failed = Beat()
 
-    return on_error
+    def on_error(self, failure: WatchFailure) -> None:
+        self._failed()
+        self.reporter.failed("list/watch", failure.message)
+
+    def task(self, name: str, watch: ListWatch, timings: Timings) -> Task:
+        return Task(
+            name,
+            watch.run,
+            heartbeat=lambda: max(watch.last_progress or 0.0, self._failed.last()),
+            stale_after_s=timings.stale_watch_s,
+        )
 
 
 @dataclass
@@ -156,52 +165,48 @@ def build_leader(
         subject=reporting.subject,
         identity=config.identity,
     )
-    lease_watch_reporter = reporting.reporter(
-        f"Lease watch {where}",
-        "lease",
-        "LeaseWatchFailed",
-        "the standby notices a release only when it polls; grant list and watch on leases",
+    lease_watch_health = WatchHealth(
+        reporting.reporter(
+            f"Lease watch {where}",
+            "lease",
+            "LeaseWatchFailed",
+            "the standby notices a release only when it polls; grant list and watch on leases",
+        )
     )
 
     def on_lease_seen(record: LeaseRecord | None) -> None:
         lease.seen(record)
         elector.notice(record)
 
-    lease_watch_beat = Beat()
-    lease_watch = Task(
-        "lease-watch",
-        lambda stop: LeaseStore(api_client, config.namespace, config.lease_name).watch(
-            stop,
-            on_lease_seen,
-            timeout_s=timings.api_timeout_s,
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-            on_error=watch_failure(lease_watch_reporter),
-            on_listed=lease_watch_reporter.succeeded,
-            beat=lease_watch_beat,
-        ),
-        heartbeat=lease_watch_beat.last,
-        stale_after_s=timings.stale_watch_s,
+    lease_watch = lease_watch_of(
+        api_client,
+        config.namespace,
+        config.lease_name,
+        on_seen=on_lease_seen,
+        on_listed=lease_watch_health.reporter.succeeded,
+        on_error=lease_watch_health.on_error,
+        call_timeout_s=timings.api_timeout_s,
+        window_s=timings.watch_window_s,
+        max_backoff_s=timings.watch_max_backoff_s,
     )
-    vtep_watch_reporter = reporting.reporter(
-        f"CiliumVTEPConfig watch {vtep_store.name}",
-        "ciliumvtepconfig",
-        "VtepConfigWatchFailed",
-        "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
+    vtep_watch_health = WatchHealth(
+        reporting.reporter(
+            f"CiliumVTEPConfig watch {vtep_store.name}",
+            "ciliumvtepconfig",
+            "VtepConfigWatchFailed",
+            "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
+        )
     )
-    vtep_watch_beat = Beat()
-    vtep_watch = Task(
-        "vtep-watch",
-        lambda stop: vtep_store.watch(
-            stop,
-            lambda _type: work.wake_vtep(),
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-            on_error=watch_failure(vtep_watch_reporter),
-            on_listed=vtep_watch_reporter.succeeded,
-            beat=vtep_watch_beat,
-        ),
-        heartbeat=vtep_watch_beat.last,
-        stale_after_s=timings.stale_watch_s,
+    vtep_watch = vtep_store.watcher(
+        api_client,
+        on_change=lambda _type: work.wake_vtep(),
+        on_listed=vtep_watch_health.reporter.succeeded,
+        on_error=vtep_watch_health.on_error,
+        window_s=timings.watch_window_s,
+        max_backoff_s=timings.watch_max_backoff_s,
     )
-    return Leader(elector, lease, routes, work, vtep_watch_reporter, (lease_watch, vtep_watch))
+    watches = (
+        lease_watch_health.task("lease-watch", lease_watch, timings),
+        vtep_watch_health.task("vtep-watch", vtep_watch, timings),
+    )
+    return Leader(elector, lease, routes, work, vtep_watch_health.reporter, watches)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import config
 
-from hybrid_gateway.adapters.kube_lease import LeaseStore
+from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway_testkit.apiserver import ApiServer
@@ -55,9 +55,10 @@ class Replica:
         self.threads = [
             threading.Thread(target=self.elector.run, args=(self.loop_stop,), daemon=True),
             threading.Thread(
-                target=self.store.watch,
-                args=(self.stop, notice),
-                kwargs={"timeout_s": 2.0, "window_s": 5.0},
+                target=lease_watch(
+                    api, NAMESPACE, LEASE, on_seen=notice, call_timeout_s=2.0, window_s=5.0
+                ).run,
+                args=(self.stop,),
                 daemon=True,
             ),
         ]
@@ -211,3 +212,15 @@ def test_watch_reconnects_after_a_partition(kube_api: ApiServer, replicas: list[
         RETRY_S / 3,
         poll_s=POLL_S,
     )
+
+
+def test_a_watched_lease_reads_as_the_same_record_as_a_get(kube_api: ApiServer) -> None:
+    """The watch delivers JSON (renewTime "...Z"), a get the client's model (a datetime): both
+    must give the same record, or every relist would look like a renewal."""
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("gw-r")))
+    store = LeaseStore(api, NAMESPACE, LEASE)
+    store.write(None, "gw-r", 15.0, timeout_s=5.0)
+    seen: list[LeaseRecord | None] = []
+    lease_watch(api, NAMESPACE, LEASE, on_seen=seen.append, call_timeout_s=5.0).list()
+    assert seen == [store.get(5.0)]
+    assert seen[0] is not None and seen[0].holder == "gw-r"
