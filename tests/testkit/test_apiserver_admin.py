@@ -180,6 +180,22 @@ def test_latency_delays_only_the_chosen_identity(shared_api: ApiServer) -> None:
     assert fast_rec["mono"] - slow_rec["mono"] >= 0.3
 
 
+def test_latency_can_target_one_resource(shared_api: ApiServer) -> None:
+    leases = lease_api(shared_api, "gw-l1")
+    events = client.CoreV1Api(leases.api_client)
+    shared_api.set_latency(0.5, "gw-l1", resource="events")
+    try:
+        leases.list_namespaced_lease("default")
+        events.list_namespaced_event("default")
+    finally:
+        shared_api.set_latency(0.0, "gw-l1", resource="events")
+    mine = [r for r in shared_api.audit() if r["identity"] == "gw-l1"][-2:]
+    assert [r["resource"] for r in mine] == ["leases", "events"]
+    # each answer was sent mono_done after arrival: only the Events request waited
+    waited = {r["resource"]: r["mono_done"] - r["mono"] for r in mine}
+    assert waited["events"] >= 0.5 and waited["leases"] < waited["events"]
+
+
 def test_a_busy_port_fails_start_with_the_reason(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

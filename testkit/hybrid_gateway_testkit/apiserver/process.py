@@ -151,9 +151,14 @@ class ApiServer:
     def heal(self, identity: str) -> None:
         self._admin("POST", "heal", {"identity": identity})
 
-    def set_latency(self, seconds: float, identity: str | None = None) -> None:
-        """Delay every request of `identity` (all identities if None) by `seconds`."""
-        self._admin("POST", "latency", {"identity": identity, "seconds": seconds})
+    def set_latency(
+        self, seconds: float, identity: str | None = None, *, resource: str | None = None
+    ) -> None:
+        """Delay every request of `identity` (all identities if None) to `resource` (a plural
+        such as "events"; any if None) by `seconds`."""
+        self._admin(
+            "POST", "latency", {"identity": identity, "seconds": seconds, "resource": resource}
+        )
 
     def inject_errors(
         self,

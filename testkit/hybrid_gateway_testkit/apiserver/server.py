@@ -72,7 +72,8 @@ class Control:
     tokens: dict[str, str] = field(default_factory=dict)  # token -> identity
     identities: dict[str, str] = field(default_factory=dict)  # identity -> token
     partitions: dict[str, str] = field(default_factory=dict)  # identity -> "drop" | "hang"
-    latency_s: dict[str, float] = field(default_factory=dict)  # identity ("*": all) -> delay
+    # "identity/resource" ("*": any) -> delay
+    latency_s: dict[str, float] = field(default_factory=dict)
     # "identity/resource" ("*": any) -> [code, remaining]
     faults: dict[str, list[int]] = field(default_factory=dict)
     audit: list[JsonObj] = field(default_factory=list)
@@ -122,9 +123,13 @@ class Control:
                 self.faults = {k: v for k, v in self.faults.items() if v is not fault}
             return fault[0]
 
-    def delay(self, identity: str) -> float:
+    def delay(self, identity: str, resource: str | None) -> float:
+        """The delay for this request (the most specific one set wins)."""
         with self.lock:
-            return self.latency_s.get(identity, self.latency_s.get("*", 0.0))
+            for key in _fault_keys(identity, resource):
+                if key in self.latency_s:
+                    return self.latency_s[key]
+            return 0.0
 
     def set_partition(self, identity: str, mode: str | None) -> None:
         with self.lock:
@@ -299,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
                     subresource=route.subresource,
                 )
             self._wait_partition(identity)
-            delay = self.control.delay(identity)
+            delay = self.control.delay(identity, entry.get("resource"))
             if delay > 0:
                 time.sleep(delay)
             fault = self.control.take_fault(identity, entry.get("resource"))
@@ -711,7 +716,8 @@ class Handler(BaseHTTPRequestHandler):
             if not 0 <= seconds <= 60:
                 raise errors.bad_request(f"latency must be within 0..60 s, got {seconds}")
             with self.control.lock:
-                self.control.latency_s[str(body.get("identity") or "*")] = seconds
+                key = _fault_key(body.get("identity"), body.get("resource"))
+                self.control.latency_s[key] = seconds
             self._send_json(200, {"latency": self.control.latency_s})
         elif method == "POST" and action == "faults":
             code, count = int(body.get("code", 500)), int(body.get("count", 1))

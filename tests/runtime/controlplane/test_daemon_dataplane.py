@@ -213,3 +213,29 @@ def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) 
             assert "route ownership start-up: instance identity failed" in daemon.log(20000)
         finally:
             daemon.stop()
+
+
+def test_a_slow_event_api_does_not_hold_the_data_plane(tmp_path: Path) -> None:
+    """Before: the data plane recorded its Events synchronously and without a timeout, so an
+    API server slow to answer Events (60 s here) held the reconcile pass that reports a skipped
+    node, and every valid node's tunnel with it. Now they go through the asynchronous recorder."""
+    with gateway_world(tmp_path) as (gw, api):
+        api.set_latency(60.0, "gw-a", resource="events")
+        kube = NetnsKube(gw, api.kubeconfig("gw-a"))
+        kube.create_cilium_node("bad", "10.0.1.21", ["10.0.5.0/24"])  # overlaps the VPC: skipped
+        kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
+        daemon = start_gateway(gw, api, tmp_path)
+        try:
+            wait_until(
+                "tunnel route of the valid node",
+                lambda: (
+                    "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0", check=False)
+                ),
+                20.0,
+                poll_s=0.2,
+            )
+            daemon.wait_readyz(lambda status, _: status == 200, "ready", 20.0)
+            assert "skipping CiliumNode bad" in daemon.log(20000)
+        finally:
+            daemon.stop()
+            api.set_latency(0.0, "gw-a", resource="events")
