@@ -1,4 +1,5 @@
-"""Fixtures for the data-plane tests: the tunnel world in network namespaces."""
+"""Fixtures for the data-plane tests: the tunnel world in network namespaces (overrides the
+VPC `world` of tests/runtime/conftest.py here)."""
 
 from __future__ import annotations
 
