@@ -36,6 +36,7 @@ class Timings:
     stale_elector_s: float
     stale_leader_work_s: float
     stale_dataplane_s: float
+    stale_route_start_s: float
     stale_watch_s: float
     stale_events_s: float
     holder_loss_s: float
@@ -47,6 +48,7 @@ class Timings:
         api_timeout = max(0.5, config.renew_deadline_s)
         window = max(5.0, min(60.0, config.resync_period_s))
         max_backoff = max(1.0, config.retry_period_s)
+        start_retry_max = min(30.0, max(1.0, config.resync_period_s))
         return cls(
             lease_duration_s=config.lease_duration_s,
             renew_deadline_s=config.renew_deadline_s,
@@ -55,13 +57,15 @@ class Timings:
             api_timeout_s=api_timeout,
             watch_window_s=window,
             watch_max_backoff_s=max_backoff,
-            start_retry_max_s=min(30.0, max(1.0, config.resync_period_s)),
+            start_retry_max_s=start_retry_max,
             # the elector waits one retry period between rounds of at most a few timeouts
             stale_elector_s=10 * config.retry_period_s + 10.0,
             # a lane sleeps up to a resync period between passes
             stale_leader_work_s=config.resync_period_s + STUCK_PASS_S,
             # the data plane beats while it waits, so only a pass counts
             stale_dataplane_s=STUCK_PASS_S,
+            # one IMDS / EC2 attempt, then a back-off wait
+            stale_route_start_s=STUCK_PASS_S + start_retry_max,
             # a watch beats per event and per window; a window ends by its request timeout
             stale_watch_s=2 * (window + api_timeout) + max_backoff + 10.0,
             stale_events_s=STUCK_PASS_S,

@@ -32,6 +32,8 @@ def test_every_loop_gets_longer_than_its_longest_wait(env: dict[str, str]) -> No
     assert t.stale_watch_s > t.watch_window_s + t.api_timeout_s + t.watch_max_backoff_s
     # no replica turns unready before a dead holder's lease could even have run out
     assert t.holder_loss_s == HOLDER_LOSS_LEASES * t.lease_duration_s > t.lease_duration_s
+    # route start-up: one attempt, then its back-off
+    assert t.stale_route_start_s > t.start_retry_max_s
     # watch windows and start-up retries never spin
     assert t.watch_window_s >= 1.0 and t.start_retry_max_s >= 1.0
 

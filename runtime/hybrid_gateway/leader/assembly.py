@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
-from hybrid_gateway.adapters.kube_lease import LeaseStore
-from hybrid_gateway.adapters.kube_lease import lease_watch as lease_watch_of
+from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
@@ -69,16 +68,16 @@ class Leader:
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
         before the elector (an early release is seen), the VTEP watch last."""
-        lease_watch, vtep_watch = self.watches
+        lease_watch_task, vtep_watch_task = self.watches
         return [
             Task(
                 "route-start",
                 self.routes.run,
                 heartbeat=lambda: self.routes.heartbeat,
-                stale_after_s=timings.stale_dataplane_s,
+                stale_after_s=timings.stale_route_start_s,
                 one_shot=True,
             ),
-            lease_watch,
+            lease_watch_task,
             Task(
                 ELECTOR,
                 self.elector.run,
@@ -93,7 +92,7 @@ class Leader:
                 stale_after_s=timings.stale_leader_work_s,
                 wake=self.work.wake,
             ),
-            vtep_watch,
+            vtep_watch_task,
         ]
 
 
@@ -178,7 +177,7 @@ def build_leader(
         lease.seen(record)
         elector.notice(record)
 
-    lease_watch = lease_watch_of(
+    lease_list_watch = lease_watch(
         api_client,
         config.namespace,
         config.lease_name,
@@ -197,7 +196,7 @@ def build_leader(
             "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
         )
     )
-    vtep_watch = vtep_store.watcher(
+    vtep_list_watch = vtep_store.watcher(
         api_client,
         on_change=lambda _type: work.wake_vtep(),
         on_listed=vtep_watch_health.reporter.succeeded,
@@ -206,7 +205,7 @@ def build_leader(
         max_backoff_s=timings.watch_max_backoff_s,
     )
     watches = (
-        lease_watch_health.task("lease-watch", lease_watch, timings),
-        vtep_watch_health.task("vtep-watch", vtep_watch, timings),
+        lease_watch_health.task("lease-watch", lease_list_watch, timings),
+        vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
     return Leader(elector, lease, routes, work, vtep_watch_health.reporter, watches)
