@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from hybrid_gateway.adapters.kube_lease import LeaseConflictError, LeaseStore
+from hybrid_gateway.adapters.kube_lease import LeaseConflictError
 from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.leader.elector import LeaseBackend
 from hybrid_gateway.reporting import FailureReporter
 
 
@@ -23,7 +24,7 @@ class ReportedLease:
 
     def __init__(
         self,
-        store: LeaseStore,
+        store: LeaseBackend,
         reporter: FailureReporter,
         *,
         holder_loss_s: float,

@@ -1,0 +1,89 @@
+"""Route ownership waits for IMDS and EC2 in the background: until they answer, a sync says
+what it waits for; with no route tables nothing is resolved at all."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from hybrid_gateway.adapters.imds import ImdsError
+from hybrid_gateway.adapters.kube_events import ObjectRef
+from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.leader.deferred_routes import DeferredRoutes, RoutesPending
+from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.reporting import FailureReporter
+
+
+class Sink:
+    def emit(self, obj: ObjectRef, reason: str, message: str, *, warning: bool = True) -> None:
+        pass
+
+
+class Owner:
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+        return SyncResult(RoutePlan())
+
+
+def deferred(
+    tables: tuple[str, ...], resolve: Callable[[], tuple[str, str]], counted: list[str]
+) -> DeferredRoutes:
+    reporter = FailureReporter(
+        "route ownership start-up",
+        reason="InstanceIdentityUnavailable",
+        events=Sink(),
+        subject=ObjectRef("v1", "Pod", "gw-a", "ns"),
+        count=counted.append,
+    )
+    return DeferredRoutes(
+        table_ids=tables,
+        resolve=resolve,
+        build=lambda region, instance: Owner(),
+        reporter=reporter,
+        max_backoff_s=0.01,
+    )
+
+
+def test_no_route_tables_never_asks_imds() -> None:
+    def resolve() -> tuple[str, str]:
+        raise AssertionError("IMDS asked")
+
+    routes = deferred((), resolve, [])
+    routes.run(threading.Event())  # returns at once
+    assert routes.waiting_for is None
+    assert routes.sync(lambda: True).converged
+
+
+def test_sync_names_the_wait_until_imds_answers() -> None:
+    answers: list[Exception | tuple[str, str]] = [
+        ImdsError("instance metadata at http://169.254.169.254 unavailable: timed out"),
+        ImdsError("instance metadata at http://169.254.169.254 unavailable: timed out"),
+        ("us-east-1", "i-0123456789abcdef0"),
+    ]
+    attempts: list[int] = []
+    first_failure = threading.Event()
+    go_on = threading.Event()
+
+    def resolve() -> tuple[str, str]:
+        attempts.append(1)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            if len(attempts) == 1:
+                first_failure.set()
+                go_on.wait(10.0)
+            raise answer
+        return answer
+
+    counted: list[str] = []
+    routes = deferred(("rtb-0123456789abcdef0",), resolve, counted)
+    thread = threading.Thread(target=routes.run, args=(threading.Event(),), daemon=True)
+    thread.start()
+    assert first_failure.wait(10.0)
+    with pytest.raises(RoutesPending, match="waiting for instance identity"):
+        routes.sync(lambda: True)
+    go_on.set()
+    thread.join(10.0)
+    assert not thread.is_alive() and len(attempts) == 3
+    assert counted == ["instance identity"] * 2
+    assert routes.waiting_for is None and routes.sync(lambda: True).converged
