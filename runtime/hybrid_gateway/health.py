@@ -3,8 +3,9 @@
 `/healthz` answers "is the process alive and are its loops turning" (a stuck loop gets the pod
 restarted); `/readyz` answers "does this replica do its job right now": the data plane is ready
 and, on the leader, the routes and the CiliumVTEPConfig have converged. Both are evaluated on
-every request, never latched. A failing `/healthz` answers 500 and a failing `/readyz` 503, with
-the reason as the body.
+every request, never latched. A failing `/healthz` answers 500, as controller-runtime's
+pkg/healthz handler (the reference's probes) answers a failed check; a failing `/readyz` answers
+503. The reason is the body.
 
 Neither listener may keep the daemon from starting or a thread forever: binding does no DNS
 lookup, and a connection that sends nothing is closed after `idle_timeout_s`.
