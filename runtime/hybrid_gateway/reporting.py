@@ -49,21 +49,20 @@ class FailureReporter:
         self._event_interval_s = event_interval_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._since: float | None = None
+        self._since: dict[str, float] = {}  # operation -> start of its failure streak
         self._last_log = float("-inf")
         self._last_event = float("-inf")
         self._suppressed = 0
         self.last_error: str | None = None
 
     def failed(self, operation: str, error: object) -> None:
-        """One failed call (`operation`: get, write, list, watch ...)."""
+        """One failed call (`operation`: get, update, list/watch ...)."""
         now = self._clock()
         text = f"{self.what}: {operation} failed: {error}"
         self._count(operation)
         with self._lock:
             self.last_error = text
-            if self._since is None:
-                self._since = now
+            self._since.setdefault(operation, now)
             log_now = now - self._last_log >= self._interval_s
             event_now = now - self._last_event >= self._event_interval_s
             suppressed = self._suppressed
@@ -81,18 +80,26 @@ class FailureReporter:
                 self._subject, self._reason, text + (f"; {self._hint}" if self._hint else "")
             )
 
-    def succeeded(self) -> None:
+    def succeeded(self, *operations: str) -> None:
+        """These operations (all if none named) work again. The streak ends, and the next
+        failure is logged at once, only when no operation is failing any more: a read that
+        works does not hide a write that keeps failing."""
         with self._lock:
-            since, self._since = self._since, None
-            self._last_log = float("-inf")
-            self._suppressed = 0
-        if since is not None:
-            log.info("%s: working again after %.1fs of failures", self.what, self._clock() - since)
+            cleared = [
+                self._since.pop(op) for op in operations or list(self._since) if op in self._since
+            ]
+            recovered = bool(cleared) and not self._since
+            if recovered:
+                self._last_log = float("-inf")
+                self._suppressed = 0
+        if recovered:
+            took = self._clock() - min(cleared)
+            log.info("%s: working again after %.1fs of failures", self.what, took)
 
     def failing_for(self) -> float:
-        """Seconds since the first failure of the current streak (0 when not failing)."""
+        """Seconds since the oldest failure streak still running began (0 when none is)."""
         with self._lock:
-            return 0.0 if self._since is None else self._clock() - self._since
+            return self._clock() - min(self._since.values()) if self._since else 0.0
 
 
 @dataclass(frozen=True)

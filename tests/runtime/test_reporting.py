@@ -65,3 +65,28 @@ def test_a_streak_is_counted_always_logged_rarely_and_recovers(
     assert len(caplog.records) == logged
     reporter.failed("create", "404 Not Found")  # a new streak is logged at once
     assert caplog.records[-1].getMessage().startswith("Lease ns/x: create failed: 404")
+
+
+def test_a_read_that_works_does_not_hide_a_write_that_keeps_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RBAC that allows get but not update: each round reads fine, then fails to write."""
+    now = [0.0]
+    reporter = FailureReporter(
+        "Lease ns/x",
+        reason="LeaseUnavailable",
+        events=Events(),
+        subject=POD,
+        count=lambda operation: None,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.INFO, logger="hybrid_gateway")
+    for second in range(30):
+        now[0] = float(second)
+        reporter.succeeded("get")
+        reporter.failed("update", "403 Forbidden")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["Lease ns/x: update failed: 403 Forbidden"]  # once, no "working again"
+    assert reporter.failing_for() == 29.0
+    reporter.succeeded("update")
+    assert caplog.records[-1].getMessage() == "Lease ns/x: working again after 29.0s of failures"

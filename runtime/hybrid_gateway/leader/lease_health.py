@@ -44,7 +44,7 @@ class ReportedLease:
         except Exception as exc:
             self._reporter.failed("get", exc)
             raise
-        self._reporter.succeeded()
+        self._reporter.succeeded("get")
         self.seen(record)
         return record
 
@@ -62,7 +62,7 @@ class ReportedLease:
         except Exception as exc:
             self._reporter.failed("update" if previous is not None else "create", exc)
             raise
-        self._reporter.succeeded()
+        self._reporter.succeeded()  # written: every path works
         self.seen(record)
         return record
 

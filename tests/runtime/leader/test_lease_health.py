@@ -105,3 +105,21 @@ def test_failures_are_reported_and_named_but_conflicts_are_not(
     lease.get(1.0)
     lease.write(None, "gw-a", 3.0, 1.0)
     assert lease.problem() is None
+
+
+def test_a_lease_that_cannot_be_created_stays_named(
+    setup: tuple[ReportedLease, Store, list[str], list[float]],
+) -> None:
+    """A namespace that does not exist: every read finds no Lease (no error), every create
+    fails with 404. The failure stays in the readiness reason between the two calls."""
+    lease, store, counted, now = setup
+    for second in range(20):
+        now[0] = float(second)
+        store.answer = None
+        assert lease.get(1.0) is None
+        problem_between = lease.problem()
+        store.answer = LeaseApiError("write Lease ns/x: 404 Not Found")
+        with pytest.raises(LeaseApiError):
+            lease.write(None, "gw-a", 3.0, 1.0)
+    assert counted == ["create"] * 20
+    assert problem_between is not None and "404 Not Found" in problem_between
