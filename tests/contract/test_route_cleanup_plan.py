@@ -64,7 +64,7 @@ def test_describe_reply_is_read_with_every_target_kind() -> None:
 
 
 def test_gateway_enis_are_every_interface_of_the_described_instances() -> None:
-    reservations = [
+    reservations: list[dict[str, Any]] = [
         {"Instances": [{"NetworkInterfaces": [{"NetworkInterfaceId": "eni-a"}]}]},
         {
             "Instances": [
