@@ -9,6 +9,10 @@ planner `hybrid_gateway_contract.route_cleanup`, which `hybrid-gateway cleanup` 
 Deletion order (CloudFormation deletes in reverse dependency order): the gateway's manifests
 depend on this resource and this resource depends on the gateway nodes, so on stack deletion
 the gateway pods go first (they would put the routes back), then the routes, then the nodes.
+aws-cdk-lib's kubectl handler deletes a manifest with `kubectl delete -f` (which waits for the
+Namespace, hence its pods, to be gone) but only logs a failed delete
+(custom-resource-handlers aws-eks/kubectl-handler/apply): the handler therefore looks again
+after a settle time instead of trusting that no gateway pod is left.
 """
 
 from __future__ import annotations
@@ -57,15 +61,22 @@ def handler_asset_dir() -> Path:
     return staging
 
 
-def _validate_settle(settle: cdk.Duration, passes: int) -> None:
-    seconds = settle.to_seconds()
-    if not is_token(seconds) and not 0 <= seconds <= 120:
-        raise HybridGatewayConfigError(
-            f"route_cleanup_settle: {seconds} s is outside 0-120 s; the handler must finish "
-            "within its Lambda timeout"
-        )
+#: The handler's Lambda timeout; passes x settle must leave room for the API calls.
+HANDLER_TIMEOUT = cdk.Duration.minutes(5)
+_MAX_WAITING_S = 240
+
+
+def _validate_timing(settle: cdk.Duration, passes: int) -> None:
     if not 1 <= passes <= 5:
-        raise HybridGatewayConfigError(f"route_cleanup_passes: {passes} is not between 1 and 5")
+        raise HybridGatewayConfigError(f"passes: {passes} is not between 1 and 5")
+    seconds = settle.to_seconds()
+    if is_token(seconds):
+        return
+    if not 0 <= seconds * passes <= _MAX_WAITING_S:
+        raise HybridGatewayConfigError(
+            f"settle: {seconds:g} s x {passes} passes is outside 0-{_MAX_WAITING_S} s; the "
+            f"handler must finish within its {HANDLER_TIMEOUT.to_minutes():g}-minute timeout"
+        )
 
 
 class GatewayRouteCleanup(constructs.Construct):
@@ -95,7 +106,7 @@ class GatewayRouteCleanup(constructs.Construct):
         settle: cdk.Duration = DEFAULT_SETTLE,
         passes: int = 4,
     ) -> None:
-        _validate_settle(settle, passes)
+        _validate_timing(settle, passes)
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         log_group = logs.LogGroup(
@@ -146,7 +157,7 @@ class GatewayRouteCleanup(constructs.Construct):
             code=lambda_.Code.from_asset(str(handler_asset_dir())),
             role=self.role,
             log_group=log_group,
-            timeout=cdk.Duration.minutes(5),
+            timeout=HANDLER_TIMEOUT,
             description="EKS Hybrid Nodes gateway: delete the gateway's routes on stack deletion",
         )
         self.handler.node.add_dependency(self.role)

@@ -280,8 +280,15 @@ def test_without_the_prop_there_is_no_cleanup(make_gateway: GatewayFactory) -> N
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"settle": cdk.Duration.minutes(5)}, "route_cleanup_settle: 300 s is outside 0-120 s"),
-        ({"passes": 0}, "route_cleanup_passes: 0 is not between 1 and 5"),
+        (
+            {"settle": cdk.Duration.minutes(5), "passes": 1},
+            r"settle: 300 s x 1 passes is outside 0-240 s; .* 5-minute timeout",
+        ),
+        (
+            {"settle": cdk.Duration.seconds(61)},
+            r"settle: 61 s x 4 passes is outside 0-240 s",
+        ),
+        ({"passes": 0}, "passes: 0 is not between 1 and 5"),
     ],
 )
 def test_cleanup_timing_is_validated(kwargs: dict[str, Any], message: str) -> None:

@@ -23,9 +23,10 @@ from eks_hybrid_gateway.route_cleanup import handler_asset_dir
 from eks_hybrid_gateway.route_cleanup_handler.index import (
     CleanupConfig,
     clean_up,
+    client_config,
     handle,
 )
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, ec2_client, moto_ec2
+from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy, ec2_client, moto_ec2
 
 REGION = "us-west-2"
 POD = "10.85.0.0/16"
@@ -337,6 +338,25 @@ def test_a_failed_deletion_raises_with_the_route_and_the_error(
         handle(world.event(), ec2=world.ec2, cloudformation=world.cloudformation)
 
 
+def test_throttled_deletions_are_retried_by_the_sdk(world: World) -> None:
+    """RequestLimitExceeded on the first DeleteRoute calls: the Lambda's client retries them."""
+    import boto3
+
+    _seed_the_four_cases(world)
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+    )
+    ec2 = session.client("ec2", endpoint_url=world.proxy.url, config=client_config())
+    world.proxy.fault = lambda action, seq: (
+        (503, THROTTLE_BODY) if action == "DeleteRoute" and seq < 2 else None
+    )
+    reply = handle(world.event(), ec2=ec2, cloudformation=world.cloudformation)
+    assert reply["Data"] == {"Deleted": "2"}
+    calls = [c for c in world.proxy.snapshot() if c.action == "DeleteRoute"]
+    assert [c.injected for c in calls] == [True, True, False, False]
+    assert POD not in world.routes(world.owned[0])
+
+
 def test_an_unreachable_describe_fails_instead_of_reporting_success(world: World) -> None:
     _seed_the_four_cases(world)
     world.proxy.fault = lambda action, seq: (
@@ -353,6 +373,7 @@ def test_an_unreachable_describe_fails_instead_of_reporting_success(world: World
         ({"RouteTableIds": []}, r"RouteTableIds: a non-empty list is required"),
         ({"PodCidrs": "10.85.0.0/16"}, r"PodCidrs: a non-empty list is required"),
         ({"InstanceFilters": []}, r"InstanceFilters: a non-empty list is required"),
+        ({"SettleSeconds": "soon"}, r"SettleSeconds: 'soon' is not a number"),
     ],
 )
 def test_bad_properties_fail_the_create(world: World, props: dict[str, Any], message: str) -> None:

@@ -61,12 +61,20 @@ class CleanupConfig:
         filters = props.get("InstanceFilters")
         if not isinstance(filters, list) or not filters:
             raise ValueError(f"InstanceFilters: a non-empty list is required, got {filters!r}")
+
+        def number(key: str, default: str) -> float:
+            value = props.get(key, default)
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}: {value!r} is not a number") from None
+
         return cls(
             route_table_ids=required_list("RouteTableIds"),
             pod_cidrs=required_list("PodCidrs"),
             instance_filters=tuple(filters),
-            settle_seconds=float(props.get("SettleSeconds", "30")),
-            max_passes=int(props.get("MaxPasses", "4")),
+            settle_seconds=number("SettleSeconds", "30"),
+            max_passes=int(number("MaxPasses", "4")),
         )
 
 
@@ -177,13 +185,17 @@ def handle(
     return {"PhysicalResourceId": physical_id, "Data": {"Deleted": str(len(deleted))}}
 
 
-def _clients() -> tuple[Any, Any]:
-    """EC2 and CloudFormation clients; the SDK retries throttling, the Lambda timeout bounds
-    the whole run."""
-    import boto3
+def client_config() -> Any:
+    """The SDK retries throttling and 5xx (standard mode); the Lambda timeout bounds the run."""
     import botocore.config
 
-    config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 10})
+    return botocore.config.Config(retries={"mode": "standard", "max_attempts": 10})
+
+
+def _clients() -> tuple[Any, Any]:
+    import boto3
+
+    config = client_config()
     return boto3.client("ec2", config=config), boto3.client("cloudformation", config=config)
 
 
