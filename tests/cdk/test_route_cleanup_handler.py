@@ -231,6 +231,42 @@ def test_stack_deletion_removes_only_gateway_and_blackhole_routes_in_owned_table
     assert f"keep {second} {POD} -> {world.tgw} (other-target" in logged
 
 
+def test_the_lambda_asset_runs_end_to_end_from_its_entry_point(world: World) -> None:
+    """`index.on_event` imported from the staged asset, as Lambda does, with SDK-configured
+    clients (AWS_ENDPOINT_URL points them at the emulator's proxy)."""
+    _seed_the_four_cases(world)
+    first = world.owned[0]
+    code = (
+        "import json, logging, sys; sys.path.insert(0, sys.argv[1]); import index;"
+        "logging.basicConfig();"  # the Lambda runtime's root handler
+        "print(json.dumps(index.on_event(json.loads(sys.argv[2]), None)))"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_ENDPOINT_URL": world.proxy.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code, str(handler_asset_dir()), json.dumps(world.event())],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "PhysicalResourceId": "route-cleanup-c",
+        "Data": {"Deleted": "2"},
+    }
+    assert f"deleted {first} {POD}" in result.stderr  # the Lambda log
+    assert POD not in world.routes(first)
+    assert world.routes(world.foreign)[POD] == world.gateway_enis[1]
+
+
 def test_a_second_delete_is_a_no_op(world: World) -> None:
     """CloudFormation may retry a Delete: the second run finds nothing and succeeds."""
     _seed_the_four_cases(world)
