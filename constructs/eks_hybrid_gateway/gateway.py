@@ -114,7 +114,7 @@ class HybridNodesGateway(constructs.Construct):
         debug: verbose runtime logs; default False.
         hybrid_cilium: install the EKS Cilium chart on the hybrid nodes with the VTEP values
             (`HybridCiliumOptions`); default None (you run Cilium with those values yourself).
-        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon or aws_eks_v2 Addon) to receive the
+        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon, or aws_eks/aws_eks_v2 Addon) to get the
             SNAT exclusion of the remote pod networks; default None (set it on aws-node yourself).
         remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
             wrote (custom resource, see `GatewayRouteCleanup`); default False.

@@ -3,9 +3,10 @@
 Cloud pods reach hybrid endpoints of ClusterIP services only if `aws-node` does not SNAT traffic
 to the remote pod networks (`AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS`; EKS user guide
 hybrid-nodes-gateway-cni, "Configure VPC CNI for hybrid pod traffic"). The EKS add-on takes it
-as `configurationValues` JSON (`{"env": {...}}`); aws-cdk-lib's `aws_eks_v2.Addon` writes its
-`configuration_values` mapping to the CfnAddon with `Stack.toJsonString` (aws-eks-v2/lib/addon),
-so the value is merged on the L1 resource here, keeping every other setting the app gave.
+as `configurationValues` JSON (`{"env": {...}}`); aws-cdk-lib's `Addon` (aws_eks and aws_eks_v2)
+writes its `configuration_values` mapping to the CfnAddon with `Stack.toJsonString`
+(aws-eks-v2/lib/addon), so the value is merged on the L1 resource here, keeping every other
+setting the app gave.
 
 Only an add-on this app declares can be changed: CloudFormation cannot adopt an EKS add-on that
 already exists on the cluster (CreateAddon fails), so for those, set the variable with
@@ -27,7 +28,7 @@ from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
 VPC_CNI_ADDON_NAME = "vpc-cni"
 
 #: The add-on forms accepted by `HybridNodesGateway(vpc_cni_addon=...)`.
-VpcCniAddon = eks.CfnAddon | eks_v2.CfnAddon | eks_v2.Addon
+VpcCniAddon = eks.CfnAddon | eks_v2.CfnAddon | eks.Addon | eks_v2.Addon
 
 
 def _cfn_addon(addon: VpcCniAddon) -> eks.CfnAddon | eks_v2.CfnAddon:

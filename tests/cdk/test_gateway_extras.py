@@ -399,6 +399,29 @@ def test_snat_exclusion_on_an_l1_addon_without_configuration(extras: Assembly) -
     )
 
 
+def test_snat_exclusion_on_an_aws_eks_addon_keeps_its_other_values(
+    imported_vpc_and_cluster: Callable[[Any], tuple[Any, Any]],
+) -> None:
+    from eks_hybrid_gateway.vpc_cni import apply_snat_exclusion
+
+    stack = cdk.Stack(cdk.App(), "S")
+    _, cluster = imported_vpc_and_cluster(stack)
+    addon = eks.Addon(
+        stack,
+        "VpcCni",
+        addon_name="vpc-cni",
+        cluster=cluster,
+        configuration_values={"init": {"env": {"DISABLE_TCP_EARLY_DEMUX": "true"}}},
+    )
+    apply_snat_exclusion(addon, POD_NETWORKS)
+    template = cdk.assertions.Template.from_stack(stack)
+    [resource] = template.find_resources("AWS::EKS::Addon").values()
+    assert json.loads(resource["Properties"]["ConfigurationValues"]) == {
+        "init": {"env": {"DISABLE_TCP_EARLY_DEMUX": "true"}},
+        "env": {SNAT: "10.85.0.0/16"},
+    }
+
+
 def _l1_addon(stack: cdk.Stack, **props: Any) -> eks.CfnAddon:
     return eks.CfnAddon(stack, "Addon", **{"addon_name": "vpc-cni", "cluster_name": "c", **props})
 
