@@ -70,6 +70,22 @@ def _asset_image_stack(app: Any, build_context: Path) -> None:
     )
 
 
+def synth_or_report(app: Any, outdir: Path) -> Any:
+    """`app.synth()`; a validation failure (cdk-nag) fails the test with the plugin report."""
+    try:
+        return app.synth()
+    except RuntimeError as exc:
+        report = outdir / "validation-report.json"
+        detail = report.read_text() if report.exists() else ""
+        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+
+
+@pytest.fixture(scope="session")
+def synth_checked() -> Callable[[Any, Path], Any]:
+    """`synth_or_report`, for fixtures that build their own app."""
+    return synth_or_report
+
+
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     import aws_cdk as cdk
@@ -92,12 +108,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     build(app)
     _asset_image_stack(app, build_context)
-    try:
-        assembly = app.synth()
-    except RuntimeError as exc:
-        report = outdir / "validation-report.json"
-        detail = report.read_text() if report.exists() else ""
-        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+    assembly = synth_or_report(app, outdir)
 
     templates: dict[str, Template] = {}
     for stack in assembly.stacks:

@@ -45,6 +45,7 @@ class Assembly:
 def extras(
     tmp_path_factory: pytest.TempPathFactory,
     imported_vpc_and_cluster: Callable[[Any], tuple[Any, Any]],
+    synth_checked: Callable[[Any, Path], Any],
 ) -> Assembly:
     """One app, cdk-nag on: a new aws_eks_v2 cluster with its vpc-cni Addon and every extra on,
     and an imported aws_eks cluster with an L1 vpc-cni add-on, Auto Mode capacity, every extra."""
@@ -111,12 +112,7 @@ def extras(
         vpc_cni_addon=cfn_addon,
         remove_routes_on_delete=True,
     )
-    try:
-        assembly = app.synth()
-    except RuntimeError as exc:
-        report = outdir / "validation-report.json"
-        detail = report.read_text() if report.exists() else ""
-        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+    assembly = synth_checked(app, outdir)
     return Assembly(
         outdir=outdir,
         templates={

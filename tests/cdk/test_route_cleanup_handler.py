@@ -135,25 +135,22 @@ def world() -> Iterator[World]:
             other_sg = direct.create_security_group(
                 GroupName="other", Description="other", VpcId=vpc
             )["GroupId"]
-            gateway_enis = []
-            for _ in range(2):
+
+            def launch(security_group: str) -> str:
+                """An instance in `security_group`; returns its primary ENI."""
                 instance = direct.run_instances(
                     ImageId="ami-12c6146b",
                     MinCount=1,
                     MaxCount=1,
                     InstanceType="c6in.xlarge",
                     SubnetId=subnet,
-                    SecurityGroupIds=[gateway_sg],
+                    SecurityGroupIds=[security_group],
                 )["Instances"][0]
-                gateway_enis.append(instance["NetworkInterfaces"][0]["NetworkInterfaceId"])
-            direct.run_instances(
-                ImageId="ami-12c6146b",
-                MinCount=1,
-                MaxCount=1,
-                InstanceType="t3.micro",
-                SubnetId=subnet,
-                SecurityGroupIds=[other_sg],
-            )
+                eni: str = instance["NetworkInterfaces"][0]["NetworkInterfaceId"]
+                return eni
+
+            gateway_enis = [launch(gateway_sg), launch(gateway_sg)]
+            launch(other_sg)  # a node of something else: its routes are never the gateway's
             owned = [
                 direct.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(2)
             ]
