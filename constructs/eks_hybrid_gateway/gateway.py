@@ -77,6 +77,24 @@ def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[s
     ]
 
 
+def allow_describe_routing_state(role: iam.Role, scoped_writes: str) -> None:
+    """DescribeInstances and DescribeRouteTables on `*` (they support no resource-level
+    permissions), acknowledged for cdk-nag with how the role's writes are scoped instead."""
+    acknowledge(
+        role,
+        "IAM5[Resource::*]",
+        "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
+        f"permissions; {scoped_writes}",
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DescribeRoutingState",
+            actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
+            resources=["*"],
+        )
+    )
+
+
 def _dedupe(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
@@ -229,20 +247,10 @@ class HybridNodesGateway(constructs.Construct):
             assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
             description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
         )
-        # DescribeRouteTables and DescribeInstances support no resource-level permissions.
-        acknowledge(
+        allow_describe_routing_state(
             self.role,
-            "IAM5[Resource::*]",
-            "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
-            "permissions; the write actions (CreateRoute/ReplaceRoute) are scoped to the "
-            "ARNs of the owned route tables",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeRoutingState",
-                actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-                resources=["*"],
-            )
+            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
+            "the owned route tables",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(

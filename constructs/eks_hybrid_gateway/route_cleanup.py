@@ -33,7 +33,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 
 import hybrid_gateway_contract
-from eks_hybrid_gateway.gateway import acknowledge, route_table_arns
+from eks_hybrid_gateway.gateway import (
+    acknowledge,
+    allow_describe_routing_state,
+    route_table_arns,
+)
 from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
 
 #: CloudFormation type of the custom resource.
@@ -122,18 +126,8 @@ class GatewayRouteCleanup(constructs.Construct):
             description="EKS Hybrid Nodes gateway: delete the gateway's routes on stack deletion",
         )
         log_group.grant_write(self.role)
-        acknowledge(
-            self.role,
-            "IAM5[Resource::*]",
-            "ec2:DescribeRouteTables and ec2:DescribeInstances support no resource-level "
-            "permissions; ec2:DeleteRoute is scoped to the ARNs of the owned route tables",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeRoutingState",
-                actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-                resources=["*"],
-            )
+        allow_describe_routing_state(
+            self.role, "ec2:DeleteRoute is scoped to the ARNs of the owned route tables"
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
