@@ -207,6 +207,7 @@ def _imported_vpc_and_cluster(stack: Any) -> tuple[Any, Any]:
         stack,
         "Cluster",
         cluster_name="c",
+        vpc=vpc,
         cluster_security_group_id="sg-0123456789abcdef0",
         kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
         kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),

@@ -47,15 +47,19 @@ def extras(
     imported_vpc_and_cluster: Callable[[Any], tuple[Any, Any]],
     synth_checked: Callable[[Any, Path], Any],
 ) -> Assembly:
-    """One app, cdk-nag on: a new aws_eks_v2 cluster with its vpc-cni Addon and every extra on,
-    and an imported aws_eks cluster with an L1 vpc-cni add-on, Auto Mode capacity, every extra."""
+    """One app, cdk-nag on: a new aws_eks_v2 cluster (managed node groups) with its vpc-cni
+    Addon and every extra on, and an imported aws_eks cluster with an L1 vpc-cni add-on, Auto
+    Mode capacity and every extra on."""
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
     from cdk_nag import AwsSolutionsChecks
-    from examples.nag import (
-        KUBECTL_PROVIDER_FINDINGS,
-        acknowledge_all,
-        kubectl_provider_wiring_findings,
-    )
-    from examples.new_cluster import new_hybrid_cluster
+    from examples.nag import KUBECTL_PROVIDER_FINDINGS, kubectl_provider_wiring_findings
+
+    from eks_hybrid_gateway.gateway import acknowledge
+
+    def acknowledge_all(scope: Any, findings: dict[str, str]) -> None:
+        for rule, reason in findings.items():
+            acknowledge(scope, rule, reason)
 
     outdir = tmp_path_factory.mktemp("extras.out")
     app = cdk.App(outdir=str(outdir))
@@ -63,11 +67,39 @@ def extras(
     env = cdk.Environment(account=ACCOUNT, region=REGION)
 
     new = cdk.Stack(app, "ExtrasNewCluster", env=env)
-    vpc, cluster = new_hybrid_cluster(
+    vpc = ec2.Vpc(
         new,
-        vpc_cidr="10.2.0.0/16",
-        remote_node_networks=["192.168.100.0/24"],
-        remote_pod_networks=POD_NETWORKS,
+        "Vpc",
+        ip_addresses=ec2.IpAddresses.cidr("10.2.0.0/16"),
+        max_azs=2,
+        flow_logs={"all": ec2.FlowLogOptions()},
+    )
+    cluster = eks_v2.Cluster(
+        new,
+        "Cluster",
+        version=eks_v2.KubernetesVersion.V1_33,
+        vpc=vpc,
+        default_capacity_type=eks_v2.DefaultCapacityType.NODEGROUP,
+        default_capacity=0,
+        bootstrap_self_managed_addons=False,
+        kubectl_provider_options=eks_v2.KubectlProviderOptions(
+            kubectl_layer=KubectlV33Layer(new, "KubectlLayer")
+        ),
+        remote_node_networks=[eks_v2.RemoteNodeNetwork(cidrs=["192.168.100.0/24"])],
+        remote_pod_networks=[eks_v2.RemotePodNetwork(cidrs=POD_NETWORKS)],
+    )
+    acknowledge_all(
+        cluster,
+        {
+            **KUBECTL_PROVIDER_FINDINGS,
+            **kubectl_provider_wiring_findings(
+                "ClusterKubectlProviderHandler2E05C68A",
+                "ClusterKubectlProviderHandlerHasEcrPublic69E09706",
+            ),
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonEKSClusterPolicy]": (
+                "the EKS cluster role needs the control plane policy AWS maintains alongside EKS"
+            ),
+        },
     )
     addon = eks_v2.Addon(
         new,
