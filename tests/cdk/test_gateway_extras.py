@@ -4,6 +4,7 @@ route cleanup on stack deletion. Templates asserted; cdk-nag and cfn-lint run ov
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -499,3 +500,30 @@ def test_deploy_time_configuration_cannot_be_merged(make_gateway: GatewayFactory
     addon = _l1_addon(stack, configuration_values=param.value_as_string)
     with pytest.raises(HybridGatewayConfigError, match=r"only known at deploy time"):
         make_gateway(vpc_cni_addon=addon)
+
+
+def test_the_readme_example_enabling_the_extras_runs_as_written(
+    imported_vpc_and_cluster: Callable[[Any], tuple[Any, Any]],
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [code] = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+        if "remove_routes_on_delete=True" in block
+    ]
+    stack = cdk.Stack(cdk.App(), "Readme", env=cdk.Environment(account=ACCOUNT, region=REGION))
+    vpc, cluster = imported_vpc_and_cluster(stack)
+    namespace: dict[str, Any] = {
+        "stack": stack,
+        "vpc": vpc,
+        "cluster": cluster,
+        "eks": eks,
+        "HybridNodesGateway": HybridNodesGateway,
+        "HybridCiliumOptions": HybridCiliumOptions,
+    }
+    exec(compile(code, "README.md", "exec"), namespace)
+    template = cdk.assertions.Template.from_stack(stack)
+    template.resource_count_is(RESOURCE_TYPE, 1)
+    template.has_resource_properties(HELM_TYPE, {"Version": "1.18.8-1"})
+    [addon] = template.find_resources("AWS::EKS::Addon").values()
+    assert json.loads(addon["Properties"]["ConfigurationValues"]) == {"env": {SNAT: "10.85.0.0/16"}}
