@@ -31,6 +31,7 @@ import pytest
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
@@ -427,6 +428,12 @@ def test_vtep_config_moves_while_ec2_is_still_blocked(pair: Pair) -> None:
     points at the old leader (hybrid to cloud traffic does not depend on EC2)."""
     leader, _ = pair.wait_owner()
     gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
+    # The standby resolved its primary ENI and checked the tables at start, without leading.
+    wait_until(
+        "the standby prepared", lambda: sb.metric("hybrid_gateway_route_owner_prepared") == 1.0
+    )
+    assert sb.proxy.count("DescribeInstances") == 1 and sb.proxy.count(*EC2_WRITES) == 0
+    sb.proxy.reset()
     released = threading.Event()
 
     def hold(action: str, seq: int) -> None:
@@ -450,4 +457,5 @@ def test_vtep_config_moves_while_ec2_is_still_blocked(pair: Pair) -> None:
     owner, _ = pair.wait_owner(not_=leader)
     assert owner == sb.name
     assert sb.wait_ready("ready (leader)\n") == (200, "ready (leader)\n")
+    assert sb.proxy.count("DescribeInstances") == 0  # the failover did not look the ENI up
     assert_only_the_holder_wrote(pair, 1.0)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from hybrid_gateway.adapters.ec2 import Ec2Routes, WriteNotAllowedError, make_client
-from hybrid_gateway.core.routes import Refusal, RouteKey
+from hybrid_gateway.core.routes import RouteKey
+from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.ec2emu import (
@@ -33,18 +33,14 @@ def owner(
     *,
     allow_takeover: bool = False,
     metrics: GatewayMetrics | None = None,
-    refusals: list[Sequence[Refusal]] | None = None,
-    guard: Any = None,
 ) -> RouteOwner:
-    sink = refusals if refusals is not None else []
     return RouteOwner(
-        Ec2Routes(make_client("us-east-1"), write_guard=guard),
+        Ec2Routes(make_client("us-east-1")),
         instance_id=world.instances[name],
         table_ids=world.table_ids,
         pod_cidrs=world.pod_cidrs,
         allow_takeover=allow_takeover,
         metrics=metrics or GatewayMetrics(),
-        on_refusals=sink.append,
     )
 
 
@@ -110,8 +106,7 @@ def test_gateway_routes_are_not_taken_over_unless_allowed(
     direct.create_route(RouteTableId=t0, DestinationCidrBlock="10.80.0.0/16", TransitGatewayId=tgw)
     direct.create_route(RouteTableId=t1, DestinationCidrBlock="10.81.0.0/16", GatewayId=igw)
     metrics = GatewayMetrics()
-    refusals: list[Sequence[Refusal]] = []
-    refusing = owner(world, "a", metrics=metrics, refusals=refusals)
+    refusing = owner(world, "a", metrics=metrics)
 
     result = refusing.sync(always)
     routes = world.routes(direct)
@@ -119,9 +114,8 @@ def test_gateway_routes_are_not_taken_over_unless_allowed(
     assert {r.target_id for r in result.plan.refused} == {tgw, igw}
     assert result.converged  # refusals are policy, not failures
     assert metrics.registry.get_sample_value("hybrid_gateway_route_takeover_refused") == 2
-    assert len(refusals) == 1  # reported once ...
-    refusing.sync(always)
-    assert len(refusals) == 1  # ... not on every re-check
+    assert result.refusals_changed  # reported once ...
+    assert not refusing.sync(always).refusals_changed  # ... not on every re-check
     sent = [c for c in ec2_proxy.snapshot() if c.action in WRITES]
     assert all(
         (c.params["RouteTableId"], c.params["DestinationCidrBlock"])
@@ -210,23 +204,19 @@ def test_ec2_calls_per_leadership_change(world: VpcWorld, direct: Any, ec2_proxy
 
 
 def test_no_write_is_sent_without_a_valid_lease(
-    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = [True]
-    routes = Ec2Routes(make_client("us-east-1"), write_guard=lambda: held[0])
-    held[0] = False
+    routes = Ec2Routes(make_client("us-east-1"))
     with pytest.raises(WriteNotAllowedError):
-        routes.create_route(RouteKey(world.table_ids[0], "10.80.0.0/16"), world.enis["a"])
+        routes.create_route(
+            RouteKey(world.table_ids[0], "10.80.0.0/16"), world.enis["a"], lambda: False
+        )
     assert ec2_proxy.count(*WRITES) == 0
 
-    # The guard flips during a sync: writes after that moment are withheld at the HTTP layer.
-    budget = [2]
-
-    def guard() -> bool:
-        budget[0] -= 1
-        return budget[0] >= 0
-
-    result = owner(world, "a", guard=guard).sync(always)
+    # The guard flips during a sync (writes one at a time here, so exactly after the second
+    # reached EC2): the writes after that moment are withheld.
+    monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 1)
+    result = owner(world, "a").sync(lambda: ec2_proxy.count(*WRITES) < 2)
     assert result.suppressed and not result.converged
     assert ec2_proxy.count(*WRITES) == 2
 
