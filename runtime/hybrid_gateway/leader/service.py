@@ -16,14 +16,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
 from hybrid_gateway.adapters.kube_nodes import Backoff
 from hybrid_gateway.adapters.kube_vtep import VtepWriteNotAllowedError
 from hybrid_gateway.core.routes import Refusal
 from hybrid_gateway.leader.elector import Term
-from hybrid_gateway.leader.routes import RouteOwner
-from hybrid_gateway.leader.vtep import VtepOwner
+from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,18 @@ class Outcome(enum.Enum):
 LaneSync = Callable[[Callable[[], bool]], Outcome]
 
 
+class RouteSyncer(Protocol):
+    """What leader work needs of the route owner (leader/routes.RouteOwner)."""
+
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
+
+
+class VtepSyncer(Protocol):
+    """What leader work needs of the VTEP owner (leader/vtep.VtepOwner)."""
+
+    def sync(self, may_write: Callable[[], bool]) -> bool: ...
+
+
 class _Lane:
     """One part of leader work (routes or VTEP config) with its own loop state."""
 
@@ -100,8 +112,8 @@ class LeaderWork:
     def __init__(
         self,
         *,
-        routes: RouteOwner,
-        vtep: VtepOwner,
+        routes: RouteSyncer,
+        vtep: VtepSyncer,
         resync_period_s: float,
         retry_period_s: float,
         metrics: GatewayMetrics,
@@ -224,10 +236,14 @@ class LeaderWork:
 
     def _run_lane(self, lane: _Lane, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.lane_once(lane)
+            self._lane_once(lane)
             lane.wake.wait(max(0.01, self._lane_wait(lane)))
 
-    def lane_once(self, lane: _Lane) -> None:
+    def tick(self, lane: str) -> None:
+        """One tick of the lane named `lane` ("routes" or "vtep"), as its thread runs it."""
+        self._lane_once(next(candidate for candidate in self._lanes if candidate.name == lane))
+
+    def _lane_once(self, lane: _Lane) -> None:
         """One tick of a lane: sync when a term started, when woken, when due, or while not
         converged and its back-off has passed."""
         lane.heartbeat = self._clock()
