@@ -53,6 +53,9 @@ Fault = Callable[[str, int], tuple[int, bytes] | None]
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of parallel writes overflowed it and the
+    # dropped SYNs were retried by TCP a second later, which EC2 itself would not cause.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request (kill -9 tests) resets its connection: not an error."""

@@ -88,7 +88,7 @@ class PrimaryInterface:
     source_dest_check: bool
 
 
-def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 32) -> Any:
+def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 64) -> Any:
     """An EC2 client with adaptive retries and a connection pool sized for parallel writes."""
     config = botocore.config.Config(
         region_name=region,

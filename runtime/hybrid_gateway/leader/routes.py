@@ -23,7 +23,10 @@ from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
-MAX_PARALLEL_WRITES = 32  # the EC2 clients' connection pool size (adapters/ec2.make_client)
+# All writes of a failover in one wave (10 tables x 4 CIDRs = 40): parallelism changes when
+# the writes are sent, not how many; a throttled write backs off on its own (adapters/ec2.py).
+# At most the EC2 clients' connection pool size (adapters/ec2.make_client).
+MAX_PARALLEL_WRITES = 64
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
