@@ -42,14 +42,19 @@ def owner(
     *,
     allow_takeover: bool = False,
     metrics: GatewayMetrics | None = None,
+    table_ids: list[str] | None = None,
+    reports: list[tuple[str, str]] | None = None,
+    max_attempts: int = 8,
 ) -> RouteOwner:
+    sink = reports if reports is not None else []
     return RouteOwner(
-        Ec2Routes(make_client("us-east-1")),
+        Ec2Routes(make_client("us-east-1", max_attempts=max_attempts)),
         instance_id=world.instances[name],
-        table_ids=world.table_ids,
+        table_ids=world.table_ids if table_ids is None else table_ids,
         pod_cidrs=world.pod_cidrs,
         allow_takeover=allow_takeover,
         metrics=metrics or GatewayMetrics(),
+        report=lambda reason, message: sink.append((reason, message)),
     )
 
 
@@ -174,14 +179,7 @@ def test_refused_writes_are_reported_as_failures_then_recover(
         (403, DENIED_BODY) if throttled[0] and action in WRITES else None
     )
     metrics = GatewayMetrics()
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1", max_attempts=2)),
-        instance_id=world.instances["a"],
-        table_ids=world.table_ids,
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=metrics,
-    )
+    route_owner = owner(world, "a", metrics=metrics, max_attempts=2)
     first = route_owner.sync(always)
     assert not first.converged and len(first.failed) == 6
     assert (
@@ -237,14 +235,7 @@ def test_a_missing_table_does_not_stop_the_others(
     world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
 ) -> None:
     gone = "rtb-0123456789abcdef0"
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1")),
-        instance_id=world.instances["a"],
-        table_ids=[gone, *world.table_ids],
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=GatewayMetrics(),
-    )
+    route_owner = owner(world, "a", table_ids=[gone, *world.table_ids])
     result = route_owner.sync(always)
     assert result.missing_tables == [gone] and not result.converged
     assert world.all_point_at(direct, "a")
@@ -264,15 +255,7 @@ def test_source_dest_check_on_makes_the_replica_unready_and_is_reported(
     _disable_check(direct, world.enis["a"], True)
     metrics = GatewayMetrics()
     reports: list[tuple[str, str]] = []
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1")),
-        instance_id=world.instances["a"],
-        table_ids=world.table_ids,
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=metrics,
-        report=lambda reason, message: reports.append((reason, message)),
-    )
+    route_owner = owner(world, "a", metrics=metrics, reports=reports)
     with pytest.raises(Ec2Error, match="SourceDestCheckEnabled"):
         route_owner.prepare()
     problem = route_owner.problem()
@@ -297,15 +280,7 @@ def test_a_stale_table_id_fails_preparation_at_start(
 ) -> None:
     gone = "rtb-0123456789abcdef0"
     reports: list[tuple[str, str]] = []
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1")),
-        instance_id=world.instances["a"],
-        table_ids=[*world.table_ids, gone],
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=GatewayMetrics(),
-        report=lambda reason, message: reports.append((reason, message)),
-    )
+    route_owner = owner(world, "a", table_ids=[*world.table_ids, gone], reports=reports)
     with pytest.raises(Ec2Error, match=gone):
         route_owner.prepare()
     assert gone in (route_owner.problem() or "") and gone in reports[0][1]
@@ -319,14 +294,7 @@ def test_preparation_is_retried_in_the_background_until_ec2_answers(
     down = [True]
     ec2_proxy.fault = lambda action, seq: (500, INTERNAL_BODY) if down[0] else None
     metrics = GatewayMetrics()
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1", max_attempts=1)),
-        instance_id=world.instances["a"],
-        table_ids=world.table_ids,
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=metrics,
-    )
+    route_owner = owner(world, "a", metrics=metrics, max_attempts=1)
     stop = threading.Event()
     thread = threading.Thread(
         target=route_owner.prepare_until_ready, args=(stop,), kwargs={"max_backoff_s": 0.2}
