@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
-from hybrid_gateway.adapters.kube_nodes import Backoff
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import RouteKey, RoutePlan, plan_routes
 from hybrid_gateway.metrics import GatewayMetrics
 

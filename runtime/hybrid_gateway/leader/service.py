@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
-from hybrid_gateway.adapters.kube_nodes import Backoff
 from hybrid_gateway.adapters.kube_vtep import VtepWriteNotAllowedError
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import Refusal
 from hybrid_gateway.leader.elector import Term
 from hybrid_gateway.leader.routes import SyncResult
