@@ -109,6 +109,9 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
     def ready() -> tuple[bool, str]:
         if dataplane is not None and not dataplane.ready():
             return False, "data plane not ready"
+        routes_problem = leader.routes.problem()
+        if routes_problem is not None:
+            return False, routes_problem
         problem = leader.lease.problem()
         if problem is not None:
             return False, problem
@@ -155,7 +158,7 @@ def install_signal_handlers() -> threading.Event:
 def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity: str) -> None:
     """Leader work, then the lease release, then the rest (Events last)."""
     was_leader = leader.work.active
-    leader.elector.stop_leading()  # no leader write passes after this
+    leader.elector.shutdown()  # no leader write passes and no term starts after this
     stuck = supervisor.stop([LEADER_WORK, ELECTOR], timings.shutdown_join_s)
     if LEADER_WORK in stuck:
         log.error("leader work still running; not releasing the lease")
@@ -214,8 +217,8 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         timings=timings,
         api_client=api_client,
         reporting=reporting,
-        supervisor=supervisor,
         mac=mac,
+        dataplane_ready=dataplane.ready if dataplane is not None else lambda: True,
     )
     for task in leader.tasks(timings):
         supervisor.add(task)

@@ -119,10 +119,6 @@ class Supervisor:
             log.error("%s did not stop within %.1fs", name, join_s)
         return stuck
 
-    def wake(self, name: str) -> None:
-        """End the named task's current wait (something it reacts to happened)."""
-        self._tasks[name].wake()
-
     def running(self, exclude: Sequence[str] = ()) -> list[str]:
         """Tasks not yet asked to stop (for stopping "the rest")."""
         return [n for n, t in self._tasks.items() if n not in exclude and not t.stop.is_set()]

@@ -1,15 +1,14 @@
 """The leader side of a replica, assembled: the elector, route and VTEP ownership, and the
 Lease and CiliumVTEPConfig watches that speed them up, as supervised tasks in start order.
 
-Each part is built once, before anything starts; the one late binding is the elector waking
-leader work through the supervisor, by task name (the elector exists before the work it wakes).
+Each part is built once, before anything starts, in dependency order: route ownership, leader
+work, then the elector that calls leader work back (started/stopped leading, new leader).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +22,10 @@ from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identi
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import RouteOwner
-from hybrid_gateway.leader.service import LeaderWork, emit_refusals
+from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.vtep import VtepOwner
 from hybrid_gateway.reporting import FailureReporter, Reporting
-from hybrid_gateway.supervisor import Beat, Supervisor, Task
+from hybrid_gateway.supervisor import Beat, Task
 from hybrid_gateway.timings import Timings
 
 log = logging.getLogger("hybrid_gateway")
@@ -103,8 +102,8 @@ def build_leader(
     timings: Timings,
     api_client: Any,
     reporting: Reporting,
-    supervisor: Supervisor,
     mac: str,
+    dataplane_ready: Callable[[], bool],
 ) -> Leader:
     """The elector, route and VTEP ownership, and the two watches that speed them up."""
     where = f"{config.namespace}/{config.lease_name}"
@@ -118,25 +117,18 @@ def build_leader(
         ),
         holder_loss_s=timings.holder_loss_s,
     )
-    elector = LeaseElector(
-        lease,
-        identity=config.identity,
-        lease_duration_s=config.lease_duration_s,
-        renew_deadline_s=config.renew_deadline_s,
-        retry_period_s=config.retry_period_s,
-        on_change=lambda _leading: supervisor.wake(LEADER_WORK),
-    )
 
     def build_routes(region: str, instance_id: str) -> RouteOwner:
-        log.info("region %s, instance %s", region, instance_id)
         return RouteOwner(
-            Ec2Routes(make_client(region), write_guard=elector.valid),
+            Ec2Routes(make_client(region)),
             instance_id=instance_id,
             table_ids=config.route_table_ids,
             pod_cidrs=[str(c) for c in config.pod_cidrs],
             allow_takeover=config.allow_route_takeover,
             metrics=reporting.metrics,
-            on_refusals=functools.partial(emit_refusals, reporting.events, reporting.subject),
+            report=lambda reason, message: reporting.events.emit(
+                reporting.subject, reason, message
+            ),
         )
 
     routes = DeferredRoutes(
@@ -153,8 +145,6 @@ def build_leader(
     )
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
     work = LeaderWork(
-        valid=elector.valid,
-        acquired_at=lambda: elector.acquired_at,
         routes=routes,
         vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
         resync_period_s=config.resync_period_s,
@@ -163,6 +153,21 @@ def build_leader(
         events=reporting.events,
         subject=reporting.subject,
         identity=config.identity,
+    )
+
+    def can_acquire() -> bool:
+        """Take the lease only where forwarding works: the data plane is ready and the primary
+        ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
+        return dataplane_ready() and routes.forwarding_allowed()
+
+    elector = LeaseElector(
+        lease,
+        identity=config.identity,
+        lease_duration_s=config.lease_duration_s,
+        renew_deadline_s=config.renew_deadline_s,
+        retry_period_s=config.retry_period_s,
+        callbacks=work,
+        can_acquire=can_acquire,
     )
     lease_watch_health = WatchHealth(
         reporting.reporter(
@@ -197,7 +202,6 @@ def build_leader(
         )
     )
     vtep_list_watch = vtep_store.watcher(
-        api_client,
         on_change=lambda _type: work.wake_vtep(),
         on_listed=vtep_watch_health.reporter.succeeded,
         on_error=vtep_watch_health.on_error,

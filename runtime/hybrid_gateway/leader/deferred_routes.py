@@ -1,10 +1,11 @@
 """Route ownership that waits for IMDS and EC2 in the background instead of at start-up.
 
 The region and instance id come from the config or from IMDSv2, and the route owner needs an EC2
-client for them. IMDS can be unreachable (hop limit, a firewalled link-local address, throttling)
-and so can EC2; neither may hold up the data plane, which needs neither. So `run` resolves them
-on its own thread, retrying with back-off until it succeeds, and `sync` raises `RoutesPending`
-(naming what it waits for) until then: leader work keeps retrying, readiness says why. With no
+client for them, then prepares (`RouteOwner.prepare`: primary ENI, every table described). IMDS
+can be unreachable (hop limit, a firewalled link-local address, throttling) and so can EC2;
+neither may hold up the data plane, which needs neither. So `run` does both steps on its own
+thread, retrying with back-off until they succeed, and `sync` raises `RoutesPending` (naming what
+it waits for) until the owner exists: leader work keeps retrying, readiness says why. With no
 route tables configured there is nothing to resolve and nothing ever waits.
 """
 
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import fetch_identity
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
@@ -29,7 +31,14 @@ log = logging.getLogger(__name__)
 IMDS_TIMEOUT_S = 2.0
 
 
-class RouteSyncer(Protocol):
+class Owner(Protocol):
+    """What is used of leader/routes.RouteOwner."""
+
+    @property
+    def prepared(self) -> bool: ...
+    def prepare(self) -> None: ...
+    def problem(self) -> str | None: ...
+    def forwarding_allowed(self) -> bool: ...
     def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
 
 
@@ -51,7 +60,7 @@ class DeferredRoutes:
         *,
         table_ids: Sequence[str],
         resolve: Callable[[], tuple[str, str]],
-        build: Callable[[str, str], RouteSyncer],
+        build: Callable[[str, str], Owner],
         reporter: FailureReporter,
         max_backoff_s: float = 30.0,
     ) -> None:
@@ -60,7 +69,7 @@ class DeferredRoutes:
         self._build = build
         self._reporter = reporter
         self._backoff = Backoff(initial_s=min(0.5, max_backoff_s), maximum_s=max_backoff_s)
-        self._owner: RouteSyncer | None = None
+        self._owner: Owner | None = None
         self._waiting_for: str | None = "instance identity and EC2 client" if self._tables else None
         self.heartbeat = time.monotonic()
 
@@ -69,28 +78,46 @@ class DeferredRoutes:
         """What route ownership still waits for (None: ready, or no route tables configured)."""
         return self._waiting_for
 
+    def problem(self) -> str | None:
+        """Why this replica could not forward for the VPC if it led (the owner's), or None."""
+        return self._owner.problem() if self._owner is not None else None
+
+    def forwarding_allowed(self) -> bool:
+        """False only when the primary ENI is KNOWN to drop forwarded packets."""
+        return self._owner.forwarding_allowed() if self._owner is not None else True
+
     def run(self, stop: threading.Event) -> None:
-        """Resolve identity and build the route owner, retrying until done or `stop`."""
+        """Resolve identity, build the route owner, then prepare it; retry until done or `stop`.
+
+        Identity and client failures are reported here; `RouteOwner.prepare` reports its own."""
         if not self._tables:
             return
-        step = "instance identity"
-        while not stop.is_set():
+        while not stop.is_set() and self._owner is None:
             self.heartbeat = time.monotonic()
+            step = "instance identity"
             try:
-                step = "instance identity"
                 region, instance_id = self._resolve()
-                step = "EC2"
+                step = "EC2 client"
                 owner = self._build(region, instance_id)
-            except Exception as exc:  # IMDS/EC2 unreachable, throttled, refused: retry
+            except Exception as exc:  # IMDS unreachable, throttled, refused: retry
                 self._waiting_for = f"{step}: {exc}"
                 self._reporter.failed(step, exc)
                 stop.wait(self._backoff.next_delay())
                 continue
             self._reporter.succeeded()
             self._owner = owner
+            log.info("route ownership: region %s, instance %s", region, instance_id)
+        self._backoff.reset()
+        while not stop.is_set() and self._owner is not None and not self._owner.prepared:
+            self.heartbeat = time.monotonic()
+            try:
+                self._owner.prepare()
+            except Ec2Error as exc:  # logged, counted and sent as an Event by the owner
+                self._waiting_for = f"EC2: {exc}"
+                stop.wait(self._backoff.next_delay())
+                continue
+        if self._owner is not None and self._owner.prepared:
             self._waiting_for = None
-            log.info("route ownership ready: region %s, instance %s", region, instance_id)
-            return
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         owner = self._owner

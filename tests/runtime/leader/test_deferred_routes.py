@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import ImdsError
 from hybrid_gateway.adapters.kube_events import ObjectRef
 from hybrid_gateway.core.routes import RoutePlan
@@ -22,6 +23,26 @@ class Sink:
 
 
 class Owner:
+    """A route owner whose preparation succeeds on the second call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @property
+    def prepared(self) -> bool:
+        return self.calls >= 2
+
+    def prepare(self) -> None:
+        self.calls += 1
+        if self.calls < 2:
+            raise Ec2Error("DescribeInstances", "RequestLimitExceeded", "throttled")
+
+    def problem(self) -> str | None:
+        return None
+
+    def forwarding_allowed(self) -> bool:
+        return True
+
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         return SyncResult(RoutePlan())
 
@@ -86,4 +107,4 @@ def test_sync_names_the_wait_until_imds_answers() -> None:
     thread.join(10.0)
     assert not thread.is_alive() and len(attempts) == 3
     assert counted == ["instance identity"] * 2
-    assert routes.waiting_for is None and routes.sync(lambda: True).converged
+    assert routes.waiting_for is None and routes.sync(lambda: True).converged  # prepared
