@@ -8,11 +8,13 @@ delete): the device `hybrid_vxlan0` belongs to this daemon alone. On it, and now
 - FDB: permanent unicast entries with a remote (`bridge fdb ... dst N self permanent`); the
   all-zero MAC (default flooding destinations) is not ours;
 - neighbours: permanent IPv4 entries; entries the kernel creates while resolving are not ours;
-- routes: IPv4 unicast routes in the main table with `proto static`, TOS 0 and metric 0 whose
-  output device is `hybrid_vxlan0`. Routes of other protocols (kernel, boot, dhcp, routing
-  daemons), other tables, other metrics and other devices are never read into the observed
-  state, so no plan deletes or replaces them; a new pod-CIDR route is added exclusively, so a
-  foreign route for the same prefix makes the kernel refuse ours instead of being overwritten.
+- routes: IPv4 unicast routes in the main table with TOS 0 and metric 0 whose output device is
+  `hybrid_vxlan0`. Ours are `proto static`; one of any other protocol but `kernel` on our
+  device (the reference gateway leaves `proto boot`) is adopted: listed in `adopted_routes`,
+  replaced as ours when wanted, deleted when not. Routes of other tables, other metrics and
+  other devices are never read into the observed state, so no plan deletes or replaces them;
+  a new pod-CIDR route is added exclusively, so a foreign route for the same prefix on another
+  device makes the kernel refuse ours instead of being overwritten.
 """
 
 from __future__ import annotations
@@ -82,11 +84,13 @@ class FdbEntry:
 
 @dataclass(frozen=True)
 class TunnelState:
-    """Entries on `hybrid_vxlan0`: FDB pairs, neighbours (IP -> MAC), routes (CIDR -> via)."""
+    """Entries on `hybrid_vxlan0`: FDB pairs, neighbours (IP -> MAC), routes (CIDR -> via), and
+    which of those routes another writer made (adopted: rewritten as ours when still wanted)."""
 
     fdb: frozenset[FdbEntry] = frozenset()
     neighbours: Mapping[IPv4Address, str] = field(default_factory=dict)
     routes: Mapping[IPv4Network, IPv4Address] = field(default_factory=dict)
+    adopted_routes: frozenset[IPv4Network] = frozenset()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TunnelState):
@@ -95,10 +99,18 @@ class TunnelState:
             self.fdb == other.fdb
             and dict(self.neighbours) == dict(other.neighbours)
             and dict(self.routes) == dict(other.routes)
+            and self.adopted_routes == other.adopted_routes
         )
 
     def __hash__(self) -> int:
-        return hash((self.fdb, frozenset(self.neighbours.items()), frozenset(self.routes.items())))
+        return hash(
+            (
+                self.fdb,
+                frozenset(self.neighbours.items()),
+                frozenset(self.routes.items()),
+                self.adopted_routes,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -268,12 +280,15 @@ def diff(desired: TunnelState, observed: TunnelState) -> Plan:
     """The operations that turn `observed` into `desired` (set difference per table)."""
     want_n, have_n = desired.neighbours, observed.neighbours
     want_r, have_r = desired.routes, observed.routes
+    adopted = observed.adopted_routes
     # In the states' own order: sorting 15,000 ipaddress objects costs more than it helps.
     return Plan(
         add_fdb=tuple(desired.fdb - observed.fdb),
         set_neighbours=tuple((ip, m) for ip, m in want_n.items() if have_n.get(ip) != m),
         add_routes=tuple((n, gw) for n, gw in want_r.items() if n not in have_r),
-        set_routes=tuple((n, gw) for n, gw in want_r.items() if n in have_r and have_r[n] != gw),
+        set_routes=tuple(
+            (n, gw) for n, gw in want_r.items() if n in have_r and (have_r[n] != gw or n in adopted)
+        ),
         del_routes=tuple((n, gw) for n, gw in have_r.items() if n not in want_r),
         del_neighbours=tuple((ip, m) for ip, m in have_n.items() if ip not in want_n),
         del_fdb=tuple(observed.fdb - desired.fdb),
@@ -292,4 +307,10 @@ def apply_plan(observed: TunnelState, plan: Plan) -> TunnelState:
     routes.update(plan.set_routes)
     for net, _ in plan.del_routes:
         routes.pop(net, None)
-    return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
+    rewritten = {n for n, _ in plan.set_routes} | {n for n, _ in plan.del_routes}
+    return TunnelState(
+        fdb=frozenset(fdb),
+        neighbours=neighbours,
+        routes=routes,
+        adopted_routes=observed.adopted_routes - rewritten,
+    )

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
-from hybrid_gateway.adapters.netlink import ApplyResult, DeviceOutcome, DeviceSpec, Netlink
+from hybrid_gateway.adapters.netlink import (
+    ApplyResult,
+    DeviceAction,
+    DeviceOutcome,
+    DeviceSpec,
+    Netlink,
+)
 from hybrid_gateway.core.dataplane import (
     FdbEntry,
     NodeTunnel,
@@ -68,11 +74,11 @@ class TunnelReconciler:
         """Adopt, create, fix or recreate the device, and say which in the log."""
         outcome = self.netlink.ensure_device(self.device)
         details = "; ".join(outcome.details)
-        if outcome.action == "adopted":
+        if outcome.action is DeviceAction.ADOPTED:
             log.info("adopted existing %s (ifindex %d)", self.device.name, outcome.ifindex)
-        elif outcome.action == "created":
+        elif outcome.action is DeviceAction.CREATED:
             log.info("created %s (ifindex %d)", self.device.name, outcome.ifindex)
-        elif outcome.action == "fixed":
+        elif outcome.action is DeviceAction.FIXED:
             log.warning("fixed %s in place: %s", self.device.name, details)
         else:
             log.warning("recreated %s because %s", self.device.name, details)
@@ -85,7 +91,7 @@ class TunnelReconciler:
         wanted = desired_nodes(objects, self.vpc_cidrs)
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)
-        if outcome.action != "adopted":
+        if outcome.action is not DeviceAction.ADOPTED:
             log.warning(
                 "%s was %s during reconcile: %s",
                 self.device.name,

@@ -86,6 +86,11 @@ class DataPlane:
         self._collector_registered = False
         self.last_report: ReconcileReport | None = None
         self.passes = 0
+        #: time.monotonic() of the loop's last tick, for liveness: it ticks at least every
+        #: STOP_POLL_S while waiting and before every pass. A pass itself does not tick: the
+        #: first pass at 20,000 nodes spends ~20 s in the kernel (README, scale), so a liveness
+        #: limit must be longer than the longest pass.
+        self.heartbeat = time.monotonic()
 
     @property
     def device_mac(self) -> str:
@@ -152,8 +157,9 @@ class DataPlane:
         watcher.start()
         retry = Backoff(initial_s=0.5, maximum_s=min(30.0, self._resync_period_s))
         while not stop.is_set():
+            self.heartbeat = time.monotonic()
             if not self.nodes.synced:
-                self.nodes.wait_synced(0.2)
+                self.nodes.wait_synced(STOP_POLL_S)
                 continue
             self._wake.clear()
             try:
@@ -182,7 +188,8 @@ class DataPlane:
         """Wait up to `delay` for a watch event; True if one came. Returns early on `stop`."""
         deadline = time.monotonic() + delay
         while not stop.is_set():
-            remaining = deadline - time.monotonic()
+            self.heartbeat = now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return False
             if self._wake.wait(min(remaining, STOP_POLL_S)):

@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
-from hybrid_gateway.adapters.netlink import Netlink
+from hybrid_gateway.adapters.netlink import DeviceAction, Netlink
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane import DataPlane, DataPlaneError
 from hybrid_gateway.metrics import GatewayMetrics
@@ -229,7 +229,7 @@ def test_restarting_the_data_plane_adopts_the_device_and_loses_no_pings(
         with running(world, api_client) as second:
             wait_until("readiness after restart", second.ready)
             assert second.last_report is not None
-            assert second.last_report.device.action == "adopted"
+            assert second.last_report.device.action is DeviceAction.ADOPTED
             assert second.last_report.plan.empty
         out, _ = pinger.communicate(timeout=30)
     finally:
@@ -364,3 +364,16 @@ def test_a_killed_process_is_replaced_without_losing_a_ping(
     log = (second.stderr.read() if second.stderr else "") or ""
     assert "adopted existing hybrid_vxlan0" in log, log
     assert "created" not in log.replace("adopted existing", "")
+
+
+def test_the_loop_heartbeats_while_it_waits_and_stops_when_stopped(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, resync_period_s=600) as plane:
+        wait_until("readiness", plane.ready)
+        first = plane.heartbeat
+        wait_until("a later tick while idle", lambda: plane.heartbeat > first + 0.3, 5)
+    stopped = plane.heartbeat
+    time.sleep(0.5)
+    assert plane.heartbeat == stopped, "a stopped loop no longer ticks"
