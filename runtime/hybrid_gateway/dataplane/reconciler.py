@@ -23,6 +23,7 @@ from hybrid_gateway.adapters.netlink import (
 )
 from hybrid_gateway.core.dataplane import (
     FdbEntry,
+    NodeRecord,
     NodeTunnel,
     PartialApplyError,
     Plan,
@@ -69,6 +70,7 @@ class TunnelReconciler:
         self.metrics = metrics
         self.events = events
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
+        self._parsed: Mapping[NodeRecord, NodeTunnel | RejectedNode] = {}  # last pass, reused
 
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
@@ -85,10 +87,11 @@ class TunnelReconciler:
         self.metrics.vxlan_interface_up.set(1)
         return outcome
 
-    def reconcile(self, objects: Iterable[Mapping[str, Any]]) -> ReconcileReport:
+    def reconcile(self, objects: Iterable[NodeRecord | Mapping[str, Any]]) -> ReconcileReport:
         """Bring the kernel to the state the CiliumNode objects ask for; raise PartialApplyError
         if any entry could not be written (the caller resyncs again soon)."""
-        wanted = desired_nodes(objects, self.vpc_cidrs)
+        wanted = desired_nodes(objects, self.vpc_cidrs, self._parsed)
+        self._parsed = wanted.parsed
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)
         if outcome.action is not DeviceAction.ADOPTED:
