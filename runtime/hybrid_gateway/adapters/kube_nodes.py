@@ -51,6 +51,7 @@ class CiliumNodeCache:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._records: dict[str, NodeRecord] = {}
+        self._changed: set[str] | None = None  # names changed by events; None: relisted
         self.watch = ListWatch(
             "CiliumNodes",
             client.CustomObjectsApi(api_client).list_cluster_custom_object,
@@ -93,6 +94,17 @@ class CiliumNodeCache:
     def __len__(self) -> int:
         return len(self._records)
 
+    def get(self, name: str) -> NodeRecord | None:
+        with self._lock:
+            return self._records.get(name)
+
+    def take_changes(self) -> set[str] | None:
+        """Names of the nodes that watch events changed since the last call, or None if the
+        cache was (re)listed meanwhile (then only a full pass is right)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed
+
     def relist(self) -> None:
         """Replace the cache with a fresh (paged) list."""
         self.watch.list()
@@ -116,6 +128,7 @@ class CiliumNodeCache:
             fresh[record.name] = record
         with self._lock:
             self._records = fresh
+            self._changed = None
         self._on_change()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
@@ -125,4 +138,6 @@ class CiliumNodeCache:
                 self._records[record.name] = record
             elif kind == "DELETED":
                 self._records.pop(record.name, None)
+            if self._changed is not None:
+                self._changed.add(record.name)
         self._on_change()

@@ -256,7 +256,7 @@ def _pod_cidrs(
     return tuple(sorted(cidrs))
 
 
-def _tunnel_of(record: NodeRecord, vpc_cidrs: Sequence[IPv4Network]) -> NodeTunnel | RejectedNode:
+def tunnel_of(record: NodeRecord, vpc_cidrs: Sequence[IPv4Network]) -> NodeTunnel | RejectedNode:
     """One node on its own (the pod CIDRs it shares with others are checked by the caller)."""
     try:
         return NodeTunnel(
@@ -287,7 +287,7 @@ def desired_nodes(
     hybrid = sorted((r for r in records if r.hybrid), key=lambda r: r.name)
     claimed: dict[IPv4Network, str] = {}
     for record in hybrid:
-        found = previous.get(record) or _tunnel_of(record, vpc_cidrs)
+        found = previous.get(record) or tunnel_of(record, vpc_cidrs)
         parsed[record] = found
         if type(found) is RejectedNode:
             rejected.append(found)

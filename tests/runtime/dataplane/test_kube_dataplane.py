@@ -153,8 +153,36 @@ def test_watch_events_drive_the_tunnels_without_waiting_for_a_resync(
         delete(admin, "hyb")
         wait_until("deleted node removed", lambda: "192.168.100.10" not in routes(world))
         assert not pings(world)
-        assert plane.passes > passes
+        assert plane.passes == passes, "each event applied its own node's entries, no full pass"
+        assert plane.changes_applied >= 4
         assert plane.nodes.relists == 1, "events, not relists, carried the changes"
+
+
+def test_an_event_touching_another_node_brings_the_full_pass_forward(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    """A pod CIDR another node holds, and a node turning invalid, are full-pass matters: the
+    claim rule and the rejection Event live there."""
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    create(admin, cilium_node("other", "192.168.100.77", ["10.230.0.0/24"]))
+    with running(world, api_client, resync_period_s=600) as plane:
+        wait_until("readiness", plane.ready)
+        passes = plane.passes
+
+        def steal(obj: Any) -> None:
+            obj["spec"]["ipam"]["podCIDRs"] = ["10.230.0.0/24"]
+
+        create(admin, cilium_node("aaa-thief", "192.168.100.78", ["10.240.0.0/24"]))
+        wait_until("new node", lambda: "10.240.0.0/24 via 192.168.100.78" in routes(world))
+        assert plane.passes == passes
+        replace(admin, "aaa-thief", steal)  # first by name: the CIDR moves to it
+        wait_until("full pass", lambda: plane.passes > passes)
+        wait_until(
+            "the CIDR goes to the first node by name",
+            lambda: "10.230.0.0/24 via 192.168.100.78" in routes(world),
+        )
+        assert "10.240.0.0/24" not in routes(world)
+        assert pings(world), "the unchanged node kept its tunnel"
 
 
 def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.adapters.netlink import DeviceAction, DeviceSpec, Netlink
-from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState
+from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState, node_record
 from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
 from hybrid_gateway.dataplane.reconciler import TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
@@ -487,3 +487,26 @@ def test_takeover_recreates_a_device_with_wrong_parameters_and_touches_no_other_
     assert gw.ip("route", "show", "dev", uplink) == others
     reached, out = ping(world.vpc, HYBRID_POD_IP)
     assert reached, out
+
+
+def test_changes_applied_on_their_own_leave_exactly_what_a_full_pass_would(
+    world: World, netlink: Netlink
+) -> None:
+    rec = reconciler(netlink)
+    assert not rec.reconcile_changed({}), "no full pass yet: nothing to stand on"
+    rec.ensure_device()
+    rec.reconcile(objects(FAKE_NODES))
+    changed = {k: v for k, v in FAKE_NODES.items() if k != "fake-12"}  # deleted
+    changed["fake-11"] = ("192.168.100.21", ["10.200.11.0/24"])  # new node IP
+    changed["fake-13"] = ("192.168.100.13", ["10.200.33.0/24"])  # pod CIDRs replaced
+    changed["new-14"] = ("192.168.100.14", ["10.200.14.0/24"])  # added
+    records = {name: node_record(obj) for name, obj in zip(changed, objects(changed), strict=True)}
+    touched = {name: records.get(name) for name in ("fake-11", "fake-12", "fake-13", "new-14")}
+    assert rec.reconcile_changed(touched)
+    assert kernel_entries(world.gw) == expected_entries(changed)
+    assert rec.reconcile(objects(changed)).plan.empty
+
+    # a change that needs the claim rule (another node's pod CIDR) is left to the full pass
+    clash = node_record(cilium_node("fake-11", "192.168.100.21", ["10.200.14.0/24"]))
+    assert not rec.reconcile_changed({"fake-11": clash})
+    assert kernel_entries(world.gw) == expected_entries(changed)
