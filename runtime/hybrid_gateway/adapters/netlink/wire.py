@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 from pyroute2.netns import create_socket
 
-from hybrid_gateway.core.dataplane import FdbEntry
+from hybrid_gateway.core.dataplane import FdbEntry, ipv4_key, ipv4_network_key
 
 # Netlink / rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h).
 NETLINK_ROUTE = 0
@@ -198,14 +198,10 @@ def attrs_of(data: bytes, offset: int, end: int) -> dict[int, bytes]:
     return found
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _ipv4_from(raw: bytes) -> ipaddress.IPv4Address:
-    return ipaddress.IPv4Address(raw)
-
-
 def ipv4_of(raw: bytes | None) -> ipaddress.IPv4Address | None:
-    """Cached: a dump sees each node IP three times and every pass sees the same IPs again."""
-    return _ipv4_from(raw) if raw is not None and len(raw) == 4 else None
+    """The shared address object (`core.dataplane.ipv4_key`): a dump sees each node IP three
+    times and every pass sees the same IPs again."""
+    return ipv4_key(int.from_bytes(raw, "big")) if raw is not None and len(raw) == 4 else None
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -213,9 +209,8 @@ def mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def ipv4_net(raw: bytes, prefixlen: int) -> ipaddress.IPv4Network:
-    return ipaddress.IPv4Network((int.from_bytes(raw, "big"), prefixlen))
+    return ipv4_network_key(int.from_bytes(raw, "big"), prefixlen)
 
 
 # --- the socket ----------------------------------------------------------------------------------
