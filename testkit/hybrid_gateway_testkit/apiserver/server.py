@@ -443,9 +443,10 @@ class Handler(BaseHTTPRequestHandler):
             items = items[:limit]
             token = {"rv": rv, "after": list(_sort_key(items[-1]))}
             meta["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
-            if selector is None and route.namespace is None:
-                # as the real server: only a list without selectors knows how many follow
-                meta["remainingItemCount"] = self.store.count_after(rt, _sort_key(items[-1]))
+            if selector is None:  # as the real server: with selectors the count is unknown
+                meta["remainingItemCount"] = self.store.count_after(
+                    rt, route.namespace, _sort_key(items[-1])
+                )
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version,

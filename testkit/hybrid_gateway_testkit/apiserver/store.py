@@ -131,11 +131,13 @@ class Store:
                         break
             return items, self._rv
 
-    def count_after(self, rt: ResourceType, after: Key) -> int:
-        """How many objects of the kind sort after `after` (a list's remainingItemCount)."""
+    def count_after(self, rt: ResourceType, namespace: str | None, after: Key) -> int:
+        """How many objects of the kind (in `namespace` if given) sort after `after` (a list's
+        remainingItemCount)."""
         with self.cond:
             keys = sorted(self._objects[rt])
-            return len(keys) - bisect.bisect_right(keys, after)
+            following = keys[bisect.bisect_right(keys, after) :]
+            return sum(1 for key in following if namespace is None or key[0] == namespace)
 
     # --- writes -----------------------------------------------------------------------------------
 
