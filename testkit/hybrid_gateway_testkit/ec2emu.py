@@ -49,10 +49,16 @@ class Call:
 
 # (action, sequence number of this action at the proxy) -> None, or (status, body) to answer with
 Fault = Callable[[str, int], tuple[int, bytes] | None]
+# (action, upstream reply body) -> the body to answer with: state the emulator cannot produce
+# (e.g. a blackhole route, a stack being deleted), applied to forwarded replies only
+Rewrite = Callable[[str, bytes], bytes]
 
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of parallel writes overflowed it and the
+    # dropped SYNs were retried by TCP a second later, which EC2 itself would not cause.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request (kill -9 tests) resets its connection: not an error."""
@@ -66,6 +72,7 @@ class Ec2Proxy:
     label: str = "ec2"
     latency_s: float = 0.0
     fault: Fault | None = None
+    rewrite: Rewrite | None = None
     calls: list[Call] = field(default_factory=list)
     listen: tuple[str, int] = ("127.0.0.1", 0)
     upstream_timeout_s: float = 30.0
@@ -136,6 +143,8 @@ class Ec2Proxy:
                     conn.request(method, self.path, body=body, headers=forward_headers)
                     reply = conn.getresponse()
                     status, payload = reply.status, reply.read()
+                    if proxy.rewrite is not None:
+                        payload = proxy.rewrite(action, payload)
                     headers = {
                         k: v
                         for k, v in reply.getheaders()
@@ -255,6 +264,10 @@ def seed_world(
             e["NetworkInterfaceId"]
             for e in inst["NetworkInterfaces"]
             if e["Attachment"]["DeviceIndex"] == 0
+        )
+        # as deployed (SPEC §9): a gateway's primary ENI forwards, its source/dest check is off
+        client.modify_network_interface_attribute(
+            NetworkInterfaceId=enis[name], SourceDestCheck={"Value": False}
         )
     return VpcWorld(vpc, subnet, table_ids, instances, enis, list(pod_cidrs))
 
