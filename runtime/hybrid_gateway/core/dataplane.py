@@ -44,7 +44,7 @@ class PartialApplyError(DataPlaneError):
     """
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class NodeTunnel:
     """One valid hybrid node: where its VTEP is and which pod CIDRs live behind it."""
 
@@ -57,7 +57,7 @@ class NodeTunnel:
         return _peer_mac(self.node_ip)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class RejectedNode:
     """A hybrid CiliumNode that gets no tunnel entries, and why (for the log, Event and metric)."""
 
