@@ -122,17 +122,11 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
         routes_wait = leader.routes.waiting_for
         work = leader.work
         if work.active:
-            pending = [
-                part
-                for part, done in (
-                    (
-                        "routes" + (f" (waiting for {routes_wait})" if routes_wait else ""),
-                        work.routes_converged,
-                    ),
-                    ("CiliumVTEPConfig", work.vtep_converged),
-                )
-                if not done
-            ]
+            pending = []
+            if not work.routes_converged:
+                pending.append(f"routes (waiting for {routes_wait})" if routes_wait else "routes")
+            if not work.vtep_converged:
+                pending.append("CiliumVTEPConfig")
             if pending:
                 return False, "leader: not converged yet: " + ", ".join(pending)
             return True, "ready (leader)"
