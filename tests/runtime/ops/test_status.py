@@ -1,0 +1,91 @@
+"""`hybrid-gateway status`: leader, Lease, routes per table and pod CIDR, the VTEP config,
+hybrid nodes configured per replica (metrics when reachable, else Kubernetes), Events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from hybrid_gateway_testkit.ops_world import POD_CIDRS, OpsWorld
+
+from .conftest import Run
+
+
+def test_status_of_a_healthy_world(run: Run, world: OpsWorld) -> None:
+    ran = run("status", "--no-metrics", "--output", "json")
+    assert ran.code == 0, ran.out
+    status = ran.json()
+    assert status["leader"] == world.pods["a"]
+    assert status["lease"]["transitions"] == 1 and status["lease"]["heldForSeconds"] >= 299
+    assert {(r["routeTableId"], r["destination"], r["points_at"]) for r in status["routes"]} == {
+        (t, c, "leader") for t in world.owned_tables for c in POD_CIDRS
+    }
+    assert status["vtepConfig"][0]["tunnelEndpoint"] == world.ips["a"]
+    replicas = {r["pod"]: r for r in status["replicas"]}
+    assert replicas[world.pods["a"]]["leader"] and not replicas[world.pods["b"]]["leader"]
+    assert {(r["hybridNodesConfigured"], r["source"]) for r in replicas.values()} == {
+        (1, "kubernetes")
+    }
+    assert [e["reason"] for e in status["events"]] == ["LeaderElected"]
+
+
+def test_status_table_shows_a_route_on_the_standby(run: Run, world: OpsWorld, ec2: Any) -> None:
+    ec2.replace_route(
+        RouteTableId=world.owned_tables[1],
+        DestinationCidrBlock=POD_CIDRS[0],
+        NetworkInterfaceId=world.enis["b"],
+    )
+    ran = run("status", "--no-metrics")
+    assert ran.code == 0
+    assert f"Leader:  {world.pods['a']}" in ran.out
+    line = next(
+        row
+        for row in ran.out.splitlines()
+        if row.startswith(world.owned_tables[1]) and POD_CIDRS[0] in row
+    )
+    assert line.split()[-2:] == [world.enis["b"], "standby"]
+
+
+class _Metrics(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = (
+            b"# TYPE hybrid_gateway_hybrid_nodes_configured gauge\n"
+            b"hybrid_gateway_hybrid_nodes_configured 7.0\n"
+        )
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def metrics_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def test_hybrid_nodes_per_replica_come_from_metrics_when_reachable(
+    run: Run, world: OpsWorld, kube: client.ApiClient, metrics_port: int
+) -> None:
+    """Replica a's metrics answer on loopback; replica b's host (another loopback address, so
+    nothing leaves this machine) has nothing listening: its count comes from Kubernetes."""
+    core = client.CoreV1Api(kube)
+    for name, host in (("a", "127.0.0.1"), ("b", "127.0.0.2")):
+        core.patch_namespaced_pod_status(
+            world.pods[name], world.namespace, {"status": {"hostIP": host}}
+        )
+    status = run("status", "--metrics-port", str(metrics_port), "--output", "json").json()
+    replicas = {r["pod"]: (r["hybridNodesConfigured"], r["source"]) for r in status["replicas"]}
+    assert replicas == {world.pods["a"]: (7, "metrics"), world.pods["b"]: (1, "kubernetes")}
