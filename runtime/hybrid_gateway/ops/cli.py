@@ -111,6 +111,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument(
             "--yes", action="store_true", help="make the changes (default: dry run)"
         )
+        parser.add_argument(
+            "--force", action="store_true", help="act even while the gateway is still installed"
+        )
     return parser
 
 
@@ -221,6 +224,12 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
             f"hybrid-gateway cleanup: cannot read EC2: {facts.unavailable['ec2']}", file=sys.stderr
         )
         return 1
+    if settings.deployment is not None and args.yes and not args.force:
+        raise UsageError(
+            f"--yes: the gateway Deployment {settings.namespace}/{settings.deployment} still "
+            "exists and its leader would recreate what cleanup removes; uninstall it first "
+            "(or pass --force)"
+        )
     plan = plan_cleanup(facts)
     dry_run = not args.yes
     failures = [] if dry_run else apply_cleanup(plan, ec2=ec2, kube=kube)

@@ -130,7 +130,7 @@ def _pod(pod: Any) -> GatewayPod:
         reason = f"phase {status.phase or 'Unknown'}"
     else:
         parts = [p for p in (ready_condition.reason, ready_condition.message) if p]
-        reason = ": ".join(parts) if parts else ("ready" if ready else "not ready")
+        reason = ": ".join(parts) if parts else f"Ready={ready_condition.status}"
     return GatewayPod(
         name=pod.metadata.name,
         node_name=pod.spec.node_name if pod.spec else None,

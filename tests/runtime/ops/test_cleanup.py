@@ -119,3 +119,17 @@ def test_cleanup_without_tables_after_uninstall_names_the_flag(
     assert run("cleanup", "--yes").code == 2
     assert "--route-table-ids" in capsys.readouterr().err
     assert all_routes(ec2, world) == before
+
+
+def test_yes_refuses_while_the_gateway_is_installed(
+    run: Run, world: OpsWorld, ec2: Any, kube: client.ApiClient, capsys: Any
+) -> None:
+    before = all_routes(ec2, world)
+    assert run("cleanup", "--yes").code == 2
+    assert "still exists" in capsys.readouterr().err
+    assert all_routes(ec2, world) == before and vtep_configs(kube) == ["hybrid-gateway"]
+    forced = run("cleanup", "--yes", "--force")
+    assert forced.code == 0
+    assert all_routes(ec2, world) == {
+        r for r in before if not (r[0] in world.owned_tables and r[1] in POD_CIDRS)
+    }
