@@ -50,6 +50,13 @@ SERVICE_CIDR = "172.20.0.0/16"
 OTHER_CIDR = "10.101.0.0/16"  # routed to a transit gateway in an owned table: never ours
 REGION = "us-east-1"
 SELECTOR = {"app.kubernetes.io/name": APP_NAME}
+# UDP 8472 with the remote node network: the gateway group allows it inbound and outbound.
+VXLAN_PERMISSION = {
+    "IpProtocol": "udp",
+    "FromPort": VXLAN_PORT,
+    "ToPort": VXLAN_PORT,
+    "IpRanges": [{"CidrIp": REMOTE_NODE_CIDR}],
+}
 
 
 @dataclass
@@ -94,14 +101,7 @@ def build_world(ec2: Any, eks: Any, kube: client.ApiClient) -> OpsWorld:
     group = ec2.create_security_group(
         GroupName=f"gateway-{uuid.uuid4().hex[:8]}", Description="gateway nodes", VpcId=vpc.vpc_id
     )["GroupId"]
-    vxlan = [
-        {
-            "IpProtocol": "udp",
-            "FromPort": VXLAN_PORT,
-            "ToPort": VXLAN_PORT,
-            "IpRanges": [{"CidrIp": REMOTE_NODE_CIDR}],
-        }
-    ]
+    vxlan = [VXLAN_PERMISSION]
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=vxlan)
     ec2.revoke_security_group_egress(
         GroupId=group, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]

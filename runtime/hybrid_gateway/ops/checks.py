@@ -389,14 +389,18 @@ def check_vtep_crd(facts: Facts) -> CheckResult:
     )
 
 
+def _kube_object_absent(facts: Facts, cid: str, title: str, absent: str) -> CheckResult:
+    """Skipped: the Kubernetes API could not be read, or (if it could) `absent` says what is
+    not there."""
+    kube_failed = "kubernetes" in facts.unavailable
+    return _skipped(cid, title, _why_missing(facts, "kubernetes") if kube_failed else absent)
+
+
 def _cilium_config_or_skip(facts: Facts, cid: str, title: str) -> CheckResult | None:
     if facts.cilium_config is None:
-        why = (
-            _why_missing(facts, "kubernetes")
-            if "kubernetes" in facts.unavailable
-            else "no kube-system/cilium-config ConfigMap (is Cilium installed?)"
+        return _kube_object_absent(
+            facts, cid, title, "no kube-system/cilium-config ConfigMap (is Cilium installed?)"
         )
-        return _skipped(cid, title, why)
     return None
 
 
@@ -553,12 +557,9 @@ def check_vtep_config(facts: Facts) -> CheckResult:
 def check_snat_exclusion(facts: Facts) -> CheckResult:
     cid, title = "VPC-CNI-SNAT", f"aws-node's {SNAT_EXCLUSION_ENV} covers the remote pod networks"
     if facts.aws_node_env is None:
-        why = (
-            _why_missing(facts, "kubernetes")
-            if "kubernetes" in facts.unavailable
-            else "no kube-system/aws-node DaemonSet (not the Amazon VPC CNI)"
+        return _kube_object_absent(
+            facts, cid, title, "no kube-system/aws-node DaemonSet (not the Amazon VPC CNI)"
         )
-        return _skipped(cid, title, why)
     if facts.networks is None:
         return _skipped(cid, title, _why_missing(facts, "eks"))
     raw = facts.aws_node_env.get(SNAT_EXCLUSION_ENV, "")

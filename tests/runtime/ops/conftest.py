@@ -19,6 +19,22 @@ from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2
 from hybrid_gateway_testkit.ops_world import REGION, OpsWorld, build_world
 
+# Every preflight check, in report order; which source each one reads.
+EKS_CHECKS = ("CIDR-PLAN",)
+EC2_CHECKS = ("ROUTE-TARGETS", "ROUTE-COVERAGE", "SG-VXLAN", "EC2-SOURCE-DEST-CHECK", "EC2-IMDSV2")
+KUBE_CHECKS = (
+    "NODE-LABEL-TAINT",
+    "CILIUM-VTEP-CRD",
+    "CILIUM-VTEP-ENABLED",
+    "CILIUM-L7-PROXY",
+    "CILIUM-HYBRID-NODES",
+    "VTEP-CONFIG",
+    "VPC-CNI-SNAT",
+    "GATEWAY-LEASE",
+    "GATEWAY-REPLICAS",
+)
+ALL_CHECKS = [*EKS_CHECKS, *EC2_CHECKS, *KUBE_CHECKS]
+
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:

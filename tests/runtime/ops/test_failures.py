@@ -14,20 +14,8 @@ from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy
 from hybrid_gateway_testkit.ops_world import POD_CIDRS, REMOTE_NODE_CIDR, OpsWorld
 
-from .conftest import Run
+from .conftest import EC2_CHECKS, KUBE_CHECKS, Run
 
-EC2_CHECKS = ("ROUTE-TARGETS", "ROUTE-COVERAGE", "SG-VXLAN", "EC2-SOURCE-DEST-CHECK", "EC2-IMDSV2")
-KUBE_CHECKS = (
-    "NODE-LABEL-TAINT",
-    "CILIUM-VTEP-CRD",
-    "CILIUM-VTEP-ENABLED",
-    "CILIUM-L7-PROXY",
-    "CILIUM-HYBRID-NODES",
-    "VTEP-CONFIG",
-    "VPC-CNI-SNAT",
-    "GATEWAY-LEASE",
-    "GATEWAY-REPLICAS",
-)
 DENIED_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
     b"<Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this "

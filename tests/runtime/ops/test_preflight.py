@@ -22,7 +22,7 @@ from hybrid_gateway_contract import (
 )
 from hybrid_gateway_testkit.ops_world import (
     POD_CIDRS,
-    REMOTE_NODE_CIDR,
+    VXLAN_PERMISSION,
     OpsWorld,
     add_hybrid_node,
     create_cluster,
@@ -30,25 +30,7 @@ from hybrid_gateway_testkit.ops_world import (
     vtep_config,
 )
 
-from .conftest import Clients, Run
-
-ALL_CHECKS = [
-    "CIDR-PLAN",
-    "ROUTE-TARGETS",
-    "ROUTE-COVERAGE",
-    "SG-VXLAN",
-    "EC2-SOURCE-DEST-CHECK",
-    "EC2-IMDSV2",
-    "NODE-LABEL-TAINT",
-    "CILIUM-VTEP-CRD",
-    "CILIUM-VTEP-ENABLED",
-    "CILIUM-L7-PROXY",
-    "CILIUM-HYBRID-NODES",
-    "VTEP-CONFIG",
-    "VPC-CNI-SNAT",
-    "GATEWAY-LEASE",
-    "GATEWAY-REPLICAS",
-]
+from .conftest import ALL_CHECKS, Clients, Run
 
 
 def verdicts(report: dict[str, Any]) -> dict[str, str]:
@@ -135,17 +117,7 @@ def unlisted_subnet_table(
 def security_group_one_way(
     world: OpsWorld, ec2: Any, eks: Any, kube: client.ApiClient
 ) -> dict[str, str]:
-    ec2.revoke_security_group_egress(
-        GroupId=world.security_group,
-        IpPermissions=[
-            {
-                "IpProtocol": "udp",
-                "FromPort": VXLAN_PORT,
-                "ToPort": VXLAN_PORT,
-                "IpRanges": [{"CidrIp": REMOTE_NODE_CIDR}],
-            }
-        ],
-    )
+    ec2.revoke_security_group_egress(GroupId=world.security_group, IpPermissions=[VXLAN_PERMISSION])
     return {}
 
 
