@@ -189,12 +189,12 @@ def check_route_coverage(facts: Facts) -> CheckResult:
     owned = set(settings.route_table_ids)
     uncovered: list[str] = []
     for table in facts.tables:
-        if table.table_id in owned or not (table.subnet_ids or table.main):
+        if table.table_id in owned or not table.subnet_ids:
             continue
         destinations = {r.destination for r in table.routes}
         missing = [c for c in settings.pod_cidrs if c not in destinations]
         if missing:
-            used_by = ", ".join(table.subnet_ids) or "main table"
+            used_by = ", ".join(table.subnet_ids) + (", main table" if table.main else "")
             uncovered.append(f"{table.table_id} ({used_by}): no route to {', '.join(missing)}")
     if not uncovered:
         return _result(

@@ -42,7 +42,7 @@ class GatewaySettings:
 class RouteTable:
     table_id: str
     vpc_id: str
-    subnet_ids: tuple[str, ...]
+    subnet_ids: tuple[str, ...]  # explicitly associated, plus the implicit ones for the main table
     main: bool
     routes: tuple[ObservedRoute, ...]
 

@@ -419,6 +419,7 @@ def gather_ec2(
             for g in groups
         }
         vpc_tables: list[Mapping[str, Any]] = []
+        vpc_subnets: set[str] = set()
         if vpc_id:
             vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
             into.values["vpc_cidrs"] = tuple(
@@ -429,22 +430,36 @@ def gather_ec2(
             vpc_tables = ec2.describe_route_tables(
                 Filters=[{"Name": "vpc-id", "Values": [vpc_id]}]
             )["RouteTables"]
+            vpc_subnets = {
+                n["SubnetId"]
+                for n in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])[
+                    "Subnets"
+                ]
+            }
         table_ids = sorted({t["RouteTableId"] for t in vpc_tables} | set(owned))
         routes = Ec2Routes(ec2).describe_routes(table_ids) if table_ids else {}
         by_id = {t["RouteTableId"]: t for t in vpc_tables}
+        # Subnets without an explicit association use the main table.
+        explicit = {
+            a["SubnetId"]
+            for t in vpc_tables
+            for a in t.get("Associations") or []
+            if a.get("SubnetId")
+        }
+        implicit = tuple(sorted(vpc_subnets - explicit))
         tables: list[RouteTable] = []
         for table_id in table_ids:
             if table_id not in routes:
                 continue
             associations = (by_id.get(table_id) or {}).get("Associations") or []
+            main = any(a.get("Main") for a in associations)
+            explicit_here = [a["SubnetId"] for a in associations if a.get("SubnetId")]
             tables.append(
                 RouteTable(
                     table_id=table_id,
                     vpc_id=str((by_id.get(table_id) or {}).get("VpcId", vpc_id or "")),
-                    subnet_ids=tuple(
-                        sorted(a["SubnetId"] for a in associations if a.get("SubnetId"))
-                    ),
-                    main=any(a.get("Main") for a in associations),
+                    subnet_ids=tuple(sorted([*explicit_here, *(implicit if main else ())])),
+                    main=main,
                     routes=tuple(routes[table_id]),
                 )
             )

@@ -286,3 +286,18 @@ def test_each_misconfiguration_is_found_by_exactly_its_check(
     assert any(case.evidence in line for line in found["evidence"]), found
     assert case.fix in found["fix"], found
     assert run("preflight", cluster=world.cluster).code == {"warn": 1, "fail": 2}[case.verdict]
+
+
+def test_the_main_table_counts_only_when_a_subnet_uses_it(
+    run: Run, world: OpsWorld, clients: Clients
+) -> None:
+    ec2 = clients[0]
+    for cidr in POD_CIDRS:
+        ec2.delete_route(RouteTableId=world.main_table, DestinationCidrBlock=cidr)
+    assert verdicts(run("preflight", "--output", "json").json())["ROUTE-COVERAGE"] == "ok"
+    subnet = ec2.create_subnet(VpcId=world.vpc_id, CidrBlock="10.0.7.0/24")["Subnet"]["SubnetId"]
+    coverage = by_id(run("preflight", "--output", "json").json(), "ROUTE-COVERAGE")
+    assert coverage["verdict"] == "warn"
+    assert coverage["evidence"] == [
+        f"{world.main_table} ({subnet}, main table): no route to {', '.join(POD_CIDRS)}"
+    ]
