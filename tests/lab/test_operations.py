@@ -205,3 +205,7 @@ def test_preflight_and_status_against_the_lab(tmp_path: Path) -> None:
         replicas = {r["pod"]: (r["hybridNodesConfigured"], r["source"]) for r in status["replicas"]}
         nodes = len(lab.plan.nodes)
         assert replicas == {"gw-a": (nodes, "metrics"), "gw-b": (nodes, "metrics")}
+        readiness = {r["pod"]: (r["readiness"], r["readinessSource"]) for r in status["replicas"]}
+        assert all(
+            text.startswith("ready") and source == "replica" for text, source in readiness.values()
+        ), readiness

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from hybrid_gateway_contract import APP_NAME, DEFAULT_NAMESPACE, METRICS_PORT
+from hybrid_gateway_contract import APP_NAME, DEFAULT_NAMESPACE, HEALTH_PORT, METRICS_PORT
 from hybrid_gateway_contract.rules import (
     CidrEntry,
     CidrProblem,
@@ -29,7 +29,7 @@ from .cleanup import plan_cleanup, plan_json, plan_lines
 from .facts import Facts
 from .gather import Target
 from .report import exit_code, results_json, results_table
-from .status import build_status, status_json, status_table
+from .status import ReplicaScrape, build_status, status_json, status_table
 
 COMMANDS = ("preflight", "status", "cleanup")
 
@@ -102,11 +102,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument("--output", choices=("table", "json"), default="table")
     if command == "status":
         parser.add_argument(
-            "--no-metrics",
+            "--no-scrape",
             action="store_true",
-            help="do not scrape the replicas' metrics endpoints (count CiliumNodes instead)",
+            help="do not ask the replicas' own /metrics and /readyz endpoints (Kubernetes only)",
         )
         parser.add_argument("--metrics-port", type=int, default=METRICS_PORT)
+        parser.add_argument("--health-port", type=int, default=HEALTH_PORT)
     if command == "cleanup":
         parser.add_argument(
             "--yes", action="store_true", help="make the changes (default: dry run)"
@@ -194,15 +195,18 @@ def run_preflight(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_status(args: argparse.Namespace, out: TextIO) -> int:
-    from .gather import scrape_configured
+    from .gather import scrape_configured, scrape_readiness
 
     facts, _, _ = collect(args)
-    configured: dict[str, int | None] = {}
-    if not args.no_metrics:
+    scraped: dict[str, ReplicaScrape] = {}
+    if not args.no_scrape:
         for pod in facts.pods:
             if pod.host_ip:
-                configured[pod.name] = scrape_configured(pod.host_ip, args.metrics_port)
-    status = build_status(facts, configured)
+                scraped[pod.name] = ReplicaScrape(
+                    configured=scrape_configured(pod.host_ip, args.metrics_port),
+                    readiness=scrape_readiness(pod.host_ip, args.health_port),
+                )
+    status = build_status(facts, scraped)
     print(status_json(status) if args.output == "json" else status_table(status), file=out)
     return 1 if facts.unavailable else 0
 

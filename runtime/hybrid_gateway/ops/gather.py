@@ -36,6 +36,7 @@ from hybrid_gateway_contract import (
     HYBRID_NODE_LABEL_KEY,
     HYBRID_NODE_LABEL_VALUE,
     METRICS_PATH,
+    READYZ_PATH,
     VTEP_CONFIGS_PLURAL,
     Env,
 )
@@ -585,19 +586,27 @@ def gather(
 CONFIGURED_METRIC = "hybrid_gateway_hybrid_nodes_configured"
 
 
-def scrape_configured(host: str, port: int, timeout_s: float = 2.0) -> int | None:
-    """`hybrid_gateway_hybrid_nodes_configured` from a replica's /metrics, None if unreachable."""
+def _http_get(url: str, timeout_s: float) -> tuple[int, str] | None:
+    """(status, body) of a replica endpoint, None when it cannot be reached."""
     import urllib.error
     import urllib.request
 
-    url = f"http://{host}:{port}{METRICS_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            text = reply.read().decode("utf-8", "replace")
+            return int(reply.status), reply.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:  # 503 from /readyz is an answer, not a failure
+        return int(exc.code), exc.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.info("metrics of %s not reachable: %s", url, exc)
+        log.info("%s not reachable: %s", url, exc)
         return None
-    for line in text.splitlines():
+
+
+def scrape_configured(host: str, port: int, timeout_s: float = 2.0) -> int | None:
+    """`hybrid_gateway_hybrid_nodes_configured` from a replica's /metrics, None if unreachable."""
+    answer = _http_get(f"http://{host}:{port}{METRICS_PATH}", timeout_s)
+    if answer is None or answer[0] != 200:
+        return None
+    for line in answer[1].splitlines():
         name, _, value = line.partition(" ")
         if name == CONFIGURED_METRIC:
             try:
@@ -605,3 +614,14 @@ def scrape_configured(host: str, port: int, timeout_s: float = 2.0) -> int | Non
             except ValueError:
                 return None
     return None
+
+
+def scrape_readiness(host: str, port: int, timeout_s: float = 2.0) -> str | None:
+    """The replica's own account of its readiness (its /readyz answer), None if unreachable."""
+    answer = _http_get(f"http://{host}:{port}{READYZ_PATH}", timeout_s)
+    if answer is None:
+        return None
+    status, body = answer
+    verdict = "ready" if status == 200 else f"not ready ({status})"
+    text = " ".join(body.split())
+    return f"{verdict}: {text}" if text else verdict

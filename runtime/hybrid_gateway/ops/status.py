@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway.core.routes import TargetKind
@@ -14,15 +15,24 @@ from .facts import Facts
 RECENT_EVENTS = 10
 
 
+@dataclass(frozen=True)
+class ReplicaScrape:
+    """What a replica's own endpoints said (None: not reachable or not asked)."""
+
+    configured: int | None = None  # hybrid_gateway_hybrid_nodes_configured
+    readiness: str | None = None  # its /readyz answer
+
+
 def _when(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build_status(facts: Facts, configured: Mapping[str, int | None]) -> dict[str, Any]:
-    """Leader, Lease, routes, VTEP config, replicas (hybrid nodes configured per replica from
-    `configured`, scraped from the replicas' metrics; else the CiliumNode count), recent Events."""
+def build_status(facts: Facts, scraped: Mapping[str, ReplicaScrape]) -> dict[str, Any]:
+    """Leader, Lease, routes, VTEP config, replicas (hybrid nodes configured and readiness from
+    each replica's own endpoints when `scraped` has them, else from Kubernetes: the CiliumNode
+    count and the pod's Ready condition), recent Events."""
     lease = facts.lease
     leader_instance = facts.leader_instance()
     gateway_enis = {i.primary_eni: i.instance_id for i in facts.instances}
@@ -57,21 +67,24 @@ def build_status(facts: Facts, configured: Mapping[str, int | None]) -> dict[str
                 }
             )
     leader = facts.leader_pod()
-    replicas = [
-        {
-            "pod": pod.name,
-            "node": pod.node_name,
-            "hostIP": pod.host_ip,
-            "leader": leader is not None and pod.name == leader.name,
-            "ready": pod.ready,
-            "readiness": pod.ready_reason,
-            "hybridNodesConfigured": configured.get(pod.name)
-            if configured.get(pod.name) is not None
-            else len(facts.hybrid_nodes),
-            "source": "metrics" if configured.get(pod.name) is not None else "kubernetes",
-        }
-        for pod in facts.pods
-    ]
+    replicas = []
+    for pod in facts.pods:
+        own = scraped.get(pod.name, ReplicaScrape())
+        replicas.append(
+            {
+                "pod": pod.name,
+                "node": pod.node_name,
+                "hostIP": pod.host_ip,
+                "leader": leader is not None and pod.name == leader.name,
+                "ready": pod.ready,
+                "readiness": own.readiness if own.readiness is not None else pod.ready_reason,
+                "readinessSource": "replica" if own.readiness is not None else "kubernetes",
+                "hybridNodesConfigured": own.configured
+                if own.configured is not None
+                else len(facts.hybrid_nodes),
+                "source": "metrics" if own.configured is not None else "kubernetes",
+            }
+        )
     return {
         "leader": lease.holder if lease else None,
         "lease": None

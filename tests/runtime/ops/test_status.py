@@ -17,7 +17,7 @@ from .conftest import Run
 
 
 def test_status_of_a_healthy_world(run: Run, world: OpsWorld) -> None:
-    ran = run("status", "--no-metrics", "--output", "json")
+    ran = run("status", "--no-scrape", "--output", "json")
     assert ran.code == 0, ran.out
     status = ran.json()
     assert status["leader"] == world.pods["a"]
@@ -40,7 +40,7 @@ def test_status_table_shows_a_route_on_the_standby(run: Run, world: OpsWorld, ec
         DestinationCidrBlock=POD_CIDRS[0],
         NetworkInterfaceId=world.enis["b"],
     )
-    ran = run("status", "--no-metrics")
+    ran = run("status", "--no-scrape")
     assert ran.code == 0
     assert f"Leader:  {world.pods['a']}" in ran.out
     line = next(
@@ -51,13 +51,21 @@ def test_status_table_shows_a_route_on_the_standby(run: Run, world: OpsWorld, ec
     assert line.split()[-2:] == [world.enis["b"], "standby"]
 
 
-class _Metrics(BaseHTTPRequestHandler):
+class _Replica(BaseHTTPRequestHandler):
+    """A replica's metrics and health endpoints, as the daemon answers them."""
+
     def do_GET(self) -> None:
-        body = (
-            b"# TYPE hybrid_gateway_hybrid_nodes_configured gauge\n"
-            b"hybrid_gateway_hybrid_nodes_configured 7.0\n"
-        )
-        self.send_response(200)
+        if self.path == "/metrics":
+            code, body = (
+                200,
+                (
+                    b"# TYPE hybrid_gateway_hybrid_nodes_configured gauge\n"
+                    b"hybrid_gateway_hybrid_nodes_configured 7.0\n"
+                ),
+            )
+        else:
+            code, body = 503, b"not ready: routes not converged (2 of 4)\n"
+        self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -67,8 +75,8 @@ class _Metrics(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def metrics_port() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+def replica_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replica)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield int(server.server_address[1])
@@ -76,8 +84,8 @@ def metrics_port() -> Iterator[int]:
     server.server_close()
 
 
-def test_hybrid_nodes_per_replica_come_from_metrics_when_reachable(
-    run: Run, world: OpsWorld, kube: client.ApiClient, metrics_port: int
+def test_replicas_own_endpoints_answer_when_reachable(
+    run: Run, world: OpsWorld, kube: client.ApiClient, replica_port: int
 ) -> None:
     """Replica a's metrics answer on loopback; replica b's host (another loopback address, so
     nothing leaves this machine) has nothing listening: its count comes from Kubernetes."""
@@ -86,6 +94,14 @@ def test_hybrid_nodes_per_replica_come_from_metrics_when_reachable(
         core.patch_namespaced_pod_status(
             world.pods[name], world.namespace, {"status": {"hostIP": host}}
         )
-    status = run("status", "--metrics-port", str(metrics_port), "--output", "json").json()
-    replicas = {r["pod"]: (r["hybridNodesConfigured"], r["source"]) for r in status["replicas"]}
-    assert replicas == {world.pods["a"]: (7, "metrics"), world.pods["b"]: (1, "kubernetes")}
+    port = str(replica_port)
+    status = run("status", "--metrics-port", port, "--health-port", port, "--output", "json").json()
+    replicas = {r["pod"]: r for r in status["replicas"]}
+    a, b = replicas[world.pods["a"]], replicas[world.pods["b"]]
+    assert (a["hybridNodesConfigured"], a["source"]) == (7, "metrics")
+    assert (b["hybridNodesConfigured"], b["source"]) == (1, "kubernetes")
+    assert (a["readiness"], a["readinessSource"]) == (
+        "not ready (503): not ready: routes not converged (2 of 4)",
+        "replica",
+    )
+    assert (b["readiness"], b["readinessSource"]) == ("Ready=True", "kubernetes")
