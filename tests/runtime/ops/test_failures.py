@@ -129,3 +129,26 @@ def test_bad_flags_exit_2_naming_flag_and_value(
         run("preflight", *flags)
     assert exited.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_status_names_an_unreadable_api_and_exits_1(
+    run: Run, world: OpsWorld, kube_api: ApiServer
+) -> None:
+    kube_api.inject_errors("operator", code=403, count=1000)
+    ran = run("status", "--no-scrape")
+    assert ran.code == 1
+    assert "UNAVAILABLE kubernetes: 403" in ran.out
+    assert "Leader:  none (no Lease)" in ran.out
+
+
+def test_cleanup_reports_each_refused_deletion_and_exits_1(
+    run: Run, world: OpsWorld, kube: client.ApiClient, ec2_proxy: Ec2Proxy
+) -> None:
+    client.AppsV1Api(kube).delete_namespaced_deployment(APP_NAME, world.namespace)
+    ec2_proxy.fault = lambda action, seq: (403, DENIED_BODY) if action == "DeleteRoute" else None
+    ran = run("cleanup", "--route-table-ids", ",".join(world.owned_tables), "--yes")
+    assert ran.code == 1
+    failed = [line for line in ran.out.splitlines() if line.startswith("FAILED delete route")]
+    assert len(failed) == 2 * len(POD_CIDRS)
+    assert all("UnauthorizedOperation" in line for line in failed)
+    assert ec2_proxy.count("DeleteRoute") == len(failed)  # one attempt each: no retry of a denial
