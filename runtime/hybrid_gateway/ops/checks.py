@@ -46,8 +46,19 @@ def _why_missing(facts: Facts, *sources: str) -> str:
     return "; ".join(reasons) if reasons else f"not gathered ({', '.join(sources)})"
 
 
-def _not_installed(facts: Facts) -> str | None:
-    """Why gateway-runtime checks do not apply, or None when the gateway is deployed."""
+def _kube_reason(facts: Facts, *parts: str) -> str | None:
+    """Why these Kubernetes reads are missing (the whole API, or one of `parts`), or None."""
+    keys = ["kubernetes", *(f"kubernetes/{part}" for part in parts)]
+    present = [key for key in keys if key in facts.unavailable]
+    return _why_missing(facts, *present) if present else None
+
+
+def _not_installed(facts: Facts, *parts: str) -> str | None:
+    """Why gateway-runtime checks do not apply (the Deployment or `parts` could not be read, or
+    there is no Deployment yet), or None when the gateway is deployed."""
+    unreadable = _kube_reason(facts, "deployment", *parts)
+    if unreadable is not None:
+        return unreadable
     if facts.settings is None:
         return _why_missing(facts, "gateway")
     if facts.settings.deployment is None:
@@ -338,8 +349,9 @@ def check_imdsv2(facts: Facts) -> CheckResult:
 
 def check_node_label_taint(facts: Facts) -> CheckResult:
     cid, title = "NODE-LABEL-TAINT", "Gateway nodes carry the gateway label and taint"
-    if "kubernetes" in facts.unavailable:
-        return _skipped(cid, title, _why_missing(facts, "kubernetes"))
+    unreadable = _kube_reason(facts, "nodes")
+    if unreadable is not None:
+        return _skipped(cid, title, unreadable)
     instance_ids = {i.instance_id for i in facts.instances}
     nodes = sorted(
         (n for n in facts.nodes.values() if n.instance_id in instance_ids), key=lambda n: n.name
@@ -376,7 +388,7 @@ def check_node_label_taint(facts: Facts) -> CheckResult:
 def check_vtep_crd(facts: Facts) -> CheckResult:
     cid, title = "CILIUM-VTEP-CRD", "The ciliumvtepconfigs.cilium.io CRD exists"
     if facts.vtep_crd is None:
-        return _skipped(cid, title, _why_missing(facts, "kubernetes"))
+        return _skipped(cid, title, _kube_reason(facts, "crd") or "not gathered")
     if facts.vtep_crd:
         return _result(cid, title, Verdict.OK, ["customresourcedefinition present"])
     return _result(
@@ -389,17 +401,19 @@ def check_vtep_crd(facts: Facts) -> CheckResult:
     )
 
 
-def _kube_object_absent(facts: Facts, cid: str, title: str, absent: str) -> CheckResult:
-    """Skipped: the Kubernetes API could not be read, or (if it could) `absent` says what is
-    not there."""
-    kube_failed = "kubernetes" in facts.unavailable
-    return _skipped(cid, title, _why_missing(facts, "kubernetes") if kube_failed else absent)
+def _kube_object_absent(facts: Facts, cid: str, title: str, part: str, absent: str) -> CheckResult:
+    """Skipped: the object could not be read, or (if it could) `absent` says what is not there."""
+    return _skipped(cid, title, _kube_reason(facts, part) or absent)
 
 
 def _cilium_config_or_skip(facts: Facts, cid: str, title: str) -> CheckResult | None:
     if facts.cilium_config is None:
         return _kube_object_absent(
-            facts, cid, title, "no kube-system/cilium-config ConfigMap (is Cilium installed?)"
+            facts,
+            cid,
+            title,
+            "cilium-config",
+            "no kube-system/cilium-config ConfigMap (is Cilium installed?)",
         )
     return None
 
@@ -451,8 +465,9 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
         "CILIUM-HYBRID-NODES",
         "Hybrid CiliumNodes have an InternalIP and pod CIDRs in range",
     )
-    if "kubernetes" in facts.unavailable:
-        return _skipped(cid, title, _why_missing(facts, "kubernetes"))
+    unreadable = _kube_reason(facts, "ciliumnodes")
+    if unreadable is not None:
+        return _skipped(cid, title, unreadable)
     if not facts.hybrid_nodes:
         return _result(
             cid,
@@ -492,7 +507,7 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
 
 def check_vtep_config(facts: Facts) -> CheckResult:
     cid, title = "VTEP-CONFIG", "CiliumVTEPConfig points at the leader with its MAC"
-    why = _not_installed(facts)
+    why = _not_installed(facts, "lease", "vtep-config")
     if why is not None:
         return _skipped(cid, title, why)
     settings = facts.settings
@@ -558,7 +573,11 @@ def check_snat_exclusion(facts: Facts) -> CheckResult:
     cid, title = "VPC-CNI-SNAT", f"aws-node's {SNAT_EXCLUSION_ENV} covers the remote pod networks"
     if facts.aws_node_env is None:
         return _kube_object_absent(
-            facts, cid, title, "no kube-system/aws-node DaemonSet (not the Amazon VPC CNI)"
+            facts,
+            cid,
+            title,
+            "aws-node",
+            "no kube-system/aws-node DaemonSet (not the Amazon VPC CNI)",
         )
     if facts.networks is None:
         return _skipped(cid, title, _why_missing(facts, "eks"))
@@ -583,7 +602,7 @@ def check_snat_exclusion(facts: Facts) -> CheckResult:
 
 def check_lease(facts: Facts) -> CheckResult:
     cid, title = "GATEWAY-LEASE", "The leader Lease is held and fresh"
-    why = _not_installed(facts)
+    why = _not_installed(facts, "lease")
     if why is not None:
         return _skipped(cid, title, why)
     settings = facts.settings

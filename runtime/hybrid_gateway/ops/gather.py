@@ -8,11 +8,12 @@ that need it are then skipped and say why.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,8 +22,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes
-from hybrid_gateway.adapters.kube_lease import LeaseApiError, LeaseStore
-from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore
+from hybrid_gateway.adapters.kube_lease import LeaseStore
+from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway_contract import (
     APP_NAME,
     CILIUM_GROUP,
@@ -180,31 +181,51 @@ def _read_or_none(call: Any, *args: Any) -> Any:
         raise
 
 
+KUBE = "kubernetes"
+
+
+class _KubeDownError(Exception):
+    """The API cannot be used at all (unreachable, 401, 5xx): stop asking it."""
+
+
+def _kube_part(into: _Gathered, part: str, read: Callable[[], None]) -> None:
+    """Run one read; a refusal of just this read (403, ...) is recorded under
+    `kubernetes/<part>`, anything else marks the whole API unavailable and ends the gathering."""
+    try:
+        read()
+    except Exception as exc:
+        cause = exc if isinstance(exc, ApiException) else exc.__cause__
+        status = cause.status if isinstance(cause, ApiException) else None
+        if status is not None and status not in (401, 429) and status < 500:
+            into.unavailable[f"{KUBE}/{part}"] = _describe_error(cause or exc)
+            return
+        into.unavailable[KUBE] = _describe_error(cause or exc)
+        raise _KubeDownError() from exc
+
+
 def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathered) -> None:
     """Deployment settings, pods, nodes, Lease, Cilium objects, aws-node, Events."""
     core = client.CoreV1Api(api_client)
     apps = client.AppsV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     ns = target.namespace
-    try:
-        deployment = _read_or_none(apps.read_namespaced_deployment, target.deployment, ns)
-        env = _container_env(deployment.spec.template, CONTAINER_NAME) if deployment else {}
+
+    def deployment() -> None:
+        found = _read_or_none(apps.read_namespaced_deployment, target.deployment, ns)
+        env = _container_env(found.spec.template, CONTAINER_NAME) if found else {}
         selector = (
-            dict(deployment.spec.selector.match_labels or {})
-            if deployment and deployment.spec.selector
-            else {}
+            dict(found.spec.selector.match_labels or {}) if found and found.spec.selector else {}
         )
-        lease_name = target.lease_name or env.get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME
         into.values["settings"] = GatewaySettings(
             namespace=ns,
-            deployment=target.deployment if deployment else None,
-            replicas=int(deployment.spec.replicas or 0) if deployment else 0,
+            deployment=target.deployment if found else None,
+            replicas=int(found.spec.replicas or 0) if found else 0,
             vpc_cidrs=tuple(target.vpc_cidrs or split_list(env.get(Env.VPC_CIDR, ""))),
             pod_cidrs=tuple(target.pod_cidrs or split_list(env.get(Env.POD_CIDRS, ""))),
             route_table_ids=tuple(
                 target.route_table_ids or split_list(env.get(Env.ROUTE_TABLE_IDS, ""))
             ),
-            lease_name=lease_name,
+            lease_name=target.lease_name or env.get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME,
             pod_selector=selector,
         )
         pods: list[GatewayPod] = []
@@ -215,30 +236,38 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             )
             pods = sorted((_pod(p) for p in listed.items), key=lambda p: p.name)
         into.values["pods"] = tuple(pods)
-        nodes = core.list_node(_request_timeout=API_TIMEOUT_S).items
-        into.values["nodes"] = {n.metadata.name: _node(n) for n in nodes}
-        record = LeaseStore(api_client, ns, lease_name).get(API_TIMEOUT_S)
-        if record is not None:
-            lease = _read_or_none(
-                client.CoordinationV1Api(api_client).read_namespaced_lease, lease_name, ns
-            )
-            into.values["lease"] = LeaseFacts(
-                holder=record.holder,
-                renew_time=_epoch(record.renew_time),
-                acquire_time=_epoch(lease.spec.acquire_time) if lease and lease.spec else None,
-                duration_s=record.lease_duration_s,
-                transitions=record.transitions,
-            )
+
+    def nodes() -> None:
+        listed = core.list_node(_request_timeout=API_TIMEOUT_S).items
+        into.values["nodes"] = {n.metadata.name: _node(n) for n in listed}
+
+    def lease() -> None:
+        name = target.lease_name or DEFAULT_LEASE_NAME
+        settings = into.values.get("settings")
+        if isinstance(settings, GatewaySettings):
+            name = settings.lease_name
+        record = LeaseStore(api_client, ns, name).get(API_TIMEOUT_S)
+        if record is None:
+            return
+        raw = _read_or_none(client.CoordinationV1Api(api_client).read_namespaced_lease, name, ns)
+        into.values["lease"] = LeaseFacts(
+            holder=record.holder,
+            renew_time=_epoch(record.renew_time),
+            acquire_time=_epoch(raw.spec.acquire_time) if raw and raw.spec else None,
+            duration_s=record.lease_duration_s,
+            transitions=record.transitions,
+        )
+
+    def crd() -> None:
         extensions = client.ApiextensionsV1Api(api_client)
-        into.values["vtep_crd"] = (
-            _read_or_none(extensions.read_custom_resource_definition, VTEP_CRD_NAME) is not None
-        )
-        cilium_config = _read_or_none(
-            core.read_namespaced_config_map, "cilium-config", "kube-system"
-        )
-        into.values["cilium_config"] = (
-            dict(cilium_config.data or {}) if cilium_config is not None else None
-        )
+        found = _read_or_none(extensions.read_custom_resource_definition, VTEP_CRD_NAME)
+        into.values["vtep_crd"] = found is not None
+
+    def cilium_config() -> None:
+        found = _read_or_none(core.read_namespaced_config_map, "cilium-config", "kube-system")
+        into.values["cilium_config"] = dict(found.data or {}) if found is not None else None
+
+    def cilium_nodes() -> None:
         hybrid = custom.list_cluster_custom_object(
             CILIUM_GROUP,
             CILIUM_VERSION,
@@ -249,6 +278,8 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         into.values["hybrid_nodes"] = tuple(
             sorted((_hybrid_node(o) for o in hybrid.get("items", [])), key=lambda n: n.name)
         )
+
+    def vtep_config() -> None:
         vtep = VtepStore(api_client, timeout_s=API_TIMEOUT_S).get()
         into.values["vtep_endpoints"] = (
             tuple(
@@ -263,11 +294,15 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             if vtep is not None
             else None
         )
-        aws_node = _read_or_none(apps.read_namespaced_daemon_set, "aws-node", "kube-system")
+
+    def aws_node() -> None:
+        found = _read_or_none(apps.read_namespaced_daemon_set, "aws-node", "kube-system")
         into.values["aws_node_env"] = (
-            _container_env(aws_node.spec.template, "aws-node") if aws_node is not None else None
+            _container_env(found.spec.template, "aws-node") if found is not None else None
         )
-        events = core.list_namespaced_event(ns, _request_timeout=API_TIMEOUT_S).items
+
+    def events() -> None:
+        listed = core.list_namespaced_event(ns, _request_timeout=API_TIMEOUT_S).items
         into.values["events"] = tuple(
             sorted(
                 (
@@ -278,15 +313,26 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
                         message=e.message or "",
                         involved=f"{e.involved_object.kind}/{e.involved_object.name}",
                     )
-                    for e in events
+                    for e in listed
                 ),
                 key=lambda e: e.time or 0.0,
             )
         )
-    except (ApiException, LeaseApiError, VtepApiError, OSError, ValueError) as exc:
-        into.unavailable["kubernetes"] = _describe_error(exc)
-    except Exception as exc:  # urllib3 connection errors and timeouts
-        into.unavailable["kubernetes"] = _describe_error(exc)
+
+    parts: tuple[tuple[str, Callable[[], None]], ...] = (
+        ("deployment", deployment),
+        ("nodes", nodes),
+        ("lease", lease),
+        ("crd", crd),
+        ("cilium-config", cilium_config),
+        ("ciliumnodes", cilium_nodes),
+        ("vtep-config", vtep_config),
+        ("aws-node", aws_node),
+        ("events", events),
+    )
+    with contextlib.suppress(_KubeDownError):
+        for part, read in parts:
+            _kube_part(into, part, read)
 
 
 # --- EKS -----------------------------------------------------------------------------------------
@@ -533,7 +579,7 @@ def gather(
     if kube is not None:
         gather_kubernetes(kube, target, into)
     else:
-        into.unavailable["kubernetes"] = "no kubeconfig or in-cluster configuration"
+        into.unavailable[KUBE] = "no kubeconfig or in-cluster configuration"
     if "settings" not in into.values:
         into.values["settings"] = GatewaySettings(
             namespace=target.namespace,

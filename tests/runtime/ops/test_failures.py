@@ -48,7 +48,8 @@ def test_unreadable_kubernetes_api_skips_its_checks_and_fails_the_run(
     checks = checks_of(report)
     for check_id in KUBE_CHECKS:
         assert checks[check_id]["verdict"] == "skipped", checks[check_id]
-    assert checks["VPC-CNI-SNAT"]["evidence"][0].startswith("kubernetes: 503")
+    for check_id in ("VPC-CNI-SNAT", "GATEWAY-LEASE", "CILIUM-VTEP-CRD"):
+        assert checks[check_id]["evidence"][0].startswith("kubernetes: 503"), checks[check_id]
     assert checks["SG-VXLAN"]["verdict"] == "ok"  # EC2 still judged, instances from the override
     table = run("preflight")
     assert "UNAVAILABLE kubernetes: 503" in table.out
@@ -137,7 +138,8 @@ def test_status_names_an_unreadable_api_and_exits_1(
     kube_api.inject_errors("operator", code=403, count=1000)
     ran = run("status", "--no-scrape")
     assert ran.code == 1
-    assert "UNAVAILABLE kubernetes: 403" in ran.out
+    assert "UNAVAILABLE kubernetes/lease: 403 Forbidden" in ran.out  # each refused read named
+    assert "UNAVAILABLE kubernetes/deployment: 403 Forbidden" in ran.out
     assert "Leader:  none (no Lease)" in ran.out
 
 
@@ -152,3 +154,21 @@ def test_cleanup_reports_each_refused_deletion_and_exits_1(
     assert len(failed) == 2 * len(POD_CIDRS)
     assert all("UnauthorizedOperation" in line for line in failed)
     assert ec2_proxy.count("DeleteRoute") == len(failed)  # one attempt each: no retry of a denial
+
+
+def test_one_refused_read_skips_only_the_checks_that_need_it(
+    run: Run, world: OpsWorld, kube_api: ApiServer
+) -> None:
+    """RBAC that refuses the Deployment (the first read) but allows the rest."""
+    kube_api.inject_errors("operator", code=403, count=1)
+    ran = run("preflight", "--output", "json")
+    report = ran.json()
+    assert ran.code == 2
+    assert list(report["unavailable"]) == ["kubernetes/deployment"]
+    assert report["unavailable"]["kubernetes/deployment"].startswith("403")
+    checks = checks_of(report)
+    for check_id in ("GATEWAY-LEASE", "GATEWAY-REPLICAS", "VTEP-CONFIG"):
+        assert checks[check_id]["verdict"] == "skipped"
+        assert checks[check_id]["evidence"][0].startswith("kubernetes/deployment: 403")
+    for check_id in ("NODE-LABEL-TAINT", "CILIUM-VTEP-ENABLED", "CILIUM-HYBRID-NODES", "SG-VXLAN"):
+        assert checks[check_id]["verdict"] == "ok", checks[check_id]
