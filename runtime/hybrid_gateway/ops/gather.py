@@ -339,7 +339,14 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
 
 
 def gather_eks(eks: Any, target: Target, into: _Gathered) -> None:
-    """remoteNetworkConfig, the service CIDR and the VPC from DescribeCluster; overrides win."""
+    """remoteNetworkConfig, the service CIDR and the VPC from DescribeCluster; overrides win.
+
+    Shapes as botocore's eks service model names them (cluster.remoteNetworkConfig
+    .remoteNodeNetworks[].cidrs, .remotePodNetworks[].cidrs; kubernetesNetworkConfig
+    .serviceIpv4Cidr; resourcesVpcConfig.vpcId). The EC2/EKS emulator (moto 5.2, moto/eks
+    models.py and responses.py) stores and returns remoteNetworkConfig but no vpcId, so the VPC
+    is also found from the cluster's subnets (DescribeSubnets) when vpcId is absent.
+    """
     remote_nodes = target.remote_node_cidrs
     remote_pods = target.remote_pod_cidrs
     service = target.service_cidr
