@@ -15,28 +15,28 @@ from hybrid_gateway_contract import (
     VTEP_CONFIGS_PLURAL,
 )
 
-from .cleanup import CleanupPlan
+from .cleanup import VTEP_KEY, CleanupPlan, Failures, route_key
 
 
-def apply_cleanup(plan: CleanupPlan, *, ec2: Any, kube: client.ApiClient | None) -> list[str]:
-    """Carry the plan out; returns one message per failed change (already gone is success)."""
-    failures: list[str] = []
+def apply_cleanup(plan: CleanupPlan, *, ec2: Any, kube: client.ApiClient | None) -> Failures:
+    """Carry the plan out, one change at a time; returns why each failed change failed, keyed
+    as `failure_key` names it (deleting what is already gone counts as done)."""
+    failures: Failures = {}
     for removal in plan.routes.deletions:
+        key = route_key(removal.table_id, removal.destination)
         try:
             ec2.delete_route(
                 RouteTableId=removal.table_id, DestinationCidrBlock=removal.destination
             )
         except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code != "InvalidRoute.NotFound":
-                failures.append(
-                    f"delete route {removal.destination} in {removal.table_id}: {code}: {exc}"
-                )
+            error = exc.response.get("Error", {})
+            if error.get("Code") != "InvalidRoute.NotFound":
+                failures[key] = f"{error.get('Code', 'Error')}: {error.get('Message', '')}"
         except botocore.exceptions.BotoCoreError as exc:
-            failures.append(f"delete route {removal.destination} in {removal.table_id}: {exc}")
+            failures[key] = str(exc)
     if plan.delete_vtep_config:
         if kube is None:
-            failures.append("delete CiliumVTEPConfig: no Kubernetes client")
+            failures[VTEP_KEY] = "no Kubernetes client"
         else:
             try:
                 client.CustomObjectsApi(kube).delete_cluster_custom_object(
@@ -44,7 +44,7 @@ def apply_cleanup(plan: CleanupPlan, *, ec2: Any, kube: client.ApiClient | None)
                 )
             except ApiException as exc:
                 if exc.status != 404:
-                    failures.append(f"delete CiliumVTEPConfig: {exc.status} {exc.reason}")
+                    failures[VTEP_KEY] = f"{exc.status} {exc.reason}"
             except Exception as exc:  # urllib3 connection errors
-                failures.append(f"delete CiliumVTEPConfig: {exc}")
+                failures[VTEP_KEY] = str(exc)
     return failures

@@ -9,7 +9,6 @@ never touched. Plus the CiliumVTEPConfig the leader published.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hybrid_gateway_contract import CILIUM_GROUP, VTEP_CONFIG_NAME, VTEP_CONFIGS_PLURAL
@@ -37,20 +36,49 @@ def plan_cleanup(facts: Facts) -> CleanupPlan:
     return CleanupPlan(routes, facts.vtep_endpoints is not None)
 
 
-def plan_lines(plan: CleanupPlan, *, dry_run: bool) -> list[str]:
-    prefix = "would " if dry_run else ""
-    lines = [prefix + d.describe() if d.delete else d.describe() for d in plan.routes.decisions]
+Failures = dict[str, str]  # what failed (route_key / VTEP_KEY) -> why
+VTEP_KEY = f"{VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}/{VTEP_CONFIG_NAME}"
+
+
+def route_key(table_id: str, destination: str) -> str:
+    return f"{table_id} {destination}"
+
+
+def plan_lines(plan: CleanupPlan, *, applied: Failures | None = None) -> list[str]:
+    """One line per decision: `would delete` (dry run, `applied` None), `deleted` or
+    `FAILED to delete ... (why)` once carried out, `keep` for what is not ours."""
+
+    def done(key: str, text: str) -> str:
+        if applied is None:
+            return f"would delete {text}"
+        if key in applied:
+            return f"FAILED to delete {text}: {applied[key]}"
+        return f"deleted {text}"
+
+    lines = []
+    for decision in plan.routes.decisions:
+        route = decision.route
+        text = decision.describe().split(" ", 1)[1]  # without the planner's own verb
+        if decision.delete:
+            lines.append(done(route_key(route.table_id, route.destination), text))
+        else:
+            lines.append(f"keep {text}")
     if plan.delete_vtep_config:
-        lines.append(f"{prefix}delete {VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}/{VTEP_CONFIG_NAME}")
+        lines.append(done(VTEP_KEY, VTEP_KEY))
     if not plan.routes.deletions and not plan.delete_vtep_config:
         lines.append("nothing to clean up")
     return lines
 
 
-def plan_json(plan: CleanupPlan, *, dry_run: bool, errors: Sequence[str] = ()) -> str:
+def plan_json(plan: CleanupPlan, *, applied: Failures | None = None) -> str:
+    def outcome(key: str) -> str:
+        if applied is None:
+            return "would delete"
+        return "failed" if key in applied else "deleted"
+
     return json.dumps(
         {
-            "dryRun": dry_run,
+            "dryRun": applied is None,
             "routes": [
                 {
                     "routeTableId": d.route.table_id,
@@ -59,11 +87,14 @@ def plan_json(plan: CleanupPlan, *, dry_run: bool, errors: Sequence[str] = ()) -
                     "state": d.route.state,
                     "kind": d.kind.value,
                     "action": "delete" if d.delete else "keep",
+                    "outcome": outcome(route_key(d.route.table_id, d.route.destination))
+                    if d.delete
+                    else "kept",
                 }
                 for d in plan.routes.decisions
             ],
             "deleteVtepConfig": plan.delete_vtep_config,
-            "errors": list(errors),
+            "errors": dict(applied or {}),
         },
         indent=2,
     )

@@ -235,18 +235,15 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
             "(or pass --force)"
         )
     plan = plan_cleanup(facts)
-    dry_run = not args.yes
-    failures = [] if dry_run else apply_cleanup(plan, ec2=ec2, kube=kube)
+    applied = apply_cleanup(plan, ec2=ec2, kube=kube) if args.yes else None
     if args.output == "json":
-        print(plan_json(plan, dry_run=dry_run, errors=failures), file=out)
+        print(plan_json(plan, applied=applied), file=out)
     else:
-        for line in plan_lines(plan, dry_run=dry_run):
+        for line in plan_lines(plan, applied=applied):
             print(line, file=out)
-        for failure in failures:
-            print(f"FAILED {failure}", file=out)
-        if dry_run and (plan.routes.deletions or plan.delete_vtep_config):
+        if applied is None and (plan.routes.deletions or plan.delete_vtep_config):
             print("dry run: nothing changed; run again with --yes to make these changes", file=out)
-    return 1 if failures else 0
+    return 1 if applied else 0
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

@@ -92,11 +92,11 @@ def test_yes_removes_exactly_the_owned_routes_and_the_vtep_config(
     )
     assert ran.code == 0, ran.out
     report = ran.json()
-    assert report["dryRun"] is False and report["errors"] == []
+    assert report["dryRun"] is False and report["errors"] == {}
     deleted = {
         (r["routeTableId"], r["destination"], r["target"])
         for r in report["routes"]
-        if r["action"] == "delete"
+        if r["action"] == "delete" and r["outcome"] == "deleted"
     }
     assert deleted == owned
     after = all_routes(ec2, world)
@@ -107,6 +107,7 @@ def test_yes_removes_exactly_the_owned_routes_and_the_vtep_config(
     assert {(world.main_table, c, world.enis["a"]) for c in POD_CIDRS} <= after
     assert vtep_configs(kube) == []
     again = run("cleanup", "--route-table-ids", ",".join(world.owned_tables), "--yes")
+    assert "deleted" not in again.out
     assert again.code == 0 and "nothing to clean up" in again.out
     assert all_routes(ec2, world) == after
 

@@ -150,9 +150,13 @@ def test_cleanup_reports_each_refused_deletion_and_exits_1(
     ec2_proxy.fault = lambda action, seq: (403, DENIED_BODY) if action == "DeleteRoute" else None
     ran = run("cleanup", "--route-table-ids", ",".join(world.owned_tables), "--yes")
     assert ran.code == 1
-    failed = [line for line in ran.out.splitlines() if line.startswith("FAILED delete route")]
+    failed = [line for line in ran.out.splitlines() if line.startswith("FAILED to delete rtb-")]
     assert len(failed) == 2 * len(POD_CIDRS)
-    assert all("UnauthorizedOperation" in line for line in failed)
+    assert all(
+        line.endswith("UnauthorizedOperation: You are not authorized to perform this operation.")
+        for line in failed
+    )
+    assert "deleted ciliumvtepconfigs.cilium.io/hybrid-gateway" in ran.out  # the rest went on
     assert ec2_proxy.count("DeleteRoute") == len(failed)  # one attempt each: no retry of a denial
 
 
