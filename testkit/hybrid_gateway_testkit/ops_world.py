@@ -170,68 +170,105 @@ def create_cluster(eks: Any, name: str, subnets: list[str], *, service_cidr: str
     )
 
 
-def seed_kubernetes(kube: client.ApiClient, world: OpsWorld) -> None:
+@dataclass(frozen=True)
+class Replica:
+    """One gateway replica as Kubernetes sees it: its pod, its node and that node's instance."""
+
+    pod: str
+    node: str
+    instance_id: str
+    host_ip: str
+
+
+def publish_gateway(
+    kube: client.ApiClient, namespace: str, env: dict[str, str], replicas: list[Replica]
+) -> None:
+    """What a cluster holds around the gateway: its nodes (labelled, tainted, with the AWS
+    provider ID), the Deployment with `env` in the gateway container, and its ready pods."""
     core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
-    custom = client.CustomObjectsApi(kube)
-    ns = world.namespace
-    for name, instance in world.instances.items():
-        core.create_node(
-            {
-                "metadata": {"name": world.nodes[name], "labels": {GATEWAY_NODE_LABEL_KEY: "true"}},
-                "spec": {
-                    "providerID": f"aws:///{REGION}a/{instance}",
-                    "taints": [
-                        {
-                            "key": GATEWAY_NODE_TAINT_KEY,
-                            "value": "true",
-                            "effect": GATEWAY_NODE_TAINT_EFFECT,
-                        }
-                    ],
-                },
-            }
-        )
-        core.patch_node_status(
-            world.nodes[name],
-            {"status": {"addresses": [{"type": "InternalIP", "address": world.ips[name]}]}},
-        )
-    core.create_node(
-        {"metadata": {"name": "cloud-node-1"}, "spec": {"providerID": f"aws:///{REGION}a/i-0cafe"}}
-    )
-    env = {
-        Env.VPC_CIDR: VPC_CIDR,
-        Env.POD_CIDRS: ",".join(POD_CIDRS),
-        Env.ROUTE_TABLE_IDS: ",".join(world.owned_tables),
-    }
     container = {
         "name": CONTAINER_NAME,
         "image": "gateway:test",
         "env": [{"name": k, "value": v} for k, v in env.items()],
     }
+    taint = {"key": GATEWAY_NODE_TAINT_KEY, "value": "true", "effect": GATEWAY_NODE_TAINT_EFFECT}
+    for replica in replicas:
+        core.create_node(
+            {
+                "metadata": {"name": replica.node, "labels": {GATEWAY_NODE_LABEL_KEY: "true"}},
+                "spec": {
+                    "providerID": f"aws:///{REGION}a/{replica.instance_id}",
+                    "taints": [taint],
+                },
+            }
+        )
+        core.patch_node_status(
+            replica.node,
+            {"status": {"addresses": [{"type": "InternalIP", "address": replica.host_ip}]}},
+        )
     apps.create_namespaced_deployment(
-        ns,
+        namespace,
         {
             "metadata": {"name": APP_NAME},
             "spec": {
-                "replicas": 2,
+                "replicas": len(replicas),
                 "selector": {"matchLabels": SELECTOR},
                 "template": {"metadata": {"labels": SELECTOR}, "spec": {"containers": [container]}},
             },
         },
     )
-    for name in world.instances:
-        pod = world.pods[name]
+    for replica in replicas:
         core.create_namespaced_pod(
-            ns,
+            namespace,
             {
-                "metadata": {"name": pod, "labels": SELECTOR},
-                "spec": {
-                    "nodeName": world.nodes[name],
-                    "hostNetwork": True,
-                    "containers": [container],
-                },
+                "metadata": {"name": replica.pod, "labels": SELECTOR},
+                "spec": {"nodeName": replica.node, "hostNetwork": True, "containers": [container]},
             },
         )
-        set_pod_ready(kube, world, name, ready=True)
+        set_pod_ready(kube, namespace, replica.pod, replica.host_ip, ready=True)
+
+
+def publish_cilium(kube: client.ApiClient, **config: str) -> None:
+    """Hybrid-side Cilium as the gateway needs it: the VTEP CRD and a cilium-config with VTEP
+    on and the L7 proxy off (`config` adds or overrides keys)."""
+    client.ApiextensionsV1Api(kube).create_custom_resource_definition(
+        {
+            "metadata": {"name": f"{VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}"},
+            "spec": {
+                "group": CILIUM_GROUP,
+                "scope": "Cluster",
+                "names": {"plural": VTEP_CONFIGS_PLURAL, "kind": VTEP_CONFIG_KIND},
+                "versions": [{"name": CILIUM_VERSION, "served": True, "storage": True}],
+            },
+        }
+    )
+    data = {"enable-vtep": "true", "enable-l7-proxy": "false", **config}
+    client.CoreV1Api(kube).create_namespaced_config_map(
+        "kube-system", {"metadata": {"name": "cilium-config"}, "data": data}
+    )
+
+
+def seed_kubernetes(kube: client.ApiClient, world: OpsWorld) -> None:
+    core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
+    custom = client.CustomObjectsApi(kube)
+    ns = world.namespace
+    env = {
+        Env.VPC_CIDR: VPC_CIDR,
+        Env.POD_CIDRS: ",".join(POD_CIDRS),
+        Env.ROUTE_TABLE_IDS: ",".join(world.owned_tables),
+    }
+    publish_gateway(
+        kube,
+        ns,
+        env,
+        [
+            Replica(world.pods[name], world.nodes[name], instance, world.ips[name])
+            for name, instance in world.instances.items()
+        ],
+    )
+    core.create_node(
+        {"metadata": {"name": "cloud-node-1"}, "spec": {"providerID": f"aws:///{REGION}a/i-0cafe"}}
+    )
     now = dt.datetime.now(dt.UTC)
     client.CoordinationV1Api(kube).create_namespaced_lease(
         ns,
@@ -247,29 +284,7 @@ def seed_kubernetes(kube: client.ApiClient, world: OpsWorld) -> None:
             },
         },
     )
-    client.ApiextensionsV1Api(kube).create_custom_resource_definition(
-        {
-            "metadata": {"name": f"{VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}"},
-            "spec": {
-                "group": CILIUM_GROUP,
-                "scope": "Cluster",
-                "names": {"plural": VTEP_CONFIGS_PLURAL, "kind": VTEP_CONFIG_KIND},
-                "versions": [{"name": CILIUM_VERSION, "served": True, "storage": True}],
-            },
-        }
-    )
-    core.create_namespaced_config_map(
-        "kube-system",
-        {
-            "metadata": {"name": "cilium-config"},
-            "data": {
-                "enable-vtep": "true",
-                "enable-l7-proxy": "false",
-                "routing-mode": "tunnel",
-                "tunnel-protocol": "vxlan",
-            },
-        },
-    )
+    publish_cilium(kube, **{"routing-mode": "tunnel", "tunnel-protocol": "vxlan"})
     add_hybrid_node(kube, "hybrid-node-1", "10.200.0.10", ["10.100.1.0/24"])
     custom.create_cluster_custom_object(
         CILIUM_GROUP,
@@ -351,12 +366,14 @@ def add_hybrid_node(kube: client.ApiClient, name: str, ip: str, pod_cidrs: list[
     )
 
 
-def set_pod_ready(kube: client.ApiClient, world: OpsWorld, name: str, *, ready: bool) -> None:
+def set_pod_ready(
+    kube: client.ApiClient, namespace: str, pod: str, host_ip: str, *, ready: bool
+) -> None:
     condition = {"type": "Ready", "status": "True" if ready else "False"}
     if not ready:
         condition.update(reason="ContainersNotReady", message="readyz: no route tables reachable")
     client.CoreV1Api(kube).patch_namespaced_pod_status(
-        world.pods[name],
-        world.namespace,
-        {"status": {"phase": "Running", "hostIP": world.ips[name], "conditions": [condition]}},
+        pod,
+        namespace,
+        {"status": {"phase": "Running", "hostIP": host_ip, "conditions": [condition]}},
     )

@@ -18,110 +18,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import config
 
-from hybrid_gateway_contract import (
-    APP_NAME,
-    CILIUM_GROUP,
-    CILIUM_VERSION,
-    CONTAINER_NAME,
-    DEFAULT_NAMESPACE,
-    GATEWAY_NODE_LABEL_KEY,
-    GATEWAY_NODE_TAINT_EFFECT,
-    GATEWAY_NODE_TAINT_KEY,
-    VTEP_CONFIG_KIND,
-    VTEP_CONFIGS_PLURAL,
-    VXLAN_PORT,
-    Env,
-)
+from hybrid_gateway_contract import DEFAULT_NAMESPACE, VXLAN_PORT, Env
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions, running_lab
+from hybrid_gateway_testkit.ops_world import Replica, publish_cilium, publish_gateway
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
-
-SELECTOR = {"app.kubernetes.io/name": APP_NAME}
 
 
 def _publish_kubernetes(lab: Lab, kubeconfig: str) -> None:
     def publish() -> None:
         api = config.new_client_from_config(config_file=kubeconfig)
-        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-        env = lab.daemon_env(lab.plan.gateways[0].name)
-        container = {
-            "name": CONTAINER_NAME,
-            "image": "gateway:lab",
-            "env": [
-                {"name": k, "value": env[k]}
-                for k in (Env.VPC_CIDR, Env.POD_CIDRS, Env.ROUTE_TABLE_IDS)
-            ],
-        }
-        apps.create_namespaced_deployment(
-            DEFAULT_NAMESPACE,
-            {
-                "metadata": {"name": APP_NAME},
-                "spec": {
-                    "replicas": 2,
-                    "selector": {"matchLabels": SELECTOR},
-                    "template": {
-                        "metadata": {"labels": SELECTOR},
-                        "spec": {"containers": [container]},
-                    },
-                },
-            },
-        )
-        for gw in lab.plan.gateways:
-            instance = lab.e.instances[gw.name].instance_id
-            taint = {
-                "key": GATEWAY_NODE_TAINT_KEY,
-                "value": "true",
-                "effect": GATEWAY_NODE_TAINT_EFFECT,
-            }
-            core.create_node(
-                {
-                    "metadata": {"name": gw.name, "labels": {GATEWAY_NODE_LABEL_KEY: "true"}},
-                    "spec": {
-                        "providerID": f"aws:///{lab_ec2.REGION}a/{instance}",
-                        "taints": [taint],
-                    },
-                }
-            )
-            core.create_namespaced_pod(  # POD_NAME and NODE_NAME of the lab's daemons are the host
-                DEFAULT_NAMESPACE,
-                {
-                    "metadata": {"name": gw.name, "labels": SELECTOR},
-                    "spec": {"nodeName": gw.name, "hostNetwork": True, "containers": [container]},
-                },
-            )
-            core.patch_namespaced_pod_status(
-                gw.name,
-                DEFAULT_NAMESPACE,
-                {
-                    "status": {
-                        "phase": "Running",
-                        "hostIP": gw.ip,
-                        "conditions": [{"type": "Ready", "status": "True"}],
-                    }
-                },
-            )
-        core.create_namespaced_config_map(
-            "kube-system",
-            {
-                "metadata": {"name": "cilium-config"},
-                "data": {"enable-vtep": "true", "enable-l7-proxy": "false"},
-            },
-        )
-        client.ApiextensionsV1Api(api).create_custom_resource_definition(
-            {
-                "metadata": {"name": f"{VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}"},
-                "spec": {
-                    "group": CILIUM_GROUP,
-                    "scope": "Cluster",
-                    "names": {"plural": VTEP_CONFIGS_PLURAL, "kind": VTEP_CONFIG_KIND},
-                    "versions": [{"name": CILIUM_VERSION, "served": True, "storage": True}],
-                },
-            }
-        )
-        api.close()
+        daemon_env = lab.daemon_env(lab.plan.gateways[0].name)
+        env = {k: daemon_env[k] for k in (Env.VPC_CIDR, Env.POD_CIDRS, Env.ROUTE_TABLE_IDS)}
+        replicas = [  # POD_NAME and NODE_NAME of the lab's daemons are the host's name
+            Replica(gw.name, gw.name, lab.e.instances[gw.name].instance_id, gw.ip)
+            for gw in lab.plan.gateways
+        ]
+        try:
+            publish_gateway(api, DEFAULT_NAMESPACE, env, replicas)
+            publish_cilium(api)
+        finally:
+            api.close()
 
     assert lab.ctl is not None
     lab.ctl.call(publish)

@@ -213,7 +213,7 @@ def stale_lease(world: OpsWorld, ec2: Any, eks: Any, kube: client.ApiClient) -> 
 def standby_not_ready(
     world: OpsWorld, ec2: Any, eks: Any, kube: client.ApiClient
 ) -> dict[str, str]:
-    set_pod_ready(kube, world, "b", ready=False)
+    set_pod_ready(kube, world.namespace, world.pods["b"], world.ips["b"], ready=False)
     return {}
 
 
