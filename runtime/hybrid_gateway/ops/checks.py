@@ -158,10 +158,7 @@ def check_route_targets(facts: Facts) -> CheckResult:
                 verdicts.append(Verdict.FAIL)
                 evidence.append(f"{where}: absent")
                 fixes.append("start the gateway: its leader creates missing routes")
-            elif route.blackhole or (
-                route.kind in (TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE)
-                and route.target_id not in facts.existing_enis
-            ):
+            elif facts.route_gone(route):
                 verdicts.append(Verdict.FAIL)
                 evidence.append(f"{where}: blackhole ({route.target_id or 'no target'} is gone)")
                 fixes.append("let the leader replace stale routes (is it running?)")

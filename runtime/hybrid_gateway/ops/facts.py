@@ -155,6 +155,12 @@ class Facts:
     events: tuple[KubeEvent, ...] = ()
     unavailable: Mapping[str, str] = field(default_factory=dict)
 
+    def route_gone(self, route: ObservedRoute) -> bool:
+        """A blackhole, or a route to an ENI that no longer exists (which EC2 reports as a
+        blackhole; the emulator does not)."""
+        eni = route.target_id if route.target_id.startswith("eni-") else None
+        return route.blackhole or (eni is not None and eni not in self.existing_enis)
+
     def leader_pod(self) -> GatewayPod | None:
         if self.lease is None or not self.lease.holder:
             return None

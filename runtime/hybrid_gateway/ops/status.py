@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_gateway.core.routes import TargetKind
-
 from .facts import Facts
 
 RECENT_EVENTS = 10
@@ -49,8 +47,7 @@ def build_status(facts: Facts, scraped: Mapping[str, ReplicaScrape]) -> dict[str
                 target, state = None, "absent"
             else:
                 target = route.target_id or None
-                is_eni = route.kind in (TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE)
-                if route.blackhole or (is_eni and route.target_id not in facts.existing_enis):
+                if facts.route_gone(route):
                     state = "blackhole"
                 elif leader_instance is not None and route.target_id == leader_instance.primary_eni:
                     state = "leader"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from hybrid_gateway.core.routes import ObservedRoute, TargetKind
 from hybrid_gateway.ops.checks import PREFLIGHT_CHECKS, run_checks
 from hybrid_gateway.ops.facts import Facts
 from hybrid_gateway.ops.report import (
@@ -46,3 +47,13 @@ def test_nothing_gathered_means_every_check_skipped_with_a_reason() -> None:
     assert len({r.check_id for r in results}) == 15
     assert {r.verdict for r in results} == {Verdict.SKIPPED}
     assert all(r.evidence and r.evidence[0] for r in results)
+
+
+def test_a_route_is_gone_when_blackholed_or_its_eni_vanished_never_for_other_targets() -> None:
+    facts = Facts(now=0.0, existing_enis=frozenset({"eni-live"}))
+    eni, instance = TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE
+    assert not facts.route_gone(ObservedRoute("10.1.0.0/16", eni, "eni-live"))
+    assert facts.route_gone(ObservedRoute("10.1.0.0/16", eni, "eni-vanished"))
+    assert facts.route_gone(ObservedRoute("10.1.0.0/16", eni, "eni-live", blackhole=True))
+    assert not facts.route_gone(ObservedRoute("10.1.0.0/16", instance, "i-0123"))
+    assert not facts.route_gone(ObservedRoute("10.1.0.0/16", TargetKind.TRANSIT_GATEWAY, "tgw-1"))
