@@ -375,6 +375,8 @@ def gather_eks(eks: Any, target: Target, into: _Gathered) -> None:
             if vpc_id is None:
                 vpc_id = vpc_config.get("vpcId")
             into.values["cluster_subnets"] = tuple(vpc_config.get("subnetIds") or ())
+    elif target.cluster:
+        into.unavailable["eks"] = "no EKS client: no AWS region (set AWS_REGION or --region)"
     elif remote_nodes is None or remote_pods is None:
         into.unavailable["eks"] = (
             "no --cluster given and no --remote-node-cidrs/--remote-pod-cidrs overrides"

@@ -176,3 +176,16 @@ def test_one_refused_read_skips_only_the_checks_that_need_it(
         assert checks[check_id]["evidence"][0].startswith("kubernetes/deployment: 403")
     for check_id in ("NODE-LABEL-TAINT", "CILIUM-VTEP-ENABLED", "CILIUM-HYBRID-NODES", "SG-VXLAN"):
         assert checks[check_id]["verdict"] == "ok", checks[check_id]
+
+
+def test_no_region_names_both_aws_sources(
+    run: Run, world: OpsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")  # no region from a profile either
+    ran = run("preflight", "--output", "json")
+    assert ran.code == 2
+    unavailable = ran.json()["unavailable"]
+    assert "no AWS region" in unavailable["ec2"] and "no AWS region" in unavailable["eks"]
+    assert checks_of(ran.json())["CILIUM-VTEP-ENABLED"]["verdict"] == "ok"
