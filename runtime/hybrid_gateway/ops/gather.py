@@ -22,6 +22,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes
+from hybrid_gateway.adapters.kube_events import CLUSTER_SCOPED_EVENTS_NAMESPACE
+from hybrid_gateway.adapters.kube_events import COMPONENT as EVENT_COMPONENT
 from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway_contract import (
@@ -172,6 +174,11 @@ def _hybrid_node(obj: Mapping[str, Any]) -> HybridNode:
     )
 
 
+def _reported_by_gateway(event: Any) -> bool:
+    source = event.source.component if event.source else None
+    return EVENT_COMPONENT in (event.reporting_component, source)
+
+
 def _read_or_none(call: Any, *args: Any) -> Any:
     try:
         return call(*args, _request_timeout=API_TIMEOUT_S)
@@ -302,7 +309,15 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         )
 
     def events() -> None:
-        listed = core.list_namespaced_event(ns, _request_timeout=API_TIMEOUT_S).items
+        # The gateway's Events about its pods live in its namespace; those about cluster-scoped
+        # objects (CiliumNodes, the CiliumVTEPConfig) in "default" (kube_events), told apart
+        # there by the reporting component.
+        listed = list(core.list_namespaced_event(ns, _request_timeout=API_TIMEOUT_S).items)
+        if ns != CLUSTER_SCOPED_EVENTS_NAMESPACE:
+            elsewhere = core.list_namespaced_event(
+                CLUSTER_SCOPED_EVENTS_NAMESPACE, _request_timeout=API_TIMEOUT_S
+            ).items
+            listed += [e for e in elsewhere if _reported_by_gateway(e)]
         into.values["events"] = tuple(
             sorted(
                 (

@@ -105,3 +105,34 @@ def test_replicas_own_endpoints_answer_when_reachable(
         "replica",
     )
     assert (b["readiness"], b["readinessSource"]) == ("Ready=True", "kubernetes")
+
+
+def test_gateway_events_about_cluster_scoped_objects_are_found_in_default(
+    run: Run, world: OpsWorld, kube: client.ApiClient
+) -> None:
+    """The daemon files Events about the CiliumVTEPConfig and CiliumNodes in "default" (the only
+    namespace a real server accepts them in); status shows those, not other components'."""
+    core = client.CoreV1Api(kube)
+    for name, component, reason in (
+        ("vtep.1", "eks-hybrid-nodes-gateway", "VtepConfigCorrected"),
+        ("other.1", "kubelet", "NodeNotReady"),
+    ):
+        core.create_namespaced_event(
+            "default",
+            {
+                "metadata": {"name": name},
+                "involvedObject": {
+                    "kind": "CiliumVTEPConfig",
+                    "name": "hybrid-gateway",
+                    "apiVersion": "cilium.io/v2",
+                },
+                "reason": reason,
+                "message": f"{reason} by {component}",
+                "type": "Warning",
+                "source": {"component": component},
+                "lastTimestamp": "2030-01-01T00:00:00Z",
+            },
+        )
+    status = run("status", "--no-scrape", "--output", "json").json()
+    assert [e["reason"] for e in status["events"]] == ["LeaderElected", "VtepConfigCorrected"]
+    assert status["events"][-1]["object"] == "CiliumVTEPConfig/hybrid-gateway"
