@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -61,6 +62,24 @@ def _table_ids(raw: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+_EC2_ID = re.compile(r"^(?:[0-9a-f]{8}|[0-9a-f]{17})$")  # EC2 resource IDs: 8 or 17 hex digits
+
+
+def _ec2_ids(prefix: str, what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        values = split_list(raw)
+        if not values:
+            raise argparse.ArgumentTypeError(f"{raw!r} holds no {what} ID")
+        for value in values:
+            if not (value.startswith(prefix) and _EC2_ID.match(value[len(prefix) :])):
+                raise argparse.ArgumentTypeError(
+                    f"{value!r}: not {what} ID ({prefix} and 8 or 17 hexadecimal digits)"
+                )
+        return tuple(values)
+
+    return parse
+
+
 def _region(raw: str) -> str:
     problem = region_problem(raw)
     if problem:
@@ -85,7 +104,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     where.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)")
     where.add_argument("--context", help="kubeconfig context")
     overrides = parser.add_argument_group("overrides for what cannot be discovered")
-    overrides.add_argument("--vpc-id")
+    overrides.add_argument("--vpc-id", type=lambda raw: _ec2_ids("vpc-", "a VPC")(raw)[0])
     overrides.add_argument("--vpc-cidrs", type=_cidrs("--vpc-cidrs"))
     overrides.add_argument("--remote-node-cidrs", type=_cidrs("--remote-node-cidrs"))
     overrides.add_argument("--remote-pod-cidrs", type=_cidrs("--remote-pod-cidrs"))
@@ -94,7 +113,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     overrides.add_argument("--pod-cidrs", type=_cidrs("--pod-cidrs"), help="default: POD_CIDRS")
     overrides.add_argument(
         "--gateway-instance-ids",
-        type=lambda raw: tuple(split_list(raw)),
+        type=_ec2_ids("i-", "an instance"),
         default=(),
         help="gateway instances besides those found through pods and node labels",
     )

@@ -121,6 +121,8 @@ def test_before_install_the_gateway_checks_say_so(
         (["--remote-pod-cidrs", "10.100.0.1/16"], "has host bits set"),
         (["--region", "us-east-1a"], "--region: 'us-east-1a'"),
         (["--output", "yaml"], "--output"),
+        (["--gateway-instance-ids", "i-0123abcd,web-1"], "--gateway-instance-ids: 'web-1'"),
+        (["--vpc-id", "vpc-12"], "--vpc-id: 'vpc-12'"),
     ],
 )
 def test_bad_flags_exit_2_naming_flag_and_value(
