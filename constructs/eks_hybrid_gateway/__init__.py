@@ -16,6 +16,8 @@ from eks_hybrid_gateway.cilium import (
 )
 from eks_hybrid_gateway.gateway import DEFAULT_INSTANCE_TYPE, HybridNodesGateway
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.monitoring import GatewayPodMonitor, GatewayPodMonitorChart
+from eks_hybrid_gateway.security_group import RemotePodAccess
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
 
 __all__ = [
@@ -24,12 +26,15 @@ __all__ = [
     "AutoModeCapacityChart",
     "CapacityType",
     "GatewayImage",
+    "GatewayPodMonitor",
+    "GatewayPodMonitorChart",
     "GatewayResources",
     "HybridGatewayChart",
     "HybridGatewayConfigError",
     "HybridNodesGateway",
     "LeaderElectionTimings",
     "MetricsExposure",
+    "RemotePodAccess",
     "cilium_helm_values",
     "vpc_cni_addon_configuration",
     "vpc_cni_snat_exclusion",

@@ -138,13 +138,16 @@ class CfnHelpers:
 
     @staticmethod
     def render(value: Any) -> Any:
-        """Intrinsics as readable placeholders: Ref -> <Ref:X>, GetAtt -> <GetAtt:X.Y>."""
+        """Intrinsics as readable placeholders: Ref -> <Ref:X>, GetAtt -> <GetAtt:X.Y>,
+        ImportValue -> <ImportValue:name>."""
         if isinstance(value, dict) and len(value) == 1:
             [(key, arg)] = value.items()
             if key == "Ref":
                 return f"<Ref:{arg}>"
             if key == "Fn::GetAtt":
                 return f"<GetAtt:{'.'.join(arg)}>"
+            if key == "Fn::ImportValue" and isinstance(arg, str):
+                return f"<ImportValue:{arg}>"
             if key == "Fn::Join":
                 separator, parts = arg
                 return separator.join(str(CfnHelpers.render(p)) for p in parts)
@@ -206,6 +209,7 @@ def make_gateway() -> Callable[..., Any]:
             stack,
             "Cluster",
             cluster_name="c",
+            vpc=vpc,
             cluster_security_group_id="sg-0123456789abcdef0",
             kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
             kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
