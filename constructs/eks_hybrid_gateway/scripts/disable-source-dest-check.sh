@@ -10,9 +10,8 @@
 #
 # IAM changes and instance-profile credentials can take minutes to reach a fresh instance, so
 # the call is retried with a capped backoff until a deadline. Every attempt is logged (cloud-init
-# output and the journal, tag `hybrid-gateway`); on failure the script exits non-zero, and the
-# gateway daemon reports the check at start, so a node that would drop forwarded packets is
-# never silent.
+# output and the journal, tag `hybrid-gateway`); on failure the script exits non-zero, so a node
+# that would drop forwarded packets is never silent.
 #
 # Tunables (environment, for tests): HYBRID_GATEWAY_DEADLINE_S (default 900),
 # HYBRID_GATEWAY_MAX_BACKOFF_S (default 30), HYBRID_GATEWAY_IMDS (default http://169.254.169.254).
