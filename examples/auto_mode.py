@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 import constructs
 
-from eks_hybrid_gateway import CapacityType, GatewayImage, HybridNodesGateway, MetricsExposure
-from examples.new_cluster import new_hybrid_cluster
+from eks_hybrid_gateway import CapacityType, GatewayImage
+from examples.new_cluster import add_gateway, new_hybrid_cluster
 
 
 class AutoModeGatewayStack(cdk.Stack):
@@ -41,15 +41,12 @@ class AutoModeGatewayStack(cdk.Stack):
             service_cidr=service_cidr,
             auto_mode=True,
         )
-        self.gateway = HybridNodesGateway(
+        self.gateway = add_gateway(
             self,
-            "HybridGateway",
-            cluster=self.hybrid_cluster.cluster,
-            vpc=self.hybrid_cluster.vpc,
+            self.hybrid_cluster,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
+            image=image,
             service_cidr=service_cidr,
             capacity_type=CapacityType.AUTO_MODE,
-            metrics=MetricsExposure.SERVICE,
-            image=image,
         )

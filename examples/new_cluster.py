@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import aws_cdk as cdk
 import constructs
@@ -190,6 +190,33 @@ def _add_networking_addons(stack: cdk.Stack, made: HybridCluster) -> None:
     made.addons["coredns"].node.add_dependency(made.system_nodes)
 
 
+def add_gateway(
+    scope: constructs.Construct,
+    made: HybridCluster,
+    *,
+    remote_node_networks: Sequence[str],
+    remote_pod_networks: Sequence[str],
+    image: GatewayImage | None,
+    **props: Any,
+) -> HybridNodesGateway:
+    """The gateway for `made`, with a metrics Service, after the cluster's node networking."""
+    gateway = HybridNodesGateway(
+        scope,
+        "HybridGateway",
+        cluster=made.cluster,
+        vpc=made.vpc,
+        remote_node_networks=remote_node_networks,
+        remote_pod_networks=remote_pod_networks,
+        image=image,
+        metrics=MetricsExposure.SERVICE,
+        **props,
+    )
+    # The gateway's nodes, like every node, need the CNI and kube-proxy to become Ready.
+    if made.node_networking:
+        gateway.node.add_dependency(*made.node_networking)
+    return gateway
+
+
 class NewClusterWithGatewayStack(cdk.Stack):
     """VPC, cluster with `remoteNetworkConfig` and managed node groups, and a gateway."""
 
@@ -211,15 +238,10 @@ class NewClusterWithGatewayStack(cdk.Stack):
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
         )
-        self.gateway = HybridNodesGateway(
+        self.gateway = add_gateway(
             self,
-            "HybridGateway",
-            cluster=self.hybrid_cluster.cluster,
-            vpc=self.hybrid_cluster.vpc,
+            self.hybrid_cluster,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
             image=image,
-            metrics=MetricsExposure.SERVICE,
         )
-        # The gateway's nodes, like every node, need the CNI and kube-proxy to become Ready.
-        self.gateway.node.add_dependency(*self.hybrid_cluster.node_networking)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 import constructs
 
-from eks_hybrid_gateway import GatewayImage, HybridNodesGateway, MetricsExposure
-from examples.new_cluster import HybridCluster, new_hybrid_cluster
+from eks_hybrid_gateway import GatewayImage
+from examples.new_cluster import HybridCluster, add_gateway, new_hybrid_cluster
 
 
 class PlatformClusterStack(cdk.Stack):
@@ -54,17 +54,13 @@ class PlatformGatewayStack(cdk.Stack):
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        self.gateway = HybridNodesGateway(
+        self.gateway = add_gateway(
             self,
-            "HybridGateway",
-            cluster=platform.cluster,
-            vpc=platform.vpc,
+            platform,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
             image=image,
-            metrics=MetricsExposure.SERVICE,
         )
-        self.gateway.node.add_dependency(*platform.node_networking)
 
 
 def add_platform(

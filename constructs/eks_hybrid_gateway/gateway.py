@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import aws_cdk as cdk
@@ -131,6 +132,60 @@ def _check_metrics(metrics: MetricsExposure) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """Props after defaults and checks."""
+
+    vpc_cidrs: list[str]
+    route_table_ids: list[str]
+    node_subnets: list[ec2.ISubnet]
+    image: GatewayImage
+
+
+def _resolve(
+    *,
+    cluster: AnyCluster,
+    vpc: ec2.IVpc,
+    remote_node_networks: Sequence[str],
+    remote_pod_networks: Sequence[str],
+    vpc_cidrs: Sequence[str] | None,
+    route_table_ids: Sequence[str] | None,
+    service_cidr: str | None,
+    capacity_type: CapacityType,
+    node_subnets: Sequence[ec2.ISubnet] | None,
+    metrics: MetricsExposure,
+    image: GatewayImage | None,
+) -> _Resolved:
+    """Apply the defaults and every check that needs no construct; raise on the first error."""
+    chosen_vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
+    validate_networks(
+        vpc_cidrs=chosen_vpc_cidrs,
+        remote_node_networks=list(remote_node_networks),
+        remote_pod_networks=list(remote_pod_networks),
+        service_cidr=service_cidr,
+    )
+    _check_capacity_type(cluster, capacity_type)
+    _check_cluster_vpc(cluster, capacity_type)
+    _check_kubectl(cluster)
+    _check_metrics(metrics)
+    tables = _dedupe(route_table_ids if route_table_ids is not None else _vpc_route_table_ids(vpc))
+    if not tables:
+        raise HybridGatewayConfigError(
+            "route_table_ids: no route tables given and the VPC has no subnets with route "
+            "tables; pass route_table_ids=[...]"
+        )
+    validate_route_table_ids("route_table_ids", tables)
+    subnets = (
+        list(node_subnets)
+        if node_subnets is not None
+        else vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+    )
+    _check_two_zones(subnets)
+    chosen_image = image or GatewayImage.from_asset()
+    chosen_image.validate()
+    return _Resolved(chosen_vpc_cidrs, tables, subnets, chosen_image)
+
+
 @jsii.implements(ec2.IConnectable, iam.IGrantable)
 class HybridNodesGateway(constructs.Construct):
     """A complete EKS Hybrid Nodes gateway for one cluster.
@@ -206,52 +261,41 @@ class HybridNodesGateway(constructs.Construct):
         debug: bool = False,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
-        # the scope exactly as it was.
-        chosen_vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
-        validate_networks(
-            vpc_cidrs=chosen_vpc_cidrs,
-            remote_node_networks=list(remote_node_networks),
-            remote_pod_networks=list(remote_pod_networks),
-            service_cidr=service_cidr,
-        )
-        validate_chart_options(
-            replicas=replicas,
-            namespace=namespace,
-            leader_election=leader_election,
-            vxlan_mtu=vxlan_mtu,
-        )
-        _check_capacity_type(cluster, capacity_type)
-        _check_cluster_vpc(cluster, capacity_type)
-        _check_kubectl(cluster)
-        _check_metrics(metrics)
-        chosen_tables = _dedupe(
-            route_table_ids if route_table_ids is not None else _vpc_route_table_ids(vpc)
-        )
-        if not chosen_tables:
-            raise HybridGatewayConfigError(
-                "route_table_ids: no route tables given and the VPC has no subnets with route "
-                "tables; pass route_table_ids=[...]"
+        # the scope exactly as it was; the error names the construct's path, the prop and value.
+        try:
+            resolved = _resolve(
+                cluster=cluster,
+                vpc=vpc,
+                remote_node_networks=remote_node_networks,
+                remote_pod_networks=remote_pod_networks,
+                vpc_cidrs=vpc_cidrs,
+                route_table_ids=route_table_ids,
+                service_cidr=service_cidr,
+                capacity_type=capacity_type,
+                node_subnets=node_subnets,
+                metrics=metrics,
+                image=image,
             )
-        validate_route_table_ids("route_table_ids", chosen_tables)
-        chosen_subnets = (
-            list(node_subnets)
-            if node_subnets is not None
-            else vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
-        )
-        _check_two_zones(chosen_subnets)
-        chosen_image = image or GatewayImage.from_asset()
-        chosen_image.validate()
+            validate_chart_options(
+                replicas=replicas,
+                namespace=namespace,
+                leader_election=leader_election,
+                vxlan_mtu=vxlan_mtu,
+            )
+        except HybridGatewayConfigError as exc:
+            path = "/".join(part for part in (scope.node.path, id) if part)
+            raise HybridGatewayConfigError(f"{path}: {exc}") from None
 
         super().__init__(scope, id)
         self.vpc = vpc
         self.cluster = cluster
-        self.vpc_cidrs = chosen_vpc_cidrs
+        self.vpc_cidrs = resolved.vpc_cidrs
         self.remote_node_networks = list(remote_node_networks)
         self.remote_pod_networks = list(remote_pod_networks)
-        self.route_table_ids = chosen_tables
+        self.route_table_ids = resolved.route_table_ids
         self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
         self.capacity_type = capacity_type
-        self.node_subnets = chosen_subnets
+        self.node_subnets = resolved.node_subnets
 
         self.security_group = gateway_security_group(
             self,
@@ -267,7 +311,7 @@ class HybridNodesGateway(constructs.Construct):
             description="EKS Hybrid Nodes gateway nodes",
         )
         self.role = self._add_pod_role()
-        self.image_uri = chosen_image.bind(
+        self.image_uri = resolved.image.bind(
             self, node_role=self.node_role, architecture=self.instance_type.architecture
         ).image_uri
         self.capacity = self._add_capacity(replicas, attach_cni_policy)

@@ -137,33 +137,11 @@ def test_default_asset_context_holds_everything_the_dockerfile_copies() -> None:
         assert source.strip("./").split("/")[0] in included, source
 
 
-def test_an_aws_eks_v1_cluster_owned_by_the_app_works_too() -> None:
-    from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
-
-    stack = cdk.Stack(
-        cdk.App(), "V1", env=cdk.Environment(account="123456789012", region="us-west-2")
-    )
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.4.0.0/16"))
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_layer=KubectlV33Layer(stack, "Kubectl"),
-        default_capacity=0,
-    )
-    HybridNodesGateway(
-        stack,
-        "Gateway",
-        cluster=cluster,
-        vpc=vpc,
-        remote_node_networks=["192.168.0.0/24"],
-        remote_pod_networks=["10.85.0.0/16"],
-        image=GatewayImage.from_registry("registry.example/gw:1"),
-    )
+def test_an_aws_eks_v1_cluster_owned_by_the_app_works_too(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster("v1")
+    gateway_on(stack, vpc, cluster)
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::EKS::PodIdentityAssociation", 1)
     template.resource_count_is("AWS::EKS::Nodegroup", 1)
@@ -233,33 +211,11 @@ def test_pod_identity_agent_is_a_prop(make_gateway: GatewayFactory) -> None:
     assert agent_id in association["DependsOn"]
 
 
-def test_pod_identity_agent_can_be_left_to_the_cluster_owner() -> None:
-    from aws_cdk import aws_eks_v2 as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
-
-    stack = cdk.Stack(cdk.App(), "S")
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"))
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(stack, "Kubectl")
-        ),
-    )
-    HybridNodesGateway(
-        stack,
-        "Gateway",
-        cluster=cluster,
-        vpc=vpc,
-        remote_node_networks=["192.168.0.0/24"],
-        remote_pod_networks=["10.85.0.0/16"],
-        image=GatewayImage.from_registry("registry.example/gw:1"),
-        install_pod_identity_agent=False,
-    )
+def test_pod_identity_agent_can_be_left_to_the_cluster_owner(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster()
+    gateway_on(stack, vpc, cluster, install_pod_identity_agent=False)
     Template.from_stack(stack).resource_count_is("AWS::EKS::Addon", 0)
 
 

@@ -204,95 +204,42 @@ def test_a_rejected_prop_leaves_the_scope_untouched(make_gateway: GatewayFactory
     assert gateway.node.path == "S/Gateway"
 
 
-def _new_v2_cluster(capacity_type: Any) -> tuple[Any, Any, Any]:
-    """A stack with a VPC and an aws_eks_v2 cluster of the given default capacity type."""
-    import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks_v2 as eks
-
-    stack = cdk.Stack(
-        cdk.App(), "V2", env=cdk.Environment(account="123456789012", region="us-west-2")
-    )
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"))
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    options: dict[str, Any] = (
-        {} if capacity_type is None else {"default_capacity_type": capacity_type}
-    )
-    if capacity_type is not None:
-        options["default_capacity"] = 0
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(stack, "Kubectl")
-        ),
-        **options,
-    )
-    return stack, vpc, cluster
-
-
-def _gateway_on(stack: Any, vpc: Any, cluster: Any, **props: Any) -> HybridNodesGateway:
-    return HybridNodesGateway(
-        stack,
-        "Gateway",
-        cluster=cluster,
-        vpc=vpc,
-        remote_node_networks=["192.168.100.0/24"],
-        remote_pod_networks=["10.85.0.0/16"],
-        image=GatewayImage.from_registry("registry.example/gw:1"),
-        **props,
-    )
-
-
 @pytest.mark.parametrize("kind", ["NODEGROUP", "EC2"])
-def test_auto_mode_capacity_on_a_cluster_without_auto_mode_is_rejected(kind: str) -> None:
+def test_auto_mode_capacity_on_a_cluster_without_auto_mode_is_rejected(
+    kind: str, owned_cluster: Any, gateway_on: Any
+) -> None:
     from aws_cdk import aws_eks_v2 as eks
 
     from eks_hybrid_gateway import CapacityType
 
-    stack, vpc, cluster = _new_v2_cluster(getattr(eks.DefaultCapacityType, kind))
+    stack, vpc, cluster = owned_cluster(capacity_type=getattr(eks.DefaultCapacityType, kind))
     with pytest.raises(
         HybridGatewayConfigError,
         match=re.escape("capacity_type: CapacityType.AUTO_MODE needs an EKS Auto Mode cluster"),
     ):
-        _gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+        gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
     assert stack.node.try_find_child("Gateway") is None
 
 
-def test_auto_mode_capacity_on_an_aws_eks_v1_cluster_is_rejected() -> None:
-    import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    from eks_hybrid_gateway import CapacityType
-
-    stack = cdk.Stack(cdk.App(), "V1")
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"))
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_layer=KubectlV33Layer(stack, "Kubectl"),
-        default_capacity=0,
-    )
-    with pytest.raises(
-        HybridGatewayConfigError, match=re.escape("capacity_type: CapacityType.AUTO_MODE")
-    ):
-        _gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
-
-
-def test_auto_mode_capacity_is_accepted_on_auto_mode_and_imported_clusters(
-    make_gateway: GatewayFactory,
+def test_auto_mode_capacity_on_an_aws_eks_v1_cluster_is_rejected(
+    owned_cluster: Any, gateway_on: Any
 ) -> None:
     from eks_hybrid_gateway import CapacityType
 
-    stack, vpc, cluster = _new_v2_cluster(None)
-    assert _gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE).nodegroup is None
+    stack, vpc, cluster = owned_cluster("v1")
+    with pytest.raises(
+        HybridGatewayConfigError, match=re.escape("capacity_type: CapacityType.AUTO_MODE")
+    ):
+        gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+
+
+def test_auto_mode_capacity_is_accepted_on_auto_mode_and_imported_clusters(
+    make_gateway: GatewayFactory, owned_cluster: Any, gateway_on: Any
+) -> None:
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster()
+    assert gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE).nodegroup is None
     # An imported cluster's compute is unknown here: accepted.
     assert make_gateway(capacity_type=CapacityType.AUTO_MODE).capacity_type is (
         CapacityType.AUTO_MODE
@@ -309,7 +256,7 @@ def test_a_pod_monitor_is_never_part_of_the_gateway_stack(
         make_gateway(metrics=getattr(MetricsExposure, metrics))
 
 
-def test_an_imported_cluster_without_a_vpc_is_rejected_for_a_node_group() -> None:
+def test_an_imported_cluster_without_a_vpc_is_rejected_for_a_node_group(gateway_on: Any) -> None:
     import aws_cdk as cdk
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_eks as eks
@@ -320,17 +267,20 @@ def test_an_imported_cluster_without_a_vpc_is_rejected_for_a_node_group() -> Non
         stack, "Cluster", cluster_name="c", cluster_security_group_id="sg-0123456789abcdef0"
     )
     with pytest.raises(HybridGatewayConfigError, match="cluster: imported without a VPC"):
-        _gateway_on(stack, vpc, cluster)
+        gateway_on(stack, vpc, cluster)
 
 
-def test_a_v2_cluster_without_kubectl_provider_is_rejected() -> None:
-    import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks_v2 as eks
-
-    stack = cdk.Stack(cdk.App(), "S")
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"))
-    cluster = eks.Cluster(stack, "Cluster", version=eks.KubernetesVersion.V1_33, vpc=vpc)
+def test_a_v2_cluster_without_kubectl_provider_is_rejected(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster(kubectl=False)
     with pytest.raises(HybridGatewayConfigError, match="cluster: has no kubectl provider"):
-        _gateway_on(stack, vpc, cluster)
+        gateway_on(stack, vpc, cluster)
     assert stack.node.try_find_child("Gateway") is None
+
+
+def test_errors_are_bound_to_the_construct_path(make_gateway: GatewayFactory) -> None:
+    """Like aws-cdk-lib's ValidationError: the message says which construct rejected what."""
+    with pytest.raises(HybridGatewayConfigError) as raised:
+        make_gateway(replicas=1)
+    assert str(raised.value).startswith("S/Gateway: replicas: 1 is fewer than 2")
