@@ -242,6 +242,27 @@ class HybridGatewayChart(cdk8s.Chart):
     `GatewayPodMonitorChart`, applied separately. Values may be CDK tokens when the chart is
     applied through the construct (they resolve at deploy time); standalone use
     (`python -m eks_hybrid_gateway.manifests`) needs literals.
+
+    Args:
+        image: the gateway image reference.
+        vpc_cidrs: `VPC_CIDR`, at least one.
+        pod_cidrs: `POD_CIDRS` (the remote pod networks), at least one.
+        route_table_ids: `ROUTE_TABLE_IDS`, at least one.
+        namespace: @default `eks-hybrid-nodes-gateway`
+        create_namespace: emit the Namespace (Pod Security `privileged`). @default True
+        service_account_name: @default `eks-hybrid-nodes-gateway`
+        lease_name: `LEADER_ELECTION_ID`. @default `hybrid-gateway-leader`
+        replicas: at least 2. @default 2
+        capacity_type: decides the rolling update. @default CapacityType.MANAGED_NODE_GROUP
+        resources: @default `GatewayResources()`
+        metrics: SERVICE variants add the metrics Service; a PodMonitor is always
+            `GatewayPodMonitorChart`. @default MetricsExposure.NONE
+        leader_election: @default the runtime's 3 s / 2 s / 1 s
+        vxlan_mtu: `VXLAN_MTU`. @default the runtime's 1450
+        aws_region: `AWS_REGION`. @default none: the runtime asks IMDSv2
+        priority_class_name: @default `system-cluster-critical`
+        image_pull_policy: @default `IfNotPresent`
+        debug: `DEBUG=true`. @default False
     """
 
     def __init__(

@@ -23,7 +23,11 @@ POD_MONITOR_API_VERSION = "monitoring.coreos.com/v1"
 
 
 class GatewayPodMonitorChart(cdk8s.Chart):
-    """A `PodMonitor` scraping the gateway pods' `metrics` port (Prometheus Operator CRDs)."""
+    """A `PodMonitor` scraping the gateway pods' `metrics` port (Prometheus Operator CRDs).
+
+    Args:
+        namespace: the gateway's namespace. @default `eks-hybrid-nodes-gateway`
+    """
 
     def __init__(
         self,
