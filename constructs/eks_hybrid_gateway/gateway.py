@@ -63,7 +63,7 @@ def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
     return vpc.vpc_cidr_block
 
 
-def _route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
+def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
     return [
         stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
         for rtb in route_table_ids
@@ -360,7 +360,7 @@ class HybridNodesGateway(constructs.Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=_route_table_arns(cdk.Stack.of(self), route_table_ids),
+                resources=route_table_arns(cdk.Stack.of(self), route_table_ids),
             )
         )
 
@@ -391,7 +391,7 @@ class HybridNodesGateway(constructs.Construct):
             iam.PolicyStatement(
                 sid="ProgramOwnedRouteTables",
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=_route_table_arns(cdk.Stack.of(self), self.route_table_ids),
+                resources=route_table_arns(cdk.Stack.of(self), self.route_table_ids),
             )
         )
         return role
