@@ -226,7 +226,8 @@ class HybridNodesGateway(constructs.Construct):
         install_pod_identity_agent: add the `eks-pod-identity-agent` EKS add-on, which serves
             the pods' credentials. Set it for an imported cluster that lacks the add-on (an
             existing add-on makes the deployment fail). @default True for a cluster created in
-            the app, False for an imported one
+            the app without Auto Mode, False for an Auto Mode cluster (the agent is built in)
+            and for an imported one
         remote_pod_access: peers and ports allowed to reach the remote pod networks through
             the gateway (ALB/NLB in IP mode, VPC services outside the cluster security group).
             @default none: only the cluster security group's members
@@ -415,7 +416,8 @@ class HybridNodesGateway(constructs.Construct):
     def _pod_identity_agent(self, install: bool | None) -> constructs.IConstruct | None:
         """The `eks-pod-identity-agent` add-on, if this gateway is to make sure it exists."""
         if install is None:
-            install = is_created_in_app(self.cluster)
+            # EKS Auto Mode has the agent built in (EKS user guide, pod-id-agent-setup).
+            install = is_created_in_app(self.cluster) and not auto_mode_enabled(self.cluster)
         if not install:
             return None
         if is_created_in_app(self.cluster):

@@ -91,8 +91,9 @@ def test_auto_mode_example_is_auto_mode_without_node_groups(synthesized: Any, cf
     assert cluster["KubernetesNetworkConfig"]["ElasticLoadBalancing"] == {"Enabled": True}
     assert "BootstrapSelfManagedAddons" not in cluster
     assert not cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
-    # Auto Mode runs networking itself; only the Pod Identity agent is an add-on.
-    assert set(_addons(template, cfn)) == {"eks-pod-identity-agent"}
+    # Auto Mode runs networking and the Pod Identity agent itself (EKS user guide,
+    # pod-id-agent-setup: "built into EKS Auto Mode"): no add-ons.
+    assert _addons(template, cfn) == {}
     capacity = cfn.manifest_objects(template, "HybridGatewayCapacity")
     assert {o["kind"] for o in capacity} == {"NodeClass", "NodePool"}
 

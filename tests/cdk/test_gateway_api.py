@@ -237,3 +237,13 @@ def test_pod_monitor_is_its_own_manifest_after_the_gateway(make_gateway: Gateway
     assert "PodMonitor" in str(manifests[monitor_id]["Properties"]["Manifest"])
     assert "PodMonitor" not in str(manifests[gateway_id]["Properties"]["Manifest"])
     assert monitor.chart.namespace_name == gateway.chart.namespace_name
+
+
+def test_auto_mode_clusters_get_no_agent_add_on(owned_cluster: Any, gateway_on: Any) -> None:
+    """EKS Auto Mode has the Pod Identity agent built in (EKS user guide, pod-id-agent-setup)."""
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster()
+    gateway = gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+    assert gateway.pod_identity_agent is None
+    Template.from_stack(stack).resource_count_is("AWS::EKS::Addon", 0)
