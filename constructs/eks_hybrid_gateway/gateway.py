@@ -112,6 +112,25 @@ def _check_cluster_vpc(cluster: AnyCluster, capacity_type: CapacityType) -> None
         ) from None
 
 
+def _check_v1_cluster_stack(
+    scope: constructs.Construct, cluster: AnyCluster, capacity_type: CapacityType
+) -> None:
+    """aws-cdk-lib's aws_eks (v1) Nodegroup maps its role in the aws-auth ConfigMap of a cluster
+    the app creates (aws-eks/lib/managed-nodegroup.ts), in the cluster's stack: from another
+    stack that would tie the two stacks both ways."""
+    if capacity_type is not CapacityType.MANAGED_NODE_GROUP or not isinstance(cluster, eks.Cluster):
+        return
+    cluster_stack = cdk.Stack.of(cluster).node.path
+    gateway_stack = cdk.Stack.of(scope).node.path
+    if cluster_stack != gateway_stack:
+        raise HybridGatewayConfigError(
+            f"cluster: an aws_eks (v1) Cluster of stack {cluster_stack!r} cannot get gateway "
+            f"nodes from stack {gateway_stack!r} (aws-cdk-lib maps the node role in the "
+            "cluster's aws-auth, in the cluster's stack); use an aws_eks_v2 cluster or put the "
+            "gateway in the cluster's stack"
+        )
+
+
 def _check_kubectl(cluster: AnyCluster) -> None:
     # aws-eks-v2's KubernetesManifest needs the cluster's kubectl provider (k8s-manifest.ts).
     if is_v2_cluster(cluster) and cast(eks_v2.ICluster, cluster).kubectl_provider is None:
@@ -143,6 +162,7 @@ class _Resolved:
 
 
 def _resolve(
+    scope: constructs.Construct,
     *,
     cluster: AnyCluster,
     vpc: ec2.IVpc,
@@ -166,6 +186,7 @@ def _resolve(
     )
     _check_capacity_type(cluster, capacity_type)
     _check_cluster_vpc(cluster, capacity_type)
+    _check_v1_cluster_stack(scope, cluster, capacity_type)
     _check_kubectl(cluster)
     _check_metrics(metrics)
     tables = _dedupe(route_table_ids if route_table_ids is not None else _vpc_route_table_ids(vpc))
@@ -265,6 +286,7 @@ class HybridNodesGateway(constructs.Construct):
         # the scope exactly as it was; the error names the construct's path, the prop and value.
         try:
             resolved = _resolve(
+                scope,
                 cluster=cluster,
                 vpc=vpc,
                 remote_node_networks=remote_node_networks,

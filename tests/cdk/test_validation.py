@@ -284,3 +284,16 @@ def test_errors_are_bound_to_the_construct_path(make_gateway: GatewayFactory) ->
     with pytest.raises(HybridGatewayConfigError) as raised:
         make_gateway(replicas=1)
     assert str(raised.value).startswith("S/Gateway: replicas: 1 is fewer than 2")
+
+
+def test_an_aws_eks_v1_cluster_of_another_stack_is_rejected(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    """Its v1 Nodegroup would write the node role into the cluster stack's aws-auth."""
+    import aws_cdk as cdk
+
+    stack, vpc, cluster = owned_cluster("v1")
+    other = cdk.Stack(stack.node.scope, "Other")
+    with pytest.raises(HybridGatewayConfigError, match=r"cluster: an aws_eks \(v1\) Cluster"):
+        gateway_on(other, vpc, cluster)
+    assert other.node.try_find_child("Gateway") is None
