@@ -17,8 +17,8 @@ KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
         "aws-cdk-lib's kubectl handler can run in the cluster VPC and needs the AWS ENI policy"
     ),
     managed_policy_rule("AmazonEC2ContainerRegistryReadOnly"): (
-        "aws-cdk-lib's kubectl handler pulls Helm charts from ECR (and Auto Mode's built-in "
-        "node pools pull images)"
+        "aws-cdk-lib's kubectl handler pulls Helm charts from ECR, and the cluster's own nodes "
+        "(Auto Mode's built-in node pools, the system node group) pull images with it"
     ),
     managed_policy_rule("AmazonEC2ContainerRegistryPullOnly"): (
         "aws-cdk-lib's kubectl handler for an imported cluster pulls Helm charts from ECR; "
