@@ -11,7 +11,7 @@ CoreDNS and the other system pods, which do not tolerate the gateway nodes' tain
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -87,12 +87,14 @@ def new_hybrid_cluster(
     remote_pod_networks: Sequence[str],
     service_cidr: str | None = None,
     auto_mode: bool = False,
+    vpc_cni_configuration: Mapping[str, Any] | None = None,
 ) -> HybridCluster:
     """A two-AZ VPC and an aws_eks_v2 cluster with `remoteNetworkConfig` for hybrid nodes.
 
     Secrets are envelope-encrypted with a KMS key (rotated yearly), which also encrypts the
     VPC flow log and control plane log groups. The gateway's manifests are applied through
-    kubectl, hence the kubectl layer.
+    kubectl, hence the kubectl layer. `vpc_cni_configuration` becomes the `vpc-cni` add-on's
+    `configurationValues` (not with Auto Mode, which has no such add-on).
     """
     key = kms.Key(
         stack,
@@ -164,19 +166,23 @@ def new_hybrid_cluster(
     )
     made = HybridCluster(vpc=vpc, cluster=cluster, key=key)
     if not auto_mode:
-        _add_networking_addons(stack, made)
+        _add_networking_addons(stack, made, vpc_cni_configuration)
     return made
 
 
-def _add_networking_addons(stack: cdk.Stack, made: HybridCluster) -> None:
+def _add_networking_addons(
+    stack: cdk.Stack, made: HybridCluster, vpc_cni_configuration: Mapping[str, Any] | None
+) -> None:
     """vpc-cni and kube-proxy before any node group; CoreDNS once nodes can run it."""
     for name in (*NODE_NETWORKING_ADDONS, "coredns"):
+        configuration = vpc_cni_configuration if name == "vpc-cni" else None
         made.addons[name] = eks.Addon(
-            # aws_eks_v2.Cluster implements ICluster; its Python typing misses one member.
             stack,
             f"Addon-{name}",
+            # aws_eks_v2.Cluster implements ICluster; its Python typing misses one member.
             cluster=cast(eks.ICluster, made.cluster),
             addon_name=name,
+            configuration_values=dict(configuration) if configuration else None,
         )
     made.system_nodes = made.cluster.add_nodegroup_capacity(
         "System",

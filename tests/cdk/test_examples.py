@@ -171,3 +171,31 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
     names = [cfn.render(g["Properties"].get("LogGroupName", "")) for _, g in groups]
     assert f"/aws/eks/{stack}/cluster" in names
     assert cluster["Name"] == stack
+
+
+def test_vpc_cni_configuration_goes_to_the_vpc_cni_add_on_only(cfn: Any) -> None:
+    """Where a caller (e.g. the VPC CNI SNAT exclusion) configures the app's vpc-cni add-on."""
+    import json
+
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+    from examples.new_cluster import new_hybrid_cluster
+
+    stack = cdk.Stack(
+        cdk.App(), "S", env=cdk.Environment(account="123456789012", region="us-west-2")
+    )
+    made = new_hybrid_cluster(
+        stack,
+        vpc_cidr="10.0.0.0/16",
+        remote_node_networks=["192.168.100.0/24"],
+        remote_pod_networks=["10.85.0.0/16"],
+        vpc_cni_configuration={"env": {"ENABLE_PREFIX_DELEGATION": "true"}},
+    )
+    template = Template.from_stack(stack).to_json()
+    configured = {
+        v["Properties"]["AddonName"]: v["Properties"].get("ConfigurationValues")
+        for _, v in cfn.resources_of_type(template, "AWS::EKS::Addon")
+    }
+    assert json.loads(configured.pop("vpc-cni")) == {"env": {"ENABLE_PREFIX_DELEGATION": "true"}}
+    assert set(configured.values()) == {None}
+    assert made.addons["vpc-cni"].node.id == "Addon-vpc-cni"
