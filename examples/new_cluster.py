@@ -110,6 +110,8 @@ def new_hybrid_cluster(
         ip_addresses=ec2.IpAddresses.cidr(vpc_cidr),
         max_azs=2,
         nat_gateways=1,
+        # The default security group admits nothing (Security Hub EC2.2).
+        restrict_default_security_group=True,
         flow_logs={
             "all": ec2.FlowLogOptions(
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(

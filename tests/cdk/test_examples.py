@@ -199,3 +199,15 @@ def test_vpc_cni_configuration_goes_to_the_vpc_cni_add_on_only(cfn: Any) -> None
     assert json.loads(configured.pop("vpc-cni")) == {"env": {"ENABLE_PREFIX_DELEGATION": "true"}}
     assert set(configured.values()) == {None}
     assert made.addons["vpc-cni"].node.id == "Addon-vpc-cni"
+
+
+@pytest.mark.parametrize("stack", [NEW, AUTO, PLATFORM_CLUSTER])
+def test_the_vpc_default_security_group_admits_nothing(
+    synthesized: Any, cfn: Any, stack: str
+) -> None:
+    template = synthesized.templates[stack]
+    [(_, restrict)] = cfn.resources_of_type(template, "Custom::VpcRestrictDefaultSG")
+    [(vpc_id, _)] = cfn.resources_of_type(template, "AWS::EC2::VPC")
+    assert restrict["Properties"]["DefaultSecurityGroupId"] == {
+        "Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]
+    }
