@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aws_cdk as cdk
 import cdk8s
@@ -30,6 +30,7 @@ from eks_hybrid_gateway.chart import (
     MetricsExposure,
     validate_chart_options,
 )
+from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
 from eks_hybrid_gateway.kubernetes import (
     AnyCluster,
@@ -46,6 +47,10 @@ from eks_hybrid_gateway.validation import (
     validate_networks,
     validate_route_table_ids,
 )
+from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
+
+if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
+    from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 
 __all__ = ["DEFAULT_INSTANCE_TYPE", "AnyCluster", "HybridNodesGateway"]
 
@@ -68,6 +73,24 @@ def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[s
         stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
         for rtb in route_table_ids
     ]
+
+
+def allow_describe_routing_state(role: iam.Role, scoped_writes: str) -> None:
+    """DescribeInstances and DescribeRouteTables on `*` (they support no resource-level
+    permissions), acknowledged for cdk-nag with how the role's writes are scoped instead."""
+    acknowledge(
+        role,
+        "IAM5[Resource::*]",
+        "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
+        f"permissions; {scoped_writes}",
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DescribeRoutingState",
+            actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
+            resources=["*"],
+        )
+    )
 
 
 def _dedupe(values: Sequence[str]) -> list[str]:
@@ -253,6 +276,13 @@ class HybridNodesGateway(constructs.Construct):
             the gateway (ALB/NLB in IP mode, VPC services outside the cluster security group).
             @default none: only the cluster security group's members
         debug: verbose runtime logs. @default False
+        hybrid_cilium: install the EKS Cilium chart on the hybrid nodes with the VTEP values
+            (`HybridCiliumOptions`). @default None: you run Cilium with those values yourself
+        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon, or aws_eks/aws_eks_v2 Addon) to
+            get the SNAT exclusion of the remote pod networks. @default None: set it on
+            aws-node yourself
+        remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
+            wrote (custom resource, see `GatewayRouteCleanup`). @default False
     """
 
     def __init__(
@@ -281,6 +311,9 @@ class HybridNodesGateway(constructs.Construct):
         install_pod_identity_agent: bool | None = None,
         remote_pod_access: Sequence[RemotePodAccess] = (),
         debug: bool = False,
+        hybrid_cilium: HybridCiliumOptions | None = None,
+        vpc_cni_addon: VpcCniAddon | None = None,
+        remove_routes_on_delete: bool = False,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
         # the scope exactly as it was; the error names the construct's path, the prop and value.
@@ -299,6 +332,10 @@ class HybridNodesGateway(constructs.Construct):
                 metrics=metrics,
                 image=image,
             )
+            if hybrid_cilium is not None:
+                hybrid_cilium.helm_values(list(remote_pod_networks))
+            if vpc_cni_addon is not None:
+                check_vpc_cni_addon(vpc_cni_addon)
             validate_chart_options(
                 replicas=replicas,
                 namespace=namespace,
@@ -363,6 +400,7 @@ class HybridNodesGateway(constructs.Construct):
         # Credentials are injected when a pod is created: the association (and the agent that
         # serves it) must exist before the Deployment's first pod does, and so must its nodes.
         self.manifest.node.add_dependency(self.pod_identity_association, self.capacity.ready)
+        self._add_extras(hybrid_cilium, vpc_cni_addon, remove_routes_on_delete, self.capacity.ready)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -387,6 +425,46 @@ class HybridNodesGateway(constructs.Construct):
             )
         )
 
+    def _add_extras(
+        self,
+        hybrid_cilium: HybridCiliumOptions | None,
+        vpc_cni_addon: VpcCniAddon | None,
+        remove_routes_on_delete: bool,
+        capacity: constructs.IDependable,
+    ) -> None:
+        """The opt-in parts around the gateway: hybrid-side Cilium, SNAT exclusion, cleanup."""
+        self.hybrid_cilium: constructs.Construct | None = None
+        if hybrid_cilium is not None:
+            self.hybrid_cilium = install_hybrid_cilium(
+                self,
+                "HybridCilium",
+                cluster=self.cluster,
+                remote_pod_networks=self.remote_pod_networks,
+                options=hybrid_cilium,
+            )
+            # Cilium brings the CiliumVTEPConfig CRD the gateway writes to.
+            self.manifest.node.add_dependency(self.hybrid_cilium)
+        if vpc_cni_addon is not None:
+            apply_snat_exclusion(vpc_cni_addon, self.remote_pod_networks)
+        self.route_cleanup: GatewayRouteCleanup | None = None
+        if remove_routes_on_delete:
+            from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
+
+            # Deleted after the manifests (the pods would put the routes back) and before the
+            # nodes (whose ENIs identify the gateway's routes).
+            self.route_cleanup = GatewayRouteCleanup(
+                self,
+                "RouteCleanup",
+                cluster_name=self.cluster.cluster_name,
+                route_table_ids=self.route_table_ids,
+                pod_cidrs=self.remote_pod_networks,
+                instance_filters=[
+                    {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
+                ],
+            )
+            self.route_cleanup.node.add_dependency(capacity)
+            self.manifest.node.add_dependency(self.route_cleanup)
+
     # ------------------------------------------------------------------------------------------
     def _add_pod_role(self) -> iam.Role:
         """The pods' role through EKS Pod Identity: read routing state, write owned tables."""
@@ -396,19 +474,10 @@ class HybridNodesGateway(constructs.Construct):
             assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
             description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
         )
-        acknowledge(
+        allow_describe_routing_state(
             role,
-            "IAM5[Resource::*]",
-            "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
-            "permissions; the write actions (CreateRoute/ReplaceRoute) are scoped to the "
-            "ARNs of the owned route tables",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeRoutingState",
-                actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-                resources=["*"],
-            )
+            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
+            "the owned route tables",
         )
         role.add_to_policy(
             iam.PolicyStatement(
