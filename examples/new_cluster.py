@@ -103,7 +103,27 @@ def new_hybrid_cluster(
         description="EKS secrets envelope encryption and the cluster's log groups",
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
-    key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com"))
+    # The key policy CloudWatch Logs documents for encrypted log groups: its regional service
+    # principal, only for log groups of this account and region (encryption context).
+    key.grant(
+        iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com").with_conditions(
+            {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            }
+        ),
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+    )
     vpc = ec2.Vpc(
         stack,
         "Vpc",

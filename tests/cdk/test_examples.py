@@ -168,6 +168,19 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
     for _, group in groups:
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert group["Properties"]["RetentionInDays"] == 365
+    [logs_statement] = [
+        st
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st["Principal"] == {"Service": "logs.us-west-2.amazonaws.com"}
+    ]
+    assert cfn.render(logs_statement["Condition"]) == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": (
+                "arn:<Ref:AWS::Partition>:logs:us-west-2:123456789012:log-group:*"
+            )
+        }
+    }
+    assert "kms:GenerateDataKey*" in logs_statement["Action"]
     names = [cfn.render(g["Properties"].get("LogGroupName", "")) for _, g in groups]
     assert f"/aws/eks/{stack}/cluster" in names
     assert cluster["Name"] == stack
