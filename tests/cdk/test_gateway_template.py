@@ -157,13 +157,18 @@ def test_security_group_allows_vxlan_both_ways_and_nothing_else(
 
 
 # --- Pod IAM role through Pod Identity ------------------------------------------------------------
-def _pod_role(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+def _gateway_resource(
+    template: dict[str, Any], cfn: Any, cfn_type: str, id_prefix: str
+) -> tuple[str, dict[str, Any]]:
+    """The one resource of `cfn_type` whose logical ID starts with `id_prefix`."""
     found: tuple[str, dict[str, Any]] = cfn.single(
-        (k, v)
-        for k, v in cfn.resources_of_type(template, "AWS::IAM::Role")
-        if k.startswith("HybridGatewayPodRole")
+        (k, v) for k, v in cfn.resources_of_type(template, cfn_type) if k.startswith(id_prefix)
     )
     return found
+
+
+def _pod_role(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+    return _gateway_resource(template, cfn, "AWS::IAM::Role", "HybridGatewayPodRole")
 
 
 def _pod_statements(template: dict[str, Any], cfn: Any) -> dict[str, dict[str, Any]]:
@@ -373,12 +378,7 @@ def test_manifest_json_is_valid_for_every_stack(synthesized: Any, cfn: Any) -> N
 
 
 def _gateway_nodegroup(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
-    found: tuple[str, dict[str, Any]] = cfn.single(
-        (k, v)
-        for k, v in cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
-        if k.startswith("HybridGateway")
-    )
-    return found
+    return _gateway_resource(template, cfn, "AWS::EKS::Nodegroup", "HybridGateway")
 
 
 def test_user_data_is_the_packaged_boot_script(new: dict[str, Any], cfn: Any) -> None:
