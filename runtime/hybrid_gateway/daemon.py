@@ -99,7 +99,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         return 1
 
     metrics = GatewayMetrics()
-    metrics.info.info(
+    metrics.set_info(
         {
             "node_ip": config.node_ip,
             "node_name": config.node_name or "",

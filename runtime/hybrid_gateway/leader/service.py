@@ -250,5 +250,5 @@ class LeaderWork:
             return
         self._setup_reported = True
         took = time.monotonic() - acquired
-        self._metrics.leader_setup_duration.set(took)
+        self._metrics.leader_setup_duration.observe(took)
         log.info("leader setup converged in %.3fs", took)

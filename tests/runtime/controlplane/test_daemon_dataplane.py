@@ -109,7 +109,7 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
                 endpoints = json.loads(gw.exec(sys.executable, "-c", KUBE, kubeconfig, "vtep"))
                 assert endpoints == [
                     {
-                        "name": "vpc-gateway-0",
+                        "name": "vpc-gateway",  # one VPC CIDR: the reference's name
                         "tunnelEndpoint": GW_IP,
                         "cidr": "10.0.0.0/16",
                         "mac": mac,
