@@ -151,6 +151,7 @@ class Config:
     health_addr: Address
     metrics_addr: Address
     dataplane: bool
+    kubeconfig: str | None = None  # --kubeconfig: overrides KUBECONFIG, as in the reference
 
 
 class _Parser(argparse.ArgumentParser):
@@ -217,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
             )
             continue
         parser.add_argument(*_flags(variable), dest=variable, default=None, help=help_text)
+    # controller-runtime registers --kubeconfig on the reference's command line
+    # (pkg/client/config); it wins over the KUBECONFIG variable there too.
+    parser.add_argument(
+        "--kubeconfig",
+        "-kubeconfig",
+        dest="kubeconfig",
+        default=None,
+        help="kubeconfig file (default: KUBECONFIG, else the in-cluster service account)",
+    )
     parser.add_argument(
         "--no-dataplane",
         dest="no_dataplane",
@@ -470,4 +480,5 @@ def load_config(
         health_addr=health,
         metrics_addr=metrics,
         dataplane=not bool(flags.get("no_dataplane")),
+        kubeconfig=(flags.get("kubeconfig") or "").strip() or None,
     )

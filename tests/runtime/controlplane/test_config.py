@@ -229,13 +229,14 @@ def test_the_reference_flags_are_accepted() -> None:
             "10s",
             "-leader-election-retry-period=2s",
             "--debug",
+            "--kubeconfig=/etc/gateway/kubeconfig",
         ],
     )
     assert str(cfg.metrics_addr) == "127.0.0.1:18080" and str(cfg.health_addr) == ":18088"
     assert cfg.node_ip == "10.0.1.10" and cfg.lease_name == "my-lease"
     assert cfg.route_table_ids == ("rtb-01234567",) and cfg.aws_region == "us-gov-west-1"
     assert (cfg.lease_duration_s, cfg.renew_deadline_s, cfg.retry_period_s) == (15.0, 10.0, 2.0)
-    assert cfg.debug
+    assert cfg.debug and cfg.kubeconfig == "/etc/gateway/kubeconfig"
 
 
 @pytest.mark.parametrize(

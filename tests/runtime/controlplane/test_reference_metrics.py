@@ -113,7 +113,6 @@ def test_exposition_has_every_reference_series_exactly(tmp_path: Path) -> None:
         with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
             env = {
                 "PATH": os.environ.get("PATH", ""),
-                "KUBECONFIG": str(api.kubeconfig("gw-a")),
                 "POD_NAME": "gw-a",
                 "NODE_NAME": "node-a",
                 "NODE_IP": GW_IP,
@@ -127,11 +126,12 @@ def test_exposition_has_every_reference_series_exactly(tmp_path: Path) -> None:
                 "RETRY_PERIOD": "0.15",
                 "RESYNC_PERIOD": "2",
             }
-            # The reference's own flags for the two listeners.
+            # The reference's own flags: its two listeners and controller-runtime's kubeconfig.
             argv = [
                 "--health-probe-bind-address=127.0.0.1:18088",
                 "--metrics-bind-address",
                 "127.0.0.1:18080",
+                f"-kubeconfig={api.kubeconfig('gw-a')}",
             ]
             log_path = tmp_path / "gw.log"
             with log_path.open("wb") as log:
