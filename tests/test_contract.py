@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +134,18 @@ def test_lease_timing_problem_names_the_setting_to_change(
 def test_split_list_skips_empty_items() -> None:
     assert rules.split_list(" a ,, b ,") == ["a", "b"]
     assert rules.split_list(" , ") == []
+
+
+def test_every_region_botocore_knows_is_accepted() -> None:
+    """botocore/data/partitions.json lists the regions of every partition (aws, aws-cn,
+    aws-us-gov, the ISO partitions, the European Sovereign Cloud); the `*-global` entries are
+    endpoint pseudo-regions, not regions."""
+    import botocore
+
+    path = Path(botocore.__file__).parent / "data" / "partitions.json"
+    partitions = json.loads(path.read_text())["partitions"]
+    regions = [r for p in partitions for r in p["regions"] if not r.endswith("-global")]
+    assert len(regions) > 30
+    assert [r for r in regions if rules.region_problem(r) is not None] == []
+    for pseudo in ("aws-global", "us-east-1a", "US-EAST-1", "us-east", "useast1"):
+        assert rules.region_problem(pseudo) is not None, pseudo

@@ -142,6 +142,7 @@ TABLE: list[tuple[str, Value, bool]] = [
     ("region", "us-isob-east-1", True),
     ("region", "ap-southeast-7", True),
     ("region", "mx-central-1", True),
+    ("region", "eusc-de-east-1", True),  # drift: the runtime refused the European Sovereign Cloud
     ("region", "us-east-1a", False),  # drift: the construct did not check regions at all
     ("region", "US-EAST-1", False),  # drift
     ("region", "useast1", False),  # drift

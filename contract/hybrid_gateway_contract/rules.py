@@ -60,13 +60,14 @@ def lease_name_problem(value: str) -> str | None:
 # Route table IDs: `rtb-` and 8 (older) or 17 hexadecimal digits (EC2 resource ID format).
 _ROUTE_TABLE_ID_RE: Final = re.compile(r"^rtb-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 
-# Region names are `<area>-<partition/location words>-<number>`: us-east-1, us-gov-west-1,
-# cn-north-1, eu-isoe-west-1, us-isob-east-1, ap-southeast-7, mx-central-1. A syntactic rule,
-# not a list, so a region launched after this release is accepted. It is the union of the
-# `regionRegex` patterns of every partition in botocore/data/partitions.json (which all read
-# `^<prefix>\-\w+\-\d+$`), with the prefix generalised to two letters and `\w` to lower-case
-# words, so typos such as `us-east-1a` (an AZ) or `US-EAST-1` are still refused.
-_REGION_RE: Final = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+# Region names are `<area>-<words>-<number>`: us-east-1, us-gov-west-1, cn-north-1,
+# eu-isoe-west-1, us-isob-east-1, eusc-de-east-1, ap-southeast-7, mx-central-1. A syntactic
+# rule, not a list, so a region launched after this release is accepted. It generalises the
+# `regionRegex` of every partition in botocore/data/partitions.json (all of the form
+# `^<area prefix>\-\w+\-\d+$`) to any lower-case area of two or more letters, and keeps `\w`
+# to lower-case words, so an AZ (`us-east-1a`), `US-EAST-1` or a pseudo-region such as
+# `aws-global` is refused.
+_REGION_RE: Final = re.compile(r"^[a-z]{2,}(?:-[a-z]+)+-\d+$")
 
 
 def route_table_id_problem(value: str) -> str | None:

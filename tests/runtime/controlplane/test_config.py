@@ -308,6 +308,7 @@ def test_abbreviated_flags_are_refused() -> None:
         "mx-central-1",
         "il-central-1",
         "ca-west-1",
+        "eusc-de-east-1",
     ],
 )
 def test_any_valid_region_name_is_accepted(region: str) -> None:
