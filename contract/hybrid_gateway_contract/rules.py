@@ -19,6 +19,29 @@ from typing import Final
 
 from hybrid_gateway_contract import MAX_VTEP_ENDPOINTS, VXLAN_OVERHEAD_BYTES
 
+__all__ = [
+    "MAX_VXLAN_MTU",
+    "MIN_VXLAN_MTU",
+    "CidrEntry",
+    "CidrField",
+    "CidrProblem",
+    "CidrProblemKind",
+    "LeaseTiming",
+    "LeaseTimingProblem",
+    "NetworkRole",
+    "ParsedCidr",
+    "check_cidr_plan",
+    "dns_label_problem",
+    "dns_subdomain_problem",
+    "lease_name_problem",
+    "lease_timing_problem",
+    "parse_cidr",
+    "region_problem",
+    "route_table_id_problem",
+    "split_list",
+    "vxlan_mtu_problem",
+]
+
 # --- Kubernetes names ---------------------------------------------------------------------------
 # k8s.io/apimachinery/pkg/util/validation/validation.go: IsDNS1123Label (namespaces) and
 # IsDNS1123Subdomain (most object names; a Lease name is checked with NameIsDNSSubdomain in
