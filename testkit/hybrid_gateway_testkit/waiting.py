@@ -5,8 +5,10 @@ Tests cannot import each other (pytest's importlib mode), so the one helper live
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -24,3 +26,16 @@ def wait_until(
             return last
         time.sleep(poll_s)
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r})")
+
+
+@contextmanager
+def running(loop: Callable[[threading.Event], object], join_s: float = 10.0) -> Iterator[None]:
+    """Run `loop(stop)` in a daemon thread for the body of the `with`; then stop and join it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=loop, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=join_s)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.kube_nodes import Backoff
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord
 
 log = logging.getLogger(__name__)

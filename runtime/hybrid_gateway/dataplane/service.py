@@ -18,8 +18,9 @@ from pathlib import Path
 from kubernetes import client
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
-from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
+from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import DataPlaneError, PartialApplyError
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.collector import InterfaceStatsCollector

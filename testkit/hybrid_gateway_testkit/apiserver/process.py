@@ -159,7 +159,7 @@ class ApiServer:
         self, identity: str | None = None, *, code: int = 500, count: int = 1
     ) -> None:
         """Fail the next `count` requests of `identity` (anyone if None) with `code`
-        (429, 500, 503 or 504) and a real Status body; `count=0` disarms."""
+        (401, 403, 429, 500, 503 or 504) and a real Status body; `count=0` disarms."""
         self._admin("POST", "faults", {"identity": identity, "code": code, "count": count})
 
     def audit(self) -> list[dict[str, Any]]:

@@ -736,6 +736,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 _INJECTABLE = {
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", "forbidden by the test: the identity may not do this (RBAC)"),
     429: (
         "TooManyRequests",
         "the server has received too many requests and has asked us to try again later",

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.kube_nodes import Backoff, CiliumNodeCache
+from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import cilium_node
 from hybrid_gateway_testkit.waiting import wait_until
-
-
-@pytest.fixture
-def clients(kube_api: ApiServer) -> Iterator[tuple[client.ApiClient, client.CustomObjectsApi]]:
-    watcher = config.new_client_from_config(config_file=str(kube_api.kubeconfig("watcher")))
-    admin = config.new_client_from_config(config_file=str(kube_api.kubeconfig("admin-user")))
-    try:
-        yield watcher, client.CustomObjectsApi(admin)
-    finally:
-        watcher.close()
-        admin.close()
 
 
 def create(admin: client.CustomObjectsApi, name: str, ip: str, cidr: str) -> None:
@@ -38,9 +27,9 @@ def names(cache: CiliumNodeCache) -> set[str]:
 
 
 def test_the_cache_follows_creates_updates_and_deletes(
-    clients: tuple[client.ApiClient, client.CustomObjectsApi],
+    kube_clients: tuple[client.ApiClient, client.CustomObjectsApi],
 ) -> None:
-    api, admin = clients
+    api, admin = kube_clients
     create(admin, "a", "192.168.1.1", "10.200.1.0/24")
     changes: list[int] = []
     cache = CiliumNodeCache(api, on_change=lambda: changes.append(1), watch_timeout_s=5)
@@ -71,9 +60,9 @@ def test_the_cache_follows_creates_updates_and_deletes(
 
 
 def test_a_watch_from_a_compacted_version_gets_410_and_the_cache_relists(
-    kube_api: ApiServer, clients: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    api, admin = clients
+    api, admin = kube_clients
     cache = CiliumNodeCache(api, watch_timeout_s=5)
     cache.relist()
     stale = cache.resource_version
@@ -100,9 +89,9 @@ def test_a_watch_from_a_compacted_version_gets_410_and_the_cache_relists(
 
 
 def test_errors_back_off_and_the_cache_catches_up_after_a_partition(
-    kube_api: ApiServer, clients: tuple[client.ApiClient, client.CustomObjectsApi]
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
-    api, admin = clients
+    api, admin = kube_clients
     cache = CiliumNodeCache(api, watch_timeout_s=5, backoff=Backoff(initial_s=0.2, maximum_s=1.0))
     stop = threading.Event()
     thread = threading.Thread(target=cache.run, args=(stop,), daemon=True)
@@ -133,9 +122,9 @@ def test_backoff_doubles_up_to_its_maximum_and_resets() -> None:
 
 
 def test_only_hybrid_nodes_are_cached_trimmed_to_what_the_data_plane_reads(
-    clients: tuple[client.ApiClient, client.CustomObjectsApi],
+    kube_clients: tuple[client.ApiClient, client.CustomObjectsApi],
 ) -> None:
-    api, admin = clients
+    api, admin = kube_clients
     hybrid = cilium_node("h", "192.168.1.6", ["10.200.6.0/24"])
     hybrid["spec"]["instance-id"] = "mi-0123"
     hybrid["spec"]["ipam"]["pool"] = {"10.200.6.7": {"owner": "default/pod-a"}}
