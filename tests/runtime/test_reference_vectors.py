@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore
 from hybrid_gateway.config import load_config
@@ -29,7 +29,6 @@ from hybrid_gateway.leader.vtep import VtepOwner
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_contract import HYBRID_NODE_LABEL_KEY, HYBRID_NODE_LABEL_VALUE
 from hybrid_gateway_contract.rules import split_list
-from hybrid_gateway_testkit.apiserver import ApiServer
 
 VPC = [ipaddress.IPv4Network("10.0.0.0/16")]
 
@@ -196,12 +195,9 @@ def ref_endpoint(tunnel_endpoint: str, cidr: str, mac: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def vtep_store(kube_api: ApiServer) -> Iterator[VtepStore]:
-    api_client = config.new_client_from_config(config_file=str(kube_api.kubeconfig("gw-a")))
-    try:
-        yield VtepStore(api_client, timeout_s=5.0)
-    finally:
-        api_client.close()
+def vtep_store(kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]) -> VtepStore:
+    api_client, _admin = kube_clients
+    return VtepStore(api_client, timeout_s=5.0)
 
 
 def sync(store: VtepStore, node_ip: str, cidr: str, mac: str) -> None:
