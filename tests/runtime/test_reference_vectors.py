@@ -280,8 +280,13 @@ def test_upsert_updates_when_endpoints_are_missing(
 # TestNewServer ("starts healthy, not ready") differs by design: SPEC §11, the reference sets
 # readiness once; our readiness is computed from the data plane and leader state, so there is
 # no server-level initial value to test (the daemon tests cover "not ready until converged").
-HEALTH_CHECK = [("healthy", True, 200), ("unhealthy", False, 503)]
-READY_CHECK = [("ready", True, 200), ("not ready", False, 503)]
+# TestHealthCheck and TestReadyCheck: (name, path, flag, value, status, body)
+HEALTH_AND_READY_CHECKS = [
+    ("healthy", "/healthz", "healthy", True, 200, "ok"),
+    ("unhealthy", "/healthz", "healthy", False, 503, "not healthy"),
+    ("ready", "/readyz", "ready", True, 200, "ready"),
+    ("not ready", "/readyz", "ready", False, 503, "not ready"),
+]
 
 
 @dataclass
@@ -316,21 +321,15 @@ def get(url: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    ("healthy", "status"), [v[1:] for v in HEALTH_CHECK], ids=[v[0] for v in HEALTH_CHECK]
+    "vector", HEALTH_AND_READY_CHECKS, ids=[v[0] for v in HEALTH_AND_READY_CHECKS]
 )
-def test_health_check(endpoints: tuple[Flags, str], healthy: bool, status: int) -> None:
+def test_health_and_ready_checks(
+    endpoints: tuple[Flags, str], vector: tuple[str, str, str, bool, int, str]
+) -> None:
+    _name, path, flag, value, status, body = vector
     flags, base = endpoints
-    flags.healthy = healthy
-    assert get(f"{base}/healthz") == (status, "ok" if healthy else "not healthy")
-
-
-@pytest.mark.parametrize(
-    ("ready", "status"), [v[1:] for v in READY_CHECK], ids=[v[0] for v in READY_CHECK]
-)
-def test_ready_check(endpoints: tuple[Flags, str], ready: bool, status: int) -> None:
-    flags, base = endpoints
-    flags.ready = ready
-    assert get(f"{base}/readyz") == (status, "ready" if ready else "not ready")
+    setattr(flags, flag, value)
+    assert get(f"{base}{path}") == (status, body)
 
 
 def test_health_state_transitions(endpoints: tuple[Flags, str]) -> None:
