@@ -210,3 +210,5 @@ def test_construct_and_runtime_agree(name: str, value: Value, accepted: bool) ->
         assert any(prop in construct for prop in ("vpc_cidrs", "remote_pod_networks")), construct
     else:
         assert construct.startswith(setting.prop), construct
+    if isinstance(value, str | int):  # both errors quote the offending value
+        assert str(value) in construct and str(value) in str(runtime)
