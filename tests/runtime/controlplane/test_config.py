@@ -342,3 +342,22 @@ def test_route_table_ids_set_without_an_id_stops_the_daemon(raw: str) -> None:
         f"invalid ROUTE_TABLE_IDS (--route-table-ids) {raw!r}: set but holds no route table ID; "
         "list at least one, or unset it to run without VPC routes"
     )
+
+
+def test_the_reference_charts_environment_is_enough(tmp_path: Path) -> None:
+    """charts/eks-hybrid-nodes-gateway/templates/deployment.yaml sets only these four variables
+    (the user's raw strings, trailing commas included) and no POD_NAME or POD_NAMESPACE."""
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("eks-hybrid-nodes-gateway-system")
+    environ = {
+        "NODE_IP": "10.0.1.10",
+        "VPC_CIDR": "10.0.0.0/16",
+        "POD_CIDRS": "10.80.0.0/16,10.81.0.0/16,",
+        "ROUTE_TABLE_IDS": "rtb-0123456789abcdef0,rtb-01234567,",
+    }
+    cfg = load_config(environ, [], namespace_file=namespace_file)
+    assert cfg.namespace == "eks-hybrid-nodes-gateway-system"
+    assert cfg.identity  # the hostname
+    assert cfg.route_table_ids == ("rtb-0123456789abcdef0", "rtb-01234567")
+    assert [str(c) for c in cfg.pod_cidrs] == ["10.80.0.0/16", "10.81.0.0/16"]
+    assert (str(cfg.health_addr), str(cfg.metrics_addr)) == (":8088", ":10080")
