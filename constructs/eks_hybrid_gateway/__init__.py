@@ -15,16 +15,26 @@ from eks_hybrid_gateway.cilium import (
     vpc_cni_snat_exclusion,
 )
 from eks_hybrid_gateway.gateway import DEFAULT_INSTANCE_TYPE, HybridNodesGateway
+from eks_hybrid_gateway.hybrid_cilium import (
+    DEFAULT_EKS_CILIUM_VERSION,
+    EKS_CILIUM_CHART_REPOSITORY,
+    HybridCiliumOptions,
+)
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
 
 __all__ = [
+    "DEFAULT_EKS_CILIUM_VERSION",
     "DEFAULT_INSTANCE_TYPE",
+    "EKS_CILIUM_CHART_REPOSITORY",
     "VPC_CNI_EXCLUDE_SNAT_ENV",
     "AutoModeCapacityChart",
     "CapacityType",
     "GatewayImage",
     "GatewayResources",
+    "GatewayRouteCleanup",
+    "HybridCiliumOptions",
     "HybridGatewayChart",
     "HybridGatewayConfigError",
     "HybridNodesGateway",

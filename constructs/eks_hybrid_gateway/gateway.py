@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import aws_cdk as cdk
 import cdk8s
@@ -24,6 +24,7 @@ from eks_hybrid_gateway.chart import (
     MetricsExposure,
     validate_chart_options,
 )
+from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
@@ -31,6 +32,10 @@ from eks_hybrid_gateway.validation import (
     validate_networks,
     validate_route_table_ids,
 )
+from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
+
+if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
+    from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 
 #: Either kind of cluster: `aws_eks_v2` (recommended for new clusters) or `aws_eks` (v1).
 AnyCluster = eks.ICluster | eks_v2.ICluster | eks.Cluster | eks_v2.Cluster
@@ -65,11 +70,29 @@ def managed_policy_rule(name: str) -> str:
     return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
 
 
-def _route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
+def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
     return [
         stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
         for rtb in route_table_ids
     ]
+
+
+def allow_describe_routing_state(role: iam.Role, scoped_writes: str) -> None:
+    """DescribeInstances and DescribeRouteTables on `*` (they support no resource-level
+    permissions), acknowledged for cdk-nag with how the role's writes are scoped instead."""
+    acknowledge(
+        role,
+        "IAM5[Resource::*]",
+        "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
+        f"permissions; {scoped_writes}",
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DescribeRoutingState",
+            actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
+            resources=["*"],
+        )
+    )
 
 
 def _dedupe(values: Sequence[str]) -> list[str]:
@@ -107,6 +130,12 @@ class HybridNodesGateway(constructs.Construct):
         vxlan_mtu: default the runtime's 1450.
         attach_cni_policy: `AmazonEKS_CNI_Policy` on the node role; default True.
         debug: verbose runtime logs; default False.
+        hybrid_cilium: install the EKS Cilium chart on the hybrid nodes with the VTEP values
+            (`HybridCiliumOptions`); default None (you run Cilium with those values yourself).
+        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon, or aws_eks/aws_eks_v2 Addon) to get the
+            SNAT exclusion of the remote pod networks; default None (set it on aws-node yourself).
+        remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
+            wrote (custom resource, see `GatewayRouteCleanup`); default False.
     """
 
     def __init__(
@@ -133,6 +162,9 @@ class HybridNodesGateway(constructs.Construct):
         vxlan_mtu: int | None = None,
         attach_cni_policy: bool = True,
         debug: bool = False,
+        hybrid_cilium: HybridCiliumOptions | None = None,
+        vpc_cni_addon: VpcCniAddon | None = None,
+        remove_routes_on_delete: bool = False,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
         # the scope exactly as it was.
@@ -166,6 +198,10 @@ class HybridNodesGateway(constructs.Construct):
         self._check_two_zones(chosen_subnets)
         chosen_image = image or GatewayImage.from_asset()
         chosen_image.validate()
+        if hybrid_cilium is not None:
+            hybrid_cilium.helm_values(list(remote_pod_networks))
+        if vpc_cni_addon is not None:
+            check_vpc_cni_addon(vpc_cni_addon)
 
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
@@ -211,26 +247,16 @@ class HybridNodesGateway(constructs.Construct):
             assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
             description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
         )
-        # DescribeRouteTables and DescribeInstances support no resource-level permissions.
-        acknowledge(
+        allow_describe_routing_state(
             self.role,
-            "IAM5[Resource::*]",
-            "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
-            "permissions; the write actions (CreateRoute/ReplaceRoute) are scoped to the "
-            "ARNs of the owned route tables",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeRoutingState",
-                actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-                resources=["*"],
-            )
+            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
+            "the owned route tables",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ProgramOwnedRouteTables",
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=_route_table_arns(stack, self.route_table_ids),
+                resources=route_table_arns(stack, self.route_table_ids),
             )
         )
 
@@ -281,6 +307,7 @@ class HybridNodesGateway(constructs.Construct):
         if agent is not None:
             self.pod_identity_association.node.add_dependency(agent)
         self.manifest.node.add_dependency(capacity_dependency)
+        self._add_extras(hybrid_cilium, vpc_cni_addon, remove_routes_on_delete, capacity_dependency)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -299,9 +326,49 @@ class HybridNodesGateway(constructs.Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=_route_table_arns(cdk.Stack.of(self), route_table_ids),
+                resources=route_table_arns(cdk.Stack.of(self), route_table_ids),
             )
         )
+
+    def _add_extras(
+        self,
+        hybrid_cilium: HybridCiliumOptions | None,
+        vpc_cni_addon: VpcCniAddon | None,
+        remove_routes_on_delete: bool,
+        capacity: constructs.IDependable,
+    ) -> None:
+        """The opt-in parts around the gateway: hybrid-side Cilium, SNAT exclusion, cleanup."""
+        self.hybrid_cilium: constructs.Construct | None = None
+        if hybrid_cilium is not None:
+            self.hybrid_cilium = install_hybrid_cilium(
+                self,
+                "HybridCilium",
+                cluster=self.cluster,
+                remote_pod_networks=self.remote_pod_networks,
+                options=hybrid_cilium,
+            )
+            # Cilium brings the CiliumVTEPConfig CRD the gateway writes to.
+            self.manifest.node.add_dependency(self.hybrid_cilium)
+        if vpc_cni_addon is not None:
+            apply_snat_exclusion(vpc_cni_addon, self.remote_pod_networks)
+        self.route_cleanup: GatewayRouteCleanup | None = None
+        if remove_routes_on_delete:
+            from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
+
+            # Deleted after the manifests (the pods would put the routes back) and before the
+            # nodes (whose ENIs identify the gateway's routes).
+            self.route_cleanup = GatewayRouteCleanup(
+                self,
+                "RouteCleanup",
+                cluster_name=self.cluster.cluster_name,
+                route_table_ids=self.route_table_ids,
+                pod_cidrs=self.remote_pod_networks,
+                instance_filters=[
+                    {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
+                ],
+            )
+            self.route_cleanup.node.add_dependency(capacity)
+            self.manifest.node.add_dependency(self.route_cleanup)
 
     # ------------------------------------------------------------------------------------------
     @staticmethod

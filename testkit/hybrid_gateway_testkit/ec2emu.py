@@ -49,6 +49,9 @@ class Call:
 
 # (action, sequence number of this action at the proxy) -> None, or (status, body) to answer with
 Fault = Callable[[str, int], tuple[int, bytes] | None]
+# (action, upstream reply body) -> the body to answer with: state the emulator cannot produce
+# (e.g. a blackhole route, a stack being deleted), applied to forwarded replies only
+Rewrite = Callable[[str, bytes], bytes]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -66,6 +69,7 @@ class Ec2Proxy:
     label: str = "ec2"
     latency_s: float = 0.0
     fault: Fault | None = None
+    rewrite: Rewrite | None = None
     calls: list[Call] = field(default_factory=list)
     listen: tuple[str, int] = ("127.0.0.1", 0)
     upstream_timeout_s: float = 30.0
@@ -136,6 +140,8 @@ class Ec2Proxy:
                     conn.request(method, self.path, body=body, headers=forward_headers)
                     reply = conn.getresponse()
                     status, payload = reply.status, reply.read()
+                    if proxy.rewrite is not None:
+                        payload = proxy.rewrite(action, payload)
                     headers = {
                         k: v
                         for k, v in reply.getheaders()

@@ -70,6 +70,22 @@ def _asset_image_stack(app: Any, build_context: Path) -> None:
     )
 
 
+def synth_or_report(app: Any, outdir: Path) -> Any:
+    """`app.synth()`; a validation failure (cdk-nag) fails the test with the plugin report."""
+    try:
+        return app.synth()
+    except RuntimeError as exc:
+        report = outdir / "validation-report.json"
+        detail = report.read_text() if report.exists() else ""
+        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+
+
+@pytest.fixture(scope="session")
+def synth_checked() -> Callable[[Any, Path], Any]:
+    """`synth_or_report`, for fixtures that build their own app."""
+    return synth_or_report
+
+
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     import aws_cdk as cdk
@@ -92,12 +108,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     build(app)
     _asset_image_stack(app, build_context)
-    try:
-        assembly = app.synth()
-    except RuntimeError as exc:
-        report = outdir / "validation-report.json"
-        detail = report.read_text() if report.exists() else ""
-        raise AssertionError(f"synthesis failed: {exc}\n{detail[:20000]}") from exc
+    assembly = synth_or_report(app, outdir)
 
     templates: dict[str, Template] = {}
     for stack in assembly.stacks:
@@ -177,13 +188,43 @@ def cfn() -> type[CfnHelpers]:
     return CfnHelpers
 
 
+def _imported_vpc_and_cluster(stack: Any) -> tuple[Any, Any]:
+    """An imported VPC (10.0.0.0/16, 2 AZs, 2 route tables) and aws_eks cluster `c` in `stack`."""
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_eks as eks
+    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+
+    vpc = ec2.Vpc.from_vpc_attributes(
+        stack,
+        "Vpc",
+        vpc_id="vpc-0123456789abcdef0",
+        vpc_cidr_block="10.0.0.0/16",
+        availability_zones=["us-west-2a", "us-west-2b"],
+        private_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        private_subnet_route_table_ids=["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
+    )
+    cluster = eks.Cluster.from_cluster_attributes(
+        stack,
+        "Cluster",
+        cluster_name="c",
+        vpc=vpc,
+        cluster_security_group_id="sg-0123456789abcdef0",
+        kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
+        kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
+    )
+    return vpc, cluster
+
+
+@pytest.fixture(scope="session")
+def imported_vpc_and_cluster() -> Callable[[Any], tuple[Any, Any]]:
+    """`_imported_vpc_and_cluster`, for fixtures that build their own app."""
+    return _imported_vpc_and_cluster
+
+
 @pytest.fixture
 def make_gateway() -> Callable[..., Any]:
     """A fresh app with an imported VPC (10.0.0.0/16, 2 AZs) and cluster; props overridable."""
     import aws_cdk as cdk
-    from aws_cdk import aws_ec2 as ec2
-    from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
     from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
 
@@ -193,23 +234,7 @@ def make_gateway() -> Callable[..., Any]:
         stack = cdk.Stack(app, "S", env=cdk.Environment(account="123456789012", region="us-west-2"))
         if stacks is not None:
             stacks.append(stack)
-        vpc = ec2.Vpc.from_vpc_attributes(
-            stack,
-            "Vpc",
-            vpc_id="vpc-0123456789abcdef0",
-            vpc_cidr_block="10.0.0.0/16",
-            availability_zones=["us-west-2a", "us-west-2b"],
-            private_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
-            private_subnet_route_table_ids=["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
-        )
-        cluster = eks.Cluster.from_cluster_attributes(
-            stack,
-            "Cluster",
-            cluster_name="c",
-            cluster_security_group_id="sg-0123456789abcdef0",
-            kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
-            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
-        )
+        vpc, cluster = _imported_vpc_and_cluster(stack)
         props: dict[str, Any] = {
             "cluster": cluster,
             "vpc": vpc,

@@ -1,0 +1,194 @@
+"""`GatewayRouteCleanup`: on stack deletion, remove the VPC routes the gateway wrote.
+
+The leader writes `pod CIDR -> its primary ENI` into the owned tables at run time, so
+CloudFormation never knows about those routes; without this resource, deleting the stack leaves
+them behind as blackholes once the nodes are gone (SPEC §10). The Lambda handler ships as
+package data (`route_cleanup_handler/index.py`) together with the shared, dependency-free
+planner `hybrid_gateway_contract.route_cleanup`, which `hybrid-gateway cleanup` also uses.
+
+Deletion order (CloudFormation deletes in reverse dependency order): the gateway's manifests
+depend on this resource and this resource depends on the gateway nodes, so on stack deletion
+the gateway pods go first (they would put the routes back), then the routes, then the nodes.
+aws-cdk-lib's kubectl handler deletes a manifest with `kubectl delete -f` (which waits for the
+Namespace, hence its pods, to be gone) but only logs a failed delete
+(custom-resource-handlers aws-eks/kubectl-handler/apply): the handler therefore looks again
+after a settle time instead of trusting that no gateway pod is left.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+import aws_cdk as cdk
+import constructs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
+
+import hybrid_gateway_contract
+from eks_hybrid_gateway.gateway import (
+    acknowledge,
+    allow_describe_routing_state,
+    route_table_arns,
+)
+from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
+
+#: CloudFormation type of the custom resource.
+RESOURCE_TYPE = "Custom::HybridGatewayRouteCleanup"
+#: Default wait between cleanup passes: the gateway pods' termination grace period (chart).
+DEFAULT_SETTLE = cdk.Duration.seconds(30)
+_HANDLER_PACKAGE = "eks_hybrid_gateway.route_cleanup_handler"
+_CONTRACT_FILES = ("__init__.py", "route_cleanup.py")
+
+
+@functools.cache
+def handler_asset_dir() -> Path:
+    """A directory holding the handler (`index.py`) and the contract package it imports.
+
+    Staged once per process; the asset hash depends only on the files' content.
+    """
+    staging = Path(tempfile.mkdtemp(prefix="hybrid-gateway-route-cleanup-"))
+    handler = resources.files(_HANDLER_PACKAGE).joinpath("index.py")
+    (staging / "index.py").write_text(handler.read_text())
+    contract_dir = staging / "hybrid_gateway_contract"
+    contract_dir.mkdir()
+    contract_source = Path(hybrid_gateway_contract.__file__).parent
+    for name in _CONTRACT_FILES:
+        shutil.copyfile(contract_source / name, contract_dir / name)
+    return staging
+
+
+#: The handler's Lambda timeout; passes x settle must leave room for the API calls.
+HANDLER_TIMEOUT = cdk.Duration.minutes(5)
+_MAX_WAITING_S = 240
+
+
+def _validate_timing(settle: cdk.Duration, passes: int) -> None:
+    if not 1 <= passes <= 5:
+        raise HybridGatewayConfigError(f"passes: {passes} is not between 1 and 5")
+    seconds = settle.to_seconds()
+    if is_token(seconds):
+        return
+    if not 0 <= seconds * passes <= _MAX_WAITING_S:
+        raise HybridGatewayConfigError(
+            f"settle: {seconds:g} s x {passes} passes is outside 0-{_MAX_WAITING_S} s; the "
+            f"handler must finish within its {HANDLER_TIMEOUT.to_minutes():g}-minute timeout"
+        )
+
+
+class GatewayRouteCleanup(constructs.Construct):
+    """Deletes, on stack deletion only, the remote-pod-network routes in the owned tables that
+    target a gateway node's ENI or have become blackholes; never routes to other targets.
+
+    Args:
+        cluster_name: the cluster, for the resource's physical ID and logs.
+        route_table_ids: the owned tables (`ROUTE_TABLE_IDS`); DeleteRoute is scoped to them.
+        pod_cidrs: the remote pod networks (`POD_CIDRS`).
+        instance_filters: EC2 `DescribeInstances` filters selecting the gateway nodes, e.g.
+            `[{"Name": "instance.group-id", "Values": [sg_id]}]`.
+        settle: wait between passes, so a gateway pod still terminating cannot put a route
+            back unseen; default 30 s (the pods' termination grace period).
+        passes: at most this many delete passes before failing; default 4.
+    """
+
+    def __init__(
+        self,
+        scope: constructs.Construct,
+        id: str,
+        *,
+        cluster_name: str,
+        route_table_ids: Sequence[str],
+        pod_cidrs: Sequence[str],
+        instance_filters: Sequence[Mapping[str, Any]],
+        settle: cdk.Duration = DEFAULT_SETTLE,
+        passes: int = 4,
+    ) -> None:
+        _validate_timing(settle, passes)
+        super().__init__(scope, id)
+        stack = cdk.Stack.of(self)
+        log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.role = iam.Role(
+            self,
+            "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="EKS Hybrid Nodes gateway: delete the gateway's routes on stack deletion",
+        )
+        log_group.grant_write(self.role)
+        allow_describe_routing_state(
+            self.role, "ec2:DeleteRoute is scoped to the ARNs of the owned route tables"
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="DeleteGatewayRoutes",
+                actions=["ec2:DeleteRoute"],
+                resources=route_table_arns(stack, route_table_ids),
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OnlyOnStackDeletion",
+                actions=["cloudformation:DescribeStacks"],
+                resources=[stack.stack_id],
+            )
+        )
+        self.handler = lambda_.Function(
+            self,
+            "Handler",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            handler="index.on_event",
+            code=lambda_.Code.from_asset(str(handler_asset_dir())),
+            role=self.role,
+            log_group=log_group,
+            timeout=HANDLER_TIMEOUT,
+            description="EKS Hybrid Nodes gateway: delete the gateway's routes on stack deletion",
+        )
+        self.handler.node.add_dependency(self.role)
+        # The framework function gets its own role that writes only to this log group (instead
+        # of the AWS basic execution policy on every log group).
+        framework_role = iam.Role(
+            self,
+            "ProviderRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="EKS Hybrid Nodes gateway: CloudFormation provider of the route cleanup",
+        )
+        log_group.grant_write(framework_role)
+        handler_id = stack.get_logical_id(cast(cdk.CfnElement, self.handler.node.default_child))
+        acknowledge(
+            framework_role,
+            f"IAM5[Resource::<{handler_id}.Arn>:*]",
+            "the CDK provider framework invokes any version of its own route cleanup function; "
+            "the statement names that one function",
+        )
+        provider = cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=self.handler,
+            log_group=log_group,
+            framework_on_event_role=framework_role,
+        )
+        self.resource = cdk.CustomResource(
+            self,
+            "Resource",
+            service_token=provider.service_token,
+            resource_type=RESOURCE_TYPE,
+            properties={
+                "ClusterName": cluster_name,
+                "RouteTableIds": list(route_table_ids),
+                "PodCidrs": list(pod_cidrs),
+                "InstanceFilters": [dict(f) for f in instance_filters],
+                "SettleSeconds": str(int(settle.to_seconds())),
+                "MaxPasses": str(passes),
+            },
+        )

@@ -1,0 +1,1 @@
+"""The Lambda code of the route-cleanup custom resource (shipped as package data)."""
