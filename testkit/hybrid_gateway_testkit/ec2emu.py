@@ -56,6 +56,9 @@ Rewrite = Callable[[str, bytes], bytes]
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of parallel writes overflowed it and the
+    # dropped SYNs were retried by TCP a second later, which EC2 itself would not cause.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request (kill -9 tests) resets its connection: not an error."""
@@ -261,6 +264,10 @@ def seed_world(
             e["NetworkInterfaceId"]
             for e in inst["NetworkInterfaces"]
             if e["Attachment"]["DeviceIndex"] == 0
+        )
+        # as deployed (SPEC §9): a gateway's primary ENI forwards, its source/dest check is off
+        client.modify_network_interface_attribute(
+            NetworkInterfaceId=enis[name], SourceDestCheck={"Value": False}
         )
     return VpcWorld(vpc, subnet, table_ids, instances, enis, list(pod_cidrs))
 

@@ -68,8 +68,8 @@ def recorded_actions(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
                 pod_cidrs=POD_CIDRS,
                 allow_takeover=False,
                 metrics=GatewayMetrics(),
-                on_refusals=lambda refusals: None,
             )
+            owner.prepare()  # what every replica calls at start
             assert owner.sync(lambda: True).converged
             assert world.all_point_at(direct, "b")
             yield {call.action for call in proxy.snapshot()}

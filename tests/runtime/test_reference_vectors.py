@@ -214,7 +214,7 @@ def test_upsert_creates_when_not_found(vtep_store: VtepStore) -> None:
 
 def test_upsert_skips_update_when_unchanged(vtep_store: VtepStore) -> None:
     """Also the take-over case: the reference's own object is left exactly as it is."""
-    vtep_store.create(vtep_object([ref_endpoint("10.0.1.5", "10.0.0.0/16", REF_MAC)]))
+    vtep_store.create(vtep_object([ref_endpoint("10.0.1.5", "10.0.0.0/16", REF_MAC)]), lambda: True)
     before = vtep_store.get()
     assert before is not None
     sync(vtep_store, "10.0.1.5", "10.0.0.0/16", REF_MAC)
@@ -250,7 +250,7 @@ UPDATES_WHEN_CHANGED = [
 @pytest.mark.parametrize("vector", UPDATES_WHEN_CHANGED, ids=[v[0] for v in UPDATES_WHEN_CHANGED])
 def test_upsert_updates_when_changed(vtep_store: VtepStore, vector: tuple[str, ...]) -> None:
     _name, old_ip, old_cidr, old_mac, new_ip, new_cidr, new_mac = vector
-    vtep_store.create(vtep_object([ref_endpoint(old_ip, old_cidr, old_mac)]))
+    vtep_store.create(vtep_object([ref_endpoint(old_ip, old_cidr, old_mac)]), lambda: True)
     sync(vtep_store, new_ip, new_cidr, new_mac)
     observed = vtep_store.get()
     assert observed is not None
@@ -271,7 +271,7 @@ def test_upsert_updates_when_endpoints_are_missing(
     desired = desired_endpoints(VPC, "10.0.1.5", REF_MAC)
     assert not endpoints_match(existing, desired)
     with pytest.raises(VtepApiError, match="422"):
-        vtep_store.create(existing)
+        vtep_store.create(existing, lambda: True)
 
 
 # --- internal/health/server_test.go -----------------------------------------------------------

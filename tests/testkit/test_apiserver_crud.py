@@ -418,6 +418,16 @@ def test_lease_times_are_stored_as_utc_microtime(admin: client.ApiClient) -> Non
         )
     assert err.value.status == 400
     assert "spec.renewTime" in status_of(err.value)["message"]
+    # Go's RFC3339Micro layout wants all six fraction digits, as `isoformat()` omits at 0 us
+    for raw_time in ("2026-01-02T03:04:05+00:00", "2026-01-02T03:04:05.123Z"):
+        with pytest.raises(ApiException) as err:
+            leases.patch_namespaced_lease(
+                name, "default", {"spec": {"renewTime": raw_time}}, _content_type=MERGE
+            )
+        assert err.value.status == 400, raw_time
+    leases.patch_namespaced_lease(
+        name, "default", {"spec": {"renewTime": "2026-01-02T03:04:05.000000Z"}}, _content_type=MERGE
+    )
 
 
 def test_the_dynamic_client_discovers_and_lists_custom_resources(admin: client.ApiClient) -> None:

@@ -1,17 +1,32 @@
 """EC2 route tables through boto3: thin, translating AWS errors into domain exceptions.
 
 Endpoints follow boto3's own conventions (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`), so tests,
-labs and users' tooling redirect it without code here. Retries use the SDK's adaptive mode, which
-also rate-limits the client when EC2 throttles. A write guard is checked by a botocore hook
-immediately before EVERY HTTP attempt of a route write, retries included: a replica whose lease
-is no longer valid cannot send one.
+labs and users' tooling redirect it without code here.
+
+Fencing. Reads use the SDK's adaptive retry mode. Route WRITES do not: in adaptive mode the
+`ClientRateLimiter` is a handler on the generic `before-send` event (botocore
+`retries/adaptive.py`, `register_retry_handler`) whose `on_sending_request` blocks in
+`TokenBucket.acquire()` for as long as the bucket needs after a throttle, and botocore's
+`HierarchicalEmitter` calls the handlers of the most specific event name first
+(`hooks.py`, `_PrefixTrie.prefix_search`), so a guard on `before-send.ec2.CreateRoute` ran
+BEFORE that wait and a write that passed it could leave seconds later, after the lease lapsed.
+So writes go through a twin client that makes one attempt per call (standard mode,
+`total_max_attempts` 1: no limiter, no SDK retry sleeps), we retry here, and the lease guard is
+checked twice per attempt: before the attempt and as the LAST handler of the generic
+`before-send` event (`register_last`), which `Endpoint._do_get_response` emits right before
+`http_session.send` on every attempt (`endpoint.py`); botocore's urllib3 session sends with
+`retries=Retry(False)` (`httpsession.py`), so no attempt can hide below it.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -23,11 +38,37 @@ from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
 log = logging.getLogger(__name__)
 
 WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute")
+WRITE_ATTEMPTS = 6
+WRITE_BACKOFF_BASE_S = 0.2
+WRITE_BACKOFF_MAX_S = 5.0
 _TABLE_ID = re.compile(r"rtb-[0-9a-f]+")
+# The codes botocore's standard retry mode treats as throttling or transient
+# (`retries/standard.py`, ThrottlingErrorDetector and TransientRetryableChecker).
+_RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "Unavailable",
+    }
+)
 
 
 class Ec2Error(Exception):
-    """An EC2 call failed after the SDK's retries; `code` is the AWS error code if any."""
+    """An EC2 call failed after retries; `code` is the AWS error code if any."""
 
     def __init__(self, operation: str, code: str, message: str) -> None:
         super().__init__(f"{operation} failed: {code}: {message}")
@@ -39,7 +80,15 @@ class WriteNotAllowedError(Exception):
     """Raised by the write guard: the lease is no longer held, so no write may be sent."""
 
 
-def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 32) -> Any:
+@dataclass(frozen=True)
+class PrimaryInterface:
+    """The instance's primary ENI (DeviceIndex 0 on NetworkCardIndex 0)."""
+
+    eni_id: str
+    source_dest_check: bool
+
+
+def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 64) -> Any:
     """An EC2 client with adaptive retries and a connection pool sized for parallel writes."""
     config = botocore.config.Config(
         region_name=region,
@@ -52,6 +101,19 @@ def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 32) -> A
     return boto3.session.Session().client("ec2", config=config)
 
 
+def single_attempt_twin(client: Any) -> Any:
+    """A client like `client` (region, endpoint, timeouts, pool) that never retries itself."""
+    config = client.meta.config.merge(
+        botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+    )
+    return boto3.session.Session().client(
+        "ec2",
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=config,
+    )
+
+
 def _error(operation: str, exc: Exception) -> Ec2Error:
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
@@ -59,31 +121,66 @@ def _error(operation: str, exc: Exception) -> Ec2Error:
     return Ec2Error(operation, type(exc).__name__, str(exc))
 
 
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status >= 500 or code in _RETRYABLE_CODES
+    return isinstance(
+        exc,
+        (
+            botocore.exceptions.ConnectionError,
+            botocore.exceptions.HTTPClientError,
+        ),
+    )
+
+
+def primary_interface(reply: Mapping[str, Any], instance_id: str) -> PrimaryInterface:
+    """The ENI at DeviceIndex 0 on NetworkCardIndex 0 in a DescribeInstances reply.
+
+    An instance with several network cards has a DeviceIndex-0 interface on EACH card; the
+    primary one is on card 0 (EC2 user guide, "Network cards"). A reply without
+    NetworkCardIndex comes from a single-card instance: card 0.
+    """
+    for reservation in reply.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            for eni in instance.get("NetworkInterfaces", []):
+                attachment = eni.get("Attachment", {})
+                card = attachment.get("NetworkCardIndex", 0)
+                if attachment.get("DeviceIndex") == 0 and card == 0:
+                    return PrimaryInterface(
+                        str(eni["NetworkInterfaceId"]), bool(eni.get("SourceDestCheck", True))
+                    )
+    raise Ec2Error(
+        "DescribeInstances", "NoPrimaryInterface", f"{instance_id} has no ENI 0 on card 0"
+    )
+
+
 class Ec2Routes:
-    """The four EC2 calls the leader needs."""
+    """The EC2 calls the leader needs. Writes take the lease guard per call."""
 
-    def __init__(self, client: Any, write_guard: Callable[[], bool] | None = None) -> None:
+    def __init__(self, client: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
-        self._guard = write_guard
-        for operation in WRITE_OPERATIONS:
-            client.meta.events.register(f"before-send.ec2.{operation}", self._check_guard)
+        self._writer = single_attempt_twin(client)
+        self._sleep = sleep
+        self._local = threading.local()  # .guard: the guard of the write this thread sends
+        self._writer.meta.events.register_last("before-send", self._last_check)
 
-    def _check_guard(self, request: Any, **_: Any) -> None:
-        if self._guard is not None and not self._guard():
-            raise WriteNotAllowedError("lease not held: route write suppressed")
+    def _last_check(self, request: Any, event_name: str = "", **_: Any) -> None:
+        """The last handler before the bytes go out (see the module docstring)."""
+        if event_name.rsplit(".", 1)[-1] not in WRITE_OPERATIONS:
+            return
+        guard = getattr(self._local, "guard", None)
+        if guard is None or not guard():
+            raise WriteNotAllowedError("lease not valid: route write withheld")
 
-    def primary_eni(self, instance_id: str) -> str:
-        """The ENI at DeviceIndex 0 of the instance (one DescribeInstances call)."""
+    def primary_interface(self, instance_id: str) -> PrimaryInterface:
+        """One DescribeInstances call; see `primary_interface`."""
         try:
             reply = self._client.describe_instances(InstanceIds=[instance_id])
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise _error("DescribeInstances", exc) from exc
-        for reservation in reply.get("Reservations", []):
-            for instance in reservation.get("Instances", []):
-                for eni in instance.get("NetworkInterfaces", []):
-                    if eni.get("Attachment", {}).get("DeviceIndex") == 0:
-                        return str(eni["NetworkInterfaceId"])
-        raise Ec2Error("DescribeInstances", "NoPrimaryInterface", f"{instance_id} has no ENI 0")
+        return primary_interface(reply, instance_id)
 
     def describe_routes(self, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
         """Every route of every table, in ONE DescribeRouteTables call (pages followed).
@@ -125,23 +222,46 @@ class Ec2Routes:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise _error("DescribeRouteTables", exc) from exc
 
-    def create_route(self, key: RouteKey, eni_id: str) -> None:
-        self._write("CreateRoute", self._client.create_route, key, eni_id)
+    def create_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
+        self._write("CreateRoute", key, eni_id, guard)
 
-    def replace_route(self, key: RouteKey, eni_id: str) -> None:
-        self._write("ReplaceRoute", self._client.replace_route, key, eni_id)
+    def replace_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
+        self._write("ReplaceRoute", key, eni_id, guard)
 
-    def _write(
-        self, operation: str, call: Callable[..., Mapping[str, Any]], key: RouteKey, eni: str
-    ) -> None:
-        try:
-            call(
-                RouteTableId=key.table_id,
-                DestinationCidrBlock=key.destination,
-                NetworkInterfaceId=eni,
-            )
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise _error(operation, exc) from exc
+    def _write(self, operation: str, key: RouteKey, eni: str, guard: Callable[[], bool]) -> None:
+        """Up to WRITE_ATTEMPTS attempts, each checked against `guard` at the last moment;
+        throttling and transient errors back off (full jitter), and the wait ends early when
+        the guard turns false."""
+        writer = self._writer
+        call = writer.create_route if operation == "CreateRoute" else writer.replace_route
+        for attempt in range(WRITE_ATTEMPTS):
+            if not guard():
+                raise WriteNotAllowedError("lease not valid: route write withheld")
+            try:
+                self._local.guard = guard
+                call(
+                    RouteTableId=key.table_id,
+                    DestinationCidrBlock=key.destination,
+                    NetworkInterfaceId=eni,
+                )
+                return
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                if attempt + 1 >= WRITE_ATTEMPTS or not _retryable(exc):
+                    raise _error(operation, exc) from exc
+                cap = min(WRITE_BACKOFF_MAX_S, WRITE_BACKOFF_BASE_S * 2**attempt)
+                delay = random.uniform(0, cap)
+                log.debug("%s %s: %s; retrying in %.2fs", operation, key.destination, exc, delay)
+                self._wait(delay, guard)
+            finally:
+                self._local.guard = None
+        raise AssertionError("unreachable")
+
+    def _wait(self, delay_s: float, guard: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + delay_s
+        while (left := deadline - time.monotonic()) > 0:
+            if not guard():
+                raise WriteNotAllowedError("lease not valid: route write withheld")
+            self._sleep(min(0.05, left))
 
 
 def _observed(route: Mapping[str, Any]) -> ObservedRoute:
@@ -159,4 +279,5 @@ def _observed(route: Mapping[str, Any]) -> ObservedRoute:
         kind=kind,
         target_id=target,
         blackhole=route.get("State") == "blackhole",
+        propagated=route.get("Origin") == "EnableVgwRoutePropagation",
     )

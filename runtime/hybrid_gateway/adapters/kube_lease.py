@@ -3,11 +3,19 @@
 Every write carries the resourceVersion we last read, so two replicas racing for the same
 expired lease cannot both win: the API server answers the loser with 409 Conflict.
 Every call has a client-side timeout: a hung connection must not keep the elector from noticing
-that its leadership ran out.
+that its leadership ran out. Reads and writes make one HTTP attempt each (kube_attempts.py): a
+hidden urllib3 retry of a timed-out PUT would stretch a renewal past its timeout.
+
+Writes update the object that was read, so fields we do not manage (labels, annotations,
+`spec.preferredHolder`, `spec.strategy`) survive, and write renewTime/acquireTime as
+metav1.MicroTime strings with exactly six fraction digits: the API server parses them with
+Go's RFC3339Micro layout, which requires all six, while the client would serialize a datetime
+with `isoformat()`, which drops the fraction when the microseconds are 0.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import math
@@ -17,6 +25,7 @@ from collections.abc import Callable
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord
 
@@ -29,6 +38,11 @@ class LeaseConflictError(Exception):
 
 class LeaseApiError(Exception):
     """The API server could not be reached or refused the call for another reason."""
+
+
+def micro_time(when: dt.datetime) -> str:
+    """metav1.MicroTime on the wire: UTC, six fraction digits, "Z"."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _record(lease: client.V1Lease) -> LeaseRecord:
@@ -46,24 +60,33 @@ def _record(lease: client.V1Lease) -> LeaseRecord:
 
 
 class LeaseStore:
-    def __init__(self, api_client: client.ApiClient, namespace: str, name: str) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        name: str,
+        *,
+        wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self._api = client.CoordinationV1Api(api_client)
+        self._once = client.CoordinationV1Api(single_attempt(api_client))
         self.namespace = namespace
         self.name = name
-        self._acquire_time: dt.datetime | None = None
+        self._wall_clock = wall_clock
+        self._last: client.V1Lease | None = None  # the object as last read or written
 
     def _remember(self, lease: client.V1Lease) -> LeaseRecord:
-        acquired = lease.spec.acquire_time if lease.spec else None
-        self._acquire_time = acquired if isinstance(acquired, dt.datetime) else None
+        self._last = lease
         return _record(lease)
 
     def get(self, timeout_s: float) -> LeaseRecord | None:
         try:
-            lease = self._api.read_namespaced_lease(
+            lease = self._once.read_namespaced_lease(
                 self.name, self.namespace, _request_timeout=timeout_s
             )
         except ApiException as exc:
             if exc.status == 404:
+                self._last = None
                 return None
             raise LeaseApiError(
                 f"read Lease {self.namespace}/{self.name}: {exc.status} {exc.reason}"
@@ -71,6 +94,26 @@ class LeaseStore:
         except Exception as exc:  # urllib3 timeouts, connection errors
             raise LeaseApiError(f"read Lease {self.namespace}/{self.name}: {exc}") from exc
         return self._remember(lease)
+
+    def _body(self, previous: LeaseRecord | None) -> client.V1Lease:
+        """The object to write: a copy of the one `previous` was read from, else a new one."""
+        last = self._last
+        if (
+            previous is not None
+            and last is not None
+            and str(last.metadata.resource_version or "") == previous.resource_version
+        ):
+            body = copy.deepcopy(last)
+            body.spec = body.spec or client.V1LeaseSpec()
+            return body
+        return client.V1Lease(
+            metadata=client.V1ObjectMeta(
+                name=self.name,
+                namespace=self.namespace,
+                resource_version=previous.resource_version if previous else None,
+            ),
+            spec=client.V1LeaseSpec(),
+        )
 
     def write(
         self,
@@ -84,36 +127,29 @@ class LeaseStore:
         `holder` None releases it. The duration is written in whole seconds, rounded UP, so
         others never wait less than we assume.
         """
-        now = dt.datetime.now(dt.UTC)
+        now = micro_time(self._wall_clock())
+        body = self._body(previous)
+        spec = body.spec
+        renewal = previous is not None and bool(holder) and previous.holder == holder
         transitions = 0
-        acquire_time: dt.datetime | None = now
         if previous is not None:
             transitions = previous.transitions + (1 if holder and previous.holder != holder else 0)
-            if holder and previous.holder == holder:
-                acquire_time = self._acquire_time or now  # a renewal keeps the acquisition time
-        spec = client.V1LeaseSpec(
-            holder_identity=holder,
-            lease_duration_seconds=max(1, math.ceil(lease_duration_s)),
-            renew_time=now,
-            lease_transitions=transitions,
-        )
+        spec.holder_identity = holder
+        spec.lease_duration_seconds = max(1, math.ceil(lease_duration_s))
+        spec.renew_time = now
+        spec.lease_transitions = transitions
         if holder:
-            spec.acquire_time = acquire_time
-        body = client.V1Lease(
-            metadata=client.V1ObjectMeta(
-                name=self.name,
-                namespace=self.namespace,
-                resource_version=previous.resource_version if previous else None,
-            ),
-            spec=spec,
-        )
+            kept = spec.acquire_time if renewal else None  # a renewal keeps the acquisition time
+            spec.acquire_time = micro_time(kept) if isinstance(kept, dt.datetime) else (kept or now)
+        else:
+            spec.acquire_time = None
         try:
             if previous is None:
-                lease = self._api.create_namespaced_lease(
+                lease = self._once.create_namespaced_lease(
                     self.namespace, body, _request_timeout=timeout_s
                 )
             else:
-                lease = self._api.replace_namespaced_lease(
+                lease = self._once.replace_namespaced_lease(
                     self.name, self.namespace, body, _request_timeout=timeout_s
                 )
         except ApiException as exc:

@@ -1,4 +1,9 @@
-"""The CiliumVTEPConfig object (cilium.io/v2, cluster-scoped) through the official client."""
+"""The CiliumVTEPConfig object (cilium.io/v2, cluster-scoped) through the official client.
+
+Writes are leader work: each HTTP attempt is preceded by the caller's lease check, and the
+client below makes no attempt of its own (adapters/kube_attempts.py), so a write cannot leave
+after the lease lapsed by way of a hidden urllib3 retry.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_VERSION,
@@ -28,11 +34,19 @@ class VtepApiError(Exception):
     """The API server could not be reached or refused the call."""
 
 
+class VtepWriteNotAllowedError(Exception):
+    """The lease check failed before an attempt: nothing was sent."""
+
+
+WRITE_ATTEMPTS = 3
+
+
 class VtepStore:
     def __init__(
         self, api_client: client.ApiClient, *, timeout_s: float, name: str = VTEP_CONFIG_NAME
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
+        self._writer = client.CustomObjectsApi(single_attempt(api_client))
         self._timeout = timeout_s
         self.name = name
 
@@ -55,41 +69,51 @@ class VtepStore:
             raise VtepApiError(f"read CiliumVTEPConfig {self.name}: {exc}") from exc
         return dict(obj)
 
-    def create(self, body: dict[str, Any]) -> None:
+    def create(self, body: dict[str, Any], guard: Callable[[], bool]) -> None:
         self._write(
-            lambda: self._api.create_cluster_custom_object(
+            guard,
+            lambda: self._writer.create_cluster_custom_object(
                 CILIUM_GROUP,
                 CILIUM_VERSION,
                 VTEP_CONFIGS_PLURAL,
                 body,
                 _request_timeout=self._timeout,
-            )
+            ),
         )
 
-    def replace(self, body: dict[str, Any]) -> None:
+    def replace(self, body: dict[str, Any], guard: Callable[[], bool]) -> None:
         """Replace at the body's metadata.resourceVersion (409 if it changed meanwhile)."""
         self._write(
-            lambda: self._api.replace_cluster_custom_object(
+            guard,
+            lambda: self._writer.replace_cluster_custom_object(
                 CILIUM_GROUP,
                 CILIUM_VERSION,
                 VTEP_CONFIGS_PLURAL,
                 self.name,
                 body,
                 _request_timeout=self._timeout,
-            )
+            ),
         )
 
-    def _write(self, call: Callable[[], object]) -> None:
-        try:
-            call()
-        except ApiException as exc:
-            if exc.status == 409:
-                raise VtepConflictError(f"CiliumVTEPConfig {self.name} changed") from exc
-            raise VtepApiError(
-                f"write CiliumVTEPConfig {self.name}: {exc.status} {exc.reason}: {exc.body}"
-            ) from exc
-        except Exception as exc:
-            raise VtepApiError(f"write CiliumVTEPConfig {self.name}: {exc}") from exc
+    def _write(self, guard: Callable[[], bool], call: Callable[[], object]) -> None:
+        """Up to WRITE_ATTEMPTS attempts after connection errors, `guard` checked before each;
+        an answer from the server (any status) ends it."""
+        for attempt in range(WRITE_ATTEMPTS):
+            if not guard():
+                raise VtepWriteNotAllowedError(f"lease not valid: {self.name} write withheld")
+            try:
+                call()
+                return
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise VtepConflictError(f"CiliumVTEPConfig {self.name} changed") from exc
+                raise VtepApiError(
+                    f"write CiliumVTEPConfig {self.name}: {exc.status} {exc.reason}: {exc.body}"
+                ) from exc
+            except Exception as exc:  # connection errors, timeouts: nothing or all was applied
+                if attempt + 1 >= WRITE_ATTEMPTS:
+                    raise VtepApiError(f"write CiliumVTEPConfig {self.name}: {exc}") from exc
+                log.debug("CiliumVTEPConfig write attempt failed, retrying: %s", exc)
 
     def watch(
         self, stop: threading.Event, on_change: Callable[[str], None], *, window_s: float = 30.0

@@ -99,6 +99,45 @@ def warrants_early_round(observation: Observation | None, seen: LeaseRecord | No
     return seen.holder != known
 
 
+def expires_at(observation: Observation | None, identity: str) -> float | None:
+    """When (our monotonic clock) another holder's observed lease may be taken, else None.
+
+    The standby's next round is due then, not at its next retry tick: a holder that stopped
+    renewing is replaced when its lease runs out, not up to a retry period later.
+    """
+    if observation is None or observation.record.released:
+        return None
+    if observation.record.holder == identity:
+        return None
+    return observation.observed_at + observation.record.lease_duration_s
+
+
+def next_round_in(
+    *,
+    now: float,
+    retry_period_s: float,
+    leading: bool,
+    last_renew_sent: float | None,
+    last_round_failed: bool,
+    lease_expires_at: float | None,
+) -> float:
+    """Seconds until the elector's next round (never negative).
+
+    - the holder renews a retry period after it SENT its last successful renewal (not after
+      the reply came: a slow API server must not push renewals past the renew deadline), and
+      retries a failed renewal after a quarter of a retry period;
+    - a follower wakes when the lease it observes expires, or at its retry tick if sooner.
+    """
+    if leading:
+        if last_round_failed or last_renew_sent is None:
+            return retry_period_s / 4
+        return max(0.0, last_renew_sent + retry_period_s - now)
+    wait = retry_period_s
+    if lease_expires_at is not None:
+        wait = min(wait, lease_expires_at - now)
+    return max(0.0, wait)
+
+
 def leader_valid_until(renew_sent_at: float, renew_deadline_s: float) -> float:
     """Monotonic time at which a holder must have stopped all leader work."""
     return renew_sent_at + renew_deadline_s

@@ -51,6 +51,7 @@ class ObservedRoute:
     kind: TargetKind
     target_id: str  # ENI id for ENI/instance routes, else the gateway/peering id
     blackhole: bool = False
+    propagated: bool = False  # Origin EnableVgwRoutePropagation: not a static route
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,11 @@ def plan_routes(
     """Plan every (table, pod CIDR) so the route targets `eni_id`.
 
     `tables` holds the observed routes of each table; a table in `table_ids` that is absent from
-    it is skipped (the caller reports it). Rules per route:
+    it is skipped (the caller reports it). Propagated routes (a virtual private gateway's, origin
+    `EnableVgwRoutePropagation`) are ignored: a static route to the same destination coexists
+    with them and wins ("How route priority works", Amazon VPC user guide: static routes take
+    priority over propagated routes with the same destination), so ours is created beside them
+    and nothing the VPN/Direct Connect side propagates is refused or replaced. Rules per route:
     absent -> create; ours and active -> in place; blackhole, another ENI or instance -> replace;
     local -> refuse always (cannot be replaced); any gateway/peering -> replace only when
     `allow_takeover`, else refuse.
@@ -153,7 +158,7 @@ def plan_routes(
     for table_id in table_ids:
         if table_id not in tables:
             continue
-        by_destination = {r.destination: r for r in tables[table_id]}
+        by_destination = {r.destination: r for r in tables[table_id] if not r.propagated}
         for cidr in pod_cidrs:
             key = RouteKey(table_id, cidr)
             route = by_destination.get(cidr)

@@ -3,9 +3,12 @@
 Why not the client library's elector: it exits the process on bad config, cannot release the
 lease on shutdown, and cannot be cancelled (DESIGN.md §4).
 
-Leadership is a time window, not a flag: `valid()` is true only until `renew_deadline` after the
-last successful renewal was SENT, measured on the monotonic clock, and it turns false by itself
-even if this thread is stuck in a hung request. Leader work checks it before every write.
+Leadership comes in terms. A term starts with a successful acquisition and ends when the lease
+is lost, cannot be renewed within the renew deadline, or the elector shuts down; after
+`shutdown()` no term starts again. Within a term, writes are allowed only while `valid()`:
+until `renew_deadline` after the last successful renewal was SENT, on the monotonic clock. It
+turns false by itself even if a renewal is still in flight (a slow API server): the term goes
+on, and writes resume when that renewal succeeds.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
+from hybrid_gateway.adapters.kube_lease import LeaseConflictError
 from hybrid_gateway.core.lease import (
     Action,
     LeaseRecord,
     Observation,
     decide,
+    expires_at,
     leader_valid_until,
+    next_round_in,
     observe,
     warrants_early_round,
 )
 
 log = logging.getLogger(__name__)
+
+MIN_TIMEOUT_S = 0.05
 
 
 class LeaseBackend(Protocol):
@@ -41,6 +50,35 @@ class LeaseBackend(Protocol):
     ) -> LeaseRecord: ...
 
 
+@dataclass(frozen=True)
+class Term:
+    """One continuous leadership. `valid()` is the write guard of THIS term: false for good
+    once the term ended, even if a later term has started."""
+
+    number: int
+    acquired_at: float  # monotonic time the acquiring write was sent
+    valid: Callable[[], bool]
+
+
+class LeadershipCallbacks(Protocol):
+    """Called from the elector's thread; implementations must return quickly."""
+
+    def started_leading(self, term: Term) -> None: ...
+    def stopped_leading(self) -> None: ...
+    def new_leader(self, holder: str | None) -> None: ...
+
+
+class NoCallbacks:
+    def started_leading(self, term: Term) -> None:
+        pass
+
+    def stopped_leading(self) -> None:
+        pass
+
+    def new_leader(self, holder: str | None) -> None:
+        pass
+
+
 class LeaseElector:
     def __init__(
         self,
@@ -51,7 +89,8 @@ class LeaseElector:
         renew_deadline_s: float,
         retry_period_s: float,
         clock: Callable[[], float] = time.monotonic,
-        on_change: Callable[[bool], None] = lambda leading: None,
+        callbacks: LeadershipCallbacks | None = None,
+        can_acquire: Callable[[], bool] = lambda: True,
     ) -> None:
         self._backend = backend
         self.identity = identity
@@ -59,13 +98,18 @@ class LeaseElector:
         self._deadline = renew_deadline_s
         self._retry = retry_period_s
         self._clock = clock
-        self._on_change = on_change
+        self._callbacks: LeadershipCallbacks = callbacks or NoCallbacks()
+        self._can_acquire = can_acquire
         self._lock = threading.Lock()
         self._observation: Observation | None = None
         self._valid_until = 0.0
         self._leading = False
+        self._closed = False
+        self._term = 0
+        self._last_renew_sent: float | None = None
+        self._last_round_failed = False
+        self._refusal_logged = False
         self._wake = threading.Event()
-        self.acquired_at: float | None = None  # monotonic time of the current term's acquisition
         self.heartbeat = clock()
         self.holder: str | None = None  # last holder seen
 
@@ -79,60 +123,123 @@ class LeaseElector:
         with self._lock:
             return max(0.0, self._valid_until - self._clock()) if self._leading else 0.0
 
+    @property
+    def leading(self) -> bool:
+        """A term is running (writes may still be paused while a renewal is in flight)."""
+        return self._leading
+
+    def _term_valid(self, number: int) -> bool:
+        with self._lock:
+            return (
+                self._leading
+                and self._term == number
+                and not self._closed
+                and self._clock() < self._valid_until
+            )
+
     # -- the loop ------------------------------------------------------------------------------
     def notice(self, seen: LeaseRecord | None) -> None:
-        """A Lease state seen on the watch: start the next round now if it may change what we
-        do (released, deleted, new holder). Called from the watch thread."""
-        if warrants_early_round(self._observation, seen):
+        """A Lease state seen on the watch (called from the watch thread).
+
+        A follower remembers when it saw another holder's renewal, on its own clock, so that
+        its round is due when THAT lease expires (`next_round_in`), not up to a poll period
+        later; a release, deletion or new holder starts the next round now.
+        """
+        early = warrants_early_round(self._observation, seen)
+        with self._lock:
+            if seen is not None and not self._leading and seen.holder != self.identity:
+                self._observation = observe(self._observation, seen, self._clock())
+        if early:
             self._wake.set()
 
     def wake(self) -> None:
-        """End the current wait at once (a Lease change, or shutdown after setting `stop`)."""
+        """End the current wait at once (a Lease change, or shutdown)."""
         self._wake.set()
 
     def run(self, stop: threading.Event) -> None:
-        """A round every retry period, or earlier when woken; polling stays the safety net
-        for a watch that is down or missed an event."""
-        while not stop.is_set():
+        """Rounds until `stop`, each when `next_round_in` says or earlier when woken; polling
+        stays the safety net for a watch that is down or missed an event."""
+        while not stop.is_set() and not self._closed:
             self._wake.clear()
             self.try_once()
             self.heartbeat = self._clock()
             if not stop.is_set():
-                self._wake.wait(self._retry)
+                self._wake.wait(self.next_round_in())
         self._set_leading(False)
+
+    def next_round_in(self) -> float:
+        with self._lock:
+            leading = self._leading
+        return next_round_in(
+            now=self._clock(),
+            retry_period_s=self._retry,
+            leading=leading,
+            last_renew_sent=self._last_renew_sent,
+            last_round_failed=self._last_round_failed,
+            lease_expires_at=expires_at(self._observation, self.identity),
+        )
 
     def try_once(self) -> None:
         """One read/decide/write round; never raises."""
-        started = self._clock()
-        timeout = max(0.05, min(self._retry, self._deadline / 2))
+        if self._closed:
+            return
+        self._last_round_failed = False
         try:
             observation = self._observation
             if not (self._leading and observation and observation.record.holder == self.identity):
-                record = self._backend.get(timeout)
+                record = self._backend.get(max(MIN_TIMEOUT_S, self._deadline))
                 observation = observe(self._observation, record, self._clock()) if record else None
                 self._observation = observation
-                self.holder = record.holder if record else None
+                self._see_holder(record.holder if record else None)
             action = decide(observation, self.identity, self._clock())
             if action is Action.FOLLOW:
                 self._set_leading(False)
                 return
+            if action is Action.ACQUIRE and not self._can_acquire():
+                if not self._refusal_logged:
+                    log.warning("lease is free but this replica is not ready: not acquiring")
+                    self._refusal_logged = True
+                self._set_leading(False)
+                return
+            self._refusal_logged = False
             previous = observation.record if observation else None
-            written = self._backend.write(previous, self.identity, self._duration, timeout)
-        except Exception as exc:  # conflicts, timeouts, partitions: re-read next round
+            sent = self._clock()  # the server stores the write no earlier than this
+            written = self._backend.write(
+                previous, self.identity, self._duration, self._write_timeout(action, sent)
+            )
+        except Exception as exc:  # conflicts, timeouts, partitions
+            # A conflict means the Lease changed since we read it: re-read next round. Other
+            # errors retry the write at the same version (if a timed-out write landed after
+            # all, that retry conflicts and re-reads). Either way a holder keeps its term, with
+            # writes allowed only until its validity ends (others cannot take the lease
+            # before that); it stops leading once that passed without a renewal.
+            if isinstance(exc, LeaseConflictError):
+                self._observation = None
+            self._last_round_failed = True
             log.debug("lease round failed: %s", exc)
-            self._observation = None if self._leading else self._observation
-            if self._leading and not self.valid():
+            if self._leading and self._clock() >= self._valid_until:
                 log.warning("could not renew the lease within the renew deadline: %s", exc)
                 self._set_leading(False)
             return
         self._observation = Observation(written, self._clock())
-        self.holder = written.holder
+        self._see_holder(written.holder)
         with self._lock:
-            self._valid_until = leader_valid_until(started, self._deadline)
-        self._set_leading(True, acquired_at=started)
+            self._valid_until = leader_valid_until(sent, self._deadline)
+        self._last_renew_sent = sent
+        self._set_leading(True, acquired_at=sent)
 
-    def stop_leading(self) -> None:
-        """Invalidate leadership locally at once (shutdown): no leader write passes after this."""
+    def _write_timeout(self, action: Action, sent: float) -> float:
+        """A renewal may take until others could take the lease (our last renewal's send time
+        plus the lease duration): after that it can only conflict. An acquisition gets the
+        renew deadline: a term whose first write took longer would start already invalid."""
+        if action is Action.RENEW and self._leading and self._last_renew_sent is not None:
+            return max(MIN_TIMEOUT_S, self._last_renew_sent + self._duration - sent)
+        return max(MIN_TIMEOUT_S, self._deadline)
+
+    def shutdown(self) -> None:
+        """End the term at once and for good: no write passes and no term starts after this."""
+        with self._lock:
+            self._closed = True
         self._set_leading(False)
 
     def release(self, timeout_s: float = 2.0) -> bool:
@@ -141,7 +248,7 @@ class LeaseElector:
         Call only after leader work has stopped. Written at the last observed resourceVersion:
         if anyone else wrote since, the write conflicts and nothing is released.
         """
-        self._set_leading(False)
+        self.shutdown()
         observation = self._observation
         if observation is None or observation.record.holder != self.identity:
             return False
@@ -153,16 +260,29 @@ class LeaseElector:
         log.info("released the lease")
         return True
 
-    def _set_leading(self, leading: bool, acquired_at: float | None = None) -> None:
+    def _see_holder(self, holder: str | None) -> None:
+        if holder != self.holder:
+            self.holder = holder
+            self._callbacks.new_leader(holder)
+
+    def _set_leading(self, leading: bool, acquired_at: float = 0.0) -> None:
         with self._lock:
+            if leading and self._closed:
+                return  # a renewal that completed after shutdown: the term stays over
             changed = leading != self._leading
             self._leading = leading
             if not leading:
                 self._valid_until = 0.0
             if changed and leading:
-                self.acquired_at = acquired_at
-        if changed:
-            log.info(
-                "%s leadership (identity %s)", "acquired" if leading else "lost", self.identity
-            )
-            self._on_change(leading)
+                self._term += 1
+            term = Term(self._term, acquired_at, self._valid_of(self._term))
+        if not changed:
+            return
+        log.info("%s leadership (identity %s)", "acquired" if leading else "lost", self.identity)
+        if leading:
+            self._callbacks.started_leading(term)
+        else:
+            self._callbacks.stopped_leading()
+
+    def _valid_of(self, number: int) -> Callable[[], bool]:
+        return lambda: self._term_valid(number)

@@ -1,24 +1,35 @@
 """Route ownership: make every hybrid pod CIDR in every configured table target our primary ENI.
 
-One DescribeRouteTables for all tables, then only the wrong routes are written, in parallel. The
-primary ENI is looked up once per process (an instance's DeviceIndex-0 ENI never changes).
+`prepare()` runs at START on every replica, in the background: it resolves the primary ENI
+(and its source/destination check) and checks that every configured table can be described, so
+a wrong table ID, a missing permission or a source/destination check left on shows up at
+deploy, not at the first failover. A failover then costs one DescribeRouteTables for all
+tables plus the writes of the wrong routes, in parallel.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, WriteNotAllowedError
-from hybrid_gateway.core.routes import Refusal, RouteKey, RoutePlan, plan_routes
+from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
+from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.routes import RouteKey, RoutePlan, plan_routes
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 
-MAX_PARALLEL_WRITES = 16
+# All writes of a failover in one wave (10 tables x 4 CIDRs = 40): parallelism changes when
+# the writes are sent, not how many; a throttled write backs off on its own (adapters/ec2.py).
+# At most the EC2 clients' connection pool size (adapters/ec2.make_client).
+MAX_PARALLEL_WRITES = 64
+
+# (reason, message): an Event about this replica; warnings only.
+Report = Callable[[str, str], None]
 
 
 @dataclass
@@ -28,6 +39,7 @@ class SyncResult:
     failed: list[tuple[RouteKey, str]] = field(default_factory=list)
     missing_tables: list[str] = field(default_factory=list)
     suppressed: bool = False  # the lease ran out during the sync: writes were withheld
+    refusals_changed: bool = False  # plan.refused differs from the last sync's: report them
 
     @property
     def converged(self) -> bool:
@@ -44,7 +56,7 @@ class RouteOwner:
         pod_cidrs: Sequence[str],
         allow_takeover: bool,
         metrics: GatewayMetrics,
-        on_refusals: Callable[[Sequence[Refusal]], None] = lambda refusals: None,
+        report: Report = lambda reason, message: None,
     ) -> None:
         self._ec2 = ec2
         self._instance_id = instance_id
@@ -52,38 +64,115 @@ class RouteOwner:
         self._cidrs = list(pod_cidrs)
         self._allow_takeover = allow_takeover
         self._metrics = metrics
-        self._on_refusals = on_refusals
-        self._eni: str | None = None
+        self._report = report
+        self._lock = threading.Lock()
+        self._primary: PrimaryInterface | None = None
+        self._prepared = not self._tables  # nothing to resolve without route tables
+        self._problem: str | None = None
         self._last_refused: frozenset[RouteKey] = frozenset()
 
+    # -- start-up, every replica -----------------------------------------------------------------
+    @property
+    def prepared(self) -> bool:
+        return self._prepared
+
+    def problem(self) -> str | None:
+        """Why this replica could not forward for the VPC if it led (readiness), or None."""
+        with self._lock:
+            return self._problem
+
+    def forwarding_allowed(self) -> bool:
+        """False only when the primary ENI is KNOWN to drop forwarded packets."""
+        primary = self._primary
+        return primary is None or not primary.source_dest_check
+
+    def prepare(self) -> None:
+        """Resolve the primary ENI and describe every table once; raises Ec2Error.
+
+        Succeeds only when the ENI is known, its source/destination check is off and every
+        table exists: a replica keeps calling it (`prepare_until_ready`) until then, and each
+        failure is logged, counted and sent as an Event.
+        """
+        if not self._tables:
+            return
+        try:
+            primary = self._ec2.primary_interface(self._instance_id)
+            self._primary = primary
+            self._metrics.primary_eni_source_dest_check.set(1 if primary.source_dest_check else 0)
+            if primary.source_dest_check:
+                raise Ec2Error(
+                    "DescribeInstances",
+                    "SourceDestCheckEnabled",
+                    f"source/destination check is ON for primary ENI {primary.eni_id} of "
+                    f"{self._instance_id}: forwarded packets would be dropped; disable it "
+                    "(launch template or NodeClass)",
+                )
+            observed = self._ec2.describe_routes(self._tables)
+            missing = [t for t in self._tables if t not in observed]
+            if missing:
+                raise Ec2Error(
+                    "DescribeRouteTables",
+                    "InvalidRouteTableID.NotFound",
+                    f"route table(s) {', '.join(missing)} not found (check ROUTE_TABLE_IDS)",
+                )
+        except Ec2Error as exc:
+            self._metrics.route_prepare_errors.inc()
+            with self._lock:
+                repeated = self._problem == str(exc)
+                self._problem = str(exc)
+            log.error("route tables not usable by this replica: %s", exc)
+            if not repeated:
+                self._report("RouteTablesNotUsable", str(exc))
+            raise
+        with self._lock:
+            recovered = self._problem is not None
+            self._problem = None
+        self._prepared = True
+        self._metrics.route_owner_prepared.set(1)
+        log.info(
+            "primary ENI of %s is %s; %d route table(s) reachable",
+            self._instance_id,
+            primary.eni_id,
+            len(self._tables),
+        )
+        if recovered:
+            log.info("route tables usable again")
+
+    def prepare_until_ready(self, stop: threading.Event, *, max_backoff_s: float) -> None:
+        """Call `prepare` until it succeeds or `stop`; failures back off up to `max_backoff_s`."""
+        backoff = Backoff(initial_s=min(1.0, max_backoff_s), maximum_s=max_backoff_s)
+        while not stop.is_set() and not self._prepared:
+            try:
+                self.prepare()
+            except Ec2Error:
+                stop.wait(backoff.next_delay())
+
+    # -- leader only -----------------------------------------------------------------------------
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
-        if self._eni is None:
-            self._eni = self._ec2.primary_eni(self._instance_id)
-            log.info("primary ENI of %s is %s", self._instance_id, self._eni)
+        primary = self._primary
+        if primary is None:  # leadership came before start-up preparation finished
+            primary = self._primary = self._ec2.primary_interface(self._instance_id)
+        eni = primary.eni_id
         observed = self._ec2.describe_routes(self._tables)
         plan = plan_routes(
-            observed, self._tables, self._cidrs, self._eni, allow_takeover=self._allow_takeover
+            observed, self._tables, self._cidrs, eni, allow_takeover=self._allow_takeover
         )
         result = SyncResult(plan, missing_tables=[t for t in self._tables if t not in observed])
         for table in result.missing_tables:
             log.error("route table %s not found (check ROUTE_TABLE_IDS)", table)
-        self._report_refusals(plan.refused)
-
-        eni = self._eni
+        result.refusals_changed = self._note_refusals(plan)
         creates = set(plan.create)
 
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
-            if not may_write():
-                return key, "suppressed"
             try:
                 if key in creates:
-                    self._ec2.create_route(key, eni)
+                    self._ec2.create_route(key, eni, may_write)
                 else:
-                    self._ec2.replace_route(key, eni)
+                    self._ec2.replace_route(key, eni, may_write)
             except WriteNotAllowedError:
                 return key, "suppressed"
             except Ec2Error as exc:
@@ -106,11 +195,12 @@ class RouteOwner:
         self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
         return result
 
-    def _report_refusals(self, refused: Sequence[Refusal]) -> None:
-        self._metrics.route_takeover_refused.set(len(refused))
-        keys = frozenset(r.key for r in refused)
-        if keys != self._last_refused and refused:
-            for refusal in refused:
+    def _note_refusals(self, plan: RoutePlan) -> bool:
+        self._metrics.route_takeover_refused.set(len(plan.refused))
+        keys = frozenset(r.key for r in plan.refused)
+        changed = keys != self._last_refused and bool(plan.refused)
+        if changed:
+            for refusal in plan.refused:
                 log.warning("%s; set ALLOW_ROUTE_TAKEOVER=true to take it", refusal.describe())
-            self._on_refusals(refused)
         self._last_refused = keys
+        return changed

@@ -4,22 +4,26 @@ Two independent lanes, one for the VPC routes and one for the CiliumVTEPConfig, 
 thread: on acquisition, on a wake-up and every resync period each re-checks its part and
 repairs drift, and retries on its own until converged. They do not wait for each other: hybrid
 to cloud traffic follows the VTEP config alone, so EC2 throttling (the SDK backing off for
-seconds) must not delay it. Nothing is written unless `elector.valid()` holds at that moment
-(the EC2 adapter re-checks before every HTTP attempt, retries included).
+seconds) must not delay it. Nothing is written unless the term's `valid()` holds at that moment
+(the EC2 and VTEP adapters check it before every HTTP attempt, retries included).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
+from hybrid_gateway.adapters.kube_vtep import VtepWriteNotAllowedError
+from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import Refusal
-from hybrid_gateway.leader.routes import RouteOwner
-from hybrid_gateway.leader.vtep import VtepOwner
+from hybrid_gateway.leader.elector import Term
+from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -56,34 +60,68 @@ class AsyncEvents:
             self._recorder.emit(obj, reason, message, warning=warning)
 
 
+class Outcome(enum.Enum):
+    """How one sync of a lane ended."""
+
+    CONVERGED = "converged"
+    SUPPRESSED = "suppressed"  # a write was needed but the lease check withheld it
+    FAILED = "failed"  # an API error, a missing table or CRD, a refused write
+
+
+# One sync of a lane: takes the term's write guard, never raises.
+LaneSync = Callable[[Callable[[], bool]], Outcome]
+
+
+class RouteSyncer(Protocol):
+    """What leader work needs of the route owner (leader/routes.RouteOwner)."""
+
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
+
+
+class VtepSyncer(Protocol):
+    """What leader work needs of the VTEP owner (leader/vtep.VtepOwner)."""
+
+    def sync(self, may_write: Callable[[], bool]) -> bool: ...
+
+
 class _Lane:
     """One part of leader work (routes or VTEP config) with its own loop state."""
 
-    def __init__(self, name: str, sync: Callable[[], bool]) -> None:
+    def __init__(self, name: str, sync: LaneSync, retry_s: float, max_backoff_s: float) -> None:
         self.name = name
         self.sync = sync
         self.wake = threading.Event()
         self.converged_term = 0  # the term whose latest sync converged; 0: none (terms start at 1)
         self.heartbeat = time.monotonic()
+        # Failures back off from a retry period up to the resync period, so a stale table ID,
+        # a missing permission or a missing CRD costs one attempt per back-off, not per second.
+        self.backoff = Backoff(initial_s=retry_s, maximum_s=max(retry_s, max_backoff_s))
+        self.failures = 0  # consecutive failed syncs
+        self.term = -1  # the term this lane last synced in
+        self.next_at = 0.0  # when the next sync is due (monotonic)
 
 
 class LeaderWork:
+    """Leader-only work, driven by the elector's callbacks (`LeadershipCallbacks`).
+
+    A term's writes are guarded by that term's `valid()`, so nothing from an ended term can
+    be written even while the next one runs. Tested on a fake clock in
+    tests/runtime/controlplane/test_leader_work.py.
+    """
+
     def __init__(
         self,
         *,
-        valid: Callable[[], bool],
-        acquired_at: Callable[[], float | None],
-        routes: RouteOwner,
-        vtep: VtepOwner,
+        routes: RouteSyncer,
+        vtep: VtepSyncer,
         resync_period_s: float,
         retry_period_s: float,
         metrics: GatewayMetrics,
         events: AsyncEvents,
         subject: ObjectRef,
         identity: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._valid = valid
-        self._acquired_at = acquired_at
         self._routes = routes
         self._vtep = vtep
         self._resync = resync_period_s
@@ -92,15 +130,34 @@ class LeaderWork:
         self._events = events
         self._subject = subject
         self._identity = identity
+        self._clock = clock
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._active = False
-        self._term = 0
+        self._term_count = 0
+        self._term: Term | None = None  # the elector's term while leading
+        self._wanted: Term | None = None  # set by the callbacks, applied by `run`
         self._setup_reported = False
-        self._routes_lane = _Lane("routes", self._sync_routes)
-        self._vtep_lane = _Lane("vtep", self._sync_vtep)
+        self._routes_lane = _Lane("routes", self._sync_routes, retry_period_s, resync_period_s)
+        self._vtep_lane = _Lane("vtep", self._sync_vtep, retry_period_s, resync_period_s)
         self._lanes = (self._routes_lane, self._vtep_lane)
-        self._heartbeat = time.monotonic()
+        self._heartbeat = clock()
+        self._last_failure: dict[str, str] = {}  # lane -> message of its latest failure
+        self._last_reported: dict[str, str] = {}  # lane -> failure message sent as an Event
+
+    # -- LeadershipCallbacks (from the elector's thread: record and wake, nothing more) --------
+    def started_leading(self, term: Term) -> None:
+        with self._lock:
+            self._wanted = term
+        self._wake.set()
+
+    def stopped_leading(self) -> None:
+        with self._lock:
+            self._wanted = None
+        self._wake.set()
+
+    def new_leader(self, holder: str | None) -> None:
+        log.info("the lease holder is now %s", holder or "nobody")
 
     @property
     def active(self) -> bool:
@@ -120,23 +177,22 @@ class LeaderWork:
         return min(self._heartbeat, *(lane.heartbeat for lane in self._lanes))
 
     def wake(self) -> None:
-        """Re-check leadership now (it changed); starting a term wakes both lanes."""
+        """Re-check leadership now."""
         self._wake.set()
 
     def wake_vtep(self) -> None:
         """Re-check the VTEP config now (it was created, edited or deleted)."""
         self._vtep_lane.wake.set()
 
-    def report_refusals(self, refusals: Sequence[Refusal]) -> None:
-        text = "; ".join(r.describe() for r in refusals[:5])
-        more = f" (and {len(refusals) - 5} more)" if len(refusals) > 5 else ""
-        self._events.emit(self._subject, "RouteTakeoverRefused", text + more)
-
     def converged(self) -> bool:
         return self._active and self.routes_converged and self.vtep_converged
 
+    def _valid(self) -> bool:
+        term = self._term
+        return term is not None and term.valid()
+
     def run(self, stop: threading.Event) -> None:
-        """Start/stop leader work as the lease comes and goes; the lanes do the writing.
+        """Start/stop leader work as terms start and end; the lanes do the writing.
 
         Returns only after both lanes have returned, so no write is in flight afterwards.
         """
@@ -154,15 +210,9 @@ class LeaderWork:
             thread.start()
         try:
             while not stop.is_set():
-                self._heartbeat = time.monotonic()
+                self._heartbeat = self._clock()
                 self._wake.clear()
-                if self._valid():
-                    if not self._active:
-                        self._start()
-                elif self._active:
-                    self._stop("lease no longer held")
-                # Wake up on events and at least every retry period so that a lapsed lease is
-                # noticed promptly (writes are guarded regardless).
+                self.step()
                 self._wake.wait(max(0.01, self._retry))
         finally:
             lane_stop.set()
@@ -173,41 +223,76 @@ class LeaderWork:
         if self._active:
             self._stop("shutting down")
 
+    def step(self) -> None:
+        """Apply the latest leadership callback: start or stop a term."""
+        with self._lock:
+            wanted = self._wanted
+        if wanted is not None and wanted is not self._term:
+            if self._active:
+                self._stop("a new term started")
+            self._start(wanted)
+        elif wanted is None and self._active:
+            self._stop("lease no longer held")
+
     def _run_lane(self, lane: _Lane, stop: threading.Event) -> None:
-        next_full = 0.0
-        term = -1
         while not stop.is_set():
-            lane.heartbeat = time.monotonic()
-            woken = lane.wake.is_set()
-            lane.wake.clear()
-            with self._lock:
-                active, current = self._active, self._term
-            if active and self._valid():
-                if current != term:
-                    term, next_full = current, 0.0  # a new term: check at once
-                if woken or time.monotonic() >= next_full or not self._lane_converged(lane):
-                    converged = lane.sync()
-                    next_full = time.monotonic() + self._resync
-                    with self._lock:
-                        if self._term == term:  # not a result from an earlier term
-                            lane.converged_term = term if converged else 0
-                            self._report_setup_locked(term)
-            timeout = self._retry
-            if active and self._lane_converged(lane):
-                timeout = max(0.0, next_full - time.monotonic())  # at most the resync period
-            lane.wake.wait(max(0.01, timeout))
+            self._lane_once(lane)
+            lane.wake.wait(max(0.01, self._lane_wait(lane)))
+
+    def tick(self, lane: str) -> None:
+        """One tick of the lane named `lane` ("routes" or "vtep"), as its thread runs it."""
+        self._lane_once(next(candidate for candidate in self._lanes if candidate.name == lane))
+
+    def _lane_once(self, lane: _Lane) -> None:
+        """One tick of a lane: sync when a term started, when woken, when due, or while not
+        converged and its back-off has passed."""
+        lane.heartbeat = self._clock()
+        woken = lane.wake.is_set()
+        lane.wake.clear()
+        with self._lock:
+            active, term, number = self._active, self._term, self._term_count
+        if not (active and term is not None and term.valid()):
+            return
+        if lane.term != number:
+            lane.term, lane.next_at = number, 0.0  # a new term: check at once
+        if not (woken or self._clock() >= lane.next_at):
+            return
+        outcome = lane.sync(term.valid)
+        self._record(lane, outcome)
+        with self._lock:
+            if self._term_count != number:  # a result from an earlier term
+                return
+            lane.converged_term = number if outcome is Outcome.CONVERGED else 0
+            if outcome is Outcome.CONVERGED:
+                lane.next_at = self._clock() + self._resync
+            elif outcome is Outcome.FAILED:
+                delay = lane.backoff.next_delay()
+                self._metrics.leader_sync_retry_delay.labels(lane.name).set(delay)
+                lane.next_at = self._clock() + delay
+            else:
+                lane.next_at = self._clock() + self._retry
+            self._report_setup_locked(number, term)
+
+    def _lane_wait(self, lane: _Lane) -> float:
+        if not self._active:
+            return self._retry
+        wait = lane.next_at - self._clock()
+        if wait <= 0:  # due but not allowed (a renewal in flight): look again soon
+            return self._retry / 4
+        return min(self._resync, wait)
 
     def _lane_converged(self, lane: _Lane) -> bool:
         with self._lock:
-            return self._active and lane.converged_term == self._term
+            return self._active and lane.converged_term == self._term_count
 
-    def _start(self) -> None:
+    def _start(self, term: Term) -> None:
         with self._lock:
             self._active = True
-            self._term += 1
+            self._term = term
+            self._term_count += 1
             self._setup_reported = False
         self._metrics.leader_is_active.set(1)
-        log.info("leader work started")
+        log.info("leader work started (term %d)", term.number)
         for lane in self._lanes:
             lane.wake.set()
         self._events.emit(
@@ -220,35 +305,79 @@ class LeaderWork:
     def _stop(self, why: str) -> None:
         with self._lock:
             self._active = False
-            self._term += 1
+            self._term = None
+            self._term_count += 1
         self._metrics.leader_is_active.set(0)
         log.warning("leader work stopped: %s", why)
         self._events.emit(self._subject, "LeaderLost", f"{self._identity} stopped leading: {why}")
 
-    def _sync_routes(self) -> bool:
+    def _sync_routes(self, guard: Callable[[], bool]) -> Outcome:
         try:
-            return self._routes.sync(self._valid).converged
+            result = self._routes.sync(guard)
         except Exception as exc:
-            log.warning("route sync failed (retrying): %s", exc)
-            return False
+            return self._failed("routes", f"route sync failed: {exc}")
+        if result.refusals_changed:
+            self._report_refusals(result.plan.refused)
+        if result.converged:
+            return Outcome.CONVERGED
+        if result.failed or result.missing_tables:
+            problems = [f"{k.destination} in {k.table_id}: {e}" for k, e in result.failed[:3]]
+            problems += [f"route table {table} not found" for table in result.missing_tables]
+            return self._failed("routes", "; ".join(problems))
+        return Outcome.SUPPRESSED
 
-    def _sync_vtep(self) -> bool:
+    def _sync_vtep(self, guard: Callable[[], bool]) -> Outcome:
         try:
-            return self._vtep.sync(self._valid)
+            converged = self._vtep.sync(guard)
+        except VtepWriteNotAllowedError:
+            return Outcome.SUPPRESSED
         except Exception as exc:
-            log.warning("CiliumVTEPConfig sync failed (retrying): %s", exc)
-            return False
+            return self._failed("vtep", f"CiliumVTEPConfig sync failed: {exc}")
+        return Outcome.CONVERGED if converged else Outcome.SUPPRESSED
 
-    def _report_setup_locked(self, term: int) -> None:
+    def _failed(self, lane: str, message: str) -> Outcome:
+        self._last_failure[lane] = message
+        return Outcome.FAILED
+
+    def _record(self, lane: _Lane, outcome: Outcome) -> None:
+        """Report failures loudly but not once per second: a log line per attempt (attempts
+        are backed off), a counter, and an Event when a lane starts failing or the failure
+        changes; one Event and a log line when it recovers."""
+        if outcome is Outcome.FAILED:
+            message = self._last_failure.get(lane.name, "failed")
+            lane.failures += 1
+            self._metrics.leader_sync_failures.labels(lane.name).inc()
+            log.warning("%s (failure %d in a row, retrying with back-off)", message, lane.failures)
+            if self._last_reported.get(lane.name) != message:
+                self._last_reported[lane.name] = message
+                self._events.emit(self._subject, "LeaderSyncFailing", message)
+            return
+        if outcome is Outcome.CONVERGED and lane.failures:
+            log.info("%s sync recovered after %d failure(s)", lane.name, lane.failures)
+            self._events.emit(
+                self._subject,
+                "LeaderSyncRecovered",
+                f"{lane.name} converged after {lane.failures} failed attempt(s)",
+                warning=False,
+            )
+            lane.failures = 0
+            self._last_reported.pop(lane.name, None)
+        if outcome is Outcome.CONVERGED:
+            lane.backoff.reset()
+            self._metrics.leader_sync_retry_delay.labels(lane.name).set(0)
+
+    def _report_refusals(self, refusals: Sequence[Refusal]) -> None:
+        text = "; ".join(r.describe() for r in refusals[:5])
+        more = f" (and {len(refusals) - 5} more)" if len(refusals) > 5 else ""
+        self._events.emit(self._subject, "RouteTakeoverRefused", text + more)
+
+    def _report_setup_locked(self, number: int, term: Term) -> None:
         """Record how long this term took to converge, once, when both lanes first have.
 
         Called with the lock held, so readiness is never reported before this figure."""
-        if self._setup_reported or not all(lane.converged_term == term for lane in self._lanes):
-            return
-        acquired = self._acquired_at()
-        if acquired is None:
+        if self._setup_reported or not all(lane.converged_term == number for lane in self._lanes):
             return
         self._setup_reported = True
-        took = time.monotonic() - acquired
+        took = self._clock() - term.acquired_at
         self._metrics.leader_setup_duration.observe(took)
         log.info("leader setup converged in %.3fs", took)

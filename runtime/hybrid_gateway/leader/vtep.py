@@ -26,14 +26,15 @@ class VtepOwner:
         self._desired_object = desired_object(vpc_cidrs, node_ip, mac)
 
     def sync(self, may_write: Callable[[], bool]) -> bool:
-        """Return True when the object is as desired; raises VtepConflictError/VtepApiError."""
+        """Return True when the object is as desired; raises VtepConflictError/VtepApiError,
+        or VtepWriteNotAllowedError when the lease lapsed before a write attempt."""
         observed = self._store.get()
         if endpoints_match(observed, self._desired_endpoints):
             return True
         if not may_write():
             return False
         if observed is None:
-            self._store.create(dict(self._desired_object))
+            self._store.create(dict(self._desired_object), may_write)
             log.info("created CiliumVTEPConfig %s", self._store.name)
         else:
             body = dict(observed)
@@ -41,6 +42,6 @@ class VtepOwner:
                 **dict(observed.get("spec") or {}),
                 "endpoints": self._desired_endpoints,
             }
-            self._store.replace(body)  # at the observed resourceVersion
+            self._store.replace(body, may_write)  # at the observed resourceVersion
             log.info("corrected CiliumVTEPConfig %s", self._store.name)
         return True

@@ -97,6 +97,12 @@ _TIME_FIELDS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
 }
 
 
+# metav1.MicroTime is decoded with time.Parse(RFC3339Micro, ...) (apimachinery
+# pkg/apis/meta/v1/micro_time.go), and Go's ".000000" layout element requires exactly six
+# fraction digits: "2026-01-01T00:00:00Z" or "...00:00+00:00" is refused with 400.
+_MICRO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})")
+
+
 def _normalize_times(rt: ResourceType, obj: JsonObj) -> None:
     for path, micro in _TIME_FIELDS.get(rt.kind, ()) if not rt.custom else ():
         parent: Any = obj
@@ -108,6 +114,8 @@ def _normalize_times(rt: ResourceType, obj: JsonObj) -> None:
         layout = "2006-01-02T15:04:05.000000Z07:00" if micro else "2006-01-02T15:04:05Z07:00"
         try:
             if not isinstance(raw, str):
+                raise ValueError(raw)
+            if micro and not _MICRO_TIME.fullmatch(raw):
                 raise ValueError(raw)
             parsed = dt.datetime.fromisoformat(raw)
             if parsed.tzinfo is None:

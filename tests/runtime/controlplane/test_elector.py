@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
 from hybrid_gateway.adapters.kube_lease import LeaseConflictError
 from hybrid_gateway.core.lease import LeaseRecord
-from hybrid_gateway.leader.elector import LeaseElector
+from hybrid_gateway.leader.elector import LeaseElector, Term
 
 
 class Clock:
@@ -46,8 +50,32 @@ def new_changes() -> list[tuple[str, bool]]:
     return []
 
 
+class Recorder:
+    """LeadershipCallbacks that append (identity, leading) to a shared list."""
+
+    def __init__(self, name: str, changes: list[tuple[str, bool]]) -> None:
+        self.name = name
+        self.changes = changes
+        self.terms: list[Term] = []
+        self.holders: list[str | None] = []
+
+    def started_leading(self, term: Term) -> None:
+        self.terms.append(term)
+        self.changes.append((self.name, True))
+
+    def stopped_leading(self) -> None:
+        self.changes.append((self.name, False))
+
+    def new_leader(self, holder: str | None) -> None:
+        self.holders.append(holder)
+
+
 def elector(
-    name: str, store: MemoryLease, clock: Clock, changes: list[tuple[str, bool]]
+    name: str,
+    store: MemoryLease,
+    clock: Clock,
+    changes: list[tuple[str, bool]],
+    **kwargs: object,
 ) -> LeaseElector:
     return LeaseElector(
         store,
@@ -56,7 +84,8 @@ def elector(
         renew_deadline_s=2.0,
         retry_period_s=1.0,
         clock=clock,
-        on_change=lambda leading: changes.append((name, leading)),
+        callbacks=Recorder(name, changes),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -147,3 +176,195 @@ def test_release_lets_the_standby_acquire_at_once() -> None:
     clock.now += 0.01  # far less than the 3 s lease
     b.try_once()
     assert b.valid() and not a.valid()
+
+
+# --- the standby acts when the lease it observed expires (issue 8) --------------------------
+
+
+def test_standby_acquires_when_the_observed_lease_expires_not_at_its_next_tick() -> None:
+    """a renews for the last time at r and dies; b's watch shows it the renewal at r. b polls
+    every second at ticks 0.4 s out of phase with a's renewals. b's round must be due at r + 3
+    (its own clock, from when it saw the renewal), not at its first tick after that."""
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    a, b = elector("a", store, clock, changes), elector("b", store, clock, changes)
+    a.try_once()
+    clock.now += 0.4
+    b.try_once()
+    clock.now += 0.6
+    a.try_once()  # the last renewal, at r
+    last_renewal = clock.now
+    assert store.record is not None
+    b.notice(store.record)  # seen on the watch at once
+    clock.now += 0.4
+    acquired_at = None
+    for _ in range(20):
+        b.try_once()
+        if b.valid():
+            acquired_at = clock.now
+            break
+        wait = b.next_round_in()
+        assert 0.0 <= wait <= 1.0  # never later than a retry period
+        clock.now += wait
+    assert acquired_at is not None
+    assert acquired_at == pytest.approx(last_renewal + 3.0)  # not 0.4 s later, at a tick
+    assert changes == [("a", True), ("b", True)]
+
+
+def test_standby_never_acquires_before_the_observed_lease_expires() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    a, b = elector("a", store, clock, changes), elector("b", store, clock, changes)
+    a.try_once()
+    b.try_once()
+    seen_at = clock.now
+    for _ in range(10):  # b wakes as often as it likes: nothing before seen_at + 3
+        clock.now += b.next_round_in() or 0.01
+        b.try_once()
+        if b.valid():
+            break
+    assert b.valid() and clock.now >= seen_at + 3.0
+
+
+# --- shutdown ends the term for good (issue 8) -------------------------------------------------
+
+
+def test_a_renewal_completing_after_shutdown_starts_no_term() -> None:
+    """SIGTERM arrives while a renewal is in flight: the renewal succeeds at the server, but no
+    term (re)starts, no write passes the guard, and the next rounds write nothing."""
+    clock, changes = Clock(), new_changes()
+
+    class SignalMidWrite(MemoryLease):
+        during_write: LeaseElector | None = None
+
+        def write(
+            self,
+            previous: LeaseRecord | None,
+            holder: str | None,
+            duration: float,
+            timeout_s: float,
+        ) -> LeaseRecord:
+            if self.during_write is not None:
+                self.during_write.shutdown()  # the signal handler runs meanwhile
+            return super().write(previous, holder, duration, timeout_s)
+
+    store = SignalMidWrite(clock)
+    a = elector("a", store, clock, changes)
+    a.try_once()
+    term = a._callbacks.terms[0]  # type: ignore[attr-defined]
+    assert term.valid()
+    store.during_write = a
+    clock.now += 1.0
+    a.try_once()  # the renewal lands, shutdown happened during it
+    assert not a.valid() and not term.valid()
+    assert changes == [("a", True), ("a", False)]
+    writes = store.version
+    clock.now += 5.0  # the lease has expired: a would acquire it if it could
+    a.try_once()
+    assert store.version == writes and not a.valid()
+    assert changes == [("a", True), ("a", False)]
+    assert a.release()  # the release still goes out, at the version the renewal left
+    assert store.record is not None and store.record.holder is None
+
+
+def test_a_term_guard_stays_false_after_its_term_ended() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    a = elector("a", store, clock, changes)
+    a.try_once()
+    first = a._callbacks.terms[0]  # type: ignore[attr-defined]
+    store.reachable = False
+    clock.now += 2.5
+    a.try_once()  # cannot renew within the deadline: the term ends
+    store.reachable = True
+    clock.now += 1.0
+    a.try_once()  # the lease expired; a acquires again: a new term
+    second = a._callbacks.terms[1]  # type: ignore[attr-defined]
+    assert second.valid() and not first.valid() and second.number == first.number + 1
+
+
+# --- acquisition gated on the data plane (issue 8) ---------------------------------------------
+
+
+def test_a_replica_that_is_not_ready_does_not_take_the_lease_but_keeps_one_it_holds() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    ready = {"a": False, "b": True}
+    a = elector("a", store, clock, changes, can_acquire=lambda: ready["a"])
+    a.try_once()
+    assert store.record is None and not a.valid()  # a free lease, not taken
+    ready["a"] = True
+    a.try_once()
+    assert a.valid()
+    ready["a"] = False  # the data plane degrades while a leads: a keeps renewing
+    for _ in range(5):
+        clock.now += 1.0
+        a.try_once()
+    assert a.valid() and changes == [("a", True)]
+
+
+# --- a slow API server: renewals that complete within the deadline keep the lease -----------
+
+
+class SlowLease(MemoryLease):
+    """Every request takes `latency_s` of (fake) time; a request whose timeout is shorter
+    fails at its timeout, as a client-side timeout does."""
+
+    def __init__(self, clock: Clock, latency_s: float) -> None:
+        super().__init__(clock)
+        self.latency_s = latency_s
+        self.timeouts: list[float] = []
+
+    def _take(self, timeout_s: float) -> None:
+        self.timeouts.append(timeout_s)
+        if self.latency_s > timeout_s:
+            self.clock.now += timeout_s
+            raise TimeoutError(f"no answer in {timeout_s:.2f}s")
+        self.clock.now += self.latency_s
+
+    def get(self, timeout_s: float) -> LeaseRecord | None:
+        self._take(timeout_s)
+        return super().get(timeout_s)
+
+    def write(
+        self, previous: LeaseRecord | None, holder: str | None, duration: float, timeout_s: float
+    ) -> LeaseRecord:
+        self._take(timeout_s)
+        return super().write(previous, holder, duration, timeout_s)
+
+
+def test_every_request_1_2s_late_and_the_leader_keeps_its_lease() -> None:
+    """Default 3/2/1 s timings, every request of the leader answered 1.2 s late (under the
+    renew deadline): the leader's term never ends and its record changes at least every
+    1.2 s, so a standby watching it never sees it expire."""
+    clock, changes = Clock(), new_changes()
+    store = SlowLease(clock, 1.2)
+    a = elector("a", store, clock, changes)
+    a.try_once()
+    renewals = [clock.now]
+    last = store.record
+    for _ in range(30):
+        clock.now += a.next_round_in()
+        a.try_once()
+        if store.record is not last:
+            renewals.append(clock.now)
+            last = store.record
+    assert changes == [("a", True)] and a.leading
+    assert max(later - earlier for earlier, later in itertools.pairwise(renewals)) < 3.0
+    # a renewal's timeout is what is left before others could take the lease, never < 1.2 s
+    assert min(store.timeouts[1:]) >= 1.2
+
+
+def test_a_failed_renewal_is_retried_sooner_than_a_retry_period() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    a = elector("a", store, clock, changes)
+    a.try_once()
+    clock.now += 1.0
+    store.reachable = False
+    a.try_once()
+    assert a.leading and a.next_round_in() < 1.0
+    store.reachable = True
+    clock.now += a.next_round_in()
+    a.try_once()
+    assert a.valid() and changes == [("a", True)]

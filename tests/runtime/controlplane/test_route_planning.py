@@ -103,3 +103,46 @@ def test_unknown_gateway_kinds_are_protected() -> None:
     kind, _ = classify_target(gateway_id="vpce-0123")
     assert kind is TargetKind.OTHER
     assert one(ObservedRoute(CIDR, kind, "vpce-0123")).refused
+
+
+# Propagated routes (issue 8). DescribeRouteTables lists a virtual private gateway's propagated
+# route with Origin "EnableVgwRoutePropagation"; a static route to the same destination coexists
+# with it and wins ("How route priority works", Amazon VPC user guide).
+PROPAGATED = ObservedRoute(CIDR, TargetKind.VPN_GATEWAY, "vgw-0123456789abcdef0", propagated=True)
+
+
+def test_a_propagated_route_alone_is_ignored_and_ours_created_beside_it() -> None:
+    plan = one(PROPAGATED)
+    assert plan.create == (RouteKey(T, CIDR),) and plan.refused == ()
+
+
+def test_a_propagated_route_does_not_hide_our_static_route() -> None:
+    for routes in (
+        [PROPAGATED, ObservedRoute(CIDR, TargetKind.NETWORK_INTERFACE, ENI)],
+        [ObservedRoute(CIDR, TargetKind.NETWORK_INTERFACE, ENI), PROPAGATED],
+    ):
+        plan = plan_routes({T: routes}, [T], [CIDR], ENI, allow_takeover=False)
+        assert plan.converged and plan.in_place == (RouteKey(T, CIDR),)
+
+
+def test_a_static_vgw_route_is_still_refused() -> None:
+    static = ObservedRoute(CIDR, TargetKind.VPN_GATEWAY, "vgw-0123456789abcdef0")
+    assert one(static).refused and not one(static).writes
+
+
+def test_origin_is_read_from_the_describe_reply() -> None:
+    from hybrid_gateway.adapters.ec2 import _observed
+
+    route = _observed(
+        {
+            "DestinationCidrBlock": CIDR,
+            "GatewayId": "vgw-0123456789abcdef0",
+            "Origin": "EnableVgwRoutePropagation",
+            "State": "active",
+        }
+    )
+    assert route.propagated and route.kind is TargetKind.VPN_GATEWAY
+    static = _observed(
+        {"DestinationCidrBlock": CIDR, "GatewayId": "vgw-1", "Origin": "CreateRoute"}
+    )
+    assert not static.propagated

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
 from typing import Any
 
 import pytest
 
-from hybrid_gateway.adapters.ec2 import Ec2Routes, WriteNotAllowedError, make_client
-from hybrid_gateway.core.routes import Refusal, RouteKey
+from hybrid_gateway.adapters.ec2 import (
+    Ec2Error,
+    Ec2Routes,
+    PrimaryInterface,
+    WriteNotAllowedError,
+    make_client,
+    primary_interface,
+)
+from hybrid_gateway.core.routes import RouteKey
+from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.ec2emu import (
@@ -18,6 +26,7 @@ from hybrid_gateway_testkit.ec2emu import (
     VpcWorld,
     point_all,
 )
+from hybrid_gateway_testkit.waiting import wait_until
 
 WRITES = ("CreateRoute", "ReplaceRoute")
 DENIED_BODY = (
@@ -33,18 +42,19 @@ def owner(
     *,
     allow_takeover: bool = False,
     metrics: GatewayMetrics | None = None,
-    refusals: list[Sequence[Refusal]] | None = None,
-    guard: Any = None,
+    table_ids: list[str] | None = None,
+    reports: list[tuple[str, str]] | None = None,
+    max_attempts: int = 8,
 ) -> RouteOwner:
-    sink = refusals if refusals is not None else []
+    sink = reports if reports is not None else []
     return RouteOwner(
-        Ec2Routes(make_client("us-east-1"), write_guard=guard),
+        Ec2Routes(make_client("us-east-1", max_attempts=max_attempts)),
         instance_id=world.instances[name],
-        table_ids=world.table_ids,
+        table_ids=world.table_ids if table_ids is None else table_ids,
         pod_cidrs=world.pod_cidrs,
         allow_takeover=allow_takeover,
         metrics=metrics or GatewayMetrics(),
-        on_refusals=sink.append,
+        report=lambda reason, message: sink.append((reason, message)),
     )
 
 
@@ -110,8 +120,7 @@ def test_gateway_routes_are_not_taken_over_unless_allowed(
     direct.create_route(RouteTableId=t0, DestinationCidrBlock="10.80.0.0/16", TransitGatewayId=tgw)
     direct.create_route(RouteTableId=t1, DestinationCidrBlock="10.81.0.0/16", GatewayId=igw)
     metrics = GatewayMetrics()
-    refusals: list[Sequence[Refusal]] = []
-    refusing = owner(world, "a", metrics=metrics, refusals=refusals)
+    refusing = owner(world, "a", metrics=metrics)
 
     result = refusing.sync(always)
     routes = world.routes(direct)
@@ -119,9 +128,8 @@ def test_gateway_routes_are_not_taken_over_unless_allowed(
     assert {r.target_id for r in result.plan.refused} == {tgw, igw}
     assert result.converged  # refusals are policy, not failures
     assert metrics.registry.get_sample_value("hybrid_gateway_route_takeover_refused") == 2
-    assert len(refusals) == 1  # reported once ...
-    refusing.sync(always)
-    assert len(refusals) == 1  # ... not on every re-check
+    assert result.refusals_changed  # reported once ...
+    assert not refusing.sync(always).refusals_changed  # ... not on every re-check
     sent = [c for c in ec2_proxy.snapshot() if c.action in WRITES]
     assert all(
         (c.params["RouteTableId"], c.params["DestinationCidrBlock"])
@@ -171,14 +179,7 @@ def test_refused_writes_are_reported_as_failures_then_recover(
         (403, DENIED_BODY) if throttled[0] and action in WRITES else None
     )
     metrics = GatewayMetrics()
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1", max_attempts=2)),
-        instance_id=world.instances["a"],
-        table_ids=world.table_ids,
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=metrics,
-    )
+    route_owner = owner(world, "a", metrics=metrics, max_attempts=2)
     first = route_owner.sync(always)
     assert not first.converged and len(first.failed) == 6
     assert (
@@ -190,9 +191,12 @@ def test_refused_writes_are_reported_as_failures_then_recover(
 
 
 def test_ec2_calls_per_leadership_change(world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy) -> None:
-    """Each hand-over costs one DescribeRouteTables plus one write per (table, CIDR) to move;
-    the primary ENI is looked up once per process."""
+    """Both replicas prepare at start (ENI and tables); each hand-over then costs one
+    DescribeRouteTables plus one write per (table, CIDR) to move, nothing else."""
     gateways = {name: owner(world, name) for name in ("a", "b")}
+    for gateway in gateways.values():
+        gateway.prepare()
+    assert (ec2_proxy.count("DescribeInstances"), ec2_proxy.count("DescribeRouteTables")) == (2, 2)
     counts = []
     for name in ("a", "b", "a", "b"):
         ec2_proxy.reset()
@@ -206,27 +210,23 @@ def test_ec2_calls_per_leadership_change(world: VpcWorld, direct: Any, ec2_proxy
             )
         )
     n = len(world.table_ids) * len(world.pod_cidrs)
-    assert counts == [(1, 1, n), (1, 1, n), (0, 1, n), (0, 1, n)]
+    assert counts == [(0, 1, n)] * 4
 
 
 def test_no_write_is_sent_without_a_valid_lease(
-    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held = [True]
-    routes = Ec2Routes(make_client("us-east-1"), write_guard=lambda: held[0])
-    held[0] = False
+    routes = Ec2Routes(make_client("us-east-1"))
     with pytest.raises(WriteNotAllowedError):
-        routes.create_route(RouteKey(world.table_ids[0], "10.80.0.0/16"), world.enis["a"])
+        routes.create_route(
+            RouteKey(world.table_ids[0], "10.80.0.0/16"), world.enis["a"], lambda: False
+        )
     assert ec2_proxy.count(*WRITES) == 0
 
-    # The guard flips during a sync: writes after that moment are withheld at the HTTP layer.
-    budget = [2]
-
-    def guard() -> bool:
-        budget[0] -= 1
-        return budget[0] >= 0
-
-    result = owner(world, "a", guard=guard).sync(always)
+    # The guard flips during a sync (writes one at a time here, so exactly after the second
+    # reached EC2): the writes after that moment are withheld.
+    monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 1)
+    result = owner(world, "a").sync(lambda: ec2_proxy.count(*WRITES) < 2)
     assert result.suppressed and not result.converged
     assert ec2_proxy.count(*WRITES) == 2
 
@@ -235,15 +235,139 @@ def test_a_missing_table_does_not_stop_the_others(
     world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
 ) -> None:
     gone = "rtb-0123456789abcdef0"
-    route_owner = RouteOwner(
-        Ec2Routes(make_client("us-east-1")),
-        instance_id=world.instances["a"],
-        table_ids=[gone, *world.table_ids],
-        pod_cidrs=world.pod_cidrs,
-        allow_takeover=False,
-        metrics=GatewayMetrics(),
-    )
+    route_owner = owner(world, "a", table_ids=[gone, *world.table_ids])
     result = route_owner.sync(always)
     assert result.missing_tables == [gone] and not result.converged
     assert world.all_point_at(direct, "a")
     assert ec2_proxy.count("DescribeRouteTables") == 2
+
+
+# --- start-up preparation and the primary ENI (issue 8) ---------------------------------------
+
+
+def _disable_check(direct: Any, eni: str, on: bool) -> None:
+    direct.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": on})
+
+
+def test_source_dest_check_on_makes_the_replica_unready_and_is_reported(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    _disable_check(direct, world.enis["a"], True)
+    metrics = GatewayMetrics()
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", metrics=metrics, reports=reports)
+    with pytest.raises(Ec2Error, match="SourceDestCheckEnabled"):
+        route_owner.prepare()
+    problem = route_owner.problem()
+    assert problem is not None and world.enis["a"] in problem
+    assert not route_owner.forwarding_allowed() and not route_owner.prepared
+    assert [reason for reason, _ in reports] == ["RouteTablesNotUsable"]
+    assert world.enis["a"] in reports[0][1]
+    assert metrics.registry.get_sample_value("hybrid_gateway_primary_eni_source_dest_check") == 1
+    with pytest.raises(Ec2Error):
+        route_owner.prepare()
+    assert len(reports) == 1  # the same problem is sent once
+    # the operator fixes the launch template / ENI: the next attempt succeeds
+    _disable_check(direct, world.enis["a"], False)
+    route_owner.prepare()
+    assert route_owner.problem() is None and route_owner.forwarding_allowed()
+    assert metrics.registry.get_sample_value("hybrid_gateway_primary_eni_source_dest_check") == 0
+    assert metrics.registry.get_sample_value("hybrid_gateway_route_prepare_errors_total") == 2
+
+
+def test_a_stale_table_id_fails_preparation_at_start(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    gone = "rtb-0123456789abcdef0"
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", table_ids=[*world.table_ids, gone], reports=reports)
+    with pytest.raises(Ec2Error, match=gone):
+        route_owner.prepare()
+    assert gone in (route_owner.problem() or "") and gone in reports[0][1]
+    assert route_owner.forwarding_allowed()  # a table problem does not stop acquisition
+    assert ec2_proxy.count(*WRITES) == 0
+
+
+def test_preparation_is_retried_in_the_background_until_ec2_answers(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    down = [True]
+    ec2_proxy.fault = lambda action, seq: (500, INTERNAL_BODY) if down[0] else None
+    metrics = GatewayMetrics()
+    route_owner = owner(world, "a", metrics=metrics, max_attempts=1)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=route_owner.prepare_until_ready, args=(stop,), kwargs={"max_backoff_s": 0.2}
+    )
+    thread.start()
+    try:
+        wait_until(
+            "two failed attempts",
+            lambda: (
+                (
+                    metrics.registry.get_sample_value("hybrid_gateway_route_prepare_errors_total")
+                    or 0
+                )
+                >= 2
+            ),
+            10.0,
+        )
+        assert not route_owner.prepared and route_owner.problem() is not None
+        down[0] = False
+        thread.join(10.0)
+        assert not thread.is_alive() and route_owner.problem() is None
+        assert metrics.registry.get_sample_value("hybrid_gateway_route_owner_prepared") == 1
+    finally:
+        stop.set()
+        thread.join(5.0)
+
+
+def test_no_route_tables_needs_no_ec2_at_all(ec2_proxy: Ec2Proxy) -> None:
+    route_owner = RouteOwner(
+        Ec2Routes(make_client("us-east-1")),
+        instance_id="i-0123456789abcdef0",
+        table_ids=[],
+        pod_cidrs=["10.80.0.0/16"],
+        allow_takeover=False,
+        metrics=GatewayMetrics(),
+    )
+    route_owner.prepare()
+    assert route_owner.prepared and route_owner.sync(always).converged
+    assert ec2_proxy.count() == 0
+
+
+def _reply(*enis: tuple[str, int, int, bool]) -> dict[str, Any]:
+    return {
+        "Reservations": [
+            {
+                "Instances": [
+                    {
+                        "InstanceId": "i-1",
+                        "NetworkInterfaces": [
+                            {
+                                "NetworkInterfaceId": eni,
+                                "SourceDestCheck": check,
+                                "Attachment": {"DeviceIndex": device, "NetworkCardIndex": card},
+                            }
+                            for eni, device, card, check in enis
+                        ],
+                    }
+                ]
+            }
+        ]
+    }
+
+
+def test_the_primary_eni_is_device_0_on_network_card_0() -> None:
+    """An instance with several network cards has a DeviceIndex-0 interface on each card."""
+    reply = _reply(
+        ("eni-card1", 0, 1, False), ("eni-second", 1, 0, False), ("eni-primary", 0, 0, True)
+    )
+    assert primary_interface(reply, "i-1") == PrimaryInterface("eni-primary", True)
+    without_card = _reply(("eni-x", 0, 0, False))
+    del without_card["Reservations"][0]["Instances"][0]["NetworkInterfaces"][0]["Attachment"][
+        "NetworkCardIndex"
+    ]
+    assert primary_interface(without_card, "i-1").eni_id == "eni-x"
+    with pytest.raises(Ec2Error, match="NoPrimaryInterface"):
+        primary_interface(_reply(("eni-card1", 0, 1, False)), "i-1")

@@ -193,3 +193,51 @@ def test_daemon_rides_out_ec2_throttling_and_errors(
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_source_dest_check_on_is_unready_logged_and_an_event_naming_the_eni(
+    kube_api: ApiServer, world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, tmp_path: Path
+) -> None:
+    """Forwarded packets would be dropped at this node: resolved at start (without leading
+    first), the replica is not ready, logs an error and records an Event naming the ENI; once
+    the check is turned off it becomes ready without a restart."""
+    eni = world.enis["a"]
+    direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": True}
+    )
+    proc, log_path, metrics_port, health_port = start_daemon(kube_api, world, ec2_proxy, tmp_path)
+    core = client.CoreV1Api(
+        config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    )
+    try:
+
+        def unready_naming_the_eni() -> str | None:
+            status, body = get(health_port, "/readyz")
+            return body if status == 503 and eni in body else None
+
+        def event_naming_the_eni() -> Any:
+            return next(
+                (
+                    e
+                    for e in core.list_namespaced_event(NAMESPACE).items
+                    if e.reason == "RouteTablesNotUsable" and eni in e.message
+                ),
+                None,
+            )
+
+        body = wait_until("unready naming the ENI", unready_naming_the_eni, 15.0)
+        assert body is not None and "source/destination check" in body
+        event = wait_until("an Event naming the ENI", event_naming_the_eni, 15.0)
+        assert event.type == "Warning" and event.involved_object.name == "gw-a"
+        errors = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        assert any(line["level"] == "error" and eni in line["msg"] for line in errors)
+        assert (
+            "hybrid_gateway_primary_eni_source_dest_check 1.0" in get(metrics_port, "/metrics")[1]
+        )
+        direct.modify_network_interface_attribute(
+            NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
+        )
+        wait_until("ready once fixed", lambda: get(health_port, "/readyz")[0] == 200, 20.0)
+    finally:
+        proc.kill()
+        proc.wait(10)
