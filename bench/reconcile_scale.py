@@ -19,33 +19,18 @@ import ipaddress
 import json
 import resource
 import statistics
-import subprocess
 import time
 from typing import Any
 
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
-from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
+from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.reconciler import TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.netns import Netns, netns_world
+from hybrid_gateway_testkit.scale import DEV, batch_tools, nodes
 
 GATEWAY_IP = "10.0.1.1"
 VPC = ipaddress.IPv4Network("10.0.0.0/16")
-DEV = "hybrid_vxlan0"
-
-
-def nodes(count: int) -> list[tuple[str, str, str]]:
-    """(name, node IP, pod CIDR) for `count` hybrid nodes."""
-    base_ip = int(ipaddress.IPv4Address("172.16.0.1"))
-    base_net = int(ipaddress.IPv4Address("10.128.0.0"))
-    return [
-        (
-            f"hybrid-{i:05d}",
-            str(ipaddress.IPv4Address(base_ip + i)),
-            str(ipaddress.IPv4Network((base_net + (i << 8), 24))),
-        )
-        for i in range(count)
-    ]
 
 
 def cilium_nodes(entries: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
@@ -59,34 +44,6 @@ def cilium_nodes(entries: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
         }
         for name, ip, cidr in entries
     ]
-
-
-def fresh_device(ns: Netns) -> None:
-    ns.ip("link", "add", DEV, "type", "vxlan", "id", "2", "dstport", "8472", "local", GATEWAY_IP,
-          "nolearning")  # fmt: skip
-    ns.ip("link", "set", DEV, "address", vxlan_device_mac(GATEWAY_IP), "mtu", "1450", "up")
-
-
-def batch_tools(ns: Netns, entries: list[tuple[str, str, str]]) -> float:
-    fresh_device(ns)
-    fdb = "".join(
-        f"fdb append {hybrid_node_peer_mac(ip)} dev {DEV} dst {ip} self permanent\n"
-        for _, ip, _ in entries
-    )
-    ip_cmds = "".join(
-        f"neigh replace {ip} lladdr {hybrid_node_peer_mac(ip)} dev {DEV} nud permanent\n"
-        for _, ip, _ in entries
-    ) + "".join(
-        f"route replace {cidr} via {ip} dev {DEV} onlink proto static\n" for _, ip, cidr in entries
-    )
-    started = time.perf_counter()
-    subprocess.run(ns.exec_argv(["bridge", "-batch", "-"]), input=fdb.encode(), check=True)
-    subprocess.run(["ip", "-n", ns.name, "-batch", "-"], input=ip_cmds.encode(), check=True)
-    elapsed = time.perf_counter() - started
-    routes = ns.ip("-4", "route", "show", "dev", DEV).count("\n")
-    if routes != len(entries):
-        raise RuntimeError(f"batch tools programmed {routes} routes, expected {len(entries)}")
-    return elapsed
 
 
 def daemon(ns: Netns, objects: list[dict[str, Any]], count: int) -> tuple[float, float, float]:
@@ -133,7 +90,7 @@ def main() -> None:
         with netns_world() as world:
             ours, theirs = world.add("ours"), world.add("tools")
             cold_s, noop_s, remove_s = daemon(ours, objects, args.nodes)
-            batch_s = batch_tools(theirs, entries)
+            batch_s = batch_tools(theirs, entries, GATEWAY_IP)
         cold.append(cold_s)
         noop.append(noop_s)
         remove.append(remove_s)

@@ -1,4 +1,5 @@
-"""CiliumNode list + watch through the official client: a cache of every hybrid CiliumNode.
+"""CiliumNode list + watch through the official client: a cache of every hybrid CiliumNode,
+kept as `NodeRecord`s (only the fields the data plane reads).
 
 The data plane reads the whole cache on every reconcile (set difference needs the full desired
 state), so a missed event costs nothing more than a late fix. Paging, resuming, relisting on 410
@@ -15,6 +16,7 @@ from kubernetes import client
 
 from hybrid_gateway.adapters.kube_watch import DEFAULT_PAGE_SIZE, ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.dataplane import NodeRecord, node_record
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_NODES_PLURAL,
@@ -25,21 +27,6 @@ from hybrid_gateway_contract import (
 
 #: Only hybrid nodes are listed and watched; a node losing the label arrives as DELETED.
 HYBRID_SELECTOR = f"{HYBRID_NODE_LABEL_KEY}={HYBRID_NODE_LABEL_VALUE}"
-
-
-def trim(obj: dict[str, Any]) -> dict[str, Any]:
-    """Keep only what the data plane reads: real CiliumNodes carry large IPAM/ENI status, and
-    the cache holds one per hybrid node for the life of the process."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    ipam = spec.get("ipam") or {}
-    return {
-        "metadata": {k: meta[k] for k in ("name", "uid", "labels", "resourceVersion") if k in meta},
-        "spec": {
-            "addresses": spec.get("addresses") or [],
-            "ipam": {"podCIDRs": ipam.get("podCIDRs") or []},
-        },
-    }
 
 
 class CiliumNodeCache:
@@ -63,7 +50,8 @@ class CiliumNodeCache:
     ) -> None:
         self._on_change = on_change
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, NodeRecord] = {}
+        self._changed: set[str] | None = None  # names changed by events; None: relisted
         self.watch = ListWatch(
             "CiliumNodes",
             client.CustomObjectsApi(api_client).list_cluster_custom_object,
@@ -99,9 +87,23 @@ class CiliumNodeCache:
     def wait_synced(self, timeout_s: float) -> bool:
         return self.watch.wait_synced(timeout_s)
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[NodeRecord]:
         with self._lock:
-            return list(self._objects.values())
+            return list(self._records.values())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, name: str) -> NodeRecord | None:
+        with self._lock:
+            return self._records.get(name)
+
+    def take_changes(self) -> set[str] | None:
+        """Names of the nodes that watch events changed since the last call, or None if the
+        cache was (re)listed meanwhile (then only a full pass is right)."""
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed
 
     def relist(self) -> None:
         """Replace the cache with a fresh (paged) list."""
@@ -118,16 +120,24 @@ class CiliumNodeCache:
         self.watch.follow(stop, listed=listed)
 
     def _replace(self, items: Iterator[dict[str, Any]]) -> None:
-        fresh = {str(o["metadata"]["name"]): trim(o) for o in items}
+        """Fold a (paged) list into records as the pages arrive: at no time does the process
+        hold more than one page of parsed JSON besides the records."""
+        fresh: dict[str, NodeRecord] = {}
+        for obj in items:
+            record = node_record(obj)
+            fresh[record.name] = record
         with self._lock:
-            self._objects = fresh
+            self._records = fresh
+            self._changed = None
         self._on_change()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
-        name = str((obj.get("metadata") or {}).get("name"))
+        record = node_record(obj)
         with self._lock:
             if kind in ("ADDED", "MODIFIED"):
-                self._objects[name] = trim(obj)
+                self._records[record.name] = record
             elif kind == "DELETED":
-                self._objects.pop(name, None)
+                self._records.pop(record.name, None)
+            if self._changed is not None:
+                self._changed.add(record.name)
         self._on_change()

@@ -15,7 +15,9 @@ CiliumVTEPConfig), so they fail, retry and report alike:
 - 401/403 are logged as warnings naming the resource, and every failure is handed to
   `on_error`, so the caller can count it in a metric, emit an Event or drop readiness.
 - Every request has a client-side timeout: a list page `call_timeout_s`, a watch window
-  `window_s + call_timeout_s` (the server ends the window after `window_s`).
+  `window_s + call_timeout_s` (the server ends the window after `window_s`). Give it a client
+  whose `Configuration.retries` is False: urllib3 otherwise retries a timed-out GET three times
+  (kubernetes.client.Configuration leaves `retries` None), and one timeout becomes four.
 
 Objects are the JSON dicts the API server sends (camelCase keys), for built-in and custom
 resources alike: no client model objects are built, which keeps large lists cheap.

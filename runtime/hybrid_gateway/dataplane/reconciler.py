@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
-from hybrid_gateway.adapters.netlink import ApplyResult, DeviceOutcome, DeviceSpec, Netlink
+from hybrid_gateway.adapters.netlink import (
+    ApplyResult,
+    DeviceAction,
+    DeviceOutcome,
+    DeviceSpec,
+    Netlink,
+)
 from hybrid_gateway.core.dataplane import (
     FdbEntry,
+    NodeRecord,
     NodeTunnel,
     PartialApplyError,
     Plan,
@@ -25,6 +33,7 @@ from hybrid_gateway.core.dataplane import (
     desired_nodes,
     desired_state,
     diff,
+    tunnel_of,
 )
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_contract import CILIUM_GROUP, CILIUM_VERSION
@@ -63,29 +72,32 @@ class TunnelReconciler:
         self.metrics = metrics
         self.events = events
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
+        self._parsed: Mapping[NodeRecord, NodeTunnel | RejectedNode] = {}  # last pass, reused
+        self._baseline: _Baseline | None = None  # what the kernel holds since the last pass
 
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
         outcome = self.netlink.ensure_device(self.device)
         details = "; ".join(outcome.details)
-        if outcome.action == "adopted":
+        if outcome.action is DeviceAction.ADOPTED:
             log.info("adopted existing %s (ifindex %d)", self.device.name, outcome.ifindex)
-        elif outcome.action == "created":
+        elif outcome.action is DeviceAction.CREATED:
             log.info("created %s (ifindex %d)", self.device.name, outcome.ifindex)
-        elif outcome.action == "fixed":
+        elif outcome.action is DeviceAction.FIXED:
             log.warning("fixed %s in place: %s", self.device.name, details)
         else:
             log.warning("recreated %s because %s", self.device.name, details)
         self.metrics.vxlan_interface_up.set(1)
         return outcome
 
-    def reconcile(self, objects: Iterable[Mapping[str, Any]]) -> ReconcileReport:
+    def reconcile(self, objects: Iterable[NodeRecord | Mapping[str, Any]]) -> ReconcileReport:
         """Bring the kernel to the state the CiliumNode objects ask for; raise PartialApplyError
         if any entry could not be written (the caller resyncs again soon)."""
-        wanted = desired_nodes(objects, self.vpc_cidrs)
+        wanted = desired_nodes(objects, self.vpc_cidrs, self._parsed)
+        self._parsed = wanted.parsed
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)
-        if outcome.action != "adopted":
+        if outcome.action is not DeviceAction.ADOPTED:
             log.warning(
                 "%s was %s during reconcile: %s",
                 self.device.name,
@@ -111,12 +123,68 @@ class TunnelReconciler:
                 result.removed,
                 result.add_errors + result.remove_errors,
             )
+        self._baseline = (
+            _Baseline(outcome.ifindex, wanted.tunnels, wanted.rejected) if result.ok else None
+        )
         if not result.ok:
             raise PartialApplyError(
                 f"{result.add_errors + result.remove_errors} tunnel entries failed: "
                 + "; ".join(result.errors[:5])
             )
         return ReconcileReport(wanted.tunnels, wanted.rejected, plan, result, outcome)
+
+    def reconcile_changed(self, records: Mapping[str, NodeRecord | None]) -> bool:
+        """Apply only what changed for these nodes (None: deleted), without dumping the kernel:
+        the last full pass's result stands in for the kernel's state, and the next periodic
+        full pass repairs anything this misjudges. A watch event so costs its own entries, not
+        a pass over every node.
+
+        False (nothing done) when only a full pass is right: no successful full pass yet, or a
+        change that touches other nodes (a pod CIDR or node IP another node uses) or a node that
+        is or becomes invalid (its rejection is reported by the full pass).
+        """
+        baseline = self._baseline
+        if baseline is None:
+            return False
+        old: list[NodeTunnel] = []
+        new: list[NodeTunnel] = []
+        for name, record in records.items():
+            if name in baseline.rejected:
+                return False
+            before = baseline.tunnels.get(name)
+            after = None
+            if record is not None and record.hybrid:
+                verdict = tunnel_of(record, self.vpc_cidrs)
+                if not isinstance(verdict, NodeTunnel):
+                    return False
+                after = verdict
+            if before == after:
+                continue
+            old.extend([before] if before else [])
+            new.extend([after] if after else [])
+        if not baseline.can_swap(old, new):
+            return False
+        plan = diff(desired_state(new), desired_state(old))
+        result = self.netlink.apply(baseline.ifindex, plan) if not plan.empty else ApplyResult()
+        self._count(result)
+        if not result.ok:
+            self._baseline = None
+            raise PartialApplyError(
+                f"{result.add_errors + result.remove_errors} tunnel entries failed: "
+                + "; ".join(result.errors[:5])
+            )
+        baseline.swap(old, new)
+        self.metrics.hybrid_nodes_configured.set(len(baseline.tunnels))
+        self.metrics.vxlan_fdb_entries.set(len(baseline.ip_users))
+        self.metrics.vxlan_route_count.set(len(baseline.claims))
+        if not plan.empty:
+            log.info(
+                "applied changes of %d hybrid node(s): %d entries added/replaced, %d removed",
+                len(records),
+                result.added,
+                result.removed,
+            )
+        return True
 
     def _count(self, result: ApplyResult) -> None:
         self.metrics.vtep_add.inc(result.added)
@@ -158,3 +226,45 @@ def _programmed(tunnel: NodeTunnel, state: TunnelState) -> bool:
         and all(state.routes.get(c) == tunnel.node_ip for c in tunnel.pod_cidrs)
         and FdbEntry(mac=tunnel.peer_mac, dst=tunnel.node_ip) in state.fdb
     )
+
+
+class _Baseline:
+    """The tunnels the kernel holds after the last full pass, as incremental changes see it."""
+
+    def __init__(
+        self, ifindex: int, tunnels: Sequence[NodeTunnel], rejected: Sequence[RejectedNode]
+    ) -> None:
+        self.ifindex = ifindex
+        self.tunnels = {t.name: t for t in tunnels}
+        self.rejected = {r.name for r in rejected}
+        self.claims = {cidr: t.name for t in tunnels for cidr in t.pod_cidrs}
+        self.ip_users = Counter(t.node_ip for t in tunnels)
+
+    def can_swap(self, old: Sequence[NodeTunnel], new: Sequence[NodeTunnel]) -> bool:
+        """Whether replacing `old` by `new` touches no other node's pod CIDR or node IP."""
+        changing = {t.name for t in old} | {t.name for t in new}
+        for tunnel in new:
+            for cidr in tunnel.pod_cidrs:
+                if self.claims.get(cidr, tunnel.name) not in changing:
+                    return False
+        users = Counter(self.ip_users)
+        users.subtract(t.node_ip for t in old)
+        users.update(t.node_ip for t in new)
+        touched = {t.node_ip for t in old} | {t.node_ip for t in new}
+        return all(users[ip] <= 1 for ip in touched) and len(
+            {c for t in new for c in t.pod_cidrs}
+        ) == sum(len(t.pod_cidrs) for t in new)
+
+    def swap(self, old: Sequence[NodeTunnel], new: Sequence[NodeTunnel]) -> None:
+        for tunnel in old:
+            self.tunnels.pop(tunnel.name, None)
+            for cidr in tunnel.pod_cidrs:
+                self.claims.pop(cidr, None)
+            self.ip_users[tunnel.node_ip] -= 1
+            if self.ip_users[tunnel.node_ip] <= 0:
+                del self.ip_users[tunnel.node_ip]
+        for tunnel in new:
+            self.tunnels[tunnel.name] = tunnel
+            for cidr in tunnel.pod_cidrs:
+                self.claims[cidr] = tunnel.name
+            self.ip_users[tunnel.node_ip] += 1

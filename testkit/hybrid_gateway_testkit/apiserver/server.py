@@ -426,23 +426,27 @@ class Handler(BaseHTTPRequestHandler):
 
     def _list(self, route: Route, query: dict[str, str]) -> JsonObj:
         rt = route.rt
-        items, rv = self.store.list_objects(rt, route.namespace, self._selector(query))
-        meta: JsonObj = {"resourceVersion": str(rv)}
         limit = int(query.get("limit") or 0)
+        after: tuple[str, str] | None = None
+        token_rv: int | None = None
         if query.get("continue"):
             try:
                 token = json.loads(base64.urlsafe_b64decode(query["continue"]))
-                after, rv = tuple(token["after"]), int(token["rv"])
-            except (ValueError, KeyError, TypeError, binascii.Error):
+                after, token_rv = (str(token["after"][0]), str(token["after"][1])), int(token["rv"])
+            except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
                 raise errors.bad_request("continue key is not valid") from None
-            items = [i for i in items if _sort_key(i) > after]
-            meta["resourceVersion"] = str(rv)
+        selector = self._selector(query)
+        items, rv = self.store.list_objects(rt, route.namespace, selector, after=after, limit=limit)
+        rv = token_rv if token_rv is not None else rv
+        meta: JsonObj = {"resourceVersion": str(rv)}
         if limit > 0 and len(items) > limit:
-            remaining = len(items) - limit
             items = items[:limit]
             token = {"rv": rv, "after": list(_sort_key(items[-1]))}
             meta["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
-            meta["remainingItemCount"] = remaining
+            if selector is None:  # as the real server: with selectors the count is unknown
+                meta["remainingItemCount"] = self.store.count_after(
+                    rt, route.namespace, _sort_key(items[-1])
+                )
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version,

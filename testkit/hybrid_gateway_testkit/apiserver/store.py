@@ -8,6 +8,7 @@ resourceVersion below `floor` cannot be served and gets 410 Expired, as on a rea
 
 from __future__ import annotations
 
+import bisect
 import copy
 import datetime as dt
 import json
@@ -102,17 +103,41 @@ class Store:
         return obj
 
     def list_objects(
-        self, rt: ResourceType, namespace: str | None, selector: Selector | None = None
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        selector: Selector | None = None,
+        *,
+        after: Key | None = None,
+        limit: int = 0,
     ) -> tuple[list[JsonObj], int]:
-        """Matching objects sorted by (namespace, name), and the version they were read at."""
+        """Matching objects sorted by (namespace, name), and the version they were read at.
+
+        `after` starts behind that key and `limit` > 0 stops after `limit` + 1 matches (one more
+        than a page: the caller learns there is a next page), so a page costs the page, not the
+        whole list, as a `continue` read from etcd does."""
         with self.cond:
-            items = [
-                obj
-                for key, obj in sorted(self._objects[rt].items())
-                if (namespace is None or key[0] == namespace)
-                and (selector is None or selector(obj))
-            ]
+            objects = self._objects[rt]
+            keys = sorted(objects)
+            start = bisect.bisect_right(keys, after) if after is not None else 0
+            items: list[JsonObj] = []
+            for key in keys[start:]:
+                if namespace is not None and key[0] != namespace:
+                    continue
+                obj = objects[key]
+                if selector is None or selector(obj):
+                    items.append(obj)
+                    if limit and len(items) > limit:
+                        break
             return items, self._rv
+
+    def count_after(self, rt: ResourceType, namespace: str | None, after: Key) -> int:
+        """How many objects of the kind (in `namespace` if given) sort after `after` (a list's
+        remainingItemCount)."""
+        with self.cond:
+            keys = sorted(self._objects[rt])
+            following = keys[bisect.bisect_right(keys, after) :]
+            return sum(1 for key in following if namespace is None or key[0] == namespace)
 
     # --- writes -----------------------------------------------------------------------------------
 

@@ -198,6 +198,20 @@ def test_a_wrong_neighbour_mac_is_replaced() -> None:
     assert plan.del_neighbours == ()
 
 
+def test_an_adopted_route_is_made_ours_even_when_it_is_right_and_removed_when_unwanted() -> None:
+    target = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
+    left_by_reference = TunnelState(
+        fdb=target.fdb,
+        neighbours=dict(target.neighbours),
+        routes={NET("10.200.1.0/24"): V4("192.168.1.1"), NET("10.200.9.0/24"): V4("192.168.1.9")},
+        adopted_routes=frozenset({NET("10.200.1.0/24"), NET("10.200.9.0/24")}),
+    )
+    plan = diff(target, left_by_reference)
+    assert plan.set_routes == ((NET("10.200.1.0/24"), V4("192.168.1.1")),)
+    assert plan.del_routes == ((NET("10.200.9.0/24"), V4("192.168.1.9")),)
+    assert apply_plan(left_by_reference, plan) == target
+
+
 # --- properties -----------------------------------------------------------------------------------
 
 ips = st.integers(min_value=0x0A000001, max_value=0x0A0000FF).map(V4)
@@ -211,8 +225,16 @@ states = st.builds(
 )
 
 
+@st.composite
+def observed_states(draw: st.DrawFn) -> TunnelState:
+    """A kernel state where some of the routes on our device came from another writer."""
+    state = draw(states)
+    adopted = draw(st.sets(st.sampled_from(sorted(state.routes)))) if state.routes else set()
+    return TunnelState(state.fdb, state.neighbours, state.routes, frozenset(adopted))
+
+
 @settings(max_examples=300)
-@given(desired=states, observed=states)
+@given(desired=states, observed=observed_states())
 def test_applying_the_diff_yields_the_desired_state(
     desired: TunnelState, observed: TunnelState
 ) -> None:
@@ -222,14 +244,16 @@ def test_applying_the_diff_yields_the_desired_state(
 
 
 @settings(max_examples=200)
-@given(desired=states, observed=states)
+@given(desired=states, observed=observed_states())
 def test_a_plan_never_touches_entries_that_are_already_right(
     desired: TunnelState, observed: TunnelState
 ) -> None:
     plan = diff(desired, observed)
     assert not set(plan.add_fdb) & observed.fdb
     assert not set(plan.del_fdb) & desired.fdb
-    assert all(observed.routes.get(n) != gw for n, gw in plan.set_routes)
+    assert all(
+        observed.routes.get(n) != gw or n in observed.adopted_routes for n, gw in plan.set_routes
+    ), "a route already right is replaced only to make an adopted route ours"
     assert all(n in observed.routes for n, _ in plan.set_routes), "replace only our own routes"
     assert all(n not in observed.routes for n, _ in plan.add_routes)
     assert all(n not in desired.routes for n, _ in plan.del_routes)

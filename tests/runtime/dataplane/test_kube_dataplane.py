@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
-from hybrid_gateway.adapters.netlink import Netlink
+from hybrid_gateway.adapters.netlink import DeviceAction, Netlink
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane import DataPlane, DataPlaneError
 from hybrid_gateway.metrics import GatewayMetrics
@@ -153,8 +153,36 @@ def test_watch_events_drive_the_tunnels_without_waiting_for_a_resync(
         delete(admin, "hyb")
         wait_until("deleted node removed", lambda: "192.168.100.10" not in routes(world))
         assert not pings(world)
-        assert plane.passes > passes
+        assert plane.passes == passes, "each event applied its own node's entries, no full pass"
+        assert plane.changes_applied >= 4
         assert plane.nodes.relists == 1, "events, not relists, carried the changes"
+
+
+def test_an_event_touching_another_node_brings_the_full_pass_forward(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    """A pod CIDR another node holds, and a node turning invalid, are full-pass matters: the
+    claim rule and the rejection Event live there."""
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    create(admin, cilium_node("other", "192.168.100.77", ["10.230.0.0/24"]))
+    with running(world, api_client, resync_period_s=600) as plane:
+        wait_until("readiness", plane.ready)
+        passes = plane.passes
+
+        def steal(obj: Any) -> None:
+            obj["spec"]["ipam"]["podCIDRs"] = ["10.230.0.0/24"]
+
+        create(admin, cilium_node("aaa-thief", "192.168.100.78", ["10.240.0.0/24"]))
+        wait_until("new node", lambda: "10.240.0.0/24 via 192.168.100.78" in routes(world))
+        assert plane.passes == passes
+        replace(admin, "aaa-thief", steal)  # first by name: the CIDR moves to it
+        wait_until("full pass", lambda: plane.passes > passes)
+        wait_until(
+            "the CIDR goes to the first node by name",
+            lambda: "10.230.0.0/24 via 192.168.100.78" in routes(world),
+        )
+        assert "10.240.0.0/24" not in routes(world)
+        assert pings(world), "the unchanged node kept its tunnel"
 
 
 def test_an_api_outage_keeps_forwarding_and_the_data_plane_catches_up(
@@ -229,7 +257,7 @@ def test_restarting_the_data_plane_adopts_the_device_and_loses_no_pings(
         with running(world, api_client) as second:
             wait_until("readiness after restart", second.ready)
             assert second.last_report is not None
-            assert second.last_report.device.action == "adopted"
+            assert second.last_report.device.action is DeviceAction.ADOPTED
             assert second.last_report.plan.empty
         out, _ = pinger.communicate(timeout=30)
     finally:
@@ -363,3 +391,16 @@ def test_a_killed_process_is_replaced_without_losing_a_ping(
     log = (second.stderr.read() if second.stderr else "") or ""
     assert "adopted existing hybrid_vxlan0" in log, log
     assert "created" not in log.replace("adopted existing", "")
+
+
+def test_the_loop_heartbeats_while_it_waits_and_stops_when_stopped(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, resync_period_s=600) as plane:
+        wait_until("readiness", plane.ready)
+        first = plane.heartbeat
+        wait_until("a later tick while idle", lambda: plane.heartbeat > first + 0.3, 5)
+    stopped = plane.heartbeat
+    time.sleep(0.5)
+    assert plane.heartbeat == stopped, "a stopped loop no longer ticks"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from urllib.parse import parse_qs
 
 import pytest
 from kubernetes import client
@@ -11,6 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
 from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.dataplane import NodeRecord, node_record
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import cilium_node
 from hybrid_gateway_testkit.waiting import wait_until
@@ -23,7 +25,7 @@ def create(admin: client.CustomObjectsApi, name: str, ip: str, cidr: str) -> Non
 
 
 def names(cache: CiliumNodeCache) -> set[str]:
-    return {o["metadata"]["name"] for o in cache.snapshot()}
+    return {r.name for r in cache.snapshot()}
 
 
 def test_the_cache_follows_creates_updates_and_deletes(
@@ -46,8 +48,8 @@ def test_the_cache_follows_creates_updates_and_deletes(
         admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "a", obj)
 
         def updated() -> bool:
-            found = [o for o in cache.snapshot() if o["metadata"]["name"] == "a"]
-            return bool(found) and found[0]["spec"]["ipam"]["podCIDRs"] == ["10.200.9.0/24"]
+            found = [r for r in cache.snapshot() if r.name == "a"]
+            return bool(found) and found[0].pod_cidrs == ("10.200.9.0/24",)
 
         wait_until("a updated", updated)
         admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "b")
@@ -139,11 +141,14 @@ def test_only_hybrid_nodes_are_cached_trimmed_to_what_the_data_plane_reads(
         assert cache.wait_synced(10)
         assert names(cache) == {"h"}
         (cached,) = cache.snapshot()
-        assert cached["spec"] == {
-            "addresses": [{"type": "InternalIP", "ip": "192.168.1.6"}],
-            "ipam": {"podCIDRs": ["10.200.6.0/24"]},
-        }
-        assert cached["metadata"]["labels"] == {"eks.amazonaws.com/compute-type": "hybrid"}
+        uid = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "h")["metadata"]
+        assert cached == NodeRecord(
+            name="h",
+            uid=uid["uid"],
+            hybrid=True,
+            internal_ips=("192.168.1.6",),
+            pod_cidrs=("10.200.6.0/24",),
+        )
 
         def set_labels(name: str, labels: dict[str, str]) -> None:
             obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
@@ -158,3 +163,34 @@ def test_only_hybrid_nodes_are_cached_trimmed_to_what_the_data_plane_reads(
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_a_paged_list_really_pages_and_builds_the_same_cache_as_one_whole_list(
+    kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
+) -> None:
+    api, admin = kube_clients
+    for i in range(23):
+        create(admin, f"n{i:02d}", f"192.168.2.{i + 1}", f"10.201.{i}.0/24")
+    create(admin, "bad", "not-an-ip", "10.202.0.0/24")  # kept as sent: rejected later, named
+    admin.create_cluster_custom_object(
+        "cilium.io", "v2", "ciliumnodes", cilium_node("e", "10.0.9.9", [], hybrid=False)
+    )
+    paged = CiliumNodeCache(api, page_size=5)
+    paged.relist()
+    lists = [
+        parse_qs(str(e.get("query") or ""))
+        for e in kube_api.audit()
+        if e["identity"] == "watcher" and e["verb"] == "list"
+    ]
+    assert len(lists) == 5 and all(q["limit"] == ["5"] for q in lists)
+    assert sum("continue" in q for q in lists) == 4
+
+    whole = CiliumNodeCache(api, page_size=0)  # one request, as before paging
+    whole.relist()
+    assert "limit" not in parse_qs(str(kube_api.audit()[-1].get("query") or ""))
+    assert sorted(paged.snapshot()) == sorted(whole.snapshot())
+    assert len(paged) == 24 and paged.resource_version == whole.resource_version
+    listing = admin.list_cluster_custom_object(
+        "cilium.io", "v2", "ciliumnodes", label_selector="eks.amazonaws.com/compute-type=hybrid"
+    )
+    assert sorted(paged.snapshot()) == sorted(node_record(o) for o in listing["items"])

@@ -9,7 +9,7 @@ from typing import Any
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from hybrid_gateway.adapters import netlink as nl
+from hybrid_gateway.adapters.netlink import wire as nl
 from hybrid_gateway.core.dataplane import FdbEntry
 
 V4 = ipaddress.IPv4Address
@@ -83,6 +83,6 @@ def test_acknowledgements_and_dumps_are_split_by_message() -> None:
         (nl.RTM_DELROUTE, 2),
     ]
     _k, _f, _seq, start, end = parsed[1]
-    attrs = nl._attrs(first + second, start + 12, end)
+    attrs = nl.attrs_of(first + second, start + 12, end)
     assert attrs[nl.RTA_DST] == bytes([10, 9, 0, 0])
     assert attrs[nl.RTA_GATEWAY] == bytes([10, 0, 0, 1])

@@ -8,12 +8,13 @@ import logging
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
-from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
-from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState
+from hybrid_gateway.adapters.netlink import DeviceAction, DeviceSpec, Netlink
+from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState, node_record
 from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
 from hybrid_gateway.dataplane.reconciler import TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
@@ -66,6 +67,44 @@ def ping(ns: Netns, dst: str, *args: str, count: int = 3) -> tuple[bool, str]:
         check=False,
     )
     return proc.returncode == 0, proc.stdout + proc.stderr
+
+
+class Pinger:
+    """Pings from the VPC host to the hybrid pod, 50 a second, in the background."""
+
+    def __init__(self, world: World, count: int) -> None:
+        self.count = count
+        self.output = ""
+        self._proc = subprocess.Popen(
+            world.vpc.exec_argv(
+                ["ping", "-n", "-q", "-c", str(count), "-i", "0.02", "-W", "1", HYBRID_POD_IP]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def finish(self) -> None:
+        try:
+            self.output, _ = self._proc.communicate(timeout=30)
+        finally:
+            self._proc.kill()
+
+    def lost(self) -> int:
+        found = re.search(r"(\d+) packets transmitted, (\d+) received", self.output)
+        assert found, self.output
+        return self.count - int(found.group(2))
+
+
+@contextmanager
+def pinging(world: World, count: int) -> Iterator[Pinger]:
+    """The body of the `with` runs while `count` pings go out; they are all answered or lost
+    by the end of it."""
+    pinger = Pinger(world, count)
+    try:
+        yield pinger
+    finally:
+        pinger.finish()
 
 
 def kernel_entries(ns: Netns) -> set[str]:
@@ -191,27 +230,15 @@ def test_restart_adopts_the_device_and_loses_no_pings(world: World) -> None:
         rec = reconciler(first)
         created = rec.ensure_device()
         rec.reconcile(objects(FAKE_NODES))
-    assert created.action == "created"
+    assert created.action is DeviceAction.CREATED
 
-    pinger = subprocess.Popen(
-        world.vpc.exec_argv(
-            ["ping", "-n", "-q", "-c", "150", "-i", "0.02", "-W", "1", HYBRID_POD_IP]
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        with Netlink(world.gw.name) as second:
-            rec = reconciler(second)
-            adopted = rec.ensure_device()
-            report = rec.reconcile(objects(FAKE_NODES))
-        out, _ = pinger.communicate(timeout=30)
-    finally:
-        pinger.kill()
-    assert adopted.action == "adopted" and adopted.ifindex == created.ifindex
+    with pinging(world, 150) as pinger, Netlink(world.gw.name) as second:
+        rec = reconciler(second)
+        adopted = rec.ensure_device()
+        report = rec.reconcile(objects(FAKE_NODES))
+    assert adopted.action is DeviceAction.ADOPTED and adopted.ifindex == created.ifindex
     assert report.plan.empty
-    assert re.search(r"150 packets transmitted, 150 received", out), out
+    assert pinger.lost() == 0, pinger.output
 
 
 def test_entries_of_other_devices_tables_and_protocols_are_untouched(
@@ -229,9 +256,10 @@ def test_entries_of_other_devices_tables_and_protocols_are_untouched(
           "nud", "permanent")  # fmt: skip
     gw.ip("route", "add", "10.250.0.0/24", "via", "192.168.100.11", "dev", "other_vx0",
           "onlink", "proto", "static")  # fmt: skip
-    # foreign entries on OUR device: other protocol, other table, other metric
-    gw.ip("route", "add", "10.251.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
-          "proto", "boot")  # fmt: skip
+    # foreign entries on OUR device: other table, other metric (other protocols are adopted:
+    # test_netns_migration.py)
+    gw.ip("route", "add", "10.251.0.0/24", "via", "192.168.100.11", "dev", "other_vx0",
+          "onlink", "proto", "boot")  # fmt: skip
     gw.ip("route", "add", "10.252.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
           "proto", "static", "table", "100")  # fmt: skip
     gw.ip("route", "add", "10.253.0.0/24", "via", "192.168.100.11", "dev", DEV, "onlink",
@@ -294,7 +322,7 @@ def test_the_device_is_adopted_fixed_or_recreated(
     gw.ip("link", "set", DEV, "mtu", "1300", "address", "02:11:22:33:44:55", "down")
     gw.ip("addr", "add", "10.9.9.9/32", "dev", DEV)
     fixed = rec.ensure_device()
-    assert fixed.action == "fixed" and fixed.ifindex == index
+    assert fixed.action is DeviceAction.FIXED and fixed.ifindex == index
     assert any("MTU 1300 -> 1450" in d for d in fixed.details)
     assert any("removed address 10.9.9.9/32" in d for d in fixed.details)
     assert "fixed hybrid_vxlan0 in place" in caplog.text
@@ -304,14 +332,14 @@ def test_the_device_is_adopted_fixed_or_recreated(
     gw.ip("link", "del", DEV)
     gw.ip("link", "add", DEV, "type", "vxlan", "id", "3", "dstport", "4789", "local", GATEWAY_IP)
     recreated = rec.ensure_device()
-    assert recreated.action == "recreated"
+    assert recreated.action is DeviceAction.RECREATED
     assert any("VNI is 3, want 2" in d for d in recreated.details)
     assert any("learning" in d for d in recreated.details)
     assert "recreated hybrid_vxlan0 because" in caplog.text
 
     gw.ip("link", "del", DEV)
     gw.ip("link", "add", DEV, "type", "veth", "peer", "name", "peer0")
-    assert rec.ensure_device().action == "recreated"
+    assert rec.ensure_device().action is DeviceAction.RECREATED
     info = json.loads(gw.ip("-j", "-d", "link", "show", DEV))[0]["linkinfo"]
     assert info["info_kind"] == "vxlan" and info["info_data"]["id"] == 2
 
@@ -366,3 +394,119 @@ def test_a_pod_cidr_already_routed_elsewhere_is_left_alone_and_reported(
     assert not [e for e in entries if e.startswith("route 10.200.11.0/24")]
     reached, out = ping(world.vpc, HYBRID_POD_IP)
     assert reached, out
+
+
+# --- taking over a node where the reference gateway ran --------------------------------------
+
+
+def leave_reference_state(
+    gw: Netns, nodes: dict[str, tuple[str, list[str]]], *device_args: str
+) -> None:
+    """What aws/eks-hybrid-nodes-gateway leaves behind (internal/vxlan/interface.go `Setup`,
+    vtep.go `AddRemoteNode`): the device made with VNI, port, local address and learning off
+    only, its MAC set after creation, then per node a `RouteReplace` (vishvananda/netlink
+    defaults the protocol to boot), a permanent neighbour and a permanent FDB entry (`NeighSet`,
+    create|replace). `device_args` adds device parameters the reference never sets."""
+    vni = () if "external" in device_args else ("id", "2")  # iproute2 takes one or the other
+    gw.ip("link", "add", DEV, "type", "vxlan", *vni, "dstport", "8472",
+          "local", GATEWAY_IP, "nolearning", *device_args)  # fmt: skip
+    gw.ip("link", "set", DEV, "address", vxlan_device_mac(GATEWAY_IP), "up")
+    for ip, cidrs in nodes.values():
+        mac = hybrid_node_peer_mac(ip)
+        for cidr in cidrs:
+            gw.ip("route", "replace", cidr, "via", ip, "dev", DEV, "onlink", "proto", "boot")
+        gw.ip("neigh", "replace", ip, "lladdr", mac, "dev", DEV, "nud", "permanent")
+        gw.exec("bridge", "fdb", "replace", mac, "dev", DEV, "dst", ip, "self", "permanent")
+
+
+def test_takeover_keeps_the_reference_device_and_adopts_its_routes_without_a_lost_ping(
+    world: World,
+) -> None:
+    gw = world.gw
+    deleted_since = {"gone-14": ("192.168.100.14", ["10.200.14.0/24"])}
+    leave_reference_state(gw, {**FAKE_NODES, **deleted_since})
+    # not on our device: never touched, whatever its protocol
+    gw.ip("route", "add", "10.254.0.0/24", "via", "192.168.100.10", "proto", "boot")
+    ifindex = json.loads(gw.ip("-j", "link", "show", DEV))[0]["ifindex"]
+    untouched = gw.ip("route", "show", "10.254.0.0/24")
+    reached, out = ping(world.vpc, HYBRID_POD_IP, count=1)
+    assert reached, f"the reference's state forwards: {out}"
+
+    with pinging(world, 100) as pinger, Netlink(gw.name) as netlink:
+        rec = reconciler(netlink)
+        outcome = rec.ensure_device()
+        observed = netlink.dump(outcome.ifindex)
+        report = rec.reconcile(objects(FAKE_NODES))
+        again = rec.reconcile(objects(FAKE_NODES))
+
+    # the reference sets no MTU: the kernel's 1500 is fixed in place, the device kept
+    assert outcome.action is DeviceAction.FIXED and outcome.ifindex == ifindex
+    assert outcome.details == ("MTU 1500 -> 1450",)
+    boot_routes = {c for _ip, cidrs in {**FAKE_NODES, **deleted_since}.values() for c in cidrs}
+    assert {str(n) for n in observed.adopted_routes} == boot_routes
+    assert len(report.plan.set_routes) == 6 and report.plan.removals == 3
+    assert not report.plan.add_fdb and not report.plan.set_neighbours, "FDB/neighbours match"
+    assert kernel_entries(gw) == expected_entries(FAKE_NODES), "routes now ours, stale gone"
+    assert again.plan.empty
+    assert gw.ip("route", "show", "10.254.0.0/24") == untouched
+    assert pinger.lost() == 0, pinger.output
+
+
+@pytest.mark.parametrize(
+    ("device_args", "why"),
+    [
+        (("external",), "external"),
+        (("remote", "192.168.100.99"), "remote/group"),
+        (("group", "239.1.1.1", "dev", "{uplink}"), "remote/group"),
+        (("dev", "{uplink}"), "dev (lower device)"),
+        (("gbp",), "gbp"),
+    ],
+)
+def test_takeover_recreates_a_device_with_wrong_parameters_and_touches_no_other_device(
+    world: World, device_args: tuple[str, ...], why: str
+) -> None:
+    gw = world.gw
+    uplink = json.loads(gw.ip("-j", "-4", "addr", "show", "to", "192.168.100.1/32"))[0]["ifname"]
+    leave_reference_state(gw, FAKE_NODES, *(a.format(uplink=uplink) for a in device_args))
+    gw.ip("route", "add", "10.254.0.0/24", "via", "192.168.100.10", "dev", uplink,
+          "proto", "boot")  # fmt: skip
+    others = gw.ip("route", "show", "dev", uplink)
+    ifindex = json.loads(gw.ip("-j", "link", "show", DEV))[0]["ifindex"]
+
+    with Netlink(gw.name) as netlink:
+        rec = reconciler(netlink)
+        outcome = rec.ensure_device()
+        rec.reconcile(objects(FAKE_NODES))
+
+    assert outcome.action is DeviceAction.RECREATED and outcome.ifindex != ifindex
+    assert any(d.startswith(why) for d in outcome.details), outcome.details
+    info = json.loads(gw.ip("-j", "-d", "link", "show", DEV))[0]["linkinfo"]["info_data"]
+    assert not info.get("external") and not info.get("gbp") and "link" not in info
+    assert "remote" not in info and "group" not in info
+    assert kernel_entries(gw) == expected_entries(FAKE_NODES)
+    assert gw.ip("route", "show", "dev", uplink) == others
+    reached, out = ping(world.vpc, HYBRID_POD_IP)
+    assert reached, out
+
+
+def test_changes_applied_on_their_own_leave_exactly_what_a_full_pass_would(
+    world: World, netlink: Netlink
+) -> None:
+    rec = reconciler(netlink)
+    assert not rec.reconcile_changed({}), "no full pass yet: nothing to stand on"
+    rec.ensure_device()
+    rec.reconcile(objects(FAKE_NODES))
+    changed = {k: v for k, v in FAKE_NODES.items() if k != "fake-12"}  # deleted
+    changed["fake-11"] = ("192.168.100.21", ["10.200.11.0/24"])  # new node IP
+    changed["fake-13"] = ("192.168.100.13", ["10.200.33.0/24"])  # pod CIDRs replaced
+    changed["new-14"] = ("192.168.100.14", ["10.200.14.0/24"])  # added
+    records = {name: node_record(obj) for name, obj in zip(changed, objects(changed), strict=True)}
+    touched = {name: records.get(name) for name in ("fake-11", "fake-12", "fake-13", "new-14")}
+    assert rec.reconcile_changed(touched)
+    assert kernel_entries(world.gw) == expected_entries(changed)
+    assert rec.reconcile(objects(changed)).plan.empty
+
+    # a change that needs the claim rule (another node's pod CIDR) is left to the full pass
+    clash = node_record(cilium_node("fake-11", "192.168.100.21", ["10.200.14.0/24"]))
+    assert not rec.reconcile_changed({"fake-11": clash})
+    assert kernel_entries(world.gw) == expected_entries(changed)
