@@ -23,10 +23,17 @@ node_modules/.stamp: package.json package-lock.json
 
 deps: $(VENV)/.stamp node_modules/.stamp
 
-# Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too).
+# Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too),
+# and kubectl, the independent client of the test API server's tests (preinstalled on this kind
+# of machine; not in the distribution's archive, so named rather than installed).
 system-deps:
 	@if ! command -v ip >/dev/null || ! command -v bridge >/dev/null || ! command -v ping >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping >/dev/null; \
+	fi
+	@if [ -z "$$KUBECTL" ] && ! command -v kubectl >/dev/null; then \
+		echo "missing: kubectl (tests/testkit/test_apiserver_kubectl.py): install kubectl 1.33" \
+			"from https://kubernetes.io/docs/tasks/tools/ or set KUBECTL=/path/to/kubectl" >&2; \
+		exit 1; \
 	fi
 
 synth: deps

@@ -1,4 +1,5 @@
-"""`hybrid-gateway run [flags]`: the command the gateway image starts.
+"""`hybrid-gateway run [flags]`: the command the gateway image starts; `preflight`, `status`
+and `cleanup` are the operator's commands (hybrid_gateway.ops).
 
 Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 2 for a configuration error (one line
 naming the variable and its value), 1 when start-up fails for another reason.
@@ -12,7 +13,11 @@ from collections.abc import Sequence
 
 from hybrid_gateway.config import ConfigError, build_parser, load_config
 
-USAGE = "usage: hybrid-gateway run [--no-dataplane] [--FLAG VALUE ...]  (hybrid-gateway run --help)"
+USAGE = (
+    "usage: hybrid-gateway run [--no-dataplane] [--FLAG VALUE ...]  (hybrid-gateway run --help)\n"
+    "       hybrid-gateway preflight | status | cleanup [--cluster NAME] [...]  (... --help)"
+)
+OPS_COMMANDS = ("preflight", "status", "cleanup")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
+    if command in OPS_COMMANDS:
+        from hybrid_gateway.ops.cli import main as ops_main
+
+        return ops_main(command, rest)
     if command != "run":
-        print(f"hybrid-gateway: unknown command {command!r} (expected: run)", file=sys.stderr)
+        expected = ", ".join(("run", *OPS_COMMANDS))
+        print(
+            f"hybrid-gateway: unknown command {command!r} (expected: {expected})", file=sys.stderr
+        )
         return 2
     if any(a in ("-h", "--help") for a in rest):
         build_parser().print_help()

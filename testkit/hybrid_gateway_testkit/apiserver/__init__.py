@@ -8,7 +8,7 @@ validation; the harness can partition an identity, read the audit log and compac
 
 from __future__ import annotations
 
+from .control import ADMIN_IDENTITY
 from .process import ApiServer, ApiServerError
-from .server import ADMIN_IDENTITY
 
 __all__ = ["ADMIN_IDENTITY", "ApiServer", "ApiServerError"]

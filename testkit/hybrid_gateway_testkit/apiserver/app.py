@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from hybrid_gateway_contract import DEFAULT_NAMESPACE
 
+from .control import ADMIN_IDENTITY, Control
 from .resources import all_types
-from .server import ADMIN_IDENTITY, Control, Handler
+from .server import Handler
 from .store import Store
+from .tls import make_certificate, server_context
 
 INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", DEFAULT_NAMESPACE)
 
@@ -25,6 +30,23 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 class _TcpServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake runs here, in the connection's own thread, so a slow or broken
+        # client cannot hold up the accept loop.
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(secure, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                secure.close()
 
     def server_bind(self) -> None:
         # Skip HTTPServer's reverse DNS lookup of the bind address (slow without a resolver).
@@ -58,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="stop when stdin closes (parent died)"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a self-signed certificate made at start (kubeconfigs carry it)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 
@@ -84,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     tcp = _TcpServer((args.host, args.port), handler)
     port = tcp.server_address[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
-    control.url = f"http://{host}:{port}"
+    if args.tls:
+        cert_path, key_path, control.ca_pem = make_certificate(args.host, args.kubeconfig_dir)
+        tcp.tls = server_context(cert_path, key_path)
+    control.url = f"{'https' if args.tls else 'http'}://{host}:{port}"
     control.identity(ADMIN_IDENTITY)
     for identity in args.identity:
         control.identity(identity)

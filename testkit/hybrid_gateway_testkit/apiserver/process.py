@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .server import ADMIN_IDENTITY
+from .control import ADMIN_IDENTITY
 
 
 class ApiServerError(RuntimeError):
@@ -73,8 +73,10 @@ class ApiServer:
         history_size: int = 1000,
         bookmark_interval_s: float = 1.0,
         ready_timeout_s: float = 20.0,
+        tls: bool = False,
     ) -> ApiServer:
-        """Start `python -m hybrid_gateway_testkit.apiserver` (inside `netns` if given)."""
+        """Start `python -m hybrid_gateway_testkit.apiserver` (inside `netns` if given); with
+        `tls`, it serves HTTPS and the kubeconfigs carry its self-signed certificate."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # Unix socket paths are limited to 107 bytes: keep the admin socket in a short directory.
@@ -98,6 +100,7 @@ class ApiServer:
             "--bookmark-interval",
             str(bookmark_interval_s),
             "--exit-on-stdin-eof",
+            *(["--tls"] if tls else []),
         ]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]

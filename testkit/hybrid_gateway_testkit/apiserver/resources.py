@@ -285,6 +285,28 @@ def prune(value: Any, schema: JsonObj, *, root: bool = False) -> Any:
     return value
 
 
+def unknown_fields(value: Any, schema: JsonObj, path: str = "", *, root: bool = True) -> list[str]:
+    """Paths of the fields `prune` would drop (what `fieldValidation=Strict` rejects)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        props: JsonObj = schema.get("properties", {})
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if root and key in ("apiVersion", "kind", "metadata"):
+                continue
+            if key in props:
+                found += unknown_fields(item, props[key], where, root=False)
+            elif isinstance(additional, dict):
+                found += unknown_fields(item, additional, where, root=False)
+            elif not (additional is True or _preserves_unknown(schema)):
+                found.append(where)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            found += unknown_fields(item, schema["items"], f"{path}[{index}]", root=False)
+    return found
+
+
 def apply_defaults(value: Any, schema: JsonObj) -> None:
     """Fill in `default`s of absent properties, recursively (in place)."""
     if isinstance(value, dict):
@@ -463,6 +485,22 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",)),
     ResourceType("", "v1", "events", "event", "Event", True, ("ev",)),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    # What `hybrid-gateway preflight` and `status` read; stored as objects, no controllers.
+    ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",)),
+    ResourceType("", "v1", "nodes", "node", "Node", False, ("no",), status_subresource=True),
+    ResourceType("", "v1", "pods", "pod", "Pod", True, ("po",), status_subresource=True),
+    ResourceType("apps", "v1", "deployments", "deployment", "Deployment", True, ("deploy",), True),
+    ResourceType("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), True),
+    ResourceType(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        status_subresource=True,
+    ),
 )
 
 

@@ -1,9 +1,10 @@
-"""HTTP front of the test API server: routing, auth, partitions, audit, watch streams.
+"""HTTP front of the test API server: authentication, partitions and faults, then dispatch.
 
-Speaks the Kubernetes REST conventions the official client relies on (paths, Status bodies,
-chunked newline-delimited watch events). Admin endpoints live under `/_testkit/` and need the
-admin token; they are also served on a Unix socket so a harness in another network namespace
-can reach them.
+Speaks the Kubernetes REST conventions the official client and kubectl rely on (paths, Status
+bodies, chunked newline-delimited watch events). The jobs live in their own modules: routing
+(`routing`), discovery and OpenAPI (`discovery`), watch streams (`watch`), the harness's admin
+API (`admin`, also served on a Unix socket so a harness in another network namespace can reach
+it) and the typed audit record (`audit`).
 """
 
 from __future__ import annotations
@@ -13,22 +14,21 @@ import binascii
 import contextlib
 import json
 import logging
-import os
-import re
-import secrets
 import select
 import socket
-import threading
+import ssl
 import time
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
 from . import errors
+from .admin import ADMIN_PREFIX, admin_action, injected
+from .audit import AuditRecord
+from .control import ADMIN_IDENTITY, Control
+from .discovery import discovery
 from .errors import ApiError
 from .objects import (
     JSON_PATCH,
@@ -41,126 +41,24 @@ from .objects import (
     parse_field_selector,
     parse_label_selector,
 )
-from .resources import ResourceType
-from .store import Event, ExpiredError, Store
+from .resources import ResourceType, unknown_fields
+from .routing import Route, resolve, verb_of
+from .store import Store
+from .watch import serve_watch
+
+__all__ = ["ADMIN_IDENTITY", "ADMIN_PREFIX", "Control", "Handler"]
 
 log = logging.getLogger("hybrid_gateway_testkit.apiserver")
 
-ADMIN_IDENTITY = "admin"
-ADMIN_PREFIX = "/_testkit/"
-KUBE_VERSION = {
-    "major": "1",
-    "minor": "33",
-    "gitVersion": "v1.33.0-hybrid-gateway-testkit",
-    "gitCommit": "0000000000000000000000000000000000000000",
-    "gitTreeState": "clean",
-    "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.24",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-_IDENTITY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
-
-
-@dataclass
-class Control:
-    """Everything besides objects: tokens, partitions, the audit log, watch bookkeeping."""
-
-    kubeconfig_dir: Path
-    url: str = ""
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> identity
-    identities: dict[str, str] = field(default_factory=dict)  # identity -> token
-    partitions: dict[str, str] = field(default_factory=dict)  # identity -> "drop" | "hang"
-    latency_s: dict[str, float] = field(default_factory=dict)  # identity ("*": all) -> delay
-    faults: dict[str, list[int]] = field(default_factory=dict)  # identity -> [code, remaining]
-    audit: list[JsonObj] = field(default_factory=list)
-    watch_epoch: int = 0  # bumped to cut every open watch
-    bookmark_interval_s: float = 1.0
-    max_watch_s: float = 1800.0
-    lock: threading.Condition = field(default_factory=threading.Condition)
-    stopping: threading.Event = field(default_factory=threading.Event)
-
-    def identity(self, name: str) -> tuple[str, Path]:
-        """Token and kubeconfig path for `name`, created on first use (idempotent)."""
-        if not _IDENTITY_RE.match(name):
-            raise errors.bad_request(
-                f"identity {name!r} is invalid: use letters, digits and . _ : @ - (max 128)"
-            )
-        with self.lock:
-            token = self.identities.get(name)
-            if token is None:
-                token = secrets.token_urlsafe(24)
-                self.identities[name] = token
-                self.tokens[token] = name
-            path = self.kubeconfig_dir / f"{name}.kubeconfig"
-            write_kubeconfig(path, self.url, name, token)
-            return token, path
-
-    def record(self, entry: JsonObj) -> None:
-        with self.lock:
-            self.audit.append(entry)
-
-    def partition_mode(self, identity: str) -> str | None:
-        with self.lock:
-            return self.partitions.get(identity)
-
-    def take_fault(self, identity: str) -> int | None:
-        """The status code to fail this request with, if a fault is armed for `identity`."""
-        with self.lock:
-            fault = self.faults.get(identity) or self.faults.get("*")
-            if fault is None:
-                return None
-            fault[1] -= 1
-            if fault[1] <= 0:
-                self.faults = {k: v for k, v in self.faults.items() if v is not fault}
-            return fault[0]
-
-    def delay(self, identity: str) -> float:
-        with self.lock:
-            return self.latency_s.get(identity, self.latency_s.get("*", 0.0))
-
-    def set_partition(self, identity: str, mode: str | None) -> None:
-        with self.lock:
-            if mode is None:
-                self.partitions.pop(identity, None)
-            else:
-                self.partitions[identity] = mode
-            self.lock.notify_all()
-
-
-def write_kubeconfig(path: Path, url: str, identity: str, token: str) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "testkit", "cluster": {"server": url}}],
-        "users": [{"name": identity, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": f"{identity}@testkit",
-                "context": {"cluster": "testkit", "user": identity, "namespace": "default"},
-            }
-        ],
-        "current-context": f"{identity}@testkit",
-        "preferences": {},
-    }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        yaml.safe_dump(config, out, sort_keys=False)
-    tmp.replace(path)
+# Media types this server decodes a request body from. It does not speak protobuf: like any API
+# server without a decoder for the request's Content-Type it answers 415 with the accepted types
+# (k8s.io/apiserver pkg/endpoints/handlers/negotiation/errors.go, errUnsupportedMediaType; the
+# apiextensions server answers the same for custom resources, which have no protobuf form).
+BODY_MEDIA_TYPES = ("application/json", "application/yaml")
 
 
 class _DroppedError(Exception):
     """The request is 'lost in the network': close the connection without any response."""
-
-
-@dataclass
-class Route:
-    rt: ResourceType
-    namespace: str | None
-    name: str | None
-    subresource: str | None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -212,22 +110,27 @@ class Handler(BaseHTTPRequestHandler):
             self._body = self.rfile.read(length) if length else b""
         return self._body
 
-    def _read_body(self) -> Any:
+    def _content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    def _read_body(self, *, media_types: tuple[str, ...] = BODY_MEDIA_TYPES) -> Any:
+        """The decoded body; 415 for a Content-Type outside `media_types` (none means JSON)."""
+        content_type = self._content_type()
+        if content_type and content_type not in media_types:
+            self._read_raw()
+            raise unsupported_media_type(media_types)
         raw = self._read_raw()
         if not raw.strip():
             raise errors.bad_request("the request body is empty")
+        if content_type == "application/yaml":
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise errors.bad_request(f"the request body is not valid YAML: {exc}") from None
         try:
             return json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
-
-    def _drain_body(self) -> None:
-        self._read_raw()
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _authenticate(self) -> str:
         header = self.headers.get("Authorization", "")
@@ -254,6 +157,47 @@ class Handler(BaseHTTPRequestHandler):
                 )
         raise _DroppedError()
 
+    # --- the watch sink ---------------------------------------------------------------------------
+
+    def open_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+
+    def chunk(self, payload: JsonObj) -> None:
+        data = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+    def drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def client_gone(self) -> bool:
+        """True when the client closed its end (readable with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(self.connection, ssl.SSLSocket):
+                # No MSG_PEEK under TLS; a client never sends during a watch, so readable
+                # means a close_notify or FIN (or a partial record: not gone yet).
+                self.connection.setblocking(False)
+                try:
+                    return self.connection.recv(1) == b""
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    return False
+                finally:
+                    self.connection.setblocking(True)
+            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
+        except OSError:
+            return True
+
     # --- dispatch ---------------------------------------------------------------------------------
 
     def _handle(self, method: str) -> None:
@@ -261,65 +205,63 @@ class Handler(BaseHTTPRequestHandler):
         self._recorded = False
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        entry: JsonObj = {
-            "identity": None,
-            "method": method,
-            "verb": method.lower(),
-            "path": url.path,
-            "query": url.query,
-            "status": None,
-            "mono": time.monotonic(),
-            "wall": time.time(),
-        }
+        record = AuditRecord(method=method, path=url.path, query=url.query)
         is_admin = url.path.startswith(ADMIN_PREFIX)
         try:
             identity = self._authenticate()
-            entry["identity"] = identity
+            record.identity = identity
             if is_admin:
                 if identity != ADMIN_IDENTITY:
                     raise errors.forbidden(f'identity "{identity}" may not use {ADMIN_PREFIX}')
-                self._admin(method, url.path, query)
+                self._admin(method, url.path)
                 return
             parts = [p for p in url.path.split("/") if p]
             route: Route | None = None
             with contextlib.suppress(ApiError):  # discovery or a bad path: answered below
-                route = self._route(parts)
+                route = resolve(parts, self.store.types)
             if route is not None:  # described before any fault, so the audit says what was lost
-                entry.update(
-                    verb=_verb(method, route, query),
-                    resource=route.rt.plural,
-                    namespace=route.namespace,
-                    name=route.name,
-                    subresource=route.subresource,
-                )
+                record.verb = verb_of(method, route, query)
+                record.resource = route.rt.plural
+                record.namespace = route.namespace
+                record.name = route.name
+                record.subresource = route.subresource
             self._wait_partition(identity)
             delay = self.control.delay(identity)
             if delay > 0:
                 time.sleep(delay)
             fault = self.control.take_fault(identity)
             if fault is not None:
-                raise _injected(fault)
-            self._dispatch(method, parts, route, query=query, identity=identity, entry=entry)
+                raise injected(fault)
+            self._dispatch(method, parts, route, query=query, identity=identity, record=record)
         except _DroppedError:
-            entry["status"] = None
-            entry["dropped"] = True
-            self._drop()
+            record.status = None
+            record.dropped = True
+            self.drop()
         except ApiError as err:
-            entry["status"] = err.code
-            entry["reason"] = err.reason
-            self._drain_body()
+            record.status = err.code
+            record.reason = err.reason
+            self._read_raw()
             self._send_json(err.code, err.status())
         except OSError:  # the client went away mid-response
             self.close_connection = True
         except Exception:  # a bug in the server: answer 500 like a real one would
             log.exception("internal error on %s %s", method, self.path)
-            entry["status"] = 500
+            record.status = 500
             internal = ApiError(500, "InternalError", "an internal error in the test server")
             self._send_json(500, internal.status())
         finally:
             if not is_admin and not self._recorded:
-                entry["mono_done"] = time.monotonic()
-                self.control.record(entry)
+                record.mono_done = time.monotonic()
+                self.control.record(record)
+
+    def _admin(self, method: str, path: str) -> None:
+        action = admin_action(method, path)
+        body: Any = {}
+        if method == "POST" and self._read_raw().strip():
+            body = self._read_body()
+        if not isinstance(body, dict):
+            raise errors.bad_request("an admin request body must be a JSON object")
+        self._send_json(200, action(self.control, self.store, body))
 
     def _dispatch(
         self,
@@ -329,100 +271,76 @@ class Handler(BaseHTTPRequestHandler):
         *,
         query: dict[str, str],
         identity: str,
-        entry: JsonObj,
+        record: AuditRecord,
     ) -> None:
-        discovery = self._discovery(parts)
-        if discovery is not None:
+        document = discovery(parts, self.store.types, self.control.url)
+        if document is not None:
             if method != "GET":
                 raise errors.method_not_allowed(method)
-            entry["verb"] = "get"
-            entry["status"] = 200
-            self._send_json(200, discovery)
+            record.verb = "get"
+            record.status = 200
+            self._send_json(200, document)
             return
         if route is None:
-            route = self._route(parts)  # raises the 404 for this path
-        result, code = self._serve(method, route, query, identity, entry)
-        if result is None:  # a watch stream: already answered
+            route = resolve(parts, self.store.types)  # raises the 404 for this path
+        if record.verb == "watch":
+            self._watch(route, query, identity, record)
             return
-        entry["status"] = code
+        result, code = self._serve(method, route, query, record.verb)
+        record.status = code
         if method != "GET" and isinstance(result, dict) and result.get("kind") == route.rt.kind:
-            entry["resourceVersion"] = result["metadata"].get("resourceVersion")
-            entry["name"] = entry["name"] or result["metadata"].get("name")
+            record.resource_version = result["metadata"].get("resourceVersion")
+            record.name = record.name or result["metadata"].get("name")
         self._send_json(code, result)
 
-    def _route(self, parts: list[str]) -> Route:
-        if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
-            group, version, rest = "", "v1", parts[2:]
-        elif len(parts) >= 3 and parts[0] == "apis":
-            group, version, rest = parts[1], parts[2], parts[3:]
-        else:
-            raise errors.page_not_found()
-        by_plural = {
-            rt.plural: rt for rt in self.store.types if rt.group == group and rt.version == version
-        }
-        namespace: str | None = None
-        if (
-            len(rest) >= 3
-            and rest[0] == "namespaces"
-            and rest[2] in by_plural
-            and by_plural[rest[2]].namespaced
-        ):
-            namespace, rest = rest[1], rest[2:]
-        elif len(rest) >= 3 and rest[0] == "namespaces" and rest[2] != "status":
-            # an unknown kind, or a cluster-scoped kind under a namespace
-            raise errors.page_not_found()
-        if not rest or rest[0] not in by_plural or len(rest) > 3:
-            raise errors.page_not_found()
-        rt = by_plural[rest[0]]
-        name = rest[1] if len(rest) >= 2 else None
-        subresource = rest[2] if len(rest) == 3 else None
-        if subresource is not None and not (subresource == "status" and rt.status_subresource):
-            raise errors.page_not_found()
-        if rt.namespaced and namespace is None and name is not None:
-            raise errors.page_not_found()
-        return Route(rt, namespace, name, subresource)
-
     def _serve(
-        self, method: str, route: Route, query: dict[str, str], identity: str, entry: JsonObj
+        self, method: str, route: Route, query: dict[str, str], verb: str
     ) -> tuple[Any, int]:
         rt, ns, name = route.rt, route.namespace, route.name
         if query.get("dryRun"):
             raise errors.bad_request("dryRun is not supported by the test API server")
-        verb = entry["verb"]
-        if verb == "watch":
-            entry["status"] = 200
-            self._watch(route, query, identity, entry)
-            return None, 200
+        strict = query.get("fieldValidation") == "Strict"
         if verb == "list":
             return self._list(route, query), 200
         if verb == "create":
             if rt.namespaced and ns is None:
                 raise errors.method_not_allowed(method)
-            return self.store.create(rt, ns, self._read_body()), 201
+            return self.store.create(rt, ns, _checked(rt, self._read_body(), strict=strict)), 201
         if name is None:
             raise errors.method_not_allowed(method)
         if verb == "get":
             return self.store.get(rt, ns, name), 200
         if verb == "update":
-            body = self._read_body()
+            body = _checked(rt, self._read_body(), strict=strict)
             return self.store.update(rt, ns, name, body, subresource=route.subresource), 200
         if verb == "patch":
-            return self._patch(route, name), 200
+            return self._patch(route, name, strict=strict), 200
         if verb == "delete" and route.subresource is None:
             return self._delete(route, name), 200
         raise errors.method_not_allowed(method)
 
     # --- verbs ------------------------------------------------------------------------------------
 
-    def _selector(self, query: dict[str, str]) -> Selector | None:
-        checks: list[Selector] = []
-        if query.get("labelSelector"):
-            checks.append(parse_label_selector(query["labelSelector"]))
-        if query.get("fieldSelector"):
-            checks.append(parse_field_selector(query["fieldSelector"]))
-        if not checks:
-            return None
-        return lambda obj: all(check(obj) for check in checks)
+    def _watch(
+        self, route: Route, query: dict[str, str], identity: str, record: AuditRecord
+    ) -> None:
+        def opened() -> None:
+            # recorded now, not when the stream ends: watches are long
+            record.status = 200
+            record.mono_done = time.monotonic()
+            self.control.record(record)
+            self._recorded = True
+
+        serve_watch(
+            self,
+            store=self.store,
+            control=self.control,
+            route=route,
+            query=query,
+            selector=_selector(query),
+            identity=identity,
+            on_open=opened,
+        )
 
     def _list(self, route: Route, query: dict[str, str]) -> JsonObj:
         rt = route.rt
@@ -435,7 +353,7 @@ class Handler(BaseHTTPRequestHandler):
                 after, token_rv = (str(token["after"][0]), str(token["after"][1])), int(token["rv"])
             except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
                 raise errors.bad_request("continue key is not valid") from None
-        selector = self._selector(query)
+        selector = _selector(query)
         items, rv = self.store.list_objects(rt, route.namespace, selector, after=after, limit=limit)
         rv = token_rv if token_rv is not None else rv
         meta: JsonObj = {"resourceVersion": str(rv)}
@@ -454,20 +372,22 @@ class Handler(BaseHTTPRequestHandler):
             "items": items,
         }
 
-    def _patch(self, route: Route, name: str) -> JsonObj:
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        body = self._read_body()
+    def _patch(self, route: Route, name: str, *, strict: bool) -> JsonObj:
+        content_type = self._content_type()
         if content_type == STRATEGIC_MERGE_PATCH and route.rt.custom:
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: "
-                "application/json-patch+json, application/merge-patch+json, "
-                "application/apply-patch+yaml",
+            self._read_raw()
+            raise unsupported_media_type(
+                (
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                )
             )
         if content_type in (MERGE_PATCH, STRATEGIC_MERGE_PATCH):
+            body = self._read_body(media_types=(content_type,))
             if not isinstance(body, dict):
                 raise errors.bad_request("a merge patch must be a JSON object")
+            _checked(route.rt, body, strict=strict)
             return self.store.patch(
                 route.rt,
                 route.namespace,
@@ -476,7 +396,8 @@ class Handler(BaseHTTPRequestHandler):
                 subresource=route.subresource,
             )
         if content_type == JSON_PATCH:
-            if not isinstance(body, list):
+            operations = self._read_body(media_types=(content_type,))
+            if not isinstance(operations, list):
                 raise errors.bad_request(
                     "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
                 )
@@ -484,9 +405,10 @@ class Handler(BaseHTTPRequestHandler):
                 route.rt,
                 route.namespace,
                 name,
-                lambda current: json_patch(current, body),
+                lambda current: json_patch(current, operations),
                 subresource=route.subresource,
             )
+        self._read_raw()
         raise ApiError(
             415,
             "UnsupportedMediaType",
@@ -522,321 +444,41 @@ class Handler(BaseHTTPRequestHandler):
             "details": details,
         }
 
-    # --- watch ------------------------------------------------------------------------------------
 
-    def _watch(self, route: Route, query: dict[str, str], identity: str, entry: JsonObj) -> None:
-        rt = route.rt
-        selector = self._selector(query)
-        raw_rv = query.get("resourceVersion", "")
-        try:
-            rv = None if raw_rv in ("", "0") else int(raw_rv)
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{raw_rv}"') from None
-        try:
-            timeout = float(query.get("timeoutSeconds") or 0)
-        except ValueError:
+def unsupported_media_type(accepted: tuple[str, ...]) -> ApiError:
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted),
+    )
+
+
+def _checked(rt: ResourceType, body: Any, *, strict: bool) -> Any:
+    """`body` itself; with `fieldValidation=Strict`, 400 for fields the kind's schema does not
+    declare, worded as the real server's strict decoding error."""
+    if strict and rt.schema is not None and isinstance(body, dict):
+        unknown = unknown_fields(body, rt.schema)
+        if unknown:
+            listed = ", ".join(f'unknown field "{path}"' for path in unknown)
             raise errors.bad_request(
-                f"invalid timeoutSeconds {query['timeoutSeconds']!r}"
-            ) from None
-        if timeout <= 0:
-            timeout = self.control.max_watch_s
-        deadline = time.monotonic() + min(timeout, self.control.max_watch_s)
-        bookmarks = _truthy(query.get("allowWatchBookmarks"))
-        epoch = self.control.watch_epoch
-        expired: ExpiredError | None = None
-        try:
-            initial, position = self.store.watch_start(rt, route.namespace, selector, rv)
-        except ExpiredError as exc:
-            initial, position, expired = [], 0, exc
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {listed}"
+            )
+    return body
 
-        entry["mono_done"] = time.monotonic()
-        self.control.record(entry)  # now, not when the stream ends: watches are long
-        self._recorded = True
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        if expired is not None:
-            self._chunk(_expired_event(expired))
-            self._end_chunks()
-            return
-        for obj in initial:
-            self._chunk({"type": "ADDED", "object": obj})
-        last_bookmark = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            if self.control.stopping.is_set():
-                self._drop()
-                return
-            if self.control.watch_epoch != epoch:
-                break  # ended cleanly, as the server's own watch timeout does
-            mode = self.control.partition_mode(identity)
-            if mode == "drop" or self._client_gone():
-                self._drop()
-                return
-            wait = min(deadline - now, 0.5)
-            if mode == "hang":  # silent, like a stalled TCP stream; resumes if healed in time
-                with self.control.lock:
-                    self.control.lock.wait(wait)
-                if time.monotonic() >= deadline:
-                    self._drop()
-                    return
-                continue
-            try:
-                events, position = self.store.events_after(position, wait)
-            except ExpiredError as exc:
-                self._chunk(_expired_event(exc))
-                break
-            for event in events:
-                out = _visible(event, rt, route.namespace, selector)
-                if out is not None:
-                    self._chunk(out)
-            if bookmarks and time.monotonic() - last_bookmark >= self.control.bookmark_interval_s:
-                self._chunk(
-                    {
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": rt.kind,
-                            "apiVersion": rt.api_version,
-                            "metadata": {"resourceVersion": str(position)},
-                        },
-                    }
-                )
-                last_bookmark = time.monotonic()
-        self._end_chunks()
 
-    def _chunk(self, payload: JsonObj) -> None:
-        data = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-
-    def _end_chunks(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _client_gone(self) -> bool:
-        """True when the client closed its end (readable with nothing to read)."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            if not readable:
-                return False
-            return bool(self.connection.recv(1, socket.MSG_PEEK) == b"")
-        except OSError:
-            return True
-
-    # --- discovery --------------------------------------------------------------------------------
-
-    def _discovery(self, parts: list[str]) -> JsonObj | None:
-        types = self.store.types
-        if parts == ["version"]:
-            return KUBE_VERSION
-        if parts in (["healthz"], ["readyz"], ["livez"]):
-            return {"status": "ok"}
-        if parts == ["api"]:
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": self.control.url}
-                ],
-            }
-        if parts == ["apis"]:
-            groups: dict[str, list[str]] = {}
-            for rt in types:
-                if rt.group:
-                    groups.setdefault(rt.group, [])
-                    if rt.version not in groups[rt.group]:
-                        groups[rt.group].append(rt.version)
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
-                    }
-                    for g, vs in groups.items()
-                ],
-            }
-        if len(parts) == 2 and parts[0] == "apis":
-            versions = sorted({rt.version for rt in types if rt.group == parts[1]})
-            if not versions:
-                raise errors.page_not_found()
-            return {
-                "kind": "APIGroup",
-                "apiVersion": "v1",
-                "name": parts[1],
-                "versions": [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions],
-                "preferredVersion": {
-                    "groupVersion": f"{parts[1]}/{versions[0]}",
-                    "version": versions[0],
-                },
-            }
-        if parts == ["api", "v1"]:
-            return _resource_list("v1", [rt for rt in types if not rt.group])
-        if len(parts) == 3 and parts[0] == "apis":
-            served = [rt for rt in types if rt.group == parts[1] and rt.version == parts[2]]
-            if not served:
-                raise errors.page_not_found()
-            return _resource_list(f"{parts[1]}/{parts[2]}", served)
+def _selector(query: dict[str, str]) -> Selector | None:
+    checks: list[Selector] = []
+    if query.get("labelSelector"):
+        checks.append(parse_label_selector(query["labelSelector"]))
+    if query.get("fieldSelector"):
+        checks.append(parse_field_selector(query["fieldSelector"]))
+    if not checks:
         return None
-
-    # --- admin ------------------------------------------------------------------------------------
-
-    def _admin(self, method: str, path: str, query: dict[str, str]) -> None:
-        action = path[len(ADMIN_PREFIX) :].strip("/")
-        body: Any = {}
-        if method == "POST" and self._read_raw().strip():
-            body = self._read_body()
-        if method == "GET" and action == "audit":
-            with self.control.lock:
-                records = list(self.control.audit)
-            self._send_json(200, {"records": records})
-        elif method == "POST" and action == "identities":
-            token, kubeconfig = self.control.identity(str(body.get("name", "")))
-            self._send_json(200, {"kubeconfig": str(kubeconfig), "token": token})
-        elif method == "POST" and action == "partition":
-            mode = body.get("mode", "drop")
-            if mode not in ("drop", "hang"):
-                raise errors.bad_request(f"partition mode must be 'drop' or 'hang', got {mode!r}")
-            self.control.set_partition(str(body.get("identity")), mode)
-            self.store.wake_all()
-            self._send_json(200, {"partitioned": sorted(self.control.partitions)})
-        elif method == "POST" and action == "latency":
-            seconds = float(body.get("seconds", 0))
-            if not 0 <= seconds <= 60:
-                raise errors.bad_request(f"latency must be within 0..60 s, got {seconds}")
-            with self.control.lock:
-                self.control.latency_s[str(body.get("identity") or "*")] = seconds
-            self._send_json(200, {"latency": self.control.latency_s})
-        elif method == "POST" and action == "faults":
-            code, count = int(body.get("code", 500)), int(body.get("count", 1))
-            if code not in _INJECTABLE or count < 0:
-                raise errors.bad_request(
-                    f"fault code must be one of {sorted(_INJECTABLE)} and count >= 0, "
-                    f"got {code} x {count}"
-                )
-            with self.control.lock:
-                key = str(body.get("identity") or "*")
-                if count:
-                    self.control.faults[key] = [code, count]
-                else:
-                    self.control.faults.pop(key, None)
-            self._send_json(200, {"faults": self.control.faults})
-        elif method == "POST" and action == "heal":
-            self.control.set_partition(str(body.get("identity")), None)
-            self._send_json(200, {"partitioned": sorted(self.control.partitions)})
-        elif method == "POST" and action == "compact":
-            self._send_json(200, {"resourceVersion": str(self.store.compact())})
-        elif method == "POST" and action == "close-watches":
-            with self.control.lock:
-                self.control.watch_epoch += 1
-            self.store.wake_all()
-            self._send_json(200, {"epoch": self.control.watch_epoch})
-        else:
-            raise errors.page_not_found()
-
-
-_INJECTABLE = {
-    401: ("Unauthorized", "Unauthorized"),
-    403: ("Forbidden", "forbidden by the test: the identity may not do this (RBAC)"),
-    429: (
-        "TooManyRequests",
-        "the server has received too many requests and has asked us to try again later",
-    ),
-    500: (
-        "InternalError",
-        'an error on the server ("injected by the test") has prevented the request from succeeding',
-    ),
-    503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
-    504: ("Timeout", "the server was unable to return a response in the time allotted"),
-}
-
-
-def _injected(code: int) -> ApiError:
-    reason, message = _INJECTABLE[code]
-    details = {"retryAfterSeconds": 1} if code == 429 else None
-    return ApiError(code, reason, message, details)
-
-
-def _verb(method: str, route: Route, query: dict[str, str]) -> str:
-    """The Kubernetes verb of a request, as audit logs and RBAC name it."""
-    if method == "GET" and route.name is None:
-        return "watch" if _truthy(query.get("watch")) else "list"
-    if method == "POST" and route.name is None:
-        return "create"
-    verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-    return verbs.get(method, method.lower())
-
-
-def _truthy(value: str | None) -> bool:
-    """Query booleans as Go's strconv.ParseBool reads them (the Python client sends True)."""
-    return (value or "").lower() in ("1", "t", "true")
+    return lambda obj: all(check(obj) for check in checks)
 
 
 def _sort_key(obj: JsonObj) -> tuple[str, str]:
     meta = obj["metadata"]
     return (meta.get("namespace", ""), meta["name"])
-
-
-def _resource_list(group_version: str, types: list[ResourceType]) -> JsonObj:
-    resources: list[JsonObj] = []
-    for rt in types:
-        entry: JsonObj = {
-            "name": rt.plural,
-            "singularName": rt.singular,
-            "namespaced": rt.namespaced,
-            "kind": rt.kind,
-            "verbs": _VERBS,
-        }
-        if rt.short_names:
-            entry["shortNames"] = list(rt.short_names)
-        resources.append(entry)
-        if rt.status_subresource:
-            resources.append(
-                {
-                    "name": f"{rt.plural}/status",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    }
-
-
-def _expired_event(exc: ExpiredError) -> JsonObj:
-    err = ApiError(410, "ExpiredError", str(exc))
-    return {"type": "ERROR", "object": err.status()}
-
-
-def _visible(
-    event: Event, rt: ResourceType, namespace: str | None, selector: Selector | None
-) -> JsonObj | None:
-    """The event as this watcher sees it; selector transitions become ADDED / DELETED."""
-    if event.rtype is not rt:
-        return None
-    if namespace is not None and event.obj["metadata"].get("namespace") != namespace:
-        return None
-    if selector is None:
-        return {"type": event.type, "object": event.obj}
-    now = selector(event.obj)
-    if event.type != "MODIFIED" or event.old is None:
-        return {"type": event.type, "object": event.obj} if now else None
-    before = selector(event.old)
-    if now and before:
-        return {"type": "MODIFIED", "object": event.obj}
-    if now:
-        return {"type": "ADDED", "object": event.obj}
-    if before:
-        gone = {**event.old, "metadata": {**event.old["metadata"]}}
-        gone["metadata"]["resourceVersion"] = event.obj["metadata"]["resourceVersion"]
-        return {"type": "DELETED", "object": gone}
-    return None

@@ -1,0 +1,682 @@
+"""The preflight checks: pure functions from gathered facts to a verdict, evidence and a fix.
+
+Check IDs are stable (pipelines match on them). A check whose input could not be gathered is
+"skipped" and says why; a check that does not apply yet (before install) says so too.
+Sources that decide behaviour: the EKS user guide's hybrid-nodes-gateway pages (UDP 8472 both
+ways, source/destination check, IMDSv2, labels and taints, SNAT exclusion), Cilium's
+pkg/option/config.go for the `cilium-config` keys `enable-vtep` and `enable-l7-proxy` (the
+Helm values vtep.enabled and l7Proxy), and the gateway's own contract (Lease, VTEP config).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+
+from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.core.routes import TargetKind
+from hybrid_gateway_contract import (
+    GATEWAY_NODE_LABEL_KEY,
+    GATEWAY_NODE_LABEL_VALUE,
+    GATEWAY_NODE_TAINT_EFFECT,
+    GATEWAY_NODE_TAINT_KEY,
+    VXLAN_PORT,
+)
+from hybrid_gateway_contract.rules import CidrField, NetworkRole, check_cidr_plan
+
+from .facts import Facts, GatewayInstance, SgRule
+from .report import CheckResult, Verdict, worst
+
+Check = Callable[[Facts], CheckResult]
+SNAT_EXCLUSION_ENV = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS"
+
+
+def _result(
+    check_id: str, title: str, verdict: Verdict, evidence: Iterable[str], fix: str = ""
+) -> CheckResult:
+    return CheckResult(check_id, title, verdict, tuple(evidence), fix)
+
+
+def _skipped(check_id: str, title: str, why: str) -> CheckResult:
+    return CheckResult(check_id, title, Verdict.SKIPPED, (why,))
+
+
+def _why_missing(facts: Facts, *sources: str) -> str:
+    reasons = [f"{s}: {facts.unavailable[s]}" for s in sources if s in facts.unavailable]
+    return "; ".join(reasons) if reasons else f"not gathered ({', '.join(sources)})"
+
+
+def _kube_reason(facts: Facts, *parts: str) -> str | None:
+    """Why these Kubernetes reads are missing (the whole API, or one of `parts`), or None."""
+    keys = ["kubernetes", *(f"kubernetes/{part}" for part in parts)]
+    present = [key for key in keys if key in facts.unavailable]
+    return _why_missing(facts, *present) if present else None
+
+
+def _not_installed(facts: Facts, *parts: str) -> str | None:
+    """Why gateway-runtime checks do not apply (the Deployment or `parts` could not be read, or
+    there is no Deployment yet), or None when the gateway is deployed."""
+    unreadable = _kube_reason(facts, "deployment", *parts)
+    if unreadable is not None:
+        return unreadable
+    if facts.settings is None:
+        return _why_missing(facts, "gateway")
+    if facts.settings.deployment is None:
+        return (
+            f"no gateway Deployment in namespace {facts.settings.namespace} "
+            "(before install: nothing to check yet)"
+        )
+    return None
+
+
+def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network]:
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(ipaddress.IPv4Network(cidr, strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _inside(cidr: str, containers: Sequence[ipaddress.IPv4Network]) -> bool:
+    try:
+        network = ipaddress.IPv4Network(cidr, strict=False)
+    except ValueError:
+        return False
+    return any(network.subnet_of(c) for c in containers)
+
+
+# --- CIDR plan -----------------------------------------------------------------------------------
+
+
+def check_cidr_plan_disjoint(facts: Facts) -> CheckResult:
+    cid, title = "CIDR-PLAN", "VPC, remote node, remote pod and service CIDRs are disjoint"
+    net = facts.networks
+    if net is None:
+        return _skipped(cid, title, _why_missing(facts, "eks"))
+    fields = [
+        CidrField("VPC CIDRs", NetworkRole.VPC, list(net.vpc_cidrs)),
+        CidrField("remoteNodeNetworks", NetworkRole.REMOTE_NODE, list(net.remote_node_cidrs)),
+        CidrField("remotePodNetworks", NetworkRole.REMOTE_POD, list(net.remote_pod_cidrs)),
+        CidrField(
+            "serviceIpv4Cidr",
+            NetworkRole.SERVICE,
+            [net.service_cidr] if net.service_cidr else [],
+            required=False,
+            single=True,
+        ),
+    ]
+    problems = check_cidr_plan(fields)
+    seen = (
+        f"VPC {', '.join(net.vpc_cidrs) or '-'}; remote nodes "
+        f"{', '.join(net.remote_node_cidrs) or '-'}; remote pods "
+        f"{', '.join(net.remote_pod_cidrs) or '-'}; services {net.service_cidr or '-'} "
+        f"(from {net.source})"
+    )
+    if not problems:
+        return _result(cid, title, Verdict.OK, [seen])
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        [seen, *(str(p) for p in problems)],
+        "Re-plan the addresses so the four kinds of network do not overlap (the cluster's "
+        "remoteNetworkConfig cannot overlap the VPC or the service CIDR).",
+    )
+
+
+# --- route tables --------------------------------------------------------------------------------
+
+
+def check_route_targets(facts: Facts) -> CheckResult:
+    cid, title = "ROUTE-TARGETS", "Pod-CIDR routes in the owned tables target the leader's ENI"
+    settings = facts.settings
+    if settings is None or "ec2" in facts.unavailable:
+        return _skipped(cid, title, _why_missing(facts, "gateway", "ec2"))
+    if not settings.route_table_ids:
+        return _skipped(
+            cid, title, "no route tables to check: ROUTE_TABLE_IDS unknown (give --route-table-ids)"
+        )
+    leader = facts.leader_instance()
+    gateway_enis = {i.primary_eni: i.instance_id for i in facts.instances}
+    evidence: list[str] = []
+    verdicts: list[Verdict] = []
+    fixes: list[str] = []
+    for table_id in settings.route_table_ids:
+        table = facts.table(table_id)
+        if table is None:
+            verdicts.append(Verdict.FAIL)
+            evidence.append(f"{table_id}: no such route table")
+            fixes.append("remove the unknown table from ROUTE_TABLE_IDS")
+            continue
+        routes = {r.destination: r for r in table.routes}
+        for cidr in settings.pod_cidrs:
+            route = routes.get(cidr)
+            where = f"{table_id} {cidr}"
+            if route is None:
+                verdicts.append(Verdict.FAIL)
+                evidence.append(f"{where}: absent")
+                fixes.append("start the gateway: its leader creates missing routes")
+            elif facts.route_gone(route):
+                verdicts.append(Verdict.FAIL)
+                evidence.append(f"{where}: blackhole ({route.target_id or 'no target'} is gone)")
+                fixes.append("let the leader replace stale routes (is it running?)")
+            elif route.kind in (TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE):
+                if leader is not None and route.target_id == leader.primary_eni:
+                    verdicts.append(Verdict.OK)
+                    evidence.append(f"{where}: {route.target_id} (leader {leader.instance_id})")
+                elif route.target_id in gateway_enis:
+                    verdicts.append(Verdict.WARN if leader is not None else Verdict.OK)
+                    role = "standby" if leader is not None else "gateway"
+                    evidence.append(
+                        f"{where}: {route.target_id} ({role} {gateway_enis[route.target_id]})"
+                    )
+                    fixes.append("the leader moves routes to itself on its next resync")
+                else:
+                    verdicts.append(Verdict.FAIL)
+                    evidence.append(f"{where}: {route.target_id} (not a gateway ENI)")
+                    fixes.append("find who owns that ENI route; the gateway replaces it")
+            else:
+                verdicts.append(Verdict.FAIL)
+                evidence.append(f"{where}: {route.kind.value} {route.target_id}")
+                fixes.append(
+                    f"decide whether the {route.kind.value} route is deliberate; the gateway "
+                    "only takes it over with ALLOW_ROUTE_TAKEOVER=true"
+                )
+    verdict = worst(verdicts)
+    fix = "; ".join(dict.fromkeys(fixes)) if verdict is not Verdict.OK else ""
+    return _result(cid, title, verdict, evidence, (fix[:1].upper() + fix[1:] + ".") if fix else "")
+
+
+def check_route_coverage(facts: Facts) -> CheckResult:
+    cid, title = "ROUTE-COVERAGE", "Every subnet's route table is owned or routes the pod CIDRs"
+    settings = facts.settings
+    if settings is None or "ec2" in facts.unavailable:
+        return _skipped(cid, title, _why_missing(facts, "gateway", "ec2"))
+    owned = set(settings.route_table_ids)
+    uncovered: list[str] = []
+    for table in facts.tables:
+        if table.table_id in owned or not table.subnet_ids:
+            continue
+        destinations = {r.destination for r in table.routes}
+        missing = [c for c in settings.pod_cidrs if c not in destinations]
+        if missing:
+            used_by = ", ".join(table.subnet_ids) + (", main table" if table.main else "")
+            uncovered.append(f"{table.table_id} ({used_by}): no route to {', '.join(missing)}")
+    if not uncovered:
+        return _result(
+            cid,
+            title,
+            Verdict.OK,
+            [f"{len(facts.tables)} table(s) in the VPC; owned: {', '.join(sorted(owned)) or '-'}"],
+        )
+    return _result(
+        cid,
+        title,
+        Verdict.WARN,
+        uncovered,
+        "Add these tables to ROUTE_TABLE_IDS (routeTableIds) if workloads in their subnets must "
+        "reach hybrid pods.",
+    )
+
+
+# --- EC2 -----------------------------------------------------------------------------------------
+
+
+def _covers(rule: SgRule, cidr: str) -> bool:
+    if rule.protocol not in ("udp", "-1", "17"):
+        return False
+    if rule.protocol != "-1" and not (
+        rule.from_port is not None
+        and rule.to_port is not None
+        and rule.from_port <= VXLAN_PORT <= rule.to_port
+    ):
+        return False
+    return _inside(cidr, _networks(rule.cidrs))
+
+
+def _instances_or_skip(facts: Facts, cid: str, title: str) -> CheckResult | None:
+    if "ec2" in facts.unavailable:
+        return _skipped(cid, title, _why_missing(facts, "ec2"))
+    if not facts.instances:
+        return _skipped(
+            cid,
+            title,
+            "no gateway instances found (no gateway pods or labelled nodes; give "
+            "--gateway-instance-ids)",
+        )
+    return None
+
+
+def check_security_groups(facts: Facts) -> CheckResult:
+    cid, title = "SG-VXLAN", f"Security groups allow UDP {VXLAN_PORT} in and out with remote nodes"
+    skip = _instances_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    if facts.networks is None:
+        return _skipped(cid, title, _why_missing(facts, "eks"))
+    missing: list[str] = []
+    for instance in facts.instances:
+        groups = [
+            facts.security_groups[g] for g in instance.security_groups if g in facts.security_groups
+        ]
+        for cidr in facts.networks.remote_node_cidrs:
+            for direction in ("inbound", "outbound"):
+                rules = [
+                    rule
+                    for group in groups
+                    for rule in (group.ingress if direction == "inbound" else group.egress)
+                ]
+                if not any(_covers(rule, cidr) for rule in rules):
+                    peer = "from" if direction == "inbound" else "to"
+                    missing.append(
+                        f"{instance.instance_id} ({', '.join(instance.security_groups)}): no "
+                        f"{direction} UDP {VXLAN_PORT} {peer} {cidr}"
+                    )
+    if not missing:
+        return _result(
+            cid,
+            title,
+            Verdict.OK,
+            [
+                f"UDP {VXLAN_PORT} in and out with {', '.join(facts.networks.remote_node_cidrs)} "
+                f"on {', '.join(i.instance_id for i in facts.instances)}"
+            ],
+        )
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        missing,
+        f"Allow UDP {VXLAN_PORT} inbound AND outbound between the gateway nodes' security group "
+        "and every remote node network (a missing return-path rule is the most common failure).",
+    )
+
+
+def _per_instance(
+    facts: Facts,
+    *,
+    cid: str,
+    title: str,
+    bad: Callable[[GatewayInstance], str | None],
+    good: Callable[[GatewayInstance], str],
+    verdict: Verdict,
+    fix: str,
+) -> CheckResult:
+    skip = _instances_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    problems = [p for p in (bad(i) for i in facts.instances) if p]
+    if problems:
+        return _result(cid, title, verdict, problems, fix)
+    return _result(cid, title, Verdict.OK, [good(i) for i in facts.instances])
+
+
+def check_source_dest(facts: Facts) -> CheckResult:
+    return _per_instance(
+        facts,
+        cid="EC2-SOURCE-DEST-CHECK",
+        title="Source/destination check is off on the gateway ENIs",
+        bad=lambda i: (
+            f"{i.instance_id} {i.primary_eni}: source/destination check ON"
+            if i.source_dest_check
+            else None
+        ),
+        good=lambda i: f"{i.instance_id} {i.primary_eni}: off",
+        verdict=Verdict.FAIL,
+        fix="Disable source/destination check on the gateway nodes' primary ENI (launch template, "
+        "or NodeClass advancedNetworking.sourceDestCheck: DisabledPrimaryENI on Auto Mode).",
+    )
+
+
+def check_imdsv2(facts: Facts) -> CheckResult:
+    return _per_instance(
+        facts,
+        cid="EC2-IMDSV2",
+        title="Gateway instances require IMDSv2",
+        bad=lambda i: (
+            f"{i.instance_id}: HttpTokens={i.http_tokens}" if i.http_tokens != "required" else None
+        ),
+        good=lambda i: f"{i.instance_id}: HttpTokens=required",
+        verdict=Verdict.WARN,
+        fix="Set HttpTokens=required in the gateway nodes' launch template (metadata options).",
+    )
+
+
+def check_node_label_taint(facts: Facts) -> CheckResult:
+    cid, title = "NODE-LABEL-TAINT", "Gateway nodes carry the gateway label and taint"
+    unreadable = _kube_reason(facts, "nodes")
+    if unreadable is not None:
+        return _skipped(cid, title, unreadable)
+    instance_ids = {i.instance_id for i in facts.instances}
+    nodes = sorted(
+        (n for n in facts.nodes.values() if n.instance_id in instance_ids), key=lambda n: n.name
+    )
+    if not nodes:
+        return _skipped(cid, title, "no Kubernetes node maps to a gateway instance")
+    label = f"{GATEWAY_NODE_LABEL_KEY}={GATEWAY_NODE_LABEL_VALUE}"
+    taint = f"{GATEWAY_NODE_TAINT_KEY}={GATEWAY_NODE_LABEL_VALUE}:{GATEWAY_NODE_TAINT_EFFECT}"
+    evidence: list[str] = []
+    verdicts: list[Verdict] = []
+    for node in nodes:
+        has_label = node.labels.get(GATEWAY_NODE_LABEL_KEY) == GATEWAY_NODE_LABEL_VALUE
+        has_taint = (GATEWAY_NODE_TAINT_KEY, "true", GATEWAY_NODE_TAINT_EFFECT) in node.taints
+        verdicts.append(
+            Verdict.FAIL if not has_label else Verdict.WARN if not has_taint else Verdict.OK
+        )
+        evidence.append(
+            f"{node.name} ({node.instance_id}): label {label} "
+            f"{'present' if has_label else 'MISSING'}, taint {taint} "
+            f"{'present' if has_taint else 'MISSING'}"
+        )
+    verdict = worst(verdicts)
+    fix = (
+        f"Label the gateway nodes {label} and taint them {taint} (node group labels and taints)."
+        if verdict is not Verdict.OK
+        else ""
+    )
+    return _result(cid, title, verdict, evidence, fix)
+
+
+# --- Cilium --------------------------------------------------------------------------------------
+
+
+def check_vtep_crd(facts: Facts) -> CheckResult:
+    cid, title = "CILIUM-VTEP-CRD", "The ciliumvtepconfigs.cilium.io CRD exists"
+    if facts.vtep_crd is None:
+        return _skipped(cid, title, _kube_reason(facts, "crd") or "not gathered")
+    if facts.vtep_crd:
+        return _result(cid, title, Verdict.OK, ["customresourcedefinition present"])
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        ["customresourcedefinitions/ciliumvtepconfigs.cilium.io not found"],
+        "Install an EKS Cilium build with VTEP support (>= 1.17.13-1, 1.18.8-1 or 1.19.2-1), "
+        "which brings the CiliumVTEPConfig CRD.",
+    )
+
+
+def _kube_object_absent(facts: Facts, cid: str, title: str, part: str, absent: str) -> CheckResult:
+    """Skipped: the object could not be read, or (if it could) `absent` says what is not there."""
+    return _skipped(cid, title, _kube_reason(facts, part) or absent)
+
+
+def _cilium_config_or_skip(facts: Facts, cid: str, title: str) -> CheckResult | None:
+    if facts.cilium_config is None:
+        return _kube_object_absent(
+            facts,
+            cid,
+            title,
+            "cilium-config",
+            "no kube-system/cilium-config ConfigMap (is Cilium installed?)",
+        )
+    return None
+
+
+def check_vtep_enabled(facts: Facts) -> CheckResult:
+    cid, title = "CILIUM-VTEP-ENABLED", "Cilium has VTEP enabled in VXLAN tunnel mode"
+    skip = _cilium_config_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    config = facts.cilium_config or {}
+    seen = {k: config.get(k, "<unset>") for k in ("enable-vtep", "routing-mode", "tunnel-protocol")}
+    evidence = [", ".join(f"{k}={v}" for k, v in seen.items())]
+    bad = (
+        config.get("enable-vtep") != "true"
+        or config.get("routing-mode", "tunnel") != "tunnel"
+        or config.get("tunnel-protocol", "vxlan") != "vxlan"
+    )
+    if not bad:
+        return _result(cid, title, Verdict.OK, evidence)
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        evidence,
+        "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel and "
+        "tunnelProtocol=vxlan, then restart the Cilium agents.",
+    )
+
+
+def check_l7_proxy(facts: Facts) -> CheckResult:
+    cid, title = "CILIUM-L7-PROXY", "Cilium's L7 proxy is off (VTEP requires it)"
+    skip = _cilium_config_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    value = (facts.cilium_config or {}).get("enable-l7-proxy", "<unset: default true>")
+    if value == "false":
+        return _result(cid, title, Verdict.OK, ["enable-l7-proxy=false"])
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        [f"enable-l7-proxy={value}"],
+        "Set the Cilium Helm value l7Proxy=false and restart the Cilium agents.",
+    )
+
+
+def check_hybrid_nodes(facts: Facts) -> CheckResult:
+    cid, title = (
+        "CILIUM-HYBRID-NODES",
+        "Hybrid CiliumNodes have an InternalIP and pod CIDRs in range",
+    )
+    unreadable = _kube_reason(facts, "ciliumnodes")
+    if unreadable is not None:
+        return _skipped(cid, title, unreadable)
+    if not facts.hybrid_nodes:
+        return _result(
+            cid,
+            title,
+            Verdict.WARN,
+            ["no CiliumNode labelled eks.amazonaws.com/compute-type=hybrid"],
+            "Join hybrid nodes with Cilium running on them; until then there is nothing to route.",
+        )
+    pod_networks = _networks(facts.networks.remote_pod_cidrs) if facts.networks else []
+    problems: list[str] = []
+    for node in facts.hybrid_nodes:
+        if not node.internal_ip:
+            problems.append(f"{node.name}: no InternalIP in spec.addresses")
+        if not node.pod_cidrs:
+            problems.append(f"{node.name}: no spec.ipam.podCIDRs")
+        outside = [c for c in node.pod_cidrs if pod_networks and not _inside(c, pod_networks)]
+        if outside:
+            problems.append(
+                f"{node.name}: pod CIDR(s) {', '.join(outside)} outside the remote pod networks"
+            )
+    if problems:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            problems,
+            "Give Cilium's cluster-pool IPAM pod CIDRs inside the cluster's remotePodNetworks and "
+            "make sure each hybrid node reports its InternalIP.",
+        )
+    return _result(
+        cid,
+        title,
+        Verdict.OK,
+        [f"{n.name}: {n.internal_ip} pods {', '.join(n.pod_cidrs)}" for n in facts.hybrid_nodes],
+    )
+
+
+def check_vtep_config(facts: Facts) -> CheckResult:
+    cid, title = "VTEP-CONFIG", "CiliumVTEPConfig points at the leader with its MAC"
+    why = _not_installed(facts, "lease", "vtep-config")
+    if why is not None:
+        return _skipped(cid, title, why)
+    settings = facts.settings
+    assert settings is not None
+    leader = facts.leader_pod()
+    if leader is None or not leader.host_ip:
+        return _skipped(cid, title, "no leader pod with a host IP to compare with (GATEWAY-LEASE)")
+    if facts.vtep_endpoints is None:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            ["no CiliumVTEPConfig hybrid-gateway"],
+            "Check the leader's logs and its RBAC on ciliumvtepconfigs: it creates the object.",
+        )
+    expected_mac = vxlan_device_mac(leader.host_ip)
+    standby_ips = {p.host_ip: p.name for p in facts.pods if p.name != leader.name and p.host_ip}
+    problems: list[str] = []
+    for endpoint in facts.vtep_endpoints:
+        if endpoint.tunnel_endpoint != leader.host_ip:
+            who = (
+                f"the standby {standby_ips[endpoint.tunnel_endpoint]}"
+                if endpoint.tunnel_endpoint in standby_ips
+                else "no gateway replica"
+            )
+            problems.append(
+                f"{endpoint.name}: tunnelEndpoint {endpoint.tunnel_endpoint} is {who}, "
+                f"leader {leader.name} is {leader.host_ip}"
+            )
+        elif endpoint.mac.lower() != expected_mac:
+            problems.append(
+                f"{endpoint.name}: mac {endpoint.mac}, the leader's device has {expected_mac}"
+            )
+    cidrs = sorted(e.cidr for e in facts.vtep_endpoints)
+    if cidrs != sorted(settings.vpc_cidrs):
+        problems.append(
+            f"endpoint CIDRs {', '.join(cidrs)} != VPC_CIDR {', '.join(settings.vpc_cidrs)}"
+        )
+    if problems:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            problems,
+            "The leader corrects the object on its next resync; if it persists, check the "
+            "leader's logs and its RBAC on ciliumvtepconfigs.",
+        )
+    return _result(
+        cid,
+        title,
+        Verdict.OK,
+        [
+            f"{e.name}: {e.cidr} via {e.tunnel_endpoint} ({leader.name}) mac {e.mac}"
+            for e in facts.vtep_endpoints
+        ],
+    )
+
+
+# --- VPC CNI -------------------------------------------------------------------------------------
+
+
+def check_snat_exclusion(facts: Facts) -> CheckResult:
+    cid, title = "VPC-CNI-SNAT", f"aws-node's {SNAT_EXCLUSION_ENV} covers the remote pod networks"
+    if facts.aws_node_env is None:
+        return _kube_object_absent(
+            facts,
+            cid,
+            title,
+            "aws-node",
+            "no kube-system/aws-node DaemonSet (not the Amazon VPC CNI)",
+        )
+    if facts.networks is None:
+        return _skipped(cid, title, _why_missing(facts, "eks"))
+    raw = facts.aws_node_env.get(SNAT_EXCLUSION_ENV, "")
+    excluded = _networks(c.strip() for c in raw.split(",") if c.strip())
+    missing = [c for c in facts.networks.remote_pod_cidrs if not _inside(c, excluded)]
+    evidence = [f"{SNAT_EXCLUSION_ENV}={raw or '<unset>'}"]
+    if not missing:
+        return _result(cid, title, Verdict.OK, evidence)
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        [*evidence, f"not excluded: {', '.join(missing)}"],
+        f"Add the remote pod networks to {SNAT_EXCLUSION_ENV} on the aws-node DaemonSet "
+        "(ClusterIP traffic from cloud pods to hybrid pods needs it).",
+    )
+
+
+# --- the gateway ---------------------------------------------------------------------------------
+
+
+def check_lease(facts: Facts) -> CheckResult:
+    cid, title = "GATEWAY-LEASE", "The leader Lease is held and fresh"
+    why = _not_installed(facts, "lease")
+    if why is not None:
+        return _skipped(cid, title, why)
+    settings = facts.settings
+    assert settings is not None
+    lease = facts.lease
+    name = f"{settings.namespace}/{settings.lease_name}"
+    fix = "Check the gateway pods' logs and their access to the Lease (RBAC, API reachability)."
+    if lease is None:
+        return _result(cid, title, Verdict.FAIL, [f"Lease {name} not found"], fix)
+    if not lease.holder:
+        return _result(cid, title, Verdict.FAIL, [f"Lease {name} has no holder"], fix)
+    duration = lease.duration_s or 0.0
+    age = facts.now - lease.renew_time if lease.renew_time is not None else None
+    seen = (
+        f"{name} held by {lease.holder}, renewed "
+        f"{'never' if age is None else f'{age:.1f}s ago'} (duration {duration:g}s, "
+        f"{lease.transitions} transition(s))"
+    )
+    if age is None or age > duration:
+        return _result(cid, title, Verdict.FAIL, [seen, "stale: the holder stopped renewing"], fix)
+    if facts.leader_pod() is None:
+        return _result(
+            cid,
+            title,
+            Verdict.WARN,
+            [seen, f"holder {lease.holder} is not a pod of the gateway Deployment"],
+            "Check that POD_NAME is the pod name (downward API) in the gateway Deployment.",
+        )
+    return _result(cid, title, Verdict.OK, [seen])
+
+
+def check_replicas(facts: Facts) -> CheckResult:
+    cid, title = "GATEWAY-REPLICAS", "Both gateway replicas are ready"
+    why = _not_installed(facts)
+    if why is not None:
+        return _skipped(cid, title, why)
+    settings = facts.settings
+    assert settings is not None
+    ready = [p for p in facts.pods if p.ready]
+    evidence = [
+        f"{p.name} on {p.node_name or '-'}: {'ready' if p.ready else 'NOT ready'} "
+        f"({p.ready_reason})"
+        for p in facts.pods
+    ] or ["no gateway pods"]
+    evidence.insert(0, f"{len(ready)}/{settings.replicas} ready")
+    fix = "Look at the unready pods' readiness reason, Events and logs."
+    if not ready:
+        return _result(cid, title, Verdict.FAIL, evidence, fix)
+    if len(ready) < settings.replicas:
+        return _result(
+            cid,
+            title,
+            Verdict.WARN,
+            evidence,
+            fix + " Without a ready standby a failover has nowhere to go.",
+        )
+    return _result(cid, title, Verdict.OK, evidence)
+
+
+PREFLIGHT_CHECKS: tuple[Check, ...] = (
+    check_cidr_plan_disjoint,
+    check_route_targets,
+    check_route_coverage,
+    check_security_groups,
+    check_source_dest,
+    check_imdsv2,
+    check_node_label_taint,
+    check_vtep_crd,
+    check_vtep_enabled,
+    check_l7_proxy,
+    check_hybrid_nodes,
+    check_vtep_config,
+    check_snat_exclusion,
+    check_lease,
+    check_replicas,
+)
+
+
+def run_checks(facts: Facts, checks: Sequence[Check] = PREFLIGHT_CHECKS) -> list[CheckResult]:
+    return [check(facts) for check in checks]
