@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import aws_cdk as cdk
 import constructs
 
-from eks_hybrid_gateway import CapacityType, GatewayImage, HybridNodesGateway, MetricsExposure
-from examples.new_cluster import new_hybrid_cluster
+from eks_hybrid_gateway import CapacityType, GatewayImage
+from examples.new_cluster import add_gateway, new_hybrid_cluster
 
 
 class AutoModeGatewayStack(cdk.Stack):
     """Auto Mode cluster (the aws_eks_v2 default) + gateway nodes from a NodePool/NodeClass.
 
-    The gateway programs only the private subnets' route tables here, and exposes its metrics
-    to the Prometheus Operator through a PodMonitor.
+    Auto Mode runs its own networking on its nodes (no vpc-cni / kube-proxy / coredns add-ons).
+    The cluster uses the public and private subnets, so the gateway programs the route tables
+    of both (its default). Metrics get a Service only: a PodMonitor needs the Prometheus
+    Operator's CRDs, so it is the separate `GatewayPodMonitor`, for a stack that has them.
     """
 
     def __init__(
@@ -31,23 +33,20 @@ class AutoModeGatewayStack(cdk.Stack):
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id, **kwargs)  # type: ignore[arg-type]
-        vpc, cluster = new_hybrid_cluster(
+        self.hybrid_cluster = new_hybrid_cluster(
             self,
             vpc_cidr=vpc_cidr,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
             service_cidr=service_cidr,
+            auto_mode=True,
         )
-        self.gateway = HybridNodesGateway(
+        self.gateway = add_gateway(
             self,
-            "HybridGateway",
-            cluster=cluster,
-            vpc=vpc,
+            self.hybrid_cluster,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
-            route_table_ids=[subnet.route_table.route_table_id for subnet in vpc.private_subnets],
+            image=image,
             service_cidr=service_cidr,
             capacity_type=CapacityType.AUTO_MODE,
-            metrics=MetricsExposure.POD_MONITOR,
-            image=image,
         )

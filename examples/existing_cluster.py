@@ -1,7 +1,20 @@
 """An existing EKS cluster, imported by attributes, gets a gateway (aws_eks v1 import path).
 
-An imported cluster is reached through a kubectl role the cluster trusts (an access entry or an
-aws-auth mapping with cluster-admin) and the kubectl layer matching its Kubernetes version.
+What the imported cluster needs (aws-cdk-lib aws-eks/lib/kubectl-provider.ts: the kubectl
+handler Lambda assumes `kubectl_role_arn`; its own execution role is only granted
+`sts:AssumeRole` on it):
+- `kubectl_role_arn`: a role with cluster-admin rights in the cluster (an EKS access entry with
+  `AmazonEKSClusterAdminPolicy`, or an `aws-auth` mapping to `system:masters`) whose trust
+  policy lets the kubectl handler assume it. Pass `kubectl_lambda_role` (a role you create) and
+  trust exactly that role's ARN; without it the handler's role is generated, and the kubectl
+  role would have to trust the account (`arn:aws:iam::ACCOUNT:root`), leaving the decision to
+  IAM policies.
+- the kubectl layer matching the cluster's Kubernetes version (`KubectlV33Layer`).
+- a private-only API endpoint: `kubectl_private_subnet_ids` (subnets with a route to the
+  endpoint and to STS/EKS/ECR) and `kubectl_security_group_id` (allowed by the cluster security
+  group on 443) put the kubectl handler in the VPC.
+The Pod Identity agent add-on is installed only when `install_pod_identity_agent` is set: an
+existing cluster may have it already, and creating it twice fails the deployment.
 """
 
 from __future__ import annotations
@@ -12,14 +25,12 @@ import aws_cdk as cdk
 import constructs
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks as eks
+from aws_cdk import aws_iam as iam
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
 from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
-from examples.nag import (
-    KUBECTL_PROVIDER_FINDINGS,
-    acknowledge_all,
-    kubectl_provider_wiring_findings,
-)
+from eks_hybrid_gateway.nag import acknowledge_all
+from examples.nag import KUBECTL_PROVIDER_FINDINGS, kubectl_provider_wiring_findings
 
 
 class ExistingClusterGatewayStack(cdk.Stack):
@@ -40,6 +51,12 @@ class ExistingClusterGatewayStack(cdk.Stack):
         private_route_table_ids: Sequence[str],
         remote_node_networks: Sequence[str],
         remote_pod_networks: Sequence[str],
+        public_subnet_ids: Sequence[str] = (),
+        public_route_table_ids: Sequence[str] = (),
+        kubectl_lambda_role_arn: str | None = None,
+        kubectl_private_subnet_ids: Sequence[str] | None = None,
+        kubectl_security_group_id: str | None = None,
+        install_pod_identity_agent: bool = False,
         image: GatewayImage | None = None,
         instance_type: ec2.InstanceType | None = None,
         **kwargs: object,
@@ -53,6 +70,8 @@ class ExistingClusterGatewayStack(cdk.Stack):
             availability_zones=list(availability_zones),
             private_subnet_ids=list(private_subnet_ids),
             private_subnet_route_table_ids=list(private_route_table_ids),
+            public_subnet_ids=list(public_subnet_ids) or None,
+            public_subnet_route_table_ids=list(public_route_table_ids) or None,
         )
         cluster = eks.Cluster.from_cluster_attributes(
             self,
@@ -60,7 +79,16 @@ class ExistingClusterGatewayStack(cdk.Stack):
             cluster_name=cluster_name,
             vpc=vpc,
             kubectl_role_arn=kubectl_role_arn,
+            kubectl_lambda_role=(
+                iam.Role.from_role_arn(self, "KubectlLambdaRole", kubectl_lambda_role_arn)
+                if kubectl_lambda_role_arn
+                else None
+            ),
             kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
+            kubectl_private_subnet_ids=(
+                list(kubectl_private_subnet_ids) if kubectl_private_subnet_ids else None
+            ),
+            kubectl_security_group_id=kubectl_security_group_id,
             cluster_security_group_id=cluster_security_group_id,
         )
         # The kubectl provider of an imported cluster is a nested stack at the stack's root.
@@ -73,6 +101,8 @@ class ExistingClusterGatewayStack(cdk.Stack):
                 ),
             },
         )
+        # The route tables of every subnet the cluster's ENIs and load balancers use: the
+        # imported VPC's public and private subnets (the construct's default).
         self.gateway = HybridNodesGateway(
             self,
             "HybridGateway",
@@ -80,6 +110,7 @@ class ExistingClusterGatewayStack(cdk.Stack):
             vpc=vpc,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
+            install_pod_identity_agent=install_pod_identity_agent,
             image=image,
             instance_type=instance_type,
         )

@@ -6,9 +6,7 @@ kubectl provider that the examples get from aws-cdk-lib, each with the reason it
 
 from __future__ import annotations
 
-import constructs
-
-from eks_hybrid_gateway.gateway import acknowledge, managed_policy_rule
+from eks_hybrid_gateway.nag import managed_policy_rule
 
 KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
     managed_policy_rule("service-role/AWSLambdaBasicExecutionRole"): (
@@ -19,8 +17,8 @@ KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
         "aws-cdk-lib's kubectl handler can run in the cluster VPC and needs the AWS ENI policy"
     ),
     managed_policy_rule("AmazonEC2ContainerRegistryReadOnly"): (
-        "aws-cdk-lib's kubectl handler pulls Helm charts from ECR (and Auto Mode's built-in "
-        "node pools pull images)"
+        "aws-cdk-lib's kubectl handler pulls Helm charts from ECR, and the cluster's own nodes "
+        "(Auto Mode's built-in node pools, the system node group) pull images with it"
     ),
     managed_policy_rule("AmazonEC2ContainerRegistryPullOnly"): (
         "aws-cdk-lib's kubectl handler for an imported cluster pulls Helm charts from ECR; "
@@ -32,14 +30,19 @@ KUBECTL_PROVIDER_FINDINGS: dict[str, str] = {
     ),
 }
 
-NEW_CLUSTER_FINDINGS: dict[str, str] = {
+CLUSTER_FINDINGS: dict[str, str] = {
+    managed_policy_rule("AmazonEKSClusterPolicy"): (
+        "the EKS cluster role needs the control plane policy AWS maintains alongside EKS"
+    ),
+}
+
+AUTO_MODE_CLUSTER_FINDINGS: dict[str, str] = {
     **{
         managed_policy_rule(name): (
             "the EKS cluster role of an Auto Mode cluster needs the policies AWS maintains "
-            "for the control plane"
+            "for its compute, storage, load balancing and networking"
         )
         for name in (
-            "AmazonEKSClusterPolicy",
             "AmazonEKSComputePolicy",
             "AmazonEKSBlockStoragePolicy",
             "AmazonEKSLoadBalancingPolicy",
@@ -48,6 +51,15 @@ NEW_CLUSTER_FINDINGS: dict[str, str] = {
     },
     managed_policy_rule("AmazonEKSWorkerNodePolicy"): (
         "Auto Mode's built-in node pools need the node policy AWS maintains"
+    ),
+}
+
+NODEGROUP_CLUSTER_FINDINGS: dict[str, str] = {
+    managed_policy_rule("AmazonEKSWorkerNodePolicy"): (
+        "the system node group's kubelet needs the node policy AWS maintains alongside EKS"
+    ),
+    managed_policy_rule("AmazonEKS_CNI_Policy"): (
+        "aws-node (VPC CNI) on the system nodes assigns pod addresses from the node's ENIs"
     ),
 }
 
@@ -68,8 +80,3 @@ def kubectl_provider_wiring_findings(handler_id: str, condition_id: str) -> dict
             "the provider framework invokes any version of its own kubectl handler function"
         ),
     }
-
-
-def acknowledge_all(scope: constructs.IConstruct, findings: dict[str, str]) -> None:
-    for rule, reason in findings.items():
-        acknowledge(scope, rule, reason)

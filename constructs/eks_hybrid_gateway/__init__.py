@@ -21,7 +21,9 @@ from eks_hybrid_gateway.hybrid_cilium import (
     HybridCiliumOptions,
 )
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.monitoring import GatewayPodMonitor, GatewayPodMonitorChart
 from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
+from eks_hybrid_gateway.security_group import RemotePodAccess
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "AutoModeCapacityChart",
     "CapacityType",
     "GatewayImage",
+    "GatewayPodMonitor",
+    "GatewayPodMonitorChart",
     "GatewayResources",
     "GatewayRouteCleanup",
     "HybridCiliumOptions",
@@ -40,6 +44,7 @@ __all__ = [
     "HybridNodesGateway",
     "LeaderElectionTimings",
     "MetricsExposure",
+    "RemotePodAccess",
     "cilium_helm_values",
     "vpc_cni_addon_configuration",
     "vpc_cni_snat_exclusion",

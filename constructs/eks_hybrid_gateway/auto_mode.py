@@ -15,7 +15,16 @@ NODE_POOL_API_VERSION = "karpenter.sh/v1"
 
 
 class AutoModeCapacityChart(cdk8s.Chart):
-    """Dedicated Auto Mode nodes for the gateway: labelled, tainted, source/dest check off."""
+    """Dedicated Auto Mode nodes for the gateway: labelled, tainted, source/dest check off.
+
+    Args:
+        node_role_name: the NodeClass's node role (it needs an EC2 access entry).
+        subnet_ids: where nodes go.
+        security_group_ids: the cluster security group and the gateway's.
+        instance_types: allowed instance types.
+        max_nodes: the NodePool's node limit (replicas plus one surge node).
+        name: NodeClass and NodePool name. @default `eks-hybrid-nodes-gateway`
+    """
 
     def __init__(
         self,

@@ -54,7 +54,8 @@ class MetricsExposure(enum.Enum):
     NONE = "none"
     #: A headless `Service` selecting the gateway pods, port `metrics`.
     SERVICE = "service"
-    #: A Prometheus Operator `PodMonitor` (needs the monitoring.coreos.com CRDs).
+    #: A Prometheus Operator `PodMonitor` (needs the monitoring.coreos.com CRDs): always a
+    #: separate chart/manifest (`GatewayPodMonitorChart`), never the gateway's own.
     POD_MONITOR = "pod-monitor"
     #: Both of the above.
     SERVICE_AND_POD_MONITOR = "service-and-pod-monitor"
@@ -146,11 +147,114 @@ def _api_object(
     return obj
 
 
-class HybridGatewayChart(cdk8s.Chart):
-    """Namespace, RBAC, Deployment, PodDisruptionBudget and optional metrics objects.
+def _container_env(
+    *,
+    vpc_cidrs: Sequence[str],
+    pod_cidrs: Sequence[str],
+    route_table_ids: Sequence[str],
+    lease_name: str,
+    aws_region: str | None,
+    timings: LeaderElectionTimings,
+    vxlan_mtu: int | None,
+    debug: bool,
+) -> list[JsonDict]:
+    """The SPEC section 7 environment: downward API for the pod's identity, the rest literal."""
+    env: list[JsonDict] = [
+        {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": Env.POD_NAMESPACE,
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        },
+        {"name": Env.NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": Env.VPC_CIDR, "value": ",".join(vpc_cidrs)},
+        {"name": Env.POD_CIDRS, "value": ",".join(pod_cidrs)},
+        {"name": Env.ROUTE_TABLE_IDS, "value": ",".join(route_table_ids)},
+        {"name": Env.LEADER_ELECTION_ID, "value": lease_name},
+    ]
+    if aws_region is not None:
+        env.append({"name": Env.AWS_REGION, "value": aws_region})
+    for env_name, seconds in (
+        (Env.LEASE_DURATION, timings.lease_duration_s),
+        (Env.RENEW_DEADLINE, timings.renew_deadline_s),
+        (Env.RETRY_PERIOD, timings.retry_period_s),
+    ):
+        if seconds is not None:
+            env.append({"name": env_name, "value": _seconds(seconds)})
+    if vxlan_mtu is not None:
+        env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
+    if debug:
+        env.append({"name": Env.DEBUG, "value": "true"})
+    return env
 
-    Values may be CDK tokens when the chart is applied through the construct (they resolve at
-    deploy time); standalone use (`python -m eks_hybrid_gateway.manifests`) needs literals.
+
+def _container(
+    *, image: str, image_pull_policy: str, env: list[JsonDict], resources: GatewayResources
+) -> JsonDict:
+    """The gateway container: probes on the health port, only NET_ADMIN, read-only root."""
+    return {
+        "name": contract.CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": image_pull_policy,
+        # The console script of the runtime distribution (see runtime/pyproject.toml).
+        "command": ["hybrid-gateway", "run"],
+        "env": env,
+        "ports": [
+            {"name": HEALTH_PORT_NAME, "containerPort": contract.HEALTH_PORT, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": contract.METRICS_PORT, "protocol": "TCP"},
+        ],
+        "livenessProbe": {
+            "httpGet": {"path": contract.HEALTHZ_PATH, "port": HEALTH_PORT_NAME},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": contract.READYZ_PATH, "port": HEALTH_PORT_NAME},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "resources": resources.to_json(),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+
+
+class HybridGatewayChart(cdk8s.Chart):
+    """Namespace, RBAC, Deployment, PodDisruptionBudget and the optional metrics Service.
+
+    Only built-in kinds: objects whose CRDs a fresh cluster lacks (a PodMonitor) are
+    `GatewayPodMonitorChart`, applied separately. Values may be CDK tokens when the chart is
+    applied through the construct (they resolve at deploy time); standalone use
+    (`python -m eks_hybrid_gateway.manifests`) needs literals.
+
+    Args:
+        image: the gateway image reference.
+        vpc_cidrs: `VPC_CIDR`, at least one.
+        pod_cidrs: `POD_CIDRS` (the remote pod networks), at least one.
+        route_table_ids: `ROUTE_TABLE_IDS`, at least one.
+        namespace: @default `eks-hybrid-nodes-gateway`
+        create_namespace: emit the Namespace (Pod Security `privileged`). @default True
+        service_account_name: @default `eks-hybrid-nodes-gateway`
+        lease_name: `LEADER_ELECTION_ID`. @default `hybrid-gateway-leader`
+        replicas: at least 2. @default 2
+        capacity_type: decides the rolling update. @default CapacityType.MANAGED_NODE_GROUP
+        resources: @default `GatewayResources()`
+        metrics: SERVICE variants add the metrics Service; a PodMonitor is always
+            `GatewayPodMonitorChart`. @default MetricsExposure.NONE
+        leader_election: @default the runtime's 3 s / 2 s / 1 s
+        vxlan_mtu: `VXLAN_MTU`. @default the runtime's 1450
+        aws_region: `AWS_REGION`. @default none: the runtime asks IMDSv2
+        priority_class_name: @default `system-cluster-critical`
+        image_pull_policy: @default `IfNotPresent`
+        debug: `DEBUG=true`. @default False
     """
 
     def __init__(
@@ -191,7 +295,6 @@ class HybridGatewayChart(cdk8s.Chart):
         require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")
         require_nonempty("route_table_ids", route_table_ids, "route table ID")
         validate_route_table_ids("route_table_ids", route_table_ids)
-        timings = leader_election or LeaderElectionTimings()
 
         self.namespace_name = namespace
         self.service_account_name = service_account_name
@@ -200,106 +303,65 @@ class HybridGatewayChart(cdk8s.Chart):
         labels = {**self.selector_labels, MANAGED_BY_LABEL: "cdk8s"}
 
         if create_namespace:
-            # hostNetwork and NET_ADMIN are outside the "baseline" Pod Security Standard: say so
-            # explicitly so clusters enforcing a stricter default still admit the gateway.
-            _api_object(
-                self,
-                "Namespace",
-                api_version="v1",
-                kind="Namespace",
-                name=namespace,
-                namespace=None,
-                labels={**labels, "pod-security.kubernetes.io/enforce": "privileged"},
-                body={},
-            )
+            self._add_namespace(labels)
+        self._add_service_account(labels)
+        self._add_rbac(labels)
+        env = _container_env(
+            vpc_cidrs=vpc_cidrs,
+            pod_cidrs=pod_cidrs,
+            route_table_ids=route_table_ids,
+            lease_name=lease_name,
+            aws_region=aws_region,
+            timings=leader_election or LeaderElectionTimings(),
+            vxlan_mtu=vxlan_mtu,
+            debug=debug,
+        )
+        container = _container(
+            image=image,
+            image_pull_policy=image_pull_policy,
+            env=env,
+            resources=resources or GatewayResources(),
+        )
+        self.deployment = self._add_deployment(
+            labels,
+            pod_spec=self._pod_spec(container, priority_class_name),
+            replicas=replicas,
+            capacity_type=capacity_type,
+        )
+        self._add_disruption_budget(labels)
+        if metrics in (MetricsExposure.SERVICE, MetricsExposure.SERVICE_AND_POD_MONITOR):
+            self._add_metrics_service(labels)
 
+    def _add_namespace(self, labels: Mapping[str, str]) -> None:
+        # hostNetwork and NET_ADMIN are outside the "baseline" Pod Security Standard: say so
+        # explicitly so clusters enforcing a stricter default still admit the gateway.
+        _api_object(
+            self,
+            "Namespace",
+            api_version="v1",
+            kind="Namespace",
+            name=self.namespace_name,
+            namespace=None,
+            labels={**labels, "pod-security.kubernetes.io/enforce": "privileged"},
+            body={},
+        )
+
+    def _add_service_account(self, labels: Mapping[str, str]) -> None:
         _api_object(
             self,
             "ServiceAccount",
             api_version="v1",
             kind="ServiceAccount",
-            name=service_account_name,
-            namespace=namespace,
+            name=self.service_account_name,
+            namespace=self.namespace_name,
             labels=labels,
             body={"automountServiceAccountToken": True},
         )
-        self._add_rbac(labels)
 
-        env: list[JsonDict] = [
-            {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
-            {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": Env.POD_NAMESPACE,
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-            {"name": Env.NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": Env.VPC_CIDR, "value": ",".join(vpc_cidrs)},
-            {"name": Env.POD_CIDRS, "value": ",".join(pod_cidrs)},
-            {"name": Env.ROUTE_TABLE_IDS, "value": ",".join(route_table_ids)},
-            {"name": Env.LEADER_ELECTION_ID, "value": lease_name},
-        ]
-        if aws_region is not None:
-            env.append({"name": Env.AWS_REGION, "value": aws_region})
-        for env_name, seconds in (
-            (Env.LEASE_DURATION, timings.lease_duration_s),
-            (Env.RENEW_DEADLINE, timings.renew_deadline_s),
-            (Env.RETRY_PERIOD, timings.retry_period_s),
-        ):
-            if seconds is not None:
-                env.append({"name": env_name, "value": _seconds(seconds)})
-        if vxlan_mtu is not None:
-            env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
-        if debug:
-            env.append({"name": Env.DEBUG, "value": "true"})
-
-        if capacity_type is CapacityType.MANAGED_NODE_GROUP:
-            rolling_update = {"maxSurge": 0, "maxUnavailable": 1}
-        else:
-            rolling_update = {"maxSurge": 1, "maxUnavailable": 0}
-
-        container: JsonDict = {
-            "name": contract.CONTAINER_NAME,
-            "image": image,
-            "imagePullPolicy": image_pull_policy,
-            # The console script of the runtime distribution (see runtime/pyproject.toml).
-            "command": ["hybrid-gateway", "run"],
-            "env": env,
-            "ports": [
-                {
-                    "name": HEALTH_PORT_NAME,
-                    "containerPort": contract.HEALTH_PORT,
-                    "protocol": "TCP",
-                },
-                {
-                    "name": METRICS_PORT_NAME,
-                    "containerPort": contract.METRICS_PORT,
-                    "protocol": "TCP",
-                },
-            ],
-            "livenessProbe": {
-                "httpGet": {"path": contract.HEALTHZ_PATH, "port": HEALTH_PORT_NAME},
-                "initialDelaySeconds": 5,
-                "periodSeconds": 10,
-                "timeoutSeconds": 2,
-                "failureThreshold": 3,
-            },
-            "readinessProbe": {
-                "httpGet": {"path": contract.READYZ_PATH, "port": HEALTH_PORT_NAME},
-                "periodSeconds": 2,
-                "timeoutSeconds": 2,
-                "failureThreshold": 2,
-            },
-            "resources": (resources or GatewayResources()).to_json(),
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "privileged": False,
-                "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
-            },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        }
+    def _pod_spec(self, container: JsonDict, priority_class_name: str | None) -> JsonDict:
+        """hostNetwork on the dedicated nodes, one pod per host, spread over zones."""
         pod_spec: JsonDict = {
-            "serviceAccountName": service_account_name,
+            "serviceAccountName": self.service_account_name,
             "automountServiceAccountToken": True,
             "hostNetwork": True,
             "dnsPolicy": "ClusterFirstWithHostNet",
@@ -338,14 +400,27 @@ class HybridGatewayChart(cdk8s.Chart):
         }
         if priority_class_name:
             pod_spec["priorityClassName"] = priority_class_name
+        return pod_spec
 
-        self.deployment = _api_object(
+    def _add_deployment(
+        self,
+        labels: Mapping[str, str],
+        *,
+        pod_spec: JsonDict,
+        replicas: int,
+        capacity_type: CapacityType,
+    ) -> cdk8s.ApiObject:
+        if capacity_type is CapacityType.MANAGED_NODE_GROUP:
+            rolling_update = {"maxSurge": 0, "maxUnavailable": 1}
+        else:
+            rolling_update = {"maxSurge": 1, "maxUnavailable": 0}
+        return _api_object(
             self,
             "Deployment",
             api_version="apps/v1",
             kind="Deployment",
             name=contract.APP_NAME,
-            namespace=namespace,
+            namespace=self.namespace_name,
             labels=labels,
             body={
                 "spec": {
@@ -362,17 +437,18 @@ class HybridGatewayChart(cdk8s.Chart):
                 }
             },
         )
+
+    def _add_disruption_budget(self, labels: Mapping[str, str]) -> None:
         _api_object(
             self,
             "PodDisruptionBudget",
             api_version="policy/v1",
             kind="PodDisruptionBudget",
             name=contract.APP_NAME,
-            namespace=namespace,
+            namespace=self.namespace_name,
             labels=labels,
             body={"spec": {"minAvailable": 1, "selector": {"matchLabels": self.selector_labels}}},
         )
-        self._add_metrics(metrics, labels)
 
     def _add_rbac(self, labels: Mapping[str, str]) -> None:
         subject = {
@@ -472,46 +548,28 @@ class HybridGatewayChart(cdk8s.Chart):
             },
         )
 
-    def _add_metrics(self, metrics: MetricsExposure, labels: Mapping[str, str]) -> None:
-        if metrics in (MetricsExposure.SERVICE, MetricsExposure.SERVICE_AND_POD_MONITOR):
-            _api_object(
-                self,
-                "MetricsService",
-                api_version="v1",
-                kind="Service",
-                name=f"{contract.APP_NAME}-metrics",
-                namespace=self.namespace_name,
-                labels=labels,
-                body={
-                    "spec": {
-                        "clusterIP": "None",
-                        "selector": self.selector_labels,
-                        "ports": [
-                            {
-                                "name": METRICS_PORT_NAME,
-                                "port": contract.METRICS_PORT,
-                                "targetPort": METRICS_PORT_NAME,
-                                "protocol": "TCP",
-                            }
-                        ],
-                    }
-                },
-            )
-        if metrics in (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR):
-            _api_object(
-                self,
-                "PodMonitor",
-                api_version="monitoring.coreos.com/v1",
-                kind="PodMonitor",
-                name=contract.APP_NAME,
-                namespace=self.namespace_name,
-                labels=labels,
-                body={
-                    "spec": {
-                        "selector": {"matchLabels": self.selector_labels},
-                        "podMetricsEndpoints": [
-                            {"port": METRICS_PORT_NAME, "path": contract.METRICS_PATH}
-                        ],
-                    }
-                },
-            )
+    def _add_metrics_service(self, labels: Mapping[str, str]) -> None:
+        """A headless Service selecting the gateway pods, port `metrics`."""
+        _api_object(
+            self,
+            "MetricsService",
+            api_version="v1",
+            kind="Service",
+            name=f"{contract.APP_NAME}-metrics",
+            namespace=self.namespace_name,
+            labels=labels,
+            body={
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": self.selector_labels,
+                    "ports": [
+                        {
+                            "name": METRICS_PORT_NAME,
+                            "port": contract.METRICS_PORT,
+                            "targetPort": METRICS_PORT_NAME,
+                            "protocol": "TCP",
+                        }
+                    ],
+                }
+            },
+        )

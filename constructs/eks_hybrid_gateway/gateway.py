@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import aws_cdk as cdk
@@ -15,7 +16,12 @@ from aws_cdk import aws_eks_v2 as eks_v2
 from aws_cdk import aws_iam as iam
 
 import hybrid_gateway_contract as contract
-from eks_hybrid_gateway.auto_mode import AutoModeCapacityChart
+from eks_hybrid_gateway.capacity import (
+    CapacitySpec,
+    GatewayCapacity,
+    add_auto_mode_capacity,
+    add_managed_node_group,
+)
 from eks_hybrid_gateway.chart import (
     CapacityType,
     GatewayResources,
@@ -26,6 +32,15 @@ from eks_hybrid_gateway.chart import (
 )
 from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.kubernetes import (
+    AnyCluster,
+    apply_manifest,
+    auto_mode_enabled,
+    is_created_in_app,
+    is_v2_cluster,
+)
+from eks_hybrid_gateway.nag import acknowledge
+from eks_hybrid_gateway.security_group import RemotePodAccess, gateway_security_group
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
     is_token,
@@ -37,17 +52,12 @@ from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_
 if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
     from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 
-#: Either kind of cluster: `aws_eks_v2` (recommended for new clusters) or `aws_eks` (v1).
-AnyCluster = eks.ICluster | eks_v2.ICluster | eks.Cluster | eks_v2.Cluster
+__all__ = ["DEFAULT_INSTANCE_TYPE", "AnyCluster", "HybridNodesGateway"]
 
 #: AWS sizing guidance: c6in.xlarge for 10-100 hybrid nodes, c6in.2xlarge above.
 DEFAULT_INSTANCE_TYPE = "c6in.xlarge"
 
-_TAINT_EFFECTS = {
-    "NoSchedule": "NO_SCHEDULE",
-    "NoExecute": "NO_EXECUTE",
-    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
-}
+_POD_MONITOR_METRICS = (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR)
 
 
 def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
@@ -56,18 +66,6 @@ def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
     if isinstance(child, ec2.CfnVPC) and child.cidr_block and not is_token(child.cidr_block):
         return child.cidr_block
     return vpc.vpc_cidr_block
-
-
-def acknowledge(scope: constructs.IConstruct, rule: str, reason: str) -> None:
-    """Acknowledge one cdk-nag AwsSolutions finding on `scope` (and below), with its reason."""
-    cdk.Validations.of(scope).acknowledge(
-        cdk.Acknowledgment(id=f"AwsSolutions::AwsSolutions-{rule}", reason=reason)
-    )
-
-
-def managed_policy_rule(name: str) -> str:
-    """The cdk-nag rule (for `acknowledge`) that flags the AWS managed policy `name`."""
-    return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{name}]"
 
 
 def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
@@ -99,14 +97,150 @@ def _dedupe(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+def _vpc_route_table_ids(vpc: ec2.IVpc) -> list[str]:
+    """The route tables of every subnet of the VPC: public (load balancers, and the cluster's
+    ENIs when it uses public subnets), private and isolated."""
+    subnets = [*vpc.public_subnets, *vpc.private_subnets, *vpc.isolated_subnets]
+    return [subnet.route_table.route_table_id for subnet in subnets]
+
+
+def _check_two_zones(subnets: Sequence[ec2.ISubnet]) -> None:
+    all_zones = [subnet.availability_zone for subnet in subnets]
+    zones = [az for az in all_zones if not is_token(az)]
+    if len(zones) == len(all_zones) and len(set(zones)) < 2:
+        raise HybridGatewayConfigError(
+            f"node_subnets: the selected subnets span {sorted(set(zones))}; the gateway "
+            "needs subnets in at least 2 availability zones"
+        )
+
+
+def _check_capacity_type(cluster: AnyCluster, capacity_type: CapacityType) -> None:
+    if capacity_type is CapacityType.AUTO_MODE and auto_mode_enabled(cluster) is False:
+        raise HybridGatewayConfigError(
+            f"capacity_type: {capacity_type} needs an EKS Auto Mode cluster, and this cluster "
+            "is created without Auto Mode compute (ComputeConfig.Enabled false); use "
+            "CapacityType.MANAGED_NODE_GROUP"
+        )
+
+
+def _check_cluster_vpc(cluster: AnyCluster, capacity_type: CapacityType) -> None:
+    if capacity_type is not CapacityType.MANAGED_NODE_GROUP:
+        return
+    try:
+        cluster.vpc  # noqa: B018 - an imported cluster without one raises
+    except RuntimeError:
+        raise HybridGatewayConfigError(
+            "cluster: imported without a VPC; aws-cdk-lib's managed node group selects its "
+            "subnets through cluster.vpc: pass vpc= to Cluster.from_cluster_attributes"
+        ) from None
+
+
+def _check_v1_cluster_stack(
+    scope: constructs.Construct, cluster: AnyCluster, capacity_type: CapacityType
+) -> None:
+    """aws-cdk-lib's aws_eks (v1) Nodegroup maps its role in the aws-auth ConfigMap of a cluster
+    the app creates (aws-eks/lib/managed-nodegroup.ts), in the cluster's stack: from another
+    stack that would tie the two stacks both ways."""
+    if capacity_type is not CapacityType.MANAGED_NODE_GROUP or not isinstance(cluster, eks.Cluster):
+        return
+    cluster_stack = cdk.Stack.of(cluster).node.path
+    gateway_stack = cdk.Stack.of(scope).node.path
+    if cluster_stack != gateway_stack:
+        raise HybridGatewayConfigError(
+            f"cluster: an aws_eks (v1) Cluster of stack {cluster_stack!r} cannot get gateway "
+            f"nodes from stack {gateway_stack!r} (aws-cdk-lib maps the node role in the "
+            "cluster's aws-auth, in the cluster's stack); use an aws_eks_v2 cluster or put the "
+            "gateway in the cluster's stack"
+        )
+
+
+def _check_kubectl(cluster: AnyCluster) -> None:
+    # aws-eks-v2's KubernetesManifest needs the cluster's kubectl provider (k8s-manifest.ts).
+    if is_v2_cluster(cluster) and cast(eks_v2.ICluster, cluster).kubectl_provider is None:
+        raise HybridGatewayConfigError(
+            "cluster: has no kubectl provider, so the gateway's manifests cannot be applied; "
+            "create the cluster with kubectl_provider_options=KubectlProviderOptions("
+            "kubectl_layer=...) or import it with kubectl_provider=..."
+        )
+
+
+def _check_metrics(metrics: MetricsExposure) -> None:
+    if metrics in _POD_MONITOR_METRICS:
+        raise HybridGatewayConfigError(
+            f"metrics: {metrics} would put a PodMonitor, whose CRD a fresh cluster lacks, in "
+            "the gateway's stack; use MetricsExposure.SERVICE here and add "
+            "GatewayPodMonitor(scope, id, gateway=...) where the Prometheus Operator is "
+            "installed"
+        )
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """Props after defaults and checks."""
+
+    vpc_cidrs: list[str]
+    route_table_ids: list[str]
+    node_subnets: list[ec2.ISubnet]
+    image: GatewayImage
+
+
+def _resolve(
+    scope: constructs.Construct,
+    *,
+    cluster: AnyCluster,
+    vpc: ec2.IVpc,
+    remote_node_networks: Sequence[str],
+    remote_pod_networks: Sequence[str],
+    vpc_cidrs: Sequence[str] | None,
+    route_table_ids: Sequence[str] | None,
+    service_cidr: str | None,
+    capacity_type: CapacityType,
+    node_subnets: Sequence[ec2.ISubnet] | None,
+    metrics: MetricsExposure,
+    image: GatewayImage | None,
+) -> _Resolved:
+    """Apply the defaults and every check that needs no construct; raise on the first error."""
+    chosen_vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
+    validate_networks(
+        vpc_cidrs=chosen_vpc_cidrs,
+        remote_node_networks=list(remote_node_networks),
+        remote_pod_networks=list(remote_pod_networks),
+        service_cidr=service_cidr,
+    )
+    _check_capacity_type(cluster, capacity_type)
+    _check_cluster_vpc(cluster, capacity_type)
+    _check_v1_cluster_stack(scope, cluster, capacity_type)
+    _check_kubectl(cluster)
+    _check_metrics(metrics)
+    tables = _dedupe(route_table_ids if route_table_ids is not None else _vpc_route_table_ids(vpc))
+    if not tables:
+        raise HybridGatewayConfigError(
+            "route_table_ids: no route tables given and the VPC has no subnets with route "
+            "tables; pass route_table_ids=[...]"
+        )
+    validate_route_table_ids("route_table_ids", tables)
+    subnets = (
+        list(node_subnets)
+        if node_subnets is not None
+        else vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
+    )
+    _check_two_zones(subnets)
+    chosen_image = image or GatewayImage.from_asset()
+    chosen_image.validate()
+    return _Resolved(chosen_vpc_cidrs, tables, subnets, chosen_image)
+
+
 @jsii.implements(ec2.IConnectable, iam.IGrantable)
 class HybridNodesGateway(constructs.Construct):
     """A complete EKS Hybrid Nodes gateway for one cluster.
 
-    Creates: dedicated gateway capacity (a managed node group with IMDSv2 and source/destination
-    check off, or an EKS Auto Mode NodePool + NodeClass), a security group for VXLAN with the
-    remote node networks, an IAM role for the gateway pods through EKS Pod Identity, and the
-    gateway's Kubernetes objects (`HybridGatewayChart`) applied through the cluster.
+    Creates, all in its own scope: dedicated gateway capacity (a managed node group with IMDSv2
+    and the source/destination check off on the primary ENI, or an EKS Auto Mode NodePool +
+    NodeClass), a security group for VXLAN with the remote node networks, an IAM role for the
+    gateway pods through EKS Pod Identity, and the gateway's Kubernetes objects
+    (`HybridGatewayChart`) applied through the cluster's kubectl provider. Because nothing is
+    created in the cluster's scope, the gateway can live in another stack (or `Stage`) than its
+    cluster: references go from the gateway to the cluster only.
     VPC routes to the remote pod networks are NOT declared here: the running leader owns them.
 
     Args:
@@ -115,27 +249,40 @@ class HybridNodesGateway(constructs.Construct):
         vpc: the cluster VPC.
         remote_node_networks: on-prem node CIDRs, the VXLAN peers; at least one.
         remote_pod_networks: hybrid pod CIDRs the leader routes (`POD_CIDRS`); at least one.
-        image: the gateway image; default `GatewayImage.from_asset()` (`runtime/Dockerfile`).
-        vpc_cidrs: `VPC_CIDR` for the CiliumVTEPConfig, at most 8; default the VPC's CIDR.
-        route_table_ids: tables the leader programs; default all route tables of the VPC.
-        service_cidr: the cluster service CIDR, only checked for overlaps; default none.
-        capacity_type: managed node group (default) or EKS Auto Mode NodePool/NodeClass.
-        instance_type: default `c6in.xlarge` (AWS guidance; `c6in.2xlarge` above 100 nodes).
-        replicas: gateway pods and dedicated nodes, at least 2; default 2.
-        node_subnets: where nodes go, at least 2 AZs; default the private subnets.
-        namespace: default `eks-hybrid-nodes-gateway`.
-        resources: container requests/limits; default `GatewayResources()`.
-        metrics: metrics Service and/or PodMonitor; default none.
-        leader_election: Lease timings; default the runtime's 3 s / 2 s / 1 s.
-        vxlan_mtu: default the runtime's 1450.
-        attach_cni_policy: `AmazonEKS_CNI_Policy` on the node role; default True.
-        debug: verbose runtime logs; default False.
+        image: the gateway image. @default `GatewayImage.from_asset()` (`runtime/Dockerfile`)
+        vpc_cidrs: `VPC_CIDR` for the CiliumVTEPConfig, at most 8. @default the VPC's CIDR
+        route_table_ids: tables the leader programs: those of every subnet the cluster's ENIs
+            and load balancers use. @default the route tables of all the VPC's subnets
+        service_cidr: the cluster service CIDR, only checked for overlaps. @default none
+        capacity_type: managed node group or EKS Auto Mode NodePool/NodeClass; AUTO_MODE on a
+            cluster created without Auto Mode is an error.
+            @default CapacityType.MANAGED_NODE_GROUP
+        instance_type: @default `c6in.xlarge` (AWS guidance; `c6in.2xlarge` above 100 nodes)
+        replicas: gateway pods and dedicated nodes, at least 2. @default 2
+        node_subnets: where nodes go, at least 2 AZs. @default the private subnets
+        namespace: @default `eks-hybrid-nodes-gateway`
+        resources: container requests/limits. @default `GatewayResources()`
+        metrics: `NONE` or `SERVICE` (a headless metrics Service). A PodMonitor is the separate
+            `GatewayPodMonitor` construct. @default MetricsExposure.NONE
+        leader_election: Lease timings. @default the runtime's 3 s / 2 s / 1 s
+        vxlan_mtu: @default the runtime's 1450
+        attach_cni_policy: `AmazonEKS_CNI_Policy` on the node role. @default True
+        install_pod_identity_agent: add the `eks-pod-identity-agent` EKS add-on, which serves
+            the pods' credentials. Set it for an imported cluster that lacks the add-on (an
+            existing add-on makes the deployment fail). @default True for a cluster created in
+            the app without Auto Mode, False for an Auto Mode cluster (the agent is built in)
+            and for an imported one
+        remote_pod_access: peers and ports allowed to reach the remote pod networks through
+            the gateway (ALB/NLB in IP mode, VPC services outside the cluster security group).
+            @default none: only the cluster security group's members
+        debug: verbose runtime logs. @default False
         hybrid_cilium: install the EKS Cilium chart on the hybrid nodes with the VTEP values
-            (`HybridCiliumOptions`); default None (you run Cilium with those values yourself).
-        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon, or aws_eks/aws_eks_v2 Addon) to get the
-            SNAT exclusion of the remote pod networks; default None (set it on aws-node yourself).
+            (`HybridCiliumOptions`). @default None: you run Cilium with those values yourself
+        vpc_cni_addon: the app's `vpc-cni` add-on (CfnAddon, or aws_eks/aws_eks_v2 Addon) to
+            get the SNAT exclusion of the remote pod networks. @default None: set it on
+            aws-node yourself
         remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
-            wrote (custom resource, see `GatewayRouteCleanup`); default False.
+            wrote (custom resource, see `GatewayRouteCleanup`). @default False
     """
 
     def __init__(
@@ -161,119 +308,75 @@ class HybridNodesGateway(constructs.Construct):
         leader_election: LeaderElectionTimings | None = None,
         vxlan_mtu: int | None = None,
         attach_cni_policy: bool = True,
+        install_pod_identity_agent: bool | None = None,
+        remote_pod_access: Sequence[RemotePodAccess] = (),
         debug: bool = False,
         hybrid_cilium: HybridCiliumOptions | None = None,
         vpc_cni_addon: VpcCniAddon | None = None,
         remove_routes_on_delete: bool = False,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
-        # the scope exactly as it was.
-        chosen_vpc_cidrs = list(vpc_cidrs) if vpc_cidrs is not None else [_literal_vpc_cidr(vpc)]
-        validate_networks(
-            vpc_cidrs=chosen_vpc_cidrs,
-            remote_node_networks=list(remote_node_networks),
-            remote_pod_networks=list(remote_pod_networks),
-            service_cidr=service_cidr,
-        )
-        validate_chart_options(
-            replicas=replicas,
-            namespace=namespace,
-            leader_election=leader_election,
-            vxlan_mtu=vxlan_mtu,
-        )
-        chosen_tables = _dedupe(
-            route_table_ids if route_table_ids is not None else self._vpc_route_table_ids(vpc)
-        )
-        if not chosen_tables:
-            raise HybridGatewayConfigError(
-                "route_table_ids: no route tables given and the VPC has no subnets with route "
-                "tables; pass route_table_ids=[...]"
+        # the scope exactly as it was; the error names the construct's path, the prop and value.
+        try:
+            resolved = _resolve(
+                scope,
+                cluster=cluster,
+                vpc=vpc,
+                remote_node_networks=remote_node_networks,
+                remote_pod_networks=remote_pod_networks,
+                vpc_cidrs=vpc_cidrs,
+                route_table_ids=route_table_ids,
+                service_cidr=service_cidr,
+                capacity_type=capacity_type,
+                node_subnets=node_subnets,
+                metrics=metrics,
+                image=image,
             )
-        validate_route_table_ids("route_table_ids", chosen_tables)
-        chosen_subnets = (
-            list(node_subnets)
-            if node_subnets is not None
-            else vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnets
-        )
-        self._check_two_zones(chosen_subnets)
-        chosen_image = image or GatewayImage.from_asset()
-        chosen_image.validate()
-        if hybrid_cilium is not None:
-            hybrid_cilium.helm_values(list(remote_pod_networks))
-        if vpc_cni_addon is not None:
-            check_vpc_cni_addon(vpc_cni_addon)
+            if hybrid_cilium is not None:
+                hybrid_cilium.helm_values(list(remote_pod_networks))
+            if vpc_cni_addon is not None:
+                check_vpc_cni_addon(vpc_cni_addon)
+            validate_chart_options(
+                replicas=replicas,
+                namespace=namespace,
+                leader_election=leader_election,
+                vxlan_mtu=vxlan_mtu,
+            )
+        except HybridGatewayConfigError as exc:
+            path = "/".join(part for part in (scope.node.path, id) if part)
+            raise HybridGatewayConfigError(f"{path}: {exc}") from None
 
         super().__init__(scope, id)
-        stack = cdk.Stack.of(self)
-        self._attach_cni_policy = attach_cni_policy
         self.vpc = vpc
         self.cluster = cluster
-        self.vpc_cidrs = chosen_vpc_cidrs
+        self.vpc_cidrs = resolved.vpc_cidrs
         self.remote_node_networks = list(remote_node_networks)
         self.remote_pod_networks = list(remote_pod_networks)
-        self.route_table_ids = chosen_tables
+        self.route_table_ids = resolved.route_table_ids
         self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
         self.capacity_type = capacity_type
-        self.node_subnets = chosen_subnets
-        subnets = [subnet.subnet_id for subnet in self.node_subnets]
+        self.node_subnets = resolved.node_subnets
 
-        # --- Security group: VXLAN with the remote node networks, both directions, nothing else.
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = gateway_security_group(
             self,
-            "SecurityGroup",
             vpc=vpc,
-            allow_all_outbound=False,
-            description="EKS Hybrid Nodes gateway: VXLAN (UDP 8472) with the remote node networks",
+            remote_node_networks=self.remote_node_networks,
+            remote_pod_access=list(remote_pod_access),
         )
-        vxlan = ec2.Port.udp(contract.VXLAN_PORT)
-        for cidr in self.remote_node_networks:
-            peer = ec2.Peer.ipv4(cidr)
-            self.security_group.add_ingress_rule(peer, vxlan, f"VXLAN from hybrid nodes {cidr}")
-            self.security_group.add_egress_rule(peer, vxlan, f"VXLAN to hybrid nodes {cidr}")
         self._connections = ec2.Connections(security_groups=[self.security_group])
-
-        # --- Node role (both capacity types).
         self.node_role = iam.Role(
             self,
             "NodeRole",
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description="EKS Hybrid Nodes gateway nodes",
         )
-
-        # --- Pod role through EKS Pod Identity.
-        self.role = iam.Role(
-            self,
-            "PodRole",
-            assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
-            description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
-        )
-        allow_describe_routing_state(
-            self.role,
-            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
-            "the owned route tables",
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ProgramOwnedRouteTables",
-                actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
-                resources=route_table_arns(stack, self.route_table_ids),
-            )
-        )
-
-        bound = chosen_image.bind(
+        self.role = self._add_pod_role()
+        self.image_uri = resolved.image.bind(
             self, node_role=self.node_role, architecture=self.instance_type.architecture
-        )
-        self.image_uri = bound.image_uri
-
-        self.nodegroup: eks.CfnNodegroup | None = None
-        self.launch_template: ec2.CfnLaunchTemplate | None = None
-        capacity_dependency: constructs.IDependable
-        if capacity_type is CapacityType.MANAGED_NODE_GROUP:
-            capacity_dependency = self._add_managed_node_group(stack, subnets, replicas)
-        else:
-            capacity_dependency = self._add_auto_mode_capacity(subnets, replicas)
-
-        # --- Kubernetes objects.
+        ).image_uri
+        self.capacity = self._add_capacity(replicas, attach_cni_policy)
+        self.nodegroup = self.capacity.nodegroup
+        self.launch_template = self.capacity.launch_template
         self.chart = HybridGatewayChart(
             cdk8s.App(),
             "gateway",
@@ -288,31 +391,23 @@ class HybridNodesGateway(constructs.Construct):
             metrics=metrics,
             leader_election=leader_election,
             vxlan_mtu=vxlan_mtu,
-            aws_region=stack.region,
+            aws_region=cdk.Stack.of(self).region,
             debug=debug,
         )
-        self.pod_identity_association = eks.CfnPodIdentityAssociation(
-            self,
-            "PodIdentityAssociation",
-            cluster_name=cluster.cluster_name,
-            namespace=namespace,
-            service_account=self.chart.service_account_name,
-            role_arn=self.role.role_arn,
-        )
-        self.manifest = cluster.add_cdk8s_chart(f"{id}Manifests", self.chart)
+        self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
+        self.pod_identity_association = self._add_pod_identity_association(namespace)
+        self.manifest = apply_manifest(self, "Manifests", cluster=cluster, chart=self.chart)
         # Credentials are injected when a pod is created: the association (and the agent that
-        # serves it) must exist before the Deployment's first pod does.
-        self.manifest.node.add_dependency(self.pod_identity_association)
-        agent = cluster.eks_pod_identity_agent
-        if agent is not None:
-            self.pod_identity_association.node.add_dependency(agent)
-        self.manifest.node.add_dependency(capacity_dependency)
-        self._add_extras(hybrid_cilium, vpc_cni_addon, remove_routes_on_delete, capacity_dependency)
+        # serves it) must exist before the Deployment's first pod does, and so must its nodes.
+        self.manifest.node.add_dependency(self.pod_identity_association, self.capacity.ready)
+        self._add_extras(hybrid_cilium, vpc_cni_addon, remove_routes_on_delete, self.capacity.ready)
 
     # ------------------------------------------------------------------------------------------
     @property
     def connections(self) -> ec2.Connections:
-        """The gateway nodes' VXLAN security group; open more with `connections.allow_from`."""
+        """The gateway nodes' security group: VXLAN with the remote node networks, plus the
+        `remote_pod_access` rules; open more with `connections.allow_from`. Traffic forwarded
+        to hybrid pods crosses this group too."""
         return self._connections
 
     @property
@@ -371,187 +466,71 @@ class HybridNodesGateway(constructs.Construct):
             self.manifest.node.add_dependency(self.route_cleanup)
 
     # ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _vpc_route_table_ids(vpc: ec2.IVpc) -> list[str]:
-        subnets = [*vpc.public_subnets, *vpc.private_subnets, *vpc.isolated_subnets]
-        return [subnet.route_table.route_table_id for subnet in subnets]
-
-    @staticmethod
-    def _check_two_zones(subnets: Sequence[ec2.ISubnet]) -> None:
-        all_zones = [subnet.availability_zone for subnet in subnets]
-        zones = [az for az in all_zones if not is_token(az)]
-        if len(zones) == len(all_zones) and len(set(zones)) < 2:
-            raise HybridGatewayConfigError(
-                f"node_subnets: the selected subnets span {sorted(set(zones))}; the gateway "
-                "needs subnets in at least 2 availability zones"
-            )
-
-    def _add_node_managed_policies(self, policies: Mapping[str, str]) -> None:
-        """Attach AWS managed policies to the node role, each acknowledged with its reason."""
-        for policy, reason in policies.items():
-            self.node_role.add_managed_policy(
-                iam.ManagedPolicy.from_aws_managed_policy_name(policy)
-            )
-            acknowledge(self.node_role, managed_policy_rule(policy), reason)
-
-    def _add_managed_node_group(
-        self, stack: cdk.Stack, subnets: list[str], replicas: int
-    ) -> constructs.IDependable:
-        policies = {
-            "AmazonEKSWorkerNodePolicy": "the kubelet of an EKS managed node needs the node "
-            "policy AWS maintains alongside EKS",
-            "AmazonEC2ContainerRegistryPullOnly": "nodes pull the gateway and add-on images "
-            "from ECR; the AWS policy grants pull only",
-            "AmazonEKS_CNI_Policy": "aws-node (VPC CNI) on the gateway nodes assigns the node's "
-            "ENI addresses; clusters giving aws-node its own Pod Identity role can set "
-            "attach_cni_policy=False",
-        }
-        if not self._attach_cni_policy:
-            del policies["AmazonEKS_CNI_Policy"]
-        self._add_node_managed_policies(policies)
-        # Source/destination check off on its own primary ENI, at boot. Instance IDs are unknown
-        # before launch, so the statement is limited by tags to this cluster's gateway nodes.
-        acknowledge(
-            self.node_role,
-            f"IAM5[Resource::arn:<AWS::Partition>:ec2:{stack.region}:{stack.account}:instance/*]",
-            "instance IDs of managed node group members are unknown before launch; the "
-            "statement allows only ModifyInstanceAttribute and only on instances tagged with "
-            "this cluster's name and the gateway node tag",
+    def _add_pod_role(self) -> iam.Role:
+        """The pods' role through EKS Pod Identity: read routing state, write owned tables."""
+        role = iam.Role(
+            self,
+            "PodRole",
+            assumed_by=iam.SessionTagsPrincipal(iam.ServicePrincipal("pods.eks.amazonaws.com")),
+            description="EKS Hybrid Nodes gateway pods: point hybrid pod CIDR routes at the leader",
         )
-        self.node_role.add_to_policy(
+        allow_describe_routing_state(
+            role,
+            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
+            "the owned route tables",
+        )
+        role.add_to_policy(
             iam.PolicyStatement(
-                sid="DisableOwnSourceDestCheck",
-                actions=["ec2:ModifyInstanceAttribute"],
-                resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
-                conditions={
-                    "StringEquals": {
-                        "aws:ResourceTag/eks:cluster-name": self.cluster.cluster_name,
-                        f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}": (
-                            contract.GATEWAY_NODE_LABEL_VALUE
-                        ),
-                    }
-                },
+                sid="ProgramOwnedRouteTables",
+                actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
+                resources=route_table_arns(cdk.Stack.of(self), self.route_table_ids),
             )
         )
-        user_data = ec2.MultipartUserData()
-        script = ec2.UserData.for_linux()
-        script.add_commands(
-            "set -euo pipefail",
-            "# The gateway forwards packets for addresses other than its own.",
-            "INSTANCE_ID=$(ec2-metadata --instance-id | cut -d ' ' -f 2)",
-            "sysctl -w net.ipv4.ip_forward=1",
-            "disabled=no",
-            "for attempt in 1 2 3 4 5 6; do",
-            f"  if aws ec2 modify-instance-attribute --region {stack.region} "
-            '--instance-id "$INSTANCE_ID" --no-source-dest-check; then disabled=yes; break; fi',
-            '  sleep "$attempt"',
-            "done",
-            # Fail the boot script visibly (cloud-init logs) instead of a silently dead tunnel.
-            'if [ "$disabled" != yes ]; then',
-            '  echo "hybrid-gateway: could not disable the source/destination check" >&2',
-            "  exit 1",
-            "fi",
-        )
-        user_data.add_user_data_part(script, ec2.MultipartBody.SHELL_SCRIPT, True)
-        tags = [
-            cdk.CfnTag(key=contract.GATEWAY_NODE_LABEL_KEY, value=contract.GATEWAY_NODE_LABEL_VALUE)
-        ]
-        self.launch_template = ec2.CfnLaunchTemplate(
-            self,
-            "LaunchTemplate",
-            launch_template_data=ec2.CfnLaunchTemplate.LaunchTemplateDataProperty(
-                metadata_options=ec2.CfnLaunchTemplate.MetadataOptionsProperty(
-                    http_endpoint="enabled",
-                    http_tokens="required",
-                    # hostNetwork pods reach IMDS in one hop; other pods cannot.
-                    http_put_response_hop_limit=1,
-                ),
-                # Set here, EKS no longer adds the cluster security group by itself.
-                security_group_ids=[
-                    self.cluster.cluster_security_group_id,
-                    self.security_group.security_group_id,
-                ],
-                block_device_mappings=[
-                    ec2.CfnLaunchTemplate.BlockDeviceMappingProperty(
-                        device_name="/dev/xvda",
-                        ebs=ec2.CfnLaunchTemplate.EbsProperty(
-                            volume_size=20, volume_type="gp3", encrypted=True
-                        ),
-                    )
-                ],
-                user_data=cdk.Fn.base64(user_data.render()),
-                tag_specifications=[
-                    ec2.CfnLaunchTemplate.TagSpecificationProperty(
-                        resource_type="instance", tags=tags
-                    )
-                ],
-            ),
-        )
-        arm = self.instance_type.architecture == ec2.InstanceArchitecture.ARM_64
-        self.nodegroup = eks.CfnNodegroup(
-            self,
-            "Nodegroup",
-            cluster_name=self.cluster.cluster_name,
-            node_role=self.node_role.role_arn,
-            subnets=subnets,
-            ami_type="AL2023_ARM_64_STANDARD" if arm else "AL2023_x86_64_STANDARD",
-            capacity_type="ON_DEMAND",
-            instance_types=[self.instance_type.to_string()],
-            scaling_config=eks.CfnNodegroup.ScalingConfigProperty(
-                min_size=replicas, desired_size=replicas, max_size=replicas
-            ),
-            update_config=eks.CfnNodegroup.UpdateConfigProperty(max_unavailable=1),
-            labels={contract.GATEWAY_NODE_LABEL_KEY: contract.GATEWAY_NODE_LABEL_VALUE},
-            taints=[
-                eks.CfnNodegroup.TaintProperty(
-                    key=contract.GATEWAY_NODE_TAINT_KEY,
-                    value=contract.GATEWAY_NODE_TAINT_VALUE,
-                    effect=_TAINT_EFFECTS[contract.GATEWAY_NODE_TAINT_EFFECT],
-                )
-            ],
-            launch_template=eks.CfnNodegroup.LaunchTemplateSpecificationProperty(
-                id=self.launch_template.ref,
-                version=self.launch_template.attr_latest_version_number,
-            ),
-            tags={contract.GATEWAY_NODE_LABEL_KEY: contract.GATEWAY_NODE_LABEL_VALUE},
-        )
-        return self.nodegroup
+        return role
 
-    def _add_auto_mode_capacity(self, subnets: list[str], replicas: int) -> constructs.IDependable:
-        self._add_node_managed_policies(
-            {
-                "AmazonEKSWorkerNodeMinimalPolicy": "EKS Auto Mode nodes need the minimal node "
-                "policy AWS maintains for them",
-                "AmazonEC2ContainerRegistryPullOnly": "nodes pull the gateway image from ECR; the "
-                "AWS policy grants pull only",
-            }
-        )
-        partition = cdk.Stack.of(self).partition
-        access_entry = eks.CfnAccessEntry(
-            self,
-            "NodeAccessEntry",
-            cluster_name=self.cluster.cluster_name,
-            principal_arn=self.node_role.role_arn,
-            type="EC2",
-            access_policies=[
-                eks.CfnAccessEntry.AccessPolicyProperty(
-                    policy_arn=f"arn:{partition}:eks::aws:cluster-access-policy/AmazonEKSAutoNodePolicy",
-                    access_scope=eks.CfnAccessEntry.AccessScopeProperty(type="cluster"),
-                )
-            ],
-        )
-        self.auto_mode_chart = AutoModeCapacityChart(
-            cdk8s.App(),
-            "capacity",
-            node_role_name=self.node_role.role_name,
-            subnet_ids=subnets,
+    def _add_capacity(self, replicas: int, attach_cni_policy: bool) -> GatewayCapacity:
+        spec = CapacitySpec(
+            cluster=self.cluster,
+            node_role=self.node_role,
             security_group_ids=[
                 self.cluster.cluster_security_group_id,
                 self.security_group.security_group_id,
             ],
-            instance_types=[self.instance_type.to_string()],
-            max_nodes=replicas + 1,
+            subnets=self.node_subnets,
+            instance_type=self.instance_type,
+            replicas=replicas,
         )
-        capacity = self.cluster.add_cdk8s_chart(f"{self.node.id}Capacity", self.auto_mode_chart)
-        capacity.node.add_dependency(access_entry)
-        return cast(constructs.IDependable, capacity)
+        if self.capacity_type is CapacityType.MANAGED_NODE_GROUP:
+            return add_managed_node_group(self, spec, attach_cni_policy=attach_cni_policy)
+        return add_auto_mode_capacity(self, spec)
+
+    def _pod_identity_agent(self, install: bool | None) -> constructs.IConstruct | None:
+        """The `eks-pod-identity-agent` add-on, if this gateway is to make sure it exists."""
+        if install is None:
+            # EKS Auto Mode has the agent built in (EKS user guide, pod-id-agent-setup).
+            install = is_created_in_app(self.cluster) and not auto_mode_enabled(self.cluster)
+        if not install:
+            return None
+        if is_created_in_app(self.cluster):
+            # aws-cdk-lib creates it once per cluster, in the cluster's scope.
+            agent: constructs.IConstruct | None = self.cluster.eks_pod_identity_agent
+            return agent
+        return eks.CfnAddon(
+            self,
+            "PodIdentityAgent",
+            addon_name="eks-pod-identity-agent",
+            cluster_name=self.cluster.cluster_name,
+        )
+
+    def _add_pod_identity_association(self, namespace: str) -> eks.CfnPodIdentityAssociation:
+        association = eks.CfnPodIdentityAssociation(
+            self,
+            "PodIdentityAssociation",
+            cluster_name=self.cluster.cluster_name,
+            namespace=namespace,
+            service_account=self.chart.service_account_name,
+            role_arn=self.role.role_arn,
+        )
+        if self.pod_identity_agent is not None:
+            association.node.add_dependency(self.pod_identity_agent)
+        return association

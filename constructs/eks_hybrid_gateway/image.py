@@ -14,18 +14,18 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 
+from eks_hybrid_gateway.nag import acknowledge
 from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
-
-_PULL_ACK = cdk.Acknowledgment(
-    id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-    reason="ecr:GetAuthorizationToken, part of an ECR pull grant, supports no resource-level "
-    "permissions; the pull actions themselves are scoped to the image's repository",
-)
 
 
 def _grant_pull(repository: ecr.IRepository, node_role: iam.IRole) -> None:
     repository.grant_pull(node_role)
-    cdk.Validations.of(node_role).acknowledge(_PULL_ACK)
+    acknowledge(
+        node_role,
+        "IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken, part of an ECR pull grant, supports no resource-level "
+        "permissions; the pull actions themselves are scoped to the image's repository",
+    )
 
 
 #: Dockerfile of the runtime, relative to the build context (the repository root).

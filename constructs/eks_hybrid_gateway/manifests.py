@@ -21,10 +21,13 @@ import cdk8s
 
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.chart import CapacityType, HybridGatewayChart, MetricsExposure
+from eks_hybrid_gateway.monitoring import GatewayPodMonitorChart
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
 
 CONTEXT_KEY = "eks-hybrid-gateway:manifests"
 OUTPUT_FILE = "eks-hybrid-nodes-gateway.yaml"
+#: The PodMonitor (`--metrics pod-monitor`) goes to its own file: its CRD may be missing.
+POD_MONITOR_FILE = "eks-hybrid-nodes-gateway-podmonitor.yaml"
 
 
 def _csv(raw: str) -> list[str]:
@@ -81,6 +84,8 @@ def render(out: Path, settings: dict[str, Any]) -> Path:
         )
     out.mkdir(parents=True, exist_ok=True)
     app = cdk8s.App(outdir=str(out), output_file_extension=".yaml")
+    namespace = settings.get("namespace") or contract.DEFAULT_NAMESPACE
+    metrics = MetricsExposure(settings.get("metrics") or "none")
     HybridGatewayChart(
         app,
         OUTPUT_FILE.removesuffix(".yaml"),
@@ -88,11 +93,13 @@ def render(out: Path, settings: dict[str, Any]) -> Path:
         vpc_cidrs=settings["vpcCidrs"],
         pod_cidrs=settings["podCidrs"],
         route_table_ids=settings["routeTableIds"],
-        namespace=settings.get("namespace") or contract.DEFAULT_NAMESPACE,
+        namespace=namespace,
         aws_region=settings.get("region"),
         capacity_type=CapacityType(settings.get("capacityType") or "managed-node-group"),
-        metrics=MetricsExposure(settings.get("metrics") or "none"),
+        metrics=metrics,
     )
+    if metrics in (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR):
+        GatewayPodMonitorChart(app, POD_MONITOR_FILE.removesuffix(".yaml"), namespace=namespace)
     app.synth()
     return out / OUTPUT_FILE
 

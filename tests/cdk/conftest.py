@@ -149,13 +149,16 @@ class CfnHelpers:
 
     @staticmethod
     def render(value: Any) -> Any:
-        """Intrinsics as readable placeholders: Ref -> <Ref:X>, GetAtt -> <GetAtt:X.Y>."""
+        """Intrinsics as readable placeholders: Ref -> <Ref:X>, GetAtt -> <GetAtt:X.Y>,
+        ImportValue -> <ImportValue:name>."""
         if isinstance(value, dict) and len(value) == 1:
             [(key, arg)] = value.items()
             if key == "Ref":
                 return f"<Ref:{arg}>"
             if key == "Fn::GetAtt":
                 return f"<GetAtt:{'.'.join(arg)}>"
+            if key == "Fn::ImportValue" and isinstance(arg, str):
+                return f"<ImportValue:{arg}>"
             if key == "Fn::Join":
                 separator, parts = arg
                 return separator.join(str(CfnHelpers.render(p)) for p in parts)
@@ -244,5 +247,70 @@ def make_gateway() -> Callable[..., Any]:
             **overrides,
         }
         return HybridNodesGateway(stack, "Gateway", **props)
+
+    return build
+
+
+@pytest.fixture
+def owned_cluster() -> Callable[..., tuple[Any, Any, Any]]:
+    """A fresh stack with a VPC and a cluster the app creates: `(stack, vpc, cluster)`.
+
+    `module` is "v2" (aws_eks_v2, with a kubectl provider unless `kubectl=False`) or "v1";
+    `capacity_type` is an aws_eks_v2 `DefaultCapacityType` (default: aws-cdk-lib's, Auto Mode).
+    """
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_eks as eks_v1
+    from aws_cdk import aws_eks_v2 as eks
+    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+
+    def build(
+        module: str = "v2", capacity_type: Any = None, kubectl: bool = True
+    ) -> tuple[Any, Any, Any]:
+        stack = cdk.Stack(
+            cdk.App(), "S", env=cdk.Environment(account="123456789012", region="us-west-2")
+        )
+        vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.4.0.0/16"))
+        if module == "v1":
+            cluster = eks_v1.Cluster(
+                stack,
+                "Cluster",
+                version=eks_v1.KubernetesVersion.V1_33,
+                vpc=vpc,
+                kubectl_layer=KubectlV33Layer(stack, "Kubectl"),
+                default_capacity=0,
+            )
+            return stack, vpc, cluster
+        options: dict[str, Any] = {}
+        if capacity_type is not None:
+            options = {"default_capacity_type": capacity_type, "default_capacity": 0}
+        if kubectl:
+            options["kubectl_provider_options"] = eks.KubectlProviderOptions(
+                kubectl_layer=KubectlV33Layer(stack, "Kubectl")
+            )
+        owned = eks.Cluster(
+            stack, "Cluster", version=eks.KubernetesVersion.V1_33, vpc=vpc, **options
+        )
+        return stack, vpc, owned
+
+    return build
+
+
+@pytest.fixture
+def gateway_on() -> Callable[..., Any]:
+    """`HybridNodesGateway` "Gateway" in `stack` for `cluster` with the test networks."""
+    from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
+
+    def build(stack: Any, vpc: Any, cluster: Any, **props: Any) -> HybridNodesGateway:
+        return HybridNodesGateway(
+            stack,
+            "Gateway",
+            cluster=cluster,
+            vpc=vpc,
+            remote_node_networks=REMOTE_NODE_NETWORKS,
+            remote_pod_networks=REMOTE_POD_NETWORKS,
+            image=GatewayImage.from_registry("registry.example/gw:1"),
+            **props,
+        )
 
     return build

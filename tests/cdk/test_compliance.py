@@ -69,13 +69,14 @@ def test_gateway_acknowledgements_are_exactly_the_expected_ones(synthesized: Any
             policy.format("AmazonEKS_CNI_Policy"),
             policy.format("AmazonEKSWorkerNodeMinimalPolicy"),
             "IAM5[Resource::*]",
-            "IAM5[Resource::arn:<AWS::Partition>:ec2:us-west-2:123456789012:instance/*]",
+            "IAM5[Resource::arn:<AWS::Partition>:ec2:us-west-2:123456789012:network-interface/*]",
         ]
     )
 
 
 def test_cfn_lint_finds_no_errors_in_any_template(synthesized: Any) -> None:
-    assert len(synthesized.template_files) == 6  # 4 stacks + 2 nested kubectl providers
+    # 6 stacks + the nested kubectl providers of the 2 imported clusters
+    assert len(synthesized.template_files) == 8
     config = cfnlint.api.ManualArgs(regions=["us-west-2"])
     errors = {
         path.name: [
@@ -109,6 +110,7 @@ def _normalized_gateway_resources(template: dict[str, Any]) -> dict[str, Any]:
         "HybridGatewayNewCluster",
         "HybridGatewayExistingCluster",
         "HybridGatewayAutoMode",
+        "HybridGatewayPlatformGateway",
         "AssetImage",
     ],
 )

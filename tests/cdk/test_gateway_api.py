@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
 GatewayFactory = Callable[..., Any]
-CUSTOM_KINDS = {"PodMonitor", "NodeClass", "NodePool"}
+CUSTOM_KINDS = {"NodeClass", "NodePool"}
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ CUSTOM_KINDS = {"PodMonitor", "NodeClass", "NodePool"}
         "HybridGatewayNewCluster",
         "HybridGatewayExistingCluster",
         "HybridGatewayAutoMode",
+        "HybridGatewayPlatformGateway",
         "AssetImage",
     ],
 )
@@ -95,8 +96,10 @@ def test_attributes_expose_what_was_decided(make_gateway: GatewayFactory) -> Non
     assert gateway.remote_pod_networks == ["10.85.0.0/16"]
     assert gateway.instance_type.to_string() == "c6in.xlarge"
     assert gateway.nodegroup is not None
-    scaling = gateway.nodegroup.scaling_config
-    assert (scaling.min_size, scaling.desired_size, scaling.max_size) == (3, 3, 3)
+    assert gateway.capacity.ready is gateway.nodegroup
+    Template.from_stack(cdk.Stack.of(gateway)).has_resource_properties(
+        "AWS::EKS::Nodegroup", {"ScalingConfig": {"MinSize": 3, "DesiredSize": 3, "MaxSize": 3}}
+    )
     assert gateway.launch_template is not None
     assert gateway.chart.service_account_name == "eks-hybrid-nodes-gateway"
     assert gateway.image_uri.endswith("eks-hybrid-nodes-gateway:0.1.0")
@@ -134,36 +137,113 @@ def test_default_asset_context_holds_everything_the_dockerfile_copies() -> None:
         assert source.strip("./").split("/")[0] in included, source
 
 
-def test_an_aws_eks_v1_cluster_owned_by_the_app_works_too() -> None:
-    from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
-
-    from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
-
-    stack = cdk.Stack(
-        cdk.App(), "V1", env=cdk.Environment(account="123456789012", region="us-west-2")
-    )
-    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.4.0.0/16"))
-    cluster = eks.Cluster(
-        stack,
-        "Cluster",
-        version=eks.KubernetesVersion.V1_33,
-        vpc=vpc,
-        kubectl_layer=KubectlV33Layer(stack, "Kubectl"),
-        default_capacity=0,
-    )
-    HybridNodesGateway(
-        stack,
-        "Gateway",
-        cluster=cluster,
-        vpc=vpc,
-        remote_node_networks=["192.168.0.0/24"],
-        remote_pod_networks=["10.85.0.0/16"],
-        image=GatewayImage.from_registry("registry.example/gw:1"),
-    )
+def test_an_aws_eks_v1_cluster_owned_by_the_app_works_too(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster("v1")
+    gateway_on(stack, vpc, cluster)
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::EKS::PodIdentityAssociation", 1)
     template.resource_count_is("AWS::EKS::Nodegroup", 1)
     template.has_resource_properties("AWS::EKS::Addon", {"AddonName": "eks-pod-identity-agent"})
     manifests = template.find_resources("Custom::AWSCDK-EKS-KubernetesResource")
     assert any("GatewayManifests" in logical_id for logical_id in manifests)
+
+
+def test_remote_pod_access_opens_the_gateway_security_group(make_gateway: GatewayFactory) -> None:
+    from eks_hybrid_gateway import RemotePodAccess
+
+    alb = ec2.SecurityGroup.from_security_group_id(
+        cdk.Stack(cdk.App(), "Elsewhere"), "Alb", "sg-0aaaaaaaaaaaaaaaa"
+    )
+    gateway = make_gateway(
+        remote_pod_access=[
+            RemotePodAccess(peer=ec2.Peer.ipv4("10.0.0.0/16"), port=ec2.Port.tcp(8443)),
+            RemotePodAccess(peer=alb, port=ec2.Port.tcp(80), description="ALB to hybrid pods"),
+        ]
+    )
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    [sg] = [
+        v
+        for k, v in template.find_resources("AWS::EC2::SecurityGroup").items()
+        if k.startswith("Gateway")
+    ]
+    # CIDR peers are inline rules; a security group peer is its own ingress resource.
+    rules = [
+        *sg["Properties"]["SecurityGroupIngress"],
+        *(
+            r["Properties"]
+            for r in template.find_resources("AWS::EC2::SecurityGroupIngress").values()
+        ),
+    ]
+    ingress = sorted(
+        (r.get("CidrIp") or r.get("SourceSecurityGroupId"), r["IpProtocol"], r["FromPort"])
+        for r in rules
+    )
+    assert ingress == sorted(
+        [
+            ("192.168.100.0/24", "udp", 8472),
+            ("10.0.0.0/16", "tcp", 8443),
+            ("sg-0aaaaaaaaaaaaaaaa", "tcp", 80),
+        ]
+    )
+    descriptions = {r["Description"] for r in rules}
+    assert "ALB to hybrid pods" in descriptions
+    assert any("to remote pods via the gateway" in d for d in descriptions)
+    # Egress stays VXLAN only on this group.
+    assert [r["FromPort"] for r in sg["Properties"]["SecurityGroupEgress"]] == [8472]
+
+
+def test_pod_identity_agent_is_a_prop(make_gateway: GatewayFactory) -> None:
+    # Imported cluster: off by default (an existing add-on would fail the deployment) ...
+    gateway = make_gateway()
+    assert gateway.pod_identity_agent is None
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    template.resource_count_is("AWS::EKS::Addon", 0)
+    # ... and created in the gateway's scope, before the association, when asked for.
+    gateway = make_gateway(install_pod_identity_agent=True)
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    template.has_resource_properties(
+        "AWS::EKS::Addon", {"AddonName": "eks-pod-identity-agent", "ClusterName": "c"}
+    )
+    [(agent_id, _)] = template.find_resources("AWS::EKS::Addon").items()
+    [association] = template.find_resources("AWS::EKS::PodIdentityAssociation").values()
+    assert agent_id in association["DependsOn"]
+
+
+def test_pod_identity_agent_can_be_left_to_the_cluster_owner(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster()
+    gateway_on(stack, vpc, cluster, install_pod_identity_agent=False)
+    Template.from_stack(stack).resource_count_is("AWS::EKS::Addon", 0)
+
+
+def test_pod_monitor_is_its_own_manifest_after_the_gateway(make_gateway: GatewayFactory) -> None:
+    from eks_hybrid_gateway import GatewayPodMonitor
+
+    gateway = make_gateway()
+    stack = cdk.Stack.of(gateway)
+    monitor = GatewayPodMonitor(stack, "Monitoring", gateway=gateway)
+    template = Template.from_stack(stack).to_json()
+    manifests = {
+        k: v
+        for k, v in template["Resources"].items()
+        if v["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
+    }
+    [monitor_id] = [k for k in manifests if k.startswith("Monitoring")]
+    [gateway_id] = [k for k in manifests if k.startswith("GatewayManifests")]
+    assert gateway_id in manifests[monitor_id]["DependsOn"]
+    assert "PodMonitor" in str(manifests[monitor_id]["Properties"]["Manifest"])
+    assert "PodMonitor" not in str(manifests[gateway_id]["Properties"]["Manifest"])
+    assert monitor.chart.namespace_name == gateway.chart.namespace_name
+
+
+def test_auto_mode_clusters_get_no_agent_add_on(owned_cluster: Any, gateway_on: Any) -> None:
+    """EKS Auto Mode has the Pod Identity agent built in (EKS user guide, pod-id-agent-setup)."""
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster()
+    gateway = gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+    assert gateway.pod_identity_agent is None
+    Template.from_stack(stack).resource_count_is("AWS::EKS::Addon", 0)

@@ -56,11 +56,7 @@ def extras(
     from cdk_nag import AwsSolutionsChecks
     from examples.nag import KUBECTL_PROVIDER_FINDINGS, kubectl_provider_wiring_findings
 
-    from eks_hybrid_gateway.gateway import acknowledge
-
-    def acknowledge_all(scope: Any, findings: dict[str, str]) -> None:
-        for rule, reason in findings.items():
-            acknowledge(scope, rule, reason)
+    from eks_hybrid_gateway.nag import acknowledge_all
 
     outdir = tmp_path_factory.mktemp("extras.out")
     app = cdk.App(outdir=str(outdir))

@@ -53,7 +53,7 @@ def test_node_group_is_labelled_tainted_and_sized(new: dict[str, Any], cfn: Any)
 
 
 def test_node_group_spans_two_private_subnets(new: dict[str, Any], cfn: Any) -> None:
-    _, nodegroup = cfn.single(cfn.resources_of_type(new, "AWS::EKS::Nodegroup"))
+    _, nodegroup = _gateway_nodegroup(new, cfn)
     subnet_refs = [s["Ref"] for s in nodegroup["Properties"]["Subnets"]]
     assert len(subnet_refs) == 2
     zones = {new["Resources"][ref]["Properties"]["AvailabilityZone"] for ref in subnet_refs}
@@ -70,6 +70,10 @@ def test_graviton_instance_type_picks_the_arm_ami(synthesized: Any, cfn: Any) ->
 
 
 def test_launch_template_requires_imdsv2_with_one_hop(new: dict[str, Any], cfn: Any) -> None:
+    tags = [
+        {"Key": contract.GATEWAY_NODE_LABEL_KEY, "Value": "true"},
+        {"Key": "hybrid-gateway-cluster", "Value": Match.any_value()},
+    ]
     Template.from_json(new).has_resource_properties(
         "AWS::EC2::LaunchTemplate",
         {
@@ -82,11 +86,11 @@ def test_launch_template_requires_imdsv2_with_one_hop(new: dict[str, Any], cfn: 
                 "BlockDeviceMappings": [
                     {"DeviceName": "/dev/xvda", "Ebs": Match.object_like({"Encrypted": True})}
                 ],
+                # The interface tags are what the node role's ModifyNetworkInterfaceAttribute
+                # is conditioned on.
                 "TagSpecifications": [
-                    {
-                        "ResourceType": "instance",
-                        "Tags": [{"Key": contract.GATEWAY_NODE_LABEL_KEY, "Value": "true"}],
-                    }
+                    {"ResourceType": "instance", "Tags": tags},
+                    {"ResourceType": "network-interface", "Tags": tags},
                 ],
             }
         },
@@ -95,6 +99,9 @@ def test_launch_template_requires_imdsv2_with_one_hop(new: dict[str, Any], cfn: 
     data = launch_template["Properties"]["LaunchTemplateData"]
     # No instance profile: EKS managed node groups reject one in the launch template.
     assert "IamInstanceProfile" not in data
+    cluster_tag = data["TagSpecifications"][1]["Tags"][1]["Value"]
+    [(cluster_id, _)] = cfn.resources_of_type(new, "AWS::EKS::Cluster")
+    assert cluster_tag == {"Ref": cluster_id}
 
 
 def test_launch_template_keeps_the_cluster_security_group(
@@ -104,38 +111,6 @@ def test_launch_template_keeps_the_cluster_security_group(
     groups = launch_template["Properties"]["LaunchTemplateData"]["SecurityGroupIds"]
     gateway_sg, _ = cfn.single(cfn.resources_of_type(existing, "AWS::EC2::SecurityGroup"))
     assert groups == ["sg-0123456789abcdef0", {"Fn::GetAtt": [gateway_sg, "GroupId"]}]
-
-
-def test_user_data_disables_source_dest_check_at_boot(new: dict[str, Any], cfn: Any) -> None:
-    _, launch_template = cfn.single(cfn.resources_of_type(new, "AWS::EC2::LaunchTemplate"))
-    user_data = launch_template["Properties"]["LaunchTemplateData"]["UserData"]
-    assert "Fn::Base64" in user_data
-    script = cfn.render(user_data)
-    assert "Content-Type: multipart/mixed" in script
-    assert "modify-instance-attribute --region us-west-2" in script
-    assert "--no-source-dest-check" in script
-    assert "ec2-metadata --instance-id" in script
-    assert "sysctl -w net.ipv4.ip_forward=1" in script
-    # Retries, then fails visibly rather than leaving a node that silently drops forwarded packets.
-    assert 'if [ "$disabled" != yes ]; then' in script
-    assert script.index("disabled=yes") < script.index("exit 1")
-
-
-def test_node_role_may_only_modify_its_own_kind_of_instance(new: dict[str, Any], cfn: Any) -> None:
-    statements = [
-        s
-        for _, policy in cfn.resources_of_type(new, "AWS::IAM::Policy")
-        for s in policy["Properties"]["PolicyDocument"]["Statement"]
-        if s.get("Sid") == "DisableOwnSourceDestCheck"
-    ]
-    [statement] = statements
-    assert statement["Action"] == "ec2:ModifyInstanceAttribute"
-    assert cfn.render(statement["Resource"]) == (
-        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:instance/*"
-    )
-    conditions = statement["Condition"]["StringEquals"]
-    assert conditions[f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}"] == "true"
-    assert "Ref" in conditions["aws:ResourceTag/eks:cluster-name"]
 
 
 def test_node_role_managed_policies(new: dict[str, Any], cfn: Any) -> None:
@@ -182,13 +157,18 @@ def test_security_group_allows_vxlan_both_ways_and_nothing_else(
 
 
 # --- Pod IAM role through Pod Identity ------------------------------------------------------------
-def _pod_role(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+def _gateway_resource(
+    template: dict[str, Any], cfn: Any, cfn_type: str, id_prefix: str
+) -> tuple[str, dict[str, Any]]:
+    """The one resource of `cfn_type` whose logical ID starts with `id_prefix`."""
     found: tuple[str, dict[str, Any]] = cfn.single(
-        (k, v)
-        for k, v in cfn.resources_of_type(template, "AWS::IAM::Role")
-        if k.startswith("HybridGatewayPodRole")
+        (k, v) for k, v in cfn.resources_of_type(template, cfn_type) if k.startswith(id_prefix)
     )
     return found
+
+
+def _pod_role(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+    return _gateway_resource(template, cfn, "AWS::IAM::Role", "HybridGatewayPodRole")
 
 
 def _pod_statements(template: dict[str, Any], cfn: Any) -> dict[str, dict[str, Any]]:
@@ -212,9 +192,9 @@ def test_route_writes_are_scoped_to_owned_route_tables(existing: dict[str, Any],
     statements = _pod_statements(existing, cfn)
     write = statements["ProgramOwnedRouteTables"]
     assert sorted(write["Action"]) == ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+    arn = "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/"
     assert sorted(cfn.render(r) for r in write["Resource"]) == [
-        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/rtb-0123456789abcdef0",
-        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/rtb-0123456789abcdef1",
+        f"{arn}rtb-0123456789abcdef{i}" for i in range(4)
     ]
     describe = statements["DescribeRoutingState"]
     assert sorted(describe["Action"]) == ["ec2:DescribeInstances", "ec2:DescribeRouteTables"]
@@ -271,10 +251,12 @@ def test_manifest_waits_for_identity_and_capacity(new: dict[str, Any], cfn: Any)
     )
     depends = manifest.get("DependsOn", [])
     association_id, _ = cfn.single(cfn.resources_of_type(new, "AWS::EKS::PodIdentityAssociation"))
-    nodegroup_id, _ = cfn.single(cfn.resources_of_type(new, "AWS::EKS::Nodegroup"))
+    nodegroup_id, _ = _gateway_nodegroup(new, cfn)
+    barrier = [k for k in depends if k.startswith("ClusterKubectlReadyBarrier")]
     assert association_id in depends
     assert nodegroup_id in depends
-    assert manifest_id
+    assert barrier, "the manifest waits for the cluster's kubectl barrier"
+    assert manifest_id.startswith("HybridGateway"), "the gateway owns its manifest"
 
 
 def test_manifest_env_carries_the_stack_values(existing: dict[str, Any], cfn: Any) -> None:
@@ -284,7 +266,15 @@ def test_manifest_env_carries_the_stack_values(existing: dict[str, Any], cfn: An
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["VPC_CIDR"] == "10.1.0.0/16"
     assert env["POD_CIDRS"] == "10.85.0.0/16"
-    assert env["ROUTE_TABLE_IDS"] == "rtb-0123456789abcdef0,rtb-0123456789abcdef1"
+    # Public and private subnets' tables: the cluster's load balancers use both.
+    assert env["ROUTE_TABLE_IDS"] == ",".join(
+        [
+            "rtb-0123456789abcdef2",
+            "rtb-0123456789abcdef3",
+            "rtb-0123456789abcdef0",
+            "rtb-0123456789abcdef1",
+        ]
+    )
     assert env["AWS_REGION"] == "us-west-2"
     assert container["image"].endswith("eks-hybrid-nodes-gateway:0.1.0")
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
@@ -345,14 +335,19 @@ def test_auto_mode_uses_a_node_pool_instead_of_a_node_group(auto: dict[str, Any]
     gateway = cfn.manifest_objects(auto, "HybridGatewayManifests")
     [deployment] = [o for o in gateway if o["kind"] == "Deployment"]
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
-    assert any(o["kind"] == "PodMonitor" for o in gateway)
-    # The node role gets no ModifyInstanceAttribute: Auto Mode turns the check off itself.
+    # Only built-in kinds in the gateway's manifest: no CRD can fail it.
+    assert {o["kind"] for o in gateway} >= {"Service"}
+    assert not any(o["apiVersion"].startswith("monitoring.coreos.com") for o in gateway)
+    # The node role gets no ENI permission: Auto Mode turns the check off itself.
     statements = [
         s
         for _, p in cfn.resources_of_type(auto, "AWS::IAM::Policy")
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
-    assert not any(s.get("Action") == "ec2:ModifyInstanceAttribute" for s in statements)
+    assert not any(
+        "ec2:Modify" in str(s.get("Action")) and "Attribute" in str(s.get("Action"))
+        for s in statements
+    )
 
 
 # --- Image asset -------------------------------------------------------------------------------
@@ -380,3 +375,56 @@ def test_manifest_json_is_valid_for_every_stack(synthesized: Any, cfn: Any) -> N
         objects = cfn.manifest_objects(synthesized.templates[name], "HybridGatewayManifests")
         assert json.loads(json.dumps(objects)) == objects
         assert any(o["kind"] == "Deployment" for o in objects)
+
+
+def _gateway_nodegroup(template: dict[str, Any], cfn: Any) -> tuple[str, dict[str, Any]]:
+    return _gateway_resource(template, cfn, "AWS::EKS::Nodegroup", "HybridGateway")
+
+
+def test_user_data_is_the_packaged_boot_script(new: dict[str, Any], cfn: Any) -> None:
+    from eks_hybrid_gateway.capacity import boot_script
+
+    _, launch_template = cfn.single(cfn.resources_of_type(new, "AWS::EC2::LaunchTemplate"))
+    user_data = launch_template["Properties"]["LaunchTemplateData"]["UserData"]
+    assert "Fn::Base64" in user_data
+    rendered = cfn.render(user_data)
+    assert "Content-Type: multipart/mixed" in rendered
+    script = boot_script()
+    assert script.strip() in rendered
+    # The primary ENI, not the instance attribute (AWS getting-started page of the gateway).
+    assert "modify-network-interface-attribute" in script
+    assert "--no-source-dest-check" in script
+    assert "modify-instance-attribute" not in script
+
+
+def test_node_role_may_only_modify_tagged_gateway_interfaces(new: dict[str, Any], cfn: Any) -> None:
+    policy_id, policy = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(new, "AWS::IAM::Policy")
+        if k.startswith("HybridGatewaySourceDestCheckPolicy")
+    )
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Sid"] == "DisableOwnSourceDestCheck"
+    assert statement["Action"] == "ec2:ModifyNetworkInterfaceAttribute"
+    assert cfn.render(statement["Resource"]) == (
+        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:network-interface/*"
+    )
+    conditions = statement["Condition"]["StringEquals"]
+    assert conditions[f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}"] == "true"
+    [(cluster_id, _)] = cfn.resources_of_type(new, "AWS::EKS::Cluster")
+    assert conditions["aws:ResourceTag/hybrid-gateway-cluster"] == {"Ref": cluster_id}
+    role_id, _ = cfn.single(
+        (k, v)
+        for k, v in cfn.resources_of_type(new, "AWS::IAM::Role")
+        if k.startswith("HybridGatewayNodeRole")
+    )
+    assert policy["Properties"]["Roles"] == [{"Ref": role_id}]
+    # The nodes boot only once their role may change their interface.
+    _, nodegroup = _gateway_nodegroup(new, cfn)
+    assert policy_id in nodegroup["DependsOn"]
+    statements = [
+        s
+        for _, p in cfn.resources_of_type(new, "AWS::IAM::Policy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert not any("ec2:ModifyInstanceAttribute" in str(s["Action"]) for s in statements)

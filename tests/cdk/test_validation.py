@@ -204,3 +204,98 @@ def test_a_rejected_prop_leaves_the_scope_untouched(make_gateway: GatewayFactory
         image=GatewayImage.from_registry("registry.example/gw:1"),
     )
     assert gateway.node.path == "S/Gateway"
+
+
+@pytest.mark.parametrize("kind", ["NODEGROUP", "EC2"])
+def test_auto_mode_capacity_on_a_cluster_without_auto_mode_is_rejected(
+    kind: str, owned_cluster: Any, gateway_on: Any
+) -> None:
+    from aws_cdk import aws_eks_v2 as eks
+
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster(capacity_type=getattr(eks.DefaultCapacityType, kind))
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=re.escape("capacity_type: CapacityType.AUTO_MODE needs an EKS Auto Mode cluster"),
+    ):
+        gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+    assert stack.node.try_find_child("Gateway") is None
+
+
+def test_auto_mode_capacity_on_an_aws_eks_v1_cluster_is_rejected(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster("v1")
+    with pytest.raises(
+        HybridGatewayConfigError, match=re.escape("capacity_type: CapacityType.AUTO_MODE")
+    ):
+        gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
+
+
+def test_auto_mode_capacity_is_accepted_on_auto_mode_and_imported_clusters(
+    make_gateway: GatewayFactory, owned_cluster: Any, gateway_on: Any
+) -> None:
+    from eks_hybrid_gateway import CapacityType
+
+    stack, vpc, cluster = owned_cluster()
+    assert gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE).nodegroup is None
+    # An imported cluster's compute is unknown here: accepted.
+    assert make_gateway(capacity_type=CapacityType.AUTO_MODE).capacity_type is (
+        CapacityType.AUTO_MODE
+    )
+
+
+@pytest.mark.parametrize("metrics", ["POD_MONITOR", "SERVICE_AND_POD_MONITOR"])
+def test_a_pod_monitor_is_never_part_of_the_gateway_stack(
+    make_gateway: GatewayFactory, metrics: str
+) -> None:
+    from eks_hybrid_gateway import MetricsExposure
+
+    with pytest.raises(HybridGatewayConfigError, match=r"metrics: .*GatewayPodMonitor"):
+        make_gateway(metrics=getattr(MetricsExposure, metrics))
+
+
+def test_an_imported_cluster_without_a_vpc_is_rejected_for_a_node_group(gateway_on: Any) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_eks as eks
+
+    stack = cdk.Stack(cdk.App(), "S")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, ip_addresses=ec2.IpAddresses.cidr("10.0.0.0/16"))
+    cluster = eks.Cluster.from_cluster_attributes(
+        stack, "Cluster", cluster_name="c", cluster_security_group_id="sg-0123456789abcdef0"
+    )
+    with pytest.raises(HybridGatewayConfigError, match="cluster: imported without a VPC"):
+        gateway_on(stack, vpc, cluster)
+
+
+def test_a_v2_cluster_without_kubectl_provider_is_rejected(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    stack, vpc, cluster = owned_cluster(kubectl=False)
+    with pytest.raises(HybridGatewayConfigError, match="cluster: has no kubectl provider"):
+        gateway_on(stack, vpc, cluster)
+    assert stack.node.try_find_child("Gateway") is None
+
+
+def test_errors_are_bound_to_the_construct_path(make_gateway: GatewayFactory) -> None:
+    """Like aws-cdk-lib's ValidationError: the message says which construct rejected what."""
+    with pytest.raises(HybridGatewayConfigError) as raised:
+        make_gateway(replicas=1)
+    assert str(raised.value).startswith("S/Gateway: replicas: 1 is fewer than 2")
+
+
+def test_an_aws_eks_v1_cluster_of_another_stack_is_rejected(
+    owned_cluster: Any, gateway_on: Any
+) -> None:
+    """Its v1 Nodegroup would write the node role into the cluster stack's aws-auth."""
+    import aws_cdk as cdk
+
+    stack, vpc, cluster = owned_cluster("v1")
+    other = cdk.Stack(stack.node.scope, "Other")
+    with pytest.raises(HybridGatewayConfigError, match=r"cluster: an aws_eks \(v1\) Cluster"):
+        gateway_on(other, vpc, cluster)
+    assert other.node.try_find_child("Gateway") is None

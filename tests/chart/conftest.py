@@ -32,6 +32,7 @@ def chart_objects() -> dict[str, list[Manifest]]:
         LeaderElectionTimings,
         MetricsExposure,
     )
+    from eks_hybrid_gateway.monitoring import GatewayPodMonitorChart
 
     app = cdk8s.App()
     default = HybridGatewayChart(
@@ -69,10 +70,12 @@ def chart_objects() -> dict[str, list[Manifest]]:
         instance_types=["c6in.xlarge"],
         max_nodes=3,
     )
+    pod_monitor = GatewayPodMonitorChart(app, "pod-monitor", namespace="hybrid-gw")
     return {
         "default": list(default.to_json()),
         "full": list(full.to_json()),
         "capacity": list(capacity.to_json()),
+        "pod-monitor": list(pod_monitor.to_json()),
     }
 
 

@@ -127,3 +127,22 @@ def test_repository_cdk_json_renders_the_reference_manifests(tmp_path: Path) -> 
     names = {(d["kind"], d["metadata"]["name"]) for d in docs}  # type: ignore[index]
     assert ("Deployment", contract.APP_NAME) in names
     assert ("Namespace", contract.DEFAULT_NAMESPACE) in names
+
+
+def test_pod_monitor_goes_to_its_own_file(tmp_path: Path) -> None:
+    """A missing Prometheus Operator CRD must not fail the gateway's own manifest."""
+    from eks_hybrid_gateway.manifests import POD_MONITOR_FILE
+
+    args = ["--out", str(tmp_path), "--cdk-json", str(tmp_path / "absent.json")]
+    args += ["--image", "registry.example/gw:1", "--vpc-cidrs", "10.0.0.0/16"]
+    args += ["--pod-cidrs", "10.85.0.0/16", "--route-table-ids", "rtb-0123456789abcdef0"]
+    assert main([*args, "--metrics", "service-and-pod-monitor", "--namespace", "gw"]) == 0
+    gateway_kinds = [d["kind"] for d in _load(tmp_path / OUTPUT_FILE)]
+    assert "PodMonitor" not in gateway_kinds
+    assert "Service" in gateway_kinds
+    [monitor] = _load(tmp_path / POD_MONITOR_FILE)
+    assert monitor["kind"] == "PodMonitor"
+    assert monitor["metadata"]["namespace"] == "gw"  # type: ignore[index]
+    other = tmp_path / "plain"
+    assert main([*args[:1], str(other), *args[2:], "--metrics", "service"]) == 0
+    assert not (other / POD_MONITOR_FILE).exists()

@@ -1,0 +1,74 @@
+"""The README's construct quick start and deploy commands, run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_quick_start_builds_a_cluster_whose_managed_nodes_can_run_pods(cfn: Any) -> None:
+    [code] = _code_blocks(_section("The construct library"), "python")[:1]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    from eks_hybrid_gateway import GatewayImage
+
+    app = cdk.App()
+    stack = namespace["HybridPlatform"](
+        app,
+        "Readme",
+        image=GatewayImage.from_registry("123456789012.dkr.ecr.us-west-2.amazonaws.com/gw:1"),
+        env=cdk.Environment(account="123456789012", region="us-west-2"),
+    )
+    template = Template.from_stack(stack).to_json()
+    [(_, cluster)] = cfn.resources_of_type(template, "AWS::EKS::Cluster")
+    assert cluster["Properties"]["ComputeConfig"] == {"Enabled": False}
+    assert cluster["Properties"]["BootstrapSelfManagedAddons"] is False
+    addons = {
+        v["Properties"]["AddonName"]: k
+        for k, v in cfn.resources_of_type(template, "AWS::EKS::Addon")
+    }
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"}
+    nodegroups = dict(cfn.resources_of_type(template, "AWS::EKS::Nodegroup"))
+    assert len(nodegroups) == 2  # system pods + the gateway's dedicated nodes
+    for nodegroup in nodegroups.values():
+        assert {addons["vpc-cni"], addons["kube-proxy"]} <= set(nodegroup["DependsOn"])
+        assert nodegroup["Properties"]["AmiType"].startswith("AL2023")
+    ingress = [
+        v["Properties"]
+        for _, v in cfn.resources_of_type(template, "AWS::EC2::SecurityGroupIngress")
+        if v["Properties"].get("FromPort") == 8443
+    ]
+    [rule] = ingress
+    assert "GatewaySecurityGroup" in str(rule["GroupId"])
+    assert "Alb" in str(rule["SourceSecurityGroupId"])
+
+
+def test_the_documented_deploy_commands_name_stacks_of_the_app(synthesized: Any) -> None:
+    commands = [
+        line.split("#")[0].split()
+        for block in _code_blocks(README.read_text(), "bash")
+        for line in block.splitlines()
+        if "cdk deploy" in line
+    ]
+    assert commands, "the README documents `cdk deploy <stack>`"
+    for words in commands:
+        assert words[:3] == ["npx", "cdk", "deploy"], words
+        [stack] = words[3:]
+        assert stack in synthesized.templates, stack
