@@ -18,6 +18,8 @@ def test_cilium_vtep_contract_values() -> None:
 
 
 def test_endpoint_names_follow_vpc_cidr_order() -> None:
+    # One VPC CIDR: the reference's name (internal/cilium/vtep.go vtepEndpointName).
+    assert contract.vtep_endpoint_name(0, 1) == "vpc-gateway"
     names = [contract.vtep_endpoint_name(i, 3) for i in range(3)]
     assert names == ["vpc-gateway-0", "vpc-gateway-1", "vpc-gateway-2"]
     with pytest.raises(ValueError, match="out of range"):

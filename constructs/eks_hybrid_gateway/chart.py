@@ -16,12 +16,14 @@ import constructs
 
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.validation import (
-    HybridGatewayConfigError,
     require_nonempty,
     validate_dns_label,
-    validate_positive,
+    validate_lease_name,
+    validate_lease_timings,
+    validate_region,
     validate_replicas,
     validate_route_table_ids,
+    validate_vxlan_mtu,
 )
 from hybrid_gateway_contract import Env
 
@@ -85,26 +87,16 @@ class LeaderElectionTimings:
     retry_period_s: float | None = None
 
     def validate(self) -> None:
-        duration = self.lease_duration_s or contract.DEFAULT_LEASE_DURATION_S
-        renew = self.renew_deadline_s or contract.DEFAULT_RENEW_DEADLINE_S
-        retry = self.retry_period_s or contract.DEFAULT_RETRY_PERIOD_S
-        for prop, value in (
-            ("leader_election.lease_duration_s", self.lease_duration_s),
-            ("leader_election.renew_deadline_s", self.renew_deadline_s),
-            ("leader_election.retry_period_s", self.retry_period_s),
-        ):
-            if value is not None:
-                validate_positive(prop, value)
-        if not retry < renew < duration:
-            raise HybridGatewayConfigError(
-                "leader_election: need retry_period_s < renew_deadline_s < lease_duration_s, got "
-                f"retry_period_s={retry}, renew_deadline_s={renew}, lease_duration_s={duration}"
-            )
+        validate_lease_timings(
+            "leader_election",
+            _or_default(self.lease_duration_s, contract.DEFAULT_LEASE_DURATION_S),
+            _or_default(self.renew_deadline_s, contract.DEFAULT_RENEW_DEADLINE_S),
+            _or_default(self.retry_period_s, contract.DEFAULT_RETRY_PERIOD_S),
+        )
 
 
-#: The VXLAN device MTU the runtime accepts (AWS jumbo frames minus the VXLAN overhead).
-MIN_VXLAN_MTU = 576
-MAX_VXLAN_MTU = 9001 - contract.VXLAN_OVERHEAD_BYTES
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def validate_chart_options(
@@ -115,16 +107,15 @@ def validate_chart_options(
     service_account_name: str = contract.DEFAULT_SERVICE_ACCOUNT,
     leader_election: LeaderElectionTimings | None = None,
     vxlan_mtu: int | None = None,
+    aws_region: str | None = None,
 ) -> None:
     """The chart's own checks, callable before anything is created."""
     validate_replicas("replicas", replicas)
     validate_dns_label("namespace", namespace)
-    validate_dns_label("lease_name", lease_name, subdomain=True)
+    validate_lease_name("lease_name", lease_name)
     validate_dns_label("service_account_name", service_account_name, subdomain=True)
-    if vxlan_mtu is not None and not MIN_VXLAN_MTU <= vxlan_mtu <= MAX_VXLAN_MTU:
-        raise HybridGatewayConfigError(
-            f"vxlan_mtu: {vxlan_mtu} is outside {MIN_VXLAN_MTU}..{MAX_VXLAN_MTU}"
-        )
+    validate_vxlan_mtu("vxlan_mtu", vxlan_mtu)
+    validate_region("aws_region", aws_region)
     (leader_election or LeaderElectionTimings()).validate()
 
 
@@ -298,6 +289,7 @@ class HybridGatewayChart(cdk8s.Chart):
             service_account_name=service_account_name,
             leader_election=leader_election,
             vxlan_mtu=vxlan_mtu,
+            aws_region=aws_region,
         )
         require_nonempty("vpc_cidrs", vpc_cidrs, "VPC CIDR")
         require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")

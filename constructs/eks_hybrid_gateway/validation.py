@@ -1,28 +1,24 @@
 """Synth-time checks with errors that name the prop and the offending value.
 
-Values that are unresolved CDK tokens (known only at deploy time) are skipped: they cannot be
-checked here, and rejecting them would make VPCs created in the same app unusable.
+The rules themselves live in `hybrid_gateway_contract.rules`, shared with the runtime, so a
+value accepted here is one the daemon starts with; this module only names the prop. Values that
+are unresolved CDK tokens (known only at deploy time) are skipped: they cannot be checked here,
+and rejecting them would make VPCs created in the same app unusable.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aws_cdk as cdk
 
-import hybrid_gateway_contract as contract
+from hybrid_gateway_contract import rules
 
 
 class HybridGatewayConfigError(ValueError):
     """A prop of the gateway has a value that cannot work; the message names both."""
-
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_ROUTE_TABLE_ID = re.compile(r"^rtb-[0-9a-f]{8}([0-9a-f]{9})?$")
 
 
 def is_token(value: object) -> bool:
@@ -45,40 +41,22 @@ def require_nonempty(prop: str, values: Sequence[object], what: str) -> None:
         raise HybridGatewayConfigError(f"{prop}: at least one {what} is required, got []")
 
 
+def _literals(values: Sequence[str]) -> list[str | None]:
+    """The values with deploy-time tokens replaced by None (skipped, index kept)."""
+    return [None if is_token(value) else value for value in values]
+
+
 def parse_cidrs(prop: str, values: Sequence[str]) -> list[NamedCidr]:
     """Parse every literal CIDR of a prop; tokens are skipped."""
     parsed: list[NamedCidr] = []
-    for index, value in enumerate(values):
-        if is_token(value):
+    for index, value in enumerate(_literals(values)):
+        if value is None:
             continue
-        where = f"{prop}[{index}]"
-        try:
-            network = ipaddress.IPv4Network(value, strict=False)
-        except ValueError as exc:
-            raise HybridGatewayConfigError(
-                f"{where}: {value!r} is not a valid IPv4 CIDR ({exc})"
-            ) from None
-        if "/" not in value:
-            raise HybridGatewayConfigError(
-                f"{where}: {value!r} is not a valid IPv4 CIDR (missing /prefix length)"
-            )
-        if str(network) != value:
-            raise HybridGatewayConfigError(
-                f"{where}: {value!r} has host bits set; did you mean {str(network)!r}?"
-            )
-        parsed.append(NamedCidr(where, value, network))
+        result = rules.parse_cidr(rules.CidrEntry(prop, index, value))
+        if isinstance(result, rules.CidrProblem):
+            raise HybridGatewayConfigError(result.message)
+        parsed.append(NamedCidr(result.entry.where, value, result.network))
     return parsed
-
-
-def check_no_overlaps(cidrs: Sequence[NamedCidr]) -> None:
-    """Reject any two CIDRs (from the same prop or different props) that overlap."""
-    for i, first in enumerate(cidrs):
-        for second in cidrs[i + 1 :]:
-            if first.network.overlaps(second.network):
-                raise HybridGatewayConfigError(
-                    f"{second.prop}: {second.text!r} overlaps {first.prop}: {first.text!r}; "
-                    "the VPC, remote node, remote pod and service networks must be disjoint"
-                )
 
 
 def validate_networks(
@@ -88,26 +66,20 @@ def validate_networks(
     remote_pod_networks: Sequence[str],
     service_cidr: str | None,
 ) -> None:
-    """Every check on the address plan the gateway relies on."""
-    require_nonempty("remote_node_networks", remote_node_networks, "remote node network")
-    require_nonempty("remote_pod_networks", remote_pod_networks, "remote pod network")
-    require_nonempty("vpc_cidrs", vpc_cidrs, "VPC CIDR")
-    if len(vpc_cidrs) > contract.MAX_VTEP_ENDPOINTS:
-        raise HybridGatewayConfigError(
-            f"vpc_cidrs: {len(vpc_cidrs)} CIDRs given ({', '.join(map(str, vpc_cidrs))}); "
-            f"Cilium's VTEP map holds at most {contract.MAX_VTEP_ENDPOINTS}"
-        )
-    all_cidrs = [
-        *parse_cidrs("vpc_cidrs", vpc_cidrs),
-        *parse_cidrs("remote_node_networks", remote_node_networks),
-        *parse_cidrs("remote_pod_networks", remote_pod_networks),
+    """Every check on the address plan the gateway relies on (the contract's CIDR planner)."""
+    role = rules.NetworkRole
+    plan = [
+        rules.CidrField("vpc_cidrs", role.VPC, _literals(vpc_cidrs)),
+        rules.CidrField("remote_node_networks", role.REMOTE_NODE, _literals(remote_node_networks)),
+        rules.CidrField("remote_pod_networks", role.REMOTE_POD, _literals(remote_pod_networks)),
     ]
     if service_cidr is not None:
-        all_cidrs.extend(
-            NamedCidr("service_cidr", c.text, c.network)
-            for c in parse_cidrs("service_cidr", [service_cidr])
+        plan.append(
+            rules.CidrField("service_cidr", role.SERVICE, _literals([service_cidr]), single=True)
         )
-    check_no_overlaps(all_cidrs)
+    problems = rules.check_cidr_plan(plan)
+    if problems:
+        raise HybridGatewayConfigError(problems[0].message)
 
 
 def validate_replicas(prop: str, value: int) -> None:
@@ -117,26 +89,49 @@ def validate_replicas(prop: str, value: int) -> None:
         )
 
 
-def validate_positive(prop: str, value: float) -> None:
-    if not is_token(value) and not value > 0:
-        raise HybridGatewayConfigError(f"{prop}: {value} must be greater than 0")
-
-
 def validate_dns_label(prop: str, value: str, *, subdomain: bool = False) -> None:
     """Kubernetes object names: DNS-1123 labels (namespaces) or subdomains (most others)."""
     if is_token(value):
         return
-    pattern, limit = (_DNS_SUBDOMAIN, 253) if subdomain else (_DNS_LABEL, 63)
-    if len(value) > limit or not pattern.match(value):
-        kind = "subdomain" if subdomain else "label"
-        raise HybridGatewayConfigError(
-            f"{prop}: {value!r} is not a valid Kubernetes name (RFC 1123 DNS {kind})"
-        )
+    problem = (rules.dns_subdomain_problem if subdomain else rules.dns_label_problem)(value)
+    if problem is not None:
+        raise HybridGatewayConfigError(f"{prop}: {value!r} is {problem}")
+
+
+def validate_lease_name(prop: str, value: str) -> None:
+    if not is_token(value) and (problem := rules.lease_name_problem(value)) is not None:
+        raise HybridGatewayConfigError(f"{prop}: {value!r} is {problem}")
 
 
 def validate_route_table_ids(prop: str, values: Sequence[str]) -> None:
-    for index, value in enumerate(values):
-        if not is_token(value) and not _ROUTE_TABLE_ID.match(value):
-            raise HybridGatewayConfigError(
-                f"{prop}[{index}]: {value!r} is not a route table ID (rtb-xxxxxxxx)"
-            )
+    for index, value in enumerate(_literals(values)):
+        if value is not None and (problem := rules.route_table_id_problem(value)) is not None:
+            raise HybridGatewayConfigError(f"{prop}[{index}]: {value!r} is {problem}")
+
+
+def validate_region(prop: str, value: str | None) -> None:
+    if value is None or is_token(value):
+        return
+    if (problem := rules.region_problem(value)) is not None:
+        raise HybridGatewayConfigError(f"{prop}: {value!r} is {problem}")
+
+
+def validate_vxlan_mtu(prop: str, value: int | None) -> None:
+    if value is None or is_token(value):
+        return
+    if (problem := rules.vxlan_mtu_problem(value)) is not None:
+        raise HybridGatewayConfigError(f"{prop}: {value} {problem}")
+
+
+def validate_lease_timings(
+    prop: str, lease_duration_s: float, renew_deadline_s: float, retry_period_s: float
+) -> None:
+    """`prop` names the timings object; the error names the setting to change inside it."""
+    problem = rules.lease_timing_problem(lease_duration_s, renew_deadline_s, retry_period_s)
+    if problem is not None:
+        setting = f"{problem.setting.name.lower()}_s"
+        raise HybridGatewayConfigError(
+            f"{prop}.{setting}: {problem.reason}; need retry_period_s < renew_deadline_s < "
+            f"lease_duration_s, got retry_period_s={retry_period_s}, "
+            f"renew_deadline_s={renew_deadline_s}, lease_duration_s={lease_duration_s}"
+        )

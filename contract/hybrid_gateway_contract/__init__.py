@@ -84,8 +84,15 @@ class Env:
     METRICS_ADDR: Final = "METRICS_ADDR"  # host:port of /metrics (default :10080)
 
 
+VTEP_ENDPOINT_NAME: Final = "vpc-gateway"  # the reference's endpoint name (internal/cilium/vtep.go)
+
+
 def vtep_endpoint_name(index: int, total: int) -> str:
-    """Name of the index-th CiliumVTEPConfig endpoint (`vpc-gateway-<i>`, in VPC_CIDR order)."""
+    """Name of the index-th CiliumVTEPConfig endpoint, in VPC_CIDR order.
+
+    `vpc-gateway` for a single VPC CIDR, the reference's name, so taking over the object it
+    wrote changes nothing; `vpc-gateway-<i>` when there are several.
+    """
     if total < 1 or not 0 <= index < total:
         raise ValueError(f"endpoint index {index} out of range for {total} VPC CIDR(s)")
-    return f"vpc-gateway-{index}"
+    return VTEP_ENDPOINT_NAME if total == 1 else f"{VTEP_ENDPOINT_NAME}-{index}"

@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from hybrid_gateway.daemon import run  # heavy imports only once the config is valid
 
-    return run(config, os.environ)
+    environ = dict(os.environ)
+    if config.kubeconfig is not None:
+        environ["KUBECONFIG"] = config.kubeconfig
+    return run(config, environ)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
-from hybrid_gateway.core.lease import validate_timing
 from hybrid_gateway_contract import (
     DEFAULT_LEASE_DURATION_S,
     DEFAULT_LEASE_NAME,
@@ -25,23 +25,77 @@ from hybrid_gateway_contract import (
     DEFAULT_RETRY_PERIOD_S,
     DEFAULT_VXLAN_MTU,
     HEALTH_PORT,
-    MAX_VTEP_ENDPOINTS,
     METRICS_PORT,
-    VXLAN_OVERHEAD_BYTES,
     Env,
 )
+from hybrid_gateway_contract.rules import (
+    MAX_VXLAN_MTU,
+    MIN_VXLAN_MTU,
+    CidrField,
+    CidrProblemKind,
+    LeaseTiming,
+    NetworkRole,
+    check_cidr_plan,
+    dns_label_problem,
+    lease_name_problem,
+    lease_timing_problem,
+    region_problem,
+    route_table_id_problem,
+    split_list,
+    vxlan_mtu_problem,
+)
 
-MIN_MTU = 576
-MAX_MTU = 9001 - VXLAN_OVERHEAD_BYTES  # AWS jumbo frames minus the VXLAN overhead
+#: Where Kubernetes mounts the pod's namespace with its service account token. The reference
+#: finds its Lease namespace there (controller-runtime pkg/leaderelection getInClusterNamespace:
+#: its chart sets no POD_NAMESPACE), so we read it when POD_NAMESPACE is not set.
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
-_ROUTE_TABLE_ID = re.compile(r"^rtb-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)(ms|s|m)?$")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
+_SECONDS = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
+# Go's time.ParseDuration units, as the reference's --leader-election-* flags take them
+# (`3s`, `1500ms`, `1m30s`); a bare number is seconds, as our environment settings always were.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+# Go's strconv.ParseBool spellings (the reference's --debug) and ours.
+_TRUE = frozenset({"1", "t", "true", "yes", "on"})
+_FALSE = frozenset({"0", "f", "false", "no", "off"})
+
+#: The reference's flag name for a setting whose flag is spelled differently here
+#: (cmd/gateway/main.go). Both spellings are accepted; so is Go's single-dash form.
+REFERENCE_FLAGS: Mapping[str, str] = {
+    Env.METRICS_ADDR: "metrics-bind-address",
+    Env.HEALTH_ADDR: "health-probe-bind-address",
+    Env.LEASE_DURATION: "leader-election-lease-duration",
+    Env.RENEW_DEADLINE: "leader-election-renew-deadline",
+    Env.RETRY_PERIOD: "leader-election-retry-period",
+}
+#: Settings whose flag the reference has under the same name (single-dash form accepted too).
+_REFERENCE_SAME_NAME = frozenset(
+    {
+        Env.NODE_IP,
+        Env.VPC_CIDR,
+        Env.POD_CIDRS,
+        Env.ROUTE_TABLE_IDS,
+        Env.LEADER_ELECTION_ID,
+        Env.AWS_REGION,
+        Env.AWS_INSTANCE_ID,
+        Env.DEBUG,
+    }
+)
+_TIMING_VARIABLE = {
+    LeaseTiming.LEASE_DURATION: Env.LEASE_DURATION,
+    LeaseTiming.RENEW_DEADLINE: Env.RENEW_DEADLINE,
+    LeaseTiming.RETRY_PERIOD: Env.RETRY_PERIOD,
+}
 
 
 ARGUMENTS = "ARGUMENTS"  # pseudo-variable for command-line syntax errors
@@ -51,7 +105,7 @@ class ConfigError(ValueError):
     """A configuration value is missing or invalid; the message names variable and value."""
 
     def __init__(self, variable: str, value: str | None, reason: str) -> None:
-        flag = _flag(variable)
+        flag = " or ".join(_flags(variable)[:2]) if variable in REFERENCE_FLAGS else _flag(variable)
         if variable == ARGUMENTS:
             message = f"invalid command line {value!r}: {reason}"
         elif value is None:
@@ -97,6 +151,7 @@ class Config:
     health_addr: Address
     metrics_addr: Address
     dataplane: bool
+    kubeconfig: str | None = None  # --kubeconfig: overrides KUBECONFIG, as in the reference
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,9 +172,13 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
     (Env.AWS_REGION, "AWS region (default: IMDSv2 identity document)"),
     (Env.AWS_INSTANCE_ID, "this instance (default: IMDSv2 identity document)"),
     (Env.POD_NAME, "Lease holder identity (default: hostname)"),
-    (Env.POD_NAMESPACE, f"namespace of the Lease and Events (default {DEFAULT_NAMESPACE})"),
+    (
+        Env.POD_NAMESPACE,
+        "namespace of the Lease and Events (default: the service account's namespace file, "
+        f"else {DEFAULT_NAMESPACE})",
+    ),
     (Env.NODE_NAME, "node name, for Events and metrics"),
-    (Env.DEBUG, "verbose logs (true/false)"),
+    (Env.DEBUG, "verbose logs (true/false; a bare --debug means true)"),
     (Env.LEASE_DURATION, f"Lease duration (default {DEFAULT_LEASE_DURATION_S:g}s)"),
     (Env.RENEW_DEADLINE, f"renew deadline (default {DEFAULT_RENEW_DEADLINE_S:g}s)"),
     (Env.RETRY_PERIOD, f"retry period (default {DEFAULT_RETRY_PERIOD_S:g}s)"),
@@ -136,10 +195,38 @@ def _flag(variable: str) -> str:
     return "--" + variable.lower().replace("_", "-")
 
 
+def _flags(variable: str) -> list[str]:
+    """Every spelling of a setting's flag: ours first, then the reference's (Go's `-x` too)."""
+    flags = [_flag(variable)]
+    reference = REFERENCE_FLAGS.get(variable)
+    if reference is not None:
+        flags += [f"--{reference}", f"-{reference}"]
+    elif variable in _REFERENCE_SAME_NAME:
+        flags.append(flags[0][1:])
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hybrid-gateway run", add_help=True)
+    # No abbreviations: Go's flag package (the reference) has none, and a prefix that means one
+    # flag today must not silently mean another when a flag is added.
+    parser = _Parser(prog="hybrid-gateway run", add_help=True, allow_abbrev=False)
     for variable, help_text in _SETTINGS:
-        parser.add_argument(_flag(variable), dest=variable, default=None, help=help_text)
+        if variable == Env.DEBUG:
+            # Go bool flag: a bare `--debug` is true, `--debug=false` overrides DEBUG.
+            parser.add_argument(
+                *_flags(variable), dest=variable, nargs="?", const="true", help=help_text
+            )
+            continue
+        parser.add_argument(*_flags(variable), dest=variable, default=None, help=help_text)
+    # controller-runtime registers --kubeconfig on the reference's command line
+    # (pkg/client/config); it wins over the KUBECONFIG variable there too.
+    parser.add_argument(
+        "--kubeconfig",
+        "-kubeconfig",
+        dest="kubeconfig",
+        default=None,
+        help="kubeconfig file (default: KUBECONFIG, else the in-cluster service account)",
+    )
     parser.add_argument(
         "--no-dataplane",
         dest="no_dataplane",
@@ -159,36 +246,102 @@ def _ipv4(variable: str, raw: str) -> str:
     return str(addr)
 
 
-def _networks(
-    variable: str, raw: str | None, *, maximum: int | None = None
-) -> list[ipaddress.IPv4Network]:
-    if raw is None or not raw.strip():
-        raise ConfigError(variable, None, "give at least one CIDR, e.g. 10.0.0.0/16")
-    out: list[ipaddress.IPv4Network] = []
-    for part in raw.split(","):
-        item = part.strip()
+def _cidr_plan(
+    vpc_raw: str | None, pod_raw: str | None
+) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv4Network]]:
+    """VPC_CIDR and POD_CIDRS through the contract's address-plan rules (shared with the CDK)."""
+    raw = {Env.VPC_CIDR: vpc_raw or "", Env.POD_CIDRS: pod_raw or ""}
+    vpc_items, pod_items = split_list(raw[Env.VPC_CIDR]), split_list(raw[Env.POD_CIDRS])
+    problems = check_cidr_plan(
+        [
+            CidrField(Env.VPC_CIDR, NetworkRole.VPC, vpc_items),
+            CidrField(Env.POD_CIDRS, NetworkRole.REMOTE_POD, pod_items),
+        ]
+    )
+    if problems:
+        first = problems[0]
+        variable = first.entries[0].field
+        if first.kind is CidrProblemKind.MISSING:
+            raise ConfigError(
+                variable, raw[variable] or None, "give at least one CIDR, e.g. 10.0.0.0/16"
+            )
+        raise ConfigError(variable, raw[variable], first.message)
+    return (
+        [ipaddress.IPv4Network(item) for item in vpc_items],
+        [ipaddress.IPv4Network(item) for item in pod_items],
+    )
+
+
+def _route_table_ids(raw: str | None) -> list[str]:
+    """ROUTE_TABLE_IDS: unset or empty means no VPC routes; set to only commas is an error.
+
+    Like the reference (cmd/gateway/main.go): an empty value skips the route table manager,
+    and a value that parses to no ID stops the daemon ("No valid route table IDs provided").
+    """
+    if not raw:
+        return []
+    tables: list[str] = []
+    for table in split_list(raw):
+        problem = route_table_id_problem(table)
+        if problem is not None:
+            raise ConfigError(Env.ROUTE_TABLE_IDS, raw, f"{table!r} is {problem}")
+        if table not in tables:
+            tables.append(table)
+    if not tables:
+        raise ConfigError(
+            Env.ROUTE_TABLE_IDS,
+            raw,
+            "set but holds no route table ID; list at least one, or unset it to run without "
+            "VPC routes",
+        )
+    return tables
+
+
+def _namespace(raw: str | None, namespace_file: Path) -> str:
+    """POD_NAMESPACE, else the service account's namespace file, else the default."""
+    namespace = (raw or "").strip()
+    variable_value = namespace
+    if not namespace:
         try:
-            net = ipaddress.IPv4Network(item, strict=True)
-        except ValueError as exc:
-            raise ConfigError(variable, raw, f"{item!r} is not an IPv4 CIDR ({exc})") from None
-        if net in out:
-            raise ConfigError(variable, raw, f"{item} is listed twice")
-        out.append(net)
-    if maximum is not None and len(out) > maximum:
-        raise ConfigError(variable, raw, f"{len(out)} CIDRs, at most {maximum} are supported")
-    return out
+            namespace = namespace_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            namespace = ""
+        except OSError as exc:
+            raise ConfigError(
+                Env.POD_NAMESPACE, None, f"not set, and {namespace_file} is unreadable ({exc})"
+            ) from None
+        variable_value = f"{namespace} (from {namespace_file})" if namespace else ""
+    namespace = namespace or DEFAULT_NAMESPACE
+    problem = dns_label_problem(namespace)
+    if problem is not None:
+        raise ConfigError(Env.POD_NAMESPACE, variable_value or namespace, f"{problem}")
+    return namespace
 
 
 def _duration(variable: str, raw: str | None, default: float) -> float:
     if raw is None or not raw.strip():
         return default
-    match = _DURATION.match(raw.strip())
-    if not match:
-        raise ConfigError(variable, raw, "not a duration (seconds, or with unit: 500ms, 2s, 1m)")
-    value = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
+    value = _seconds(raw.strip())
+    if value is None:
+        raise ConfigError(
+            variable, raw, "not a duration (seconds, or Go style with units: 500ms, 2s, 1m30s)"
+        )
     if value <= 0:
         raise ConfigError(variable, raw, "must be positive")
     return value
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds in `text` (a bare number, or Go's time.ParseDuration syntax), None if neither."""
+    if _SECONDS.match(text):
+        return float(text)
+    total, position = 0.0, 0
+    for part in _DURATION_PART.finditer(text):
+        if part.start() != position:
+            return None
+        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
+        position = part.end()
+    return total if position and position == len(text) else None
 
 
 def _bool(variable: str, raw: str | None) -> bool:
@@ -205,6 +358,9 @@ def _bool(variable: str, raw: str | None) -> bool:
 def _address(variable: str, raw: str | None, default_port: int) -> Address:
     if raw is None or not raw.strip():
         return Address("", default_port)
+    if raw.strip() == "0":
+        # controller-runtime reads "0" as "do not serve"; probes and metrics always serve here.
+        raise ConfigError(variable, raw, "'0' (do not serve) is not supported: give [host]:port")
     host, sep, port_text = raw.strip().rpartition(":")
     if not sep:
         raise ConfigError(variable, raw, "expected [host]:port, e.g. :8088 or 127.0.0.1:8088")
@@ -218,7 +374,12 @@ def _address(variable: str, raw: str | None, default_port: int) -> Address:
     return Address(host.strip("[]"), int(port_text))
 
 
-def load_config(environ: Mapping[str, str], argv: Sequence[str] = ()) -> Config:
+def load_config(
+    environ: Mapping[str, str],
+    argv: Sequence[str] = (),
+    *,
+    namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
+) -> Config:
     """Parse flags over the environment and validate every value; raise ConfigError."""
     parser = build_parser()
     assert isinstance(parser, _Parser)
@@ -235,32 +396,18 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] = ()) -> Config:
         raise ConfigError(Env.NODE_IP, None, "the node IP (downward API status.hostIP)")
     node_ip = _ipv4(Env.NODE_IP, node_ip_raw)
 
-    vpc_cidrs = _networks(Env.VPC_CIDR, get(Env.VPC_CIDR), maximum=MAX_VTEP_ENDPOINTS)
-    pod_raw = get(Env.POD_CIDRS)
-    pod_cidrs = _networks(Env.POD_CIDRS, pod_raw)
-    for pod in pod_cidrs:
-        for vpc in vpc_cidrs:
-            if pod.overlaps(vpc):
-                raise ConfigError(Env.POD_CIDRS, pod_raw, f"{pod} overlaps VPC CIDR {vpc}")
-
-    tables_raw = get(Env.ROUTE_TABLE_IDS) or ""
-    tables: list[str] = []
-    for part in tables_raw.split(","):
-        table = part.strip()
-        if not table:
-            continue
-        if not _ROUTE_TABLE_ID.match(table):
-            raise ConfigError(Env.ROUTE_TABLE_IDS, tables_raw, f"{table!r} is not a route table id")
-        if table not in tables:
-            tables.append(table)
+    vpc_cidrs, pod_cidrs = _cidr_plan(get(Env.VPC_CIDR), get(Env.POD_CIDRS))
+    tables = _route_table_ids(get(Env.ROUTE_TABLE_IDS))
 
     lease_name = (get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME).strip()
-    if len(lease_name) > 253 or not _DNS_SUBDOMAIN.match(lease_name):
-        raise ConfigError(Env.LEADER_ELECTION_ID, lease_name, "not a valid Kubernetes object name")
+    problem = lease_name_problem(lease_name)
+    if problem is not None:
+        raise ConfigError(Env.LEADER_ELECTION_ID, lease_name, problem)
 
     region = (get(Env.AWS_REGION) or "").strip() or None
-    if region is not None and not _REGION.match(region):
-        raise ConfigError(Env.AWS_REGION, region, "not an AWS region name such as us-east-1")
+    problem = region_problem(region) if region is not None else None
+    if problem is not None:
+        raise ConfigError(Env.AWS_REGION, region, problem)
     instance = (get(Env.AWS_INSTANCE_ID) or "").strip() or None
     if instance is not None and not _INSTANCE_ID.match(instance):
         raise ConfigError(Env.AWS_INSTANCE_ID, instance, "not an instance id such as i-0abc...")
@@ -268,9 +415,7 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] = ()) -> Config:
     identity = (get(Env.POD_NAME) or "").strip() or socket.gethostname()
     if len(identity) > 253:
         raise ConfigError(Env.POD_NAME, identity, "longer than 253 characters")
-    namespace = (get(Env.POD_NAMESPACE) or "").strip() or DEFAULT_NAMESPACE
-    if len(namespace) > 63 or not _DNS_LABEL.match(namespace):
-        raise ConfigError(Env.POD_NAMESPACE, namespace, "not a valid namespace name")
+    namespace = _namespace(get(Env.POD_NAMESPACE), namespace_file)
     node_name = (get(Env.NODE_NAME) or "").strip() or None
 
     lease_duration = _duration(
@@ -280,22 +425,27 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] = ()) -> Config:
         Env.RENEW_DEADLINE, get(Env.RENEW_DEADLINE), DEFAULT_RENEW_DEADLINE_S
     )
     retry_period = _duration(Env.RETRY_PERIOD, get(Env.RETRY_PERIOD), DEFAULT_RETRY_PERIOD_S)
-    try:
-        validate_timing(lease_duration, renew_deadline, retry_period)
-    except ValueError as exc:
-        variable = Env.RENEW_DEADLINE if renew_deadline >= lease_duration else Env.RETRY_PERIOD
-        shown = (
-            get(variable)
-            or f"{renew_deadline if variable == Env.RENEW_DEADLINE else retry_period:g}"
-        )
-        raise ConfigError(variable, shown, str(exc)) from None
+    timing = lease_timing_problem(lease_duration, renew_deadline, retry_period)
+    if timing is not None:
+        variable = _TIMING_VARIABLE[timing.setting]
+        seconds = {
+            Env.LEASE_DURATION: lease_duration,
+            Env.RENEW_DEADLINE: renew_deadline,
+            Env.RETRY_PERIOD: retry_period,
+        }[variable]
+        raise ConfigError(variable, get(variable) or f"{seconds:g}", timing.reason)
 
     mtu_raw = get(Env.VXLAN_MTU)
     mtu = DEFAULT_VXLAN_MTU
     if mtu_raw is not None and mtu_raw.strip():
-        if not mtu_raw.strip().isdigit() or not MIN_MTU <= int(mtu_raw) <= MAX_MTU:
-            raise ConfigError(Env.VXLAN_MTU, mtu_raw, f"must be an integer {MIN_MTU}-{MAX_MTU}")
+        if not mtu_raw.strip().isdigit():
+            raise ConfigError(
+                Env.VXLAN_MTU, mtu_raw, f"must be an integer {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU}"
+            )
         mtu = int(mtu_raw)
+        problem = vxlan_mtu_problem(mtu)
+        if problem is not None:
+            raise ConfigError(Env.VXLAN_MTU, mtu_raw, problem)
 
     resync = _duration(Env.RESYNC_PERIOD, get(Env.RESYNC_PERIOD), DEFAULT_RESYNC_PERIOD_S)
 
@@ -330,4 +480,5 @@ def load_config(environ: Mapping[str, str], argv: Sequence[str] = ()) -> Config:
         health_addr=health,
         metrics_addr=metrics,
         dataplane=not bool(flags.get("no_dataplane")),
+        kubeconfig=(flags.get("kubeconfig") or "").strip() or None,
     )

@@ -80,7 +80,7 @@ def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> Da
 
 def gateway_metrics(config: Config) -> GatewayMetrics:
     metrics = GatewayMetrics()
-    metrics.info.info(
+    metrics.set_info(
         {
             "node_ip": config.node_ip,
             "node_name": config.node_name or "",

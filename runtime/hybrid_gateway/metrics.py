@@ -1,15 +1,36 @@
-"""Prometheus metrics, with the reference implementation's names (SPEC §8).
+"""Prometheus metrics, with the reference implementation's names, types and buckets (SPEC §8).
 
-One registry per process, passed explicitly, so tests can build a fresh `GatewayMetrics` and
-read values back without global state. Kernel counters of the VXLAN device and the primary NIC
-are exported by a collector registered by the data plane, not stored here.
+The reference's series (aws/eks-hybrid-nodes-gateway internal/metrics/metrics.go) keep its
+name, type, labels and buckets exactly, so its dashboards and alerts work unchanged; metrics of
+ours that it lacks keep their own names. One registry per process, passed explicitly, so tests
+can build a fresh `GatewayMetrics` and read values back without global state. Kernel counters
+of the VXLAN device and the primary NIC are exported by a collector registered by the data
+plane (`hybrid_gateway.dataplane.collector`), not stored here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+# The Go client exposes no `<counter>_created` / `<histogram>_created` series; without this the
+# Python client adds one per counter and histogram, series the reference never had.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: internal/metrics/metrics.go RouteTableUpdateDuration.
+ROUTE_TABLE_UPDATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: internal/metrics/metrics.go LeaderSetupDuration.
+LEADER_SETUP_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
+#: internal/metrics/metrics.go GatewayInfo: a GaugeVec with these labels, always 1.
+INFO_LABELS = ("node_ip", "node_name", "vxlan_interface", "vpc_cidr", "pod_cidr")
 
 
 @dataclass
@@ -20,7 +41,13 @@ class GatewayMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.info = Info("hybrid_gateway", "Static gateway configuration.", registry=r)
+        # A gauge, not prometheus_client's Info: that one is typed `info` in OpenMetrics.
+        self.info = Gauge(
+            "hybrid_gateway_info",
+            "Static information about the gateway instance. Always 1.",
+            labelnames=INFO_LABELS,
+            registry=r,
+        )
         self.hybrid_nodes_configured = Gauge(
             "hybrid_gateway_hybrid_nodes_configured",
             "Hybrid nodes with tunnel entries programmed on this replica.",
@@ -74,7 +101,7 @@ class GatewayMetrics:
         self.aws_route_table_update_duration = Histogram(
             "hybrid_gateway_aws_route_table_update_duration_seconds",
             "Time to bring every configured route table to the desired state.",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            buckets=ROUTE_TABLE_UPDATE_BUCKETS,
             registry=r,
         )
         self.route_takeover_refused = Gauge(
@@ -114,9 +141,10 @@ class GatewayMetrics:
         self.leader_is_active = Gauge(
             "hybrid_gateway_leader_is_active", "1 while this replica holds the Lease.", registry=r
         )
-        self.leader_setup_duration = Gauge(
+        self.leader_setup_duration = Histogram(
             "hybrid_gateway_leader_setup_duration_seconds",
             "Time from acquiring leadership to routes and VTEP config converged.",
+            buckets=LEADER_SETUP_BUCKETS,
             registry=r,
         )
         self.api_errors = Counter(
@@ -126,3 +154,7 @@ class GatewayMetrics:
             ["api", "operation"],
             registry=r,
         )
+
+    def set_info(self, labels: Mapping[str, str]) -> None:
+        """Publish `hybrid_gateway_info` (exactly the INFO_LABELS, value 1)."""
+        self.info.labels(**{name: labels[name] for name in INFO_LABELS}).set(1)

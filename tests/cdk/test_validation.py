@@ -49,7 +49,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "service_cidr_unparsable",
         {"service_cidr": "172.20.0.0/40"},
-        "service_cidr[0]: '172.20.0.0/40' is not a valid IPv4 CIDR",
+        "service_cidr: '172.20.0.0/40' is not a valid IPv4 CIDR",
     ),
     (
         "pod_overlaps_vpc",
@@ -100,15 +100,17 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "lease_timings_out_of_order",
         {"leader_election": LeaderElectionTimings(renew_deadline_s=5)},
-        "leader_election: need retry_period_s < renew_deadline_s < lease_duration_s, "
-        "got retry_period_s=1.0, renew_deadline_s=5, lease_duration_s=3.0",
+        "leader_election.renew_deadline_s: renew deadline 5s must be shorter than the lease "
+        "duration 3s, or a holder could act after others may acquire; need retry_period_s < "
+        "renew_deadline_s < lease_duration_s, got retry_period_s=1.0, renew_deadline_s=5, "
+        "lease_duration_s=3.0",
     ),
     (
         "lease_timing_not_positive",
         {"leader_election": LeaderElectionTimings(retry_period_s=-1)},
-        "leader_election.retry_period_s: -1 must be greater than 0",
+        "leader_election.retry_period_s: retry period -1s must be positive",
     ),
-    ("vxlan_mtu_out_of_range", {"vxlan_mtu": 9001}, "vxlan_mtu: 9001 is outside 576..8951"),
+    ("vxlan_mtu_out_of_range", {"vxlan_mtu": 9001}, "vxlan_mtu: 9001 must be an integer 576-8951"),
 ]
 
 

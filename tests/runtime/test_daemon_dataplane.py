@@ -108,7 +108,7 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
             assert mac == vxlan_device_mac(GW_IP)
             assert kube.vtep_endpoints() == [
                 {
-                    "name": "vpc-gateway-0",
+                    "name": "vpc-gateway",  # one VPC CIDR: the reference's name
                     "tunnelEndpoint": GW_IP,
                     "cidr": "10.0.0.0/16",
                     "mac": mac,

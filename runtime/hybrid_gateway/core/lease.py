@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hybrid_gateway_contract.rules import lease_timing_problem
+
 
 class Action(enum.Enum):
     """What the elector does next with the Lease."""
@@ -144,16 +146,10 @@ def leader_valid_until(renew_sent_at: float, renew_deadline_s: float) -> float:
 def validate_timing(
     lease_duration_s: float, renew_deadline_s: float, retry_period_s: float
 ) -> None:
-    """Raise ValueError unless retry < renew deadline < lease duration, all positive."""
-    if min(lease_duration_s, renew_deadline_s, retry_period_s) <= 0:
-        raise ValueError("lease duration, renew deadline and retry period must be positive")
-    if renew_deadline_s >= lease_duration_s:
-        raise ValueError(
-            f"renew deadline {renew_deadline_s:g}s must be shorter than the lease duration "
-            f"{lease_duration_s:g}s, or a holder could act after others may acquire"
-        )
-    if retry_period_s >= renew_deadline_s:
-        raise ValueError(
-            f"retry period {retry_period_s:g}s must be shorter than the renew deadline "
-            f"{renew_deadline_s:g}s, or the holder gets no second renewal attempt"
-        )
+    """Raise ValueError unless retry < renew deadline < lease duration, all positive.
+
+    The rule lives in the contract, shared with the construct library's synth-time check.
+    """
+    problem = lease_timing_problem(lease_duration_s, renew_deadline_s, retry_period_s)
+    if problem is not None:
+        raise ValueError(problem.reason)

@@ -23,7 +23,7 @@ from hybrid_gateway_contract import (
 def desired_endpoints(
     vpc_cidrs: Sequence[ipaddress.IPv4Network], node_ip: str, mac: str
 ) -> list[dict[str, str]]:
-    """One endpoint per VPC CIDR, named `vpc-gateway-<i>` in VPC_CIDR order."""
+    """One endpoint per VPC CIDR in VPC_CIDR order, named by `vtep_endpoint_name`."""
     if not 1 <= len(vpc_cidrs) <= MAX_VTEP_ENDPOINTS:
         raise ValueError(
             f"{len(vpc_cidrs)} VPC CIDRs: CiliumVTEPConfig holds 1 to {MAX_VTEP_ENDPOINTS}"
@@ -54,16 +54,16 @@ def desired_object(
     }
 
 
-def _normalise(endpoints: object) -> list[tuple[str, str, str, str]] | None:
+def _compared(endpoints: object) -> list[tuple[str, str, str]] | None:
+    """The fields that decide whether the object needs an update, in a comparable form."""
     if not isinstance(endpoints, list):
         return None
-    out: list[tuple[str, str, str, str]] = []
+    out: list[tuple[str, str, str]] = []
     for item in endpoints:
         if not isinstance(item, Mapping):
             return None
         out.append(
             (
-                str(item.get("name", "")),
                 str(item.get("tunnelEndpoint", "")),
                 str(item.get("cidr", "")),
                 str(item.get("mac", "")).lower(),
@@ -75,13 +75,17 @@ def _normalise(endpoints: object) -> list[tuple[str, str, str, str]] | None:
 def endpoints_match(
     observed: Mapping[str, Any] | None, desired: Sequence[Mapping[str, str]]
 ) -> bool:
-    """True if the observed object's endpoints equal the desired ones (order and MAC case ignored).
+    """True if the observed object needs no update: the same (tunnelEndpoint, cidr, mac) set.
 
-    Other spec fields (e.g. a server-defaulted `cidrMask`) are not ours and are not compared.
+    The reference decides on exactly these three fields (internal/cilium/vtep.go needsUpdate),
+    so an object it wrote (endpoint `vpc-gateway`) is taken over without a rewrite. Endpoint
+    names, order, MAC case and other spec fields (a server-defaulted `cidrMask`) are not
+    compared. Unlike the reference, which reads only the first endpoint, every endpoint counts:
+    a missing, extra or edited one is corrected (SPEC §5).
     """
     if observed is None:
         return False
     spec = observed.get("spec")
     if not isinstance(spec, Mapping):
         return False
-    return _normalise(spec.get("endpoints")) == _normalise(list(desired))
+    return _compared(spec.get("endpoints")) == _compared(list(desired))

@@ -1,7 +1,11 @@
 """Kernel counters of `hybrid_vxlan0` and the primary NIC, read at scrape time.
 
 A collector rather than counters we increment: the kernel already counts, and reading at scrape
-time means the figures are exact and cost nothing between scrapes.
+time means the figures are exact and cost nothing between scrapes. Names, types and labels are
+the reference's (internal/metrics/collector.go): the counters carry no labels of their own, and
+`hybrid_gateway_primary_nic_info{interface_name}` (always 1) says which device the primary NIC
+is. Unlike the reference, which falls back to naming `eth0`, no NIC series are exported while
+no device holds the node IP: a guessed name would be wrong.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ _COUNTERS = (
 
 
 class InterfaceStatsCollector(Collector):
-    """`hybrid_gateway_vxlan_*_total` and `hybrid_gateway_primary_nic_*_total` (SPEC §8)."""
+    """`hybrid_gateway_vxlan_*_total`, `hybrid_gateway_primary_nic_*_total` and
+    `hybrid_gateway_primary_nic_info` (SPEC §8)."""
 
     def __init__(self, netlink: Netlink, *, vxlan_device: str, node_ip: ipaddress.IPv4Address):
         self._netlink = netlink
@@ -45,6 +50,14 @@ class InterfaceStatsCollector(Collector):
         try:
             if self._primary is None:
                 self._primary = self._netlink.device_with_address(self._node_ip)
+            if self._primary is not None:
+                info = GaugeMetricFamily(
+                    "hybrid_gateway_primary_nic_info",
+                    "Primary NIC name (the device holding the node IP). Always 1.",
+                    labels=["interface_name"],
+                )
+                info.add_metric([self._primary], 1.0)
+                yield info
             devices = (("vxlan", self._vxlan_device), ("primary_nic", self._primary))
             for prefix, name in devices:
                 stats = self._netlink.link_stats(name) if name else None
@@ -52,12 +65,10 @@ class InterfaceStatsCollector(Collector):
                     continue
                 _up, counters = stats
                 for direction, what in _COUNTERS:
-                    family = CounterMetricFamily(
+                    yield CounterMetricFamily(
                         f"hybrid_gateway_{prefix}_{direction}_{what}",
                         f"{direction.upper()} {what} of {name} (kernel counter).",
-                        labels=["interface"],
+                        value=float(counters[f"{direction}_{what}"]),
                     )
-                    family.add_metric([name], float(counters[f"{direction}_{what}"]))
-                    yield family
         except Exception as exc:  # a scrape must never fail because of one device
             log.warning("could not read interface statistics: %s", exc)

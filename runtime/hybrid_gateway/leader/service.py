@@ -74,7 +74,7 @@ class LeaderWork:
 
     A term's writes are guarded by that term's `valid()`, so nothing from an ended term can
     be written even while the next one runs. Tested on a fake clock in
-    tests/runtime/controlplane/test_leader_work.py.
+    tests/runtime/leader/test_leader_work.py.
     """
 
     def __init__(
@@ -347,5 +347,5 @@ class LeaderWork:
             return
         self._setup_reported = True
         took = self._clock() - term.acquired_at
-        self._metrics.leader_setup_duration.set(took)
+        self._metrics.leader_setup_duration.observe(took)
         log.info("leader setup converged in %.3fs", took)

@@ -12,6 +12,13 @@ VPCS = [ipaddress.IPv4Network("10.0.0.0/16"), ipaddress.IPv4Network("10.1.0.0/16
 MAC = "02:AB:cd:00:11:22"
 
 
+def test_a_single_vpc_cidr_gets_the_reference_endpoint_name() -> None:
+    """internal/cilium/vtep.go (aws/eks-hybrid-nodes-gateway) names its one endpoint
+    `vpc-gateway`; several VPC CIDRs (ours only) are `vpc-gateway-<i>`."""
+    [endpoint] = desired_endpoints(VPCS[:1], "10.0.1.10", MAC)
+    assert endpoint["name"] == "vpc-gateway"
+
+
 def test_one_endpoint_per_vpc_cidr_in_order() -> None:
     eps = desired_endpoints(VPCS, "10.0.1.10", MAC)
     assert [e["name"] for e in eps] == ["vpc-gateway-0", "vpc-gateway-1"]
@@ -39,12 +46,20 @@ def test_match_ignores_order_case_and_server_defaults() -> None:
     assert endpoints_match(observed, desired)
 
 
-@pytest.mark.parametrize("field", ["tunnelEndpoint", "mac", "cidr", "name"])
+@pytest.mark.parametrize("field", ["tunnelEndpoint", "mac", "cidr"])
 def test_any_edited_field_is_a_mismatch(field: str) -> None:
     desired = desired_endpoints(VPCS, "10.0.1.10", MAC)
     edited = [dict(e) for e in desired]
     edited[1][field] = "10.9.9.9" if field != "mac" else "02:00:00:00:00:01"
     assert not endpoints_match({"spec": {"endpoints": edited}}, desired)
+
+
+def test_endpoint_names_do_not_decide_an_update() -> None:
+    """The reference's needsUpdate compares tunnelEndpoint, cidr and mac only: an object whose
+    endpoints carry other names is taken over as it is."""
+    desired = desired_endpoints(VPCS, "10.0.1.10", MAC)
+    renamed = [{**e, "name": f"theirs-{i}"} for i, e in enumerate(desired)]
+    assert endpoints_match({"spec": {"endpoints": renamed}}, desired)
 
 
 def test_missing_or_extra_endpoint_or_object_is_a_mismatch() -> None:

@@ -123,7 +123,9 @@ def test_a_term_syncs_both_lanes_at_once_and_reports_setup(world: World) -> None
     world.work.tick("routes")
     world.work.tick("vtep")
     assert world.work.converged()
-    assert world.sample("hybrid_gateway_leader_setup_duration_seconds") == pytest.approx(0.3)
+    # A histogram, as the reference's LeaderSetupDuration: one observation of 0.3 s.
+    assert world.sample("hybrid_gateway_leader_setup_duration_seconds_count") == 1
+    assert world.sample("hybrid_gateway_leader_setup_duration_seconds_sum") == pytest.approx(0.3)
     assert world.sample("hybrid_gateway_leader_is_active") == 1
     assert world.events.reasons() == ["LeaderElected"]
     world.run_for(RESYNC_S - 1)
