@@ -3,9 +3,9 @@
 `/healthz` answers "is the process alive and are its loops turning" (a stuck loop gets the pod
 restarted); `/readyz` answers "does this replica do its job right now": the data plane is ready
 and, on the leader, the routes and the CiliumVTEPConfig have converged. Both are evaluated on
-every request, never latched. A failing `/healthz` answers 500, as controller-runtime's
-pkg/healthz handler (the reference's probes) answers a failed check; a failing `/readyz` answers
-503. The reason is the body.
+every request, never latched. A failing check answers 503 with the reason as the body, as the
+reference gateway's own health server does (its internal/health/server_test.go vectors, ported in
+tests/runtime/test_reference_vectors.py).
 
 Neither listener may keep the daemon from starting or a thread forever: binding does no DNS
 lookup, and a connection that sends nothing is closed after `idle_timeout_s`.
@@ -66,8 +66,7 @@ def _health_handler(
                 self.send_error(404)
                 return
             body = (text + "\n").encode()
-            failed = 500 if path == HEALTHZ_PATH else 503
-            self.send_response(200 if ok else failed)
+            self.send_response(200 if ok else 503)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
