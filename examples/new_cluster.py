@@ -24,7 +24,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
 
-from eks_hybrid_gateway import GatewayImage, HybridNodesGateway, MetricsExposure
+from eks_hybrid_gateway import (
+    GatewayImage,
+    HybridCiliumOptions,
+    HybridNodesGateway,
+    MetricsExposure,
+)
 from eks_hybrid_gateway.nag import acknowledge_all
 from examples.nag import (
     AUTO_MODE_CLUSTER_FINDINGS,
@@ -266,10 +271,17 @@ class NewClusterWithGatewayStack(cdk.Stack):
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
         )
+        # A complete hybrid set-up from one stack: the construct installs the EKS Cilium chart
+        # with the VTEP values on the hybrid nodes, excludes the remote pod networks from the
+        # managed vpc-cni add-on's SNAT, and removes its VPC routes when the stack is deleted.
         self.gateway = add_gateway(
             self,
             self.hybrid_cluster,
             remote_node_networks=remote_node_networks,
             remote_pod_networks=remote_pod_networks,
             image=image,
+            hybrid_cilium=HybridCiliumOptions(),
+            vpc_cni_addon=self.hybrid_cluster.addons["vpc-cni"],
+            remove_routes_on_delete=True,
+            log_encryption_key=self.hybrid_cluster.key,
         )

@@ -14,6 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks as eks
 from aws_cdk import aws_eks_v2 as eks_v2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.capacity import (
@@ -283,6 +284,9 @@ class HybridNodesGateway(constructs.Construct):
             aws-node yourself
         remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
             wrote (custom resource, see `GatewayRouteCleanup`). @default False
+        log_encryption_key: KMS key for the log group the construct creates (the route
+            cleanup's); its key policy must let CloudWatch Logs use it. @default None:
+            CloudWatch Logs' own encryption at rest
     """
 
     def __init__(
@@ -314,6 +318,7 @@ class HybridNodesGateway(constructs.Construct):
         hybrid_cilium: HybridCiliumOptions | None = None,
         vpc_cni_addon: VpcCniAddon | None = None,
         remove_routes_on_delete: bool = False,
+        log_encryption_key: kms.IKey | None = None,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
         # the scope exactly as it was; the error names the construct's path, the prop and value.
@@ -400,7 +405,13 @@ class HybridNodesGateway(constructs.Construct):
         # Credentials are injected when a pod is created: the association (and the agent that
         # serves it) must exist before the Deployment's first pod does, and so must its nodes.
         self.manifest.node.add_dependency(self.pod_identity_association, self.capacity.ready)
-        self._add_extras(hybrid_cilium, vpc_cni_addon, remove_routes_on_delete, self.capacity.ready)
+        self._add_extras(
+            hybrid_cilium,
+            vpc_cni_addon,
+            remove_routes_on_delete,
+            self.capacity.ready,
+            log_encryption_key,
+        )
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -431,6 +442,7 @@ class HybridNodesGateway(constructs.Construct):
         vpc_cni_addon: VpcCniAddon | None,
         remove_routes_on_delete: bool,
         capacity: constructs.IDependable,
+        log_encryption_key: kms.IKey | None,
     ) -> None:
         """The opt-in parts around the gateway: hybrid-side Cilium, SNAT exclusion, cleanup."""
         self.hybrid_cilium: constructs.Construct | None = None
@@ -461,6 +473,7 @@ class HybridNodesGateway(constructs.Construct):
                 instance_filters=[
                     {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
                 ],
+                log_encryption_key=log_encryption_key,
             )
             self.route_cleanup.node.add_dependency(capacity)
             self.manifest.node.add_dependency(self.route_cleanup)

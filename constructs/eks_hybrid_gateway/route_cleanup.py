@@ -28,6 +28,7 @@ from typing import Any, cast
 import aws_cdk as cdk
 import constructs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
@@ -93,6 +94,8 @@ class GatewayRouteCleanup(constructs.Construct):
         settle: wait between passes, so a gateway pod still terminating cannot put a route
             back unseen; default 30 s (the pods' termination grace period).
         passes: at most this many delete passes before failing; default 4.
+        log_encryption_key: KMS key for the handler's log group; default None (CloudWatch
+            Logs' own encryption at rest).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class GatewayRouteCleanup(constructs.Construct):
         instance_filters: Sequence[Mapping[str, Any]],
         settle: cdk.Duration = DEFAULT_SETTLE,
         passes: int = 4,
+        log_encryption_key: kms.IKey | None = None,
     ) -> None:
         _validate_timing(settle, passes)
         super().__init__(scope, id)
@@ -113,6 +117,7 @@ class GatewayRouteCleanup(constructs.Construct):
         log_group = logs.LogGroup(
             self,
             "Logs",
+            encryption_key=log_encryption_key,
             retention=logs.RetentionDays.ONE_YEAR,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )

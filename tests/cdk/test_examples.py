@@ -8,6 +8,7 @@ Compute facts come from aws-cdk-lib's aws-eks-v2/lib/cluster.ts: Auto Mode is on
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -164,7 +165,8 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
         "scheduler",
     ]
     groups = cfn.resources_of_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) == 2  # VPC flow logs and the control plane's
+    # VPC flow logs, the control plane's and, in the new-cluster example, the route cleanup's
+    assert len(groups) == (3 if stack == NEW else 2)
     for _, group in groups:
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert group["Properties"]["RetentionInDays"] == 365
@@ -224,3 +226,22 @@ def test_the_vpc_default_security_group_admits_nothing(
     assert restrict["Properties"]["DefaultSecurityGroupId"] == {
         "Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]
     }
+
+
+def test_new_cluster_example_sets_up_the_hybrid_side_and_removes_its_routes(
+    synthesized: Any, cfn: Any
+) -> None:
+    """The example a platform team copies first is complete: Cilium with VTEP on the hybrid
+    nodes, the SNAT exclusion on the managed vpc-cni add-on, and route cleanup on deletion."""
+    template = synthesized.templates[NEW]
+    addons = _addons(template, cfn)
+    vpc_cni = template["Resources"][addons["vpc-cni"]]["Properties"]
+    configuration = json.loads(vpc_cni["ConfigurationValues"])
+    remote_pod_networks = _gateway_env(template, cfn)["POD_CIDRS"].split(",")
+    excluded = configuration["env"]["AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS"].split(",")
+    assert set(remote_pod_networks) <= set(excluded)
+    [(_, cilium)] = cfn.resources_of_type(template, "Custom::AWSCDK-EKS-HelmChart")
+    assert cilium["Properties"]["Release"] == "cilium"
+    assert json.loads(cilium["Properties"]["Values"])["vtep"]["enabled"] is True
+    [(_, cleanup)] = cfn.resources_of_type(template, "Custom::HybridGatewayRouteCleanup")
+    assert set(cleanup["Properties"]["PodCidrs"]) == set(remote_pod_networks)
