@@ -102,21 +102,29 @@ def watched_since(kube: ApiServer, identity: str, since: float) -> bool:
     )
 
 
-def test_follower_acquires_a_released_lease_before_its_next_poll(
+def _leader_and_watching_follower(
     kube_api: ApiServer, replicas: list[Replica]
-) -> None:
+) -> tuple[Replica, Replica]:
+    """gw-a leading and gw-b following it with its Lease watch connected."""
     a = Replica(kube_api, "gw-a")
     replicas.append(a)
     wait_until("gw-a leading", a.elector.valid, 5.0, poll_s=POLL_S)
     b = Replica(kube_api, "gw-b")
     replicas.append(b)
-    # b has polled once and follows a; its watch is connected (it listed a's Lease)
     wait_until(
         "gw-b watching the lease of gw-a",
         lambda: b.elector.holder == "gw-a" and bool(b.seen),
         5.0,
         poll_s=POLL_S,
     )
+    return a, b
+
+
+def test_follower_acquires_a_released_lease_before_its_next_poll(
+    kube_api: ApiServer, replicas: list[Replica]
+) -> None:
+    # b has polled once and follows a; its watch is connected (it listed a's Lease)
+    a, b = _leader_and_watching_follower(kube_api, replicas)
     polled_at = b.elector.heartbeat  # b's next poll round is RETRY_S after this
     assert not b.elector.valid()
 
@@ -169,17 +177,7 @@ def test_follower_woken_by_renewals_never_takes_a_live_lease(
 def test_watch_reconnects_after_a_partition(kube_api: ApiServer, replicas: list[Replica]) -> None:
     """Cut the follower off from the API server and heal: its watch lists and watches again,
     and a later release is still noticed at once."""
-    a = Replica(kube_api, "gw-a")
-    replicas.append(a)
-    wait_until("gw-a leading", a.elector.valid, 5.0, poll_s=POLL_S)
-    b = Replica(kube_api, "gw-b")
-    replicas.append(b)
-    wait_until(
-        "gw-b watching the lease of gw-a",
-        lambda: b.elector.holder == "gw-a" and bool(b.seen),
-        5.0,
-        poll_s=POLL_S,
-    )
+    a, b = _leader_and_watching_follower(kube_api, replicas)
 
     kube_api.partition("gw-b")
     time.sleep(1.0)
