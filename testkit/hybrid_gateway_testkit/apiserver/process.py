@@ -186,7 +186,8 @@ class ApiServer:
         Keys: identity, verb (get/list/watch/create/update/patch/delete), method, path, query,
         resource, namespace, name, subresource, status (None if dropped by a partition),
         reason (errors), resourceVersion (writes), mono and wall (arrival; `time.monotonic()`
-        is the same clock as the caller's on Linux), mono_done (answer sent or dropped).
+        is the same clock as the caller's on Linux), mono_done (just before the answer is sent,
+        or when it was dropped).
         """
         records: list[dict[str, Any]] = self._admin("GET", "audit")["records"]
         return records

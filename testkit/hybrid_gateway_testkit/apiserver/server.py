@@ -73,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
     control: Control
     _body: bytes | None = None
     _recorded = False
+    _audit: AuditRecord | None = None
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -94,8 +95,18 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle("DELETE")
 
+    def _record_audit(self) -> None:
+        """Append this request's audit record once, BEFORE its answer leaves: a client that
+        has its response then always finds the record (after it, a fast client could read the
+        audit first and miss it)."""
+        if self._audit is not None and not self._recorded:
+            self._audit.mono_done = time.monotonic()
+            self.control.record(self._audit)
+            self._recorded = True
+
     def _send_json(self, code: int, body: Any) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        self._record_audit()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -207,6 +218,7 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         record = AuditRecord(method=method, path=url.path, query=url.query)
         is_admin = url.path.startswith(ADMIN_PREFIX)
+        self._audit = None if is_admin else record
         try:
             identity = self._authenticate()
             record.identity = identity
@@ -250,9 +262,7 @@ class Handler(BaseHTTPRequestHandler):
             internal = ApiError(500, "InternalError", "an internal error in the test server")
             self._send_json(500, internal.status())
         finally:
-            if not is_admin and not self._recorded:
-                record.mono_done = time.monotonic()
-                self.control.record(record)
+            self._record_audit()  # dropped or failed mid-answer: recorded all the same
 
     def _admin(self, method: str, path: str) -> None:
         action = admin_action(method, path)
@@ -327,9 +337,7 @@ class Handler(BaseHTTPRequestHandler):
         def opened() -> None:
             # recorded now, not when the stream ends: watches are long
             record.status = 200
-            record.mono_done = time.monotonic()
-            self.control.record(record)
-            self._recorded = True
+            self._record_audit()
 
         serve_watch(
             self,
