@@ -82,6 +82,9 @@ class Env:
     LOG_FORMAT: Final = "LOG_FORMAT"
     HEALTH_ADDR: Final = "HEALTH_ADDR"  # host:port of /healthz and /readyz (default :8088)
     METRICS_ADDR: Final = "METRICS_ADDR"  # host:port of /metrics (default :10080)
+    MODE: Final = "MODE"  # active-standby (default) or active-active
+    SHARDS: Final = "SHARDS"  # active-active: how many shards (a power of two, default 4)
+    MAX_ROUTES_PER_TABLE: Final = "MAX_ROUTES_PER_TABLE"  # the VPC route quota (default 50)
 
 
 VTEP_ENDPOINT_NAME: Final = "vpc-gateway"  # the reference's endpoint name (internal/cilium/vtep.go)

@@ -11,7 +11,7 @@ import argparse
 import ipaddress
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -43,6 +43,16 @@ from hybrid_gateway_contract.rules import (
     route_table_id_problem,
     split_list,
     vxlan_mtu_problem,
+)
+from hybrid_gateway_contract.sharding import (
+    DEFAULT_MAX_ROUTES_PER_TABLE,
+    DEFAULT_SHARDS,
+    GatewayMode,
+    ShardPlan,
+    ShardSetting,
+    lease_group_problem,
+    plan_shards,
+    shard_plan_problems,
 )
 
 #: Where Kubernetes mounts the pod's namespace with its service account token. The reference
@@ -152,6 +162,17 @@ class Config:
     metrics_addr: Address
     dataplane: bool
     kubeconfig: str | None = None  # --kubeconfig: overrides KUBECONFIG, as in the reference
+    mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
+    shards: int = DEFAULT_SHARDS  # active-active only
+    max_routes_per_table: int = DEFAULT_MAX_ROUTES_PER_TABLE
+
+    @property
+    def active_active(self) -> bool:
+        return self.mode is GatewayMode.ACTIVE_ACTIVE
+
+    def shard_plan(self) -> ShardPlan:
+        """The shards of active-active mode (validated at load)."""
+        return plan_shards(self.pod_cidrs, self.vpc_cidrs, self.shards)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,6 +209,12 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
     (Env.LOG_FORMAT, "text or json (default text)"),
     (Env.HEALTH_ADDR, f"health listen address (default :{HEALTH_PORT})"),
     (Env.METRICS_ADDR, f"metrics listen address (default :{METRICS_PORT})"),
+    (Env.MODE, "active-standby (default: one leader) or active-active (every replica owns shards)"),
+    (Env.SHARDS, f"active-active: number of shards, a power of two (default {DEFAULT_SHARDS})"),
+    (
+        Env.MAX_ROUTES_PER_TABLE,
+        f"routes a VPC route table may hold (VPC quota, default {DEFAULT_MAX_ROUTES_PER_TABLE})",
+    ),
 )
 
 
@@ -458,6 +485,8 @@ def load_config(
     if health.port == metrics.port and health.host == metrics.host:
         raise ConfigError(Env.METRICS_ADDR, str(metrics), f"same address as {Env.HEALTH_ADDR}")
 
+    mode, shards, max_routes = _sharding(get, pod_cidrs, vpc_cidrs, lease_name)
+
     return Config(
         node_ip=node_ip,
         vpc_cidrs=tuple(vpc_cidrs),
@@ -481,4 +510,50 @@ def load_config(
         metrics_addr=metrics,
         dataplane=not bool(flags.get("no_dataplane")),
         kubeconfig=(flags.get("kubeconfig") or "").strip() or None,
+        mode=mode,
+        shards=shards,
+        max_routes_per_table=max_routes,
     )
+
+
+def _positive_int(variable: str, raw: str | None, default: int) -> int:
+    if raw is None or not raw.strip():
+        return default
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ConfigError(variable, raw, "must be a positive integer")
+    return int(raw)
+
+
+def _sharding(
+    get: Callable[[str], str | None],
+    pod_cidrs: Sequence[ipaddress.IPv4Network],
+    vpc_cidrs: Sequence[ipaddress.IPv4Network],
+    lease_name: str,
+) -> tuple[GatewayMode, int, int]:
+    """MODE, SHARDS and MAX_ROUTES_PER_TABLE through the contract's shard rules (shared with
+    the construct library): in active-active mode the shard routes must fit every table."""
+    raw_mode = get(Env.MODE)
+    text = (raw_mode or GatewayMode.ACTIVE_STANDBY.value).strip().lower()
+    modes = {mode.value: mode for mode in GatewayMode}
+    if text not in modes:
+        raise ConfigError(Env.MODE, raw_mode, f"must be one of {', '.join(modes)}")
+    mode = modes[text]
+    shards = _positive_int(Env.SHARDS, get(Env.SHARDS), DEFAULT_SHARDS)
+    max_routes = _positive_int(
+        Env.MAX_ROUTES_PER_TABLE, get(Env.MAX_ROUTES_PER_TABLE), DEFAULT_MAX_ROUTES_PER_TABLE
+    )
+    if mode is GatewayMode.ACTIVE_ACTIVE:
+        problems = shard_plan_problems(
+            pod_cidrs, vpc_cidrs, shards, max_routes_per_table=max_routes
+        )
+        if problems:
+            first = problems[0]
+            variable = (
+                Env.SHARDS if first.setting is ShardSetting.SHARDS else Env.MAX_ROUTES_PER_TABLE
+            )
+            value = shards if variable == Env.SHARDS else max_routes
+            raise ConfigError(variable, get(variable) or str(value), first.message)
+        group = lease_group_problem(lease_name)
+        if group is not None:
+            raise ConfigError(Env.LEADER_ELECTION_ID, lease_name, group)
+    return mode, shards, max_routes
