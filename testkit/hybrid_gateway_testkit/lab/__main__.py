@@ -1,7 +1,9 @@
 """`python -m hybrid_gateway_testkit.lab --drill NAME`: run one failover drill in the lab.
 
 The last line printed is one JSON object (drill, loss_window_s, probes_sent, probes_lost,
-leader_before, leader_after, report, plot). Needs root (it creates network namespaces).
+leader_before, leader_after, report, plot; in active-active mode victim, moved_shards and
+per_shard owners, loss and time to move instead of the leaders). Needs root (it creates
+network namespaces).
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from hybrid_gateway_testkit.lab.drills import DRILLS
+from hybrid_gateway_contract.sharding import GatewayMode
+from hybrid_gateway_testkit.lab.agent import VTEP_MATCHES
+from hybrid_gateway_testkit.lab.drills import DRILLS, SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.lab import LabOptions
 from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
+from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
+from hybrid_gateway_testkit.lab.topology import active_active_plan
 
 
 def _positive(text: str) -> float:
@@ -37,7 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hybrid_gateway_testkit.lab", description=__doc__
     )
-    parser.add_argument("--drill", required=True, choices=sorted(DRILLS))
+    parser.add_argument("--drill", required=True, choices=sorted({*DRILLS, *SHARDED_DRILLS}))
+    parser.add_argument(
+        "--mode",
+        choices=[m.value for m in GatewayMode],
+        default=GatewayMode.ACTIVE_STANDBY.value,
+        help="the gateways' MODE; active-active runs kill-owner, active-standby the others",
+    )
+    parser.add_argument(
+        "--shards", type=int, default=4, help="active-active: SHARDS (2, 4 or 8; default 4)"
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=2, choices=(2, 3), help="active-active: gateway hosts"
+    )
+    parser.add_argument(
+        "--vtep-match",
+        choices=VTEP_MATCHES,
+        default="hash",
+        help="how the hybrid nodes match VTEP endpoints: Cilium's hash under one mask "
+        "(spec.cidrMask) or a longest-prefix trie",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default lab-out/<drill>-<time>")
     parser.add_argument(
         "--lease-duration",
@@ -56,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=_positive, default=3.0, help="seconds after convergence")
     parser.add_argument("--timeout", type=_positive, default=30.0, help="convergence timeout")
     args = parser.parse_args(argv)
+    active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
+    if active_active != (args.drill in SHARDED_DRILLS):
+        parser.error(
+            f"--drill {args.drill} needs --mode "
+            f"{'active-active' if args.drill in SHARDED_DRILLS else 'active-standby'}"
+        )
+    plan = None
+    if active_active:
+        try:
+            plan = active_active_plan(shards=args.shards, gateways=args.gateways)
+        except ValueError as exc:
+            parser.error(str(exc))
     if os.geteuid() != 0:
         print("the lab creates network namespaces: run it as root", file=sys.stderr)
         return 2
@@ -69,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         lease_duration_s=args.lease_duration,
         propagation_delay_s=args.propagation_delay,
         rate=args.rate,
+        vtep_match=args.vtep_match,
     )
     settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout)
     try:
-        report = run_drill(options, settings)
+        if plan is not None:
+            report = run_sharded_drill(options, settings, plan)
+        else:
+            report = run_drill(options, settings)
     except KeyboardInterrupt:
         print("interrupted: lab processes stopped and namespaces removed", file=sys.stderr)
         return 130
@@ -80,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(json.dumps({"drill": args.drill, "error": str(exc)}))
         return 1
-    print(json.dumps(last_line(report)))
+    print(json.dumps(sharded_last_line(report) if active_active else last_line(report)))
     return 0
 
 

@@ -2,9 +2,20 @@
 
 It registers the node as a CiliumNode (hybrid label, InternalIP, pod CIDR), then watches the
 `CiliumVTEPConfig` named `hybrid-gateway` through the official Kubernetes client and, for every
-endpoint, points the node's pod traffic for that CIDR at the tunnel endpoint: FDB entry
-(MAC -> tunnel endpoint), permanent neighbour (endpoint IP -> MAC), then the route in the pod
-table, in that order; entries of a replaced endpoint are removed afterwards.
+endpoint, points the node's pod traffic for that endpoint's destinations at the tunnel
+endpoint: FDB entry (MAC -> tunnel endpoint), permanent neighbour (endpoint IP -> MAC), then the
+route in the pod table, in that order; entries of a replaced endpoint are removed afterwards.
+
+Which destinations an endpoint takes follows Cilium's lookup (`--vtep-match`):
+
+- `hash` (default): Cilium's `cilium_vtep_map` is a BPF hash keyed by `daddr & vtep_mask`, ONE
+  mask for every endpoint; each endpoint's key is its CIDR's network address under that mask,
+  the CIDR's own prefix length is ignored, and two endpoints with the same key overwrite each
+  other (cilium/cilium bpf/lib/vtep.h and pkg/maps/vtep/vtep.go `newKey`; the CiliumVTEPConfig
+  shape EKS uses has `spec.cidrMask`, CRD default `255.255.255.0`). So an endpoint steers
+  `<network & mask>/<mask length>`, the mask being `spec.cidrMask` (the default when unset).
+- `lpm`: the later LPM-trie shape of that CRD: each endpoint steers its own CIDR, the longest
+  matching one wins.
 
 Run inside the hybrid node's namespace:
 `python -m hybrid_gateway_testkit.lab.agent --kubeconfig K --node-name hn1 --node-ip ... ...`.
@@ -13,6 +24,7 @@ Run inside the hybrid node's namespace:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import subprocess
 import threading
@@ -38,6 +50,35 @@ class VtepEndpoint:
     cidr: str
     tunnel_endpoint: str
     mac: str
+
+
+DEFAULT_CIDR_MASK = "255.255.255.0"
+"""`spec.cidrMask` when the object leaves it unset (the CiliumVTEPConfig CRD's default)."""
+VTEP_MATCHES = ("hash", "lpm")
+
+
+def cidr_mask_of(obj: dict[str, Any] | None) -> str:
+    """Pure: the object's `spec.cidrMask`, or the CRD default."""
+    mask = ((obj or {}).get("spec") or {}).get("cidrMask")
+    return str(mask) if mask else DEFAULT_CIDR_MASK
+
+
+def steered_prefixes(
+    endpoints: list[VtepEndpoint], mask: str = DEFAULT_CIDR_MASK, match: str = "hash"
+) -> dict[str, VtepEndpoint]:
+    """Pure: destination prefix -> endpoint, as the node's Cilium would match (see the module
+    docstring). With `hash`, endpoints whose keys collide: the last one written wins."""
+    if match not in VTEP_MATCHES:
+        raise ValueError(f"vtep match {match!r}: one of {', '.join(VTEP_MATCHES)}")
+    out: dict[str, VtepEndpoint] = {}
+    for ep in endpoints:
+        cidr = ipaddress.IPv4Network(ep.cidr, strict=False)
+        if match == "hash":
+            length = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
+            cidr = ipaddress.IPv4Network(f"{cidr.network_address}/{length}", strict=False)
+        out.pop(str(cidr), None)  # re-insert: the latest write is the one kept
+        out[str(cidr)] = ep
+    return out
 
 
 def endpoints_of(obj: dict[str, Any] | None) -> list[VtepEndpoint]:
@@ -77,84 +118,49 @@ def _run(argv: list[str], stdin: str | None = None) -> None:
 class VtepProgrammer:
     """Kernel state of the node's VTEP device for the current endpoints."""
 
-    def __init__(self, device: str, table: int, vpc_cidr: str, events: EventLog) -> None:
+    def __init__(
+        self, device: str, table: int, vpc_cidr: str, events: EventLog, match: str = "hash"
+    ) -> None:
         self.device, self.table, self.vpc_cidr, self.events = device, table, vpc_cidr, events
+        self.match = match
         self.current: list[VtepEndpoint] = []
+        self.mask = DEFAULT_CIDR_MASK
+        self.routes: dict[str, VtepEndpoint] = {}
 
-    def apply(self, endpoints: list[VtepEndpoint]) -> None:
-        if endpoints == self.current:
+    def apply(self, endpoints: list[VtepEndpoint], mask: str = DEFAULT_CIDR_MASK) -> None:
+        if endpoints == self.current and mask == self.mask:
             return
-        for ep in endpoints:  # FDB, then neighbour, then route (SPEC §3 order)
-            _run(
-                [
-                    "bridge",
-                    "fdb",
-                    "replace",
-                    ep.mac,
-                    "dev",
-                    self.device,
-                    "dst",
-                    ep.tunnel_endpoint,
-                    "self",
-                    "permanent",
-                ]
-            )
-            _run(
-                [
-                    "ip",
-                    "neigh",
-                    "replace",
-                    ep.tunnel_endpoint,
-                    "lladdr",
-                    ep.mac,
-                    "dev",
-                    self.device,
-                    "nud",
-                    "permanent",
-                ]
-            )
-            _run(
-                [
-                    "ip",
-                    "route",
-                    "replace",
-                    ep.cidr,
-                    "via",
-                    ep.tunnel_endpoint,
-                    "dev",
-                    self.device,
-                    "onlink",
-                    "table",
-                    str(self.table),
-                ]
-            )
-        kept_cidrs = {ep.cidr for ep in endpoints}
+        routes = steered_prefixes(endpoints, mask, self.match)
+        for ep in endpoints:  # FDB, then neighbour (SPEC §3 order)
+            _run(["bridge", "fdb", "replace", ep.mac, "dev", self.device,
+                  "dst", ep.tunnel_endpoint, "self", "permanent"])  # fmt: skip
+            _run(["ip", "neigh", "replace", ep.tunnel_endpoint, "lladdr", ep.mac,
+                  "dev", self.device, "nud", "permanent"])  # fmt: skip
+        for prefix, ep in routes.items():  # then the routes
+            _run(["ip", "route", "replace", prefix, "via", ep.tunnel_endpoint,
+                  "dev", self.device, "onlink", "table", str(self.table)])  # fmt: skip
+        for prefix in set(self.routes) - set(routes):
+            # The VPC CIDR itself goes back to the blackhole it started as; a narrower prefix
+            # goes away (a blackhole there would shadow a wider prefix that now steers it).
+            verb = ["replace", "blackhole"] if prefix == self.vpc_cidr else ["del"]
+            subprocess.run(["ip", "route", *verb, prefix, "table", str(self.table)],
+                           capture_output=True, check=False)  # fmt: skip
         for old in self.current:
-            if old.cidr not in kept_cidrs:
-                subprocess.run(
-                    ["ip", "route", "replace", "blackhole", old.cidr, "table", str(self.table)],
-                    capture_output=True,
-                    check=False,
-                )
             if not any(ep.tunnel_endpoint == old.tunnel_endpoint for ep in endpoints):
-                subprocess.run(
-                    ["ip", "neigh", "del", old.tunnel_endpoint, "dev", self.device],
-                    capture_output=True,
-                    check=False,
-                )
+                subprocess.run(["ip", "neigh", "del", old.tunnel_endpoint, "dev", self.device],
+                               capture_output=True, check=False)  # fmt: skip
             if not any(ep.mac == old.mac for ep in endpoints):
-                subprocess.run(
-                    ["bridge", "fdb", "del", old.mac, "dev", self.device, "self"],
-                    capture_output=True,
-                    check=False,
-                )
-        self.current = endpoints
+                subprocess.run(["bridge", "fdb", "del", old.mac, "dev", self.device, "self"],
+                               capture_output=True, check=False)  # fmt: skip
+        self.current, self.mask, self.routes = endpoints, mask, routes
         self.events.write(
             "vtep-switch",
             endpoints=[
                 {"cidr": e.cidr, "tunnelEndpoint": e.tunnel_endpoint, "mac": e.mac}
                 for e in endpoints
             ],
+            mask=mask,
+            routes={prefix: ep.tunnel_endpoint for prefix, ep in routes.items()},
         )
 
 
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=int, required=True)
     parser.add_argument("--device", required=True)
     parser.add_argument("--events", type=Path, required=True)
+    parser.add_argument("--vtep-match", choices=VTEP_MATCHES, default="hash")
     parser.add_argument("--max-runtime-s", type=float, default=3600.0)
     args = parser.parse_args(argv)
 
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             events.write("agent-error", error=f"{type(exc).__name__}: {exc}")
             stop.wait(0.5)
 
-    programmer = VtepProgrammer(args.device, args.table, args.vpc_cidr, events)
+    programmer = VtepProgrammer(args.device, args.table, args.vpc_cidr, events, args.vtep_match)
     while not stop.is_set() and time.monotonic() < deadline:
         try:
             listing = api.list_cluster_custom_object(
@@ -214,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 (o for o in listing.get("items", []) if o["metadata"]["name"] == VTEP_CONFIG_NAME),
                 None,
             )
-            programmer.apply(endpoints_of(mine))
+            programmer.apply(endpoints_of(mine), cidr_mask_of(mine))
             rv = listing["metadata"]["resourceVersion"]
             w = watch.Watch()
             for event in w.stream(
@@ -233,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 if event["type"] == "DELETED":
                     programmer.apply([])
                 else:
-                    programmer.apply(endpoints_of(obj))
+                    programmer.apply(endpoints_of(obj), cidr_mask_of(obj))
             w.stop()
         except Exception as exc:  # relist after any failure
             events.write("agent-error", error=f"{type(exc).__name__}: {exc}")

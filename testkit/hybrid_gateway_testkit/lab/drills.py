@@ -12,12 +12,19 @@
   changes, and it leaves.
   The new leader converges to the final node set with no stale entries.
 - hybrid-side-down: one hybrid node's link down for a while; the other nodes are unaffected.
+
+Active-active mode (`--mode active-active`) has its own drill:
+
+- kill-owner: node failure (as kill-leader) of the gateway owning the most shards (the lowest
+  shard breaks a tie). The survivors keep their shards; the failed replica's shards move to
+  them once their Leases expire.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,3 +185,30 @@ DRILLS: dict[str, DrillFn] = {
     "node-churn": node_churn,
     "hybrid-side-down": hybrid_side_down,
 }
+
+
+ShardedDrillFn = Callable[[Lab, dict[int, str], float], DrillOutcome]
+
+
+def pick_victim(owners: dict[int, str]) -> str:
+    """Pure: the owner of the most shards; on a tie, the one owning the lowest shard."""
+    first = {}
+    for shard in sorted(owners, reverse=True):
+        first[owners[shard]] = shard
+    load = Counter(owners.values())
+    return min(load, key=lambda host: (-load[host], first[host]))
+
+
+def kill_owner(lab: Lab, owners: dict[int, str], timeout_s: float) -> DrillOutcome:
+    """Node failure of the gateway owning the most shards; waits until every shard is settled
+    on a survivor."""
+    victim = pick_victim(owners)
+    t = _node_failure(lab, victim)
+    out = DrillOutcome(t, True, [(t, f"{victim} node failure")])
+    survivors = [g.name for g in lab.plan.gateways if g.name != victim]
+    converged, after = lab.wait_shards_settled(survivors, timeout_s, spread=False)
+    out.notes.update(victim=victim, converged_t=converged, owners_after=after)
+    return out
+
+
+SHARDED_DRILLS: dict[str, ShardedDrillFn] = {"kill-owner": kill_owner}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,11 @@ def read_events(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 continue  # a line cut short by SIGKILL
     return out
+
+
+def first_after(
+    events: Iterable[Mapping[str, Any]], t: float, pred: Callable[[Mapping[str, Any]], bool]
+) -> float | None:
+    """Seconds from `t` to the first event at or after it that satisfies `pred` (None: none)."""
+    times = [float(e["t"]) for e in events if float(e["t"]) >= t and pred(e)]
+    return min(times) - t if times else None

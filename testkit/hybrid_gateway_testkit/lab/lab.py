@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -25,16 +25,21 @@ from hybrid_gateway_contract import (
     DEFAULT_LEASE_NAME,
     DEFAULT_NAMESPACE,
     HEALTH_PORT,
+    METRICS_PATH,
+    METRICS_PORT,
     READYZ_PATH,
     VTEP_CONFIG_NAME,
     VTEP_CONFIGS_PLURAL,
     Env,
 )
+from hybrid_gateway_contract.sharding import GatewayMode, shard_lease_name
+from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
-from hybrid_gateway_testkit.lab.agent import endpoints_of
+from hybrid_gateway_testkit.lab.agent import cidr_mask_of, endpoints_of
 from hybrid_gateway_testkit.lab.events import EventLog, read_events
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.procs import LabProcess, ProcessSet
+from hybrid_gateway_testkit.lab.shards import held_shards, spread_ok
 from hybrid_gateway_testkit.lab.topology import (
     VTEP_DEVICE,
     HybridNodePlan,
@@ -67,6 +72,7 @@ class LabOptions:
     rate: float = 100.0
     tcp_interval_s: float = 0.1
     start_timeout_s: float = 60.0
+    vtep_match: str = "hash"  # how the hybrid nodes match VTEP endpoints (see `agent`)
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
     def lease_env(self) -> dict[str, str]:
@@ -82,12 +88,18 @@ class LabOptions:
 
 @dataclass(frozen=True)
 class Observed:
-    """What the monitor last saw: lease holder, EC2 route targets, VTEP config endpoint."""
+    """What the monitor last saw: lease holder, EC2 route targets, VTEP config endpoint; in
+    active-active mode also every shard Lease's holder and, per CIDR, the gateway host each EC2
+    route and each VTEP endpoint names."""
 
     t: float
     holder: str | None
     route_hosts: tuple[str | None, ...]
     vtep_endpoint: str | None
+    shard_holders: tuple[str | None, ...] = ()
+    routes: tuple[tuple[str, str | None], ...] = ()  # (destination CIDR, gateway host)
+    vteps: tuple[tuple[str, str | None], ...] = ()  # (endpoint CIDR, gateway host)
+    cidr_mask: str | None = None
 
 
 def _wait(what: str, predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> None:
@@ -138,6 +150,10 @@ class Lab:
         self._stack.callback(self.procs.stop_all)
         try:
             self.world = build_world(netns_world, self.plan)
+            if self.plan.active_active:
+                shard_plan = self.plan.shard_plan()
+                for ns in self.world.gateways.values():
+                    counters.install(ns, shard_plan, self.plan.pod_cidrs, UDP_PORT)
         except BaseException:  # __exit__ does not run when __enter__ fails: clean up here
             self.close()
             raise
@@ -321,6 +337,8 @@ class Lab:
                 VTEP_DEVICE,
                 "--events",
                 str(self.run_dir / f"agent-{node.name}.jsonl"),
+                "--vtep-match",
+                self.options.vtep_match,
             ],
         )
         self.agents[node.name] = proc
@@ -370,6 +388,9 @@ class Lab:
             "KUBECONFIG": str(self.api.kubeconfig(host)),
             **self.options.lease_env(),
         }
+        if self.plan.active_active:
+            env[Env.MODE] = GatewayMode.ACTIVE_ACTIVE.value
+            env[Env.SHARDS] = str(self.plan.shards)
         return env
 
     def start_daemon(self, host: str) -> LabProcess:
@@ -434,30 +455,63 @@ class Lab:
                     holder = None
                 except Exception:
                     holder = None
+                route_map: tuple[tuple[str, str | None], ...] = ()
                 try:
                     targets = lab_ec2.pod_cidr_targets(ec2, ec2_lab.route_table_id)
-                    routes = tuple(ec2_lab.host_of_eni(t) for _, t in sorted(targets.items()))
+                    route_map = tuple(
+                        (cidr, ec2_lab.host_of_eni(t)) for cidr, t in sorted(targets.items())
+                    )
+                    routes = tuple(host for _, host in route_map)
                 except Exception:
                     routes = ()
+                vteps: tuple[tuple[str, str | None], ...] = ()
+                mask: str | None = None
                 try:
                     obj = custom.get_cluster_custom_object(
                         CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, VTEP_CONFIG_NAME
                     )
                     eps = endpoints_of(obj)
                     vtep = eps[0].tunnel_endpoint if eps else None
+                    vteps = tuple((e.cidr, self.host_of_ip(e.tunnel_endpoint)) for e in eps)
+                    mask = cidr_mask_of(obj) if eps else None
                 except Exception:
                     vtep = None
+                shard_holders = tuple(
+                    self._shard_holder(coord, i) for i in range(self.plan.shards)
+                ) if self.plan.active_active else ()  # fmt: skip
                 now = time.monotonic()
-                self.observed = Observed(now, holder, routes, vtep)
-                state = (holder, routes, vtep)
+                self.observed = Observed(
+                    now, holder, routes, vtep, shard_holders, route_map, vteps, mask
+                )
+                state = (holder, routes, vtep, shard_holders, route_map, vteps)
                 if state != last:
-                    log.write("observed", holder=holder, route_hosts=list(routes), vtep=vtep)
+                    extra: dict[str, Any] = {}
+                    if self.plan.active_active:
+                        extra = {
+                            "shard_holders": list(shard_holders),
+                            "routes": dict(route_map),
+                            "vteps": dict(vteps),
+                            "cidr_mask": mask,
+                        }
+                    log.write(
+                        "observed", holder=holder, route_hosts=list(routes), vtep=vtep, **extra
+                    )
                     last = state
                 self._monitor_stop.wait(period_s)
             api.close()
 
         self._monitor = ex.submit(loop)
         _wait("the first observation", lambda: self.observed is not None, 30)
+
+    @staticmethod
+    def _shard_holder(coord: Any, index: int) -> str | None:
+        try:
+            lease = coord.read_namespaced_lease(
+                shard_lease_name(DEFAULT_LEASE_NAME, index), DEFAULT_NAMESPACE
+            )
+            return lease.spec.holder_identity or None
+        except Exception:  # absent, or the API server busy: no holder seen this round
+            return None
 
     def host_of_ip(self, ip: str | None) -> str | None:
         return next((g.name for g in self.plan.gateways if g.ip == ip), None)
@@ -493,6 +547,90 @@ class Lab:
     def leader(self) -> str | None:
         return self.observed.holder if self.observed else None
 
+    # ---- active-active: shard owners, counters, metrics ------------------------------------
+    def gateway_ip(self, host: str) -> str:
+        return next(g.ip for g in self.plan.gateways if g.name == host)
+
+    def agent_endpoints(self, node: str) -> dict[str, str]:
+        """Endpoint CIDR -> tunnel endpoint the node last programmed."""
+        current: dict[str, str] = {}
+        for ev in read_events(self.run_dir / f"agent-{node}.jsonl"):
+            if ev["kind"] == "vtep-switch":
+                current = {ep["cidr"]: ep["tunnelEndpoint"] for ep in ev["endpoints"]}
+        return current
+
+    def shard_owners(self, alive: Collection[str]) -> dict[int, str] | None:
+        """Every shard's owner when each shard is settled on a live gateway: its Lease holder
+        is live, the EC2 routes of its pod prefixes and the VPC router name that host, the
+        VTEP config's endpoints of the shard name it and every hybrid node programmed them;
+        and nothing else is routed or published. None while anything is still moving."""
+        obs, plan = self.observed, self.plan.shard_plan()
+        if obs is None or len(obs.shard_holders) != plan.count:
+            return None
+        routes, vteps, routed = dict(obs.routes), dict(obs.vteps), self.router_state()
+        prefixes = {p for shard in plan.shards for p in shard.pod_prefixes}
+        cidrs = {c for shard in plan.shards for _, c in shard.vtep_endpoints}
+        if set(routes) != prefixes or set(vteps) != cidrs:
+            return None
+        if {c for c, via in routed.items() if via is not None} != prefixes:
+            return None
+        nodes = [self.agent_endpoints(n) for n in self.agents]
+        owners: dict[int, str] = {}
+        for shard in plan.shards:
+            host = obs.shard_holders[shard.index]
+            if host is None or host not in alive:
+                return None
+            ip = self.gateway_ip(host)
+            if any(routes[p] != host or routed.get(p) != ip for p in shard.pod_prefixes):
+                return None
+            for _, cidr in shard.vtep_endpoints:
+                if vteps[cidr] != host or any(eps.get(cidr) != ip for eps in nodes):
+                    return None
+            owners[shard.index] = host
+        return owners
+
+    def wait_shards_settled(
+        self, alive: Collection[str], timeout_s: float, *, spread: bool
+    ) -> tuple[float, dict[int, str]]:
+        """Wait until every shard is settled on a live gateway (`shard_owners`), and with
+        `spread` also evenly over all of `alive`; returns (when, owners)."""
+        deadline = time.monotonic() + timeout_s
+        next_print = time.monotonic()
+        while time.monotonic() < deadline:
+            owners = self.shard_owners(alive)
+            if owners is not None and (not spread or spread_ok(owners, alive)):
+                return time.monotonic(), owners
+            if time.monotonic() >= next_print:
+                obs = self.observed
+                self.options.log(
+                    f"  ... waiting for the shards to settle on {sorted(alive)}: "
+                    f"holders={list(obs.shard_holders) if obs else []} "
+                    f"ec2-routes={dict(obs.routes) if obs else {}} "
+                    f"vtep={dict(obs.vteps) if obs else {}}"
+                )
+                next_print = time.monotonic() + 1.0
+            time.sleep(0.05)
+        raise LabError(
+            f"shards not settled on {sorted(alive)} within {timeout_s:g}s "
+            f"(observed {self.observed})"
+        )
+
+    def read_counters(self) -> dict[str, dict[counters.CounterKey, int]]:
+        """Every gateway host's per-shard probe counters (a killed host's too)."""
+        return {host: counters.read(ns) for host, ns in self.w.gateways.items()}
+
+    def metrics_shards_held(self, host: str) -> list[int] | None:
+        """The shards the daemon on `host` reports on /metrics (None: not answering)."""
+        url = f"http://{self.gateway_ip(host)}:{METRICS_PORT}{METRICS_PATH}"
+        ex = NetnsExecutor(self.w.gateways[host].name)
+        try:
+            body = ex.call(lambda: urllib.request.urlopen(url, timeout=2).read().decode())
+            return held_shards(body)
+        except OSError:
+            return None
+        finally:
+            ex.close()
+
     def wait_converged(self, host: str, timeout_s: float, progress: bool = True) -> float:
         """Wait until everything points at `host`; returns when it did (monotonic)."""
         deadline = time.monotonic() + timeout_s
@@ -527,6 +665,8 @@ class Lab:
     def start_probes(self) -> None:
         """UDP both ways between the cloud pod and every hybrid pod, plus webhook-like TCP calls.
 
+        In active-active mode hybrid pod i talks to cloud address i (its shard's pair), from
+        the one cloud probe process sending from each pair's own address.
         Every probe binds first; sending starts for all at once (a go file) so start-up is
         never counted as loss."""
         w, plan = self.w, self.plan
@@ -534,21 +674,33 @@ class Lab:
         barrier = self.run_dir / "barrier"
         for stale in barrier.glob("*"):
             stale.unlink()
+        pair = {node.name: target for _, node, target in plan.shard_pairs()}
+
+        def via(name: str) -> str:  # the cloud address paired with this node ("" = the pod's)
+            return f"@{pair[name]}" if name in pair else ""
+
         for name, node in w.node_plans.items():
+            cloud = pair.get(name, plan.cloud_pod_ip)
             self._probe(f"probe-{name}", w.pods[name], [
                 "udp", "--bind", node.pod_ip, "--port", port, "--rate", rate,
-                "--peer", f"{plan.cloud_pod_ip}:{UDP_PORT}",
+                "--peer", f"{cloud}:{UDP_PORT}",
                 "--log", str(self.run_dir / f"probe-{name}.csv"),
             ], listens=True)  # fmt: skip
             self._probe(f"webhook-{name}", w.pods[name], [
                 "tcp-server", "--bind", node.pod_ip, "--port", str(TCP_PORT),
             ], listens=True)  # fmt: skip
-        peers = [a for n in w.node_plans.values() for a in ("--peer", f"{n.pod_ip}:{UDP_PORT}")]
+        peers = [
+            a for name, n in w.node_plans.items()
+            for a in ("--peer", f"{n.pod_ip}:{UDP_PORT}{via(name)}")
+        ]  # fmt: skip
         self._probe("probe-cloud", w.cloud, [
             "udp", "--bind", plan.cloud_pod_ip, "--port", port, "--rate", rate, *peers,
             "--log", str(self.run_dir / "probe-cloud.csv"),
         ], listens=True)  # fmt: skip
-        targets = [a for n in w.node_plans.values() for a in ("--target", f"{n.pod_ip}:{TCP_PORT}")]
+        targets = [
+            a for name, n in w.node_plans.items()
+            for a in ("--target", f"{n.pod_ip}:{TCP_PORT}{via(name)}")
+        ]  # fmt: skip
         self._probe("probe-tcp", w.cloud, [
             "tcp-client", "--bind", plan.cloud_pod_ip, "--interval-s",
             str(self.options.tcp_interval_s), *targets,
@@ -583,7 +735,8 @@ class Lab:
 
 @contextmanager
 def running_lab(options: LabOptions, plan: LabPlan | None = None) -> Iterator[Lab]:
-    """A lab with everything up: control, router, agents, gw-a leader, gw-b ready standby."""
+    """A lab with everything up: control, router, agents, gw-a leader, gw-b ready standby; in
+    active-active mode every gateway ready and the shards spread evenly over them."""
     with Lab(options, plan) as lab:
         lab.start_ec2()
         lab.start_apiserver()
@@ -591,6 +744,15 @@ def running_lab(options: LabOptions, plan: LabPlan | None = None) -> Iterator[La
         for node in lab.plan.nodes:
             lab.start_agent(node)
         lab.start_monitor()
+        if lab.plan.active_active:
+            hosts = [g.name for g in lab.plan.gateways]
+            for host in hosts:  # one after another: each joins while the others own shards
+                lab.start_daemon(host)
+                lab.wait_daemon_ready(host)
+            _, owners = lab.wait_shards_settled(hosts, lab.options.start_timeout_s, spread=True)
+            lab.options.log(f"lab up (active-active): shard owners {owners}")
+            yield lab
+            return
         first, second = (g.name for g in lab.plan.gateways)
         lab.start_daemon(first)
         lab.wait_converged(first, lab.options.start_timeout_s)

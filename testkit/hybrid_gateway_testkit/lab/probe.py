@@ -15,6 +15,7 @@ period (so packets in flight are counted), then flushes the log and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import select
 import signal
 import socket
@@ -59,11 +60,14 @@ def _stop_event() -> threading.Event:
     return stop
 
 
+Peer = tuple[str, int, str | None]  # host, port, source address (None: the probe's --bind)
+
+
 def run_udp(
     *,
     bind: str,
     port: int,
-    peers: list[tuple[str, int]],
+    peers: list[Peer],
     rate: float,
     log: Path,
     max_runtime_s: float,
@@ -71,11 +75,18 @@ def run_udp(
     ready: Path | None = None,
     go: Path | None = None,
 ) -> None:
-    """Send seq 0,1,2,... to every peer at `rate` per second each; log every send and receipt."""
+    """Send seq 0,1,2,... to every peer at `rate` per second each; log every send and receipt.
+
+    A peer may name its own source address: the probe then also listens there (same port), so
+    one process can stand for several cloud addresses, each paired with its own peer."""
     stop = _stop_event()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((bind, port))
-    sock.setblocking(False)
+    sockets: dict[str, socket.socket] = {}
+    for source in [bind, *(src for _, _, src in peers if src)]:
+        if source not in sockets:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((source, port))
+            sock.setblocking(False)
+            sockets[source] = sock
     start_barrier(ready, go, stop)
     interval = 1.0 / rate
     lines: list[str] = []
@@ -91,31 +102,31 @@ def run_udp(
             break
         next_send = start + seq * interval
         if send_until is None and now >= next_send:
-            for host, peer_port in peers:
+            for host, peer_port, src in peers:
+                source = src or bind
                 t = time.monotonic()
-                try:
-                    sock.sendto(encode(seq, t), (host, peer_port))
-                    lines.append(f"tx,{bind},{host},{seq},{t:.6f}")
-                except OSError:  # no route / unreachable during a failover: still a sent probe
-                    lines.append(f"tx,{bind},{host},{seq},{t:.6f}")
+                # No route / unreachable during a failover: still a sent probe.
+                with contextlib.suppress(OSError):
+                    sockets[source].sendto(encode(seq, t), (host, peer_port))
+                lines.append(f"tx,{source},{host},{seq},{t:.6f}")
             seq += 1
             continue
         wait = max(0.0, (next_send if send_until is None else now + 0.05) - now)
-        readable, _, _ = select.select([sock], [], [], min(wait, 0.05))
-        if not readable:
-            continue
-        while True:
-            try:
-                data, (src, _) = sock.recvfrom(2048)
-            except (BlockingIOError, ConnectionRefusedError):
-                break
-            except OSError:
-                break
-            t_recv = time.monotonic()
-            decoded = decode(data)
-            if decoded is not None:
-                rseq, t_send = decoded
-                lines.append(f"rx,{src},{bind},{rseq},{t_send:.6f},{t_recv:.6f}")
+        readable, _, _ = select.select(list(sockets.values()), [], [], min(wait, 0.05))
+        for sock in readable:
+            local = sock.getsockname()[0]
+            while True:
+                try:
+                    data, (src, _) = sock.recvfrom(2048)
+                except OSError:  # drained (BlockingIOError) or an ICMP error queued on it
+                    break
+                t_recv = time.monotonic()
+                decoded = decode(data)
+                if decoded is not None:
+                    rseq, t_send = decoded
+                    lines.append(f"rx,{src},{local},{rseq},{t_send:.6f},{t_recv:.6f}")
+    for sock in sockets.values():
+        sock.close()
     log.write_text("\n".join(lines) + "\n")
 
 
@@ -145,7 +156,7 @@ def run_tcp_server(bind: str, port: int, max_runtime_s: float, ready: Path | Non
 def run_tcp_client(
     *,
     bind: str,
-    targets: list[tuple[str, int]],
+    targets: list[Peer],
     interval_s: float,
     timeout_s: float,
     log: Path,
@@ -159,7 +170,8 @@ def run_tcp_client(
     deadline = time.monotonic() + max_runtime_s
     start_barrier(None, go, stop)
 
-    def loop(host: str, port: int) -> None:
+    def loop(host: str, port: int, src: str | None) -> None:
+        source = src or bind
         seq = 0
         start = time.monotonic()
         while not stop.is_set() and time.monotonic() < deadline:
@@ -167,7 +179,7 @@ def run_tcp_client(
             ok = False
             try:
                 with socket.create_connection(
-                    (host, port), timeout=timeout_s, source_address=(bind, 0)
+                    (host, port), timeout=timeout_s, source_address=(source, 0)
                 ) as conn:
                     conn.settimeout(timeout_s)
                     conn.sendall(f"call {seq}\n".encode())
@@ -176,7 +188,7 @@ def run_tcp_client(
                 ok = False
             t1 = time.monotonic()
             with lock:
-                lines.append(f"tcp,{bind},{host},{seq},{t0:.6f},{t1:.6f},{int(ok)}")
+                lines.append(f"tcp,{source},{host},{seq},{t0:.6f},{t1:.6f},{int(ok)}")
             seq += 1
             next_at = start + seq * interval_s
             stop.wait(max(0.0, next_at - time.monotonic()))
@@ -189,9 +201,11 @@ def run_tcp_client(
     log.write_text("\n".join(lines) + "\n")
 
 
-def _endpoint(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host, int(port)
+def _endpoint(text: str) -> Peer:
+    """`HOST:PORT`, or `HOST:PORT@SOURCE` to send from SOURCE instead of --bind."""
+    address, _, source = text.partition("@")
+    host, _, port = address.rpartition(":")
+    return host, int(port), source or None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from hybrid_gateway_testkit.lab.analysis import ProbeLog, parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.drills import DRILLS, DrillOutcome
-from hybrid_gateway_testkit.lab.events import read_events
+from hybrid_gateway_testkit.lab.events import first_after, read_events
 from hybrid_gateway_testkit.lab.lab import Lab, LabError, LabOptions, running_lab, write_json
 from hybrid_gateway_testkit.lab.report import summary_table, timeline_png
 
@@ -22,14 +22,19 @@ class DrillSettings:
     converge_timeout_s: float = 30.0
 
 
-def _sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
+def sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
     end = time.monotonic() + seconds
     while True:
         left = end - time.monotonic()
         if left <= 0:
             return
         obs = lab.observed
-        lab.options.log(f"  [{label}] {left:4.1f} s left, leader={obs.holder if obs else None}")
+        who = (
+            f"shard holders={list(obs.shard_holders)}"
+            if obs and obs.shard_holders
+            else f"leader={obs.holder if obs else None}"
+        )
+        lab.options.log(f"  [{label}] {left:4.1f} s left, {who}")
         time.sleep(min(1.0, left))
 
 
@@ -79,11 +84,6 @@ def leader_writes(
     }
 
 
-def _first_after(events: list[dict[str, Any]], t: float, pred: Any) -> float | None:
-    times = [e["t"] for e in events if e["t"] >= t and pred(e)]
-    return min(times) - t if times else None
-
-
 def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
     if settings.drill not in DRILLS:
         raise LabError(f"unknown drill {settings.drill!r}; choose one of {', '.join(DRILLS)}")
@@ -98,13 +98,13 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         t_start = time.monotonic()
         lab.start_probes()
         options.log(f"probes running ({options.rate:g} pkt/s each way per hybrid pod)")
-        _sleep_with_progress(lab, settings.baseline_s, "baseline")
+        sleep_with_progress(lab, settings.baseline_s, "baseline")
         options.log(f"drill {settings.drill}: leader {leader}, standby {standby}")
         outcome: DrillOutcome = DRILLS[settings.drill](
             lab, leader, standby, settings.converge_timeout_s
         )
         t_after = time.monotonic()
-        _sleep_with_progress(lab, settings.after_s, "after")
+        sleep_with_progress(lab, settings.after_s, "after")
         t_stop = time.monotonic()
         leader_after = lab.leader()
         lines = lab.stop_probes()
@@ -127,10 +127,10 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
     new = standby if outcome.expect_leader_change else leader
     new_ip = next(ip for ip, name in gw_ips.items() if name == new)
     timings = {
-        "lease_acquired": _first_after(
+        "lease_acquired": first_after(
             monitor_events, t_action, lambda e: e.get("holder") == new and new != leader
         ),
-        "ec2_routes_moved": _first_after(
+        "ec2_routes_moved": first_after(
             monitor_events,
             t_action,
             lambda e: (
@@ -139,19 +139,19 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
                 and new != leader
             ),
         ),
-        "vpc_router_switched": _first_after(
+        "vpc_router_switched": first_after(
             router_events,
             t_action,
             lambda e: e["kind"] == "router-switch" and e.get("via") == new_ip and new != leader,
         ),
-        "vtep_config_moved": _first_after(
+        "vtep_config_moved": first_after(
             monitor_events, t_action, lambda e: e.get("vtep") == new_ip and new != leader
         ),
         "hybrid_nodes_switched": None,
     }
     if new != leader:  # the moment the LAST hybrid node followed the new leader
         per_node = [
-            _first_after(
+            first_after(
                 events,
                 t_action,
                 lambda e: (

@@ -1,4 +1,4 @@
-r"""The lab's network: a VPC segment, two gateway hosts, a cloud pod and Cilium-like hybrid nodes.
+r"""The lab's network: a VPC segment, gateway hosts, a cloud pod and Cilium-like hybrid nodes.
 
 ```
    control (EC2 emulator, API server)   gw-a   gw-b   cloud pod           VPC 10.0.0.0/16
@@ -16,6 +16,12 @@ VXLAN device (VNI 2, port 8472) whose MAC is the one the gateway expects (`02:00
 policy rule `from <pod CIDR> lookup <table>` so only pod traffic takes the tunnel route for the
 VPC CIDR (the tunnel endpoints lie inside the VPC CIDR: a plain route would loop the encapsulated
 packets back into the tunnel). Everything is inside namespaces of one `NetnsWorld`.
+
+The active-active world (`active_active_plan`) has 2 or 3 gateway hosts, one hybrid node per
+shard (its pod CIDR inside that shard's pod prefix) and one extra cloud address per shard, in a
+VPC sub-prefix of that shard's VTEP endpoint and outside the sub-prefix's first /24, so a hybrid
+node matching endpoints under a shorter mask than the endpoints' own would miss it. Hybrid pod i
+and cloud address i form the probe pair of shard i: both directions of the pair are shard i's.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
+from hybrid_gateway_contract.sharding import GatewayMode, ShardPlan, plan_shards
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
 from hybrid_gateway_testkit.tunnel_world import peer_mac
 
@@ -57,8 +64,19 @@ class HybridNodePlan:
         return str(ipaddress.IPv4Network(self.pod_cidr).network_address + 1)
 
 
+GATEWAY_HOSTS = (
+    GatewayHostPlan("gw-a", "10.0.0.11"),
+    GatewayHostPlan("gw-b", "10.0.0.12"),
+    GatewayHostPlan("gw-c", "10.0.0.13"),
+)
+MAX_LAB_SHARDS = 8
+"""One hybrid node and one cloud address per shard, and Cilium's 8 VTEP endpoints: 8 at most."""
+CLOUD_TARGET_OFFSET = 13 * 256 + 20
+"""Where a shard's cloud address sits in its VTEP endpoint CIDR: outside the first /24."""
+
+
 def _default_gateways() -> tuple[GatewayHostPlan, ...]:
-    return (GatewayHostPlan("gw-a", "10.0.0.11"), GatewayHostPlan("gw-b", "10.0.0.12"))
+    return GATEWAY_HOSTS[:2]
 
 
 def _default_nodes() -> tuple[HybridNodePlan, ...]:
@@ -82,11 +100,63 @@ class LabPlan:
     pod_cidrs: str = "10.100.0.0/16"
     gateways: tuple[GatewayHostPlan, ...] = field(default_factory=_default_gateways)
     nodes: tuple[HybridNodePlan, ...] = field(default_factory=_default_nodes)
+    mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
+    shards: int = 0  # active-active only
+    cloud_targets: tuple[str, ...] = ()  # active-active: the cloud address of shard i
+
+    @property
+    def active_active(self) -> bool:
+        return self.mode is GatewayMode.ACTIVE_ACTIVE
+
+    def shard_plan(self) -> ShardPlan:
+        """The contract's shard plan for this lab's addresses (what the daemons compute too)."""
+        return plan_shards(
+            [ipaddress.IPv4Network(self.pod_cidrs)],
+            [ipaddress.IPv4Network(self.vpc_cidr)],
+            self.shards,
+        )
+
+    def shard_pairs(self) -> list[tuple[int, HybridNodePlan, str]]:
+        """(shard, hybrid node, cloud address): the probe pair of every shard (none in
+        active-standby mode)."""
+        pairs = zip(self.nodes, self.cloud_targets, strict=False)
+        return [(i, node, target) for i, (node, target) in enumerate(pairs)]
 
     def spare_node(self, index: int) -> HybridNodePlan:
         """A further hybrid node (for churn drills): hn3, hn4, ... in the same ranges."""
         n = len(self.nodes) + index + 1
         return HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", f"10.100.{n}.0/24", 100 + n)
+
+
+def active_active_plan(*, shards: int = 4, gateways: int = 2) -> LabPlan:
+    """The active-active lab: `gateways` hosts, one hybrid node and one cloud address per shard.
+
+    Hybrid node i's pod CIDR is the first /24 of shard i's pod prefix (10.100.0.0/24,
+    10.100.64.0/24, ... with 4 shards of 10.100.0.0/16); cloud address i lies in shard i's
+    first VTEP endpoint CIDR (10.0.13.20, 10.0.77.20, ... with four /18s of 10.0.0.0/16)."""
+    if not 2 <= gateways <= len(GATEWAY_HOSTS):
+        raise ValueError(f"gateways: {gateways}, the lab has 2 to {len(GATEWAY_HOSTS)}")
+    if not 2 <= shards <= MAX_LAB_SHARDS or shards & (shards - 1):
+        raise ValueError(f"shards: {shards}, the lab takes a power of two from 2 to 8")
+    if shards < gateways:
+        raise ValueError(f"shards: {shards} < gateways {gateways}: a gateway would own nothing")
+    base = LabPlan(mode=GatewayMode.ACTIVE_ACTIVE, shards=shards)
+    plan = base.shard_plan()
+    nodes, targets = [], []
+    for shard in plan.shards:
+        prefix = ipaddress.IPv4Network(shard.pod_prefixes[0])
+        n = shard.index + 1
+        pod_cidr = next(prefix.subnets(new_prefix=24))
+        nodes.append(HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", str(pod_cidr), 100 + n))
+        endpoint = ipaddress.IPv4Network(shard.vtep_endpoints[0][1])
+        targets.append(str(endpoint.network_address + CLOUD_TARGET_OFFSET))
+    return LabPlan(
+        gateways=GATEWAY_HOSTS[:gateways],
+        nodes=tuple(nodes),
+        mode=GatewayMode.ACTIVE_ACTIVE,
+        shards=shards,
+        cloud_targets=tuple(targets),
+    )
 
 
 @dataclass
@@ -149,9 +219,13 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
 
     _bridge_port(world, router, "br0", control, f"{plan.control_ip}/{prefix}")
     control.ip("route", "add", "default", "via", plan.router_vpc_ip)
-    _bridge_port(world, router, "br0", cloud, f"{plan.cloud_pod_ip}/{prefix}")
+    cloud_if, _ = _bridge_port(world, router, "br0", cloud, f"{plan.cloud_pod_ip}/{prefix}")
     # Pod-side MTU on the route (not the link: the bridge would shrink to its smallest port).
     cloud.ip("route", "add", "default", "via", plan.router_vpc_ip, "mtu", str(POD_MTU))
+    for target in plan.cloud_targets:  # each in a subnet of its own, routed by the VPC router
+        subnet = ipaddress.IPv4Network(f"{target}/{prefix}", strict=False)
+        router.ip("addr", "add", f"{subnet.network_address + 1}/{prefix}", "dev", "br0")
+        cloud.ip("addr", "add", f"{target}/{prefix}", "dev", cloud_if)
 
     for gw in plan.gateways:
         ns = world.add(gw.name)

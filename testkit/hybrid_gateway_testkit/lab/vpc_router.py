@@ -5,6 +5,12 @@ namespace polls the EC2 emulator (DescribeRouteTables through boto3) and points 
 the gateway host that owns the ENI named there. A route change takes effect `--delay-s` after the
 router first sees it, standing in for the propagation delay of the real VPC. Lab-only component.
 
+Every route of the table becomes a kernel route of its own, so the router picks the longest
+matching prefix, as a VPC route table does ("most specific route that matches the traffic",
+Amazon VPC user guide, "How route priority works"): the shard routes of active-active mode
+(a /18 per shard of a /16) each go to their own gateway. `longest_match` is the same rule over
+the router's applied state, for the lab's own checks.
+
 Run: `ip netns exec <router ns> python -m hybrid_gateway_testkit.lab.vpc_router --endpoint URL
 --route-table rtb-... --device br0 --events PATH`.
 """
@@ -12,10 +18,12 @@ Run: `ip netns exec <router ns> python -m hybrid_gateway_testkit.lab.vpc_router 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +63,17 @@ class DelayedRoutes:
         return [(cidr, hop) for _, cidr, hop in ready]
 
 
+def longest_match(routes: Mapping[str, str | None], address: str) -> str | None:
+    """Pure: the next hop of the most specific route containing `address` (None: no route)."""
+    ip = ipaddress.IPv4Address(address)
+    best: tuple[int, str | None] | None = None
+    for cidr, hop in routes.items():
+        net = ipaddress.IPv4Network(cidr)
+        if hop is not None and ip in net and (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, hop)
+    return best[1] if best else None
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
@@ -70,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-s", type=float, default=0.5)
     parser.add_argument("--max-runtime-s", type=float, default=3600.0)
     args = parser.parse_args(argv)
-
-    import ipaddress
-
     scope = ipaddress.IPv4Network(args.pod_cidrs)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
