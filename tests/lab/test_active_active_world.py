@@ -103,12 +103,12 @@ def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) ->
         ]
         mask = "255.255.192.0"  # the endpoints' own /18, as spec.cidrMask
         for name, node in lab.w.node_plans.items():
-            log = EventLog(tmp_path / f"vtep-{name}.jsonl")
-            prog = VtepProgrammer(VTEP_DEVICE, node.table, plan.vpc_cidr, log)
+            events = EventLog(tmp_path / f"vtep-{name}.jsonl")
+            prog = VtepProgrammer(VTEP_DEVICE, node.table, plan.vpc_cidr, events)
             ex = NetnsExecutor(lab.w.nodes[name].name)
             ex.call(prog.apply, endpoints, mask)
             ex.close()
-            log.close()
+            events.close()
             table = lab.w.nodes[name].ip("route", "show", "table", str(node.table))
             for ep in endpoints:
                 assert f"{ep.cidr} via {ep.tunnel_endpoint} dev {VTEP_DEVICE}" in table
