@@ -129,7 +129,7 @@ def decide(
     target = target_owners(view)
     held = sum(1 for s in range(view.shard_count) if view.holder(s) == me)
     share = fair_share(view.shard_count, len(view.members))
-    claim = set()
+    claim: set[int] = set()
     for shard in range(view.shard_count):
         if view.holder(shard) is not None:
             continue
