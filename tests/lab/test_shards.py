@@ -1,0 +1,236 @@
+"""Pure parts of the active-active lab: the world's addresses, Cilium-like endpoint matching,
+the VPC router's longest prefix, the counters, per-shard loss, time to move, the victim."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from hybrid_gateway_testkit.lab import counters
+from hybrid_gateway_testkit.lab.agent import (
+    VtepEndpoint,
+    cidr_mask_of,
+    steered_prefixes,
+)
+from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
+from hybrid_gateway_testkit.lab.drills import pick_victim
+from hybrid_gateway_testkit.lab.probe import _endpoint
+from hybrid_gateway_testkit.lab.sharded_runner import counters_follow
+from hybrid_gateway_testkit.lab.shards import (
+    CLOUD_TO_HYBRID,
+    HYBRID_TO_CLOUD,
+    flow_shard,
+    held_shards,
+    move_timings,
+    shard_losses,
+    spread_ok,
+)
+from hybrid_gateway_testkit.lab.topology import active_active_plan
+from hybrid_gateway_testkit.lab.vpc_router import longest_match
+
+PLAN = active_active_plan(shards=4, gateways=2)
+SHARDS = PLAN.shard_plan()
+
+
+def test_every_shard_has_a_probed_pod_and_a_cloud_address_of_its_own() -> None:
+    assert [n.pod_cidr for n in PLAN.nodes] == [
+        "10.100.0.0/24", "10.100.64.0/24", "10.100.128.0/24", "10.100.192.0/24",
+    ]  # fmt: skip
+    assert PLAN.cloud_targets == ("10.0.13.20", "10.0.77.20", "10.0.141.20", "10.0.205.20")
+    for i, node, target in PLAN.shard_pairs():
+        assert flow_shard(SHARDS, node.pod_ip) == (i, CLOUD_TO_HYBRID)
+        assert flow_shard(SHARDS, target) == (i, HYBRID_TO_CLOUD)
+        # Outside the endpoint's first /24: a /24 lookup mask would miss it.
+        endpoint = ipaddress.IPv4Network(SHARDS.shards[i].vtep_endpoints[0][1])
+        first24 = next(endpoint.subnets(new_prefix=24))
+        assert ipaddress.IPv4Address(target) not in first24
+    assert flow_shard(SHARDS, "192.168.100.11") is None
+    assert len({n.node_ip for n in PLAN.nodes}) == 4
+    assert [g.name for g in active_active_plan(shards=4, gateways=3).gateways] == [
+        "gw-a", "gw-b", "gw-c",
+    ]  # fmt: skip
+    assert active_active_plan(shards=8).cloud_targets[1] == "10.0.45.20"  # /19 endpoints
+
+
+@pytest.mark.parametrize(
+    ("shards", "gateways", "message"),
+    [(3, 2, "power of two"), (16, 2, "power of two"), (2, 4, "gateways: 4"), (2, 3, "< gateways")],
+)
+def test_plans_the_lab_cannot_build_are_refused(shards: int, gateways: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        active_active_plan(shards=shards, gateways=gateways)
+
+
+EPS = [
+    VtepEndpoint("10.0.0.0/18", "10.0.0.11", "02:aa:00:00:00:0b"),
+    VtepEndpoint("10.0.64.0/18", "10.0.0.12", "02:aa:00:00:00:0c"),
+]
+
+
+def test_hash_lookup_keys_every_endpoint_under_the_one_mask() -> None:
+    # The endpoints' own length as cidrMask: each steers exactly its CIDR.
+    routes = steered_prefixes(EPS, "255.255.192.0", "hash")
+    assert {p: ep.tunnel_endpoint for p, ep in routes.items()} == {
+        "10.0.0.0/18": "10.0.0.11",
+        "10.0.64.0/18": "10.0.0.12",
+    }
+    # The CRD's default /24 mask: only each endpoint's first /24 is steered.
+    assert list(steered_prefixes(EPS, "255.255.255.0", "hash")) == ["10.0.0.0/24", "10.0.64.0/24"]
+    # A mask shorter than the endpoints: both keys collide, the last endpoint written wins.
+    collided = steered_prefixes(EPS, "255.255.0.0", "hash")
+    assert {p: ep.tunnel_endpoint for p, ep in collided.items()} == {"10.0.0.0/16": "10.0.0.12"}
+
+
+def test_lpm_lookup_uses_each_endpoints_own_prefix() -> None:
+    wide = [VtepEndpoint("10.0.0.0/16", "10.0.0.11", "02:aa:00:00:00:0b"), EPS[1]]
+    routes = steered_prefixes(wide, "255.255.255.0", "lpm")
+    assert list(routes) == ["10.0.0.0/16", "10.0.64.0/18"]
+    with pytest.raises(ValueError, match="vtep match 'exact'"):
+        steered_prefixes(EPS, match="exact")
+
+
+def test_cidr_mask_defaults_like_the_crd() -> None:
+    assert cidr_mask_of({"spec": {"cidrMask": "255.255.192.0"}}) == "255.255.192.0"
+    assert cidr_mask_of({"spec": {"endpoints": []}}) == "255.255.255.0"
+    assert cidr_mask_of(None) == "255.255.255.0"
+
+
+def test_router_picks_the_longest_matching_route() -> None:
+    routes = {"10.100.0.0/16": "10.0.0.11", "10.100.64.0/18": "10.0.0.12", "10.100.128.0/18": None}
+    assert longest_match(routes, "10.100.64.5") == "10.0.0.12"
+    assert longest_match(routes, "10.100.0.5") == "10.0.0.11"
+    assert longest_match(routes, "10.100.128.5") == "10.0.0.11"  # a withdrawn route is no route
+    assert longest_match(routes, "10.101.0.1") is None
+
+
+def test_counter_rules_cover_every_shard_both_ways() -> None:
+    script = counters.ruleset(SHARDS, "10.100.0.0/16", 9000)
+    assert "hook forward priority 0; policy accept;" in script
+    assert 'ip daddr 10.100.64.0/18 udp dport 9000 counter comment "to_hybrid/1"' in script
+    assert (
+        "ip saddr 10.100.0.0/16 ip daddr 10.0.192.0/18 udp dport 9000 counter "
+        'comment "to_cloud/3"' in script
+    )
+    assert script.count(" counter ") == 8
+
+
+def _rule(comment: str, packets: int, table: str = counters.TABLE) -> dict[str, object]:
+    return {"rule": {"table": table, "comment": comment,
+                     "expr": [{"match": {}}, {"counter": {"packets": packets, "bytes": 1}}]}}  # fmt: skip
+
+
+def test_counters_parse_sums_rules_of_a_shard_and_ignores_others() -> None:
+    listing = {
+        "nftables": [
+            {"metainfo": {}},
+            _rule("to_hybrid/0", 5),
+            _rule("to_hybrid/0", 2),  # a second pod CIDR of the same shard
+            _rule("to_cloud/1", 7),
+            _rule("to_cloud/x", 9),
+            _rule("something else", 9),
+            _rule("to_hybrid/0", 100, table="other"),
+        ]
+    }
+    assert counters.parse(listing) == {("to_hybrid", 0): 7, ("to_cloud", 1): 7}
+
+
+def test_carried_and_following_the_owners() -> None:
+    before = {"gw-a": {("to_hybrid", 0): 10}, "gw-b": {}}
+    after = {
+        "gw-a": {("to_hybrid", 0): 60, ("to_cloud", 0): 50},
+        "gw-b": {("to_hybrid", 1): 40, ("to_cloud", 1): 40},
+    }
+    carried = counters.carried(before, after, 2)
+    assert [(c.shard, c.direction, c.by_gateway) for c in carried] == [
+        (0, "to_hybrid", {"gw-a": 50, "gw-b": 0}),
+        (0, "to_cloud", {"gw-a": 50, "gw-b": 0}),
+        (1, "to_hybrid", {"gw-a": 0, "gw-b": 40}),
+        (1, "to_cloud", {"gw-a": 0, "gw-b": 40}),
+    ]
+    assert counters_follow(carried, {0: "gw-a", 1: "gw-b"})
+    assert not counters_follow(carried, {0: "gw-a", 1: "gw-a"})  # gw-b carried shard 1
+    after["gw-a"][("to_cloud", 1)] = 1  # one packet of shard 1 through gw-a too
+    assert not counters_follow(counters.carried(before, after, 2), {0: "gw-a", 1: "gw-b"})
+    idle = counters.carried(after, after, 2)
+    assert not counters_follow(idle, {0: "gw-a", 1: "gw-b"})  # nobody carried anything
+
+
+def test_shard_losses_split_flows_by_the_shard_that_carries_them() -> None:
+    lines = []
+    for seq in range(10):
+        t = 100 + seq * 0.01
+        lines.append(f"tx,10.0.13.20,10.100.0.5,{seq},{t}")  # shard 0, all delivered
+        lines.append(f"rx,10.0.13.20,10.100.0.5,{seq},{t},{t + 0.001}")
+        lines.append(f"tx,10.100.64.5,10.0.77.20,{seq},{t}")  # shard 1, seq 3-6 lost
+        if not 3 <= seq <= 6:
+            lines.append(f"rx,10.100.64.5,10.0.77.20,{seq},{t},{t + 0.001}")
+        lines.append(f"tx,10.0.0.20,192.168.100.11,{seq},{t}")  # no shard: left out
+    losses = shard_losses(SHARDS, flow_stats(parse_probe_lines(lines)))
+    assert [loss.total_lost for loss in losses] == [0, 4, 0, 0]
+    assert losses[0].sent == {CLOUD_TO_HYBRID: 10, HYBRID_TO_CLOUD: 0}
+    assert losses[1].lost == {CLOUD_TO_HYBRID: 0, HYBRID_TO_CLOUD: 4}
+    assert losses[1].longest_window_s == pytest.approx(0.04)
+    assert losses[0].longest_window_s == 0.0
+
+
+def test_time_to_move_per_step_and_none_until_every_node_followed() -> None:
+    shard = SHARDS.shards[1]  # 10.100.64.0/18, endpoint 10.0.64.0/18
+    new = ("gw-a", "10.0.0.11")
+    monitor = [
+        {"t": 9.0, "shard_holders": ["gw-a", "gw-b"], "routes": {"10.100.64.0/18": "gw-b"}},
+        {"t": 12.5, "shard_holders": ["gw-a", "gw-a"], "routes": {"10.100.64.0/18": "gw-b"},
+         "vteps": {"10.0.64.0/18": "gw-a"}},
+        {"t": 12.7, "shard_holders": ["gw-a", "gw-a"], "routes": {"10.100.64.0/18": "gw-a"},
+         "vteps": {"10.0.64.0/18": "gw-a"}},
+    ]  # fmt: skip
+    router = [
+        {"t": 11.0, "kind": "router-switch", "cidr": "10.100.0.0/18", "via": "10.0.0.11"},
+        {"t": 13.2, "kind": "router-switch", "cidr": "10.100.64.0/18", "via": "10.0.0.11"},
+    ]
+
+    def switch(t: float, ip: str) -> dict[str, object]:
+        return {"t": t, "kind": "vtep-switch",
+                "endpoints": [{"cidr": "10.0.64.0/18", "tunnelEndpoint": ip}]}  # fmt: skip
+
+    agents = {"hn1": [switch(12.6, "10.0.0.11")], "hn2": [switch(12.8, "10.0.0.11")]}
+    timings = move_timings(shard, *new, 10.0, monitor=monitor, router=router, agents=agents)
+    assert timings == pytest.approx({
+        "lease_taken": 2.5, "ec2_routes_moved": 2.7, "vpc_router_switched": 3.2,
+        "vtep_config_moved": 2.5, "hybrid_nodes_switched": 2.8,
+    })  # fmt: skip
+    agents["hn3"] = [switch(12.6, "10.0.0.12")]  # one node never followed
+    late = move_timings(shard, *new, 10.0, monitor=monitor, router=router, agents=agents)
+    assert late["hybrid_nodes_switched"] is None
+    assert move_timings(shard, *new, 20.0, monitor=monitor, router=router, agents=agents) == {
+        "lease_taken": None, "ec2_routes_moved": None, "vpc_router_switched": None,
+        "vtep_config_moved": None, "hybrid_nodes_switched": None,
+    }  # fmt: skip
+
+
+def test_held_shards_from_the_daemons_metrics() -> None:
+    text = "\n".join([
+        "# HELP hybrid_gateway_shard_held 1 while this replica owns the shard",
+        'hybrid_gateway_shard_held{shard="0"} 1.0',
+        'hybrid_gateway_shard_held{shard="1"} 0.0',
+        'hybrid_gateway_shard_held{shard="3"} 1.0',
+        'hybrid_gateway_shard_owner_info{owner="gw-a",shard="2"} 1.0',
+        "hybrid_gateway_shards_held 2.0",
+    ])  # fmt: skip
+    assert held_shards(text) == [0, 3]
+    assert held_shards("") == []
+
+
+def test_spread_and_victim() -> None:
+    assert spread_ok({0: "a", 1: "b", 2: "a", 3: "b"}, ["a", "b"])
+    assert not spread_ok({0: "a", 1: "a", 2: "a", 3: "b"}, ["a", "b"])  # 3 vs 1
+    assert not spread_ok({0: "a", 1: "a"}, ["a", "b"])  # b owns nothing
+    assert not spread_ok({0: "a", 1: "c"}, ["a", "b"])  # c is not a member
+    assert spread_ok({0: "a", 1: "b", 2: "c", 3: "a"}, ["a", "b", "c"])
+    assert pick_victim({0: "b", 1: "a", 2: "a", 3: "b"}) == "b"  # tie: owner of shard 0
+    assert pick_victim({0: "b", 1: "a", 2: "a", 3: "c"}) == "a"  # the most shards
+
+
+def test_probe_peers_may_name_their_own_source() -> None:
+    assert _endpoint("10.100.0.5:9000") == ("10.100.0.5", 9000, None)
+    assert _endpoint("10.100.0.5:9000@10.0.13.20") == ("10.100.0.5", 9000, "10.0.13.20")
