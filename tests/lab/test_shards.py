@@ -116,8 +116,8 @@ def test_counter_rules_cover_every_shard_both_ways() -> None:
 
 
 def _rule(comment: str, packets: int, table: str = counters.TABLE) -> dict[str, object]:
-    return {"rule": {"table": table, "comment": comment,
-                     "expr": [{"match": {}}, {"counter": {"packets": packets, "bytes": 1}}]}}  # fmt: skip
+    counter = {"counter": {"packets": packets, "bytes": 1}}
+    return {"rule": {"table": table, "comment": comment, "expr": [{"match": {}}, counter]}}
 
 
 def test_counters_parse_sums_rules_of_a_shard_and_ignores_others() -> None:
