@@ -23,12 +23,14 @@ node_modules/.stamp: package.json package-lock.json
 
 deps: $(VENV)/.stamp node_modules/.stamp
 
-# Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too),
+# Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too;
+# nft counts each gateway's packets per shard in the active-active lab),
 # and kubectl, the independent client of the test API server's tests (preinstalled on this kind
 # of machine; not in the distribution's archive, so named rather than installed).
 system-deps:
-	@if ! command -v ip >/dev/null || ! command -v bridge >/dev/null || ! command -v ping >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping >/dev/null; \
+	@if ! command -v ip >/dev/null || ! command -v bridge >/dev/null || ! command -v ping >/dev/null \
+		|| ! command -v nft >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping nftables >/dev/null; \
 	fi
 	@if [ -z "$$KUBECTL" ] && ! command -v kubectl >/dev/null; then \
 		echo "missing: kubectl (tests/testkit/test_apiserver_kubectl.py): install kubectl 1.33" \
@@ -55,7 +57,8 @@ pytest: deps system-deps
 test: lint pytest
 
 # The single-machine lab (root): one failover drill against the real daemon, e.g.
-# `make lab DRILL=kill-leader LAB_ARGS="--lease-duration 1"`. Report and plot go to lab-out/.
+# `make lab DRILL=kill-leader LAB_ARGS="--lease-duration 1"`, or in active-active mode
+# `make lab DRILL=kill-owner LAB_ARGS="--mode active-active --gateways 3"`. Report and plot go to lab-out/.
 DRILL ?= kill-leader
 LAB_ARGS ?=
 lab: deps system-deps
