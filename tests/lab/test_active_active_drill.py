@@ -80,12 +80,19 @@ def test_kill_owner_moves_only_the_failed_replicas_shards(tmp_path: Path) -> Non
 
     # The failed replica's shards moved to survivors (every step seen), the others stayed.
     assert all(owners_after[i] == owners_before[i] for i in kept)
+    assert report["kept_shards_owner_changed"] == []  # in every sample of the monitor
     assert all(owners_after[i] in report["survivors"] for i in moved)
     for i in moved:
         steps = shards[str(i)]["time_to_move_s"]
         assert all(steps[k] is not None for k in MOVE_STEPS), steps
-        # The Lease had to change hands before the shard's routes could move.
+        # The Lease had to change hands before the shard's routes could move, and only after
+        # the dead owner's last renewal had expired (API server audit); nothing written by the
+        # dead owner afterwards.
         assert steps["lease_taken"] <= steps["ec2_routes_moved"] <= steps["vpc_router_switched"]
+        writes = shards[str(i)]["api_writes"]
+        gap = writes["new_leader_first_lease_write_s"] - writes["old_leader_last_lease_write_s"]
+        assert gap >= 0.9 * report["settings"]["lease_duration_s"], writes
+        assert writes["old_leader_vtep_writes_after_takeover"] == 0
     assert report["counters_follow_owners_after"] is True
     assert report["metrics_shards_held_after"] == {
         g: sorted(i for i, o in owners_after.items() if o == g) for g in report["survivors"]

@@ -54,25 +54,30 @@ WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
 def leader_writes(
-    audit: list[dict[str, Any]], old: str, new: str, t_action: float
+    audit: list[dict[str, Any]],
+    old: str,
+    new: str,
+    t_action: float,
+    lease_name: str | None = None,
 ) -> dict[str, Any]:
-    """From the API server's audit log: who wrote the Lease and the CiliumVTEPConfig, and when
-    (seconds after the action). After the new leader's first Lease write, the old leader must not
-    have written the VTEP config again."""
+    """From the API server's audit log: who wrote the Lease (any, or the one named
+    `lease_name`) and the CiliumVTEPConfig, and when (seconds after the action). After the new
+    leader's first Lease write, the old leader must not have written the VTEP config again."""
 
-    def ok_writes(identity: str, resource: str) -> list[float]:
+    def ok_writes(identity: str, resource: str, name: str | None = None) -> list[float]:
         return sorted(
             float(r["mono"])
             for r in audit
             if r.get("identity") == identity
             and r.get("resource") == resource
+            and (name is None or r.get("name") == name)
             and r.get("verb") in WRITE_VERBS
             and isinstance(r.get("status"), int)
             and 200 <= r["status"] < 300
         )
 
-    old_lease = [t for t in ok_writes(old, "leases") if t >= t_action - 60]
-    new_lease = [t for t in ok_writes(new, "leases") if t >= t_action]
+    old_lease = [t for t in ok_writes(old, "leases", lease_name) if t >= t_action - 60]
+    new_lease = [t for t in ok_writes(new, "leases", lease_name) if t >= t_action]
     takeover = new_lease[0] if new != old and new_lease else None
     old_vtep_after = (
         [t for t in ok_writes(old, "ciliumvtepconfigs") if t > takeover] if takeover else []

@@ -12,13 +12,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hybrid_gateway_contract import DEFAULT_LEASE_NAME
+from hybrid_gateway_contract.sharding import shard_lease_name
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.drills import SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.events import read_events
 from hybrid_gateway_testkit.lab.lab import Lab, LabError, LabOptions, running_lab, write_json
 from hybrid_gateway_testkit.lab.report import timeline_png
-from hybrid_gateway_testkit.lab.runner import DrillSettings, flowing, sleep_with_progress
+from hybrid_gateway_testkit.lab.runner import (
+    DrillSettings,
+    flowing,
+    leader_writes,
+    sleep_with_progress,
+)
 from hybrid_gateway_testkit.lab.shards import flow_shard, move_timings, shard_losses
 from hybrid_gateway_testkit.lab.topology import LabPlan
 
@@ -90,6 +97,7 @@ def run_sharded_drill(
         router_events = read_events(run_dir / "router.jsonl")
         monitor_events = read_events(run_dir / "monitor.jsonl")
         agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.agents}
+        audit = lab.api.audit()
 
     raw_path = options.out_dir / "probes.csv"
     raw_path.write_text("\n".join(lines) + "\n")
@@ -148,9 +156,28 @@ def run_sharded_drill(
                 if timings is None
                 else {k: (None if v is None else round(v, 4)) for k, v in timings.items()}
             ),
+            # The shard Lease's writes around the action (API server audit): the new owner's
+            # first one after the victim's last, and no VTEP write of the victim afterwards.
+            "api_writes": leader_writes(
+                audit,
+                owners_before[i],
+                owners_after[i],
+                t_action,
+                shard_lease_name(DEFAULT_LEASE_NAME, i),
+            ),
         }
     moved_shards = [i for i in sorted(owners_before) if owners_before[i] != owners_after[i]]
     kept_shards = [i for i in sorted(owners_before) if i not in moved_shards]
+    # A survivor's shard must keep its owner in every sample of the monitor, not just at the end.
+    wavered = sorted(
+        {
+            i
+            for e in monitor_events
+            if e["t"] >= t_start and e.get("shard_holders")
+            for i in kept_shards
+            if e["shard_holders"][i] != owners_before[i]
+        }
+    )
 
     def worst(step: str) -> float | None:
         values = [per_shard[str(i)]["time_to_move_s"][step] for i in moved_shards]
@@ -170,6 +197,7 @@ def run_sharded_drill(
         "owners_after": {str(k): v for k, v in owners_after.items()},
         "moved_shards": moved_shards,
         "kept_shards": kept_shards,
+        "kept_shards_owner_changed": wavered,
         "survivor_shards_probes_lost": sum(losses[i].total_lost for i in kept_shards),
         "moved_shards_loss_window_s": round(
             max((losses[i].longest_window_s for i in moved_shards), default=0.0), 4
