@@ -427,3 +427,62 @@ def test_twenty_random_kill_and_restart_rounds_and_no_write_by_a_non_owner(
     trio.wait_settled({"a", "b", "c"}, timeout_s=30)
     count = assert_only_shard_owners_wrote(trio)
     print(f"20 rounds: {count} shard writes, none by a non-owner")
+
+
+def test_a_partitioned_replica_stops_writing_before_its_shards_are_taken(trio: Trio) -> None:
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    replica = trio.replicas[victim]
+    cut_at = time.monotonic()
+    trio.kube.partition(replica.identity)
+    after = trio.wait_settled(set("abc") - {victim})
+    for shard, owner in before.items():
+        if owner != victim:
+            assert after[shard] == owner  # nobody else's shard moved
+    writes = shard_lease_writes(trio.kube.audit())
+    mine = [s for s, o in before.items() if o == victim]
+    taken = min(t for s in mine for t, who in writes[s] if t > cut_at and who != replica.identity)
+    own = [t for t, who, _s, _w in shard_writes(trio, trio.kube.audit()) if who == replica.identity]
+    assert not own or max(own) < taken
+    # Still cut off, it knows it owns nothing and is no member any more.
+    assert replica.running
+    wait_for_metric(replica, "hybrid_gateway_shards_held", 0.0)
+    print(f"partition: shards {mine} taken {taken - cut_at:.2f}s after the cut")
+    trio.kube.heal(replica.identity)
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    trio.wait_settled({"a", "b", "c"})
+    eni = trio.world.enis["c"]
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": True}
+    )
+    trio.replicas["c"].signal(signal.SIGKILL)
+    trio.replicas["c"].wait(10)
+    trio.replicas["c"].proxy.stop()
+    trio.replicas["c"] = start_replica("c", kube_api, trio.world, moto_addr, tmp_path)
+    replica = trio.replicas["c"]
+    replica.wait_readyz(lambda status, body: status == 503 and eni in body, f"unready naming {eni}")
+    trio.wait_settled({"a", "b"})
+    time.sleep(3 * LEASE_DURATION_S)  # long enough to have claimed its share if it could
+    assert "c" not in trio.owners().values()
+    assert replica.metric("hybrid_gateway_shards_held") == 0.0
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
+    )
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while replica.metric(name) != value:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{name} of {replica.identity} never {value}: {replica.metric(name)}"
+            )
+        time.sleep(0.05)
