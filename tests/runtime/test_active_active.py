@@ -17,7 +17,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -315,9 +315,7 @@ def test_three_replicas_spread_the_shards_and_label_their_leases(trio: Trio) -> 
     for name, replica in trio.replicas.items():
         mine = sorted(s for s, o in owners.items() if o == name)
         expected = f"ready (owns shards {','.join(map(str, mine))})"
-        replica.wait_readyz(
-            lambda status, body, e=expected: (status, body.strip()) == (200, e), expected
-        )
+        replica.wait_readyz(answered(200, expected), expected)
         for shard in range(SHARDS):
             held = replica.metric("hybrid_gateway_shard_held", f'shard="{shard}"')
             assert held == (1.0 if shard in mine else 0.0)
@@ -476,6 +474,10 @@ def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
     )
     trio.wait_settled({"a", "b", "c"}, timeout_s=30)
     assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def answered(status: int, body: str) -> Callable[[int, str], bool]:
+    return lambda got_status, got_body: (got_status, got_body.strip()) == (status, body)
 
 
 def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float = 10.0) -> None:
