@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from hybrid_gateway.adapters.kube_lease import LeaseStore, record_from_json
+from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.config import Config
@@ -236,6 +236,30 @@ class ShardGroup:
         self.vtep_health, self.vtep_watch = vtep_watch(
             vtep_store, reporting, timings, self._wake_vtep_lanes
         )
+        # Migration from active-standby: while its leader (the Lease named LEADER_ELECTION_ID
+        # itself) is alive, no shard is claimed, so the two modes never write the routes and
+        # the CiliumVTEPConfig at once during a rolling update; its SIGTERM release (or its
+        # expiry) hands everything to the shards.
+        self._standby_leader: Observation | None = None
+        self.standby_leader_health = WatchHealth(
+            reporting.reporter(
+                f"Lease watch {ns}/{config.lease_name}",
+                "lease",
+                "LeaseWatchFailed",
+                "grant list and watch on Leases in the gateway's namespace",
+            )
+        )
+        self.standby_leader_watch = lease_watch(
+            api_client,
+            ns,
+            config.lease_name,
+            on_seen=self._seen_standby_leader,
+            on_listed=self.standby_leader_health.reporter.succeeded,
+            on_error=self.standby_leader_health.on_error,
+            call_timeout_s=timings.api_timeout_s,
+            window_s=timings.watch_window_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+        )
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:
@@ -285,8 +309,26 @@ class ShardGroup:
                     self._orphan_since.pop(index, None)
             return {index: now - since for index, since in self._orphan_since.items()}
 
+    def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
+        with self._lock:
+            self._standby_leader = (
+                None if record is None else observe(self._standby_leader, record, self._clock())
+            )
+        self._wake.set()
+        if record is None or record.released:
+            for slot in self.slots:
+                slot.elector.wake()
+
+    def standby_leader(self) -> str | None:
+        """The active-standby leader still holding its Lease (a mode migration), or None."""
+        with self._lock:
+            observation = self._standby_leader
+        return self._live(observation, self._clock())
+
     def may_claim(self, index: int) -> bool:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
+        if self.standby_leader() is not None:
+            return False
         view = self.view()
         decision = decide(
             view,
@@ -352,6 +394,8 @@ class ShardGroup:
             grace_s=self._config.lease_duration_s,
         )
         self._publish(view)
+        if self.standby_leader() is not None:
+            return  # an active-standby leader still runs: claim and hand over nothing yet
         for index in decision.claim:
             self.slots[index].elector.wake()
         if decision.release is None:
@@ -409,6 +453,9 @@ class ShardGroup:
                 one_shot=True,
             ),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
+            self.standby_leader_health.task(
+                "standby-leader-watch", self.standby_leader_watch, timings
+            ),
             Task(
                 MEMBER_ELECTOR,
                 self.member.run,
@@ -482,6 +529,9 @@ class ShardGroup:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
                 member = "member" if self.member.valid() else "not a member yet"
+                waiting = self.standby_leader()
+                if waiting is not None:
+                    member += f", waiting for active-standby leader {waiting} to stop"
                 return True, f"ready ({member}, owns no shard)"
             return True, "ready (owns shards " + ",".join(str(s.index) for s in owned) + ")"
 
