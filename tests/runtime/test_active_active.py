@@ -489,6 +489,32 @@ def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
     assert assert_only_shard_owners_wrote(trio) > 0
 
 
+def test_a_replica_refused_its_leases_with_403_loses_its_shards_loudly(trio: Trio) -> None:
+    """RBAC taken away from one replica (every Lease call answered 403): its shards move to the
+    others, and it says why in its metrics, Events and, after several lease durations, its
+    readiness; given back, it rejoins."""
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    replica = trio.replicas[victim]
+    trio.kube.inject_errors(replica.identity, code=403, count=100_000, resource="leases")
+    after = trio.wait_settled(set("abc") - {victim})
+    assert all(after[s] == o for s, o in before.items() if o != victim)
+    wait_for_metric(replica, "hybrid_gateway_shards_held", 0.0)
+    errors = replica.metric("hybrid_gateway_api_errors_total", 'api="lease",operation="update"')
+    assert errors is not None and errors > 0
+    replica.wait_readyz(
+        lambda status, body: status == 503 and "403" in body, "unready naming the 403", 20
+    )
+    from kubernetes import client
+
+    events = client.CoreV1Api(trio.leases.api_client).list_namespaced_event(NAMESPACE).items
+    reasons = {e.reason for e in events if e.involved_object.name == replica.identity}
+    assert {"ShardLost", "ShardLeaseUnavailable"} <= reasons, reasons
+    trio.kube.inject_errors(replica.identity, count=0, resource="leases")
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
 @pytest.mark.parametrize("trio", [()], indirect=True)
 def test_switching_from_active_standby_waits_for_its_leader_then_takes_every_shard(
     trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path

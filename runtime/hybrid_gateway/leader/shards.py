@@ -35,7 +35,7 @@ from hybrid_gateway.core.shards import ShardView, decide
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import WatchHealth, deferred_routes, vtep_watch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
-from hybrid_gateway.leader.elector import LeaseElector, NoCallbacks
+from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
@@ -78,6 +78,34 @@ class ShardRoutes:
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         return self.routes.sync(may_write, self.prefixes)
+
+
+class _Recorded:
+    """A shard Lease backend whose reads and writes also feed the group's view, so the view
+    stays informed by polling while the group watch is down."""
+
+    def __init__(
+        self, backend: LeaseBackend, name: str, seen: Callable[[str, LeaseRecord | None], None]
+    ) -> None:
+        self._backend = backend
+        self._name = name
+        self._seen = seen
+
+    def get(self, timeout_s: float) -> LeaseRecord | None:
+        record = self._backend.get(timeout_s)
+        self._seen(self._name, record)
+        return record
+
+    def write(
+        self,
+        previous: LeaseRecord | None,
+        holder: str | None,
+        lease_duration_s: float,
+        timeout_s: float,
+    ) -> LeaseRecord:
+        record = self._backend.write(previous, holder, lease_duration_s, timeout_s)
+        self._seen(self._name, record)
+        return record
 
 
 @dataclass
@@ -195,10 +223,14 @@ class ShardGroup:
                 role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
             )
             elector = LeaseElector(
-                ReportedLease(
-                    LeaseStore(api_client, ns, name, labels=labels),
-                    shard_reporter,
-                    holder_loss_s=timings.holder_loss_s,
+                _Recorded(
+                    ReportedLease(
+                        LeaseStore(api_client, ns, name, labels=labels),
+                        shard_reporter,
+                        holder_loss_s=timings.holder_loss_s,
+                    ),
+                    name,
+                    self._record_only,
                 ),
                 identity=config.identity,
                 lease_duration_s=config.lease_duration_s,
@@ -339,13 +371,16 @@ class ShardGroup:
         return index in decision.claim and self.eligible()
 
     # -- the group watch ---------------------------------------------------------------------
-    def _seen(self, name: str, record: LeaseRecord | None) -> None:
+    def _record_only(self, name: str, record: LeaseRecord | None) -> None:
         now = self._clock()
         with self._lock:
             if record is None:
                 self._records.pop(name, None)
             else:
                 self._records[name] = observe(self._records.get(name), record, now)
+
+    def _seen(self, name: str, record: LeaseRecord | None) -> None:
+        self._record_only(name, record)
         slot = self._by_lease.get(name)
         if slot is not None:
             slot.elector.notice(record)
@@ -508,10 +543,14 @@ class ShardGroup:
             problem = self.membership.problem()
             if problem is not None:
                 return False, problem
-            watch_down = self.vtep_health.reporter.failing_for()
-            if watch_down > self._timings.holder_loss_s:
-                error = self.vtep_health.reporter.last_error
-                return False, f"CiliumVTEPConfig watch failing for {watch_down:.0f}s ({error})"
+            for what, health in (
+                ("CiliumVTEPConfig watch", self.vtep_health),
+                ("Lease group watch", self.group_health),
+            ):
+                watch_down = health.reporter.failing_for()
+                if watch_down > self._timings.holder_loss_s:
+                    error = health.reporter.last_error
+                    return False, f"{what} failing for {watch_down:.0f}s ({error})"
             owned = [slot for slot in self.slots if slot.work.active]
             pending = []
             for slot in owned:
