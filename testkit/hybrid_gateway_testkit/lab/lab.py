@@ -746,8 +746,9 @@ def running_lab(options: LabOptions, plan: LabPlan | None = None) -> Iterator[La
         lab.start_monitor()
         if lab.plan.active_active:
             hosts = [g.name for g in lab.plan.gateways]
-            for host in hosts:  # one after another: each joins while the others own shards
+            for host in hosts:  # all at once: the free shards spread without hand-overs
                 lab.start_daemon(host)
+            for host in hosts:
                 lab.wait_daemon_ready(host)
             _, owners = lab.wait_shards_settled(hosts, lab.options.start_timeout_s, spread=True)
             lab.options.log(f"lab up (active-active): shard owners {owners}")
