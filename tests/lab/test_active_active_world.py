@@ -15,18 +15,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.events import EventLog
+from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand, wait_for
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.shards import shard_losses
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, active_active_plan
 from hybrid_gateway_testkit.netns import leftover_namespaces
-from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -34,31 +33,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 GW_MACS = {"gw-a": "02:11:22:33:44:0a", "gw-b": "02:11:22:33:44:0b"}
-
-
-def _program_gateway_by_hand(lab: Lab, host: str) -> None:
-    """A tunnel to every hybrid node (SPEC §3: device, FDB, neighbour, pod CIDR route)."""
-    ns, ip = lab.w.gateways[host], lab.gateway_ip(host)
-    ns.ip("link", "add", VXLAN_DEVICE, "address", GW_MACS[host], "type", "vxlan", "id",
-          str(VXLAN_VNI), "dstport", str(VXLAN_PORT), "local", ip, "nolearning")  # fmt: skip
-    ns.ip("link", "set", VXLAN_DEVICE, "mtu", "1450", "up")
-    for node in lab.plan.nodes:
-        mac = peer_mac(node.node_ip)
-        ns.exec("bridge", "fdb", "append", mac, "dev", VXLAN_DEVICE, "dst", node.node_ip,
-                "self", "permanent")  # fmt: skip
-        ns.ip("neigh", "replace", node.node_ip, "lladdr", mac, "dev", VXLAN_DEVICE,
-              "nud", "permanent")  # fmt: skip
-        ns.ip("route", "replace", node.pod_cidr, "via", node.node_ip, "dev", VXLAN_DEVICE,
-              "onlink")  # fmt: skip
-
-
-def _wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) -> None:
@@ -92,10 +66,10 @@ def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) ->
         for shard in shard_plan.shards:
             if owner[shard.index] == "gw-b":
                 route(shard.pod_prefixes[0], "gw-b")
-        assert _wait_for(lambda: len(lab.router_state()) == 3, 10), lab.router_state()
+        assert wait_for(lambda: len(lab.router_state()) == 3, 10), lab.router_state()
 
-        for host in GW_MACS:
-            _program_gateway_by_hand(lab, host)
+        for host, mac in GW_MACS.items():
+            program_gateway_by_hand(lab, host, mac)
         endpoints = [
             VtepEndpoint(cidr, lab.gateway_ip(owner[s.index]), GW_MACS[owner[s.index]])
             for s in shard_plan.shards

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.events import EventLog
+from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand, wait_for
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, HybridNodePlan, LabPlan
 from hybrid_gateway_testkit.netns import leftover_namespaces
-from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -30,56 +29,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 GW_MAC = "02:11:22:33:44:55"
-
-
-def _program_gateway_by_hand(lab: Lab, host: str) -> str:
-    gw = next(g for g in lab.plan.gateways if g.name == host)
-    ns = lab.w.gateways[host]
-    ns.ip(
-        "link",
-        "add",
-        VXLAN_DEVICE,
-        "address",
-        GW_MAC,
-        "type",
-        "vxlan",
-        "id",
-        str(VXLAN_VNI),
-        "dstport",
-        str(VXLAN_PORT),
-        "local",
-        gw.ip,
-        "nolearning",
-    )
-    ns.ip("link", "set", VXLAN_DEVICE, "mtu", "1450", "up")
-    for node in lab.plan.nodes:
-        mac = peer_mac(node.node_ip)
-        ns.exec(
-            "bridge",
-            "fdb",
-            "append",
-            mac,
-            "dev",
-            VXLAN_DEVICE,
-            "dst",
-            node.node_ip,
-            "self",
-            "permanent",
-        )
-        ns.ip(
-            "neigh", "replace", node.node_ip, "lladdr", mac, "dev", VXLAN_DEVICE, "nud", "permanent"
-        )
-        ns.ip("route", "replace", node.pod_cidr, "via", node.node_ip, "dev", VXLAN_DEVICE, "onlink")
-    return gw.ip
-
-
-def _wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
@@ -108,10 +57,10 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
                 NetworkInterfaceId=ec2.instances["gw-a"].eni_id,
             )
         )
-        assert _wait_for(lambda: "10.100.0.0/16 via 10.0.0.11" in lab.w.router.ip("route"), 10)
+        assert wait_for(lambda: "10.100.0.0/16 via 10.0.0.11" in lab.w.router.ip("route"), 10)
 
         # Hand-programmed tunnel (SPEC §3 on the gateway, Cilium-VTEP style on the nodes).
-        gw_ip = _program_gateway_by_hand(lab, "gw-a")
+        gw_ip = program_gateway_by_hand(lab, "gw-a", GW_MAC)
         for name, node in lab.w.node_plans.items():
             log = EventLog(tmp_path / f"vtep-{name}.jsonl")
             prog = VtepProgrammer(VTEP_DEVICE, node.table, lab.plan.vpc_cidr, log)
@@ -147,7 +96,7 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
                 NetworkInterfaceId=ec2.instances["gw-b"].eni_id,
             )
         )
-        assert _wait_for(lambda: "via 10.0.0.12" in lab.w.router.ip("route"), 10)
+        assert wait_for(lambda: "via 10.0.0.12" in lab.w.router.ip("route"), 10)
         switches = [e for e in lab.router_state().items()]
         assert switches == [(lab.plan.pod_cidrs, "10.0.0.12")]
         from hybrid_gateway_testkit.lab.events import read_events

@@ -50,6 +50,18 @@ def flowing(log: ProbeLog, t0: float, t1: float, skip: set[str]) -> dict[str, bo
     return out
 
 
+def report_settings(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
+    """The run's settings as the report states them."""
+    return {
+        "lease_duration_s": options.lease_duration_s or 3.0,
+        "propagation_delay_s": options.propagation_delay_s,
+        "rate_pkt_s": options.rate,
+        "baseline_s": settings.baseline_s,
+        "after_s": settings.after_s,
+        "vtep_match": options.vtep_match,
+    }
+
+
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 
 
@@ -210,13 +222,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         "ec2_calls_throttled": len(throttled),
         "api_writes": leader_writes(audit, leader, new, outcome.t_action),
         "notes": {k: v for k, v in outcome.notes.items() if k != "converged_t"},
-        "settings": {
-            "lease_duration_s": options.lease_duration_s or 3.0,
-            "propagation_delay_s": options.propagation_delay_s,
-            "rate_pkt_s": options.rate,
-            "baseline_s": settings.baseline_s,
-            "after_s": settings.after_s,
-        },
+        "settings": report_settings(options, settings),
         "raw_log": str(raw_path),
         "report": str(report_path),
         "plot": str(plot_path),

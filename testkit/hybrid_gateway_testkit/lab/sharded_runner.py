@@ -24,6 +24,7 @@ from hybrid_gateway_testkit.lab.runner import (
     DrillSettings,
     flowing,
     leader_writes,
+    report_settings,
     sleep_with_progress,
 )
 from hybrid_gateway_testkit.lab.shards import flow_shard, move_timings, shard_losses
@@ -210,14 +211,7 @@ def run_sharded_drill(
         "metrics_shards_held_after": metrics_after,
         "flowing_before": flowing(log, t_start, t_action, set()),
         "flowing_after": flowing(log, t_after, t_stop, set()),
-        "settings": {
-            "lease_duration_s": options.lease_duration_s or 3.0,
-            "propagation_delay_s": options.propagation_delay_s,
-            "rate_pkt_s": options.rate,
-            "baseline_s": settings.baseline_s,
-            "after_s": settings.after_s,
-            "vtep_match": options.vtep_match,
-        },
+        "settings": report_settings(options, settings),
         "raw_log": str(raw_path),
         "report": str(report_path),
         "plot": str(plot_path),
