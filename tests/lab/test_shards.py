@@ -8,6 +8,7 @@ import ipaddress
 import pytest
 
 from hybrid_gateway_testkit.lab import counters
+from hybrid_gateway_testkit.lab.__main__ import main as lab_main
 from hybrid_gateway_testkit.lab.agent import (
     VtepEndpoint,
     cidr_mask_of,
@@ -234,3 +235,28 @@ def test_spread_and_victim() -> None:
 def test_probe_peers_may_name_their_own_source() -> None:
     assert _endpoint("10.100.0.5:9000") == ("10.100.0.5", 9000, None)
     assert _endpoint("10.100.0.5:9000@10.0.13.20") == ("10.100.0.5", 9000, "10.0.13.20")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--drill", "kill-owner"], "--drill kill-owner needs --mode active-active"),
+        (["--drill", "kill-leader", "--mode", "active-active"], "needs --mode active-standby"),
+        (["--drill", "kill-owner", "--mode", "active-active", "--shards", "3"], "shards: 3"),
+        (["--drill", "kill-owner", "--mode", "active-active", "--gateways", "4"], "--gateways"),
+        (["--drill", "kill-owner", "--mode", "active-active", "--vtep-match", "x"], "vtep-match"),
+    ],
+)
+def test_cli_refuses_a_drill_in_the_wrong_mode_or_a_world_it_cannot_build(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        lab_main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_counters_need_nft_and_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(counters.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="make system-deps"):
+        counters.require_nft()
