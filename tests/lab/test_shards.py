@@ -4,6 +4,7 @@ the VPC router's longest prefix, the counters, per-shard loss, time to move, the
 from __future__ import annotations
 
 import ipaddress
+import shutil
 
 import pytest
 
@@ -257,6 +258,6 @@ def test_cli_refuses_a_drill_in_the_wrong_mode_or_a_world_it_cannot_build(
 
 
 def test_counters_need_nft_and_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(counters.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="make system-deps"):
         counters.require_nft()
