@@ -9,6 +9,10 @@ then checked against the Role and ClusterRole the chart renders, with Kubernetes
 `metadata.name` field selector; never a create).
 The test API server itself does not enforce RBAC, so this is where a missing verb shows up
 before a cluster answers 403.
+
+Active-active: the runtime's shard and membership Leases are driven here with the official
+client, exactly as the shared contract names them (`shard_lease_name`, `member_lease_name`,
+`LEASE_GROUP_LABEL`), and checked against the active-active chart's Role the same way.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from hybrid_gateway_contract import DEFAULT_NAMESPACE, HYBRID_NODE_LABEL_KEY
+from hybrid_gateway_contract import DEFAULT_LEASE_NAME, DEFAULT_NAMESPACE, HYBRID_NODE_LABEL_KEY
+from hybrid_gateway_contract.sharding import (
+    LEASE_GROUP_LABEL,
+    member_lease_name,
+    shard_lease_name,
+)
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
-
-pytestmark = pytest.mark.netns
 
 Manifest = dict[str, Any]
 GW_IP = "10.0.1.10"
@@ -111,6 +118,7 @@ def _rules(objects: list[Manifest]) -> list[tuple[str | None, Manifest]]:
     return rules
 
 
+@pytest.mark.netns
 def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     chart_objects: dict[str, list[Manifest]], tmp_path: Path
 ) -> None:
@@ -232,3 +240,77 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
         if not _allowed(r, rules)
     ]
     assert denied == [], "requests the chart's RBAC would deny:\n" + "\n".join(denied)
+
+
+POD_NAME = "eks-hybrid-nodes-gateway-6d9c7b5f4-x2x7q"
+POD_UID = "0f3c8a52-6a1e-4c8e-9a51-3b1f0d5e2c77"
+
+
+def _active_active_lease_requests(api: ApiServer, shards: int) -> list[dict[str, Any]]:
+    """One replica's Lease traffic in active-active mode, through the official client: get,
+    create and update of every shard Lease and of its own membership Lease (owned by its Pod),
+    then the list and watch of the group by label selector."""
+    from kubernetes import client, config, watch
+
+    api_client = config.new_client_from_config(config_file=str(api.kubeconfig(POD_NAME)))
+    leases = client.CoordinationV1Api(api_client)
+    group = {LEASE_GROUP_LABEL: DEFAULT_LEASE_NAME}
+
+    def acquire(name: str, owners: list[client.V1OwnerReference] | None = None) -> None:
+        try:
+            leases.read_namespaced_lease(name, DEFAULT_NAMESPACE)
+        except client.ApiException as exc:
+            assert exc.status == 404
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, labels=group, owner_references=owners),
+            spec=client.V1LeaseSpec(holder_identity=POD_NAME, lease_duration_seconds=3),
+        )
+        created = leases.create_namespaced_lease(DEFAULT_NAMESPACE, body)
+        created.spec.lease_transitions = 1
+        leases.replace_namespaced_lease(name, DEFAULT_NAMESPACE, created)
+
+    owner = client.V1OwnerReference(api_version="v1", kind="Pod", name=POD_NAME, uid=POD_UID)
+    acquire(member_lease_name(DEFAULT_LEASE_NAME, POD_NAME), [owner])
+    for index in range(shards):
+        acquire(shard_lease_name(DEFAULT_LEASE_NAME, index))
+    selector = f"{LEASE_GROUP_LABEL}={DEFAULT_LEASE_NAME}"
+    listed = leases.list_namespaced_lease(DEFAULT_NAMESPACE, label_selector=selector)
+    assert len(listed.items) == shards + 1
+    events = watch.Watch().stream(
+        leases.list_namespaced_lease,
+        DEFAULT_NAMESPACE,
+        label_selector=selector,
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=1,
+    )
+    assert list(events) == []
+    return [r for r in api.audit() if r["identity"] == POD_NAME]
+
+
+def test_active_active_lease_requests_are_granted_only_in_the_gateway_namespace(
+    active_active_objects: dict[str, list[Manifest]], tmp_path: Path
+) -> None:
+    with ApiServer.start(tmp_path / "api") as api:
+        records = _active_active_lease_requests(api, shards=4)
+
+    used = {(r["verb"], r.get("name")) for r in records}
+    member = member_lease_name(DEFAULT_LEASE_NAME, POD_NAME)
+    assert {("get", member), ("update", member)} <= used
+    assert ("update", shard_lease_name(DEFAULT_LEASE_NAME, 3)) in used
+    assert {"create", "list", "watch"} <= {r["verb"] for r in records}
+    assert all(r["status"] in (200, 201, 404) for r in records), records
+
+    active = _rules(active_active_objects["aa-default"])
+    denied = [
+        f"{r['verb']} {r['path']}?{r.get('query')}" for r in records if not _allowed(r, active)
+    ]
+    assert denied == [], "requests the active-active Role would deny:\n" + "\n".join(denied)
+    # The same requests in another namespace, or a delete, are not granted.
+    elsewhere = [{**r, "namespace": "kube-system"} for r in records]
+    assert not any(_allowed(r, active) for r in elsewhere)
+    assert not any(_allowed({**r, "verb": "delete"}, active) for r in records)
+    # The active-standby Role would refuse them: the active-active rules are needed.
+    standby = _rules(active_active_objects["as-same-inputs"])
+    refused = {(r["verb"], r.get("name")) for r in records if not _allowed(r, standby)}
+    assert ("update", shard_lease_name(DEFAULT_LEASE_NAME, 0)) in refused
+    assert ("list", None) in refused and ("watch", None) in refused
