@@ -81,6 +81,47 @@ def test_defaults_come_from_cdk_json_context(tmp_path: Path) -> None:
     assert _env(docs)["VPC_CIDR"] == "10.1.0.0/16"
 
 
+def test_active_active_flags_render_valid_yaml(tmp_path: Path) -> None:
+    args = [
+        "--out",
+        str(tmp_path),
+        "--cdk-json",
+        str(tmp_path / "absent.json"),
+        "--image",
+        "registry.example/gw:1",
+        "--vpc-cidrs",
+        "10.0.0.0/16",
+        "--pod-cidrs",
+        "10.85.0.0/16",
+        "--route-table-ids",
+        "rtb-0123456789abcdef0",
+        "--mode",
+        "active-active",
+        "--replicas",
+        "3",
+        "--shards",
+        "8",
+        "--max-routes-per-table",
+        "100",
+    ]
+    assert main(args) == 0
+    docs = _load(tmp_path / OUTPUT_FILE)
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.33", strict=True)
+    env = _env(docs)
+    assert (env["MODE"], env["SHARDS"], env["MAX_ROUTES_PER_TABLE"]) == (
+        "active-active",
+        "8",
+        "100",
+    )
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3  # type: ignore[index]
+    # Shard settings without the mode are refused, not ignored.
+    (tmp_path / OUTPUT_FILE).unlink()
+    assert main([a for a in args if a not in ("--mode", "active-active")]) == 2
+    assert not (tmp_path / OUTPUT_FILE).exists()
+
+
 def test_missing_values_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--out", str(tmp_path), "--cdk-json", str(tmp_path / "absent.json")])
     assert code == 2
