@@ -361,8 +361,27 @@ def test_shard_quota_counts_pod_networks_known_only_at_deploy_time(
 
 
 def test_active_active_accepts_the_mode_by_value_and_more_replicas(
-    make_gateway: GatewayFactory,
+    make_gateway: GatewayFactory, cfn: Any
 ) -> None:
+    """Replicas above 2 get one dedicated node each on both capacity types."""
+    import aws_cdk as cdk
+
+    from eks_hybrid_gateway import CapacityType
+
     gateway = make_gateway(mode="active-active", replicas=4)
     assert gateway.sharding.mode is AA
     assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (4, 50)
+    template = cdk.assertions.Template.from_stack(cdk.Stack.of(gateway)).to_json()
+    [nodegroup] = cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
+    scaling = nodegroup[1]["Properties"]["ScalingConfig"]
+    assert (scaling["MinSize"], scaling["DesiredSize"], scaling["MaxSize"]) == (4, 4, 4)
+
+    auto = make_gateway(mode=AA, replicas=4, capacity_type=CapacityType.AUTO_MODE)
+    template = cdk.assertions.Template.from_stack(cdk.Stack.of(auto)).to_json()
+    capacity = cfn.manifest_objects(template, "GatewayCapacity")
+    [pool] = [o for o in capacity if o["kind"] == "NodePool"]
+    assert pool["spec"]["limits"] == {"nodes": "5"}  # one per replica, plus a surge node
+    [deployment] = [
+        o for o in cfn.manifest_objects(template, "GatewayManifests") if o["kind"] == "Deployment"
+    ]
+    assert deployment["spec"]["replicas"] == 4
