@@ -6,8 +6,8 @@ In `active-active` mode the traffic is cut into S shards (S a power of two). Sha
   CIDR (a /16 with S=4 gives four /18s). A VPC route table picks the most specific matching
   route, so these routes decide the path; each points at the ENI of the shard's owner.
 - return path (hybrid pods -> VPC): the CiliumVTEPConfig endpoints `e` with `e % S == i`. The
-  VPC CIDRs are split into equal sub-prefixes, as many as fit in Cilium's 8 endpoints and at most
-  S per VPC CIDR, so every endpoint has the same prefix length when the VPC CIDRs do.
+  VPC CIDRs are cut to one common prefix length, as long as fits in Cilium's 8 endpoints with
+  at most S parts per VPC CIDR, and `spec.cidrMask` is set to that length.
 
 Both sides derive the plan from the same settings with `plan_shards`, and `shard_plan_problems`
 is the one validation both run: at synth time on the construct's props, at start-up on the
@@ -114,17 +114,31 @@ def _split(network: ipaddress.IPv4Network, parts: int) -> list[ipaddress.IPv4Net
     return list(network.subnets(prefixlen_diff=bits)) if bits else [network]
 
 
-def _vtep_split(vpc_cidrs: Sequence[ipaddress.IPv4Network], shards: int) -> int:
-    """How many sub-prefixes each VPC CIDR is cut into: the largest power of two k <= shards
-    with len(vpc_cidrs) * k <= MAX_VTEP_ENDPOINTS and every sub-prefix at most a /32."""
-    k = 1
+def _vtep_endpoints(
+    vpc_cidrs: Sequence[ipaddress.IPv4Network], shards: int
+) -> list[ipaddress.IPv4Network]:
+    """The return-path endpoint CIDRs: every VPC CIDR cut to ONE common prefix length, the
+    longest that keeps them within Cilium's 8 endpoints and cuts no CIDR into more than
+    `shards` parts. One length for all, aligned and disjoint, is the only layout that matches
+    correctly whether a Cilium build looks endpoints up by longest prefix or by a hash of the
+    destination under the single `cidrMask` (docs/cilium-vtep-matching in the README). When
+    even the longest VPC prefix leaves more than 8 endpoints, the VPC CIDRs stay as they are
+    (mixed lengths, as in active-standby)."""
+    longest = max(cidr.prefixlen for cidr in vpc_cidrs)
+
+    def cut(length: int) -> list[ipaddress.IPv4Network]:
+        return [sub for cidr in vpc_cidrs for sub in cidr.subnets(new_prefix=length)]
+
+    if sum(2 ** (longest - cidr.prefixlen) for cidr in vpc_cidrs) > MAX_VTEP_ENDPOINTS:
+        return list(vpc_cidrs)
+    length = longest
     while (
-        k * 2 <= shards
-        and len(vpc_cidrs) * k * 2 <= MAX_VTEP_ENDPOINTS
-        and all(cidr.prefixlen + (k * 2).bit_length() - 1 <= 32 for cidr in vpc_cidrs)
+        length < 32
+        and sum(2 ** (length + 1 - cidr.prefixlen) for cidr in vpc_cidrs) <= MAX_VTEP_ENDPOINTS
+        and all(2 ** (length + 1 - cidr.prefixlen) <= shards for cidr in vpc_cidrs)
     ):
-        k *= 2
-    return k
+        length += 1
+    return cut(length)
 
 
 def plan_shards(
@@ -138,8 +152,7 @@ def plan_shards(
     if problem is not None:
         raise ValueError(f"shards {shards}: {problem}")
     pod_parts = [_split(cidr, shards) for cidr in pod_cidrs]
-    split = _vtep_split(vpc_cidrs, shards)
-    endpoints = [sub for cidr in vpc_cidrs for sub in _split(cidr, split)]
+    endpoints = _vtep_endpoints(vpc_cidrs, shards)
     if len(endpoints) > MAX_VTEP_ENDPOINTS:
         raise ValueError(f"{len(endpoints)} VTEP endpoints, at most {MAX_VTEP_ENDPOINTS}")
     names = [f"{VTEP_ENDPOINT_NAME}-{i}" for i in range(len(endpoints))]

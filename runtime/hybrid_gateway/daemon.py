@@ -28,6 +28,7 @@ from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.health import Check, HttpEndpoints
 from hybrid_gateway.leader.assembly import ELECTOR, LEADER_WORK, Leader, build_leader
+from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.reporting import Reporting
@@ -149,6 +150,12 @@ def install_signal_handlers() -> threading.Event:
     return stop
 
 
+def stop_the_rest(supervisor: Supervisor, timings: Timings) -> None:
+    """Every task not stopped yet, then the Events (last, so the steps before are recorded)."""
+    supervisor.stop(supervisor.running(exclude=[EVENTS_TASK]), timings.shutdown_rest_s)
+    supervisor.stop([EVENTS_TASK], timings.shutdown_rest_s)
+
+
 def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity: str) -> None:
     """Leader work, then the lease release, then the rest (Events last)."""
     was_leader = leader.work.active
@@ -158,8 +165,7 @@ def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity
         log.error("leader work still running; not releasing the lease")
     elif was_leader or leader.elector.holder == identity:
         leader.elector.release(timeout_s=timings.api_timeout_s)
-    supervisor.stop(supervisor.running(exclude=[EVENTS_TASK]), timings.shutdown_rest_s)
-    supervisor.stop([EVENTS_TASK], timings.shutdown_rest_s)
+    stop_the_rest(supervisor, timings)
 
 
 def run(config: Config, environ: Mapping[str, str]) -> int:
@@ -205,23 +211,48 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         supervisor.add(dataplane_task(dataplane, timings))
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
-    leader = build_leader(
-        config,
-        environ=environ,
-        timings=timings,
-        api_client=api_client,
-        reporting=reporting,
-        mac=mac,
-        dataplane_ready=dataplane.ready if dataplane is not None else lambda: True,
-    )
-    for task in leader.tasks(timings):
+    dataplane_ready = dataplane.ready if dataplane is not None else lambda: True
+    if config.active_active:
+        group = ShardGroup(
+            config,
+            environ=environ,
+            timings=timings,
+            api_client=api_client,
+            reporting=reporting,
+            mac=mac,
+            dataplane_ready=dataplane_ready,
+        )
+        tasks = group.tasks(timings)
+        ready = group.readiness(dataplane.ready if dataplane is not None else None)
+
+        def stop_all() -> None:
+            group.shut_down(
+                supervisor, timings, stop_rest=lambda: stop_the_rest(supervisor, timings)
+            )
+    else:
+        leader = build_leader(
+            config,
+            environ=environ,
+            timings=timings,
+            api_client=api_client,
+            reporting=reporting,
+            mac=mac,
+            dataplane_ready=dataplane_ready,
+        )
+        tasks = leader.tasks(timings)
+        ready = readiness(dataplane, leader, timings)
+
+        def stop_all() -> None:
+            shut_down(supervisor, leader, timings, config.identity)
+
+    for task in tasks:
         supervisor.add(task)
     try:
         endpoints = HttpEndpoints(
             health_addr=(config.health_addr.host, config.health_addr.port),
             metrics_addr=(config.metrics_addr.host, config.metrics_addr.port),
             alive=supervisor.alive,
-            ready=readiness(dataplane, leader, timings),
+            ready=ready,
             registry=metrics.registry,
         )
     except OSError as exc:
@@ -232,7 +263,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     log.info("running (health %s, metrics %s)", config.health_addr, config.metrics_addr)
     while not stop.wait(1.0):
         pass
-    shut_down(supervisor, leader, timings, config.identity)
+    stop_all()
     endpoints.stop()
     log.info("stopped")
     return 0

@@ -158,3 +158,39 @@ class GatewayMetrics:
     def set_info(self, labels: Mapping[str, str]) -> None:
         """Publish `hybrid_gateway_info` (exactly the INFO_LABELS, value 1)."""
         self.info.labels(**{name: labels[name] for name in INFO_LABELS}).set(1)
+
+
+@dataclass
+class ShardMetrics:
+    """Active-active series, registered only in that mode (active-standby exports exactly the
+    series it always did)."""
+
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.shard_held = Gauge(
+            "hybrid_gateway_shard_held",
+            "1 while this replica owns the shard's Lease and forwards its traffic.",
+            ["shard"],
+            registry=r,
+        )
+        self.shards_held = Gauge(
+            "hybrid_gateway_shards_held", "Shards this replica owns.", registry=r
+        )
+        self.shard_owner = Gauge(
+            "hybrid_gateway_shard_owner_info",
+            "The owner of every shard as this replica sees it (1 per shard; owner '' if none).",
+            ["shard", "owner"],
+            registry=r,
+        )
+        self.members = Gauge(
+            "hybrid_gateway_members",
+            "Live replicas (membership Leases) this replica sees, itself included.",
+            registry=r,
+        )
+        self.handovers = Counter(
+            "hybrid_gateway_shard_handovers",
+            "Shards this replica handed over to even out the load.",
+            registry=r,
+        )

@@ -19,7 +19,7 @@ import copy
 import datetime as dt
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -68,8 +68,12 @@ class LeaseStore:
         name: str,
         *,
         wall_clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        labels: Mapping[str, str] | None = None,
+        owner: client.V1OwnerReference | None = None,
     ) -> None:
         self._api = client.CoordinationV1Api(api_client)
+        self._labels = dict(labels or {})  # kept on every write: a group watch selects them
+        self._owner = owner  # set when the Lease is created: garbage-collected with its owner
         self._once = client.CoordinationV1Api(single_attempt(api_client))
         self.namespace = namespace
         self.name = name
@@ -106,12 +110,16 @@ class LeaseStore:
         ):
             body = copy.deepcopy(last)
             body.spec = body.spec or client.V1LeaseSpec()
+            if self._labels:
+                body.metadata.labels = {**(body.metadata.labels or {}), **self._labels}
             return body
         return client.V1Lease(
             metadata=client.V1ObjectMeta(
                 name=self.name,
                 namespace=self.namespace,
                 resource_version=previous.resource_version if previous else None,
+                labels=dict(self._labels) or None,
+                owner_references=[self._owner] if self._owner and previous is None else None,
             ),
             spec=client.V1LeaseSpec(),
         )
@@ -164,7 +172,7 @@ class LeaseStore:
         return self._remember(lease)
 
 
-def _record_from_json(lease: dict[str, Any]) -> LeaseRecord:
+def record_from_json(lease: dict[str, Any]) -> LeaseRecord:
     """The record of a Lease as the watch delivers it (JSON, camelCase). The renew time is
     normalised to the form `_record` gives it, so a record read and the same one watched
     compare equal."""
@@ -202,12 +210,12 @@ def lease_watch(
 
     def on_list(items: Iterator[dict[str, Any]]) -> None:
         ours = [item for item in items if (item.get("metadata") or {}).get("name") == name]
-        on_seen(_record_from_json(ours[0]) if ours else None)
+        on_seen(record_from_json(ours[0]) if ours else None)
         on_listed()
 
     def on_event(kind: str, lease: dict[str, Any]) -> None:
         if (lease.get("metadata") or {}).get("name") == name:
-            on_seen(None if kind == "DELETED" else _record_from_json(lease))
+            on_seen(None if kind == "DELETED" else record_from_json(lease))
 
     return ListWatch(
         f"Lease watch {namespace}/{name}",

@@ -40,7 +40,11 @@ def desired_endpoints(
 
 
 def desired_object(
-    vpc_cidrs: Sequence[ipaddress.IPv4Network], node_ip: str, mac: str
+    vpc_cidrs: Sequence[ipaddress.IPv4Network],
+    node_ip: str,
+    mac: str,
+    *,
+    endpoints: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The full object to create (cluster-scoped; `spec.cidrMask` left unset like the reference)."""
     return {
@@ -50,7 +54,11 @@ def desired_object(
             "name": VTEP_CONFIG_NAME,
             "labels": {"app.kubernetes.io/managed-by": "eks-hybrid-nodes-gateway"},
         },
-        "spec": {"endpoints": desired_endpoints(vpc_cidrs, node_ip, mac)},
+        "spec": {
+            "endpoints": [dict(e) for e in endpoints]
+            if endpoints is not None
+            else desired_endpoints(vpc_cidrs, node_ip, mac)
+        },
     }
 
 
@@ -89,3 +97,70 @@ def endpoints_match(
     if not isinstance(spec, Mapping):
         return False
     return _compared(spec.get("endpoints")) == _compared(list(desired))
+
+
+# --- active-active: one shard's endpoints in the shared object ----------------------------------
+def dotted_mask(prefix_length: int) -> str:
+    """`spec.cidrMask` for a prefix length (18 -> 255.255.192.0)."""
+    return str(ipaddress.IPv4Network(f"0.0.0.0/{prefix_length}").netmask)
+
+
+def _endpoint_key(item: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        str(item.get("name", "")),
+        str(item.get("tunnelEndpoint", "")),
+        str(item.get("cidr", "")),
+        str(item.get("mac", "")).lower(),
+    )
+
+
+def merge_shard_endpoints(
+    observed: Mapping[str, Any] | None,
+    plan: Sequence[tuple[str, str]],
+    mine: frozenset[str],
+    node_ip: str,
+    mac: str,
+) -> list[dict[str, str]]:
+    """The endpoint list after this replica publishes the endpoints named in `mine`.
+
+    `plan` is every endpoint of the shard plan, (name, cidr) in plan order. Ours point at us;
+    another shard's endpoint is kept exactly as its owner wrote it when its name and CIDR are
+    the plan's, and left out until its owner publishes it otherwise; endpoints outside the plan
+    (the active-standby endpoint, an older plan) are dropped, so the object only ever holds
+    disjoint endpoints of one prefix length. A write touches only our own entries.
+    """
+    spec = observed.get("spec") if observed is not None else None
+    current = spec.get("endpoints") if isinstance(spec, Mapping) else None
+    by_name = {
+        str(item.get("name")): item
+        for item in (current if isinstance(current, list) else [])
+        if isinstance(item, Mapping)
+    }
+    merged: list[dict[str, str]] = []
+    for name, cidr in plan:
+        if name in mine:
+            merged.append(
+                {"name": name, "tunnelEndpoint": node_ip, "cidr": cidr, "mac": mac.lower()}
+            )
+            continue
+        theirs = by_name.get(name)
+        if theirs is not None and str(theirs.get("cidr", "")) == cidr:
+            merged.append({k: str(v) for k, v in theirs.items()})
+    return merged
+
+
+def shard_endpoints_match(
+    observed: Mapping[str, Any] | None, merged: Sequence[Mapping[str, str]], mask: str | None
+) -> bool:
+    """True if the observed object already holds exactly `merged` (and `mask`, when set)."""
+    if observed is None:
+        return False
+    spec = observed.get("spec")
+    if not isinstance(spec, Mapping):
+        return False
+    current = spec.get("endpoints")
+    if not isinstance(current, list) or not all(isinstance(i, Mapping) for i in current):
+        return False
+    if mask is not None and spec.get("cidrMask") != mask:
+        return False
+    return sorted(map(_endpoint_key, current)) == sorted(map(_endpoint_key, merged))

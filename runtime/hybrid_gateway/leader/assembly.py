@@ -117,32 +117,7 @@ def build_leader(
         ),
         holder_loss_s=timings.holder_loss_s,
     )
-
-    def build_routes(region: str, instance_id: str) -> RouteOwner:
-        return RouteOwner(
-            Ec2Routes(make_client(region)),
-            instance_id=instance_id,
-            table_ids=config.route_table_ids,
-            pod_cidrs=[str(c) for c in config.pod_cidrs],
-            allow_takeover=config.allow_route_takeover,
-            metrics=reporting.metrics,
-            report=lambda reason, message: reporting.events.emit(
-                reporting.subject, reason, message
-            ),
-        )
-
-    routes = DeferredRoutes(
-        table_ids=config.route_table_ids,
-        resolve=lambda: resolve_identity(config, environ),
-        build=build_routes,
-        reporter=reporting.reporter(
-            "route ownership start-up",
-            "aws",
-            "InstanceIdentityUnavailable",
-            "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
-        ),
-        max_backoff_s=timings.start_retry_max_s,
-    )
+    routes = deferred_routes(config, environ=environ, timings=timings, reporting=reporting)
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
     work = LeaderWork(
         routes=routes,
@@ -193,23 +168,63 @@ def build_leader(
         window_s=timings.watch_window_s,
         max_backoff_s=timings.watch_max_backoff_s,
     )
-    vtep_watch_health = WatchHealth(
-        reporting.reporter(
-            f"CiliumVTEPConfig watch {vtep_store.name}",
-            "ciliumvtepconfig",
-            "VtepConfigWatchFailed",
-            "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
-        )
-    )
-    vtep_list_watch = vtep_store.watcher(
-        on_change=lambda _type: work.wake_vtep(),
-        on_listed=vtep_watch_health.reporter.succeeded,
-        on_error=vtep_watch_health.on_error,
-        window_s=timings.watch_window_s,
-        max_backoff_s=timings.watch_max_backoff_s,
-    )
+    vtep_watch_health, vtep_list_watch = vtep_watch(vtep_store, reporting, timings, work.wake_vtep)
     watches = (
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
     return Leader(elector, lease, routes, work, vtep_watch_health.reporter, watches)
+
+
+def vtep_watch(
+    store: VtepStore, reporting: Reporting, timings: Timings, on_change: Callable[[], None]
+) -> tuple[WatchHealth, ListWatch]:
+    """The CiliumVTEPConfig watch that wakes the owner(s) on every change, with its health."""
+    health = WatchHealth(
+        reporting.reporter(
+            f"CiliumVTEPConfig watch {store.name}",
+            "ciliumvtepconfig",
+            "VtepConfigWatchFailed",
+            "grant get, list and watch on ciliumvtepconfigs.cilium.io and check the CRD exists",
+        )
+    )
+    watch = store.watcher(
+        on_change=lambda _type: on_change(),
+        on_listed=health.reporter.succeeded,
+        on_error=health.on_error,
+        window_s=timings.watch_window_s,
+        max_backoff_s=timings.watch_max_backoff_s,
+    )
+    return health, watch
+
+
+def deferred_routes(
+    config: Config, *, environ: Mapping[str, str], timings: Timings, reporting: Reporting
+) -> DeferredRoutes:
+    """Route ownership, resolved in the background (IMDS, primary ENI, tables)."""
+
+    def build_routes(region: str, instance_id: str) -> RouteOwner:
+        return RouteOwner(
+            Ec2Routes(make_client(region)),
+            instance_id=instance_id,
+            table_ids=config.route_table_ids,
+            pod_cidrs=[str(c) for c in config.pod_cidrs],
+            allow_takeover=config.allow_route_takeover,
+            metrics=reporting.metrics,
+            report=lambda reason, message: reporting.events.emit(
+                reporting.subject, reason, message
+            ),
+        )
+
+    return DeferredRoutes(
+        table_ids=config.route_table_ids,
+        resolve=lambda: resolve_identity(config, environ),
+        build=build_routes,
+        reporter=reporting.reporter(
+            "route ownership start-up",
+            "aws",
+            "InstanceIdentityUnavailable",
+            "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
+        ),
+        max_backoff_s=timings.start_retry_max_s,
+    )

@@ -39,7 +39,9 @@ class Owner(Protocol):
     def prepare(self) -> None: ...
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
+    def sync(
+        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+    ) -> SyncResult: ...
 
 
 class RoutesPending(Exception):  # noqa: N818 (a state, not a failure of the caller)
@@ -119,10 +121,12 @@ class DeferredRoutes:
         if self._owner is not None and self._owner.prepared:
             self._waiting_for = None
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(
+        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+    ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write)
+            return owner.sync(may_write, destinations)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

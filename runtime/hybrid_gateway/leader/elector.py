@@ -91,6 +91,8 @@ class LeaseElector:
         clock: Callable[[], float] = time.monotonic,
         callbacks: LeadershipCallbacks | None = None,
         can_acquire: Callable[[], bool] = lambda: True,
+        follow_poll_s: float | None = None,
+        log_refusals: bool = True,
     ) -> None:
         self._backend = backend
         self.identity = identity
@@ -100,6 +102,12 @@ class LeaseElector:
         self._clock = clock
         self._callbacks: LeadershipCallbacks = callbacks or NoCallbacks()
         self._can_acquire = can_acquire
+        # A follower re-reads the Lease this often (default: every retry period); a group
+        # that watches its Leases polls less, since the watch wakes it on every change.
+        self._follow_poll = follow_poll_s if follow_poll_s is not None else retry_period_s
+        self._handover: Callable[[float], bool] | None = None  # set by request_handover
+        self._letting_expire = False  # a hand-over could not release: do not renew
+        self._log_refusals = log_refusals
         self._lock = threading.Lock()
         self._observation: Observation | None = None
         self._valid_until = 0.0
@@ -170,9 +178,11 @@ class LeaseElector:
     def next_round_in(self) -> float:
         with self._lock:
             leading = self._leading
+        if self._handover is not None:
+            return 0.0
         return next_round_in(
             now=self._clock(),
-            retry_period_s=self._retry,
+            retry_period_s=self._retry if leading else self._follow_poll,
             leading=leading,
             last_renew_sent=self._last_renew_sent,
             last_round_failed=self._last_round_failed,
@@ -183,6 +193,9 @@ class LeaseElector:
         """One read/decide/write round; never raises."""
         if self._closed:
             return
+        if self._handover is not None:
+            self._hand_over(self._handover)
+            return
         self._last_round_failed = False
         try:
             observation = self._observation
@@ -192,11 +205,15 @@ class LeaseElector:
                 self._observation = observation
                 self._see_holder(record.holder if record else None)
             action = decide(observation, self.identity, self._clock())
+            if action is Action.RENEW and not self._leading and self._letting_expire:
+                action = Action.FOLLOW  # handed over but not released: it runs out by itself
+            elif observation is None or observation.record.holder != self.identity:
+                self._letting_expire = False
             if action is Action.FOLLOW:
                 self._set_leading(False)
                 return
             if action is Action.ACQUIRE and not self._can_acquire():
-                if not self._refusal_logged:
+                if not self._refusal_logged and self._log_refusals:
                     log.warning("lease is free but this replica is not ready: not acquiring")
                     self._refusal_logged = True
                 self._set_leading(False)
@@ -235,6 +252,39 @@ class LeaseElector:
         if action is Action.RENEW and self._leading and self._last_renew_sent is not None:
             return max(MIN_TIMEOUT_S, self._last_renew_sent + self._duration - sent)
         return max(MIN_TIMEOUT_S, self._deadline)
+
+    def request_handover(self, wait_idle: Callable[[float], bool]) -> None:
+        """Give the lease up for balancing, from the elector's own thread (no renewal can race
+        the release): end the term, wait until `wait_idle(timeout)` says no write of the term
+        is in flight, then release. The caller's `can_acquire` must refuse it afterwards."""
+        self._handover = wait_idle
+        self._wake.set()
+
+    def _hand_over(self, wait_idle: Callable[[float], bool]) -> None:
+        self._handover = None
+        if not self._leading:
+            return
+        self._set_leading(False)  # writes of the term stop passing their guard now
+        if not wait_idle(self._deadline):
+            self._letting_expire = True
+            log.warning(
+                "writes still in flight after %.1fs: letting the lease expire", self._deadline
+            )
+            return
+        observation = self._observation
+        if observation is None or observation.record.holder != self.identity:
+            return
+        try:
+            written = self._backend.write(
+                observation.record, None, self._duration, max(MIN_TIMEOUT_S, self._deadline)
+            )
+        except Exception as exc:  # it expires by itself; others take it then
+            self._letting_expire = True
+            log.warning("could not hand the lease over: %s", exc)
+            return
+        self._observation = observe(self._observation, written, self._clock())
+        self._see_holder(None)
+        log.info("handed the lease over")
 
     def shutdown(self) -> None:
         """End the term at once and for good: no write passes and no term starts after this."""

@@ -148,8 +148,13 @@ class RouteOwner:
                 stop.wait(backoff.next_delay())
 
     # -- leader only -----------------------------------------------------------------------------
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
-        """Bring every table to the desired state; raises Ec2Error if the reads fail."""
+    def sync(
+        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+    ) -> SyncResult:
+        """Bring every table to the desired state; raises Ec2Error if the reads fail.
+
+        `destinations` (active-active: one shard's prefixes) replaces the pod CIDRs: only those
+        routes are planned and written."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
@@ -158,9 +163,8 @@ class RouteOwner:
             primary = self._primary = self._ec2.primary_interface(self._instance_id)
         eni = primary.eni_id
         observed = self._ec2.describe_routes(self._tables)
-        plan = plan_routes(
-            observed, self._tables, self._cidrs, eni, allow_takeover=self._allow_takeover
-        )
+        cidrs = list(destinations) if destinations is not None else self._cidrs
+        plan = plan_routes(observed, self._tables, cidrs, eni, allow_takeover=self._allow_takeover)
         result = SyncResult(plan, missing_tables=[t for t in self._tables if t not in observed])
         for table in result.missing_tables:
             log.error("route table %s not found (check ROUTE_TABLE_IDS)", table)

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from hybrid_gateway.adapters.kube_events import EventSink, ObjectRef
@@ -69,6 +70,33 @@ class _Lane:
         self.next_at = 0.0  # when the next sync is due (monotonic)
 
 
+@dataclass(frozen=True)
+class WorkRole:
+    """What this work is called in logs and Events, and what its start and stop set: the
+    leader's in active-standby mode, one shard's in active-active mode."""
+
+    name: str
+    started_reason: str
+    started_text: str  # formatted with {identity}
+    lost_reason: str
+    lost_text: str  # formatted with {identity} and {why}
+    on_active: Callable[[GatewayMetrics, bool], None]
+
+
+def _leader_active(metrics: GatewayMetrics, active: bool) -> None:
+    metrics.leader_is_active.set(1 if active else 0)
+
+
+LEADER_ROLE = WorkRole(
+    "leader",
+    "LeaderElected",
+    "{identity} became the gateway leader",
+    "LeaderLost",
+    "{identity} stopped leading: {why}",
+    _leader_active,
+)
+
+
 class LeaderWork:
     """Leader-only work, driven by the elector's callbacks (`LeadershipCallbacks`).
 
@@ -89,7 +117,11 @@ class LeaderWork:
         subject: ObjectRef,
         identity: str,
         clock: Callable[[], float] = time.monotonic,
+        role: WorkRole = LEADER_ROLE,
     ) -> None:
+        self._role = role
+        self._in_flight = 0  # lane syncs past their term check (hand-over waits for 0)
+        self._idle = threading.Condition()
         self._routes = routes
         self._vtep = vtep
         self._resync = resync_period_s
@@ -217,6 +249,22 @@ class LeaderWork:
         lane.heartbeat = self._clock()
         woken = lane.wake.is_set()
         lane.wake.clear()
+        with self._idle:
+            self._in_flight += 1  # before the term check: a hand-over waits for this sync
+        try:
+            self._lane_sync(lane, woken)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no lane sync is in flight; True if none is. Called after the term ended,
+        so no new sync passes its check: afterwards nothing of the term can be written."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout_s)
+
+    def _lane_sync(self, lane: _Lane, woken: bool) -> None:
         with self._lock:
             active, term, number = self._active, self._term, self._term_count
         if not (active and term is not None and term.valid()):
@@ -259,14 +307,14 @@ class LeaderWork:
             self._term = term
             self._term_count += 1
             self._setup_reported = False
-        self._metrics.leader_is_active.set(1)
-        log.info("leader work started (term %d)", term.number)
+        self._role.on_active(self._metrics, True)
+        log.info("%s work started (term %d)", self._role.name, term.number)
         for lane in self._lanes:
             lane.wake.set()
         self._events.emit(
             self._subject,
-            "LeaderElected",
-            f"{self._identity} became the gateway leader",
+            self._role.started_reason,
+            self._role.started_text.format(identity=self._identity),
             warning=False,
         )
 
@@ -275,9 +323,13 @@ class LeaderWork:
             self._active = False
             self._term = None
             self._term_count += 1
-        self._metrics.leader_is_active.set(0)
-        log.warning("leader work stopped: %s", why)
-        self._events.emit(self._subject, "LeaderLost", f"{self._identity} stopped leading: {why}")
+        self._role.on_active(self._metrics, False)
+        log.warning("%s work stopped: %s", self._role.name, why)
+        self._events.emit(
+            self._subject,
+            self._role.lost_reason,
+            self._role.lost_text.format(identity=self._identity, why=why),
+        )
 
     def _sync_routes(self, guard: Callable[[], bool]) -> Outcome:
         try:
@@ -348,4 +400,4 @@ class LeaderWork:
         self._setup_reported = True
         took = self._clock() - term.acquired_at
         self._metrics.leader_setup_duration.observe(took)
-        log.info("leader setup converged in %.3fs", took)
+        log.info("%s setup converged in %.3fs", self._role.name, took)

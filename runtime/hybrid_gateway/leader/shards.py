@@ -1,0 +1,511 @@
+"""Active-active mode: every replica owns a share of the shards, each fenced by its own Lease.
+
+One shard is one small active-standby gateway: a `LeaseElector` on the shard's Lease and a
+`LeaderWork` that writes only the shard's routes (`ShardRoutes`) and VTEP endpoints
+(`ShardVtepOwner`), every write guarded by the shard term's `valid()` right before each HTTP
+attempt, exactly as the leader's writes are. What is added is the choice of WHICH shards a
+replica may take (`core/shards.decide`): each replica holds a membership Lease while it is
+ready to forward, watches every Lease of its group (one label-selected list-watch), and lets a
+shard's elector acquire only the shards the decision gives it. A balancing hand-over ends the
+shard's term, waits until no write of it is in flight, then releases the Lease (from the
+elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
+lease durations, so a returning replica gets its share back gradually.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubernetes import client
+
+from hybrid_gateway.adapters.kube_lease import LeaseStore, record_from_json
+from hybrid_gateway.adapters.kube_vtep import VtepStore
+from hybrid_gateway.adapters.kube_watch import ListWatch
+from hybrid_gateway.config import Config
+from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
+from hybrid_gateway.core.shards import ShardView, decide
+from hybrid_gateway.health import Check
+from hybrid_gateway.leader.assembly import WatchHealth, deferred_routes, vtep_watch
+from hybrid_gateway.leader.deferred_routes import DeferredRoutes
+from hybrid_gateway.leader.elector import LeaseElector, NoCallbacks
+from hybrid_gateway.leader.lease_health import ReportedLease
+from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.service import LeaderWork, WorkRole
+from hybrid_gateway.leader.vtep import ShardVtepOwner
+from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
+from hybrid_gateway.reporting import Reporting
+from hybrid_gateway.supervisor import Supervisor, Task
+from hybrid_gateway.timings import Timings
+from hybrid_gateway_contract.sharding import (
+    LEASE_GROUP_LABEL,
+    ShardPlan,
+    member_lease_name,
+    shard_lease_name,
+)
+
+log = logging.getLogger("hybrid_gateway")
+
+#: A donor hands over at most one shard per this many lease durations (no flapping: the
+#: receiver has taken the last one and the views have settled before the next).
+HANDOVER_SPACING_LEASES = 2.0
+COORDINATOR = "shard-coordinator"
+MEMBER_ELECTOR = "member-elector"
+
+
+class _Beating(Protocol):
+    @property
+    def heartbeat(self) -> float: ...
+
+
+def _heartbeat_of(loop: _Beating) -> Callable[[], float]:
+    return lambda: loop.heartbeat
+
+
+@dataclass(frozen=True)
+class ShardRoutes:
+    """One shard's route prefixes, synced through the replica's one route owner."""
+
+    routes: DeferredRoutes
+    prefixes: tuple[str, ...]
+
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+        return self.routes.sync(may_write, self.prefixes)
+
+
+@dataclass
+class ShardSlot:
+    index: int
+    lease_name: str
+    elector: LeaseElector
+    work: LeaderWork
+
+    @property
+    def elector_task(self) -> str:
+        return f"shard-{self.index}-elector"
+
+    @property
+    def work_task(self) -> str:
+        return f"shard-{self.index}-work"
+
+
+def _shard_role(index: int, prefixes: Sequence[str], metrics: ShardMetrics) -> WorkRole:
+    def on_active(gateway: GatewayMetrics, active: bool) -> None:
+        metrics.shard_held.labels(str(index)).set(1 if active else 0)
+
+    where = ", ".join(prefixes)
+    return WorkRole(
+        f"shard {index}",
+        "ShardAcquired",
+        f"{{identity}} now owns shard {index} ({where})",
+        "ShardLost",
+        f"{{identity}} no longer owns shard {index}: {{why}}",
+        on_active,
+    )
+
+
+class ShardGroup:
+    """The active-active side of a replica: membership, the shards, the group watch."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        environ: Mapping[str, str],
+        timings: Timings,
+        api_client: Any,
+        reporting: Reporting,
+        mac: str,
+        dataplane_ready: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._timings = timings
+        self._clock = clock
+        self._identity = config.identity
+        self._reporting = reporting
+        self.plan: ShardPlan = config.shard_plan()
+        self.metrics = ShardMetrics(reporting.metrics.registry)
+        self._lock = threading.Lock()
+        self._records: dict[str, Observation] = {}  # Lease name -> as last seen (group watch)
+        self._orphan_since: dict[int, float] = {}
+        self._last_handover = -float("inf")
+        self._wake = threading.Event()
+        self.heartbeat = clock()
+        labels = {LEASE_GROUP_LABEL: config.lease_name}
+        ns = config.namespace
+        self.routes = deferred_routes(config, environ=environ, timings=timings, reporting=reporting)
+        self._dataplane_ready = dataplane_ready
+
+        self.member_lease_name = member_lease_name(config.lease_name, config.identity)
+        owner = None
+        pod_uid = (environ.get("POD_UID") or "").strip()
+        if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
+            owner = client.V1OwnerReference(
+                api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
+            )
+        self.membership = ReportedLease(
+            LeaseStore(api_client, ns, self.member_lease_name, labels=labels, owner=owner),
+            reporting.reporter(
+                f"Lease {ns}/{self.member_lease_name}",
+                "lease",
+                "LeaseUnavailable",
+                "check POD_NAMESPACE and that the service account may get, create, update, "
+                "list and watch Leases in it",
+            ),
+            holder_loss_s=timings.holder_loss_s,
+        )
+        self.member = LeaseElector(
+            self.membership,
+            identity=config.identity,
+            lease_duration_s=config.lease_duration_s,
+            renew_deadline_s=config.renew_deadline_s,
+            retry_period_s=config.retry_period_s,
+            callbacks=NoCallbacks(),
+            can_acquire=self.eligible,
+        )
+        shard_reporter = reporting.reporter(
+            f"shard Leases {ns}/{config.lease_name}-shard-*",
+            "lease",
+            "ShardLeaseUnavailable",
+            "grant get, create and update on Leases in the gateway's namespace",
+        )
+        vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+        self.slots: list[ShardSlot] = []
+        for shard in self.plan.shards:
+            name = shard_lease_name(config.lease_name, shard.index)
+            work = LeaderWork(
+                routes=ShardRoutes(self.routes, shard.pod_prefixes),
+                vtep=ShardVtepOwner(
+                    vtep_store, plan=self.plan, shard=shard.index, node_ip=config.node_ip, mac=mac
+                ),
+                resync_period_s=config.resync_period_s,
+                retry_period_s=config.retry_period_s,
+                metrics=reporting.metrics,
+                events=reporting.events,
+                subject=reporting.subject,
+                identity=config.identity,
+                role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
+            )
+            elector = LeaseElector(
+                ReportedLease(
+                    LeaseStore(api_client, ns, name, labels=labels),
+                    shard_reporter,
+                    holder_loss_s=timings.holder_loss_s,
+                ),
+                identity=config.identity,
+                lease_duration_s=config.lease_duration_s,
+                renew_deadline_s=config.renew_deadline_s,
+                retry_period_s=config.retry_period_s,
+                callbacks=work,
+                can_acquire=functools.partial(self.may_claim, shard.index),
+                # the group watch wakes it on every change and at expiry; polling is the net
+                follow_poll_s=config.lease_duration_s,
+                log_refusals=False,
+            )
+            self.metrics.shard_held.labels(str(shard.index)).set(0)
+            self.slots.append(ShardSlot(shard.index, name, elector, work))
+        self._by_lease = {slot.lease_name: slot for slot in self.slots}
+        self.group_health = WatchHealth(
+            reporting.reporter(
+                f"Lease group watch {ns} {LEASE_GROUP_LABEL}={config.lease_name}",
+                "lease",
+                "LeaseWatchFailed",
+                "grant list and watch on Leases in the gateway's namespace",
+            )
+        )
+        self.group_watch = ListWatch(
+            f"Lease group watch {ns}",
+            client.CoordinationV1Api(api_client).list_namespaced_lease,
+            args=(ns,),
+            label_selector=f"{LEASE_GROUP_LABEL}={config.lease_name}",
+            on_list=self._on_list,
+            on_event=self._on_event,
+            on_error=self.group_health.on_error,
+            call_timeout_s=timings.api_timeout_s,
+            window_s=max(1, int(timings.watch_window_s)),
+            backoff=Backoff(initial_s=0.2, maximum_s=timings.watch_max_backoff_s),
+        )
+        self.vtep_health, self.vtep_watch = vtep_watch(
+            vtep_store, reporting, timings, self._wake_vtep_lanes
+        )
+
+    # -- the view ----------------------------------------------------------------------------
+    def eligible(self) -> bool:
+        """Ready to forward: the data plane is up and the ENI is not known to drop packets."""
+        return self._dataplane_ready() and self.routes.forwarding_allowed()
+
+    def _live(self, observation: Observation | None, now: float) -> str | None:
+        if observation is None or observation.record.released:
+            return None
+        if now >= observation.observed_at + observation.record.lease_duration_s:
+            return None
+        return observation.record.holder
+
+    def view(self) -> ShardView:
+        now = self._clock()
+        prefix = f"{self._config.lease_name}-member-"
+        with self._lock:
+            records = dict(self._records)
+        members = {
+            holder
+            for name, observation in records.items()
+            if name.startswith(prefix) and (holder := self._live(observation, now))
+        }
+        members.discard(self._identity)
+        if self.member.valid():
+            members.add(self._identity)
+        holders: dict[int, str | None] = {}
+        for slot in self.slots:
+            holders[slot.index] = (
+                self._identity
+                if slot.elector.leading
+                else self._live(records.get(slot.lease_name), now)
+            )
+        return ShardView(len(self.slots), frozenset(members), holders)
+
+    def _orphaned_for(self, view: ShardView) -> dict[int, float]:
+        now = self._clock()
+        with self._lock:
+            for index in range(view.shard_count):
+                if view.holder(index) is None:
+                    self._orphan_since.setdefault(index, now)
+                else:
+                    self._orphan_since.pop(index, None)
+            return {index: now - since for index, since in self._orphan_since.items()}
+
+    def may_claim(self, index: int) -> bool:
+        """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
+        view = self.view()
+        decision = decide(
+            view,
+            self._identity,
+            orphaned_for=self._orphaned_for(view),
+            grace_s=self._config.lease_duration_s,
+        )
+        return index in decision.claim and self.eligible()
+
+    # -- the group watch ---------------------------------------------------------------------
+    def _seen(self, name: str, record: LeaseRecord | None) -> None:
+        now = self._clock()
+        with self._lock:
+            if record is None:
+                self._records.pop(name, None)
+            else:
+                self._records[name] = observe(self._records.get(name), record, now)
+        slot = self._by_lease.get(name)
+        if slot is not None:
+            slot.elector.notice(record)
+        self._wake.set()
+
+    def _on_list(self, items: Iterator[dict[str, Any]]) -> None:
+        listed: dict[str, LeaseRecord] = {}
+        for item in items:
+            name = str((item.get("metadata") or {}).get("name") or "")
+            listed[name] = record_from_json(item)
+        with self._lock:
+            gone = set(self._records) - set(listed)
+        for name in gone:
+            self._seen(name, None)
+        for name, record in listed.items():
+            self._seen(name, record)
+        self.group_health.reporter.succeeded()
+
+    def _on_event(self, kind: str, item: dict[str, Any]) -> None:
+        name = str((item.get("metadata") or {}).get("name") or "")
+        self._seen(name, None if kind == "DELETED" else record_from_json(item))
+
+    def _wake_vtep_lanes(self) -> None:
+        for slot in self.slots:
+            slot.work.wake_vtep()
+
+    # -- the coordinator loop ------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Publish the view, wake the electors of claimable shards, start hand-overs; again at
+        every Lease change, at the next expiry, and every retry period."""
+        while not stop.is_set():
+            self.heartbeat = self._clock()
+            self._wake.clear()
+            try:
+                self.step()
+            except Exception:  # a bug here must not stop the loop silently
+                log.exception("shard coordination step failed")
+            self._wake.wait(self._next_wait())
+
+    def step(self) -> None:
+        view = self.view()
+        decision = decide(
+            view,
+            self._identity,
+            orphaned_for=self._orphaned_for(view),
+            grace_s=self._config.lease_duration_s,
+        )
+        self._publish(view)
+        for index in decision.claim:
+            self.slots[index].elector.wake()
+        if decision.release is None:
+            return
+        slot = self.slots[decision.release]
+        now = self._clock()
+        spacing = HANDOVER_SPACING_LEASES * self._config.lease_duration_s
+        if now - self._last_handover < spacing or not slot.work.converged():
+            return
+        self._last_handover = now
+        self.metrics.handovers.inc()
+        log.info("handing shard %d over to even out the load", slot.index)
+        self._reporting.events.emit(
+            self._reporting.subject,
+            "ShardHandedOver",
+            f"{self._identity} hands shard {slot.index} over to even out the load",
+            warning=False,
+        )
+        slot.elector.request_handover(slot.work.wait_idle)
+
+    def _next_wait(self) -> float:
+        """Until the next foreign Lease may expire (its shard becomes free, or a member is
+        gone), or a retry period."""
+        now = self._clock()
+        wait = self._config.retry_period_s
+        with self._lock:
+            for observation in self._records.values():
+                if observation.record.released or observation.record.holder == self._identity:
+                    continue
+                expiry = observation.observed_at + observation.record.lease_duration_s
+                if expiry > now:
+                    wait = min(wait, expiry - now + 0.01)
+        return max(0.01, wait)
+
+    def _publish(self, view: ShardView) -> None:
+        self.metrics.members.set(len(view.members))
+        self.metrics.shards_held.set(sum(1 for slot in self.slots if slot.work.active))
+        self.metrics.shard_owner.clear()
+        for index in range(view.shard_count):
+            self.metrics.shard_owner.labels(str(index), view.holder(index) or "").set(1)
+        self._reporting.metrics.leader_is_active.set(
+            1 if any(slot.work.active for slot in self.slots) else 0
+        )
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def tasks(self, timings: Timings) -> list[Task]:
+        """Route start-up first, the group watch before the electors (expiries are seen on
+        our own clock from the first list), then membership, the shards and the coordinator."""
+        tasks = [
+            Task(
+                "route-start",
+                self.routes.run,
+                heartbeat=lambda: self.routes.heartbeat,
+                stale_after_s=timings.stale_route_start_s,
+                one_shot=True,
+            ),
+            self.group_health.task("lease-group-watch", self.group_watch, timings),
+            Task(
+                MEMBER_ELECTOR,
+                self.member.run,
+                heartbeat=lambda: self.member.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.member.wake,
+            ),
+        ]
+        for slot in self.slots:
+            tasks.append(
+                Task(
+                    slot.elector_task,
+                    slot.elector.run,
+                    heartbeat=_heartbeat_of(slot.elector),
+                    stale_after_s=timings.stale_elector_s,
+                    wake=slot.elector.wake,
+                )
+            )
+            tasks.append(
+                Task(
+                    slot.work_task,
+                    slot.work.run,
+                    heartbeat=_heartbeat_of(slot.work),
+                    stale_after_s=timings.stale_leader_work_s,
+                    wake=slot.work.wake,
+                )
+            )
+        tasks.append(
+            Task(
+                COORDINATOR,
+                self.run,
+                heartbeat=lambda: self.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self._wake.set,
+            )
+        )
+        tasks.append(self.vtep_health.task("vtep-watch", self.vtep_watch, timings))
+        return tasks
+
+    def readiness(self, dataplane_ready: Callable[[], bool] | None) -> Check:
+        """`/readyz` in active-active mode: the data plane is ready, route ownership is usable,
+        the membership Lease works, and every shard this replica owns has converged."""
+
+        def ready() -> tuple[bool, str]:
+            if dataplane_ready is not None and not dataplane_ready():
+                return False, "data plane not ready"
+            routes_problem = self.routes.problem()
+            if routes_problem is not None:
+                return False, routes_problem
+            problem = self.membership.problem()
+            if problem is not None:
+                return False, problem
+            watch_down = self.vtep_health.reporter.failing_for()
+            if watch_down > self._timings.holder_loss_s:
+                error = self.vtep_health.reporter.last_error
+                return False, f"CiliumVTEPConfig watch failing for {watch_down:.0f}s ({error})"
+            owned = [slot for slot in self.slots if slot.work.active]
+            pending = []
+            for slot in owned:
+                lanes = [
+                    lane
+                    for lane, done in (
+                        ("routes", slot.work.routes_converged),
+                        ("CiliumVTEPConfig", slot.work.vtep_converged),
+                    )
+                    if not done
+                ]
+                if lanes:
+                    pending.append(f"shard {slot.index} ({', '.join(lanes)})")
+            if pending:
+                return False, "not converged yet: " + "; ".join(pending)
+            if not owned:
+                member = "member" if self.member.valid() else "not a member yet"
+                return True, f"ready ({member}, owns no shard)"
+            return True, "ready (owns shards " + ",".join(str(s.index) for s in owned) + ")"
+
+        return ready
+
+    def shut_down(
+        self, supervisor: Supervisor, timings: Timings, stop_rest: Callable[[], None]
+    ) -> None:
+        """Shard work first, then the shard Leases are released (all at once, so the others
+        take them over at once), then the membership, then the rest."""
+        held = [s for s in self.slots if s.work.active or s.elector.holder == self._identity]
+        for slot in self.slots:
+            slot.elector.shutdown()
+        self.member.shutdown()
+        names = [COORDINATOR, MEMBER_ELECTOR]
+        for slot in self.slots:
+            names += [slot.work_task, slot.elector_task]
+        stuck = set(supervisor.stop(names, timings.shutdown_join_s))
+        releasable = [s for s in held if s.work_task not in stuck]
+        for slot in held:
+            if slot.work_task in stuck:
+                log.error("shard %d work still running; not releasing its lease", slot.index)
+        if releasable:
+            with ThreadPoolExecutor(max_workers=len(releasable)) as pool:
+                list(
+                    pool.map(
+                        lambda s: s.elector.release(timeout_s=timings.api_timeout_s), releasable
+                    )
+                )
+        self.member.release(timeout_s=timings.api_timeout_s)
+        stop_rest()

@@ -1,0 +1,429 @@
+"""Active-active: three real `hybrid-gateway run --no-dataplane` processes share the shards.
+
+Against the test API server and the EC2 emulator, each daemon behind its own recording EC2
+proxy. Ownership is read from the servers' side (routes in the emulator, endpoints in the
+CiliumVTEPConfig, holders of the shard Leases), and the fencing proof is the same as the
+failover tests': every route write and every change of a VTEP endpoint came from the identity
+whose latest successful write of that shard's Lease preceded it, within one lease duration.
+Figures are printed (run with `-s`); assertions are about order and ownership, never speed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+import itertools
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway_contract import Env
+from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, ShardPlan, plan_shards
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
+from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+
+pytestmark = pytest.mark.slow
+
+NAMESPACE = "eks-hybrid-nodes-gateway"
+LEASE_NAME = "hybrid-gateway-leader"
+POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
+VPC_CIDR = "10.0.0.0/16"
+SHARDS = 4
+NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11", "c": "10.0.1.12"}
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
+LEASE_DURATION_S = float(FAST_LEASE[Env.LEASE_DURATION])
+PLAN: ShardPlan = plan_shards(
+    [ipaddress.IPv4Network(c) for c in POD_CIDRS], [ipaddress.IPv4Network(VPC_CIDR)], SHARDS
+)
+SHARD_OF_PREFIX = {p: s.index for s in PLAN.shards for p in s.pod_prefixes}
+SHARD_OF_ENDPOINT = {name: s.index for s in PLAN.shards for name, _cidr in s.vtep_endpoints}
+
+
+@dataclass(kw_only=True)
+class Replica(DaemonProcess):
+    name: str
+    identity: str
+    node_ip: str
+    proxy: Ec2Proxy
+    args: tuple[str, ...] = ("--no-dataplane",)
+
+
+@dataclass
+class Trio:
+    world: VpcWorld  # pod_cidrs are the shard prefixes, so `routes` shows every shard route
+    direct: Any
+    kube: ApiServer
+    replicas: dict[str, Replica]
+    custom: Any  # CustomObjectsApi as the "tester" identity
+    leases: Any  # CoordinationV1Api as the "tester" identity
+    vtep_history: list[tuple[str, dict[str, tuple[str, str]]]] = field(default_factory=list)
+
+    def endpoints(self) -> dict[str, tuple[str, str]]:
+        try:
+            obj = self.custom.get_cluster_custom_object(
+                "cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway"
+            )
+        except Exception:
+            return {}
+        return {e["name"]: (e["tunnelEndpoint"], e["mac"]) for e in obj["spec"]["endpoints"]}
+
+    def owners(self) -> dict[int, str | None]:
+        """Shard -> the replica every route of the shard AND its VTEP endpoints point at."""
+        routes = self.world.routes(self.direct)
+        endpoints = self.endpoints()
+        by_eni = {eni: name for name, eni in self.world.enis.items()}
+        by_ip = {r.node_ip: name for name, r in self.replicas.items()}
+        owners: dict[int, str | None] = {}
+        for shard in PLAN.shards:
+            targets = {
+                by_eni.get(routes[(t, p)]) for t in self.world.table_ids for p in shard.pod_prefixes
+            }
+            ends = {by_ip.get(endpoints.get(n, ("", ""))[0]) for n, _c in shard.vtep_endpoints}
+            macs_ok = all(
+                endpoints.get(n, ("", ""))[1]
+                == vxlan_device_mac(endpoints.get(n, ("0.0.0.0", ""))[0])
+                for n, _c in shard.vtep_endpoints
+            )
+            both = targets | ends
+            owners[shard.index] = next(iter(both)) if len(both) == 1 and macs_ok else None
+        return owners
+
+    def holders(self) -> dict[int, str | None]:
+        out: dict[int, str | None] = {}
+        for shard in PLAN.shards:
+            try:
+                lease = self.leases.read_namespaced_lease(
+                    f"{LEASE_NAME}-shard-{shard.index}", NAMESPACE
+                )
+                out[shard.index] = lease.spec.holder_identity or None
+            except Exception:
+                out[shard.index] = None
+        return out
+
+    def wait_settled(self, live: set[str], timeout_s: float = 20.0) -> dict[int, str]:
+        """Every shard owned by a live replica, spread evenly, Leases agreeing."""
+        state: dict[str, Any] = {}
+
+        def settled() -> bool:
+            owners = self.owners()
+            holders = self.holders()
+            state.update(owners=owners, holders=holders)
+            if any(o not in live for o in owners.values()):
+                return False
+            if {s: f"gw-{o}" for s, o in owners.items()} != holders:
+                return False
+            loads = [sum(1 for o in owners.values() if o == n) for n in live]
+            return max(loads) - min(loads) <= 1
+
+        deadline = time.monotonic() + timeout_s
+        while not settled():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"shards not settled on {sorted(live)}: {state} | {self.logs()}"
+                )
+            time.sleep(0.05)
+        return dict(state["owners"])
+
+    def logs(self) -> str:
+        return " | ".join(f"{n}: {r.log(1200)}" for n, r in self.replicas.items())
+
+
+def start_replica(
+    name: str, kube: ApiServer, world: VpcWorld, moto_addr: tuple[str, int], tmp_path: Path
+) -> Replica:
+    proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
+    env = daemon_env(
+        kubeconfig=kube.kubeconfig(f"gw-{name}"),
+        identity=f"gw-{name}",
+        namespace=NAMESPACE,
+        node_ip=NODE_IPS[name],
+        pod_cidrs=POD_CIDRS,
+        vpc_cidr=VPC_CIDR,
+        route_table_ids=world.table_ids,
+        instance_id=world.instances[name],
+        ec2_url=proxy.url,
+        resync_period="0.5",
+        extra={Env.MODE: "active-active", Env.SHARDS: str(SHARDS)},
+    )
+    replica = Replica(
+        name=name,
+        identity=f"gw-{name}",
+        node_ip=NODE_IPS[name],
+        proxy=proxy,
+        env=env,
+        log_path=tmp_path / f"gw-{name}-{time.monotonic_ns()}.log",
+    )
+    replica.start()
+    return replica
+
+
+@pytest.fixture
+def trio(
+    kube_api: ApiServer, moto_addr: tuple[str, int], direct: Any, tmp_path: Path
+) -> Iterator[Trio]:
+    from kubernetes import client, config
+
+    seeded = seed_world(direct, tables=2, pod_cidrs=POD_CIDRS, instance_names=("a", "b", "c", "x"))
+    world = replace(seeded, pod_cidrs=list(SHARD_OF_PREFIX))
+    tester = config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    trio = Trio(
+        world,
+        direct,
+        kube_api,
+        {},
+        client.CustomObjectsApi(tester),
+        client.CoordinationV1Api(tester),
+    )
+    stop = threading.Event()
+    recorder = threading.Thread(target=record_vtep_versions, args=(trio, stop), daemon=True)
+    recorder.start()
+    try:
+        for name in ("a", "b", "c"):
+            trio.replicas[name] = start_replica(name, kube_api, world, moto_addr, tmp_path)
+        for replica in trio.replicas.values():
+            replica.wait_serving()
+        yield trio
+    finally:
+        stop.set()
+        for replica in trio.replicas.values():
+            replica.stop()
+            replica.proxy.stop()
+        recorder.join(5)
+
+
+def record_vtep_versions(trio: Trio, stop: threading.Event) -> None:
+    """Every version of the CiliumVTEPConfig, from a watch: (resourceVersion, endpoints)."""
+    from kubernetes import watch
+
+    while not stop.is_set():
+        try:
+            for event in watch.Watch().stream(
+                trio.custom.list_cluster_custom_object,
+                "cilium.io",
+                "v2",
+                "ciliumvtepconfigs",
+                timeout_seconds=2,
+            ):
+                obj = event["object"]
+                trio.vtep_history.append(
+                    (
+                        str(obj["metadata"]["resourceVersion"]),
+                        {
+                            e["name"]: (e["tunnelEndpoint"], e["mac"])
+                            for e in obj.get("spec", {}).get("endpoints", [])
+                        },
+                    )
+                )
+                if stop.is_set():
+                    return
+        except Exception:
+            time.sleep(0.1)
+
+
+# --- the fencing proof ----------------------------------------------------------------------------
+
+
+def shard_lease_writes(audit: list[dict[str, Any]]) -> dict[int, list[tuple[float, str]]]:
+    """Per shard: successful writes of its Lease as (server monotonic time, writer)."""
+    out: dict[int, list[tuple[float, str]]] = {s.index: [] for s in PLAN.shards}
+    for e in audit:
+        if e["verb"] in ("create", "update") and e["status"] in (200, 201):
+            name = e["name"] or e["path"].rsplit("/", 1)[-1]
+            prefix = f"{LEASE_NAME}-shard-"
+            if e["path"].startswith(LEASES.rstrip("/")) and str(name).startswith(prefix):
+                out[int(str(name)[len(prefix) :])].append((float(e["mono"]), str(e["identity"])))
+    return {s: sorted(w) for s, w in out.items()}
+
+
+def shard_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, str, int, str]]:
+    """Every shard write: route writes seen by the EC2 proxies, and VTEP writes that changed a
+    shard's endpoint (from the recorded versions): (time, writer, shard, what)."""
+    writes = [
+        (c.started_mono, r.identity, SHARD_OF_PREFIX[c.params["DestinationCidrBlock"]], c.action)
+        for r in trio.replicas.values()
+        for c in r.proxy.snapshot()
+        if c.action in ("CreateRoute", "ReplaceRoute", "DeleteRoute")
+    ]
+    versions = dict(trio.vtep_history)
+    order = [rv for rv, _ in trio.vtep_history]
+    seen: dict[str, tuple[str, str]] = {}
+    writes_by_rv = {
+        str(e["resourceVersion"]): e
+        for e in audit
+        if "ciliumvtepconfigs" in e["path"]
+        and e["verb"] in ("create", "update", "patch")
+        and e["status"] in (200, 201)
+    }
+    for rv in order:
+        endpoints = versions[rv]
+        changed = {n for n in endpoints if endpoints[n] != seen.get(n)}
+        seen = dict(endpoints)
+        entry = writes_by_rv.get(rv)
+        if entry is None:
+            continue
+        for name in changed:
+            writes.append(
+                (
+                    float(entry["mono"]),
+                    str(entry["identity"]),
+                    SHARD_OF_ENDPOINT[name],
+                    f"vtep {name}",
+                )
+            )
+    return sorted(writes)
+
+
+def assert_only_shard_owners_wrote(trio: Trio) -> int:
+    audit = trio.kube.audit()
+    held = shard_lease_writes(audit)
+    writes = shard_writes(trio, audit)
+    for when, who, shard, what in writes:
+        times = [t for t, _ in held[shard]]
+        i = bisect.bisect_right(times, when) - 1
+        assert i >= 0, f"{who} wrote shard {shard} ({what}) before anyone held it"
+        since, holder = held[shard][i]
+        assert holder == who, f"{who} wrote shard {shard} ({what}) while {holder} held it"
+        assert when - since < LEASE_DURATION_S, (
+            f"{who} wrote shard {shard} ({what}) {when - since:.3f}s after its last lease write"
+        )
+    return len(writes)
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_three_replicas_spread_the_shards_and_label_their_leases(trio: Trio) -> None:
+    owners = trio.wait_settled({"a", "b", "c"})
+    loads = sorted(sum(1 for o in owners.values() if o == n) for n in "abc")
+    assert loads == [1, 1, 2]
+    leases = trio.leases.list_namespaced_lease(
+        NAMESPACE, label_selector=f"{LEASE_GROUP_LABEL}={LEASE_NAME}"
+    ).items
+    names = sorted(lease.metadata.name for lease in leases)
+    assert [n for n in names if "-shard-" in n] == [f"{LEASE_NAME}-shard-{i}" for i in range(4)]
+    assert len([n for n in names if "-member-" in n]) == 3
+    # Readiness and metrics of each replica name its own shards.
+    for name, replica in trio.replicas.items():
+        mine = sorted(s for s, o in owners.items() if o == name)
+        expected = f"ready (owns shards {','.join(map(str, mine))})"
+        replica.wait_readyz(
+            lambda status, body, e=expected: (status, body.strip()) == (200, e), expected
+        )
+        for shard in range(SHARDS):
+            held = replica.metric("hybrid_gateway_shard_held", f'shard="{shard}"')
+            assert held == (1.0 if shard in mine else 0.0)
+        assert replica.metric("hybrid_gateway_shards_held") == len(mine)
+        assert replica.metric("hybrid_gateway_members") == 3
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_killed_replicas_shards_move_and_the_others_never_do(trio: Trio) -> None:
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = max("abc", key=lambda n: (sum(1 for o in before.values() if o == n), n))
+    samples: list[tuple[float, dict[int, str | None]]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((time.monotonic(), trio.owners()))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    time.sleep(0.3)
+    killed_at = time.monotonic()
+    trio.replicas[victim].signal(signal.SIGKILL)
+    survivors = set("abc") - {victim}
+    after = trio.wait_settled(survivors)
+    stop.set()
+    sampler.join(5)
+    moved = sorted(s for s, o in before.items() if o == victim)
+    for when, owners in samples:
+        for shard, owner in before.items():
+            if owner != victim:
+                assert owners[shard] == owner, f"shard {shard} of {owner} changed at {when}"
+    for shard in moved:
+        assert after[shard] in survivors
+        switched = next(
+            t for t, owners in samples if t > killed_at and owners[shard] == after[shard]
+        )
+        print(
+            f"shard {shard}: {victim} -> {after[shard]} {switched - killed_at:.2f}s after the kill"
+        )
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_sigterm_hands_the_shards_over_before_the_leases_expire(trio: Trio) -> None:
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    theirs = [s for s, o in before.items() if o == victim]
+    audit_before = shard_lease_writes(trio.kube.audit())
+    last_renewal = {s: audit_before[s][-1][0] for s in theirs}
+    trio.replicas[victim].signal(signal.SIGTERM)
+    assert trio.replicas[victim].wait(15) == 0
+    after = trio.wait_settled(set("abc") - {victim})
+    writes = shard_lease_writes(trio.kube.audit())
+    for shard in theirs:
+        taken = next(
+            t for t, who in writes[shard] if who == f"gw-{after[shard]}" and t > last_renewal[shard]
+        )
+        # released by the stopping replica: taken before its last renewal could have expired
+        print(f"shard {shard}: taken {taken - last_renewal[shard]:.2f}s after the last renewal")
+        assert taken - last_renewal[shard] < LEASE_DURATION_S
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_returning_replica_gets_shards_back_one_at_a_time_without_flapping(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    trio.wait_settled({"a", "b", "c"})
+    trio.replicas["c"].signal(signal.SIGKILL)
+    trio.replicas["c"].wait(10)
+    two = trio.wait_settled({"a", "b"})
+    returned_at = time.monotonic()
+    trio.replicas["c"] = start_replica("c", kube_api, trio.world, moto_addr, tmp_path)
+    three = trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    moved = [s for s in two if two[s] != three[s]]
+    assert moved and all(three[s] == "c" for s in moved), (two, three)
+    # Each moved shard was released by its donor once, spaced by the hand-over spacing.
+    writes = shard_lease_writes(trio.kube.audit())
+    takes = sorted(t for s in moved for t, who in writes[s] if who == "gw-c" and t > returned_at)
+    firsts = [min(t for t, who in writes[s] if who == "gw-c" and t > returned_at) for s in moved]
+    offsets = [round(t - returned_at, 2) for t in sorted(firsts)]
+    print(f"returned replica took shards {moved} at {offsets}s")
+    assert len(takes) >= len(moved)
+    for s in moved:
+        holders_after = [who for t, who in writes[s] if t > returned_at]
+        changes = sum(1 for x, y in itertools.pairwise(holders_after) if x != y)
+        assert changes <= 1, f"shard {s} flapped: {holders_after}"
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_twenty_random_kill_and_restart_rounds_and_no_write_by_a_non_owner(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    rng = random.Random(11)
+    trio.wait_settled({"a", "b", "c"})
+    for round_number in range(20):
+        victim = rng.choice("abc")
+        how = rng.choice([signal.SIGKILL, signal.SIGTERM])
+        trio.replicas[victim].signal(how)
+        trio.replicas[victim].wait(15)
+        trio.wait_settled(set("abc") - {victim}, timeout_s=20)
+        trio.replicas[victim].proxy.stop()
+        trio.replicas[victim] = start_replica(victim, kube_api, trio.world, moto_addr, tmp_path)
+        trio.replicas[victim].wait_serving()
+        if round_number % 5 == 4:
+            trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    count = assert_only_shard_owners_wrote(trio)
+    print(f"20 rounds: {count} shard writes, none by a non-owner")
