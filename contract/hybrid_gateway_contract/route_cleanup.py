@@ -5,7 +5,8 @@ command both describe the route tables and the gateway instances themselves, the
 module what to delete. One rule for both, so they can never disagree:
 
 A route is deleted only if its table is owned, its destination is one of the remote pod
-networks or, in active-active mode, one of their shard prefixes (`sharding.plan_shards`), and
+networks or, in active-active mode, one of their shard prefixes (`sharding.shard_pod_prefixes`,
+the routes of `plan_shards`), and
 it either targets an ENI of a gateway node or is a blackhole whose target was a
 network interface or instance (a gateway node that is already gone). A route to anything else
 (transit gateway, virtual private gateway, peering, NAT, another instance's ENI) is never
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hybrid_gateway_contract.sharding import ShardSetting, plan_shards, shard_plan_problems
+from hybrid_gateway_contract.sharding import ShardSetting, shard_plan_problems, shard_pod_prefixes
 
 #: Route keys that name a target other than an instance or its network interface.
 _OTHER_TARGET_KEYS = (
@@ -169,9 +170,10 @@ def _shard_prefixes(
     ]
     if problems:
         raise ValueError(problems[0].message)  # "shards <n>: ..."
-    plan = plan_shards(pods, [], shards)
     return frozenset(
-        ipaddress.IPv4Network(prefix) for shard in plan.shards for prefix in shard.pod_prefixes
+        ipaddress.IPv4Network(prefix)
+        for prefixes in shard_pod_prefixes(pods, shards)
+        for prefix in prefixes
     )
 
 

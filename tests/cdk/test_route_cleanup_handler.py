@@ -274,7 +274,8 @@ def test_active_active_shard_routes_are_deleted_with_the_whole_pod_networks(
     from hybrid_gateway_contract.sharding import plan_shards
 
     first, second = world.owned
-    plan = plan_shards([ipaddress.IPv4Network(POD), ipaddress.IPv4Network(OTHER_POD)], [], 4)
+    pods = [ipaddress.IPv4Network(POD), ipaddress.IPv4Network(OTHER_POD)]
+    plan = plan_shards(pods, [ipaddress.IPv4Network("10.0.0.0/16")], 4)  # as the gateway plans
     written: list[str] = []
     for shard in plan.shards:
         eni = world.gateway_enis[shard.index % 2]  # two replicas, two shards each

@@ -235,7 +235,10 @@ def test_every_shard_route_of_the_plan_is_deleted(shards: int, pods: list[str]) 
     from hybrid_gateway_contract.sharding import plan_shards
 
     networks = sorted({ipaddress.IPv4Network(p) for p in pods})
-    prefixes = [p for shard in plan_shards(networks, [], shards).shards for p in shard.pod_prefixes]
+    vpc = [ipaddress.IPv4Network("10.0.0.0/16"), ipaddress.IPv4Network("100.64.0.0/16")]
+    prefixes = [
+        p for shard in plan_shards(networks, vpc, shards).shards for p in shard.pod_prefixes
+    ]
     routes = [Route(OWNED, p, "active", network_interface_id=GW_ENI) for p in prefixes]
     plan = plan_route_cleanup(
         routes, owned_tables=[OWNED], pod_cidrs=pods, gateway_enis=[GW_ENI], shards=shards
