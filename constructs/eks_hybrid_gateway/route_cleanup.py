@@ -88,11 +88,13 @@ def _validate_shards(shards: int | None, pod_cidrs: Sequence[str]) -> None:
     the stack deletion, so refuse it now (pod CIDRs known only at deploy time are skipped)."""
     if shards is None:
         return
+    known = [cidr for cidr in pod_cidrs if not is_token(cidr)]
     try:
         plan_route_cleanup(
             [],
             owned_tables=[],
-            pod_cidrs=[cidr for cidr in pod_cidrs if not is_token(cidr)] or ["0.0.0.0/0"],
+            # With no pod CIDR known yet, only the count itself is checked (any cuts a /0).
+            pod_cidrs=known or ["0.0.0.0/0"],
             gateway_enis=[],
             shards=shards,
         )
