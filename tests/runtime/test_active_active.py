@@ -17,7 +17,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -315,9 +315,7 @@ def test_three_replicas_spread_the_shards_and_label_their_leases(trio: Trio) -> 
     for name, replica in trio.replicas.items():
         mine = sorted(s for s, o in owners.items() if o == name)
         expected = f"ready (owns shards {','.join(map(str, mine))})"
-        replica.wait_readyz(
-            lambda status, body, e=expected: (status, body.strip()) == (200, e), expected
-        )
+        replica.wait_readyz(answered(200, expected), expected)
         for shard in range(SHARDS):
             held = replica.metric("hybrid_gateway_shard_held", f'shard="{shard}"')
             assert held == (1.0 if shard in mine else 0.0)
@@ -427,3 +425,66 @@ def test_twenty_random_kill_and_restart_rounds_and_no_write_by_a_non_owner(
     trio.wait_settled({"a", "b", "c"}, timeout_s=30)
     count = assert_only_shard_owners_wrote(trio)
     print(f"20 rounds: {count} shard writes, none by a non-owner")
+
+
+def test_a_partitioned_replica_stops_writing_before_its_shards_are_taken(trio: Trio) -> None:
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    replica = trio.replicas[victim]
+    cut_at = time.monotonic()
+    trio.kube.partition(replica.identity)
+    after = trio.wait_settled(set("abc") - {victim})
+    for shard, owner in before.items():
+        if owner != victim:
+            assert after[shard] == owner  # nobody else's shard moved
+    writes = shard_lease_writes(trio.kube.audit())
+    mine = [s for s, o in before.items() if o == victim]
+    taken = min(t for s in mine for t, who in writes[s] if t > cut_at and who != replica.identity)
+    own = [t for t, who, _s, _w in shard_writes(trio, trio.kube.audit()) if who == replica.identity]
+    assert not own or max(own) < taken
+    # Still cut off, it knows it owns nothing and is no member any more.
+    assert replica.running
+    wait_for_metric(replica, "hybrid_gateway_shards_held", 0.0)
+    print(f"partition: shards {mine} taken {taken - cut_at:.2f}s after the cut")
+    trio.kube.heal(replica.identity)
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    trio.wait_settled({"a", "b", "c"})
+    eni = trio.world.enis["c"]
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": True}
+    )
+    trio.replicas["c"].signal(signal.SIGKILL)
+    trio.replicas["c"].wait(10)
+    trio.replicas["c"].proxy.stop()
+    trio.replicas["c"] = start_replica("c", kube_api, trio.world, moto_addr, tmp_path)
+    replica = trio.replicas["c"]
+    replica.wait_readyz(lambda status, body: status == 503 and eni in body, f"unready naming {eni}")
+    trio.wait_settled({"a", "b"})
+    time.sleep(3 * LEASE_DURATION_S)  # long enough to have claimed its share if it could
+    assert "c" not in trio.owners().values()
+    assert replica.metric("hybrid_gateway_shards_held") == 0.0
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
+    )
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def answered(status: int, body: str) -> Callable[[int, str], bool]:
+    return lambda got_status, got_body: (got_status, got_body.strip()) == (status, body)
+
+
+def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while replica.metric(name) != value:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{name} of {replica.identity} never {value}: {replica.metric(name)}"
+            )
+        time.sleep(0.05)

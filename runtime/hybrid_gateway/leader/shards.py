@@ -239,8 +239,12 @@ class ShardGroup:
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:
-        """Ready to forward: the data plane is up and the ENI is not known to drop packets."""
-        return self._dataplane_ready() and self.routes.forwarding_allowed()
+        """Proven able to forward: the data plane is up and route ownership is prepared (the
+        primary ENI is known, its source/destination check off, every table readable).
+        Stricter than the active-standby leader's gate, which takes a free lease before EC2
+        answered to keep the VTEP config independent of EC2: here a member is handed shards
+        by the others' decisions, so it must not join before it is known to forward."""
+        return self._dataplane_ready() and self.routes.waiting_for is None
 
     def _live(self, observation: Observation | None, now: float) -> str | None:
         if observation is None or observation.record.released:
