@@ -18,22 +18,27 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes import client
 
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
-from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.shards import ShardView, decide
 from hybrid_gateway.health import Check
-from hybrid_gateway.leader.assembly import WatchHealth, deferred_routes, vtep_watch
+from hybrid_gateway.leader.assembly import (
+    OwnershipInputs,
+    WatchHealth,
+    deferred_routes,
+    readiness_problem,
+    vtep_watch,
+)
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
 from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
@@ -41,9 +46,9 @@ from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
 from hybrid_gateway.leader.vtep import ShardVtepOwner
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
-from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
@@ -58,15 +63,6 @@ log = logging.getLogger("hybrid_gateway")
 HANDOVER_SPACING_LEASES = 2.0
 COORDINATOR = "shard-coordinator"
 MEMBER_ELECTOR = "member-elector"
-
-
-class _Beating(Protocol):
-    @property
-    def heartbeat(self) -> float: ...
-
-
-def _heartbeat_of(loop: _Beating) -> Callable[[], float]:
-    return lambda: loop.heartbeat
 
 
 @dataclass(frozen=True)
@@ -123,6 +119,26 @@ class ShardSlot:
     def work_task(self) -> str:
         return f"shard-{self.index}-work"
 
+    def tasks(self, timings: Timings) -> list[Task]:
+        """The shard's elector and its leader work, as supervised loops."""
+        elector, work = self.elector, self.work
+        return [
+            Task(
+                self.elector_task,
+                elector.run,
+                heartbeat=lambda: elector.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=elector.wake,
+            ),
+            Task(
+                self.work_task,
+                work.run,
+                heartbeat=lambda: work.heartbeat,
+                stale_after_s=timings.stale_leader_work_s,
+                wake=work.wake,
+            ),
+        ]
+
 
 def _shard_role(index: int, prefixes: Sequence[str], metrics: ShardMetrics) -> WorkRole:
     def on_active(gateway: GatewayMetrics, active: bool) -> None:
@@ -143,17 +159,10 @@ class ShardGroup:
     """The active-active side of a replica: membership, the shards, the group watch."""
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        environ: Mapping[str, str],
-        timings: Timings,
-        api_client: Any,
-        reporting: Reporting,
-        mac: str,
-        dataplane_ready: Callable[[], bool],
-        clock: Callable[[], float] = time.monotonic,
+        self, inputs: OwnershipInputs, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
+        reporting, mac, environ = inputs.reporting, inputs.mac, inputs.environ
         self._config = config
         self._timings = timings
         self._clock = clock
@@ -169,12 +178,12 @@ class ShardGroup:
         self.heartbeat = clock()
         labels = {LEASE_GROUP_LABEL: config.lease_name}
         ns = config.namespace
-        self.routes = deferred_routes(config, environ=environ, timings=timings, reporting=reporting)
-        self._dataplane_ready = dataplane_ready
+        self.routes = deferred_routes(inputs)
+        self._dataplane_ready = inputs.dataplane_ready
 
         self.member_lease_name = member_lease_name(config.lease_name, config.identity)
         owner = None
-        pod_uid = (environ.get("POD_UID") or "").strip()
+        pod_uid = (environ.get(Env.POD_UID) or "").strip()
         if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
             owner = client.V1OwnerReference(
                 api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
@@ -500,24 +509,7 @@ class ShardGroup:
             ),
         ]
         for slot in self.slots:
-            tasks.append(
-                Task(
-                    slot.elector_task,
-                    slot.elector.run,
-                    heartbeat=_heartbeat_of(slot.elector),
-                    stale_after_s=timings.stale_elector_s,
-                    wake=slot.elector.wake,
-                )
-            )
-            tasks.append(
-                Task(
-                    slot.work_task,
-                    slot.work.run,
-                    heartbeat=_heartbeat_of(slot.work),
-                    stale_after_s=timings.stale_leader_work_s,
-                    wake=slot.work.wake,
-                )
-            )
+            tasks += slot.tasks(timings)
         tasks.append(
             Task(
                 COORDINATOR,
@@ -535,22 +527,18 @@ class ShardGroup:
         the membership Lease works, and every shard this replica owns has converged."""
 
         def ready() -> tuple[bool, str]:
-            if dataplane_ready is not None and not dataplane_ready():
-                return False, "data plane not ready"
-            routes_problem = self.routes.problem()
-            if routes_problem is not None:
-                return False, routes_problem
-            problem = self.membership.problem()
+            problem = readiness_problem(
+                dataplane_ready,
+                self.routes,
+                self.membership,
+                [
+                    ("CiliumVTEPConfig watch", self.vtep_health),
+                    ("Lease group watch", self.group_health),
+                ],
+                self._timings,
+            )
             if problem is not None:
                 return False, problem
-            for what, health in (
-                ("CiliumVTEPConfig watch", self.vtep_health),
-                ("Lease group watch", self.group_health),
-            ):
-                watch_down = health.reporter.failing_for()
-                if watch_down > self._timings.holder_loss_s:
-                    error = health.reporter.last_error
-                    return False, f"{what} failing for {watch_down:.0f}s ({error})"
             owned = [slot for slot in self.slots if slot.work.active]
             pending = []
             for slot in owned:
