@@ -90,6 +90,7 @@ def test_kill_owner_moves_only_the_failed_replicas_shards(tmp_path: Path) -> Non
         # dead owner afterwards.
         assert steps["lease_taken"] <= steps["ec2_routes_moved"] <= steps["vpc_router_switched"]
         writes = shards[str(i)]["api_writes"]
+        assert writes is not None, report["audit_error"]
         gap = writes["new_leader_first_lease_write_s"] - writes["old_leader_last_lease_write_s"]
         assert gap >= 0.9 * report["settings"]["lease_duration_s"], writes
         assert writes["old_leader_vtep_writes_after_takeover"] == 0

@@ -6,6 +6,7 @@ process it started by pid and deletes every namespace it created.
 
 from __future__ import annotations
 
+import http.client
 import json
 import sys
 import threading
@@ -32,7 +33,7 @@ from hybrid_gateway_contract import (
     VTEP_CONFIGS_PLURAL,
     Env,
 )
-from hybrid_gateway_contract.sharding import GatewayMode, shard_lease_name
+from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, GatewayMode, shard_lease_name
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import cidr_mask_of, endpoints_of
@@ -444,17 +445,25 @@ class Lab:
             coord, custom = client.CoordinationV1Api(api), client.CustomObjectsApi(api)
             ec2 = lab_ec2.ec2_client(self.moto_url, attempts=1)
             last: tuple[Any, ...] | None = None
+            aa = self.plan.active_active
             while not self._monitor_stop.is_set():
                 holder: str | None = None
                 routes: tuple[str | None, ...] = ()
                 vtep: str | None = None
+                errors: list[str] = []
+                shard_holders: tuple[str | None, ...] = ()
                 try:
-                    lease = coord.read_namespaced_lease(DEFAULT_LEASE_NAME, DEFAULT_NAMESPACE)
-                    holder = lease.spec.holder_identity or None
-                except ApiException:
+                    if aa:  # one list of the gateway's Lease group: every shard's holder
+                        shard_holders = self._shard_holders(coord)
+                    else:
+                        lease = coord.read_namespaced_lease(DEFAULT_LEASE_NAME, DEFAULT_NAMESPACE)
+                        holder = lease.spec.holder_identity or None
+                except ApiException as exc:
                     holder = None
-                except Exception:
+                    errors.append(f"leases: {exc.status}")
+                except Exception as exc:
                     holder = None
+                    errors.append(f"leases: {type(exc).__name__}: {exc}")
                 route_map: tuple[tuple[str, str | None], ...] = ()
                 try:
                     targets = lab_ec2.pod_cidr_targets(ec2, ec2_lab.route_table_id)
@@ -462,8 +471,9 @@ class Lab:
                         (cidr, ec2_lab.host_of_eni(t)) for cidr, t in sorted(targets.items())
                     )
                     routes = tuple(host for _, host in route_map)
-                except Exception:
+                except Exception as exc:
                     routes = ()
+                    errors.append(f"ec2: {type(exc).__name__}: {exc}")
                 vteps: tuple[tuple[str, str | None], ...] = ()
                 mask: str | None = None
                 try:
@@ -474,11 +484,19 @@ class Lab:
                     vtep = eps[0].tunnel_endpoint if eps else None
                     vteps = tuple((e.cidr, self.host_of_ip(e.tunnel_endpoint)) for e in eps)
                     mask = cidr_mask_of(obj) if eps else None
-                except Exception:
+                except ApiException as exc:
                     vtep = None
-                shard_holders = tuple(
-                    self._shard_holder(coord, i) for i in range(self.plan.shards)
-                ) if self.plan.active_active else ()  # fmt: skip
+                    if exc.status != 404:  # absent (nobody published yet) is an observation
+                        errors.append(f"vtep config: {exc.status}")
+                except Exception as exc:
+                    vtep = None
+                    errors.append(f"vtep config: {type(exc).__name__}: {exc}")
+                if aa and errors:
+                    # A round with a failed read is not an observation: holders or routes that
+                    # merely could not be read must not look like a change of owner.
+                    log.write("monitor-error", errors=errors)
+                    self._monitor_stop.wait(period_s)
+                    continue
                 now = time.monotonic()
                 self.observed = Observed(
                     now, holder, routes, vtep, shard_holders, route_map, vteps, mask
@@ -503,15 +521,17 @@ class Lab:
         self._monitor = ex.submit(loop)
         _wait("the first observation", lambda: self.observed is not None, 30)
 
-    @staticmethod
-    def _shard_holder(coord: Any, index: int) -> str | None:
-        try:
-            lease = coord.read_namespaced_lease(
-                shard_lease_name(DEFAULT_LEASE_NAME, index), DEFAULT_NAMESPACE
-            )
-            return lease.spec.holder_identity or None
-        except Exception:  # absent, or the API server busy: no holder seen this round
-            return None
+    def _shard_holders(self, coord: Any) -> tuple[str | None, ...]:
+        """Every shard Lease's holder (None: no such Lease yet, or no holder), from one list of
+        the gateway's Lease group (the label every active-active Lease carries)."""
+        listing = coord.list_namespaced_lease(
+            DEFAULT_NAMESPACE, label_selector=f"{LEASE_GROUP_LABEL}={DEFAULT_LEASE_NAME}"
+        )
+        holders = {item.metadata.name: item.spec.holder_identity for item in listing.items}
+        return tuple(
+            holders.get(shard_lease_name(DEFAULT_LEASE_NAME, i)) or None
+            for i in range(self.plan.shards)
+        )
 
     def host_of_ip(self, ip: str | None) -> str | None:
         return next((g.name for g in self.plan.gateways if g.ip == ip), None)
@@ -626,7 +646,7 @@ class Lab:
         try:
             body = ex.call(lambda: urllib.request.urlopen(url, timeout=2).read().decode())
             return held_shards(body)
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return None
         finally:
             ex.close()
