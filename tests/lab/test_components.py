@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +144,32 @@ def test_flowing_needs_one_delivered_probe_per_flow_in_the_window() -> None:
     ])  # fmt: skip
     assert flowing(log, 0.0, 2.0, skip=set()) == {"a->b": True, "b->a": False, "a->c": False}
     assert flowing(log, 0.0, 6.0, skip={"c"}) == {"a->b": True, "b->a": False}
+
+
+def test_a_probe_dumps_its_stacks_on_sigusr1(tmp_path: Path) -> None:
+    """What the lab collects from a probe that will not stop, before killing it (loopback)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    ready = tmp_path / "ready"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hybrid_gateway_testkit.lab.probe", "tcp-server",
+         "--bind", "127.0.0.1", "--port", str(port), "--ready-file", str(ready)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists()
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert server.poll() is None  # a dump, not a stop
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+        assert server.returncode == 0
+        assert "run_tcp_server" in err and "serve_forever" in err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(5)

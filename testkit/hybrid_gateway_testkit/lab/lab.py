@@ -142,6 +142,7 @@ class Lab:
         self._monitor: Future[None] | None = None
         self.observed: Observed | None = None
         self.throttle_file = self.run_dir / "ec2-throttle"
+        self.stop_warnings: list[str] = []  # probes that had to be killed (see stop_probes)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -744,8 +745,18 @@ class Lab:
         for p in self.probes:
             p.signal(_signal.SIGTERM)
         for p in self.probes:
-            if p.wait(10) is None:
-                raise LabError(f"probe {p.name} did not stop:\n{p.log_tail()}")
+            if p.wait(10) is not None:
+                continue
+            p.signal(_signal.SIGUSR1)  # the probe dumps every thread's stack to its log
+            time.sleep(0.5)
+            stack = p.log_tail(60)
+            p.signal(_signal.SIGKILL)
+            p.wait(5)
+            if not p.name.startswith("webhook-"):  # its probe log is lost: the run is
+                raise LabError(f"probe {p.name} did not stop:\n{stack}")
+            # A webhook responder keeps no log: nothing is lost, but say so, with its stack.
+            self.stop_warnings.append(f"{p.name} did not stop within 10 s of SIGTERM; killed")
+            self.options.log(f"{self.stop_warnings[-1]}:\n{stack}")
         lines: list[str] = []
         for path in sorted(self.run_dir.glob("probe-*.csv")):
             lines += path.read_text().splitlines()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import select
 import signal
 import socket
@@ -131,9 +132,16 @@ def run_udp(
 
 
 class _EchoHandler(socketserver.StreamRequestHandler):
+    # A caller whose request (or FIN) died with a failed gateway must not hold a handler
+    # forever: the connection times out instead.
+    timeout = 2.0
+
     def handle(self) -> None:
-        line = self.rfile.readline(256)
-        self.wfile.write(b"ok " + line)
+        try:
+            line = self.rfile.readline(256)
+            self.wfile.write(b"ok " + line)
+        except OSError:  # timed out or reset: the caller counts it as a failed call
+            return
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -209,6 +217,8 @@ def _endpoint(text: str) -> Peer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A probe that does not stop on SIGTERM is asked for its stacks (SIGUSR1) before the kill.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     udp = sub.add_parser("udp")

@@ -125,6 +125,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         t_stop = time.monotonic()
         leader_after = lab.leader()
         lines = lab.stop_probes()
+        stop_warnings = list(lab.stop_warnings)
         t_end = time.monotonic()
         run_dir = lab.run_dir
         gw_ips = {g.ip: g.name for g in lab.plan.gateways}
@@ -223,6 +224,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         "api_writes": leader_writes(audit, leader, new, outcome.t_action),
         "notes": {k: v for k, v in outcome.notes.items() if k != "converged_t"},
         "settings": report_settings(options, settings),
+        "probe_stop_warnings": stop_warnings,
         "raw_log": str(raw_path),
         "report": str(report_path),
         "plot": str(plot_path),

@@ -93,6 +93,7 @@ def run_sharded_drill(
             raise LabError(f"shard owners moved again after the drill: {settled}")
         metrics_after = _metrics(lab, survivors)
         lines = lab.stop_probes()
+        stop_warnings = list(lab.stop_warnings)
         t_end = time.monotonic()
         run_dir = lab.run_dir
         router_events = read_events(run_dir / "router.jsonl")
@@ -220,6 +221,7 @@ def run_sharded_drill(
         "flowing_before": flowing(log, t_start, t_action, set()),
         "flowing_after": flowing(log, t_after, t_stop, set()),
         "settings": report_settings(options, settings),
+        "probe_stop_warnings": stop_warnings,
         "raw_log": str(raw_path),
         "report": str(report_path),
         "plot": str(plot_path),
