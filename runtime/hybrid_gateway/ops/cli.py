@@ -24,6 +24,7 @@ from hybrid_gateway_contract.rules import (
     route_table_id_problem,
     split_list,
 )
+from hybrid_gateway_contract.sharding import GatewayMode, shard_count_problem
 
 from .checks import run_checks
 from .cleanup import plan_cleanup, plan_json, plan_lines
@@ -87,6 +88,20 @@ def _region(raw: str) -> str:
     return raw
 
 
+def _shards(raw: str) -> int:
+    count = _positive(raw)
+    problem = shard_count_problem(count)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+    return count
+
+
+def _positive(raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r}: must be a positive integer")
+    return int(raw)
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
     descriptions = {
         "preflight": "Read-only checks of the account and cluster the gateway runs in.",
@@ -118,6 +133,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         help="gateway instances besides those found through pods and node labels",
     )
     overrides.add_argument("--lease-name", help="default: LEADER_ELECTION_ID")
+    overrides.add_argument("--mode", choices=[m.value for m in GatewayMode], help="default: MODE")
+    overrides.add_argument("--shards", type=_shards, help="active-active; default: SHARDS")
+    overrides.add_argument(
+        "--max-routes-per-table", type=_positive, help="default: MAX_ROUTES_PER_TABLE"
+    )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     if command == "status":
         parser.add_argument(
@@ -154,6 +174,9 @@ def target_from(args: argparse.Namespace) -> Target:
         pod_cidrs=args.pod_cidrs,
         gateway_instance_ids=args.gateway_instance_ids,
         lease_name=args.lease_name,
+        mode=GatewayMode(args.mode) if args.mode else None,
+        shards=args.shards,
+        max_routes_per_table=args.max_routes_per_table,
     )
 
 
