@@ -27,7 +27,14 @@ from hybrid_gateway.adapters.kube_events import AsyncEvents, EventRecorder, Obje
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.health import Check, HttpEndpoints
-from hybrid_gateway.leader.assembly import ELECTOR, LEADER_WORK, Leader, build_leader
+from hybrid_gateway.leader.assembly import (
+    ELECTOR,
+    LEADER_WORK,
+    Leader,
+    OwnershipInputs,
+    build_leader,
+    readiness_problem,
+)
 from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
@@ -108,18 +115,15 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
     the leader the routes and the CiliumVTEPConfig have converged. Says what it waits for."""
 
     def ready() -> tuple[bool, str]:
-        if dataplane is not None and not dataplane.ready():
-            return False, "data plane not ready"
-        routes_problem = leader.routes.problem()
-        if routes_problem is not None:
-            return False, routes_problem
-        problem = leader.lease.problem()
+        problem = readiness_problem(
+            dataplane.ready if dataplane is not None else None,
+            leader.routes,
+            leader.lease,
+            [("CiliumVTEPConfig watch", leader.vtep_watch)],
+            timings,
+        )
         if problem is not None:
             return False, problem
-        watch_down = leader.vtep_watch_reporter.failing_for()
-        if watch_down > timings.holder_loss_s:
-            error = leader.vtep_watch_reporter.last_error
-            return False, f"CiliumVTEPConfig watch failing for {watch_down:.0f}s ({error})"
         routes_wait = leader.routes.waiting_for
         work = leader.work
         if work.active:
@@ -211,17 +215,17 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         supervisor.add(dataplane_task(dataplane, timings))
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
-    dataplane_ready = dataplane.ready if dataplane is not None else lambda: True
+    inputs = OwnershipInputs(
+        config,
+        environ,
+        timings,
+        api_client,
+        reporting,
+        mac,
+        dataplane.ready if dataplane is not None else lambda: True,
+    )
     if config.active_active:
-        group = ShardGroup(
-            config,
-            environ=environ,
-            timings=timings,
-            api_client=api_client,
-            reporting=reporting,
-            mac=mac,
-            dataplane_ready=dataplane_ready,
-        )
+        group = ShardGroup(inputs)
         tasks = group.tasks(timings)
         ready = group.readiness(dataplane.ready if dataplane is not None else None)
 
@@ -230,15 +234,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
                 supervisor, timings, stop_rest=lambda: stop_the_rest(supervisor, timings)
             )
     else:
-        leader = build_leader(
-            config,
-            environ=environ,
-            timings=timings,
-            api_client=api_client,
-            reporting=reporting,
-            mac=mac,
-            dataplane_ready=dataplane_ready,
-        )
+        leader = build_leader(inputs)
         tasks = leader.tasks(timings)
         ready = readiness(dataplane, leader, timings)
 

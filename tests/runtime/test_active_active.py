@@ -17,7 +17,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,13 @@ class Trio:
 
 
 def start_replica(
-    name: str, kube: ApiServer, world: VpcWorld, moto_addr: tuple[str, int], tmp_path: Path
+    name: str,
+    kube: ApiServer,
+    world: VpcWorld,
+    moto_addr: tuple[str, int],
+    tmp_path: Path,
+    *,
+    active_active: bool = True,
 ) -> Replica:
     proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
     env = daemon_env(
@@ -152,7 +158,7 @@ def start_replica(
         instance_id=world.instances[name],
         ec2_url=proxy.url,
         resync_period="0.5",
-        extra={Env.MODE: "active-active", Env.SHARDS: str(SHARDS)},
+        extra={Env.MODE: "active-active", Env.SHARDS: str(SHARDS)} if active_active else None,
     )
     replica = Replica(
         name=name,
@@ -168,8 +174,14 @@ def start_replica(
 
 @pytest.fixture
 def trio(
-    kube_api: ApiServer, moto_addr: tuple[str, int], direct: Any, tmp_path: Path
+    request: pytest.FixtureRequest,
+    kube_api: ApiServer,
+    moto_addr: tuple[str, int],
+    direct: Any,
+    tmp_path: Path,
 ) -> Iterator[Trio]:
+    """Replicas a, b and c in active-active mode (or those named by an indirect parameter)."""
+    names: tuple[str, ...] = getattr(request, "param", ("a", "b", "c"))
     from kubernetes import client, config
 
     seeded = seed_world(direct, tables=2, pod_cidrs=POD_CIDRS, instance_names=("a", "b", "c", "x"))
@@ -187,7 +199,7 @@ def trio(
     recorder = threading.Thread(target=record_vtep_versions, args=(trio, stop), daemon=True)
     recorder.start()
     try:
-        for name in ("a", "b", "c"):
+        for name in names:
             trio.replicas[name] = start_replica(name, kube_api, world, moto_addr, tmp_path)
         for replica in trio.replicas.values():
             replica.wait_serving()
@@ -252,6 +264,7 @@ def shard_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, s
         for r in trio.replicas.values()
         for c in r.proxy.snapshot()
         if c.action in ("CreateRoute", "ReplaceRoute", "DeleteRoute")
+        and c.params["DestinationCidrBlock"] in SHARD_OF_PREFIX  # not active-standby's routes
     ]
     versions = dict(trio.vtep_history)
     order = [rv for rv, _ in trio.vtep_history]
@@ -270,7 +283,7 @@ def shard_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, s
         entry = writes_by_rv.get(rv)
         if entry is None:
             continue
-        for name in changed:
+        for name in changed & set(SHARD_OF_ENDPOINT):
             writes.append(
                 (
                     float(entry["mono"]),
@@ -315,9 +328,7 @@ def test_three_replicas_spread_the_shards_and_label_their_leases(trio: Trio) -> 
     for name, replica in trio.replicas.items():
         mine = sorted(s for s, o in owners.items() if o == name)
         expected = f"ready (owns shards {','.join(map(str, mine))})"
-        replica.wait_readyz(
-            lambda status, body, e=expected: (status, body.strip()) == (200, e), expected
-        )
+        replica.wait_readyz(answered(200, expected), expected)
         for shard in range(SHARDS):
             held = replica.metric("hybrid_gateway_shard_held", f'shard="{shard}"')
             assert held == (1.0 if shard in mine else 0.0)
@@ -427,3 +438,126 @@ def test_twenty_random_kill_and_restart_rounds_and_no_write_by_a_non_owner(
     trio.wait_settled({"a", "b", "c"}, timeout_s=30)
     count = assert_only_shard_owners_wrote(trio)
     print(f"20 rounds: {count} shard writes, none by a non-owner")
+
+
+def test_a_partitioned_replica_stops_writing_before_its_shards_are_taken(trio: Trio) -> None:
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    replica = trio.replicas[victim]
+    cut_at = time.monotonic()
+    trio.kube.partition(replica.identity)
+    after = trio.wait_settled(set("abc") - {victim})
+    for shard, owner in before.items():
+        if owner != victim:
+            assert after[shard] == owner  # nobody else's shard moved
+    writes = shard_lease_writes(trio.kube.audit())
+    mine = [s for s, o in before.items() if o == victim]
+    taken = min(t for s in mine for t, who in writes[s] if t > cut_at and who != replica.identity)
+    own = [t for t, who, _s, _w in shard_writes(trio, trio.kube.audit()) if who == replica.identity]
+    assert not own or max(own) < taken
+    # Still cut off, it knows it owns nothing and is no member any more.
+    assert replica.running
+    wait_for_metric(replica, "hybrid_gateway_shards_held", 0.0)
+    print(f"partition: shards {mine} taken {taken - cut_at:.2f}s after the cut")
+    trio.kube.heal(replica.identity)
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    trio.wait_settled({"a", "b", "c"})
+    eni = trio.world.enis["c"]
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": True}
+    )
+    trio.replicas["c"].signal(signal.SIGKILL)
+    trio.replicas["c"].wait(10)
+    trio.replicas["c"].proxy.stop()
+    trio.replicas["c"] = start_replica("c", kube_api, trio.world, moto_addr, tmp_path)
+    replica = trio.replicas["c"]
+    replica.wait_readyz(lambda status, body: status == 503 and eni in body, f"unready naming {eni}")
+    trio.wait_settled({"a", "b"})
+    time.sleep(3 * LEASE_DURATION_S)  # long enough to have claimed its share if it could
+    assert "c" not in trio.owners().values()
+    assert replica.metric("hybrid_gateway_shards_held") == 0.0
+    trio.direct.modify_network_interface_attribute(
+        NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
+    )
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_a_replica_refused_its_leases_with_403_loses_its_shards_loudly(trio: Trio) -> None:
+    """RBAC taken away from one replica (every Lease call answered 403): its shards move to the
+    others, and it says why in its metrics, Events and, after several lease durations, its
+    readiness; given back, it rejoins."""
+    before = trio.wait_settled({"a", "b", "c"})
+    victim = next(n for n in "abc" if any(o == n for o in before.values()))
+    replica = trio.replicas[victim]
+    trio.kube.inject_errors(replica.identity, code=403, count=100_000, resource="leases")
+    after = trio.wait_settled(set("abc") - {victim})
+    assert all(after[s] == o for s, o in before.items() if o != victim)
+    wait_for_metric(replica, "hybrid_gateway_shards_held", 0.0)
+    errors = replica.metric("hybrid_gateway_api_errors_total", 'api="lease",operation="update"')
+    assert errors is not None and errors > 0
+    replica.wait_readyz(
+        lambda status, body: status == 503 and "403" in body, "unready naming the 403", 20
+    )
+    from kubernetes import client
+
+    events = client.CoreV1Api(trio.leases.api_client).list_namespaced_event(NAMESPACE).items
+    reasons = {e.reason for e in events if e.involved_object.name == replica.identity}
+    assert {"ShardLost", "ShardLeaseUnavailable"} <= reasons, reasons
+    trio.kube.inject_errors(replica.identity, count=0, resource="leases")
+    trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+@pytest.mark.parametrize("trio", [()], indirect=True)
+def test_switching_from_active_standby_waits_for_its_leader_then_takes_every_shard(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    """A rolling update from active-standby: the new replicas claim nothing (no route, no VTEP
+    write) while the old leader holds its Lease, and everything once it released it."""
+    old = start_replica("a", kube_api, trio.world, moto_addr, tmp_path, active_active=False)
+    trio.replicas["a"] = old
+    old.wait_readyz(answered(200, "ready (leader)"), "the old leader ready")
+    for name in ("b", "c"):
+        trio.replicas[name] = start_replica(name, kube_api, trio.world, moto_addr, tmp_path)
+    for name in ("b", "c"):
+        trio.replicas[name].wait_readyz(
+            lambda status, body: "waiting for active-standby leader gw-a" in body, "waiting"
+        )
+    time.sleep(2 * LEASE_DURATION_S)
+    assert shard_writes(trio, trio.kube.audit()) == []
+    assert all(h is None for h in trio.holders().values())
+    old.signal(signal.SIGTERM)
+    assert old.wait(15) == 0
+    owners = trio.wait_settled({"b", "c"})
+    audit = trio.kube.audit()
+    released = max(
+        float(e["mono"])
+        for e in audit
+        if e["identity"] == "gw-a" and e["name"] == LEASE_NAME and e["verb"] == "update"
+    )
+    taken = [min(t for t, _who in writes) for writes in shard_lease_writes(audit).values()]
+    assert all(t > released for t in taken)  # no shard Lease before the old leader let go
+    print(f"migration: shards taken {[round(t - released, 2) for t in taken]}s after the release")
+    assert sorted(owners.values()) == ["b", "b", "c", "c"]
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def answered(status: int, body: str) -> Callable[[int, str], bool]:
+    return lambda got_status, got_body: (got_status, got_body.strip()) == (status, body)
+
+
+def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while replica.metric(name) != value:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{name} of {replica.identity} never {value}: {replica.metric(name)}"
+            )
+        time.sleep(0.05)

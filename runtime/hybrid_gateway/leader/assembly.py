@@ -8,9 +8,9 @@ work, then the elector that calls leader work back (started/stopped leading, new
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
@@ -55,13 +55,52 @@ class WatchHealth:
         )
 
 
+@dataclass(frozen=True)
+class OwnershipInputs:
+    """What the leader side (active-standby) or the shard group (active-active) is built from."""
+
+    config: Config
+    environ: Mapping[str, str]
+    timings: Timings
+    api_client: Any
+    reporting: Reporting
+    mac: str
+    dataplane_ready: Callable[[], bool]
+
+
+class ProblemSource(Protocol):
+    def problem(self) -> str | None: ...
+
+
+def readiness_problem(
+    dataplane_ready: Callable[[], bool] | None,
+    routes: ProblemSource,
+    lease: ProblemSource,
+    watches: Sequence[tuple[str, WatchHealth]],
+    timings: Timings,
+) -> str | None:
+    """What keeps any replica from being ready, in either mode: the data plane, route
+    ownership, its Lease, or a watch failing for longer than a replica may go without it."""
+    if dataplane_ready is not None and not dataplane_ready():
+        return "data plane not ready"
+    for source in (routes, lease):
+        problem = source.problem()
+        if problem is not None:
+            return problem
+    for what, health in watches:
+        down = health.reporter.failing_for()
+        if down > timings.holder_loss_s:
+            return f"{what} failing for {down:.0f}s ({health.reporter.last_error})"
+    return None
+
+
 @dataclass
 class Leader:
     elector: LeaseElector
     lease: ReportedLease
     routes: DeferredRoutes
     work: LeaderWork
-    vtep_watch_reporter: FailureReporter
+    vtep_watch: WatchHealth
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
 
     def tasks(self, timings: Timings) -> list[Task]:
@@ -95,17 +134,10 @@ class Leader:
         ]
 
 
-def build_leader(
-    config: Config,
-    *,
-    environ: Mapping[str, str],
-    timings: Timings,
-    api_client: Any,
-    reporting: Reporting,
-    mac: str,
-    dataplane_ready: Callable[[], bool],
-) -> Leader:
+def build_leader(inputs: OwnershipInputs) -> Leader:
     """The elector, route and VTEP ownership, and the two watches that speed them up."""
+    config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
+    reporting, mac, dataplane_ready = inputs.reporting, inputs.mac, inputs.dataplane_ready
     where = f"{config.namespace}/{config.lease_name}"
     lease = ReportedLease(
         LeaseStore(api_client, config.namespace, config.lease_name),
@@ -117,7 +149,7 @@ def build_leader(
         ),
         holder_loss_s=timings.holder_loss_s,
     )
-    routes = deferred_routes(config, environ=environ, timings=timings, reporting=reporting)
+    routes = deferred_routes(inputs)
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
     work = LeaderWork(
         routes=routes,
@@ -173,7 +205,7 @@ def build_leader(
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
-    return Leader(elector, lease, routes, work, vtep_watch_health.reporter, watches)
+    return Leader(elector, lease, routes, work, vtep_watch_health, watches)
 
 
 def vtep_watch(
@@ -198,10 +230,9 @@ def vtep_watch(
     return health, watch
 
 
-def deferred_routes(
-    config: Config, *, environ: Mapping[str, str], timings: Timings, reporting: Reporting
-) -> DeferredRoutes:
+def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
     """Route ownership, resolved in the background (IMDS, primary ENI, tables)."""
+    config, reporting, timings = inputs.config, inputs.reporting, inputs.timings
 
     def build_routes(region: str, instance_id: str) -> RouteOwner:
         return RouteOwner(
@@ -218,7 +249,7 @@ def deferred_routes(
 
     return DeferredRoutes(
         table_ids=config.route_table_ids,
-        resolve=lambda: resolve_identity(config, environ),
+        resolve=lambda: resolve_identity(config, inputs.environ),
         build=build_routes,
         reporter=reporting.reporter(
             "route ownership start-up",

@@ -212,7 +212,10 @@ class LeaseElector:
             if action is Action.FOLLOW:
                 self._set_leading(False)
                 return
-            if action is Action.ACQUIRE and not self._can_acquire():
+            # Renewing a lease we hold but do not lead on (a restart under the same identity)
+            # starts a term just like acquiring one: it passes the same gate.
+            starting = action is Action.ACQUIRE or not self._leading
+            if starting and not self._can_acquire():
                 if not self._refusal_logged and self._log_refusals:
                     log.warning("lease is free but this replica is not ready: not acquiring")
                     self._refusal_logged = True

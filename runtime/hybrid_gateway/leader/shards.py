@@ -18,30 +18,34 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes import client
 
-from hybrid_gateway.adapters.kube_lease import LeaseStore, record_from_json
+from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
-from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.shards import ShardView, decide
 from hybrid_gateway.health import Check
-from hybrid_gateway.leader.assembly import WatchHealth, deferred_routes, vtep_watch
+from hybrid_gateway.leader.assembly import (
+    OwnershipInputs,
+    WatchHealth,
+    deferred_routes,
+    readiness_problem,
+    vtep_watch,
+)
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
-from hybrid_gateway.leader.elector import LeaseElector, NoCallbacks
+from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
 from hybrid_gateway.leader.vtep import ShardVtepOwner
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
-from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
 from hybrid_gateway_contract.sharding import (
@@ -60,15 +64,6 @@ COORDINATOR = "shard-coordinator"
 MEMBER_ELECTOR = "member-elector"
 
 
-class _Beating(Protocol):
-    @property
-    def heartbeat(self) -> float: ...
-
-
-def _heartbeat_of(loop: _Beating) -> Callable[[], float]:
-    return lambda: loop.heartbeat
-
-
 @dataclass(frozen=True)
 class ShardRoutes:
     """One shard's route prefixes, synced through the replica's one route owner."""
@@ -78,6 +73,34 @@ class ShardRoutes:
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
         return self.routes.sync(may_write, self.prefixes)
+
+
+class _Recorded:
+    """A shard Lease backend whose reads and writes also feed the group's view, so the view
+    stays informed by polling while the group watch is down."""
+
+    def __init__(
+        self, backend: LeaseBackend, name: str, seen: Callable[[str, LeaseRecord | None], None]
+    ) -> None:
+        self._backend = backend
+        self._name = name
+        self._seen = seen
+
+    def get(self, timeout_s: float) -> LeaseRecord | None:
+        record = self._backend.get(timeout_s)
+        self._seen(self._name, record)
+        return record
+
+    def write(
+        self,
+        previous: LeaseRecord | None,
+        holder: str | None,
+        lease_duration_s: float,
+        timeout_s: float,
+    ) -> LeaseRecord:
+        record = self._backend.write(previous, holder, lease_duration_s, timeout_s)
+        self._seen(self._name, record)
+        return record
 
 
 @dataclass
@@ -94,6 +117,26 @@ class ShardSlot:
     @property
     def work_task(self) -> str:
         return f"shard-{self.index}-work"
+
+    def tasks(self, timings: Timings) -> list[Task]:
+        """The shard's elector and its leader work, as supervised loops."""
+        elector, work = self.elector, self.work
+        return [
+            Task(
+                self.elector_task,
+                elector.run,
+                heartbeat=lambda: elector.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=elector.wake,
+            ),
+            Task(
+                self.work_task,
+                work.run,
+                heartbeat=lambda: work.heartbeat,
+                stale_after_s=timings.stale_leader_work_s,
+                wake=work.wake,
+            ),
+        ]
 
 
 def _shard_role(index: int, prefixes: Sequence[str], metrics: ShardMetrics) -> WorkRole:
@@ -115,17 +158,10 @@ class ShardGroup:
     """The active-active side of a replica: membership, the shards, the group watch."""
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        environ: Mapping[str, str],
-        timings: Timings,
-        api_client: Any,
-        reporting: Reporting,
-        mac: str,
-        dataplane_ready: Callable[[], bool],
-        clock: Callable[[], float] = time.monotonic,
+        self, inputs: OwnershipInputs, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
+        reporting, mac, environ = inputs.reporting, inputs.mac, inputs.environ
         self._config = config
         self._timings = timings
         self._clock = clock
@@ -141,8 +177,8 @@ class ShardGroup:
         self.heartbeat = clock()
         labels = {LEASE_GROUP_LABEL: config.lease_name}
         ns = config.namespace
-        self.routes = deferred_routes(config, environ=environ, timings=timings, reporting=reporting)
-        self._dataplane_ready = dataplane_ready
+        self.routes = deferred_routes(inputs)
+        self._dataplane_ready = inputs.dataplane_ready
 
         self.member_lease_name = member_lease_name(config.lease_name, config.identity)
         owner = None
@@ -195,10 +231,14 @@ class ShardGroup:
                 role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
             )
             elector = LeaseElector(
-                ReportedLease(
-                    LeaseStore(api_client, ns, name, labels=labels),
-                    shard_reporter,
-                    holder_loss_s=timings.holder_loss_s,
+                _Recorded(
+                    ReportedLease(
+                        LeaseStore(api_client, ns, name, labels=labels),
+                        shard_reporter,
+                        holder_loss_s=timings.holder_loss_s,
+                    ),
+                    name,
+                    self._record_only,
                 ),
                 identity=config.identity,
                 lease_duration_s=config.lease_duration_s,
@@ -236,11 +276,39 @@ class ShardGroup:
         self.vtep_health, self.vtep_watch = vtep_watch(
             vtep_store, reporting, timings, self._wake_vtep_lanes
         )
+        # Migration from active-standby: while its leader (the Lease named LEADER_ELECTION_ID
+        # itself) is alive, no shard is claimed, so the two modes never write the routes and
+        # the CiliumVTEPConfig at once during a rolling update; its SIGTERM release (or its
+        # expiry) hands everything to the shards.
+        self._standby_leader: Observation | None = None
+        self.standby_leader_health = WatchHealth(
+            reporting.reporter(
+                f"Lease watch {ns}/{config.lease_name}",
+                "lease",
+                "LeaseWatchFailed",
+                "grant list and watch on Leases in the gateway's namespace",
+            )
+        )
+        self.standby_leader_watch = lease_watch(
+            api_client,
+            ns,
+            config.lease_name,
+            on_seen=self._seen_standby_leader,
+            on_listed=self.standby_leader_health.reporter.succeeded,
+            on_error=self.standby_leader_health.on_error,
+            call_timeout_s=timings.api_timeout_s,
+            window_s=timings.watch_window_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+        )
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:
-        """Ready to forward: the data plane is up and the ENI is not known to drop packets."""
-        return self._dataplane_ready() and self.routes.forwarding_allowed()
+        """Proven able to forward: the data plane is up and route ownership is prepared (the
+        primary ENI is known, its source/destination check off, every table readable).
+        Stricter than the active-standby leader's gate, which takes a free lease before EC2
+        answered to keep the VTEP config independent of EC2: here a member is handed shards
+        by the others' decisions, so it must not join before it is known to forward."""
+        return self._dataplane_ready() and self.routes.waiting_for is None
 
     def _live(self, observation: Observation | None, now: float) -> str | None:
         if observation is None or observation.record.released:
@@ -281,8 +349,26 @@ class ShardGroup:
                     self._orphan_since.pop(index, None)
             return {index: now - since for index, since in self._orphan_since.items()}
 
+    def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
+        with self._lock:
+            self._standby_leader = (
+                None if record is None else observe(self._standby_leader, record, self._clock())
+            )
+        self._wake.set()
+        if record is None or record.released:
+            for slot in self.slots:
+                slot.elector.wake()
+
+    def standby_leader(self) -> str | None:
+        """The active-standby leader still holding its Lease (a mode migration), or None."""
+        with self._lock:
+            observation = self._standby_leader
+        return self._live(observation, self._clock())
+
     def may_claim(self, index: int) -> bool:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
+        if self.standby_leader() is not None:
+            return False
         view = self.view()
         decision = decide(
             view,
@@ -293,13 +379,16 @@ class ShardGroup:
         return index in decision.claim and self.eligible()
 
     # -- the group watch ---------------------------------------------------------------------
-    def _seen(self, name: str, record: LeaseRecord | None) -> None:
+    def _record_only(self, name: str, record: LeaseRecord | None) -> None:
         now = self._clock()
         with self._lock:
             if record is None:
                 self._records.pop(name, None)
             else:
                 self._records[name] = observe(self._records.get(name), record, now)
+
+    def _seen(self, name: str, record: LeaseRecord | None) -> None:
+        self._record_only(name, record)
         slot = self._by_lease.get(name)
         if slot is not None:
             slot.elector.notice(record)
@@ -348,6 +437,8 @@ class ShardGroup:
             grace_s=self._config.lease_duration_s,
         )
         self._publish(view)
+        if self.standby_leader() is not None:
+            return  # an active-standby leader still runs: claim and hand over nothing yet
         for index in decision.claim:
             self.slots[index].elector.wake()
         if decision.release is None:
@@ -405,6 +496,9 @@ class ShardGroup:
                 one_shot=True,
             ),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
+            self.standby_leader_health.task(
+                "standby-leader-watch", self.standby_leader_watch, timings
+            ),
             Task(
                 MEMBER_ELECTOR,
                 self.member.run,
@@ -414,24 +508,7 @@ class ShardGroup:
             ),
         ]
         for slot in self.slots:
-            tasks.append(
-                Task(
-                    slot.elector_task,
-                    slot.elector.run,
-                    heartbeat=_heartbeat_of(slot.elector),
-                    stale_after_s=timings.stale_elector_s,
-                    wake=slot.elector.wake,
-                )
-            )
-            tasks.append(
-                Task(
-                    slot.work_task,
-                    slot.work.run,
-                    heartbeat=_heartbeat_of(slot.work),
-                    stale_after_s=timings.stale_leader_work_s,
-                    wake=slot.work.wake,
-                )
-            )
+            tasks += slot.tasks(timings)
         tasks.append(
             Task(
                 COORDINATOR,
@@ -449,18 +526,18 @@ class ShardGroup:
         the membership Lease works, and every shard this replica owns has converged."""
 
         def ready() -> tuple[bool, str]:
-            if dataplane_ready is not None and not dataplane_ready():
-                return False, "data plane not ready"
-            routes_problem = self.routes.problem()
-            if routes_problem is not None:
-                return False, routes_problem
-            problem = self.membership.problem()
+            problem = readiness_problem(
+                dataplane_ready,
+                self.routes,
+                self.membership,
+                [
+                    ("CiliumVTEPConfig watch", self.vtep_health),
+                    ("Lease group watch", self.group_health),
+                ],
+                self._timings,
+            )
             if problem is not None:
                 return False, problem
-            watch_down = self.vtep_health.reporter.failing_for()
-            if watch_down > self._timings.holder_loss_s:
-                error = self.vtep_health.reporter.last_error
-                return False, f"CiliumVTEPConfig watch failing for {watch_down:.0f}s ({error})"
             owned = [slot for slot in self.slots if slot.work.active]
             pending = []
             for slot in owned:
@@ -478,6 +555,9 @@ class ShardGroup:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
                 member = "member" if self.member.valid() else "not a member yet"
+                waiting = self.standby_leader()
+                if waiting is not None:
+                    member += f", waiting for active-standby leader {waiting} to stop"
                 return True, f"ready ({member}, owns no shard)"
             return True, "ready (owns shards " + ",".join(str(s.index) for s in owned) + ")"
 

@@ -4,7 +4,7 @@ what it waits for; with no route tables nothing is resolved at all."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -43,7 +43,9 @@ class Owner:
     def forwarding_allowed(self) -> bool:
         return True
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(
+        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+    ) -> SyncResult:
         return SyncResult(RoutePlan())
 
 

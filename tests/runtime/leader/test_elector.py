@@ -84,8 +84,7 @@ def elector(
         renew_deadline_s=2.0,
         retry_period_s=1.0,
         clock=clock,
-        callbacks=Recorder(name, changes),
-        **kwargs,  # type: ignore[arg-type]
+        **{"callbacks": Recorder(name, changes), **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -368,3 +367,64 @@ def test_a_failed_renewal_is_retried_sooner_than_a_retry_period() -> None:
     clock.now += a.next_round_in()
     a.try_once()
     assert a.valid() and changes == [("a", True)]
+
+
+# --- hand-over (active-active balancing) and restarts under the same identity -----------------
+
+
+def test_a_hand_over_ends_the_term_waits_for_in_flight_writes_then_releases() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    gate = [True]
+    recorder = Recorder("a", changes)
+    a = elector("a", store, clock, changes, can_acquire=lambda: gate[0], callbacks=recorder)
+    a.try_once()
+    term = recorder.terms[-1]
+    gate[0] = False  # the balance decision no longer gives the shard to "a"
+    seen: list[tuple[bool, str | None]] = []
+
+    def wait_idle(timeout_s: float) -> bool:
+        seen.append((term.valid(), store.record.holder if store.record else None))
+        return True
+
+    a.request_handover(wait_idle)
+    assert a.next_round_in() == 0.0
+    a.try_once()
+    # While waiting for in-flight writes the term was already invalid and the lease still ours;
+    # afterwards it is released and the elector does not take it back.
+    assert seen == [(False, "a")]
+    assert store.record is not None and store.record.holder is None
+    assert changes == [("a", True), ("a", False)]
+    clock.now += 5
+    a.try_once()
+    assert store.record.holder is None and not a.leading
+
+
+def test_a_hand_over_with_writes_still_in_flight_lets_the_lease_run_out_instead() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    gate = [True]
+    a = elector("a", store, clock, changes, can_acquire=lambda: gate[0])
+    a.try_once()
+    gate[0] = False
+    a.request_handover(lambda timeout_s: False)
+    a.try_once()
+    assert store.record is not None and store.record.holder == "a"  # not released
+    version = store.version
+    for _ in range(5):
+        clock.now += 0.2
+        a.try_once()
+    assert store.version == version and not a.leading  # and never renewed again
+
+
+def test_restarting_under_the_same_identity_passes_the_acquisition_gate() -> None:
+    clock, changes = Clock(), new_changes()
+    store = MemoryLease(clock)
+    elector("a", store, clock, changes).try_once()  # the previous process held it
+    gate = [False]
+    restarted = elector("a", store, clock, new_changes(), can_acquire=lambda: gate[0])
+    restarted.try_once()
+    assert not restarted.leading and store.record is not None and store.version == 1
+    gate[0] = True
+    restarted.try_once()
+    assert (restarted.valid(), store.version) == (True, 2)
