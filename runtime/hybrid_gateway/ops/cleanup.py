@@ -1,19 +1,22 @@
 """`cleanup`: what the gateway leaves behind after an uninstall (pure planning).
 
 Which routes go is decided by the planner the construct's deletion custom resource uses too
-(`hybrid_gateway_contract.route_cleanup`): in the owned tables, routes to the pod CIDRs that
-target a gateway ENI or are blackholes of a vanished interface; routes to anything else are
-never touched. Plus the CiliumVTEPConfig the leader published.
+(`hybrid_gateway_contract.route_cleanup`): in the owned tables, routes to the pod CIDRs (and,
+in active-active mode, to the shard prefixes of the contract's plan) that target a gateway ENI
+or are blackholes of a vanished interface; routes to anything else are never touched. Plus the
+CiliumVTEPConfig the leader (or the shard owners) published.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from hybrid_gateway_contract import CILIUM_GROUP, VTEP_CONFIG_NAME, VTEP_CONFIGS_PLURAL
 from hybrid_gateway_contract.route_cleanup import CleanupPlan as RoutePlan
-from hybrid_gateway_contract.route_cleanup import plan_route_cleanup
+from hybrid_gateway_contract.route_cleanup import Route, RouteTarget, classify, plan_route_cleanup
 
 from .facts import Facts
 
@@ -22,18 +25,51 @@ from .facts import Facts
 class CleanupPlan:
     routes: RoutePlan
     delete_vtep_config: bool
+    # Gateway-looking routes to a prefix INSIDE a pod CIDR that the plan does not cover: the
+    # shard routes of an active-active gateway when the mode is not known (no Deployment, no
+    # --mode/--shards). Kept, but named, so they are never left behind silently.
+    unplanned: tuple[Route, ...] = ()
 
 
 def plan_cleanup(facts: Facts) -> CleanupPlan:
+    """In active-active mode the shard prefixes count as the gateway's destinations too (the
+    planner takes exact destinations only, so a prefix nobody planned stays untouched)."""
     settings = facts.settings
     assert settings is not None and settings.pod_cidrs
+    plan = facts.shard_plan()
+    shard_prefixes = [p for shard in plan.shards for p in shard.pod_prefixes] if plan else []
     routes = plan_route_cleanup(
         facts.owned_routes,
         owned_tables=settings.route_table_ids,
-        pod_cidrs=settings.pod_cidrs,
+        pod_cidrs=[*settings.pod_cidrs, *shard_prefixes],
         gateway_enis=facts.gateway_enis,
     )
-    return CleanupPlan(routes, facts.vtep_endpoints is not None)
+    planned = {(d.route.table_id, d.route.destination) for d in routes.decisions}
+    pod_networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
+    unplanned = tuple(
+        route
+        for route in facts.owned_routes
+        if route.table_id in settings.route_table_ids
+        and (route.table_id, route.destination) not in planned
+        and _inside(route.destination, pod_networks)
+        and classify(route, facts.gateway_enis)
+        in (RouteTarget.GATEWAY_ENI, RouteTarget.BLACKHOLE_INTERFACE)
+    )
+    return CleanupPlan(routes, facts.vtep_endpoints is not None, unplanned)
+
+
+def _inside(destination: str, networks: list[ipaddress.IPv4Network]) -> bool:
+    try:
+        network = ipaddress.IPv4Network(destination)
+    except ValueError:
+        return False
+    return any(network != n and network.subnet_of(n) for n in networks)
+
+
+UNPLANNED_HINT = (
+    "inside a pod CIDR, not planned: a shard route of an active-active gateway? run again with "
+    "--mode active-active --shards <SHARDS> to remove it"
+)
 
 
 Failures = dict[str, str]  # what failed (route_key / VTEP_KEY) -> why
@@ -65,6 +101,10 @@ def plan_lines(plan: CleanupPlan, *, applied: Failures | None = None) -> list[st
             lines.append(f"keep {text}")
     if plan.delete_vtep_config:
         lines.append(done(VTEP_KEY, VTEP_KEY))
+    lines.extend(
+        f"keep {r.table_id} {r.destination} -> {r.target} ({UNPLANNED_HINT})"
+        for r in plan.unplanned
+    )
     if not plan.routes.deletions and not plan.delete_vtep_config:
         lines.append("nothing to clean up")
     return lines
@@ -76,25 +116,28 @@ def plan_json(plan: CleanupPlan, *, applied: Failures | None = None) -> str:
             return "would delete"
         return "failed" if key in applied else "deleted"
 
-    return json.dumps(
-        {
-            "dryRun": applied is None,
-            "routes": [
-                {
-                    "routeTableId": d.route.table_id,
-                    "destination": d.route.destination,
-                    "target": d.route.target,
-                    "state": d.route.state,
-                    "kind": d.kind.value,
-                    "action": "delete" if d.delete else "keep",
-                    "outcome": outcome(route_key(d.route.table_id, d.route.destination))
-                    if d.delete
-                    else "kept",
-                }
-                for d in plan.routes.decisions
-            ],
-            "deleteVtepConfig": plan.delete_vtep_config,
-            "errors": dict(applied or {}),
-        },
-        indent=2,
-    )
+    body: dict[str, Any] = {
+        "dryRun": applied is None,
+        "routes": [
+            {
+                "routeTableId": d.route.table_id,
+                "destination": d.route.destination,
+                "target": d.route.target,
+                "state": d.route.state,
+                "kind": d.kind.value,
+                "action": "delete" if d.delete else "keep",
+                "outcome": outcome(route_key(d.route.table_id, d.route.destination))
+                if d.delete
+                else "kept",
+            }
+            for d in plan.routes.decisions
+        ],
+        "deleteVtepConfig": plan.delete_vtep_config,
+        "errors": dict(applied or {}),
+    }
+    if plan.unplanned:  # named only when there are any: the usual report keeps its shape
+        body["unplannedInsidePodCidrs"] = [
+            {"routeTableId": r.table_id, "destination": r.destination, "target": r.target}
+            for r in plan.unplanned
+        ]
+    return json.dumps(body, indent=2)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .facts import Facts
+from .facts import Facts, GroupLease
 from .shards import ABSENT, TABLE_NOT_FOUND, ShardView, live_members, route_points_at, shard_views
 
 RECENT_EVENTS = 10
@@ -131,8 +131,12 @@ def _active_active(facts: Facts, replicas: list[dict[str, Any]]) -> dict[str, An
         replica["shards"] = [
             v.index for v in views if v.holder == replica["pod"] and v.lease_state == "live"
         ]
+    leader = facts.lease
+    still_leading = leader is not None and GroupLease(settings.lease_name, leader).live(facts.now)
     return {
         "mode": settings.mode.value,
+        # a mode switch in progress: shards wait until the active-standby leader stops
+        "activeStandbyLeader": leader.holder if leader is not None and still_leading else None,
         "shardPlan": None
         if plan is None
         else {
@@ -219,6 +223,11 @@ def _mode_lines(status: Mapping[str, Any]) -> list[str]:
         )
     ]
     lines.extend(f"  shard plan problem: {problem}" for problem in status["shardPlanProblems"])
+    if status["activeStandbyLeader"]:
+        lines.append(
+            f"  active-standby leader {status['activeStandbyLeader']} still holds its Lease: "
+            "no shard is claimed until it stops"
+        )
     lines.append(f"Members: {status['liveMembers']} live")
     lines.extend(
         f"  {m['identity']}: {m['state']} (renewed {m['ageSeconds']}s ago)"

@@ -10,11 +10,29 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from hybrid_gateway_contract import DEFAULT_LEASE_NAME
-from hybrid_gateway_contract.sharding import shard_lease_name
-from hybrid_gateway_testkit.ops_world import POD_CIDRS, OpsWorld, ShardWorld, make_active_active
+from hybrid_gateway_contract import (
+    APP_NAME,
+    CILIUM_GROUP,
+    CILIUM_VERSION,
+    DEFAULT_LEASE_NAME,
+    VTEP_CONFIG_NAME,
+    VTEP_CONFIGS_PLURAL,
+    Env,
+)
+from hybrid_gateway_contract.sharding import member_lease_name, shard_lease_name
+from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.ops_world import (
+    OTHER_CIDR,
+    POD_CIDRS,
+    OpsWorld,
+    ShardWorld,
+    make_active_active,
+)
 
-from .conftest import Clients, Run
+from .conftest import ALL_CHECKS, Clients, Run
+from .test_cleanup import all_routes, vtep_configs
+
+AA_CHECKS = [*ALL_CHECKS, "SHARD-PLAN", "ROUTE-QUOTA"]
 
 
 @pytest.fixture
@@ -95,28 +113,25 @@ def test_status_table_in_active_active(run: Run, world: OpsWorld, shards: ShardW
     assert "Whole pod CIDR routes (active-standby's): none" in ran.out
 
 
-def test_an_expired_shard_lease_held_by_a_vanished_pod_shows_as_expired(
-    run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
-) -> None:
-    """Replica b's pod is gone and its shard Leases ran out (renewed 3 hours ago, 1h
-    duration): shards 1 and 3 show as expired, held by a pod that is gone, on no instance; b
-    holds no shard and is no live member."""
+def replica_b_vanished(world: OpsWorld, kube: client.ApiClient) -> None:
+    """Replica b's pod is gone and its Leases ran out (renewed 3 hours ago, 1 h duration)."""
     client.CoreV1Api(kube).delete_namespaced_pod(world.pods["b"], world.namespace)
     long_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     leases = client.CoordinationV1Api(kube)
-    for index in (1, 3):
-        leases.patch_namespaced_lease(
-            shard_lease_name(DEFAULT_LEASE_NAME, index),
-            world.namespace,
-            {"spec": {"renewTime": long_ago}},
-        )
-    from hybrid_gateway_contract.sharding import member_lease_name
-
-    leases.patch_namespaced_lease(
+    for name in (
+        shard_lease_name(DEFAULT_LEASE_NAME, 1),
+        shard_lease_name(DEFAULT_LEASE_NAME, 3),
         member_lease_name(DEFAULT_LEASE_NAME, world.pods["b"]),
-        world.namespace,
-        {"spec": {"renewTime": long_ago}},
-    )
+    ):
+        leases.patch_namespaced_lease(name, world.namespace, {"spec": {"renewTime": long_ago}})
+
+
+def test_an_expired_shard_lease_held_by_a_vanished_pod_shows_as_expired(
+    run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
+) -> None:
+    """Shards 1 and 3 show as expired, held by a pod that is gone, on no instance; b holds no
+    shard and is no live member."""
+    replica_b_vanished(world, kube)
     status = run("status", "--no-scrape", "--output", "json").json()
     for index in (1, 3):
         lease = shard_of(status, index)["lease"]
@@ -169,13 +184,6 @@ def test_a_shard_route_at_a_foreign_eni_and_a_leftover_whole_cidr_route(
 def test_a_vtep_endpoint_at_the_wrong_replica(
     run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
 ) -> None:
-    from hybrid_gateway_contract import (
-        CILIUM_GROUP,
-        CILIUM_VERSION,
-        VTEP_CONFIG_NAME,
-        VTEP_CONFIGS_PLURAL,
-    )
-
     custom = client.CustomObjectsApi(kube)
     current = custom.get_cluster_custom_object(
         CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, VTEP_CONFIG_NAME
@@ -202,3 +210,242 @@ def test_active_standby_keeps_its_output(run: Run, world: OpsWorld) -> None:
     status = run("status", "--no-scrape", "--output", "json").json()
     assert not {"mode", "shards", "members", "shardPlan"} & set(status)
     assert all("shards" not in r for r in status["replicas"])
+
+
+def test_status_names_a_refused_lease_group_list(
+    run: Run, world: OpsWorld, shards: ShardWorld, kube_api: ApiServer
+) -> None:
+    """RBAC refuses Leases (the leader Lease read, then the group list): status names both
+    refused reads and exits 1; the shards show no holder."""
+    kube_api.inject_errors("operator", code=403, count=2, resource="leases")
+    ran = run("status", "--no-scrape", "--output", "json")
+    assert ran.code == 1
+    status = ran.json()
+    assert status["unavailable"] == {
+        "kubernetes/lease": "403 Forbidden",
+        "kubernetes/lease-group": "403 Forbidden",
+    }
+    assert {s["lease"]["state"] for s in status["shards"]} == {"absent"}
+
+
+# --- preflight -----------------------------------------------------------------------------------
+
+
+def verdicts(report: dict[str, Any]) -> dict[str, str]:
+    return {c["id"]: c["verdict"] for c in report["checks"]}
+
+
+def check(report: dict[str, Any], check_id: str) -> dict[str, Any]:
+    return next(c for c in report["checks"] if c["id"] == check_id)
+
+
+def test_preflight_passes_a_healthy_active_active_gateway(run: Run, shards: ShardWorld) -> None:
+    ran = run("preflight", "--output", "json")
+    report = ran.json()
+    assert verdicts(report) == dict.fromkeys(AA_CHECKS, "ok"), report
+    assert [c["id"] for c in report["checks"]] == AA_CHECKS
+    assert ran.code == 0
+    assert check(report, "SHARD-PLAN")["evidence"][1] == (
+        "4 shards, 8 shard routes per table, 4 VTEP endpoints of /18"
+    )
+    quota = check(report, "ROUTE-QUOTA")["evidence"]
+    # table 0: local + 8 shard routes + the transit gateway route; table 1: local + 8
+    assert [line.split(": ", 1)[1] for line in quota] == [
+        "10 static route(s) now + 0 shard route(s) to add = 10 of 50",
+        "9 static route(s) now + 0 shard route(s) to add = 9 of 50",
+    ]
+    assert check(report, "GATEWAY-LEASE")["evidence"][-1].startswith("2 live member(s)")
+    assert len(check(report, "ROUTE-TARGETS")["evidence"]) == 16
+
+
+def test_preflight_on_a_vanished_replica(
+    run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
+) -> None:
+    replica_b_vanished(world, kube)
+    report = run("preflight", "--output", "json").json()
+    assert {k: v for k, v in verdicts(report).items() if v != "ok"} == {
+        "GATEWAY-LEASE": "fail",  # shards 1 and 3 expired
+        "ROUTE-TARGETS": "warn",  # their routes still at b's ENI: a gateway, not the owner
+        "VTEP-CONFIG": "fail",  # their endpoints at b's node, which holds no live Lease
+        "GATEWAY-REPLICAS": "warn",  # 1 of 2
+    }
+    lease = check(report, "GATEWAY-LEASE")["evidence"]
+    assert lease[1].startswith(f"{shard_lease_name(DEFAULT_LEASE_NAME, 1)}: expired, held by")
+    assert lease[-1] == f"1 live member(s): {world.pods['a']}"
+    assert "access to Leases" in check(report, "GATEWAY-LEASE")["fix"]
+
+
+def test_preflight_on_a_shard_route_at_a_foreign_eni(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any
+) -> None:
+    foreign = ec2.create_network_interface(SubnetId=world.subnet_ids[1])["NetworkInterface"][
+        "NetworkInterfaceId"
+    ]
+    prefix = shards.plan.shards[1].pod_prefixes[0]
+    ec2.replace_route(
+        RouteTableId=world.owned_tables[0], DestinationCidrBlock=prefix, NetworkInterfaceId=foreign
+    )
+    report = run("preflight", "--output", "json").json()
+    assert {k: v for k, v in verdicts(report).items() if v != "ok"} == {"ROUTE-TARGETS": "fail"}
+    targets = check(report, "ROUTE-TARGETS")
+    assert (
+        f"{world.owned_tables[0]} {prefix} (shard 1, owner {world.instances['b']}): "
+        f"not a gateway {foreign}"
+    ) in targets["evidence"]
+    assert "Find who owns that ENI route" in targets["fix"]
+
+
+def test_preflight_counts_the_route_quota_per_table(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any
+) -> None:
+    """With a quota of 9 the plan itself fits (8 shard routes + 1 local route), but the
+    first table also holds a transit gateway route: 10 > 9. Missing shard routes count as
+    routes still to add."""
+    ec2.delete_route(
+        RouteTableId=world.owned_tables[1],
+        DestinationCidrBlock=shards.plan.shards[0].pod_prefixes[0],
+    )
+    report = run("preflight", "--output", "json", "--max-routes-per-table", "9").json()
+    quota = check(report, "ROUTE-QUOTA")
+    assert quota["verdict"] == "fail"
+    assert quota["evidence"] == [
+        f"{world.owned_tables[0]}: 10 static route(s) now + 0 shard route(s) to add = 10 of 9 "
+        "(TOO MANY)",
+        f"{world.owned_tables[1]}: 8 static route(s) now + 1 shard route(s) to add = 9 of 9",
+    ]
+    assert "Routes per route table" in quota["fix"]
+    assert verdicts(report)["SHARD-PLAN"] == "ok"
+    assert verdicts(report)["ROUTE-TARGETS"] == "fail"  # the deleted route is absent
+
+
+def test_preflight_names_shard_settings_the_daemon_would_refuse(
+    run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
+) -> None:
+    apps = client.AppsV1Api(kube)
+    deployment = apps.read_namespaced_deployment(APP_NAME, world.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    for env in container.env:
+        if env.name == Env.SHARDS:
+            env.value = "3"
+    deployment.spec.replicas = 1
+    apps.replace_namespaced_deployment(APP_NAME, world.namespace, deployment)
+    report = run("preflight", "--output", "json").json()
+    plan = check(report, "SHARD-PLAN")
+    assert plan["verdict"] == "fail"
+    assert "shards 3: must be a power of two from 2 to 64" in plan["evidence"]
+    for check_id in ("ROUTE-QUOTA", "ROUTE-TARGETS", "VTEP-CONFIG", "GATEWAY-LEASE"):
+        assert check(report, check_id)["verdict"] == "skipped"
+        assert "SHARD-PLAN" in check(report, check_id)["evidence"][0]
+    replicas = check(report, "GATEWAY-REPLICAS")
+    assert replicas["verdict"] == "fail" and "at least 2 replicas" in replicas["fix"]
+    small = run("preflight", "--output", "json", "--shards", "4", "--max-routes-per-table", "8")
+    problems = check(small.json(), "SHARD-PLAN")["evidence"]
+    assert any("exceeds the 8 routes a table may hold" in line for line in problems)
+
+
+def test_preflight_warns_while_the_active_standby_leader_still_holds_its_lease(
+    run: Run, world: OpsWorld, shards: ShardWorld, kube: client.ApiClient
+) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    client.CoordinationV1Api(kube).create_namespaced_lease(
+        world.namespace,
+        {
+            "metadata": {"name": DEFAULT_LEASE_NAME},
+            "spec": {
+                "holderIdentity": "old-leader",
+                "leaseDurationSeconds": 3600,
+                "renewTime": now,
+            },
+        },
+    )
+    report = run("preflight", "--output", "json").json()
+    lease = check(report, "GATEWAY-LEASE")
+    assert lease["verdict"] == "warn"
+    assert "still held by old-leader" in lease["evidence"][-1]
+    status = run("status", "--no-scrape", "--output", "json").json()
+    assert status["activeStandbyLeader"] == "old-leader"
+
+
+# --- cleanup -------------------------------------------------------------------------------------
+
+
+def uninstall(world: OpsWorld, kube: client.ApiClient) -> None:
+    client.AppsV1Api(kube).delete_namespaced_deployment(APP_NAME, world.namespace)
+    for pod in world.pods.values():
+        client.CoreV1Api(kube).delete_namespaced_pod(pod, world.namespace)
+
+
+def shard_routes(world: OpsWorld, shards: ShardWorld) -> set[tuple[str, str, str]]:
+    return {
+        (table, prefix, world.enis[shards.owners[shard.index]])
+        for table in world.owned_tables
+        for shard in shards.plan.shards
+        for prefix in shard.pod_prefixes
+    }
+
+
+def test_cleanup_after_an_active_active_uninstall_removes_the_shard_routes(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any, kube: client.ApiClient
+) -> None:
+    """Without the Deployment the mode comes from --mode/--shards; only shard routes at
+    gateway ENIs go, a shard prefix routed to a transit gateway stays."""
+    uninstall(world, kube)
+    tgw_prefix = shards.plan.shards[3].pod_prefixes[1]
+    ec2.replace_route(
+        RouteTableId=world.owned_tables[1],
+        DestinationCidrBlock=tgw_prefix,
+        TransitGatewayId=world.transit_gateway,
+    )
+    owned = shard_routes(world, shards) - {
+        (world.owned_tables[1], tgw_prefix, world.enis[shards.owners[3]])
+    }
+    before = all_routes(ec2, world)
+    tables = ",".join(world.owned_tables)
+    flags = ("--route-table-ids", tables, "--mode", "active-active", "--shards", "4")
+    dry = run("cleanup", *flags)
+    assert dry.code == 0, dry.out
+    for table, prefix, target in owned:
+        assert f"would delete {table} {prefix} -> {target}" in dry.out
+    assert f"keep {world.owned_tables[1]} {tgw_prefix} -> {world.transit_gateway}" in dry.out
+    assert all_routes(ec2, world) == before
+    ran = run("cleanup", *flags, "--yes", "--output", "json")
+    assert ran.code == 0, ran.out
+    deleted = {
+        (r["routeTableId"], r["destination"], r["target"])
+        for r in ran.json()["routes"]
+        if r["outcome"] == "deleted"
+    }
+    assert deleted == owned
+    after = all_routes(ec2, world)
+    assert after == before - owned
+    assert (world.owned_tables[0], OTHER_CIDR, world.transit_gateway) in after
+    assert {(world.main_table, c, world.enis["a"]) for c in POD_CIDRS} <= after  # not owned
+    assert vtep_configs(kube) == []
+
+
+def test_cleanup_without_the_mode_names_the_shard_routes_it_keeps(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any, kube: client.ApiClient
+) -> None:
+    """After an uninstall nothing says the gateway was active-active: the shard routes are
+    not deleted on a guess, but each is named with the flags that remove it."""
+    uninstall(world, kube)
+    before = all_routes(ec2, world)
+    ran = run("cleanup", "--route-table-ids", ",".join(world.owned_tables), "--yes")
+    assert ran.code == 0, ran.out
+    kept = [line for line in ran.out.splitlines() if "a shard route" in line]
+    assert len(kept) == len(shard_routes(world, shards)) == 16
+    assert all("--mode active-active --shards" in line for line in kept)
+    assert all_routes(ec2, world) == before  # no whole pod CIDR route in the owned tables
+    report = run(
+        "cleanup", "--route-table-ids", ",".join(world.owned_tables), "--output", "json"
+    ).json()
+    assert len(report["unplannedInsidePodCidrs"]) == 16
+
+
+def test_forced_cleanup_reads_the_mode_from_the_deployment(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any
+) -> None:
+    before = all_routes(ec2, world)
+    ran = run("cleanup", "--yes", "--force")
+    assert ran.code == 0, ran.out
+    assert all_routes(ec2, world) == before - shard_routes(world, shards)
