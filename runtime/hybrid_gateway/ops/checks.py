@@ -47,6 +47,15 @@ def _result(
     return CheckResult(check_id, title, verdict, tuple(evidence), fix)
 
 
+def _ok_unless(
+    failed: bool, check_id: str, title: str, evidence: Sequence[str], fix: str
+) -> CheckResult:
+    """Fail with `fix` when `failed`, else ok; the evidence either way."""
+    if failed:
+        return _result(check_id, title, Verdict.FAIL, evidence, fix)
+    return _result(check_id, title, Verdict.OK, evidence)
+
+
 def _skipped(check_id: str, title: str, why: str) -> CheckResult:
     return CheckResult(check_id, title, Verdict.SKIPPED, (why,))
 
@@ -440,12 +449,10 @@ def check_vtep_enabled(facts: Facts) -> CheckResult:
         or config.get("routing-mode", "tunnel") != "tunnel"
         or config.get("tunnel-protocol", "vxlan") != "vxlan"
     )
-    if not bad:
-        return _result(cid, title, Verdict.OK, evidence)
-    return _result(
+    return _ok_unless(
+        bad,
         cid,
         title,
-        Verdict.FAIL,
         evidence,
         "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel and "
         "tunnelProtocol=vxlan, then restart the Cilium agents.",
@@ -514,6 +521,16 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
     )
 
 
+def _no_vtep_config(cid: str, title: str, whose: str, why: str) -> CheckResult:
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        ["no CiliumVTEPConfig hybrid-gateway"],
+        f"Check {whose} RBAC on ciliumvtepconfigs: {why}.",
+    )
+
+
 def check_vtep_config(facts: Facts) -> CheckResult:
     cid, title = "VTEP-CONFIG", "CiliumVTEPConfig points at the leader with its MAC"
     why = _not_installed(facts, "lease", "vtep-config")
@@ -527,13 +544,7 @@ def check_vtep_config(facts: Facts) -> CheckResult:
     if leader is None or not leader.host_ip:
         return _skipped(cid, title, "no leader pod with a host IP to compare with (GATEWAY-LEASE)")
     if facts.vtep_endpoints is None:
-        return _result(
-            cid,
-            title,
-            Verdict.FAIL,
-            ["no CiliumVTEPConfig hybrid-gateway"],
-            "Check the leader's logs and its RBAC on ciliumvtepconfigs: it creates the object.",
-        )
+        return _no_vtep_config(cid, title, "the leader's logs and its", "it creates the object")
     expected_mac = vxlan_device_mac(leader.host_ip)
     standby_ips = {p.host_ip: p.name for p in facts.pods if p.name != leader.name and p.host_ip}
     problems: list[str] = []
@@ -681,7 +692,12 @@ def check_replicas(facts: Facts) -> CheckResult:
             title,
             Verdict.WARN,
             evidence,
-            fix + " Without a ready standby a failover has nowhere to go.",
+            fix
+            + (
+                " Until it is ready, the ready ones carry every shard."
+                if facts.active_active
+                else " Without a ready standby a failover has nowhere to go."
+            ),
         )
     return _result(cid, title, Verdict.OK, evidence)
 
@@ -721,17 +737,33 @@ def _shard_route_targets(facts: Facts, cid: str) -> CheckResult:
     evidence: list[str] = []
     verdicts: list[Verdict] = []
     fixes: list[str] = []
-    for view in shard_views(facts, plan):
-        owner = view.instance.instance_id if view.instance else f"holder {view.holder or 'none'}"
+    at_owner = 0
+    views = shard_views(facts, plan)
+    for view in views:
+        owner = (
+            f"owner {view.instance.instance_id}"
+            if view.instance
+            else f"holder {view.holder} on no gateway instance"
+            if view.holder
+            else "no holder"
+        )
         for route in view.routes:
             verdict, fix = outcomes.get(route.points_at, takeover)
             verdicts.append(verdict)
+            if route.points_at == OWNER:
+                at_owner += 1
+                continue  # counted, not listed: the exceptions are what an operator needs
             evidence.append(
-                f"{route.table_id} {route.destination} (shard {view.index}, owner {owner}): "
+                f"{route.table_id} {route.destination} (shard {view.index}, {owner}): "
                 f"{route.points_at}" + (f" {route.target}" if route.target else "")
             )
             if fix:
                 fixes.append(fix)
+    evidence.insert(
+        0,
+        f"{at_owner} of {sum(len(v.routes) for v in views)} shard routes target their shard "
+        f"owner's ENI ({len(settings.route_table_ids)} table(s))",
+    )
     leftovers = [
         f"{table_id} {cidr}: whole pod CIDR route left from active-standby (carries only what "
         "no shard route covers)"
@@ -752,13 +784,7 @@ def _shard_vtep_config(facts: Facts, cid: str) -> CheckResult:
     if plan is None:
         return _skipped(cid, title, _no_plan(facts))
     if facts.vtep_endpoints is None:
-        return _result(
-            cid,
-            title,
-            Verdict.FAIL,
-            ["no CiliumVTEPConfig hybrid-gateway"],
-            "Check the shard owners' logs and their RBAC on ciliumvtepconfigs: they create it.",
-        )
+        return _no_vtep_config(cid, title, "the shard owners' logs and their", "they create it")
     evidence: list[str] = []
     bad = False
     for view in shard_views(facts, plan):
@@ -773,12 +799,10 @@ def _shard_vtep_config(facts: Facts, cid: str) -> CheckResult:
     for extra in (e for e in facts.vtep_endpoints if e.name not in planned):
         bad = True
         evidence.append(f"{extra.name} {extra.cidr}: not in the shard plan")
-    if not bad:
-        return _result(cid, title, Verdict.OK, evidence)
-    return _result(
+    return _ok_unless(
+        bad,
         cid,
         title,
-        Verdict.FAIL,
         evidence,
         "Each shard's owner corrects its endpoints on its next resync; if it persists, check "
         "the owners' logs and their RBAC on ciliumvtepconfigs.",

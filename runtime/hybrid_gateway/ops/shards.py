@@ -25,7 +25,7 @@ ABSENT = "absent"
 TABLE_NOT_FOUND = "table not found"
 WRONG_MAC = "owner, wrong mac"
 WRONG_CIDR = "wrong cidr"
-NO_OWNER = "no owner"
+NO_RUNNING_HOLDER = "no running holder"
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _endpoint(facts: Facts, name: str, cidr: str, holder: GatewayPod | None) -> 
     if found.cidr != cidr:
         state = WRONG_CIDR
     elif holder is None or not holder.host_ip:
-        state = NO_OWNER if found.tunnel_endpoint not in gateway_ips else OTHER_GATEWAY
+        state = NO_RUNNING_HOLDER if found.tunnel_endpoint not in gateway_ips else OTHER_GATEWAY
     elif found.tunnel_endpoint == holder.host_ip:
         state = OWNER if found.mac.lower() == vxlan_device_mac(holder.host_ip) else WRONG_MAC
     elif found.tunnel_endpoint in gateway_ips:

@@ -255,7 +255,9 @@ def test_preflight_passes_a_healthy_active_active_gateway(run: Run, shards: Shar
         "9 static route(s) now + 0 shard route(s) to add = 9 of 50",
     ]
     assert check(report, "GATEWAY-LEASE")["evidence"][-1].startswith("2 live member(s)")
-    assert len(check(report, "ROUTE-TARGETS")["evidence"]) == 16
+    assert check(report, "ROUTE-TARGETS")["evidence"] == [
+        "16 of 16 shard routes target their shard owner's ENI (2 table(s))"
+    ]
 
 
 def test_preflight_on_a_vanished_replica(
@@ -269,6 +271,16 @@ def test_preflight_on_a_vanished_replica(
         "VTEP-CONFIG": "fail",  # their endpoints at b's node, which holds no live Lease
         "GATEWAY-REPLICAS": "warn",  # 1 of 2
     }
+    vtep = check(report, "VTEP-CONFIG")["evidence"]
+    assert vtep[1].endswith(
+        f"(shard 1, owner {world.pods['b']}): no running holder {world.ips['b']}"
+    )
+    targets = check(report, "ROUTE-TARGETS")["evidence"]
+    assert targets[0] == "8 of 16 shard routes target their shard owner's ENI (2 table(s))"
+    assert targets[1] == (
+        f"{world.owned_tables[0]} {shards.plan.shards[1].pod_prefixes[0]} (shard 1, holder "
+        f"{world.pods['b']} on no gateway instance): other gateway {world.enis['b']}"
+    )
     lease = check(report, "GATEWAY-LEASE")["evidence"]
     assert lease[1].startswith(f"{shard_lease_name(DEFAULT_LEASE_NAME, 1)}: expired, held by")
     assert lease[-1] == f"1 live member(s): {world.pods['a']}"
@@ -292,6 +304,7 @@ def test_preflight_on_a_shard_route_at_a_foreign_eni(
         f"{world.owned_tables[0]} {prefix} (shard 1, owner {world.instances['b']}): "
         f"not a gateway {foreign}"
     ) in targets["evidence"]
+    assert targets["evidence"][0].startswith("15 of 16 shard routes")
     assert "Find who owns that ENI route" in targets["fix"]
 
 
