@@ -31,9 +31,11 @@ class CleanupPlan:
     unplanned: tuple[Route, ...] = ()
 
 
-def plan_cleanup(facts: Facts) -> CleanupPlan:
+def plan_cleanup(facts: Facts, *, shard_routes_only: bool = False) -> CleanupPlan:
     """In active-active mode the shard prefixes count as the gateway's destinations too (the
-    planner takes exact destinations only, so a prefix nobody planned stays untouched)."""
+    planner takes exact destinations only, so a prefix nobody planned stays untouched).
+    `shard_routes_only`: just those, for a switch back to active-standby, whose leader owns the
+    whole pod CIDR routes and the CiliumVTEPConfig."""
     settings = facts.settings
     assert settings is not None and settings.pod_cidrs
     plan = facts.shard_plan()
@@ -41,7 +43,7 @@ def plan_cleanup(facts: Facts) -> CleanupPlan:
     routes = plan_route_cleanup(
         facts.owned_routes,
         owned_tables=settings.route_table_ids,
-        pod_cidrs=[*settings.pod_cidrs, *shard_prefixes],
+        pod_cidrs=shard_prefixes if shard_routes_only else [*settings.pod_cidrs, *shard_prefixes],
         gateway_enis=facts.gateway_enis,
     )
     planned = {(d.route.table_id, d.route.destination) for d in routes.decisions}
@@ -55,7 +57,9 @@ def plan_cleanup(facts: Facts) -> CleanupPlan:
         and classify(route, facts.gateway_enis)
         in (RouteTarget.GATEWAY_ENI, RouteTarget.BLACKHOLE_INTERFACE)
     )
-    return CleanupPlan(routes, facts.vtep_endpoints is not None, unplanned)
+    return CleanupPlan(
+        routes, facts.vtep_endpoints is not None and not shard_routes_only, unplanned
+    )
 
 
 def _inside(destination: str, networks: list[ipaddress.IPv4Network]) -> bool:

@@ -154,6 +154,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument(
             "--force", action="store_true", help="act even while the gateway is still installed"
         )
+        parser.add_argument(
+            "--shard-routes-only",
+            action="store_true",
+            help="remove only an active-active gateway's shard routes (after switching back to "
+            "active-standby; give --mode active-active --shards N)",
+        )
     return parser
 
 
@@ -270,13 +276,15 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
             f"hybrid-gateway cleanup: cannot read EC2: {facts.unavailable['ec2']}", file=sys.stderr
         )
         return 1
-    if settings.deployment is not None and args.yes and not args.force:
+    if args.shard_routes_only:
+        _shard_routes_only_allowed(facts, args)
+    elif settings.deployment is not None and args.yes and not args.force:
         raise UsageError(
             f"--yes: the gateway Deployment {settings.namespace}/{settings.deployment} still "
             "exists and its leader would recreate what cleanup removes; uninstall it first "
             "(or pass --force)"
         )
-    plan = plan_cleanup(facts)
+    plan = plan_cleanup(facts, shard_routes_only=args.shard_routes_only)
     applied = apply_cleanup(plan, ec2=ec2, kube=kube) if args.yes else None
     if args.output == "json":
         print(plan_json(plan, applied=applied), file=out)
@@ -286,6 +294,30 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
         if applied is None and (plan.routes.deletions or plan.delete_vtep_config):
             print("dry run: nothing changed; run again with --yes to make these changes", file=out)
     return 1 if applied else 0
+
+
+def _shard_routes_only_allowed(facts: Facts, args: argparse.Namespace) -> None:
+    """Shard routes may go while an active-standby gateway runs (its leader never writes
+    them), not while a shard owner does (it would write them again)."""
+    if facts.shard_plan() is None:
+        raise UsageError(
+            "--shard-routes-only: no shard plan: give --mode active-active and --shards (the "
+            "SHARDS the active-active gateway ran with)"
+        )
+    if not args.yes or args.force:
+        return
+    unread = [f"{k}: {v}" for k, v in facts.unavailable.items() if k.startswith("kubernetes")]
+    if unread:
+        raise UsageError(
+            f"--yes: cannot tell whether shard owners still run ({'; '.join(unread)}); "
+            "pass --force to remove the shard routes anyway"
+        )
+    held = [lease.name for lease in facts.shard_leases.values() if lease.live(facts.now)]
+    if held:
+        raise UsageError(
+            f"--yes: shard Lease(s) {', '.join(sorted(held))} still held: their owners would "
+            "recreate the shard routes; stop the active-active replicas first (or pass --force)"
+        )
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

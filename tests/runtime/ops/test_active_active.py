@@ -462,3 +462,49 @@ def test_forced_cleanup_reads_the_mode_from_the_deployment(
     ran = run("cleanup", "--yes", "--force")
     assert ran.code == 0, ran.out
     assert all_routes(ec2, world) == before - shard_routes(world, shards)
+
+
+def test_switching_back_to_active_standby_removes_only_the_shard_routes(
+    run: Run, world: OpsWorld, shards: ShardWorld, clients: Clients, capsys: Any
+) -> None:
+    """The Deployment runs active-standby again and its leader has written the whole pod CIDR
+    routes; the shard routes (more specific, so still winning) must go, but only once no
+    shard owner runs; the leader's routes and CiliumVTEPConfig stay."""
+    ec2, _eks, kube = clients
+    apps = client.AppsV1Api(kube)
+    deployment = apps.read_namespaced_deployment(APP_NAME, world.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    container.env = [e for e in container.env if e.name not in (Env.MODE, Env.SHARDS)]
+    apps.replace_namespaced_deployment(APP_NAME, world.namespace, deployment)
+    leader_routes = set()
+    for table in world.owned_tables:
+        for cidr in POD_CIDRS:
+            ec2.create_route(
+                RouteTableId=table, DestinationCidrBlock=cidr, NetworkInterfaceId=world.enis["a"]
+            )
+            leader_routes.add((table, cidr, world.enis["a"]))
+    before = all_routes(ec2, world)
+    flags = ("--shard-routes-only", "--yes")
+    assert run("cleanup", *flags).code == 2
+    assert "--shard-routes-only: no shard plan: give --mode active-active" in (
+        capsys.readouterr().err
+    )
+    aa = ("--mode", "active-active", "--shards", "4")
+    assert run("cleanup", *flags, *aa).code == 2
+    refused = capsys.readouterr().err
+    assert f"{shard_lease_name(DEFAULT_LEASE_NAME, 0)}, " in refused and "still held" in refused
+    assert all_routes(ec2, world) == before
+    leases = client.CoordinationV1Api(kube)
+    for index in range(4):  # the active-active replicas stopped: SIGTERM releases every shard
+        leases.patch_namespaced_lease(
+            shard_lease_name(DEFAULT_LEASE_NAME, index),
+            world.namespace,
+            {"spec": {"holderIdentity": None}},
+        )
+    ran = run("cleanup", *flags, *aa)
+    assert ran.code == 0, ran.out
+    assert "ciliumvtepconfigs" not in ran.out
+    after = all_routes(ec2, world)
+    assert after == before - shard_routes(world, shards)
+    assert leader_routes <= after
+    assert vtep_configs(kube) == ["hybrid-gateway"]
