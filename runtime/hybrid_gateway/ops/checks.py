@@ -864,6 +864,14 @@ def check_shard_plan(facts: Facts) -> CheckResult:
     settings = facts.settings
     if settings is None:
         return _skipped(cid, title, _why_missing(facts, "gateway"))
+    if not settings.active_active:  # judged only for settings the daemon refuses in any mode
+        return _ok_unless(
+            bool(settings.setting_problems),
+            cid,
+            "MODE, SHARDS and MAX_ROUTES_PER_TABLE are valid",
+            [f"MODE={settings.mode.value}", *settings.setting_problems],
+            "Fix the gateway's environment: the daemon refuses to start with it.",
+        )
     if not settings.pod_cidrs or not settings.vpc_cidrs:
         return _skipped(cid, title, "POD_CIDRS or VPC_CIDR unknown (give --pod-cidrs, --vpc-cidrs)")
     problems = [*settings.setting_problems, *(str(p) for p in facts.shard_plan_problems())]
@@ -961,5 +969,9 @@ PREFLIGHT_CHECKS: tuple[Check, ...] = (
 def run_checks(facts: Facts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """`checks`, by default every preflight check of the gateway's mode."""
     if checks is None:
-        checks = (*PREFLIGHT_CHECKS, *(ACTIVE_ACTIVE_CHECKS if facts.active_active else ()))
+        checks = PREFLIGHT_CHECKS
+        if facts.active_active:
+            checks = (*checks, *ACTIVE_ACTIVE_CHECKS)
+        elif facts.settings is not None and facts.settings.setting_problems:
+            checks = (*checks, check_shard_plan)  # the daemon would not start: say why
     return [check(facts) for check in checks]

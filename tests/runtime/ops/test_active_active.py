@@ -508,3 +508,39 @@ def test_switching_back_to_active_standby_removes_only_the_shard_routes(
     assert after == before - shard_routes(world, shards)
     assert leader_routes <= after
     assert vtep_configs(kube) == ["hybrid-gateway"]
+
+
+def test_a_mode_the_daemon_refuses_is_named_even_in_active_standby(
+    run: Run, world: OpsWorld, kube: client.ApiClient
+) -> None:
+    """MODE misspelt: the daemon would stop at start-up (config.py), so preflight says so
+    (the other checks judge the settings as active-standby, the daemon's default)."""
+    apps = client.AppsV1Api(kube)
+    deployment = apps.read_namespaced_deployment(APP_NAME, world.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    container.env = [*container.env, client.V1EnvVar(name=Env.MODE, value="active-activ")]
+    apps.replace_namespaced_deployment(APP_NAME, world.namespace, deployment)
+    ran = run("preflight", "--output", "json")
+    report = ran.json()
+    assert ran.code == 2
+    assert verdicts(report) == dict.fromkeys(ALL_CHECKS, "ok") | {"SHARD-PLAN": "fail"}
+    assert check(report, "SHARD-PLAN")["evidence"][1] == (
+        "MODE='active-activ': must be one of active-standby, active-active"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--shards", "3"], "--shards: '3': must be a power of two from 2 to 64"),
+        (["--mode", "both"], "--mode: invalid choice: 'both'"),
+        (["--max-routes-per-table", "0"], "--max-routes-per-table: '0': must be a positive"),
+    ],
+)
+def test_bad_shard_flags_exit_2_naming_flag_and_value(
+    run: Run, flags: list[str], named: str, capsys: Any
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run("status", *flags)
+    assert exited.value.code == 2
+    assert named in capsys.readouterr().err
