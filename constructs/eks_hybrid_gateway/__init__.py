@@ -25,6 +25,7 @@ from eks_hybrid_gateway.monitoring import GatewayPodMonitor, GatewayPodMonitorCh
 from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 from eks_hybrid_gateway.security_group import RemotePodAccess
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
+from hybrid_gateway_contract.sharding import GatewayMode
 
 __all__ = [
     "DEFAULT_EKS_CILIUM_VERSION",
@@ -34,6 +35,7 @@ __all__ = [
     "AutoModeCapacityChart",
     "CapacityType",
     "GatewayImage",
+    "GatewayMode",
     "GatewayPodMonitor",
     "GatewayPodMonitorChart",
     "GatewayResources",

@@ -16,7 +16,9 @@ import constructs
 
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.validation import (
+    Sharding,
     require_nonempty,
+    resolve_sharding,
     validate_dns_label,
     validate_lease_name,
     validate_lease_timings,
@@ -26,6 +28,7 @@ from eks_hybrid_gateway.validation import (
     validate_vxlan_mtu,
 )
 from hybrid_gateway_contract import Env
+from hybrid_gateway_contract.sharding import DEFAULT_MAX_ROUTES_PER_TABLE, GatewayMode
 
 JsonDict = dict[str, Any]
 
@@ -157,6 +160,7 @@ def _container_env(
     timings: LeaderElectionTimings,
     vxlan_mtu: int | None,
     debug: bool,
+    sharding: Sharding,
 ) -> list[JsonDict]:
     """The SPEC section 7 environment: downward API for the pod's identity, the rest literal."""
     env: list[JsonDict] = [
@@ -185,6 +189,16 @@ def _container_env(
         env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
     if debug:
         env.append({"name": Env.DEBUG, "value": "true"})
+    if sharding.active_active:
+        env.append({"name": Env.MODE, "value": sharding.mode.value})
+        env.append({"name": Env.SHARDS, "value": str(sharding.shards)})
+        if sharding.max_routes_per_table != DEFAULT_MAX_ROUTES_PER_TABLE:
+            env.append(
+                {"name": Env.MAX_ROUTES_PER_TABLE, "value": str(sharding.max_routes_per_table)}
+            )
+        # The runtime makes its Pod the owner of its membership Lease, so Kubernetes' garbage
+        # collector deletes the Lease with the Pod (an ownerReference needs the owner's UID).
+        env.append({"name": Env.POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})
     return env
 
 
@@ -255,6 +269,11 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: @default `system-cluster-critical`
         image_pull_policy: @default `IfNotPresent`
         debug: `DEBUG=true`. @default False
+        mode: `MODE`: one leader (active-standby) or every replica owning shards
+            (active-active). @default GatewayMode.ACTIVE_STANDBY
+        shards: `SHARDS`, active-active only: a power of two. @default 4
+        max_routes_per_table: `MAX_ROUTES_PER_TABLE`, active-active only: the VPC quota
+            "Routes per route table" of the owned tables. @default 50
     """
 
     def __init__(
@@ -280,6 +299,9 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: str | None = "system-cluster-critical",
         image_pull_policy: str = "IfNotPresent",
         debug: bool = False,
+        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        shards: int | None = None,
+        max_routes_per_table: int | None = None,
     ) -> None:
         super().__init__(scope, id, disable_resource_name_hashes=True)
         validate_chart_options(
@@ -295,6 +317,14 @@ class HybridGatewayChart(cdk8s.Chart):
         require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")
         require_nonempty("route_table_ids", route_table_ids, "route table ID")
         validate_route_table_ids("route_table_ids", route_table_ids)
+        self.sharding = resolve_sharding(
+            mode=mode,
+            shards=shards,
+            max_routes_per_table=max_routes_per_table,
+            pod_cidrs=("pod_cidrs", pod_cidrs),
+            vpc_cidrs=("vpc_cidrs", vpc_cidrs),
+            lease_name=lease_name,
+        )
 
         self.namespace_name = namespace
         self.service_account_name = service_account_name
@@ -315,6 +345,7 @@ class HybridGatewayChart(cdk8s.Chart):
             timings=leader_election or LeaderElectionTimings(),
             vxlan_mtu=vxlan_mtu,
             debug=debug,
+            sharding=self.sharding,
         )
         container = _container(
             image=image,
@@ -457,10 +488,6 @@ class HybridGatewayChart(cdk8s.Chart):
             "namespace": self.namespace_name,
         }
         lease_role = f"{contract.APP_NAME}-leader-election"
-        # `create` cannot be limited by resourceNames (the name is not known at authorization
-        # time); every other Lease verb is limited to the one Lease. Releasing is an update;
-        # the standby's watch lists and watches with a `metadata.name` field selector, which is
-        # what lets RBAC apply resourceNames to list and watch.
         _api_object(
             self,
             "LeaseRole",
@@ -469,21 +496,7 @@ class HybridGatewayChart(cdk8s.Chart):
             name=lease_role,
             namespace=self.namespace_name,
             labels=labels,
-            body={
-                "rules": [
-                    {
-                        "apiGroups": ["coordination.k8s.io"],
-                        "resources": ["leases"],
-                        "resourceNames": [self.lease_name],
-                        "verbs": ["get", "list", "patch", "update", "watch"],
-                    },
-                    {
-                        "apiGroups": ["coordination.k8s.io"],
-                        "resources": ["leases"],
-                        "verbs": ["create"],
-                    },
-                ]
-            },
+            body={"rules": self._lease_rules()},
         )
         _api_object(
             self,
@@ -547,6 +560,32 @@ class HybridGatewayChart(cdk8s.Chart):
                 "subjects": [subject],
             },
         )
+
+    def _lease_rules(self) -> list[JsonDict]:
+        """The Lease verbs of the gateway's Role (Kubernetes documentation, "Using RBAC
+        Authorization", "Referring to resources": resourceNames never limits a create, and
+        limits a list or watch only through a `metadata.name` field selector)."""
+        leases = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
+        if self.sharding.active_active:
+            # Active-active: the shard Leases, a membership Lease per replica whose name is a
+            # digest of the pod name (unknown here), and a list and watch of the group by label
+            # selector, which resourceNames cannot express. So no resourceNames; the Role is
+            # namespaced, which keeps every verb to the Leases of the gateway's own namespace,
+            # and there is no delete (the membership Lease goes with its Pod, its owner).
+            return [
+                {**leases, "verbs": ["get", "list", "patch", "update", "watch"]},
+                {**leases, "verbs": ["create"]},
+            ]
+        # Active-standby: every verb but `create` is limited to the one Lease. Releasing is an
+        # update; the standby lists and watches with a `metadata.name` field selector.
+        return [
+            {
+                **leases,
+                "resourceNames": [self.lease_name],
+                "verbs": ["get", "list", "patch", "update", "watch"],
+            },
+            {**leases, "verbs": ["create"]},
+        ]
 
     def _add_metrics_service(self, labels: Mapping[str, str]) -> None:
         """A headless Service selecting the gateway pods, port `metrics`."""

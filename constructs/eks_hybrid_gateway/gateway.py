@@ -45,10 +45,12 @@ from eks_hybrid_gateway.security_group import RemotePodAccess, gateway_security_
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
     is_token,
+    resolve_sharding,
     validate_networks,
     validate_route_table_ids,
 )
 from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
+from hybrid_gateway_contract.sharding import GatewayMode
 
 if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
     from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
@@ -242,7 +244,8 @@ class HybridNodesGateway(constructs.Construct):
     (`HybridGatewayChart`) applied through the cluster's kubectl provider. Because nothing is
     created in the cluster's scope, the gateway can live in another stack (or `Stage`) than its
     cluster: references go from the gateway to the cluster only.
-    VPC routes to the remote pod networks are NOT declared here: the running leader owns them.
+    VPC routes to the remote pod networks are NOT declared here: the running gateway owns them
+    (the leader in active-standby mode; in active-active mode each shard's owner).
 
     Args:
         cluster: an `aws_eks_v2` or `aws_eks` cluster, created in the app or imported (an
@@ -259,7 +262,8 @@ class HybridNodesGateway(constructs.Construct):
             cluster created without Auto Mode is an error.
             @default CapacityType.MANAGED_NODE_GROUP
         instance_type: @default `c6in.xlarge` (AWS guidance; `c6in.2xlarge` above 100 nodes)
-        replicas: gateway pods and dedicated nodes, at least 2. @default 2
+        replicas: gateway pods and dedicated nodes (one pod per node), at least 2; in
+            active-active mode every replica carries shards. @default 2
         node_subnets: where nodes go, at least 2 AZs. @default the private subnets
         namespace: @default `eks-hybrid-nodes-gateway`
         resources: container requests/limits. @default `GatewayResources()`
@@ -287,6 +291,13 @@ class HybridNodesGateway(constructs.Construct):
         log_encryption_key: KMS key for the log group the construct creates (the route
             cleanup's); its key policy must let CloudWatch Logs use it. @default None:
             CloudWatch Logs' own encryption at rest
+        mode: `GatewayMode.ACTIVE_STANDBY` (one leader routes everything) or
+            `GatewayMode.ACTIVE_ACTIVE` (the remote pod networks are cut into `shards` prefixes,
+            each routed to the replica owning it). @default GatewayMode.ACTIVE_STANDBY
+        shards: active-active only: how many shards, a power of two from 2 to 64. @default 4
+        max_routes_per_table: active-active only: the owned tables' "Routes per route table"
+            VPC quota, which `shards` x remote pod networks + the tables' local routes must fit.
+            @default 50 (the VPC default quota)
     """
 
     def __init__(
@@ -319,6 +330,9 @@ class HybridNodesGateway(constructs.Construct):
         vpc_cni_addon: VpcCniAddon | None = None,
         remove_routes_on_delete: bool = False,
         log_encryption_key: kms.IKey | None = None,
+        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        shards: int | None = None,
+        max_routes_per_table: int | None = None,
     ) -> None:
         # Everything is checked before the construct joins the tree, so a rejected prop leaves
         # the scope exactly as it was; the error names the construct's path, the prop and value.
@@ -347,6 +361,14 @@ class HybridNodesGateway(constructs.Construct):
                 leader_election=leader_election,
                 vxlan_mtu=vxlan_mtu,
             )
+            sharding = resolve_sharding(
+                mode=mode,
+                shards=shards,
+                max_routes_per_table=max_routes_per_table,
+                pod_cidrs=("remote_pod_networks", remote_pod_networks),
+                vpc_cidrs=("vpc_cidrs", resolved.vpc_cidrs),
+                lease_name=contract.DEFAULT_LEASE_NAME,
+            )
         except HybridGatewayConfigError as exc:
             path = "/".join(part for part in (scope.node.path, id) if part)
             raise HybridGatewayConfigError(f"{path}: {exc}") from None
@@ -361,6 +383,7 @@ class HybridNodesGateway(constructs.Construct):
         self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
         self.capacity_type = capacity_type
         self.node_subnets = resolved.node_subnets
+        self.sharding = sharding
 
         self.security_group = gateway_security_group(
             self,
@@ -398,6 +421,9 @@ class HybridNodesGateway(constructs.Construct):
             vxlan_mtu=vxlan_mtu,
             aws_region=cdk.Stack.of(self).region,
             debug=debug,
+            mode=sharding.mode,
+            shards=sharding.shards if sharding.active_active else None,
+            max_routes_per_table=sharding.max_routes_per_table if sharding.active_active else None,
         )
         self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
         self.pod_identity_association = self._add_pod_identity_association(namespace)
@@ -470,6 +496,7 @@ class HybridNodesGateway(constructs.Construct):
                 cluster_name=self.cluster.cluster_name,
                 route_table_ids=self.route_table_ids,
                 pod_cidrs=self.remote_pod_networks,
+                shards=self.sharding.shards if self.sharding.active_active else None,
                 instance_filters=[
                     {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
                 ],

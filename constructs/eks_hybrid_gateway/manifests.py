@@ -23,6 +23,7 @@ import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.chart import CapacityType, HybridGatewayChart, MetricsExposure
 from eks_hybrid_gateway.monitoring import GatewayPodMonitorChart
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
+from hybrid_gateway_contract.sharding import GatewayMode
 
 CONTEXT_KEY = "eks-hybrid-gateway:manifests"
 OUTPUT_FILE = "eks-hybrid-nodes-gateway.yaml"
@@ -61,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         choices=[m.value for m in MetricsExposure],
         help="how Prometheus finds the metrics (default none)",
     )
+    parser.add_argument(
+        "--mode",
+        choices=[m.value for m in GatewayMode],
+        help="how the replicas share the traffic (default active-standby)",
+    )
+    parser.add_argument("--replicas", type=int, help="gateway pods, one per node (default 2)")
+    parser.add_argument("--shards", type=int, help="active-active: shard count (default 4)")
+    parser.add_argument(
+        "--max-routes-per-table",
+        type=int,
+        help="active-active: the route tables' VPC route quota (default 50)",
+    )
     return parser
 
 
@@ -97,6 +110,10 @@ def render(out: Path, settings: dict[str, Any]) -> Path:
         aws_region=settings.get("region"),
         capacity_type=CapacityType(settings.get("capacityType") or "managed-node-group"),
         metrics=metrics,
+        replicas=settings.get("replicas") or 2,
+        mode=settings.get("mode") or GatewayMode.ACTIVE_STANDBY,
+        shards=settings.get("shards"),
+        max_routes_per_table=settings.get("maxRoutesPerTable"),
     )
     if metrics in (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR):
         GatewayPodMonitorChart(app, POD_MONITOR_FILE.removesuffix(".yaml"), namespace=namespace)
@@ -116,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("namespace", args.namespace),
         ("capacityType", args.capacity_type),
         ("metrics", args.metrics),
+        ("mode", args.mode),
+        ("replicas", args.replicas),
+        ("shards", args.shards),
+        ("maxRoutesPerTable", args.max_routes_per_table),
     ):
         if value:
             settings[key] = value

@@ -1,6 +1,7 @@
 """`GatewayRouteCleanup`: on stack deletion, remove the VPC routes the gateway wrote.
 
-The leader writes `pod CIDR -> its primary ENI` into the owned tables at run time, so
+The leader writes `pod CIDR -> its primary ENI` into the owned tables at run time (in
+active-active mode, each shard's owner writes the shard's prefixes of every pod CIDR), so
 CloudFormation never knows about those routes; without this resource, deleting the stack leaves
 them behind as blackholes once the nodes are gone (SPEC §10). The Lambda handler ships as
 package data (`route_cleanup_handler/index.py`) together with the shared, dependency-free
@@ -37,13 +38,14 @@ import hybrid_gateway_contract
 from eks_hybrid_gateway.gateway import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.nag import acknowledge
 from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
+from hybrid_gateway_contract.route_cleanup import plan_route_cleanup
 
 #: CloudFormation type of the custom resource.
 RESOURCE_TYPE = "Custom::HybridGatewayRouteCleanup"
 #: Default wait between cleanup passes: the gateway pods' termination grace period (chart).
 DEFAULT_SETTLE = cdk.Duration.seconds(30)
 _HANDLER_PACKAGE = "eks_hybrid_gateway.route_cleanup_handler"
-_CONTRACT_FILES = ("__init__.py", "route_cleanup.py")
+_CONTRACT_FILES = ("__init__.py", "route_cleanup.py", "sharding.py")
 
 
 @functools.cache
@@ -81,6 +83,25 @@ def _validate_timing(settle: cdk.Duration, passes: int) -> None:
         )
 
 
+def _validate_shards(shards: int | None, pod_cidrs: Sequence[str]) -> None:
+    """The handler plans the shard prefixes at deletion: a count it cannot cut with would fail
+    the stack deletion, so refuse it now (pod CIDRs known only at deploy time are skipped)."""
+    if shards is None:
+        return
+    known = [cidr for cidr in pod_cidrs if not is_token(cidr)]
+    try:
+        plan_route_cleanup(
+            [],
+            owned_tables=[],
+            # With no pod CIDR known yet, only the count itself is checked (any cuts a /0).
+            pod_cidrs=known or ["0.0.0.0/0"],
+            gateway_enis=[],
+            shards=shards,
+        )
+    except ValueError as exc:
+        raise HybridGatewayConfigError(str(exc)) from None
+
+
 class GatewayRouteCleanup(constructs.Construct):
     """Deletes, on stack deletion only, the remote-pod-network routes in the owned tables that
     target a gateway node's ENI or have become blackholes; never routes to other targets.
@@ -89,6 +110,9 @@ class GatewayRouteCleanup(constructs.Construct):
         cluster_name: the cluster, for the resource's physical ID and logs.
         route_table_ids: the owned tables (`ROUTE_TABLE_IDS`); DeleteRoute is scoped to them.
         pod_cidrs: the remote pod networks (`POD_CIDRS`).
+        shards: active-active mode's shard count (`SHARDS`): their shard prefixes are deleted
+            too, and so are the whole pod CIDRs (the mode may have been switched); default
+            None (active-standby: the whole pod CIDRs only).
         instance_filters: EC2 `DescribeInstances` filters selecting the gateway nodes, e.g.
             `[{"Name": "instance.group-id", "Values": [sg_id]}]`.
         settle: wait between passes, so a gateway pod still terminating cannot put a route
@@ -107,11 +131,13 @@ class GatewayRouteCleanup(constructs.Construct):
         route_table_ids: Sequence[str],
         pod_cidrs: Sequence[str],
         instance_filters: Sequence[Mapping[str, Any]],
+        shards: int | None = None,
         settle: cdk.Duration = DEFAULT_SETTLE,
         passes: int = 4,
         log_encryption_key: kms.IKey | None = None,
     ) -> None:
         _validate_timing(settle, passes)
+        _validate_shards(shards, pod_cidrs)
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         log_group = logs.LogGroup(
@@ -192,5 +218,7 @@ class GatewayRouteCleanup(constructs.Construct):
                 "InstanceFilters": [dict(f) for f in instance_filters],
                 "SettleSeconds": str(int(settle.to_seconds())),
                 "MaxPasses": str(passes),
+                # Only when set, so an active-standby gateway's template stays as it was.
+                **({} if shards is None else {"Shards": str(shards)}),
             },
         )

@@ -85,6 +85,7 @@ class Env:
     MODE: Final = "MODE"  # active-standby (default) or active-active
     SHARDS: Final = "SHARDS"  # active-active: how many shards (a power of two, default 4)
     MAX_ROUTES_PER_TABLE: Final = "MAX_ROUTES_PER_TABLE"  # the VPC route quota (default 50)
+    POD_UID: Final = "POD_UID"  # active-active: owner of the replica's membership Lease
 
 
 VTEP_ENDPOINT_NAME: Final = "vpc-gateway"  # the reference's endpoint name (internal/cilium/vtep.go)

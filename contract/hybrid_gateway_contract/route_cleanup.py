@@ -5,7 +5,9 @@ command both describe the route tables and the gateway instances themselves, the
 module what to delete. One rule for both, so they can never disagree:
 
 A route is deleted only if its table is owned, its destination is one of the remote pod
-networks, and it either targets an ENI of a gateway node or is a blackhole whose target was a
+networks or, in active-active mode, one of their shard prefixes (`sharding.shard_pod_prefixes`,
+the routes of `plan_shards`), and
+it either targets an ENI of a gateway node or is a blackhole whose target was a
 network interface or instance (a gateway node that is already gone). A route to anything else
 (transit gateway, virtual private gateway, peering, NAT, another instance's ENI) is never
 touched, blackhole or not: somebody else owns it.
@@ -22,6 +24,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from hybrid_gateway_contract.sharding import ShardSetting, shard_plan_problems, shard_pod_prefixes
 
 #: Route keys that name a target other than an instance or its network interface.
 _OTHER_TARGET_KEYS = (
@@ -155,6 +159,24 @@ def _networks(field: str, cidrs: Sequence[str]) -> frozenset[ipaddress.IPv4Netwo
     return frozenset(networks)
 
 
+def _shard_prefixes(
+    networks: frozenset[ipaddress.IPv4Network], shards: int
+) -> frozenset[ipaddress.IPv4Network]:
+    """The active-active routes of these pod networks: every shard's prefixes."""
+    pods = sorted(networks)
+    # Only the cut matters here; the route quota is the gateway's concern, not the cleanup's.
+    problems = [
+        p for p in shard_plan_problems(pods, [], shards) if p.setting is ShardSetting.SHARDS
+    ]
+    if problems:
+        raise ValueError(problems[0].message)  # "shards <n>: ..."
+    return frozenset(
+        ipaddress.IPv4Network(prefix)
+        for prefixes in shard_pod_prefixes(pods, shards)
+        for prefix in prefixes
+    )
+
+
 def _same_network(destination: str, networks: frozenset[ipaddress.IPv4Network]) -> bool:
     try:
         return ipaddress.IPv4Network(destination) in networks
@@ -168,15 +190,20 @@ def plan_route_cleanup(
     owned_tables: Iterable[str],
     pod_cidrs: Sequence[str],
     gateway_enis: Iterable[str],
+    shards: int | None = None,
 ) -> CleanupPlan:
     """Decide, for every route to a pod CIDR in an owned table, whether it goes.
 
     Only exact destinations count (`10.85.0.0/16`, the route the gateway writes); a route to a
-    subnet or supernet of a pod CIDR is somebody else's.
+    subnet or supernet of a pod CIDR is somebody else's. With `shards` (active-active mode),
+    the shard prefixes of that count are the gateway's routes too (`10.85.0.0/18` ...
+    `10.85.192.0/18` for 4), and the whole pod CIDRs still are: the mode may have been switched.
     """
     if not pod_cidrs:
         raise ValueError("pod_cidrs: at least one remote pod network is required, got []")
     networks = _networks("pod_cidrs", pod_cidrs)
+    if shards is not None:
+        networks |= _shard_prefixes(networks, shards)
     tables = frozenset(owned_tables)
     enis = frozenset(gateway_enis)
     decisions = [

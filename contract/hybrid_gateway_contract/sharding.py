@@ -41,6 +41,7 @@ __all__ = [
     "shard_count_problem",
     "shard_lease_name",
     "shard_plan_problems",
+    "shard_pod_prefixes",
 ]
 
 #: Amazon VPC quota "Routes per route table" (non-propagated routes): 50 by default, adjustable
@@ -141,6 +142,18 @@ def _vtep_endpoints(
     return cut(length)
 
 
+def shard_pod_prefixes(
+    pod_cidrs: Sequence[ipaddress.IPv4Network], shards: int
+) -> list[tuple[str, ...]]:
+    """Per shard, its forward-path routes: the shard's prefix of every pod CIDR. Needs no VPC
+    CIDR, so the route cleanup can name the routes from the pod CIDRs alone."""
+    problem = shard_count_problem(shards)
+    if problem is not None:
+        raise ValueError(f"shards {shards}: {problem}")
+    pod_parts = [_split(cidr, shards) for cidr in pod_cidrs]
+    return [tuple(str(parts[i]) for parts in pod_parts) for i in range(shards)]
+
+
 def plan_shards(
     pod_cidrs: Sequence[ipaddress.IPv4Network],
     vpc_cidrs: Sequence[ipaddress.IPv4Network],
@@ -148,10 +161,7 @@ def plan_shards(
 ) -> ShardPlan:
     """The shards of this address plan; raises ValueError if `shard_plan_problems` would
     report any (call that first to name the setting)."""
-    problem = shard_count_problem(shards)
-    if problem is not None:
-        raise ValueError(f"shards {shards}: {problem}")
-    pod_parts = [_split(cidr, shards) for cidr in pod_cidrs]
+    pod_prefixes = shard_pod_prefixes(pod_cidrs, shards)
     endpoints = _vtep_endpoints(vpc_cidrs, shards)
     if len(endpoints) > MAX_VTEP_ENDPOINTS:
         raise ValueError(f"{len(endpoints)} VTEP endpoints, at most {MAX_VTEP_ENDPOINTS}")
@@ -161,7 +171,7 @@ def plan_shards(
         shards=tuple(
             Shard(
                 index=i,
-                pod_prefixes=tuple(str(parts[i]) for parts in pod_parts),
+                pod_prefixes=pod_prefixes[i],
                 vtep_endpoints=tuple(
                     (names[e], str(endpoints[e])) for e in range(len(endpoints)) if e % shards == i
                 ),

@@ -19,6 +19,7 @@ from aws_cdk import aws_eks_v2 as eks_v2
 from eks_hybrid_gateway import (
     CapacityType,
     GatewayImage,
+    GatewayMode,
     HybridGatewayConfigError,
     HybridNodesGateway,
     cilium_helm_values,
@@ -34,6 +35,8 @@ POD_NETWORKS = ["10.85.0.0/16"]
 SNAT = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS"
 HELM_TYPE = "Custom::AWSCDK-EKS-HelmChart"
 MANIFEST_TYPE = "Custom::AWSCDK-EKS-KubernetesResource"
+ACTIVE_ACTIVE = "ExtrasActiveActive"
+ACTIVE_POD_NETWORKS = ["10.85.0.0/16", "10.86.0.0/16"]
 
 
 @dataclass
@@ -49,8 +52,9 @@ def extras(
     synth_checked: Callable[[Any, Path], Any],
 ) -> Assembly:
     """One app, cdk-nag on: a new aws_eks_v2 cluster (managed node groups) with its vpc-cni
-    Addon and every extra on, and an imported aws_eks cluster with an L1 vpc-cni add-on, Auto
-    Mode capacity and every extra on."""
+    Addon and every extra on, an imported aws_eks cluster with an L1 vpc-cni add-on, Auto
+    Mode capacity and every extra on, and an imported aws_eks cluster with an active-active
+    gateway (3 replicas, 8 shards, route cleanup on)."""
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
     from cdk_nag import AwsSolutionsChecks
@@ -118,15 +122,21 @@ def extras(
         remove_routes_on_delete=True,
     )
 
-    imported = cdk.Stack(app, "ExtrasImportedAutoMode", env=env)
-    imported_vpc, imported_cluster = imported_vpc_and_cluster(imported)
-    acknowledge_all(
-        imported,
-        {
-            **KUBECTL_PROVIDER_FINDINGS,
-            **kubectl_provider_wiring_findings("Handler886CB40B", "HandlerHasEcrPublic195AF58A"),
-        },
-    )
+    def imported_stack(name: str) -> tuple[cdk.Stack, Any, Any]:
+        """A stack with the imported VPC and aws_eks cluster, its provider's findings known."""
+        stack = cdk.Stack(app, name, env=env)
+        acknowledge_all(
+            stack,
+            {
+                **KUBECTL_PROVIDER_FINDINGS,
+                **kubectl_provider_wiring_findings(
+                    "Handler886CB40B", "HandlerHasEcrPublic195AF58A"
+                ),
+            },
+        )
+        return (stack, *imported_vpc_and_cluster(stack))
+
+    imported, imported_vpc, imported_cluster = imported_stack("ExtrasImportedAutoMode")
     cfn_addon = eks.CfnAddon(imported, "VpcCni", addon_name="vpc-cni", cluster_name="c")
     HybridNodesGateway(
         imported,
@@ -139,6 +149,20 @@ def extras(
         capacity_type=CapacityType.AUTO_MODE,
         hybrid_cilium=HybridCiliumOptions(version="1.19.2-1", operator_replicas=2),
         vpc_cni_addon=cfn_addon,
+        remove_routes_on_delete=True,
+    )
+    active, active_vpc, active_cluster = imported_stack(ACTIVE_ACTIVE)
+    HybridNodesGateway(
+        active,
+        "HybridGateway",
+        cluster=active_cluster,
+        vpc=active_vpc,
+        remote_node_networks=["192.168.100.0/24"],
+        remote_pod_networks=ACTIVE_POD_NETWORKS,
+        image=GatewayImage.from_registry(IMAGE),
+        replicas=3,
+        mode=GatewayMode.ACTIVE_ACTIVE,
+        shards=8,
         remove_routes_on_delete=True,
     )
     assembly = synth_checked(app, outdir)
@@ -314,9 +338,11 @@ def test_without_the_prop_there_is_no_cleanup(make_gateway: GatewayFactory) -> N
             r"settle: 61 s x 4 passes is outside 0-240 s",
         ),
         ({"passes": 0}, "passes: 0 is not between 1 and 5"),
+        # The handler could not plan the shard prefixes at deletion: refused at synth.
+        ({"shards": 3}, "^shards 3: must be a power of two from 2 to 64"),
     ],
 )
-def test_cleanup_timing_is_validated(kwargs: dict[str, Any], message: str) -> None:
+def test_cleanup_timing_and_shards_are_validated(kwargs: dict[str, Any], message: str) -> None:
     stack = cdk.Stack(cdk.App(), "S")
     with pytest.raises(HybridGatewayConfigError, match=message):
         GatewayRouteCleanup(
@@ -328,6 +354,46 @@ def test_cleanup_timing_is_validated(kwargs: dict[str, Any], message: str) -> No
             instance_filters=[{"Name": "instance.group-id", "Values": ["sg-1"]}],
             **kwargs,
         )
+
+
+# --- Active-active ------------------------------------------------------------------------------
+
+
+def test_active_active_nodes_follow_the_replicas(extras: Assembly) -> None:
+    _, nodegroup = _one(extras.templates[ACTIVE_ACTIVE], "AWS::EKS::Nodegroup", "HybridGateway")
+    scaling = nodegroup["Properties"]["ScalingConfig"]
+    assert (scaling["MinSize"], scaling["DesiredSize"], scaling["MaxSize"]) == (3, 3, 3)
+
+
+def test_active_active_manifest_validates_and_carries_the_mode(extras: Assembly, cfn: Any) -> None:
+    import kubernetes_validate
+
+    objects = cfn.manifest_objects(extras.templates[ACTIVE_ACTIVE], "HybridGatewayManifests")
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33", strict=True)
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert (env["MODE"], env["SHARDS"], env["POD_CIDRS"]) == (
+        "active-active",
+        "8",
+        ",".join(ACTIVE_POD_NETWORKS),
+    )
+    assert "MAX_ROUTES_PER_TABLE" not in env
+    assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+    [role] = [o for o in objects if o["kind"] == "Role"]
+    assert all("resourceNames" not in rule for rule in role["rules"])
+
+
+def test_active_active_cleanup_also_deletes_the_shard_prefixes(extras: Assembly) -> None:
+    _, cleanup = _one(extras.templates[ACTIVE_ACTIVE], RESOURCE_TYPE)
+    assert cleanup["Properties"]["PodCidrs"] == ACTIVE_POD_NETWORKS
+    assert cleanup["Properties"]["Shards"] == "8"
+    # Active-standby gateways keep the properties they always had.
+    for stack in ("ExtrasNewCluster", "ExtrasImportedAutoMode"):
+        _, standby = _one(extras.templates[stack], RESOURCE_TYPE)
+        assert "Shards" not in standby["Properties"]
 
 
 # --- Cilium on the hybrid nodes -----------------------------------------------------------------

@@ -7,6 +7,7 @@ a route whose target ENI was deleted is a blackhole, and the stack is being dele
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -264,6 +265,51 @@ def test_the_lambda_asset_runs_end_to_end_from_its_entry_point(world: World) -> 
     assert world.routes(world.foreign)[POD] == world.gateway_enis[1]
 
 
+def test_active_active_shard_routes_are_deleted_with_the_whole_pod_networks(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Active-active: each shard's owner routed the shard's /18 of every pod /16 to its ENI
+    (`plan_shards` with 4 shards). The /18s go, and so does a whole /16 left from
+    active-standby; a /17 (another cut) and a /18 to a transit gateway stay."""
+    from hybrid_gateway_contract.sharding import plan_shards
+
+    first, second = world.owned
+    pods = [ipaddress.IPv4Network(POD), ipaddress.IPv4Network(OTHER_POD)]
+    plan = plan_shards(pods, [ipaddress.IPv4Network("10.0.0.0/16")], 4)  # as the gateway plans
+    written: list[str] = []
+    for shard in plan.shards:
+        eni = world.gateway_enis[shard.index % 2]  # two replicas, two shards each
+        for prefix in shard.pod_prefixes:
+            world.direct.create_route(
+                RouteTableId=first, DestinationCidrBlock=prefix, NetworkInterfaceId=eni
+            )
+            written.append(prefix)
+    assert len(written) == 8
+    world.direct.create_route(
+        RouteTableId=first, DestinationCidrBlock=POD, NetworkInterfaceId=world.gateway_enis[0]
+    )
+    world.direct.create_route(
+        RouteTableId=second,
+        DestinationCidrBlock="10.85.0.0/17",
+        NetworkInterfaceId=world.gateway_enis[0],
+    )
+    world.direct.create_route(
+        RouteTableId=second, DestinationCidrBlock="10.85.64.0/18", TransitGatewayId=world.tgw
+    )
+
+    with caplog.at_level(logging.INFO, logger="hybrid-gateway-route-cleanup"):
+        reply = handle(world.event(Shards="4"), ec2=world.ec2, cloudformation=world.cloudformation)
+
+    assert reply["Data"] == {"Deleted": "9"}
+    remaining = world.routes(first)
+    assert not set(written) & set(remaining) and POD not in remaining
+    assert world.routes(second)["10.85.0.0/17"] == world.gateway_enis[0]
+    assert world.routes(second)["10.85.64.0/18"] == world.tgw
+    deletes = [c.params for c in world.proxy.snapshot() if c.action == "DeleteRoute"]
+    assert sorted(d["DestinationCidrBlock"] for d in deletes) == sorted([*written, POD])
+    assert f"keep {second} 10.85.64.0/18 -> {world.tgw} (other-target" in caplog.text
+
+
 def test_a_second_delete_is_a_no_op(world: World) -> None:
     """CloudFormation may retry a Delete: the second run finds nothing and succeeds."""
     _seed_the_four_cases(world)
@@ -407,6 +453,7 @@ def test_an_unreachable_describe_fails_instead_of_reporting_success(world: World
         ({"PodCidrs": "10.85.0.0/16"}, r"PodCidrs: a non-empty list is required"),
         ({"InstanceFilters": []}, r"InstanceFilters: a non-empty list is required"),
         ({"SettleSeconds": "soon"}, r"SettleSeconds: 'soon' is not a number"),
+        ({"Shards": "four"}, r"Shards: 'four' is not a shard count"),
     ],
 )
 def test_bad_properties_fail_the_create(world: World, props: dict[str, Any], message: str) -> None:

@@ -11,12 +11,14 @@ import pytest
 
 from eks_hybrid_gateway import (
     GatewayImage,
+    GatewayMode,
     HybridGatewayConfigError,
     HybridNodesGateway,
     LeaderElectionTimings,
 )
 
 GatewayFactory = Callable[..., HybridNodesGateway]
+AA = GatewayMode.ACTIVE_ACTIVE
 
 
 CASES: list[tuple[str, dict[str, Any], str]] = [
@@ -111,6 +113,35 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "leader_election.retry_period_s: retry period -1s must be positive",
     ),
     ("vxlan_mtu_out_of_range", {"vxlan_mtu": 9001}, "vxlan_mtu: 9001 must be an integer 576-8951"),
+    ("bad_mode", {"mode": "active"}, "mode: 'active' is not a gateway mode"),
+    (
+        "shards_not_a_power_of_two",
+        {"mode": AA, "shards": 6},
+        "shards: 6: must be a power of two from 2 to 64",
+    ),
+    (
+        "shard_routes_over_the_route_quota",
+        {"mode": AA, "shards": 64},
+        "max_routes_per_table: 50: shards 64: 64 x 1 remote pod network(s) = 64 routes per "
+        "route table, plus 1 local route(s), exceeds the 50 routes a table may hold",
+    ),
+    (
+        "pod_network_too_small_to_cut",
+        {"mode": AA, "shards": 8, "remote_pod_networks": ["10.85.0.0/30"]},
+        "shards: 8: remote pod network 10.85.0.0/30 cannot be cut into 8 prefixes (they would "
+        "be /33)",
+    ),
+    (
+        "shards_in_active_standby",
+        {"shards": 8},
+        "shards: 8 is only used in active-active mode, and mode is 'active-standby'; set "
+        "mode=GatewayMode.ACTIVE_ACTIVE or drop shards",
+    ),
+    (
+        "max_routes_in_active_standby",
+        {"max_routes_per_table": 100},
+        "max_routes_per_table: 100 is only used in active-active mode",
+    ),
 ]
 
 
@@ -299,3 +330,58 @@ def test_an_aws_eks_v1_cluster_of_another_stack_is_rejected(
     with pytest.raises(HybridGatewayConfigError, match=r"cluster: an aws_eks \(v1\) Cluster"):
         gateway_on(other, vpc, cluster)
     assert other.node.try_find_child("Gateway") is None
+
+
+def test_shard_errors_are_bound_to_the_construct_path(make_gateway: GatewayFactory) -> None:
+    with pytest.raises(HybridGatewayConfigError) as raised:
+        make_gateway(mode=AA, shards=3)
+    assert str(raised.value) == "S/Gateway: shards: 3: must be a power of two from 2 to 64"
+
+
+def test_shard_quota_counts_pod_networks_known_only_at_deploy_time(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A token's size is unknown (the runtime checks the cut at start-up), but it is still one
+    pod network: one route per shard in every table."""
+    import aws_cdk as cdk
+
+    unknown = [cdk.Fn.import_value("PodCidrA"), cdk.Fn.import_value("PodCidrB")]
+    gateway = make_gateway(
+        mode=AA, shards=64, max_routes_per_table=129, remote_pod_networks=unknown
+    )
+    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (64, 129)
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=re.escape("max_routes_per_table: 128: shards 64: 64 x 2 remote pod network(s)"),
+    ):
+        make_gateway(mode=AA, shards=64, max_routes_per_table=128, remote_pod_networks=unknown)
+    # A literal neighbour is still checked for the cut.
+    with pytest.raises(HybridGatewayConfigError, match=re.escape("10.85.0.0/28 cannot be cut")):
+        make_gateway(mode=AA, shards=32, remote_pod_networks=[unknown[0], "10.85.0.0/28"])
+
+
+def test_active_active_accepts_the_mode_by_value_and_more_replicas(
+    make_gateway: GatewayFactory, cfn: Any
+) -> None:
+    """Replicas above 2 get one dedicated node each on both capacity types."""
+    import aws_cdk as cdk
+
+    from eks_hybrid_gateway import CapacityType
+
+    gateway = make_gateway(mode="active-active", replicas=4)
+    assert gateway.sharding.mode is AA
+    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (4, 50)
+    template = cdk.assertions.Template.from_stack(cdk.Stack.of(gateway)).to_json()
+    [nodegroup] = cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
+    scaling = nodegroup[1]["Properties"]["ScalingConfig"]
+    assert (scaling["MinSize"], scaling["DesiredSize"], scaling["MaxSize"]) == (4, 4, 4)
+
+    auto = make_gateway(mode=AA, replicas=4, capacity_type=CapacityType.AUTO_MODE)
+    template = cdk.assertions.Template.from_stack(cdk.Stack.of(auto)).to_json()
+    capacity = cfn.manifest_objects(template, "GatewayCapacity")
+    [pool] = [o for o in capacity if o["kind"] == "NodePool"]
+    assert pool["spec"]["limits"] == {"nodes": "5"}  # one per replica, plus a surge node
+    [deployment] = [
+        o for o in cfn.manifest_objects(template, "GatewayManifests") if o["kind"] == "Deployment"
+    ]
+    assert deployment["spec"]["replicas"] == 4

@@ -82,3 +82,41 @@ def chart_objects() -> dict[str, list[Manifest]]:
 @pytest.fixture(scope="session")
 def chart_image() -> str:
     return IMAGE
+
+
+#: The active-active variants' address plan: 2 pod networks x 8 shards + 2 local routes = 18.
+ACTIVE_ACTIVE_INPUTS: dict[str, Any] = {
+    "image": IMAGE,
+    "vpc_cidrs": ["10.0.0.0/16", "100.64.0.0/16"],
+    "pod_cidrs": ["10.85.0.0/16", "10.86.0.0/16"],
+    "route_table_ids": ["rtb-0123456789abcdef0", "rtb-0123456789abcdef1"],
+    "aws_region": "us-west-2",
+    "replicas": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def active_active_objects() -> dict[str, list[Manifest]]:
+    """Active-active with default shard settings, with 8 shards and a raised route quota, and
+    the same inputs in active-standby mode (to diff against). A separate app: the session's
+    `chart_objects` (and its snapshot) stay the active-standby charts they always were."""
+    import cdk8s
+
+    from eks_hybrid_gateway import GatewayMode, HybridGatewayChart
+
+    app = cdk8s.App()
+    charts = {
+        "aa-default": HybridGatewayChart(
+            app, "aa-default", mode=GatewayMode.ACTIVE_ACTIVE, **ACTIVE_ACTIVE_INPUTS
+        ),
+        "aa-8": HybridGatewayChart(
+            app,
+            "aa-8",
+            mode=GatewayMode.ACTIVE_ACTIVE,
+            shards=8,
+            max_routes_per_table=100,
+            **ACTIVE_ACTIVE_INPUTS,
+        ),
+        "as-same-inputs": HybridGatewayChart(app, "as-same-inputs", **ACTIVE_ACTIVE_INPUTS),
+    }
+    return {name: list(chart.to_json()) for name, chart in charts.items()}

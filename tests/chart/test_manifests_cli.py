@@ -27,24 +27,32 @@ def _env(docs: list[dict[str, object]]) -> dict[str, object]:
     return {e["name"]: e.get("value") for e in container["env"]}
 
 
+def _required_flags(
+    tmp_path: Path,
+    *,
+    pod_cidrs: str = "10.85.0.0/16",
+    route_table_ids: str = "rtb-0123456789abcdef0",
+) -> list[str]:
+    """Every required value as a flag, no cdk.json."""
+    return [
+        "--out",
+        str(tmp_path),
+        "--cdk-json",
+        str(tmp_path / "absent.json"),
+        "--image",
+        "registry.example/gw:1",
+        "--vpc-cidrs",
+        "10.0.0.0/16",
+        "--pod-cidrs",
+        pod_cidrs,
+        "--route-table-ids",
+        route_table_ids,
+    ]
+
+
 def test_flags_render_valid_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
-        [
-            "--out",
-            str(tmp_path),
-            "--cdk-json",
-            str(tmp_path / "absent.json"),
-            "--image",
-            "registry.example/gw:1",
-            "--vpc-cidrs",
-            "10.0.0.0/16",
-            "--pod-cidrs",
-            "10.85.0.0/16, 10.86.0.0/16",
-            "--route-table-ids",
-            "rtb-0123456789abcdef0",
-            "--metrics",
-            "service",
-        ]
+        [*_required_flags(tmp_path, pod_cidrs="10.85.0.0/16, 10.86.0.0/16"), "--metrics", "service"]
     )
     assert code == 0
     path = tmp_path / OUTPUT_FILE
@@ -81,6 +89,36 @@ def test_defaults_come_from_cdk_json_context(tmp_path: Path) -> None:
     assert _env(docs)["VPC_CIDR"] == "10.1.0.0/16"
 
 
+def test_active_active_flags_render_valid_yaml(tmp_path: Path) -> None:
+    args = [
+        *_required_flags(tmp_path),
+        "--mode",
+        "active-active",
+        "--replicas",
+        "3",
+        "--shards",
+        "8",
+        "--max-routes-per-table",
+        "100",
+    ]
+    assert main(args) == 0
+    docs = _load(tmp_path / OUTPUT_FILE)
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.33", strict=True)
+    env = _env(docs)
+    assert (env["MODE"], env["SHARDS"], env["MAX_ROUTES_PER_TABLE"]) == (
+        "active-active",
+        "8",
+        "100",
+    )
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3  # type: ignore[index]
+    # Shard settings without the mode are refused, not ignored.
+    (tmp_path / OUTPUT_FILE).unlink()
+    assert main([a for a in args if a not in ("--mode", "active-active")]) == 2
+    assert not (tmp_path / OUTPUT_FILE).exists()
+
+
 def test_missing_values_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--out", str(tmp_path), "--cdk-json", str(tmp_path / "absent.json")])
     assert code == 2
@@ -92,22 +130,7 @@ def test_missing_values_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_invalid_value_is_reported_without_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "--out",
-            str(tmp_path),
-            "--cdk-json",
-            str(tmp_path / "absent.json"),
-            "--image",
-            "registry.example/gw:1",
-            "--vpc-cidrs",
-            "10.0.0.0/16",
-            "--pod-cidrs",
-            "10.85.0.0/16",
-            "--route-table-ids",
-            "table-1",
-        ]
-    )
+    code = main(_required_flags(tmp_path, route_table_ids="table-1"))
     assert code == 2
     assert "route_table_ids[0]: 'table-1' is not a route table ID" in capsys.readouterr().err
 

@@ -9,6 +9,12 @@ then checked against the Role and ClusterRole the chart renders, with Kubernetes
 `metadata.name` field selector; never a create).
 The test API server itself does not enforce RBAC, so this is where a missing verb shows up
 before a cluster answers 403.
+
+Active-active: two real `hybrid-gateway run --no-dataplane` replicas, with the active-active
+settings the chart renders, share the shards against the test API server and the EC2 emulator;
+one stops and the other takes its shards over. Their requests are checked against the
+active-active chart's Role and ClusterRole the same way, and the Lease requests are replayed in
+another namespace and as deletes to show what the Role does not grant.
 """
 
 from __future__ import annotations
@@ -24,12 +30,22 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from hybrid_gateway_contract import DEFAULT_NAMESPACE, HYBRID_NODE_LABEL_KEY
+from hybrid_gateway_contract import (
+    DEFAULT_LEASE_NAME,
+    DEFAULT_NAMESPACE,
+    HYBRID_NODE_LABEL_KEY,
+    Env,
+)
+from hybrid_gateway_contract.sharding import (
+    LEASE_GROUP_LABEL,
+    member_lease_name,
+    shard_lease_name,
+)
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
+from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2, seed_world
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
-
-pytestmark = pytest.mark.netns
 
 Manifest = dict[str, Any]
 GW_IP = "10.0.1.10"
@@ -111,6 +127,7 @@ def _rules(objects: list[Manifest]) -> list[tuple[str | None, Manifest]]:
     return rules
 
 
+@pytest.mark.netns
 def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     chart_objects: dict[str, list[Manifest]], tmp_path: Path
 ) -> None:
@@ -232,3 +249,111 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
         if not _allowed(r, rules)
     ]
     assert denied == [], "requests the chart's RBAC would deny:\n" + "\n".join(denied)
+
+
+REPLICAS = {"gw-a": "10.0.1.10", "gw-b": "10.0.1.11"}
+#: The downward API's metadata.uid of each replica's Pod (POD_UID in the chart).
+POD_UIDS = {
+    "gw-a": "0f3c8a52-6a1e-4c8e-9a51-3b1f0d5e2c77",
+    "gw-b": "6b1d4e0a-93f2-4c1e-8d7a-2e5f9c3b1a40",
+}
+ACTIVE_ACTIVE_ENV = (Env.MODE, Env.SHARDS, Env.MAX_ROUTES_PER_TABLE)
+
+
+@pytest.mark.slow
+def test_every_request_of_active_active_replicas_is_granted_by_the_chart(
+    active_active_objects: dict[str, list[Manifest]], kube_api: ApiServer, tmp_path: Path
+) -> None:
+    from kubernetes import client, config
+
+    objects = active_active_objects["aa-8"]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    chart_env = {e["name"]: e for e in container["env"]}
+    assert chart_env[Env.POD_UID]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
+    settings = {name: chart_env[name]["value"] for name in ACTIVE_ACTIVE_ENV}
+    shards = int(settings[Env.SHARDS])
+    pod_cidrs = chart_env[Env.POD_CIDRS]["value"].split(",")
+    tester = client.CoordinationV1Api(
+        config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    )
+
+    def holders() -> dict[str, str | None]:
+        found = {
+            lease.metadata.name: lease.spec.holder_identity
+            for lease in tester.list_namespaced_lease(DEFAULT_NAMESPACE).items
+        }
+        return {
+            shard_lease_name(DEFAULT_LEASE_NAME, i): found.get(
+                shard_lease_name(DEFAULT_LEASE_NAME, i)
+            )
+            for i in range(shards)
+        }
+
+    with moto_ec2() as (host, port):
+        world = seed_world(
+            ec2_client(f"http://{host}:{port}"),
+            tables=2,
+            pod_cidrs=pod_cidrs,
+            instance_names=tuple(REPLICAS),
+        )
+        replicas: dict[str, DaemonProcess] = {}
+        try:
+            for identity, node_ip in REPLICAS.items():
+                env = daemon_env(
+                    kubeconfig=kube_api.kubeconfig(identity),
+                    identity=identity,
+                    namespace=DEFAULT_NAMESPACE,
+                    node_ip=node_ip,
+                    pod_cidrs=pod_cidrs,
+                    route_table_ids=world.table_ids,
+                    instance_id=world.instances[identity],
+                    ec2_url=f"http://{host}:{port}",
+                    extra={**settings, Env.POD_UID: POD_UIDS[identity]},
+                )
+                replicas[identity] = DaemonProcess(
+                    env=env, log_path=tmp_path / f"{identity}.log", args=("--no-dataplane",)
+                ).start()
+            wait_until(
+                "every shard held, by both replicas",
+                lambda: set(holders().values()) == set(REPLICAS),
+                30.0,
+            )
+            # Each membership Lease is owned by its replica's Pod (garbage-collected with it).
+            for identity, uid in POD_UIDS.items():
+                member = tester.read_namespaced_lease(
+                    member_lease_name(DEFAULT_LEASE_NAME, identity), DEFAULT_NAMESPACE
+                )
+                [owner] = member.metadata.owner_references
+                assert (owner.kind, owner.name, owner.uid) == ("Pod", identity, uid)
+                assert member.metadata.labels[LEASE_GROUP_LABEL] == DEFAULT_LEASE_NAME
+            replicas["gw-a"].signal(signal.SIGTERM)
+            replicas["gw-a"].wait()
+            wait_until(
+                "gw-b holding every shard", lambda: set(holders().values()) == {"gw-b"}, 30.0
+            )
+        finally:
+            for replica in replicas.values():
+                replica.stop()
+    records = [r for r in kube_api.audit() if r["identity"] in REPLICAS]
+
+    used = {(r["verb"], _api_group(r["path"]), r["resource"]) for r in records}
+    for verb in ("get", "create", "update", "list", "watch"):
+        assert (verb, "coordination.k8s.io", "leases") in used, verb
+    assert ("create", "cilium.io", "ciliumvtepconfigs") in used
+    rules = _rules(objects)
+    denied = [
+        f"{r['identity']}: {r['verb']} {r['path']}?{r.get('query')} (name {r.get('name')})"
+        for r in records
+        if not _allowed(r, rules)
+    ]
+    assert denied == [], "requests the active-active chart would deny:\n" + "\n".join(denied)
+    # The Lease grants stop at the gateway's namespace, and never include a delete.
+    lease_requests = [r for r in records if r["resource"] == "leases"]
+    assert not any(_allowed({**r, "namespace": "kube-system"}, rules) for r in lease_requests)
+    assert not any(_allowed({**r, "verb": "delete"}, rules) for r in lease_requests)
+    # The active-standby Role would refuse them: the active-active rules are needed.
+    standby = _rules(active_active_objects["as-same-inputs"])
+    refused = {(r["verb"], r.get("name")) for r in lease_requests if not _allowed(r, standby)}
+    assert ("list", None) in refused and ("watch", None) in refused
+    assert any(name == shard_lease_name(DEFAULT_LEASE_NAME, 0) for _, name in refused)

@@ -8,12 +8,14 @@ with the downward API filled in as the kubelet would, into the runtime's own con
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import pytest
 
 from hybrid_gateway.config import load_config
 from hybrid_gateway_contract import HEALTH_PORT, METRICS_PORT, Env
+from hybrid_gateway_contract.sharding import GatewayMode, plan_shards
 
 Manifest = dict[str, Any]
 
@@ -23,6 +25,7 @@ DOWNWARD_API = {
     "metadata.name": "eks-hybrid-nodes-gateway-6d9c7b5f4-x2x7q",
     "metadata.namespace": "eks-hybrid-nodes-gateway",
     "spec.nodeName": "ip-10-0-1-10.us-west-2.compute.internal",
+    "metadata.uid": "0f3c8a52-6a1e-4c8e-9a51-3b1f0d5e2c77",
 }
 
 
@@ -84,3 +87,50 @@ def test_probes_and_ports_match_where_the_runtime_listens(
     for probe in ("livenessProbe", "readinessProbe"):
         port = container[probe]["httpGet"]["port"]
         assert (ports.get(port) if isinstance(port, str) else port) == config.health_addr.port
+
+
+@pytest.mark.parametrize(
+    ("variant", "shards", "max_routes"), [("aa-default", 4, 50), ("aa-8", 8, 100)]
+)
+def test_runtime_runs_active_active_as_the_chart_sets_it(
+    active_active_objects: dict[str, list[Manifest]], variant: str, shards: int, max_routes: int
+) -> None:
+    """The runtime parses MODE/SHARDS/MAX_ROUTES_PER_TABLE as the chart writes them and passes
+    them through the same contract checks the chart ran at synth time."""
+    environ = _environ(_container(active_active_objects[variant]))
+    config = load_config(environ, [])
+    assert config.mode is GatewayMode.ACTIVE_ACTIVE
+    assert (config.shards, config.max_routes_per_table) == (shards, max_routes)
+    plan = plan_shards(config.pod_cidrs, config.vpc_cidrs, config.shards)
+    assert plan.count == shards
+    assert plan.routes_per_table() + len(config.vpc_cidrs) <= config.max_routes_per_table
+    # The downward API gives the Pod's UID, for the ownerReference of its membership Lease.
+    assert environ[Env.POD_UID] == DOWNWARD_API["metadata.uid"]
+
+
+def test_runtime_refuses_what_the_chart_would_refuse(
+    active_active_objects: dict[str, list[Manifest]],
+) -> None:
+    """Same rules on both sides: shard routes over the quota are refused by both, blaming the
+    same setting with the same words."""
+    from eks_hybrid_gateway import GatewayMode as ChartMode
+    from eks_hybrid_gateway import HybridGatewayChart, HybridGatewayConfigError
+    from hybrid_gateway.config import ConfigError
+
+    environ = _environ(_container(active_active_objects["aa-default"]))
+    same_rule = re.escape("shards 32: 32 x 2 remote pod network(s) = 64 routes per route table")
+    with pytest.raises(ConfigError, match=rf"MAX_ROUTES_PER_TABLE.*'50': {same_rule}"):
+        load_config({**environ, Env.SHARDS: "32", Env.MAX_ROUTES_PER_TABLE: "50"}, [])
+    import cdk8s
+
+    with pytest.raises(HybridGatewayConfigError, match=rf"max_routes_per_table: 50: {same_rule}"):
+        HybridGatewayChart(
+            cdk8s.App(),
+            "c",
+            image="registry.example/gw:1",
+            vpc_cidrs=environ[Env.VPC_CIDR].split(","),
+            pod_cidrs=environ[Env.POD_CIDRS].split(","),
+            route_table_ids=environ[Env.ROUTE_TABLE_IDS].split(","),
+            mode=ChartMode.ACTIVE_ACTIVE,
+            shards=32,
+        )

@@ -186,3 +186,61 @@ def test_planning_the_remainder_again_deletes_nothing(routes: list[Route], enis:
     first = plan_route_cleanup(routes, **args)
     remaining = [r for r in routes if r not in first.deletions]
     assert plan_route_cleanup(remaining, **args).deletions == ()
+
+
+# --- Active-active ---------------------------------------------------------------------------
+
+
+def test_active_active_shard_prefixes_are_the_gateways_routes_too() -> None:
+    """With 4 shards a /16 is routed as four /18s (`plan_shards`); the whole /16 still counts
+    (the mode may have been switched), a prefix of another cut does not."""
+    quarters = [str(p) for p in ipaddress.IPv4Network(POD).subnets(prefixlen_diff=2)]
+    routes = [
+        *(Route(OWNED, q, "active", network_interface_id=GW_ENI) for q in quarters),
+        Route(OWNED, POD, "blackhole", network_interface_id="eni-gone"),
+        Route(OWNED, "10.85.0.0/17", "active", network_interface_id=GW_ENI),  # 2 shards' cut
+        Route(OWNED, "10.85.64.0/18", "active", other_target="tgw-1"),  # never the gateway's
+        Route(FOREIGN, quarters[0], "active", network_interface_id=GW_ENI),  # not owned
+    ]
+    plan = plan_route_cleanup(
+        routes, owned_tables=[OWNED], pod_cidrs=[POD], gateway_enis=[GW_ENI], shards=4
+    )
+    assert sorted(r.destination for r in plan.deletions) == sorted([*quarters, POD])
+    assert [(d.route.destination, d.kind) for d in plan.kept] == [
+        ("10.85.64.0/18", RouteTarget.OTHER_TARGET)
+    ]
+    # Without the shard count (active-standby) the /18s are somebody else's, as before.
+    standby = plan_route_cleanup(
+        routes, owned_tables=[OWNED], pod_cidrs=[POD], gateway_enis=[GW_ENI]
+    )
+    assert [r.destination for r in standby.deletions] == [POD]
+
+
+def test_a_shard_count_the_gateway_could_not_use_is_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match=r"^shards 6: must be a power of two"):
+        plan_route_cleanup([], owned_tables=[OWNED], pod_cidrs=[POD], gateway_enis=[], shards=6)
+    with pytest.raises(ValueError, match=r"^shards 8: .*10\.85\.0\.0/30 cannot be cut"):
+        plan_route_cleanup(
+            [], owned_tables=[OWNED], pod_cidrs=["10.85.0.0/30"], gateway_enis=[], shards=8
+        )
+
+
+@given(
+    shards=st.sampled_from([2, 4, 8, 16]),
+    pods=st.lists(st.sampled_from(["10.85.0.0/16", "10.86.0.0/20", "172.16.0.0/12"]), min_size=1),
+)
+def test_every_shard_route_of_the_plan_is_deleted(shards: int, pods: list[str]) -> None:
+    """Whatever the address plan, every route `plan_shards` makes, pointing at a gateway ENI
+    in an owned table, is deleted: nothing the active-active gateway wrote is left behind."""
+    from hybrid_gateway_contract.sharding import plan_shards
+
+    networks = sorted({ipaddress.IPv4Network(p) for p in pods})
+    vpc = [ipaddress.IPv4Network("10.0.0.0/16"), ipaddress.IPv4Network("100.64.0.0/16")]
+    prefixes = [
+        p for shard in plan_shards(networks, vpc, shards).shards for p in shard.pod_prefixes
+    ]
+    routes = [Route(OWNED, p, "active", network_interface_id=GW_ENI) for p in prefixes]
+    plan = plan_route_cleanup(
+        routes, owned_tables=[OWNED], pod_cidrs=pods, gateway_enis=[GW_ENI], shards=shards
+    )
+    assert sorted(r.destination for r in plan.deletions) == sorted(prefixes)

@@ -49,6 +49,7 @@ class CleanupConfig:
     instance_filters: tuple[Mapping[str, Any], ...]
     settle_seconds: float
     max_passes: int
+    shards: int | None = None  # active-active: the shard prefixes are the gateway's routes too
 
     @classmethod
     def from_properties(cls, props: Mapping[str, Any]) -> CleanupConfig:
@@ -69,12 +70,16 @@ class CleanupConfig:
             except (TypeError, ValueError):
                 raise ValueError(f"{key}: {value!r} is not a number") from None
 
+        shards = props.get("Shards")
+        if shards is not None and not str(shards).isdigit():
+            raise ValueError(f"Shards: {shards!r} is not a shard count")
         return cls(
             route_table_ids=required_list("RouteTableIds"),
             pod_cidrs=required_list("PodCidrs"),
             instance_filters=tuple(filters),
             settle_seconds=number("SettleSeconds", "30"),
             max_passes=int(number("MaxPasses", "4")),
+            shards=None if shards is None else int(shards),
         )
 
 
@@ -105,6 +110,7 @@ def plan(ec2: Any, config: CleanupConfig) -> CleanupPlan:
         owned_tables=config.route_table_ids,
         pod_cidrs=config.pod_cidrs,
         gateway_enis=gateway_eni_ids(reservations),
+        shards=config.shards,
     )
 
 

@@ -48,6 +48,7 @@ from hybrid_gateway.leader.vtep import ShardVtepOwner
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
@@ -182,7 +183,7 @@ class ShardGroup:
 
         self.member_lease_name = member_lease_name(config.lease_name, config.identity)
         owner = None
-        pod_uid = (environ.get("POD_UID") or "").strip()
+        pod_uid = (environ.get(Env.POD_UID) or "").strip()
         if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
             owner = client.V1OwnerReference(
                 api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
