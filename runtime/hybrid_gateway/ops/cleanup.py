@@ -2,7 +2,7 @@
 
 Which routes go is decided by the planner the construct's deletion custom resource uses too
 (`hybrid_gateway_contract.route_cleanup`): in the owned tables, routes to the pod CIDRs (and,
-in active-active mode, to the shard prefixes of the contract's plan) that target a gateway ENI
+in active-active mode, to their shard prefixes: the planner's `shards`) that target a gateway ENI
 or are blackholes of a vanished interface; routes to anything else are never touched. Plus the
 CiliumVTEPConfig the leader (or the shard owners) published.
 """
@@ -17,6 +17,7 @@ from typing import Any
 from hybrid_gateway_contract import CILIUM_GROUP, VTEP_CONFIG_NAME, VTEP_CONFIGS_PLURAL
 from hybrid_gateway_contract.route_cleanup import CleanupPlan as RoutePlan
 from hybrid_gateway_contract.route_cleanup import Route, RouteTarget, classify, plan_route_cleanup
+from hybrid_gateway_contract.sharding import shard_pod_prefixes
 
 from .facts import Facts
 
@@ -32,20 +33,32 @@ class CleanupPlan:
 
 
 def plan_cleanup(facts: Facts, *, shard_routes_only: bool = False) -> CleanupPlan:
-    """In active-active mode the shard prefixes count as the gateway's destinations too (the
-    planner takes exact destinations only, so a prefix nobody planned stays untouched).
-    `shard_routes_only`: just those, for a switch back to active-standby, whose leader owns the
-    whole pod CIDR routes and the CiliumVTEPConfig."""
+    """In active-active mode the planner is given the shard count, so the shard prefixes count
+    as the gateway's destinations too (exact destinations only: a prefix of another cut stays
+    untouched). `shard_routes_only`: just those, for a switch back to active-standby, whose
+    leader owns the whole pod CIDR routes and the CiliumVTEPConfig. Raises ValueError naming a
+    shard count the pod CIDRs cannot be cut into."""
     settings = facts.settings
     assert settings is not None and settings.pod_cidrs
-    plan = facts.shard_plan()
-    shard_prefixes = [p for shard in plan.shards for p in shard.pod_prefixes] if plan else []
-    routes = plan_route_cleanup(
-        facts.owned_routes,
-        owned_tables=settings.route_table_ids,
-        pod_cidrs=shard_prefixes if shard_routes_only else [*settings.pod_cidrs, *shard_prefixes],
-        gateway_enis=facts.gateway_enis,
-    )
+    shards = settings.shards if settings.active_active else None
+    if shard_routes_only:
+        if shards is None:
+            raise ValueError("no shard count: not in active-active mode")
+        networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
+        routes = plan_route_cleanup(
+            facts.owned_routes,
+            owned_tables=settings.route_table_ids,
+            pod_cidrs=[p for ps in shard_pod_prefixes(networks, shards) for p in ps],
+            gateway_enis=facts.gateway_enis,
+        )
+    else:
+        routes = plan_route_cleanup(
+            facts.owned_routes,
+            owned_tables=settings.route_table_ids,
+            pod_cidrs=settings.pod_cidrs,
+            gateway_enis=facts.gateway_enis,
+            shards=shards,
+        )
     planned = {(d.route.table_id, d.route.destination) for d in routes.decisions}
     pod_networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
     unplanned = tuple(

@@ -284,7 +284,10 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
             "exists and its leader would recreate what cleanup removes; uninstall it first "
             "(or pass --force)"
         )
-    plan = plan_cleanup(facts, shard_routes_only=args.shard_routes_only)
+    try:
+        plan = plan_cleanup(facts, shard_routes_only=args.shard_routes_only)
+    except ValueError as exc:  # a shard count the pod CIDRs cannot be cut into
+        raise UsageError(f"--shards {settings.shards} (or SHARDS): {exc}") from exc
     applied = apply_cleanup(plan, ec2=ec2, kube=kube) if args.yes else None
     if args.output == "json":
         print(plan_json(plan, applied=applied), file=out)
@@ -299,9 +302,9 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
 def _shard_routes_only_allowed(facts: Facts, args: argparse.Namespace) -> None:
     """Shard routes may go while an active-standby gateway runs (its leader never writes
     them), not while a shard owner does (it would write them again)."""
-    if facts.shard_plan() is None:
+    if facts.settings is None or not facts.settings.active_active:
         raise UsageError(
-            "--shard-routes-only: no shard plan: give --mode active-active and --shards (the "
+            "--shard-routes-only: no shard count: give --mode active-active and --shards (the "
             "SHARDS the active-active gateway ran with)"
         )
     if not args.yes or args.force:

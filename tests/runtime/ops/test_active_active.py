@@ -486,7 +486,7 @@ def test_switching_back_to_active_standby_removes_only_the_shard_routes(
     before = all_routes(ec2, world)
     flags = ("--shard-routes-only", "--yes")
     assert run("cleanup", *flags).code == 2
-    assert "--shard-routes-only: no shard plan: give --mode active-active" in (
+    assert "--shard-routes-only: no shard count: give --mode active-active" in (
         capsys.readouterr().err
     )
     aa = ("--mode", "active-active", "--shards", "4")
@@ -544,3 +544,15 @@ def test_bad_shard_flags_exit_2_naming_flag_and_value(
         run("status", *flags)
     assert exited.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_cleanup_names_a_shard_count_that_cannot_cut_the_pod_cidrs(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any, capsys: Any
+) -> None:
+    before = all_routes(ec2, world)
+    narrow = ("--pod-cidrs", "10.100.0.0/30", "--mode", "active-active", "--shards", "8")
+    assert run("cleanup", *narrow).code == 2
+    assert "--shards 8 (or SHARDS): shards 8: remote pod network 10.100.0.0/30" in (
+        capsys.readouterr().err
+    )
+    assert all_routes(ec2, world) == before
