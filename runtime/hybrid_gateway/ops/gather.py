@@ -246,7 +246,7 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             ),
             lease_name=target.lease_name or env.get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME,
             pod_selector=selector,
-            **_shard_settings(target, env),
+            **shard_settings(target, env),
         )
         pods: list[GatewayPod] = []
         if selector:
@@ -402,7 +402,7 @@ def _lease_facts(lease: Any) -> LeaseFacts:
     )
 
 
-def _shard_settings(target: Target, env: Mapping[str, str]) -> dict[str, Any]:
+def shard_settings(target: Target, env: Mapping[str, str]) -> dict[str, Any]:
     """MODE, SHARDS and MAX_ROUTES_PER_TABLE from the gateway container's environment with the
     daemon's defaults (config.py); overrides win. A value the daemon would refuse at start-up is
     named in `setting_problems` (SHARD-PLAN reports it) and the default used meanwhile."""
@@ -699,7 +699,7 @@ def gather(
             pod_cidrs=tuple(target.pod_cidrs or ()),
             route_table_ids=tuple(target.route_table_ids or ()),
             lease_name=target.lease_name or DEFAULT_LEASE_NAME,
-            **_shard_settings(target, {}),
+            **shard_settings(target, {}),
         )
     gather_eks(eks, target, into)
     settings: GatewaySettings = into.values["settings"]
