@@ -286,8 +286,8 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
         )
     try:
         plan = plan_cleanup(facts, shard_routes_only=args.shard_routes_only)
-    except ValueError as exc:  # a shard count the pod CIDRs cannot be cut into
-        raise UsageError(f"--shards {settings.shards} (or SHARDS): {exc}") from exc
+    except ValueError as exc:  # names the setting: "shards 8: ...", "pod_cidrs[1]: ..."
+        raise UsageError(f"cannot plan the cleanup: {exc}") from exc
     applied = apply_cleanup(plan, ec2=ec2, kube=kube) if args.yes else None
     if args.output == "json":
         print(plan_json(plan, applied=applied), file=out)

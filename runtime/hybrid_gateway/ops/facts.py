@@ -18,6 +18,7 @@ from hybrid_gateway_contract.sharding import (
     GatewayMode,
     ShardPlan,
     ShardProblem,
+    ShardSetting,
     plan_shards,
     shard_plan_problems,
 )
@@ -234,7 +235,10 @@ class Facts:
         """The contract's shard rules on these settings ([] when they pass)."""
         settings = self.settings
         assert settings is not None
-        pods, vpcs = self._plan_inputs()
+        try:
+            pods, vpcs = self._plan_inputs()
+        except ValueError as exc:  # POD_CIDRS / VPC_CIDR as written, unchecked until here
+            return [ShardProblem(ShardSetting.SHARDS, f"no plan from these CIDRs: {exc}")]
         return shard_plan_problems(
             pods, vpcs, settings.shards, max_routes_per_table=settings.max_routes_per_table
         )

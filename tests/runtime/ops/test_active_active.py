@@ -552,7 +552,7 @@ def test_cleanup_names_a_shard_count_that_cannot_cut_the_pod_cidrs(
     before = all_routes(ec2, world)
     narrow = ("--pod-cidrs", "10.100.0.0/30", "--mode", "active-active", "--shards", "8")
     assert run("cleanup", *narrow).code == 2
-    assert "--shards 8 (or SHARDS): shards 8: remote pod network 10.100.0.0/30" in (
+    assert "cannot plan the cleanup: shards 8: remote pod network 10.100.0.0/30" in (
         capsys.readouterr().err
     )
     assert all_routes(ec2, world) == before

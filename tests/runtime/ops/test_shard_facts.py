@@ -53,3 +53,10 @@ def test_no_plan_in_active_standby_or_from_settings_the_daemon_refuses() -> None
     assert "cannot be cut into 8 prefixes" in str(too_fine.shard_plan_problems()[0])
     # the route quota alone does not stop a plan: ROUTE-QUOTA judges each table
     assert Facts(now=0.0, settings=settings(max_routes_per_table=2)).shard_plan() is not None
+
+
+def test_a_cidr_that_is_no_cidr_is_a_problem_not_a_crash() -> None:
+    facts = Facts(now=0.0, settings=settings(pod_cidrs=("10.100.0.0/16", "pods")))
+    assert facts.shard_plan() is None
+    [problem] = facts.shard_plan_problems()
+    assert "no plan from these CIDRs" in str(problem) and "pods" in str(problem)
