@@ -14,6 +14,7 @@ from SNAT. Every preflight check passes on it; tests then break one thing at a t
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from kubernetes import client
 
 from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.core.vtep import dotted_mask
 from hybrid_gateway_contract import (
     APP_NAME,
     CILIUM_GROUP,
@@ -39,6 +41,14 @@ from hybrid_gateway_contract import (
     VTEP_CONFIGS_PLURAL,
     VXLAN_PORT,
     Env,
+)
+from hybrid_gateway_contract.sharding import (
+    LEASE_GROUP_LABEL,
+    GatewayMode,
+    ShardPlan,
+    member_lease_name,
+    plan_shards,
+    shard_lease_name,
 )
 
 from .ec2emu import seed_world
@@ -377,3 +387,106 @@ def set_pod_ready(
         namespace,
         {"status": {"phase": "Running", "hostIP": host_ip, "conditions": [condition]}},
     )
+
+
+# --- active-active -------------------------------------------------------------------------------
+
+
+@dataclass
+class ShardWorld:
+    """The healthy world turned active-active: shard i is owned by replica `owners[i]`."""
+
+    plan: ShardPlan
+    owners: dict[int, str]  # shard index -> "a" / "b"
+
+
+def lease_body(
+    name: str, holder: str | None, *, renewed: dt.datetime, labels: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": 3600,  # long: no check depends on the machine's speed
+            "acquireTime": _rfc3339(renewed - dt.timedelta(minutes=5)),
+            "renewTime": _rfc3339(renewed),
+            "leaseTransitions": 0,
+        },
+    }
+
+
+def make_active_active(
+    world: OpsWorld, ec2: Any, kube: client.ApiClient, *, shards: int = 4
+) -> ShardWorld:
+    """What two active-active replicas leave once settled: MODE/SHARDS in the Deployment, no
+    leader Lease, one fresh Lease per shard (even shards held by a, odd by b) and one
+    membership Lease per replica, all labelled with the group; in the owned tables the shard
+    prefixes routed to their owner's ENI instead of the whole pod CIDRs; the CiliumVTEPConfig
+    holding the plan's endpoints at their owners with the common `cidrMask`."""
+    plan = plan_shards(
+        [ipaddress.IPv4Network(c) for c in POD_CIDRS], [ipaddress.IPv4Network(VPC_CIDR)], shards
+    )
+    owners = {shard.index: "ab"[shard.index % 2] for shard in plan.shards}
+    apps = client.AppsV1Api(kube)
+    deployment = apps.read_namespaced_deployment(APP_NAME, world.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    container.env = [
+        *(container.env or []),
+        client.V1EnvVar(name=Env.MODE, value=GatewayMode.ACTIVE_ACTIVE.value),
+        client.V1EnvVar(name=Env.SHARDS, value=str(shards)),
+    ]
+    apps.replace_namespaced_deployment(APP_NAME, world.namespace, deployment)
+    leases = client.CoordinationV1Api(kube)
+    leases.delete_namespaced_lease(DEFAULT_LEASE_NAME, world.namespace)
+    now = dt.datetime.now(dt.UTC)
+    group = {LEASE_GROUP_LABEL: DEFAULT_LEASE_NAME}
+    for index, owner in owners.items():
+        leases.create_namespaced_lease(
+            world.namespace,
+            lease_body(
+                shard_lease_name(DEFAULT_LEASE_NAME, index),
+                world.pods[owner],
+                renewed=now,
+                labels=group,
+            ),
+        )
+    for pod in world.pods.values():
+        leases.create_namespaced_lease(
+            world.namespace,
+            lease_body(member_lease_name(DEFAULT_LEASE_NAME, pod), pod, renewed=now, labels=group),
+        )
+    for table in world.owned_tables:
+        for cidr in POD_CIDRS:
+            ec2.delete_route(RouteTableId=table, DestinationCidrBlock=cidr)
+        for shard in plan.shards:
+            for prefix in shard.pod_prefixes:
+                ec2.create_route(
+                    RouteTableId=table,
+                    DestinationCidrBlock=prefix,
+                    NetworkInterfaceId=world.enis[owners[shard.index]],
+                )
+    custom = client.CustomObjectsApi(kube)
+    current = custom.get_cluster_custom_object(
+        CILIUM_GROUP, CILIUM_VERSION, VTEP_CONFIGS_PLURAL, VTEP_CONFIG_NAME
+    )
+    endpoints = [
+        {
+            "name": name,
+            "tunnelEndpoint": world.ips[owners[shard.index]],
+            "cidr": cidr,
+            "mac": vxlan_device_mac(world.ips[owners[shard.index]]),
+        }
+        for shard in plan.shards
+        for name, cidr in shard.vtep_endpoints
+    ]
+    spec: dict[str, Any] = {"endpoints": sorted(endpoints, key=lambda e: e["name"])}
+    if plan.vtep_prefix_length is not None:
+        spec["cidrMask"] = dotted_mask(plan.vtep_prefix_length)
+    custom.replace_cluster_custom_object(
+        CILIUM_GROUP,
+        CILIUM_VERSION,
+        VTEP_CONFIGS_PLURAL,
+        VTEP_CONFIG_NAME,
+        {**current, "spec": spec},
+    )
+    return ShardWorld(plan, owners)

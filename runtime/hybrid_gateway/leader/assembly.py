@@ -19,7 +19,7 @@ from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
-from hybrid_gateway.leader.elector import LeaseElector
+from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.leader.service import LeaderWork
@@ -167,15 +167,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
         return dataplane_ready() and routes.forwarding_allowed()
 
-    elector = LeaseElector(
-        lease,
-        identity=config.identity,
-        lease_duration_s=config.lease_duration_s,
-        renew_deadline_s=config.renew_deadline_s,
-        retry_period_s=config.retry_period_s,
-        callbacks=work,
-        can_acquire=can_acquire,
-    )
+    elector = config_elector(lease, config, callbacks=work, can_acquire=can_acquire)
     lease_watch_health = WatchHealth(
         reporting.reporter(
             f"Lease watch {where}",
@@ -206,6 +198,29 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
     return Leader(elector, lease, routes, work, vtep_watch_health, watches)
+
+
+def config_elector(
+    backend: LeaseBackend,
+    config: Config,
+    *,
+    callbacks: LeadershipCallbacks,
+    can_acquire: Callable[[], bool],
+    follow_poll_s: float | None = None,
+    log_refusals: bool = True,
+) -> LeaseElector:
+    """An elector on `backend` with this replica's identity and lease timings."""
+    return LeaseElector(
+        backend,
+        identity=config.identity,
+        lease_duration_s=config.lease_duration_s,
+        renew_deadline_s=config.renew_deadline_s,
+        retry_period_s=config.retry_period_s,
+        callbacks=callbacks,
+        can_acquire=can_acquire,
+        follow_poll_s=follow_poll_s,
+        log_refusals=log_refusals,
+    )
 
 
 def vtep_watch(

@@ -35,6 +35,7 @@ from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
     WatchHealth,
+    config_elector,
     deferred_routes,
     readiness_problem,
     vtep_watch,
@@ -199,14 +200,8 @@ class ShardGroup:
             ),
             holder_loss_s=timings.holder_loss_s,
         )
-        self.member = LeaseElector(
-            self.membership,
-            identity=config.identity,
-            lease_duration_s=config.lease_duration_s,
-            renew_deadline_s=config.renew_deadline_s,
-            retry_period_s=config.retry_period_s,
-            callbacks=NoCallbacks(),
-            can_acquire=self.eligible,
+        self.member = config_elector(
+            self.membership, config, callbacks=NoCallbacks(), can_acquire=self.eligible
         )
         shard_reporter = reporting.reporter(
             f"shard Leases {ns}/{config.lease_name}-shard-*",
@@ -231,7 +226,7 @@ class ShardGroup:
                 identity=config.identity,
                 role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
             )
-            elector = LeaseElector(
+            elector = config_elector(
                 _Recorded(
                     ReportedLease(
                         LeaseStore(api_client, ns, name, labels=labels),
@@ -241,10 +236,7 @@ class ShardGroup:
                     name,
                     self._record_only,
                 ),
-                identity=config.identity,
-                lease_duration_s=config.lease_duration_s,
-                renew_deadline_s=config.renew_deadline_s,
-                retry_period_s=config.retry_period_s,
+                config,
                 callbacks=work,
                 can_acquire=functools.partial(self.may_claim, shard.index),
                 # the group watch wakes it on every change and at expiry; polling is the net

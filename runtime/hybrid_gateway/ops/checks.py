@@ -24,8 +24,18 @@ from hybrid_gateway_contract import (
 )
 from hybrid_gateway_contract.rules import CidrField, NetworkRole, check_cidr_plan
 
-from .facts import Facts, GatewayInstance, SgRule
+from .facts import Facts, GatewayInstance, GroupLease, SgRule
 from .report import CheckResult, Verdict, worst
+from .shards import (
+    ABSENT,
+    BLACKHOLE,
+    NOT_A_GATEWAY,
+    OTHER_GATEWAY,
+    OWNER,
+    TABLE_NOT_FOUND,
+    live_members,
+    shard_views,
+)
 
 Check = Callable[[Facts], CheckResult]
 SNAT_EXCLUSION_ENV = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS"
@@ -35,6 +45,15 @@ def _result(
     check_id: str, title: str, verdict: Verdict, evidence: Iterable[str], fix: str = ""
 ) -> CheckResult:
     return CheckResult(check_id, title, verdict, tuple(evidence), fix)
+
+
+def _ok_unless(
+    failed: bool, check_id: str, title: str, evidence: Sequence[str], fix: str
+) -> CheckResult:
+    """Fail with `fix` when `failed`, else ok; the evidence either way."""
+    if failed:
+        return _result(check_id, title, Verdict.FAIL, evidence, fix)
+    return _result(check_id, title, Verdict.OK, evidence)
 
 
 def _skipped(check_id: str, title: str, why: str) -> CheckResult:
@@ -138,6 +157,8 @@ def check_route_targets(facts: Facts) -> CheckResult:
         return _skipped(
             cid, title, "no route tables to check: ROUTE_TABLE_IDS unknown (give --route-table-ids)"
         )
+    if facts.active_active:
+        return _shard_route_targets(facts, cid)
     leader = facts.leader_instance()
     gateway_enis = {i.primary_eni: i.instance_id for i in facts.instances}
     evidence: list[str] = []
@@ -428,12 +449,10 @@ def check_vtep_enabled(facts: Facts) -> CheckResult:
         or config.get("routing-mode", "tunnel") != "tunnel"
         or config.get("tunnel-protocol", "vxlan") != "vxlan"
     )
-    if not bad:
-        return _result(cid, title, Verdict.OK, evidence)
-    return _result(
+    return _ok_unless(
+        bad,
         cid,
         title,
-        Verdict.FAIL,
         evidence,
         "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel and "
         "tunnelProtocol=vxlan, then restart the Cilium agents.",
@@ -502,6 +521,16 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
     )
 
 
+def _no_vtep_config(cid: str, title: str, whose: str, why: str) -> CheckResult:
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        ["no CiliumVTEPConfig hybrid-gateway"],
+        f"Check {whose} RBAC on ciliumvtepconfigs: {why}.",
+    )
+
+
 def check_vtep_config(facts: Facts) -> CheckResult:
     cid, title = "VTEP-CONFIG", "CiliumVTEPConfig points at the leader with its MAC"
     why = _not_installed(facts, "lease", "vtep-config")
@@ -509,17 +538,13 @@ def check_vtep_config(facts: Facts) -> CheckResult:
         return _skipped(cid, title, why)
     settings = facts.settings
     assert settings is not None
+    if facts.active_active:
+        return _shard_vtep_config(facts, cid)
     leader = facts.leader_pod()
     if leader is None or not leader.host_ip:
         return _skipped(cid, title, "no leader pod with a host IP to compare with (GATEWAY-LEASE)")
     if facts.vtep_endpoints is None:
-        return _result(
-            cid,
-            title,
-            Verdict.FAIL,
-            ["no CiliumVTEPConfig hybrid-gateway"],
-            "Check the leader's logs and its RBAC on ciliumvtepconfigs: it creates the object.",
-        )
+        return _no_vtep_config(cid, title, "the leader's logs and its", "it creates the object")
     expected_mac = vxlan_device_mac(leader.host_ip)
     standby_ips = {p.host_ip: p.name for p in facts.pods if p.name != leader.name and p.host_ip}
     problems: list[str] = []
@@ -599,6 +624,8 @@ def check_snat_exclusion(facts: Facts) -> CheckResult:
 
 def check_lease(facts: Facts) -> CheckResult:
     cid, title = "GATEWAY-LEASE", "The leader Lease is held and fresh"
+    if facts.active_active:
+        return _shard_leases(facts, cid)
     why = _not_installed(facts, "lease")
     if why is not None:
         return _skipped(cid, title, why)
@@ -633,11 +660,22 @@ def check_lease(facts: Facts) -> CheckResult:
 
 def check_replicas(facts: Facts) -> CheckResult:
     cid, title = "GATEWAY-REPLICAS", "Both gateway replicas are ready"
+    if facts.active_active:
+        title = "At least two gateway replicas, all ready (active-active)"
     why = _not_installed(facts)
     if why is not None:
         return _skipped(cid, title, why)
     settings = facts.settings
     assert settings is not None
+    if facts.active_active and settings.replicas < 2:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            [f"{settings.namespace}/{settings.deployment}: replicas {settings.replicas}"],
+            "Run at least 2 replicas in active-active mode (construct prop replicas): with one, "
+            "a failure leaves every shard without an owner.",
+        )
     ready = [p for p in facts.pods if p.ready]
     evidence = [
         f"{p.name} on {p.node_name or '-'}: {'ready' if p.ready else 'NOT ready'} "
@@ -654,9 +692,259 @@ def check_replicas(facts: Facts) -> CheckResult:
             title,
             Verdict.WARN,
             evidence,
-            fix + " Without a ready standby a failover has nowhere to go.",
+            fix
+            + (
+                " Until it is ready, the ready ones carry every shard."
+                if facts.active_active
+                else " Without a ready standby a failover has nowhere to go."
+            ),
         )
     return _result(cid, title, Verdict.OK, evidence)
+
+
+# --- active-active -------------------------------------------------------------------------------
+
+
+def _no_plan(facts: Facts) -> str:
+    return _kube_reason(facts, "deployment") or "no shard plan from these settings (SHARD-PLAN)"
+
+
+def _shard_route_targets(facts: Facts, cid: str) -> CheckResult:
+    title = "Shard routes in the owned tables target their shard owner's ENI"
+    plan = facts.shard_plan()
+    settings = facts.settings
+    if plan is None or settings is None:
+        return _skipped(cid, title, _no_plan(facts))
+    outcomes = {
+        OWNER: (Verdict.OK, ""),
+        OTHER_GATEWAY: (
+            Verdict.WARN,
+            "the shard's owner moves its routes to itself on its next resync (is it running?)",
+        ),
+        ABSENT: (Verdict.FAIL, "start the gateway: each shard's owner creates its routes"),
+        BLACKHOLE: (Verdict.FAIL, "let the shard's owner replace stale routes (is it running?)"),
+        NOT_A_GATEWAY: (
+            Verdict.FAIL,
+            "find who owns that ENI route; the shard's owner replaces it",
+        ),
+        TABLE_NOT_FOUND: (Verdict.FAIL, "remove the unknown table from ROUTE_TABLE_IDS"),
+    }
+    takeover = (
+        Verdict.FAIL,
+        "decide whether that route is deliberate; the gateway only takes it over with "
+        "ALLOW_ROUTE_TAKEOVER=true",
+    )
+    evidence: list[str] = []
+    verdicts: list[Verdict] = []
+    fixes: list[str] = []
+    at_owner = 0
+    views = shard_views(facts, plan)
+    for view in views:
+        owner = (
+            f"owner {view.instance.instance_id}"
+            if view.instance
+            else f"holder {view.holder} on no gateway instance"
+            if view.holder
+            else "no holder"
+        )
+        for route in view.routes:
+            verdict, fix = outcomes.get(route.points_at, takeover)
+            verdicts.append(verdict)
+            if route.points_at == OWNER:
+                at_owner += 1
+                continue  # counted, not listed: the exceptions are what an operator needs
+            evidence.append(
+                f"{route.table_id} {route.destination} (shard {view.index}, {owner}): "
+                f"{route.points_at}" + (f" {route.target}" if route.target else "")
+            )
+            if fix:
+                fixes.append(fix)
+    evidence.insert(
+        0,
+        f"{at_owner} of {sum(len(v.routes) for v in views)} shard routes target their shard "
+        f"owner's ENI ({len(settings.route_table_ids)} table(s))",
+    )
+    leftovers = [
+        f"{table_id} {cidr}: whole pod CIDR route left from active-standby (carries only what "
+        "no shard route covers)"
+        for table_id in settings.route_table_ids
+        for cidr in settings.pod_cidrs
+        if (table := facts.table(table_id)) is not None
+        and any(r.destination == cidr for r in table.routes)
+    ]
+    evidence.extend(leftovers)
+    verdict = worst(verdicts)
+    fix = "; ".join(dict.fromkeys(fixes)) if verdict is not Verdict.OK else ""
+    return _result(cid, title, verdict, evidence, (fix[:1].upper() + fix[1:] + ".") if fix else "")
+
+
+def _shard_vtep_config(facts: Facts, cid: str) -> CheckResult:
+    title = "CiliumVTEPConfig holds every shard's endpoints at their owner with its MAC"
+    plan = facts.shard_plan()
+    if plan is None:
+        return _skipped(cid, title, _no_plan(facts))
+    if facts.vtep_endpoints is None:
+        return _no_vtep_config(cid, title, "the shard owners' logs and their", "they create it")
+    evidence: list[str] = []
+    bad = False
+    for view in shard_views(facts, plan):
+        for endpoint in view.endpoints:
+            bad = bad or endpoint.points_at != OWNER
+            evidence.append(
+                f"{endpoint.name} {endpoint.cidr} (shard {view.index}, owner "
+                f"{view.holder or 'none'}): {endpoint.points_at}"
+                + (f" {endpoint.tunnel_endpoint}" if endpoint.tunnel_endpoint else "")
+            )
+    planned = {name for shard in plan.shards for name, _cidr in shard.vtep_endpoints}
+    for extra in (e for e in facts.vtep_endpoints if e.name not in planned):
+        bad = True
+        evidence.append(f"{extra.name} {extra.cidr}: not in the shard plan")
+    return _ok_unless(
+        bad,
+        cid,
+        title,
+        evidence,
+        "Each shard's owner corrects its endpoints on its next resync; if it persists, check "
+        "the owners' logs and their RBAC on ciliumvtepconfigs.",
+    )
+
+
+def _shard_leases(facts: Facts, cid: str) -> CheckResult:
+    title = "Every shard Lease is held and fresh, by a gateway replica"
+    why = _not_installed(facts, "lease", "lease-group")
+    if why is not None:
+        return _skipped(cid, title, why)
+    plan = facts.shard_plan()
+    if plan is None:
+        return _skipped(cid, title, _no_plan(facts))
+    evidence: list[str] = []
+    verdicts: list[Verdict] = []
+    for view in shard_views(facts, plan):
+        seen = f"{view.lease_name}: {view.lease_state}"
+        if view.lease is not None and view.holder:
+            lease = view.lease.lease
+            age = facts.now - lease.renew_time if lease.renew_time is not None else None
+            seen += (
+                f", held by {view.holder}, renewed "
+                f"{'never' if age is None else f'{age:.1f}s ago'} "
+                f"(duration {lease.duration_s or 0:g}s)"
+            )
+        if view.lease_state != "live":
+            verdicts.append(Verdict.FAIL)
+        elif view.holder_pod is None:
+            verdicts.append(Verdict.WARN)
+            seen += ": not a pod of the gateway Deployment"
+        else:
+            verdicts.append(Verdict.OK)
+        evidence.append(seen)
+    members = live_members(facts)
+    evidence.append(
+        f"{len(members)} live member(s): {', '.join(m.lease.holder or '' for m in members) or '-'}"
+    )
+    settings = facts.settings
+    assert settings is not None
+    if facts.lease is not None and GroupLease(settings.lease_name, facts.lease).live(facts.now):
+        verdicts.append(Verdict.WARN)
+        evidence.append(
+            f"the active-standby leader Lease {settings.lease_name} is still held by "
+            f"{facts.lease.holder}: no shard is claimed until it stops"
+        )
+    verdict = worst(verdicts)
+    fix = (
+        "Check the gateway pods' logs and /readyz, and their access to Leases (get, create, "
+        "update, list and watch in the gateway's namespace)."
+        if verdict is not Verdict.OK
+        else ""
+    )
+    return _result(cid, title, verdict, evidence, fix)
+
+
+def check_shard_plan(facts: Facts) -> CheckResult:
+    cid, title = "SHARD-PLAN", "The shard settings make a valid plan (active-active)"
+    settings = facts.settings
+    if settings is None:
+        return _skipped(cid, title, _why_missing(facts, "gateway"))
+    if not settings.active_active:  # judged only for settings the daemon refuses in any mode
+        return _ok_unless(
+            bool(settings.setting_problems),
+            cid,
+            "MODE, SHARDS and MAX_ROUTES_PER_TABLE are valid",
+            [f"MODE={settings.mode.value}", *settings.setting_problems],
+            "Fix the gateway's environment: the daemon refuses to start with it.",
+        )
+    if not settings.pod_cidrs or not settings.vpc_cidrs:
+        return _skipped(cid, title, "POD_CIDRS or VPC_CIDR unknown (give --pod-cidrs, --vpc-cidrs)")
+    problems = [*settings.setting_problems, *(str(p) for p in facts.shard_plan_problems())]
+    seen = (
+        f"SHARDS={settings.shards}, MAX_ROUTES_PER_TABLE={settings.max_routes_per_table}, pod "
+        f"CIDRs {', '.join(settings.pod_cidrs)}, VPC CIDRs {', '.join(settings.vpc_cidrs)}"
+    )
+    plan = facts.shard_plan()
+    if not problems and plan is not None:
+        return _result(
+            cid,
+            title,
+            Verdict.OK,
+            [
+                seen,
+                f"{plan.count} shards, {plan.routes_per_table()} shard routes per table, "
+                f"{plan.vtep_endpoint_count} VTEP endpoints"
+                + (f" of /{plan.vtep_prefix_length}" if plan.vtep_prefix_length else ""),
+            ],
+        )
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        [seen, *problems],
+        "Choose SHARDS (construct prop shards) that the pod networks and the route quota allow; "
+        "the daemon refuses to start with these settings.",
+    )
+
+
+def check_route_quota(facts: Facts) -> CheckResult:
+    """Room for the shard routes in every owned table. The VPC quota counts non-propagated
+    routes, IPv4 and IPv6 separately (Amazon VPC user guide, "Amazon VPC quotas", route tables:
+    "Routes per route table (non-propagated routes) ... enforced separately for IPv4 routes and
+    IPv6 routes"), so the IPv4 static routes there now plus the shard prefixes not yet there
+    must fit MAX_ROUTES_PER_TABLE."""
+    cid, title = "ROUTE-QUOTA", "The owned route tables have room for the shard routes"
+    settings = facts.settings
+    if settings is None or "ec2" in facts.unavailable:
+        return _skipped(cid, title, _why_missing(facts, "gateway", "ec2"))
+    plan = facts.shard_plan()
+    if plan is None:
+        return _skipped(cid, title, _no_plan(facts))
+    prefixes = [p for shard in plan.shards for p in shard.pod_prefixes]
+    limit = settings.max_routes_per_table
+    evidence: list[str] = []
+    full = False
+    for table_id in settings.route_table_ids:
+        table = facts.table(table_id)
+        if table is None:
+            continue  # ROUTE-TARGETS names it
+        static = {r.destination for r in table.routes if not r.propagated}
+        missing = [p for p in prefixes if p not in static]
+        total = len(static) + len(missing)
+        full = full or total > limit
+        evidence.append(
+            f"{table_id}: {len(static)} static route(s) now + {len(missing)} shard route(s) to "
+            f"add = {total} of {limit}" + (" (TOO MANY)" if total > limit else "")
+        )
+    if not full:
+        return _result(cid, title, Verdict.OK, evidence or ["no owned tables found"])
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL,
+        evidence,
+        "Raise the VPC quota 'Routes per route table' and MAX_ROUTES_PER_TABLE, remove unused "
+        "routes, or use fewer shards: a shard owner cannot create a route beyond the quota.",
+    )
+
+
+#: Judged only in active-active mode, after the common ones.
+ACTIVE_ACTIVE_CHECKS: tuple[Check, ...] = (check_shard_plan, check_route_quota)
 
 
 PREFLIGHT_CHECKS: tuple[Check, ...] = (
@@ -678,5 +966,12 @@ PREFLIGHT_CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(facts: Facts, checks: Sequence[Check] = PREFLIGHT_CHECKS) -> list[CheckResult]:
+def run_checks(facts: Facts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
+    """`checks`, by default every preflight check of the gateway's mode."""
+    if checks is None:
+        checks = PREFLIGHT_CHECKS
+        if facts.active_active:
+            checks = (*checks, *ACTIVE_ACTIVE_CHECKS)
+        elif facts.settings is not None and facts.settings.setting_problems:
+            checks = (*checks, check_shard_plan)  # the daemon would not start: say why
     return [check(facts) for check in checks]

@@ -1,19 +1,23 @@
 """`cleanup`: what the gateway leaves behind after an uninstall (pure planning).
 
 Which routes go is decided by the planner the construct's deletion custom resource uses too
-(`hybrid_gateway_contract.route_cleanup`): in the owned tables, routes to the pod CIDRs that
-target a gateway ENI or are blackholes of a vanished interface; routes to anything else are
-never touched. Plus the CiliumVTEPConfig the leader published.
+(`hybrid_gateway_contract.route_cleanup`): in the owned tables, routes to the pod CIDRs (and,
+in active-active mode, to their shard prefixes: the planner's `shards`) that target a gateway ENI
+or are blackholes of a vanished interface; routes to anything else are never touched. Plus the
+CiliumVTEPConfig the leader (or the shard owners) published.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from hybrid_gateway_contract import CILIUM_GROUP, VTEP_CONFIG_NAME, VTEP_CONFIGS_PLURAL
 from hybrid_gateway_contract.route_cleanup import CleanupPlan as RoutePlan
-from hybrid_gateway_contract.route_cleanup import plan_route_cleanup
+from hybrid_gateway_contract.route_cleanup import Route, RouteTarget, classify, plan_route_cleanup
+from hybrid_gateway_contract.sharding import shard_pod_prefixes
 
 from .facts import Facts
 
@@ -22,18 +26,67 @@ from .facts import Facts
 class CleanupPlan:
     routes: RoutePlan
     delete_vtep_config: bool
+    # Gateway-looking routes to a prefix INSIDE a pod CIDR that the plan does not cover: the
+    # shard routes of an active-active gateway when the mode is not known (no Deployment, no
+    # --mode/--shards). Kept, but named, so they are never left behind silently.
+    unplanned: tuple[Route, ...] = ()
 
 
-def plan_cleanup(facts: Facts) -> CleanupPlan:
+def plan_cleanup(facts: Facts, *, shard_routes_only: bool = False) -> CleanupPlan:
+    """In active-active mode the planner is given the shard count, so the shard prefixes count
+    as the gateway's destinations too (exact destinations only: a prefix of another cut stays
+    untouched). `shard_routes_only`: just those, for a switch back to active-standby, whose
+    leader owns the whole pod CIDR routes and the CiliumVTEPConfig. Raises ValueError naming a
+    shard count the pod CIDRs cannot be cut into."""
     settings = facts.settings
     assert settings is not None and settings.pod_cidrs
-    routes = plan_route_cleanup(
-        facts.owned_routes,
-        owned_tables=settings.route_table_ids,
-        pod_cidrs=settings.pod_cidrs,
-        gateway_enis=facts.gateway_enis,
+    shards = settings.shards if settings.active_active else None
+    if shard_routes_only:
+        if shards is None:
+            raise ValueError("no shard count: not in active-active mode")
+        networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
+        routes = plan_route_cleanup(
+            facts.owned_routes,
+            owned_tables=settings.route_table_ids,
+            pod_cidrs=[p for ps in shard_pod_prefixes(networks, shards) for p in ps],
+            gateway_enis=facts.gateway_enis,
+        )
+    else:
+        routes = plan_route_cleanup(
+            facts.owned_routes,
+            owned_tables=settings.route_table_ids,
+            pod_cidrs=settings.pod_cidrs,
+            gateway_enis=facts.gateway_enis,
+            shards=shards,
+        )
+    planned = {(d.route.table_id, d.route.destination) for d in routes.decisions}
+    pod_networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
+    unplanned = tuple(
+        route
+        for route in facts.owned_routes
+        if route.table_id in settings.route_table_ids
+        and (route.table_id, route.destination) not in planned
+        and _inside(route.destination, pod_networks)
+        and classify(route, facts.gateway_enis)
+        in (RouteTarget.GATEWAY_ENI, RouteTarget.BLACKHOLE_INTERFACE)
     )
-    return CleanupPlan(routes, facts.vtep_endpoints is not None)
+    return CleanupPlan(
+        routes, facts.vtep_endpoints is not None and not shard_routes_only, unplanned
+    )
+
+
+def _inside(destination: str, networks: list[ipaddress.IPv4Network]) -> bool:
+    try:
+        network = ipaddress.IPv4Network(destination)
+    except ValueError:
+        return False
+    return any(network != n and network.subnet_of(n) for n in networks)
+
+
+UNPLANNED_HINT = (
+    "inside a pod CIDR, not planned: a shard route of an active-active gateway? run again with "
+    "--mode active-active --shards <SHARDS> to remove it"
+)
 
 
 Failures = dict[str, str]  # what failed (route_key / VTEP_KEY) -> why
@@ -65,6 +118,10 @@ def plan_lines(plan: CleanupPlan, *, applied: Failures | None = None) -> list[st
             lines.append(f"keep {text}")
     if plan.delete_vtep_config:
         lines.append(done(VTEP_KEY, VTEP_KEY))
+    lines.extend(
+        f"keep {r.table_id} {r.destination} -> {r.target} ({UNPLANNED_HINT})"
+        for r in plan.unplanned
+    )
     if not plan.routes.deletions and not plan.delete_vtep_config:
         lines.append("nothing to clean up")
     return lines
@@ -76,25 +133,28 @@ def plan_json(plan: CleanupPlan, *, applied: Failures | None = None) -> str:
             return "would delete"
         return "failed" if key in applied else "deleted"
 
-    return json.dumps(
-        {
-            "dryRun": applied is None,
-            "routes": [
-                {
-                    "routeTableId": d.route.table_id,
-                    "destination": d.route.destination,
-                    "target": d.route.target,
-                    "state": d.route.state,
-                    "kind": d.kind.value,
-                    "action": "delete" if d.delete else "keep",
-                    "outcome": outcome(route_key(d.route.table_id, d.route.destination))
-                    if d.delete
-                    else "kept",
-                }
-                for d in plan.routes.decisions
-            ],
-            "deleteVtepConfig": plan.delete_vtep_config,
-            "errors": dict(applied or {}),
-        },
-        indent=2,
-    )
+    body: dict[str, Any] = {
+        "dryRun": applied is None,
+        "routes": [
+            {
+                "routeTableId": d.route.table_id,
+                "destination": d.route.destination,
+                "target": d.route.target,
+                "state": d.route.state,
+                "kind": d.kind.value,
+                "action": "delete" if d.delete else "keep",
+                "outcome": outcome(route_key(d.route.table_id, d.route.destination))
+                if d.delete
+                else "kept",
+            }
+            for d in plan.routes.decisions
+        ],
+        "deleteVtepConfig": plan.delete_vtep_config,
+        "errors": dict(applied or {}),
+    }
+    if plan.unplanned:  # named only when there are any: the usual report keeps its shape
+        body["unplannedInsidePodCidrs"] = [
+            {"routeTableId": r.table_id, "destination": r.destination, "target": r.target}
+            for r in plan.unplanned
+        ]
+    return json.dumps(body, indent=2)

@@ -24,6 +24,7 @@ from hybrid_gateway_contract.rules import (
     route_table_id_problem,
     split_list,
 )
+from hybrid_gateway_contract.sharding import GatewayMode, shard_count_problem
 
 from .checks import run_checks
 from .cleanup import plan_cleanup, plan_json, plan_lines
@@ -87,6 +88,20 @@ def _region(raw: str) -> str:
     return raw
 
 
+def _shards(raw: str) -> int:
+    count = _positive(raw)
+    problem = shard_count_problem(count)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+    return count
+
+
+def _positive(raw: str) -> int:
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r}: must be a positive integer")
+    return int(raw)
+
+
 def build_parser(command: str) -> argparse.ArgumentParser:
     descriptions = {
         "preflight": "Read-only checks of the account and cluster the gateway runs in.",
@@ -118,6 +133,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         help="gateway instances besides those found through pods and node labels",
     )
     overrides.add_argument("--lease-name", help="default: LEADER_ELECTION_ID")
+    overrides.add_argument("--mode", choices=[m.value for m in GatewayMode], help="default: MODE")
+    overrides.add_argument("--shards", type=_shards, help="active-active; default: SHARDS")
+    overrides.add_argument(
+        "--max-routes-per-table", type=_positive, help="default: MAX_ROUTES_PER_TABLE"
+    )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     if command == "status":
         parser.add_argument(
@@ -133,6 +153,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         )
         parser.add_argument(
             "--force", action="store_true", help="act even while the gateway is still installed"
+        )
+        parser.add_argument(
+            "--shard-routes-only",
+            action="store_true",
+            help="remove only an active-active gateway's shard routes (after switching back to "
+            "active-standby; give --mode active-active --shards N)",
         )
     return parser
 
@@ -154,6 +180,9 @@ def target_from(args: argparse.Namespace) -> Target:
         pod_cidrs=args.pod_cidrs,
         gateway_instance_ids=args.gateway_instance_ids,
         lease_name=args.lease_name,
+        mode=GatewayMode(args.mode) if args.mode else None,
+        shards=args.shards,
+        max_routes_per_table=args.max_routes_per_table,
     )
 
 
@@ -247,13 +276,18 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
             f"hybrid-gateway cleanup: cannot read EC2: {facts.unavailable['ec2']}", file=sys.stderr
         )
         return 1
-    if settings.deployment is not None and args.yes and not args.force:
+    if args.shard_routes_only:
+        _shard_routes_only_allowed(facts, args)
+    elif settings.deployment is not None and args.yes and not args.force:
         raise UsageError(
             f"--yes: the gateway Deployment {settings.namespace}/{settings.deployment} still "
             "exists and its leader would recreate what cleanup removes; uninstall it first "
             "(or pass --force)"
         )
-    plan = plan_cleanup(facts)
+    try:
+        plan = plan_cleanup(facts, shard_routes_only=args.shard_routes_only)
+    except ValueError as exc:  # names the setting: "shards 8: ...", "pod_cidrs[1]: ..."
+        raise UsageError(f"cannot plan the cleanup: {exc}") from exc
     applied = apply_cleanup(plan, ec2=ec2, kube=kube) if args.yes else None
     if args.output == "json":
         print(plan_json(plan, applied=applied), file=out)
@@ -263,6 +297,30 @@ def run_cleanup(args: argparse.Namespace, out: TextIO) -> int:
         if applied is None and (plan.routes.deletions or plan.delete_vtep_config):
             print("dry run: nothing changed; run again with --yes to make these changes", file=out)
     return 1 if applied else 0
+
+
+def _shard_routes_only_allowed(facts: Facts, args: argparse.Namespace) -> None:
+    """Shard routes may go while an active-standby gateway runs (its leader never writes
+    them), not while a shard owner does (it would write them again)."""
+    if facts.settings is None or not facts.settings.active_active:
+        raise UsageError(
+            "--shard-routes-only: no shard count: give --mode active-active and --shards (the "
+            "SHARDS the active-active gateway ran with)"
+        )
+    if not args.yes or args.force:
+        return
+    unread = [f"{k}: {v}" for k, v in facts.unavailable.items() if k.startswith("kubernetes")]
+    if unread:
+        raise UsageError(
+            f"--yes: cannot tell whether shard owners still run ({'; '.join(unread)}); "
+            "pass --force to remove the shard routes anyway"
+        )
+    held = [lease.name for lease in facts.shard_leases.values() if lease.live(facts.now)]
+    if held:
+        raise UsageError(
+            f"--yes: shard Lease(s) {', '.join(sorted(held))} still held: their owners would "
+            "recreate the shard routes; stop the active-active replicas first (or pass --force)"
+        )
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

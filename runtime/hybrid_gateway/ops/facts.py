@@ -6,11 +6,22 @@ input is missing says "skipped" with that reason instead of guessing.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hybrid_gateway.core.routes import ObservedRoute
 from hybrid_gateway_contract.route_cleanup import Route
+from hybrid_gateway_contract.sharding import (
+    DEFAULT_MAX_ROUTES_PER_TABLE,
+    DEFAULT_SHARDS,
+    GatewayMode,
+    ShardPlan,
+    ShardProblem,
+    ShardSetting,
+    plan_shards,
+    shard_plan_problems,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,16 @@ class GatewaySettings:
     route_table_ids: tuple[str, ...]
     lease_name: str
     pod_selector: Mapping[str, str] = field(default_factory=dict)
+    # MODE, SHARDS and MAX_ROUTES_PER_TABLE as the daemon reads them (config.py's defaults);
+    # a value the daemon would refuse is named in `setting_problems`, and the default kept.
+    mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
+    shards: int = DEFAULT_SHARDS
+    max_routes_per_table: int = DEFAULT_MAX_ROUTES_PER_TABLE
+    setting_problems: tuple[str, ...] = ()
+
+    @property
+    def active_active(self) -> bool:
+        return self.mode is GatewayMode.ACTIVE_ACTIVE
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,29 @@ class LeaseFacts:
 
 
 @dataclass(frozen=True)
+class GroupLease:
+    """One Lease of an active-active group (a shard's or a member's), read as its holder wrote
+    it. Live means held and renewed within its duration, as the leader Lease is judged."""
+
+    name: str
+    lease: LeaseFacts
+
+    def live(self, now: float) -> bool:
+        lease = self.lease
+        return bool(
+            lease.holder
+            and lease.renew_time is not None
+            and now <= lease.renew_time + (lease.duration_s or 0.0)
+        )
+
+    def state(self, now: float) -> str:
+        """live | expired (the holder stopped renewing) | released (no holder)."""
+        if not self.lease.holder:
+            return "released"
+        return "live" if self.live(now) else "expired"
+
+
+@dataclass(frozen=True)
 class HybridNode:
     name: str
     internal_ip: str | None
@@ -147,6 +191,9 @@ class Facts:
     nodes: Mapping[str, KubeNode] = field(default_factory=dict)
     pods: tuple[GatewayPod, ...] = ()
     lease: LeaseFacts | None = None
+    # Active-active only: the shard Leases by shard index, and the membership Leases.
+    shard_leases: Mapping[int, GroupLease] = field(default_factory=dict)
+    member_leases: tuple[GroupLease, ...] = ()
     vtep_crd: bool | None = None
     cilium_config: Mapping[str, str] | None = None  # kube-system/cilium-config data
     hybrid_nodes: tuple[HybridNode, ...] = ()
@@ -167,11 +214,54 @@ class Facts:
         return next((p for p in self.pods if p.name == self.lease.holder), None)
 
     def leader_instance(self) -> GatewayInstance | None:
-        pod = self.leader_pod()
+        return self.instance_of(self.leader_pod())
+
+    def table(self, table_id: str) -> RouteTable | None:
+        return next((t for t in self.tables if t.table_id == table_id), None)
+
+    @property
+    def active_active(self) -> bool:
+        return self.settings is not None and self.settings.active_active
+
+    def _plan_inputs(self) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv4Network]]:
+        settings = self.settings
+        assert settings is not None
+        return (
+            [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs],
+            [ipaddress.IPv4Network(c, strict=False) for c in settings.vpc_cidrs],
+        )
+
+    def shard_plan_problems(self) -> list[ShardProblem]:
+        """The contract's shard rules on these settings ([] when they pass)."""
+        settings = self.settings
+        assert settings is not None
+        try:
+            pods, vpcs = self._plan_inputs()
+        except ValueError as exc:  # POD_CIDRS / VPC_CIDR as written, unchecked until here
+            return [ShardProblem(ShardSetting.SHARDS, f"no plan from these CIDRs: {exc}")]
+        return shard_plan_problems(
+            pods, vpcs, settings.shards, max_routes_per_table=settings.max_routes_per_table
+        )
+
+    def shard_plan(self) -> ShardPlan | None:
+        """The shards the daemon works with (the contract's `plan_shards`, never re-derived
+        here), or None when not in active-active mode or the settings cannot make a plan."""
+        settings = self.settings
+        if settings is None or not settings.active_active:
+            return None
+        if not settings.pod_cidrs or not settings.vpc_cidrs:
+            return None
+        try:  # the route quota does not stop a plan: preflight judges it on its own
+            return plan_shards(*self._plan_inputs(), settings.shards)
+        except ValueError:
+            return None
+
+    def pod(self, name: str | None) -> GatewayPod | None:
+        return next((p for p in self.pods if p.name == name), None) if name else None
+
+    def instance_of(self, pod: GatewayPod | None) -> GatewayInstance | None:
+        """The EC2 instance a gateway pod runs on (pod -> node -> providerID), or None."""
         node = self.nodes.get(pod.node_name or "") if pod is not None else None
         if node is None or node.instance_id is None:
             return None
         return next((i for i in self.instances if i.instance_id == node.instance_id), None)
-
-    def table(self, table_id: str) -> RouteTable | None:
-        return next((t for t in self.tables if t.table_id == table_id), None)

@@ -45,12 +45,21 @@ from hybrid_gateway_contract import (
 )
 from hybrid_gateway_contract.route_cleanup import Route, gateway_eni_ids, routes_from_describe
 from hybrid_gateway_contract.rules import split_list
+from hybrid_gateway_contract.sharding import (
+    DEFAULT_MAX_ROUTES_PER_TABLE,
+    DEFAULT_SHARDS,
+    LEASE_GROUP_LABEL,
+    GatewayMode,
+    member_lease_name,
+    shard_lease_name,
+)
 
 from .facts import (
     Facts,
     GatewayInstance,
     GatewayPod,
     GatewaySettings,
+    GroupLease,
     HybridNode,
     KubeEvent,
     KubeNode,
@@ -85,6 +94,9 @@ class Target:
     pod_cidrs: tuple[str, ...] | None = None
     gateway_instance_ids: tuple[str, ...] = ()
     lease_name: str | None = None
+    mode: GatewayMode | None = None
+    shards: int | None = None
+    max_routes_per_table: int | None = None
 
 
 @dataclass
@@ -234,6 +246,7 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             ),
             lease_name=target.lease_name or env.get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME,
             pod_selector=selector,
+            **shard_settings(target, env),
         )
         pods: list[GatewayPod] = []
         if selector:
@@ -248,11 +261,14 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         listed = core.list_node(_request_timeout=API_TIMEOUT_S).items
         into.values["nodes"] = {n.metadata.name: _node(n) for n in listed}
 
-    def lease() -> None:
-        name = target.lease_name or DEFAULT_LEASE_NAME
+    def lease_name() -> str:
         settings = into.values.get("settings")
         if isinstance(settings, GatewaySettings):
-            name = settings.lease_name
+            return settings.lease_name
+        return target.lease_name or DEFAULT_LEASE_NAME
+
+    def lease() -> None:
+        name = lease_name()
         record = LeaseStore(api_client, ns, name).get(API_TIMEOUT_S)
         if record is None:
             return
@@ -264,6 +280,28 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             duration_s=record.lease_duration_s,
             transitions=record.transitions,
         )
+
+    def lease_group() -> None:
+        """Active-active: the shard and membership Leases, in one list by the group label
+        (the selector every replica's group watch uses)."""
+        settings = into.values.get("settings")
+        if not isinstance(settings, GatewaySettings) or not settings.active_active:
+            return
+        name = settings.lease_name
+        listed = client.CoordinationV1Api(api_client).list_namespaced_lease(
+            ns, label_selector=f"{LEASE_GROUP_LABEL}={name}", _request_timeout=API_TIMEOUT_S
+        )
+        shard_names = {shard_lease_name(name, i): i for i in range(settings.shards)}
+        shards: dict[int, GroupLease] = {}
+        members: list[GroupLease] = []
+        for item in listed.items:
+            found = GroupLease(item.metadata.name, _lease_facts(item))
+            if found.name in shard_names:
+                shards[shard_names[found.name]] = found
+            elif found.lease.holder and found.name == member_lease_name(name, found.lease.holder):
+                members.append(found)
+        into.values["shard_leases"] = shards
+        into.values["member_leases"] = tuple(sorted(members, key=lambda m: m.lease.holder or ""))
 
     def crd() -> None:
         extensions = client.ApiextensionsV1Api(api_client)
@@ -338,6 +376,7 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         ("deployment", deployment),
         ("nodes", nodes),
         ("lease", lease),
+        ("lease-group", lease_group),
         ("crd", crd),
         ("cilium-config", cilium_config),
         ("ciliumnodes", cilium_nodes),
@@ -348,6 +387,53 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
     with contextlib.suppress(_KubeDownError):
         for part, read in parts:
             _kube_part(into, part, read)
+
+
+def _lease_facts(lease: Any) -> LeaseFacts:
+    spec = lease.spec or client.V1LeaseSpec()
+    return LeaseFacts(
+        holder=spec.holder_identity or None,
+        renew_time=_epoch(spec.renew_time),
+        acquire_time=_epoch(spec.acquire_time),
+        duration_s=float(spec.lease_duration_seconds)
+        if spec.lease_duration_seconds is not None
+        else None,
+        transitions=int(spec.lease_transitions or 0),
+    )
+
+
+def shard_settings(target: Target, env: Mapping[str, str]) -> dict[str, Any]:
+    """MODE, SHARDS and MAX_ROUTES_PER_TABLE from the gateway container's environment with the
+    daemon's defaults (config.py); overrides win. A value the daemon would refuse at start-up is
+    named in `setting_problems` (SHARD-PLAN reports it) and the default used meanwhile."""
+    problems: list[str] = []
+    mode = target.mode
+    if mode is None:
+        raw = env.get(Env.MODE, "").strip().lower() or GatewayMode.ACTIVE_STANDBY.value
+        modes = {m.value: m for m in GatewayMode}
+        mode = modes.get(raw, GatewayMode.ACTIVE_STANDBY)
+        if raw not in modes:
+            problems.append(f"{Env.MODE}={env.get(Env.MODE)!r}: must be one of {', '.join(modes)}")
+
+    def number(variable: str, override: int | None, default: int) -> int:
+        if override is not None:
+            return override
+        raw = env.get(variable, "").strip()
+        if not raw:
+            return default
+        if not raw.isdigit() or int(raw) < 1:
+            problems.append(f"{variable}={raw!r}: must be a positive integer")
+            return default
+        return int(raw)
+
+    return {
+        "mode": mode,
+        "shards": number(Env.SHARDS, target.shards, DEFAULT_SHARDS),
+        "max_routes_per_table": number(
+            Env.MAX_ROUTES_PER_TABLE, target.max_routes_per_table, DEFAULT_MAX_ROUTES_PER_TABLE
+        ),
+        "setting_problems": tuple(problems),
+    }
 
 
 # --- EKS -----------------------------------------------------------------------------------------
@@ -613,6 +699,7 @@ def gather(
             pod_cidrs=tuple(target.pod_cidrs or ()),
             route_table_ids=tuple(target.route_table_ids or ()),
             lease_name=target.lease_name or DEFAULT_LEASE_NAME,
+            **shard_settings(target, {}),
         )
     gather_eks(eks, target, into)
     settings: GatewaySettings = into.values["settings"]
@@ -643,6 +730,8 @@ def gather(
         nodes=values.get("nodes", {}),
         pods=values.get("pods", ()),
         lease=values.get("lease"),
+        shard_leases=values.get("shard_leases", {}),
+        member_leases=values.get("member_leases", ()),
         vtep_crd=values.get("vtep_crd"),
         cilium_config=values.get("cilium_config"),
         hybrid_nodes=values.get("hybrid_nodes", ()),
