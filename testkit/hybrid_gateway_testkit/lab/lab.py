@@ -738,13 +738,12 @@ class Lab:
         _wait("probes to bind", all_ready, 30, 0.02)
         (barrier / "go").touch()
 
-    def stop_probes(self) -> list[str]:
-        """Stop every probe (senders stop, receivers drain) and return the raw log lines."""
+    def _stop(self, probes: list[LabProcess]) -> None:
         import signal as _signal
 
-        for p in self.probes:
+        for p in probes:
             p.signal(_signal.SIGTERM)
-        for p in self.probes:
+        for p in probes:
             if p.wait(10) is not None:
                 continue
             p.signal(_signal.SIGUSR1)  # the probe dumps every thread's stack to its log
@@ -757,6 +756,15 @@ class Lab:
             # A webhook responder keeps no log: nothing is lost, but say so, with its stack.
             self.stop_warnings.append(f"{p.name} did not stop within 10 s of SIGTERM; killed")
             self.options.log(f"{self.stop_warnings[-1]}:\n{stack}")
+
+    def stop_probes(self) -> list[str]:
+        """Stop every probe (senders stop, receivers drain) and return the raw log lines.
+
+        The webhook caller stops first: a responder stopped under an in-flight call would
+        fail it, and the lab would count that as loss."""
+        callers = [p for p in self.probes if p.name == "probe-tcp"]
+        self._stop(callers)
+        self._stop([p for p in self.probes if p not in callers])
         lines: list[str] = []
         for path in sorted(self.run_dir.glob("probe-*.csv")):
             lines += path.read_text().splitlines()
