@@ -94,6 +94,37 @@ def readiness_problem(
     return None
 
 
+def route_start_task(routes: DeferredRoutes, timings: Timings) -> Task:
+    """Route ownership's one-shot start-up (IMDS, primary ENI, tables), with retries."""
+    return Task(
+        "route-start",
+        routes.run,
+        heartbeat=lambda: routes.heartbeat,
+        stale_after_s=timings.stale_route_start_s,
+        one_shot=True,
+    )
+
+
+def elector_task(name: str, elector: LeaseElector, timings: Timings) -> Task:
+    return Task(
+        name,
+        elector.run,
+        heartbeat=lambda: elector.heartbeat,
+        stale_after_s=timings.stale_elector_s,
+        wake=elector.wake,
+    )
+
+
+def work_task(name: str, work: LeaderWork, timings: Timings) -> Task:
+    return Task(
+        name,
+        work.run,
+        heartbeat=lambda: work.heartbeat,
+        stale_after_s=timings.stale_leader_work_s,
+        wake=work.wake,
+    )
+
+
 @dataclass
 class Leader:
     elector: LeaseElector
@@ -108,28 +139,10 @@ class Leader:
         before the elector (an early release is seen), the VTEP watch last."""
         lease_watch_task, vtep_watch_task = self.watches
         return [
-            Task(
-                "route-start",
-                self.routes.run,
-                heartbeat=lambda: self.routes.heartbeat,
-                stale_after_s=timings.stale_route_start_s,
-                one_shot=True,
-            ),
+            route_start_task(self.routes, timings),
             lease_watch_task,
-            Task(
-                ELECTOR,
-                self.elector.run,
-                heartbeat=lambda: self.elector.heartbeat,
-                stale_after_s=timings.stale_elector_s,
-                wake=self.elector.wake,
-            ),
-            Task(
-                LEADER_WORK,
-                self.work.run,
-                heartbeat=lambda: self.work.heartbeat,
-                stale_after_s=timings.stale_leader_work_s,
-                wake=self.work.wake,
-            ),
+            elector_task(ELECTOR, self.elector, timings),
+            work_task(LEADER_WORK, self.work, timings),
             vtep_watch_task,
         ]
 

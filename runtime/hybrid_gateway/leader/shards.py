@@ -37,8 +37,11 @@ from hybrid_gateway.leader.assembly import (
     WatchHealth,
     config_elector,
     deferred_routes,
+    elector_task,
     readiness_problem,
+    route_start_task,
     vtep_watch,
+    work_task,
 )
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
 from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
@@ -122,22 +125,9 @@ class ShardSlot:
 
     def tasks(self, timings: Timings) -> list[Task]:
         """The shard's elector and its leader work, as supervised loops."""
-        elector, work = self.elector, self.work
         return [
-            Task(
-                self.elector_task,
-                elector.run,
-                heartbeat=lambda: elector.heartbeat,
-                stale_after_s=timings.stale_elector_s,
-                wake=elector.wake,
-            ),
-            Task(
-                self.work_task,
-                work.run,
-                heartbeat=lambda: work.heartbeat,
-                stale_after_s=timings.stale_leader_work_s,
-                wake=work.wake,
-            ),
+            elector_task(self.elector_task, self.elector, timings),
+            work_task(self.work_task, self.work, timings),
         ]
 
 
@@ -481,24 +471,12 @@ class ShardGroup:
         """Route start-up first, the group watch before the electors (expiries are seen on
         our own clock from the first list), then membership, the shards and the coordinator."""
         tasks = [
-            Task(
-                "route-start",
-                self.routes.run,
-                heartbeat=lambda: self.routes.heartbeat,
-                stale_after_s=timings.stale_route_start_s,
-                one_shot=True,
-            ),
+            route_start_task(self.routes, timings),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
             self.standby_leader_health.task(
                 "standby-leader-watch", self.standby_leader_watch, timings
             ),
-            Task(
-                MEMBER_ELECTOR,
-                self.member.run,
-                heartbeat=lambda: self.member.heartbeat,
-                stale_after_s=timings.stale_elector_s,
-                wake=self.member.wake,
-            ),
+            elector_task(MEMBER_ELECTOR, self.member, timings),
         ]
         for slot in self.slots:
             tasks += slot.tasks(timings)
