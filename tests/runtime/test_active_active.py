@@ -26,8 +26,14 @@ import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_contract import Env
-from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, ShardPlan, plan_shards
+from hybrid_gateway_contract.sharding import (
+    LEASE_GROUP_LABEL,
+    ShardPlan,
+    plan_shards,
+    shard_lease_name,
+)
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver.audit import lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
 
@@ -39,7 +45,6 @@ POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
 VPC_CIDR = "10.0.0.0/16"
 SHARDS = 4
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11", "c": "10.0.1.12"}
-LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
 LEASE_DURATION_S = float(FAST_LEASE[Env.LEASE_DURATION])
 PLAN: ShardPlan = plan_shards(
     [ipaddress.IPv4Network(c) for c in POD_CIDRS], [ipaddress.IPv4Network(VPC_CIDR)], SHARDS
@@ -246,14 +251,10 @@ def record_vtep_versions(trio: Trio, stop: threading.Event) -> None:
 
 def shard_lease_writes(audit: list[dict[str, Any]]) -> dict[int, list[tuple[float, str]]]:
     """Per shard: successful writes of its Lease as (server monotonic time, writer)."""
-    out: dict[int, list[tuple[float, str]]] = {s.index: [] for s in PLAN.shards}
-    for e in audit:
-        if e["verb"] in ("create", "update") and e["status"] in (200, 201):
-            name = e["name"] or e["path"].rsplit("/", 1)[-1]
-            prefix = f"{LEASE_NAME}-shard-"
-            if e["path"].startswith(LEASES.rstrip("/")) and str(name).startswith(prefix):
-                out[int(str(name)[len(prefix) :])].append((float(e["mono"]), str(e["identity"])))
-    return {s: sorted(w) for s, w in out.items()}
+    return {
+        s.index: lease_writes(audit, NAMESPACE, name=shard_lease_name(LEASE_NAME, s.index))
+        for s in PLAN.shards
+    }
 
 
 def shard_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, str, int, str]]:

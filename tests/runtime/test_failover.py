@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import functools
 import itertools
 import signal
 import threading
@@ -26,6 +27,7 @@ import pytest
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_contract import Env
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver.audit import lease_writes as audit_lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
@@ -163,18 +165,8 @@ def pair(
 
 
 EC2_WRITES = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
-LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases"
-
-
-def lease_writes(audit: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    """Successful Lease writes (create/update) as (server monotonic time, identity), in order."""
-    return sorted(
-        (float(e["mono"]), str(e["identity"]))
-        for e in audit
-        if e["path"].startswith(LEASES)
-        and e["verb"] in ("create", "update")
-        and e["status"] in (200, 201)
-    )
+#: Successful Lease writes as (server monotonic time, identity), in order.
+lease_writes = functools.partial(audit_lease_writes, namespace=NAMESPACE)
 
 
 def leader_writes(pair: Pair, audit: list[dict[str, Any]]) -> list[tuple[float, str, str]]:

@@ -53,3 +53,20 @@ class AuditRecord:
             "wall": self.wall,
             "mono_done": self.mono_done,
         }
+
+
+def lease_writes(
+    audit: list[dict[str, Any]], namespace: str, *, name: str | None = None
+) -> list[tuple[float, str]]:
+    """Successful Lease creates and updates in `namespace` (of the Lease `name` only, if
+    given) from `ApiServer.audit()`, as (server monotonic time, writer identity), in order:
+    who held which Lease when, as the server saw it."""
+    prefix = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    return sorted(
+        (float(e["mono"]), str(e["identity"]))
+        for e in audit
+        if e["path"].startswith(prefix)
+        and e["verb"] in ("create", "update")
+        and e["status"] in (200, 201)
+        and (name is None or e["name"] == name)
+    )

@@ -9,10 +9,10 @@ order: the acquisition came after the release and before the follower's next pol
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import config
@@ -21,6 +21,7 @@ from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.apiserver.audit import lease_writes as audit_lease_writes
 from hybrid_gateway_testkit.waiting import wait_until
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
@@ -83,14 +84,7 @@ def replicas(kube_api: ApiServer) -> Iterator[list[Replica]]:
         replica.close()
 
 
-def lease_writes(audit: list[dict[str, Any]]) -> list[tuple[float, str]]:
-    return sorted(
-        (float(e["mono"]), str(e["identity"]))
-        for e in audit
-        if e["path"].startswith(LEASES)
-        and e["verb"] in ("create", "update")
-        and e["status"] in (200, 201)
-    )
+lease_writes = functools.partial(audit_lease_writes, namespace=NAMESPACE)
 
 
 def watched_since(kube: ApiServer, identity: str, since: float) -> bool:
