@@ -137,6 +137,10 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
             return True, "ready (leader)"
         if routes_wait:
             return True, f"ready (standby; routes waiting for {routes_wait})"
+        if leader.fence is not None:
+            waiting = leader.fence.decision()
+            if not waiting.may_write:
+                return True, f"ready (standby; waiting for {waiting.describe()} to stop)"
         return True, "ready (standby)"
 
     return ready

@@ -530,7 +530,7 @@ def test_switching_from_active_standby_waits_for_its_leader_then_takes_every_sha
         trio.replicas[name] = start_replica(name, kube_api, trio.world, moto_addr, tmp_path)
     for name in ("b", "c"):
         trio.replicas[name].wait_readyz(
-            lambda status, body: "waiting for active-standby leader gw-a" in body, "waiting"
+            lambda status, body: "waiting for active-standby (gw-a) to stop" in body, "waiting"
         )
     time.sleep(2 * LEASE_DURATION_S)
     assert shard_writes(trio, trio.kube.audit()) == []

@@ -229,3 +229,8 @@ def lease_watch(
         window_s=max(1, int(window_s)),
         backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
     )
+
+
+def lease_record(lease: client.V1Lease) -> LeaseRecord:
+    """The record of a Lease read through the client (a list item or a read)."""
+    return _record(lease)

@@ -14,19 +14,24 @@ from typing import Any, Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
+from hybrid_gateway.adapters.kube_regime import WriterLeases
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.core.regime import FenceDecision
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
 from hybrid_gateway.leader.lease_health import ReportedLease
+from hybrid_gateway.leader.regime import RegimeFence, group_watch
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.vtep import VtepOwner
 from hybrid_gateway.reporting import FailureReporter, Reporting
 from hybrid_gateway.supervisor import Beat, Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway_contract.plans import ACTIVE_STANDBY_REGIME
+from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -133,14 +138,18 @@ class Leader:
     work: LeaderWork
     vtep_watch: WatchHealth
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
+    fence: RegimeFence | None = None  # one regime at a time (shard owners of active-active)
+    fence_watch: Task | None = None  # the shard Leases, into the fence
 
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
         before the elector (an early release is seen), the VTEP watch last."""
         lease_watch_task, vtep_watch_task = self.watches
+        fence_watch = [self.fence_watch] if self.fence_watch is not None else []
         return [
             route_start_task(self.routes, timings),
             lease_watch_task,
+            *fence_watch,  # before the elector: live shard owners are known before it acquires
             elector_task(ELECTOR, self.elector, timings),
             work_task(LEADER_WORK, self.work, timings),
             vtep_watch_task,
@@ -164,6 +173,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
     )
     routes = deferred_routes(inputs)
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+    fence = regime_fence(inputs, ACTIVE_STANDBY_REGIME)
     work = LeaderWork(
         routes=routes,
         vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
@@ -173,14 +183,37 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         events=reporting.events,
         subject=reporting.subject,
         identity=config.identity,
+        fence=fence.guard,
     )
 
     def can_acquire() -> bool:
         """Take the lease only where forwarding works: the data plane is ready and the primary
-        ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
-        return dataplane_ready() and routes.forwarding_allowed()
+        ENI is not known to drop forwarded packets (a held lease is kept regardless), and
+        while no active-active shard owner holds a live shard Lease (a rollback: the last
+        shard owner must stop first)."""
+        return dataplane_ready() and routes.forwarding_allowed() and not fence.blocked()
 
     elector = config_elector(lease, config, callbacks=work, can_acquire=can_acquire)
+    fence.protect(elector, work.wait_idle)
+    fence_health = WatchHealth(
+        reporting.reporter(
+            f"Lease group watch {config.namespace} {LEASE_GROUP_LABEL}={config.lease_name}",
+            "lease",
+            "LeaseWatchFailed",
+            "grant list and watch on Leases in the gateway's namespace",
+        )
+    )
+    fence_list_watch = group_watch(
+        api_client,
+        config.namespace,
+        config.lease_name,
+        fence,
+        on_listed=fence_health.reporter.succeeded,
+        on_error=fence_health.on_error,
+        call_timeout_s=timings.api_timeout_s,
+        window_s=timings.watch_window_s,
+        max_backoff_s=timings.watch_max_backoff_s,
+    )
     lease_watch_health = WatchHealth(
         reporting.reporter(
             f"Lease watch {where}",
@@ -210,7 +243,37 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
-    return Leader(elector, lease, routes, work, vtep_watch_health, watches)
+    return Leader(
+        elector,
+        lease,
+        routes,
+        work,
+        vtep_watch_health,
+        watches,
+        fence=fence,
+        fence_watch=fence_health.task("lease-group-watch", fence_list_watch, timings),
+    )
+
+
+def regime_fence(inputs: OwnershipInputs, regime: str) -> RegimeFence:
+    """The replica's one-regime-at-a-time fence; handing over is reported as an Event."""
+    config, reporting = inputs.config, inputs.reporting
+
+    def on_yield(decision: FenceDecision) -> None:
+        reporting.events.emit(
+            reporting.subject,
+            "RegimeYielded",
+            f"{config.identity} ({regime}) hands its Lease(s) over: {decision.describe()} "
+            "also hold(s) live Leases, and only one mode and plan may write at a time",
+        )
+
+    return RegimeFence(
+        regime=regime,
+        lease_name=config.lease_name,
+        reader=WriterLeases(inputs.api_client, config.namespace, config.lease_name),
+        read_timeout_s=inputs.timings.api_timeout_s,
+        on_yield=on_yield,
+    )
 
 
 def config_elector(

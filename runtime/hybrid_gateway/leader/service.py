@@ -118,8 +118,12 @@ class LeaderWork:
         identity: str,
         clock: Callable[[], float] = time.monotonic,
         role: WorkRole = LEADER_ROLE,
+        fence: Callable[[Term], bool] | None = None,
     ) -> None:
         self._role = role
+        # Part of every write guard besides the term's validity: one regime at a time
+        # (leader/regime.py). Checked first, so `valid()` stays the last check before a write.
+        self._fence = fence
         self._in_flight = 0  # lane syncs past their term check (hand-over waits for 0)
         self._idle = threading.Condition()
         self._routes = routes
@@ -273,7 +277,7 @@ class LeaderWork:
             lane.term, lane.next_at = number, 0.0  # a new term: check at once
         if not (woken or self._clock() >= lane.next_at):
             return
-        outcome = lane.sync(term.valid)
+        outcome = lane.sync(self._guard(term))
         self._record(lane, outcome)
         with self._lock:
             if self._term_count != number:  # a result from an earlier term
@@ -288,6 +292,12 @@ class LeaderWork:
             else:
                 lane.next_at = self._clock() + self._retry
             self._report_setup_locked(number, term)
+
+    def _guard(self, term: Term) -> Callable[[], bool]:
+        fence = self._fence
+        if fence is None:
+            return term.valid
+        return lambda: fence(term) and term.valid()
 
     def _lane_wait(self, lane: _Lane) -> float:
         if not self._active:

@@ -39,6 +39,7 @@ from hybrid_gateway.leader.assembly import (
     deferred_routes,
     elector_task,
     readiness_problem,
+    regime_fence,
     route_start_task,
     vtep_watch,
     work_task,
@@ -46,6 +47,7 @@ from hybrid_gateway.leader.assembly import (
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
 from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
+from hybrid_gateway.leader.regime import feed_event, feed_list
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
 from hybrid_gateway.leader.vtep import ShardVtepOwner
@@ -53,6 +55,7 @@ from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
 from hybrid_gateway_contract import Env
+from hybrid_gateway_contract.plans import PLAN_LABEL, plan_digest, shard_regime
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
@@ -167,7 +170,11 @@ class ShardGroup:
         self._last_handover = -float("inf")
         self._wake = threading.Event()
         self.heartbeat = clock()
-        labels = {LEASE_GROUP_LABEL: config.lease_name}
+        self.plan_digest = plan_digest(config.pod_cidrs, config.vpc_cidrs, config.shards)
+        # Every Lease of ours names our plan; the fence keeps other modes and plans out.
+        labels = {LEASE_GROUP_LABEL: config.lease_name, PLAN_LABEL: self.plan_digest}
+        self.fence = regime_fence(inputs, shard_regime(self.plan_digest))
+        self._plans: dict[str, str | None] = {}  # Lease name -> its plan label (group watch)
         ns = config.namespace
         self.routes = deferred_routes(inputs)
         self._dataplane_ready = inputs.dataplane_ready
@@ -215,6 +222,7 @@ class ShardGroup:
                 subject=reporting.subject,
                 identity=config.identity,
                 role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
+                fence=self.fence.guard,
             )
             elector = config_elector(
                 _Recorded(
@@ -233,6 +241,7 @@ class ShardGroup:
                 follow_poll_s=config.lease_duration_s,
                 log_refusals=False,
             )
+            self.fence.protect(elector, work.wait_idle)
             self.metrics.shard_held.labels(str(shard.index)).set(0)
             self.slots.append(ShardSlot(shard.index, name, elector, work))
         self._by_lease = {slot.lease_name: slot for slot in self.slots}
@@ -305,10 +314,14 @@ class ShardGroup:
         prefix = f"{self._config.lease_name}-member-"
         with self._lock:
             records = dict(self._records)
+        with self._lock:
+            plans = dict(self._plans)
         members = {
             holder
             for name, observation in records.items()
-            if name.startswith(prefix) and (holder := self._live(observation, now))
+            if name.startswith(prefix)
+            and plans.get(name) == self.plan_digest  # a member of another plan owns none of ours
+            and (holder := self._live(observation, now))
         }
         members.discard(self._identity)
         if self.member.valid():
@@ -333,6 +346,7 @@ class ShardGroup:
             return {index: now - since for index, since in self._orphan_since.items()}
 
     def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
+        self.fence.seen(self._config.lease_name, record, {})
         with self._lock:
             self._standby_leader = (
                 None if record is None else observe(self._standby_leader, record, self._clock())
@@ -350,8 +364,8 @@ class ShardGroup:
 
     def may_claim(self, index: int) -> bool:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
-        if self.standby_leader() is not None:
-            return False
+        if self.fence.blocked():
+            return False  # another mode or plan still writes: claim nothing
         view = self.view()
         decision = decide(
             view,
@@ -379,7 +393,10 @@ class ShardGroup:
 
     def _on_list(self, items: Iterator[dict[str, Any]]) -> None:
         listed: dict[str, LeaseRecord] = {}
-        for item in items:
+        every = list(items)
+        self._note_plans(every, full=True)
+        feed_list(self.fence, every)
+        for item in every:
             name = str((item.get("metadata") or {}).get("name") or "")
             listed[name] = record_from_json(item)
         with self._lock:
@@ -390,8 +407,19 @@ class ShardGroup:
             self._seen(name, record)
         self.group_health.reporter.succeeded()
 
+    def _note_plans(self, items: list[dict[str, Any]], *, full: bool) -> None:
+        with self._lock:
+            if full:
+                self._plans.clear()
+            for item in items:
+                metadata = item.get("metadata") or {}
+                labels = metadata.get("labels") or {}
+                self._plans[str(metadata.get("name") or "")] = labels.get(PLAN_LABEL)
+
     def _on_event(self, kind: str, item: dict[str, Any]) -> None:
         name = str((item.get("metadata") or {}).get("name") or "")
+        self._note_plans([item], full=False)
+        feed_event(self.fence, kind, item)
         self._seen(name, None if kind == "DELETED" else record_from_json(item))
 
     def _wake_vtep_lanes(self) -> None:
@@ -420,8 +448,8 @@ class ShardGroup:
             grace_s=self._config.lease_duration_s,
         )
         self._publish(view)
-        if self.standby_leader() is not None:
-            return  # an active-standby leader still runs: claim and hand over nothing yet
+        if self.fence.blocked():
+            return  # another mode or plan still writes: claim and hand over nothing yet
         for index in decision.claim:
             self.slots[index].elector.wake()
         if decision.release is None:
@@ -526,9 +554,9 @@ class ShardGroup:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
                 member = "member" if self.member.valid() else "not a member yet"
-                waiting = self.standby_leader()
-                if waiting is not None:
-                    member += f", waiting for active-standby leader {waiting} to stop"
+                waiting = self.fence.decision()
+                if not waiting.may_write:
+                    member += f", waiting for {waiting.describe()} to stop"
                 return True, f"ready ({member}, owns no shard)"
             return True, "ready (owns shards " + ",".join(str(s.index) for s in owned) + ")"
 
