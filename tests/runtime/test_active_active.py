@@ -26,6 +26,7 @@ import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_contract import Env
+from hybrid_gateway_contract.plans import PLAN_ANNOTATION
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
@@ -44,7 +45,7 @@ LEASE_NAME = "hybrid-gateway-leader"
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
 VPC_CIDR = "10.0.0.0/16"
 SHARDS = 4
-NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11", "c": "10.0.1.12"}
+NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11", "c": "10.0.1.12", "x": "10.0.1.13"}
 LEASE_DURATION_S = float(FAST_LEASE[Env.LEASE_DURATION])
 PLAN: ShardPlan = plan_shards(
     [ipaddress.IPv4Network(c) for c in POD_CIDRS], [ipaddress.IPv4Network(VPC_CIDR)], SHARDS
@@ -150,6 +151,7 @@ def start_replica(
     tmp_path: Path,
     *,
     active_active: bool = True,
+    shards: int = SHARDS,
 ) -> Replica:
     proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
     env = daemon_env(
@@ -163,7 +165,7 @@ def start_replica(
         instance_id=world.instances[name],
         ec2_url=proxy.url,
         resync_period="0.5",
-        extra={Env.MODE: "active-active", Env.SHARDS: str(SHARDS)} if active_active else None,
+        extra={Env.MODE: "active-active", Env.SHARDS: str(shards)} if active_active else None,
     )
     replica = Replica(
         name=name,
@@ -563,3 +565,146 @@ def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float 
                 f"{name} of {replica.identity} never {value}: {replica.metric(name)}"
             )
         time.sleep(0.05)
+
+
+# --- one regime at a time: migration, rollback, plan changes -------------------------------------
+# A regime is the mode and plan a replica writes under (hybrid_gateway_contract.plans). The proof
+# is server-side: every route write any replica sent (its EC2 proxy) and every CiliumVTEPConfig
+# write the API server stored (its audit), in time order, grouped by the writer's regime: the
+# regimes follow each other and never interleave.
+
+AS = "active-standby"
+
+
+def data_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
+    """Every route write sent and every stored CiliumVTEPConfig write: (time, writer, what)."""
+    writes = [
+        (c.started_mono, r.identity, f"{c.action} {c.params['DestinationCidrBlock']}")
+        for r in trio.replicas.values()
+        for c in r.proxy.snapshot()
+        if c.action in ("CreateRoute", "ReplaceRoute", "DeleteRoute")
+    ]
+    writes += [
+        (float(e["mono"]), str(e["identity"]), f"vtep {e['verb']}")
+        for e in audit
+        if "ciliumvtepconfigs" in e["path"]
+        and e["verb"] in ("create", "update", "patch")
+        and e["status"] in (200, 201)
+    ]
+    return sorted(writes)
+
+
+def regime_sequence(trio: Trio, regime_of: dict[str, str]) -> list[str]:
+    """The regimes of all data writes in time order, consecutive repeats collapsed."""
+    sequence: list[str] = []
+    for _when, who, _what in data_writes(trio, trio.kube.audit()):
+        regime = regime_of[who]
+        if not sequence or sequence[-1] != regime:
+            sequence.append(regime)
+    return sequence
+
+
+def table_routes(trio: Trio) -> dict[tuple[str, str], str]:
+    """(table, destination) -> target of every route but the local one, in the owned tables."""
+    reply = trio.direct.describe_route_tables(RouteTableIds=trio.world.table_ids)
+    return {
+        (table["RouteTableId"], route["DestinationCidrBlock"]): str(
+            route.get("NetworkInterfaceId") or route.get("GatewayId") or "?"
+        )
+        for table in reply["RouteTables"]
+        for route in table["Routes"]
+        if route.get("GatewayId") != "local" and route.get("DestinationCidrBlock")
+    }
+
+
+def vtep_object(trio: Trio) -> dict[str, Any]:
+    return dict(
+        trio.custom.get_cluster_custom_object(
+            "cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway"
+        )
+    )
+
+
+def vtep_spec(trio: Trio) -> dict[str, Any]:
+    return dict(vtep_object(trio)["spec"])
+
+
+def wait_until(check: Callable[[], bool], what: str, trio: Trio, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never {what}: {trio.logs()}")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("trio", [()], indirect=True)
+def test_migration_with_a_standby_never_lets_both_modes_write(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    """A rolling update from active-standby with the old standby still running: when the old
+    leader stops, its standby and the new shard owners race for the free Leases. Whoever
+    wins, the other writes nothing until it stopped: the writes of the two modes follow each
+    other and never interleave."""
+    old = start_replica("a", kube_api, trio.world, moto_addr, tmp_path, active_active=False)
+    trio.replicas["a"] = old
+    old.wait_readyz(answered(200, "ready (leader)"), "the old leader ready")
+    trio.replicas["x"] = start_replica(
+        "x", kube_api, trio.world, moto_addr, tmp_path, active_active=False
+    )
+    trio.replicas["x"].wait_readyz(answered(200, "ready (standby)"), "the old standby ready")
+    for name in ("b", "c"):
+        trio.replicas[name] = start_replica(name, kube_api, trio.world, moto_addr, tmp_path)
+        trio.replicas[name].wait_serving()
+    old.signal(signal.SIGTERM)
+    assert old.wait(15) == 0
+    time.sleep(3 * LEASE_DURATION_S)  # the race is over; the loser waits
+    standby = trio.replicas["x"]
+    if standby.readyz() == (200, "ready (leader)\n") or "leader" in standby.readyz()[1]:
+        print("migration race: the old standby won; the shard owners wait for it")
+        standby.signal(signal.SIGTERM)  # the rollout removes it next
+        assert standby.wait(15) == 0
+    else:
+        print(f"migration race: the shard owners won; the old standby: {standby.readyz()}")
+    trio.wait_settled({"b", "c"}, timeout_s=30)
+    regimes = {"gw-a": AS, "gw-x": AS, "gw-b": "aa", "gw-c": "aa"}
+    assert regime_sequence(trio, regimes) == [AS, "aa"]
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+@pytest.mark.parametrize("trio", [("b", "c")], indirect=True)
+def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_shard_routes(
+    trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    """A rolling update back to active-standby: the new replica stays a standby while any
+    shard owner holds a live shard Lease; once the last one stopped it leads, and its first
+    sync removes the shard routes and the shard endpoints and resets `cidrMask`, with no
+    manual step. The two modes' writes never interleave."""
+    trio.wait_settled({"b", "c"})
+    assert vtep_spec(trio)["cidrMask"] == "255.255.192.0"  # the plan's /18 endpoints
+    new = start_replica("x", kube_api, trio.world, moto_addr, tmp_path, active_active=False)
+    trio.replicas["x"] = new
+    new.wait_readyz(
+        lambda status, body: status == 200 and "waiting for active-active/" in body,
+        "the new replica waiting for the shard owners",
+    )
+    assert "gw-b" in new.readyz()[1] and "gw-c" in new.readyz()[1]
+    time.sleep(2 * LEASE_DURATION_S)
+    assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] == "gw-x"]
+    trio.replicas["b"].signal(signal.SIGTERM)
+    assert trio.replicas["b"].wait(15) == 0
+    trio.wait_settled({"c"}, timeout_s=30)
+    assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] == "gw-x"]
+    trio.replicas["c"].signal(signal.SIGTERM)
+    assert trio.replicas["c"].wait(15) == 0
+    new.wait_readyz(answered(200, "ready (leader)"), "the new leader ready", timeout_s=30)
+    eni = trio.world.enis["x"]
+    expected = {(t, c): eni for t in trio.world.table_ids for c in POD_CIDRS}
+    wait_until(lambda: table_routes(trio) == expected, "only the leader's routes", trio)
+    spec = vtep_spec(trio)
+    assert spec.get("cidrMask") == "255.255.255.0"  # reset: the CRD's default again
+    assert PLAN_ANNOTATION not in (vtep_object(trio)["metadata"].get("annotations") or {})
+    assert [(e["cidr"], e["tunnelEndpoint"]) for e in spec["endpoints"]] == [
+        (VPC_CIDR, NODE_IPS["x"])
+    ]
+    regimes = {"gw-b": "aa", "gw-c": "aa", "gw-x": AS}
+    assert regime_sequence(trio, regimes) == ["aa", AS]

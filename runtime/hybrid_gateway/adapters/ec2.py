@@ -37,7 +37,7 @@ from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
 
 log = logging.getLogger(__name__)
 
-WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute")
+WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
 WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_BASE_S = 0.2
 WRITE_BACKOFF_MAX_S = 5.0
@@ -228,22 +228,33 @@ class Ec2Routes:
     def replace_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
         self._write("ReplaceRoute", key, eni_id, guard)
 
-    def _write(self, operation: str, key: RouteKey, eni: str, guard: Callable[[], bool]) -> None:
+    def delete_route(self, key: RouteKey, guard: Callable[[], bool]) -> None:
+        """Delete a stale route (core/stale_routes.py); one that is already gone is done."""
+        try:
+            self._write("DeleteRoute", key, None, guard)
+        except Ec2Error as exc:
+            if exc.code != "InvalidRoute.NotFound":
+                raise
+
+    def _write(
+        self, operation: str, key: RouteKey, eni: str | None, guard: Callable[[], bool]
+    ) -> None:
         """Up to WRITE_ATTEMPTS attempts, each checked against `guard` at the last moment;
         throttling and transient errors back off (full jitter), and the wait ends early when
         the guard turns false."""
         writer = self._writer
-        call = writer.create_route if operation == "CreateRoute" else writer.replace_route
+        call = {
+            "CreateRoute": writer.create_route,
+            "ReplaceRoute": writer.replace_route,
+            "DeleteRoute": writer.delete_route,
+        }[operation]
+        target = {} if eni is None else {"NetworkInterfaceId": eni}
         for attempt in range(WRITE_ATTEMPTS):
             if not guard():
                 raise WriteNotAllowedError("lease not valid: route write withheld")
             try:
                 self._local.guard = guard
-                call(
-                    RouteTableId=key.table_id,
-                    DestinationCidrBlock=key.destination,
-                    NetworkInterfaceId=eni,
-                )
+                call(RouteTableId=key.table_id, DestinationCidrBlock=key.destination, **target)
                 return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
                 if attempt + 1 >= WRITE_ATTEMPTS or not _retryable(exc):

@@ -18,6 +18,7 @@ from hybrid_gateway_contract import (
     VTEP_CONFIG_NAME,
     vtep_endpoint_name,
 )
+from hybrid_gateway_contract.plans import PLAN_ANNOTATION
 
 
 def desired_endpoints(
@@ -164,3 +165,45 @@ def shard_endpoints_match(
     if mask is not None and spec.get("cidrMask") != mask:
         return False
     return sorted(map(_endpoint_key, current)) == sorted(map(_endpoint_key, merged))
+
+
+# --- which plan the object's endpoints belong to, and its mask ----------------------------------
+#: The CRD's default for `spec.cidrMask` (`+kubebuilder:default="255.255.255.0"` on
+#: CiliumVTEPConfigSpec.CIDRMask in Cilium's cilium.io/v2 VTEP types): removing the field
+#: makes the API server store this value again, so "reset" reads as either.
+CRD_DEFAULT_CIDR_MASK = "255.255.255.0"
+
+
+def object_plan(observed: Mapping[str, Any] | None) -> str | None:
+    """The plan digest the object's shard endpoints were written under (None: none, e.g. an
+    active-standby leader or the reference wrote it)."""
+    if observed is None:
+        return None
+    annotations = (observed.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(PLAN_ANNOTATION)
+    return str(value) if value else None
+
+
+def mask_is_reset(observed: Mapping[str, Any] | None) -> bool:
+    """True when `spec.cidrMask` is absent or the CRD default (nobody's plan set it)."""
+    spec = (observed or {}).get("spec") or {}
+    return spec.get("cidrMask") in (None, CRD_DEFAULT_CIDR_MASK)
+
+
+def with_plan(
+    observed: Mapping[str, Any], spec: Mapping[str, Any], plan: str | None
+) -> dict[str, Any]:
+    """`observed` with `spec`, annotated with `plan` (None: the annotation removed)."""
+    metadata = dict(observed.get("metadata") or {})
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != PLAN_ANNOTATION
+    }
+    if plan is not None:
+        annotations[PLAN_ANNOTATION] = plan
+    metadata["annotations"] = annotations or None
+    return {**observed, "metadata": metadata, "spec": dict(spec)}
+
+
+def without_mask(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """`spec` with `cidrMask` removed (the API server stores the CRD default)."""
+    return {k: v for k, v in spec.items() if k != "cidrMask"}

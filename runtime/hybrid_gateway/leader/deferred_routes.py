@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Error
@@ -40,7 +40,11 @@ class Owner(Protocol):
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        *,
+        current: Collection[str] | None = None,
     ) -> SyncResult: ...
 
 
@@ -122,11 +126,15 @@ class DeferredRoutes:
             self._waiting_for = None
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        *,
+        current: Collection[str] | None = None,
     ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write, destinations)
+            return owner.sync(may_write, destinations, current=current)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RouteKey, RoutePlan, plan_routes
+from hybrid_gateway.core.routes import ObservedRoute, RouteKey, RoutePlan, plan_routes
+from hybrid_gateway.core.stale_routes import stale_routes
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ Report = Callable[[str, str], None]
 class SyncResult:
     plan: RoutePlan
     written: list[RouteKey] = field(default_factory=list)
+    deleted: list[RouteKey] = field(default_factory=list)  # stale routes of an earlier cut
     failed: list[tuple[RouteKey, str]] = field(default_factory=list)
     missing_tables: list[str] = field(default_factory=list)
     suppressed: bool = False  # the lease ran out during the sync: writes were withheld
@@ -149,12 +151,18 @@ class RouteOwner:
 
     # -- leader only -----------------------------------------------------------------------------
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        *,
+        current: Collection[str] | None = None,
     ) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail.
 
         `destinations` (active-active: one shard's prefixes) replaces the pod CIDRs: only those
-        routes are planned and written."""
+        routes are planned and written. `current` is every route of the writer's plan (all
+        shards' prefixes; default: `destinations`, else the pod CIDRs). Then the stale routes
+        of an earlier cut that fall in our destinations are deleted (core/stale_routes.py)."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
@@ -196,8 +204,53 @@ class RouteOwner:
                     else:
                         log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
                         result.written.append(key)
+        if not result.failed and not result.suppressed:  # the new cut is in place first
+            self._delete_stale(observed, cidrs, current, may_write, result)
         self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
         return result
+
+    def _delete_stale(
+        self,
+        observed: Mapping[str, Sequence[ObservedRoute]],
+        cidrs: Sequence[str],
+        current: Collection[str] | None,
+        may_write: Callable[[], bool],
+        result: SyncResult,
+    ) -> None:
+        """Delete the stale routes of an earlier cut that fall in `cidrs` (one at a time:
+        there are few, and only after a mode or plan change)."""
+        stale = stale_routes(
+            observed,
+            self._tables,
+            self._cidrs,
+            current=current if current is not None else cidrs,
+            owned=cidrs,
+        )
+        for key, route in stale:
+            try:
+                self._ec2.delete_route(key, may_write)
+            except WriteNotAllowedError:
+                result.suppressed = True
+                return
+            except Ec2Error as exc:
+                self._metrics.aws_route_table_update_errors.inc()
+                log.warning("stale route %s in %s: %s", key.destination, key.table_id, exc)
+                result.failed.append((key, str(exc)))
+                continue
+            self._metrics.aws_route_table_update.inc()
+            log.info(
+                "deleted stale route %s in %s (-> %s): an earlier cut of the pod networks",
+                key.destination,
+                key.table_id,
+                route.target_id,
+            )
+            result.deleted.append(key)
+        if result.deleted:
+            self._report(
+                "StaleRoutesDeleted",
+                f"deleted {len(result.deleted)} route(s) of an earlier cut of the pod networks: "
+                + ", ".join(f"{k.destination} in {k.table_id}" for k in result.deleted[:5]),
+            )
 
     def _note_refusals(self, plan: RoutePlan) -> bool:
         self._metrics.route_takeover_refused.set(len(plan.refused))

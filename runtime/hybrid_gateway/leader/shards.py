@@ -78,9 +78,12 @@ class ShardRoutes:
 
     routes: DeferredRoutes
     prefixes: tuple[str, ...]
+    plan_prefixes: frozenset[str] = frozenset()  # every shard's: the routes that are not stale
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
-        return self.routes.sync(may_write, self.prefixes)
+        return self.routes.sync(
+            may_write, self.prefixes, current=self.plan_prefixes or frozenset(self.prefixes)
+        )
 
 
 class _Recorded:
@@ -211,9 +214,18 @@ class ShardGroup:
         for shard in self.plan.shards:
             name = shard_lease_name(config.lease_name, shard.index)
             work = LeaderWork(
-                routes=ShardRoutes(self.routes, shard.pod_prefixes),
+                routes=ShardRoutes(
+                    self.routes,
+                    shard.pod_prefixes,
+                    frozenset(p for s in self.plan.shards for p in s.pod_prefixes),
+                ),
                 vtep=ShardVtepOwner(
-                    vtep_store, plan=self.plan, shard=shard.index, node_ip=config.node_ip, mac=mac
+                    vtep_store,
+                    plan=self.plan,
+                    shard=shard.index,
+                    node_ip=config.node_ip,
+                    mac=mac,
+                    plan_digest=self.plan_digest,
                 ),
                 resync_period_s=config.resync_period_s,
                 retry_period_s=config.retry_period_s,

@@ -13,8 +13,12 @@ from hybrid_gateway.core.vtep import (
     desired_object,
     dotted_mask,
     endpoints_match,
+    mask_is_reset,
     merge_shard_endpoints,
+    object_plan,
     shard_endpoints_match,
+    with_plan,
+    without_mask,
 )
 from hybrid_gateway_contract.sharding import ShardPlan
 
@@ -38,7 +42,12 @@ class VtepOwner:
         """Return True when the object is as desired; raises VtepConflictError/VtepApiError,
         or VtepWriteNotAllowedError when the lease lapsed before a write attempt."""
         observed = self._store.get()
-        if endpoints_match(observed, self._desired_endpoints):
+        # An active-active plan's marks go too (a switch back): its cidrMask and plan name.
+        if (
+            endpoints_match(observed, self._desired_endpoints)
+            and mask_is_reset(observed)
+            and object_plan(observed) is None
+        ):
             return True
         if not may_write():
             return False
@@ -46,12 +55,12 @@ class VtepOwner:
             self._store.create(dict(self._desired_object), may_write)
             log.info("created CiliumVTEPConfig %s", self._store.name)
         else:
-            body = dict(observed)
-            body["spec"] = {
-                **dict(observed.get("spec") or {}),
+            spec = {
+                **without_mask(observed.get("spec") or {}),
                 "endpoints": self._desired_endpoints,
             }
-            self._store.replace(body, may_write)  # at the observed resourceVersion
+            # at the observed resourceVersion
+            self._store.replace(with_plan(observed, spec, None), may_write)
             log.info("corrected CiliumVTEPConfig %s", self._store.name)
         return True
 
@@ -74,8 +83,10 @@ class ShardVtepOwner:
         shard: int,
         node_ip: str,
         mac: str,
+        plan_digest: str | None = None,
     ) -> None:
         self._store = store
+        self._digest = plan_digest  # the object names the plan its endpoints belong to
         self._plan = [endpoint for s in plan.shards for endpoint in s.vtep_endpoints]
         self._mine = frozenset(name for name, _cidr in plan.shards[shard].vtep_endpoints)
         self._node_ip = node_ip
@@ -89,10 +100,16 @@ class ShardVtepOwner:
             return True  # more shards than endpoints: this shard has no return path of its own
         for _attempt in range(self.CONFLICT_RETRIES):
             observed = self._store.get()
+            # Endpoints written under another plan (or mode) are not kept: only ours go in.
+            same_plan = self._digest is None or object_plan(observed) == self._digest
             merged = merge_shard_endpoints(
-                observed, self._plan, self._mine, self._node_ip, self._mac
+                observed if same_plan else None, self._plan, self._mine, self._node_ip, self._mac
             )
-            if shard_endpoints_match(observed, merged, self._mask):
+            if (
+                same_plan
+                and shard_endpoints_match(observed, merged, self._mask)
+                and (self._mask is not None or mask_is_reset(observed))
+            ):
                 return True
             if not may_write():
                 return False
@@ -100,13 +117,14 @@ class ShardVtepOwner:
             spec["endpoints"] = merged
             if self._mask is not None:
                 spec["cidrMask"] = self._mask
+            else:
+                spec = without_mask(spec)  # a mixed plan: no one mask fits, leave the default
             try:
                 if observed is None:
                     body = desired_object([], self._node_ip, self._mac, endpoints=merged)
-                    body["spec"] = spec
-                    self._store.create(body, may_write)
+                    self._store.create(with_plan(body, spec, self._digest), may_write)
                 else:
-                    self._store.replace({**observed, "spec": spec}, may_write)
+                    self._store.replace(with_plan(observed, spec, self._digest), may_write)
             except VtepConflictError:
                 continue  # another owner wrote meanwhile: merge into its version
             log.info(

@@ -4,7 +4,7 @@ what it waits for; with no route tables nothing is resolved at all."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import pytest
 
@@ -44,7 +44,11 @@ class Owner:
         return True
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        *,
+        current: Collection[str] | None = None,
     ) -> SyncResult:
         return SyncResult(RoutePlan())
 
