@@ -26,7 +26,7 @@ import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_contract import Env
-from hybrid_gateway_contract.plans import PLAN_ANNOTATION
+from hybrid_gateway_contract.plans import PLAN_ANNOTATION, PLAN_LABEL, plan_digest
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
@@ -708,3 +708,84 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
     ]
     regimes = {"gw-b": "aa", "gw-c": "aa", "gw-x": AS}
     assert regime_sequence(trio, regimes) == ["aa", AS]
+
+
+def plan_of(shards: int) -> ShardPlan:
+    return plan_shards(
+        [ipaddress.IPv4Network(c) for c in POD_CIDRS], [ipaddress.IPv4Network(VPC_CIDR)], shards
+    )
+
+
+def serves_plan(trio: Trio, plan: ShardPlan, live: set[str]) -> bool:
+    """The tables hold exactly the plan's routes (nothing of another cut), each to a live
+    replica, and the CiliumVTEPConfig exactly the plan's endpoints, each to a live replica."""
+    routes = table_routes(trio)
+    prefixes = {p for s in plan.shards for p in s.pod_prefixes}
+    enis = {trio.world.enis[n] for n in live}
+    if set(routes) != {(t, p) for t in trio.world.table_ids for p in prefixes}:
+        return False
+    if not set(routes.values()) <= enis:
+        return False
+    endpoints = vtep_spec(trio)["endpoints"]
+    cidrs = sorted(c for s in plan.shards for _n, c in s.vtep_endpoints)
+    ips = {NODE_IPS[n] for n in live}
+    return sorted(e["cidr"] for e in endpoints) == cidrs and all(
+        e["tunnelEndpoint"] in ips for e in endpoints
+    )
+
+
+@pytest.mark.parametrize("trio", [()], indirect=True)
+@pytest.mark.parametrize(("old_shards", "new_shards"), [(4, 2), (2, 4)])
+def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
+    trio: Trio,
+    kube_api: ApiServer,
+    moto_addr: tuple[str, int],
+    tmp_path: Path,
+    old_shards: int,
+    new_shards: int,
+) -> None:
+    """A rolling update that changes SHARDS: the new replicas claim nothing while a shard Lease
+    of the old plan is live; after the last old replica stopped they take every shard of the
+    new plan, delete every route of the old cut (after 4 -> 2 the old /18s would keep beating
+    the new /17s), publish the new endpoints with the new plan's mask, and name the plan. The
+    two plans' writes never interleave."""
+    old_plan, new_plan = plan_of(old_shards), plan_of(new_shards)
+    for name in ("b", "c"):
+        trio.replicas[name] = start_replica(
+            name, kube_api, trio.world, moto_addr, tmp_path, shards=old_shards
+        )
+    wait_until(lambda: serves_plan(trio, old_plan, {"b", "c"}), "the old plan served", trio)
+    for name in ("a", "x"):
+        trio.replicas[name] = start_replica(
+            name, kube_api, trio.world, moto_addr, tmp_path, shards=new_shards
+        )
+    for name in ("a", "x"):
+        trio.replicas[name].wait_readyz(
+            lambda status, body: status == 200 and "waiting for active-active/" in body,
+            "the new replicas waiting for the old plan",
+        )
+    time.sleep(2 * LEASE_DURATION_S)
+    assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] in ("gw-a", "gw-x")]
+    for name in ("b", "c"):
+        trio.replicas[name].signal(signal.SIGTERM)
+        assert trio.replicas[name].wait(15) == 0
+    wait_until(lambda: serves_plan(trio, new_plan, {"a", "x"}), "the new plan served", trio)
+    assert new_plan.vtep_prefix_length is not None
+    assert vtep_spec(trio)["cidrMask"] == str(
+        ipaddress.IPv4Network(f"0.0.0.0/{new_plan.vtep_prefix_length}").netmask
+    )
+    digest = plan_digest(
+        [ipaddress.IPv4Network(c) for c in POD_CIDRS],
+        [ipaddress.IPv4Network(VPC_CIDR)],
+        new_shards,
+    )
+    assert vtep_object(trio)["metadata"]["annotations"][PLAN_ANNOTATION] == digest
+    for index in range(new_shards):
+        lease = trio.leases.read_namespaced_lease(shard_lease_name(LEASE_NAME, index), NAMESPACE)
+        assert lease.metadata.labels[PLAN_LABEL] == digest
+    deleted = [w for w in data_writes(trio, trio.kube.audit()) if w[2].startswith("DeleteRoute")]
+    old_cut = {p for s in old_plan.shards for p in s.pod_prefixes}
+    assert {w[2].split()[1] for w in deleted} == old_cut  # every old route, by a new owner
+    assert {w[1] for w in deleted} <= {"gw-a", "gw-x"}
+    regimes = {"gw-b": "old", "gw-c": "old", "gw-a": "new", "gw-x": "new"}
+    assert regime_sequence(trio, regimes) == ["old", "new"]
