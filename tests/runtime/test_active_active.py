@@ -735,20 +735,20 @@ def serves_plan(trio: Trio, plan: ShardPlan, live: set[str]) -> bool:
 
 
 @pytest.mark.parametrize("trio", [()], indirect=True)
-@pytest.mark.parametrize(("old_shards", "new_shards"), [(4, 2), (2, 4)])
+@pytest.mark.parametrize("change", [(4, 2), (2, 4)], ids=["4-to-2", "2-to-4"])
 def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
     trio: Trio,
     kube_api: ApiServer,
     moto_addr: tuple[str, int],
     tmp_path: Path,
-    old_shards: int,
-    new_shards: int,
+    change: tuple[int, int],
 ) -> None:
     """A rolling update that changes SHARDS: the new replicas claim nothing while a shard Lease
     of the old plan is live; after the last old replica stopped they take every shard of the
     new plan, delete every route of the old cut (after 4 -> 2 the old /18s would keep beating
     the new /17s), publish the new endpoints with the new plan's mask, and name the plan. The
     two plans' writes never interleave."""
+    old_shards, new_shards = change
     old_plan, new_plan = plan_of(old_shards), plan_of(new_shards)
     for name in ("b", "c"):
         trio.replicas[name] = start_replica(
