@@ -101,9 +101,10 @@ def test_a_failed_reread_withholds_the_write() -> None:
 def test_a_lease_of_another_regime_blocks_until_released_or_expired_on_our_clock() -> None:
     clock, reader = Clock(), Reader()
     fence = fence_for(ACTIVE_STANDBY_REGIME, reader, clock)
-    item = {
+    spec: dict[str, Any] = {"holderIdentity": "gw-b", "leaseDurationSeconds": 15}
+    item: dict[str, Any] = {
         "metadata": {"name": f"{LEASE}-shard-0", "labels": {PLAN_LABEL: "aaaa"}},
-        "spec": {"holderIdentity": "gw-b", "leaseDurationSeconds": 15, "renewTime": None},
+        "spec": spec,
     }
     feed_list(fence, [item])
     assert fence.blocked()
@@ -112,7 +113,7 @@ def test_a_lease_of_another_regime_blocks_until_released_or_expired_on_our_clock
     assert fence.blocked()
     clock.now += 0.2
     assert not fence.blocked()  # not renewed for a lease duration: expired
-    feed_list(fence, [item | {"spec": item["spec"] | {"renewTime": "2026-01-01T00:00:01Z"}}])
+    feed_list(fence, [item | {"spec": spec | {"renewTime": "2026-01-01T00:00:01Z"}}])
     assert fence.blocked()
     feed_list(fence, [])  # gone from the group list
     assert not fence.blocked()
@@ -128,10 +129,12 @@ def test_the_outranked_regime_hands_its_leases_over_and_the_other_waits() -> Non
     leader, owner = Elector(), Elector()
     standby_side.protect(leader, lambda timeout: True)
     shard_side.protect(owner, lambda timeout: True)
-    shard_lease = (f"{LEASE}-shard-0", record("gw-b"), {PLAN_LABEL: "bbbb"})
-    leader_lease = (LEASE, record("gw-x"), {})
+    leases: list[tuple[str, LeaseRecord, dict[str, str]]] = [
+        (f"{LEASE}-shard-0", record("gw-b"), {PLAN_LABEL: "bbbb"}),
+        (LEASE, record("gw-x"), {}),
+    ]
     for fence in (standby_side, shard_side):
-        for name, rec, labels in (shard_lease, leader_lease):
+        for name, rec, labels in leases:
             fence.seen(name, rec, labels)
     assert leader.handovers >= 1  # active-standby yields to any active-active plan
     assert owner.handovers == 0  # ... which waits, writing nothing meanwhile
