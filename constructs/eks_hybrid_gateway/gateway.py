@@ -457,7 +457,7 @@ class HybridNodesGateway(constructs.Construct):
         to be used; prefer the `route_table_ids` prop)."""
         self.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
+                actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"],
                 resources=route_table_arns(cdk.Stack.of(self), route_table_ids),
             )
         )
@@ -516,13 +516,15 @@ class HybridNodesGateway(constructs.Construct):
         )
         allow_describe_routing_state(
             role,
-            "the write actions (CreateRoute/ReplaceRoute) are scoped to the ARNs of "
-            "the owned route tables",
+            "the write actions (CreateRoute/ReplaceRoute/DeleteRoute) are scoped to the "
+            "ARNs of the owned route tables",
         )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ProgramOwnedRouteTables",
-                actions=["ec2:CreateRoute", "ec2:ReplaceRoute"],
+                # DeleteRoute: a shard route of an earlier cut (plan change, switch back to
+                # active-standby) is removed by its new writer (runtime core/stale_routes.py).
+                actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"],
                 resources=route_table_arns(cdk.Stack.of(self), self.route_table_ids),
             )
         )

@@ -191,7 +191,7 @@ def test_pod_role_trusts_eks_pod_identity(new: dict[str, Any], cfn: Any) -> None
 def test_route_writes_are_scoped_to_owned_route_tables(existing: dict[str, Any], cfn: Any) -> None:
     statements = _pod_statements(existing, cfn)
     write = statements["ProgramOwnedRouteTables"]
-    assert sorted(write["Action"]) == ["ec2:CreateRoute", "ec2:ReplaceRoute"]
+    assert sorted(write["Action"]) == ["ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute"]
     arn = "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:route-table/"
     assert sorted(cfn.render(r) for r in write["Resource"]) == [
         f"{arn}rtb-0123456789abcdef{i}" for i in range(4)

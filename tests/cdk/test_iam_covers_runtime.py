@@ -2,7 +2,7 @@
 
 The leader's route owner runs against the EC2 emulator (moto over HTTP) behind a recording
 proxy, through a hand-over that needs every kind of call (find the primary ENI, read the tables,
-create and replace routes). Each action it sent must be allowed by the synthesized policy, and
+create and replace routes, delete a stale shard route). Each action it sent must be allowed by the synthesized policy, and
 the tables the Deployment tells the runtime to program must be exactly the tables the policy
 lets it write.
 """
@@ -58,6 +58,12 @@ def recorded_actions(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
             DestinationCidrBlock=POD_CIDRS[0],
             NetworkInterfaceId=world.enis["a"],
         )
+        # A shard route left by active-active (a switch back): the leader deletes it.
+        direct.create_route(
+            RouteTableId=world.table_ids[1],
+            DestinationCidrBlock="10.86.64.0/18",
+            NetworkInterfaceId=world.enis["a"],
+        )
         proxy = Ec2Proxy(address, label="iam").start()
         monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", proxy.url)
         try:
@@ -81,9 +87,13 @@ def test_every_ec2_action_the_leader_sends_is_allowed(
     synthesized: Any, cfn: Any, recorded_actions: set[str]
 ) -> None:
     # The hand-over exercised every kind of call, so the check below covers them all.
-    assert {"DescribeInstances", "DescribeRouteTables", "CreateRoute", "ReplaceRoute"} <= (
-        recorded_actions
-    )
+    assert {
+        "DescribeInstances",
+        "DescribeRouteTables",
+        "CreateRoute",
+        "ReplaceRoute",
+        "DeleteRoute",
+    } <= recorded_actions
     statements = _pod_policy_statements(synthesized.templates[EXISTING], cfn)
     allowed = {
         action for s in statements if s["Effect"] == "Allow" for action in _as_list(s["Action"])
