@@ -2,9 +2,9 @@
 
 The leader's route owner runs against the EC2 emulator (moto over HTTP) behind a recording
 proxy, through a hand-over that needs every kind of call (find the primary ENI, read the
-tables, create and replace routes, delete a stale shard route). Each action it sent must be allowed by the synthesized policy, and
-the tables the Deployment tells the runtime to program must be exactly the tables the policy
-lets it write.
+tables, create and replace routes, delete a stale shard route). Each action it sent must be
+allowed by the synthesized policy, and the tables the Deployment tells the runtime to program
+must be exactly the tables the policy lets it write.
 """
 
 from __future__ import annotations
