@@ -33,6 +33,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from hybrid_gateway.core.pacing import TokenBucket
 from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
 
 log = logging.getLogger(__name__)
@@ -159,8 +160,15 @@ def primary_interface(reply: Mapping[str, Any], instance_id: str) -> PrimaryInte
 class Ec2Routes:
     """The EC2 calls the leader needs. Writes take the lease guard per call."""
 
-    def __init__(self, client: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        pacing: TokenBucket | None = None,
+    ) -> None:
         self._client = client
+        self._pacing = pacing  # active-active: every write attempt takes a token first
         self._writer = single_attempt_twin(client)
         self._sleep = sleep
         self._local = threading.local()  # .guard: the guard of the write this thread sends
@@ -250,6 +258,8 @@ class Ec2Routes:
         }[operation]
         target = {} if eni is None else {"NetworkInterfaceId": eni}
         for attempt in range(WRITE_ATTEMPTS):
+            if self._pacing is not None:
+                self._wait(self._pacing.reserve(), guard)
             if not guard():
                 raise WriteNotAllowedError("lease not valid: route write withheld")
             try:

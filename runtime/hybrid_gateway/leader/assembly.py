@@ -8,6 +8,7 @@ work, then the elector that calls leader work back (started/stopped leading, new
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.core.pacing import SHARD_WRITE_BURST, SHARD_WRITE_RATE_PER_S, TokenBucket
 from hybrid_gateway.core.regime import FenceDecision
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
@@ -326,8 +328,13 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
     config, reporting, timings = inputs.config, inputs.reporting, inputs.timings
 
     def build_routes(region: str, instance_id: str) -> RouteOwner:
+        pacing = None
+        if config.active_active:  # S times the writes of a failover: spare the account bucket
+            pacing = TokenBucket(
+                burst=SHARD_WRITE_BURST, rate_per_s=SHARD_WRITE_RATE_PER_S, clock=time.monotonic
+            )
         return RouteOwner(
-            Ec2Routes(make_client(region)),
+            Ec2Routes(make_client(region), pacing=pacing),
             instance_id=instance_id,
             table_ids=config.route_table_ids,
             pod_cidrs=[str(c) for c in config.pod_cidrs],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from hybrid_gateway.adapters.ec2 import (
     make_client,
     primary_interface,
 )
+from hybrid_gateway.core.pacing import TokenBucket
 from hybrid_gateway.core.routes import RouteKey
 from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
@@ -371,3 +373,26 @@ def test_the_primary_eni_is_device_0_on_network_card_0() -> None:
     assert primary_interface(without_card, "i-1").eni_id == "eni-x"
     with pytest.raises(Ec2Error, match="NoPrimaryInterface"):
         primary_interface(_reply(("eni-card1", 0, 1, False)), "i-1")
+
+
+def test_paced_writes_leave_no_faster_than_the_bucket_allows(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """Active-active paces its route writes (core/pacing.py): with a burst of 2 and 10 per
+    second, the k-th write of a wave is SENT no earlier than (k - 2) / 10 s after the first.
+    A lower bound on spacing, which a loaded machine cannot make fail."""
+    bucket = TokenBucket(burst=2, rate_per_s=10.0, clock=time.monotonic)
+    paced = RouteOwner(
+        Ec2Routes(make_client("us-east-1"), pacing=bucket),
+        instance_id=world.instances["b"],
+        table_ids=world.table_ids,
+        pod_cidrs=world.pod_cidrs,
+        allow_takeover=False,
+        metrics=GatewayMetrics(),
+    )
+    assert paced.sync(always).converged
+    sent = sorted(c.started_mono for c in ec2_proxy.snapshot() if c.action in WRITES)
+    assert len(sent) == len(world.table_ids) * len(world.pod_cidrs) >= 6
+    for k, when in enumerate(sent):
+        assert when - sent[0] >= (k - 2) / 10.0 - 0.02, f"write {k} left early"
+    print(f"{len(sent)} paced writes over {sent[-1] - sent[0]:.2f}s")
