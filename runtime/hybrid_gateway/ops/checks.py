@@ -906,8 +906,9 @@ def check_route_quota(facts: Facts) -> CheckResult:
     """Room for the shard routes in every owned table. The VPC quota counts non-propagated
     routes, IPv4 and IPv6 separately (Amazon VPC user guide, "Amazon VPC quotas", route tables:
     "Routes per route table (non-propagated routes) ... enforced separately for IPv4 routes and
-    IPv6 routes"), so the IPv4 static routes there now plus the shard prefixes not yet there
-    must fit MAX_ROUTES_PER_TABLE."""
+    IPv6 routes"), and a route to a prefix list at the list's max entries (same page,
+    customer-managed prefix lists), so the IPv4 static routes there now, the prefix-list routes
+    at their max entries and the shard prefixes not yet there must fit MAX_ROUTES_PER_TABLE."""
     cid, title = "ROUTE-QUOTA", "The owned route tables have room for the shard routes"
     settings = facts.settings
     if settings is None or "ec2" in facts.unavailable:
@@ -925,11 +926,19 @@ def check_route_quota(facts: Facts) -> CheckResult:
             continue  # ROUTE-TARGETS names it
         static = {r.destination for r in table.routes if not r.propagated}
         missing = [p for p in prefixes if p not in static]
-        total = len(static) + len(missing)
+        # a route to a prefix list counts at the list's max entries (VPC quotas page)
+        listed = sum(entries for _id, entries in table.prefix_list_routes)
+        total = len(static) + listed + len(missing)
         full = full or total > limit
+        lists = (
+            f" + {listed} for {len(table.prefix_list_routes)} prefix list route(s) at their "
+            "max entries"
+            if table.prefix_list_routes
+            else ""
+        )
         evidence.append(
-            f"{table_id}: {len(static)} static route(s) now + {len(missing)} shard route(s) to "
-            f"add = {total} of {limit}" + (" (TOO MANY)" if total > limit else "")
+            f"{table_id}: {len(static)} static route(s) now{lists} + {len(missing)} shard "
+            f"route(s) to add = {total} of {limit}" + (" (TOO MANY)" if total > limit else "")
         )
     if not full:
         return _result(cid, title, Verdict.OK, evidence or ["no owned tables found"])

@@ -66,6 +66,9 @@ class RouteTable:
     subnet_ids: tuple[str, ...]  # explicitly associated, plus the implicit ones for the main table
     main: bool
     routes: tuple[ObservedRoute, ...]
+    # Routes to IPv4 prefix lists (`routes` holds CIDR routes only), as (prefix list ID, its
+    # max entries): each counts against the routes-per-table quota at its max entries.
+    prefix_list_routes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -639,8 +639,50 @@ def gather_ec2(
         into.values["owned_routes"] = tuple(
             _as_ec2_reports(r, existing) for r in routes_from_describe(raw_tables)
         )
+        into.values["tables"] = _with_prefix_lists(ec2, tuple(tables), raw_tables, into)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, Ec2Error) as exc:
         into.unavailable["ec2"] = _describe_error(exc)
+
+
+def _with_prefix_lists(
+    ec2: Any,
+    tables: tuple[RouteTable, ...],
+    raw_tables: Sequence[Mapping[str, Any]],
+    into: _Gathered,
+) -> tuple[RouteTable, ...]:
+    """The owned tables with their routes to IPv4 prefix lists and each list's max entries
+    (DescribeManagedPrefixLists): the VPC quota counts such a route at the list's max entries
+    (Amazon VPC user guide, "Amazon VPC quotas", customer-managed prefix lists)."""
+    referenced = {
+        str(t["RouteTableId"]): [
+            str(r["DestinationPrefixListId"])
+            for r in t.get("Routes") or []
+            if r.get("DestinationPrefixListId")
+        ]
+        for t in raw_tables
+    }
+    ids = sorted({i for lists in referenced.values() for i in lists})
+    if not ids:
+        return tables
+    try:
+        reply = ec2.describe_managed_prefix_lists(PrefixListIds=ids)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        into.unavailable["prefix-lists"] = _describe_error(exc)
+        return tables
+    entries = {
+        str(p["PrefixListId"]): int(p.get("MaxEntries") or 0)
+        for p in reply.get("PrefixLists") or []
+        if p.get("AddressFamily", "IPv4") == "IPv4"
+    }
+    return tuple(
+        replace(
+            t,
+            prefix_list_routes=tuple(
+                (i, entries[i]) for i in referenced.get(t.table_id, []) if i in entries
+            ),
+        )
+        for t in tables
+    )
 
 
 def _as_ec2_reports(route: Route, existing_enis: frozenset[str]) -> Route:

@@ -556,3 +556,31 @@ def test_cleanup_names_a_shard_count_that_cannot_cut_the_pod_cidrs(
         capsys.readouterr().err
     )
     assert all_routes(ec2, world) == before
+
+
+def test_preflight_counts_a_prefix_list_route_at_its_max_entries(
+    run: Run, world: OpsWorld, shards: ShardWorld, ec2: Any
+) -> None:
+    """A route to a prefix list counts against "Routes per route table" at the list's max
+    entries, not as one route (Amazon VPC quotas page, customer-managed prefix lists): a list
+    of max 20 entries in the first table takes its 10 static routes (8 shard routes, the local
+    route, a transit gateway route) to 30."""
+    listed = ec2.create_managed_prefix_list(
+        PrefixListName="partners",
+        MaxEntries=20,
+        AddressFamily="IPv4",
+        Entries=[{"Cidr": "192.0.2.0/24"}],
+    )["PrefixList"]["PrefixListId"]
+    ec2.create_route(
+        RouteTableId=world.owned_tables[0],
+        DestinationPrefixListId=listed,
+        TransitGatewayId=world.transit_gateway,
+    )
+    report = run("preflight", "--output", "json", "--max-routes-per-table", "28").json()
+    quota = check(report, "ROUTE-QUOTA")
+    assert quota["verdict"] == "fail"
+    assert quota["evidence"][0] == (
+        f"{world.owned_tables[0]}: 10 static route(s) now + 20 for 1 prefix list route(s) at "
+        "their max entries + 0 shard route(s) to add = 30 of 28 (TOO MANY)"
+    )
+    assert quota["evidence"][1].endswith("= 9 of 28")
