@@ -44,9 +44,11 @@ __all__ = [
     "shard_pod_prefixes",
 ]
 
-#: Amazon VPC quota "Routes per route table" (non-propagated routes): 50 by default, adjustable
-#: up to 1,000 (Amazon VPC user guide, "Amazon VPC quotas", route tables).
-DEFAULT_MAX_ROUTES_PER_TABLE: Final = 50
+#: Amazon VPC quota "Routes per route table (non-propagated routes)": 500 by default, adjustable
+#: up to 1,000, enforced separately for IPv4 and IPv6 (Amazon VPC user guide, "Amazon VPC
+#: quotas", route tables; it was 50 until 2025). A route to a prefix list counts at the list's max
+#: entries (same page, customer-managed prefix lists): `preflight` counts them per table.
+DEFAULT_MAX_ROUTES_PER_TABLE: Final = 500
 DEFAULT_SHARDS: Final = 4
 MAX_SHARDS: Final = 64
 #: Label on every Lease of one gateway in active-active mode (shard and member Leases), so a

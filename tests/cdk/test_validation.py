@@ -121,7 +121,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "shard_routes_over_the_route_quota",
-        {"mode": AA, "shards": 64},
+        {"mode": AA, "shards": 64, "max_routes_per_table": 50},
         "max_routes_per_table: 50: shards 64: 64 x 1 remote pod network(s) = 64 routes per "
         "route table, plus 1 local route(s), exceeds the 50 routes a table may hold",
     ),
@@ -370,7 +370,7 @@ def test_active_active_accepts_the_mode_by_value_and_more_replicas(
 
     gateway = make_gateway(mode="active-active", replicas=4)
     assert gateway.sharding.mode is AA
-    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (4, 50)
+    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (4, 500)
     template = cdk.assertions.Template.from_stack(cdk.Stack.of(gateway)).to_json()
     [nodegroup] = cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
     scaling = nodegroup[1]["Properties"]["ScalingConfig"]

@@ -90,7 +90,7 @@ def test_probes_and_ports_match_where_the_runtime_listens(
 
 
 @pytest.mark.parametrize(
-    ("variant", "shards", "max_routes"), [("aa-default", 4, 50), ("aa-8", 8, 100)]
+    ("variant", "shards", "max_routes"), [("aa-default", 4, 500), ("aa-8", 8, 100)]
 )
 def test_runtime_runs_active_active_as_the_chart_sets_it(
     active_active_objects: dict[str, list[Manifest]], variant: str, shards: int, max_routes: int

@@ -80,8 +80,13 @@ def test_shard_counts_that_are_not_powers_of_two_from_2_to_64_are_refused(shards
 
 
 def test_the_route_quota_and_the_pod_network_size_are_checked() -> None:
-    problems = shard_plan_problems([N("10.100.0.0/16")] * 7, [N("10.0.0.0/16")], 8)
+    problems = shard_plan_problems(
+        [N("10.100.0.0/16")] * 7, [N("10.0.0.0/16")], 8, max_routes_per_table=50
+    )
     assert [p.setting for p in problems] == [ShardSetting.MAX_ROUTES_PER_TABLE]
+    # the default is the VPC quota's current default, 500: 7 x 64 + 1 fits, 8 x 64 + 1 not
+    assert shard_plan_problems([N("10.100.0.0/16")] * 7, [N("10.0.0.0/16")], 64) == []
+    assert shard_plan_problems([N("10.100.0.0/16")] * 8, [N("10.0.0.0/16")], 64)
     assert "57" not in problems[0].message and "56 routes" in problems[0].message
     assert (
         shard_plan_problems(

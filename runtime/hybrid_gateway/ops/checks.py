@@ -24,7 +24,7 @@ from hybrid_gateway_contract import (
 )
 from hybrid_gateway_contract.rules import CidrField, NetworkRole, check_cidr_plan
 
-from .facts import Facts, GatewayInstance, GroupLease, SgRule
+from .facts import Facts, GatewayInstance, GroupLease, SgRule, leftover_shard_routes
 from .report import CheckResult, Verdict, worst
 from .shards import (
     ABSENT,
@@ -205,9 +205,26 @@ def check_route_targets(facts: Facts) -> CheckResult:
                     f"decide whether the {route.kind.value} route is deliberate; the gateway "
                     "only takes it over with ALLOW_ROUTE_TAKEOVER=true"
                 )
+        _shard_routes_left(facts, table_id, evidence, verdicts, fixes)
     verdict = worst(verdicts)
     fix = "; ".join(dict.fromkeys(fixes)) if verdict is not Verdict.OK else ""
     return _result(cid, title, verdict, evidence, (fix[:1].upper() + fix[1:] + ".") if fix else "")
+
+
+def _shard_routes_left(
+    facts: Facts, table_id: str, evidence: list[str], verdicts: list[Verdict], fixes: list[str]
+) -> None:
+    """Active-standby: shard routes active-active left in the table (leftover_shard_routes)."""
+    for route in leftover_shard_routes(facts, table_id):
+        verdicts.append(Verdict.WARN)
+        evidence.append(
+            f"{table_id} {route.destination}: {route.target_id} (a shard route left by "
+            "active-active; more specific than the pod network, so it wins)"
+        )
+        fixes.append(
+            "the active-standby leader deletes shard routes on its next sync (it needs "
+            "ec2:DeleteRoute on the owned tables; see its StaleRoutesDeleted Events)"
+        )
 
 
 def check_route_coverage(facts: Facts) -> CheckResult:

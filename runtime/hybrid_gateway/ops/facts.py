@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from hybrid_gateway.core.routes import ObservedRoute
+from hybrid_gateway.core.stale_routes import stale_in
 from hybrid_gateway_contract.route_cleanup import Route
 from hybrid_gateway_contract.sharding import (
     DEFAULT_MAX_ROUTES_PER_TABLE,
@@ -268,3 +269,14 @@ class Facts:
         if node is None or node.instance_id is None:
             return None
         return next((i for i in self.instances if i.instance_id == node.instance_id), None)
+
+
+def leftover_shard_routes(facts: Facts, table_id: str) -> list[ObservedRoute]:
+    """In active-standby mode, the routes of an owned table that an active-active plan left:
+    more specific than a whole pod network and pointing at an interface (the rule the leader
+    deletes them by, core/stale_routes.py). They win over the leader's routes until deleted."""
+    table = facts.table(table_id)
+    if table is None or facts.settings is None or facts.active_active:
+        return []
+    found = stale_in({table_id: table.routes}, [table_id], list(facts.settings.pod_cidrs))
+    return [route for _key, route in found]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .facts import Facts, GroupLease
+from .facts import Facts, GroupLease, leftover_shard_routes
 from .shards import ABSENT, TABLE_NOT_FOUND, ShardView, live_members, route_points_at, shard_views
 
 RECENT_EVENTS = 10
@@ -118,6 +118,12 @@ def build_status(facts: Facts, scraped: Mapping[str, ReplicaScrape]) -> dict[str
     }
     if active_active:
         status.update(_active_active(facts, replicas))
+    else:
+        status["shardRoutesLeft"] = [
+            {"routeTableId": table_id, "destination": r.destination, "target": r.target_id}
+            for table_id in (settings.route_table_ids if settings else ())
+            for r in leftover_shard_routes(facts, table_id)
+        ]
     return status
 
 
@@ -310,6 +316,11 @@ def status_table(status: Mapping[str, Any]) -> str:
         lines.append(
             f"{route['routeTableId']:<24} {route['destination']:<20} "
             f"{route['target'] or '-':<24} {route['points_at']}"
+        )
+    for route in status.get("shardRoutesLeft") or ():
+        lines.append(
+            f"{route['routeTableId']:<24} {route['destination']:<20} {route['target']:<24} "
+            "SHARD ROUTE LEFT by active-active (wins over the leader's; the leader deletes it)"
         )
     lines.append("")
     vtep = status["vtepConfig"]

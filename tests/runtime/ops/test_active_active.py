@@ -89,7 +89,7 @@ def test_status_table_in_active_active(run: Run, world: OpsWorld, shards: ShardW
     ran = run("status", "--no-scrape")
     assert ran.code == 0, ran.out
     lines = ran.out.splitlines()
-    assert lines[0] == "Mode:    active-active, 4 shards, 8 shard routes per table (max 50)"
+    assert lines[0] == "Mode:    active-active, 4 shards, 8 shard routes per table (max 500)"
     assert "Members: 2 live" in lines
     assert "Leader:" not in ran.out
     shard_row = next(line for line in lines if line.startswith("1 "))
@@ -251,8 +251,8 @@ def test_preflight_passes_a_healthy_active_active_gateway(run: Run, shards: Shar
     quota = check(report, "ROUTE-QUOTA")["evidence"]
     # table 0: local + 8 shard routes + the transit gateway route; table 1: local + 8
     assert [line.split(": ", 1)[1] for line in quota] == [
-        "10 static route(s) now + 0 shard route(s) to add = 10 of 50",
-        "9 static route(s) now + 0 shard route(s) to add = 9 of 50",
+        "10 static route(s) now + 0 shard route(s) to add = 10 of 500",
+        "9 static route(s) now + 0 shard route(s) to add = 9 of 500",
     ]
     assert check(report, "GATEWAY-LEASE")["evidence"][-1].startswith("2 live member(s)")
     assert check(report, "ROUTE-TARGETS")["evidence"] == [

@@ -3,6 +3,7 @@ hybrid nodes configured per replica (metrics when reachable, else Kubernetes), E
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,3 +137,35 @@ def test_gateway_events_about_cluster_scoped_objects_are_found_in_default(
     status = run("status", "--no-scrape", "--output", "json").json()
     assert [e["reason"] for e in status["events"]] == ["LeaderElected", "VtepConfigCorrected"]
     assert status["events"][-1]["object"] == "CiliumVTEPConfig/hybrid-gateway"
+
+
+def test_status_and_preflight_report_shard_routes_left_in_active_standby(
+    run: Run, world: OpsWorld, ec2: Any
+) -> None:
+    """After a switch back to active-standby, a shard route still in a table is more specific
+    than the leader's whole pod network and wins: both commands name it until the leader has
+    deleted it. A transit gateway route inside the pod network is somebody's design: not
+    reported."""
+    pod = ipaddress.IPv4Network(POD_CIDRS[0])
+    shard, other = (str(s) for s in list(pod.subnets(prefixlen_diff=2))[1:3])
+    ec2.create_route(
+        RouteTableId=world.owned_tables[0],
+        DestinationCidrBlock=shard,
+        NetworkInterfaceId=world.enis["b"],
+    )
+    ec2.create_route(
+        RouteTableId=world.owned_tables[0],
+        DestinationCidrBlock=other,
+        TransitGatewayId=world.transit_gateway,
+    )
+    status = run("status", "--no-scrape", "--output", "json").json()
+    assert status["shardRoutesLeft"] == [
+        {"routeTableId": world.owned_tables[0], "destination": shard, "target": world.enis["b"]}
+    ]
+    table = run("status", "--no-scrape").out
+    assert f"{shard}" in table and "SHARD ROUTE LEFT" in table
+    report = run("preflight", "--output", "json").json()
+    targets = next(c for c in report["checks"] if c["id"] == "ROUTE-TARGETS")
+    assert targets["verdict"] == "warn"
+    assert any(shard in line and "shard route left" in line for line in targets["evidence"])
+    assert "ec2:DeleteRoute" in targets["fix"]
