@@ -576,14 +576,19 @@ class HybridGatewayChart(cdk8s.Chart):
                 {**leases, "verbs": ["get", "list", "patch", "update", "watch"]},
                 {**leases, "verbs": ["create"]},
             ]
-        # Active-standby: every verb but `create` is limited to the one Lease. Releasing is an
-        # update; the standby lists and watches with a `metadata.name` field selector.
+        # Active-standby: every write is limited to the one Lease. Releasing is an update; the
+        # standby lists and watches it with a `metadata.name` field selector. Reading is not:
+        # the leader also lists and watches the shard Leases by their group label (one mode
+        # at a time: it never writes while an active-active shard owner is live, e.g. during a
+        # rollback), which resourceNames cannot express; the Role keeps that to the Leases of
+        # the gateway's own namespace, read-only.
         return [
             {
                 **leases,
                 "resourceNames": [self.lease_name],
                 "verbs": ["get", "list", "patch", "update", "watch"],
             },
+            {**leases, "verbs": ["list", "watch"]},
             {**leases, "verbs": ["create"]},
         ]
 

@@ -119,7 +119,8 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
             dataplane.ready if dataplane is not None else None,
             leader.routes,
             leader.lease,
-            [("CiliumVTEPConfig watch", leader.vtep_watch)],
+            [("CiliumVTEPConfig watch", leader.vtep_watch)]
+            + ([("Lease group watch", leader.fence_health)] if leader.fence_health else []),
             timings,
         )
         if problem is not None:

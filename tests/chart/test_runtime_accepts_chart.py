@@ -133,4 +133,5 @@ def test_runtime_refuses_what_the_chart_would_refuse(
             route_table_ids=environ[Env.ROUTE_TABLE_IDS].split(","),
             mode=ChartMode.ACTIVE_ACTIVE,
             shards=32,
+            max_routes_per_table=50,
         )

@@ -142,6 +142,7 @@ class Leader:
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
     fence: RegimeFence | None = None  # one regime at a time (shard owners of active-active)
     fence_watch: Task | None = None  # the shard Leases, into the fence
+    fence_health: WatchHealth | None = None
 
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
@@ -254,6 +255,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         watches,
         fence=fence,
         fence_watch=fence_health.task("lease-group-watch", fence_list_watch, timings),
+        fence_health=fence_health,
     )
 
 

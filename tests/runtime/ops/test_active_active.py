@@ -58,7 +58,7 @@ def test_status_shows_each_shard_its_holder_routes_and_endpoints(
     assert status["shardPlan"] == {
         "shards": 4,
         "routesPerTable": 8,
-        "maxRoutesPerTable": 50,
+        "maxRoutesPerTable": 500,
         "vtepPrefixLength": 18,
     }
     assert status["shardPlanProblems"] == []
