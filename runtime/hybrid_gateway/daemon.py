@@ -110,6 +110,21 @@ def dataplane_task(dataplane: DataPlaneLike, timings: Timings) -> Task:
     )
 
 
+class _WaitingForOtherRegime:
+    """The Lease's problem, except "no live holder" while writers of another regime hold
+    live Leases (a rollback waiting for the shard owners, however long the rollout takes):
+    those are live holders, and an unready new replica would stall a surge rollout."""
+
+    def __init__(self, leader: Leader) -> None:
+        self._leader = leader
+
+    def problem(self) -> str | None:
+        fence = self._leader.fence
+        if fence is not None and fence.blocked():
+            return None
+        return self._leader.lease.problem()
+
+
 def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings) -> Check:
     """`/readyz`: the data plane is ready, this replica can take part in the election, and on
     the leader the routes and the CiliumVTEPConfig have converged. Says what it waits for."""
@@ -118,7 +133,7 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
         problem = readiness_problem(
             dataplane.ready if dataplane is not None else None,
             leader.routes,
-            leader.lease,
+            _WaitingForOtherRegime(leader),
             [("CiliumVTEPConfig watch", leader.vtep_watch)]
             + ([("Lease group watch", leader.fence_health)] if leader.fence_health else []),
             timings,

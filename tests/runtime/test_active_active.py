@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.timings import HOLDER_LOSS_LEASES
 from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.plans import PLAN_ANNOTATION, PLAN_LABEL, plan_digest
 from hybrid_gateway_contract.sharding import (
@@ -594,6 +595,15 @@ def data_writes(trio: Trio, audit: list[dict[str, Any]]) -> list[tuple[float, st
     return sorted(writes)
 
 
+def regime_gap(trio: Trio, old: set[str], new: set[str]) -> float:
+    """Seconds from the old regime's last Lease write (the last one's SIGTERM release) to the
+    new regime's first data write, from the servers' records (a figure, not asserted)."""
+    audit = trio.kube.audit()
+    released = max(when for when, who in lease_writes(audit, NAMESPACE) if who in old)
+    first_new = min(when for when, who, _what in data_writes(trio, audit) if who in new)
+    return first_new - released
+
+
 def regime_sequence(trio: Trio, regime_of: dict[str, str]) -> list[str]:
     """The regimes of all data writes in time order, consecutive repeats collapsed."""
     sequence: list[str] = []
@@ -665,9 +675,14 @@ def test_migration_with_a_standby_never_lets_both_modes_write(
         assert standby.wait(15) == 0
     else:
         print(f"migration race: the shard owners won; the old standby: {standby.readyz()}")
+        time.sleep(HOLDER_LOSS_LEASES * LEASE_DURATION_S)
+        status, body = standby.readyz()
+        assert status == 200 and "waiting for active-active/" in body, body
     trio.wait_settled({"b", "c"}, timeout_s=30)
     regimes = {"gw-a": AS, "gw-x": AS, "gw-b": "aa", "gw-c": "aa"}
     assert regime_sequence(trio, regimes) == [AS, "aa"]
+    gap = regime_gap(trio, {"gw-a", "gw-x"}, {"gw-b", "gw-c"})
+    print(f"migration: first shard write {gap:.2f}s after the last active-standby release")
     assert assert_only_shard_owners_wrote(trio) > 0
 
 
@@ -688,7 +703,11 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
         "the new replica waiting for the shard owners",
     )
     assert "gw-b" in new.readyz()[1] and "gw-c" in new.readyz()[1]
-    time.sleep(2 * LEASE_DURATION_S)
+    # longer than a replica may go without seeing a live holder of its own Lease: waiting for
+    # another regime keeps it ready, or a surge rollout would never remove the old pods
+    time.sleep((HOLDER_LOSS_LEASES + 1) * LEASE_DURATION_S)
+    status, body = new.readyz()
+    assert status == 200 and "waiting for active-active/" in body, body
     assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] == "gw-x"]
     trio.replicas["b"].signal(signal.SIGTERM)
     assert trio.replicas["b"].wait(15) == 0
@@ -708,6 +727,10 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
     ]
     regimes = {"gw-b": "aa", "gw-c": "aa", "gw-x": AS}
     assert regime_sequence(trio, regimes) == ["aa", AS]
+    print(
+        f"rollback: first leader write {regime_gap(trio, {'gw-b', 'gw-c'}, {'gw-x'}):.2f}s "
+        "after the last shard owner's release"
+    )
 
 
 def plan_of(shards: int) -> ShardPlan:
@@ -789,3 +812,8 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
     assert {w[1] for w in deleted} <= {"gw-a", "gw-x"}
     regimes = {"gw-b": "old", "gw-c": "old", "gw-a": "new", "gw-x": "new"}
     assert regime_sequence(trio, regimes) == ["old", "new"]
+    gap = regime_gap(trio, {"gw-b", "gw-c"}, {"gw-a", "gw-x"})
+    print(
+        f"plan change {old_shards} -> {new_shards}: first new-plan write {gap:.2f}s after the "
+        f"last old-plan release; {len(deleted)} old routes deleted"
+    )
