@@ -81,7 +81,6 @@ class LeaseStore:
         labels: Mapping[str, str] | None = None,
         owner: client.V1OwnerReference | None = None,
     ) -> None:
-        self._api = client.CoordinationV1Api(api_client)
         self._labels = dict(labels or {})  # kept on every write: a group watch selects them
         self._owner = owner  # set when the Lease is created: garbage-collected with its owner
         self._once = client.CoordinationV1Api(single_attempt(api_client))
@@ -230,7 +229,7 @@ def lease_watch(
 
     return ListWatch(
         f"Lease watch {namespace}/{name}",
-        client.CoordinationV1Api(api_client).list_namespaced_lease,
+        client.CoordinationV1Api(single_attempt(api_client)).list_namespaced_lease,
         args=(namespace,),
         field_selector=f"metadata.name={name}",
         on_list=on_list,

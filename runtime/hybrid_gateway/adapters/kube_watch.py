@@ -14,9 +14,10 @@ CiliumVTEPConfig), so they fail, retry and report alike:
   full resync of the caller's state, so a missed event costs a late fix, never a wrong one.
 - 401/403 are logged as warnings naming the resource, and every failure is handed to
   `on_error`, so the caller can count it in a metric, emit an Event or drop readiness.
-- Every request has a client-side timeout: a list page `call_timeout_s`, a watch window
-  `window_s + call_timeout_s` (the server ends the window after `window_s`). Give it a client
-  whose `Configuration.retries` is False: urllib3 otherwise retries a timed-out GET three times
+- Every request has a client-side timeout: a list page `call_timeout_s`; a watch window
+  `call_timeout_s` to connect and `window_s + call_timeout_s` per read (the server ends the
+  window after `window_s`; `kube_attempts.watch_timeout`). Give it a client from
+  `kube_attempts.single_attempt`: urllib3 otherwise retries a timed-out GET three times
   (kubernetes.client.Configuration leaves `retries` None), and one timeout becomes four.
 
 Objects are the JSON dicts the API server sends (camelCase keys), for built-in and custom
@@ -52,6 +53,7 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_attempts import watch_timeout
 from hybrid_gateway.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -217,7 +219,7 @@ class ListWatch:
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._window_s,
-                _request_timeout=self._window_s + self._call_timeout_s,
+                _request_timeout=watch_timeout(self._window_s, self._call_timeout_s),
             ):
                 kind = str(event.get("type"))
                 obj = event.get("raw_object")  # the JSON dict, also for built-in kinds
