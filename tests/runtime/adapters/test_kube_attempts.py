@@ -136,5 +136,5 @@ def test_each_timed_out_list_or_watch_on_a_hung_server_is_one_request(
     # hung requests are audited when the server lets them go (after the heal)
     wait_until("hung requests audited", lambda: len(lists()) >= failed, 10)
     time.sleep(0.5)
-    # every timed-out list or watch is one request (the one in flight when the test stopped may add one)
+    # every timed-out list or watch is one request (one still in flight at the stop may add one)
     assert failed <= len(lists()) <= failed + 1, (failed, len(lists()))
