@@ -559,6 +559,21 @@ def test_an_admin_deleting_the_lease_never_gives_two_writers(pair: Pair) -> None
         gw.log_path.read_text().count("leader writes paused") for gw in pair.gateways.values()
     )
     assert paused >= 4, pair.logs()
+    # and an Event says so (reason LeaseChangedDuringTerm, about the replica's pod)
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(
+        config.new_client_from_config(config_file=str(pair.kube.kubeconfig("admin")))
+    )
+    wait_until(
+        "a LeaseChangedDuringTerm Event",
+        lambda: [
+            e
+            for e in core.list_namespaced_event(NAMESPACE).items
+            if e.reason == "LeaseChangedDuringTerm" and "leader writes paused" in e.message
+        ],
+        10,
+    )
     print(f"\nLease deleted 4 times: {writes} leader writes, none by a non-holder; owner {owner}")
 
 

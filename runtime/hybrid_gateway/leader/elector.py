@@ -106,6 +106,7 @@ class LeaseElector:
         follow_poll_s: float | None = None,
         log_refusals: bool = True,
         rng: Callable[[], float] = random.random,
+        on_pause: Callable[[str], None] = lambda _message: None,
     ) -> None:
         self._backend = backend
         self.identity = identity
@@ -131,6 +132,7 @@ class LeaseElector:
         self._last_round_failed = False
         self._refusal_logged = False
         self._rng = rng  # the jitter of a follower's back-off
+        self._on_pause = on_pause  # told (with the reason) each time leader writes pause
         # A call of the last round(s) failed (not a conflict): the next good read is a fresh
         # observation, whatever was seen before the outage.
         self._api_failing = False
@@ -182,14 +184,17 @@ class LeaseElector:
         later; a release, deletion or new holder starts the next round now.
         """
         early = warrants_early_round(self._observation, seen)
+        paused = None
         with self._lock:
             if self._leading:
                 if self._contradicts_term(seen):
-                    self._pause_locked("deleted" if seen is None else f"held by {seen.holder}")
+                    why = "deleted" if seen is None else f"held by {seen.holder or 'nobody'}"
+                    paused = self._pause_locked(why)
                     early = True
             elif seen is not None and seen.holder != self.identity:
                 previous = None if self._api_failing else self._observation
                 self._observation = observe(previous, seen, self._clock())
+        self._report_pause(paused)
         if early:
             self._wake.set()
 
@@ -205,17 +210,25 @@ class LeaseElector:
             return True
         return seen.holder != self.identity and seen.resource_version != self._replaced_rv
 
-    def _pause_locked(self, why: str) -> None:
-        """Stop leader writes now (lock held) and re-read the Lease in the next round."""
+    def _pause_locked(self, why: str) -> str | None:
+        """Stop leader writes now (lock held) and re-read the Lease in the next round. Returns
+        the message to report (`_report_pause`, outside the lock) if writes were running."""
         self._pause_epoch += 1
         self._observation = None  # the next round reads the Lease
         if self._paused_at is not None:
-            return
+            return None
         self._paused_at = self._clock()  # `valid()` is false from now on
         self.pauses += 1
-        log.warning(
-            "the Lease is %s: leader writes paused until a read shows this replica as holder", why
-        )
+        return f"the Lease is {why}: leader writes paused until a read shows this replica as holder"
+
+    def _report_pause(self, message: str | None) -> None:
+        if message is None:
+            return
+        log.warning("%s", message)
+        try:
+            self._on_pause(message)
+        except Exception:  # reporting must not break the elector
+            log.exception("reporting a paused term failed")
 
     @property
     def paused(self) -> bool:
@@ -314,10 +327,12 @@ class LeaseElector:
             # pause at once (not when the validity runs out) until a read shows us as holder.
             self._last_round_failed = True
             if isinstance(exc, LeaseConflictError | LeaseGoneError):
+                paused = None
                 with self._lock:
                     if self._leading:
-                        self._pause_locked("changed or deleted (the renewal was refused)")
+                        paused = self._pause_locked("changed or deleted (the renewal was refused)")
                     self._observation = None
+                self._report_pause(paused)
             else:
                 self._api_failing = True
             log.debug("lease round failed: %s", exc)

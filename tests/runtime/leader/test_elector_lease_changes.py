@@ -325,3 +325,22 @@ def test_the_watch_after_an_outage_does_not_count_the_time_before_it_either() ->
     b.notice(store.record)  # the watch relists first: an unchanged record, seen fresh
     b.try_once()
     assert not leading(b)
+
+
+def test_each_pause_is_reported_once_with_its_reason() -> None:
+    clock = Clock()
+    store = ApiLease(clock)
+    reported: list[str] = []
+    a = elector("a", store, clock, on_pause=reported.append)
+    a.try_once()
+    store.delete()
+    a.notice(None)
+    a.notice(None)  # the same pause: not reported twice
+    clock.now += 1.0
+    a.try_once()  # re-creates the Lease: writes resume
+    a.notice(store.edit(holder="maintenance"))
+    assert reported == [
+        "the Lease is deleted: leader writes paused until a read shows this replica as holder",
+        "the Lease is held by maintenance: leader writes paused until a read shows this replica "
+        "as holder",
+    ]
