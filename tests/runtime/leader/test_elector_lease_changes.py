@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from hybrid_gateway.adapters.kube_lease import LeaseConflictError
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector, Term
@@ -250,13 +252,23 @@ def rounds_in(elector_: LeaseElector, clock: Clock, seconds: float, cap: int = 1
     return count
 
 
-def test_a_standby_that_may_not_acquire_an_expired_lease_does_not_spin() -> None:
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {},
+        # a shard's or the membership elector: polls once a lease duration, refusals unlogged
+        {"follow_poll_s": 3.0, "log_refusals": False},
+    ],
+)
+def test_a_standby_that_may_not_acquire_an_expired_lease_does_not_spin(
+    shape: dict[str, object],
+) -> None:
     clock = Clock()
     store = ApiLease(clock)
     a = elector("a", store, clock)
     a.try_once()
     a.shutdown()
-    b = elector("b", store, clock, can_acquire=lambda: False)
+    b = elector("b", store, clock, can_acquire=lambda: False, **shape)
     b.try_once()
     clock.now += 5.0  # a's lease has expired: b may take it but refuses
     count = rounds_in(b, clock, 10.0)
