@@ -196,7 +196,15 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         shard owner must stop first)."""
         return dataplane_ready() and routes.forwarding_allowed() and not fence.blocked()
 
-    elector = config_elector(lease, config, callbacks=work, can_acquire=can_acquire)
+    elector = config_elector(
+        lease,
+        config,
+        callbacks=work,
+        can_acquire=can_acquire,
+        on_pause=lambda message: reporting.events.emit(
+            reporting.subject, "LeaseChangedDuringTerm", message
+        ),
+    )
     fence.protect(elector, work.wait_idle)
     fence_health = WatchHealth(
         reporting.reporter(
@@ -288,6 +296,7 @@ def config_elector(
     can_acquire: Callable[[], bool],
     follow_poll_s: float | None = None,
     log_refusals: bool = True,
+    on_pause: Callable[[str], None] = lambda _message: None,
 ) -> LeaseElector:
     """An elector on `backend` with this replica's identity and lease timings."""
     return LeaseElector(
@@ -300,6 +309,7 @@ def config_elector(
         can_acquire=can_acquire,
         follow_poll_s=follow_poll_s,
         log_refusals=log_refusals,
+        on_pause=on_pause,
     )
 
 

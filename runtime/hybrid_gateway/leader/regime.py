@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_lease import record_from_json
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
@@ -207,7 +208,7 @@ def group_watch(
 
     return ListWatch(
         f"Lease group watch {namespace}",
-        client.CoordinationV1Api(api_client).list_namespaced_lease,
+        client.CoordinationV1Api(single_attempt(api_client)).list_namespaced_lease,
         args=(namespace,),
         label_selector=f"{LEASE_GROUP_LABEL}={lease_name}",
         on_list=on_list,
