@@ -221,9 +221,13 @@ def trio(
 
 
 def record_vtep_versions(trio: Trio, stop: threading.Event) -> None:
-    """Every version of the CiliumVTEPConfig, from a watch: (resourceVersion, endpoints)."""
+    """Every version of the CiliumVTEPConfig, from a watch: (resourceVersion, endpoints).
+    Each new watch resumes from the last version seen, so no version between two windows is
+    missed (a missed version would make the next writer look like it changed the endpoints
+    the missed one changed)."""
     from kubernetes import watch
 
+    last: dict[str, str] = {}
     while not stop.is_set():
         try:
             for event in watch.Watch().stream(
@@ -232,8 +236,12 @@ def record_vtep_versions(trio: Trio, stop: threading.Event) -> None:
                 "v2",
                 "ciliumvtepconfigs",
                 timeout_seconds=2,
+                **last,
             ):
                 obj = event["object"]
+                last["resource_version"] = str(obj["metadata"]["resourceVersion"])
+                if event["type"] == "DELETED":
+                    continue
                 trio.vtep_history.append(
                     (
                         str(obj["metadata"]["resourceVersion"]),
@@ -245,7 +253,8 @@ def record_vtep_versions(trio: Trio, stop: threading.Event) -> None:
                 )
                 if stop.is_set():
                     return
-        except Exception:
+        except Exception:  # e.g. 410 Gone: start over from a fresh list
+            last.clear()
             time.sleep(0.1)
 
 
