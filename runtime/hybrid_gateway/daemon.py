@@ -8,7 +8,7 @@ invalidated and joined first (no EC2 or VTEP write can land after this point), T
 released, so the standby can take over at once without racing our in-flight writes, THEN the
 rest stops. The data-plane state is left in place: this node keeps forwarding until the routes
 have moved (SPEC §12). Only the node filter's nftables table (`dataplane.nodefilter`) is removed,
-last, once the Leases are released.
+last, once the Leases are released and this node has stopped forwarding (bounded).
 """
 
 from __future__ import annotations
@@ -311,8 +311,9 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         pass
     stop_all()
     if node_filter is not None:
-        # Last: the Leases are released and every task has stopped (none re-installs it).
-        node_filter.remove()
+        # Last: the Leases are released and every task has stopped (none re-installs it); the
+        # node keeps forwarding until the routes have moved, so the table waits for that too.
+        node_filter.remove_when_drained()
     endpoints.stop()
     log.info("stopped")
     return 0

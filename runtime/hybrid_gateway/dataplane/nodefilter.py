@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 CHECK_PERIOD_S = 5.0
 #: How quickly `run` notices `stop`.
 STOP_POLL_S = 0.1
+#: At shutdown the table goes once this node has forwarded nothing for DRAIN_QUIET_S (the
+#: routes and VTEP endpoints have moved to another replica), at most DRAIN_MAX_S after the
+#: Leases were released: removing it while flows still cross this node would make their next
+#: packets INVALID here (an ACK after a SYN whose SYN/ACK took the other gateway).
+DRAIN_QUIET_S = 1.0
+DRAIN_MAX_S = 10.0
+DRAIN_POLL_S = 0.2
 COUNTER_LABELS = ("direction", "shard", "prefix")
 
 
@@ -180,6 +187,43 @@ class NodeFilter:
             while not stop.is_set() and time.monotonic() < deadline:
                 self.heartbeat = time.monotonic()
                 stop.wait(STOP_POLL_S)
+
+    def _forwarded(self) -> int | None:
+        try:
+            listing = self._nft.list_table()
+        except NftError:
+            return None
+        if listing is None:
+            return None
+        return sum(c.packets for c in read_counters(listing).values())
+
+    def remove_when_drained(
+        self,
+        *,
+        quiet_s: float = DRAIN_QUIET_S,
+        max_wait_s: float = DRAIN_MAX_S,
+        poll_s: float = DRAIN_POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Shutdown: wait until this node has forwarded nothing for `quiet_s` (by its own
+        counters), at most `max_wait_s`, then delete the table."""
+        start = clock()
+        last = self._forwarded()
+        quiet_since = start
+        while last is not None and clock() - start < max_wait_s:
+            if clock() - quiet_since >= quiet_s:
+                break
+            sleep(poll_s)
+            now = self._forwarded()
+            if now != last:
+                last, quiet_since = now, clock()
+        log.info(
+            "node filter: forwarded nothing for %.1fs or waited %.1fs; removing",
+            quiet_s,
+            clock() - start,
+        )
+        self.remove()
 
     def remove(self) -> None:
         """Delete the table (shutdown). Failures are logged: the node keeps a harmless table."""

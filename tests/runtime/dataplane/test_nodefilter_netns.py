@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -292,3 +293,53 @@ def test_stop_ends_the_loop() -> None:
         thread.join(10)
         assert not thread.is_alive()
         assert f.ready()
+
+
+class GrowingCounters(Nft):
+    """Our table as `nft -j` lists it, its one counter growing by `step` per listing."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(binary="unused")
+        self.step, self.packets, self.deleted = step, 0, False
+
+    def list_table(self) -> dict[str, Any] | None:
+        if self.deleted:
+            return None
+        self.packets += self.step
+        rule = {
+            "table": "hybrid_gateway",
+            "chain": "forwarded",
+            "comment": f"to_hybrid|all|{POD_CIDR}",
+            "expr": [{"counter": {"packets": self.packets, "bytes": 0}}],
+        }
+        return {"nftables": [{"rule": rule}]}
+
+    def delete_table(self) -> bool:
+        self.deleted = True
+        return True
+
+
+@pytest.mark.parametrize(("step", "waited"), [(0, 1.0), (5, 10.0)])
+def test_shutdown_removes_the_table_once_the_node_stopped_forwarding(
+    step: int, waited: float
+) -> None:
+    """Idle: removed after the quiet second. Still forwarding (the routes have not moved
+    yet): kept until the bound, then removed anyway."""
+    nft = GrowingCounters(step)
+    f = NodeFilter(
+        nft=nft,
+        pod_cidrs=[ipaddress.IPv4Network(POD_CIDR)],
+        vpc_cidrs=[ipaddress.IPv4Network(VPC_CIDR)],
+        counters=lambda: [],
+        reporting=Reporting(RecordedEvents(), ObjectRef("v1", "Pod", "gw", "ns"), GatewayMetrics()),
+    )
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    f.remove_when_drained(
+        quiet_s=1.0, max_wait_s=10.0, poll_s=0.2, clock=lambda: now[0], sleep=sleep
+    )
+    assert nft.deleted
+    assert now[0] == pytest.approx(waited, abs=0.25)
