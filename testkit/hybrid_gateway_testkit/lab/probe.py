@@ -237,7 +237,7 @@ def run_tcp_client(
                     )
                     pending.clear()
                     opened += 1
-                    if opened > 1:  # the long-lived connection was lost and is reopened
+                    if persistent and opened > 1:  # the long-lived connection was lost
                         this_kind = f"{kind}+reopen"
                 ok = call(conn, pending, seq)
             except TimeoutError:
