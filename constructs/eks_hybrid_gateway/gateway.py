@@ -33,6 +33,7 @@ from eks_hybrid_gateway.chart import (
 )
 from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.kubectl_access import grant_imported_kubectl_handler_role
 from eks_hybrid_gateway.kubernetes import (
     AnyCluster,
     apply_manifest,
@@ -428,6 +429,10 @@ class HybridNodesGateway(constructs.Construct):
         self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
         self.pod_identity_association = self._add_pod_identity_association(namespace)
         self.manifest = apply_manifest(self, "Manifests", cluster=cluster, chart=self.chart)
+        # An imported kubectl handler role misses what aws-cdk-lib attaches as managed policies.
+        self.kubectl_handler_policy = grant_imported_kubectl_handler_role(
+            self, cluster, ecr_public=hybrid_cilium is not None
+        )
         # Credentials are injected when a pod is created: the association (and the agent that
         # serves it) must exist before the Deployment's first pod does, and so must its nodes.
         self.manifest.node.add_dependency(self.pod_identity_association, self.capacity.ready)
