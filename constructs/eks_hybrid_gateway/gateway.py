@@ -290,7 +290,8 @@ class HybridNodesGateway(constructs.Construct):
         remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
             wrote (custom resource, see `GatewayRouteCleanup`). @default False
         log_encryption_key: KMS key for the log group the construct creates (the route
-            cleanup's); its key policy must let CloudWatch Logs use it. @default None:
+            cleanup's, retained after the stack, so a key the app creates must be retained
+            too); its key policy must let CloudWatch Logs use it. @default None:
             CloudWatch Logs' own encryption at rest
         mode: `GatewayMode.ACTIVE_STANDBY` (one leader routes everything) or
             `GatewayMode.ACTIVE_ACTIVE` (the remote pod networks are cut into `shards` prefixes,
@@ -356,6 +357,10 @@ class HybridNodesGateway(constructs.Construct):
                 hybrid_cilium.helm_values(list(remote_pod_networks))
             if vpc_cni_addon is not None:
                 check_vpc_cni_addon(vpc_cni_addon)
+            if remove_routes_on_delete:
+                from eks_hybrid_gateway.route_cleanup import validate_log_encryption_key
+
+                validate_log_encryption_key(log_encryption_key)
             validate_chart_options(
                 replicas=replicas,
                 namespace=namespace,

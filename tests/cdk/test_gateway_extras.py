@@ -356,6 +356,47 @@ def test_cleanup_timing_and_shards_are_validated(kwargs: dict[str, Any], message
         )
 
 
+def test_a_cleanup_log_key_deleted_with_the_stack_is_refused(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The cleanup's log group is retained: its key must outlive the stack too, else the logs
+    a failed deletion leaves are unreadable. The gateway refuses before joining the tree."""
+    from aws_cdk import aws_kms as kms
+
+    stacks: list[cdk.Stack] = []
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=r"^S/Gateway: log_encryption_key: S/Doomed is deleted with its stack "
+        r"\(RemovalPolicy.DESTROY\), but the route cleanup's log group is retained",
+    ):
+        make_gateway(
+            stacks,
+            remove_routes_on_delete=True,
+            log_encryption_key=kms.Key(
+                cdk.Stack(cdk.App(), "S"), "Doomed", removal_policy=cdk.RemovalPolicy.DESTROY
+            ),
+        )
+    assert stacks[0].node.try_find_child("Gateway") is None
+
+
+def test_a_retained_or_imported_cleanup_log_key_is_used(make_gateway: GatewayFactory) -> None:
+    from aws_cdk import aws_kms as kms
+
+    retained = make_gateway(
+        remove_routes_on_delete=True,
+        log_encryption_key=kms.Key(cdk.Stack(cdk.App(), "K"), "Kept"),  # RETAIN is the default
+    )
+    imported = make_gateway(
+        remove_routes_on_delete=True,
+        log_encryption_key=kms.Key.from_key_arn(
+            cdk.Stack(cdk.App(), "K"),
+            "Imported",
+            f"arn:aws:kms:{REGION}:{ACCOUNT}:key/12345678-1234-1234-1234-123456789012",
+        ),
+    )
+    assert retained.route_cleanup is not None and imported.route_cleanup is not None
+
+
 # --- Active-active ------------------------------------------------------------------------------
 
 
