@@ -541,6 +541,7 @@ class HybridNodesGateway(constructs.Construct):
     def _add_capacity(self, replicas: int, attach_cni_policy: bool) -> GatewayCapacity:
         spec = CapacitySpec(
             cluster=self.cluster,
+            vpc=self.vpc,
             node_role=self.node_role,
             security_group_ids=[
                 self.cluster.cluster_security_group_id,
