@@ -22,7 +22,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 from eks_hybrid_gateway import (
     GatewayImage,
@@ -188,7 +188,7 @@ def new_hybrid_cluster(
         if auto_mode
         else {
             # NODEGROUP turns Auto Mode off; the node group itself is added below with an
-            # AL2023 AMI (the default capacity would get AL2, which EKS 1.33 no longer has).
+            # AL2023 AMI (the default capacity would get AL2, which EKS 1.33 and later lack).
             "default_capacity_type": eks.DefaultCapacityType.NODEGROUP,
             "default_capacity": 0,
             "bootstrap_self_managed_addons": False,
@@ -198,13 +198,13 @@ def new_hybrid_cluster(
         stack,
         "Cluster",
         cluster_name=cluster_name,
-        version=eks.KubernetesVersion.V1_33,
+        version=eks.KubernetesVersion.V1_35,
         vpc=vpc,
         service_ipv4_cidr=service_cidr,
         secrets_encryption_key=key,
         cluster_logging=CONTROL_PLANE_LOGS,
         kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer")
+            kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")
         ),
         remote_node_networks=[eks.RemoteNodeNetwork(cidrs=list(remote_node_networks))],
         remote_pod_networks=[eks.RemotePodNetwork(cidrs=list(remote_pod_networks))],

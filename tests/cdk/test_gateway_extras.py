@@ -17,6 +17,7 @@ from aws_cdk import aws_eks as eks
 from aws_cdk import aws_eks_v2 as eks_v2
 
 from eks_hybrid_gateway import (
+    KUBERNETES_VERSION,
     CapacityType,
     GatewayImage,
     GatewayMode,
@@ -56,7 +57,7 @@ def extras(
     Mode capacity and every extra on, and an imported aws_eks cluster with an active-active
     gateway (3 replicas, 8 shards, route cleanup on)."""
     from aws_cdk import aws_ec2 as ec2
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
     from cdk_nag import AwsSolutionsChecks
     from examples.nag import KUBECTL_PROVIDER_FINDINGS, kubectl_provider_wiring_findings
 
@@ -78,13 +79,13 @@ def extras(
     cluster = eks_v2.Cluster(
         new,
         "Cluster",
-        version=eks_v2.KubernetesVersion.V1_33,
+        version=eks_v2.KubernetesVersion.V1_35,
         vpc=vpc,
         default_capacity_type=eks_v2.DefaultCapacityType.NODEGROUP,
         default_capacity=0,
         bootstrap_self_managed_addons=False,
         kubectl_provider_options=eks_v2.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(new, "KubectlLayer")
+            kubectl_layer=KubectlV35Layer(new, "KubectlLayer")
         ),
         remote_node_networks=[eks_v2.RemoteNodeNetwork(cidrs=["192.168.100.0/24"])],
         remote_pod_networks=[eks_v2.RemotePodNetwork(cidrs=POD_NETWORKS)],
@@ -411,7 +412,7 @@ def test_active_active_manifest_validates_and_carries_the_mode(extras: Assembly,
 
     objects = cfn.manifest_objects(extras.templates[ACTIVE_ACTIVE], "HybridGatewayManifests")
     for obj in objects:
-        kubernetes_validate.validate(obj, "1.33", strict=True)
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 3
     [container] = deployment["spec"]["template"]["spec"]["containers"]

@@ -45,7 +45,7 @@ APP = textwrap.dedent(
     import aws_cdk as cdk
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_eks_v2 as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
     import eks_hybrid_gateway
     import hybrid_gateway_contract
@@ -64,12 +64,12 @@ APP = textwrap.dedent(
             self.cluster = eks.Cluster(
                 self,
                 "Cluster",
-                version=eks.KubernetesVersion.V1_33,
+                version=eks.KubernetesVersion.V1_35,
                 vpc=self.vpc,
                 default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
                 default_capacity=0,
                 kubectl_provider_options=eks.KubectlProviderOptions(
-                    kubectl_layer=KubectlV33Layer(self, "Kubectl")
+                    kubectl_layer=KubectlV35Layer(self, "Kubectl")
                 ),
             )
 

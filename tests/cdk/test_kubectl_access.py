@@ -15,7 +15,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Annotations, Match, Template
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 from eks_hybrid_gateway import GatewayImage, HybridCiliumOptions, HybridNodesGateway
 
@@ -52,7 +52,7 @@ def _gateway_stack(
         cluster_security_group_id="sg-0123456789abcdef0",
         kubectl_role_arn=f"arn:aws:iam::{ACCOUNT}:role/kubectl",
         kubectl_lambda_role=role,
-        kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
+        kubectl_layer=KubectlV35Layer(stack, "KubectlLayer"),
         kubectl_private_subnet_ids=(
             ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"] if private else None
         ),
