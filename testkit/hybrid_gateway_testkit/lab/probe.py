@@ -7,6 +7,10 @@ machine-wide monotonic clock (the same in every namespace):
     rx,<src>,<dst>,<seq>,<t_send>,<t_recv>
     tcp,<src>,<dst>,<seq>,<t_start>,<t_end>,<ok 0|1>
 
+The TCP request/response can run over TLS (`--tls-cert/--tls-key` on the server, `--tls-ca` on the
+client, which verifies the server's certificate and address), as an API server calls an
+admission webhook: a full handshake per call, each call a new connection.
+
 Run inside a namespace: `python -m hybrid_gateway_testkit.lab.probe udp|tcp-server|tcp-client ...`.
 Every loop is bounded by `--max-runtime-s`; SIGTERM stops sending, keeps receiving for a grace
 period (so packets in flight are counted), then flushes the log and exits.
@@ -21,6 +25,7 @@ import select
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -135,8 +140,26 @@ class _EchoHandler(socketserver.StreamRequestHandler):
     # A caller whose request (or FIN) died with a failed gateway must not hold a handler
     # forever: the connection times out instead.
     timeout = 2.0
+    tls: ssl.SSLContext | None = None  # set on a subclass for a TLS responder
+
+    def setup(self) -> None:
+        if self.tls is not None:  # the handshake runs here, on the handler's own thread
+            self.request.settimeout(self.timeout)
+            try:
+                self.request = self.tls.wrap_socket(self.request, server_side=True)
+            except (OSError, ssl.SSLError):
+                self.request = None
+        if self.request is not None:
+            super().setup()
+
+    def finish(self) -> None:
+        if self.request is not None:
+            with contextlib.suppress(OSError):
+                super().finish()
 
     def handle(self) -> None:
+        if self.request is None:  # the handshake failed: the caller counts a failed call
+            return
         try:
             line = self.rfile.readline(256)
             self.wfile.write(b"ok " + line)
@@ -149,10 +172,22 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
-def run_tcp_server(bind: str, port: int, max_runtime_s: float, ready: Path | None) -> None:
-    """A webhook-like responder: one request line in, one response line out."""
+def run_tcp_server(
+    bind: str,
+    port: int,
+    max_runtime_s: float,
+    ready: Path | None,
+    tls: tuple[Path, Path] | None = None,
+) -> None:
+    """A webhook-like responder: one request line in, one response line out (over TLS with
+    `tls` = (certificate, key))."""
     stop = _stop_event()
-    with _Server((bind, port), _EchoHandler) as server:
+    handler: type[_EchoHandler] = _EchoHandler
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        handler = type("_TlsEchoHandler", (_EchoHandler,), {"tls": context})
+    with _Server((bind, port), handler) as server:
         start_barrier(ready, None, stop)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
@@ -170,9 +205,12 @@ def run_tcp_client(
     log: Path,
     max_runtime_s: float,
     go: Path | None = None,
+    tls_ca: Path | None = None,
 ) -> None:
-    """One thread per target: connect, send a request, read the answer, every `interval_s`."""
+    """One thread per target: connect, send a request, read the answer, every `interval_s`
+    (over TLS, verifying the server against `tls_ca`, when given)."""
     stop = _stop_event()
+    context = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
     lines: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + max_runtime_s
@@ -188,11 +226,16 @@ def run_tcp_client(
             try:
                 with socket.create_connection(
                     (host, port), timeout=timeout_s, source_address=(source, 0)
-                ) as conn:
-                    conn.settimeout(timeout_s)
+                ) as raw:
+                    raw.settimeout(timeout_s)
+                    conn = (
+                        context.wrap_socket(raw, server_hostname=host)
+                        if context is not None
+                        else raw
+                    )
                     conn.sendall(f"call {seq}\n".encode())
                     ok = conn.makefile("rb").readline(256).startswith(b"ok call")
-            except OSError:
+            except OSError:  # ssl.SSLError included: a failed handshake is a failed call
                 ok = False
             t1 = time.monotonic()
             with lock:
@@ -233,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--bind", required=True)
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--max-runtime-s", type=float, default=600.0)
+    srv.add_argument("--tls-cert", type=Path, default=None)
+    srv.add_argument("--tls-key", type=Path, default=None)
     cli = sub.add_parser("tcp-client")
     cli.add_argument("--bind", required=True)
     cli.add_argument("--target", action="append", default=[], type=_endpoint)
@@ -240,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--timeout-s", type=float, default=1.0)
     cli.add_argument("--log", type=Path, required=True)
     cli.add_argument("--max-runtime-s", type=float, default=600.0)
+    cli.add_argument("--tls-ca", type=Path, default=None)
     for p in (udp, srv, cli):
         p.add_argument("--ready-file", type=Path, default=None)
         p.add_argument("--go-file", type=Path, default=None)
@@ -257,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             go=args.go_file,
         )
     elif args.cmd == "tcp-server":
-        run_tcp_server(args.bind, args.port, args.max_runtime_s, args.ready_file)
+        tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+        run_tcp_server(args.bind, args.port, args.max_runtime_s, args.ready_file, tls)
     else:
         run_tcp_client(
             bind=args.bind,
@@ -267,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             log=args.log,
             max_runtime_s=args.max_runtime_s,
             go=args.go_file,
+            tls_ca=args.tls_ca,
         )
     return 0
 
