@@ -45,7 +45,5 @@ def test_the_instance_attribute_and_the_primary_eni_are_one_flag(ec2: Any) -> No
     assert flags(ec2, instance, eni) == (False, False, False)  # seeded off through the ENI
     ec2.modify_instance_attribute(InstanceId=instance, SourceDestCheck={"Value": True})
     assert flags(ec2, instance, eni) == (True, True, True)
-    ec2.modify_network_interface_attribute(
-        NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
-    )
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, SourceDestCheck={"Value": False})
     assert flags(ec2, instance, eni) == (False, False, False)

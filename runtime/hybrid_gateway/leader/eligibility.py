@@ -25,7 +25,9 @@ Why not publish "I can own routes" per replica: that takes one more object and w
 replica and Lease rights beyond the one named Lease; the head start needs neither and costs a
 lease duration only when no replica can own routes, when routes cannot move anyway.
 
-A replica whose data plane is not ready never acquires (it could not forward anything).
+A replica whose data plane is not ready never acquires (it could not forward anything); a
+leader whose data plane stops being ready hands over once that has lasted a head start (a
+device the next pass recreates is not worth a failover).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseElector, Ter
 from hybrid_gateway.reporting import Reporting
 
 log = logging.getLogger("hybrid_gateway")
+
+DATAPLANE_NOT_READY = "data plane not ready"
 
 
 class RouteOwnership(Protocol):
@@ -97,7 +101,7 @@ class Eligibility:
     def problem(self) -> str | None:
         """Why this replica cannot do a leader's whole job, or None."""
         if not self._dataplane_ready():
-            return "data plane not ready"
+            return DATAPLANE_NOT_READY
         routes = self._routes.ownership_problem()
         return None if routes is None else f"cannot own routes: {routes}"
 
@@ -195,6 +199,8 @@ class Eligibility:
             self._reporting.events.emit(self._reporting.subject, "LeaderCannotOwnRoutes", text)
         if elector is None or work is None:
             return
+        if unable == DATAPLANE_NOT_READY and now - self._unable_since < self._head_start:
+            return  # a device being recreated by the next pass is not worth a failover
         with self._lock:
             last_attempt = max(self._last_yield, self._last_resort_at)
         if now - last_attempt < self._yield_retry:

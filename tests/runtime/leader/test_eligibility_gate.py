@@ -168,3 +168,20 @@ def test_a_slow_start_up_is_not_reported_as_leading_without_routes() -> None:
     routes.problem = None  # EC2 answered
     eligibility.step()
     assert events.reasons == [] and eligibility.leading_unable is None
+
+
+def test_a_leader_whose_data_plane_fails_hands_over_only_if_it_lasts() -> None:
+    flag = [True]
+    eligibility, clock, routes, _events, work, elector, _m = gate(dataplane=flag)
+    routes.problem = None
+    assert eligibility.can_acquire()
+    work.active = True
+    flag[0] = False
+    eligibility.step()
+    clock.now += LEASE_S - 0.1
+    eligibility.step()
+    assert elector.handovers == 0  # a blip: no failover
+    clock.now += 0.1
+    eligibility.step()
+    assert elector.handovers == 1
+    assert not eligibility.can_acquire()  # and it never takes a lease without a data plane
