@@ -182,6 +182,9 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         config,
         callbacks=GatedCallbacks(work, eligibility),
         can_acquire=eligibility.can_acquire,
+        on_pause=lambda message: reporting.events.emit(
+            reporting.subject, "LeaseChangedDuringTerm", message
+        ),
     )
     eligibility.elector, eligibility.work = elector, work
     lease_watch_health = WatchHealth(
@@ -224,6 +227,7 @@ def config_elector(
     can_acquire: Callable[[], bool],
     follow_poll_s: float | None = None,
     log_refusals: bool = True,
+    on_pause: Callable[[str], None] = lambda _message: None,
 ) -> LeaseElector:
     """An elector on `backend` with this replica's identity and lease timings."""
     return LeaseElector(
@@ -236,6 +240,7 @@ def config_elector(
         can_acquire=can_acquire,
         follow_poll_s=follow_poll_s,
         log_refusals=log_refusals,
+        on_pause=on_pause,
     )
 
 
