@@ -17,49 +17,33 @@ from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_regime import WriterLeases
 from hybrid_gateway.adapters.kube_vtep import VtepStore
-from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
+from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.core.pacing import SHARD_WRITE_BURST, SHARD_WRITE_RATE_PER_S, TokenBucket
 from hybrid_gateway.core.regime import FenceDecision
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
+from hybrid_gateway.leader.eligibility import Eligibility, GatedCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.regime import RegimeFence, group_watch
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.vtep import VtepOwner
-from hybrid_gateway.reporting import FailureReporter, Reporting
-from hybrid_gateway.supervisor import Beat, Task
+from hybrid_gateway.reporting import Reporting
+from hybrid_gateway.supervisor import Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway.watch_health import WatchHealth
 from hybrid_gateway_contract.plans import ACTIVE_STANDBY_REGIME
 from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL
 
 log = logging.getLogger("hybrid_gateway")
 
+__all__ = ["WatchHealth"]  # re-exported: the shard group builds its watches with it
+
 LEADER_WORK = "leader-work"
 ELECTOR = "elector"
-
-
-class WatchHealth:
-    """A watch's failure reporting and its heartbeat: the watch turns while it lists, receives
-    events or bookmarks, ends windows (`ListWatch.last_progress`), or fails and retries."""
-
-    def __init__(self, reporter: FailureReporter) -> None:
-        self.reporter = reporter
-        self._failed = Beat()
-
-    def on_error(self, failure: WatchFailure) -> None:
-        self._failed()
-        self.reporter.failed("list/watch", failure.message)
-
-    def task(self, name: str, watch: ListWatch, timings: Timings) -> Task:
-        return Task(
-            name,
-            watch.run,
-            heartbeat=lambda: max(watch.last_progress or 0.0, self._failed.last()),
-            stale_after_s=timings.stale_watch_s,
-        )
+ELIGIBILITY = "eligibility"
 
 
 @dataclass(frozen=True)
@@ -140,6 +124,7 @@ class Leader:
     work: LeaderWork
     vtep_watch: WatchHealth
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
+    eligibility: Eligibility
     fence: RegimeFence | None = None  # one regime at a time (shard owners of active-active)
     fence_watch: Task | None = None  # the shard Leases, into the fence
     fence_health: WatchHealth | None = None
@@ -155,6 +140,13 @@ class Leader:
             *fence_watch,  # before the elector: live shard owners are known before it acquires
             elector_task(ELECTOR, self.elector, timings),
             work_task(LEADER_WORK, self.work, timings),
+            Task(
+                ELIGIBILITY,
+                self.eligibility.run,
+                heartbeat=lambda: self.eligibility.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.eligibility.wake,
+            ),
             vtep_watch_task,
         ]
 
@@ -189,22 +181,28 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         fence=fence.guard,
     )
 
-    def can_acquire() -> bool:
-        """Take the lease only where forwarding works: the data plane is ready and the primary
-        ENI is not known to drop forwarded packets (a held lease is kept regardless), and
-        while no active-active shard owner holds a live shard Lease (a rollback: the last
-        shard owner must stop first)."""
-        return dataplane_ready() and routes.forwarding_allowed() and not fence.blocked()
-
+    eligibility = Eligibility(
+        identity=config.identity,
+        dataplane_ready=dataplane_ready,
+        routes=routes,
+        reporting=reporting,
+        head_start_s=timings.head_start_s,
+        yield_retry_s=timings.yield_retry_s,
+        retry_period_s=config.retry_period_s,
+        renew_deadline_s=config.renew_deadline_s,
+    )
     elector = config_elector(
         lease,
         config,
-        callbacks=work,
-        can_acquire=can_acquire,
+        callbacks=GatedCallbacks(work, eligibility),
+        # and never while an active-active shard owner holds a live shard Lease (a rollback:
+        # the last shard owner must stop first; one mode at a time, leader/regime.py)
+        can_acquire=lambda: eligibility.can_acquire() and not fence.blocked(),
         on_pause=lambda message: reporting.events.emit(
             reporting.subject, "LeaseChangedDuringTerm", message
         ),
     )
+    eligibility.elector, eligibility.work = elector, work
     fence.protect(elector, work.wait_idle)
     fence_health = WatchHealth(
         reporting.reporter(
@@ -261,6 +259,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         work,
         vtep_watch_health,
         watches,
+        eligibility,
         fence=fence,
         fence_watch=fence_health.task("lease-group-watch", fence_list_watch, timings),
         fence_health=fence_health,
@@ -368,4 +367,5 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
             "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
         ),
         max_backoff_s=timings.start_retry_max_s,
+        recheck_s=timings.eni_check_s,
     )

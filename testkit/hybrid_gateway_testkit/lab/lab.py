@@ -42,6 +42,9 @@ from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.procs import LabProcess, ProcessSet
 from hybrid_gateway_testkit.lab.shards import held_shards, spread_ok
 from hybrid_gateway_testkit.lab.topology import (
+    CONN_PORT,
+    TCP_PORT,
+    UDP_PORT,
     VTEP_DEVICE,
     HybridNodePlan,
     LabPlan,
@@ -56,8 +59,9 @@ if TYPE_CHECKING:
 
 MOTO_PORT = 5000
 EC2_PROXY_PORT = 5001
-UDP_PORT = 9000
-TCP_PORT = 9443
+#: Idle timeout of the long-lived connections' responders: longer than any failover, so a
+#: connection only ends when the network lost it.
+CONN_IDLE_TIMEOUT_S = 60.0
 
 
 class LabError(RuntimeError):
@@ -74,6 +78,8 @@ class LabOptions:
     tcp_interval_s: float = 0.1
     start_timeout_s: float = 60.0
     vtep_match: str = "hash"  # how the hybrid nodes match VTEP endpoints (see `agent`)
+    webhook_tls: bool = False  # the webhook calls over TLS (a handshake per call)
+    api_outage_s: float = 60.0  # control-plane-upgrade: how long the API is unreachable
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
     def lease_env(self) -> dict[str, str]:
@@ -151,6 +157,7 @@ class Lab:
         self._stack.callback(netns_world.close)
         self._stack.callback(self.procs.stop_all)
         try:
+            counters.require_nft()  # the gateway hosts' kube-proxy rule and the ENI filters
             self.world = build_world(netns_world, self.plan)
             if self.plan.active_active:
                 shard_plan = self.plan.shard_plan()
@@ -218,11 +225,12 @@ class Lab:
     def start_ec2(self) -> None:
         w = self.w
         self.ctl = NetnsExecutor(w.control.name)
-        moto = str(Path(sys.executable).parent / "moto_server")
+        # moto_server with EC2's one source/destination check flag per primary ENI
+        moto = [sys.executable, "-m", "hybrid_gateway_testkit.moto_strict"]
         self.procs.start(
             "moto",
             w.control,
-            [moto, "-H", self.plan.control_ip, "-p", str(MOTO_PORT)],
+            [*moto, "-H", self.plan.control_ip, "-p", str(MOTO_PORT)],
             env=lab_ec2.FAKE_AWS_ENV,
         )
         self.procs.start(
@@ -311,9 +319,21 @@ class Lab:
                 str(self.options.router_poll_s),
                 "--delay-s",
                 str(self.options.propagation_delay_s),
+                *self.sdc_guard_args(),
             ],
             env=lab_ec2.FAKE_AWS_ENV,
         )
+
+    def sdc_guard_args(self) -> list[str]:
+        """`--sdc-guard host=instance,IP,MAC` per gateway host: the VPC router drops what EC2
+        drops while that instance's source/destination check is on (see `vpc_router`)."""
+        args: list[str] = []
+        for gw in self.plan.gateways:
+            ns, iface = self.w.gateways[gw.name], self.w.gateway_ifaces[gw.name]
+            mac = json.loads(ns.ip("-j", "link", "show", iface))[0]["address"]
+            instance = self.e.instances[gw.name].instance_id
+            args += ["--sdc-guard", f"{gw.name}={instance},{gw.ip},{mac}"]
+        return args
 
     def start_agent(self, node: HybridNodePlan) -> LabProcess:
         proc = self.procs.start(
@@ -695,6 +715,7 @@ class Lab:
         barrier = self.run_dir / "barrier"
         for stale in barrier.glob("*"):
             stale.unlink()
+        self._tls_ca().unlink(missing_ok=True)  # a node added since: a certificate for all
         pair = {node.name: target for _, node, target in plan.shard_pairs()}
 
         def via(name: str) -> str:  # the cloud address paired with this node ("" = the pod's)
@@ -709,6 +730,7 @@ class Lab:
             ], listens=True)  # fmt: skip
             self._probe(f"webhook-{name}", w.pods[name], [
                 "tcp-server", "--bind", node.pod_ip, "--port", str(TCP_PORT),
+                *self._webhook_tls_args(),
             ], listens=True)  # fmt: skip
         peers = [
             a for name, n in w.node_plans.items()
@@ -722,12 +744,15 @@ class Lab:
             a for name, n in w.node_plans.items()
             for a in ("--target", f"{n.pod_ip}:{TCP_PORT}{via(name)}")
         ]  # fmt: skip
+        if plan.active_active:
+            self._mismatched_probes(targets)
         self._probe("probe-tcp", w.cloud, [
             "tcp-client", "--bind", plan.cloud_pod_ip, "--interval-s",
             str(self.options.tcp_interval_s), *targets,
             "--log", str(self.run_dir / "probe-tcp.csv"),
+            *(["--tls-ca", str(self._tls_ca())] if self.options.webhook_tls else []),
         ], listens=False)  # fmt: skip
-        expected = {p.name for p in self.probes if p.name != "probe-tcp"}
+        expected = {p.name for p in self.probes if not _is_caller(p.name)}
 
         def all_ready() -> bool:
             for p in self.probes:
@@ -737,6 +762,63 @@ class Lab:
 
         _wait("probes to bind", all_ready, 30, 0.02)
         (barrier / "go").touch()
+
+    def _webhook_tls_args(self) -> list[str]:
+        """The webhook responders' serving certificate and key (none without `webhook_tls`):
+        one self-signed certificate for every hybrid pod's address, which the caller trusts
+        as a webhook's caBundle names its CA. One, not one per pod: self-signed certificates
+        with the same subject would shadow each other in the caller's trust store."""
+        if not self.options.webhook_tls:
+            return []
+        directory = self._tls_ca().parent
+        cert, key = directory / "serving.crt", directory / "serving.key"
+        if not cert.exists():
+            from hybrid_gateway_testkit.apiserver.tls import make_certificate
+
+            directory.mkdir(parents=True, exist_ok=True)
+            pods = sorted(node.pod_ip for node in self.w.node_plans.values())
+            make_certificate(pods[0], directory, tuple(pods[1:]))
+        return ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+    def _tls_ca(self) -> Path:
+        return self.run_dir / "tls" / "serving.crt"
+
+    def _mismatched_probes(self, cloud_targets: list[str]) -> None:
+        """Active-active: TCP between hybrid pod i and the cloud address of shard j = i + 1,
+        whose two directions cross the owners of shards i and j. Opened from both sides, as
+        one-shot calls (appended to the cloud caller's `cloud_targets`, and a caller in every
+        pod) and as long-lived connections (a caller in the cloud and in every pod, against
+        responders that keep a connection for CONN_IDLE_TIMEOUT_S)."""
+        w, plan = self.w, self.plan
+        interval = str(self.options.tcp_interval_s)
+        responders = [("webhook-cloud", w.cloud, "0.0.0.0", TCP_PORT, 2.0)]
+        responders.append(("longlived-cloud", w.cloud, "0.0.0.0", CONN_PORT, CONN_IDLE_TIMEOUT_S))
+        for name, node in w.node_plans.items():
+            responders.append(
+                (f"longlived-{name}", w.pods[name], node.pod_ip, CONN_PORT, CONN_IDLE_TIMEOUT_S)
+            )
+        for name, ns, bind, port, idle in responders:
+            self._probe(name, ns, [
+                "tcp-server", "--bind", bind, "--port", str(port), "--idle-timeout-s", f"{idle:g}",
+            ], listens=True)  # fmt: skip
+        cloud_conns: list[str] = []
+        for _, node, _, target in plan.mismatched_pairs():
+            cloud_targets += ["--target", f"{node.pod_ip}:{TCP_PORT}@{target}"]
+            cloud_conns += ["--target", f"{node.pod_ip}:{CONN_PORT}@{target}"]
+            self._probe(f"probe-tcp-{node.name}", w.pods[node.name], [
+                "tcp-client", "--bind", node.pod_ip, "--interval-s", interval,
+                "--target", f"{target}:{TCP_PORT}",
+                "--log", str(self.run_dir / f"probe-tcp-{node.name}.csv"),
+            ], listens=False)  # fmt: skip
+            self._probe(f"probe-conn-{node.name}", w.pods[node.name], [
+                "tcp-client", "--persistent", "--bind", node.pod_ip, "--interval-s", interval,
+                "--target", f"{target}:{CONN_PORT}",
+                "--log", str(self.run_dir / f"probe-conn-{node.name}.csv"),
+            ], listens=False)  # fmt: skip
+        self._probe("probe-conn-cloud", w.cloud, [
+            "tcp-client", "--persistent", "--bind", plan.cloud_pod_ip, "--interval-s", interval,
+            *cloud_conns, "--log", str(self.run_dir / "probe-conn-cloud.csv"),
+        ], listens=False)  # fmt: skip
 
     def _stop(self, probes: list[LabProcess]) -> None:
         import signal as _signal
@@ -751,7 +833,7 @@ class Lab:
             stack = p.log_tail(60)
             p.signal(_signal.SIGKILL)
             p.wait(5)
-            if not p.name.startswith("webhook-"):  # its probe log is lost: the run is
+            if not p.name.startswith(("webhook-", "longlived-")):  # its probe log is lost
                 raise LabError(f"probe {p.name} did not stop:\n{stack}")
             # A webhook responder keeps no log: nothing is lost, but say so, with its stack.
             self.stop_warnings.append(f"{p.name} did not stop within 10 s of SIGTERM; killed")
@@ -762,7 +844,7 @@ class Lab:
 
         The webhook caller stops first: a responder stopped under an in-flight call would
         fail it, and the lab would count that as loss."""
-        callers = [p for p in self.probes if p.name == "probe-tcp"]
+        callers = [p for p in self.probes if _is_caller(p.name)]
         self._stop(callers)
         self._stop([p for p in self.probes if p not in callers])
         lines: list[str] = []
@@ -770,6 +852,11 @@ class Lab:
             lines += path.read_text().splitlines()
         self.probes.clear()
         return lines
+
+
+def _is_caller(name: str) -> bool:
+    """A TCP caller: it binds nothing, and stops before the responders."""
+    return name == "probe-tcp" or name.startswith(("probe-tcp-", "probe-conn-"))
 
 
 @contextmanager
