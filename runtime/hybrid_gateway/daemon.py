@@ -122,6 +122,8 @@ def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings)
             [("CiliumVTEPConfig watch", leader.vtep_watch)],
             timings,
         )
+        if problem is None and leader.cilium is not None:
+            problem = leader.cilium.problem()
         if problem is not None:
             return False, problem
         routes_wait = leader.routes.waiting_for

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
+from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.leader.cilium_match import CiliumMatch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
 from hybrid_gateway.leader.lease_health import ReportedLease
@@ -133,18 +135,32 @@ class Leader:
     work: LeaderWork
     vtep_watch: WatchHealth
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
+    cilium: CiliumMatch | None = None  # what the hybrid nodes' Cilium agents can match
 
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
-        before the elector (an early release is seen), the VTEP watch last."""
+        before the elector (an early release is seen), the VTEP watch last; the periodic read of
+        the Cilium agents' configuration right after the start-up."""
         lease_watch_task, vtep_watch_task = self.watches
-        return [
+        tasks = [
             route_start_task(self.routes, timings),
             lease_watch_task,
             elector_task(ELECTOR, self.elector, timings),
             work_task(LEADER_WORK, self.work, timings),
             vtep_watch_task,
         ]
+        if self.cilium is not None:  # early: the first VTEP write then already uses its cut
+            tasks.insert(1, cilium_match_task(self.cilium, timings))
+        return tasks
+
+
+def cilium_match_task(match: CiliumMatch, timings: Timings) -> Task:
+    return Task(
+        "cilium-match",
+        match.run,
+        heartbeat=lambda: match.heartbeat,
+        stale_after_s=timings.stale_leader_work_s + match.period_s,
+    )
 
 
 def build_leader(inputs: OwnershipInputs) -> Leader:
@@ -164,9 +180,22 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
     )
     routes = deferred_routes(inputs)
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+    cilium = CiliumMatch(
+        CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+        vpc_cidrs=config.vpc_cidrs,
+        plan_endpoints=None,
+        reporting=reporting,
+        period_s=config.resync_period_s,
+    )
     work = LeaderWork(
         routes=routes,
-        vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
+        vtep=VtepOwner(
+            vtep_store,
+            vpc_cidrs=config.vpc_cidrs,
+            node_ip=config.node_ip,
+            mac=mac,
+            endpoint_cidrs=cilium.endpoint_cidrs,
+        ),
         resync_period_s=config.resync_period_s,
         retry_period_s=config.retry_period_s,
         metrics=reporting.metrics,
@@ -210,7 +239,8 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
-    return Leader(elector, lease, routes, work, vtep_watch_health, watches)
+    cilium.on_endpoints_changed = work.wake_vtep
+    return Leader(elector, lease, routes, work, vtep_watch_health, watches, cilium)
 
 
 def config_elector(

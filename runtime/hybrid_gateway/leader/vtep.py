@@ -29,27 +29,34 @@ class VtepOwner:
         vpc_cidrs: Sequence[ipaddress.IPv4Network],
         node_ip: str,
         mac: str,
+        endpoint_cidrs: Callable[[], Sequence[ipaddress.IPv4Network]] | None = None,
     ) -> None:
+        """`endpoint_cidrs`: the endpoint CIDRs to publish now (VPC_CIDR cut to the Cilium
+        agents' mask, `CiliumMatch.endpoint_cidrs`); VPC_CIDR as is when not given."""
         self._store = store
-        self._desired_endpoints = desired_endpoints(vpc_cidrs, node_ip, mac)
-        self._desired_object = desired_object(vpc_cidrs, node_ip, mac)
+        self._vpc_cidrs = tuple(vpc_cidrs)
+        self._node_ip = node_ip
+        self._mac = mac
+        self._endpoint_cidrs = endpoint_cidrs or (lambda: self._vpc_cidrs)
 
     def sync(self, may_write: Callable[[], bool]) -> bool:
         """Return True when the object is as desired; raises VtepConflictError/VtepApiError,
         or VtepWriteNotAllowedError when the lease lapsed before a write attempt."""
+        cidrs = list(self._endpoint_cidrs())
+        desired = desired_endpoints(cidrs, self._node_ip, self._mac)
         observed = self._store.get()
-        if endpoints_match(observed, self._desired_endpoints):
+        if endpoints_match(observed, desired):
             return True
         if not may_write():
             return False
         if observed is None:
-            self._store.create(dict(self._desired_object), may_write)
+            self._store.create(desired_object(cidrs, self._node_ip, self._mac), may_write)
             log.info("created CiliumVTEPConfig %s", self._store.name)
         else:
             body = dict(observed)
             body["spec"] = {
                 **dict(observed.get("spec") or {}),
-                "endpoints": self._desired_endpoints,
+                "endpoints": desired,
             }
             self._store.replace(body, may_write)  # at the observed resourceVersion
             log.info("corrected CiliumVTEPConfig %s", self._store.name)

@@ -7,6 +7,7 @@ input is missing says "skipped" with that reason instead of guessing.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +24,14 @@ from hybrid_gateway_contract.sharding import (
     shard_plan_problems,
 )
 
+_REFERENCE_HOLDER = re.compile(
+    r"^(.+)_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
+)
+
+
+VPC_FROM_EC2 = "ec2:DescribeVpcs"
+VPC_FROM_FLAG = "--vpc-cidrs"
+
 
 @dataclass(frozen=True)
 class Networks:
@@ -33,6 +42,14 @@ class Networks:
     remote_pod_cidrs: tuple[str, ...]
     service_cidr: str | None
     source: str  # where they came from, e.g. "eks:DescribeCluster" or "--remote-pod-cidrs"
+    # Where the VPC CIDRs came from: "ec2:DescribeVpcs", "--vpc-cidrs", or a stand-in (the
+    # gateway's VPC_CIDR) when the VPC could not be read; see `vpc_cidrs_known`.
+    vpc_source: str = ""
+
+    @property
+    def vpc_cidrs_known(self) -> bool:
+        """Whether the VPC CIDRs are the VPC's own (read or given), not a stand-in."""
+        return self.vpc_source in (VPC_FROM_EC2, VPC_FROM_FLAG)
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,9 @@ class SgRule:
     protocol: str  # "udp", "tcp", "-1" (all) ...
     from_port: int | None
     to_port: int | None
-    cidrs: tuple[str, ...]
+    cidrs: tuple[str, ...]  # its IPv4 ranges, and the entries of the prefix lists it names
+    prefix_lists: tuple[str, ...] = ()  # the prefix lists it names (their entries in `cidrs`)
+    groups: tuple[str, ...] = ()  # security groups it names (they hold ENIs, never on-prem nodes)
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,7 @@ class GatewayPod:
     host_ip: str | None
     phase: str
     ready: bool
-    ready_reason: str  # the Ready condition's reason and message, or the phase
+    ready_reason: str  # why not ready: scheduler, container and Ready reasons; or the phase
 
 
 @dataclass(frozen=True)
@@ -122,6 +141,7 @@ class LeaseFacts:
     acquire_time: float | None
     duration_s: float | None
     transitions: int
+    read_at: float | None = None  # when it was read (epoch seconds): its age is judged then
 
 
 @dataclass(frozen=True)
@@ -134,10 +154,11 @@ class GroupLease:
 
     def live(self, now: float) -> bool:
         lease = self.lease
+        at = lease.read_at if lease.read_at is not None else now
         return bool(
             lease.holder
             and lease.renew_time is not None
-            and now <= lease.renew_time + (lease.duration_s or 0.0)
+            and at <= lease.renew_time + (lease.duration_s or 0.0)
         )
 
     def state(self, now: float) -> str:
@@ -195,11 +216,16 @@ class Facts:
     shard_leases: Mapping[int, GroupLease] = field(default_factory=dict)
     member_leases: tuple[GroupLease, ...] = ()
     vtep_crd: bool | None = None
+    vtep_crd_versions: tuple[str, ...] = ()  # the CRD's served versions
     cilium_config: Mapping[str, str] | None = None  # kube-system/cilium-config data
     hybrid_nodes: tuple[HybridNode, ...] = ()
     vtep_endpoints: tuple[VtepEndpoint, ...] | None = None  # None: no CiliumVTEPConfig
     aws_node_env: Mapping[str, str] | None = None  # None: no aws-node DaemonSet
     events: tuple[KubeEvent, ...] = ()
+    # The VPC's associated IPv4 CIDRs as EC2 reports them (None: not read), and whether the
+    # Lease holder exists as a pod in the gateway's namespace (None: not looked up).
+    vpc_cidrs_read: tuple[str, ...] | None = None
+    holder_pod_exists: bool | None = None
     unavailable: Mapping[str, str] = field(default_factory=dict)
 
     def route_gone(self, route: ObservedRoute) -> bool:
@@ -211,7 +237,27 @@ class Facts:
     def leader_pod(self) -> GatewayPod | None:
         if self.lease is None or not self.lease.holder:
             return None
-        return next((p for p in self.pods if p.name == self.lease.holder), None)
+        return self.holder_pod(self.lease.holder)
+
+    def holder_pod(self, holder: str) -> GatewayPod | None:
+        """The gateway pod a Lease holder identity names: our daemon's POD_NAME, or the
+        reference gateway's controller-runtime identity `<hostname>_<uuid>`
+        (controller-runtime pkg/leaderelection: os.Hostname() + "_" + uuid.NewUUID()), whose
+        hostname is its node's name (hostNetwork pod), so in-place migration is recognised."""
+        named = next((p for p in self.pods if p.name == holder), None)
+        if named is not None:
+            return named
+        match = _REFERENCE_HOLDER.match(holder)
+        if match is None:
+            return None
+        host = match.group(1).split(".")[0]  # the node's name, or its short form
+        return next(
+            (p for p in self.pods if p.node_name and p.node_name.split(".")[0] == host), None
+        )
+
+    def time_of(self, lease: LeaseFacts) -> float:
+        """When `lease` was read (its age is judged then, not after the slower reads)."""
+        return lease.read_at if lease.read_at is not None else self.now
 
     def leader_instance(self) -> GatewayInstance | None:
         return self.instance_of(self.leader_pod())
