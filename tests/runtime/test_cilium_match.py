@@ -82,3 +82,37 @@ def test_the_leader_publishes_what_the_agents_mask_can_match_and_refuses_what_it
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_an_active_active_replica_is_not_ready_while_the_agents_mask_differs_from_the_plan(
+    kube_api: ApiServer, world: VpcWorld, ec2_proxy: Ec2Proxy, tmp_path: Path
+) -> None:
+    """Two shards over 10.0.0.0/16,10.1.0.0/16: four /17 endpoints, which only a /17 mask
+    matches; the agents' default /24 keys each by its first /24."""
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    core = client.CoreV1Api(api)
+    core.create_namespaced_config_map(
+        "kube-system", {"metadata": {"name": "cilium-config"}, "data": {"enable-vtep": "true"}}
+    )
+    proc, _log, _metrics, health = start_daemon(
+        kube_api, world, ec2_proxy, tmp_path, RESYNC_PERIOD="1", MODE="active-active", SHARDS="2"
+    )
+    try:
+        wait_until(
+            "unready: the mask",
+            lambda: "Cilium cannot match the VTEP endpoints" in get(health, "/readyz")[1],
+            30.0,
+        )
+        status, body = get(health, "/readyz")
+        assert status == 503 and "endpoints of /17 under the Cilium agents' vtep-mask /24" in body
+        assert "vtep.mask=255.255.128.0" in body, body
+        core.patch_namespaced_config_map(*CILIUM_CONFIG, {"data": {"vtep-mask": "255.255.128.0"}})
+        wait_until(
+            "the mask no longer in the way",
+            lambda: "Cilium cannot match" not in get(health, "/readyz")[1],
+            30.0,
+        )
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)

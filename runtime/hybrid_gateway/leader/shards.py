@@ -25,6 +25,7 @@ from typing import Any
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
@@ -35,6 +36,7 @@ from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
     WatchHealth,
+    cilium_match_task,
     config_elector,
     deferred_routes,
     elector_task,
@@ -43,6 +45,7 @@ from hybrid_gateway.leader.assembly import (
     vtep_watch,
     work_task,
 )
+from hybrid_gateway.leader.cilium_match import CiliumMatch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
 from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
@@ -236,6 +239,14 @@ class ShardGroup:
             self.metrics.shard_held.labels(str(shard.index)).set(0)
             self.slots.append(ShardSlot(shard.index, name, elector, work))
         self._by_lease = {slot.lease_name: slot for slot in self.slots}
+        # Whether the hybrid Cilium agents' one VTEP mask matches the plan's endpoint length.
+        self.cilium = CiliumMatch(
+            CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+            vpc_cidrs=config.vpc_cidrs,
+            plan_endpoints=[c for s in self.plan.shards for _name, c in s.vtep_endpoints],
+            reporting=reporting,
+            period_s=config.resync_period_s,
+        )
         self.group_health = WatchHealth(
             reporting.reporter(
                 f"Lease group watch {ns} {LEASE_GROUP_LABEL}={config.lease_name}",
@@ -472,6 +483,7 @@ class ShardGroup:
         our own clock from the first list), then membership, the shards and the coordinator."""
         tasks = [
             route_start_task(self.routes, timings),
+            cilium_match_task(self.cilium, timings),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
             self.standby_leader_health.task(
                 "standby-leader-watch", self.standby_leader_watch, timings
@@ -507,6 +519,7 @@ class ShardGroup:
                 ],
                 self._timings,
             )
+            problem = problem or self.cilium.problem()
             if problem is not None:
                 return False, problem
             owned = [slot for slot in self.slots if slot.work.active]

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway.core.routes import TargetKind
+from hybrid_gateway.core.routes import ObservedRoute, TargetKind
 from hybrid_gateway.core.vtep import (
     AGENT_VTEP_MASK_KEY,
     DEFAULT_AGENT_VTEP_MASK,
@@ -225,9 +225,37 @@ def check_route_targets(facts: Facts) -> CheckResult:
                     f"decide whether the {route.kind.value} route is deliberate; the gateway "
                     "only takes it over with ALLOW_ROUTE_TAKEOVER=true"
                 )
+        for found in _stealing_routes(facts, table.routes, settings.pod_cidrs, set(gateway_enis)):
+            verdicts.append(Verdict.FAIL)
+            evidence.append(f"{table_id} {found}")
+            fixes.append("remove the more specific route, or route it through the gateway")
     verdict = worst(verdicts)
     fix = "; ".join(dict.fromkeys(fixes)) if verdict is not Verdict.OK else ""
     return _result(cid, title, verdict, evidence, (fix[:1].upper() + fix[1:] + ".") if fix else "")
+
+
+def _stealing_routes(
+    facts: Facts, routes: Iterable[ObservedRoute], pod_cidrs: Sequence[str], gateway: set[str]
+) -> list[str]:
+    """Routes more specific than a pod CIDR that do not lead to a gateway: a VPC route table
+    picks the longest matching prefix (Amazon VPC user guide, "Route priority"), so they take
+    that part of the pods' traffic away from the gateway."""
+    pods = _networks(pod_cidrs)
+    found: list[str] = []
+    for route in routes:
+        try:
+            network = ipaddress.IPv4Network(route.destination)
+        except ValueError:
+            continue
+        inside = next((p for p in pods if network.subnet_of(p) and network != p), None)
+        if inside is None or (route.target_id in gateway and not facts.route_gone(route)):
+            continue
+        target = f"{route.kind.value} {route.target_id}".strip()
+        found.append(
+            f"{route.destination}: {target} is more specific than {inside} and takes that part "
+            "of the pods' traffic away from the gateway"
+        )
+    return found
 
 
 def check_route_coverage(facts: Facts) -> CheckResult:
@@ -503,20 +531,27 @@ def check_vtep_enabled(facts: Facts) -> CheckResult:
     if skip is not None:
         return skip
     config = facts.cilium_config or {}
-    seen = {k: config.get(k, "<unset>") for k in ("enable-vtep", "routing-mode", "tunnel-protocol")}
+    keys = ("enable-vtep", "routing-mode", "tunnel-protocol", "tunnel-port")
+    seen = {k: config.get(k, "<unset>") for k in keys}
     evidence = [", ".join(f"{k}={v}" for k, v in seen.items())]
+    # tunnel-port: the agents' VXLAN port (Helm tunnelPort); empty or 0 means the protocol's
+    # default, 8472 for VXLAN (cilium/cilium pkg/defaults TunnelPortVXLAN). The gateway's
+    # device listens on 8472 only.
+    port = (config.get("tunnel-port") or "").strip()
     bad = (
         config.get("enable-vtep") != "true"
         or config.get("routing-mode", "tunnel") != "tunnel"
         or config.get("tunnel-protocol", "vxlan") != "vxlan"
+        or port not in ("", "0", str(VXLAN_PORT))
     )
     return _ok_unless(
         bad,
         cid,
         title,
         evidence,
-        "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel and "
-        "tunnelProtocol=vxlan, then restart the Cilium agents.",
+        "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel, "
+        f"tunnelProtocol=vxlan and tunnelPort={VXLAN_PORT} (or unset), then restart the Cilium "
+        "agents.",
     )
 
 
@@ -542,6 +577,9 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
         "CILIUM-HYBRID-NODES",
         "Hybrid CiliumNodes have an InternalIP and pod CIDRs in range",
     )
+    # In range: the node's IP in remoteNodeNetworks (the gateway's security group and the
+    # VXLAN peers follow them; EKS user guide, hybrid nodes networking) and its pod CIDRs in
+    # remotePodNetworks.
     unreadable = _kube_reason(facts, "ciliumnodes")
     if unreadable is not None:
         return _skipped(cid, title, unreadable)
@@ -554,10 +592,16 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
             "Join hybrid nodes with Cilium running on them; until then there is nothing to route.",
         )
     pod_networks = _networks(facts.networks.remote_pod_cidrs) if facts.networks else []
+    node_networks = _networks(facts.networks.remote_node_cidrs) if facts.networks else []
     problems: list[str] = []
     for node in facts.hybrid_nodes:
         if not node.internal_ip:
             problems.append(f"{node.name}: no InternalIP in spec.addresses")
+        elif node_networks and not _inside(f"{node.internal_ip}/32", node_networks):
+            problems.append(
+                f"{node.name}: InternalIP {node.internal_ip} outside the remote node networks "
+                "(the gateway's security group admits VXLAN only from those)"
+            )
         if not node.pod_cidrs:
             problems.append(f"{node.name}: no spec.ipam.podCIDRs")
         outside = [c for c in node.pod_cidrs if pod_networks and not _inside(c, pod_networks)]
@@ -571,8 +615,8 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
             title,
             Verdict.FAIL,
             problems,
-            "Give Cilium's cluster-pool IPAM pod CIDRs inside the cluster's remotePodNetworks and "
-            "make sure each hybrid node reports its InternalIP.",
+            "Give Cilium's cluster-pool IPAM pod CIDRs inside the cluster's remotePodNetworks, "
+            "and make sure each hybrid node reports an InternalIP inside remoteNodeNetworks.",
         )
     seen = [f"{n.name}: {n.internal_ip} pods {', '.join(n.pod_cidrs)}" for n in facts.hybrid_nodes]
     if facts.networks is None:  # the range half could not be judged: no pass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hybrid_gateway.core.routes import ObservedRoute
@@ -31,6 +31,21 @@ _REFERENCE_HOLDER = re.compile(
 
 VPC_FROM_EC2 = "ec2:DescribeVpcs"
 VPC_FROM_FLAG = "--vpc-cidrs"
+
+
+def holder_pod(pods: Sequence[GatewayPod], holder: str) -> GatewayPod | None:
+    """The gateway pod a Lease holder identity names: our daemon's POD_NAME, or the reference
+    gateway's controller-runtime identity `<hostname>_<uuid>` (controller-runtime
+    pkg/leaderelection: os.Hostname() + "_" + uuid.NewUUID()), whose hostname is its node's
+    name (a hostNetwork pod), so an in-place migration from the reference is recognised."""
+    named = next((p for p in pods if p.name == holder), None)
+    if named is not None:
+        return named
+    match = _REFERENCE_HOLDER.match(holder)
+    if match is None:
+        return None
+    host = match.group(1).split(".")[0]  # the node's name, or its short form
+    return next((p for p in pods if p.node_name and p.node_name.split(".")[0] == host), None)
 
 
 @dataclass(frozen=True)
@@ -240,20 +255,7 @@ class Facts:
         return self.holder_pod(self.lease.holder)
 
     def holder_pod(self, holder: str) -> GatewayPod | None:
-        """The gateway pod a Lease holder identity names: our daemon's POD_NAME, or the
-        reference gateway's controller-runtime identity `<hostname>_<uuid>`
-        (controller-runtime pkg/leaderelection: os.Hostname() + "_" + uuid.NewUUID()), whose
-        hostname is its node's name (hostNetwork pod), so in-place migration is recognised."""
-        named = next((p for p in self.pods if p.name == holder), None)
-        if named is not None:
-            return named
-        match = _REFERENCE_HOLDER.match(holder)
-        if match is None:
-            return None
-        host = match.group(1).split(".")[0]  # the node's name, or its short form
-        return next(
-            (p for p in self.pods if p.node_name and p.node_name.split(".")[0] == host), None
-        )
+        return holder_pod(self.pods, holder)
 
     def time_of(self, lease: LeaseFacts) -> float:
         """When `lease` was read (its age is judged then, not after the slower reads)."""

@@ -71,6 +71,7 @@ from .facts import (
     SecurityGroup,
     SgRule,
     VtepEndpoint,
+    holder_pod,
 )
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         reference's `<hostname>_<uuid>` identity), or as any pod of that name in the namespace
         (a pod the Deployment does not select: a POD_NAME problem, not a vanished holder)."""
         listed: tuple[GatewayPod, ...] = into.values.get("pods", ())
-        if Facts(now=0.0, pods=listed).holder_pod(holder) is not None:
+        if holder_pod(listed, holder) is not None:
             return True
         try:
             return _read_or_none(core.read_namespaced_pod, holder, ns) is not None

@@ -148,6 +148,51 @@ def test_with_ec2_denied_no_check_that_needs_it_passes(
     }
 
 
+def test_a_hybrid_node_outside_the_remote_node_networks_fails(
+    run: Run, world: OpsWorld, kube: client.ApiClient
+) -> None:
+    """Its VXLAN packets come from an address the security group and remoteNodeNetworks do not
+    name (EKS user guide: hybrid nodes' IPs must be in remoteNodeNetworks)."""
+    add_hybrid_node(kube, "hybrid-node-elsewhere", "192.168.7.20", ["10.100.2.0/24"])
+    report = run("preflight", "--output", "json").json()
+    assert not_ok(report) == {"CILIUM-HYBRID-NODES": "fail"}, not_ok(report)
+    found = checks_of(report)["CILIUM-HYBRID-NODES"]
+    assert any(
+        "InternalIP 192.168.7.20 outside the remote node networks" in e for e in found["evidence"]
+    )
+
+
+def test_a_cilium_tunnel_port_other_than_8472_fails(
+    run: Run, world: OpsWorld, kube: client.ApiClient
+) -> None:
+    _cilium_config(kube, **{"tunnel-port": "8473"})
+    report = run("preflight", "--output", "json").json()
+    assert not_ok(report) == {"CILIUM-VTEP-ENABLED": "fail"}, not_ok(report)
+    assert "tunnel-port=8473" in checks_of(report)["CILIUM-VTEP-ENABLED"]["evidence"][0]
+    _cilium_config(kube, **{"tunnel-port": "0"})  # the chart's default: VXLAN's 8472
+    assert not_ok(run("preflight", "--output", "json").json()) == {}
+
+
+def test_a_more_specific_route_inside_a_pod_cidr_fails(
+    run: Run, world: OpsWorld, clients: Clients
+) -> None:
+    """The longest prefix wins in a VPC route table: a /24 of a pod CIDR to a transit gateway
+    takes those pods' traffic away from the gateway's /16 route."""
+    ec2 = clients[0]
+    ec2.create_route(
+        RouteTableId=world.owned_tables[0],
+        DestinationCidrBlock="10.100.5.0/24",
+        TransitGatewayId=world.transit_gateway,
+    )
+    report = run("preflight", "--output", "json").json()
+    assert not_ok(report) == {"ROUTE-TARGETS": "fail"}, not_ok(report)
+    targets = checks_of(report)["ROUTE-TARGETS"]
+    assert any(
+        "10.100.5.0/24: transit-gateway" in e and "more specific than 10.100.0.0/16" in e
+        for e in targets["evidence"]
+    ), targets
+
+
 # --- false alarms --------------------------------------------------------------------------------
 
 
