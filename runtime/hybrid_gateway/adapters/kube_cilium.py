@@ -2,7 +2,8 @@
 versions the CiliumVTEPConfig CRD serves and the `cilium-config` ConfigMap's data.
 
 Reads only (get by name): the chart grants `get` on the one CRD and, by a Role in kube-system,
-on the one ConfigMap.
+on the one ConfigMap. One HTTP attempt per read, as every Kubernetes call of the daemon
+(adapters/kube_attempts.py): the caller reads again every resync period.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway_contract import (
     CILIUM_CONFIG_NAME,
     CILIUM_CONFIG_NAMESPACE,
@@ -37,8 +39,9 @@ class AgentView:
 
 class CiliumAgentReader:
     def __init__(self, api_client: Any, *, timeout_s: float) -> None:
-        self._core = client.CoreV1Api(api_client)
-        self._extensions = client.ApiextensionsV1Api(api_client)
+        once = single_attempt(api_client)
+        self._core = client.CoreV1Api(once)
+        self._extensions = client.ApiextensionsV1Api(once)
         self._timeout = timeout_s
 
     def read(self) -> AgentView:
