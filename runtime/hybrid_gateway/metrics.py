@@ -194,3 +194,8 @@ class ShardMetrics:
             "Shards this replica handed over to even out the load.",
             registry=r,
         )
+        self.stalled_members = Gauge(
+            "hybrid_gateway_stalled_members",
+            "Members passed over because they did not take a shard they were given in time.",
+            registry=r,
+        )

@@ -30,7 +30,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
-from hybrid_gateway.core.shards import ShardView, decide
+from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardView
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
@@ -163,7 +163,9 @@ class ShardGroup:
         self.metrics = ShardMetrics(reporting.metrics.registry)
         self._lock = threading.Lock()
         self._records: dict[str, Observation] = {}  # Lease name -> as last seen (group watch)
-        self._orphan_since: dict[int, float] = {}
+        # orphan ages and stalled receivers; grace: one lease duration (a live receiver
+        # claims a shard given to it within one elector round)
+        self._coordination = ShardCoordination(config.identity, grace_s=config.lease_duration_s)
         self._last_handover = -float("inf")
         self._wake = threading.Event()
         self.heartbeat = clock()
@@ -322,15 +324,20 @@ class ShardGroup:
             )
         return ShardView(len(self.slots), frozenset(members), holders)
 
-    def _orphaned_for(self, view: ShardView) -> dict[int, float]:
-        now = self._clock()
+    def _decide(self, view: ShardView) -> ShardDecision:
+        """The coordination's decision on `view`; a member newly passed over is reported."""
         with self._lock:
-            for index in range(view.shard_count):
-                if view.holder(index) is None:
-                    self._orphan_since.setdefault(index, now)
-                else:
-                    self._orphan_since.pop(index, None)
-            return {index: now - since for index, since in self._orphan_since.items()}
+            before = self._coordination.stalled(self._clock())
+            decision = self._coordination.decide(view, self._clock())
+            stalled = self._coordination.stalled(self._clock())
+        self.metrics.stalled_members.set(len(stalled))
+        for member in sorted(stalled - before):
+            log.warning(
+                "member %s did not take a shard it was given within %.1fs: passing it over",
+                member,
+                self._config.lease_duration_s,
+            )
+        return decision
 
     def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
         with self._lock:
@@ -352,13 +359,7 @@ class ShardGroup:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
         if self.standby_leader() is not None:
             return False
-        view = self.view()
-        decision = decide(
-            view,
-            self._identity,
-            orphaned_for=self._orphaned_for(view),
-            grace_s=self._config.lease_duration_s,
-        )
+        decision = self._decide(self.view())
         return index in decision.claim and self.eligible()
 
     # -- the group watch ---------------------------------------------------------------------
@@ -413,12 +414,7 @@ class ShardGroup:
 
     def step(self) -> None:
         view = self.view()
-        decision = decide(
-            view,
-            self._identity,
-            orphaned_for=self._orphaned_for(view),
-            grace_s=self._config.lease_duration_s,
-        )
+        decision = self._decide(view)
         self._publish(view)
         if self.standby_leader() is not None:
             return  # an active-standby leader still runs: claim and hand over nothing yet
