@@ -22,7 +22,7 @@ from hybrid_gateway.adapters.imds import fetch_identity
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import RoutePlan
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,10 @@ class Owner(Protocol):
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult: ...
 
 
@@ -122,11 +125,14 @@ class DeferredRoutes:
             self._waiting_for = None
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write, destinations)
+            return owner.sync(may_write, destinations, retire)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

@@ -180,6 +180,10 @@ class LeaderWork:
         """Re-check leadership now."""
         self._wake.set()
 
+    def wake_routes(self) -> None:
+        """Re-check the routes now (the shard's forward prefixes moved)."""
+        self._routes_lane.wake.set()
+
     def wake_vtep(self) -> None:
         """Re-check the VTEP config now (it was created, edited or deleted)."""
         self._vtep_lane.wake.set()

@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +30,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
+from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardView
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
@@ -48,6 +49,7 @@ from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallback
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
+from hybrid_gateway.leader.spread import ForwardPrefixes
 from hybrid_gateway.leader.vtep import ShardVtepOwner
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
@@ -66,18 +68,29 @@ log = logging.getLogger("hybrid_gateway")
 #: receiver has taken the last one and the views have settled before the next).
 HANDOVER_SPACING_LEASES = 2.0
 COORDINATOR = "shard-coordinator"
+FORWARD_PREFIXES = "forward-prefixes"
 MEMBER_ELECTOR = "member-elector"
 
 
 @dataclass(frozen=True)
 class ShardRoutes:
-    """One shard's route prefixes, synced through the replica's one route owner."""
+    """One shard's forward prefixes (the current spread's), synced through the replica's one
+    route owner, and the routes it retires when its prefixes moved."""
 
     routes: DeferredRoutes
-    prefixes: tuple[str, ...]
+    forward: ForwardPrefixes
+    index: int
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
-        return self.routes.sync(may_write, self.prefixes)
+        spread = self.forward.current()
+        if spread is None:  # the CiliumNodes are not listed yet: nothing to write
+            return SyncResult(RoutePlan(), suppressed=True)
+        result = self.routes.sync(
+            may_write, spread.prefixes[self.index], self.forward.retire(self.index)
+        )
+        if result.retiring and result.written:
+            result.suppressed = True  # our writes may have freed retired routes: look again soon
+        return result
 
 
 class _Recorded:
@@ -131,15 +144,14 @@ class ShardSlot:
         ]
 
 
-def _shard_role(index: int, prefixes: Sequence[str], metrics: ShardMetrics) -> WorkRole:
+def _shard_role(index: int, metrics: ShardMetrics) -> WorkRole:
     def on_active(gateway: GatewayMetrics, active: bool) -> None:
         metrics.shard_held.labels(str(index)).set(1 if active else 0)
 
-    where = ", ".join(prefixes)
     return WorkRole(
         f"shard {index}",
         "ShardAcquired",
-        f"{{identity}} now owns shard {index} ({where})",
+        f"{{identity}} now owns shard {index}",
         "ShardLost",
         f"{{identity}} no longer owns shard {index}: {{why}}",
         on_active,
@@ -202,11 +214,33 @@ class ShardGroup:
             "grant get, create and update on Leases in the gateway's namespace",
         )
         vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+        self.nodes_health = WatchHealth(
+            reporting.reporter(
+                "CiliumNode watch (forward prefixes)",
+                "kubernetes",
+                "CiliumNodeWatchFailed",
+                "grant list and watch on ciliumnodes.cilium.io",
+            )
+        )
+        self.forward = ForwardPrefixes(
+            api_client,
+            pod_cidrs=config.pod_cidrs,
+            shards=config.shards,
+            # every table holds one local route per VPC CIDR besides the shard routes
+            route_budget=config.max_routes_per_table - len(config.vpc_cidrs),
+            table_ids=config.route_table_ids,
+            metrics=self.metrics,
+            on_error=self.nodes_health.on_error,
+            on_listed=self.nodes_health.reporter.succeeded,
+            watch_timeout_s=max(1, int(timings.watch_window_s)),
+            call_timeout_s=timings.api_timeout_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+        )
         self.slots: list[ShardSlot] = []
         for shard in self.plan.shards:
             name = shard_lease_name(config.lease_name, shard.index)
             work = LeaderWork(
-                routes=ShardRoutes(self.routes, shard.pod_prefixes),
+                routes=ShardRoutes(self.routes, self.forward, shard.index),
                 vtep=ShardVtepOwner(
                     vtep_store, plan=self.plan, shard=shard.index, node_ip=config.node_ip, mac=mac
                 ),
@@ -216,7 +250,7 @@ class ShardGroup:
                 events=reporting.events,
                 subject=reporting.subject,
                 identity=config.identity,
-                role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
+                role=_shard_role(shard.index, self.metrics),
             )
             elector = config_elector(
                 _Recorded(
@@ -238,6 +272,7 @@ class ShardGroup:
             self.metrics.shard_held.labels(str(shard.index)).set(0)
             self.slots.append(ShardSlot(shard.index, name, elector, work))
         self._by_lease = {slot.lease_name: slot for slot in self.slots}
+        self.forward.on_change(self._wake_route_lanes)
         self.group_health = WatchHealth(
             reporting.reporter(
                 f"Lease group watch {ns} {LEASE_GROUP_LABEL}={config.lease_name}",
@@ -395,6 +430,11 @@ class ShardGroup:
         name = str((item.get("metadata") or {}).get("name") or "")
         self._seen(name, None if kind == "DELETED" else record_from_json(item))
 
+    def _wake_route_lanes(self) -> None:
+        """The forward prefixes moved: every owned shard writes its new ones now."""
+        for slot in self.slots:
+            slot.work.wake_routes()
+
     def _wake_vtep_lanes(self) -> None:
         for slot in self.slots:
             slot.work.wake_vtep()
@@ -468,6 +508,14 @@ class ShardGroup:
         our own clock from the first list), then membership, the shards and the coordinator."""
         tasks = [
             route_start_task(self.routes, timings),
+            self.nodes_health.task("ciliumnode-watch", self.forward.nodes.watch, timings),
+            Task(
+                FORWARD_PREFIXES,
+                self.forward.run,
+                heartbeat=lambda: self.forward.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.forward.wake,
+            ),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
             self.standby_leader_health.task(
                 "standby-leader-watch", self.standby_leader_watch, timings
@@ -500,6 +548,7 @@ class ShardGroup:
                 [
                     ("CiliumVTEPConfig watch", self.vtep_health),
                     ("Lease group watch", self.group_health),
+                    ("CiliumNode watch", self.nodes_health),
                 ],
                 self._timings,
             )

@@ -13,7 +13,7 @@ from hybrid_gateway.adapters.imds import ImdsError
 from hybrid_gateway.adapters.kube_events import ObjectRef
 from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, RoutesPending
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 
@@ -44,7 +44,10 @@ class Owner:
         return True
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         return SyncResult(RoutePlan())
 
