@@ -137,7 +137,15 @@ def pair(
         admin_client.close()
 
 
-def start(pair: Pair, name: str, kube: ApiServer, moto_addr: tuple[str, int], tmp: Path) -> None:
+def start(
+    pair: Pair,
+    name: str,
+    kube: ApiServer,
+    moto_addr: tuple[str, int],
+    tmp: Path,
+    *,
+    instance_id: str | None = "",
+) -> None:
     proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
     env = daemon_env(
         kubeconfig=kube.kubeconfig(f"gw-{name}"),
@@ -147,7 +155,7 @@ def start(pair: Pair, name: str, kube: ApiServer, moto_addr: tuple[str, int], tm
         pod_cidrs=[POD_CIDR],
         vpc_cidr=VPC_CIDR,
         route_table_ids=pair.world.table_ids,
-        instance_id=pair.world.instances[name],
+        instance_id=pair.world.instances[name] if instance_id == "" else instance_id,
         ec2_url=proxy.url,
         resync_period="0.5",
         extra={Env.MODE: "active-active", Env.SHARDS: str(SHARDS)},
@@ -228,3 +236,25 @@ def test_forward_prefixes_follow_sequentially_allocated_nodes_and_move_as_they_g
     for name in "ab":
         share = _share(second, owners, name, 160)
         assert abs(share - 0.5) <= 0.2 * 0.5, (name, share)
+
+
+def test_a_replica_that_cannot_own_shards_is_not_ready(
+    pair: Pair, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    """Readiness in active-active mode means "member, or about to be": a new replica that
+    cannot resolve its instance identity (IMDS unreachable, no AWS_INSTANCE_ID) can never
+    prepare route ownership, owns nothing and must not count as ready, or a rolling update
+    would stop the last owner for it."""
+    start(pair, "a", kube_api, moto_addr, tmp_path, instance_id=None)
+    daemon, _proxy = pair.replicas["a"]
+    daemon.wait_serving()
+    answers = []
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:  # from the start on: never ready
+        answers.append(daemon.readyz())
+        time.sleep(0.1)
+    assert {status for status, _body in answers} == {503}, answers
+    _status, body = answers[-1]
+    assert "cannot own shards yet" in body and "instance identity" in body, body
+    members = pair.leases.list_namespaced_lease(NAMESPACE).items
+    assert not [m for m in members if "-member-" in m.metadata.name]

@@ -195,6 +195,12 @@ class LeaderWork:
         term = self._term
         return term is not None and term.valid()
 
+    def term_valid(self) -> bool:
+        """True while this work's current term may write (its lease is valid)."""
+        with self._lock:
+            active, term = self._active, self._term
+        return active and term is not None and term.valid()
+
     def run(self, stop: threading.Event) -> None:
         """Start/stop leader work as terms start and end; the lanes do the writing.
 

@@ -1,14 +1,14 @@
 """Active-active mode: every replica owns a share of the shards, each fenced by its own Lease.
 
 One shard is one small active-standby gateway: a `LeaseElector` on the shard's Lease and a
-`LeaderWork` that writes only the shard's routes (`ShardRoutes`) and VTEP endpoints
-(`ShardVtepOwner`), every write guarded by the shard term's `valid()` right before each HTTP
-attempt, exactly as the leader's writes are. What is added is the choice of WHICH shards a
-replica may take (`core/shards.decide`): each replica holds a membership Lease while it is
-ready to forward, watches every Lease of its group (one label-selected list-watch), and lets a
-shard's elector acquire only the shards the decision gives it. A balancing hand-over ends the
-shard's term, waits until no write of it is in flight, then releases the Lease (from the
-elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
+`LeaderWork` that writes only the shard's routes (`ShardRoutes`) and VTEP endpoints (through
+the replica's one `ReplicaVtepWriter`), every write guarded by the shard term's `valid()` right
+before each HTTP attempt, exactly as the leader's writes are. What is added is the choice of
+WHICH shards a replica may take (`core/shards.decide`): each replica holds a membership Lease
+while it is ready to forward, watches every Lease of its group (one label-selected list-watch),
+and lets a shard's elector acquire only the shards the decision gives it. A balancing hand-over
+ends the shard's term, waits until no write of it is in flight, then releases the Lease (from
+the elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
 lease durations, so a returning replica gets its share back gradually.
 """
 
@@ -50,7 +50,7 @@ from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
 from hybrid_gateway.leader.spread import ForwardPrefixes
-from hybrid_gateway.leader.vtep import ShardVtepOwner
+from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
@@ -236,14 +236,21 @@ class ShardGroup:
             call_timeout_s=timings.api_timeout_s,
             max_backoff_s=timings.watch_max_backoff_s,
         )
+        # one CiliumVTEPConfig write covers every shard this replica holds
+        self.vtep_writer = ReplicaVtepWriter(
+            vtep_store,
+            plan=self.plan,
+            node_ip=config.node_ip,
+            mac=mac,
+            fresh_s=config.resync_period_s / 2,
+            terms=lambda: {slot.index: slot.work.term_valid for slot in self.slots},
+        )
         self.slots: list[ShardSlot] = []
         for shard in self.plan.shards:
             name = shard_lease_name(config.lease_name, shard.index)
             work = LeaderWork(
                 routes=ShardRoutes(self.routes, self.forward, shard.index),
-                vtep=ShardVtepOwner(
-                    vtep_store, plan=self.plan, shard=shard.index, node_ip=config.node_ip, mac=mac
-                ),
+                vtep=self.vtep_writer.lane(shard.index),
                 resync_period_s=config.resync_period_s,
                 retry_period_s=config.retry_period_s,
                 metrics=reporting.metrics,
@@ -436,6 +443,7 @@ class ShardGroup:
             slot.work.wake_routes()
 
     def _wake_vtep_lanes(self) -> None:
+        self.vtep_writer.changed()
         for slot in self.slots:
             slot.work.wake_vtep()
 
@@ -570,6 +578,14 @@ class ShardGroup:
             if pending:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
+                # Ready means "member, or about to be": a replica that cannot join (route
+                # ownership not prepared, not eligible) is not ready, so a rolling update
+                # does not take the last owner away while its successor can own nothing.
+                if not self.member.valid() and not self.eligible():
+                    why = self.routes.waiting_for
+                    return False, "cannot own shards yet: " + (
+                        f"route ownership waits for {why}" if why else "not eligible"
+                    )
                 member = "member" if self.member.valid() else "not a member yet"
                 waiting = self.standby_leader()
                 if waiting is not None:
