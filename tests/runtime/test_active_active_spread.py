@@ -13,6 +13,8 @@ each only for the shards it holds.
 from __future__ import annotations
 
 import ipaddress
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +24,11 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway_contract import Env
+from hybrid_gateway_contract.sharding import ShardPlan, plan_shards
 from hybrid_gateway_contract.spread import Spread, spread_pod_prefixes
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.ec2emu import Ec2Proxy, Fault, VpcWorld, seed_world
 from hybrid_gateway_testkit.tunnel_world import cilium_node
 
 pytestmark = pytest.mark.slow
@@ -37,6 +40,10 @@ SHARDS = 4
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}
 POOL = list(ipaddress.IPv4Network(POD_CIDR).subnets(new_prefix=25))
 BUDGET = 50 - 1  # the default quota, one local route
+PLAN: ShardPlan = plan_shards(
+    [ipaddress.IPv4Network(POD_CIDR)], [ipaddress.IPv4Network(VPC_CIDR)], SHARDS
+)
+VTEP = ("cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway")
 
 
 def expected(count: int) -> Spread:
@@ -145,8 +152,9 @@ def start(
     tmp: Path,
     *,
     instance_id: str | None = "",
+    fault: Fault | None = None,
 ) -> None:
-    proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
+    proxy = Ec2Proxy(moto_addr, label=f"gw-{name}", fault=fault).start()
     env = daemon_env(
         kubeconfig=kube.kubeconfig(f"gw-{name}"),
         identity=f"gw-{name}",
@@ -258,3 +266,51 @@ def test_a_replica_that_cannot_own_shards_is_not_ready(
     assert "cannot own shards yet" in body and "instance identity" in body, body
     members = pair.leases.list_namespaced_lease(NAMESPACE).items
     assert not [m for m in members if "-member-" in m.metadata.name]
+
+
+def test_a_stopping_replica_stays_until_its_shards_routes_and_endpoints_have_moved(
+    pair: Pair, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
+) -> None:
+    """SIGTERM (a rolling update, a node drain): the replica releases its shards at once and
+    then keeps running (its node keeps forwarding) until the new owner's routes and VTEP
+    endpoints are in place; only then does it exit. The new owner's route writes are slowed
+    down (6 s each at its EC2 endpoint, as a throttled account would), and still every one
+    finished before the exit, by the emulator proxy's clock."""
+    slow = threading.Event()
+
+    def slow_writes(action: str, _seq: int) -> tuple[int, bytes] | None:
+        if slow.is_set() and action in ("CreateRoute", "ReplaceRoute"):
+            time.sleep(6.0)
+        return None  # then forwarded as usual
+
+    pair.add_nodes(100)
+    start(pair, "a", kube_api, moto_addr, tmp_path)
+    start(pair, "b", kube_api, moto_addr, tmp_path, fault=slow_writes)
+    for daemon, _proxy in pair.replicas.values():
+        daemon.wait_serving()
+    spread = expected(100)
+    owners = pair.wait_routes_follow(spread)
+    moving = sorted(s for s, o in owners.items() if o == "a")
+    leaving, _proxy_a = pair.replicas["a"]
+    _daemon_b, proxy_b = pair.replicas["b"]
+    slow.set()
+    signalled = time.time()
+    leaving.signal(signal.SIGTERM)
+    assert leaving.wait(30) == 0
+    exited = time.time()
+    # At the moment it is gone, everything it carried already points at b.
+    routes = pair.shard_routes()
+    names = [n for s in moving for n, _c in PLAN.shards[s].vtep_endpoints]
+    obj = pair.admin.get_cluster_custom_object(*VTEP)
+    tunnel = {e["name"]: e["tunnelEndpoint"] for e in obj["spec"]["endpoints"]}
+    assert all(tunnel[n] == NODE_IPS["b"] for n in names), tunnel
+    b_eni = pair.world.enis["b"]
+    assert all(set(r.values()) == {b_eni} for r in routes.values()), routes
+    writes = [
+        c
+        for c in proxy_b.snapshot()
+        if c.action in ("CreateRoute", "ReplaceRoute") and c.started >= signalled
+    ]
+    assert writes, "b took the shards over with route writes"
+    assert max(c.finished for c in writes) <= exited
+    assert "moved in" in leaving.log()

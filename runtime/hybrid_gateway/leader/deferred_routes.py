@@ -21,7 +21,7 @@ from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import fetch_identity
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
 from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
@@ -39,6 +39,7 @@ class Owner(Protocol):
     def prepare(self) -> None: ...
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]: ...
     def sync(
         self,
         may_write: Callable[[], bool],
@@ -90,6 +91,11 @@ class DeferredRoutes:
     def forwarding_allowed(self) -> bool:
         """False only when the primary ENI is KNOWN to drop forwarded packets."""
         return self._owner.forwarding_allowed() if self._owner is not None else True
+
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The owner's `pointing_here`; nothing before the owner exists (it wrote nothing)."""
+        owner = self._owner
+        return owner.pointing_here(destinations) if owner is not None else []
 
     def run(self, stop: threading.Event) -> None:
         """Resolve identity, build the route owner, then prepare it; retry until done or `stop`.

@@ -154,6 +154,23 @@ class RouteOwner:
             except Ec2Error:
                 stop.wait(backoff.next_delay())
 
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The routes to `destinations` that still target our primary ENI (one describe);
+        a replica that handed its shards over waits for this to be empty before it stops."""
+        primary = self._primary
+        if not self._tables or primary is None:
+            return []
+        wanted = set(destinations)
+        observed = self._ec2.describe_routes(self._tables)
+        return [
+            RouteKey(table, route.destination)
+            for table, routes in observed.items()
+            for route in routes
+            if route.destination in wanted
+            and route.target_id == primary.eni_id
+            and not route.blackhole
+        ]
+
     # -- leader only -----------------------------------------------------------------------------
     def sync(
         self,

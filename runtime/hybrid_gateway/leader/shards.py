@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +69,11 @@ log = logging.getLogger("hybrid_gateway")
 HANDOVER_SPACING_LEASES = 2.0
 COORDINATOR = "shard-coordinator"
 FORWARD_PREFIXES = "forward-prefixes"
+#: After its release a replica waits at most this long for its shards to move: within the
+#: chart's 30 s termination grace period, after up to 10 s of shard work joins and before the
+#: 2 x 3 s of stopping the rest.
+DRAIN_MAX_S = 12.0
+DRAIN_POLL_S = 0.25
 MEMBER_ELECTOR = "member-elector"
 
 
@@ -214,6 +219,7 @@ class ShardGroup:
             "grant get, create and update on Leases in the gateway's namespace",
         )
         vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+        self._vtep_store = vtep_store
         self.nodes_health = WatchHealth(
             reporting.reporter(
                 "CiliumNode watch (forward prefixes)",
@@ -599,7 +605,8 @@ class ShardGroup:
         self, supervisor: Supervisor, timings: Timings, stop_rest: Callable[[], None]
     ) -> None:
         """Shard work first, then the shard Leases are released (all at once, so the others
-        take them over at once), then the membership, then the rest."""
+        take them over at once), then the membership, then the wait for the shards' routes
+        and VTEP endpoints to move (`drain`), then the rest."""
         held = [s for s in self.slots if s.work.active or s.elector.holder == self._identity]
         for slot in self.slots:
             slot.elector.shutdown()
@@ -620,4 +627,57 @@ class ShardGroup:
                     )
                 )
         self.member.release(timeout_s=timings.api_timeout_s)
+        self.drain([s.index for s in releasable])
         stop_rest()
+
+    def drain(self, released: Sequence[int]) -> None:
+        """Keep the process (and with it the node, in a drain) until the released shards'
+        routes and VTEP endpoints point elsewhere, or DRAIN_MAX_S: the
+        kernel forwards for whatever still points here, and a node that goes away first
+        blackholes it until the new owners' writes land."""
+        if not released:
+            return
+        started = self._clock()
+        deadline = started + DRAIN_MAX_S
+        left = self._still_here(released)
+        while left is not None and self._clock() < deadline:
+            time.sleep(DRAIN_POLL_S)
+            left = self._still_here(released)
+        took = self._clock() - started
+        if left is None:
+            log.info("shards %s moved in %.2fs", ",".join(map(str, released)), took)
+        else:
+            log.warning("stopping with %s after %.1fs", left, took)
+
+    def _still_here(self, released: Sequence[int]) -> str | None:
+        """What of the released shards still points at this replica, or None."""
+        view = self.view()
+        orphans = [i for i in released if view.holder(i) in (None, self._identity)]
+        if orphans:
+            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
+        try:
+            observed = self._vtep_store.get()
+        except Exception as exc:
+            return f"CiliumVTEPConfig unreadable ({exc})"
+        spec = (observed or {}).get("spec") or {}
+        ours = [
+            str(e.get("name"))
+            for e in spec.get("endpoints") or []
+            if isinstance(e, dict)
+            and e.get("name") in names
+            and e.get("tunnelEndpoint") == self._config.node_ip
+        ]
+        if ours:
+            return f"VTEP endpoint(s) {','.join(sorted(ours))} still pointing here"
+        spread = self.forward.current()
+        if spread is None:
+            return None
+        prefixes = [p for i in released for p in spread.prefixes[i]]
+        try:
+            here = self.routes.pointing_here(prefixes)
+        except Exception as exc:
+            return f"route tables unreadable ({exc})"
+        if here:
+            return f"{len(here)} route(s) still pointing here"
+        return None

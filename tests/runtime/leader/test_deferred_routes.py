@@ -11,7 +11,7 @@ import pytest
 from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import ImdsError
 from hybrid_gateway.adapters.kube_events import ObjectRef
-from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, RoutesPending
 from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
@@ -42,6 +42,9 @@ class Owner:
 
     def forwarding_allowed(self) -> bool:
         return True
+
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        return []
 
     def sync(
         self,
