@@ -73,7 +73,8 @@ def allocated_in(
     """The node CIDRs (as CiliumNodes carry them) that lie inside a pod CIDR, deduplicated
     and sorted; anything else (IPv6, unparsable, outside every pod CIDR) is not the gateway's
     to route and is left out."""
-    found: set[ipaddress.IPv4Network] = set()
+    pods = [(int(p.network_address), int(p.broadcast_address)) for p in pod_cidrs]
+    found: dict[tuple[int, int], ipaddress.IPv4Network] = {}
     for raw in node_cidrs:
         try:
             network = ipaddress.ip_network(raw, strict=False)
@@ -81,9 +82,10 @@ def allocated_in(
             continue
         if not isinstance(network, ipaddress.IPv4Network):
             continue
-        if any(network.subnet_of(pod) for pod in pod_cidrs):
-            found.add(network)
-    return sorted(found)
+        first, last = int(network.network_address), int(network.broadcast_address)
+        if any(low <= first and last <= high for low, high in pods):
+            found[(first, network.prefixlen)] = network
+    return [found[key] for key in sorted(found)]
 
 
 class _Line:
