@@ -21,9 +21,10 @@ first hundreds of nodes in shard 0. Instead the allocated node CIDRs (CiliumNode
 
 Every replica computes the same prefixes from the same set of node CIDRs (nothing depends on
 order, time or identity). Growing by one node moves a cut by at most one node, and most often
-not at all (the aligned cut stays inside its window). When no tolerance fits, or no node CIDR
-is allocated, the plan is the equal cut (`shard_pod_prefixes`), which the shard plan's own
-validation already fits into the budget.
+not at all (the aligned cut stays inside its window). When no tolerance fits, or fewer node
+CIDRs than shards are allocated (a new cluster: no cut could give every shard a node), the plan
+is the equal cut (`shard_pod_prefixes`), which the shard plan's own validation already fits
+into the budget.
 """
 
 from __future__ import annotations
@@ -192,13 +193,14 @@ def spread_pod_prefixes(
 ) -> Spread:
     """Per shard, the forward-path prefixes that give every shard about the same number of
     allocated node CIDRs, within `route_budget` routes in all (the per-table quota less the
-    tables' other routes). Falls back to the equal cut when nothing is allocated or nothing
-    else fits; raises ValueError like `shard_pod_prefixes` for a shard count it refuses."""
+    tables' other routes). Falls back to the equal cut when fewer node CIDRs than shards are
+    allocated or nothing else fits; raises ValueError like `shard_pod_prefixes` for a shard
+    count it refuses."""
     equal = shard_pod_prefixes(pod_cidrs, shards)
     allocated = allocated_in(pod_cidrs, node_cidrs)
     fallback = Spread(tuple(equal), -1, len(allocated))
-    if not allocated:
-        return fallback
+    if len(allocated) < shards:
+        return fallback  # some shard carries no node whatever the cut: keep the equal one
     line = _Line(pod_cidrs)
     spans = sorted(
         (start, start + n.num_addresses)
