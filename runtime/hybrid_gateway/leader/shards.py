@@ -468,10 +468,12 @@ class ShardGroup:
 
     def step(self) -> None:
         view = self.view()
-        decision = self._decide(view)
         self._publish(view)
         if self.standby_leader() is not None:
-            return  # an active-standby leader still runs: claim and hand over nothing yet
+            # an active-standby leader still runs: claim and hand over nothing yet, and judge
+            # nobody stalled for shards nobody may take
+            return
+        decision = self._decide(view)
         for index in decision.claim:
             self.slots[index].elector.wake()
         if decision.release is None:
