@@ -389,6 +389,7 @@ class HybridNodesGateway(constructs.Construct):
             self,
             vpc=vpc,
             remote_node_networks=self.remote_node_networks,
+            vpc_cidrs=self.vpc_cidrs,
             remote_pod_access=list(remote_pod_access),
         )
         self._connections = ec2.Connections(security_groups=[self.security_group])
