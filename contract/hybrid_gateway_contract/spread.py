@@ -29,19 +29,21 @@ into the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from hybrid_gateway_contract.sharding import shard_pod_prefixes
+from hybrid_gateway_contract.sharding import ShardPlan, shard_pod_prefixes
 
 __all__ = [
     "BALANCE_TOLERANCE",
     "Spread",
     "allocated_in",
     "spread_pod_prefixes",
+    "with_forward_prefixes",
 ]
 
 #: A cut may sit this share of a shard's node CIDRs away from its ideal place before a looser
@@ -217,3 +219,16 @@ def spread_pod_prefixes(
         tolerance = max(1, tolerance * 2)
         if tolerance > MAX_TOLERANCE * len(allocated) / shards:
             return fallback
+
+
+def with_forward_prefixes(plan: ShardPlan, spread: Spread) -> ShardPlan:
+    """`plan` whose shards route `spread`'s prefixes (the return path is the plan's)."""
+    if len(spread.prefixes) != plan.count:
+        raise ValueError(f"{len(spread.prefixes)} shards of prefixes for a plan of {plan.count}")
+    return dataclasses.replace(
+        plan,
+        shards=tuple(
+            dataclasses.replace(shard, pod_prefixes=prefixes)
+            for shard, prefixes in zip(plan.shards, spread.prefixes, strict=True)
+        ),
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -215,3 +216,20 @@ def test_prefixes_are_disjoint_cover_every_pod_cidr_and_fit_the_budget(
     # the same set in another order gives the same prefixes (every replica agrees)
     again = spread_pod_prefixes(pools, allocated[::-1], shards, route_budget=budget)
     assert again == spread
+
+
+def test_the_plan_with_the_spread_routes_its_prefixes_and_keeps_the_return_path() -> None:
+    """What the node filter's per-shard counters and `status` are built from: the plan whose
+    shards carry the spread's prefixes, each shard's VTEP endpoints unchanged."""
+    from hybrid_gateway_contract.sharding import plan_shards
+    from hybrid_gateway_contract.spread import with_forward_prefixes
+
+    pools = [Net("10.80.0.0/16")]
+    plan = plan_shards(pools, [Net("10.0.0.0/16")], 4)
+    spread = spread_pod_prefixes(pools, _sequential("10.80.0.0/16", 100), 4, route_budget=BUDGET)
+    routed = with_forward_prefixes(plan, spread)
+    assert tuple(s.pod_prefixes for s in routed.shards) == spread.prefixes
+    assert [s.vtep_endpoints for s in routed.shards] == [s.vtep_endpoints for s in plan.shards]
+    assert routed.vtep_prefix_length == plan.vtep_prefix_length
+    with pytest.raises(ValueError, match="3 shards of prefixes for a plan of 4"):
+        with_forward_prefixes(plan, replace(spread, prefixes=spread.prefixes[:3]))

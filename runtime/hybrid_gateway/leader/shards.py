@@ -62,6 +62,7 @@ from hybrid_gateway_contract.sharding import (
     member_lease_name,
     shard_lease_name,
 )
+from hybrid_gateway_contract.spread import with_forward_prefixes
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -334,6 +335,12 @@ class ShardGroup:
             window_s=timings.watch_window_s,
             max_backoff_s=timings.watch_max_backoff_s,
         )
+
+    def forward_plan(self) -> ShardPlan:
+        """The shard plan with the forward prefixes routed now (the current spread), e.g. for
+        the node filter's per-shard counters; the equal cut before the first CiliumNode list."""
+        spread = self.forward.current()
+        return self.plan if spread is None else with_forward_prefixes(self.plan, spread)
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:

@@ -6,7 +6,6 @@ input is missing says "skipped" with that reason instead of guessing.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
     shard_plan_problems,
 )
-from hybrid_gateway_contract.spread import spread_pod_prefixes
+from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
 
 
 @dataclass(frozen=True)
@@ -272,13 +271,7 @@ class Facts:
             plan.count,
             route_budget=settings.max_routes_per_table - len(settings.vpc_cidrs),
         )
-        return dataclasses.replace(
-            plan,
-            shards=tuple(
-                dataclasses.replace(shard, pod_prefixes=prefixes)
-                for shard, prefixes in zip(plan.shards, spread.prefixes, strict=True)
-            ),
-        )
+        return with_forward_prefixes(plan, spread)
 
     def pod(self, name: str | None) -> GatewayPod | None:
         return next((p for p in self.pods if p.name == name), None) if name else None
