@@ -12,6 +12,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
+from eks_hybrid_gateway import KUBERNETES_VERSION
+
 GatewayFactory = Callable[..., Any]
 CUSTOM_KINDS = {"NodeClass", "NodePool"}
 
@@ -26,7 +28,7 @@ CUSTOM_KINDS = {"NodeClass", "NodePool"}
         "AssetImage",
     ],
 )
-def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
+def test_manifests_applied_by_cdk_validate_strictly_for_the_target_version(
     synthesized: Any, cfn: Any, stack: str
 ) -> None:
     template = synthesized.templates[stack]
@@ -36,7 +38,7 @@ def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
     builtin = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
     assert len(builtin) >= 8
     for obj in builtin:
-        kubernetes_validate.validate(obj, "1.33", strict=True)
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
 def test_connections_open_more_on_the_gateway_security_group(
