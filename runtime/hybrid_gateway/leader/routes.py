@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RouteKey, RoutePlan, plan_routes
+from hybrid_gateway.core.routes import ObservedRoute, RouteKey, RoutePlan, plan_routes
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ MAX_PARALLEL_WRITES = 64
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
+# Active-active: from the described tables, the routes to delete now and those retired but
+# waiting for their replacements (core/routes.plan_retired_routes).
+Retire = Callable[
+    [Mapping[str, list[ObservedRoute]]], tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]
+]
 
 
 @dataclass
@@ -46,6 +51,8 @@ class SyncResult:
     missing_tables: list[str] = field(default_factory=list)
     suppressed: bool = False  # the lease ran out during the sync: writes were withheld
     refusals_changed: bool = False  # plan.refused differs from the last sync's: report them
+    deleted: list[RouteKey] = field(default_factory=list)  # retired routes removed
+    retiring: tuple[RouteKey, ...] = ()  # retired routes left until their replacements exist
 
     @property
     def converged(self) -> bool:
@@ -185,14 +192,35 @@ class RouteOwner:
             except Ec2Error:
                 stop.wait(backoff.next_delay())
 
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The routes to `destinations` that still target our primary ENI (one describe);
+        a replica that handed its shards over waits for this to be empty before it stops."""
+        primary = self._primary
+        if not self._tables or primary is None:
+            return []
+        wanted = set(destinations)
+        observed = self._ec2.describe_routes(self._tables)
+        return [
+            RouteKey(table, route.destination)
+            for table, routes in observed.items()
+            for route in routes
+            if route.destination in wanted
+            and route.target_id == primary.eni_id
+            and not route.blackhole
+        ]
+
     # -- leader only -----------------------------------------------------------------------------
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail.
 
         `destinations` (active-active: one shard's prefixes) replaces the pod CIDRs: only those
-        routes are planned and written."""
+        routes are planned and written. `retire` names routes to delete from what was
+        described (a shard's prefixes that moved), in the same wave as the writes."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
@@ -214,12 +242,18 @@ class RouteOwner:
             log.error("route table %s not found (check ROUTE_TABLE_IDS)", table)
         result.refusals_changed = self._note_refusals(plan)
         creates = set(plan.create)
+        deletes: tuple[RouteKey, ...] = ()
+        if retire is not None:
+            deletes, result.retiring = retire(observed)
+        delete_set = set(deletes)
 
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
             if not self.forwarding_allowed():  # the check was read as ON during this sync
                 return key, "source/destination check turned on: not written"
             try:
-                if key in creates:
+                if key in delete_set:
+                    self._ec2.delete_route(key, may_write)
+                elif key in creates:
                     self._ec2.create_route(key, eni, may_write)
                 else:
                     self._ec2.replace_route(key, eni, may_write)
@@ -231,14 +265,18 @@ class RouteOwner:
             self._metrics.aws_route_table_update.inc()
             return key, None
 
-        if plan.writes:
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(plan.writes))) as pool:
-                for key, error in pool.map(write, plan.writes):
+        wave = plan.writes + deletes
+        if wave:
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(wave))) as pool:
+                for key, error in pool.map(write, wave):
                     if error == "suppressed":
                         result.suppressed = True
                     elif error:
                         log.warning("route %s in %s: %s", key.destination, key.table_id, error)
                         result.failed.append((key, error))
+                    elif key in delete_set:
+                        log.info("retired route %s in %s deleted", key.destination, key.table_id)
+                        result.deleted.append(key)
                     else:
                         log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
                         result.written.append(key)
