@@ -42,7 +42,7 @@ class Call:
     params: dict[str, str]
     started: float  # time.time() when the request arrived
     started_mono: float  # time.monotonic() then (system-wide: comparable across processes)
-    finished: float  # time.time() when the answer was sent
+    finished: float  # time.time() right before the answer was sent
     status: int
     injected: bool  # the proxy answered with a fault instead of forwarding
 
@@ -151,12 +151,9 @@ class Ec2Proxy:
                         if k.lower() not in ("transfer-encoding", "connection", "content-length")
                     }
                     conn.close()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                # Recorded BEFORE the reply is sent: a client that got its answer must find
+                # the call in `calls`, or a test that resets the proxy after a sync counts that
+                # sync's last call as one of the next (seen as a CI flake).
                 with proxy._lock:
                     proxy.calls.append(
                         Call(
@@ -170,6 +167,12 @@ class Ec2Proxy:
                             fault is not None,
                         )
                     )
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
