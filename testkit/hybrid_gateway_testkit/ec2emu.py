@@ -10,11 +10,13 @@ first write of the new one") without trusting the daemon's own account.
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -178,6 +180,94 @@ class Ec2Proxy:
                 pass
 
         return Handler
+
+
+class TlsFront:
+    """TLS in front of an HTTP endpoint (an `Ec2Proxy`), as the EC2 API is only reached over
+    HTTPS: terminates TLS with `context` and relays the bytes both ways, one upstream
+    connection per client connection (so keep-alive reuse is the client's, as with EC2).
+
+    `handshake_delay_s` holds each NEW connection's TLS handshake back (its ServerHello) for
+    that long, as a lost packet or a congested path does: the client has already passed every
+    check it makes before sending (botocore's `before-send`) and waits inside urllib3's connect.
+    `handshakes` holds the monotonic time of every completed handshake.
+    """
+
+    def __init__(self, upstream: tuple[str, int], context: ssl.SSLContext) -> None:
+        self.upstream = upstream
+        self.handshake_delay_s = 0.0
+        self.handshakes: list[float] = []
+        self._context = context
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> TlsFront:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._closed.set()
+        self._thread.join(5.0)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        delay = self.handshake_delay_s
+        if delay and self._closed.wait(delay):
+            conn.close()
+            return
+        try:
+            conn.settimeout(10.0)
+            tls = self._context.wrap_socket(conn, server_side=True)
+        except OSError:  # the client gave up waiting for the handshake and closed
+            conn.close()
+            return
+        self.handshakes.append(time.monotonic())
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=10.0)
+        except OSError:
+            tls.close()
+            return
+        tls.settimeout(None)
+        upstream.settimeout(None)
+        threading.Thread(target=_pump, args=(upstream, tls), daemon=True).start()
+        _pump(tls, upstream)
+
+    def __enter__(self) -> TlsFront:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until either side closes; then shut both down (the other pump ends with them)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the other pump's recv
+            with suppress(OSError):
+                sock.close()
 
 
 @contextmanager

@@ -39,6 +39,7 @@ class Owner(Protocol):
     def prepare(self) -> None: ...
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
+    def keep_warm(self) -> None: ...
     def sync(
         self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
     ) -> SyncResult: ...
@@ -120,6 +121,11 @@ class DeferredRoutes:
                 continue
         if self._owner is not None and self._owner.prepared:
             self._waiting_for = None
+
+    def keep_warm(self) -> None:
+        """The owner's, once it exists."""
+        if self._owner is not None:
+            self._owner.keep_warm()
 
     def sync(
         self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None

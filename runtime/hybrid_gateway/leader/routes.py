@@ -148,6 +148,11 @@ class RouteOwner:
                 stop.wait(backoff.next_delay())
 
     # -- leader only -----------------------------------------------------------------------------
+    def keep_warm(self) -> None:
+        """Keep the route-write client's connection open (see `Ec2Routes.keep_warm`)."""
+        if self._tables:
+            self._ec2.keep_warm(self._tables[0])
+
     def sync(
         self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
     ) -> SyncResult:

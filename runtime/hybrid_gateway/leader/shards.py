@@ -25,6 +25,7 @@ from typing import Any
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.ec2 import KEEP_WARM_S
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
@@ -215,6 +216,9 @@ class ShardGroup:
                 subject=reporting.subject,
                 identity=config.identity,
                 role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
+                late_write_window_s=timings.late_write_window_s,
+                keep_warm=self.routes.keep_warm,  # one write client: used once per period
+                keep_warm_every_s=KEEP_WARM_S,
             )
             elector = config_elector(
                 _Recorded(

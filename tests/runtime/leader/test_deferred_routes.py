@@ -43,6 +43,9 @@ class Owner:
     def forwarding_allowed(self) -> bool:
         return True
 
+    def keep_warm(self) -> None:
+        pass
+
     def sync(
         self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
     ) -> SyncResult:
