@@ -28,6 +28,25 @@ THROTTLE_BODY = (
     b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
     b"</Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
 )
+#: EC2's answer to an allowed DryRun request (status 412), and to a denied one (403). moto carries
+#: out a CreateRoute/ReplaceRoute with DryRun=true as if the flag were absent (its
+#: ec2/responses/route_tables.py never calls `error_on_dryrun`), so the proxy answers route-write
+#: dry runs itself, as EC2 does (botocore data/ec2/2016-11-15/service-2.json, `DryRun` of
+#: CreateRouteRequest/ReplaceRouteRequest: "DryRunOperation" if allowed, else
+#: "UnauthorizedOperation").
+DRY_RUN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>DryRunOperation</Code><Message>Request would have succeeded, but DryRun flag is set."
+    b"</Message></Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID>"
+    b"</Response>"
+)
+UNAUTHORIZED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this "
+    b"operation.</Message></Error></Errors>"
+    b"<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+)
+DRY_RUN_PREFIX = "DryRun:"
 INTERNAL_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
     b"<Code>InternalError</Code><Message>An internal error has occurred.</Message>"
@@ -37,7 +56,8 @@ INTERNAL_BODY = (
 
 @dataclass(frozen=True)
 class Call:
-    """One request seen by the proxy."""
+    """One request seen by the proxy. A route write with DryRun=true changes nothing: its
+    `action` is `DryRun:<Action>`, so counts and orders of writes see only real ones."""
 
     label: str
     action: str
@@ -129,12 +149,20 @@ class Ec2Proxy:
                 raw = body.decode(errors="replace") if body else query
                 params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 action = params.get("Action", "?")
+                dry_run = params.get("DryRun", "").lower() == "true"
+                if dry_run and action in WRITE_ACTIONS:
+                    action = DRY_RUN_PREFIX + action
                 with proxy._lock:
                     seq = proxy._counts.get(action, 0)
                     proxy._counts[action] = seq + 1
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
                 fault = proxy.fault(action, seq) if proxy.fault else None
+                if fault is None and action.startswith(DRY_RUN_PREFIX):
+                    fault = (412, DRY_RUN_BODY)  # EC2's answer, not an injected fault
+                    injected = False
+                else:
+                    injected = fault is not None
                 if fault is not None:
                     status, payload, headers = fault[0], fault[1], {"Content-Type": "text/xml"}
                 else:
@@ -166,7 +194,7 @@ class Ec2Proxy:
                             started_mono,
                             time.time(),
                             status,
-                            fault is not None,
+                            injected,
                         )
                     )
                 self.send_response(status)

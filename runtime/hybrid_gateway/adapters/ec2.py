@@ -282,6 +282,35 @@ class Ec2Routes:
         self._writer_used = time.monotonic()
         return True
 
+    def write_allowed(self, operation: str, key: RouteKey, eni_id: str) -> bool:
+        """Whether IAM lets this replica make this route write, asked with EC2's DryRun: True on
+        `DryRunOperation`, False on `UnauthorizedOperation` (the `DryRun` member of
+        CreateRouteRequest / ReplaceRouteRequest, botocore `data/ec2/2016-11-15/service-2.json`);
+        any other answer raises Ec2Error. Sent by the read client: a dry run writes nothing,
+        so it needs no lease guard. EC2 never carries out a DryRun request; an emulator that
+        does (moto answers route writes as if DryRun were absent) must not be pointed at one.
+        """
+        call = (
+            self._client.create_route if operation == "CreateRoute" else self._client.replace_route
+        )
+        try:
+            call(
+                RouteTableId=key.table_id,
+                DestinationCidrBlock=key.destination,
+                NetworkInterfaceId=eni_id,
+                DryRun=True,
+            )
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "DryRunOperation":
+                return True
+            if code == "UnauthorizedOperation":
+                return False
+            raise _error(operation, exc) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _error(operation, exc) from exc
+        raise Ec2Error(operation, "DryRunIgnored", "the endpoint carried out a DryRun request")
+
     def create_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
         self._write("CreateRoute", key, eni_id, guard)
 

@@ -78,6 +78,7 @@ class _Lane:
         self.term = -1  # the term this lane last synced in
         self.next_at = 0.0  # when the next sync is due (monotonic)
         self.keep_warm: Callable[[], None] | None = None  # called while idle in a valid term
+        self.why_not_converged: str | None = None  # the latest sync's reason, for readiness
         self.warm_at = 0.0  # when keep_warm is due next (monotonic)
 
 
@@ -204,6 +205,17 @@ class LeaderWork:
     def converged(self) -> bool:
         return self._active and self.routes_converged and self.vtep_converged
 
+    def lane_problem(self, name: str) -> str | None:
+        """Why the lane named `name` ("routes" or "vtep") has not converged in this term, for
+        readiness; None if it has (or no term runs)."""
+        lane = next(candidate for candidate in self._lanes if candidate.name == name)
+        with self._lock:
+            if not self._active or lane.converged_term == self._term_count:
+                return None
+            if lane.term != self._term_count:
+                return "first sync of the term not done yet"
+            return lane.why_not_converged or "first sync of the term not done yet"
+
     def _valid(self) -> bool:
         term = self._term
         return term is not None and term.valid()
@@ -299,6 +311,7 @@ class LeaderWork:
             if self._term_count != number:  # a result from an earlier term
                 return
             lane.converged_term = number if outcome is Outcome.CONVERGED else 0
+            lane.why_not_converged = self._why_not(lane, outcome)
             if outcome is Outcome.CONVERGED:
                 lane.next_at = self._next_check(lane, term, started)
             elif outcome is Outcome.FAILED:
@@ -331,6 +344,15 @@ class LeaderWork:
             lane.keep_warm()
         except Exception as exc:  # only a cost saving: never a reason to stop the lane
             log.debug("%s keep-warm failed: %s", lane.name, exc)
+
+    def _why_not(self, lane: _Lane, outcome: Outcome) -> str | None:
+        if outcome is Outcome.FAILED:
+            return self._last_failure.get(lane.name, "sync failed")
+        if outcome is Outcome.SUPPRESSED:
+            return (
+                "writes withheld: the lease ran out of validity during the sync (renewal pending)"
+            )
+        return None
 
     def _lane_wait(self, lane: _Lane) -> float:
         if not self._active:

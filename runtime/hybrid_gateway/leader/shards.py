@@ -517,12 +517,9 @@ class ShardGroup:
             pending = []
             for slot in owned:
                 lanes = [
-                    lane
-                    for lane, done in (
-                        ("routes", slot.work.routes_converged),
-                        ("CiliumVTEPConfig", slot.work.vtep_converged),
-                    )
-                    if not done
+                    f"{what}: {problem}"
+                    for lane, what in (("routes", "routes"), ("vtep", "CiliumVTEPConfig"))
+                    if (problem := slot.work.lane_problem(lane)) is not None
                 ]
                 if lanes:
                     pending.append(f"shard {slot.index} ({', '.join(lanes)})")

@@ -334,3 +334,20 @@ def test_the_write_connection_is_kept_warm_while_leading_only() -> None:
     world.work.step()
     world.run_for(12, step_s=0.1)
     assert len(warmed) == 2
+
+
+def test_readiness_names_why_each_lane_has_not_converged(world: World) -> None:
+    """An operator reading /readyz of a leader sees which lane waits and on what."""
+    assert world.work.lane_problem("routes") is None  # no term: nothing to converge
+    world.routes.answer = _unauthorized
+    world.vtep.answer = lambda may_write: False  # a write withheld by the lease check
+    world.lead()
+    assert world.work.lane_problem("routes") == "first sync of the term not done yet"
+    world.run_for(0.5)
+    routes = world.work.lane_problem("routes") or ""
+    assert routes.startswith("route sync failed") and "UnauthorizedOperation" in routes
+    assert "writes withheld" in (world.work.lane_problem("vtep") or "")
+    world.routes.answer = lambda may_write: SyncResult(RoutePlan())
+    world.vtep.answer = lambda may_write: True
+    world.run_for(RESYNC_S + 1)
+    assert world.work.lane_problem("routes") is None and world.work.lane_problem("vtep") is None
