@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_events import AsyncEvents, EventRecorder, ObjectRef
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
@@ -61,13 +62,14 @@ class DataPlaneLike(Protocol):
 
 
 def kube_api_client(environ: Mapping[str, str]) -> kclient.ApiClient:
-    """KUBECONFIG if set, else the in-cluster service account."""
+    """KUBECONFIG if set, else the in-cluster service account; one HTTP attempt per call
+    (kube_attempts.py: the daemon's loops retry, urllib3 does not)."""
     path = environ.get("KUBECONFIG")
     if path:
-        return kconfig.new_client_from_config(config_file=path)
+        return single_attempt(kconfig.new_client_from_config(config_file=path))
     configuration = kclient.Configuration()
     kconfig.load_incluster_config(client_configuration=configuration)
-    return kclient.ApiClient(configuration)
+    return single_attempt(kclient.ApiClient(configuration))
 
 
 def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> DataPlaneLike:

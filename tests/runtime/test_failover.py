@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_contract import Env
+from hybrid_gateway_contract import DEFAULT_LEASE_NAME, Env
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.apiserver.audit import lease_writes as audit_lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
@@ -492,3 +492,157 @@ def test_a_leader_answered_1_2s_late_keeps_its_lease(pair: Pair) -> None:
     assert "lost leadership" not in gw.log_path.read_text()
     assert gw.metric("hybrid_gateway_leader_is_active") == 1.0
     print(f"\n1.2 s API latency: {len(writes)} renewals in 15 s, longest gap {max(gaps):.2f}s")
+
+
+# --- the Lease deleted or edited by an admin, an API outage for both replicas -----------------
+
+
+def admin_leases(pair: Pair) -> Any:
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(pair.kube.kubeconfig("admin")))
+    return client.CoordinationV1Api(api)
+
+
+def lease_present(leases: Any) -> bool:
+    try:
+        leases.read_namespaced_lease(DEFAULT_LEASE_NAME, NAMESPACE)
+    except Exception:
+        return False
+    return True
+
+
+def writes_while_nobody_held(
+    pair: Pair, audit: list[dict[str, Any]], removed: list[float]
+) -> list[str]:
+    """Leader writes that reached EC2 or the API server after the Lease was taken from its
+    holder at a time in `removed` (server clock, plus the in-flight margin) and before the next
+    successful Lease write by anyone: nobody held the lease then."""
+    held = [t for t, _ in lease_writes(audit)]
+    late = []
+    for at in removed:
+        next_holder = next((t for t in held if t > at), float("inf"))
+        late += [
+            f"{who} {what} {when - at:+.3f}s"
+            for when, who, what in leader_writes(pair, audit)
+            if at + IN_FLIGHT_MARGIN_S < when < next_holder
+        ]
+    return late
+
+
+def test_an_admin_deleting_the_lease_never_gives_two_writers(pair: Pair) -> None:
+    """A common runbook step: `kubectl delete lease`. Both replicas race to create it again
+    (client-go does the same); whoever wins, the one that lost must not write after the other
+    took it. Before, the old leader's renewal got an answer it ignored and it kept writing
+    (its CiliumVTEPConfig watch repaired the config the new leader had just written)."""
+    leases = admin_leases(pair)
+    deleted: list[float] = []
+    with drift(pair, period_s=0.3):
+        for _ in range(4):
+            pair.wait_owner()
+            time.sleep(1.0)  # the leader is repairing drift: writes are going on
+            leases.delete_namespaced_lease(DEFAULT_LEASE_NAME, NAMESPACE)
+            deleted.append(
+                max(
+                    float(e["mono"])
+                    for e in pair.kube.audit()
+                    if e["verb"] == "delete" and e["resource"] == "leases"
+                )
+            )
+            wait_until("the Lease taken again", lambda: lease_present(leases), 10)
+        time.sleep(1.0)
+    owner, _ = pair.wait_owner()
+    audit = pair.kube.audit()
+    assert writes_while_nobody_held(pair, audit, deleted) == []
+    writes = assert_only_the_holder_wrote(pair, 1.0)
+    paused = sum(
+        gw.log_path.read_text().count("leader writes paused") for gw in pair.gateways.values()
+    )
+    assert paused >= 4, pair.logs()
+    # and an Event says so (reason LeaseChangedDuringTerm, about the replica's pod)
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(
+        config.new_client_from_config(config_file=str(pair.kube.kubeconfig("admin")))
+    )
+    wait_until(
+        "a LeaseChangedDuringTerm Event",
+        lambda: [
+            e
+            for e in core.list_namespaced_event(NAMESPACE).items
+            if e.reason == "LeaseChangedDuringTerm" and "leader writes paused" in e.message
+        ],
+        10,
+    )
+    print(f"\nLease deleted 4 times: {writes} leader writes, none by a non-holder; owner {owner}")
+
+
+def test_an_admin_editing_the_holder_stops_the_leader_writing_at_once(pair: Pair) -> None:
+    leases = admin_leases(pair)
+    leader, _ = pair.wait_owner()
+    with drift(pair, period_s=0.3):
+        time.sleep(1.0)
+        lease = leases.read_namespaced_lease(DEFAULT_LEASE_NAME, NAMESPACE)
+        lease.spec.holder_identity = "maintenance"
+        lease.spec.lease_duration_seconds = 3
+        leases.replace_namespaced_lease(DEFAULT_LEASE_NAME, NAMESPACE, lease)
+        edited = max(
+            float(e["mono"])
+            for e in pair.kube.audit()
+            if e["identity"] == "admin" and e["verb"] == "update"
+        )
+        # "maintenance" never renews: after 3 s on the replicas' clocks one of them takes it
+        identities = {gw.identity for gw in pair.gateways.values()}
+        wait_until(
+            "a replica took the Lease again",
+            lambda: (
+                leases.read_namespaced_lease(DEFAULT_LEASE_NAME, NAMESPACE).spec.holder_identity
+                in identities
+            ),
+            20,
+        )
+        owner, _ = pair.wait_owner()
+        time.sleep(1.0)
+    audit = pair.kube.audit()
+    taken = next(t for t, who in lease_writes(audit) if t > edited and who != "admin")
+    assert taken - edited >= 3.0, "the edited duration counts from when the edit was seen"
+    assert writes_while_nobody_held(pair, audit, [edited]) == []
+    print(
+        f"\nholder edited: {pair.gateways[leader].identity} stopped; {owner} took over "
+        f"{taken - edited:.2f}s later"
+    )
+
+
+@pytest.mark.parametrize(
+    "lease_env", [{"LEASE_DURATION": "3", "RENEW_DEADLINE": "2", "RETRY_PERIOD": "1"}]
+)
+def test_an_api_outage_for_both_replicas_is_quiet_and_changes_no_leader(pair: Pair) -> None:
+    """The API server drops every request of both replicas for 8 s (a control-plane upgrade),
+    with the default 3/2/1 s timings. The standby's observed lease expires during the outage;
+    it must not spin on it (it sent 860 GETs/s before), and since its first read after the heal
+    is a fresh observation, the old leader renews first and keeps the lease."""
+    leader, _ = pair.wait_owner(timeout_s=30.0)
+    gw, sb = pair.gateways[leader], pair.gateways[pair.other(leader)]
+    time.sleep(2.0)
+    cut_at = time.monotonic()
+    for g in pair.gateways.values():
+        pair.kube.partition(g.identity)
+    time.sleep(8.0)
+    for g in pair.gateways.values():
+        pair.kube.heal(g.identity)
+    healed_at = time.monotonic()
+    time.sleep(10.0)
+    audit = pair.kube.audit()
+    rates = {}
+    for g in pair.gateways.values():
+        sent = [e for e in audit if e["identity"] == g.identity and cut_at < e["mono"] < healed_at]
+        rates[g.name] = len(sent) / (healed_at - cut_at)
+    after = {who for t, who in lease_writes(audit) if t > healed_at}
+    print(
+        f"\n8 s API outage, both replicas: requests/s leader {rates[leader]:.1f}, standby "
+        f"{rates[sb.name]:.1f}; Lease writers after the heal: {sorted(after)}"
+    )
+    assert after == {gw.identity}, "the standby took the lease after the outage"
+    assert max(rates.values()) < 30.0, rates  # a few loops, each backing off
+    assert pair.owner() == leader
+    assert_only_the_holder_wrote(pair, 3.0)

@@ -138,8 +138,71 @@ def test_stale_update_is_409_conflict_and_unconditional_put_wins(admin: client.A
     assert (err.value.status, status["reason"], status["kind"]) == (409, "Conflict", "Status")
     assert "the object has been modified" in status["message"]
     assert leases.read_namespaced_lease(name, "default").spec.holder_identity == "a"
+    # Leases do not allow unconditional updates (kubernetes
+    # pkg/registry/coordination/lease/strategy.go AllowUnconditionalUpdate false): 422.
     first.metadata.resource_version = None
-    assert leases.replace_namespaced_lease(name, "default", first).spec.holder_identity == "b"
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease(name, "default", first)
+    status = status_of(err.value)
+    assert (err.value.status, status["reason"]) == (422, "Invalid")
+    assert status["details"]["causes"][0]["field"] == "metadata.resourceVersion"
+    assert "must be specified for an update" in status["message"]
+    # ConfigMaps do (pkg/registry/core/configmap/strategy.go): the PUT without a version wins.
+    core = client.CoreV1Api(admin)
+    cm_name = unique("cm")
+    cm = core.create_namespaced_config_map(
+        "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=cm_name), data={"a": "1"})
+    )
+    core.replace_namespaced_config_map(
+        cm_name, "default", client.V1ConfigMap(metadata=cm.metadata, data={"a": "2"})
+    )
+    unconditional = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=cm_name), data={"a": "3"})
+    assert core.replace_namespaced_config_map(cm_name, "default", unconditional).data == {"a": "3"}
+
+
+def test_put_of_a_deleted_lease_with_its_uid_is_409_and_without_creates_it(
+    admin: client.ApiClient,
+) -> None:
+    """kube-apiserver's generic registry (k8s.io/apiserver registry/generic/registry/store.go
+    `Update`): Leases allow create-on-update, and a metadata.uid in the body is a precondition
+    checked against the empty object when none is stored, so a renewal of a deleted Lease (the
+    body read before the deletion, uid and resourceVersion included) is 409 Conflict; without
+    the uid the PUT creates the Lease (201), its resourceVersion ignored."""
+    leases = client.CoordinationV1Api(admin)
+    name = unique("lease")
+    spec = client.V1LeaseSpec(holder_identity="gw-a", lease_duration_seconds=3)
+    held = leases.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name=name), spec=spec)
+    )
+    leases.delete_namespaced_lease(name, "default")
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease(name, "default", held)
+    status = status_of(err.value)
+    assert (err.value.status, status["reason"]) == (409, "Conflict")
+    assert f"UID in precondition: {held.metadata.uid}, UID in object meta: " in status["message"]
+    with pytest.raises(ApiException) as missing:
+        leases.read_namespaced_lease(name, "default")
+    assert missing.value.status == 404  # the conflicting PUT created nothing
+
+    held.metadata.uid = None  # resourceVersion still set: ignored on create-on-update
+    created, code, _ = leases.replace_namespaced_lease_with_http_info(name, "default", held)
+    assert code == 201
+    assert created.metadata.uid and created.spec.holder_identity == "gw-a"
+    assert int(created.metadata.resource_version) > int(held.metadata.resource_version)
+    # a uid that does not match the stored object is a conflict too
+    created.metadata.uid = str(uuid.uuid4())
+    with pytest.raises(ApiException) as err:
+        leases.replace_namespaced_lease(name, "default", created)
+    assert err.value.status == 409
+
+
+def test_put_of_a_missing_object_of_other_kinds_is_404(admin: client.ApiClient) -> None:
+    core = client.CoreV1Api(admin)
+    with pytest.raises(ApiException) as err:
+        core.replace_namespaced_config_map(
+            "missing", "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="missing"))
+        )
+    assert err.value.status == 404
 
 
 def test_patch_with_stale_resource_version_conflicts(admin: client.ApiClient) -> None:

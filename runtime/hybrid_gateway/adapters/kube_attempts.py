@@ -1,12 +1,15 @@
-"""An API client that makes exactly one HTTP attempt per call, for guarded and timed writes.
+"""An API client that makes exactly one HTTP attempt per call: the one retry policy is ours.
 
 The official client leaves `Configuration.retries` None, and its REST layer then builds the
 urllib3 `PoolManager` without `retries` (kubernetes/client/rest.py), so urllib3's
 `Retry.DEFAULT` (3) applies: a PUT is re-sent after a read error or timeout (PUT is in
 `Retry.DEFAULT_ALLOWED_METHODS`) and any request after a connection error, below our code.
 That would let a leader write leave after its lease check and stretch a Lease renewal beyond
-its timeout, so the Lease and the CiliumVTEPConfig writes go through a copy of the client with
-retries off; the callers decide whether and when to try again.
+its timeout, and it multiplies every read timeout by four: a watch hanging on a silent API
+server would take 4 x (window + timeout), past the stuck-loop limit. So every call of the
+daemon (Lease, CiliumVTEPConfig, CiliumNodes, Events; reads, writes and watches) goes through
+a client with retries off; the callers decide whether and when to try again (the elector's
+rounds, `ListWatch`'s back-off, the Event queue).
 """
 
 from __future__ import annotations
@@ -22,3 +25,12 @@ def single_attempt(api_client: client.ApiClient) -> client.ApiClient:
     configuration = copy.deepcopy(api_client.configuration)
     configuration.retries = False
     return client.ApiClient(configuration)
+
+
+def watch_timeout(window_s: float, call_timeout_s: float) -> tuple[float, float]:
+    """The client-side (connect, read) timeouts of one watch request whose server-side
+    `timeoutSeconds` is `window_s`: connecting gets one call timeout; each read may wait for
+    the whole window plus one call timeout (a quiet watch sends nothing until the server ends
+    the window). The kubernetes client turns a pair into `urllib3.Timeout(connect=, read=)`
+    (kubernetes/client/rest.py); a hung server thus ends the watch after one bound."""
+    return (call_timeout_s, window_s + call_timeout_s)

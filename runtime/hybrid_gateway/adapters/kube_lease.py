@@ -40,6 +40,16 @@ class LeaseConflictError(Exception):
 class LeaseApiError(Exception):
     """The API server could not be reached or refused the call for another reason."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status; None for timeouts and connection errors
+
+
+class LeaseGoneError(LeaseApiError):
+    """An update found no Lease (404): it was deleted, or its namespace was. (kube-apiserver
+    answers a renewal of a deleted Lease with 409 instead, as the uid in the body is a
+    precondition; the test server does the same.)"""
+
 
 def micro_time(when: dt.datetime) -> str:
     """metav1.MicroTime on the wire: UTC, six fraction digits, "Z"."""
@@ -71,7 +81,6 @@ class LeaseStore:
         labels: Mapping[str, str] | None = None,
         owner: client.V1OwnerReference | None = None,
     ) -> None:
-        self._api = client.CoordinationV1Api(api_client)
         self._labels = dict(labels or {})  # kept on every write: a group watch selects them
         self._owner = owner  # set when the Lease is created: garbage-collected with its owner
         self._once = client.CoordinationV1Api(single_attempt(api_client))
@@ -94,7 +103,7 @@ class LeaseStore:
                 self._last = None
                 return None
             raise LeaseApiError(
-                f"read Lease {self.namespace}/{self.name}: {exc.status} {exc.reason}"
+                f"read Lease {self.namespace}/{self.name}: {exc.status} {exc.reason}", exc.status
             ) from exc
         except Exception as exc:  # urllib3 timeouts, connection errors
             raise LeaseApiError(f"read Lease {self.namespace}/{self.name}: {exc}") from exc
@@ -164,8 +173,9 @@ class LeaseStore:
         except ApiException as exc:
             if exc.status == 409:
                 raise LeaseConflictError(f"Lease {self.namespace}/{self.name} changed") from exc
-            raise LeaseApiError(
-                f"write Lease {self.namespace}/{self.name}: {exc.status} {exc.reason}"
+            error = LeaseGoneError if exc.status == 404 and previous is not None else LeaseApiError
+            raise error(
+                f"write Lease {self.namespace}/{self.name}: {exc.status} {exc.reason}", exc.status
             ) from exc
         except Exception as exc:
             raise LeaseApiError(f"write Lease {self.namespace}/{self.name}: {exc}") from exc
@@ -219,7 +229,7 @@ def lease_watch(
 
     return ListWatch(
         f"Lease watch {namespace}/{name}",
-        client.CoordinationV1Api(api_client).list_namespaced_lease,
+        client.CoordinationV1Api(single_attempt(api_client)).list_namespaced_lease,
         args=(namespace,),
         field_selector=f"metadata.name={name}",
         on_list=on_list,

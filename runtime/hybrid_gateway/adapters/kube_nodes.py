@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_watch import DEFAULT_PAGE_SIZE, ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import NodeRecord, node_record
@@ -54,7 +55,7 @@ class CiliumNodeCache:
         self._changed: set[str] | None = None  # names changed by events; None: relisted
         self.watch = ListWatch(
             "CiliumNodes",
-            client.CustomObjectsApi(api_client).list_cluster_custom_object,
+            client.CustomObjectsApi(single_attempt(api_client)).list_cluster_custom_object,
             args=(CILIUM_GROUP, CILIUM_VERSION, CILIUM_NODES_PLURAL),
             label_selector=HYBRID_SELECTOR,
             on_list=self._replace,

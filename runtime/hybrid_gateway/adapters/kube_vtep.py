@@ -46,8 +46,9 @@ class VtepStore:
     def __init__(
         self, api_client: client.ApiClient, *, timeout_s: float, name: str = VTEP_CONFIG_NAME
     ) -> None:
-        self._api = client.CustomObjectsApi(api_client)
-        self._writer = client.CustomObjectsApi(single_attempt(api_client))
+        # one HTTP attempt per call, reads and watches included (kube_attempts.py)
+        self._api = client.CustomObjectsApi(single_attempt(api_client))
+        self._writer = self._api
         self._timeout = timeout_s
         self.name = name
 

@@ -13,10 +13,13 @@ CiliumVTEPConfig), so they fail, retry and report alike:
 - Any other failure backs off (`core.backoff.Backoff`) and ends in a fresh list: a relist is a
   full resync of the caller's state, so a missed event costs a late fix, never a wrong one.
 - 401/403 are logged as warnings naming the resource, and every failure is handed to
-  `on_error`, so the caller can count it in a metric, emit an Event or drop readiness.
-- Every request has a client-side timeout: a list page `call_timeout_s`, a watch window
-  `window_s + call_timeout_s` (the server ends the window after `window_s`). Give it a client
-  whose `Configuration.retries` is False: urllib3 otherwise retries a timed-out GET three times
+  `on_error`, so the caller can count it in a metric, emit an Event or drop readiness. The log
+  is rate-limited like every other repeated failure (reporting.py): the first failure of a
+  streak is a warning, then at most one every `log_interval_s` saying how many came between.
+- Every request has a client-side timeout: a list page `call_timeout_s`; a watch window
+  `call_timeout_s` to connect and `window_s + call_timeout_s` per read (the server ends the
+  window after `window_s`; `kube_attempts.watch_timeout`). Give it a client from
+  `kube_attempts.single_attempt`: urllib3 otherwise retries a timed-out GET three times
   (kubernetes.client.Configuration leaves `retries` None), and one timeout becomes four.
 
 Objects are the JSON dicts the API server sends (camelCase keys), for built-in and custom
@@ -52,6 +55,7 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from hybrid_gateway.adapters.kube_attempts import watch_timeout
 from hybrid_gateway.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
@@ -117,8 +121,14 @@ class ListWatch:
         call_timeout_s: float = 30.0,
         window_s: int = 30,
         backoff: Backoff | None = None,
+        log_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what = what
+        self._log_interval_s = log_interval_s
+        self._clock = clock
+        self._last_warning = float("-inf")
+        self._unlogged = 0
         self._list_fn = list_fn
         self._args = args
         self._on_list = on_list
@@ -217,7 +227,7 @@ class ListWatch:
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._window_s,
-                _request_timeout=self._window_s + self._call_timeout_s,
+                _request_timeout=watch_timeout(self._window_s, self._call_timeout_s),
             ):
                 kind = str(event.get("type"))
                 obj = event.get("raw_object")  # the JSON dict, also for built-in kinds
@@ -275,6 +285,8 @@ class ListWatch:
     def _succeeded(self) -> None:
         self.last_progress = time.monotonic()
         if self.consecutive_failures:
+            self._last_warning = float("-inf")  # the next streak's first failure is logged
+            self._unlogged = 0
             log.info(
                 "%s list/watch works again after %d failed attempt(s)",
                 self.what,
@@ -288,16 +300,30 @@ class ListWatch:
         self.consecutive_failures += 1
         self.last_failure = failure
         delay = self._backoff.next_delay()
-        if failure.denied:
-            log.warning(
-                "%s list/watch denied (%s): check the credentials and RBAC (list and watch); "
-                "retrying in %.1f s",
-                self.what,
-                message,
-                delay,
-            )
+        now = self._clock()
+        if now - self._last_warning < self._log_interval_s:
+            self._unlogged += 1
+            log.debug("%s list/watch failed: %s; retrying in %.1f s", self.what, message, delay)
         else:
-            log.warning("%s list/watch failed: %s; retrying in %.1f s", self.what, message, delay)
+            more = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
+            self._last_warning, self._unlogged = now, 0
+            if failure.denied:
+                log.warning(
+                    "%s list/watch denied (%s): check the credentials and RBAC (list and watch); "
+                    "retrying in %.1f s%s",
+                    self.what,
+                    message,
+                    delay,
+                    more,
+                )
+            else:
+                log.warning(
+                    "%s list/watch failed: %s; retrying in %.1f s%s",
+                    self.what,
+                    message,
+                    delay,
+                    more,
+                )
         try:
             self._on_error(failure)
         except Exception:  # a reporting bug must not stop the watch

@@ -14,7 +14,7 @@ and the difference is the margin for clock-rate differences and in-flight writes
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hybrid_gateway_contract.rules import lease_timing_problem
 
@@ -53,16 +53,21 @@ class Observation:
 def observe(previous: Observation | None, record: LeaseRecord, now: float) -> Observation:
     """Remember `record`, keeping the earlier observation time if it did not change.
 
-    A record "changes" when its holder or renewTime changes. The resourceVersion is ignored on
-    purpose: unrelated writes (labels, annotations) must not extend someone else's lease.
+    The whole record is compared, as client-go's elector compares the whole
+    LeaderElectionRecord (client-go tools/leaderelection/leaderelection.go: `observedRawRecord`
+    bytes, `observedRecord`): an edited `leaseDurationSeconds`, holder, renewTime or transition
+    count starts a new observation, so the new duration counts from when the edit was seen.
+    Only the resourceVersion is left out: it is not part of the record, and unrelated writes
+    (labels, annotations) must not extend someone else's lease.
     """
-    if (
-        previous is not None
-        and previous.record.holder == record.holder
-        and previous.record.renew_time == record.renew_time
-    ):
+    if previous is not None and same_record(previous.record, record):
         return Observation(record, previous.observed_at)
     return Observation(record, now)
+
+
+def same_record(a: LeaseRecord, b: LeaseRecord) -> bool:
+    """The leader-election fields are equal (the resourceVersion is not one of them)."""
+    return replace(a, resource_version="") == replace(b, resource_version="")
 
 
 def decide(observation: Observation | None, identity: str, now: float) -> Action:
@@ -112,6 +117,20 @@ def expires_at(observation: Observation | None, identity: str) -> float | None:
     return observation.observed_at + observation.record.lease_duration_s
 
 
+#: client-go waits `wait.Jitter(RetryPeriod, 1.2)` between acquisition attempts
+#: (tools/leaderelection/leaderelection.go `JitterFactor = 1.2`, `wait.JitterUntil`;
+#: apimachinery pkg/util/wait `Jitter`: duration + rand * factor * duration).
+JITTER_FACTOR = 1.2
+
+
+def backoff_wait(retry_period_s: float, jitter: float) -> float:
+    """A follower's pause after a failed or refused round: a quarter retry period, stretched by
+    up to `JITTER_FACTOR` times itself (`jitter` in [0, 1)), so two replicas that fail together
+    do not retry in lockstep."""
+    quarter = retry_period_s / 4
+    return quarter * (1 + JITTER_FACTOR * min(max(jitter, 0.0), 1.0))
+
+
 def next_round_in(
     *,
     now: float,
@@ -120,13 +139,18 @@ def next_round_in(
     last_renew_sent: float | None,
     last_round_failed: bool,
     lease_expires_at: float | None,
+    jitter: float = 0.0,
+    backoff_period_s: float | None = None,
 ) -> float:
     """Seconds until the elector's next round (never negative).
 
     - the holder renews a retry period after it SENT its last successful renewal (not after
       the reply came: a slow API server must not push renewals past the renew deadline), and
       retries a failed renewal after a quarter of a retry period;
-    - a follower wakes when the lease it observes expires, or at its retry tick if sooner.
+    - a follower wakes when the lease it observes expires, or at its retry tick if sooner;
+      after a failed or refused round (`last_round_failed`) it waits at least
+      `backoff_wait` of `backoff_period_s` (default: the retry period): an expired lease
+      it cannot take must not make it spin.
     """
     if leading:
         if last_round_failed or last_renew_sent is None:
@@ -135,6 +159,9 @@ def next_round_in(
     wait = retry_period_s
     if lease_expires_at is not None:
         wait = min(wait, lease_expires_at - now)
+    if last_round_failed:
+        period = retry_period_s if backoff_period_s is None else backoff_period_s
+        wait = max(wait, backoff_wait(period, jitter))
     return max(0.0, wait)
 
 

@@ -183,7 +183,15 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
         return dataplane_ready() and routes.forwarding_allowed()
 
-    elector = config_elector(lease, config, callbacks=work, can_acquire=can_acquire)
+    elector = config_elector(
+        lease,
+        config,
+        callbacks=work,
+        can_acquire=can_acquire,
+        on_pause=lambda message: reporting.events.emit(
+            reporting.subject, "LeaseChangedDuringTerm", message
+        ),
+    )
     lease_watch_health = WatchHealth(
         reporting.reporter(
             f"Lease watch {where}",
@@ -224,6 +232,7 @@ def config_elector(
     can_acquire: Callable[[], bool],
     follow_poll_s: float | None = None,
     log_refusals: bool = True,
+    on_pause: Callable[[str], None] = lambda _message: None,
 ) -> LeaseElector:
     """An elector on `backend` with this replica's identity and lease timings."""
     return LeaseElector(
@@ -236,6 +245,7 @@ def config_elector(
         can_acquire=can_acquire,
         follow_poll_s=follow_poll_s,
         log_refusals=log_refusals,
+        on_pause=on_pause,
     )
 
 

@@ -9,18 +9,30 @@ is lost, cannot be renewed within the renew deadline, or the elector shuts down;
 until `renew_deadline` after the last successful renewal was SENT, on the monotonic clock. It
 turns false by itself even if a renewal is still in flight (a slow API server): the term goes
 on, and writes resume when that renewal succeeds.
+
+Writes also pause, at once, when the Lease shows that it is no longer ours: a renewal answered
+409 (changed since we wrote it; kube-apiserver's answer for a deleted Lease too, whose uid our
+body carries as a precondition) or 404, or the Lease watch showing no Lease or another holder
+(an admin deleting or editing it). They resume only after a read shows this replica as holder
+and the renewal that follows succeeds; a read showing anyone else ends the term.
+
+A follower backs off after a failed or refused round (at least a quarter retry period, with
+jitter), and after a run of failed API calls its first good read is a fresh observation: the
+holder it sees must then stay unchanged for a whole lease duration before it may take over, so
+an API outage alone does not move the lease.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hybrid_gateway.adapters.kube_lease import LeaseConflictError
+from hybrid_gateway.adapters.kube_lease import LeaseConflictError, LeaseGoneError
 from hybrid_gateway.core.lease import (
     Action,
     LeaseRecord,
@@ -93,6 +105,8 @@ class LeaseElector:
         can_acquire: Callable[[], bool] = lambda: True,
         follow_poll_s: float | None = None,
         log_refusals: bool = True,
+        rng: Callable[[], float] = random.random,
+        on_pause: Callable[[str], None] = lambda _message: None,
     ) -> None:
         self._backend = backend
         self.identity = identity
@@ -117,6 +131,19 @@ class LeaseElector:
         self._last_renew_sent: float | None = None
         self._last_round_failed = False
         self._refusal_logged = False
+        self._rng = rng  # the jitter of a follower's back-off
+        self._on_pause = on_pause  # told (with the reason) each time leader writes pause
+        # A call of the last round(s) failed (not a conflict): the next good read is a fresh
+        # observation, whatever was seen before the outage.
+        self._api_failing = False
+        # Bumped when writes pause (the Lease shows it is not ours): a renewal already in
+        # flight then cannot resume them; only a round started after the pause can.
+        self._pause_epoch = 0
+        self._paused_at: float | None = None
+        # The other holder's record our acquisition replaced: the watch may still deliver it
+        # after we won, and it must not pause the term it ended.
+        self._replaced_rv: str | None = None
+        self.pauses = 0  # times writes paused because the Lease showed it was not ours
         self._wake = threading.Event()
         self.heartbeat = clock()
         self.holder: str | None = None  # last holder seen
@@ -125,11 +152,13 @@ class LeaseElector:
     def valid(self) -> bool:
         """True while this replica may act as leader (checked before every leader write)."""
         with self._lock:
-            return self._leading and self._clock() < self._valid_until
+            return self._leading and self._paused_at is None and self._clock() < self._valid_until
 
     def valid_for(self) -> float:
         with self._lock:
-            return max(0.0, self._valid_until - self._clock()) if self._leading else 0.0
+            if not self._leading or self._paused_at is not None:
+                return 0.0
+            return max(0.0, self._valid_until - self._clock())
 
     @property
     def leading(self) -> bool:
@@ -142,6 +171,7 @@ class LeaseElector:
                 self._leading
                 and self._term == number
                 and not self._closed
+                and self._paused_at is None
                 and self._clock() < self._valid_until
             )
 
@@ -154,11 +184,57 @@ class LeaseElector:
         later; a release, deletion or new holder starts the next round now.
         """
         early = warrants_early_round(self._observation, seen)
+        paused = None
         with self._lock:
-            if seen is not None and not self._leading and seen.holder != self.identity:
-                self._observation = observe(self._observation, seen, self._clock())
+            if self._leading:
+                if self._contradicts_term(seen):
+                    why = "deleted" if seen is None else f"held by {seen.holder or 'nobody'}"
+                    paused = self._pause_locked(why)
+                    early = True
+            elif seen is not None and seen.holder != self.identity:
+                previous = None if self._api_failing else self._observation
+                self._observation = observe(previous, seen, self._clock())
+        self._report_pause(paused)
         if early:
             self._wake.set()
+
+    def _shut_down(self) -> bool:
+        """`shutdown()` was called: checked right before every request, since a round may
+        have passed its first check before the signal came."""
+        with self._lock:
+            return self._closed
+
+    def _contradicts_term(self, seen: LeaseRecord | None) -> bool:
+        """A watched Lease state that says our term is over (lock held, leading)."""
+        if seen is None:
+            return True
+        return seen.holder != self.identity and seen.resource_version != self._replaced_rv
+
+    def _pause_locked(self, why: str) -> str | None:
+        """Stop leader writes now (lock held) and re-read the Lease in the next round. Returns
+        the message to report (`_report_pause`, outside the lock) if writes were running."""
+        self._pause_epoch += 1
+        self._observation = None  # the next round reads the Lease
+        if self._paused_at is not None:
+            return None
+        self._paused_at = self._clock()  # `valid()` is false from now on
+        self.pauses += 1
+        return f"the Lease is {why}: leader writes paused until a read shows this replica as holder"
+
+    def _report_pause(self, message: str | None) -> None:
+        if message is None:
+            return
+        log.warning("%s", message)
+        try:
+            self._on_pause(message)
+        except Exception:  # reporting must not break the elector
+            log.exception("reporting a paused term failed")
+
+    @property
+    def paused(self) -> bool:
+        """Leader writes are paused because the Lease showed it is not ours."""
+        with self._lock:
+            return self._paused_at is not None
 
     def wake(self) -> None:
         """End the current wait at once (a Lease change, or shutdown)."""
@@ -187,6 +263,8 @@ class LeaseElector:
             last_renew_sent=self._last_renew_sent,
             last_round_failed=self._last_round_failed,
             lease_expires_at=expires_at(self._observation, self.identity),
+            jitter=self._rng(),
+            backoff_period_s=self._retry,
         )
 
     def try_once(self) -> None:
@@ -197,11 +275,18 @@ class LeaseElector:
             self._hand_over(self._handover)
             return
         self._last_round_failed = False
+        with self._lock:
+            epoch = self._pause_epoch
         try:
             observation = self._observation
             if not (self._leading and observation and observation.record.holder == self.identity):
+                if self._shut_down():
+                    return
                 record = self._backend.get(max(MIN_TIMEOUT_S, self._deadline))
-                observation = observe(self._observation, record, self._clock()) if record else None
+                # after failed calls, what was observed before the outage does not count
+                known = None if self._api_failing else self._observation
+                self._api_failing = False
+                observation = observe(known, record, self._clock()) if record else None
                 self._observation = observation
                 self._see_holder(record.holder if record else None)
             action = decide(observation, self.identity, self._clock())
@@ -210,6 +295,8 @@ class LeaseElector:
             elif observation is None or observation.record.holder != self.identity:
                 self._letting_expire = False
             if action is Action.FOLLOW:
+                if self._leading:
+                    log.warning("the Lease is held by %s: ending the term", self.holder)
                 self._set_leading(False)
                 return
             # Renewing a lease we hold but do not lead on (a restart under the same identity)
@@ -219,10 +306,13 @@ class LeaseElector:
                 if not self._refusal_logged and self._log_refusals:
                     log.warning("lease is free but this replica is not ready: not acquiring")
                     self._refusal_logged = True
+                self._last_round_failed = True  # refused: back off like a failed round
                 self._set_leading(False)
                 return
             self._refusal_logged = False
             previous = observation.record if observation else None
+            if self._shut_down():  # shut down while this round read: nothing is sent after it
+                return
             sent = self._clock()  # the server stores the write no earlier than this
             written = self._backend.write(
                 previous, self.identity, self._duration, self._write_timeout(action, sent)
@@ -233,18 +323,41 @@ class LeaseElector:
             # all, that retry conflicts and re-reads). Either way a holder keeps its term, with
             # writes allowed only until its validity ends (others cannot take the lease
             # before that); it stops leading once that passed without a renewal.
-            if isinstance(exc, LeaseConflictError):
-                self._observation = None
+            # A 409 or 404 on a renewal means the Lease is no longer the one we hold: writes
+            # pause at once (not when the validity runs out) until a read shows us as holder.
             self._last_round_failed = True
+            if isinstance(exc, LeaseConflictError | LeaseGoneError):
+                paused = None
+                with self._lock:
+                    if self._leading:
+                        paused = self._pause_locked("changed or deleted (the renewal was refused)")
+                    self._observation = None
+                self._report_pause(paused)
+            else:
+                self._api_failing = True
             log.debug("lease round failed: %s", exc)
             if self._leading and self._clock() >= self._valid_until:
-                log.warning("could not renew the lease within the renew deadline: %s", exc)
+                if self.paused:
+                    log.warning("the Lease could not be read back after it changed: %s", exc)
+                else:
+                    log.warning("could not renew the lease within the renew deadline: %s", exc)
                 self._set_leading(False)
             return
-        self._observation = Observation(written, self._clock())
-        self._see_holder(written.holder)
         with self._lock:
+            if written.holder != self.identity or epoch != self._pause_epoch:
+                # paused while this write was in flight: the next round reads the Lease again
+                self._observation = None
+                self._last_round_failed = True
+                return
+            if action is Action.ACQUIRE and previous is not None and previous.holder:
+                self._replaced_rv = previous.resource_version
+            self._observation = Observation(written, self._clock())
             self._valid_until = leader_valid_until(sent, self._deadline)
+            resumed = self._paused_at is not None and self._leading
+            self._paused_at = None
+        if resumed:
+            log.info("the Lease shows this replica as holder again: leader writes resume")
+        self._see_holder(written.holder)
         self._last_renew_sent = sent
         self._set_leading(True, acquired_at=sent)
 
@@ -275,7 +388,7 @@ class LeaseElector:
             )
             return
         observation = self._observation
-        if observation is None or observation.record.holder != self.identity:
+        if observation is None or observation.record.holder != self.identity or self._closed:
             return
         try:
             written = self._backend.write(
@@ -326,6 +439,7 @@ class LeaseElector:
             self._leading = leading
             if not leading:
                 self._valid_until = 0.0
+                self._paused_at = None
             if changed and leading:
                 self._term += 1
             term = Term(self._term, acquired_at, self._valid_of(self._term))

@@ -26,6 +26,7 @@ from typing import Any
 from kubernetes import client
 
 from hybrid_gateway.adapters.ec2 import KEEP_WARM_S
+from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
@@ -250,7 +251,7 @@ class ShardGroup:
         )
         self.group_watch = ListWatch(
             f"Lease group watch {ns}",
-            client.CoordinationV1Api(api_client).list_namespaced_lease,
+            client.CoordinationV1Api(single_attempt(api_client)).list_namespaced_lease,
             args=(ns,),
             label_selector=f"{LEASE_GROUP_LABEL}={config.lease_name}",
             on_list=self._on_list,

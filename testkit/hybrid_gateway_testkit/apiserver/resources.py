@@ -48,6 +48,11 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     status_subresource: bool = False
     custom: bool = False  # a CRD: generation, deleted object returned, no strategic merge
+    # The registry strategy's AllowCreateOnUpdate / AllowUnconditionalUpdate (kubernetes
+    # pkg/registry/<group>/<kind>/strategy.go): a PUT of a missing object creates it; a PUT
+    # without metadata.resourceVersion overwrites whatever is stored.
+    create_on_update: bool = False
+    unconditional_update: bool = True
     schema: JsonObj | None = field(default=None, compare=False, hash=False)
 
     @property
@@ -484,7 +489,18 @@ _BUILTIN_SCHEMAS: dict[str, JsonObj] = {"Lease": _LEASE_SCHEMA, "Event": _EVENT_
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",)),
     ResourceType("", "v1", "events", "event", "Event", True, ("ev",)),
-    ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    # kubernetes pkg/registry/coordination/lease/strategy.go: AllowCreateOnUpdate true,
+    # AllowUnconditionalUpdate false.
+    ResourceType(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        True,
+        create_on_update=True,
+        unconditional_update=False,
+    ),
     # What `hybrid-gateway preflight` and `status` read; stored as objects, no controllers.
     ResourceType("", "v1", "configmaps", "configmap", "ConfigMap", True, ("cm",)),
     ResourceType("", "v1", "nodes", "node", "Node", False, ("no",), status_subresource=True),

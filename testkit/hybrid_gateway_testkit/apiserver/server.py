@@ -322,7 +322,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.store.get(rt, ns, name), 200
         if verb == "update":
             body = _checked(rt, self._read_body(), strict=strict)
-            return self.store.update(rt, ns, name, body, subresource=route.subresource), 200
+            obj, created = self.store.put(rt, ns, name, body, subresource=route.subresource)
+            return obj, 201 if created else 200
         if verb == "patch":
             return self._patch(route, name, strict=strict), 200
         if verb == "delete" and route.subresource is None:

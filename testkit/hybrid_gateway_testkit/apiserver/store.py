@@ -219,7 +219,32 @@ class Store:
         *,
         subresource: str | None = None,
     ) -> JsonObj:
-        """PUT: conditional on metadata.resourceVersion if given, else unconditional."""
+        """PUT: conditional on metadata.resourceVersion if given, else unconditional (for kinds
+        whose strategy allows it). See `put` for kinds that may be created by a PUT."""
+        return self.put(rt, namespace, name, body, subresource=subresource)[0]
+
+    def put(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: JsonObj,
+        *,
+        subresource: str | None = None,
+    ) -> tuple[JsonObj, bool]:
+        """PUT as kube-apiserver's generic registry does it (k8s.io/apiserver
+        pkg/registry/generic/registry/store.go `Update`); returns (object, created).
+
+        - A `metadata.uid` in the body is a precondition (pkg/registry/rest/update.go
+          `defaultUpdatedObjectInfo.Preconditions`), checked against the stored object, or
+          against an empty one when none is stored (pkg/storage/interfaces.go
+          `Preconditions.Check`): a mismatch is 409 Conflict (storage/errors
+          `InterpretUpdateError` maps the invalid-object error to a conflict).
+        - No object stored: 404, unless the kind allows create-on-update (Leases do); then the
+          PUT creates it, its resourceVersion ignored (the create branch never compares it).
+        - An existing object without `metadata.resourceVersion` in the body: overwritten when the
+          kind allows unconditional updates, else 422 "must be specified for an update".
+        """
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise errors.bad_request("the request body must be a JSON object with metadata")
         self._check_kind(rt, body)
@@ -235,8 +260,40 @@ class Store:
                 "request"
             )
         with self.cond:
-            existing = self.get(rt, namespace, name)
+            stored = self._objects[rt].get(_key(rt, namespace, name))
+            uid = meta_in.get("uid")
+            if uid and (stored is None or uid != stored["metadata"]["uid"]):
+                key = f"/registry/{rt.qualified}/{namespace + '/' if namespace else ''}{name}"
+                found = stored["metadata"]["uid"] if stored is not None else ""
+                rv = stored["metadata"]["resourceVersion"] if stored is not None else 0
+                raise errors.conflict(
+                    rt.qualified,
+                    name,
+                    rt.group,
+                    rt.plural,
+                    f"StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: {rv}, "
+                    f"AdditionalErrorMsg: Precondition failed: UID in precondition: {uid}, UID "
+                    f"in object meta: {found}",
+                )
+            if stored is None:
+                if not rt.create_on_update or subresource is not None:
+                    raise errors.not_found(rt.qualified, name, rt.group, rt.plural)
+                meta = _without(meta_in, *_SYSTEM_METADATA)
+                return self.create(rt, namespace, {**body, "metadata": meta}), True
+            existing = stored
             wanted_rv = meta_in.get("resourceVersion")
+            if not wanted_rv and not rt.unconditional_update:
+                raise invalid(
+                    rt,
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "message": "Invalid value: 0x0: must be specified for an update",
+                            "field": "metadata.resourceVersion",
+                        }
+                    ],
+                )
             if wanted_rv and wanted_rv != existing["metadata"]["resourceVersion"]:
                 raise errors.conflict(
                     rt.qualified,
@@ -246,7 +303,7 @@ class Store:
                     "the object has been modified; please apply your changes to the latest "
                     "version and try again",
                 )
-            return self._replace(rt, namespace, existing, body, subresource)
+            return self._replace(rt, namespace, existing, body, subresource), False
 
     def patch(
         self,

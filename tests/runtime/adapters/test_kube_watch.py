@@ -3,6 +3,8 @@ paging, resuming, 410, denied access reported through the callback, back-off, ti
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -182,8 +184,9 @@ def test_denied_access_is_warned_reported_and_retried_with_back_off(
         assert lw.wait_synced(10), "the list succeeds once access is back"
         assert [(f.status, f.denied) for f in recorder.failures] == [(code, True)] * 3
         assert lw.healthy and lw.consecutive_failures == 0
+        # every failure reaches on_error; the log says it once per streak (rate-limited)
         denied = [r for r in caplog.records if "denied" in r.getMessage()]
-        assert len(denied) == 3 and all(r.levelname == "WARNING" for r in denied)
+        assert len(denied) == 1 and denied[0].levelname == "WARNING"
         assert "CiliumNodes" in denied[0].getMessage() and "RBAC" in denied[0].getMessage()
         statuses = [e["status"] for e in kube_api.audit() if e["identity"] == "watcher"][:4]
         assert statuses == [code, code, code, 200]
@@ -285,3 +288,43 @@ def test_typed_resources_arrive_as_plain_dicts(kube_api: ApiServer) -> None:
         assert recorder.events == [("MODIFIED", "hybrid-gateway-leader")]
     admin.close()
     watcher.close()
+
+
+def test_a_failing_watch_warns_once_per_interval_not_once_a_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A watch failing for good (API server gone) retries every back-off; the log carries the
+    first failure of the streak, then one line per interval counting the others."""
+    now = [0.0]
+    calls = [0]
+
+    def broken_list(*_args: Any, **_kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > 300:
+            stop.set()
+        now[0] += 1.0  # one failure a second, on a fake clock
+        raise ConnectionError("connection refused")
+
+    def consume(items: Iterator[dict[str, Any]]) -> None:
+        for _item in items:
+            pass
+
+    stop = threading.Event()
+    failures: list[WatchFailure] = []
+    lw = ListWatch(
+        "CiliumNodes",
+        broken_list,
+        on_list=consume,
+        on_event=lambda kind, obj: None,
+        on_error=failures.append,
+        backoff=Backoff(initial_s=0.0, maximum_s=0.0),
+        log_interval_s=60.0,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.DEBUG, logger="hybrid_gateway.adapters.kube_watch")
+    lw.run(stop)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(failures) == 301
+    assert len(warnings) == 6, warnings  # at 1 s, 61 s, 121 s, 181 s, 241 s, 301 s
+    assert "more since the last report" not in warnings[0]
+    assert "(59 more since the last report)" in warnings[1]

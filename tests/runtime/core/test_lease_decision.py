@@ -8,8 +8,10 @@ from hybrid_gateway.core.lease import (
     Action,
     LeaseRecord,
     Observation,
+    backoff_wait,
     decide,
     leader_valid_until,
+    next_round_in,
     observe,
     validate_timing,
     warrants_early_round,
@@ -142,3 +144,32 @@ def test_an_early_round_cannot_take_a_live_lease() -> None:
     assert decide(seen, ME, now=100.6) is Action.FOLLOW
     assert decide(seen, ME, now=103.4) is Action.FOLLOW  # 3 s since the change, not the start
     assert decide(seen, ME, now=103.5) is Action.ACQUIRE
+
+
+def test_an_edited_duration_or_transition_count_restarts_the_observation() -> None:
+    """client-go compares the whole election record (leaderelection.go `observedRawRecord`),
+    so an edit of any of its fields is a new observation; only the resourceVersion is not
+    part of the record."""
+    first = observe(None, record(OTHER, rv="1", duration=3.0), now=100.0)
+    longer = observe(first, record(OTHER, rv="2", duration=30.0), now=102.0)
+    assert longer.observed_at == 102.0
+    assert decide(longer, ME, now=131.9) is Action.FOLLOW
+    assert decide(longer, ME, now=132.0) is Action.ACQUIRE
+    recounted = observe(first, LeaseRecord(OTHER, 3.0, "t0", 5, "3"), now=101.0)
+    assert recounted.observed_at == 101.0
+
+
+def test_a_follower_backs_off_with_jitter_after_a_failed_or_refused_round() -> None:
+    """client-go retries with wait.Jitter(RetryPeriod, 1.2): between 1 and 2.2 times the
+    base. A follower whose observed lease expired waits that for a quarter retry period
+    instead of 0; one whose last round worked still wakes at the expiry."""
+    common = {"retry_period_s": 2.0, "leading": False, "last_renew_sent": None}
+    expired = {"now": 110.0, "lease_expires_at": 100.0}
+    assert next_round_in(**common, **expired, last_round_failed=False) == 0.0  # type: ignore[arg-type]
+    low = next_round_in(**common, **expired, last_round_failed=True, jitter=0.0)  # type: ignore[arg-type]
+    high = next_round_in(**common, **expired, last_round_failed=True, jitter=0.999)  # type: ignore[arg-type]
+    assert low == pytest.approx(0.5) and high == pytest.approx(0.5 * (1 + 1.2 * 0.999))
+    assert backoff_wait(2.0, 0.5) == pytest.approx(0.8)
+    # a lease that expires later than the back-off still sets the wake-up
+    later = next_round_in(**common, now=100.0, lease_expires_at=101.5, last_round_failed=True)  # type: ignore[arg-type]
+    assert later == pytest.approx(1.5)
