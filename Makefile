@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
+# aws-cdk-lib runs on jsii, a Node.js process: Node.js 22 or later (20 reached its end of life on
+# 2026-04-30). package.json installs Node 22 into node_modules/.bin, first on PATH above, so any
+# Node that runs npm can set up; jsii's own warnings stay on, so a wrong Node shows.
+MIN_NODE_MAJOR := 22
 
 .PHONY: synth test lint pytest deps system-deps clean lab
 
@@ -19,6 +21,12 @@ $(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml te
 
 node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	@major=$$(node -p 'process.versions.node.split(".")[0]'); \
+	if [ "$$major" -lt $(MIN_NODE_MAJOR) ]; then \
+		echo "node $$(node --version) is first on PATH; synthesis needs Node.js $(MIN_NODE_MAJOR)+" \
+			"(package.json installs it into node_modules/.bin)" >&2; \
+		exit 1; \
+	fi
 	touch $@
 
 deps: $(VENV)/.stamp node_modules/.stamp

@@ -9,10 +9,15 @@ handler Lambda assumes `kubectl_role_arn`; its own execution role is only grante
   trust exactly that role's ARN; without it the handler's role is generated, and the kubectl
   role would have to trust the account (`arn:aws:iam::ACCOUNT:root`), leaving the decision to
   IAM policies.
-- the kubectl layer matching the cluster's Kubernetes version (`KubectlV33Layer`).
-- a private-only API endpoint: `kubectl_private_subnet_ids` (subnets with a route to the
-  endpoint and to STS/EKS/ECR) and `kubectl_security_group_id` (allowed by the cluster security
-  group on 443) put the kubectl handler in the VPC.
+- the kubectl layer matching the cluster's Kubernetes version (`KubectlV35Layer`).
+- a private-only API endpoint: `kubectl_private_subnet_ids` (subnets that reach the endpoint
+  and STS, EKS, Lambda, CloudWatch Logs and S3: the provider framework's function in the same
+  subnets invokes the handler and answers CloudFormation through a pre-signed S3 URL; README,
+  "Private VPCs without a NAT gateway") and `kubectl_security_group_id` (allowed by the cluster
+  security group on 443) put the kubectl handler in the VPC. An imported `kubectl_lambda_role`
+  does not get aws-cdk-lib's managed policies (`addManagedPolicy` is a no-op on imported
+  roles): the gateway attaches the ENI and ECR Public grants inline
+  (`eks_hybrid_gateway.kubectl_access`); give the role `AWSLambdaBasicExecutionRole` yourself.
 The Pod Identity agent add-on is installed only when `install_pod_identity_agent` is set: an
 existing cluster may have it already, and creating it twice fails the deployment.
 """
@@ -26,7 +31,7 @@ import constructs
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks as eks
 from aws_cdk import aws_iam as iam
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 from eks_hybrid_gateway import GatewayImage, HybridNodesGateway
 from eks_hybrid_gateway.nag import acknowledge_all
@@ -84,7 +89,7 @@ class ExistingClusterGatewayStack(cdk.Stack):
                 if kubectl_lambda_role_arn
                 else None
             ),
-            kubectl_layer=KubectlV33Layer(self, "KubectlLayer"),
+            kubectl_layer=KubectlV35Layer(self, "KubectlLayer"),
             kubectl_private_subnet_ids=(
                 list(kubectl_private_subnet_ids) if kubectl_private_subnet_ids else None
             ),

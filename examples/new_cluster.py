@@ -22,7 +22,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
 from eks_hybrid_gateway import (
     GatewayImage,
@@ -84,6 +84,58 @@ def _encrypted_log_group(
     )
 
 
+def allow_cloudwatch_logs(stack: cdk.Stack, key: kms.Key) -> None:
+    """The key policy CloudWatch Logs documents for encrypted log groups: its regional service
+    principal, only for log groups of this account and region (encryption context)."""
+    key.grant(
+        iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com").with_conditions(
+            {
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="*",
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                }
+            }
+        ),
+        "kms:Encrypt*",
+        "kms:Decrypt*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+        "kms:Describe*",
+    )
+
+
+def retained_logs_key(stack: cdk.Stack) -> kms.Key:
+    """A key for log groups kept after the stack (the route cleanup's): kept too, so those logs
+    stay readable when a failed deletion needs them (the cluster key goes with the stack)."""
+    key = kms.Key(
+        stack,
+        "RetainedLogsKey",
+        enable_key_rotation=True,
+        description="Log groups kept after the stack (the gateway's route cleanup)",
+        removal_policy=cdk.RemovalPolicy.RETAIN,
+    )
+    allow_cloudwatch_logs(stack, key)
+    return key
+
+
+def unique_cluster_name(stack: cdk.Stack) -> str:
+    """The stack's name and the first block of its stack ID's UUID, new with every creation.
+
+    EKS writes control plane logs to `/aws/eks/<cluster name>/cluster`, which this example
+    creates first (encrypted, kept a year). When the stack is deleted, or a failed creation is
+    rolled back, EKS can recreate that group while the cluster is still going away
+    (terraform-aws-eks issues #2486, #2763, #2446); with a cluster name fixed per stack, the
+    next deployment would then fail with "already exists" on the log group. The stack ID
+    (`arn:...:stack/<name>/<uuid>`) changes with every creation, so the name never repeats.
+    """
+    uuid = cdk.Fn.select(2, cdk.Fn.split("/", stack.stack_id))
+    return cdk.Fn.join("-", [stack.stack_name, cdk.Fn.select(0, cdk.Fn.split("-", uuid))])
+
+
 def new_hybrid_cluster(
     stack: cdk.Stack,
     *,
@@ -108,27 +160,7 @@ def new_hybrid_cluster(
         description="EKS secrets envelope encryption and the cluster's log groups",
         removal_policy=cdk.RemovalPolicy.DESTROY,
     )
-    # The key policy CloudWatch Logs documents for encrypted log groups: its regional service
-    # principal, only for log groups of this account and region (encryption context).
-    key.grant(
-        iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com").with_conditions(
-            {
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                }
-            }
-        ),
-        "kms:Encrypt*",
-        "kms:Decrypt*",
-        "kms:ReEncrypt*",
-        "kms:GenerateDataKey*",
-        "kms:Describe*",
-    )
+    allow_cloudwatch_logs(stack, key)
     vpc = ec2.Vpc(
         stack,
         "Vpc",
@@ -145,7 +177,7 @@ def new_hybrid_cluster(
             )
         },
     )
-    cluster_name = stack.stack_name
+    cluster_name = unique_cluster_name(stack)
     # EKS writes control plane logs to this group; created first, it is encrypted and kept
     # for a year instead of created by EKS without either.
     control_plane_logs = _encrypted_log_group(
@@ -156,7 +188,7 @@ def new_hybrid_cluster(
         if auto_mode
         else {
             # NODEGROUP turns Auto Mode off; the node group itself is added below with an
-            # AL2023 AMI (the default capacity would get AL2, which EKS 1.33 no longer has).
+            # AL2023 AMI (the default capacity would get AL2, which EKS 1.33 and later lack).
             "default_capacity_type": eks.DefaultCapacityType.NODEGROUP,
             "default_capacity": 0,
             "bootstrap_self_managed_addons": False,
@@ -166,13 +198,13 @@ def new_hybrid_cluster(
         stack,
         "Cluster",
         cluster_name=cluster_name,
-        version=eks.KubernetesVersion.V1_33,
+        version=eks.KubernetesVersion.V1_35,
         vpc=vpc,
         service_ipv4_cidr=service_cidr,
         secrets_encryption_key=key,
         cluster_logging=CONTROL_PLANE_LOGS,
         kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(stack, "KubectlLayer")
+            kubectl_layer=KubectlV35Layer(stack, "KubectlLayer")
         ),
         remote_node_networks=[eks.RemoteNodeNetwork(cidrs=list(remote_node_networks))],
         remote_pod_networks=[eks.RemotePodNetwork(cidrs=list(remote_pod_networks))],
@@ -283,5 +315,5 @@ class NewClusterWithGatewayStack(cdk.Stack):
             hybrid_cilium=HybridCiliumOptions(),
             vpc_cni_addon=self.hybrid_cluster.addons["vpc-cni"],
             remove_routes_on_delete=True,
-            log_encryption_key=self.hybrid_cluster.key,
+            log_encryption_key=retained_logs_key(self),
         )

@@ -21,6 +21,7 @@ from eks_hybrid_gateway.hybrid_cilium import (
     HybridCiliumOptions,
 )
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.kubernetes import KUBERNETES_VERSION
 from eks_hybrid_gateway.monitoring import GatewayPodMonitor, GatewayPodMonitorChart
 from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 from eks_hybrid_gateway.security_group import RemotePodAccess
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_EKS_CILIUM_VERSION",
     "DEFAULT_INSTANCE_TYPE",
     "EKS_CILIUM_CHART_REPOSITORY",
+    "KUBERNETES_VERSION",
     "VPC_CNI_EXCLUDE_SNAT_ENV",
     "AutoModeCapacityChart",
     "CapacityType",

@@ -22,7 +22,8 @@ class AutoModeCapacityChart(cdk8s.Chart):
         subnet_ids: where nodes go.
         security_group_ids: the cluster security group and the gateway's.
         instance_types: allowed instance types.
-        max_nodes: the NodePool's node limit (replicas plus one surge node).
+        max_nodes: the NodePool's node limit (replicas plus one surge node); best-effort in
+            Karpenter, the gateway pods' count is the real bound.
         name: NodeClass and NodePool name. @default `eks-hybrid-nodes-gateway`
     """
 
@@ -107,7 +108,13 @@ class AutoModeCapacityChart(cdk8s.Chart):
                         "consolidateAfter": "5m",
                         "budgets": [{"nodes": "1"}],
                     },
-                    # Room for the one surge node a rolling update needs.
+                    # Room for the one surge node a rolling update needs. A safety net only:
+                    # Karpenter checks `nodes` against the cluster state between scheduling
+                    # passes but does not count it down within one pass, so one pass can
+                    # overshoot it (kubernetes-sigs/karpenter issues #2657, #2915). What bounds
+                    # the node count is the demand: only the gateway's pods tolerate the taint,
+                    # at most replicas + 1 (maxSurge 1) exist, one per node (required
+                    # anti-affinity).
                     "limits": {"nodes": str(max_nodes)},
                 }
             },

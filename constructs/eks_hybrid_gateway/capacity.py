@@ -24,8 +24,10 @@ from eks_hybrid_gateway.kubernetes import AnyCluster, apply_manifest, cluster_mo
 from eks_hybrid_gateway.nag import acknowledge, managed_policy_rule
 from eks_hybrid_gateway.validation import is_token
 
-#: Tag the launch template puts on the gateway nodes' network interfaces (with the cluster name
-#: as value); with `hybrid-gateway-node=true` it is what lets a node change its own interface.
+#: Tag the launch template puts on the gateway nodes (with the cluster name as value); with
+#: `hybrid-gateway-node=true` on the instance it is what lets a node change its interface. Also
+#: requested on the interfaces, which a managed node group leaves untagged (containers-roadmap
+#: #1496): nothing may depend on interface tags.
 ENI_CLUSTER_TAG_KEY = "hybrid-gateway-cluster"
 
 #: Kubernetes taint effects by the name of aws-cdk-lib's `TaintEffect` member.
@@ -49,6 +51,7 @@ class CapacitySpec:
     """What either capacity builder needs."""
 
     cluster: AnyCluster
+    vpc: ec2.IVpc
     node_role: iam.Role
     security_group_ids: Sequence[str]
     subnets: Sequence[ec2.ISubnet]
@@ -82,12 +85,21 @@ def _node_tags(cluster_name: str) -> list[cdk.CfnTag]:
 
 
 def _source_dest_check_policy(scope: constructs.Construct, spec: CapacitySpec) -> iam.Policy:
-    """`ec2:ModifyNetworkInterfaceAttribute` on this cluster's gateway interfaces only.
+    """`ec2:ModifyNetworkInterfaceAttribute` for the boot script, scoped by what exists at launch.
 
-    Interface IDs are unknown before launch, so the statement is limited by the tags the launch
-    template puts on the interfaces (AWS getting-started page of the gateway).
+    Interface IDs are unknown before launch, and a managed node group does not apply the launch
+    template's network-interface tags (aws/containers-roadmap#1496; it does apply the instance
+    tags, hashicorp/terraform-provider-aws#32151), so a tag condition on the interface never
+    matches. Instead: interfaces in the cluster VPC (`ec2:Vpc`), and instances carrying the
+    gateway node tags the launch template puts on them. AWS's own `AmazonEKSNetworkingPolicy`
+    grants this action on `network-interface/*` and `instance/*`: the interface and the instance
+    it is attached to are the resources the call is authorized against.
     """
     stack = cdk.Stack.of(scope)
+    action = "ec2:ModifyNetworkInterfaceAttribute"
+    interfaces = stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
+    instances = stack.format_arn(service="ec2", resource="instance", resource_name="*")
+    vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=spec.vpc.vpc_id)
     policy = iam.Policy(
         scope,
         "SourceDestCheckPolicy",
@@ -95,10 +107,14 @@ def _source_dest_check_policy(scope: constructs.Construct, spec: CapacitySpec) -
         statements=[
             iam.PolicyStatement(
                 sid="DisableOwnSourceDestCheck",
-                actions=["ec2:ModifyNetworkInterfaceAttribute"],
-                resources=[
-                    stack.format_arn(service="ec2", resource="network-interface", resource_name="*")
-                ],
+                actions=[action],
+                resources=[interfaces],
+                conditions={"StringEquals": {"ec2:Vpc": vpc_arn}},
+            ),
+            iam.PolicyStatement(
+                sid="OnGatewayInstancesOnly",
+                actions=[action],
+                resources=[instances],
                 conditions={
                     "StringEquals": {
                         f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}": (
@@ -107,7 +123,7 @@ def _source_dest_check_policy(scope: constructs.Construct, spec: CapacitySpec) -
                         f"aws:ResourceTag/{ENI_CLUSTER_TAG_KEY}": spec.cluster.cluster_name,
                     }
                 },
-            )
+            ),
         ],
     )
     # cdk-nag names unresolved pseudo parameters as <AWS::Region> and <AWS::AccountId>.
@@ -116,9 +132,16 @@ def _source_dest_check_policy(scope: constructs.Construct, spec: CapacitySpec) -
     acknowledge(
         policy,
         f"IAM5[Resource::arn:<AWS::Partition>:ec2:{region}:{account}:network-interface/*]",
-        "network interface IDs of managed node group members are unknown before launch; the "
-        "statement allows only ModifyNetworkInterfaceAttribute and only on interfaces the "
-        "launch template tagged with this cluster's name and the gateway node tag",
+        "network interface IDs of managed node group members are unknown before launch and "
+        "the node group does not apply launch-template interface tags; the statement allows "
+        "only ModifyNetworkInterfaceAttribute and only on interfaces in the cluster VPC",
+    )
+    acknowledge(
+        policy,
+        f"IAM5[Resource::arn:<AWS::Partition>:ec2:{region}:{account}:instance/*]",
+        "instance IDs of managed node group members are unknown before launch; the statement "
+        "allows only ModifyNetworkInterfaceAttribute and only on instances tagged as this "
+        "cluster's gateway nodes",
     )
     return policy
 

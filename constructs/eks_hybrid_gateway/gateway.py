@@ -33,6 +33,7 @@ from eks_hybrid_gateway.chart import (
 )
 from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
+from eks_hybrid_gateway.kubectl_access import grant_imported_kubectl_handler_role
 from eks_hybrid_gateway.kubernetes import (
     AnyCluster,
     apply_manifest,
@@ -289,7 +290,8 @@ class HybridNodesGateway(constructs.Construct):
         remove_routes_on_delete: on stack deletion, delete the pod-network routes the gateway
             wrote (custom resource, see `GatewayRouteCleanup`). @default False
         log_encryption_key: KMS key for the log group the construct creates (the route
-            cleanup's); its key policy must let CloudWatch Logs use it. @default None:
+            cleanup's, retained after the stack, so a key the app creates must be retained
+            too); its key policy must let CloudWatch Logs use it. @default None:
             CloudWatch Logs' own encryption at rest
         mode: `GatewayMode.ACTIVE_STANDBY` (one leader routes everything) or
             `GatewayMode.ACTIVE_ACTIVE` (the remote pod networks are cut into `shards` prefixes,
@@ -355,6 +357,10 @@ class HybridNodesGateway(constructs.Construct):
                 hybrid_cilium.helm_values(list(remote_pod_networks))
             if vpc_cni_addon is not None:
                 check_vpc_cni_addon(vpc_cni_addon)
+            if remove_routes_on_delete:
+                from eks_hybrid_gateway.route_cleanup import validate_log_encryption_key
+
+                validate_log_encryption_key(log_encryption_key)
             validate_chart_options(
                 replicas=replicas,
                 namespace=namespace,
@@ -389,6 +395,7 @@ class HybridNodesGateway(constructs.Construct):
             self,
             vpc=vpc,
             remote_node_networks=self.remote_node_networks,
+            vpc_cidrs=self.vpc_cidrs,
             remote_pod_access=list(remote_pod_access),
         )
         self._connections = ec2.Connections(security_groups=[self.security_group])
@@ -428,6 +435,10 @@ class HybridNodesGateway(constructs.Construct):
         self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
         self.pod_identity_association = self._add_pod_identity_association(namespace)
         self.manifest = apply_manifest(self, "Manifests", cluster=cluster, chart=self.chart)
+        # An imported kubectl handler role misses what aws-cdk-lib attaches as managed policies.
+        self.kubectl_handler_policy = grant_imported_kubectl_handler_role(
+            self, cluster, ecr_public=hybrid_cilium is not None
+        )
         # Credentials are injected when a pod is created: the association (and the agent that
         # serves it) must exist before the Deployment's first pod does, and so must its nodes.
         self.manifest.node.add_dependency(self.pod_identity_association, self.capacity.ready)
@@ -531,6 +542,7 @@ class HybridNodesGateway(constructs.Construct):
     def _add_capacity(self, replicas: int, attach_cni_policy: bool) -> GatewayCapacity:
         spec = CapacitySpec(
             cluster=self.cluster,
+            vpc=self.vpc,
             node_role=self.node_role,
             security_group_ids=[
                 self.cluster.cluster_security_group_id,

@@ -45,9 +45,23 @@ ASSET_EXCLUDES = (
 )
 
 
+#: The build context an installed wheel carries as package data (see hatch_build.py): the
+#: runtime and contract sources and the Dockerfile, laid out like the repository root.
+PACKAGED_CONTEXT = "image_context"
+
+
 def default_build_context() -> Path:
-    """The source checkout this package lives in (constructs/eks_hybrid_gateway -> repo root)."""
-    return Path(__file__).resolve().parents[2]
+    """Where `GatewayImage.from_asset()` builds from by default.
+
+    An installed wheel: its packaged context. A source checkout (editable install, no packaged
+    context): the repository root, constructs/eks_hybrid_gateway/../.. . Both hold the same
+    files after `ASSET_EXCLUDES`, so the image asset has the same hash either way.
+    """
+    package = Path(__file__).resolve().parent
+    packaged = package / PACKAGED_CONTEXT
+    if (packaged / RUNTIME_DOCKERFILE).is_file():
+        return packaged
+    return package.parents[1]
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,8 @@ class GatewayImage(abc.ABC):
     ) -> GatewayImage:
         """Built from `runtime/Dockerfile` by `cdk deploy` (needs Docker where you deploy).
 
-        `directory` is the build context, the repository root by default.
+        `directory` is the build context: by default the one the installed wheel carries
+        (`eks_hybrid_gateway/image_context`), or the repository root in a source checkout.
         """
         return _AssetImage(Path(directory) if directory else None, file, dict(build_args or {}))
 
@@ -140,8 +155,9 @@ class _AssetImage(GatewayImage):
         if not dockerfile.is_file():
             raise HybridGatewayConfigError(
                 f"image: GatewayImage.from_asset() needs the Dockerfile {str(dockerfile)!r}, which "
-                "does not exist; pass directory= (the build context holding runtime/Dockerfile) "
-                "or use GatewayImage.from_registry(uri)"
+                "does not exist; pass directory= (the build context holding runtime/Dockerfile), "
+                "install the library from its wheel (which carries that context) or use "
+                "GatewayImage.from_registry(uri)"
             )
 
     def bind(

@@ -17,6 +17,12 @@ from aws_cdk import aws_eks_v2 as eks_v2
 
 from eks_hybrid_gateway.validation import is_token
 
+#: The Kubernetes minor version the examples create and the manifests are validated against
+#: (strict schemas, kubernetes-validate). In EKS standard support until 2027-03-27 (EKS user
+#: guide, "Understand the Kubernetes version lifecycle on EKS": 14 months from its EKS release
+#: on 2026-01-28); the matching kubectl layer is `aws-cdk.lambda-layer-kubectl-v35`.
+KUBERNETES_VERSION = "1.35"
+
 #: Either kind of cluster: `aws_eks_v2` (recommended for new clusters) or `aws_eks` (v1).
 AnyCluster = eks.ICluster | eks_v2.ICluster | eks.Cluster | eks_v2.Cluster
 

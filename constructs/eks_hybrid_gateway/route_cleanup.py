@@ -102,6 +102,24 @@ def _validate_shards(shards: int | None, pod_cidrs: Sequence[str]) -> None:
         raise HybridGatewayConfigError(str(exc)) from None
 
 
+def validate_log_encryption_key(key: kms.IKey | None) -> None:
+    """The handler's log group is retained after the stack: a key deleted with the stack would
+    leave those logs unreadable exactly when a failed cleanup needs them (a KMS key scheduled
+    for deletion can no longer decrypt, AWS KMS developer guide "Deleting AWS KMS keys")."""
+    if key is None:
+        return
+    resource = key.node.default_child
+    if not isinstance(resource, kms.CfnKey):
+        return  # an imported key: its lifetime is not this app's
+    if resource.cfn_options.deletion_policy == cdk.CfnDeletionPolicy.DELETE:
+        raise HybridGatewayConfigError(
+            f"log_encryption_key: {key.node.path} is deleted with its stack "
+            "(RemovalPolicy.DESTROY), but the route cleanup's log group is retained: its logs "
+            "would become unreadable; retain the key (RemovalPolicy.RETAIN) or leave "
+            "log_encryption_key unset"
+        )
+
+
 class GatewayRouteCleanup(constructs.Construct):
     """Deletes, on stack deletion only, the remote-pod-network routes in the owned tables that
     target a gateway node's ENI or have become blackholes; never routes to other targets.
@@ -118,7 +136,8 @@ class GatewayRouteCleanup(constructs.Construct):
         settle: wait between passes, so a gateway pod still terminating cannot put a route
             back unseen; default 30 s (the pods' termination grace period).
         passes: at most this many delete passes before failing; default 4.
-        log_encryption_key: KMS key for the handler's log group; default None (CloudWatch
+        log_encryption_key: KMS key for the handler's log group, which is retained after the
+            stack: a key the app creates must be retained too; default None (CloudWatch
             Logs' own encryption at rest).
     """
 
@@ -138,6 +157,7 @@ class GatewayRouteCleanup(constructs.Construct):
     ) -> None:
         _validate_timing(settle, passes)
         _validate_shards(shards, pod_cidrs)
+        validate_log_encryption_key(log_encryption_key)
         super().__init__(scope, id)
         stack = cdk.Stack.of(self)
         log_group = logs.LogGroup(

@@ -7,7 +7,8 @@ remote call has a timeout. Shutdown order matters for a planned failover: leader
 invalidated and joined first (no EC2 or VTEP write can land after this point), THEN the lease is
 released, so the standby can take over at once without racing our in-flight writes, THEN the
 rest stops. The data-plane state is left in place: this node keeps forwarding until the routes
-have moved (SPEC §12).
+have moved (SPEC §12). Only the node filter's nftables table (`dataplane.nodefilter`) is removed,
+last, once the Leases are released and this node has stopped forwarding (bounded).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Protocol
 
@@ -25,8 +26,11 @@ from kubernetes import config as kconfig
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_events import AsyncEvents, EventRecorder, ObjectRef
+from hybrid_gateway.adapters.nftables import Nft
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.core.nodefilter import CounterPrefix, shard_counters, standby_counters
+from hybrid_gateway.dataplane.nodefilter import NodeFilter
 from hybrid_gateway.health import Check, HttpEndpoints
 from hybrid_gateway.leader.assembly import (
     ELECTOR,
@@ -44,6 +48,7 @@ from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
 from hybrid_gateway_contract import VXLAN_DEVICE
+from hybrid_gateway_contract.sharding import ShardPlan
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -89,6 +94,38 @@ def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> Da
     return dataplane
 
 
+def plan_counters(plan: ShardPlan) -> list[CounterPrefix]:
+    """The node filter's counters of a shard plan: per shard, its forward-path pod prefixes
+    and its return-path VTEP endpoint CIDRs (whatever the current plan's shards are)."""
+    return shard_counters(
+        (shard.index, shard.pod_prefixes, [cidr for _, cidr in shard.vtep_endpoints])
+        for shard in plan.shards
+    )
+
+
+def start_node_filter(config: Config, reporting: Reporting) -> NodeFilter:
+    """The daemon's nftables table (notrack for forwarded pod <-> VPC traffic, counters),
+    installed now if it can be; the task keeps it in place and retries a failure."""
+    node_filter = NodeFilter(
+        nft=Nft(),
+        pod_cidrs=config.pod_cidrs,
+        vpc_cidrs=config.vpc_cidrs,
+        counters=lambda: standby_counters(config.pod_cidrs, config.vpc_cidrs),
+        reporting=reporting,
+    )
+    node_filter.check()
+    return node_filter
+
+
+def node_filter_task(node_filter: NodeFilter, timings: Timings) -> Task:
+    return Task(
+        "node-filter",
+        node_filter.run,
+        heartbeat=lambda: node_filter.heartbeat,
+        stale_after_s=timings.stale_dataplane_s,
+    )
+
+
 def gateway_metrics(config: Config) -> GatewayMetrics:
     metrics = GatewayMetrics()
     metrics.set_info(
@@ -113,13 +150,15 @@ def dataplane_task(dataplane: DataPlaneLike, timings: Timings) -> Task:
     )
 
 
-def readiness(dataplane: DataPlaneLike | None, leader: Leader, timings: Timings) -> Check:
+def readiness(
+    dataplane_ready: Callable[[], bool] | None, leader: Leader, timings: Timings
+) -> Check:
     """`/readyz`: the data plane is ready, this replica can take part in the election, and on
     the leader the routes and the CiliumVTEPConfig have converged. Says what it waits for."""
 
     def ready() -> tuple[bool, str]:
         problem = readiness_problem(
-            dataplane.ready if dataplane is not None else None,
+            dataplane_ready,
             leader.routes,
             leader.lease,
             [("CiliumVTEPConfig watch", leader.vtep_watch)],
@@ -219,6 +258,8 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         )
     )
     dataplane: DataPlaneLike | None = None
+    node_filter: NodeFilter | None = None
+    dataplane_ready: Callable[[], bool] | None = None
     if config.dataplane:
         try:
             dataplane = start_dataplane(config, api_client, reporting)
@@ -226,6 +267,13 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
             log.error("data plane set-up failed: %s", exc)
             return 1
         supervisor.add(dataplane_task(dataplane, timings))
+        node_filter = start_node_filter(config, reporting)
+        supervisor.add(node_filter_task(node_filter, timings))
+        tunnels, table = dataplane, node_filter
+
+        def dataplane_ready() -> bool:
+            return tunnels.ready() and table.ready()
+
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
     inputs = OwnershipInputs(
@@ -235,12 +283,14 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         api_client,
         reporting,
         mac,
-        dataplane.ready if dataplane is not None else lambda: True,
+        dataplane_ready if dataplane_ready is not None else lambda: True,
     )
     if config.active_active:
         group = ShardGroup(inputs)
+        if node_filter is not None:
+            node_filter.counters = lambda: plan_counters(group.plan)
         tasks = group.tasks(timings)
-        ready = group.readiness(dataplane.ready if dataplane is not None else None)
+        ready = group.readiness(dataplane_ready)
 
         def stop_all() -> None:
             group.shut_down(
@@ -249,7 +299,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     else:
         leader = build_leader(inputs)
         tasks = leader.tasks(timings)
-        ready = readiness(dataplane, leader, timings)
+        ready = readiness(dataplane_ready, leader, timings)
 
         def stop_all() -> None:
             shut_down(supervisor, leader, timings, config.identity)
@@ -273,6 +323,10 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     while not stop.wait(1.0):
         pass
     stop_all()
+    if node_filter is not None:
+        # Last: the Leases are released and every task has stopped (none re-installs it); the
+        # node keeps forwarding until the routes have moved, so the table waits for that too.
+        node_filter.remove_when_drained()
     endpoints.stop()
     log.info("stopped")
     return 0

@@ -42,6 +42,7 @@ from hybrid_gateway_contract import (
     VXLAN_PORT,
     Env,
 )
+from hybrid_gateway_contract.security_groups import return_path_rules
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     GatewayMode,
@@ -67,6 +68,16 @@ VXLAN_PERMISSION = {
     "ToPort": VXLAN_PORT,
     "IpRanges": [{"CidrIp": REMOTE_NODE_CIDR}],
 }
+#: The construct's rules for replies that come back through another gateway's ENI.
+RETURN_PATH_PERMISSIONS = [
+    {
+        "IpProtocol": rule.protocol,
+        "FromPort": rule.from_port,
+        "ToPort": rule.to_port,
+        "IpRanges": [{"CidrIp": rule.cidr}],
+    }
+    for rule in return_path_rules([VPC_CIDR])
+]
 
 
 @dataclass
@@ -112,7 +123,9 @@ def build_world(ec2: Any, eks: Any, kube: client.ApiClient) -> OpsWorld:
         GroupName=f"gateway-{uuid.uuid4().hex[:8]}", Description="gateway nodes", VpcId=vpc.vpc_id
     )["GroupId"]
     vxlan = [VXLAN_PERMISSION]
-    ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=vxlan)
+    ec2.authorize_security_group_ingress(
+        GroupId=group, IpPermissions=[*vxlan, *RETURN_PATH_PERMISSIONS]
+    )
     ec2.revoke_security_group_egress(
         GroupId=group, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
     )

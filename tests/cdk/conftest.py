@@ -195,7 +195,7 @@ def _imported_vpc_and_cluster(stack: Any) -> tuple[Any, Any]:
     """An imported VPC (10.0.0.0/16, 2 AZs, 2 route tables) and aws_eks cluster `c` in `stack`."""
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_eks as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
     vpc = ec2.Vpc.from_vpc_attributes(
         stack,
@@ -213,7 +213,7 @@ def _imported_vpc_and_cluster(stack: Any) -> tuple[Any, Any]:
         vpc=vpc,
         cluster_security_group_id="sg-0123456789abcdef0",
         kubectl_role_arn="arn:aws:iam::123456789012:role/kubectl",
-        kubectl_layer=KubectlV33Layer(stack, "KubectlLayer"),
+        kubectl_layer=KubectlV35Layer(stack, "KubectlLayer"),
     )
     return vpc, cluster
 
@@ -262,7 +262,7 @@ def owned_cluster() -> Callable[..., tuple[Any, Any, Any]]:
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_eks as eks_v1
     from aws_cdk import aws_eks_v2 as eks
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
     def build(
         module: str = "v2", capacity_type: Any = None, kubectl: bool = True
@@ -275,9 +275,9 @@ def owned_cluster() -> Callable[..., tuple[Any, Any, Any]]:
             cluster = eks_v1.Cluster(
                 stack,
                 "Cluster",
-                version=eks_v1.KubernetesVersion.V1_33,
+                version=eks_v1.KubernetesVersion.V1_35,
                 vpc=vpc,
-                kubectl_layer=KubectlV33Layer(stack, "Kubectl"),
+                kubectl_layer=KubectlV35Layer(stack, "Kubectl"),
                 default_capacity=0,
             )
             return stack, vpc, cluster
@@ -286,10 +286,10 @@ def owned_cluster() -> Callable[..., tuple[Any, Any, Any]]:
             options = {"default_capacity_type": capacity_type, "default_capacity": 0}
         if kubectl:
             options["kubectl_provider_options"] = eks.KubectlProviderOptions(
-                kubectl_layer=KubectlV33Layer(stack, "Kubectl")
+                kubectl_layer=KubectlV35Layer(stack, "Kubectl")
             )
         owned = eks.Cluster(
-            stack, "Cluster", version=eks.KubernetesVersion.V1_33, vpc=vpc, **options
+            stack, "Cluster", version=eks.KubernetesVersion.V1_35, vpc=vpc, **options
         )
         return stack, vpc, owned
 

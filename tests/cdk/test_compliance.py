@@ -76,6 +76,7 @@ def test_gateway_acknowledgements_are_exactly_the_expected_ones(synthesized: Any
             policy.format("AmazonEKS_CNI_Policy"),
             policy.format("AmazonEKSWorkerNodeMinimalPolicy"),
             "IAM5[Resource::*]",
+            "IAM5[Resource::arn:<AWS::Partition>:ec2:us-west-2:123456789012:instance/*]",
             "IAM5[Resource::arn:<AWS::Partition>:ec2:us-west-2:123456789012:network-interface/*]",
             # The route cleanup's Provider framework invokes its handler's versions
             # (the new-cluster example turns `remove_routes_on_delete` on).

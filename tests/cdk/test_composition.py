@@ -136,7 +136,7 @@ def test_a_manifest_in_the_cluster_scope_tied_to_the_gateway_would_be_a_cycle() 
     """The shape this replaces fails: the check above can tell the difference."""
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_iam as iam
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
 
     app = cdk.App()
     cluster_stack = cdk.Stack(app, "C", env=ENV)
@@ -144,10 +144,10 @@ def test_a_manifest_in_the_cluster_scope_tied_to_the_gateway_would_be_a_cycle() 
     cluster = eks.Cluster(
         cluster_stack,
         "Cluster",
-        version=eks.KubernetesVersion.V1_33,
+        version=eks.KubernetesVersion.V1_35,
         vpc=vpc,
         kubectl_provider_options=eks.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(cluster_stack, "Kubectl")
+            kubectl_layer=KubectlV35Layer(cluster_stack, "Kubectl")
         ),
     )
     gateway_stack = cdk.Stack(app, "G", env=ENV)

@@ -149,7 +149,12 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
     synthesized: Any, cfn: Any, stack: str
 ) -> None:
     template = synthesized.templates[stack]
-    key_id, key = cfn.single(cfn.resources_of_type(template, "AWS::KMS::Key"))
+    keys = {
+        key_id: key
+        for key_id, key in cfn.resources_of_type(template, "AWS::KMS::Key")
+        if key_id.startswith("ClusterKey")
+    }
+    key_id, key = cfn.single(keys.items())
     assert key["Properties"]["EnableKeyRotation"] is True
     cluster = _cluster(template, cfn)
     [encryption] = cluster["EncryptionConfig"]
@@ -164,9 +169,13 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
         "controllerManager",
         "scheduler",
     ]
-    groups = cfn.resources_of_type(template, "AWS::Logs::LogGroup")
-    # VPC flow logs, the control plane's and, in the new-cluster example, the route cleanup's
-    assert len(groups) == (3 if stack == NEW else 2)
+    groups = [
+        (group_id, group)
+        for group_id, group in cfn.resources_of_type(template, "AWS::Logs::LogGroup")
+        if "RouteCleanup" not in group_id  # retained, with its own retained key (below)
+    ]
+    # VPC flow logs and the control plane's
+    assert len(groups) == 2
     for _, group in groups:
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert group["Properties"]["RetentionInDays"] == 365
@@ -183,9 +192,42 @@ def test_secrets_and_logs_are_encrypted_with_the_cluster_key(
         }
     }
     assert "kms:GenerateDataKey*" in logs_statement["Action"]
-    names = [cfn.render(g["Properties"].get("LogGroupName", "")) for _, g in groups]
-    assert f"/aws/eks/{stack}/cluster" in names
-    assert cluster["Name"] == stack
+    # The control plane's log group is the one EKS writes to: /aws/eks/<cluster name>/cluster.
+    names = [
+        g["Properties"]["LogGroupName"] for _, g in groups if "LogGroupName" in g["Properties"]
+    ]
+    assert names == [{"Fn::Join": ["", ["/aws/eks/", cluster["Name"], "/cluster"]]}]
+
+
+@pytest.mark.parametrize("stack", [NEW, AUTO, PLATFORM_CLUSTER])
+def test_the_cluster_name_is_new_with_every_stack_creation(
+    synthesized: Any, cfn: Any, stack: str
+) -> None:
+    """EKS recreates /aws/eks/<name>/cluster after a deletion or a create rollback
+    (terraform-aws-eks #2486, #2763, #2446): a cluster name fixed per stack would make the next
+    deployment's pre-created log group fail with "already exists". The name ends in the first
+    block of the stack ID's UUID, which changes with every creation."""
+    name = _cluster(synthesized.templates[stack], cfn)["Name"]
+    stack_uuid = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
+    assert name == {
+        "Fn::Join": [
+            "-",
+            [stack, {"Fn::Select": [0, {"Fn::Split": ["-", stack_uuid]}]}],
+        ]
+    }
+
+
+def test_the_retained_route_cleanup_logs_stay_readable(synthesized: Any, cfn: Any) -> None:
+    """The route cleanup's log group outlives the stack, and so does the key encrypting it."""
+    template = synthesized.templates[NEW]
+    [(_, group)] = [
+        (group_id, group)
+        for group_id, group in cfn.resources_of_type(template, "AWS::Logs::LogGroup")
+        if "RouteCleanup" in group_id
+    ]
+    assert group["DeletionPolicy"] == "Retain"
+    [key_id] = group["Properties"]["KmsKeyId"]["Fn::GetAtt"][:1]
+    assert template["Resources"][key_id]["DeletionPolicy"] == "Retain"
 
 
 def test_vpc_cni_configuration_goes_to_the_vpc_cni_add_on_only(cfn: Any) -> None:

@@ -12,6 +12,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
+from eks_hybrid_gateway import KUBERNETES_VERSION
+
 GatewayFactory = Callable[..., Any]
 CUSTOM_KINDS = {"NodeClass", "NodePool"}
 
@@ -26,7 +28,7 @@ CUSTOM_KINDS = {"NodeClass", "NodePool"}
         "AssetImage",
     ],
 )
-def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
+def test_manifests_applied_by_cdk_validate_strictly_for_the_target_version(
     synthesized: Any, cfn: Any, stack: str
 ) -> None:
     template = synthesized.templates[stack]
@@ -36,7 +38,7 @@ def test_manifests_applied_by_cdk_validate_strictly_for_1_33(
     builtin = [o for o in objects if o["kind"] not in CUSTOM_KINDS]
     assert len(builtin) >= 8
     for obj in builtin:
-        kubernetes_validate.validate(obj, "1.33", strict=True)
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
 def test_connections_open_more_on_the_gateway_security_group(
@@ -52,7 +54,12 @@ def test_connections_open_more_on_the_gateway_security_group(
         (r["CidrIp"], r["IpProtocol"], r["FromPort"])
         for r in sg["Properties"]["SecurityGroupIngress"]
     }
-    assert ingress == {("192.168.100.0/24", "udp", 8472), ("10.0.5.0/24", "tcp", 9443)}
+    assert ingress == {
+        ("192.168.100.0/24", "udp", 8472),
+        ("10.0.0.0/16", "tcp", 32768),  # replies through another gateway's ENI
+        ("10.0.0.0/16", "udp", 32768),
+        ("10.0.5.0/24", "tcp", 9443),
+    }
 
 
 def test_grant_principal_is_the_pod_role(make_gateway: GatewayFactory) -> None:
@@ -183,6 +190,8 @@ def test_remote_pod_access_opens_the_gateway_security_group(make_gateway: Gatewa
     assert ingress == sorted(
         [
             ("192.168.100.0/24", "udp", 8472),
+            ("10.0.0.0/16", "tcp", 32768),
+            ("10.0.0.0/16", "udp", 32768),
             ("10.0.0.0/16", "tcp", 8443),
             ("sg-0aaaaaaaaaaaaaaaa", "tcp", 80),
         ]
@@ -247,3 +256,31 @@ def test_auto_mode_clusters_get_no_agent_add_on(owned_cluster: Any, gateway_on: 
     gateway = gateway_on(stack, vpc, cluster, capacity_type=CapacityType.AUTO_MODE)
     assert gateway.pod_identity_agent is None
     Template.from_stack(stack).resource_count_is("AWS::EKS::Addon", 0)
+
+
+def test_the_security_group_admits_replies_from_every_vpc_cidr_to_pod_client_ports(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A reply to a connection a hybrid pod opened may come back through another gateway's
+    ENI than its request left by, where nothing was tracked (security groups track per ENI):
+    TCP and UDP from every VPC CIDR to the hybrid pods' client ports (Linux's default
+    ip_local_port_range), and nothing wider."""
+    gateway = make_gateway(vpc_cidrs=["10.0.0.0/16", "10.1.0.0/16"])
+    template = Template.from_stack(cdk.Stack.of(gateway))
+    [sg] = [
+        v
+        for k, v in template.find_resources("AWS::EC2::SecurityGroup").items()
+        if k.startswith("Gateway")
+    ]
+    replies = sorted(
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
+        for r in sg["Properties"]["SecurityGroupIngress"]
+        if r["FromPort"] != 8472
+    )
+    assert replies == [
+        ("10.0.0.0/16", "tcp", 32768, 60999),
+        ("10.0.0.0/16", "udp", 32768, 60999),
+        ("10.1.0.0/16", "tcp", 32768, 60999),
+        ("10.1.0.0/16", "udp", 32768, 60999),
+    ]
+    assert all("'" not in r["Description"] for r in sg["Properties"]["SecurityGroupIngress"])

@@ -17,6 +17,7 @@ from aws_cdk import aws_eks as eks
 from aws_cdk import aws_eks_v2 as eks_v2
 
 from eks_hybrid_gateway import (
+    KUBERNETES_VERSION,
     CapacityType,
     GatewayImage,
     GatewayMode,
@@ -56,7 +57,7 @@ def extras(
     Mode capacity and every extra on, and an imported aws_eks cluster with an active-active
     gateway (3 replicas, 8 shards, route cleanup on)."""
     from aws_cdk import aws_ec2 as ec2
-    from aws_cdk.lambda_layer_kubectl_v33 import KubectlV33Layer
+    from aws_cdk.lambda_layer_kubectl_v35 import KubectlV35Layer
     from cdk_nag import AwsSolutionsChecks
     from examples.nag import KUBECTL_PROVIDER_FINDINGS, kubectl_provider_wiring_findings
 
@@ -78,13 +79,13 @@ def extras(
     cluster = eks_v2.Cluster(
         new,
         "Cluster",
-        version=eks_v2.KubernetesVersion.V1_33,
+        version=eks_v2.KubernetesVersion.V1_35,
         vpc=vpc,
         default_capacity_type=eks_v2.DefaultCapacityType.NODEGROUP,
         default_capacity=0,
         bootstrap_self_managed_addons=False,
         kubectl_provider_options=eks_v2.KubectlProviderOptions(
-            kubectl_layer=KubectlV33Layer(new, "KubectlLayer")
+            kubectl_layer=KubectlV35Layer(new, "KubectlLayer")
         ),
         remote_node_networks=[eks_v2.RemoteNodeNetwork(cidrs=["192.168.100.0/24"])],
         remote_pod_networks=[eks_v2.RemotePodNetwork(cidrs=POD_NETWORKS)],
@@ -356,6 +357,47 @@ def test_cleanup_timing_and_shards_are_validated(kwargs: dict[str, Any], message
         )
 
 
+def test_a_cleanup_log_key_deleted_with_the_stack_is_refused(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The cleanup's log group is retained: its key must outlive the stack too, else the logs
+    a failed deletion leaves are unreadable. The gateway refuses before joining the tree."""
+    from aws_cdk import aws_kms as kms
+
+    stacks: list[cdk.Stack] = []
+    with pytest.raises(
+        HybridGatewayConfigError,
+        match=r"^S/Gateway: log_encryption_key: S/Doomed is deleted with its stack "
+        r"\(RemovalPolicy.DESTROY\), but the route cleanup's log group is retained",
+    ):
+        make_gateway(
+            stacks,
+            remove_routes_on_delete=True,
+            log_encryption_key=kms.Key(
+                cdk.Stack(cdk.App(), "S"), "Doomed", removal_policy=cdk.RemovalPolicy.DESTROY
+            ),
+        )
+    assert stacks[0].node.try_find_child("Gateway") is None
+
+
+def test_a_retained_or_imported_cleanup_log_key_is_used(make_gateway: GatewayFactory) -> None:
+    from aws_cdk import aws_kms as kms
+
+    retained = make_gateway(
+        remove_routes_on_delete=True,
+        log_encryption_key=kms.Key(cdk.Stack(cdk.App(), "K"), "Kept"),  # RETAIN is the default
+    )
+    imported = make_gateway(
+        remove_routes_on_delete=True,
+        log_encryption_key=kms.Key.from_key_arn(
+            cdk.Stack(cdk.App(), "K"),
+            "Imported",
+            f"arn:aws:kms:{REGION}:{ACCOUNT}:key/12345678-1234-1234-1234-123456789012",
+        ),
+    )
+    assert retained.route_cleanup is not None and imported.route_cleanup is not None
+
+
 # --- Active-active ------------------------------------------------------------------------------
 
 
@@ -370,7 +412,7 @@ def test_active_active_manifest_validates_and_carries_the_mode(extras: Assembly,
 
     objects = cfn.manifest_objects(extras.templates[ACTIVE_ACTIVE], "HybridGatewayManifests")
     for obj in objects:
-        kubernetes_validate.validate(obj, "1.33", strict=True)
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     [deployment] = [o for o in objects if o["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 3
     [container] = deployment["spec"]["template"]["spec"]["containers"]

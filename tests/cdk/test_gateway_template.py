@@ -397,22 +397,47 @@ def test_user_data_is_the_packaged_boot_script(new: dict[str, Any], cfn: Any) ->
     assert "modify-instance-attribute" not in script
 
 
-def test_node_role_may_only_modify_tagged_gateway_interfaces(new: dict[str, Any], cfn: Any) -> None:
+def test_node_role_may_modify_interfaces_in_the_vpc_of_tagged_gateway_instances(
+    new: dict[str, Any], cfn: Any
+) -> None:
+    """A managed node group does not apply the launch template's network-interface tags
+    (aws/containers-roadmap#1496), so no statement may depend on interface tags: interfaces
+    are scoped by the VPC, the instances they are attached to by the instance tags."""
     policy_id, policy = cfn.single(
         (k, v)
         for k, v in cfn.resources_of_type(new, "AWS::IAM::Policy")
         if k.startswith("HybridGatewaySourceDestCheckPolicy")
     )
-    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Sid"] == "DisableOwnSourceDestCheck"
-    assert statement["Action"] == "ec2:ModifyNetworkInterfaceAttribute"
-    assert cfn.render(statement["Resource"]) == (
+    interfaces, instances = policy["Properties"]["PolicyDocument"]["Statement"]
+    for statement in (interfaces, instances):
+        assert statement["Action"] == "ec2:ModifyNetworkInterfaceAttribute"
+    assert interfaces["Sid"] == "DisableOwnSourceDestCheck"
+    assert cfn.render(interfaces["Resource"]) == (
         "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:network-interface/*"
     )
-    conditions = statement["Condition"]["StringEquals"]
+    [(vpc_id, _)] = cfn.resources_of_type(new, "AWS::EC2::VPC")
+    assert cfn.render(interfaces["Condition"]) == {
+        "StringEquals": {
+            "ec2:Vpc": f"arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:vpc/<Ref:{vpc_id}>"
+        }
+    }
+    assert cfn.render(instances["Resource"]) == (
+        "arn:<Ref:AWS::Partition>:ec2:us-west-2:123456789012:instance/*"
+    )
+    conditions = instances["Condition"]["StringEquals"]
     assert conditions[f"aws:ResourceTag/{contract.GATEWAY_NODE_LABEL_KEY}"] == "true"
     [(cluster_id, _)] = cfn.resources_of_type(new, "AWS::EKS::Cluster")
     assert conditions["aws:ResourceTag/hybrid-gateway-cluster"] == {"Ref": cluster_id}
+    # The launch template tags the instances with exactly what the condition asks for.
+    _, launch_template = cfn.single(cfn.resources_of_type(new, "AWS::EC2::LaunchTemplate"))
+    [instance_tags] = [
+        spec["Tags"]
+        for spec in launch_template["Properties"]["LaunchTemplateData"]["TagSpecifications"]
+        if spec["ResourceType"] == "instance"
+    ]
+    assert {t["Key"]: t["Value"] for t in instance_tags} == {
+        key.removeprefix("aws:ResourceTag/"): value for key, value in conditions.items()
+    }
     role_id, _ = cfn.single(
         (k, v)
         for k, v in cfn.resources_of_type(new, "AWS::IAM::Role")

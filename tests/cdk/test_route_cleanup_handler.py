@@ -2,7 +2,9 @@
 
 moto reports every route as `active` (moto/ec2/models/route_tables.py: `Route.state`) and has no
 stack in DELETE_IN_PROGRESS; the testkit proxy in front of it supplies what AWS would answer:
-a route whose target ENI was deleted is a blackhole, and the stack is being deleted.
+a route whose target ENI was deleted is a blackhole, and the stack's status is the one a
+stack deletion (DELETE_IN_PROGRESS), a create rollback (ROLLBACK_IN_PROGRESS) or an update
+rollback (UPDATE_ROLLBACK_IN_PROGRESS) shows (AWS CloudFormation user guide, "Stack status codes").
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class World:
     tgw: str
     gone_enis: set[str]
     deleting: bool = True
+    status_while_deleting: str = "DELETE_IN_PROGRESS"
 
     def event(self, request: str = "Delete", **props: Any) -> dict[str, Any]:
         properties = {
@@ -100,10 +103,10 @@ def _rewrite(world_ref: list[World]) -> Any:
                     flags=re.S,
                 )
         if action == "DescribeStacks" and world.deleting:
+            status = world.status_while_deleting
             text = re.sub(
-                r"<StackStatus>\w+</StackStatus>", "<StackStatus>DELETE_IN_PROGRESS<", text
+                r"<StackStatus>\w+</StackStatus>", f"<StackStatus>{status}</StackStatus>", text
             )
-            text = text.replace("DELETE_IN_PROGRESS<", "DELETE_IN_PROGRESS</StackStatus>")
         return text.encode()
 
     return rewrite
@@ -347,6 +350,27 @@ def test_delete_during_an_update_rollback_leaves_the_routes(world: World) -> Non
     reply = handle(world.event(), ec2=world.ec2, cloudformation=world.cloudformation)
     assert reply["Data"] == {"Deleted": "0"}
     assert world.proxy.count("DeleteRoute", "DescribeRouteTables") == 0
+    assert world.routes(world.owned[0])[POD] == world.gateway_enis[0]
+
+
+def test_a_create_rollback_removes_the_routes_written_before_the_failure(world: World) -> None:
+    """A failed creation deletes every resource the stack made (ROLLBACK_IN_PROGRESS): routes
+    the gateway wrote meanwhile would otherwise stay as blackholes in an existing VPC."""
+    _seed_the_four_cases(world)
+    world.status_while_deleting = "ROLLBACK_IN_PROGRESS"
+    reply = handle(world.event(), ec2=world.ec2, cloudformation=world.cloudformation)
+    assert reply["Data"] == {"Deleted": "2"}
+    assert POD not in world.routes(world.owned[0])
+
+
+@pytest.mark.parametrize(
+    "status", ["UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"]
+)
+def test_a_delete_within_an_update_leaves_the_routes(world: World, status: str) -> None:
+    _seed_the_four_cases(world)
+    world.status_while_deleting = status
+    reply = handle(world.event(), ec2=world.ec2, cloudformation=world.cloudformation)
+    assert reply["Data"] == {"Deleted": "0"}
     assert world.routes(world.owned[0])[POD] == world.gateway_enis[0]
 
 

@@ -11,11 +11,11 @@ import kubernetes_validate
 import pytest
 
 import hybrid_gateway_contract as contract
+from eks_hybrid_gateway import KUBERNETES_VERSION
 from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL
 
 Manifest = dict[str, Any]
-KUBERNETES_VERSION = "1.33"
 LEASES = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
 POD_UID = {"fieldRef": {"fieldPath": "metadata.uid"}}
 
@@ -31,7 +31,7 @@ def _env(objects: list[Manifest]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("variant", ["aa-default", "aa-8"])
-def test_every_object_validates_strictly_for_kubernetes_1_33(
+def test_every_object_validates_strictly_for_the_target_version(
     active_active_objects: dict[str, list[Manifest]], variant: str
 ) -> None:
     objects = active_active_objects[variant]

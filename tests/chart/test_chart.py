@@ -1,4 +1,4 @@
-"""The gateway chart: every object the runtime and SPEC §2/§7 rely on, validated for 1.33."""
+"""The gateway chart: every object the runtime and SPEC §2/§7 rely on, validated strictly."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
 import hybrid_gateway_contract as contract
+from eks_hybrid_gateway import KUBERNETES_VERSION
 from hybrid_gateway_contract import Env
 
 Manifest = dict[str, Any]
-KUBERNETES_VERSION = "1.33"
 #: Custom resources: kubernetes-validate has no schema for them; checked field by field below.
 CUSTOM_KINDS = {"PodMonitor", "NodeClass", "NodePool"}
 
@@ -61,7 +61,7 @@ def _env(rendered: Rendered) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("variant", ["default", "full", "capacity"])
-def test_every_builtin_object_validates_strictly_for_kubernetes_1_33(
+def test_every_builtin_object_validates_strictly_for_the_target_version(
     charts: dict[str, Rendered], variant: str
 ) -> None:
     validated = 0

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import hybrid_gateway_contract as contract
+from eks_hybrid_gateway import KUBERNETES_VERSION
 from eks_hybrid_gateway.manifests import CONTEXT_KEY, OUTPUT_FILE, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +61,7 @@ def test_flags_render_valid_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[s
     docs = _load(path)
     assert [d["kind"] for d in docs].count("Service") == 1
     for doc in docs:
-        kubernetes_validate.validate(doc, "1.33", strict=True)
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     env = _env(docs)
     assert env["POD_CIDRS"] == "10.85.0.0/16,10.86.0.0/16"
     assert env["ROUTE_TABLE_IDS"] == "rtb-0123456789abcdef0"
@@ -104,7 +105,7 @@ def test_active_active_flags_render_valid_yaml(tmp_path: Path) -> None:
     assert main(args) == 0
     docs = _load(tmp_path / OUTPUT_FILE)
     for doc in docs:
-        kubernetes_validate.validate(doc, "1.33", strict=True)
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
     env = _env(docs)
     assert (env["MODE"], env["SHARDS"], env["MAX_ROUTES_PER_TABLE"]) == (
         "active-active",

@@ -2,6 +2,11 @@
 shards, via the CLI exactly as `make lab DRILL=kill-owner LAB_ARGS="--mode active-active
 --gateways 3"` runs it.
 
+The world is the strict one (kube-proxy's INVALID drop on every gateway host, a stateful
+filter with the gateway security group's rules on every gateway ENI), and the probes include
+TCP between mismatched pairs (pod of shard i, cloud address of shard i+1: its two directions
+cross two owners), opened from both sides, per call and on long-lived connections.
+
 Checked from the report and, independently, from the raw probe log: before the kill every
 shard's probes went through its owner only (the gateways' own packet counters, cross-checked
 with the shard Leases and the daemons' /metrics); the node failure cost the survivors' shards
@@ -30,6 +35,7 @@ ROLES = tuple(
     f"-{role}"
     for role in (
         "vpcr", "ctl", "cloud", *(g.name for g in PLAN.gateways),
+        *(f"eni-{g.name}" for g in PLAN.gateways),
         *(n.name for n in PLAN.nodes), *(f"{n.name}-pod" for n in PLAN.nodes),
     )
 )  # fmt: skip
@@ -113,4 +119,21 @@ def test_kill_owner_moves_only_the_failed_replicas_shards(tmp_path: Path) -> Non
     assert last["survivor_shards_probes_lost"] == 0
     assert all(losses[i].total_lost > 0 for i in moved)
     assert all(report["flowing_after"].values()) and len(report["flowing_after"]) == 8
+
+    # TCP: every class ran, and no call or long-lived request between two kept shards failed
+    # (a mismatched pair of two survivors' shards crosses two live gateways the whole time).
+    classes = report["tcp_by_class"]
+    assert set(classes) == {
+        "call/cloud/matched",
+        "call/cloud/mismatched",
+        "call/hybrid/mismatched",
+        "conn/cloud/mismatched",
+        "conn/hybrid/mismatched",
+    }, classes
+    assert all(c["calls"] > 0 for c in classes.values()), classes
+    assert report["tcp_failed_on_kept_shards"] == 0, classes
+    # Long-lived connections (both directions of each crossing a moved shard's owner for two
+    # of the four pairs) outlive the failover: TCP retransmits once the new owner forwards.
+    assert all(classes[k]["connections_reopened"] == 0 for k in classes if k.startswith("conn/"))
+    assert last["tcp_failed_on_kept_shards"] == 0
     assert last["per_shard"][str(moved[0])]["owner_after"] == owners_after[moved[0]]

@@ -1,6 +1,11 @@
 """The active-active lab world, programmed by hand: shard routes over a covering route in the
 VPC router (longest prefix wins), several VTEP endpoints on the hybrid nodes, and the gateways'
-per-shard counters showing which gateway carried each shard's probes.
+per-shard counters showing which gateway carried each shard's probes. The world is as strict as
+a real gateway's path: kube-proxy's INVALID drop on every gateway host and a stateful filter
+with the gateway security group's rules on every gateway ENI (`lab.strict`). So TCP between
+mismatched pairs (pod of shard i, cloud address of shard i+1: the two directions cross the two
+gateways) fails until the gateways carry the daemon's node filter (its notrack rules), and works
+with it, opened from either side, per request or on a long-lived connection.
 
 The gateways are set up exactly as SPEC §3 describes (the drill test runs the real daemons);
 this proves the world steers each shard through the gateway its routes name, so a drill's
@@ -9,12 +14,16 @@ per-shard figures can only be the gateways' doing.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from hybrid_gateway.adapters.nftables import Nft
+from hybrid_gateway.core.nodefilter import ruleset
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
@@ -23,9 +32,10 @@ from hybrid_gateway_testkit.lab.events import EventLog
 from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand, wait_for
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
-from hybrid_gateway_testkit.lab.shards import shard_losses
+from hybrid_gateway_testkit.lab.shards import shard_losses, tcp_classes
+from hybrid_gateway_testkit.lab.strict import ENI_TABLE, KUBE_PROXY_TABLE
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, active_active_plan
-from hybrid_gateway_testkit.netns import leftover_namespaces
+from hybrid_gateway_testkit.netns import Netns, leftover_namespaces
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -33,76 +43,157 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 GW_MACS = {"gw-a": "02:11:22:33:44:0a", "gw-b": "02:11:22:33:44:0b"}
+OWNER = {0: "gw-a", 1: "gw-b", 2: "gw-a", 3: "gw-b"}
+#: Every TCP class the active-active probes make: webhook calls of the matched pairs, and for
+#: the mismatched pairs calls and long-lived connections opened from either side.
+EXPECTED_CLASSES = {
+    "call/cloud/matched",
+    "call/cloud/mismatched",
+    "call/hybrid/mismatched",
+    "conn/cloud/mismatched",
+    "conn/hybrid/mismatched",
+}
+
+
+def dropped(ns: Netns, table: str) -> int:
+    """Packets the counted drop rules of `table` in `ns` dropped."""
+    listing = json.loads(ns.exec("nft", "-j", "list", "table", "ip", table))
+    return sum(
+        int(expr["counter"]["packets"])
+        for item in listing["nftables"]
+        if "rule" in item and any("drop" in expr for expr in item["rule"]["expr"])
+        for expr in item["rule"]["expr"]
+        if "counter" in expr
+    )
+
+
+def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
+    """Routes, tunnels and VTEP endpoints as the daemons would program them for OWNER."""
+    plan, shard_plan = lab.plan, lab.plan.shard_plan()
+    lab.start_ec2()
+    lab.start_router()
+    assert lab.ctl is not None
+    ec2 = lab.e
+
+    def client() -> EC2Client:
+        return lab_ec2.ec2_client(lab.moto_url)
+
+    def route(cidr: str, host: str) -> None:
+        eni = ec2.instances[host].eni_id
+        lab.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
+            RouteTableId=ec2.route_table_id, DestinationCidrBlock=cidr, NetworkInterfaceId=eni
+        ))  # fmt: skip
+
+    # A covering route to gw-a, and the odd shards' prefixes to gw-b: the more specific
+    # routes must win for their shards, the covering one for the rest.
+    route(plan.pod_cidrs, "gw-a")
+    for shard in shard_plan.shards:
+        if OWNER[shard.index] == "gw-b":
+            route(shard.pod_prefixes[0], "gw-b")
+    assert wait_for(lambda: len(lab.router_state()) == 3, 10), lab.router_state()
+
+    for host, mac in GW_MACS.items():
+        program_gateway_by_hand(lab, host, mac)
+    endpoints = [
+        VtepEndpoint(cidr, lab.gateway_ip(OWNER[s.index]), GW_MACS[OWNER[s.index]])
+        for s in shard_plan.shards
+        for _, cidr in s.vtep_endpoints
+    ]
+    mask = "255.255.192.0"  # the endpoints' own /18, as spec.cidrMask
+    for name, node in lab.w.node_plans.items():
+        events = EventLog(tmp_path / f"vtep-{name}.jsonl")
+        prog = VtepProgrammer(VTEP_DEVICE, node.table, plan.vpc_cidr, events)
+        ex = NetnsExecutor(lab.w.nodes[name].name)
+        ex.call(prog.apply, endpoints, mask)
+        ex.close()
+        events.close()
+        table = lab.w.nodes[name].ip("route", "show", "table", str(node.table))
+        for ep in endpoints:
+            assert f"{ep.cidr} via {ep.tunnel_endpoint} dev {VTEP_DEVICE}" in table
+
+
+def install_node_filters(lab: Lab) -> None:
+    """What the daemon installs on its node: the product's own ruleset, as it renders it."""
+    for host in GW_MACS:
+        Nft(lab.w.gateways[host].exec_argv([])).apply(
+            ruleset([lab.plan.pod_cidrs], [lab.plan.vpc_cidr], [])
+        )
+
+
+def probe_classes(lab: Lab, seconds: float = 2.5) -> dict[str, dict[str, Any]]:
+    lab.start_probes()
+    time.sleep(seconds)
+    raw = lab.stop_probes()
+    plan = lab.plan
+    cloud_ips = {plan.cloud_pod_ip, *plan.cloud_targets}
+    return tcp_classes(plan.shard_plan(), parse_probe_lines(raw).tcp, cloud_ips, set())
 
 
 def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) -> None:
     plan = active_active_plan(shards=4, gateways=2)
     shard_plan = plan.shard_plan()
-    owner = {0: "gw-a", 1: "gw-b", 2: "gw-a", 3: "gw-b"}
     options = LabOptions(out_dir=tmp_path, propagation_delay_s=0.0, log=lambda _: None)
     with Lab(options, plan) as lab:
         names = [ns.name for ns in lab.w.world.namespaces]
-        assert len(names) == 3 + 2 + 2 * 4  # router, control, cloud; 2 gateways; 4 nodes + pods
+        # router, control, cloud; 2 gateways and their ENIs; 4 nodes + pods
+        assert len(names) == 3 + 2 * 2 + 2 * 4
         cloud = lab.w.cloud.ip("-4", "addr")
         assert all(f"inet {t}/24" in cloud for t in plan.cloud_targets)
-
-        lab.start_ec2()
-        lab.start_router()
-        assert lab.ctl is not None
-        ec2 = lab.e
-
-        def client() -> EC2Client:
-            return lab_ec2.ec2_client(lab.moto_url)
-
-        def route(cidr: str, host: str) -> None:
-            eni = ec2.instances[host].eni_id
-            lab.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
-                RouteTableId=ec2.route_table_id, DestinationCidrBlock=cidr, NetworkInterfaceId=eni
-            ))  # fmt: skip
-
-        # A covering route to gw-a, and the odd shards' prefixes to gw-b: the more specific
-        # routes must win for their shards, the covering one for the rest.
-        route(plan.pod_cidrs, "gw-a")
-        for shard in shard_plan.shards:
-            if owner[shard.index] == "gw-b":
-                route(shard.pod_prefixes[0], "gw-b")
-        assert wait_for(lambda: len(lab.router_state()) == 3, 10), lab.router_state()
-
-        for host, mac in GW_MACS.items():
-            program_gateway_by_hand(lab, host, mac)
-        endpoints = [
-            VtepEndpoint(cidr, lab.gateway_ip(owner[s.index]), GW_MACS[owner[s.index]])
-            for s in shard_plan.shards
-            for _, cidr in s.vtep_endpoints
-        ]
-        mask = "255.255.192.0"  # the endpoints' own /18, as spec.cidrMask
-        for name, node in lab.w.node_plans.items():
-            events = EventLog(tmp_path / f"vtep-{name}.jsonl")
-            prog = VtepProgrammer(VTEP_DEVICE, node.table, plan.vpc_cidr, events)
-            ex = NetnsExecutor(lab.w.nodes[name].name)
-            ex.call(prog.apply, endpoints, mask)
-            ex.close()
-            events.close()
-            table = lab.w.nodes[name].ip("route", "show", "table", str(node.table))
-            for ep in endpoints:
-                assert f"{ep.cidr} via {ep.tunnel_endpoint} dev {VTEP_DEVICE}" in table
+        wire_by_hand(lab, tmp_path)
 
         before = lab.read_counters()
         assert all(n == 0 for c in before.values() for n in c.values())
         lab.start_probes()
-        time.sleep(1.5)
+        time.sleep(2.5)
         raw = lab.stop_probes()
         after = lab.read_counters()
+        dropped_invalid = {h: dropped(ns, KUBE_PROXY_TABLE) for h, ns in lab.w.gateways.items()}
+
+        install_node_filters(lab)
+        filtered = probe_classes(lab)
 
     log = parse_probe_lines(raw)
     losses = shard_losses(shard_plan, flow_stats(log))
     assert [loss.total_lost for loss in losses] == [0, 0, 0, 0], losses
     for c in counters.carried(before, after, shard_plan.count):
         # Only the owner carried the shard, and it carried every probe of it (none lost).
-        assert c.carriers() == [owner[c.shard]], c
+        assert c.carriers() == [OWNER[c.shard]], c
         direction = "cloud_to_hybrid" if c.direction == counters.TO_HYBRID else "hybrid_to_cloud"
-        assert c.by_gateway[owner[c.shard]] == losses[c.shard].sent[direction] >= 100, c
-    tcp_targets = {(t.src, t.dst) for t in log.tcp}
-    assert tcp_targets == {(target, node.pod_ip) for _, node, target in plan.shard_pairs()}
-    assert all(t.ok for t in log.tcp)
+        assert c.by_gateway[OWNER[c.shard]] == losses[c.shard].sent[direction] >= 100, c
+    cloud_ips = {plan.cloud_pod_ip, *plan.cloud_targets}
+    classes = tcp_classes(shard_plan, log.tcp, cloud_ips, set())
+    assert set(classes) == EXPECTED_CLASSES, classes
+    # Matched pairs: both directions through one gateway, its conntrack sees the whole flow.
+    assert classes["call/cloud/matched"]["failed"] == 0, classes
+    # Mismatched pairs without the node filter: every SYN/ACK reaches the other gateway
+    # without its SYN, and that gateway's kube-proxy rule drops it.
+    for name in EXPECTED_CLASSES - {"call/cloud/matched"}:
+        stats = classes[name]
+        assert stats["calls"] > 0 and stats["failed"] == stats["calls"], (name, classes)
+    assert all(n > 0 for n in dropped_invalid.values()), dropped_invalid
+    # With the daemon's node filter on both gateways: every class works.
+    assert set(filtered) == EXPECTED_CLASSES
+    for name, stats in filtered.items():
+        assert stats["calls"] > 0 and stats["failed"] == 0, (name, filtered)
     assert not set(leftover_namespaces()) & set(names)
+
+
+def test_replies_to_hybrid_pods_need_the_return_path_rules_on_the_other_eni(
+    tmp_path: Path,
+) -> None:
+    """The ENI filters without the construct's return-path rules (everything else the same,
+    node filters installed): connections the cloud opens still work, connections hybrid pods
+    open to the cloud do not (the reply enters the other gateway's ENI untracked, and nothing
+    admits it there)."""
+    plan = dataclasses.replace(active_active_plan(shards=4, gateways=2), return_path_rules=False)
+    options = LabOptions(out_dir=tmp_path, propagation_delay_s=0.0, log=lambda _: None)
+    with Lab(options, plan) as lab:
+        wire_by_hand(lab, tmp_path)
+        install_node_filters(lab)
+        classes = probe_classes(lab)
+        eni_drops = {h: dropped(ns, ENI_TABLE) for h, ns in lab.w.enis.items()}
+    for name in ("call/cloud/matched", "call/cloud/mismatched", "conn/cloud/mismatched"):
+        assert classes[name]["failed"] == 0, (name, classes)
+    for name in ("call/hybrid/mismatched", "conn/hybrid/mismatched"):
+        assert classes[name]["failed"] == classes[name]["calls"] > 0, (name, classes)
+    assert all(n > 0 for n in eni_drops.values()), eni_drops

@@ -22,7 +22,10 @@ from hybrid_gateway_testkit.netns import leftover_namespaces
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
-LAB_ROLES = ("-vpcr", "-ctl", "-cloud", "-gw-a", "-gw-b", "-hn1", "-hn2", "-hn1-pod", "-hn2-pod")
+LAB_ROLES = (
+    "-vpcr", "-ctl", "-cloud", "-gw-a", "-gw-b", "-eni-gw-a", "-eni-gw-b",
+    "-hn1", "-hn2", "-hn1-pod", "-hn2-pod",
+)  # fmt: skip
 LAST_LINE_KEYS = {"drill", "loss_window_s", "probes_sent", "probes_lost", "leader_before",
                   "leader_after", "report", "plot"}  # fmt: skip
 

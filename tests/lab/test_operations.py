@@ -21,6 +21,7 @@ import pytest
 from kubernetes import config
 
 from hybrid_gateway_contract import DEFAULT_NAMESPACE, VXLAN_PORT, Env
+from hybrid_gateway_contract.security_groups import return_path_rules
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions, running_lab
 from hybrid_gateway_testkit.ops_world import Replica, publish_cilium, publish_gateway
@@ -58,18 +59,25 @@ def _prepare_ec2(lab: Lab) -> None:
             reply = ec2.describe_instances(InstanceIds=[instance.instance_id])
             for interface in reply["Reservations"][0]["Instances"][0]["NetworkInterfaces"]:
                 groups.update(g["GroupId"] for g in interface["Groups"])
-        for group in sorted(groups):
-            ec2.authorize_security_group_ingress(
-                GroupId=group,
-                IpPermissions=[
-                    {
-                        "IpProtocol": "udp",
-                        "FromPort": VXLAN_PORT,
-                        "ToPort": VXLAN_PORT,
-                        "IpRanges": [{"CidrIp": lab.plan.onprem_cidr}],
-                    }
-                ],
+        permissions: list[Any] = [
+            {
+                "IpProtocol": "udp",
+                "FromPort": VXLAN_PORT,
+                "ToPort": VXLAN_PORT,
+                "IpRanges": [{"CidrIp": lab.plan.onprem_cidr}],
+            }
+        ]
+        for rule in return_path_rules([lab.plan.vpc_cidr]):  # and the construct's return path
+            permissions.append(
+                {
+                    "IpProtocol": rule.protocol,
+                    "FromPort": rule.from_port,
+                    "ToPort": rule.to_port,
+                    "IpRanges": [{"CidrIp": rule.cidr}],
+                }
             )
+        for group in sorted(groups):
+            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=permissions)
 
     assert lab.ctl is not None
     lab.ctl.call(prepare)

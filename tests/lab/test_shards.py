@@ -261,3 +261,42 @@ def test_counters_need_nft_and_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="make system-deps"):
         counters.require_nft()
+
+
+def test_mismatched_pairs_cross_to_the_next_shard() -> None:
+    plan = active_active_plan(shards=4, gateways=2)
+    pairs = plan.mismatched_pairs()
+    assert [(i, j) for i, _, j, _ in pairs] == [(0, 1), (1, 2), (2, 3), (3, 0)]
+    assert [target for *_, target in pairs] == [*plan.cloud_targets[1:], plan.cloud_targets[0]]
+
+
+def test_tcp_classes_split_by_kind_opener_and_pairing() -> None:
+    """Recomputed from raw lines: a mismatched call failing while both its shards kept their
+    owner counts against `failed_on_kept_shards`; one touching a moved shard does not; a
+    reopened long-lived connection is counted, in the class of its kind."""
+    from hybrid_gateway_testkit.lab.shards import tcp_classes
+
+    plan = active_active_plan(shards=4, gateways=2)
+    t = plan.cloud_targets
+    pods = [node.pod_ip for node in plan.nodes]
+    lines = [
+        f"tcp,{t[0]},{pods[0]},0,1.0,1.1,1,call",  # matched, opened by the cloud
+        f"tcp,{t[1]},{pods[0]},0,1.0,2.0,0",  # mismatched (0 <- 1), old 7-field line
+        f"tcp,{pods[2]},{t[3]},0,1.0,2.0,0,call",  # mismatched, pod-opened, shards 2 and 3
+        f"tcp,{pods[1]},{t[2]},0,1.0,1.1,1,conn",
+        f"tcp,{pods[1]},{t[2]},1,2.0,2.1,1,conn+reopen",
+    ]
+    classes = tcp_classes(
+        plan.shard_plan(), parse_probe_lines(lines).tcp, {plan.cloud_pod_ip, *t}, moved={3}
+    )
+    assert set(classes) == {
+        "call/cloud/matched",
+        "call/cloud/mismatched",
+        "call/hybrid/mismatched",
+        "conn/hybrid/mismatched",
+    }
+    assert classes["call/cloud/mismatched"]["failed_on_kept_shards"] == 1
+    assert classes["call/hybrid/mismatched"]["failed"] == 1
+    assert classes["call/hybrid/mismatched"]["failed_on_kept_shards"] == 0  # shard 3 moved
+    assert classes["conn/hybrid/mismatched"]["calls"] == 2
+    assert classes["conn/hybrid/mismatched"]["connections_reopened"] == 1

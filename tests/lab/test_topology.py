@@ -36,7 +36,13 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
     options = LabOptions(out_dir=tmp_path, propagation_delay_s=0.3, log=lines.append)
     with Lab(options) as lab:
         names = [ns.name for ns in lab.w.world.namespaces]
-        assert len(names) == 3 + 2 + 2 * 2  # router, control, cloud; 2 gateways; 2 nodes+pods
+        # router, control, cloud; 2 gateways and their ENIs; 2 nodes + pods
+        assert len(names) == 3 + 2 * 2 + 2 * 2
+        for host in ("gw-a", "gw-b"):  # kube-proxy's rule on the host, the SG filter outside
+            assert "ct state invalid" in lab.w.gateways[host].exec("nft", "list", "ruleset")
+            assert "ct state established,related accept" in lab.w.enis[host].exec(
+                "nft", "list", "ruleset"
+            )
         hn1 = lab.w.nodes["hn1"]
         assert "from 10.100.1.0/24 lookup 101" in hn1.ip("rule")
         assert "blackhole 10.0.0.0/16" in hn1.ip("route", "show", "table", "101")

@@ -132,6 +132,53 @@ def test_daemon_with_data_plane_publishes_its_device_mac(tmp_path: Path) -> None
             daemon.stop()
 
 
+def node_filter_rules(ns: Netns) -> list[str] | None:
+    """The rules of the daemon's nftables table in `ns` (None: no table)."""
+    out = ns.exec("nft", "-j", "list", "table", "ip", "hybrid_gateway", check=False)
+    if not out.strip():
+        return None
+    items = json.loads(out)["nftables"]
+    return [json.dumps(i["rule"]["expr"], sort_keys=True) for i in items if "rule" in i]
+
+
+def test_daemon_owns_its_node_filter_table(tmp_path: Path) -> None:
+    """Installed before the replica is ready, repaired when deleted or edited, its counters on
+    /metrics, removed at SIGTERM (the tunnel stays)."""
+    with gateway_world(tmp_path) as (gw, api):
+        daemon = start_gateway(gw, api, tmp_path)
+        try:
+            wait_until(
+                "ready as leader",
+                lambda: daemon.readyz() == (200, "ready (leader)\n"),
+                30.0,
+                poll_s=0.2,
+            )
+            rules = node_filter_rules(gw)
+            assert rules is not None and any('"notrack"' in r for r in rules), rules
+            assert daemon.metric("hybrid_gateway_node_filter_installed") == 1.0
+            assert (
+                daemon.metric(
+                    "hybrid_gateway_forwarded_packets_total",
+                    'direction="to_hybrid",prefix="10.85.0.0/16",shard="all"',
+                )
+                == 0.0
+            )
+
+            gw.exec("nft", "delete", "table", "ip", "hybrid_gateway")
+            wait_until("table repaired", lambda: node_filter_rules(gw) == rules, 30.0, poll_s=0.2)
+            gw.exec("nft", "flush", "chain", "ip", "hybrid_gateway", "skip_conntrack")
+            wait_until("chain repaired", lambda: node_filter_rules(gw) == rules, 30.0, poll_s=0.2)
+            assert daemon.metric("hybrid_gateway_node_filter_repairs_total") == 2.0
+            assert "was deleted or edited on the node; replaced" in daemon.log()
+
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(20) == 0, daemon.log()
+            assert node_filter_rules(gw) is None
+            assert device_mac(gw) is not None
+        finally:
+            daemon.stop()
+
+
 def test_start_up_and_readiness_do_not_wait_for_dns(tmp_path: Path) -> None:
     """Before: HTTPServer.server_bind called socket.getfqdn("") (CPython Lib/http/server.py),
     which waited out the unreachable resolver (10 s with glibc defaults) before the daemon

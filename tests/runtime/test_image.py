@@ -45,3 +45,16 @@ def test_build_context_is_limited_by_dockerignore() -> None:
     assert not [
         line for line in lines if line.startswith("!") and line not in ("!contract/", "!runtime/")
     ]
+
+
+def test_the_final_stage_gets_nft_for_the_node_filter() -> None:
+    """The daemon runs `nft` (hybrid_gateway.adapters.nftables): the build stage installs the
+    nftables package and collects the binary with its libraries, the final stage copies them
+    and runs it once at build time (a missing library fails the build, not the pod)."""
+    build = DOCKERFILE[: DOCKERFILE.rindex("\nFROM ")]
+    final = DOCKERFILE[DOCKERFILE.rindex("\nFROM ") :]
+    assert "nftables" in build and "ldd /usr/sbin/nft" in build
+    assert "COPY --from=build /opt/nft-root/ /" in final
+    assert 'RUN ["/usr/sbin/nft", "--version"]' in final
+    path = next(line for line in final.splitlines() if line.startswith("ENV PATH="))
+    assert "/usr/sbin" in path

@@ -5,10 +5,13 @@ which reports a raised exception to CloudFormation as FAILED with its message. T
 `hybrid_gateway_contract.route_cleanup`, bundled beside this file in the asset, the same code the
 `hybrid-gateway cleanup` command uses.
 
-Only on stack deletion: a Delete that CloudFormation sends for a replacement or for an update
-rollback while the gateway keeps running would otherwise pull the routes from under it. The
-physical ID never changes, so updates never cause a replacement; and the stack's own status
-must be DELETE_IN_PROGRESS, checked with DescribeStacks.
+Only when the whole stack goes away: a Delete that CloudFormation sends for a replacement or
+for an update rollback while the gateway keeps running would otherwise pull the routes from under
+it. The physical ID never changes, so updates never cause a replacement; and the stack's own
+status, checked with DescribeStacks, must be DELETE_IN_PROGRESS (stack deletion) or
+ROLLBACK_IN_PROGRESS (a failed creation being rolled back: every resource is deleted, and routes
+the gateway wrote before the failure would stay as blackholes; AWS CloudFormation user guide,
+"Stack status codes").
 
 Idempotent: a route already gone (`InvalidRoute.NotFound`) counts as deleted, and every pass
 re-reads the tables. Every decision is logged. Routes that come back after a pass (a gateway
@@ -34,8 +37,10 @@ from hybrid_gateway_contract.route_cleanup import (
 LOG = logging.getLogger("hybrid-gateway-route-cleanup")
 LOG.setLevel(logging.INFO)
 
-#: Stack status during a stack deletion (nested stacks too: theirs is set the same way).
-DELETING = "DELETE_IN_PROGRESS"
+#: Stack statuses in which every resource of the stack is being deleted: a stack deletion and
+#: a create rollback (nested stacks too: theirs is set the same way). Not UPDATE_ROLLBACK_*
+#: or *_CLEANUP_IN_PROGRESS: the stack, and its gateway, stay.
+DELETING = frozenset({"DELETE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS"})
 #: A route deleted twice by someone else between our read and our write.
 ROUTE_GONE = "InvalidRoute.NotFound"
 
@@ -94,7 +99,7 @@ def stack_is_being_deleted(cloudformation: Any, stack_id: str) -> tuple[bool, st
     """(whether the stack is being deleted, its status) from DescribeStacks."""
     [stack] = cloudformation.describe_stacks(StackName=stack_id)["Stacks"]
     status = str(stack["StackStatus"])
-    return status == DELETING, status
+    return status in DELETING, status
 
 
 def plan(ec2: Any, config: CleanupConfig) -> CleanupPlan:

@@ -5,8 +5,8 @@
 # and the source/destination check turned off on its primary network interface (the interface
 # the VPC routes for the remote pod networks point at). This is what the AWS getting-started
 # page of the gateway does: `aws ec2 modify-network-interface-attribute --no-source-dest-check`
-# on the primary ENI. The node role may do that only on network interfaces carrying the tags the
-# launch template puts on them.
+# on the primary ENI. The node role may do that only on network interfaces in the cluster VPC
+# and instances carrying the gateway node tags the launch template puts on them.
 #
 # IAM changes and instance-profile credentials can take minutes to reach a fresh instance, so
 # the call is retried with a capped backoff until a deadline. Every attempt is logged (cloud-init

@@ -23,6 +23,7 @@ from hybrid_gateway_contract import (
     VXLAN_PORT,
 )
 from hybrid_gateway_contract.rules import CidrField, NetworkRole, check_cidr_plan
+from hybrid_gateway_contract.security_groups import HYBRID_POD_CLIENT_PORTS, RETURN_PATH_PROTOCOLS
 
 from .facts import Facts, GatewayInstance, GroupLease, SgRule
 from .report import CheckResult, Verdict, worst
@@ -312,6 +313,84 @@ def check_security_groups(facts: Facts) -> CheckResult:
         missing,
         f"Allow UDP {VXLAN_PORT} inbound AND outbound between the gateway nodes' security group "
         "and every remote node network (a missing return-path rule is the most common failure).",
+    )
+
+
+# Replies to hybrid pods' connections that come back through another gateway's ENI: security
+# groups track per ENI (hybrid_gateway_contract.security_groups says why and which rules).
+_PROTOCOL_NUMBERS = {"tcp": "6", "udp": "17"}
+
+
+def _admits_replies(rule: SgRule, protocol: str, cidr: str) -> bool:
+    if rule.protocol not in (protocol, _PROTOCOL_NUMBERS[protocol], "-1"):
+        return False
+    low, high = HYBRID_POD_CLIENT_PORTS
+    if rule.protocol != "-1" and not (
+        rule.from_port is not None
+        and rule.to_port is not None
+        and rule.from_port <= low
+        and high <= rule.to_port
+    ):
+        return False
+    return _inside(cidr, _networks(rule.cidrs))
+
+
+def check_return_path_security_groups(facts: Facts) -> CheckResult:
+    """Every gateway instance admits TCP and UDP from every VPC CIDR to the hybrid pods'
+    client ports: a reply to a connection a hybrid pod opened may come back through a gateway
+    ENI its request did not leave by (always in active-active mode, during every switch in
+    active-standby mode), and that ENI's security groups judge it as new inbound traffic."""
+    low, high = HYBRID_POD_CLIENT_PORTS
+    cid = "SG-RETURN-PATH"
+    title = f"Security groups admit replies from the VPC to hybrid pods' ports {low}-{high}"
+    skip = _instances_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    if facts.settings is not None and facts.settings.vpc_cidrs:
+        vpc_cidrs: Sequence[str] = facts.settings.vpc_cidrs
+    elif facts.networks is not None:
+        vpc_cidrs = facts.networks.vpc_cidrs
+    else:
+        return _skipped(cid, title, _why_missing(facts, "gateway", "eks"))
+    missing: list[str] = []
+    for instance in facts.instances:
+        ingress = [
+            rule
+            for g in instance.security_groups
+            if g in facts.security_groups
+            for rule in facts.security_groups[g].ingress
+        ]
+        for cidr in vpc_cidrs:
+            for protocol in RETURN_PATH_PROTOCOLS:
+                if not any(_admits_replies(rule, protocol, cidr) for rule in ingress):
+                    missing.append(
+                        f"{instance.instance_id} ({', '.join(instance.security_groups)}): no "
+                        f"inbound {protocol.upper()} {low}-{high} from {cidr}"
+                    )
+    if not missing:
+        return _result(
+            cid,
+            title,
+            Verdict.OK,
+            [
+                f"TCP and UDP {low}-{high} from {', '.join(vpc_cidrs)} on "
+                f"{', '.join(i.instance_id for i in facts.instances)}"
+            ],
+        )
+    mode = "active-active" if facts.active_active else "active-standby"
+    when = (
+        "on every flow whose two directions cross different gateways"
+        if facts.active_active
+        else "for a moment after every leader switch"
+    )
+    return _result(
+        cid,
+        title,
+        Verdict.FAIL if facts.active_active else Verdict.WARN,
+        missing,
+        f"Allow inbound TCP and UDP {low}-{high} from every VPC CIDR on the gateway nodes' "
+        f"security group (the construct creates these rules): in {mode} mode, replies to "
+        f"connections hybrid pods open to VPC services are dropped {when}.",
     )
 
 
@@ -952,6 +1031,7 @@ PREFLIGHT_CHECKS: tuple[Check, ...] = (
     check_route_targets,
     check_route_coverage,
     check_security_groups,
+    check_return_path_security_groups,
     check_source_dest,
     check_imdsv2,
     check_node_label_taint,

@@ -38,6 +38,7 @@ class TcpCall:
     t_start: float
     t_end: float
     ok: bool
+    kind: str = "call"  # call: a connection per request; conn: one long-lived connection
 
 
 @dataclass
@@ -62,7 +63,7 @@ def parse_probe_lines(lines: Iterable[str]) -> ProbeLog:
                 log.received.append(
                     Received(parts[1], parts[2], int(parts[3]), float(parts[4]), float(parts[5]))
                 )
-            elif parts[0] == "tcp" and len(parts) == 7:
+            elif parts[0] == "tcp" and len(parts) in (7, 8):
                 log.tcp.append(
                     TcpCall(
                         parts[1],
@@ -71,6 +72,7 @@ def parse_probe_lines(lines: Iterable[str]) -> ProbeLog:
                         float(parts[4]),
                         float(parts[5]),
                         parts[6] == "1",
+                        parts[7] if len(parts) == 8 else "call",
                     )
                 )
             else:
@@ -189,9 +191,9 @@ def tcp_stats(calls: Sequence[TcpCall]) -> TcpStats:
     """Failed calls, and the longest time any target answered nothing (first failure start to
     the start of the next success)."""
     longest = 0.0
-    by_target: dict[str, list[TcpCall]] = defaultdict(list)
+    by_target: dict[tuple[str, str, str], list[TcpCall]] = defaultdict(list)
     for c in calls:
-        by_target[c.dst].append(c)
+        by_target[(c.src, c.dst, c.kind.partition("+")[0])].append(c)
     for target_calls in by_target.values():
         fail_start: float | None = None
         for c in sorted(target_calls, key=lambda c: c.t_start):

@@ -42,6 +42,9 @@ from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.procs import LabProcess, ProcessSet
 from hybrid_gateway_testkit.lab.shards import held_shards, spread_ok
 from hybrid_gateway_testkit.lab.topology import (
+    CONN_PORT,
+    TCP_PORT,
+    UDP_PORT,
     VTEP_DEVICE,
     HybridNodePlan,
     LabPlan,
@@ -56,8 +59,9 @@ if TYPE_CHECKING:
 
 MOTO_PORT = 5000
 EC2_PROXY_PORT = 5001
-UDP_PORT = 9000
-TCP_PORT = 9443
+#: Idle timeout of the long-lived connections' responders: longer than any failover, so a
+#: connection only ends when the network lost it.
+CONN_IDLE_TIMEOUT_S = 60.0
 
 
 class LabError(RuntimeError):
@@ -151,6 +155,7 @@ class Lab:
         self._stack.callback(netns_world.close)
         self._stack.callback(self.procs.stop_all)
         try:
+            counters.require_nft()  # the gateway hosts' kube-proxy rule and the ENI filters
             self.world = build_world(netns_world, self.plan)
             if self.plan.active_active:
                 shard_plan = self.plan.shard_plan()
@@ -722,12 +727,14 @@ class Lab:
             a for name, n in w.node_plans.items()
             for a in ("--target", f"{n.pod_ip}:{TCP_PORT}{via(name)}")
         ]  # fmt: skip
+        if plan.active_active:
+            self._mismatched_probes(targets)
         self._probe("probe-tcp", w.cloud, [
             "tcp-client", "--bind", plan.cloud_pod_ip, "--interval-s",
             str(self.options.tcp_interval_s), *targets,
             "--log", str(self.run_dir / "probe-tcp.csv"),
         ], listens=False)  # fmt: skip
-        expected = {p.name for p in self.probes if p.name != "probe-tcp"}
+        expected = {p.name for p in self.probes if not _is_caller(p.name)}
 
         def all_ready() -> bool:
             for p in self.probes:
@@ -737,6 +744,43 @@ class Lab:
 
         _wait("probes to bind", all_ready, 30, 0.02)
         (barrier / "go").touch()
+
+    def _mismatched_probes(self, cloud_targets: list[str]) -> None:
+        """Active-active: TCP between hybrid pod i and the cloud address of shard j = i + 1,
+        whose two directions cross the owners of shards i and j. Opened from both sides, as
+        one-shot calls (appended to the cloud caller's `cloud_targets`, and a caller in every
+        pod) and as long-lived connections (a caller in the cloud and in every pod, against
+        responders that keep a connection for CONN_IDLE_TIMEOUT_S)."""
+        w, plan = self.w, self.plan
+        interval = str(self.options.tcp_interval_s)
+        responders = [("webhook-cloud", w.cloud, "0.0.0.0", TCP_PORT, 2.0)]
+        responders.append(("longlived-cloud", w.cloud, "0.0.0.0", CONN_PORT, CONN_IDLE_TIMEOUT_S))
+        for name, node in w.node_plans.items():
+            responders.append(
+                (f"longlived-{name}", w.pods[name], node.pod_ip, CONN_PORT, CONN_IDLE_TIMEOUT_S)
+            )
+        for name, ns, bind, port, idle in responders:
+            self._probe(name, ns, [
+                "tcp-server", "--bind", bind, "--port", str(port), "--idle-timeout-s", f"{idle:g}",
+            ], listens=True)  # fmt: skip
+        cloud_conns: list[str] = []
+        for _, node, _, target in plan.mismatched_pairs():
+            cloud_targets += ["--target", f"{node.pod_ip}:{TCP_PORT}@{target}"]
+            cloud_conns += ["--target", f"{node.pod_ip}:{CONN_PORT}@{target}"]
+            self._probe(f"probe-tcp-{node.name}", w.pods[node.name], [
+                "tcp-client", "--bind", node.pod_ip, "--interval-s", interval,
+                "--target", f"{target}:{TCP_PORT}",
+                "--log", str(self.run_dir / f"probe-tcp-{node.name}.csv"),
+            ], listens=False)  # fmt: skip
+            self._probe(f"probe-conn-{node.name}", w.pods[node.name], [
+                "tcp-client", "--persistent", "--bind", node.pod_ip, "--interval-s", interval,
+                "--target", f"{target}:{CONN_PORT}",
+                "--log", str(self.run_dir / f"probe-conn-{node.name}.csv"),
+            ], listens=False)  # fmt: skip
+        self._probe("probe-conn-cloud", w.cloud, [
+            "tcp-client", "--persistent", "--bind", plan.cloud_pod_ip, "--interval-s", interval,
+            *cloud_conns, "--log", str(self.run_dir / "probe-conn-cloud.csv"),
+        ], listens=False)  # fmt: skip
 
     def _stop(self, probes: list[LabProcess]) -> None:
         import signal as _signal
@@ -751,7 +795,7 @@ class Lab:
             stack = p.log_tail(60)
             p.signal(_signal.SIGKILL)
             p.wait(5)
-            if not p.name.startswith("webhook-"):  # its probe log is lost: the run is
+            if not p.name.startswith(("webhook-", "longlived-")):  # its probe log is lost
                 raise LabError(f"probe {p.name} did not stop:\n{stack}")
             # A webhook responder keeps no log: nothing is lost, but say so, with its stack.
             self.stop_warnings.append(f"{p.name} did not stop within 10 s of SIGTERM; killed")
@@ -762,7 +806,7 @@ class Lab:
 
         The webhook caller stops first: a responder stopped under an in-flight call would
         fail it, and the lab would count that as loss."""
-        callers = [p for p in self.probes if p.name == "probe-tcp"]
+        callers = [p for p in self.probes if _is_caller(p.name)]
         self._stop(callers)
         self._stop([p for p in self.probes if p not in callers])
         lines: list[str] = []
@@ -770,6 +814,11 @@ class Lab:
             lines += path.read_text().splitlines()
         self.probes.clear()
         return lines
+
+
+def _is_caller(name: str) -> bool:
+    """A TCP caller: it binds nothing, and stops before the responders."""
+    return name == "probe-tcp" or name.startswith(("probe-tcp-", "probe-conn-"))
 
 
 @contextmanager

@@ -5,7 +5,12 @@ machine-wide monotonic clock (the same in every namespace):
 
     tx,<src>,<dst>,<seq>,<t_send>
     rx,<src>,<dst>,<seq>,<t_send>,<t_recv>
-    tcp,<src>,<dst>,<seq>,<t_start>,<t_end>,<ok 0|1>
+    tcp,<src>,<dst>,<seq>,<t_start>,<t_end>,<ok 0|1>[,<kind call|conn>]
+
+`call` is a connection per request (a webhook call), `conn` one request/response on a
+long-lived connection (`tcp-client --persistent`): opened once and kept through timeouts (TCP
+retransmits once the path is back), reopened only when the connection itself is lost (reset,
+closed), and the first request on a reopened connection is logged as `conn+reopen`.
 
 Run inside a namespace: `python -m hybrid_gateway_testkit.lab.probe udp|tcp-server|tcp-client ...`.
 Every loop is bounded by `--max-runtime-s`; SIGTERM stops sending, keeps receiving for a grace
@@ -132,14 +137,23 @@ def run_udp(
 
 
 class _EchoHandler(socketserver.StreamRequestHandler):
-    # A caller whose request (or FIN) died with a failed gateway must not hold a handler
-    # forever: the connection times out instead.
+    """Answers every request line until the caller closes. A caller whose request (or FIN)
+    died with a failed gateway must not hold a handler forever: the connection times out
+    after the server's idle timeout instead."""
+
     timeout = 2.0
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(getattr(self.server, "idle_timeout_s", self.timeout))
 
     def handle(self) -> None:
         try:
-            line = self.rfile.readline(256)
-            self.wfile.write(b"ok " + line)
+            while True:
+                line = self.rfile.readline(256)
+                if not line:
+                    return
+                self.wfile.write(b"ok " + line)
         except OSError:  # timed out or reset: the caller counts it as a failed call
             return
 
@@ -147,12 +161,17 @@ class _EchoHandler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    idle_timeout_s = 2.0
 
 
-def run_tcp_server(bind: str, port: int, max_runtime_s: float, ready: Path | None) -> None:
-    """A webhook-like responder: one request line in, one response line out."""
+def run_tcp_server(
+    bind: str, port: int, max_runtime_s: float, ready: Path | None, idle_timeout_s: float = 2.0
+) -> None:
+    """A webhook-like responder: one response line per request line, until the caller closes
+    or stays silent for `idle_timeout_s`."""
     stop = _stop_event()
     with _Server((bind, port), _EchoHandler) as server:
+        server.idle_timeout_s = idle_timeout_s
         start_barrier(ready, None, stop)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
         thread.start()
@@ -170,36 +189,78 @@ def run_tcp_client(
     log: Path,
     max_runtime_s: float,
     go: Path | None = None,
+    persistent: bool = False,
 ) -> None:
-    """One thread per target: connect, send a request, read the answer, every `interval_s`."""
+    """One thread per target: connect, send a request, read the answer, every `interval_s`.
+    With `persistent` the connection stays open across requests and is reopened only after a
+    failed one (a long-lived connection: does it survive a failover?)."""
     stop = _stop_event()
+    kind = "conn" if persistent else "call"
     lines: list[str] = []
     lock = threading.Lock()
     deadline = time.monotonic() + max_runtime_s
     start_barrier(None, go, stop)
 
+    def call(conn: socket.socket, pending: bytearray, seq: int) -> bool:
+        """Send request `seq` and read answers until its own (a long-lived connection may
+        still deliver answers to requests that timed out before)."""
+        conn.sendall(f"call {seq}\n".encode())
+        want = f"ok call {seq}".encode()
+        end = time.monotonic() + timeout_s
+        while True:
+            while b"\n" in pending:
+                line, _, rest = bytes(pending).partition(b"\n")
+                pending[:] = rest
+                if line == want:
+                    return True
+            conn.settimeout(max(0.001, end - time.monotonic()))
+            chunk = conn.recv(4096)
+            if not chunk:
+                raise ConnectionResetError("closed by the responder")
+            pending += chunk
+
     def loop(host: str, port: int, src: str | None) -> None:
         source = src or bind
         seq = 0
         start = time.monotonic()
+        conn: socket.socket | None = None
+        pending = bytearray()
+        opened = 0
         while not stop.is_set() and time.monotonic() < deadline:
             t0 = time.monotonic()
             ok = False
+            this_kind = kind
             try:
-                with socket.create_connection(
-                    (host, port), timeout=timeout_s, source_address=(source, 0)
-                ) as conn:
-                    conn.settimeout(timeout_s)
-                    conn.sendall(f"call {seq}\n".encode())
-                    ok = conn.makefile("rb").readline(256).startswith(b"ok call")
+                if conn is None:
+                    conn = socket.create_connection(
+                        (host, port), timeout=timeout_s, source_address=(source, 0)
+                    )
+                    pending.clear()
+                    opened += 1
+                    if persistent and opened > 1:  # the long-lived connection was lost
+                        this_kind = f"{kind}+reopen"
+                ok = call(conn, pending, seq)
+            except TimeoutError:
+                ok = False  # a long-lived connection stays: TCP retransmits after a failover
             except OSError:
                 ok = False
+                if conn is not None:
+                    with contextlib.suppress(OSError):
+                        conn.close()
+                    conn = None
+            if conn is not None and not persistent:
+                with contextlib.suppress(OSError):
+                    conn.close()
+                conn = None
             t1 = time.monotonic()
             with lock:
-                lines.append(f"tcp,{source},{host},{seq},{t0:.6f},{t1:.6f},{int(ok)}")
+                lines.append(f"tcp,{source},{host},{seq},{t0:.6f},{t1:.6f},{int(ok)},{this_kind}")
             seq += 1
             next_at = start + seq * interval_s
             stop.wait(max(0.0, next_at - time.monotonic()))
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
 
     threads = [threading.Thread(target=loop, args=t) for t in targets]
     for t in threads:
@@ -233,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--bind", required=True)
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--max-runtime-s", type=float, default=600.0)
+    srv.add_argument("--idle-timeout-s", type=float, default=2.0)
     cli = sub.add_parser("tcp-client")
     cli.add_argument("--bind", required=True)
     cli.add_argument("--target", action="append", default=[], type=_endpoint)
@@ -240,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--timeout-s", type=float, default=1.0)
     cli.add_argument("--log", type=Path, required=True)
     cli.add_argument("--max-runtime-s", type=float, default=600.0)
+    cli.add_argument("--persistent", action="store_true")
     for p in (udp, srv, cli):
         p.add_argument("--ready-file", type=Path, default=None)
         p.add_argument("--go-file", type=Path, default=None)
@@ -257,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             go=args.go_file,
         )
     elif args.cmd == "tcp-server":
-        run_tcp_server(args.bind, args.port, args.max_runtime_s, args.ready_file)
+        run_tcp_server(
+            args.bind, args.port, args.max_runtime_s, args.ready_file, args.idle_timeout_s
+        )
     else:
         run_tcp_client(
             bind=args.bind,
@@ -267,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             log=args.log,
             max_runtime_s=args.max_runtime_s,
             go=args.go_file,
+            persistent=args.persistent,
         )
     return 0
 

@@ -27,7 +27,12 @@ from hybrid_gateway_testkit.lab.runner import (
     report_settings,
     sleep_with_progress,
 )
-from hybrid_gateway_testkit.lab.shards import flow_shard, move_timings, shard_losses
+from hybrid_gateway_testkit.lab.shards import (
+    flow_shard,
+    move_timings,
+    shard_losses,
+    tcp_classes,
+)
 from hybrid_gateway_testkit.lab.topology import LabPlan
 
 MOVE_STEPS = (
@@ -115,9 +120,11 @@ def run_sharded_drill(
     carried_before = counters.carried(c0, c1, shard_plan.count)
     carried_after = counters.carried(c2, c3, shard_plan.count)
     webhook_failed = dict.fromkeys(losses, 0)
-    for call in log.tcp:
+    for call in log.tcp:  # the matched pairs' webhook calls (cloud address i -> pod i)
         where = flow_shard(shard_plan, call.dst)
-        if where is not None and not call.ok:
+        src = flow_shard(shard_plan, call.src)
+        matched = where is not None and src is not None and src[0] == where[0]
+        if where is not None and matched and call.kind == "call" and not call.ok:
             webhook_failed[where[0]] += 1
     t_action = outcome.t_action
     per_shard: dict[str, Any] = {}
@@ -177,6 +184,7 @@ def run_sharded_drill(
         }
     moved_shards = [i for i in sorted(owners_before) if owners_before[i] != owners_after[i]]
     kept_shards = [i for i in sorted(owners_before) if i not in moved_shards]
+    tcp_by_class = tcp_classes(shard_plan, log.tcp, cloud_ips, set(moved_shards))
     # A survivor's shard must keep its owner in every sample of the monitor, not just at the end.
     wavered = sorted(
         {
@@ -209,6 +217,9 @@ def run_sharded_drill(
         "kept_shards_owner_changed": wavered,
         "audit_error": audit_error,
         "survivor_shards_probes_lost": sum(losses[i].total_lost for i in kept_shards),
+        # TCP by kind / opened by / matched pair; mismatched pairs cross two owners.
+        "tcp_by_class": tcp_by_class,
+        "tcp_failed_on_kept_shards": sum(c["failed_on_kept_shards"] for c in tcp_by_class.values()),
         "moved_shards_loss_window_s": round(
             max((losses[i].longest_window_s for i in moved_shards), default=0.0), 4
         ),
@@ -298,6 +309,8 @@ def sharded_last_line(report: dict[str, Any]) -> dict[str, Any]:
         },
         "counters_follow_owners_before": report["counters_follow_owners_before"],
         "tcp_failed": report["tcp"]["failed"],
+        "tcp_failed_on_kept_shards": report["tcp_failed_on_kept_shards"],
+        "tcp_by_class": report["tcp_by_class"],
         "lease_duration_s": report["settings"]["lease_duration_s"],
         "report": report["report"],
         "plot": report["plot"],

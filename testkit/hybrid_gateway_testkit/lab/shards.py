@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway_contract.sharding import Shard, ShardPlan
-from hybrid_gateway_testkit.lab.analysis import FlowStats
+from hybrid_gateway_testkit.lab.analysis import FlowStats, TcpCall, tcp_stats
 from hybrid_gateway_testkit.lab.events import first_after
 
 CLOUD_TO_HYBRID = "cloud_to_hybrid"
@@ -154,3 +154,52 @@ def spread_ok(owners: Mapping[int, str], members: Iterable[str]) -> bool:
         and min(counts.values()) >= 1
         and max(counts.values()) - min(counts.values()) <= 1
     )
+
+
+def _shard_of(plan: ShardPlan, address: str, *, pod: bool) -> int | None:
+    ip = ipaddress.IPv4Address(address)
+    for shard in plan.shards:
+        cidrs = shard.pod_prefixes if pod else tuple(c for _, c in shard.vtep_endpoints)
+        if any(ip in ipaddress.IPv4Network(c) for c in cidrs):
+            return shard.index
+    return None
+
+
+def tcp_classes(
+    plan: ShardPlan, calls: Iterable[TcpCall], cloud_ips: set[str], moved: set[int]
+) -> dict[str, dict[str, Any]]:
+    """TCP calls by class `<kind>/<opened by>/<matched|mismatched>`: kind `call` (a connection
+    per request) or `conn` (one long-lived connection), opened by `cloud` or `hybrid`, and
+    whether the forward path's shard (the pod's) and the return path's shard (the cloud
+    address's endpoint) are the same. Per class: calls, failed, failed on kept shards (both
+    shards kept their owner: must be 0), long-lived connections that had to be reopened, and
+    the longest time a pair answered nothing."""
+    grouped: dict[str, list[TcpCall]] = {}
+    kept_failures: dict[str, int] = {}
+    reopened: dict[str, int] = {}
+    for call in calls:
+        cloud, pod = (call.src, call.dst) if call.src in cloud_ips else (call.dst, call.src)
+        forward = _shard_of(plan, pod, pod=True)
+        back = _shard_of(plan, cloud, pod=False)
+        if forward is None or back is None:
+            continue
+        opened = "cloud" if call.src in cloud_ips else "hybrid"
+        pairing = "matched" if forward == back else "mismatched"
+        kind, _, reopen = call.kind.partition("+")
+        key = f"{kind}/{opened}/{pairing}"
+        grouped.setdefault(key, []).append(call)
+        if reopen:
+            reopened[key] = reopened.get(key, 0) + 1
+        if not call.ok and forward not in moved and back not in moved:
+            kept_failures[key] = kept_failures.get(key, 0) + 1
+    out: dict[str, dict[str, Any]] = {}
+    for key, members in sorted(grouped.items()):
+        stats = tcp_stats(members)
+        out[key] = {
+            "calls": stats.calls,
+            "failed": stats.failed,
+            "failed_on_kept_shards": kept_failures.get(key, 0),
+            "connections_reopened": reopened.get(key, 0),  # long-lived ones lost on the way
+            "longest_failure_s": round(stats.longest_failure_s, 4),
+        }
+    return out

@@ -10,6 +10,10 @@ r"""The lab's network: a VPC segment, gateway hosts, a cloud pod and Cilium-like
                hn1 192.168.100.11          hn2 192.168.100.12        on-prem node network
                pod 10.100.1.5/24           pod 10.100.2.5/24         hybrid pod CIDRs
 ```
+Every gateway host reaches br0 through a namespace of its own, `eni-<host>`: its ENI, with the
+ENI's own conntrack and the gateway security group's rules (`strict`), and every gateway host
+drops what conntrack calls INVALID on its forward hook, as kube-proxy does on an EKS node.
+
 The VPC router forwards the hybrid pod CIDRs to whichever gateway host owns the ENI named in the
 EC2 emulator's route table (see `vpc_router`). Each hybrid node is a Cilium VTEP peer: a kernel
 VXLAN device (VNI 2, port 8472) whose MAC is the one the gateway expects (`02:00:<node IP>`), and a
@@ -22,6 +26,8 @@ shard (its pod CIDR inside that shard's pod prefix) and one extra cloud address 
 VPC sub-prefix of that shard's VTEP endpoint and outside the sub-prefix's first /24, so a hybrid
 node matching endpoints under a shorter mask than the endpoints' own would miss it. Hybrid pod i
 and cloud address i form the probe pair of shard i: both directions of the pair are shard i's.
+Hybrid pod i and cloud address i+1 form a mismatched pair (`mismatched_pairs`): the forward path
+is shard i's, the return path shard i+1's, so its two directions cross different gateways.
 """
 
 from __future__ import annotations
@@ -31,8 +37,25 @@ from dataclasses import dataclass, field
 
 from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_contract.sharding import GatewayMode, ShardPlan, plan_shards
+from hybrid_gateway_testkit.lab.strict import (
+    eni_ruleset,
+    kube_proxy_ruleset,
+    lab_eni_rules,
+    load_nft,
+)
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
 from hybrid_gateway_testkit.tunnel_world import peer_mac
+
+UDP_PORT = 9000
+"""The UDP probes' port (both ways)."""
+TCP_PORT = 9443
+"""One-shot TCP calls (a webhook-like request/response per connection)."""
+CONN_PORT = 9444
+"""Long-lived TCP connections (a request/response every interval on one connection)."""
+ENI_TABLE_ID = "100"
+"""The ENI namespace's routing table for traffic from the VPC: all of it to the host."""
+ENI_ADDRESS_OFFSET = 100
+"""The ENI namespace of gateway host 10.0.0.11 answers ARP from 10.0.0.111 (its own address)."""
 
 VTEP_DEVICE = "vtep0"
 """Name of the hybrid node's VXLAN device (Cilium calls its own `cilium_vxlan`)."""
@@ -103,6 +126,7 @@ class LabPlan:
     mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
     shards: int = 0  # active-active only
     cloud_targets: tuple[str, ...] = ()  # active-active: the cloud address of shard i
+    return_path_rules: bool = True  # the ENI filters carry the construct's return-path rules
 
     @property
     def active_active(self) -> bool:
@@ -121,6 +145,15 @@ class LabPlan:
         active-standby mode)."""
         pairs = zip(self.nodes, self.cloud_targets, strict=False)
         return [(i, node, target) for i, (node, target) in enumerate(pairs)]
+
+    def mismatched_pairs(self) -> list[tuple[int, HybridNodePlan, int, str]]:
+        """(shard i, hybrid node of i, shard j, cloud address of j) with j = i + 1 mod S: the
+        forward path of a flow between them follows shard i's owner, the return path shard
+        j's (different gateways whenever i and j have different owners)."""
+        pairs = self.shard_pairs()
+        return [
+            (i, node, (i + 1) % len(pairs), pairs[(i + 1) % len(pairs)][2]) for i, node, _ in pairs
+        ]
 
     def spare_node(self, index: int) -> HybridNodePlan:
         """A further hybrid node (for churn drills): hn3, hn4, ... in the same ranges."""
@@ -170,6 +203,7 @@ class LabWorld:
     cloud: Netns
     gateways: dict[str, Netns] = field(default_factory=dict)
     gateway_ifaces: dict[str, str] = field(default_factory=dict)
+    enis: dict[str, Netns] = field(default_factory=dict)  # the per-ENI filter of each host
     nodes: dict[str, Netns] = field(default_factory=dict)
     node_ifaces: dict[str, str] = field(default_factory=dict)
     node_switch_ports: dict[str, str] = field(default_factory=dict)  # router side, on br1
@@ -227,12 +261,42 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
         router.ip("addr", "add", f"{subnet.network_address + 1}/{prefix}", "dev", "br0")
         cloud.ip("addr", "add", f"{target}/{prefix}", "dev", cloud_if)
 
+    eni_rules = lab_eni_rules(
+        vpc_cidr=plan.vpc_cidr,
+        remote_node_networks=[plan.onprem_cidr],
+        cluster_members=[plan.control_ip, *(g.ip for g in plan.gateways)],
+        probe_ports=[("udp", UDP_PORT), ("tcp", TCP_PORT), ("tcp", CONN_PORT)],
+        return_path=plan.return_path_rules,
+    )
     for gw in plan.gateways:
         ns = world.add(gw.name)
         _host_sysctls(ns, forward=True)
         lab.gateways[gw.name] = ns
-        lab.gateway_ifaces[gw.name], _ = _bridge_port(world, router, "br0", ns, f"{gw.ip}/{prefix}")
+        # The ENI: a proxy-ARP router in a namespace of its own, so its conntrack is its own.
+        eni = world.add(f"eni-{gw.name}")
+        _host_sysctls(eni, forward=True)
+        host_if, eni_host_if = world.link(ns, f"{gw.ip}/{prefix}", eni, None)
+        eni_ip = ipaddress.IPv4Address(gw.ip) + ENI_ADDRESS_OFFSET
+        eni_vpc_if, router_port = world.link(eni, f"{eni_ip}/{prefix}", router, None)
+        router.ip("link", "set", router_port, "master", "br0")
+        # ARP: towards the host it answers for every VPC address, towards the VPC only for
+        # the host's own address (a proxy entry, not proxy_arp: the rule below would make it
+        # answer for every address reached through the host, other gateways' included).
+        eni.sysctl(f"net.ipv4.conf.{eni_host_if}.proxy_arp", "1")
+        for ifname in (eni_host_if, eni_vpc_if):
+            eni.sysctl(f"net.ipv4.neigh.{ifname}.proxy_delay", "0")
+        eni.ip("neigh", "add", "proxy", gw.ip, "dev", eni_vpc_if)
+        eni.ip("route", "add", f"{gw.ip}/32", "dev", eni_host_if)
+        eni.ip("route", "add", "default", "via", plan.router_vpc_ip)
+        # An ENI hands the instance every frame sent to it, whatever the IP destination (the
+        # VPC routes hybrid pod CIDRs to it): all that enters from the VPC goes to the host.
+        eni.ip("route", "add", "default", "via", gw.ip, "dev", eni_host_if, "table", ENI_TABLE_ID)
+        eni.ip("rule", "add", "iif", eni_vpc_if, "lookup", ENI_TABLE_ID, "priority", "100")
+        load_nft(eni, eni_ruleset(eni_host_if, eni_vpc_if, eni_rules))
+        lab.enis[gw.name] = eni
+        lab.gateway_ifaces[gw.name] = host_if
         ns.ip("route", "add", "default", "via", plan.router_vpc_ip)
+        load_nft(ns, kube_proxy_ruleset())  # kube-proxy runs on every EKS node
 
     for node in plan.nodes:
         add_hybrid_node(lab, node)

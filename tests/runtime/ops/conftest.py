@@ -21,7 +21,14 @@ from hybrid_gateway_testkit.ops_world import REGION, OpsWorld, build_world
 
 # Every preflight check, in report order; which source each one reads.
 EKS_CHECKS = ("CIDR-PLAN",)
-EC2_CHECKS = ("ROUTE-TARGETS", "ROUTE-COVERAGE", "SG-VXLAN", "EC2-SOURCE-DEST-CHECK", "EC2-IMDSV2")
+EC2_CHECKS = (
+    "ROUTE-TARGETS",
+    "ROUTE-COVERAGE",
+    "SG-VXLAN",
+    "SG-RETURN-PATH",
+    "EC2-SOURCE-DEST-CHECK",
+    "EC2-IMDSV2",
+)
 KUBE_CHECKS = (
     "NODE-LABEL-TAINT",
     "CILIUM-VTEP-CRD",

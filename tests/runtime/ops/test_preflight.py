@@ -22,6 +22,7 @@ from hybrid_gateway_contract import (
 )
 from hybrid_gateway_testkit.ops_world import (
     POD_CIDRS,
+    RETURN_PATH_PERMISSIONS,
     VXLAN_PERMISSION,
     OpsWorld,
     add_hybrid_node,
@@ -55,7 +56,7 @@ def test_table_output_names_every_check(run: Run) -> None:
     assert ran.code == 0
     for check_id in ALL_CHECKS:
         assert f"{check_id}  " in ran.out
-    assert ran.out.rstrip().endswith("15 ok, 0 warning(s), 0 failure(s), 0 skipped")
+    assert ran.out.rstrip().endswith("16 ok, 0 warning(s), 0 failure(s), 0 skipped")
 
 
 # --- one seeded misconfiguration per check ------------------------------------------------------
@@ -118,6 +119,15 @@ def security_group_one_way(
     world: OpsWorld, ec2: Any, eks: Any, kube: client.ApiClient
 ) -> dict[str, str]:
     ec2.revoke_security_group_egress(GroupId=world.security_group, IpPermissions=[VXLAN_PERMISSION])
+    return {}
+
+
+def return_path_rules_missing(
+    world: OpsWorld, ec2: Any, eks: Any, kube: client.ApiClient
+) -> dict[str, str]:
+    ec2.revoke_security_group_ingress(
+        GroupId=world.security_group, IpPermissions=RETURN_PATH_PERMISSIONS[:1]
+    )
     return {}
 
 
@@ -246,6 +256,13 @@ SEEDED = [
             "fail",
             f"no outbound UDP {VXLAN_PORT}",
             "AND outbound",
+        ),
+        (
+            return_path_rules_missing,
+            "SG-RETURN-PATH",
+            "warn",  # active-standby: only for a moment after a switch
+            "no inbound TCP 32768-60999 from 10.0.0.0/16",
+            "the construct creates these rules",
         ),
         (source_dest_check_on, "EC2-SOURCE-DEST-CHECK", "fail", "check ON", "Disable"),
         (imdsv1_allowed, "EC2-IMDSV2", "warn", "HttpTokens=optional", "HttpTokens=required"),

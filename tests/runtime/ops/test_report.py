@@ -43,8 +43,8 @@ def test_nothing_gathered_means_every_check_skipped_with_a_reason() -> None:
         now=0.0, unavailable={"ec2": "no region", "kubernetes": "no kubeconfig", "eks": "x"}
     )
     results = run_checks(facts)
-    assert len(results) == len(PREFLIGHT_CHECKS) == 15
-    assert len({r.check_id for r in results}) == 15
+    assert len(results) == len(PREFLIGHT_CHECKS) == 16
+    assert len({r.check_id for r in results}) == 16
     assert {r.verdict for r in results} == {Verdict.SKIPPED}
     assert all(r.evidence and r.evidence[0] for r in results)
 
