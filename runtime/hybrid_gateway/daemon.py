@@ -47,6 +47,7 @@ from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway.watch_health import WatchHealth
 from hybrid_gateway_contract import VXLAN_DEVICE
 from hybrid_gateway_contract.sharding import ShardPlan
 
@@ -58,10 +59,12 @@ EVENTS_TASK = "events"
 
 class DataPlaneLike(Protocol):
     heartbeat: float
+    node_watch: WatchHealth | None
 
     def setup(self) -> None: ...
     def run(self, stop: threading.Event) -> None: ...
     def ready(self) -> bool: ...
+    def watch_task(self, timings: Timings) -> Task: ...
     @property
     def device_mac(self) -> str: ...
 
@@ -89,6 +92,15 @@ def start_dataplane(config: Config, api_client: Any, reporting: Reporting) -> Da
         api_client=api_client,
         events=reporting.events,
         metrics=reporting.metrics,
+        node_watch=WatchHealth(
+            reporting.reporter(
+                "CiliumNode watch",
+                "ciliumnode",
+                "CiliumNodeWatchFailed",
+                "tunnels follow no node change meanwhile; grant list and watch on "
+                "ciliumnodes.cilium.io and check the CRD exists",
+            )
+        ),
     )
     dataplane.setup()
     return dataplane
@@ -151,21 +163,34 @@ def dataplane_task(dataplane: DataPlaneLike, timings: Timings) -> Task:
 
 
 def readiness(
-    dataplane_ready: Callable[[], bool] | None, leader: Leader, timings: Timings
+    dataplane_ready: Callable[[], bool] | None,
+    leader: Leader,
+    timings: Timings,
+    node_watch: WatchHealth | None = None,
 ) -> Check:
-    """`/readyz`: the data plane is ready, this replica can take part in the election, and on
-    the leader the routes and the CiliumVTEPConfig have converged. Says what it waits for."""
+    """`/readyz`: the data plane is ready, this replica could do a leader's whole job (it can
+    own the VPC routes), it can take part in the election, and on the leader the routes and the
+    CiliumVTEPConfig have converged. Says what it waits for."""
+    watches = [("CiliumVTEPConfig watch", leader.vtep_watch)]
+    if node_watch is not None:
+        watches.append(("CiliumNode watch", node_watch))
 
     def ready() -> tuple[bool, str]:
         problem = readiness_problem(
             dataplane_ready,
             leader.routes,
             leader.lease,
-            [("CiliumVTEPConfig watch", leader.vtep_watch)],
+            watches,
             timings,
         )
+        unable = leader.eligibility.leading_unable
+        if unable is not None:  # the last one left: loud, and never "ready"
+            return False, f"leader WITHOUT the whole job (no replica that can took over): {unable}"
         if problem is not None:
             return False, problem
+        ownership = leader.routes.ownership_problem()
+        if ownership is not None and not leader.work.active:  # could not move routes if it led
+            return False, f"standby cannot own routes: {ownership}"
         routes_wait = leader.routes.waiting_for
         work = leader.work
         if work.active:
@@ -173,8 +198,6 @@ def readiness(
             if pending:
                 return False, "leader: not converged yet: " + "; ".join(pending)
             return True, "ready (leader)"
-        if routes_wait:
-            return True, f"ready (standby; routes waiting for {routes_wait})"
         return True, "ready (standby)"
 
     return ready
@@ -267,6 +290,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
             log.error("data plane set-up failed: %s", exc)
             return 1
         supervisor.add(dataplane_task(dataplane, timings))
+        supervisor.add(dataplane.watch_task(timings))
         node_filter = start_node_filter(config, reporting)
         supervisor.add(node_filter_task(node_filter, timings))
         tunnels, table = dataplane, node_filter
@@ -285,12 +309,16 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         mac,
         dataplane_ready if dataplane_ready is not None else lambda: True,
     )
+    node_watch = dataplane.node_watch if dataplane is not None else None
     if config.active_active:
         group = ShardGroup(inputs)
         if node_filter is not None:
             node_filter.counters = lambda: plan_counters(group.plan)
         tasks = group.tasks(timings)
-        ready = group.readiness(dataplane_ready)
+        ready = group.readiness(
+            dataplane_ready,
+            [("CiliumNode watch", node_watch)] if node_watch is not None else [],
+        )
 
         def stop_all() -> None:
             group.shut_down(
@@ -299,7 +327,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     else:
         leader = build_leader(inputs)
         tasks = leader.tasks(timings)
-        ready = readiness(dataplane_ready, leader, timings)
+        ready = readiness(dataplane_ready, leader, timings, node_watch)
 
         def stop_all() -> None:
             shut_down(supervisor, leader, timings, config.identity)

@@ -126,6 +126,19 @@ class GatewayMetrics:
             "1 if the primary ENI's source/destination check is on (forwarding is dropped).",
             registry=r,
         )
+        self.replica_eligible = Gauge(
+            "hybrid_gateway_replica_eligible",
+            "1 while this replica can do a leader's whole job: its data plane is ready and it "
+            "can own the VPC routes (identity, primary ENI and tables resolved, the ENI's "
+            "source/destination check off).",
+            registry=r,
+        )
+        self.leader_without_route_ownership = Gauge(
+            "hybrid_gateway_leader_without_route_ownership",
+            "1 while this replica leads although it cannot do the whole job (it was the last "
+            "replica left, or its ENI turned bad and no standby took over yet).",
+            registry=r,
+        )
         self.leader_sync_failures = Counter(
             "hybrid_gateway_leader_sync_failures",
             "Leader-work syncs that failed, by lane (routes, vtep); retried with back-off.",

@@ -26,6 +26,18 @@ SHUTDOWN_REST_S = 3.0
 EC2_WRITE_TIMEOUT_FLOOR_S = 0.25
 EC2_WRITE_CONNECT_CAP_S = 5.0
 EC2_WRITE_READ_CAP_S = 15.0
+#: Longest period between two reads of the primary ENI's source/destination check: a check
+#: turned back on is noticed within this, and every packet the ENI forwards meanwhile is lost.
+#: One DescribeInstances per replica per period: 0.5/s, against a per-API bucket that refills
+#: at 20 tokens/s for non-mutating actions (EC2 developer guide, "Request throttling for the
+#: Amazon EC2 API"), so two or three replicas use a few percent of it.
+ENI_CHECK_MAX_S = 2.0
+#: An active-active replica that cannot forward gives up its membership at once and its shards
+#: after this many lease durations (a data plane that recovers within it keeps them).
+INELIGIBLE_SHARDS_AFTER_LEASES = 2.0
+#: A leader that cannot own routes and took the lease as the last replica able to take it
+#: releases it again this often, so a replica that can own routes and started since takes over.
+YIELD_RETRY_LEASES = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,10 @@ class Timings:
     stale_watch_s: float
     stale_events_s: float
     holder_loss_s: float
+    eni_check_s: float  # period of the primary ENI's source/destination check re-read
+    head_start_s: float  # how long a replica that cannot own routes leaves a free lease to others
+    yield_retry_s: float
+    ineligible_shards_after_s: float
     shutdown_join_s: float = SHUTDOWN_JOIN_S
     shutdown_rest_s: float = SHUTDOWN_REST_S
 
@@ -99,4 +115,10 @@ class Timings:
             stale_watch_s=2 * (window + api_timeout) + max_backoff + 10.0,
             stale_events_s=STUCK_PASS_S,
             holder_loss_s=HOLDER_LOSS_LEASES * config.lease_duration_s,
+            eni_check_s=max(0.2, min(ENI_CHECK_MAX_S, config.resync_period_s)),
+            # a replica that can own routes is woken by the release or expiry and acquires
+            # within a round: one lease duration is many rounds
+            head_start_s=config.lease_duration_s,
+            yield_retry_s=YIELD_RETRY_LEASES * config.lease_duration_s,
+            ineligible_shards_after_s=INELIGIBLE_SHARDS_AFTER_LEASES * config.lease_duration_s,
         )

@@ -305,6 +305,9 @@ def moto_ec2() -> Iterator[tuple[str, int]]:
 
     from moto.server import ThreadedMotoServer
 
+    from .moto_strict import apply
+
+    apply()  # one source/destination check flag per primary ENI, as in EC2
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -134,7 +134,7 @@ def test_node_role_managed_policies(new: dict[str, Any], cfn: Any) -> None:
 
 
 # --- Security group -----------------------------------------------------------------------------
-def test_security_group_allows_vxlan_both_ways_and_nothing_else(
+def test_security_group_allows_vxlan_both_ways_the_return_path_and_nothing_else(
     auto: dict[str, Any], cfn: Any
 ) -> None:
     _, sg = cfn.single(
@@ -144,15 +144,21 @@ def test_security_group_allows_vxlan_both_ways_and_nothing_else(
     )
     props = sg["Properties"]
     networks = ["192.168.100.0/24", "192.168.101.0/24"]
-    rule = {"IpProtocol": "udp", "FromPort": 8472, "ToPort": 8472}
+    vxlan = [(n, "udp", 8472, 8472) for n in networks]
+    # Replies to connections hybrid pods opened may arrive on the other gateway's ENI
+    # (hybrid_gateway_contract.security_groups): TCP and UDP from the VPC to client ports only.
+    [vpc_cidr] = {
+        r["CidrIp"] for r in props["SecurityGroupIngress"] if r["CidrIp"] not in networks
+    }
+    return_path = [(vpc_cidr, protocol, 32768, 60999) for protocol in ("tcp", "udp")]
     assert sorted(
         (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
         for r in props["SecurityGroupIngress"]
-    ) == [(n, rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for n in networks]
+    ) == sorted(vxlan + return_path)
     assert sorted(
         (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
         for r in props["SecurityGroupEgress"]
-    ) == [(n, rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) for n in networks]
+    ) == vxlan
     assert not any(r["CidrIp"] == "0.0.0.0/0" for r in props["SecurityGroupEgress"])
 
 

@@ -34,12 +34,14 @@ def _lab_namespaces() -> set[str]:
     return {n for n in leftover_namespaces() if n.endswith(LAB_ROLES)}
 
 
-def run_drill(drill: str, out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_drill(
+    drill: str, out: Path, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     before = _lab_namespaces()
     proc = subprocess.run(
         [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", drill, "--out", str(out),
-         "--baseline", "2", "--after", "2.5"],
-        capture_output=True, text=True, timeout=240, check=False,
+         "--baseline", "2", "--after", "2.5", *extra],
+        capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,6 +123,47 @@ def test_restart_standby_loses_no_probe(tmp_path: Path) -> None:
     assert last["probes_lost"] == 0
     assert report["tcp"]["failed"] == 0
     assert report["notes"]["exit_code"] == 0
+
+
+def test_eni_check_on_hands_over_while_the_vpc_drops_the_old_leaders_forwarding(
+    tmp_path: Path,
+) -> None:
+    """The leader's source/destination check turned back on during traffic: the lab's VPC side
+    drops what that ENI forwards (as EC2 does), the leader hands over, the standby owns it all."""
+    last, report = run_drill("eni-check-on", tmp_path)
+    assert (last["leader_before"], last["leader_after"]) == ("gw-a", "gw-b")
+    _flowing(report)
+    # the lab's EC2 side really dropped the old leader's forwarding (else nothing was tested)
+    assert report["notes"]["vpc_drops_from_s"] is not None
+    for key in ("lease_acquired", "ec2_routes_moved", "vtep_config_moved", "hybrid_nodes_switched"):
+        assert report["timings_s"][key] is not None, key
+    assert report["timings_s"]["ec2_routes_moved"] >= report["timings_s"]["lease_acquired"]
+    writes = report["api_writes"]
+    # handed over (released), not left to expire: taken before the old lease could run out
+    assert writes["new_leader_first_lease_write_s"] is not None
+    assert writes["old_leader_vtep_writes_after_takeover"] == 0
+    assert last["loss_window_s"] is not None
+
+
+#: The standby's requests per second during an API outage (answered or dropped), at most: a
+#: follower retries a failed round after at least a quarter retry period, each watch backs off.
+STANDBY_OUTAGE_RATE_BOUND = 20.0
+
+
+def test_control_plane_upgrade_loses_nothing_and_keeps_the_leader(tmp_path: Path) -> None:
+    """The API unreachable for every gateway and hybrid node (10 s here, 60 s by default): no
+    probe lost (UDP and TLS webhook calls), no leader change after the heal, and the standby's
+    request rate bounded (from the API server's audit)."""
+    last, report = run_drill("control-plane-upgrade", tmp_path, ("--api-outage", "10"))
+    assert last["leader_before"] == last["leader_after"] == "gw-a"
+    assert report["notes"]["leader_in_charge_after_heal"] is True
+    assert report["notes"]["outage_s"] >= 10
+    _flowing(report)
+    assert last["probes_lost"] == 0, report["flows"]
+    assert report["tcp"]["failed"] == 0 and report["tcp"]["calls"] > 0
+    rates = report["api_requests_during_outage"]
+    assert rates["gw-a"]["requests"] > 0 and rates["gw-b"]["requests"] > 0
+    assert rates["gw-b"]["mean_per_s"] <= STANDBY_OUTAGE_RATE_BOUND, rates
 
 
 def test_ctrl_c_mid_drill_stops_everything_and_removes_the_world(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
     ShardPlan,
+    member_lease_name,
     plan_shards,
     shard_lease_name,
 )
@@ -488,6 +489,58 @@ def test_a_replica_whose_eni_drops_forwarded_packets_takes_no_shard(
         NetworkInterfaceId=eni, SourceDestCheck={"Value": False}
     )
     trio.wait_settled({"a", "b", "c"}, timeout_s=30)
+    assert assert_only_shard_owners_wrote(trio) > 0
+
+
+def test_an_owner_whose_eni_stops_forwarding_gives_up_membership_then_its_shards(
+    trio: Trio,
+) -> None:
+    """Eligibility is checked during a term, not only when a Lease is taken: c owns shards, then
+    an operator turns its source/destination check back on (the instance attribute: one flag
+    with the primary ENI's in EC2). c gives up its membership first, then, after the bound
+    (two lease durations), hands its shards over; a and b take them; c writes no route to its
+    ENI after it read the flag, and says why it is not ready."""
+    owners = trio.wait_settled({"a", "b", "c"})
+    assert "c" in owners.values()
+    c = trio.replicas["c"]
+    member = member_lease_name(LEASE_NAME, c.identity)
+    turned_on = time.time()
+    turned_on_mono = time.monotonic()
+    trio.direct.modify_instance_attribute(
+        InstanceId=trio.world.instances["c"], SourceDestCheck={"Value": True}
+    )
+    trio.wait_settled({"a", "b"}, timeout_s=30)
+    moved = time.monotonic() - turned_on_mono
+    audit = trio.kube.audit()
+    member_release = max(
+        t for t, who in lease_writes(audit, NAMESPACE, name=member) if who == c.identity
+    )
+    taken = min(
+        t
+        for writes in shard_lease_writes(audit).values()
+        for (t, who), (_, before) in zip(writes[1:], writes, strict=False)
+        if t > turned_on_mono and before == c.identity and who != c.identity
+    )
+    assert member_release < taken  # membership first, then the shards
+    assert taken - member_release >= 0.5 * LEASE_DURATION_S  # shards only after the bound
+    seen_on = min(
+        call.finished
+        for call in c.proxy.snapshot()
+        if call.action == "DescribeInstances" and call.started > turned_on
+    )
+    late = [
+        f"{call.action} {call.started - seen_on:+.3f}s"
+        for call in c.proxy.snapshot()
+        if call.action in ("CreateRoute", "ReplaceRoute") and call.started > seen_on + 0.25
+    ]
+    assert late == [], f"c wrote routes to an ENI that drops forwarded packets: {late}"
+    c.wait_readyz(lambda s, b: s == 503 and "source/destination check is ON" in b, "c names it")
+    wait_for_metric(c, "hybrid_gateway_shards_held", 0.0)
+    print(f"\nENI check on at an owner: its shards owned by the others {moved:.2f}s later")
+    trio.direct.modify_instance_attribute(
+        InstanceId=trio.world.instances["c"], SourceDestCheck={"Value": False}
+    )
+    trio.wait_settled({"a", "b", "c"}, timeout_s=40)
     assert assert_only_shard_owners_wrote(trio) > 0
 
 

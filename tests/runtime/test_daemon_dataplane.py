@@ -212,8 +212,10 @@ def test_start_up_and_readiness_do_not_wait_for_dns(tmp_path: Path) -> None:
 
 def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) -> None:
     """Before: the daemon asked IMDS for its region and instance before anything else and exited
-    when it did not answer. Now the tunnels are programmed, the VTEP config is published, and
-    readiness says what route ownership waits for; the failures are counted and logged."""
+    when it did not answer. Now the tunnels are programmed, the VTEP config is published (the
+    only replica takes the Lease after leaving it to one that can own routes for a lease
+    duration), and readiness says what route ownership waits for; the failures are counted and
+    logged."""
     with gateway_world(tmp_path) as (gw, api):
         kube = NetnsKube(gw, api.kubeconfig("gw-a"))
         daemon = start_gateway(
@@ -244,7 +246,7 @@ def test_data_plane_is_ready_while_imds_and_ec2_are_unreachable(tmp_path: Path) 
                 poll_s=0.2,
             )
             status, body = daemon.wait_readyz(
-                lambda _, body: "routes (waiting for instance identity:" in body,
+                lambda _, body: "leader WITHOUT" in body and "instance identity:" in body,
                 "names the IMDS wait",
             )
             assert status == 503, body
@@ -286,3 +288,39 @@ def test_a_slow_event_api_does_not_hold_the_data_plane(tmp_path: Path) -> None:
         finally:
             daemon.stop()
             api.set_latency(0.0, "gw-a", resource="events")
+
+
+def test_a_failing_ciliumnode_watch_is_loud_and_turns_readiness_false(tmp_path: Path) -> None:
+    """Before: the CiliumNode watch was a bare thread of the data plane: failing (RBAC taken
+    away, the CRD gone) it froze the tunnels while /readyz stayed green and nothing but a debug
+    line said so. Now it is a supervised loop: every failure is counted, logged and sent as an
+    Event, /readyz names it once it has failed for longer than a replica may go without it
+    (five lease durations), /healthz stays green (it is turning, not stuck), and it recovers."""
+    with gateway_world(tmp_path) as (gw, api):
+        kube = NetnsKube(gw, api.kubeconfig("gw-a"))
+        daemon = start_gateway(gw, api, tmp_path, resync_period="2")
+        try:
+            daemon.wait_readyz(lambda s, b: (s, b) == (200, "ready (leader)\n"), "ready", 30.0)
+            api.inject_errors("gw-a", code=403, count=1_000_000, resource="ciliumnodes")
+            api.close_watches()  # the open watch ends; every re-watch and relist gets 403
+            failed_at = time.monotonic()
+            daemon.wait_readyz(
+                lambda s, b: s == 503 and "CiliumNode watch failing" in b, "names the watch", 40.0
+            )
+            assert time.monotonic() - failed_at >= 5 * 1.0  # not before the bound
+            assert daemon.healthz()[0] == 200, daemon.healthz()
+            errors = daemon.metric("hybrid_gateway_api_errors_total", 'api="ciliumnode"')
+            assert errors is not None and errors >= 1
+            assert "CiliumNode watch: list/watch failed" in daemon.log(20000)
+            api.inject_errors("gw-a", count=0, resource="ciliumnodes")
+            daemon.wait_readyz(lambda s, b: (s, b) == (200, "ready (leader)\n"), "again", 40.0)
+            # and it follows node changes again
+            kube.create_cilium_node("hybrid-1", HYBRID_IP, ["10.85.1.0/24"])
+            wait_until(
+                "tunnel route of the hybrid node",
+                lambda: "10.85.1.0/24" in gw.ip("route", "show", "dev", "hybrid_vxlan0"),
+                20.0,
+                poll_s=0.2,
+            )
+        finally:
+            daemon.stop()

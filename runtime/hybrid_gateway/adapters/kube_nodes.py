@@ -44,12 +44,14 @@ class CiliumNodeCache:
         *,
         on_change: Callable[[], None] = lambda: None,
         on_error: Callable[[WatchFailure], None] = lambda _failure: None,
+        on_listed: Callable[[], None] = lambda: None,
         watch_timeout_s: int = 30,
         call_timeout_s: float = 30.0,
         page_size: int = DEFAULT_PAGE_SIZE,
         backoff: Backoff | None = None,
     ) -> None:
         self._on_change = on_change
+        self._on_listed = on_listed
         self._lock = threading.Lock()
         self._records: dict[str, NodeRecord] = {}
         self._changed: set[str] | None = None  # names changed by events; None: relisted
@@ -130,6 +132,7 @@ class CiliumNodeCache:
         with self._lock:
             self._records = fresh
             self._changed = None
+        self._on_listed()
         self._on_change()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:

@@ -6,6 +6,11 @@ the last full pass's state: no dump, no pass over every node), or brings the ful
 when the change touches other nodes. After a failed pass the next full pass follows after a
 short, growing delay. State is kept on exit: the device and its entries stay so the kernel
 keeps forwarding while routes move to the other replica (SPEC §12).
+
+With `node_watch` given (the daemon), the CiliumNode watch is not a thread of `run` but a
+supervised loop of its own (`watch_task`): a watch stuck in a call fails `/healthz` by name, a
+failing one is logged, counted and sent as an Event, and readiness names it once it has failed
+for longer than a replica may go without it, instead of the tunnels freezing behind green probes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.collector import InterfaceStatsCollector
 from hybrid_gateway.dataplane.reconciler import ReconcileReport, TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway.supervisor import Task
+from hybrid_gateway.timings import Timings
+from hybrid_gateway.watch_health import WatchHealth
 from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,7 @@ class DataPlane:
         netlink: Netlink | None = None,
         ip_forward: Callable[[], str] = read_ip_forward,
         watch_timeout_s: int = 30,
+        node_watch: WatchHealth | None = None,
     ) -> None:
         self._node_ip = ipaddress.IPv4Address(node_ip)
         self._resync_period_s = resync_period_s
@@ -80,8 +89,17 @@ class DataPlane:
         self._vpc_cidrs = tuple(vpc_cidrs)
         self._events = events
         self._wake = threading.Event()
-        self.nodes = CiliumNodeCache(
-            api_client, on_change=self._wake.set, watch_timeout_s=watch_timeout_s
+        self.node_watch = node_watch
+        self.nodes = (
+            CiliumNodeCache(api_client, on_change=self._wake.set, watch_timeout_s=watch_timeout_s)
+            if node_watch is None
+            else CiliumNodeCache(
+                api_client,
+                on_change=self._wake.set,
+                on_error=node_watch.on_error,
+                on_listed=node_watch.reporter.succeeded,
+                watch_timeout_s=watch_timeout_s,
+            )
         )
         self._reconciler: TunnelReconciler | None = None
         self._reconciled_once = False
@@ -150,14 +168,22 @@ class DataPlane:
         self._metrics.vxlan_interface_up.set(1 if up else 0)
         return up
 
+    def watch_task(self, timings: Timings) -> Task:
+        """The CiliumNode watch as a supervised loop (only with `node_watch`)."""
+        if self.node_watch is None:
+            raise DataPlaneError("DataPlane.watch_task needs node_watch")
+        return self.node_watch.task("ciliumnode-watch", self.nodes.watch, timings)
+
     def run(self, stop: threading.Event) -> None:
-        """Watch CiliumNodes and reconcile until `stop` is set. Call `setup` first."""
+        """Reconcile until `stop` is set (and watch CiliumNodes on a thread of its own unless
+        the watch is supervised: `watch_task`). Call `setup` first."""
         if self._reconciler is None:
             raise DataPlaneError("DataPlane.run called before setup")
         watcher = threading.Thread(
             target=self.nodes.run, args=(stop,), name="ciliumnode-watch", daemon=True
         )
-        watcher.start()
+        if self.node_watch is None:
+            watcher.start()
         retry = Backoff(initial_s=0.5, maximum_s=min(30.0, self._resync_period_s))
         next_full = 0.0  # time.monotonic() when the next full pass is due
         while not stop.is_set():
@@ -200,7 +226,8 @@ class DataPlane:
                 )
             if self._sleep(next_full - time.monotonic(), stop):
                 stop.wait(EVENT_DEBOUNCE_S)
-        watcher.join(timeout=1.0)
+        if watcher.is_alive():
+            watcher.join(timeout=1.0)
 
     def _sleep(self, delay: float, stop: threading.Event) -> bool:
         """Wait up to `delay` for a watch event; True if one came. Returns early on `stop`."""

@@ -15,44 +15,28 @@ from typing import Any, Protocol
 from hybrid_gateway.adapters.ec2 import KEEP_WARM_S, Ec2Routes, WriteTimeouts, make_client
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_vtep import VtepStore
-from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
+from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
+from hybrid_gateway.leader.eligibility import Eligibility, GatedCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.vtep import VtepOwner
-from hybrid_gateway.reporting import FailureReporter, Reporting
-from hybrid_gateway.supervisor import Beat, Task
+from hybrid_gateway.reporting import Reporting
+from hybrid_gateway.supervisor import Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway.watch_health import WatchHealth
 
 log = logging.getLogger("hybrid_gateway")
 
+__all__ = ["WatchHealth"]  # re-exported: the shard group builds its watches with it
+
 LEADER_WORK = "leader-work"
 ELECTOR = "elector"
-
-
-class WatchHealth:
-    """A watch's failure reporting and its heartbeat: the watch turns while it lists, receives
-    events or bookmarks, ends windows (`ListWatch.last_progress`), or fails and retries."""
-
-    def __init__(self, reporter: FailureReporter) -> None:
-        self.reporter = reporter
-        self._failed = Beat()
-
-    def on_error(self, failure: WatchFailure) -> None:
-        self._failed()
-        self.reporter.failed("list/watch", failure.message)
-
-    def task(self, name: str, watch: ListWatch, timings: Timings) -> Task:
-        return Task(
-            name,
-            watch.run,
-            heartbeat=lambda: max(watch.last_progress or 0.0, self._failed.last()),
-            stale_after_s=timings.stale_watch_s,
-        )
+ELIGIBILITY = "eligibility"
 
 
 @dataclass(frozen=True)
@@ -133,6 +117,7 @@ class Leader:
     work: LeaderWork
     vtep_watch: WatchHealth
     watches: tuple[Task, Task]  # the Lease watch, the CiliumVTEPConfig watch
+    eligibility: Eligibility
 
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
@@ -143,6 +128,13 @@ class Leader:
             lease_watch_task,
             elector_task(ELECTOR, self.elector, timings),
             work_task(LEADER_WORK, self.work, timings),
+            Task(
+                ELIGIBILITY,
+                self.eligibility.run,
+                heartbeat=lambda: self.eligibility.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.eligibility.wake,
+            ),
             vtep_watch_task,
         ]
 
@@ -178,20 +170,26 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         keep_warm_every_s=KEEP_WARM_S,
     )
 
-    def can_acquire() -> bool:
-        """Take the lease only where forwarding works: the data plane is ready and the primary
-        ENI is not known to drop forwarded packets (a held lease is kept regardless)."""
-        return dataplane_ready() and routes.forwarding_allowed()
-
+    eligibility = Eligibility(
+        identity=config.identity,
+        dataplane_ready=dataplane_ready,
+        routes=routes,
+        reporting=reporting,
+        head_start_s=timings.head_start_s,
+        yield_retry_s=timings.yield_retry_s,
+        retry_period_s=config.retry_period_s,
+        renew_deadline_s=config.renew_deadline_s,
+    )
     elector = config_elector(
         lease,
         config,
-        callbacks=work,
-        can_acquire=can_acquire,
+        callbacks=GatedCallbacks(work, eligibility),
+        can_acquire=eligibility.can_acquire,
         on_pause=lambda message: reporting.events.emit(
             reporting.subject, "LeaseChangedDuringTerm", message
         ),
     )
+    eligibility.elector, eligibility.work = elector, work
     lease_watch_health = WatchHealth(
         reporting.reporter(
             f"Lease watch {where}",
@@ -221,7 +219,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
-    return Leader(elector, lease, routes, work, vtep_watch_health, watches)
+    return Leader(elector, lease, routes, work, vtep_watch_health, watches, eligibility)
 
 
 def config_elector(
@@ -304,4 +302,5 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
             "set AWS_REGION and AWS_INSTANCE_ID, or allow IMDSv2 (hop limit 2 for pods)",
         ),
         max_backoff_s=timings.start_retry_max_s,
+        recheck_s=timings.eni_check_s,
     )

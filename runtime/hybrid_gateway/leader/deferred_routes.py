@@ -7,6 +7,10 @@ neither may hold up the data plane, which needs neither. So `run` does both step
 thread, retrying with back-off until they succeed, and `sync` raises `RoutesPending` (naming what
 it waits for) until the owner exists: leader work keeps retrying, readiness says why. With no
 route tables configured there is nothing to resolve and nothing ever waits.
+
+Once prepared, `run` keeps going: every `recheck_s` it reads the primary ENI's
+source/destination check again (`RouteOwner.recheck_interface`), so a check turned back on
+during a term makes this replica unable to own routes within seconds (`ownership_problem`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Owner(Protocol):
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
     def keep_warm(self) -> None: ...
+    def recheck_interface(self) -> None: ...
     def sync(
         self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
     ) -> SyncResult: ...
@@ -66,7 +71,9 @@ class DeferredRoutes:
         build: Callable[[str, str], Owner],
         reporter: FailureReporter,
         max_backoff_s: float = 30.0,
+        recheck_s: float = 5.0,
     ) -> None:
+        self._recheck_s = recheck_s
         self._tables = tuple(table_ids)
         self._resolve = resolve
         self._build = build
@@ -88,6 +95,19 @@ class DeferredRoutes:
     def forwarding_allowed(self) -> bool:
         """False only when the primary ENI is KNOWN to drop forwarded packets."""
         return self._owner.forwarding_allowed() if self._owner is not None else True
+
+    def ownership_problem(self) -> str | None:
+        """Why this replica cannot own the VPC routes right now, or None (it can, or no route
+        tables are configured): the instance identity, the primary ENI or a table is not
+        resolved yet, or the ENI is known to drop forwarded packets."""
+        if not self._tables:
+            return None
+        owner = self._owner
+        if owner is None or not owner.prepared:
+            return f"waiting for {self._waiting_for}"
+        if not owner.forwarding_allowed():
+            return owner.problem() or "the primary ENI's source/destination check is on"
+        return None
 
     def run(self, stop: threading.Event) -> None:
         """Resolve identity, build the route owner, then prepare it; retry until done or `stop`.
@@ -121,6 +141,22 @@ class DeferredRoutes:
                 continue
         if self._owner is not None and self._owner.prepared:
             self._waiting_for = None
+        self._recheck_until(stop)
+
+    def _recheck_until(self, stop: threading.Event) -> None:
+        """Read the ENI's source/destination check again every `recheck_s` until `stop`; a
+        failed read keeps the last known state and is logged (the next read retries)."""
+        owner = self._owner
+        if owner is None:
+            return
+        while not stop.wait(self._recheck_s):
+            self.heartbeat = time.monotonic()
+            try:
+                owner.recheck_interface()
+            except Ec2Error as exc:
+                self._reporter.failed("ENI re-check", exc)
+            else:
+                self._reporter.succeeded("ENI re-check")
 
     def keep_warm(self) -> None:
         """The owner's, once it exists."""

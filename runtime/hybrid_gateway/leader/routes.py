@@ -6,6 +6,12 @@ asks EC2 (DryRun) whether this replica may create and replace routes in each, so
 ID, a missing permission or a source/destination check left on shows up at deploy, not at the
 first failover. A failover then costs one DescribeRouteTables for all
 tables plus the writes of the wrong routes, in parallel.
+
+The source/destination check is read again every few seconds afterwards
+(`recheck_interface`): anyone with ec2:ModifyInstanceAttribute or
+ec2:ModifyNetworkInterfaceAttribute can turn it back on, and an ENI with the check on drops
+every forwarded packet (EC2 user guide, "Change the source or destination checking"). While it
+is known to be on, `sync` writes no route to that ENI.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class RouteOwner:
         self._problem: str | None = None
         self._last_refused: frozenset[RouteKey] = frozenset()
         self._unverified: str | None = None  # the last inconclusive permission probe, logged once
+        self._check_on_reported = False  # the "check is ON" Event was sent for this episode
 
     # -- start-up, every replica -----------------------------------------------------------------
     @property
@@ -98,6 +105,41 @@ class RouteOwner:
         primary = self._primary
         return primary is None or not primary.source_dest_check
 
+    def _check_on_text(self, primary: PrimaryInterface) -> str:
+        return (
+            f"source/destination check is ON for primary ENI {primary.eni_id} of "
+            f"{self._instance_id}: forwarded packets would be dropped; disable it "
+            "(launch template or NodeClass)"
+        )
+
+    def recheck_interface(self) -> None:
+        """Read the primary ENI's source/destination check again (one DescribeInstances).
+
+        Turning on: logged, sent as an Event, readiness names it and `sync` stops writing routes
+        to the ENI. Turning off again: logged and sent as an Event. Raises Ec2Error if the read
+        fails (the last known state stays)."""
+        if not self._tables or not self._prepared:
+            return
+        primary = self._ec2.primary_interface(self._instance_id)
+        self._primary = primary
+        self._metrics.primary_eni_source_dest_check.set(1 if primary.source_dest_check else 0)
+        if primary.source_dest_check:
+            text = self._check_on_text(primary)
+            with self._lock:
+                self._problem = text
+            if not self._check_on_reported:
+                self._check_on_reported = True
+                log.error("%s; routes are no longer pointed at it", text)
+                self._report("SourceDestCheckEnabled", text)
+            return
+        if self._check_on_reported:
+            self._check_on_reported = False
+            with self._lock:
+                self._problem = None
+            text = f"source/destination check is off again for primary ENI {primary.eni_id}"
+            log.warning("%s", text)
+            self._report("SourceDestCheckDisabled", text)
+
     def prepare(self) -> None:
         """Resolve the primary ENI and describe every table once; raises Ec2Error.
 
@@ -113,11 +155,7 @@ class RouteOwner:
             self._metrics.primary_eni_source_dest_check.set(1 if primary.source_dest_check else 0)
             if primary.source_dest_check:
                 raise Ec2Error(
-                    "DescribeInstances",
-                    "SourceDestCheckEnabled",
-                    f"source/destination check is ON for primary ENI {primary.eni_id} of "
-                    f"{self._instance_id}: forwarded packets would be dropped; disable it "
-                    "(launch template or NodeClass)",
+                    "DescribeInstances", "SourceDestCheckEnabled", self._check_on_text(primary)
                 )
             observed = self._ec2.describe_routes(self._tables)
             missing = [t for t in self._tables if t not in observed]
@@ -207,6 +245,12 @@ class RouteOwner:
         primary = self._primary
         if primary is None:  # leadership came before start-up preparation finished
             primary = self._primary = self._ec2.primary_interface(self._instance_id)
+        if primary.source_dest_check:  # no route to an ENI that drops what it forwards
+            raise Ec2Error(
+                "DescribeInstances",
+                "SourceDestCheckEnabled",
+                self._check_on_text(primary) + "; no route is pointed at it",
+            )
         eni = primary.eni_id
         observed = self._ec2.describe_routes(self._tables)
         cidrs = list(destinations) if destinations is not None else self._cidrs
@@ -218,6 +262,8 @@ class RouteOwner:
         creates = set(plan.create)
 
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
+            if not self.forwarding_allowed():  # the check was read as ON during this sync
+                return key, "source/destination check turned on: not written"
             try:
                 if key in creates:
                     self._ec2.create_route(key, eni, may_write)

@@ -167,6 +167,8 @@ class ShardGroup:
         self._records: dict[str, Observation] = {}  # Lease name -> as last seen (group watch)
         self._orphan_since: dict[int, float] = {}
         self._last_handover = -float("inf")
+        self._ineligible_since: float | None = None
+        self._shards_given_up = False
         self._wake = threading.Event()
         self.heartbeat = clock()
         labels = {LEASE_GROUP_LABEL: config.lease_name}
@@ -291,12 +293,71 @@ class ShardGroup:
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:
-        """Proven able to forward: the data plane is up and route ownership is prepared (the
-        primary ENI is known, its source/destination check off, every table readable).
-        Stricter than the active-standby leader's gate, which takes a free lease before EC2
-        answered to keep the VTEP config independent of EC2: here a member is handed shards
-        by the others' decisions, so it must not join before it is known to forward."""
-        return self._dataplane_ready() and self.routes.waiting_for is None
+        """Proven able to forward: the data plane is up and route ownership is usable (the
+        primary ENI is known and its source/destination check off, as last read, and every
+        table readable). Stricter than the active-standby leader's gate, which lets a replica
+        that cannot own routes take a lease nobody else took: here a member is handed shards by
+        the others' decisions, so it must not join before it is known to forward. Checked at
+        every coordinator step, not only when a Lease is taken (`_enforce_eligibility`)."""
+        return self.ineligibility() is None
+
+    def ineligibility(self) -> str | None:
+        """Why this replica may not be a member, or None."""
+        if not self._dataplane_ready():
+            return "data plane not ready"
+        problem = self.routes.ownership_problem()
+        return None if problem is None else f"cannot own routes: {problem}"
+
+    def _enforce_eligibility(self) -> None:
+        """An ineligible replica gives up its membership at once (the others stop handing it
+        shards and place orphans elsewhere) and, once ineligible for
+        `ineligible_shards_after_s`, hands over every shard it holds (the others take them as
+        orphans); a data plane that recovers within that bound keeps its shards. Membership
+        and shards are taken again through the usual gates once eligible."""
+        problem = self.ineligibility()
+        now = self._clock()
+        if problem is None:
+            if self._ineligible_since is not None:
+                log.info("eligible again: joining as a member")
+                self._reporting.events.emit(
+                    self._reporting.subject,
+                    "MemberEligible",
+                    f"{self._identity} can forward again and rejoins the members",
+                    warning=False,
+                )
+            self._ineligible_since = None
+            self._shards_given_up = False
+            return
+        if self._ineligible_since is None:
+            self._ineligible_since = now
+            log.error(
+                "cannot forward (%s): giving up membership; shards go in %.1fs unless it recovers",
+                problem,
+                self._timings.ineligible_shards_after_s,
+            )
+            self._reporting.events.emit(
+                self._reporting.subject,
+                "MemberIneligible",
+                f"{self._identity} cannot forward ({problem}): gives up its membership; its "
+                f"shards move in {self._timings.ineligible_shards_after_s:.0f}s unless it "
+                "recovers",
+            )
+        if self.member.leading:
+            self.member.request_handover(lambda _timeout_s: True)  # no write rides on it
+        if self._shards_given_up or now - self._ineligible_since < (
+            self._timings.ineligible_shards_after_s
+        ):
+            return
+        held = [slot for slot in self.slots if slot.elector.leading]
+        if held:
+            self._shards_given_up = True
+            log.error(
+                "still cannot forward (%s): handing over shards %s",
+                problem,
+                ",".join(str(slot.index) for slot in held),
+            )
+            for slot in held:
+                slot.elector.request_handover(slot.work.wait_idle)
 
     def _live(self, observation: Observation | None, now: float) -> str | None:
         if observation is None or observation.record.released:
@@ -417,6 +478,7 @@ class ShardGroup:
             self._wake.wait(self._next_wait())
 
     def step(self) -> None:
+        self._enforce_eligibility()
         view = self.view()
         decision = decide(
             view,
@@ -497,9 +559,14 @@ class ShardGroup:
         tasks.append(self.vtep_health.task("vtep-watch", self.vtep_watch, timings))
         return tasks
 
-    def readiness(self, dataplane_ready: Callable[[], bool] | None) -> Check:
+    def readiness(
+        self,
+        dataplane_ready: Callable[[], bool] | None,
+        watches: Sequence[tuple[str, WatchHealth]] = (),
+    ) -> Check:
         """`/readyz` in active-active mode: the data plane is ready, route ownership is usable,
-        the membership Lease works, and every shard this replica owns has converged."""
+        the membership Lease works, every watch works (`watches`: the data plane's), and every
+        shard this replica owns has converged."""
 
         def ready() -> tuple[bool, str]:
             problem = readiness_problem(
@@ -509,6 +576,7 @@ class ShardGroup:
                 [
                     ("CiliumVTEPConfig watch", self.vtep_health),
                     ("Lease group watch", self.group_health),
+                    *watches,
                 ],
                 self._timings,
             )

@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_certificate(host: str, directory: Path) -> tuple[Path, Path, bytes]:
-    """Write a key and a self-signed certificate valid for `host` (and localhost); returns
-    (certificate path, key path, certificate PEM)."""
+def make_certificate(
+    host: str, directory: Path, extra_hosts: tuple[str, ...] = ()
+) -> tuple[Path, Path, bytes]:
+    """Write a key and a self-signed certificate valid for `host`, `extra_hosts` (IP addresses)
+    and localhost; returns (certificate path, key path, certificate PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hybrid-gateway-testkit")])
     names: list[x509.GeneralName] = [x509.DNSName("localhost")]
@@ -29,6 +31,7 @@ def make_certificate(host: str, directory: Path) -> tuple[Path, Path, bytes]:
         names.append(x509.IPAddress(ipaddress.ip_address(host)))
     except ValueError:
         names.append(x509.DNSName(host))
+    names += [x509.IPAddress(ipaddress.ip_address(extra)) for extra in extra_hosts]
     if host != "127.0.0.1":
         names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     now = dt.datetime.now(dt.UTC)

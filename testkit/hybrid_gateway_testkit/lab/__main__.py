@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=_positive, default=3.0, help="seconds before the drill")
     parser.add_argument("--after", type=_positive, default=3.0, help="seconds after convergence")
     parser.add_argument("--timeout", type=_positive, default=30.0, help="convergence timeout")
+    parser.add_argument(
+        "--api-outage",
+        type=_positive,
+        default=60.0,
+        help="control-plane-upgrade: seconds the Kubernetes API is unreachable (default 60)",
+    )
     args = parser.parse_args(argv)
     active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
     if active_active != (args.drill in SHARDED_DRILLS):
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         propagation_delay_s=args.propagation_delay,
         rate=args.rate,
         vtep_match=args.vtep_match,
+        # the webhook probe speaks TLS where the drill is about the API's own webhook path
+        webhook_tls=args.drill == "control-plane-upgrade",
+        api_outage_s=args.api_outage,
     )
     settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout)
     try:

@@ -12,6 +12,15 @@
   changes, and it leaves.
   The new leader converges to the final node set with no stale entries.
 - hybrid-side-down: one hybrid node's link down for a while; the other nodes are unaffected.
+- eni-check-on: an operator turns the source/destination check back on for the leader's
+  instance (ModifyInstanceAttribute, during traffic). The lab's VPC side then drops what that
+  ENI forwards, as EC2 does (`vpc_router`); the leader notices on its next read of the flag,
+  stops writing routes to that ENI and hands the Lease over; the standby moves everything.
+- control-plane-upgrade: the Kubernetes API unreachable for every gateway and hybrid node for
+  `--api-outage` seconds (60 by default, as during an EKS control-plane upgrade), then back.
+  Nothing may move: the leader's data plane keeps forwarding (0 probes lost, webhook calls
+  over TLS included), the standby's request rate stays bounded (measured per identity from the
+  API server's audit), and the leader is still the leader after the heal.
 
 Active-active mode (`--mode active-active`) has its own drill:
 
@@ -30,6 +39,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybrid_gateway_contract import VXLAN_DEVICE
+from hybrid_gateway_testkit.lab import ec2 as lab_ec2
+from hybrid_gateway_testkit.lab.events import read_events
 from hybrid_gateway_testkit.lab.lab import Lab, LabError
 
 
@@ -176,6 +187,65 @@ def hybrid_side_down(lab: Lab, leader: str, standby: str, timeout_s: float) -> D
     return out
 
 
+def eni_check_on(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    """The leader instance's source/destination check turned back on, as an operator would."""
+    instance = lab.e.instances[leader].instance_id
+    if lab.ctl is None:
+        raise LabError("the lab's control namespace is not up")
+    t = time.monotonic()
+    lab.ctl.call(
+        lambda: lab_ec2.ec2_client(lab.moto_url).modify_instance_attribute(
+            InstanceId=instance, SourceDestCheck={"Value": True}
+        )
+    )
+    lab.options.log(f"  {leader}: source/destination check turned ON ({instance})")
+    out = DrillOutcome(t, True, [(t, f"{leader} source/dest check on")])
+    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    enforced = [
+        e["t"]
+        for e in read_events(lab.run_dir / "router.jsonl")
+        if e["kind"] == "sdc-check" and leader in e.get("hosts", []) and e["t"] >= t
+    ]
+    out.notes["vpc_drops_from_s"] = round(enforced[0] - t, 4) if enforced else None
+    if enforced:
+        out.marks.append((enforced[0], f"VPC drops {leader}'s forwarding"))
+    return out
+
+
+def control_plane_upgrade(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
+    """Every gateway and hybrid node cut off from the API server (connections dropped without
+    an answer) for `api_outage_s`, then healed; the lab's monitor still reads (it observes)."""
+    outage = lab.options.api_outage_s
+    cut = [g.name for g in lab.plan.gateways] + [f"agent-{n}" for n in lab.agents]
+    t = time.monotonic()
+    for identity in cut:
+        lab.api.partition(identity)
+    lab.options.log(f"  API server unreachable for {', '.join(cut)} for {outage:g} s")
+    out = DrillOutcome(t, False, [(t, "API unreachable")])
+    end = t + outage
+    while (left := end - time.monotonic()) > 0:
+        obs = lab.observed
+        lab.options.log(f"  [outage] {left:4.1f} s left, leader={obs.holder if obs else None}")
+        time.sleep(min(5.0, left))
+    healed = time.monotonic()
+    for identity in cut:
+        lab.api.heal(identity)
+    out.marks.append((healed, "API back"))
+    lab.options.log("  API server reachable again")
+    out.notes.update(outage_s=round(healed - t, 3), healed_t=healed, cut_off=cut)
+    # No leader change after the heal: the leader renews, the standby keeps following. The
+    # report's leader_after and this note say whether it held (the drill does not stop early).
+    lease = lab.options.lease_duration_s or 3.0
+    settle = time.monotonic() + max(10.0, 3 * lease)
+    in_charge = True
+    while time.monotonic() < settle:
+        in_charge = in_charge and lab.converged_on(leader)
+        time.sleep(0.2)
+    out.notes["leader_in_charge_after_heal"] = in_charge
+    out.marks.append((time.monotonic(), f"{leader} {'still' if in_charge else 'NOT'} in charge"))
+    return out
+
+
 DRILLS: dict[str, DrillFn] = {
     "kill-leader": kill_leader,
     "term-leader": term_leader,
@@ -184,6 +254,8 @@ DRILLS: dict[str, DrillFn] = {
     "ec2-throttle": ec2_throttle,
     "node-churn": node_churn,
     "hybrid-side-down": hybrid_side_down,
+    "eni-check-on": eni_check_on,
+    "control-plane-upgrade": control_plane_upgrade,
 }
 
 

@@ -78,6 +78,8 @@ class LabOptions:
     tcp_interval_s: float = 0.1
     start_timeout_s: float = 60.0
     vtep_match: str = "hash"  # how the hybrid nodes match VTEP endpoints (see `agent`)
+    webhook_tls: bool = False  # the webhook calls over TLS (a handshake per call)
+    api_outage_s: float = 60.0  # control-plane-upgrade: how long the API is unreachable
     log: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
 
     def lease_env(self) -> dict[str, str]:
@@ -223,11 +225,12 @@ class Lab:
     def start_ec2(self) -> None:
         w = self.w
         self.ctl = NetnsExecutor(w.control.name)
-        moto = str(Path(sys.executable).parent / "moto_server")
+        # moto_server with EC2's one source/destination check flag per primary ENI
+        moto = [sys.executable, "-m", "hybrid_gateway_testkit.moto_strict"]
         self.procs.start(
             "moto",
             w.control,
-            [moto, "-H", self.plan.control_ip, "-p", str(MOTO_PORT)],
+            [*moto, "-H", self.plan.control_ip, "-p", str(MOTO_PORT)],
             env=lab_ec2.FAKE_AWS_ENV,
         )
         self.procs.start(
@@ -316,9 +319,21 @@ class Lab:
                 str(self.options.router_poll_s),
                 "--delay-s",
                 str(self.options.propagation_delay_s),
+                *self.sdc_guard_args(),
             ],
             env=lab_ec2.FAKE_AWS_ENV,
         )
+
+    def sdc_guard_args(self) -> list[str]:
+        """`--sdc-guard host=instance,IP,MAC` per gateway host: the VPC router drops what EC2
+        drops while that instance's source/destination check is on (see `vpc_router`)."""
+        args: list[str] = []
+        for gw in self.plan.gateways:
+            ns, iface = self.w.gateways[gw.name], self.w.gateway_ifaces[gw.name]
+            mac = json.loads(ns.ip("-j", "link", "show", iface))[0]["address"]
+            instance = self.e.instances[gw.name].instance_id
+            args += ["--sdc-guard", f"{gw.name}={instance},{gw.ip},{mac}"]
+        return args
 
     def start_agent(self, node: HybridNodePlan) -> LabProcess:
         proc = self.procs.start(
@@ -700,6 +715,7 @@ class Lab:
         barrier = self.run_dir / "barrier"
         for stale in barrier.glob("*"):
             stale.unlink()
+        self._tls_ca().unlink(missing_ok=True)  # a node added since: a certificate for all
         pair = {node.name: target for _, node, target in plan.shard_pairs()}
 
         def via(name: str) -> str:  # the cloud address paired with this node ("" = the pod's)
@@ -714,6 +730,7 @@ class Lab:
             ], listens=True)  # fmt: skip
             self._probe(f"webhook-{name}", w.pods[name], [
                 "tcp-server", "--bind", node.pod_ip, "--port", str(TCP_PORT),
+                *self._webhook_tls_args(),
             ], listens=True)  # fmt: skip
         peers = [
             a for name, n in w.node_plans.items()
@@ -733,6 +750,7 @@ class Lab:
             "tcp-client", "--bind", plan.cloud_pod_ip, "--interval-s",
             str(self.options.tcp_interval_s), *targets,
             "--log", str(self.run_dir / "probe-tcp.csv"),
+            *(["--tls-ca", str(self._tls_ca())] if self.options.webhook_tls else []),
         ], listens=False)  # fmt: skip
         expected = {p.name for p in self.probes if not _is_caller(p.name)}
 
@@ -744,6 +762,26 @@ class Lab:
 
         _wait("probes to bind", all_ready, 30, 0.02)
         (barrier / "go").touch()
+
+    def _webhook_tls_args(self) -> list[str]:
+        """The webhook responders' serving certificate and key (none without `webhook_tls`):
+        one self-signed certificate for every hybrid pod's address, which the caller trusts
+        as a webhook's caBundle names its CA. One, not one per pod: self-signed certificates
+        with the same subject would shadow each other in the caller's trust store."""
+        if not self.options.webhook_tls:
+            return []
+        directory = self._tls_ca().parent
+        cert, key = directory / "serving.crt", directory / "serving.key"
+        if not cert.exists():
+            from hybrid_gateway_testkit.apiserver.tls import make_certificate
+
+            directory.mkdir(parents=True, exist_ok=True)
+            pods = sorted(node.pod_ip for node in self.w.node_plans.values())
+            make_certificate(pods[0], directory, tuple(pods[1:]))
+        return ["--tls-cert", str(cert), "--tls-key", str(key)]
+
+    def _tls_ca(self) -> Path:
+        return self.run_dir / "tls" / "serving.crt"
 
     def _mismatched_probes(self, cloud_targets: list[str]) -> None:
         """Active-active: TCP between hybrid pod i and the cloud address of shard j = i + 1,

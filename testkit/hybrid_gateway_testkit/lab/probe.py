@@ -12,6 +12,10 @@ long-lived connection (`tcp-client --persistent`): opened once and kept through 
 retransmits once the path is back), reopened only when the connection itself is lost (reset,
 closed), and the first request on a reopened connection is logged as `conn+reopen`.
 
+The TCP request/response can run over TLS (`--tls-cert/--tls-key` on the server, `--tls-ca` on the
+client, which verifies the server's certificate and address), as an API server calls an
+admission webhook: a full handshake per connection.
+
 Run inside a namespace: `python -m hybrid_gateway_testkit.lab.probe udp|tcp-server|tcp-client ...`.
 Every loop is bounded by `--max-runtime-s`; SIGTERM stops sending, keeps receiving for a grace
 period (so packets in flight are counted), then flushes the log and exits.
@@ -26,6 +30,7 @@ import select
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import threading
 import time
@@ -142,12 +147,27 @@ class _EchoHandler(socketserver.StreamRequestHandler):
     after the server's idle timeout instead."""
 
     timeout = 2.0
+    tls: ssl.SSLContext | None = None  # set on a subclass for a TLS responder
 
     def setup(self) -> None:
+        if self.tls is not None:  # the handshake runs here, on the handler's own thread
+            self.request.settimeout(self.timeout)
+            try:
+                self.request = self.tls.wrap_socket(self.request, server_side=True)
+            except (OSError, ssl.SSLError):
+                self.request = None
+                return
         super().setup()
         self.connection.settimeout(getattr(self.server, "idle_timeout_s", self.timeout))
 
+    def finish(self) -> None:
+        if self.request is not None:
+            with contextlib.suppress(OSError):
+                super().finish()
+
     def handle(self) -> None:
+        if self.request is None:  # the handshake failed: the caller counts a failed call
+            return
         try:
             while True:
                 line = self.rfile.readline(256)
@@ -165,12 +185,23 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 def run_tcp_server(
-    bind: str, port: int, max_runtime_s: float, ready: Path | None, idle_timeout_s: float = 2.0
+    bind: str,
+    port: int,
+    max_runtime_s: float,
+    ready: Path | None,
+    idle_timeout_s: float = 2.0,
+    *,
+    tls: tuple[Path, Path] | None = None,
 ) -> None:
     """A webhook-like responder: one response line per request line, until the caller closes
-    or stays silent for `idle_timeout_s`."""
+    or stays silent for `idle_timeout_s` (over TLS with `tls` = (certificate, key))."""
     stop = _stop_event()
-    with _Server((bind, port), _EchoHandler) as server:
+    handler: type[_EchoHandler] = _EchoHandler
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        handler = type("_TlsEchoHandler", (_EchoHandler,), {"tls": context})
+    with _Server((bind, port), handler) as server:
         server.idle_timeout_s = idle_timeout_s
         start_barrier(ready, None, stop)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
@@ -190,11 +221,14 @@ def run_tcp_client(
     max_runtime_s: float,
     go: Path | None = None,
     persistent: bool = False,
+    tls_ca: Path | None = None,
 ) -> None:
     """One thread per target: connect, send a request, read the answer, every `interval_s`.
     With `persistent` the connection stays open across requests and is reopened only after a
-    failed one (a long-lived connection: does it survive a failover?)."""
+    failed one (a long-lived connection: does it survive a failover?). With `tls_ca` every
+    connection is TLS, the server verified against it."""
     stop = _stop_event()
+    context = ssl.create_default_context(cafile=str(tls_ca)) if tls_ca is not None else None
     kind = "conn" if persistent else "call"
     lines: list[str] = []
     lock = threading.Lock()
@@ -235,6 +269,8 @@ def run_tcp_client(
                     conn = socket.create_connection(
                         (host, port), timeout=timeout_s, source_address=(source, 0)
                     )
+                    if context is not None:  # a failed handshake is an OSError (SSLError)
+                        conn = context.wrap_socket(conn, server_hostname=host)
                     pending.clear()
                     opened += 1
                     if persistent and opened > 1:  # the long-lived connection was lost
@@ -295,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--port", type=int, required=True)
     srv.add_argument("--max-runtime-s", type=float, default=600.0)
     srv.add_argument("--idle-timeout-s", type=float, default=2.0)
+    srv.add_argument("--tls-cert", type=Path, default=None)
+    srv.add_argument("--tls-key", type=Path, default=None)
     cli = sub.add_parser("tcp-client")
     cli.add_argument("--bind", required=True)
     cli.add_argument("--target", action="append", default=[], type=_endpoint)
@@ -303,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--log", type=Path, required=True)
     cli.add_argument("--max-runtime-s", type=float, default=600.0)
     cli.add_argument("--persistent", action="store_true")
+    cli.add_argument("--tls-ca", type=Path, default=None)
     for p in (udp, srv, cli):
         p.add_argument("--ready-file", type=Path, default=None)
         p.add_argument("--go-file", type=Path, default=None)
@@ -320,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             go=args.go_file,
         )
     elif args.cmd == "tcp-server":
+        tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None
         run_tcp_server(
-            args.bind, args.port, args.max_runtime_s, args.ready_file, args.idle_timeout_s
+            args.bind, args.port, args.max_runtime_s, args.ready_file, args.idle_timeout_s, tls=tls
         )
     else:
         run_tcp_client(
@@ -333,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             max_runtime_s=args.max_runtime_s,
             go=args.go_file,
             persistent=args.persistent,
+            tls_ca=args.tls_ca,
         )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,28 @@ def leader_writes(
         "new_leader_first_lease_write_s": round(takeover - t_action, 4) if takeover else None,
         "old_leader_vtep_writes_after_takeover": len(old_vtep_after),
     }
+
+
+def request_rates(
+    audit: list[dict[str, Any]], t0: float, t1: float, identities: list[str]
+) -> dict[str, dict[str, float]]:
+    """Pure: per identity, API requests that reached the server in [t0, t1) (answered or
+    dropped by a partition): the mean per second and the busiest whole second."""
+    out: dict[str, dict[str, float]] = {}
+    span = max(t1 - t0, 1e-9)
+    for identity in identities:
+        times = [
+            float(r["mono"])
+            for r in audit
+            if r.get("identity") == identity and t0 <= float(r["mono"]) < t1
+        ]
+        per_second = Counter(int(t - t0) for t in times)
+        out[identity] = {
+            "requests": len(times),
+            "mean_per_s": round(len(times) / span, 2),
+            "peak_per_s": max(per_second.values(), default=0),
+        }
+    return out
 
 
 def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
@@ -222,13 +245,17 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         "timings_s": {k: (None if v is None else round(v, 4)) for k, v in timings.items()},
         "ec2_calls_throttled": len(throttled),
         "api_writes": leader_writes(audit, leader, new, outcome.t_action),
-        "notes": {k: v for k, v in outcome.notes.items() if k != "converged_t"},
+        "notes": {k: v for k, v in outcome.notes.items() if k not in ("converged_t", "healed_t")},
         "settings": report_settings(options, settings),
         "probe_stop_warnings": stop_warnings,
         "raw_log": str(raw_path),
         "report": str(report_path),
         "plot": str(plot_path),
     }
+    if "healed_t" in outcome.notes:  # an API outage: how hard did each replica knock?
+        report["api_requests_during_outage"] = request_rates(
+            audit, t_action, outcome.notes["healed_t"], [leader, standby]
+        )
     write_json(report_path, report)
     timeline_png(
         plot_path,

@@ -11,8 +11,18 @@ Amazon VPC user guide, "How route priority works"): the shard routes of active-a
 (a /18 per shard of a /16) each go to their own gateway. `longest_match` is the same rule over
 the router's applied state, for the lab's own checks.
 
+It also enforces each gateway ENI's source/destination check as EC2 does: while the emulator
+says the check is ON for a gateway instance's primary ENI (`--sdc-guard`), every frame that ENI
+sends with a source address other than its own, and every frame delivered to it with a
+destination other than its own, is dropped on the VPC side of its host (an nftables `bridge`
+table on the router's bridge, keyed by the host's MAC). A gateway forwards only packets that
+are neither from nor to itself, so with the check on it forwards nothing, in either direction,
+while its own traffic (VXLAN to hybrid nodes, API and EC2 calls) still flows: EC2 user guide,
+"Change the source or destination checking" ("the instance must be the source or destination
+of any traffic it sends or receives").
+
 Run: `ip netns exec <router ns> python -m hybrid_gateway_testkit.lab.vpc_router --endpoint URL
---route-table rtb-... --device br0 --events PATH`.
+--route-table rtb-... --device br0 --events PATH [--sdc-guard host=i-...,IP,MAC ...]`.
 """
 
 from __future__ import annotations
@@ -74,6 +84,69 @@ def longest_match(routes: Mapping[str, str | None], address: str) -> str | None:
     return best[1] if best else None
 
 
+SDC_TABLE = "hgw_lab_sdc"
+#: How often the ENIs' source/destination check flags are read (one DescribeInstances).
+SDC_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class SdcGuard:
+    """A gateway host whose ENI's source/destination check the router enforces."""
+
+    host: str
+    instance_id: str
+    ip: str
+    mac: str
+
+    @classmethod
+    def parse(cls, text: str) -> SdcGuard:
+        host, _, rest = text.partition("=")
+        instance_id, ip, mac = rest.split(",")
+        return cls(host, instance_id, ip, mac.lower())
+
+
+def sdc_ruleset(checked: list[SdcGuard]) -> str:
+    """Pure: the nft script that drops what EC2 drops for ENIs with the check on (`checked`).
+
+    `prerouting` sees every frame entering the bridge (what the ENI sends); `postrouting` every
+    frame leaving it, forwarded or sent by the router itself (what the ENI receives)."""
+    lines = [f"table bridge {SDC_TABLE} {{"]
+    for hook in ("prerouting", "postrouting"):
+        lines += [f"  chain {hook} {{", f"    type filter hook {hook} priority 0; policy accept;"]
+        for guard in checked:
+            if hook == "prerouting":
+                lines.append(
+                    f"    ether saddr {guard.mac} ether type ip ip saddr != {guard.ip} "
+                    f'counter drop comment "{guard.host} sends"'
+                )
+            else:
+                lines.append(
+                    f"    ether daddr {guard.mac} ether type ip ip daddr != {guard.ip} "
+                    f'counter drop comment "{guard.host} receives"'
+                )
+        lines.append("  }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def apply_sdc(checked: list[SdcGuard]) -> None:
+    """Replace the router's source/destination check table (atomically: one nft transaction)."""
+    script = f"table bridge {SDC_TABLE}\ndelete table bridge {SDC_TABLE}\n" + sdc_ruleset(checked)
+    subprocess.run(["nft", "-f", "-"], input=script.encode(), check=True, timeout=10)
+
+
+def sdc_flags(ec2: object, guards: list[SdcGuard]) -> dict[str, bool]:
+    """Instance id -> the primary ENI's source/destination check, as the emulator says."""
+    reply = ec2.describe_instances(InstanceIds=[g.instance_id for g in guards])  # type: ignore[attr-defined]
+    flags: dict[str, bool] = {}
+    for reservation in reply["Reservations"]:
+        for instance in reservation["Instances"]:
+            for nic in instance.get("NetworkInterfaces", []):
+                if nic.get("Attachment", {}).get("DeviceIndex") == 0:
+                    flags[instance["InstanceId"]] = bool(nic.get("SourceDestCheck", True))
+    return flags
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
@@ -88,7 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=0.1)
     parser.add_argument("--delay-s", type=float, default=0.5)
     parser.add_argument("--max-runtime-s", type=float, default=3600.0)
+    parser.add_argument(
+        "--sdc-guard",
+        action="append",
+        default=[],
+        help="host=INSTANCE_ID,IP,MAC: enforce that instance's source/destination check",
+    )
     args = parser.parse_args(argv)
+    guards = [SdcGuard.parse(text) for text in args.sdc_guard]
+    checked: list[str] | None = None  # hosts whose check is enforced now (None: not applied)
+    next_sdc = 0.0
     scope = ipaddress.IPv4Network(args.pod_cidrs)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -117,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
             routes.observe(time.monotonic(), desired)
         except Exception as exc:  # the emulator being slow must not stop forwarding
             events.write("router-error", error=f"{type(exc).__name__}: {exc}")
+        if guards and time.monotonic() >= next_sdc:
+            next_sdc = time.monotonic() + SDC_POLL_S
+            try:
+                flags = sdc_flags(ec2, guards)
+                on = [g for g in guards if flags.get(g.instance_id, False)]
+                if [g.host for g in on] != checked:
+                    apply_sdc(on)
+                    checked = [g.host for g in on]
+                    events.write("sdc-check", hosts=checked)
+            except Exception as exc:  # keep the last state: EC2 does not forget its flag
+                events.write("router-error", error=f"sdc: {type(exc).__name__}: {exc}")
         for cidr, hop in routes.due(time.monotonic()):
             if hop is None:
                 subprocess.run(["ip", "route", "del", cidr], capture_output=True, check=False)

@@ -4,6 +4,7 @@ what it waits for; with no route tables nothing is resolved at all."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -27,6 +28,8 @@ class Owner:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.rechecks = 0
+        self.check_on = False
 
     @property
     def prepared(self) -> bool:
@@ -38,10 +41,15 @@ class Owner:
             raise Ec2Error("DescribeInstances", "RequestLimitExceeded", "throttled")
 
     def problem(self) -> str | None:
-        return None
+        return "source/destination check is ON for primary ENI eni-1" if self.check_on else None
 
     def forwarding_allowed(self) -> bool:
-        return True
+        return not self.check_on
+
+    def recheck_interface(self) -> None:
+        self.rechecks += 1
+        if self.rechecks == 2:
+            self.check_on = True
 
     def keep_warm(self) -> None:
         pass
@@ -53,8 +61,12 @@ class Owner:
 
 
 def deferred(
-    tables: tuple[str, ...], resolve: Callable[[], tuple[str, str]], counted: list[str]
+    tables: tuple[str, ...],
+    resolve: Callable[[], tuple[str, str]],
+    counted: list[str],
+    owner: Owner | None = None,
 ) -> DeferredRoutes:
+    owner = owner or Owner()
     reporter = FailureReporter(
         "route ownership start-up",
         reason="InstanceIdentityUnavailable",
@@ -65,9 +77,10 @@ def deferred(
     return DeferredRoutes(
         table_ids=tables,
         resolve=resolve,
-        build=lambda region, instance: Owner(),
+        build=lambda region, instance: owner,
         reporter=reporter,
         max_backoff_s=0.01,
+        recheck_s=0.01,
     )
 
 
@@ -102,14 +115,26 @@ def test_sync_names_the_wait_until_imds_answers() -> None:
         return answer
 
     counted: list[str] = []
-    routes = deferred(("rtb-0123456789abcdef0",), resolve, counted)
-    thread = threading.Thread(target=routes.run, args=(threading.Event(),), daemon=True)
+    owner = Owner()
+    routes = deferred(("rtb-0123456789abcdef0",), resolve, counted, owner)
+    stop = threading.Event()
+    thread = threading.Thread(target=routes.run, args=(stop,), daemon=True)
     thread.start()
     assert first_failure.wait(10.0)
     with pytest.raises(RoutesPending, match="waiting for instance identity"):
         routes.sync(lambda: True)
+    assert routes.ownership_problem() == f"waiting for {routes.waiting_for}"
     go_on.set()
-    thread.join(10.0)
-    assert not thread.is_alive() and len(attempts) == 3
+    deadline = time.monotonic() + 10.0
+    while routes.waiting_for is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(attempts) == 3
     assert counted == ["instance identity"] * 2
     assert routes.waiting_for is None and routes.sync(lambda: True).converged  # prepared
+    # prepared, it keeps reading the ENI's source/destination check: turned on, it is named
+    while routes.ownership_problem() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert routes.ownership_problem() == "source/destination check is ON for primary ENI eni-1"
+    stop.set()
+    thread.join(10.0)
+    assert not thread.is_alive() and owner.rechecks >= 2
