@@ -313,7 +313,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     if config.active_active:
         group = ShardGroup(inputs)
         if node_filter is not None:
-            node_filter.counters = lambda: plan_counters(group.plan)
+            node_filter.counters = lambda: plan_counters(group.forward_plan())
         tasks = group.tasks(timings)
         ready = group.readiness(
             dataplane_ready,

@@ -147,18 +147,19 @@ def test_security_group_allows_vxlan_both_ways_the_return_path_and_nothing_else(
     vxlan = [(n, "udp", 8472, 8472) for n in networks]
     # Replies to connections hybrid pods opened may arrive on the other gateway's ENI
     # (hybrid_gateway_contract.security_groups): TCP and UDP from the VPC to client ports only.
-    [vpc_cidr] = {
-        r["CidrIp"] for r in props["SecurityGroupIngress"] if r["CidrIp"] not in networks
-    }
+    [vpc_cidr] = {r["CidrIp"] for r in props["SecurityGroupIngress"] if r["CidrIp"] not in networks}
     return_path = [(vpc_cidr, protocol, 32768, 60999) for protocol in ("tcp", "udp")]
     assert sorted(
         (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
         for r in props["SecurityGroupIngress"]
     ) == sorted(vxlan + return_path)
-    assert sorted(
-        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
-        for r in props["SecurityGroupEgress"]
-    ) == vxlan
+    assert (
+        sorted(
+            (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"])
+            for r in props["SecurityGroupEgress"]
+        )
+        == vxlan
+    )
     assert not any(r["CidrIp"] == "0.0.0.0/0" for r in props["SecurityGroupEgress"])
 
 

@@ -48,7 +48,7 @@ from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
 
 log = logging.getLogger(__name__)
 
-WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute")
+WRITE_OPERATIONS = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
 WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_BASE_S = 0.2
 WRITE_BACKOFF_MAX_S = 5.0
@@ -317,22 +317,33 @@ class Ec2Routes:
     def replace_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
         self._write("ReplaceRoute", key, eni_id, guard)
 
+    def delete_route(self, key: RouteKey, guard: Callable[[], bool]) -> None:
+        """Delete a route; one already gone (InvalidRoute.NotFound, as EC2 answers a
+        DeleteRoute of a missing destination) is not an error: the outcome is the same."""
+        try:
+            self._write("DeleteRoute", key, "", guard)
+        except Ec2Error as exc:
+            if exc.code != "InvalidRoute.NotFound":
+                raise
+
     def _write(self, operation: str, key: RouteKey, eni: str, guard: Callable[[], bool]) -> None:
         """Up to WRITE_ATTEMPTS attempts, each checked against `guard` at the last moment;
         throttling and transient errors back off (full jitter), and the wait ends early when
         the guard turns false."""
         writer = self._writer
-        call = writer.create_route if operation == "CreateRoute" else writer.replace_route
+        calls = {
+            "CreateRoute": writer.create_route,
+            "ReplaceRoute": writer.replace_route,
+            "DeleteRoute": writer.delete_route,
+        }
+        call = calls[operation]
+        target = {} if operation == "DeleteRoute" else {"NetworkInterfaceId": eni}
         for attempt in range(WRITE_ATTEMPTS):
             if not guard():
                 raise WriteNotAllowedError("lease not valid: route write withheld")
             try:
                 self._local.guard = guard
-                call(
-                    RouteTableId=key.table_id,
-                    DestinationCidrBlock=key.destination,
-                    NetworkInterfaceId=eni,
-                )
+                call(RouteTableId=key.table_id, DestinationCidrBlock=key.destination, **target)
                 self._writer_used = time.monotonic()
                 return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:

@@ -25,8 +25,8 @@ from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import fetch_identity
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RoutePlan
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,13 @@ class Owner(Protocol):
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
     def keep_warm(self) -> None: ...
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]: ...
     def recheck_interface(self) -> None: ...
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult: ...
 
 
@@ -95,6 +99,11 @@ class DeferredRoutes:
     def forwarding_allowed(self) -> bool:
         """False only when the primary ENI is KNOWN to drop forwarded packets."""
         return self._owner.forwarding_allowed() if self._owner is not None else True
+
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The owner's `pointing_here`; nothing before the owner exists (it wrote nothing)."""
+        owner = self._owner
+        return owner.pointing_here(destinations) if owner is not None else []
 
     def ownership_problem(self) -> str | None:
         """Why this replica cannot own the VPC routes right now, or None (it can, or no route
@@ -164,11 +173,14 @@ class DeferredRoutes:
             self._owner.keep_warm()
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write, destinations)
+            return owner.sync(may_write, destinations, retire)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

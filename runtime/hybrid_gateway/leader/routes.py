@@ -19,19 +19,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hybrid_gateway.adapters.ec2 import (
-    WRITE_OPERATIONS,
     Ec2Error,
     Ec2Routes,
     PrimaryInterface,
     WriteNotAllowedError,
 )
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RouteKey, RoutePlan, plan_routes
+from hybrid_gateway.core.routes import ObservedRoute, RouteKey, RoutePlan, plan_routes
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -43,10 +42,17 @@ MAX_PARALLEL_WRITES = 64
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
+# Active-active: from the described tables, the routes to delete now and those retired but
+# waiting for their replacements (core/routes.plan_retired_routes).
+Retire = Callable[
+    [Mapping[str, list[ObservedRoute]]], tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]
+]
 
 #: The Ec2Error `operation` of a failed write-permission probe, and its Event reason.
 WRITE_PROBE = "CreateRoute/ReplaceRoute (DryRun)"
 WRITES_DENIED_REASON = "RouteWritesNotAllowed"
+#: The writes every leader needs in every table (DeleteRoute only retires active-active shards).
+PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
 
 
 @dataclass
@@ -57,6 +63,8 @@ class SyncResult:
     missing_tables: list[str] = field(default_factory=list)
     suppressed: bool = False  # the lease ran out during the sync: writes were withheld
     refusals_changed: bool = False  # plan.refused differs from the last sync's: report them
+    deleted: list[RouteKey] = field(default_factory=list)  # retired routes removed
+    retiring: tuple[RouteKey, ...] = ()  # retired routes left until their replacements exist
 
     @property
     def converged(self) -> bool:
@@ -200,7 +208,7 @@ class RouteOwner:
         denied: list[str] = []
         for table in self._tables:
             key = RouteKey(table, self._cidrs[0])
-            for operation in WRITE_OPERATIONS:
+            for operation in PROBED_WRITES:
                 try:
                     if not self._ec2.write_allowed(operation, key, eni_id):
                         denied.append(f"{operation} in {table}")
@@ -226,6 +234,23 @@ class RouteOwner:
             except Ec2Error:
                 stop.wait(backoff.next_delay())
 
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The routes to `destinations` that still target our primary ENI (one describe);
+        a replica that handed its shards over waits for this to be empty before it stops."""
+        primary = self._primary
+        if not self._tables or primary is None:
+            return []
+        wanted = set(destinations)
+        observed = self._ec2.describe_routes(self._tables)
+        return [
+            RouteKey(table, route.destination)
+            for table, routes in observed.items()
+            for route in routes
+            if route.destination in wanted
+            and route.target_id == primary.eni_id
+            and not route.blackhole
+        ]
+
     # -- leader only -----------------------------------------------------------------------------
     def keep_warm(self) -> None:
         """Keep the route-write client's connection open (see `Ec2Routes.keep_warm`)."""
@@ -233,12 +258,16 @@ class RouteOwner:
             self._ec2.keep_warm(self._tables[0])
 
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail.
 
         `destinations` (active-active: one shard's prefixes) replaces the pod CIDRs: only those
-        routes are planned and written."""
+        routes are planned and written. `retire` names routes to delete from what was
+        described (a shard's prefixes that moved), in the same wave as the writes."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
@@ -260,12 +289,18 @@ class RouteOwner:
             log.error("route table %s not found (check ROUTE_TABLE_IDS)", table)
         result.refusals_changed = self._note_refusals(plan)
         creates = set(plan.create)
+        deletes: tuple[RouteKey, ...] = ()
+        if retire is not None:
+            deletes, result.retiring = retire(observed)
+        delete_set = set(deletes)
 
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
             if not self.forwarding_allowed():  # the check was read as ON during this sync
                 return key, "source/destination check turned on: not written"
             try:
-                if key in creates:
+                if key in delete_set:
+                    self._ec2.delete_route(key, may_write)
+                elif key in creates:
                     self._ec2.create_route(key, eni, may_write)
                 else:
                     self._ec2.replace_route(key, eni, may_write)
@@ -277,14 +312,18 @@ class RouteOwner:
             self._metrics.aws_route_table_update.inc()
             return key, None
 
-        if plan.writes:
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(plan.writes))) as pool:
-                for key, error in pool.map(write, plan.writes):
+        wave = plan.writes + deletes
+        if wave:
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(wave))) as pool:
+                for key, error in pool.map(write, wave):
                     if error == "suppressed":
                         result.suppressed = True
                     elif error:
                         log.warning("route %s in %s: %s", key.destination, key.table_id, error)
                         result.failed.append((key, error))
+                    elif key in delete_set:
+                        log.info("retired route %s in %s deleted", key.destination, key.table_id)
+                        result.deleted.append(key)
                     else:
                         log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
                         result.written.append(key)

@@ -198,6 +198,10 @@ class LeaderWork:
         """Re-check leadership now."""
         self._wake.set()
 
+    def wake_routes(self) -> None:
+        """Re-check the routes now (the shard's forward prefixes moved)."""
+        self._routes_lane.wake.set()
+
     def wake_vtep(self) -> None:
         """Re-check the VTEP config now (it was created, edited or deleted)."""
         self._vtep_lane.wake.set()
@@ -219,6 +223,12 @@ class LeaderWork:
     def _valid(self) -> bool:
         term = self._term
         return term is not None and term.valid()
+
+    def term_valid(self) -> bool:
+        """True while this work's current term may write (its lease is valid)."""
+        with self._lock:
+            active, term = self._active, self._term
+        return active and term is not None and term.valid()
 
     def run(self, stop: threading.Event) -> None:
         """Start/stop leader work as terms start and end; the lanes do the writing.

@@ -22,6 +22,7 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
     shard_plan_problems,
 )
+from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
 
 
 @dataclass(frozen=True)
@@ -252,9 +253,25 @@ class Facts:
         if not settings.pod_cidrs or not settings.vpc_cidrs:
             return None
         try:  # the route quota does not stop a plan: preflight judges it on its own
-            return plan_shards(*self._plan_inputs(), settings.shards)
+            plan = plan_shards(*self._plan_inputs(), settings.shards)
         except ValueError:
             return None
+        return self._spread(plan)
+
+    def _spread(self, plan: ShardPlan) -> ShardPlan:
+        """`plan` with the forward prefixes the daemons route: the spread of the hybrid nodes'
+        pod CIDRs (`spread.spread_pod_prefixes`, as every replica computes it from the same
+        CiliumNodes), the equal cut when no node is allocated."""
+        settings = self.settings
+        assert settings is not None
+        pods, _vpcs = self._plan_inputs()
+        spread = spread_pod_prefixes(
+            pods,
+            [c for node in self.hybrid_nodes for c in node.pod_cidrs],
+            plan.count,
+            route_budget=settings.max_routes_per_table - len(settings.vpc_cidrs),
+        )
+        return with_forward_prefixes(plan, spread)
 
     def pod(self, name: str | None) -> GatewayPod | None:
         return next((p for p in self.pods if p.name == name), None) if name else None

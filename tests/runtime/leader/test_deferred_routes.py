@@ -12,9 +12,9 @@ import pytest
 from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import ImdsError
 from hybrid_gateway.adapters.kube_events import ObjectRef
-from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, RoutesPending
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 
@@ -54,8 +54,14 @@ class Owner:
     def keep_warm(self) -> None:
         pass
 
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        return []
+
     def sync(
-        self, may_write: Callable[[], bool], destinations: Sequence[str] | None = None
+        self,
+        may_write: Callable[[], bool],
+        destinations: Sequence[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         return SyncResult(RoutePlan())
 

@@ -426,3 +426,39 @@ def test_dry_runs_are_answered_as_ec2_does(
         (403, UNAUTHORIZED_BODY) if action.startswith(DRY_RUN_PREFIX) else None
     )
     assert not routes.write_allowed("CreateRoute", key, world.enis["a"])
+
+
+def test_retired_shard_routes_are_deleted_in_the_same_wave_and_only_with_a_valid_lease(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """Active-active: a shard whose prefixes moved writes its new ones and deletes the old
+    ones its retirement planner names (a DeleteRoute per table), guarded like every write;
+    a route already gone counts as deleted."""
+    old, new = "10.80.0.0/18", ["10.80.0.0/19", "10.80.32.0/19"]
+    for table in world.table_ids:
+        direct.create_route(
+            RouteTableId=table, DestinationCidrBlock=old, NetworkInterfaceId=world.enis["a"]
+        )
+    gone = RouteKey(world.table_ids[0], "10.80.192.0/18")  # never existed
+    keys = tuple(RouteKey(t, old) for t in world.table_ids)
+
+    def retire(observed: Any) -> tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]:
+        assert set(observed) == set(world.table_ids)
+        return (*keys, gone), ()
+
+    routes = owner(world, "b")
+    withheld = routes.sync(lambda: False, new, retire)
+    assert withheld.suppressed and ec2_proxy.count("DeleteRoute") == 0
+    result = routes.sync(always, new, retire)
+    assert result.converged
+    assert set(result.deleted) == {*keys, gone}
+    assert len(result.written) == len(new) * len(world.table_ids)
+    reply = direct.describe_route_tables(RouteTableIds=world.table_ids)
+    destinations = {
+        (t["RouteTableId"], r["DestinationCidrBlock"])
+        for t in reply["RouteTables"]
+        for r in t["Routes"]
+    }
+    assert not destinations & {(k.table_id, k.destination) for k in keys}
+    assert {(t, p) for t in world.table_ids for p in new} <= destinations
+    assert ec2_proxy.count("DeleteRoute") == len(keys) + 1
