@@ -40,6 +40,7 @@ from hybrid_gateway.leader.assembly import (
     build_leader,
     readiness_problem,
 )
+from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
@@ -195,17 +196,27 @@ def readiness(
         routes_wait = leader.routes.waiting_for
         work = leader.work
         if work.active:
-            pending = []
-            if not work.routes_converged:
-                pending.append(f"routes (waiting for {routes_wait})" if routes_wait else "routes")
-            if not work.vtep_converged:
-                pending.append("CiliumVTEPConfig")
+            pending = not_converged(work, routes_wait)
             if pending:
-                return False, "leader: not converged yet: " + ", ".join(pending)
+                return False, "leader: not converged yet: " + "; ".join(pending)
             return True, "ready (leader)"
         return True, "ready (standby)"
 
     return ready
+
+
+def not_converged(work: LeaderWork, routes_wait: str | None) -> list[str]:
+    """Each lane of leader work that has not converged in this term, with its latest reason
+    (what route ownership still waits for, the failure the lane retries, writes withheld, or
+    its first sync still running)."""
+    pending = []
+    for lane, what in (("routes", "routes"), ("vtep", "CiliumVTEPConfig")):
+        problem = work.lane_problem(lane)
+        if problem is not None:
+            if lane == "routes" and routes_wait:
+                problem = f"waiting for {routes_wait}"
+            pending.append(f"{what} ({problem})")
+    return pending
 
 
 def install_signal_handlers() -> threading.Event:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
+from hybrid_gateway.adapters.ec2 import KEEP_WARM_S, Ec2Routes, WriteTimeouts, make_client
 from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_vtep import VtepStore
@@ -194,6 +194,9 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         events=reporting.events,
         subject=reporting.subject,
         identity=config.identity,
+        late_write_window_s=timings.late_write_window_s,
+        keep_warm=routes.keep_warm,
+        keep_warm_every_s=KEEP_WARM_S,
     )
 
     eligibility = Eligibility(
@@ -302,7 +305,12 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
 
     def build_routes(region: str, instance_id: str) -> RouteOwner:
         return RouteOwner(
-            Ec2Routes(make_client(region)),
+            Ec2Routes(
+                make_client(region),
+                write_timeouts=WriteTimeouts(
+                    timings.ec2_write_connect_timeout_s, timings.ec2_write_read_timeout_s
+                ),
+            ),
             instance_id=instance_id,
             table_ids=config.route_table_ids,
             pod_cidrs=[str(c) for c in config.pod_cidrs],

@@ -43,6 +43,7 @@ class Owner(Protocol):
     def prepare(self) -> None: ...
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
+    def keep_warm(self) -> None: ...
     def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]: ...
     def recheck_interface(self) -> None: ...
     def sync(
@@ -165,6 +166,11 @@ class DeferredRoutes:
                 self._reporter.failed("ENI re-check", exc)
             else:
                 self._reporter.succeeded("ENI re-check")
+
+    def keep_warm(self) -> None:
+        """The owner's, once it exists."""
+        if self._owner is not None:
+            self._owner.keep_warm()
 
     def sync(
         self,

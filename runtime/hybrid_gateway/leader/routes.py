@@ -1,9 +1,10 @@
 """Route ownership: make every hybrid pod CIDR in every configured table target our primary ENI.
 
 `prepare()` runs at START on every replica, in the background: it resolves the primary ENI
-(and its source/destination check) and checks that every configured table can be described, so
-a wrong table ID, a missing permission or a source/destination check left on shows up at
-deploy, not at the first failover. A failover then costs one DescribeRouteTables for all
+(and its source/destination check), checks that every configured table can be described and
+asks EC2 (DryRun) whether this replica may create and replace routes in each, so a wrong table
+ID, a missing permission or a source/destination check left on shows up at deploy, not at the
+first failover. A failover then costs one DescribeRouteTables for all
 tables plus the writes of the wrong routes, in parallel.
 
 The source/destination check is read again every few seconds afterwards
@@ -22,7 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
+from hybrid_gateway.adapters.ec2 import (
+    Ec2Error,
+    Ec2Routes,
+    PrimaryInterface,
+    WriteNotAllowedError,
+)
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import ObservedRoute, RouteKey, RoutePlan, plan_routes
 from hybrid_gateway.metrics import GatewayMetrics
@@ -41,6 +47,12 @@ Report = Callable[[str, str], None]
 Retire = Callable[
     [Mapping[str, list[ObservedRoute]]], tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]
 ]
+
+#: The Ec2Error `operation` of a failed write-permission probe, and its Event reason.
+WRITE_PROBE = "CreateRoute/ReplaceRoute (DryRun)"
+WRITES_DENIED_REASON = "RouteWritesNotAllowed"
+#: The writes every leader needs in every table (DeleteRoute only retires active-active shards).
+PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
 
 
 @dataclass
@@ -83,6 +95,7 @@ class RouteOwner:
         self._prepared = not self._tables  # nothing to resolve without route tables
         self._problem: str | None = None
         self._last_refused: frozenset[RouteKey] = frozenset()
+        self._unverified: str | None = None  # the last inconclusive permission probe, logged once
         self._check_on_reported = False  # the "check is ON" Event was sent for this episode
 
     # -- start-up, every replica -----------------------------------------------------------------
@@ -160,6 +173,7 @@ class RouteOwner:
                     "InvalidRouteTableID.NotFound",
                     f"route table(s) {', '.join(missing)} not found (check ROUTE_TABLE_IDS)",
                 )
+            self._check_write_permission(primary.eni_id)
         except Ec2Error as exc:
             self._metrics.route_prepare_errors.inc()
             with self._lock:
@@ -167,7 +181,8 @@ class RouteOwner:
                 self._problem = str(exc)
             log.error("route tables not usable by this replica: %s", exc)
             if not repeated:
-                self._report("RouteTablesNotUsable", str(exc))
+                denied = exc.operation == WRITE_PROBE
+                self._report(WRITES_DENIED_REASON if denied else "RouteTablesNotUsable", str(exc))
             raise
         with self._lock:
             recovered = self._problem is not None
@@ -182,6 +197,33 @@ class RouteOwner:
         )
         if recovered:
             log.info("route tables usable again")
+
+    def _check_write_permission(self, eni_id: str) -> None:
+        """One DryRun CreateRoute and ReplaceRoute per table (IAM may differ per table, e.g. by
+        tag); raises Ec2Error naming every write EC2 says this replica may not make. An answer
+        other than allowed/denied is logged (once) and not held against the replica: the
+        probe is a warning ahead of time, the writes themselves stay the proof."""
+        if not self._cidrs:
+            return
+        denied: list[str] = []
+        for table in self._tables:
+            key = RouteKey(table, self._cidrs[0])
+            for operation in PROBED_WRITES:
+                try:
+                    if not self._ec2.write_allowed(operation, key, eni_id):
+                        denied.append(f"{operation} in {table}")
+                except Ec2Error as exc:
+                    if self._unverified != str(exc):
+                        self._unverified = str(exc)
+                        log.warning("could not verify the route-write permission: %s", exc)
+        if denied:
+            raise Ec2Error(
+                WRITE_PROBE,
+                "UnauthorizedOperation",
+                f"this replica may not write routes ({', '.join(denied)}): as leader it could "
+                "not move the VPC routes; grant ec2:CreateRoute and ec2:ReplaceRoute on the "
+                "route tables to the gateway's IAM role",
+            )
 
     def prepare_until_ready(self, stop: threading.Event, *, max_backoff_s: float) -> None:
         """Call `prepare` until it succeeds or `stop`; failures back off up to `max_backoff_s`."""
@@ -210,6 +252,11 @@ class RouteOwner:
         ]
 
     # -- leader only -----------------------------------------------------------------------------
+    def keep_warm(self) -> None:
+        """Keep the route-write client's connection open (see `Ec2Routes.keep_warm`)."""
+        if self._tables:
+            self._ec2.keep_warm(self._tables[0])
+
     def sync(
         self,
         may_write: Callable[[], bool],

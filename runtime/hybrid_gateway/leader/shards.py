@@ -25,6 +25,7 @@ from typing import Any
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.ec2 import KEEP_WARM_S
 from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
@@ -271,6 +272,9 @@ class ShardGroup:
                 subject=reporting.subject,
                 identity=config.identity,
                 role=_shard_role(shard.index, self.metrics),
+                late_write_window_s=timings.late_write_window_s,
+                keep_warm=self.routes.keep_warm,  # one write client: used once per period
+                keep_warm_every_s=KEEP_WARM_S,
             )
             elector = config_elector(
                 _Recorded(
@@ -663,12 +667,9 @@ class ShardGroup:
             pending = []
             for slot in owned:
                 lanes = [
-                    lane
-                    for lane, done in (
-                        ("routes", slot.work.routes_converged),
-                        ("CiliumVTEPConfig", slot.work.vtep_converged),
-                    )
-                    if not done
+                    f"{what}: {problem}"
+                    for lane, what in (("routes", "routes"), ("vtep", "CiliumVTEPConfig"))
+                    if (problem := slot.work.lane_problem(lane)) is not None
                 ]
                 if lanes:
                     pending.append(f"shard {slot.index} ({', '.join(lanes)})")

@@ -51,6 +51,9 @@ class Owner:
         if self.rechecks == 2:
             self.check_on = True
 
+    def keep_warm(self) -> None:
+        pass
+
     def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
         return []
 

@@ -20,8 +20,10 @@ from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.ec2emu import (
+    DRY_RUN_PREFIX,
     INTERNAL_BODY,
     THROTTLE_BODY,
+    UNAUTHORIZED_BODY,
     Ec2Proxy,
     VpcWorld,
     point_all,
@@ -371,6 +373,59 @@ def test_the_primary_eni_is_device_0_on_network_card_0() -> None:
     assert primary_interface(without_card, "i-1").eni_id == "eni-x"
     with pytest.raises(Ec2Error, match="NoPrimaryInterface"):
         primary_interface(_reply(("eni-card1", 0, 1, False)), "i-1")
+
+
+# --- the route-write permission, asked at start with EC2's DryRun ---------------------------------
+
+
+def test_a_missing_route_write_permission_is_found_at_start_and_changes_nothing(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """IAM denies ReplaceRoute in one table (e.g. a policy scoped by tag): the replica is not
+    ready, naming the write and the table, one Event says so, and the dry runs wrote nothing."""
+    denied_table = world.table_ids[1]
+    denied = [True]
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", reports=reports)
+    # The dry runs of one preparation go table by table, CreateRoute then ReplaceRoute: the
+    # second ReplaceRoute dry run is the second table's.
+    ec2_proxy.fault = lambda action, seq: (
+        (403, UNAUTHORIZED_BODY)
+        if denied[0] and action == DRY_RUN_PREFIX + "ReplaceRoute" and seq == 1
+        else None
+    )
+    with pytest.raises(Ec2Error, match="UnauthorizedOperation"):
+        route_owner.prepare()
+    problem = route_owner.problem() or ""
+    assert f"ReplaceRoute in {denied_table}" in problem and "ec2:ReplaceRoute" in problem
+    assert world.table_ids[0] not in problem and world.table_ids[2] not in problem
+    assert [reason for reason, _ in reports] == ["RouteWritesNotAllowed"]
+    assert route_owner.problem() is not None
+    # EC2 was asked once per table and write, and nothing was written
+    assert ec2_proxy.count(DRY_RUN_PREFIX + "CreateRoute") == 3
+    assert ec2_proxy.count(DRY_RUN_PREFIX + "ReplaceRoute") == 3
+    assert ec2_proxy.count(*WRITES) == 0
+    assert set(world.routes(direct).values()) == {"absent"}
+    # the permission is granted: the next attempt succeeds and the problem clears
+    denied[0] = False
+    route_owner.prepare()
+    assert route_owner.prepared and route_owner.problem() is None
+    assert len(reports) == 1  # and no new Event
+
+
+def test_dry_runs_are_answered_as_ec2_does(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """moto would carry a DryRun route write out; the test world answers DryRunOperation."""
+    routes = Ec2Routes(make_client("us-east-1"))
+    key = RouteKey(world.table_ids[0], world.pod_cidrs[0])
+    assert routes.write_allowed("CreateRoute", key, world.enis["a"])
+    assert routes.write_allowed("ReplaceRoute", key, world.enis["a"])
+    assert world.routes(direct)[(key.table_id, key.destination)] == "absent"
+    ec2_proxy.fault = lambda action, seq: (
+        (403, UNAUTHORIZED_BODY) if action.startswith(DRY_RUN_PREFIX) else None
+    )
+    assert not routes.write_allowed("CreateRoute", key, world.enis["a"])
 
 
 def test_retired_shard_routes_are_deleted_in_the_same_wave_and_only_with_a_valid_lease(
