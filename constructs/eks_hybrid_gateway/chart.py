@@ -398,11 +398,14 @@ class HybridGatewayChart(cdk8s.Chart):
             "dnsPolicy": "ClusterFirstWithHostNet",
             "terminationGracePeriodSeconds": 30,
             "nodeSelector": {contract.GATEWAY_NODE_LABEL_KEY: contract.GATEWAY_NODE_LABEL_VALUE},
+            # Any value of the gateway taint: the AWS guide's Auto Mode NodePool sets it
+            # without one, and the reference chart tolerates it with `operator: Exists`
+            # (aws/eks-hybrid-nodes-gateway charts/.../templates/deployment.yaml,
+            # deploy/auto.yaml); our own node groups set the value "true".
             "tolerations": [
                 {
                     "key": contract.GATEWAY_NODE_TAINT_KEY,
-                    "operator": "Equal",
-                    "value": contract.GATEWAY_NODE_TAINT_VALUE,
+                    "operator": "Exists",
                     "effect": contract.GATEWAY_NODE_TAINT_EFFECT,
                 }
             ],
@@ -540,7 +543,56 @@ class HybridGatewayChart(cdk8s.Chart):
                         "resources": [contract.VTEP_CONFIGS_PLURAL],
                         "verbs": ["create", "get", "list", "patch", "update", "watch"],
                     },
+                    # Which versions the CiliumVTEPConfig CRD serves (the daemon's check that
+                    # the cluster can match its endpoints): that one CRD, read by name.
+                    {
+                        "apiGroups": ["apiextensions.k8s.io"],
+                        "resources": ["customresourcedefinitions"],
+                        "resourceNames": [
+                            f"{contract.VTEP_CONFIGS_PLURAL}.{contract.CILIUM_GROUP}"
+                        ],
+                        "verbs": ["get"],
+                    },
                 ]
+            },
+        )
+        # The Cilium agents' `vtep-mask`, read by name from kube-system/cilium-config: a Role
+        # there for that one ConfigMap, get only (the daemon polls it every resync period).
+        cilium_role = f"{contract.APP_NAME}-cilium-config"
+        _api_object(
+            self,
+            "CiliumConfigRole",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="Role",
+            name=cilium_role,
+            namespace=contract.CILIUM_CONFIG_NAMESPACE,
+            labels=labels,
+            body={
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["configmaps"],
+                        "resourceNames": [contract.CILIUM_CONFIG_NAME],
+                        "verbs": ["get"],
+                    }
+                ]
+            },
+        )
+        _api_object(
+            self,
+            "CiliumConfigRoleBinding",
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="RoleBinding",
+            name=cilium_role,
+            namespace=contract.CILIUM_CONFIG_NAMESPACE,
+            labels=labels,
+            body={
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": cilium_role,
+                },
+                "subjects": [subject],
             },
         )
         _api_object(

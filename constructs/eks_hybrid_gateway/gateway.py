@@ -31,6 +31,7 @@ from eks_hybrid_gateway.chart import (
     MetricsExposure,
     validate_chart_options,
 )
+from eks_hybrid_gateway.cilium import vtep_mask_length
 from eks_hybrid_gateway.hybrid_cilium import HybridCiliumOptions, install_hybrid_cilium
 from eks_hybrid_gateway.image import GatewayImage
 from eks_hybrid_gateway.kubectl_access import grant_imported_kubectl_handler_role
@@ -490,6 +491,11 @@ class HybridNodesGateway(constructs.Construct):
                 cluster=self.cluster,
                 remote_pod_networks=self.remote_pod_networks,
                 options=hybrid_cilium,
+                vtep_mask_length=vtep_mask_length(
+                    self.vpc_cidrs,
+                    remote_pod_networks=self.remote_pod_networks,
+                    shards=self.sharding.shards if self.sharding.active_active else None,
+                ),
             )
             # Cilium brings the CiliumVTEPConfig CRD the gateway writes to.
             self.manifest.node.add_dependency(self.hybrid_cilium)

@@ -114,13 +114,16 @@ class HybridCiliumOptions:
     extra_values: Mapping[str, Any] = field(default_factory=dict)
     removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN
 
-    def helm_values(self, remote_pod_networks: list[str]) -> dict[str, Any]:
+    def helm_values(
+        self, remote_pod_networks: list[str], *, vtep_mask_length: int | None = None
+    ) -> dict[str, Any]:
         """Validated values: `cilium_helm_values()` plus `extra_values`."""
         validate_cilium_version("hybrid_cilium.version", self.version)
         computed = cilium_helm_values(
             remote_pod_networks,
             pod_cidr_mask_size=self.pod_cidr_mask_size,
             operator_replicas=self.operator_replicas,
+            vtep_mask_length=vtep_mask_length,
         )
         for key in VTEP_VALUE_KEYS:
             if key in self.extra_values and self.extra_values[key] != computed[key]:
@@ -149,9 +152,12 @@ def install_hybrid_cilium(
     cluster: object,
     remote_pod_networks: list[str],
     options: HybridCiliumOptions,
+    vtep_mask_length: int | None = None,
 ) -> constructs.Construct:
-    """The Helm release, in `scope` (the gateway's), through the cluster's kubectl provider."""
-    values = options.helm_values(remote_pod_networks)
+    """The Helm release, in `scope` (the gateway's), through the cluster's kubectl provider;
+    `vtep_mask_length` is the agents' VTEP mask the gateway's endpoints need
+    (`cilium.vtep_mask_length`)."""
+    values = options.helm_values(remote_pod_networks, vtep_mask_length=vtep_mask_length)
     settings: dict[str, Any] = {
         "chart": EKS_CILIUM_CHART,
         "repository": EKS_CILIUM_CHART_REPOSITORY,

@@ -39,6 +39,9 @@ VTEP_CONFIGS_PLURAL: Final = "ciliumvtepconfigs"
 VTEP_CONFIG_KIND: Final = "CiliumVTEPConfig"
 VTEP_CONFIG_NAME: Final = "hybrid-gateway"
 MAX_VTEP_ENDPOINTS: Final = 8  # Size of Cilium's VTEP BPF map.
+# The Cilium agents' configuration (Helm chart ConfigMap), read for its `vtep-mask`.
+CILIUM_CONFIG_NAMESPACE: Final = "kube-system"
+CILIUM_CONFIG_NAME: Final = "cilium-config"
 
 # --- Ports and probes --------------------------------------------------------------------------
 HEALTH_PORT: Final = 8088

@@ -5,8 +5,8 @@ command both describe the route tables and the gateway instances themselves, the
 module what to delete. One rule for both, so they can never disagree:
 
 A route is deleted only if its table is owned, its destination is one of the remote pod
-networks or, in active-active mode, one of their shard prefixes (`sharding.shard_pod_prefixes`,
-the routes of `plan_shards`), and
+networks or, in active-active mode, any prefix inside one (the forward prefixes follow the
+allocated node CIDRs: `spread.spread_pod_prefixes`), and
 it either targets an ENI of a gateway node or is a blackhole whose target was a
 network interface or instance (a gateway node that is already gone). A route to anything else
 (transit gateway, virtual private gateway, peering, NAT, another instance's ENI) is never
@@ -184,6 +184,14 @@ def _same_network(destination: str, networks: frozenset[ipaddress.IPv4Network]) 
         return False
 
 
+def _inside(destination: str, networks: frozenset[ipaddress.IPv4Network]) -> bool:
+    try:
+        net = ipaddress.IPv4Network(destination)
+    except ValueError:
+        return False
+    return any(net.subnet_of(pod) for pod in networks)
+
+
 def plan_route_cleanup(
     routes: Iterable[Route],
     *,
@@ -196,20 +204,26 @@ def plan_route_cleanup(
 
     Only exact destinations count (`10.85.0.0/16`, the route the gateway writes); a route to a
     subnet or supernet of a pod CIDR is somebody else's. With `shards` (active-active mode),
-    the shard prefixes of that count are the gateway's routes too (`10.85.0.0/18` ...
-    `10.85.192.0/18` for 4), and the whole pod CIDRs still are: the mode may have been switched.
+    every prefix inside a pod CIDR counts too: the forward prefixes follow the allocated node
+    CIDRs (`spread.spread_pod_prefixes`), so any sub-prefix may be a shard route (the equal
+    cut's `10.85.0.0/18` ... `10.85.192.0/18` for 4 among them), and the whole pod CIDRs still
+    are: the mode may have been switched. Whatever the destination, only a route to a gateway
+    ENI or a blackhole of an interface is deleted.
     """
     if not pod_cidrs:
         raise ValueError("pod_cidrs: at least one remote pod network is required, got []")
     networks = _networks("pod_cidrs", pod_cidrs)
+    inside: frozenset[ipaddress.IPv4Network] = frozenset()
     if shards is not None:
-        networks |= _shard_prefixes(networks, shards)
+        _shard_prefixes(networks, shards)  # validates the shard count against the pod networks
+        inside = networks
     tables = frozenset(owned_tables)
     enis = frozenset(gateway_enis)
     decisions = [
         RouteDecision(route, classify(route, enis))
         for route in routes
-        if route.table_id in tables and _same_network(route.destination, networks)
+        if route.table_id in tables
+        and (_same_network(route.destination, networks) or _inside(route.destination, inside))
     ]
     decisions.sort(key=lambda d: (d.route.table_id, d.route.destination))
     return CleanupPlan(tuple(decisions))

@@ -40,6 +40,7 @@ from hybrid_gateway.leader.assembly import (
     build_leader,
     readiness_problem,
 )
+from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
@@ -202,6 +203,8 @@ def readiness(
         unable = leader.eligibility.leading_unable
         if unable is not None:  # the last one left: loud, and never "ready"
             return False, f"leader WITHOUT the whole job (no replica that can took over): {unable}"
+        if problem is None and leader.cilium is not None:
+            problem = leader.cilium.problem()
         if problem is not None:
             return False, problem
         ownership = leader.routes.ownership_problem()
@@ -210,13 +213,9 @@ def readiness(
         routes_wait = leader.routes.waiting_for
         work = leader.work
         if work.active:
-            pending = []
-            if not work.routes_converged:
-                pending.append(f"routes (waiting for {routes_wait})" if routes_wait else "routes")
-            if not work.vtep_converged:
-                pending.append("CiliumVTEPConfig")
+            pending = not_converged(work, routes_wait)
             if pending:
-                return False, "leader: not converged yet: " + ", ".join(pending)
+                return False, "leader: not converged yet: " + "; ".join(pending)
             return True, "ready (leader)"
         if leader.fence is not None:
             waiting = leader.fence.decision()
@@ -225,6 +224,20 @@ def readiness(
         return True, "ready (standby)"
 
     return ready
+
+
+def not_converged(work: LeaderWork, routes_wait: str | None) -> list[str]:
+    """Each lane of leader work that has not converged in this term, with its latest reason
+    (what route ownership still waits for, the failure the lane retries, writes withheld, or
+    its first sync still running)."""
+    pending = []
+    for lane, what in (("routes", "routes"), ("vtep", "CiliumVTEPConfig")):
+        problem = work.lane_problem(lane)
+        if problem is not None:
+            if lane == "routes" and routes_wait:
+                problem = f"waiting for {routes_wait}"
+            pending.append(f"{what} ({problem})")
+    return pending
 
 
 def install_signal_handlers() -> threading.Event:
@@ -323,7 +336,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     if config.active_active:
         group = ShardGroup(inputs)
         if node_filter is not None:
-            node_filter.counters = lambda: plan_counters(group.plan)
+            node_filter.counters = lambda: plan_counters(group.forward_plan())
         tasks = group.tasks(timings)
         ready = group.readiness(
             dataplane_ready,

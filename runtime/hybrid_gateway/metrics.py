@@ -207,3 +207,20 @@ class ShardMetrics:
             "Shards this replica handed over to even out the load.",
             registry=r,
         )
+        self.shard_prefixes = Gauge(
+            "hybrid_gateway_shard_forward_prefixes",
+            "Forward-path prefixes (routes per table) of each shard in the current spread.",
+            ["shard"],
+            registry=r,
+        )
+        self.shard_node_cidrs = Gauge(
+            "hybrid_gateway_shard_node_cidrs",
+            "Allocated hybrid node pod CIDRs behind each shard's forward prefixes.",
+            ["shard"],
+            registry=r,
+        )
+        self.stalled_members = Gauge(
+            "hybrid_gateway_stalled_members",
+            "Members passed over because they did not take a shard they were given in time.",
+            registry=r,
+        )

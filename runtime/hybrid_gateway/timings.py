@@ -21,6 +21,11 @@ HOLDER_LOSS_LEASES = 5
 SHUTDOWN_JOIN_S = 10.0
 #: Longest wait for the other loops (watches, data plane, Events) to stop.
 SHUTDOWN_REST_S = 3.0
+#: Bounds of the route-write client's timeouts: the floor keeps a write possible on a very small
+#: slack, the caps are the SDK-style values a large slack would otherwise exceed.
+EC2_WRITE_TIMEOUT_FLOOR_S = 0.25
+EC2_WRITE_CONNECT_CAP_S = 5.0
+EC2_WRITE_READ_CAP_S = 15.0
 #: Longest period between two reads of the primary ENI's source/destination check: a check
 #: turned back on is noticed within this, and every packet the ENI forwards meanwhile is lost.
 #: One DescribeInstances per replica per period: 0.5/s, against a per-API bucket that refills
@@ -58,6 +63,30 @@ class Timings:
     ineligible_shards_after_s: float
     shutdown_join_s: float = SHUTDOWN_JOIN_S
     shutdown_rest_s: float = SHUTDOWN_REST_S
+
+    @property
+    def lease_slack_s(self) -> float:
+        """How long after a holder's writes must stop (its validity ends) another replica may
+        take the Lease at the earliest: lease duration minus renew deadline."""
+        return self.lease_duration_s - self.renew_deadline_s
+
+    @property
+    def ec2_write_connect_timeout_s(self) -> float:
+        """Half the slack each for connecting and for the answer: a route write whose last
+        guard passed in the last instant of validity has reached EC2 or been abandoned before
+        another replica may take the Lease (README, "What fencing guarantees")."""
+        return min(EC2_WRITE_CONNECT_CAP_S, max(EC2_WRITE_TIMEOUT_FLOOR_S, self.lease_slack_s / 2))
+
+    @property
+    def ec2_write_read_timeout_s(self) -> float:
+        return min(EC2_WRITE_READ_CAP_S, max(EC2_WRITE_TIMEOUT_FLOOR_S, self.lease_slack_s / 2))
+
+    @property
+    def late_write_window_s(self) -> float:
+        """After acquiring, how long a write of the previous holder may still reach EC2: its
+        validity ended before our acquisition, and one write attempt keeps its request open at
+        most one connect plus one read timeout. Routes are re-checked until then."""
+        return self.ec2_write_connect_timeout_s + self.ec2_write_read_timeout_s
 
     @classmethod
     def from_config(cls, config: Config) -> Timings:

@@ -10,11 +10,13 @@ first write of the new one") without trusting the daemon's own account.
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,25 @@ THROTTLE_BODY = (
     b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
     b"</Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
 )
+#: EC2's answer to an allowed DryRun request (status 412), and to a denied one (403). moto carries
+#: out a CreateRoute/ReplaceRoute with DryRun=true as if the flag were absent (its
+#: ec2/responses/route_tables.py never calls `error_on_dryrun`), so the proxy answers route-write
+#: dry runs itself, as EC2 does (botocore data/ec2/2016-11-15/service-2.json, `DryRun` of
+#: CreateRouteRequest/ReplaceRouteRequest: "DryRunOperation" if allowed, else
+#: "UnauthorizedOperation").
+DRY_RUN_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>DryRunOperation</Code><Message>Request would have succeeded, but DryRun flag is set."
+    b"</Message></Error></Errors><RequestID>00000000-0000-0000-0000-000000000000</RequestID>"
+    b"</Response>"
+)
+UNAUTHORIZED_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+    b"<Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this "
+    b"operation.</Message></Error></Errors>"
+    b"<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+)
+DRY_RUN_PREFIX = "DryRun:"
 INTERNAL_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
     b"<Code>InternalError</Code><Message>An internal error has occurred.</Message>"
@@ -35,14 +56,15 @@ INTERNAL_BODY = (
 
 @dataclass(frozen=True)
 class Call:
-    """One request seen by the proxy."""
+    """One request seen by the proxy. A route write with DryRun=true changes nothing: its
+    `action` is `DryRun:<Action>`, so counts and orders of writes see only real ones."""
 
     label: str
     action: str
     params: dict[str, str]
     started: float  # time.time() when the request arrived
     started_mono: float  # time.monotonic() then (system-wide: comparable across processes)
-    finished: float  # time.time() when the answer was sent
+    finished: float  # time.time() right before the answer was sent
     status: int
     injected: bool  # the proxy answered with a fault instead of forwarding
 
@@ -127,12 +149,20 @@ class Ec2Proxy:
                 raw = body.decode(errors="replace") if body else query
                 params = {k: v[0] for k, v in urllib.parse.parse_qs(raw).items()}
                 action = params.get("Action", "?")
+                dry_run = params.get("DryRun", "").lower() == "true"
+                if dry_run and action in WRITE_ACTIONS:
+                    action = DRY_RUN_PREFIX + action
                 with proxy._lock:
                     seq = proxy._counts.get(action, 0)
                     proxy._counts[action] = seq + 1
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
                 fault = proxy.fault(action, seq) if proxy.fault else None
+                if fault is None and action.startswith(DRY_RUN_PREFIX):
+                    fault = (412, DRY_RUN_BODY)  # EC2's answer, not an injected fault
+                    injected = False
+                else:
+                    injected = fault is not None
                 if fault is not None:
                     status, payload, headers = fault[0], fault[1], {"Content-Type": "text/xml"}
                 else:
@@ -151,12 +181,9 @@ class Ec2Proxy:
                         if k.lower() not in ("transfer-encoding", "connection", "content-length")
                     }
                     conn.close()
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                # Recorded BEFORE the reply is sent: a client that got its answer must find
+                # the call in `calls`, or a test that resets the proxy after a sync counts that
+                # sync's last call as one of the next (seen as a CI flake).
                 with proxy._lock:
                     proxy.calls.append(
                         Call(
@@ -167,14 +194,108 @@ class Ec2Proxy:
                             started_mono,
                             time.time(),
                             status,
-                            fault is not None,
+                            injected,
                         )
                     )
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
         return Handler
+
+
+class TlsFront:
+    """TLS in front of an HTTP endpoint (an `Ec2Proxy`), as the EC2 API is only reached over
+    HTTPS: terminates TLS with `context` and relays the bytes both ways, one upstream
+    connection per client connection (so keep-alive reuse is the client's, as with EC2).
+
+    `handshake_delay_s` holds each NEW connection's TLS handshake back (its ServerHello) for
+    that long, as a lost packet or a congested path does: the client has already passed every
+    check it makes before sending (botocore's `before-send`) and waits inside urllib3's connect.
+    `handshakes` holds the monotonic time of every completed handshake.
+    """
+
+    def __init__(self, upstream: tuple[str, int], context: ssl.SSLContext) -> None:
+        self.upstream = upstream
+        self.handshake_delay_s = 0.0
+        self.handshakes: list[float] = []
+        self._context = context
+        self._closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> TlsFront:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._closed.set()
+        self._thread.join(5.0)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        delay = self.handshake_delay_s
+        if delay and self._closed.wait(delay):
+            conn.close()
+            return
+        try:
+            conn.settimeout(10.0)
+            tls = self._context.wrap_socket(conn, server_side=True)
+        except OSError:  # the client gave up waiting for the handshake and closed
+            conn.close()
+            return
+        self.handshakes.append(time.monotonic())
+        try:
+            upstream = socket.create_connection(self.upstream, timeout=10.0)
+        except OSError:
+            tls.close()
+            return
+        tls.settimeout(None)
+        upstream.settimeout(None)
+        threading.Thread(target=_pump, args=(upstream, tls), daemon=True).start()
+        _pump(tls, upstream)
+
+    def __enter__(self) -> TlsFront:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until either side closes; then shut both down (the other pump ends with them)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the other pump's recv
+            with suppress(OSError):
+                sock.close()
 
 
 @contextmanager

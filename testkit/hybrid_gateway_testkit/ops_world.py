@@ -6,7 +6,8 @@ security group that allows UDP 8472 both ways with the remote node network; two 
 tables whose pod-CIDR routes target the leader's ENI; a main table nobody owns that also routes
 a pod CIDR (cleanup must leave it alone) and a transit-gateway route to another CIDR. In
 Kubernetes: the gateway Deployment, its two ready pods on labelled and tainted nodes, a fresh
-Lease held by pod a, the VTEP CRD, a cilium-config with VTEP on and the L7 proxy off, a hybrid
+Lease held by pod a, the VTEP CRD, a cilium-config with VTEP on, the L7 proxy off and the agents'
+VTEP mask as long as the VPC CIDR, a hybrid
 CiliumNode, the CiliumVTEPConfig pointing at the leader, and aws-node excluding the pod networks
 from SNAT. Every preflight check passes on it; tests then break one thing at a time.
 """
@@ -307,7 +308,16 @@ def seed_kubernetes(kube: client.ApiClient, world: OpsWorld) -> None:
             },
         },
     )
-    publish_cilium(kube, **{"routing-mode": "tunnel", "tunnel-protocol": "vxlan"})
+    # The agents' one VTEP mask as long as the VPC CIDR, so its endpoint matches all of it
+    # (upstream Cilium keys its VTEP map by destination & vtep-mask: core.vtep).
+    publish_cilium(
+        kube,
+        **{
+            "routing-mode": "tunnel",
+            "tunnel-protocol": "vxlan",
+            "vtep-mask": dotted_mask(ipaddress.IPv4Network(VPC_CIDR).prefixlen),
+        },
+    )
     add_hybrid_node(kube, "hybrid-node-1", "10.200.0.10", ["10.100.1.0/24"])
     custom.create_cluster_custom_object(
         CILIUM_GROUP,
@@ -502,4 +512,10 @@ def make_active_active(
         VTEP_CONFIG_NAME,
         {**current, "spec": spec},
     )
+    if plan.vtep_prefix_length is not None:  # the agents' mask set to the plan's length
+        client.CoreV1Api(kube).patch_namespaced_config_map(
+            "cilium-config",
+            "kube-system",
+            {"data": {"vtep-mask": dotted_mask(plan.vtep_prefix_length)}},
+        )
     return ShardWorld(plan, owners)

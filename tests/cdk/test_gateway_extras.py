@@ -424,7 +424,9 @@ def test_active_active_manifest_validates_and_carries_the_mode(extras: Assembly,
     )
     assert "MAX_ROUTES_PER_TABLE" not in env
     assert env["POD_UID"] == {"fieldRef": {"fieldPath": "metadata.uid"}}
-    [role] = [o for o in objects if o["kind"] == "Role"]
+    [role] = [  # the Lease Role (the other one reads kube-system/cilium-config by name)
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] != "kube-system"
+    ]
     assert all("resourceNames" not in rule for rule in role["rules"])
 
 
@@ -463,9 +465,12 @@ def test_cilium_release_is_the_eks_chart_with_the_vtep_values(
     )
     assert props["Version"] == version
     assert props.get("Wait") in (None, False)
-    expected = cilium_helm_values(POD_NETWORKS, operator_replicas=operator_replicas)
+    # The agents' one VTEP mask as long as the VPC's /16: its one endpoint matches all of it.
+    expected = cilium_helm_values(
+        POD_NETWORKS, operator_replicas=operator_replicas, vtep_mask_length=16
+    )
     assert json.loads(props["Values"]) == expected
-    assert json.loads(props["Values"])["vtep"] == {"enabled": True}
+    assert json.loads(props["Values"])["vtep"] == {"enabled": True, "mask": "255.255.0.0"}
     # Cilium is every hybrid node's CNI: deleting the gateway's stack keeps it.
     assert helm["DeletionPolicy"] == "Retain"
     _, manifest = _one(template, MANIFEST_TYPE, "HybridGatewayManifests")

@@ -292,6 +292,8 @@ def test_manifest_env_carries_the_stack_values(existing: dict[str, Any], cfn: An
             "ServiceAccount",
             "Role",
             "RoleBinding",
+            "Role",  # get on kube-system/cilium-config (the Cilium agents' vtep-mask)
+            "RoleBinding",
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",

@@ -87,6 +87,8 @@ def test_default_chart_has_exactly_the_expected_objects(charts: dict[str, Render
             "ServiceAccount",
             "Role",
             "RoleBinding",
+            "Role",  # get on kube-system/cilium-config: the agents' vtep-mask
+            "RoleBinding",
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
@@ -106,13 +108,10 @@ def test_deployment_topology(charts: dict[str, Rendered]) -> None:
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert pod["nodeSelector"] == {contract.GATEWAY_NODE_LABEL_KEY: "true"}
+    # Tolerates the taint with any value: ours ("true") and the AWS guide's Auto Mode
+    # NodePool's, which has none (the reference chart's `operator: Exists`).
     assert pod["tolerations"] == [
-        {
-            "key": contract.GATEWAY_NODE_TAINT_KEY,
-            "operator": "Equal",
-            "value": contract.GATEWAY_NODE_TAINT_VALUE,
-            "effect": "NoSchedule",
-        }
+        {"key": contract.GATEWAY_NODE_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
     ]
     anti = pod["affinity"]["podAntiAffinity"]
     [required] = anti["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -232,8 +231,45 @@ def test_service_account_mounts_its_token(charts: dict[str, Rendered]) -> None:
     assert sa["automountServiceAccountToken"] is True
 
 
+def test_cilium_config_is_read_by_name_only(charts: dict[str, Rendered]) -> None:
+    """The daemon reads the agents' vtep-mask from kube-system/cilium-config and the served
+    versions of the CiliumVTEPConfig CRD: get on those two objects by name, nothing more."""
+    name = f"{contract.APP_NAME}-cilium-config"
+    role = charts["default"].one("Role", name)
+    assert role["metadata"]["namespace"] == contract.CILIUM_CONFIG_NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [contract.CILIUM_CONFIG_NAME],
+            "verbs": ["get"],
+        }
+    ]
+    binding = charts["default"].one("RoleBinding", name)
+    assert binding["metadata"]["namespace"] == contract.CILIUM_CONFIG_NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": name,
+    }
+    assert binding["subjects"][0]["name"] == contract.DEFAULT_SERVICE_ACCOUNT
+    crd_rules = [
+        r
+        for r in charts["default"].one("ClusterRole")["rules"]
+        if r["apiGroups"] == ["apiextensions.k8s.io"]
+    ]
+    assert crd_rules == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": ["ciliumvtepconfigs.cilium.io"],
+            "verbs": ["get"],
+        }
+    ]
+
+
 def test_lease_role_is_name_scoped_where_the_verb_allows(charts: dict[str, Rendered]) -> None:
-    role = charts["default"].one("Role")
+    role = charts["default"].one("Role", f"{contract.APP_NAME}-leader-election")
     rules = role["rules"]
     assert all(r["apiGroups"] == ["coordination.k8s.io"] for r in rules)
     assert all(r["resources"] == ["leases"] for r in rules)
@@ -266,16 +302,24 @@ def test_cluster_role_grants_exactly_the_runtime_needs(charts: dict[str, Rendere
         ("", "events"): ["create", "patch"],
         ("cilium.io", "ciliumnodes"): ["get", "list", "watch"],
         ("cilium.io", "ciliumvtepconfigs"): ["create", "get", "list", "patch", "update", "watch"],
+        ("apiextensions.k8s.io", "customresourcedefinitions"): ["get"],
     }
 
 
-@pytest.mark.parametrize("kind", ["RoleBinding", "ClusterRoleBinding"])
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("RoleBinding", f"{contract.APP_NAME}-leader-election"),
+        ("RoleBinding", f"{contract.APP_NAME}-cilium-config"),
+        ("ClusterRoleBinding", None),
+    ],
+)
 def test_bindings_point_at_the_gateway_service_account(
-    charts: dict[str, Rendered], kind: str
+    charts: dict[str, Rendered], kind: str, name: str | None
 ) -> None:
-    binding = charts["default"].one(kind)
+    binding = charts["default"].one(kind, name)
     role_kind = kind.removesuffix("Binding")
-    role = charts["default"].one(role_kind)
+    role = charts["default"].one(role_kind, name)
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": role_kind,
@@ -291,8 +335,14 @@ def test_bindings_point_at_the_gateway_service_account(
 
 
 def test_custom_namespace_reaches_every_namespaced_object(charts: dict[str, Rendered]) -> None:
+    cilium_config = f"{contract.APP_NAME}-cilium-config"
     for obj in charts["full"].objects:
         if obj["kind"] in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
+            continue
+        if obj["metadata"]["name"] == cilium_config:  # reads kube-system/cilium-config
+            assert obj["metadata"]["namespace"] == contract.CILIUM_CONFIG_NAMESPACE
+            if obj["kind"] == "RoleBinding":
+                assert obj["subjects"][0]["namespace"] == "hybrid-gw"
             continue
         assert obj["metadata"]["namespace"] == "hybrid-gw", obj["kind"]
     assert charts["full"].one("Namespace")["metadata"]["name"] == "hybrid-gw"

@@ -13,6 +13,7 @@ from eks_hybrid_gateway import (
     vpc_cni_addon_configuration,
     vpc_cni_snat_exclusion,
 )
+from eks_hybrid_gateway.cilium import vtep_mask_length
 
 
 def _hybrid_terms(affinity: dict[str, object]) -> object:
@@ -72,3 +73,18 @@ def test_vpc_cni_snat_exclusion() -> None:
     }
     with pytest.raises(HybridGatewayConfigError, match=r"remote_pod_networks\[0\]: '10.85.0.1/16'"):
         vpc_cni_snat_exclusion(["10.85.0.1/16"])
+
+
+def test_the_agents_vtep_mask_is_the_plans_endpoint_length() -> None:
+    """Upstream Cilium keys its VTEP map by destination & ONE mask (Helm vtep.mask, agent
+    default /24: cilium/cilium bpf/lib/vtep.h, pkg/maps/vtep/vtep.go): the construct sets it
+    to the length of the endpoints the gateway publishes."""
+    assert vtep_mask_length(["10.0.0.0/16"]) == 16  # active-standby: one /16 endpoint
+    assert vtep_mask_length(["10.0.0.0/16", "10.1.0.0/17"]) == 17  # the /16 cut in two
+    pods = ["10.85.0.0/16"]
+    assert vtep_mask_length(["10.0.0.0/16"], remote_pod_networks=pods, shards=4) == 18
+    assert vtep_mask_length(["${Token[TOKEN.1]}"]) is None  # known at deploy time only
+    with pytest.raises(HybridGatewayConfigError, match=r"vpc_cidrs: .* 17 VTEP endpoints of /20"):
+        vtep_mask_length(["10.0.0.0/16", "10.1.0.0/20"])
+    values = cilium_helm_values(["10.85.0.0/16"], vtep_mask_length=18)
+    assert values["vtep"] == {"enabled": True, "mask": "255.255.192.0"}

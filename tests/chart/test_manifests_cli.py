@@ -86,7 +86,12 @@ def test_defaults_come_from_cdk_json_context(tmp_path: Path) -> None:
     )
     assert main(["--out", str(tmp_path / "out"), "--cdk-json", str(cdk_json)]) == 0
     docs = _load(tmp_path / "out" / OUTPUT_FILE)
-    assert {d["metadata"]["namespace"] for d in docs if "namespace" in d["metadata"]} == {"gw"}  # type: ignore[index,operator]
+    # Every namespaced object in the chosen namespace, but the Role (and binding) that reads
+    # kube-system/cilium-config, the Cilium agents' vtep-mask.
+    assert {d["metadata"]["namespace"] for d in docs if "namespace" in d["metadata"]} == {  # type: ignore[index,operator]
+        "gw",
+        "kube-system",
+    }
     assert _env(docs)["VPC_CIDR"] == "10.1.0.0/16"
 
 

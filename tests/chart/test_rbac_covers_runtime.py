@@ -31,6 +31,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from hybrid_gateway_contract import (
+    CILIUM_CONFIG_NAMESPACE,
     DEFAULT_LEASE_NAME,
     DEFAULT_NAMESPACE,
     HYBRID_NODE_LABEL_KEY,
@@ -132,8 +133,8 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     chart_objects: dict[str, list[Manifest]], tmp_path: Path
 ) -> None:
     objects = chart_objects["default"]
-    [role] = [o for o in objects if o["kind"] == "Role"]
-    assert role["metadata"]["namespace"] == DEFAULT_NAMESPACE
+    roles = {o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"}
+    assert roles == {DEFAULT_NAMESPACE, CILIUM_CONFIG_NAMESPACE}
     rules = _rules(objects)
 
     with netns_world() as world:
@@ -243,6 +244,8 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
     assert ("create", "", "events") in used
     assert ("update", "coordination.k8s.io", "leases") in used
     assert ("watch", "coordination.k8s.io", "leases") in used
+    assert ("get", "", "configmaps") in used  # the Cilium agents' vtep-mask
+    assert ("get", "apiextensions.k8s.io", "customresourcedefinitions") in used
     denied = [
         f"{r['identity']}: {r['verb']} {r['path']}?{r.get('query')} (name {r.get('name')})"
         for r in records

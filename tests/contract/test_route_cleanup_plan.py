@@ -192,22 +192,29 @@ def test_planning_the_remainder_again_deletes_nothing(routes: list[Route], enis:
 
 
 def test_active_active_shard_prefixes_are_the_gateways_routes_too() -> None:
-    """With 4 shards a /16 is routed as four /18s (`plan_shards`); the whole /16 still counts
-    (the mode may have been switched), a prefix of another cut does not."""
+    """In active-active mode any prefix inside a pod CIDR may be a shard route (the equal cut's
+    /18s, another shard count's /17, a spread's /23): each goes when it points at a gateway
+    ENI; the whole /16 still counts (the mode may have been switched)."""
     quarters = [str(p) for p in ipaddress.IPv4Network(POD).subnets(prefixlen_diff=2)]
     routes = [
         *(Route(OWNED, q, "active", network_interface_id=GW_ENI) for q in quarters),
         Route(OWNED, POD, "blackhole", network_interface_id="eni-gone"),
         Route(OWNED, "10.85.0.0/17", "active", network_interface_id=GW_ENI),  # 2 shards' cut
+        Route(OWNED, "10.85.16.0/23", "active", network_interface_id=GW_ENI),  # a spread's
         Route(OWNED, "10.85.64.0/18", "active", other_target="tgw-1"),  # never the gateway's
+        Route(OWNED, "10.85.96.0/19", "active", network_interface_id="eni-other"),  # not ours
+        Route(OWNED, "10.84.0.0/15", "active", network_interface_id=GW_ENI),  # a supernet
         Route(FOREIGN, quarters[0], "active", network_interface_id=GW_ENI),  # not owned
     ]
     plan = plan_route_cleanup(
         routes, owned_tables=[OWNED], pod_cidrs=[POD], gateway_enis=[GW_ENI], shards=4
     )
-    assert sorted(r.destination for r in plan.deletions) == sorted([*quarters, POD])
+    assert sorted(r.destination for r in plan.deletions) == sorted(
+        [*quarters, POD, "10.85.0.0/17", "10.85.16.0/23"]
+    )
     assert [(d.route.destination, d.kind) for d in plan.kept] == [
-        ("10.85.64.0/18", RouteTarget.OTHER_TARGET)
+        ("10.85.64.0/18", RouteTarget.OTHER_TARGET),
+        ("10.85.96.0/19", RouteTarget.OTHER_INTERFACE),
     ]
     # Without the shard count (active-standby) the /18s are somebody else's, as before.
     standby = plan_route_cleanup(
@@ -242,5 +249,24 @@ def test_every_shard_route_of_the_plan_is_deleted(shards: int, pods: list[str]) 
     routes = [Route(OWNED, p, "active", network_interface_id=GW_ENI) for p in prefixes]
     plan = plan_route_cleanup(
         routes, owned_tables=[OWNED], pod_cidrs=pods, gateway_enis=[GW_ENI], shards=shards
+    )
+    assert sorted(r.destination for r in plan.deletions) == sorted(prefixes)
+
+
+@given(
+    shards=st.sampled_from([2, 4, 8]),
+    nodes=st.integers(min_value=0, max_value=300),
+)
+def test_every_route_of_a_spread_is_deleted(shards: int, nodes: int) -> None:
+    """The forward prefixes that follow the allocated node CIDRs are all the gateway's."""
+    from hybrid_gateway_contract.spread import spread_pod_prefixes
+
+    pod = ipaddress.IPv4Network(POD)
+    allocated = [str(n) for n, _ in zip(pod.subnets(new_prefix=25), range(nodes), strict=False)]
+    spread = spread_pod_prefixes([pod], allocated, shards, route_budget=49)
+    prefixes = [p for shard in spread.prefixes for p in shard]
+    routes = [Route(OWNED, p, "active", network_interface_id=GW_ENI) for p in prefixes]
+    plan = plan_route_cleanup(
+        routes, owned_tables=[OWNED], pod_cidrs=[POD], gateway_enis=[GW_ENI], shards=shards
     )
     assert sorted(r.destination for r in plan.deletions) == sorted(prefixes)

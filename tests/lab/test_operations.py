@@ -10,6 +10,7 @@ route, the CiliumVTEPConfig, their metrics) is judged as they wrote it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from kubernetes import config
 
+from hybrid_gateway.core.vtep import dotted_mask
 from hybrid_gateway_contract import DEFAULT_NAMESPACE, VXLAN_PORT, Env
 from hybrid_gateway_contract.security_groups import return_path_rules
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
@@ -40,7 +42,10 @@ def _publish_kubernetes(lab: Lab, kubeconfig: str) -> None:
         ]
         try:
             publish_gateway(api, DEFAULT_NAMESPACE, env, replicas)
-            publish_cilium(api)
+            # The agents' one VTEP mask as long as the VPC CIDRs (what the construct sets), so
+            # the endpoints the daemons publish match all of the VPC (core.vtep).
+            longest = max(ipaddress.IPv4Network(c).prefixlen for c in env[Env.VPC_CIDR].split(","))
+            publish_cilium(api, **{"vtep-mask": dotted_mask(longest)})
         finally:
             api.close()
 

@@ -300,3 +300,22 @@ def test_tcp_classes_split_by_kind_opener_and_pairing() -> None:
     assert classes["call/hybrid/mismatched"]["failed_on_kept_shards"] == 0  # shard 3 moved
     assert classes["conn/hybrid/mismatched"]["calls"] == 2
     assert classes["conn/hybrid/mismatched"]["connections_reopened"] == 1
+
+
+@pytest.mark.parametrize(("shards", "gateways"), [(2, 2), (4, 2), (4, 3), (8, 3)])
+def test_the_lab_routes_what_the_daemons_spread(shards: int, gateways: int) -> None:
+    """The lab checks routes and counts traffic by the plan's pod prefixes; the daemons route
+    the spread of the hybrid nodes' pod CIDRs (contract/spread.py). With one node at the start
+    of each equal prefix the two are the same, so the lab's expectations are the daemons'."""
+    from hybrid_gateway_contract.spread import spread_pod_prefixes
+    from hybrid_gateway_testkit.lab.topology import active_active_plan
+
+    plan = active_active_plan(shards=shards, gateways=gateways)
+    spread = spread_pod_prefixes(
+        [ipaddress.IPv4Network(plan.pod_cidrs)],
+        [n.pod_cidr for n in plan.nodes],
+        shards,
+        route_budget=50 - 1,
+    )
+    assert spread.tolerance >= 0  # a spread, not the fallback
+    assert spread.prefixes == tuple(s.pod_prefixes for s in plan.shard_plan().shards)

@@ -6,14 +6,17 @@ against the test API server, which answers its requests with injected 403s (miss
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
 
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
+from hybrid_gateway_testkit.ec2emu import DRY_RUN_PREFIX, UNAUTHORIZED_BODY, Ec2Proxy, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -126,3 +129,80 @@ def test_a_failing_vtep_config_watch_is_loud_and_not_ready(
     finally:
         kube_api.inject_errors(IDENTITY, count=0, resource="ciliumvtepconfigs")
     wait_until("ready again", lambda: daemon.readyz() == (200, "ready (leader)\n"), 30.0)
+
+
+def test_a_replica_that_may_not_write_routes_says_so_as_standby_and_as_leader(
+    kube_api: ApiServer,
+    moto_addr: tuple[str, int],
+    direct: Any,
+    tmp_path: Path,
+    events_api: client.CoreV1Api,
+) -> None:
+    """IAM denies the route writes: the replica finds out at start (EC2 DryRun), not at its
+    first failover, and says so on /readyz and with an Event, as standby and as leader."""
+    world = seed_world(direct, tables=2, pod_cidrs=["10.80.0.0/16"], instance_names=("a",))
+    denied = [True]
+    proxy = Ec2Proxy(
+        moto_addr,
+        label="gw-a",
+        # EC2 denies the dry runs and the writes alike
+        fault=lambda action, seq: (
+            (403, UNAUTHORIZED_BODY)
+            if denied[0] and action.removeprefix(DRY_RUN_PREFIX) in ("CreateRoute", "ReplaceRoute")
+            else None
+        ),
+    ).start()
+    leases = client.CoordinationV1Api(
+        config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
+    )
+    leases.create_namespaced_lease(  # another replica leads: this one starts as standby
+        NAMESPACE,
+        {
+            "metadata": {"name": "hybrid-gateway-leader"},
+            "spec": {
+                "holderIdentity": "gw-other",
+                "leaseDurationSeconds": 3600,
+                "renewTime": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+        },
+    )
+    daemon = DaemonProcess(
+        env=daemon_env(
+            kubeconfig=kube_api.kubeconfig(IDENTITY),
+            identity=IDENTITY,
+            namespace=NAMESPACE,
+            node_ip="10.0.1.10",
+            pod_cidrs=world.pod_cidrs,
+            route_table_ids=world.table_ids,
+            instance_id=world.instances["a"],
+            ec2_url=proxy.url,
+            resync_period="1",
+        ),
+        args=("--no-dataplane",),
+        log_path=tmp_path / "gw.log",
+    ).start()
+    try:
+        daemon.wait_serving()
+        status, body = daemon.wait_readyz(
+            lambda _, body: "may not write routes" in body, "names the missing permission"
+        )
+        assert status == 503 and world.table_ids[0] in body and "ec2:CreateRoute" in body, body
+        events = wait_until(
+            "Warning Event", lambda: pod_events(events_api, "RouteWritesNotAllowed")
+        )
+        assert "ReplaceRoute in " + world.table_ids[1] in events[0].message
+        assert daemon.metric("hybrid_gateway_leader_is_active") == 0
+        # the leader goes away (its Lease is deleted): this replica leads and still says so
+        leases.delete_namespaced_lease("hybrid-gateway-leader", NAMESPACE)
+        wait_until("leading", lambda: daemon.metric("hybrid_gateway_leader_is_active") == 1)
+        status, body = daemon.readyz()
+        assert status == 503 and "may not write routes" in body, body
+        wait_until("a refused write", lambda: proxy.count("CreateRoute", "ReplaceRoute") > 0)
+        assert set(world.routes(direct).values()) == {"absent"}
+        # the permission is granted: the next preparation passes and the routes follow
+        denied[0] = False
+        wait_until("ready as leader", lambda: daemon.readyz() == (200, "ready (leader)\n"), 30.0)
+        assert set(world.routes(direct).values()) == {world.enis["a"]}
+    finally:
+        daemon.stop()
+        proxy.stop()

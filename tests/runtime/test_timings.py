@@ -42,3 +42,23 @@ def test_defaults() -> None:
     t = Timings.from_config(load_config(BASE))
     assert (t.api_timeout_s, t.watch_window_s, t.watch_max_backoff_s) == (2.0, 30.0, 1.0)
     assert (t.stale_elector_s, t.stale_leader_work_s, t.holder_loss_s) == (20.0, 150.0, 15.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "connect_s", "read_s"),
+    [
+        ({}, 0.5, 0.5),  # 1 s of slack: half each
+        ({"LEASE_DURATION": "1", "RENEW_DEADLINE": "0.6", "RETRY_PERIOD": "0.15"}, 0.25, 0.25),
+        ({"LEASE_DURATION": "60", "RENEW_DEADLINE": "40", "RETRY_PERIOD": "10"}, 5.0, 10.0),
+    ],
+)
+def test_a_route_write_attempt_fits_in_the_lease_slack(
+    env: dict[str, str], connect_s: float, read_s: float
+) -> None:
+    """A write whose last check passed at the end of validity must have reached EC2 or been
+    abandoned before another replica may acquire (floored for tiny slacks, capped for big)."""
+    t = Timings.from_config(load_config({**BASE, **env}))
+    assert (t.ec2_write_connect_timeout_s, t.ec2_write_read_timeout_s) == (connect_s, read_s)
+    assert t.late_write_window_s == connect_s + read_s
+    if t.lease_slack_s >= 0.5:
+        assert t.late_write_window_s <= t.lease_slack_s

@@ -16,6 +16,17 @@ checked twice per attempt: before the attempt and as the LAST handler of the gen
 `before-send` event (`register_last`), which `Endpoint._do_get_response` emits right before
 `http_session.send` on every attempt (`endpoint.py`); botocore's urllib3 session sends with
 `retries=Retry(False)` (`httpsession.py`), so no attempt can hide below it.
+
+That last check still runs BEFORE the connection is taken from the pool: `URLLib3Session.send`
+(`httpsession.py`) calls urllib3's `urlopen`, which opens a new connection if the pool has no
+live one (`connectionpool.py`, `_get_conn` and `_make_request` -> `_validate_conn`) and only then
+sends the request. So how late a guarded write can reach EC2 is bounded by the write client's
+timeouts (`WriteTimeouts`, derived from the lease slack in `timings.py`), and the write client's
+pool is kept warm while leading (`keep_warm`) so that a write normally needs no new connection.
+urllib3 applies `connect_timeout` to each blocking socket operation of the connect (TCP connect
+to each resolved address, each read of the TLS handshake: `util/connection.create_connection`
+and `connection.HTTPSConnection.connect`), and `read_timeout` to each read of the answer; a
+handshake timeout surfaces as a read timeout (`connectionpool._raise_timeout`).
 """
 
 from __future__ import annotations
@@ -89,6 +100,27 @@ class PrimaryInterface:
     source_dest_check: bool
 
 
+@dataclass(frozen=True)
+class WriteTimeouts:
+    """The route-write client's botocore `connect_timeout` and `read_timeout`."""
+
+    connect_s: float
+    read_s: float
+
+    @property
+    def attempt_s(self) -> float:
+        """The longest one write attempt keeps its request open (one connect, one read)."""
+        return self.connect_s + self.read_s
+
+
+#: The default timings' (3/2/1 s: 1 s of slack) write timeouts; see `timings.py`.
+DEFAULT_WRITE_TIMEOUTS = WriteTimeouts(connect_s=0.5, read_s=0.5)
+#: While leading, the write client's pool is used at least this often (`keep_warm`). EC2 does
+#: not document how long it keeps an idle connection open; a few seconds is far inside any
+#: keep-alive timeout in common use, and costs one DescribeRouteTables per period.
+KEEP_WARM_S = 5.0
+
+
 def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 64) -> Any:
     """An EC2 client with adaptive retries and a connection pool sized for parallel writes."""
     config = botocore.config.Config(
@@ -102,10 +134,15 @@ def make_client(region: str, *, max_attempts: int = 8, pool_size: int = 64) -> A
     return boto3.session.Session().client("ec2", config=config)
 
 
-def single_attempt_twin(client: Any) -> Any:
-    """A client like `client` (region, endpoint, timeouts, pool) that never retries itself."""
+def single_attempt_twin(client: Any, timeouts: WriteTimeouts = DEFAULT_WRITE_TIMEOUTS) -> Any:
+    """A client like `client` (region, endpoint, pool) that never retries itself and gives
+    each attempt at most `timeouts`."""
     config = client.meta.config.merge(
-        botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+        botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s,
+        )
     )
     return boto3.session.Session().client(
         "ec2",
@@ -164,12 +201,15 @@ class Ec2Routes:
         self,
         client: Any,
         *,
+        write_timeouts: WriteTimeouts = DEFAULT_WRITE_TIMEOUTS,
         sleep: Callable[[float], None] = time.sleep,
         pacing: TokenBucket | None = None,
     ) -> None:
         self._client = client
         self._pacing = pacing  # active-active: every write attempt takes a token first
-        self._writer = single_attempt_twin(client)
+        self.write_timeouts = write_timeouts
+        self._writer = single_attempt_twin(client, write_timeouts)
+        self._writer_used = -float("inf")  # time.monotonic() the write client last answered
         self._sleep = sleep
         self._local = threading.local()  # .guard: the guard of the write this thread sends
         self._writer.meta.events.register_last("before-send", self._last_check)
@@ -230,6 +270,50 @@ class Ec2Routes:
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise _error("DescribeRouteTables", exc) from exc
 
+    def keep_warm(self, table_id: str, every_s: float = KEEP_WARM_S) -> bool:
+        """One cheap read through the write client's pool unless it was used within `every_s`,
+        so its connection stays open and a route write does not wait for a new one (urllib3's
+        pool hands out its most recently returned connection first: a LIFO queue). True if
+        a call was made and answered."""
+        if time.monotonic() - self._writer_used < every_s:
+            return False
+        try:
+            self._writer.describe_route_tables(RouteTableIds=[table_id])
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            log.debug("keeping the route-write connection open failed: %s", exc)
+            return False
+        self._writer_used = time.monotonic()
+        return True
+
+    def write_allowed(self, operation: str, key: RouteKey, eni_id: str) -> bool:
+        """Whether IAM lets this replica make this route write, asked with EC2's DryRun: True on
+        `DryRunOperation`, False on `UnauthorizedOperation` (the `DryRun` member of
+        CreateRouteRequest / ReplaceRouteRequest, botocore `data/ec2/2016-11-15/service-2.json`);
+        any other answer raises Ec2Error. Sent by the read client: a dry run writes nothing,
+        so it needs no lease guard. EC2 never carries out a DryRun request; an emulator that
+        does (moto answers route writes as if DryRun were absent) must not be pointed at one.
+        """
+        call = (
+            self._client.create_route if operation == "CreateRoute" else self._client.replace_route
+        )
+        try:
+            call(
+                RouteTableId=key.table_id,
+                DestinationCidrBlock=key.destination,
+                NetworkInterfaceId=eni_id,
+                DryRun=True,
+            )
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "DryRunOperation":
+                return True
+            if code == "UnauthorizedOperation":
+                return False
+            raise _error(operation, exc) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _error(operation, exc) from exc
+        raise Ec2Error(operation, "DryRunIgnored", "the endpoint carried out a DryRun request")
+
     def create_route(self, key: RouteKey, eni_id: str, guard: Callable[[], bool]) -> None:
         self._write("CreateRoute", key, eni_id, guard)
 
@@ -237,26 +321,26 @@ class Ec2Routes:
         self._write("ReplaceRoute", key, eni_id, guard)
 
     def delete_route(self, key: RouteKey, guard: Callable[[], bool]) -> None:
-        """Delete a stale route (core/stale_routes.py); one that is already gone is done."""
+        """Delete a route; one already gone (InvalidRoute.NotFound, as EC2 answers a
+        DeleteRoute of a missing destination) is not an error: the outcome is the same."""
         try:
-            self._write("DeleteRoute", key, None, guard)
+            self._write("DeleteRoute", key, "", guard)
         except Ec2Error as exc:
             if exc.code != "InvalidRoute.NotFound":
                 raise
 
-    def _write(
-        self, operation: str, key: RouteKey, eni: str | None, guard: Callable[[], bool]
-    ) -> None:
+    def _write(self, operation: str, key: RouteKey, eni: str, guard: Callable[[], bool]) -> None:
         """Up to WRITE_ATTEMPTS attempts, each checked against `guard` at the last moment;
         throttling and transient errors back off (full jitter), and the wait ends early when
         the guard turns false."""
         writer = self._writer
-        call = {
+        calls = {
             "CreateRoute": writer.create_route,
             "ReplaceRoute": writer.replace_route,
             "DeleteRoute": writer.delete_route,
-        }[operation]
-        target = {} if eni is None else {"NetworkInterfaceId": eni}
+        }
+        call = calls[operation]
+        target = {} if operation == "DeleteRoute" else {"NetworkInterfaceId": eni}
         for attempt in range(WRITE_ATTEMPTS):
             if self._pacing is not None:
                 self._wait(self._pacing.reserve(), guard)
@@ -265,6 +349,7 @@ class Ec2Routes:
             try:
                 self._local.guard = guard
                 call(RouteTableId=key.table_id, DestinationCidrBlock=key.destination, **target)
+                self._writer_used = time.monotonic()
                 return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
                 if attempt + 1 >= WRITE_ATTEMPTS or not _retryable(exc):

@@ -4,6 +4,12 @@ IMDSv2: a session token is obtained with a PUT and sent with every GET (IMDSv1 G
 on hardened nodes). The region comes from the instance identity document, which states it;
 trimming the last letter off the availability zone (as the reference does) is wrong for Local
 Zones and Wavelength zones such as `us-east-1-bos-1a`.
+
+Never through a proxy: IMDS is link-local (169.254.169.254 answers only on the instance itself),
+so a request sent to an HTTP(S)_PROXY from the environment either fails or, worse, is answered
+by the metadata service of the PROXY's host: another instance's identity. `urllib.request.urlopen`
+follows those variables (CPython `Lib/urllib/request.py`: the default opener's `ProxyHandler`
+reads `getproxies()`), so the requests go through an opener with an empty `ProxyHandler`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
 DISABLED_ENV = "AWS_EC2_METADATA_DISABLED"
 TOKEN_TTL_S = 60
+
+
+#: An opener that ignores HTTP_PROXY/HTTPS_PROXY/ALL_PROXY (an empty mapping means no proxy).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ImdsError(Exception):
@@ -50,13 +60,13 @@ def fetch_identity(
                 method="PUT",
                 headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
             )
-            with urllib.request.urlopen(token_request, timeout=timeout_s) as reply:
+            with _DIRECT.open(token_request, timeout=timeout_s) as reply:
                 token = reply.read().decode()
             doc_request = urllib.request.Request(
                 f"{base}/latest/dynamic/instance-identity/document",
                 headers={"X-aws-ec2-metadata-token": token},
             )
-            with urllib.request.urlopen(doc_request, timeout=timeout_s) as reply:
+            with _DIRECT.open(doc_request, timeout=timeout_s) as reply:
                 document = json.loads(reply.read().decode())
             return InstanceIdentity(
                 region=str(document["region"]),

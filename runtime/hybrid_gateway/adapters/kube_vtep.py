@@ -126,20 +126,37 @@ class VtepStore:
         window_s: float = 30.0,
         max_backoff_s: float = 5.0,
     ) -> ListWatch:
-        """A list-then-watch of our object: `on_change(event type)` for every event on it.
+        """A list-then-watch of our object: `on_change(event type)` for every change of it.
 
-        A missed event costs at most one window (the periodic resync repairs the rest); every
-        (re)list calls `on_listed()`, every failure `on_error` (the caller reports it).
+        A MODIFIED event that leaves `metadata.generation` as it was is a status write (the
+        CRD has a status subresource, which the Cilium agents write: cilium/cilium
+        pkg/k8s/apis/cilium.io/v2/vtep_types.go `+kubebuilder:subresource:status`, and the API
+        server bumps a custom resource's generation only when something outside metadata and
+        status changes: kubernetes apiextensions-apiserver
+        pkg/registry/customresource/strategy.go `PrepareForUpdate`), so it is not passed on:
+        it changes nothing the gateway writes. A missed event costs at most one window (the
+        periodic resync repairs the rest); every (re)list calls `on_listed()`, every failure
+        `on_error` (the caller reports it).
         """
+        generation: list[object] = [None]  # of the object as last seen
 
         def on_list(items: Iterator[dict[str, Any]]) -> None:
-            for _ in items:  # the state lives in the API server: only consume the pages
-                pass
+            seen = None
+            for item in items:  # the state lives in the API server: only its generation here
+                seen = (item.get("metadata") or {}).get("generation")
+            generation[0] = seen
             on_listed()
 
         def on_event(kind: str, obj: dict[str, Any]) -> None:
-            if (obj.get("metadata") or {}).get("name") == self.name:
-                on_change(kind)
+            meta = obj.get("metadata") or {}
+            if meta.get("name") != self.name:
+                return
+            current = meta.get("generation")
+            spec_unchanged = current is not None and current == generation[0]
+            generation[0] = None if kind == "DELETED" else current
+            if kind == "MODIFIED" and spec_unchanged:
+                return
+            on_change(kind)
 
         return ListWatch(
             f"CiliumVTEPConfig watch {self.name}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, ip_network
 
 
 class TargetKind(enum.Enum):
@@ -175,3 +176,59 @@ def plan_routes(
             else:
                 refused.append(Refusal(key, route.kind, route.target_id))
     return RoutePlan(tuple(create), tuple(replace), tuple(refused), tuple(in_place))
+
+
+def plan_retired_routes(
+    tables: Mapping[str, Iterable[ObservedRoute]],
+    table_ids: Sequence[str],
+    pod_cidrs: Sequence[IPv4Network],
+    planned: Sequence[str],
+    mine: Sequence[str],
+) -> tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]:
+    """The routes a shard owner deletes after the forward prefixes moved (active-active).
+
+    A route is retired when its destination lies strictly inside a pod CIDR (the pod CIDR
+    itself is active-standby's route, never a shard's), it is in no shard's `planned`
+    prefixes, it points at an ENI or instance (or is a blackhole of one: the gateway that
+    held it is gone), and its first address falls in one of `mine` (this shard's prefixes):
+    so exactly one owner deletes each. It is deleted only once every planned prefix that
+    overlaps it is in the table, pointing at an ENI and not a blackhole, so no address of it
+    is ever left without a live route. Routes to gateways, peering and the like are never
+    touched, nor propagated routes. Returns (deletable now, retired but still covered only
+    by themselves).
+    """
+    planned_nets = [ip_network(p) for p in planned]
+    planned_set = set(planned)
+    mine_nets = [ip_network(p) for p in mine]
+    retired: list[RouteKey] = []
+    waiting: list[RouteKey] = []
+    for table_id in table_ids:
+        if table_id not in tables:
+            continue
+        routes = [r for r in tables[table_id] if not r.propagated]
+        live = {
+            r.destination
+            for r in routes
+            if not r.blackhole and r.kind in (TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE)
+        }
+        for route in routes:
+            if route.destination in planned_set:
+                continue
+            if route.kind not in (TargetKind.NETWORK_INTERFACE, TargetKind.INSTANCE):
+                continue
+            try:
+                destination = ip_network(route.destination)
+            except ValueError:
+                continue
+            if not any(
+                destination != pod and destination.subnet_of(pod)
+                for pod in pod_cidrs
+                if destination.version == pod.version
+            ):
+                continue
+            if not any(destination.network_address in net for net in mine_nets):
+                continue
+            covering = [str(p) for p in planned_nets if p.overlaps(destination)]
+            key = RouteKey(table_id, route.destination)
+            (retired if all(p in live for p in covering) else waiting).append(key)
+    return tuple(retired), tuple(waiting)

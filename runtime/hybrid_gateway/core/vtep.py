@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hybrid_gateway_contract import (
@@ -207,3 +208,138 @@ def with_plan(
 def without_mask(spec: Mapping[str, Any]) -> dict[str, Any]:
     """`spec` with `cidrMask` removed (the API server stores the CRD default)."""
     return {k: v for k, v in spec.items() if k != "cidrMask"}
+
+
+# --- what the hybrid nodes' Cilium agents can match --------------------------------------------
+#: The `cilium-config` key of the agent's VTEP mask (Helm value `vtep.mask`; cilium/cilium
+#: pkg/option/config.go `VtepMask = "vtep-mask"`), and the agent's default when the key is
+#: absent or empty (daemon/cmd flag `--vtep-mask`, default "255.255.255.0").
+AGENT_VTEP_MASK_KEY = "vtep-mask"
+DEFAULT_AGENT_VTEP_MASK = "255.255.255.0"
+
+
+class VtepMatchError(ValueError):
+    """The hybrid nodes' Cilium cannot match the endpoints the gateway would publish."""
+
+
+def agent_mask_length(config: Mapping[str, str]) -> int:
+    """The prefix length of the agent's `vtep-mask` in a `cilium-config` ConfigMap's data.
+
+    Upstream Cilium looks VTEP endpoints up in a BPF hash keyed by `destination & vtep-mask`,
+    ONE mask for every endpoint (bpf/lib/vtep.h `cilium_vtep_map` BPF_MAP_TYPE_HASH;
+    pkg/maps/vtep/vtep.go `NewKey` masks with `option.Config.VtepCidrMask`), and the v2
+    CiliumVTEPConfig reconcilers never read `spec.cidrMask`; so this mask decides what matches.
+    """
+    raw = (config.get(AGENT_VTEP_MASK_KEY) or "").strip() or DEFAULT_AGENT_VTEP_MASK
+    try:
+        return ipaddress.IPv4Network(f"0.0.0.0/{raw}").prefixlen
+    except ValueError as exc:
+        raise VtepMatchError(
+            f"cilium-config {AGENT_VTEP_MASK_KEY}={raw!r} is not an IPv4 netmask"
+        ) from exc
+
+
+def endpoints_for_agent_mask(
+    vpc_cidrs: Sequence[ipaddress.IPv4Network], mask_length: int
+) -> list[ipaddress.IPv4Network]:
+    """The endpoint CIDRs (active-standby) the agent's hash matches exactly: each VPC CIDR cut
+    into prefixes of the agent's mask length. A /16 endpoint under a /24 mask would be keyed
+    by its first /24 only, so the rest of the VPC would not come back through the tunnel.
+
+    Raises VtepMatchError when no such cut exists: a VPC CIDR longer than the mask (its key
+    would claim the whole /mask around it) or more than Cilium's 8 endpoints.
+    """
+    longer = [c for c in vpc_cidrs if c.prefixlen > mask_length]
+    if longer:
+        raise VtepMatchError(
+            f"VPC CIDR {longer[0]} is longer than the Cilium agents' vtep-mask /{mask_length}: "
+            f"its endpoint would also take the rest of {longer[0].supernet(new_prefix=mask_length)}"
+            f"; {needed_mask_advice(vpc_cidrs)}"
+        )
+    count = sum(2 ** (mask_length - c.prefixlen) for c in vpc_cidrs)
+    if count > MAX_VTEP_ENDPOINTS:
+        raise VtepMatchError(
+            f"VPC CIDR(s) {', '.join(map(str, vpc_cidrs))} under the Cilium agents' vtep-mask "
+            f"/{mask_length} ({dotted_mask(mask_length)}) need {count} endpoints of "
+            f"/{mask_length}, more than Cilium's {MAX_VTEP_ENDPOINTS} (one endpoint per VPC "
+            f"CIDR would match only its first /{mask_length}); {needed_mask_advice(vpc_cidrs)}"
+        )
+    return [sub for cidr in vpc_cidrs for sub in cidr.subnets(new_prefix=mask_length)]
+
+
+def needed_mask_advice(vpc_cidrs: Sequence[ipaddress.IPv4Network]) -> str:
+    """What to set on Cilium so that these VPC CIDRs can be matched."""
+    longest = max(c.prefixlen for c in vpc_cidrs)
+    if sum(2 ** (longest - c.prefixlen) for c in vpc_cidrs) > MAX_VTEP_ENDPOINTS:
+        return (
+            "the VPC CIDRs differ too much in size for one mask and 8 endpoints; give VPC_CIDR "
+            "only the CIDRs hybrid pods must reach"
+        )
+    return (
+        f"set Cilium's Helm value vtep.mask={dotted_mask(longest)} (cilium-config "
+        f"{AGENT_VTEP_MASK_KEY}) and restart the Cilium agents"
+    )
+
+
+def plan_mask_problem(endpoint_cidrs: Sequence[str], mask_length: int) -> str | None:
+    """Why the agents cannot match these endpoints exactly (each must be as long as the
+    agent's mask), or None."""
+    lengths = sorted({ipaddress.IPv4Network(c).prefixlen for c in endpoint_cidrs})
+    if lengths == [mask_length] or not lengths:
+        return None
+    return (
+        f"endpoints of /{', /'.join(map(str, lengths))} under the Cilium agents' vtep-mask "
+        f"/{mask_length}: each is matched by destination & mask, so only endpoints of exactly "
+        f"/{mask_length} match what they name"
+        + (
+            f"; set Cilium's Helm value vtep.mask={dotted_mask(lengths[0])} (cilium-config "
+            f"{AGENT_VTEP_MASK_KEY}) and restart the Cilium agents"
+            if len(lengths) == 1
+            else ""
+        )
+    )
+
+
+@dataclass(frozen=True)
+class AgentMatch:
+    """The judgement of what the agents run with: the active-standby endpoint CIDRs to publish
+    (VPC_CIDR cut to the agents' mask, or VPC_CIDR as is when that cannot be known or done),
+    and why the cluster cannot match them (None: it can, or it cannot be told)."""
+
+    endpoints: tuple[ipaddress.IPv4Network, ...]
+    problem: str | None
+    seen: str
+
+
+def judge_agents(
+    served_versions: Sequence[str] | None,
+    config: Mapping[str, str] | None,
+    *,
+    vpc_cidrs: Sequence[ipaddress.IPv4Network],
+    plan_endpoints: Sequence[str] | None = None,
+) -> AgentMatch:
+    """`served_versions`: the CiliumVTEPConfig CRD's served versions (None: no CRD, which the
+    VTEP writes and watch report themselves); `config`: the `cilium-config` data (None: no
+    such ConfigMap, so the mask is unknown and nothing is refused); `plan_endpoints`: the
+    active-active plan's endpoint CIDRs (None in active-standby)."""
+    as_is = tuple(vpc_cidrs)
+    if served_versions is not None and CILIUM_VERSION not in served_versions:
+        return AgentMatch(
+            as_is,
+            f"the {VTEP_CONFIG_KIND} CRD serves {', '.join(served_versions) or 'no version'}, "
+            f"not {CILIUM_GROUP}/{CILIUM_VERSION} (spec.endpoints), which this gateway writes",
+            "CRD",
+        )
+    if config is None:
+        return AgentMatch(as_is, None, "no kube-system/cilium-config: the agents' mask unknown")
+    try:
+        mask = agent_mask_length(config)
+    except VtepMatchError as exc:
+        return AgentMatch(as_is, str(exc), "cilium-config")
+    seen = f"agents' vtep-mask /{mask}"
+    if plan_endpoints is not None:
+        return AgentMatch(as_is, plan_mask_problem(plan_endpoints, mask), seen)
+    try:
+        return AgentMatch(tuple(endpoints_for_agent_mask(vpc_cidrs, mask)), None, seen)
+    except VtepMatchError as exc:
+        return AgentMatch(as_is, str(exc), seen)

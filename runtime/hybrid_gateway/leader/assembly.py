@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hybrid_gateway.adapters.ec2 import Ec2Routes, make_client
+from hybrid_gateway.adapters.ec2 import KEEP_WARM_S, Ec2Routes, WriteTimeouts, make_client
+from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_regime import WriterLeases
 from hybrid_gateway.adapters.kube_vtep import VtepStore
@@ -22,6 +23,7 @@ from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.core.pacing import SHARD_WRITE_BURST, SHARD_WRITE_RATE_PER_S, TokenBucket
 from hybrid_gateway.core.regime import FenceDecision
+from hybrid_gateway.leader.cilium_match import CiliumMatch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, resolve_identity
 from hybrid_gateway.leader.elector import LeadershipCallbacks, LeaseBackend, LeaseElector
 from hybrid_gateway.leader.eligibility import Eligibility, GatedCallbacks
@@ -128,13 +130,15 @@ class Leader:
     fence: RegimeFence | None = None  # one regime at a time (shard owners of active-active)
     fence_watch: Task | None = None  # the shard Leases, into the fence
     fence_health: WatchHealth | None = None
+    cilium: CiliumMatch | None = None  # what the hybrid nodes' Cilium agents can match
 
     def tasks(self, timings: Timings) -> list[Task]:
         """In start order: IMDS/EC2 start-up first (it may take retries), the Lease watch
-        before the elector (an early release is seen), the VTEP watch last."""
+        before the elector (an early release is seen), the VTEP watch last; the periodic read of
+        the Cilium agents' configuration right after the start-up."""
         lease_watch_task, vtep_watch_task = self.watches
         fence_watch = [self.fence_watch] if self.fence_watch is not None else []
-        return [
+        tasks = [
             route_start_task(self.routes, timings),
             lease_watch_task,
             *fence_watch,  # before the elector: live shard owners are known before it acquires
@@ -149,6 +153,18 @@ class Leader:
             ),
             vtep_watch_task,
         ]
+        if self.cilium is not None:  # early: the first VTEP write then already uses its cut
+            tasks.insert(1, cilium_match_task(self.cilium, timings))
+        return tasks
+
+
+def cilium_match_task(match: CiliumMatch, timings: Timings) -> Task:
+    return Task(
+        "cilium-match",
+        match.run,
+        heartbeat=lambda: match.heartbeat,
+        stale_after_s=timings.stale_leader_work_s + match.period_s,
+    )
 
 
 def build_leader(inputs: OwnershipInputs) -> Leader:
@@ -169,9 +185,22 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
     routes = deferred_routes(inputs)
     vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
     fence = regime_fence(inputs, ACTIVE_STANDBY_REGIME)
+    cilium = CiliumMatch(
+        CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+        vpc_cidrs=config.vpc_cidrs,
+        plan_endpoints=None,
+        reporting=reporting,
+        period_s=config.resync_period_s,
+    )
     work = LeaderWork(
         routes=routes,
-        vtep=VtepOwner(vtep_store, vpc_cidrs=config.vpc_cidrs, node_ip=config.node_ip, mac=mac),
+        vtep=VtepOwner(
+            vtep_store,
+            vpc_cidrs=config.vpc_cidrs,
+            node_ip=config.node_ip,
+            mac=mac,
+            endpoint_cidrs=cilium.endpoint_cidrs,
+        ),
         resync_period_s=config.resync_period_s,
         retry_period_s=config.retry_period_s,
         metrics=reporting.metrics,
@@ -179,6 +208,9 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         subject=reporting.subject,
         identity=config.identity,
         fence=fence.guard,
+        late_write_window_s=timings.late_write_window_s,
+        keep_warm=routes.keep_warm,
+        keep_warm_every_s=KEEP_WARM_S,
     )
 
     eligibility = Eligibility(
@@ -252,6 +284,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         lease_watch_health.task("lease-watch", lease_list_watch, timings),
         vtep_watch_health.task("vtep-watch", vtep_list_watch, timings),
     )
+    cilium.on_endpoints_changed = work.wake_vtep
     return Leader(
         elector,
         lease,
@@ -263,6 +296,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         fence=fence,
         fence_watch=fence_health.task("lease-group-watch", fence_list_watch, timings),
         fence_health=fence_health,
+        cilium=cilium,
     )
 
 
@@ -345,7 +379,13 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
                 burst=SHARD_WRITE_BURST, rate_per_s=SHARD_WRITE_RATE_PER_S, clock=time.monotonic
             )
         return RouteOwner(
-            Ec2Routes(make_client(region), pacing=pacing),
+            Ec2Routes(
+                make_client(region),
+                write_timeouts=WriteTimeouts(
+                    timings.ec2_write_connect_timeout_s, timings.ec2_write_read_timeout_s
+                ),
+                pacing=pacing,
+            ),
             instance_id=instance_id,
             table_ids=config.route_table_ids,
             pod_cidrs=[str(c) for c in config.pod_cidrs],

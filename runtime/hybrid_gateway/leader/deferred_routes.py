@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import fetch_identity
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import RoutePlan
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,14 @@ class Owner(Protocol):
     def prepare(self) -> None: ...
     def problem(self) -> str | None: ...
     def forwarding_allowed(self) -> bool: ...
+    def keep_warm(self) -> None: ...
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]: ...
     def recheck_interface(self) -> None: ...
     def sync(
         self,
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
-        *,
-        current: Collection[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult: ...
 
 
@@ -98,6 +99,11 @@ class DeferredRoutes:
     def forwarding_allowed(self) -> bool:
         """False only when the primary ENI is KNOWN to drop forwarded packets."""
         return self._owner.forwarding_allowed() if self._owner is not None else True
+
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The owner's `pointing_here`; nothing before the owner exists (it wrote nothing)."""
+        owner = self._owner
+        return owner.pointing_here(destinations) if owner is not None else []
 
     def ownership_problem(self) -> str | None:
         """Why this replica cannot own the VPC routes right now, or None (it can, or no route
@@ -161,16 +167,20 @@ class DeferredRoutes:
             else:
                 self._reporter.succeeded("ENI re-check")
 
+    def keep_warm(self) -> None:
+        """The owner's, once it exists."""
+        if self._owner is not None:
+            self._owner.keep_warm()
+
     def sync(
         self,
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
-        *,
-        current: Collection[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write, destinations, current=current)
+            return owner.sync(may_write, destinations, retire)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

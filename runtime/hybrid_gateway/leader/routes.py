@@ -1,9 +1,10 @@
 """Route ownership: make every hybrid pod CIDR in every configured table target our primary ENI.
 
 `prepare()` runs at START on every replica, in the background: it resolves the primary ENI
-(and its source/destination check) and checks that every configured table can be described, so
-a wrong table ID, a missing permission or a source/destination check left on shows up at
-deploy, not at the first failover. A failover then costs one DescribeRouteTables for all
+(and its source/destination check), checks that every configured table can be described and
+asks EC2 (DryRun) whether this replica may create and replace routes in each, so a wrong table
+ID, a missing permission or a source/destination check left on shows up at deploy, not at the
+first failover. A failover then costs one DescribeRouteTables for all
 tables plus the writes of the wrong routes, in parallel.
 
 The source/destination check is read again every few seconds afterwards
@@ -18,14 +19,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 
-from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes, PrimaryInterface, WriteNotAllowedError
+from hybrid_gateway.adapters.ec2 import (
+    Ec2Error,
+    Ec2Routes,
+    PrimaryInterface,
+    WriteNotAllowedError,
+)
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway.core.routes import ObservedRoute, RouteKey, RoutePlan, plan_routes
-from hybrid_gateway.core.stale_routes import stale_routes
+from hybrid_gateway.core.routes import (
+    ObservedRoute,
+    RouteKey,
+    RoutePlan,
+    TargetKind,
+    plan_retired_routes,
+    plan_routes,
+)
 from hybrid_gateway.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -37,17 +50,29 @@ MAX_PARALLEL_WRITES = 64
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
+# Active-active: from the described tables, the routes to delete now and those retired but
+# waiting for their replacements (core/routes.plan_retired_routes).
+Retire = Callable[
+    [Mapping[str, list[ObservedRoute]]], tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]
+]
+
+#: The Ec2Error `operation` of a failed write-permission probe, and its Event reason.
+WRITE_PROBE = "CreateRoute/ReplaceRoute (DryRun)"
+WRITES_DENIED_REASON = "RouteWritesNotAllowed"
+#: The writes every leader needs in every table (DeleteRoute only retires active-active shards).
+PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
 
 
 @dataclass
 class SyncResult:
     plan: RoutePlan
     written: list[RouteKey] = field(default_factory=list)
-    deleted: list[RouteKey] = field(default_factory=list)  # stale routes of an earlier cut
     failed: list[tuple[RouteKey, str]] = field(default_factory=list)
     missing_tables: list[str] = field(default_factory=list)
     suppressed: bool = False  # the lease ran out during the sync: writes were withheld
     refusals_changed: bool = False  # plan.refused differs from the last sync's: report them
+    deleted: list[RouteKey] = field(default_factory=list)  # retired routes removed
+    retiring: tuple[RouteKey, ...] = ()  # retired routes left until their replacements exist
 
     @property
     def converged(self) -> bool:
@@ -78,6 +103,7 @@ class RouteOwner:
         self._prepared = not self._tables  # nothing to resolve without route tables
         self._problem: str | None = None
         self._last_refused: frozenset[RouteKey] = frozenset()
+        self._unverified: str | None = None  # the last inconclusive permission probe, logged once
         self._check_on_reported = False  # the "check is ON" Event was sent for this episode
 
     # -- start-up, every replica -----------------------------------------------------------------
@@ -155,6 +181,7 @@ class RouteOwner:
                     "InvalidRouteTableID.NotFound",
                     f"route table(s) {', '.join(missing)} not found (check ROUTE_TABLE_IDS)",
                 )
+            self._check_write_permission(primary.eni_id)
         except Ec2Error as exc:
             self._metrics.route_prepare_errors.inc()
             with self._lock:
@@ -162,7 +189,8 @@ class RouteOwner:
                 self._problem = str(exc)
             log.error("route tables not usable by this replica: %s", exc)
             if not repeated:
-                self._report("RouteTablesNotUsable", str(exc))
+                denied = exc.operation == WRITE_PROBE
+                self._report(WRITES_DENIED_REASON if denied else "RouteTablesNotUsable", str(exc))
             raise
         with self._lock:
             recovered = self._problem is not None
@@ -178,6 +206,33 @@ class RouteOwner:
         if recovered:
             log.info("route tables usable again")
 
+    def _check_write_permission(self, eni_id: str) -> None:
+        """One DryRun CreateRoute and ReplaceRoute per table (IAM may differ per table, e.g. by
+        tag); raises Ec2Error naming every write EC2 says this replica may not make. An answer
+        other than allowed/denied is logged (once) and not held against the replica: the
+        probe is a warning ahead of time, the writes themselves stay the proof."""
+        if not self._cidrs:
+            return
+        denied: list[str] = []
+        for table in self._tables:
+            key = RouteKey(table, self._cidrs[0])
+            for operation in PROBED_WRITES:
+                try:
+                    if not self._ec2.write_allowed(operation, key, eni_id):
+                        denied.append(f"{operation} in {table}")
+                except Ec2Error as exc:
+                    if self._unverified != str(exc):
+                        self._unverified = str(exc)
+                        log.warning("could not verify the route-write permission: %s", exc)
+        if denied:
+            raise Ec2Error(
+                WRITE_PROBE,
+                "UnauthorizedOperation",
+                f"this replica may not write routes ({', '.join(denied)}): as leader it could "
+                "not move the VPC routes; grant ec2:CreateRoute and ec2:ReplaceRoute on the "
+                "route tables to the gateway's IAM role",
+            )
+
     def prepare_until_ready(self, stop: threading.Event, *, max_backoff_s: float) -> None:
         """Call `prepare` until it succeeds or `stop`; failures back off up to `max_backoff_s`."""
         backoff = Backoff(initial_s=min(1.0, max_backoff_s), maximum_s=max_backoff_s)
@@ -187,20 +242,44 @@ class RouteOwner:
             except Ec2Error:
                 stop.wait(backoff.next_delay())
 
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        """The routes to `destinations` that still target our primary ENI (one describe);
+        a replica that handed its shards over waits for this to be empty before it stops."""
+        primary = self._primary
+        if not self._tables or primary is None:
+            return []
+        wanted = set(destinations)
+        observed = self._ec2.describe_routes(self._tables)
+        return [
+            RouteKey(table, route.destination)
+            for table, routes in observed.items()
+            for route in routes
+            if route.destination in wanted
+            and route.target_id == primary.eni_id
+            and not route.blackhole
+        ]
+
     # -- leader only -----------------------------------------------------------------------------
+    def keep_warm(self) -> None:
+        """Keep the route-write client's connection open (see `Ec2Routes.keep_warm`)."""
+        if self._tables:
+            self._ec2.keep_warm(self._tables[0])
+
     def sync(
         self,
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
-        *,
-        current: Collection[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail.
 
         `destinations` (active-active: one shard's prefixes) replaces the pod CIDRs: only those
-        routes are planned and written. `current` is every route of the writer's plan (all
-        shards' prefixes; default: `destinations`, else the pod CIDRs). Then the stale routes
-        of an earlier cut that fall in our destinations are deleted (core/stale_routes.py)."""
+        routes are planned and written. `retire` plans the routes to delete from the tables
+        (active-active: the shard's, from the current spread; default: the pod CIDRs are the
+        plan, so every gateway route strictly inside one is retired, as after a switch back to
+        active-standby). They are planned after the writes, on the tables as described plus
+        what this sync wrote, so a route is deleted only once its replacement is written
+        (core/routes.plan_retired_routes), and deleted by the owner of its first address."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
@@ -239,40 +318,62 @@ class RouteOwner:
             self._metrics.aws_route_table_update.inc()
             return key, None
 
-        if plan.writes:
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(plan.writes))) as pool:
-                for key, error in pool.map(write, plan.writes):
-                    if error == "suppressed":
-                        result.suppressed = True
-                    elif error:
-                        log.warning("route %s in %s: %s", key.destination, key.table_id, error)
-                        result.failed.append((key, error))
-                    else:
-                        log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
-                        result.written.append(key)
+        self._wave(plan.writes, write, result, eni)
         if not result.failed and not result.suppressed:  # the new cut is in place first
-            self._delete_stale(observed, cidrs, current, may_write, result)
+            self._retire(observed, retire, eni, may_write, result)
         self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
         return result
 
-    def _delete_stale(
+    def _wave(
         self,
-        observed: Mapping[str, Sequence[ObservedRoute]],
-        cidrs: Sequence[str],
-        current: Collection[str] | None,
+        keys: Sequence[RouteKey],
+        write: Callable[[RouteKey], tuple[RouteKey, str | None]],
+        result: SyncResult,
+        eni: str,
+    ) -> None:
+        """Send `keys` in parallel; record each outcome in `result`."""
+        if not keys:
+            return
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(keys))) as pool:
+            for key, error in pool.map(write, keys):
+                if error == "suppressed":
+                    result.suppressed = True
+                elif error:
+                    log.warning("route %s in %s: %s", key.destination, key.table_id, error)
+                    result.failed.append((key, error))
+                else:
+                    log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
+                    result.written.append(key)
+
+    def _retire(
+        self,
+        observed: Mapping[str, list[ObservedRoute]],
+        retire: Retire | None,
+        eni: str,
         may_write: Callable[[], bool],
         result: SyncResult,
     ) -> None:
-        """Delete the stale routes of an earlier cut that fall in `cidrs` (one at a time:
-        there are few, and only after a mode or plan change)."""
-        stale = stale_routes(
-            observed,
-            self._tables,
-            self._cidrs,
-            current=current if current is not None else cidrs,
-            owned=cidrs,
-        )
-        for key, route in stale:
+        """Delete the retired routes (one rule for both modes: core/routes.plan_retired_routes),
+        planned on the tables as described plus this sync's writes, so the replacements of a
+        retired route are known to be in place; one at a time (few, only after a cut moved)."""
+        written = set(result.written)
+        after: dict[str, list[ObservedRoute]] = {}
+        for table, routes in observed.items():
+            kept = [r for r in routes if RouteKey(table, r.destination) not in written]
+            kept += [
+                ObservedRoute(k.destination, TargetKind.NETWORK_INTERFACE, eni)
+                for k in result.written
+                if k.table_id == table
+            ]
+            after[table] = kept
+        if retire is None:
+            pods = [IPv4Network(c) for c in self._cidrs]
+            deletes, result.retiring = plan_retired_routes(
+                after, self._tables, pods, self._cidrs, self._cidrs
+            )
+        else:
+            deletes, result.retiring = retire(after)
+        for key in deletes:
             try:
                 self._ec2.delete_route(key, may_write)
             except WriteNotAllowedError:
@@ -280,15 +381,14 @@ class RouteOwner:
                 return
             except Ec2Error as exc:
                 self._metrics.aws_route_table_update_errors.inc()
-                log.warning("stale route %s in %s: %s", key.destination, key.table_id, exc)
+                log.warning("retired route %s in %s: %s", key.destination, key.table_id, exc)
                 result.failed.append((key, str(exc)))
                 continue
             self._metrics.aws_route_table_update.inc()
             log.info(
-                "deleted stale route %s in %s (-> %s): an earlier cut of the pod networks",
+                "deleted retired route %s in %s: an earlier cut of the pod networks",
                 key.destination,
                 key.table_id,
-                route.target_id,
             )
             result.deleted.append(key)
         if result.deleted:

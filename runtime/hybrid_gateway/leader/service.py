@@ -6,6 +6,12 @@ repairs drift, and retries on its own until converged. They do not wait for each
 to cloud traffic follows the VTEP config alone, so EC2 throttling (the SDK backing off for
 seconds) must not delay it. Nothing is written unless the term's `valid()` holds at that moment
 (the EC2 and VTEP adapters check it before every HTTP attempt, retries included).
+
+EC2 cannot refuse a write from a deposed holder (it has no conditional write), so a write of the
+previous holder sent at the end of its validity may reach EC2 after this replica acquired. The
+routes lane therefore re-checks soon after acquiring, until the latest moment such a write can
+arrive (`late_write_window_s` after the acquisition; timings.py), and while leading it keeps the
+write client's connection open (`keep_warm`) so its own writes need no new connection.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class Outcome(enum.Enum):
 # One sync of a lane: takes the term's write guard, never raises.
 LaneSync = Callable[[Callable[[], bool]], Outcome]
 
+#: Re-checks of the routes within the late-write window after acquiring (the last one at its end).
+RECHECKS_PER_WINDOW = 2
+
 
 class RouteSyncer(Protocol):
     """What leader work needs of the route owner (leader/routes.RouteOwner)."""
@@ -68,6 +77,9 @@ class _Lane:
         self.failures = 0  # consecutive failed syncs
         self.term = -1  # the term this lane last synced in
         self.next_at = 0.0  # when the next sync is due (monotonic)
+        self.keep_warm: Callable[[], None] | None = None  # called while idle in a valid term
+        self.why_not_converged: str | None = None  # the latest sync's reason, for readiness
+        self.warm_at = 0.0  # when keep_warm is due next (monotonic)
 
 
 @dataclass(frozen=True)
@@ -119,11 +131,16 @@ class LeaderWork:
         clock: Callable[[], float] = time.monotonic,
         role: WorkRole = LEADER_ROLE,
         fence: Callable[[Term], bool] | None = None,
+        late_write_window_s: float = 0.0,
+        keep_warm: Callable[[], None] | None = None,
+        keep_warm_every_s: float = 5.0,
     ) -> None:
         self._role = role
         # Part of every write guard besides the term's validity: one regime at a time
         # (leader/regime.py). Checked first, so `valid()` stays the last check before a write.
         self._fence = fence
+        self._late_write_window = late_write_window_s
+        self._keep_warm_every = keep_warm_every_s
         self._in_flight = 0  # lane syncs past their term check (hand-over waits for 0)
         self._idle = threading.Condition()
         self._routes = routes
@@ -143,6 +160,7 @@ class LeaderWork:
         self._wanted: Term | None = None  # set by the callbacks, applied by `run`
         self._setup_reported = False
         self._routes_lane = _Lane("routes", self._sync_routes, retry_period_s, resync_period_s)
+        self._routes_lane.keep_warm = keep_warm
         self._vtep_lane = _Lane("vtep", self._sync_vtep, retry_period_s, resync_period_s)
         self._lanes = (self._routes_lane, self._vtep_lane)
         self._heartbeat = clock()
@@ -184,6 +202,10 @@ class LeaderWork:
         """Re-check leadership now."""
         self._wake.set()
 
+    def wake_routes(self) -> None:
+        """Re-check the routes now (the shard's forward prefixes moved)."""
+        self._routes_lane.wake.set()
+
     def wake_vtep(self) -> None:
         """Re-check the VTEP config now (it was created, edited or deleted)."""
         self._vtep_lane.wake.set()
@@ -191,9 +213,27 @@ class LeaderWork:
     def converged(self) -> bool:
         return self._active and self.routes_converged and self.vtep_converged
 
+    def lane_problem(self, name: str) -> str | None:
+        """Why the lane named `name` ("routes" or "vtep") has not converged in this term, for
+        readiness; None if it has (or no term runs)."""
+        lane = next(candidate for candidate in self._lanes if candidate.name == name)
+        with self._lock:
+            if not self._active or lane.converged_term == self._term_count:
+                return None
+            if lane.term != self._term_count:
+                return "first sync of the term not done yet"
+            return lane.why_not_converged or "first sync of the term not done yet"
+
     def _valid(self) -> bool:
         term = self._term
         return term is not None and term.valid()
+
+    def term_valid(self) -> bool:
+        """True while this work's current term may write: its lease is valid and, like every
+        write guard of the term, the regime fence lets it write."""
+        with self._lock:
+            active, term = self._active, self._term
+        return active and term is not None and self._guard(term)()
 
     def run(self, stop: threading.Event) -> None:
         """Start/stop leader work as terms start and end; the lanes do the writing.
@@ -275,16 +315,20 @@ class LeaderWork:
             return
         if lane.term != number:
             lane.term, lane.next_at = number, 0.0  # a new term: check at once
+            lane.warm_at = self._clock() + self._keep_warm_every
         if not (woken or self._clock() >= lane.next_at):
+            self._keep_lane_warm(lane)
             return
+        started = self._clock()
         outcome = lane.sync(self._guard(term))
         self._record(lane, outcome)
         with self._lock:
             if self._term_count != number:  # a result from an earlier term
                 return
             lane.converged_term = number if outcome is Outcome.CONVERGED else 0
+            lane.why_not_converged = self._why_not(lane, outcome)
             if outcome is Outcome.CONVERGED:
-                lane.next_at = self._clock() + self._resync
+                lane.next_at = self._next_check(lane, term, started)
             elif outcome is Outcome.FAILED:
                 delay = lane.backoff.next_delay()
                 self._metrics.leader_sync_retry_delay.labels(lane.name).set(delay)
@@ -299,10 +343,43 @@ class LeaderWork:
             return term.valid
         return lambda: fence(term) and term.valid()
 
+    def _next_check(self, lane: _Lane, term: Term, started: float) -> float:
+        """After a converged sync: a resync period later; but (routes only) a sync that began
+        within the late-write window of its term is followed by another, the last one
+        beginning at or after the window's end."""
+        now = self._clock()
+        due = now + self._resync
+        if lane is self._routes_lane:
+            until = term.acquired_at + self._late_write_window
+            if started < until:
+                step = self._late_write_window / RECHECKS_PER_WINDOW
+                due = min(due, max(now, min(started + step, until)))
+        return due
+
+    def _keep_lane_warm(self, lane: _Lane) -> None:
+        """Between syncs of a valid term: the lane's keep-warm call, every keep-warm period."""
+        if lane.keep_warm is None or self._clock() < lane.warm_at:
+            return
+        lane.warm_at = self._clock() + self._keep_warm_every
+        try:
+            lane.keep_warm()
+        except Exception as exc:  # only a cost saving: never a reason to stop the lane
+            log.debug("%s keep-warm failed: %s", lane.name, exc)
+
+    def _why_not(self, lane: _Lane, outcome: Outcome) -> str | None:
+        if outcome is Outcome.FAILED:
+            return self._last_failure.get(lane.name, "sync failed")
+        if outcome is Outcome.SUPPRESSED:
+            return (
+                "writes withheld: the lease ran out of validity during the sync (renewal pending)"
+            )
+        return None
+
     def _lane_wait(self, lane: _Lane) -> float:
         if not self._active:
             return self._retry
-        wait = lane.next_at - self._clock()
+        due = lane.next_at if lane.keep_warm is None else min(lane.next_at, lane.warm_at)
+        wait = due - self._clock()
         if wait <= 0:  # due but not allowed (a renewal in flight): look again soon
             return self._retry / 4
         return min(self._resync, wait)

@@ -1,14 +1,14 @@
 """Active-active mode: every replica owns a share of the shards, each fenced by its own Lease.
 
 One shard is one small active-standby gateway: a `LeaseElector` on the shard's Lease and a
-`LeaderWork` that writes only the shard's routes (`ShardRoutes`) and VTEP endpoints
-(`ShardVtepOwner`), every write guarded by the shard term's `valid()` right before each HTTP
-attempt, exactly as the leader's writes are. What is added is the choice of WHICH shards a
-replica may take (`core/shards.decide`): each replica holds a membership Lease while it is
-ready to forward, watches every Lease of its group (one label-selected list-watch), and lets a
-shard's elector acquire only the shards the decision gives it. A balancing hand-over ends the
-shard's term, waits until no write of it is in flight, then releases the Lease (from the
-elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
+`LeaderWork` that writes only the shard's routes (`ShardRoutes`) and VTEP endpoints (through
+the replica's one `ReplicaVtepWriter`), every write guarded by the shard term's `valid()` right
+before each HTTP attempt, exactly as the leader's writes are. What is added is the choice of
+WHICH shards a replica may take (`core/shards.decide`): each replica holds a membership Lease
+while it is ready to forward, watches every Lease of its group (one label-selected list-watch),
+and lets a shard's elector acquire only the shards the decision gives it. A balancing hand-over
+ends the shard's term, waits until no write of it is in flight, then releases the Lease (from
+the elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
 lease durations, so a returning replica gets its share back gradually.
 """
 
@@ -25,17 +25,21 @@ from typing import Any
 
 from kubernetes import client
 
+from hybrid_gateway.adapters.ec2 import KEEP_WARM_S
 from hybrid_gateway.adapters.kube_attempts import single_attempt
+from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
-from hybrid_gateway.core.shards import ShardView, decide
+from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardView
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
     WatchHealth,
+    cilium_match_task,
     config_elector,
     deferred_routes,
     elector_task,
@@ -45,13 +49,15 @@ from hybrid_gateway.leader.assembly import (
     vtep_watch,
     work_task,
 )
+from hybrid_gateway.leader.cilium_match import CiliumMatch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
 from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
 from hybrid_gateway.leader.lease_health import ReportedLease
 from hybrid_gateway.leader.regime import feed_event, feed_list
 from hybrid_gateway.leader.routes import SyncResult
 from hybrid_gateway.leader.service import LeaderWork, WorkRole
-from hybrid_gateway.leader.vtep import ShardVtepOwner
+from hybrid_gateway.leader.spread import ForwardPrefixes
+from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
@@ -63,6 +69,7 @@ from hybrid_gateway_contract.sharding import (
     member_lease_name,
     shard_lease_name,
 )
+from hybrid_gateway_contract.spread import with_forward_prefixes
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -70,20 +77,32 @@ log = logging.getLogger("hybrid_gateway")
 #: receiver has taken the last one and the views have settled before the next).
 HANDOVER_SPACING_LEASES = 2.0
 COORDINATOR = "shard-coordinator"
+FORWARD_PREFIXES = "forward-prefixes"
+#: After its release a replica waits at most this long for its shards to move: within the
+#: chart's 30 s termination grace period, after up to 10 s of shard work joins and before the
+#: 2 x 3 s of stopping the rest.
+DRAIN_MAX_S = 12.0
+DRAIN_POLL_S = 0.25
 MEMBER_ELECTOR = "member-elector"
 
 
 @dataclass(frozen=True)
 class ShardRoutes:
-    """One shard's route prefixes, synced through the replica's one route owner."""
+    """One shard's forward prefixes (the current spread's), synced through the replica's one
+    route owner, and the routes it retires when its prefixes moved."""
 
     routes: DeferredRoutes
-    prefixes: tuple[str, ...]
-    plan_prefixes: frozenset[str] = frozenset()  # every shard's: the routes that are not stale
+    forward: ForwardPrefixes
+    index: int
 
     def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+        spread = self.forward.current()
+        if spread is None:  # the CiliumNodes are not listed yet: nothing to write
+            return SyncResult(RoutePlan(), suppressed=True)
+        # The spread's prefixes are the plan: a route of an earlier cut (another shard count,
+        # an earlier spread, an active-standby leader's) is retired once they are written.
         return self.routes.sync(
-            may_write, self.prefixes, current=self.plan_prefixes or frozenset(self.prefixes)
+            may_write, spread.prefixes[self.index], self.forward.retire(self.index)
         )
 
 
@@ -138,15 +157,14 @@ class ShardSlot:
         ]
 
 
-def _shard_role(index: int, prefixes: Sequence[str], metrics: ShardMetrics) -> WorkRole:
+def _shard_role(index: int, metrics: ShardMetrics) -> WorkRole:
     def on_active(gateway: GatewayMetrics, active: bool) -> None:
         metrics.shard_held.labels(str(index)).set(1 if active else 0)
 
-    where = ", ".join(prefixes)
     return WorkRole(
         f"shard {index}",
         "ShardAcquired",
-        f"{{identity}} now owns shard {index} ({where})",
+        f"{{identity}} now owns shard {index}",
         "ShardLost",
         f"{{identity}} no longer owns shard {index}: {{why}}",
         on_active,
@@ -170,7 +188,9 @@ class ShardGroup:
         self.metrics = ShardMetrics(reporting.metrics.registry)
         self._lock = threading.Lock()
         self._records: dict[str, Observation] = {}  # Lease name -> as last seen (group watch)
-        self._orphan_since: dict[int, float] = {}
+        # orphan ages and stalled receivers; grace: one lease duration (a live receiver
+        # claims a shard given to it within one elector round)
+        self._coordination = ShardCoordination(config.identity, grace_s=config.lease_duration_s)
         self._last_handover = -float("inf")
         self._ineligible_since: float | None = None
         self._shards_given_up = False
@@ -213,31 +233,56 @@ class ShardGroup:
             "grant get, create and update on Leases in the gateway's namespace",
         )
         vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+        self._vtep_store = vtep_store
+        self.nodes_health = WatchHealth(
+            reporting.reporter(
+                "CiliumNode watch (forward prefixes)",
+                "kubernetes",
+                "CiliumNodeWatchFailed",
+                "grant list and watch on ciliumnodes.cilium.io",
+            )
+        )
+        self.forward = ForwardPrefixes(
+            api_client,
+            pod_cidrs=config.pod_cidrs,
+            shards=config.shards,
+            # every table holds one local route per VPC CIDR besides the shard routes
+            route_budget=config.max_routes_per_table - len(config.vpc_cidrs),
+            table_ids=config.route_table_ids,
+            metrics=self.metrics,
+            on_error=self.nodes_health.on_error,
+            on_listed=self.nodes_health.reporter.succeeded,
+            watch_timeout_s=max(1, int(timings.watch_window_s)),
+            call_timeout_s=timings.api_timeout_s,
+            max_backoff_s=timings.watch_max_backoff_s,
+        )
+        # one CiliumVTEPConfig write covers every shard this replica holds
+        self.vtep_writer = ReplicaVtepWriter(
+            vtep_store,
+            plan=self.plan,
+            node_ip=config.node_ip,
+            mac=mac,
+            fresh_s=config.resync_period_s / 2,
+            terms=lambda: {slot.index: slot.work.term_valid for slot in self.slots},
+            plan_digest=self.plan_digest,
+        )
         self.slots: list[ShardSlot] = []
         for shard in self.plan.shards:
             name = shard_lease_name(config.lease_name, shard.index)
             work = LeaderWork(
-                routes=ShardRoutes(
-                    self.routes,
-                    shard.pod_prefixes,
-                    frozenset(p for s in self.plan.shards for p in s.pod_prefixes),
-                ),
-                vtep=ShardVtepOwner(
-                    vtep_store,
-                    plan=self.plan,
-                    shard=shard.index,
-                    node_ip=config.node_ip,
-                    mac=mac,
-                    plan_digest=self.plan_digest,
-                ),
+                routes=ShardRoutes(self.routes, self.forward, shard.index),
+                vtep=self.vtep_writer.lane(shard.index),
                 resync_period_s=config.resync_period_s,
                 retry_period_s=config.retry_period_s,
                 metrics=reporting.metrics,
                 events=reporting.events,
                 subject=reporting.subject,
                 identity=config.identity,
-                role=_shard_role(shard.index, shard.pod_prefixes, self.metrics),
+                role=_shard_role(shard.index, self.metrics),
                 fence=self.fence.guard,
+                late_write_window_s=timings.late_write_window_s,
+                keep_warm=self.routes.keep_warm,  # one write client: used once per period
+                keep_warm_every_s=KEEP_WARM_S,
             )
             elector = config_elector(
                 _Recorded(
@@ -260,6 +305,15 @@ class ShardGroup:
             self.metrics.shard_held.labels(str(shard.index)).set(0)
             self.slots.append(ShardSlot(shard.index, name, elector, work))
         self._by_lease = {slot.lease_name: slot for slot in self.slots}
+        # Whether the hybrid Cilium agents' one VTEP mask matches the plan's endpoint length.
+        self.cilium = CiliumMatch(
+            CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+            vpc_cidrs=config.vpc_cidrs,
+            plan_endpoints=[c for s in self.plan.shards for _name, c in s.vtep_endpoints],
+            reporting=reporting,
+            period_s=config.resync_period_s,
+        )
+        self.forward.on_change(self._wake_route_lanes)
         self.group_health = WatchHealth(
             reporting.reporter(
                 f"Lease group watch {ns} {LEASE_GROUP_LABEL}={config.lease_name}",
@@ -307,6 +361,12 @@ class ShardGroup:
             window_s=timings.watch_window_s,
             max_backoff_s=timings.watch_max_backoff_s,
         )
+
+    def forward_plan(self) -> ShardPlan:
+        """The shard plan with the forward prefixes routed now (the current spread), e.g. for
+        the node filter's per-shard counters; the equal cut before the first CiliumNode list."""
+        spread = self.forward.current()
+        return self.plan if spread is None else with_forward_prefixes(self.plan, spread)
 
     # -- the view ----------------------------------------------------------------------------
     def eligible(self) -> bool:
@@ -409,15 +469,20 @@ class ShardGroup:
             )
         return ShardView(len(self.slots), frozenset(members), holders)
 
-    def _orphaned_for(self, view: ShardView) -> dict[int, float]:
-        now = self._clock()
+    def _decide(self, view: ShardView) -> ShardDecision:
+        """The coordination's decision on `view`; a member newly passed over is reported."""
         with self._lock:
-            for index in range(view.shard_count):
-                if view.holder(index) is None:
-                    self._orphan_since.setdefault(index, now)
-                else:
-                    self._orphan_since.pop(index, None)
-            return {index: now - since for index, since in self._orphan_since.items()}
+            before = self._coordination.stalled(self._clock())
+            decision = self._coordination.decide(view, self._clock())
+            stalled = self._coordination.stalled(self._clock())
+        self.metrics.stalled_members.set(len(stalled))
+        for member in sorted(stalled - before):
+            log.warning(
+                "member %s did not take a shard it was given within %.1fs: passing it over",
+                member,
+                self._config.lease_duration_s,
+            )
+        return decision
 
     def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
         self.fence.seen(self._config.lease_name, record, {})
@@ -440,13 +505,7 @@ class ShardGroup:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
         if self.fence.blocked():
             return False  # another mode or plan still writes: claim nothing
-        view = self.view()
-        decision = decide(
-            view,
-            self._identity,
-            orphaned_for=self._orphaned_for(view),
-            grace_s=self._config.lease_duration_s,
-        )
+        decision = self._decide(self.view())
         return index in decision.claim and self.eligible()
 
     # -- the group watch ---------------------------------------------------------------------
@@ -496,7 +555,13 @@ class ShardGroup:
         feed_event(self.fence, kind, item)
         self._seen(name, None if kind == "DELETED" else record_from_json(item))
 
+    def _wake_route_lanes(self) -> None:
+        """The forward prefixes moved: every owned shard writes its new ones now."""
+        for slot in self.slots:
+            slot.work.wake_routes()
+
     def _wake_vtep_lanes(self) -> None:
+        self.vtep_writer.changed()
         for slot in self.slots:
             slot.work.wake_vtep()
 
@@ -516,15 +581,13 @@ class ShardGroup:
     def step(self) -> None:
         self._enforce_eligibility()
         view = self.view()
-        decision = decide(
-            view,
-            self._identity,
-            orphaned_for=self._orphaned_for(view),
-            grace_s=self._config.lease_duration_s,
-        )
         self._publish(view)
         if self.fence.blocked():
-            return  # another mode or plan still writes: claim and hand over nothing yet
+            # another mode or plan still writes (an active-standby leader, another plan's
+            # owners): claim and hand over nothing yet, and judge nobody stalled for shards
+            # nobody may take
+            return
+        decision = self._decide(view)
         for index in decision.claim:
             self.slots[index].elector.wake()
         if decision.release is None:
@@ -575,6 +638,15 @@ class ShardGroup:
         our own clock from the first list), then membership, the shards and the coordinator."""
         tasks = [
             route_start_task(self.routes, timings),
+            cilium_match_task(self.cilium, timings),
+            self.nodes_health.task("ciliumnode-watch", self.forward.nodes.watch, timings),
+            Task(
+                FORWARD_PREFIXES,
+                self.forward.run,
+                heartbeat=lambda: self.forward.heartbeat,
+                stale_after_s=timings.stale_elector_s,
+                wake=self.forward.wake,
+            ),
             self.group_health.task("lease-group-watch", self.group_watch, timings),
             self.standby_leader_health.task(
                 "standby-leader-watch", self.standby_leader_watch, timings
@@ -612,28 +684,33 @@ class ShardGroup:
                 [
                     ("CiliumVTEPConfig watch", self.vtep_health),
                     ("Lease group watch", self.group_health),
+                    ("CiliumNode watch", self.nodes_health),
                     *watches,
                 ],
                 self._timings,
             )
+            problem = problem or self.cilium.problem()
             if problem is not None:
                 return False, problem
             owned = [slot for slot in self.slots if slot.work.active]
             pending = []
             for slot in owned:
                 lanes = [
-                    lane
-                    for lane, done in (
-                        ("routes", slot.work.routes_converged),
-                        ("CiliumVTEPConfig", slot.work.vtep_converged),
-                    )
-                    if not done
+                    f"{what}: {problem}"
+                    for lane, what in (("routes", "routes"), ("vtep", "CiliumVTEPConfig"))
+                    if (problem := slot.work.lane_problem(lane)) is not None
                 ]
                 if lanes:
                     pending.append(f"shard {slot.index} ({', '.join(lanes)})")
             if pending:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
+                # Ready means "member, or about to be": a replica that cannot join (route
+                # ownership not prepared, not eligible) is not ready, so a rolling update
+                # does not take the last owner away while its successor can own nothing.
+                if not self.member.valid() and not self.eligible():
+                    why = self.ineligibility() or "not eligible"
+                    return False, f"cannot own shards yet: {why}"
                 member = "member" if self.member.valid() else "not a member yet"
                 waiting = self.fence.decision()
                 if not waiting.may_write:
@@ -647,7 +724,8 @@ class ShardGroup:
         self, supervisor: Supervisor, timings: Timings, stop_rest: Callable[[], None]
     ) -> None:
         """Shard work first, then the shard Leases are released (all at once, so the others
-        take them over at once), then the membership, then the rest."""
+        take them over at once), then the membership, then the wait for the shards' routes
+        and VTEP endpoints to move (`drain`), then the rest."""
         held = [s for s in self.slots if s.work.active or s.elector.holder == self._identity]
         for slot in self.slots:
             slot.elector.shutdown()
@@ -668,4 +746,57 @@ class ShardGroup:
                     )
                 )
         self.member.release(timeout_s=timings.api_timeout_s)
+        self.drain([s.index for s in releasable])
         stop_rest()
+
+    def drain(self, released: Sequence[int]) -> None:
+        """Keep the process (and with it the node, in a drain) until the released shards'
+        routes and VTEP endpoints point elsewhere, or DRAIN_MAX_S: the
+        kernel forwards for whatever still points here, and a node that goes away first
+        blackholes it until the new owners' writes land."""
+        if not released:
+            return
+        started = self._clock()
+        deadline = started + DRAIN_MAX_S
+        left = self._still_here(released)
+        while left is not None and self._clock() < deadline:
+            time.sleep(DRAIN_POLL_S)
+            left = self._still_here(released)
+        took = self._clock() - started
+        if left is None:
+            log.info("shards %s moved in %.2fs", ",".join(map(str, released)), took)
+        else:
+            log.warning("stopping with %s after %.1fs", left, took)
+
+    def _still_here(self, released: Sequence[int]) -> str | None:
+        """What of the released shards still points at this replica, or None."""
+        view = self.view()
+        orphans = [i for i in released if view.holder(i) in (None, self._identity)]
+        if orphans:
+            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
+        try:
+            observed = self._vtep_store.get()
+        except Exception as exc:
+            return f"CiliumVTEPConfig unreadable ({exc})"
+        spec = (observed or {}).get("spec") or {}
+        ours = [
+            str(e.get("name"))
+            for e in spec.get("endpoints") or []
+            if isinstance(e, dict)
+            and e.get("name") in names
+            and e.get("tunnelEndpoint") == self._config.node_ip
+        ]
+        if ours:
+            return f"VTEP endpoint(s) {','.join(sorted(ours))} still pointing here"
+        spread = self.forward.current()
+        if spread is None:
+            return None
+        prefixes = [p for i in released for p in spread.prefixes[i]]
+        try:
+            here = self.routes.pointing_here(prefixes)
+        except Exception as exc:
+            return f"route tables unreadable ({exc})"
+        if here:
+            return f"{len(here)} route(s) still pointing here"
+        return None

@@ -14,8 +14,18 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway.core.routes import TargetKind
+from hybrid_gateway.core.routes import ObservedRoute, TargetKind
+from hybrid_gateway.core.vtep import (
+    AGENT_VTEP_MASK_KEY,
+    DEFAULT_AGENT_VTEP_MASK,
+    VtepMatchError,
+    agent_mask_length,
+    endpoints_for_agent_mask,
+    plan_mask_problem,
+)
 from hybrid_gateway_contract import (
+    CILIUM_GROUP,
+    CILIUM_VERSION,
     GATEWAY_NODE_LABEL_KEY,
     GATEWAY_NODE_LABEL_VALUE,
     GATEWAY_NODE_TAINT_EFFECT,
@@ -100,11 +110,13 @@ def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network]:
 
 
 def _inside(cidr: str, containers: Sequence[ipaddress.IPv4Network]) -> bool:
+    """Whether all of `cidr` lies in the union of `containers` (adjacent ones merged, so two
+    /17 entries of a prefix list cover a /16)."""
     try:
         network = ipaddress.IPv4Network(cidr, strict=False)
     except ValueError:
         return False
-    return any(network.subnet_of(c) for c in containers)
+    return any(network.subnet_of(c) for c in ipaddress.collapse_addresses(containers))
 
 
 # --- CIDR plan -----------------------------------------------------------------------------------
@@ -132,8 +144,16 @@ def check_cidr_plan_disjoint(facts: Facts) -> CheckResult:
         f"VPC {', '.join(net.vpc_cidrs) or '-'}; remote nodes "
         f"{', '.join(net.remote_node_cidrs) or '-'}; remote pods "
         f"{', '.join(net.remote_pod_cidrs) or '-'}; services {net.service_cidr or '-'} "
-        f"(from {net.source})"
+        f"(from {net.source}; VPC CIDRs from {net.vpc_source or '-'})"
     )
+    if not problems and not net.vpc_cidrs_known:
+        # Judged without the VPC's own CIDRs: never a pass (a problem found is still one).
+        return _skipped(
+            cid,
+            title,
+            f"the VPC's CIDRs could not be read ({_why_missing(facts, 'ec2')}); give "
+            f"--vpc-cidrs to judge without EC2. Seen: {seen}",
+        )
     if not problems:
         return _result(cid, title, Verdict.OK, [seen])
     return _result(
@@ -207,6 +227,10 @@ def check_route_targets(facts: Facts) -> CheckResult:
                     "only takes it over with ALLOW_ROUTE_TAKEOVER=true"
                 )
         _shard_routes_left(facts, table_id, evidence, verdicts, fixes)
+        for found in _stealing_routes(facts, table.routes, settings.pod_cidrs, set(gateway_enis)):
+            verdicts.append(Verdict.FAIL)
+            evidence.append(f"{table_id} {found}")
+            fixes.append("remove the more specific route, or route it through the gateway")
     verdict = worst(verdicts)
     fix = "; ".join(dict.fromkeys(fixes)) if verdict is not Verdict.OK else ""
     return _result(cid, title, verdict, evidence, (fix[:1].upper() + fix[1:] + ".") if fix else "")
@@ -226,6 +250,30 @@ def _shard_routes_left(
             "the active-standby leader deletes shard routes on its next sync (it needs "
             "ec2:DeleteRoute on the owned tables; see its StaleRoutesDeleted Events)"
         )
+
+
+def _stealing_routes(
+    facts: Facts, routes: Iterable[ObservedRoute], pod_cidrs: Sequence[str], gateway: set[str]
+) -> list[str]:
+    """Routes more specific than a pod CIDR that do not lead to a gateway: a VPC route table
+    picks the longest matching prefix (Amazon VPC user guide, "Route priority"), so they take
+    that part of the pods' traffic away from the gateway."""
+    pods = _networks(pod_cidrs)
+    found: list[str] = []
+    for route in routes:
+        try:
+            network = ipaddress.IPv4Network(route.destination)
+        except ValueError:
+            continue
+        inside = next((p for p in pods if network.subnet_of(p) and network != p), None)
+        if inside is None or (route.target_id in gateway and not facts.route_gone(route)):
+            continue
+        target = f"{route.kind.value} {route.target_id}".strip()
+        found.append(
+            f"{route.destination}: {target} is more specific than {inside} and takes that part "
+            "of the pods' traffic away from the gateway"
+        )
+    return found
 
 
 def check_route_coverage(facts: Facts) -> CheckResult:
@@ -263,16 +311,20 @@ def check_route_coverage(facts: Facts) -> CheckResult:
 # --- EC2 -----------------------------------------------------------------------------------------
 
 
-def _covers(rule: SgRule, cidr: str) -> bool:
+def _covers_port(rule: SgRule) -> bool:
     if rule.protocol not in ("udp", "-1", "17"):
         return False
-    if rule.protocol != "-1" and not (
+    return rule.protocol == "-1" or (
         rule.from_port is not None
         and rule.to_port is not None
         and rule.from_port <= VXLAN_PORT <= rule.to_port
-    ):
-        return False
-    return _inside(cidr, _networks(rule.cidrs))
+    )
+
+
+def _covers(rule: SgRule, cidr: str) -> bool:
+    """UDP 8472 from/to all of `cidr`: by its IP ranges or a prefix list's entries (resolved
+    at gathering; EC2 API reference, IpPermission.PrefixListIds)."""
+    return _covers_port(rule) and _inside(cidr, _networks(rule.cidrs))
 
 
 def _instances_or_skip(facts: Facts, cid: str, title: str) -> CheckResult | None:
@@ -296,6 +348,7 @@ def check_security_groups(facts: Facts) -> CheckResult:
     if facts.networks is None:
         return _skipped(cid, title, _why_missing(facts, "eks"))
     missing: list[str] = []
+    via_lists: set[str] = set()
     for instance in facts.instances:
         groups = [
             facts.security_groups[g] for g in instance.security_groups if g in facts.security_groups
@@ -307,11 +360,22 @@ def check_security_groups(facts: Facts) -> CheckResult:
                     for group in groups
                     for rule in (group.ingress if direction == "inbound" else group.egress)
                 ]
-                if not any(_covers(rule, cidr) for rule in rules):
+                covering = [rule for rule in rules if _covers(rule, cidr)]
+                via_lists.update(pl for rule in covering for pl in rule.prefix_lists)
+                if not covering:
                     peer = "from" if direction == "inbound" else "to"
+                    referenced = sorted(
+                        {g for rule in rules if _covers_port(rule) for g in rule.groups}
+                    )
                     missing.append(
                         f"{instance.instance_id} ({', '.join(instance.security_groups)}): no "
                         f"{direction} UDP {VXLAN_PORT} {peer} {cidr}"
+                        + (
+                            f" (rules naming security groups {', '.join(referenced)} admit "
+                            "only ENIs in those groups, never on-premises nodes)"
+                            if referenced
+                            else ""
+                        )
                     )
     if not missing:
         return _result(
@@ -321,6 +385,7 @@ def check_security_groups(facts: Facts) -> CheckResult:
             [
                 f"UDP {VXLAN_PORT} in and out with {', '.join(facts.networks.remote_node_cidrs)} "
                 f"on {', '.join(i.instance_id for i in facts.instances)}"
+                + (f" (via prefix list {', '.join(sorted(via_lists))})" if via_lists else "")
             ],
         )
     return _result(
@@ -462,34 +527,58 @@ def check_imdsv2(facts: Facts) -> CheckResult:
 
 
 def check_node_label_taint(facts: Facts) -> CheckResult:
+    """The gateway nodes as Kubernetes knows them (the nodes its pods run on, the nodes
+    labelled for it, and the nodes of gateway instances found otherwise), so the check runs on
+    Kubernetes data alone when EC2 cannot be read. The taint is judged by key and effect: the
+    AWS guide's Auto Mode NodePool taints `hybrid-gateway-node:NoSchedule` without a value and
+    the reference chart tolerates it with `operator: Exists` (aws/eks-hybrid-nodes-gateway
+    deploy/auto.yaml, charts/.../templates/deployment.yaml); so does ours."""
     cid, title = "NODE-LABEL-TAINT", "Gateway nodes carry the gateway label and taint"
     unreadable = _kube_reason(facts, "nodes")
     if unreadable is not None:
         return _skipped(cid, title, unreadable)
     instance_ids = {i.instance_id for i in facts.instances}
+    pod_nodes = {p.node_name for p in facts.pods if p.node_name}
     nodes = sorted(
-        (n for n in facts.nodes.values() if n.instance_id in instance_ids), key=lambda n: n.name
+        (
+            n
+            for n in facts.nodes.values()
+            if n.name in pod_nodes
+            or n.labels.get(GATEWAY_NODE_LABEL_KEY) == GATEWAY_NODE_LABEL_VALUE
+            or (n.instance_id is not None and n.instance_id in instance_ids)
+        ),
+        key=lambda n: n.name,
     )
     if not nodes:
-        return _skipped(cid, title, "no Kubernetes node maps to a gateway instance")
+        return _skipped(
+            cid,
+            title,
+            f"no gateway nodes: no node runs a gateway pod or is labelled "
+            f"{GATEWAY_NODE_LABEL_KEY}={GATEWAY_NODE_LABEL_VALUE}",
+        )
     label = f"{GATEWAY_NODE_LABEL_KEY}={GATEWAY_NODE_LABEL_VALUE}"
-    taint = f"{GATEWAY_NODE_TAINT_KEY}={GATEWAY_NODE_LABEL_VALUE}:{GATEWAY_NODE_TAINT_EFFECT}"
+    taint = f"{GATEWAY_NODE_TAINT_KEY}:{GATEWAY_NODE_TAINT_EFFECT}"
     evidence: list[str] = []
     verdicts: list[Verdict] = []
     for node in nodes:
         has_label = node.labels.get(GATEWAY_NODE_LABEL_KEY) == GATEWAY_NODE_LABEL_VALUE
-        has_taint = (GATEWAY_NODE_TAINT_KEY, "true", GATEWAY_NODE_TAINT_EFFECT) in node.taints
+        found = [
+            f"{key}={value}:{effect}" if value else f"{key}:{effect}"
+            for key, value, effect in node.taints
+            if key == GATEWAY_NODE_TAINT_KEY and effect == GATEWAY_NODE_TAINT_EFFECT
+        ]
         verdicts.append(
-            Verdict.FAIL if not has_label else Verdict.WARN if not has_taint else Verdict.OK
+            Verdict.FAIL if not has_label else Verdict.WARN if not found else Verdict.OK
         )
         evidence.append(
-            f"{node.name} ({node.instance_id}): label {label} "
-            f"{'present' if has_label else 'MISSING'}, taint {taint} "
-            f"{'present' if has_taint else 'MISSING'}"
+            f"{node.name} ({node.instance_id or 'no EC2 instance ID'}): label {label} "
+            f"{'present' if has_label else 'MISSING'}, taint "
+            + (f"{found[0]} present" if found else f"{taint} MISSING")
         )
     verdict = worst(verdicts)
     fix = (
-        f"Label the gateway nodes {label} and taint them {taint} (node group labels and taints)."
+        f"Label the gateway nodes {label} and taint them {taint} (any value; node group labels "
+        "and taints, or the Auto Mode NodePool's)."
         if verdict is not Verdict.OK
         else ""
     )
@@ -538,20 +627,27 @@ def check_vtep_enabled(facts: Facts) -> CheckResult:
     if skip is not None:
         return skip
     config = facts.cilium_config or {}
-    seen = {k: config.get(k, "<unset>") for k in ("enable-vtep", "routing-mode", "tunnel-protocol")}
+    keys = ("enable-vtep", "routing-mode", "tunnel-protocol", "tunnel-port")
+    seen = {k: config.get(k, "<unset>") for k in keys}
     evidence = [", ".join(f"{k}={v}" for k, v in seen.items())]
+    # tunnel-port: the agents' VXLAN port (Helm tunnelPort); empty or 0 means the protocol's
+    # default, 8472 for VXLAN (cilium/cilium pkg/defaults TunnelPortVXLAN). The gateway's
+    # device listens on 8472 only.
+    port = (config.get("tunnel-port") or "").strip()
     bad = (
         config.get("enable-vtep") != "true"
         or config.get("routing-mode", "tunnel") != "tunnel"
         or config.get("tunnel-protocol", "vxlan") != "vxlan"
+        or port not in ("", "0", str(VXLAN_PORT))
     )
     return _ok_unless(
         bad,
         cid,
         title,
         evidence,
-        "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel and "
-        "tunnelProtocol=vxlan, then restart the Cilium agents.",
+        "Set the Cilium Helm values vtep.enabled=true, routingMode=tunnel, "
+        f"tunnelProtocol=vxlan and tunnelPort={VXLAN_PORT} (or unset), then restart the Cilium "
+        "agents.",
     )
 
 
@@ -577,6 +673,9 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
         "CILIUM-HYBRID-NODES",
         "Hybrid CiliumNodes have an InternalIP and pod CIDRs in range",
     )
+    # In range: the node's IP in remoteNodeNetworks (the gateway's security group and the
+    # VXLAN peers follow them; EKS user guide, hybrid nodes networking) and its pod CIDRs in
+    # remotePodNetworks.
     unreadable = _kube_reason(facts, "ciliumnodes")
     if unreadable is not None:
         return _skipped(cid, title, unreadable)
@@ -589,10 +688,16 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
             "Join hybrid nodes with Cilium running on them; until then there is nothing to route.",
         )
     pod_networks = _networks(facts.networks.remote_pod_cidrs) if facts.networks else []
+    node_networks = _networks(facts.networks.remote_node_cidrs) if facts.networks else []
     problems: list[str] = []
     for node in facts.hybrid_nodes:
         if not node.internal_ip:
             problems.append(f"{node.name}: no InternalIP in spec.addresses")
+        elif node_networks and not _inside(f"{node.internal_ip}/32", node_networks):
+            problems.append(
+                f"{node.name}: InternalIP {node.internal_ip} outside the remote node networks "
+                "(the gateway's security group admits VXLAN only from those)"
+            )
         if not node.pod_cidrs:
             problems.append(f"{node.name}: no spec.ipam.podCIDRs")
         outside = [c for c in node.pod_cidrs if pod_networks and not _inside(c, pod_networks)]
@@ -606,15 +711,18 @@ def check_hybrid_nodes(facts: Facts) -> CheckResult:
             title,
             Verdict.FAIL,
             problems,
-            "Give Cilium's cluster-pool IPAM pod CIDRs inside the cluster's remotePodNetworks and "
-            "make sure each hybrid node reports its InternalIP.",
+            "Give Cilium's cluster-pool IPAM pod CIDRs inside the cluster's remotePodNetworks, "
+            "and make sure each hybrid node reports an InternalIP inside remoteNodeNetworks.",
         )
-    return _result(
-        cid,
-        title,
-        Verdict.OK,
-        [f"{n.name}: {n.internal_ip} pods {', '.join(n.pod_cidrs)}" for n in facts.hybrid_nodes],
-    )
+    seen = [f"{n.name}: {n.internal_ip} pods {', '.join(n.pod_cidrs)}" for n in facts.hybrid_nodes]
+    if facts.networks is None:  # the range half could not be judged: no pass
+        return _skipped(
+            cid,
+            title,
+            f"pod CIDRs not compared with remotePodNetworks ({_why_missing(facts, 'eks')}); "
+            f"seen: {'; '.join(seen)}",
+        )
+    return _result(cid, title, Verdict.OK, seen)
 
 
 def _no_vtep_config(cid: str, title: str, whose: str, why: str) -> CheckResult:
@@ -660,9 +768,19 @@ def check_vtep_config(facts: Facts) -> CheckResult:
                 f"{endpoint.name}: mac {endpoint.mac}, the leader's device has {expected_mac}"
             )
     cidrs = sorted(e.cidr for e in facts.vtep_endpoints)
-    if cidrs != sorted(settings.vpc_cidrs):
+    expected = _expected_endpoint_cidrs(facts)
+    if cidrs != sorted(expected):
         problems.append(
-            f"endpoint CIDRs {', '.join(cidrs)} != VPC_CIDR {', '.join(settings.vpc_cidrs)}"
+            f"endpoint CIDRs {', '.join(cidrs)} != {', '.join(expected)} (VPC_CIDR "
+            f"{', '.join(settings.vpc_cidrs)}"
+            + (" cut to the Cilium agents' vtep-mask)" if expected != settings.vpc_cidrs else ")")
+        )
+    endpoint_networks = _networks(cidrs)
+    unreached = [c for c in (facts.vpc_cidrs_read or ()) if not _inside(c, endpoint_networks)]
+    if unreached:
+        problems.append(
+            f"VPC CIDR(s) {', '.join(unreached)} have no VTEP endpoint: hybrid pods' traffic to "
+            "them does not enter the tunnel, so hosts there get no replies"
         )
     if problems:
         return _result(
@@ -670,7 +788,11 @@ def check_vtep_config(facts: Facts) -> CheckResult:
             title,
             Verdict.FAIL,
             problems,
-            "The leader corrects the object on its next resync; if it persists, check the "
+            "Give VPC_CIDR every CIDR of the VPC (vpcCidrs); otherwise the leader corrects the "
+            "object on its next resync: if it persists, check the leader's logs and its RBAC on "
+            "ciliumvtepconfigs."
+            if unreached
+            else "The leader corrects the object on its next resync; if it persists, check the "
             "leader's logs and its RBAC on ciliumvtepconfigs.",
         )
     return _result(
@@ -682,6 +804,159 @@ def check_vtep_config(facts: Facts) -> CheckResult:
             for e in facts.vtep_endpoints
         ],
     )
+
+
+def _agent_mask(facts: Facts) -> int | None:
+    """The hybrid Cilium agents' vtep-mask length, None when unknown or unreadable."""
+    if facts.cilium_config is None:
+        return None
+    try:
+        return agent_mask_length(facts.cilium_config)
+    except VtepMatchError:
+        return None
+
+
+def _expected_endpoint_cidrs(facts: Facts) -> tuple[str, ...]:
+    """The active-standby endpoints the leader publishes: VPC_CIDR cut to the agents' mask
+    (`endpoints_for_agent_mask`, as the daemon does), or VPC_CIDR as is when that is unknown
+    or impossible (CILIUM-VTEP-MATCH reports why)."""
+    settings = facts.settings
+    assert settings is not None
+    mask = _agent_mask(facts)
+    try:
+        vpcs = [ipaddress.IPv4Network(c) for c in settings.vpc_cidrs]
+        if mask is None or not vpcs:
+            return tuple(settings.vpc_cidrs)
+        return tuple(str(c) for c in endpoints_for_agent_mask(vpcs, mask))
+    except ValueError:
+        return tuple(settings.vpc_cidrs)
+
+
+def check_gateway_cidrs(facts: Facts) -> CheckResult:
+    """The gateway routes only what POD_CIDRS names and returns only what VPC_CIDR names: a
+    remote pod network, a hybrid node's pod CIDR or a VPC CIDR outside them is unreachable."""
+    cid, title = "GATEWAY-CIDRS", "POD_CIDRS and VPC_CIDR cover the pod networks and the VPC"
+    settings = facts.settings
+    if settings is None:
+        return _skipped(cid, title, _why_missing(facts, "gateway"))
+    why = _not_installed(facts)
+    if why is not None:
+        return _skipped(cid, title, why)
+    pods = _networks(settings.pod_cidrs)
+    vpcs = _networks(settings.vpc_cidrs)
+    problems: list[str] = []
+    unread: list[str] = []
+    if facts.networks is not None:
+        for cidr in facts.networks.remote_pod_cidrs:
+            if not _inside(cidr, pods):
+                problems.append(
+                    f"remotePodNetworks {cidr} is not in POD_CIDRS: no VPC route reaches its pods"
+                )
+    else:
+        unread.append(f"remotePodNetworks ({_why_missing(facts, 'eks')})")
+    if _kube_reason(facts, "ciliumnodes") is None:
+        remote = _networks(facts.networks.remote_pod_cidrs) if facts.networks else []
+        for node in facts.hybrid_nodes:
+            # Outside remotePodNetworks too is CILIUM-HYBRID-NODES's finding, not this one's.
+            outside = [
+                c
+                for c in node.pod_cidrs
+                if not _inside(c, pods) and (not remote or _inside(c, remote))
+            ]
+            if outside:
+                problems.append(
+                    f"CiliumNode {node.name} pod CIDR(s) {', '.join(outside)} not in POD_CIDRS: "
+                    "no VPC route reaches those pods"
+                )
+    else:
+        unread.append(f"CiliumNodes ({_kube_reason(facts, 'ciliumnodes')})")
+    if facts.vpc_cidrs_read is not None:
+        for cidr in facts.vpc_cidrs_read:
+            if not _inside(cidr, vpcs):
+                problems.append(
+                    f"VPC CIDR {cidr} is not in VPC_CIDR: no VTEP endpoint covers it, so traffic "
+                    "between its hosts and hybrid pods does not come back"
+                )
+        for cidr in settings.vpc_cidrs:
+            if not _inside(cidr, _networks(facts.vpc_cidrs_read)):
+                problems.append(f"VPC_CIDR {cidr} is not a CIDR of the VPC")
+    else:
+        unread.append(f"the VPC's CIDRs ({_why_missing(facts, 'ec2')})")
+    seen = (
+        f"POD_CIDRS {', '.join(settings.pod_cidrs) or '-'}; VPC_CIDR "
+        f"{', '.join(settings.vpc_cidrs) or '-'}; VPC "
+        f"{', '.join(facts.vpc_cidrs_read) if facts.vpc_cidrs_read is not None else 'not read'}"
+    )
+    if problems:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            [seen, *problems],
+            "Add the missing networks to the gateway's POD_CIDRS / VPC_CIDR (construct props "
+            "remotePodNetworks / vpcCidrs, chart podCIDRs / vpcCIDR) and roll it out.",
+        )
+    if unread:
+        return _skipped(cid, title, f"not compared with {'; '.join(unread)}. Seen: {seen}")
+    return _result(cid, title, Verdict.OK, [seen])
+
+
+def check_vtep_match(facts: Facts) -> CheckResult:
+    """The CiliumVTEPConfig version this gateway writes is served, and the agents' one VTEP
+    mask matches the endpoints the gateway publishes exactly (core.vtep: upstream Cilium's
+    hash keyed by destination & vtep-mask; the LPM design, cilium/cilium PR 44188, was closed
+    unmerged, and its successor is a different resource, cilium.io/v2alpha1
+    spec.vtepEndpoints)."""
+    cid, title = "CILIUM-VTEP-MATCH", "Cilium can match the gateway's VTEP endpoints"
+    if facts.vtep_crd is None:
+        return _skipped(cid, title, _kube_reason(facts, "crd") or "not gathered")
+    if not facts.vtep_crd:
+        return _skipped(cid, title, "no ciliumvtepconfigs.cilium.io CRD (CILIUM-VTEP-CRD)")
+    served = ", ".join(facts.vtep_crd_versions) or "none"
+    if CILIUM_VERSION not in facts.vtep_crd_versions:
+        return _result(
+            cid,
+            title,
+            Verdict.FAIL,
+            [f"ciliumvtepconfigs.cilium.io serves {served}, not {CILIUM_VERSION}"],
+            f"Install an EKS Cilium build whose CiliumVTEPConfig is {CILIUM_GROUP}/"
+            f"{CILIUM_VERSION} (spec.endpoints), the version this gateway writes.",
+        )
+    skip = _cilium_config_or_skip(facts, cid, title)
+    if skip is not None:
+        return skip
+    config = facts.cilium_config or {}
+    try:
+        mask = agent_mask_length(config)
+    except VtepMatchError as exc:
+        return _result(
+            cid, title, Verdict.FAIL, [str(exc)], "Set Cilium's Helm value vtep.mask to a netmask."
+        )
+    raw = (config.get(AGENT_VTEP_MASK_KEY) or "").strip()
+    seen = (
+        f"CRD serves {served}; {AGENT_VTEP_MASK_KEY}="
+        + (raw if raw else f"<unset: agent default {DEFAULT_AGENT_VTEP_MASK}>")
+        + f" (/{mask})"
+    )
+    settings = facts.settings
+    if settings is None or not settings.vpc_cidrs:
+        return _skipped(cid, title, f"VPC_CIDR unknown (give --vpc-cidrs). Seen: {seen}")
+    fix = "Set the mask on Cilium as the evidence says, or change VPC_CIDR."
+    if facts.active_active:
+        plan = facts.shard_plan()
+        if plan is None:
+            return _skipped(cid, title, _no_plan(facts))
+        endpoints = [cidr for shard in plan.shards for _name, cidr in shard.vtep_endpoints]
+        problem = plan_mask_problem(endpoints, mask)
+        if problem is not None:
+            return _result(cid, title, Verdict.FAIL, [seen, problem], fix)
+        return _result(cid, title, Verdict.OK, [seen, f"endpoints {', '.join(endpoints)}"])
+    try:
+        vpcs = [ipaddress.IPv4Network(c) for c in settings.vpc_cidrs]
+        cut = endpoints_for_agent_mask(vpcs, mask)
+    except ValueError as exc:
+        return _result(cid, title, Verdict.FAIL, [seen, str(exc)], fix)
+    return _result(cid, title, Verdict.OK, [seen, f"endpoints {', '.join(str(c) for c in cut)}"])
 
 
 # --- VPC CNI -------------------------------------------------------------------------------------
@@ -735,7 +1010,8 @@ def check_lease(facts: Facts) -> CheckResult:
     if not lease.holder:
         return _result(cid, title, Verdict.FAIL, [f"Lease {name} has no holder"], fix)
     duration = lease.duration_s or 0.0
-    age = facts.now - lease.renew_time if lease.renew_time is not None else None
+    # Judged at the moment it was read: the slower reads after it must not age it.
+    age = facts.time_of(lease) - lease.renew_time if lease.renew_time is not None else None
     seen = (
         f"{name} held by {lease.holder}, renewed "
         f"{'never' if age is None else f'{age:.1f}s ago'} (duration {duration:g}s, "
@@ -744,6 +1020,21 @@ def check_lease(facts: Facts) -> CheckResult:
     if age is None or age > duration:
         return _result(cid, title, Verdict.FAIL, [seen, "stale: the holder stopped renewing"], fix)
     if facts.leader_pod() is None:
+        if facts.holder_pod_exists is False:
+            left = max(0.0, duration - age)
+            return _result(
+                cid,
+                title,
+                Verdict.FAIL,
+                [
+                    seen,
+                    f"holder {lease.holder} is a pod that no longer exists: no replica can "
+                    f"take over until the Lease expires (in {left:.0f}s)",
+                ],
+                f"Delete the Lease (kubectl -n {settings.namespace} delete lease "
+                f"{settings.lease_name}) so a running replica takes over now, then find why "
+                f"{lease.holder} stopped without releasing it (killed, or its node failed).",
+            )
         return _result(
             cid,
             title,
@@ -751,6 +1042,9 @@ def check_lease(facts: Facts) -> CheckResult:
             [seen, f"holder {lease.holder} is not a pod of the gateway Deployment"],
             "Check that POD_NAME is the pod name (downward API) in the gateway Deployment.",
         )
+    leader = facts.leader_pod()
+    if leader is not None and leader.name != lease.holder:
+        seen += f" (the reference gateway's identity: pod {leader.name} on {leader.node_name})"
     return _result(cid, title, Verdict.OK, [seen])
 
 
@@ -763,14 +1057,19 @@ def check_replicas(facts: Facts) -> CheckResult:
         return _skipped(cid, title, why)
     settings = facts.settings
     assert settings is not None
-    if facts.active_active and settings.replicas < 2:
+    if settings.replicas < 2:  # the AWS guide's two gateway nodes; the construct refuses fewer
         return _result(
             cid,
             title,
             Verdict.FAIL,
             [f"{settings.namespace}/{settings.deployment}: replicas {settings.replicas}"],
-            "Run at least 2 replicas in active-active mode (construct prop replicas): with one, "
-            "a failure leaves every shard without an owner.",
+            "Run at least 2 replicas on 2 gateway nodes (construct prop replicas, chart "
+            "replicas): with one, "
+            + (
+                "a failure leaves every shard without an owner."
+                if facts.active_active
+                else "a failure has no standby to fail over to."
+            ),
         )
     ready = [p for p in facts.pods if p.ready]
     evidence = [
@@ -919,7 +1218,7 @@ def _shard_leases(facts: Facts, cid: str) -> CheckResult:
         seen = f"{view.lease_name}: {view.lease_state}"
         if view.lease is not None and view.holder:
             lease = view.lease.lease
-            age = facts.now - lease.renew_time if lease.renew_time is not None else None
+            age = facts.time_of(lease) - lease.renew_time if lease.renew_time is not None else None
             seen += (
                 f", held by {view.holder}, renewed "
                 f"{'never' if age is None else f'{age:.1f}s ago'} "
@@ -1063,8 +1362,10 @@ PREFLIGHT_CHECKS: tuple[Check, ...] = (
     check_node_label_taint,
     check_vtep_crd,
     check_vtep_enabled,
+    check_vtep_match,
     check_l7_proxy,
     check_hybrid_nodes,
+    check_gateway_cidrs,
     check_vtep_config,
     check_snat_exclusion,
     check_lease,

@@ -17,7 +17,6 @@ from typing import Any
 from hybrid_gateway_contract import CILIUM_GROUP, VTEP_CONFIG_NAME, VTEP_CONFIGS_PLURAL
 from hybrid_gateway_contract.route_cleanup import CleanupPlan as RoutePlan
 from hybrid_gateway_contract.route_cleanup import Route, RouteTarget, classify, plan_route_cleanup
-from hybrid_gateway_contract.sharding import shard_pod_prefixes
 
 from .facts import Facts
 
@@ -33,23 +32,31 @@ class CleanupPlan:
 
 
 def plan_cleanup(facts: Facts, *, shard_routes_only: bool = False) -> CleanupPlan:
-    """In active-active mode the planner is given the shard count, so the shard prefixes count
-    as the gateway's destinations too (exact destinations only: a prefix of another cut stays
-    untouched). `shard_routes_only`: just those, for a switch back to active-standby, whose
-    leader owns the whole pod CIDR routes and the CiliumVTEPConfig. Raises ValueError naming a
-    shard count the pod CIDRs cannot be cut into."""
+    """In active-active mode the planner is given the shard count, so every prefix inside a pod
+    CIDR counts as the gateway's destination too (the forward prefixes follow the allocated
+    node CIDRs, so any sub-prefix may be a shard route). `shard_routes_only`: just those, for a
+    switch back to active-standby, whose leader owns the whole pod CIDR routes and the
+    CiliumVTEPConfig. Raises ValueError naming a shard count the pod CIDRs cannot be cut into."""
     settings = facts.settings
     assert settings is not None and settings.pod_cidrs
     shards = settings.shards if settings.active_active else None
     if shard_routes_only:
         if shards is None:
             raise ValueError("no shard count: not in active-active mode")
-        networks = [ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs]
-        routes = plan_route_cleanup(
+        networks = {ipaddress.IPv4Network(c, strict=False) for c in settings.pod_cidrs}
+        every = plan_route_cleanup(
             facts.owned_routes,
             owned_tables=settings.route_table_ids,
-            pod_cidrs=[p for ps in shard_pod_prefixes(networks, shards) for p in ps],
+            pod_cidrs=settings.pod_cidrs,
             gateway_enis=facts.gateway_enis,
+            shards=shards,
+        )
+        routes = RoutePlan(
+            tuple(
+                d
+                for d in every.decisions
+                if ipaddress.IPv4Network(d.route.destination) not in networks
+            )
         )
     else:
         routes = plan_route_cleanup(

@@ -1,9 +1,11 @@
 """`hybrid-gateway preflight | status | cleanup`: argument parsing, clients, output, exit codes.
 
-Exit codes: preflight 0 (all ok or skipped), 1 (warnings), 2 (failures, or a source such as EC2
-or the Kubernetes API that could not be read); status 0, or 1 when a source could not be read;
-cleanup 0, or 1 when a change failed. A usage error exits 2 with one line naming the flag and
-its value.
+Exit codes (report.Outcome): preflight 0 (all ok, or skipped before install), 1 (warnings), 2
+(a misconfiguration found), 3 (nothing failed, but a source such as EKS, EC2 or a Kubernetes
+read could not be read: incomplete, never a pass); status 0, or 1 when a source could not be
+read; cleanup 0, or 1 when a change failed. A usage error exits with one line naming the flag
+and its value: 64 for preflight (sysexits EX_USAGE, so it is never mistaken for its 2, "failures
+found"), 2 for status and cleanup.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from hybrid_gateway_contract import APP_NAME, DEFAULT_NAMESPACE, HEALTH_PORT, METRICS_PORT
 from hybrid_gateway_contract.rules import (
@@ -30,7 +32,7 @@ from .checks import run_checks
 from .cleanup import plan_cleanup, plan_json, plan_lines
 from .facts import Facts
 from .gather import Target
-from .report import exit_code, results_json, results_table
+from .report import Outcome, exit_code, results_json, results_table
 from .status import ReplicaScrape, build_status, status_json, status_table
 
 COMMANDS = ("preflight", "status", "cleanup")
@@ -38,6 +40,15 @@ COMMANDS = ("preflight", "status", "cleanup")
 
 class UsageError(Exception):
     pass
+
+
+class _PreflightParser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad flag; preflight's 2 means "failures found", so its usage
+    errors exit with their own code."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(Outcome.USAGE.value, f"{self.prog}: error: {message}\n")
 
 
 def _cidrs(flag: str) -> Callable[[str], tuple[str, ...]]:
@@ -108,9 +119,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         "status": "Where the gateway stands now: leader, routes, VTEP config, replicas, Events.",
         "cleanup": "Remove what the gateway owns after an uninstall (dry run unless --yes).",
     }
-    parser = argparse.ArgumentParser(
-        prog=f"hybrid-gateway {command}", description=descriptions[command]
-    )
+    parser_class = _PreflightParser if command == "preflight" else argparse.ArgumentParser
+    parser = parser_class(prog=f"hybrid-gateway {command}", description=descriptions[command])
     where = parser.add_argument_group("what to inspect")
     where.add_argument("--cluster", help="EKS cluster name (DescribeCluster: remoteNetworkConfig)")
     where.add_argument("--region", type=_region, help="AWS region (default: the SDK's)")
@@ -230,16 +240,14 @@ def run_preflight(args: argparse.Namespace, out: TextIO) -> int:
     facts, _, _ = collect(args)
     results = run_checks(facts)
     if args.output == "json":
-        print(
-            results_json(results, command="preflight", unavailable=dict(facts.unavailable)),
-            file=out,
-        )
+        print(results_json(results, facts.unavailable, command="preflight"), file=out)
     else:
         print(results_table(results), file=out)
         for source, why in facts.unavailable.items():
             print(f"UNAVAILABLE {source}: {why}", file=out)
-    # A source that could not be read is not a pass: its checks are skipped, and the run fails.
-    return max(exit_code(results), 2 if facts.unavailable else 0)
+    # A source that could not be read is not a pass: its checks are skipped, and the run is
+    # incomplete (3) unless a failure was found anyway (2).
+    return exit_code(results, facts.unavailable)
 
 
 def run_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -336,4 +344,4 @@ def main(command: str, argv: Sequence[str], out: TextIO | None = None) -> int:
         return RUNNERS[command](args, out or sys.stdout)
     except UsageError as exc:
         print(f"hybrid-gateway {command}: {exc}", file=sys.stderr)
-        return 2
+        return Outcome.USAGE.value if command == "preflight" else 2

@@ -7,7 +7,8 @@ input is missing says "skipped" with that reason instead of guessing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hybrid_gateway.core.routes import ObservedRoute
@@ -23,6 +24,30 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
     shard_plan_problems,
 )
+from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
+
+_REFERENCE_HOLDER = re.compile(
+    r"^(.+)_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
+)
+
+
+VPC_FROM_EC2 = "ec2:DescribeVpcs"
+VPC_FROM_FLAG = "--vpc-cidrs"
+
+
+def holder_pod(pods: Sequence[GatewayPod], holder: str) -> GatewayPod | None:
+    """The gateway pod a Lease holder identity names: our daemon's POD_NAME, or the reference
+    gateway's controller-runtime identity `<hostname>_<uuid>` (controller-runtime
+    pkg/leaderelection: os.Hostname() + "_" + uuid.NewUUID()), whose hostname is its node's
+    name (a hostNetwork pod), so an in-place migration from the reference is recognised."""
+    named = next((p for p in pods if p.name == holder), None)
+    if named is not None:
+        return named
+    match = _REFERENCE_HOLDER.match(holder)
+    if match is None:
+        return None
+    host = match.group(1).split(".")[0]  # the node's name, or its short form
+    return next((p for p in pods if p.node_name and p.node_name.split(".")[0] == host), None)
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,14 @@ class Networks:
     remote_pod_cidrs: tuple[str, ...]
     service_cidr: str | None
     source: str  # where they came from, e.g. "eks:DescribeCluster" or "--remote-pod-cidrs"
+    # Where the VPC CIDRs came from: "ec2:DescribeVpcs", "--vpc-cidrs", or a stand-in (the
+    # gateway's VPC_CIDR) when the VPC could not be read; see `vpc_cidrs_known`.
+    vpc_source: str = ""
+
+    @property
+    def vpc_cidrs_known(self) -> bool:
+        """Whether the VPC CIDRs are the VPC's own (read or given), not a stand-in."""
+        return self.vpc_source in (VPC_FROM_EC2, VPC_FROM_FLAG)
 
 
 @dataclass(frozen=True)
@@ -79,7 +112,9 @@ class SgRule:
     protocol: str  # "udp", "tcp", "-1" (all) ...
     from_port: int | None
     to_port: int | None
-    cidrs: tuple[str, ...]
+    cidrs: tuple[str, ...]  # its IPv4 ranges, and the entries of the prefix lists it names
+    prefix_lists: tuple[str, ...] = ()  # the prefix lists it names (their entries in `cidrs`)
+    groups: tuple[str, ...] = ()  # security groups it names (they hold ENIs, never on-prem nodes)
 
 
 @dataclass(frozen=True)
@@ -116,7 +151,7 @@ class GatewayPod:
     host_ip: str | None
     phase: str
     ready: bool
-    ready_reason: str  # the Ready condition's reason and message, or the phase
+    ready_reason: str  # why not ready: scheduler, container and Ready reasons; or the phase
 
 
 @dataclass(frozen=True)
@@ -126,6 +161,7 @@ class LeaseFacts:
     acquire_time: float | None
     duration_s: float | None
     transitions: int
+    read_at: float | None = None  # when it was read (epoch seconds): its age is judged then
 
 
 @dataclass(frozen=True)
@@ -138,10 +174,11 @@ class GroupLease:
 
     def live(self, now: float) -> bool:
         lease = self.lease
+        at = lease.read_at if lease.read_at is not None else now
         return bool(
             lease.holder
             and lease.renew_time is not None
-            and now <= lease.renew_time + (lease.duration_s or 0.0)
+            and at <= lease.renew_time + (lease.duration_s or 0.0)
         )
 
     def state(self, now: float) -> str:
@@ -199,11 +236,16 @@ class Facts:
     shard_leases: Mapping[int, GroupLease] = field(default_factory=dict)
     member_leases: tuple[GroupLease, ...] = ()
     vtep_crd: bool | None = None
+    vtep_crd_versions: tuple[str, ...] = ()  # the CRD's served versions
     cilium_config: Mapping[str, str] | None = None  # kube-system/cilium-config data
     hybrid_nodes: tuple[HybridNode, ...] = ()
     vtep_endpoints: tuple[VtepEndpoint, ...] | None = None  # None: no CiliumVTEPConfig
     aws_node_env: Mapping[str, str] | None = None  # None: no aws-node DaemonSet
     events: tuple[KubeEvent, ...] = ()
+    # The VPC's associated IPv4 CIDRs as EC2 reports them (None: not read), and whether the
+    # Lease holder exists as a pod in the gateway's namespace (None: not looked up).
+    vpc_cidrs_read: tuple[str, ...] | None = None
+    holder_pod_exists: bool | None = None
     unavailable: Mapping[str, str] = field(default_factory=dict)
 
     def route_gone(self, route: ObservedRoute) -> bool:
@@ -215,7 +257,14 @@ class Facts:
     def leader_pod(self) -> GatewayPod | None:
         if self.lease is None or not self.lease.holder:
             return None
-        return next((p for p in self.pods if p.name == self.lease.holder), None)
+        return self.holder_pod(self.lease.holder)
+
+    def holder_pod(self, holder: str) -> GatewayPod | None:
+        return holder_pod(self.pods, holder)
+
+    def time_of(self, lease: LeaseFacts) -> float:
+        """When `lease` was read (its age is judged then, not after the slower reads)."""
+        return lease.read_at if lease.read_at is not None else self.now
 
     def leader_instance(self) -> GatewayInstance | None:
         return self.instance_of(self.leader_pod())
@@ -256,9 +305,25 @@ class Facts:
         if not settings.pod_cidrs or not settings.vpc_cidrs:
             return None
         try:  # the route quota does not stop a plan: preflight judges it on its own
-            return plan_shards(*self._plan_inputs(), settings.shards)
+            plan = plan_shards(*self._plan_inputs(), settings.shards)
         except ValueError:
             return None
+        return self._spread(plan)
+
+    def _spread(self, plan: ShardPlan) -> ShardPlan:
+        """`plan` with the forward prefixes the daemons route: the spread of the hybrid nodes'
+        pod CIDRs (`spread.spread_pod_prefixes`, as every replica computes it from the same
+        CiliumNodes), the equal cut when no node is allocated."""
+        settings = self.settings
+        assert settings is not None
+        pods, _vpcs = self._plan_inputs()
+        spread = spread_pod_prefixes(
+            pods,
+            [c for node in self.hybrid_nodes for c in node.pod_cidrs],
+            plan.count,
+            route_budget=settings.max_routes_per_table - len(settings.vpc_cidrs),
+        )
+        return with_forward_prefixes(plan, spread)
 
     def pod(self, name: str | None) -> GatewayPod | None:
         return next((p for p in self.pods if p.name == name), None) if name else None

@@ -55,6 +55,8 @@ from hybrid_gateway_contract.sharding import (
 )
 
 from .facts import (
+    VPC_FROM_EC2,
+    VPC_FROM_FLAG,
     Facts,
     GatewayInstance,
     GatewayPod,
@@ -69,6 +71,7 @@ from .facts import (
     SecurityGroup,
     SgRule,
     VtepEndpoint,
+    holder_pod,
 )
 
 log = logging.getLogger(__name__)
@@ -140,21 +143,46 @@ def _container_env(template: Any, container_name: str) -> dict[str, str]:
 
 def _pod(pod: Any) -> GatewayPod:
     status = pod.status or client.V1PodStatus()
-    ready_condition = next((c for c in status.conditions or [] if c.type == "Ready"), None)
+    conditions = status.conditions or []
+    ready_condition = next((c for c in conditions if c.type == "Ready"), None)
     ready = ready_condition is not None and ready_condition.status == "True"
-    if ready_condition is None:
-        reason = f"phase {status.phase or 'Unknown'}"
-    else:
-        parts = [p for p in (ready_condition.reason, ready_condition.message) if p]
-        reason = ": ".join(parts) if parts else f"Ready={ready_condition.status}"
     return GatewayPod(
         name=pod.metadata.name,
         node_name=pod.spec.node_name if pod.spec else None,
         host_ip=status.host_ip,
         phase=status.phase or "Unknown",
         ready=ready,
-        ready_reason=reason,
+        ready_reason=_not_ready_reason(status, ready_condition),
     )
+
+
+def _not_ready_reason(status: Any, ready_condition: Any) -> str:
+    """What an operator needs to see about a replica, most telling first: the scheduler's
+    reason for a Pending pod (PodScheduled=False: Unschedulable and its message naming the
+    untolerated taint or the unmatched selector), each container that waits or crashed, then
+    the Ready condition. Field names as the Kubernetes API's PodStatus defines them."""
+    reasons: list[str] = []
+    scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
+    if scheduled is not None and scheduled.status != "True":
+        detail = ": ".join(p for p in (scheduled.reason, scheduled.message) if p)
+        reasons.append(f"not scheduled: {detail or 'PodScheduled=' + str(scheduled.status)}")
+    for container in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
+        state = container.state
+        waiting = state.waiting if state is not None else None
+        terminated = state.terminated if state is not None else None
+        if waiting is not None and waiting.reason:
+            reasons.append(
+                f"container {container.name} waiting: "
+                + ": ".join(p for p in (waiting.reason, waiting.message) if p)
+            )
+        elif terminated is not None and terminated.reason and not container.ready:
+            reasons.append(f"container {container.name} terminated: {terminated.reason}")
+    if ready_condition is None:
+        reasons.append(f"phase {status.phase or 'Unknown'}")
+    else:
+        parts = [p for p in (ready_condition.reason, ready_condition.message) if p]
+        reasons.append(": ".join(parts) if parts else f"Ready={ready_condition.status}")
+    return "; ".join(reasons)
 
 
 def _node(node: Any) -> KubeNode:
@@ -270,16 +298,33 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
     def lease() -> None:
         name = lease_name()
         record = LeaseStore(api_client, ns, name).get(API_TIMEOUT_S)
+        read_at = time.time()  # its age is judged now, not after the slower reads
         if record is None:
             return
         raw = _read_or_none(client.CoordinationV1Api(api_client).read_namespaced_lease, name, ns)
-        into.values["lease"] = LeaseFacts(
+        lease = LeaseFacts(
             holder=record.holder,
             renew_time=_epoch(record.renew_time),
             acquire_time=_epoch(raw.spec.acquire_time) if raw and raw.spec else None,
             duration_s=record.lease_duration_s,
             transitions=record.transitions,
+            read_at=read_at,
         )
+        into.values["lease"] = lease
+        if lease.holder:
+            into.values["holder_pod_exists"] = _holder_pod_exists(lease.holder)
+
+    def _holder_pod_exists(holder: str) -> bool | None:
+        """Whether the holder still exists: as a listed gateway pod, as the node of one (the
+        reference's `<hostname>_<uuid>` identity), or as any pod of that name in the namespace
+        (a pod the Deployment does not select: a POD_NAME problem, not a vanished holder)."""
+        listed: tuple[GatewayPod, ...] = into.values.get("pods", ())
+        if holder_pod(listed, holder) is not None:
+            return True
+        try:
+            return _read_or_none(core.read_namespaced_pod, holder, ns) is not None
+        except ApiException:  # refused or failing: unknown, and the Lease itself still counts
+            return None
 
     def lease_group() -> None:
         """Active-active: the shard and membership Leases, in one list by the group label
@@ -294,8 +339,9 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         shard_names = {shard_lease_name(name, i): i for i in range(settings.shards)}
         shards: dict[int, GroupLease] = {}
         members: list[GroupLease] = []
+        read_at = time.time()
         for item in listed.items:
-            found = GroupLease(item.metadata.name, _lease_facts(item))
+            found = GroupLease(item.metadata.name, replace(_lease_facts(item), read_at=read_at))
             if found.name in shard_names:
                 shards[shard_names[found.name]] = found
             elif found.lease.holder and found.name == member_lease_name(name, found.lease.holder):
@@ -307,6 +353,9 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         extensions = client.ApiextensionsV1Api(api_client)
         found = _read_or_none(extensions.read_custom_resource_definition, VTEP_CRD_NAME)
         into.values["vtep_crd"] = found is not None
+        into.values["vtep_crd_versions"] = tuple(
+            v.name for v in ((found.spec.versions or []) if found is not None else []) if v.served
+        )
 
     def cilium_config() -> None:
         found = _read_or_none(core.read_namespaced_config_map, "cilium-config", "kube-system")
@@ -510,16 +559,54 @@ def gather_eks(eks: Any, target: Target, into: _Gathered) -> None:
 # --- EC2 -----------------------------------------------------------------------------------------
 
 
-def _rules(permissions: Iterable[Mapping[str, Any]]) -> tuple[SgRule, ...]:
-    return tuple(
-        SgRule(
-            protocol=str(p.get("IpProtocol", "")),
-            from_port=p.get("FromPort"),
-            to_port=p.get("ToPort"),
-            cidrs=tuple(r["CidrIp"] for r in p.get("IpRanges") or [] if r.get("CidrIp")),
-        )
+def _prefix_list_ids(permissions: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {
+        r["PrefixListId"]
         for p in permissions
-    )
+        for r in p.get("PrefixListIds") or []
+        if r.get("PrefixListId")
+    }
+
+
+def _rules(
+    permissions: Iterable[Mapping[str, Any]], prefix_lists: Mapping[str, tuple[str, ...]]
+) -> tuple[SgRule, ...]:
+    """Permissions as EC2 returns them (IpPermissions: IpRanges, PrefixListIds,
+    UserIdGroupPairs), with each named prefix list's entries added to the rule's CIDRs."""
+    rules: list[SgRule] = []
+    for p in permissions:
+        lists = tuple(
+            r["PrefixListId"] for r in p.get("PrefixListIds") or [] if r.get("PrefixListId")
+        )
+        rules.append(
+            SgRule(
+                protocol=str(p.get("IpProtocol", "")),
+                from_port=p.get("FromPort"),
+                to_port=p.get("ToPort"),
+                cidrs=(
+                    *(r["CidrIp"] for r in p.get("IpRanges") or [] if r.get("CidrIp")),
+                    *(c for pl in lists for c in prefix_lists.get(pl, ())),
+                ),
+                prefix_lists=lists,
+                groups=tuple(
+                    g["GroupId"] for g in p.get("UserIdGroupPairs") or [] if g.get("GroupId")
+                ),
+            )
+        )
+    return tuple(rules)
+
+
+def _prefix_list_entries(ec2: Any, ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Each customer-managed prefix list's CIDRs (GetManagedPrefixListEntries, paginated).
+    AWS-managed lists (S3, DynamoDB, CloudFront) hold no on-prem network and read the same."""
+    entries: dict[str, tuple[str, ...]] = {}
+    for list_id in sorted(ids):
+        cidrs: list[str] = []
+        paginator = ec2.get_paginator("get_managed_prefix_list_entries")
+        for page in paginator.paginate(PrefixListId=list_id):
+            cidrs.extend(e["Cidr"] for e in page.get("Entries") or [] if e.get("Cidr"))
+        entries[list_id] = tuple(cidrs)
+    return entries
 
 
 def _instance(raw: Mapping[str, Any]) -> GatewayInstance:
@@ -567,11 +654,21 @@ def gather_ec2(
         groups = (
             ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"] if group_ids else []
         )
+        lists = _prefix_list_entries(
+            ec2,
+            {
+                pl
+                for g in groups
+                for pl in _prefix_list_ids(
+                    [*(g.get("IpPermissions") or []), *(g.get("IpPermissionsEgress") or [])]
+                )
+            },
+        )
         into.values["security_groups"] = {
             g["GroupId"]: SecurityGroup(
                 g["GroupId"],
-                _rules(g.get("IpPermissions") or []),
-                _rules(g.get("IpPermissionsEgress") or []),
+                _rules(g.get("IpPermissions") or [], lists),
+                _rules(g.get("IpPermissionsEgress") or [], lists),
             )
             for g in groups
         }
@@ -752,7 +849,16 @@ def gather(
     networks: Networks | None = into.values.get("networks")
     vpc_cidrs = target.vpc_cidrs or into.values.get("vpc_cidrs") or settings.vpc_cidrs
     if networks is not None:
-        networks = replace(networks, vpc_cidrs=tuple(vpc_cidrs))
+        vpc_source = (
+            VPC_FROM_FLAG
+            if target.vpc_cidrs
+            else VPC_FROM_EC2
+            if into.values.get("vpc_cidrs") is not None
+            else f"the gateway's {Env.VPC_CIDR} (the VPC was not read)"
+            if vpc_cidrs
+            else "nowhere (the VPC was not read)"
+        )
+        networks = replace(networks, vpc_cidrs=tuple(vpc_cidrs), vpc_source=vpc_source)
     if not settings.pod_cidrs and networks is not None:
         settings = replace(settings, pod_cidrs=networks.remote_pod_cidrs)
     if not settings.vpc_cidrs and vpc_cidrs:
@@ -775,11 +881,14 @@ def gather(
         shard_leases=values.get("shard_leases", {}),
         member_leases=values.get("member_leases", ()),
         vtep_crd=values.get("vtep_crd"),
+        vtep_crd_versions=values.get("vtep_crd_versions", ()),
         cilium_config=values.get("cilium_config"),
         hybrid_nodes=values.get("hybrid_nodes", ()),
         vtep_endpoints=values.get("vtep_endpoints"),
         aws_node_env=values.get("aws_node_env"),
         events=values.get("events", ()),
+        vpc_cidrs_read=values.get("vpc_cidrs"),
+        holder_pod_exists=values.get("holder_pod_exists"),
         unavailable=dict(into.unavailable),
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,14 +46,55 @@ def worst(verdicts: Sequence[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: _SEVERITY[v], default=Verdict.OK)
 
 
-def exit_code(results: Sequence[CheckResult]) -> int:
-    """0: all ok or skipped; 1: warnings; 2: failures."""
-    return max((_SEVERITY[r.verdict] for r in results), default=0)
+class Outcome(enum.Enum):
+    """What a preflight run found, and its exit code (stable: pipelines branch on them)."""
+
+    PASSED = 0  # every check ok, or skipped because it does not apply yet (before install)
+    WARNINGS = 1  # warnings, no failure, every source read
+    FAILED = 2  # a misconfiguration found (whether or not every source could be read)
+    INCOMPLETE = 3  # no failure found, but a source (EKS, EC2, a Kubernetes read) was unreadable
+    USAGE = 64  # a bad flag or value (sysexits EX_USAGE): nothing was checked
 
 
-def results_json(results: Sequence[CheckResult], **extra: Any) -> str:
+#: The version of `preflight --output json`: raised only when a key is removed or changes
+#: meaning; keys may be added within a version.
+JSON_SCHEMA_VERSION = 1
+
+
+def outcome(results: Sequence[CheckResult], unavailable: Mapping[str, str]) -> Outcome:
+    """A failure found wins (it is certain); then an unread source (what was not read is not
+    a pass); then warnings."""
+    verdicts = {r.verdict for r in results}
+    if Verdict.FAIL in verdicts:
+        return Outcome.FAILED
+    if unavailable:
+        return Outcome.INCOMPLETE
+    if Verdict.WARN in verdicts:
+        return Outcome.WARNINGS
+    return Outcome.PASSED
+
+
+def exit_code(results: Sequence[CheckResult], unavailable: Mapping[str, str] | None = None) -> int:
+    """The run's `Outcome` as an exit code: 0 passed, 1 warnings, 2 failures, 3 incomplete."""
+    return outcome(results, unavailable or {}).value
+
+
+def results_json(
+    results: Sequence[CheckResult], unavailable: Mapping[str, str], **extra: Any
+) -> str:
+    """The JSON report: `schemaVersion`, `command`, `outcome` and `exitCode`, `summary` (counts
+    per verdict), `unavailable` (source -> why), `checks` (id, title, verdict, evidence, fix)."""
     counts = {v.value: sum(1 for r in results if r.verdict is v) for v in Verdict}
-    body = {**extra, "summary": counts, "checks": [r.to_json() for r in results]}
+    found = outcome(results, unavailable)
+    body = {
+        "schemaVersion": JSON_SCHEMA_VERSION,
+        **extra,
+        "outcome": found.name.lower(),
+        "exitCode": found.value,
+        "summary": counts,
+        "unavailable": dict(unavailable),
+        "checks": [r.to_json() for r in results],
+    }
     return json.dumps(body, indent=2, sort_keys=False)
 
 

@@ -88,10 +88,10 @@ def build_status(facts: Facts, scraped: Mapping[str, ReplicaScrape]) -> dict[str
             "holder": lease.holder,
             "ageSeconds": None
             if lease.renew_time is None
-            else round(facts.now - lease.renew_time, 1),
+            else round(facts.time_of(lease) - lease.renew_time, 1),
             "heldForSeconds": None
             if lease.acquire_time is None
-            else round(facts.now - lease.acquire_time, 1),
+            else round(facts.time_of(lease) - lease.acquire_time, 1),
             "durationSeconds": lease.duration_s,
             "transitions": lease.transitions,
         },
@@ -161,7 +161,7 @@ def _active_active(facts: Facts, replicas: list[dict[str, Any]]) -> dict[str, An
                 "identity": m.lease.holder,
                 "lease": m.name,
                 "state": m.state(facts.now),
-                "ageSeconds": _age(facts, m.lease.renew_time),
+                "ageSeconds": _age(facts, m.lease.renew_time, m.lease.read_at),
             }
             for m in facts.member_leases
         ],
@@ -169,8 +169,9 @@ def _active_active(facts: Facts, replicas: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _age(facts: Facts, epoch: float | None) -> float | None:
-    return None if epoch is None else round(facts.now - epoch, 1)
+def _age(facts: Facts, epoch: float | None, read_at: float | None = None) -> float | None:
+    """Seconds from `epoch` to when the object was read (`read_at`), else to `facts.now`."""
+    return None if epoch is None else round((read_at or facts.now) - epoch, 1)
 
 
 def _shard_json(facts: Facts, view: ShardView) -> dict[str, Any]:
@@ -183,7 +184,7 @@ def _shard_json(facts: Facts, view: ShardView) -> dict[str, Any]:
             "holder": view.holder,
             "state": view.lease_state,
             "holderIsGatewayPod": view.holder_pod is not None,
-            "ageSeconds": _age(facts, lease.renew_time) if lease else None,
+            "ageSeconds": _age(facts, lease.renew_time, lease.read_at) if lease else None,
             "durationSeconds": lease.duration_s if lease else None,
             "transitions": lease.transitions if lease else None,
         },

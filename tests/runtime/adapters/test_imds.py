@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -75,6 +77,28 @@ def test_identity_comes_from_the_document_over_imdsv2(imds: FakeImds) -> None:
     assert (identity.region, identity.instance_id) == ("us-east-1", "i-0123456789abcdef0")
     assert imds.requests[0] == ("PUT", "/latest/api/token")
     assert imds.requests[1] == ("GET", "/latest/dynamic/instance-identity/document")
+
+
+def test_proxy_variables_are_ignored(imds: FakeImds, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMDS is link-local: a proxy (here a dead one on loopback) must never be used for it."""
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    dead_proxy = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    try:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, dead_proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        # urlopen's default opener reads the environment once, when first used: as in a fresh
+        # daemon process, the one it builds now sees these variables
+        monkeypatch.setattr(urllib.request, "_opener", None)
+        identity = fetch_identity(
+            {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}, timeout_s=2.0, attempts=1
+        )
+    finally:
+        dead.close()
+    assert identity.instance_id == "i-0123456789abcdef0"
+    assert [method for method, _ in imds.requests] == ["PUT", "GET"]
 
 
 def test_metadata_disabled_is_a_clear_error() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from hybrid_gateway.adapters.kube_events import EventRecorder
 from hybrid_gateway.adapters.netlink import DeviceAction, Netlink
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane import DataPlane, DataPlaneError
+from hybrid_gateway.health import HttpEndpoints
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.tunnel_world import (
@@ -320,6 +322,43 @@ def test_kernel_counters_are_exported(
         assert registry.get_sample_value("hybrid_gateway_hybrid_nodes_configured") == 1
         link = json.loads(world.gw.ip("-j", "link", "show", DEV))[0]
         assert plane.device_mac == link["address"] == vxlan_device_mac(GATEWAY_IP)
+
+
+def test_readiness_and_metrics_do_not_wait_for_a_reconcile_pass(
+    world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
+) -> None:
+    """A full pass at 20,000 nodes holds the reconciler's netlink lock for about 20 s (README,
+    scale): /readyz and /metrics are answered meanwhile. The test holds that lock itself, as a
+    pass does, so nothing depends on how long a real pass takes here."""
+    metrics = GatewayMetrics()
+    create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
+    with running(world, api_client, metrics=metrics) as plane:
+        wait_until("readiness", plane.ready)
+        endpoints = HttpEndpoints(
+            health_addr=("127.0.0.1", 0),
+            metrics_addr=("127.0.0.1", 0),
+            alive=lambda: (True, "ok"),
+            ready=lambda: (plane.ready(), "data plane"),
+            registry=metrics.registry,
+        )
+        endpoints.start()
+        pass_lock = plane._netlink._lock  # type: ignore[union-attr]  # what dump/apply hold
+        try:
+            with pass_lock:
+                health_port = endpoints.health.server_address[1]
+                metrics_port = endpoints.metrics.server_address[1]
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{health_port}/readyz", timeout=10
+                ) as reply:
+                    assert reply.status == 200
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
+                ) as reply:
+                    text = reply.read().decode()
+                assert "hybrid_gateway_vxlan_rx_packets_total" in text
+                assert "hybrid_gateway_primary_nic_info" in text
+        finally:
+            endpoints.stop()
 
 
 def test_a_refused_entry_is_retried_without_blocking_readiness(

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from hybrid_gateway.adapters.ec2 import Ec2Error
 from hybrid_gateway.adapters.imds import ImdsError
 from hybrid_gateway.adapters.kube_events import ObjectRef
-from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.routes import RouteKey, RoutePlan
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes, RoutesPending
-from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.routes import Retire, SyncResult
 from hybrid_gateway.reporting import FailureReporter
 
 
@@ -51,12 +51,17 @@ class Owner:
         if self.rechecks == 2:
             self.check_on = True
 
+    def keep_warm(self) -> None:
+        pass
+
+    def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
+        return []
+
     def sync(
         self,
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
-        *,
-        current: Collection[str] | None = None,
+        retire: Retire | None = None,
     ) -> SyncResult:
         return SyncResult(RoutePlan())
 

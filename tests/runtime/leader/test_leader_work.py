@@ -260,3 +260,94 @@ def test_new_leader_is_only_logged(world: World) -> None:
     world.work.new_leader("gw-b")
     world.work.step()
     assert not world.work.active and world.events.sent == []
+
+
+# --- late writes of the previous holder, and the write client's connection ----------------------
+
+WINDOW_S = 1.0
+
+
+def late_write_world(keep_warm: Callable[[], None] | None = None) -> World:
+    clock = Clock()
+    routes, vtep, events, metrics = FakeRoutes(clock), FakeVtep(clock), Events(), GatewayMetrics()
+    work = LeaderWork(
+        routes=routes,
+        vtep=vtep,
+        resync_period_s=RESYNC_S,
+        retry_period_s=RETRY_S,
+        metrics=metrics,
+        events=events,
+        subject=SUBJECT,
+        identity="gw-a",
+        clock=clock,
+        late_write_window_s=WINDOW_S,
+        keep_warm=keep_warm,
+        keep_warm_every_s=5.0,
+    )
+    return World(clock, routes, vtep, events, metrics, work, [True])
+
+
+def test_routes_are_rechecked_until_a_late_write_of_the_previous_holder_can_arrive() -> None:
+    """The previous holder's last write may reach EC2 up to one write attempt after its validity
+    ended, i.e. after our acquisition: converged routes are checked again within that window,
+    the last time at its end, then only every resync period."""
+    world = late_write_world()
+    acquired = world.lead().acquired_at
+    world.run_for(RESYNC_S - 2, step_s=0.05)
+    times = [round(t - acquired, 2) for t in world.routes.calls]
+    assert times == [0.0, 0.5, 1.0]
+    assert len(world.vtep.calls) == 1  # only the routes can be overwritten by a late write
+    world.run_for(4, step_s=0.05)
+    assert len(world.routes.calls) == 4  # then the resync period
+
+
+def test_a_first_sync_that_outlasts_the_window_is_checked_once_more() -> None:
+    """A slow first sync (throttled writes) read the routes early in the window: a late write
+    landing after that read must still be seen."""
+    world = late_write_world()
+
+    def slow(may_write: Callable[[], bool]) -> SyncResult:
+        world.clock.now += 3 * WINDOW_S if len(world.routes.calls) == 1 else 0.0
+        return SyncResult(RoutePlan())
+
+    world.routes.answer = slow
+    acquired = world.lead().acquired_at
+    world.run_for(0.05, step_s=0.05)  # the slow first sync
+    world.run_for(2, step_s=0.05)
+    times = [round(t - acquired, 2) for t in world.routes.calls]
+    assert times[0] == 0.0 and len(times) == 2 and times[1] >= 3 * WINDOW_S
+
+
+def test_the_write_connection_is_kept_warm_while_leading_only() -> None:
+    warmed: list[int] = []
+    world = late_write_world(keep_warm=lambda: warmed.append(1))
+    world.run_for(12)
+    assert warmed == []  # a standby does not keep it warm
+    world.lead()
+    world.run_for(12, step_s=0.1)
+    assert len(warmed) == 2  # at 5 s and 10 s into the term
+    world.valid[0] = False  # a renewal pending past the renew deadline: no calls at all
+    world.run_for(12, step_s=0.1)
+    assert len(warmed) == 2
+    world.valid[0] = True
+    world.work.stopped_leading()
+    world.work.step()
+    world.run_for(12, step_s=0.1)
+    assert len(warmed) == 2
+
+
+def test_readiness_names_why_each_lane_has_not_converged(world: World) -> None:
+    """An operator reading /readyz of a leader sees which lane waits and on what."""
+    assert world.work.lane_problem("routes") is None  # no term: nothing to converge
+    world.routes.answer = _unauthorized
+    world.vtep.answer = lambda may_write: False  # a write withheld by the lease check
+    world.lead()
+    assert world.work.lane_problem("routes") == "first sync of the term not done yet"
+    world.run_for(0.5)
+    routes = world.work.lane_problem("routes") or ""
+    assert routes.startswith("route sync failed") and "UnauthorizedOperation" in routes
+    assert "writes withheld" in (world.work.lane_problem("vtep") or "")
+    world.routes.answer = lambda may_write: SyncResult(RoutePlan())
+    world.vtep.answer = lambda may_write: True
+    world.run_for(RESYNC_S + 1)
+    assert world.work.lane_problem("routes") is None and world.work.lane_problem("vtep") is None

@@ -11,7 +11,7 @@ from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.core.vtep import CRD_DEFAULT_CIDR_MASK
 from hybrid_gateway.leader.elector import Term
 from hybrid_gateway.leader.regime import RegimeFence, feed_event, feed_list
-from hybrid_gateway.leader.vtep import ShardVtepOwner, VtepOwner
+from hybrid_gateway.leader.vtep import ReplicaVtepWriter, VtepOwner
 from hybrid_gateway_contract.plans import (
     ACTIVE_STANDBY_REGIME,
     PLAN_ANNOTATION,
@@ -215,17 +215,18 @@ def test_a_new_plan_keeps_none_of_an_old_plans_endpoints_and_a_mixed_plan_resets
         plan="aaaa",
     )
     store = Store(old)
-    owner = ShardVtepOwner(
+    # the replica's single VTEP writer (one write for every shard it holds) carries the plan
+    writer = ReplicaVtepWriter(
         store,  # type: ignore[arg-type]
         plan=plan,
-        shard=0,
         node_ip="10.0.1.10",
         mac="02:00:00:00:00:01",
+        fresh_s=0.0,  # every sync reads the object again
         plan_digest="cccc",
     )
-    assert owner.sync(lambda: True)
+    assert writer.sync(0, lambda: True)
     assert store.obj is not None
     assert {e["tunnelEndpoint"] for e in store.obj["spec"]["endpoints"]} == {"10.0.1.10"}
     assert store.obj["spec"]["cidrMask"] == CRD_DEFAULT_CIDR_MASK
     assert store.obj["metadata"]["annotations"] == {PLAN_ANNOTATION: "cccc"}
-    assert owner.sync(lambda: True) and store.writes == 1
+    assert writer.sync(0, lambda: True) and store.writes == 1

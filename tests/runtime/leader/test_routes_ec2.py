@@ -22,8 +22,10 @@ from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.ec2emu import (
+    DRY_RUN_PREFIX,
     INTERNAL_BODY,
     THROTTLE_BODY,
+    UNAUTHORIZED_BODY,
     Ec2Proxy,
     VpcWorld,
     point_all,
@@ -396,3 +398,93 @@ def test_paced_writes_leave_no_faster_than_the_bucket_allows(
     for k, when in enumerate(sent):
         assert when - sent[0] >= (k - 2) / 10.0 - 0.02, f"write {k} left early"
     print(f"{len(sent)} paced writes over {sent[-1] - sent[0]:.2f}s")
+
+
+# --- the route-write permission, asked at start with EC2's DryRun ---------------------------------
+
+
+def test_a_missing_route_write_permission_is_found_at_start_and_changes_nothing(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """IAM denies ReplaceRoute in one table (e.g. a policy scoped by tag): the replica is not
+    ready, naming the write and the table, one Event says so, and the dry runs wrote nothing."""
+    denied_table = world.table_ids[1]
+    denied = [True]
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", reports=reports)
+    # The dry runs of one preparation go table by table, CreateRoute then ReplaceRoute: the
+    # second ReplaceRoute dry run is the second table's.
+    ec2_proxy.fault = lambda action, seq: (
+        (403, UNAUTHORIZED_BODY)
+        if denied[0] and action == DRY_RUN_PREFIX + "ReplaceRoute" and seq == 1
+        else None
+    )
+    with pytest.raises(Ec2Error, match="UnauthorizedOperation"):
+        route_owner.prepare()
+    problem = route_owner.problem() or ""
+    assert f"ReplaceRoute in {denied_table}" in problem and "ec2:ReplaceRoute" in problem
+    assert world.table_ids[0] not in problem and world.table_ids[2] not in problem
+    assert [reason for reason, _ in reports] == ["RouteWritesNotAllowed"]
+    assert route_owner.problem() is not None
+    # EC2 was asked once per table and write, and nothing was written
+    assert ec2_proxy.count(DRY_RUN_PREFIX + "CreateRoute") == 3
+    assert ec2_proxy.count(DRY_RUN_PREFIX + "ReplaceRoute") == 3
+    assert ec2_proxy.count(*WRITES) == 0
+    assert set(world.routes(direct).values()) == {"absent"}
+    # the permission is granted: the next attempt succeeds and the problem clears
+    denied[0] = False
+    route_owner.prepare()
+    assert route_owner.prepared and route_owner.problem() is None
+    assert len(reports) == 1  # and no new Event
+
+
+def test_dry_runs_are_answered_as_ec2_does(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """moto would carry a DryRun route write out; the test world answers DryRunOperation."""
+    routes = Ec2Routes(make_client("us-east-1"))
+    key = RouteKey(world.table_ids[0], world.pod_cidrs[0])
+    assert routes.write_allowed("CreateRoute", key, world.enis["a"])
+    assert routes.write_allowed("ReplaceRoute", key, world.enis["a"])
+    assert world.routes(direct)[(key.table_id, key.destination)] == "absent"
+    ec2_proxy.fault = lambda action, seq: (
+        (403, UNAUTHORIZED_BODY) if action.startswith(DRY_RUN_PREFIX) else None
+    )
+    assert not routes.write_allowed("CreateRoute", key, world.enis["a"])
+
+
+def test_retired_shard_routes_are_deleted_after_the_new_ones_and_only_with_a_valid_lease(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """Active-active: a shard whose prefixes moved writes its new ones and deletes the old
+    ones its retirement planner names (a DeleteRoute per table) once they are written, guarded
+    like every write;
+    a route already gone counts as deleted."""
+    old, new = "10.80.0.0/18", ["10.80.0.0/19", "10.80.32.0/19"]
+    for table in world.table_ids:
+        direct.create_route(
+            RouteTableId=table, DestinationCidrBlock=old, NetworkInterfaceId=world.enis["a"]
+        )
+    gone = RouteKey(world.table_ids[0], "10.80.192.0/18")  # never existed
+    keys = tuple(RouteKey(t, old) for t in world.table_ids)
+
+    def retire(observed: Any) -> tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]:
+        assert set(observed) == set(world.table_ids)
+        return (*keys, gone), ()
+
+    routes = owner(world, "b")
+    withheld = routes.sync(lambda: False, new, retire)
+    assert withheld.suppressed and ec2_proxy.count("DeleteRoute") == 0
+    result = routes.sync(always, new, retire)
+    assert result.converged
+    assert set(result.deleted) == {*keys, gone}
+    assert len(result.written) == len(new) * len(world.table_ids)
+    reply = direct.describe_route_tables(RouteTableIds=world.table_ids)
+    destinations = {
+        (t["RouteTableId"], r["DestinationCidrBlock"])
+        for t in reply["RouteTables"]
+        for r in t["Routes"]
+    }
+    assert not destinations & {(k.table_id, k.destination) for k in keys}
+    assert {(t, p) for t in world.table_ids for p in new} <= destinations
+    assert ec2_proxy.count("DeleteRoute") == len(keys) + 1

@@ -42,7 +42,7 @@ def test_preflight_as_a_process(moto_url: str, kube_api: ApiServer, world: OpsWo
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["summary"] == {"ok": 16, "warn": 0, "fail": 0, "skipped": 0}
+    assert report["summary"] == {"ok": 18, "warn": 0, "fail": 0, "skipped": 0}
 
 
 @pytest.mark.parametrize("command", ["preflight", "status", "cleanup"])

@@ -1,5 +1,6 @@
 """Failure paths: an API that cannot be read is named, its checks are skipped with the reason,
-and the run fails; bad flags are refused naming the flag and value; throttling is retried."""
+and the run is incomplete (exit 3, never a pass); bad flags are refused naming the flag and
+value (exit 64); throttling is retried."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_unreadable_kubernetes_api_skips_its_checks_and_fails_the_run(
     instances = ",".join(world.instances.values())
     ran = run("preflight", "--output", "json", "--gateway-instance-ids", instances)
     report = ran.json()
-    assert ran.code == 2
+    assert ran.code == 3  # incomplete: nothing failed, a source unread
     assert report["unavailable"]["kubernetes"].startswith("503")
     checks = checks_of(report)
     for check_id in KUBE_CHECKS:
@@ -61,7 +62,7 @@ def test_denied_ec2_is_named_and_its_checks_skipped(
     ec2_proxy.fault = lambda action, seq: (403, DENIED_BODY)
     ran = run("preflight", "--output", "json")
     report = ran.json()
-    assert ran.code == 2
+    assert ran.code == 3  # incomplete: nothing failed, a source unread
     assert report["unavailable"]["ec2"].startswith("UnauthorizedOperation")
     checks = checks_of(report)
     for check_id in EC2_CHECKS:
@@ -79,7 +80,7 @@ def test_throttled_ec2_calls_are_retried(run: Run, world: OpsWorld, ec2_proxy: E
 
 def test_unknown_cluster_is_named_and_overrides_take_its_place(run: Run, world: OpsWorld) -> None:
     ran = run("preflight", "--output", "json", cluster="no-such-cluster")
-    assert ran.code == 2
+    assert ran.code == 3  # incomplete: nothing failed, a source unread
     assert "ResourceNotFoundException" in ran.json()["unavailable"]["eks"]
     assert checks_of(ran.json())["CIDR-PLAN"]["verdict"] == "skipped"
     overridden = run(
@@ -125,12 +126,12 @@ def test_before_install_the_gateway_checks_say_so(
         (["--vpc-id", "vpc-12"], "--vpc-id: 'vpc-12'"),
     ],
 )
-def test_bad_flags_exit_2_naming_flag_and_value(
+def test_bad_flags_exit_64_naming_flag_and_value(
     run: Run, flags: list[str], named: str, capsys: Any
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         run("preflight", *flags)
-    assert exited.value.code == 2
+    assert exited.value.code == 64  # usage: never mistaken for "failures found" (2)
     assert named in capsys.readouterr().err
 
 
@@ -169,7 +170,7 @@ def test_one_refused_read_skips_only_the_checks_that_need_it(
     kube_api.inject_errors("operator", code=403, count=1)
     ran = run("preflight", "--output", "json")
     report = ran.json()
-    assert ran.code == 2
+    assert ran.code == 3  # incomplete: nothing failed, a source unread
     assert list(report["unavailable"]) == ["kubernetes/deployment"]
     assert report["unavailable"]["kubernetes/deployment"].startswith("403")
     checks = checks_of(report)
@@ -187,7 +188,7 @@ def test_no_region_names_both_aws_sources(
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")  # no region from a profile either
     ran = run("preflight", "--output", "json")
-    assert ran.code == 2
+    assert ran.code == 3  # incomplete: nothing failed, a source unread
     unavailable = ran.json()["unavailable"]
     assert "no AWS region" in unavailable["ec2"] and "no AWS region" in unavailable["eks"]
     assert checks_of(ran.json())["CILIUM-VTEP-ENABLED"]["verdict"] == "ok"

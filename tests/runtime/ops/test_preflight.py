@@ -56,7 +56,7 @@ def test_table_output_names_every_check(run: Run) -> None:
     assert ran.code == 0
     for check_id in ALL_CHECKS:
         assert f"{check_id}  " in ran.out
-    assert ran.out.rstrip().endswith("16 ok, 0 warning(s), 0 failure(s), 0 skipped")
+    assert ran.out.rstrip().endswith("18 ok, 0 warning(s), 0 failure(s), 0 skipped")
 
 
 # --- one seeded misconfiguration per check ------------------------------------------------------
@@ -291,13 +291,21 @@ SEEDED = [
 ]
 
 
+#: Checks that cannot judge once the seeded one failed (skipped, naming the check to fix).
+SKIPS: dict[Seed, tuple[str, ...]] = {vtep_crd_missing: ("CILIUM-VTEP-MATCH",)}
+
+
 @pytest.mark.parametrize("case", SEEDED, ids=[case.seed.__name__ for case in SEEDED])
 def test_each_misconfiguration_is_found_by_exactly_its_check(
     run: Run, world: OpsWorld, clients: Clients, case: Case
 ) -> None:
     seeded = case.seed(world, *clients)
     report = run("preflight", "--output", "json", cluster=world.cluster).json()
-    expected = dict.fromkeys(ALL_CHECKS, "ok") | {case.check_id: case.verdict}
+    expected = (
+        dict.fromkeys(ALL_CHECKS, "ok")
+        | dict.fromkeys(SKIPS.get(case.seed, ()), "skipped")
+        | {case.check_id: case.verdict}
+    )
     assert verdicts(report) == expected, (seeded, report)
     found = by_id(report, case.check_id)
     assert any(case.evidence in line for line in found["evidence"]), found

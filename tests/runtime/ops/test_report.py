@@ -8,7 +8,9 @@ from hybrid_gateway.core.routes import ObservedRoute, TargetKind
 from hybrid_gateway.ops.checks import PREFLIGHT_CHECKS, run_checks
 from hybrid_gateway.ops.facts import Facts
 from hybrid_gateway.ops.report import (
+    JSON_SCHEMA_VERSION,
     CheckResult,
+    Outcome,
     Verdict,
     exit_code,
     results_json,
@@ -28,12 +30,22 @@ def test_exit_codes_follow_the_worst_verdict() -> None:
     assert worst([Verdict.SKIPPED, Verdict.WARN, Verdict.OK]) is Verdict.WARN
 
 
+def test_an_unread_source_is_its_own_outcome_below_a_failure_found() -> None:
+    unread = {"ec2": "UnauthorizedOperation"}
+    assert exit_code([result(Verdict.OK), result(Verdict.SKIPPED)], unread) == 3
+    assert exit_code([result(Verdict.WARN)], unread) == 3  # incomplete is not "warnings"
+    assert exit_code([result(Verdict.FAIL), result(Verdict.SKIPPED)], unread) == 2
+    assert [o.value for o in Outcome] == [0, 1, 2, 3, 64]  # documented, never renumbered
+
+
 def test_table_shows_fix_only_when_not_ok_and_json_counts() -> None:
     results = [result(Verdict.OK, fix="never shown"), result(Verdict.FAIL, fix="Open UDP 8472.")]
     table = results_table(results)
     assert "X-FAIL  FAIL     a check" in table and "fix: Open UDP 8472." in table
     assert "never shown" not in table
-    body = json.loads(results_json(results, command="preflight"))
+    body = json.loads(results_json(results, {}, command="preflight"))
+    assert body["schemaVersion"] == JSON_SCHEMA_VERSION == 1
+    assert (body["outcome"], body["exitCode"], body["unavailable"]) == ("failed", 2, {})
     assert body["summary"] == {"ok": 1, "warn": 0, "fail": 1, "skipped": 0}
     assert [c["id"] for c in body["checks"]] == ["X-OK", "X-FAIL"]
 
@@ -43,8 +55,8 @@ def test_nothing_gathered_means_every_check_skipped_with_a_reason() -> None:
         now=0.0, unavailable={"ec2": "no region", "kubernetes": "no kubeconfig", "eks": "x"}
     )
     results = run_checks(facts)
-    assert len(results) == len(PREFLIGHT_CHECKS) == 16
-    assert len({r.check_id for r in results}) == 16
+    assert len(results) == len(PREFLIGHT_CHECKS) == 18
+    assert len({r.check_id for r in results}) == 18
     assert {r.verdict for r in results} == {Verdict.SKIPPED}
     assert all(r.evidence and r.evidence[0] for r in results)
 

@@ -60,3 +60,21 @@ def test_a_cidr_that_is_no_cidr_is_a_problem_not_a_crash() -> None:
     assert facts.shard_plan() is None
     [problem] = facts.shard_plan_problems()
     assert "no plan from these CIDRs" in str(problem) and "pods" in str(problem)
+
+
+def test_the_plan_routes_the_prefixes_the_daemons_spread_over_the_allocated_nodes() -> None:
+    """status and preflight judge the routes the daemons write: the spread of the hybrid
+    CiliumNodes' pod CIDRs (100 sequential /25s: not the equal cut's /19s)."""
+    from hybrid_gateway.ops.facts import HybridNode
+    from hybrid_gateway_contract.spread import spread_pod_prefixes
+
+    pool = ipaddress.IPv4Network("10.100.0.0/16")
+    cidrs = [str(n) for n, _ in zip(pool.subnets(new_prefix=25), range(100), strict=False)]
+    nodes = tuple(HybridNode(f"hn{i}", f"192.168.0.{i + 1}", (c,)) for i, c in enumerate(cidrs))
+    plan = Facts(now=0.0, settings=settings(), hybrid_nodes=nodes).shard_plan()
+    assert plan is not None
+    spread = spread_pod_prefixes([pool], cidrs, 8, route_budget=50 - 1)
+    assert tuple(s.pod_prefixes for s in plan.shards) == spread.prefixes
+    assert spread.tolerance >= 0  # a real spread, not the equal-cut fallback
+    equal = plan_shards([pool], [ipaddress.IPv4Network("10.0.0.0/16")], 8)
+    assert [s.vtep_endpoints for s in plan.shards] == [s.vtep_endpoints for s in equal.shards]
