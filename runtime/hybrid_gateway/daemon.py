@@ -7,7 +7,7 @@ remote call has a timeout. Shutdown order matters for a planned failover: leader
 invalidated and joined first (no EC2 or VTEP write can land after this point), THEN the lease is
 released, so the standby can take over at once without racing our in-flight writes, THEN the
 rest stops. The data-plane state is left in place: this node keeps forwarding until the routes
-have moved (SPEC §12). Only the node filter's nftables table (`dataplane.nodefilter`) is removed,
+have moved (docs/design.md#measuring-failover-honestly). Only the node filter's nftables table (`dataplane.nodefilter`) is removed,
 last, once the Leases are released and this node has stopped forwarding (bounded).
 """
 
