@@ -56,7 +56,7 @@ synth: deps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples
+	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples docs
 	$(BIN)/lint-imports
 
 pytest: deps system-deps

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS))
 
-from pictures import PICTURES, render  # noqa: E402
+from pictures import PICTURES, Picture, render  # noqa: E402
 
 # Markdown's toc slugs (what MkDocs uses): a link's anchor must be one of a page's headings.
 _HEADING = re.compile(r"^#{1,6} (.+?)\s*$", re.M)
@@ -76,8 +76,8 @@ def test_every_reference_to_the_docs_resolves_inside_the_repository() -> None:
 
 
 @pytest.mark.parametrize("picture", PICTURES, ids=lambda p: p.name)
-def test_every_picture_is_well_formed_svg(picture: object) -> None:
-    svg = render(picture)  # type: ignore[arg-type]
+def test_every_picture_is_well_formed_svg(picture: Picture) -> None:
+    svg = render(picture)
     root = ET.fromstring(svg)
     assert root.tag.endswith("svg")
     assert len(root.findall(".//{http://www.w3.org/2000/svg}rect")) >= 4

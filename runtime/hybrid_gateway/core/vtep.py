@@ -90,7 +90,7 @@ def endpoints_match(
     so an object it wrote (endpoint `vpc-gateway`) is taken over without a rewrite. Endpoint
     names, order, MAC case and other spec fields (a server-defaulted `cidrMask`) are not
     compared. Unlike the reference, which reads only the first endpoint, every endpoint counts:
-    a missing, extra or edited one is corrected (docs/design.md#the-ciliumvtepconfig).
+    a missing, extra or edited one is corrected (docs/design.md#vtep-config).
     """
     if observed is None:
         return False
