@@ -11,7 +11,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Node that runs npm can set up; jsii's own warnings stay on, so a wrong Node shows.
 MIN_NODE_MAJOR := 22
 
-.PHONY: synth test lint pytest deps system-deps clean lab
+.PHONY: synth test lint pytest deps system-deps clean lab docs
 
 $(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,7 @@ synth: deps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples
+	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples docs
 	$(BIN)/lint-imports
 
 pytest: deps system-deps
@@ -72,5 +72,9 @@ LAB_ARGS ?=
 lab: deps system-deps
 	$(PY) -m hybrid_gateway_testkit.lab --drill $(DRILL) $(LAB_ARGS)
 
+# The documentation site (docs/, mkdocs.yml) into site/; the test suite builds it strictly too.
+docs: deps
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) node_modules cdk.out dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out dist site .pytest_cache .mypy_cache .ruff_cache

@@ -162,7 +162,8 @@ def _container_env(
     debug: bool,
     sharding: Sharding,
 ) -> list[JsonDict]:
-    """The SPEC section 7 environment: downward API for the pod's identity, the rest literal."""
+    """The environment (docs/design.md#configuration): downward API for the identity, the rest
+    literal."""
     env: list[JsonDict] = [
         {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

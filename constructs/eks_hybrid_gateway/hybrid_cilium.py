@@ -53,7 +53,8 @@ def _build_key(version: str) -> tuple[int, int, int, int] | None:
 
 
 def validate_cilium_version(prop: str, version: str) -> None:
-    """Reject EKS Cilium builds without VTEP support (SPEC §5; MIN_EKS_CILIUM_VERSIONS)."""
+    """Reject EKS Cilium builds without VTEP support (MIN_EKS_CILIUM_VERSIONS;
+    docs/design.md#vtep-config)."""
     if is_token(version):
         return
     key = _build_key(version)

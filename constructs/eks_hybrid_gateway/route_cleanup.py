@@ -1,11 +1,11 @@
 """`GatewayRouteCleanup`: on stack deletion, remove the VPC routes the gateway wrote.
 
-The leader writes `pod CIDR -> its primary ENI` into the owned tables at run time (in
-active-active mode, each shard's owner writes the shard's prefixes of every pod CIDR), so
-CloudFormation never knows about those routes; without this resource, deleting the stack leaves
-them behind as blackholes once the nodes are gone (SPEC §10). The Lambda handler ships as
-package data (`route_cleanup_handler/index.py`) together with the shared, dependency-free
-planner `hybrid_gateway_contract.route_cleanup`, which `hybrid-gateway cleanup` also uses.
+The leader writes `pod CIDR -> its primary ENI` into the owned tables at run time (in active-active
+mode, each shard's owner writes the shard's prefixes of every pod CIDR), so CloudFormation never
+knows about those routes; without this resource, deleting the stack leaves them behind as blackholes
+once the nodes are gone (docs/design.md#reference-limits). The Lambda handler ships as package data
+(`route_cleanup_handler/index.py`) together with the shared, dependency-free planner
+`hybrid_gateway_contract.route_cleanup`, which `hybrid-gateway cleanup` also uses.
 
 Deletion order (CloudFormation deletes in reverse dependency order): the gateway's manifests
 depend on this resource and this resource depends on the gateway nodes, so on stack deletion

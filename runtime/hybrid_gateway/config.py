@@ -185,35 +185,88 @@ class _Parser(argparse.ArgumentParser):
 
 
 _SETTINGS: tuple[tuple[str, str], ...] = (
-    (Env.NODE_IP, "node IP, the tunnel endpoint (downward API status.hostIP)"),
-    (Env.VPC_CIDR, "cluster VPC CIDR(s), comma-separated"),
-    (Env.POD_CIDRS, "hybrid pod CIDRs routed to the leader, comma-separated"),
-    (Env.ROUTE_TABLE_IDS, "VPC route tables to program, comma-separated"),
+    (
+        Env.NODE_IP,
+        "required: this node's IP (downward API status.hostIP), the tunnel endpoint and the "
+        "VTEP tunnelEndpoint",
+    ),
+    (
+        Env.VPC_CIDR,
+        "required: cluster VPC CIDR(s), comma-separated, at most 8 (one VTEP endpoint each)",
+    ),
+    (
+        Env.POD_CIDRS,
+        "required: hybrid pod CIDRs the VPC routes send to the gateway, comma-separated; must "
+        "not overlap the VPC",
+    ),
+    (
+        Env.ROUTE_TABLE_IDS,
+        "VPC route tables to program, comma-separated (default none: no VPC routes; set but "
+        "holding no ID is refused)",
+    ),
     (Env.LEADER_ELECTION_ID, f"Lease name (default {DEFAULT_LEASE_NAME})"),
-    (Env.AWS_REGION, "AWS region (default: IMDSv2 identity document)"),
-    (Env.AWS_INSTANCE_ID, "this instance (default: IMDSv2 identity document)"),
+    (
+        Env.AWS_REGION,
+        "AWS region (default: the IMDSv2 instance identity document; IMDS is link-local, so "
+        "HTTP(S)_PROXY is never used for it)",
+    ),
+    (Env.AWS_INSTANCE_ID, "this instance (default: the IMDSv2 instance identity document)"),
     (Env.POD_NAME, "Lease holder identity (default: hostname)"),
     (
         Env.POD_NAMESPACE,
         "namespace of the Lease and Events (default: the service account's namespace file, "
         f"else {DEFAULT_NAMESPACE})",
     ),
-    (Env.NODE_NAME, "node name, for Events and metrics"),
+    (Env.NODE_NAME, "node name, reported in Events and hybrid_gateway_info"),
     (Env.DEBUG, "verbose logs (true/false; a bare --debug means true)"),
-    (Env.LEASE_DURATION, f"Lease duration (default {DEFAULT_LEASE_DURATION_S:g}s)"),
-    (Env.RENEW_DEADLINE, f"renew deadline (default {DEFAULT_RENEW_DEADLINE_S:g}s)"),
-    (Env.RETRY_PERIOD, f"retry period (default {DEFAULT_RETRY_PERIOD_S:g}s)"),
-    (Env.VXLAN_MTU, f"VXLAN device MTU (default {DEFAULT_VXLAN_MTU})"),
-    (Env.RESYNC_PERIOD, f"full re-check period (default {DEFAULT_RESYNC_PERIOD_S:g}s)"),
-    (Env.ALLOW_ROUTE_TAKEOVER, "replace routes that target gateways/peering (default false)"),
-    (Env.LOG_FORMAT, "text or json (default text)"),
-    (Env.HEALTH_ADDR, f"health listen address (default :{HEALTH_PORT})"),
-    (Env.METRICS_ADDR, f"metrics listen address (default :{METRICS_PORT})"),
+    (
+        Env.LEASE_DURATION,
+        f"how long a silent holder keeps the Lease (default {DEFAULT_LEASE_DURATION_S:g}s)",
+    ),
+    (
+        Env.RENEW_DEADLINE,
+        "a holder that could not renew for this long stops leader work; below the lease "
+        f"duration (default {DEFAULT_RENEW_DEADLINE_S:g}s)",
+    ),
+    (
+        Env.RETRY_PERIOD,
+        "renew and acquire attempt period; below the renew deadline "
+        f"(default {DEFAULT_RETRY_PERIOD_S:g}s)",
+    ),
+    (
+        Env.VXLAN_MTU,
+        f"hybrid_vxlan0 MTU, {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU} (default {DEFAULT_VXLAN_MTU})",
+    ),
+    (
+        Env.RESYNC_PERIOD,
+        "full re-check of routes, VTEP config (drift repair) and tunnels "
+        f"(default {DEFAULT_RESYNC_PERIOD_S:g}s)",
+    ),
+    (
+        Env.ALLOW_ROUTE_TAKEOVER,
+        "also replace pod-CIDR routes that target a transit, virtual private, NAT or internet "
+        "gateway or a peering (default false)",
+    ),
+    (Env.LOG_FORMAT, "text, or json: one JSON object per line (default text)"),
+    (Env.HEALTH_ADDR, f"/healthz and /readyz listen address (default :{HEALTH_PORT})"),
+    (Env.METRICS_ADDR, f"/metrics listen address (default :{METRICS_PORT})"),
     (Env.MODE, "active-standby (default: one leader) or active-active (every replica owns shards)"),
-    (Env.SHARDS, f"active-active: number of shards, a power of two (default {DEFAULT_SHARDS})"),
+    (
+        Env.SHARDS,
+        f"active-active: number of shards, a power of two from 2 to 64 (default {DEFAULT_SHARDS})",
+    ),
     (
         Env.MAX_ROUTES_PER_TABLE,
-        f"routes a VPC route table may hold (VPC quota, default {DEFAULT_MAX_ROUTES_PER_TABLE})",
+        "the VPC quota of routes per route table; active-active refuses to start when its routes "
+        f"plus the local routes exceed it (default {DEFAULT_MAX_ROUTES_PER_TABLE})",
+    ),
+)
+#: Read from the environment only (set by the chart through the downward API), no flag.
+_ENVIRONMENT_ONLY: tuple[tuple[str, str], ...] = (
+    (
+        Env.POD_UID,
+        "active-active: the pod's UID; the membership Lease gets an owner reference to the pod, "
+        "so Kubernetes deletes it with the pod",
     ),
 )
 
@@ -231,6 +284,13 @@ def _flags(variable: str) -> list[str]:
     elif variable in _REFERENCE_SAME_NAME:
         flags.append(flags[0][1:])
     return flags
+
+
+def documented_settings() -> list[tuple[str, list[str], str]]:
+    """Every setting with its flags and meaning: the daemon guide's configuration table is
+    generated from these rows (docs/hooks.py), the same text `hybrid-gateway run --help` shows."""
+    rows = [(variable, _flags(variable), meaning) for variable, meaning in _SETTINGS]
+    return rows + [(variable, [], meaning) for variable, meaning in _ENVIRONMENT_ONLY]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,15 @@
 """The daemon: the data plane (every replica) and the leader work (lease holder only), composed
 as named loops under one `Supervisor`.
 
-Start-up waits for nothing remote: the health and metrics listeners bind without DNS, the data
-plane starts without IMDS or EC2 (route ownership resolves them in the background), and every
-remote call has a timeout. Shutdown order matters for a planned failover: leader work is
-invalidated and joined first (no EC2 or VTEP write can land after this point), THEN the lease is
-released, so the standby can take over at once without racing our in-flight writes, THEN the
-rest stops. The data-plane state is left in place: this node keeps forwarding until the routes
-have moved (SPEC §12). Only the node filter's nftables table (`dataplane.nodefilter`) is removed,
-last, once the Leases are released and this node has stopped forwarding (bounded).
+Start-up waits for nothing remote: the health and metrics listeners bind without DNS, the data plane
+starts without IMDS or EC2 (route ownership resolves them in the background), and every remote call
+has a timeout. Shutdown order matters for a planned failover: leader work is invalidated and joined
+first (no EC2 or VTEP write can land after this point), THEN the lease is released, so the standby
+can take over at once without racing our in-flight writes, THEN the rest stops. The data-plane state
+is left in place: this node keeps forwarding until the routes have moved
+(docs/design.md#failover-measurement). Only the node filter's nftables table
+(`dataplane.nodefilter`) is removed, last, once the Leases are released and this node has stopped
+forwarding (bounded).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Prometheus metrics, with the reference implementation's names, types and buckets (SPEC §8).
+"""Prometheus metrics, with the reference implementation's names, types and buckets
+(docs/design.md#metrics).
 
 The reference's series (aws/eks-hybrid-nodes-gateway internal/metrics/metrics.go) keep its
 name, type, labels and buckets exactly, so its dashboards and alerts work unchanged; metrics of

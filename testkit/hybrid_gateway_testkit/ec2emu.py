@@ -389,7 +389,8 @@ def seed_world(
             for e in inst["NetworkInterfaces"]
             if e["Attachment"]["DeviceIndex"] == 0
         )
-        # as deployed (SPEC §9): a gateway's primary ENI forwards, its source/dest check is off
+        # as deployed (docs/design.md#aws-side): a gateway's primary ENI forwards, its
+        # source/dest check is off
         client.modify_network_interface_attribute(
             NetworkInterfaceId=enis[name], SourceDestCheck={"Value": False}
         )

@@ -37,7 +37,8 @@ class World:
 
 
 def peer_mac(node_ip: str) -> str:
-    """MAC the gateway addresses a hybrid node's VTEP with (SPEC §3: `02:00:<4 octets>`)."""
+    """MAC the gateway addresses a hybrid node's VTEP with: `02:00:<4 octets>`
+    (docs/design.md#tunnel)."""
     octets = ipaddress.IPv4Address(node_ip).packed
     return "02:00:" + ":".join(f"{b:02x}" for b in octets)
 

@@ -1,4 +1,5 @@
-"""The README's construct quick start and deploy commands, run as written."""
+"""The construct quick start (README and docs/construct.md) and the deploy commands, run as
+written."""
 
 from __future__ import annotations
 
@@ -7,26 +8,27 @@ from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import pytest
 from aws_cdk.assertions import Template
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+CONSTRUCT_GUIDE = ROOT / "docs" / "construct.md"
+#: Where the quick start is written: the README's smallest example and the construct guide's.
+QUICK_STARTS = [README, CONSTRUCT_GUIDE]
 
 
 def _code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
-def test_the_quick_start_builds_a_cluster_whose_managed_nodes_can_run_pods(cfn: Any) -> None:
-    [code] = _code_blocks(_section("The construct library"), "python")[:1]
+@pytest.mark.parametrize("page", QUICK_STARTS, ids=lambda p: p.name)
+def test_the_quick_start_builds_a_cluster_whose_managed_nodes_can_run_pods(
+    page: Path, cfn: Any
+) -> None:
+    [code] = _code_blocks(page.read_text(), "python")[:1]
     namespace: dict[str, Any] = {}
-    exec(compile(code, str(README), "exec"), namespace)
+    exec(compile(code, str(page), "exec"), namespace)
     from eks_hybrid_gateway import GatewayImage
 
     app = cdk.App()
@@ -63,11 +65,12 @@ def test_the_quick_start_builds_a_cluster_whose_managed_nodes_can_run_pods(cfn: 
 def test_the_documented_deploy_commands_name_stacks_of_the_app(synthesized: Any) -> None:
     commands = [
         line.split("#")[0].split()
-        for block in _code_blocks(README.read_text(), "bash")
+        for page in QUICK_STARTS
+        for block in _code_blocks(page.read_text(), "bash")
         for line in block.splitlines()
         if "cdk deploy" in line
     ]
-    assert commands, "the README documents `cdk deploy <stack>`"
+    assert commands, "the construct guide documents `cdk deploy <stack>`"
     for words in commands:
         assert words[:3] == ["npx", "cdk", "deploy"], words
         [stack] = words[3:]

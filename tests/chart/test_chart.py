@@ -1,4 +1,5 @@
-"""The gateway chart: every object the runtime and SPEC §2/§7 rely on, validated strictly."""
+"""The gateway chart: every object the runtime and docs/design.md (#topology, #configuration)
+rely on, validated strictly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Cilium Helm values and VPC CNI setting the gateway needs on the other side (SPEC §5)."""
+"""The Cilium Helm values and VPC CNI setting the gateway needs on the other side
+(docs/design.md#vtep-config)."""
 
 from __future__ import annotations
 

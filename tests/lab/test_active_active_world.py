@@ -7,8 +7,8 @@ mismatched pairs (pod of shard i, cloud address of shard i+1: the two directions
 gateways) fails until the gateways carry the daemon's node filter (its notrack rules), and works
 with it, opened from either side, per request or on a long-lived connection.
 
-The gateways are set up exactly as SPEC §3 describes (the drill test runs the real daemons);
-this proves the world steers each shard through the gateway its routes name, so a drill's
+The gateways are set up exactly as docs/design.md#tunnel describes (the drill test runs the real
+daemons); this proves the world steers each shard through the gateway its routes name, so a drill's
 per-shard figures can only be the gateways' doing.
 """
 

@@ -1,8 +1,8 @@
 """The lab world itself: namespaces, VPC router following the EC2 route table, data path, cleanup.
 
-The gateway here is programmed by hand exactly as SPEC §3 describes (the daemon's own tests and
-the drill tests cover the daemon); this proves the world carries tunnelled traffic both ways, so a
-drill failure can only be the gateway's.
+The gateway here is programmed by hand exactly as docs/design.md#tunnel describes (the daemon's own
+tests and the drill tests cover the daemon); this proves the world carries tunnelled traffic both
+ways, so a drill failure can only be the gateway's.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
         )
         assert wait_for(lambda: "10.100.0.0/16 via 10.0.0.11" in lab.w.router.ip("route"), 10)
 
-        # Hand-programmed tunnel (SPEC §3 on the gateway, Cilium-VTEP style on the nodes).
+        # Hand-programmed tunnel (docs/design.md#tunnel on the gateway, Cilium-VTEP style on
+        # the nodes).
         gw_ip = program_gateway_by_hand(lab, "gw-a", GW_MAC)
         for name, node in lab.w.node_plans.items():
             log = EventLog(tmp_path / f"vtep-{name}.jsonl")

@@ -1,8 +1,8 @@
 """The reference gateway's unit-test vectors, ported as data and run against our code.
 
-Each table below is taken from a `*_test.go` of aws/eks-hybrid-nodes-gateway (named above it)
-and keeps its rows. Where our behaviour deliberately differs (SPEC §11: gaps of the reference
-we close), the row carries our expectation and the reason instead of the reference's.
+Each table below is taken from a `*_test.go` of aws/eks-hybrid-nodes-gateway (named above it) and
+keeps its rows. Where our behaviour deliberately differs (docs/design.md#reference-gaps: gaps of the
+reference we close), the row carries our expectation and the reason instead of the reference's.
 """
 
 from __future__ import annotations
@@ -157,8 +157,9 @@ GET_POD_CIDR = [
         "multiple CIDRs returns first",
         ["10.86.232.0/25", "10.86.233.0/25"],
         ["10.86.232.0/25", "10.86.233.0/25"],
-        differs="reference expects only 10.86.232.0/25: SPEC §11, it tunnels only the first pod "
-        "CIDR of a node, and pods in the others are unreachable; we tunnel every one",
+        differs="reference expects only 10.86.232.0/25 (docs/design.md#reference-gaps): it "
+        "tunnels only the first pod CIDR of a node, and pods in the others are unreachable; "
+        "we tunnel every one",
     ),
     PodCidrVector("empty CIDRs returns error", [], []),
 ]
@@ -277,10 +278,10 @@ def test_upsert_updates_when_endpoints_are_missing(
 # --- internal/health/server_test.go -----------------------------------------------------------
 # (name, state, expected HTTP status, body). The reference's checks answer from a flag its code
 # sets; ours from a check function evaluated on every request, here backed by the same flag.
-# TestNewServer ("starts healthy, not ready") differs by design: SPEC §11, the reference sets
-# readiness once; our readiness is computed from the data plane and leader state, so there is
-# no server-level initial value to test (the daemon tests cover "not ready until converged").
-# TestHealthCheck and TestReadyCheck: (name, path, flag, value, status, body)
+# TestNewServer ("starts healthy, not ready") differs by design (docs/design.md#reference-gaps): the
+# reference sets readiness once; our readiness is computed from the data plane and leader state, so
+# there is no server-level initial value to test (the daemon tests cover "not ready until
+# converged"). TestHealthCheck and TestReadyCheck: (name, path, flag, value, status, body)
 HEALTH_AND_READY_CHECKS = [
     ("healthy", "/healthz", "healthy", True, 200, "ok"),
     ("unhealthy", "/healthz", "healthy", False, 503, "not healthy"),

@@ -7,7 +7,7 @@ import ipaddress
 
 
 def vxlan_device_mac(node_ip: str) -> str:
-    """MAC of `hybrid_vxlan0` on the node with IPv4 address `node_ip` (SPEC §3).
+    """MAC of `hybrid_vxlan0` on the node with IPv4 address `node_ip` (docs/design.md#tunnel).
 
     sha256 over the 16-byte IPv4-mapped form of the address, first 6 bytes, then the first octet
     made locally administered unicast: `(b & 0xFE) | 0x02`.

@@ -91,7 +91,7 @@ def endpoints_match(
     so an object it wrote (endpoint `vpc-gateway`) is taken over without a rewrite. Endpoint
     names, order, MAC case and other spec fields (a server-defaulted `cidrMask`) are not
     compared. Unlike the reference, which reads only the first endpoint, every endpoint counts:
-    a missing, extra or edited one is corrected (SPEC §5).
+    a missing, extra or edited one is corrected (docs/design.md#vtep-config).
     """
     if observed is None:
         return False

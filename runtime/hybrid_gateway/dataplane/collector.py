@@ -35,7 +35,7 @@ _COUNTERS = (
 
 class InterfaceStatsCollector(Collector):
     """`hybrid_gateway_vxlan_*_total`, `hybrid_gateway_primary_nic_*_total` and
-    `hybrid_gateway_primary_nic_info` (SPEC §8)."""
+    `hybrid_gateway_primary_nic_info` (docs/design.md#metrics)."""
 
     def __init__(self, netlink: Netlink, *, vxlan_device: str, node_ip: ipaddress.IPv4Address):
         self._netlink = netlink

@@ -5,7 +5,7 @@ relist; between them a CiliumNode watch event applies only the changed nodes' en
 the last full pass's state: no dump, no pass over every node), or brings the full pass forward
 when the change touches other nodes. After a failed pass the next full pass follows after a
 short, growing delay. State is kept on exit: the device and its entries stay so the kernel
-keeps forwarding while routes move to the other replica (SPEC §12).
+keeps forwarding while routes move to the other replica (docs/design.md#failover-measurement).
 
 With `node_watch` given (the daemon), the CiliumNode watch is not a thread of `run` but a
 supervised loop of its own (`watch_task`): a watch stuck in a call fails `/healthz` by name, a

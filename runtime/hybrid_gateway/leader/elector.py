@@ -1,7 +1,7 @@
 """A small Lease elector: the pure decision table plus a loop that reads and writes the Lease.
 
 Why not the client library's elector: it exits the process on bad config, cannot release the
-lease on shutdown, and cannot be cancelled (DESIGN.md §4).
+lease on shutdown, and cannot be cancelled (docs/design.md#leader-election).
 
 Leadership comes in terms. A term starts with a successful acquisition and ends when the lease
 is lost, cannot be renewed within the renew deadline, or the elector shuts down; after

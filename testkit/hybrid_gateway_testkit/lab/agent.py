@@ -131,7 +131,7 @@ class VtepProgrammer:
         if endpoints == self.current and mask == self.mask:
             return
         routes = steered_prefixes(endpoints, mask, self.match)
-        for ep in endpoints:  # FDB, then neighbour (SPEC §3 order)
+        for ep in endpoints:  # FDB, then neighbour (docs/design.md#tunnel order)
             _run(["bridge", "fdb", "replace", ep.mac, "dev", self.device,
                   "dst", ep.tunnel_endpoint, "self", "permanent"])  # fmt: skip
             _run(["ip", "neigh", "replace", ep.tunnel_endpoint, "lladdr", ep.mac,

@@ -1,8 +1,8 @@
 """A gateway host's tunnel set up by hand, for the lab's own world tests.
 
-Exactly what SPEC §3 describes (VXLAN device, then per hybrid node FDB entry, permanent
-neighbour and pod CIDR route), without the daemon: a world test that passes with it proves the
-lab carries tunnelled traffic, so a drill's failure can only be the daemon's.
+Exactly what docs/design.md#tunnel describes (VXLAN device, then per hybrid node FDB entry,
+permanent neighbour and pod CIDR route), without the daemon: a world test that passes with it proves
+the lab carries tunnelled traffic, so a drill's failure can only be the daemon's.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def cilium_node(
 
 
 def spec_mac(ip: str) -> str:
-    """SPEC §3 written out independently: sha256 over ::ffff:a.b.c.d, 6 bytes, LAA unicast."""
+    """docs/design.md#tunnel written out independently: sha256 over ::ffff:a.b.c.d, 6 bytes,
+    LAA unicast."""
     mapped = b"\x00" * 10 + b"\xff\xff" + bytes(int(o) for o in ip.split("."))
     raw = bytearray(hashlib.sha256(mapped).digest()[:6])
     raw[0] = (raw[0] & 0xFE) | 0x02

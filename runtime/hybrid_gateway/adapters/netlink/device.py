@@ -46,7 +46,7 @@ class DeviceAction(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """What `hybrid_vxlan0` must look like (SPEC §3)."""
+    """What `hybrid_vxlan0` must look like (docs/design.md#tunnel)."""
 
     name: str
     vni: int
