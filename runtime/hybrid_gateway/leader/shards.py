@@ -639,7 +639,10 @@ class ShardGroup:
         tasks = [
             route_start_task(self.routes, timings),
             cilium_match_task(self.cilium, timings),
-            self.nodes_health.task("ciliumnode-watch", self.forward.nodes.watch, timings),
+            # Its own name: the data plane's CiliumNode watch runs beside it as "ciliumnode-watch".
+            self.nodes_health.task(
+                "forward-prefixes-ciliumnode-watch", self.forward.nodes.watch, timings
+            ),
             Task(
                 FORWARD_PREFIXES,
                 self.forward.run,
