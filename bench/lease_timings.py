@@ -13,7 +13,7 @@ API server on loopback; leader `a`, standby `b`, one fresh Lease per trial. Dist
 
 Per trial: whether `a` lost its term (a failover), and how long its writes were paused (its
 `valid()` false while still leading). Prints one line per trial, then one JSON object (last
-line) with every figure. Figures are for the README; nothing here asserts.
+line) with every figure. Figures are for docs/daemon.md; nothing here asserts.
 """
 
 from __future__ import annotations

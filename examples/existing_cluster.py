@@ -12,12 +12,13 @@ handler Lambda assumes `kubectl_role_arn`; its own execution role is only grante
 - the kubectl layer matching the cluster's Kubernetes version (`KubectlV35Layer`).
 - a private-only API endpoint: `kubectl_private_subnet_ids` (subnets that reach the endpoint
   and STS, EKS, Lambda, CloudWatch Logs and S3: the provider framework's function in the same
-  subnets invokes the handler and answers CloudFormation through a pre-signed S3 URL; README,
-  "Private VPCs without a NAT gateway") and `kubectl_security_group_id` (allowed by the cluster
-  security group on 443) put the kubectl handler in the VPC. An imported `kubectl_lambda_role`
-  does not get aws-cdk-lib's managed policies (`addManagedPolicy` is a no-op on imported
-  roles): the gateway attaches the ENI and ECR Public grants inline
-  (`eks_hybrid_gateway.kubectl_access`); give the role `AWSLambdaBasicExecutionRole` yourself.
+  subnets invokes the handler and answers CloudFormation through a pre-signed S3 URL;
+  docs/construct.md, "Private VPCs without a NAT gateway") and `kubectl_security_group_id`
+  (allowed by the cluster security group on 443) put the kubectl handler in the VPC. An
+  imported `kubectl_lambda_role` does not get aws-cdk-lib's managed policies
+  (`addManagedPolicy` is a no-op on imported roles): the gateway attaches the ENI and ECR
+  Public grants inline (`eks_hybrid_gateway.kubectl_access`); give the role
+  `AWSLambdaBasicExecutionRole` yourself.
 The Pod Identity agent add-on is installed only when `install_pod_identity_agent` is set: an
 existing cluster may have it already, and creating it twice fails the deployment.
 """

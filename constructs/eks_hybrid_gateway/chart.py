@@ -67,7 +67,7 @@ class MetricsExposure(enum.Enum):
 @dataclass(frozen=True)
 class GatewayResources:
     """Container requests and limits. The memory limit suits up to 20,000 hybrid nodes: the
-    daemon peaked at 175-196 MiB there (bench/scale_end_to_end.py); README, "Sizing"."""
+    daemon peaked at 175-196 MiB there (bench/scale_end_to_end.py); docs/dataplane.md, "Sizing"."""
 
     cpu_request: str = "100m"
     memory_request: str = "128Mi"

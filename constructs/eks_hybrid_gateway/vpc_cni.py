@@ -10,7 +10,7 @@ setting the app gave.
 
 Only an add-on this app declares can be changed: CloudFormation cannot adopt an EKS add-on that
 already exists on the cluster (CreateAddon fails), so for those, set the variable with
-`aws eks update-addon --configuration-values` instead (README).
+`aws eks update-addon --configuration-values` instead (docs/construct.md).
 """
 
 from __future__ import annotations

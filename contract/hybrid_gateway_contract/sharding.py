@@ -124,7 +124,7 @@ def _vtep_endpoints(
     longest that keeps them within Cilium's 8 endpoints and cuts no CIDR into more than
     `shards` parts. One length for all, aligned and disjoint, is the only layout that matches
     correctly whether a Cilium build looks endpoints up by longest prefix or by a hash of the
-    destination under the single `cidrMask` (docs/cilium-vtep-matching in the README). When
+    destination under the single `cidrMask` (docs/daemon.md, "How Cilium matches endpoints"). When
     even the longest VPC prefix leaves more than 8 endpoints, the VPC CIDRs stay as they are
     (mixed lengths, as in active-standby)."""
     longest = max(cidr.prefixlen for cidr in vpc_cidrs)

@@ -74,7 +74,7 @@ class Timings:
     def ec2_write_connect_timeout_s(self) -> float:
         """Half the slack each for connecting and for the answer: a route write whose last
         guard passed in the last instant of validity has reached EC2 or been abandoned before
-        another replica may take the Lease (README, "What fencing guarantees")."""
+        another replica may take the Lease (docs/daemon.md, "What EC2 fencing guarantees")."""
         return min(EC2_WRITE_CONNECT_CAP_S, max(EC2_WRITE_TIMEOUT_FLOOR_S, self.lease_slack_s / 2))
 
     @property

@@ -611,13 +611,13 @@ def test_deploy_time_configuration_cannot_be_merged(make_gateway: GatewayFactory
         make_gateway(vpc_cni_addon=addon)
 
 
-def test_the_readme_example_enabling_the_extras_runs_as_written(
+def test_the_guides_example_enabling_the_extras_runs_as_written(
     imported_vpc_and_cluster: Callable[[Any], tuple[Any, Any]],
 ) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "construct.md").read_text()
     [code] = [
         block
-        for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+        for block in re.findall(r"```python\n(.*?)```", guide, flags=re.S)
         if "remove_routes_on_delete=True" in block
     ]
     stack = cdk.Stack(cdk.App(), "Readme", env=cdk.Environment(account=ACCOUNT, region=REGION))
@@ -630,7 +630,7 @@ def test_the_readme_example_enabling_the_extras_runs_as_written(
         "HybridNodesGateway": HybridNodesGateway,
         "HybridCiliumOptions": HybridCiliumOptions,
     }
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/construct.md", "exec"), namespace)
     template = cdk.assertions.Template.from_stack(stack)
     template.resource_count_is(RESOURCE_TYPE, 1)
     template.has_resource_properties(HELM_TYPE, {"Version": "1.18.8-1"})

@@ -1,5 +1,5 @@
-"""Migrating a cluster from the reference Helm release to the construct (README, "Migrating from
-the Helm install"), step by step against what `kubectl create` would meet.
+"""Migrating a cluster from the reference Helm release to the construct (docs/construct.md,
+"Migrating from the Helm install"), step by step against what `kubectl create` would meet.
 
 What the getting-started install leaves in a cluster (aws/eks-hybrid-nodes-gateway):
 - the release `helm install eks-hybrid-nodes-gateway ... --namespace eks-hybrid-nodes-gateway

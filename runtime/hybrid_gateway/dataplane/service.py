@@ -109,7 +109,7 @@ class DataPlane:
         self.changes_applied = 0  # node changes applied on their own, between full passes
         #: time.monotonic() of the loop's last tick, for liveness: it ticks at least every
         #: STOP_POLL_S while waiting and before every pass. A pass itself does not tick: the
-        #: first pass at 20,000 nodes spends ~20 s in the kernel (README, scale), so a liveness
+        #: first pass at 20,000 nodes spends ~20 s in the kernel (docs/dataplane.md), so a liveness
         #: limit must be longer than the longest pass.
         self.heartbeat = time.monotonic()
 

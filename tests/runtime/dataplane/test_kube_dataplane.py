@@ -327,9 +327,9 @@ def test_kernel_counters_are_exported(
 def test_readiness_and_metrics_do_not_wait_for_a_reconcile_pass(
     world: World, api_client: client.ApiClient, admin: client.CustomObjectsApi
 ) -> None:
-    """A full pass at 20,000 nodes holds the reconciler's netlink lock for about 20 s (README,
-    scale): /readyz and /metrics are answered meanwhile. The test holds that lock itself, as a
-    pass does, so nothing depends on how long a real pass takes here."""
+    """A full pass at 20,000 nodes holds the reconciler's netlink lock for about 20 s
+    (docs/dataplane.md): /readyz and /metrics are answered meanwhile. The test holds that lock
+    itself, as a pass does, so nothing depends on how long a real pass takes here."""
     metrics = GatewayMetrics()
     create(admin, cilium_node("hyb", HYBRID_IP, [HYBRID_POD_CIDR]))
     with running(world, api_client, metrics=metrics) as plane:
