@@ -78,7 +78,10 @@ def recorded_actions(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
             owner.prepare()  # what every replica calls at start
             assert owner.sync(lambda: True).converged
             assert world.all_point_at(direct, "b")
-            yield {call.action for call in proxy.snapshot()}
+            # The start-up permission probe is recorded as `DryRun:<Action>`: EC2 authorizes a
+            # DryRun request as the action itself (EC2 API reference, "DryRun": DryRunOperation
+            # if you have the required permissions, else UnauthorizedOperation).
+            yield {call.action.removeprefix("DryRun:") for call in proxy.snapshot()}
         finally:
             proxy.stop()
 
