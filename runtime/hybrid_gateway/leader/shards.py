@@ -680,6 +680,13 @@ class ShardGroup:
         shard this replica owns has converged."""
 
         def ready() -> tuple[bool, str]:
+            # Ready means "member, or about to be": a replica that cannot join (route ownership
+            # not prepared, not eligible) is not ready, so a rolling update does not take the
+            # last owner away while its successor can own nothing. Its cause comes first: the
+            # membership Lease's silence that follows from it would only hide it.
+            if not self.member.valid() and not self.eligible():
+                why = self.ineligibility() or "not eligible"
+                return False, f"cannot own shards yet: {why}"
             problem = readiness_problem(
                 dataplane_ready,
                 self.routes,
@@ -708,12 +715,6 @@ class ShardGroup:
             if pending:
                 return False, "not converged yet: " + "; ".join(pending)
             if not owned:
-                # Ready means "member, or about to be": a replica that cannot join (route
-                # ownership not prepared, not eligible) is not ready, so a rolling update
-                # does not take the last owner away while its successor can own nothing.
-                if not self.member.valid() and not self.eligible():
-                    why = self.ineligibility() or "not eligible"
-                    return False, f"cannot own shards yet: {why}"
                 member = "member" if self.member.valid() else "not a member yet"
                 waiting = self.fence.decision()
                 if not waiting.may_write:
