@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
+from hybrid_gateway.leader.shards import DRAIN_MAX_S
 from hybrid_gateway.timings import HOLDER_LOSS_LEASES
 from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.plans import PLAN_ANNOTATION, PLAN_LABEL, plan_digest
@@ -853,7 +854,9 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
     assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] in ("gw-a", "gw-x")]
     for name in ("b", "c"):
         trio.replicas[name].signal(signal.SIGTERM)
-        assert trio.replicas[name].wait(15) == 0
+        # The last old-plan replica's drain waits for new owners of its shards, which the new
+        # plan's replicas only become once it has stopped: up to DRAIN_MAX_S, then it exits.
+        assert trio.replicas[name].wait(DRAIN_MAX_S + 15) == 0
     wait_until(lambda: serves_plan(trio, new_plan, {"a", "x"}), "the new plan served", trio)
     assert new_plan.vtep_prefix_length is not None
     assert vtep_spec(trio)["cidrMask"] == str(
