@@ -14,7 +14,7 @@ from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import NodeRecord, node_record
 from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.tunnel_world import cilium_node
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.waiting import wait_until
 
 

@@ -26,6 +26,7 @@ from hybrid_gateway.dataplane import DataPlane, DataPlaneError
 from hybrid_gateway.health import HttpEndpoints
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.tunnel_world import (
     GATEWAY_IP,
     HYBRID_IP,
@@ -33,7 +34,6 @@ from hybrid_gateway_testkit.tunnel_world import (
     HYBRID_POD_IP,
     VPC_CIDR,
     World,
-    cilium_node,
 )
 from hybrid_gateway_testkit.waiting import wait_until
 
