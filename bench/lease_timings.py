@@ -31,7 +31,7 @@ from kubernetes import config
 
 from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.leader.elector import LeaseElector, Term
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 NAMESPACE = "default"
 TIMINGS = [(3.0, 2.0, 1.0), (5.0, 3.0, 1.0), (15.0, 10.0, 2.0)]

@@ -43,9 +43,9 @@ from kubernetes import client, config
 from pyroute2.netns import setns
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.scale import DEV, batch_tools, nodes, realistic_cilium_node
+from kube_test_apiserver import ApiServer
 
 GW_IP = "10.0.1.10"
 PEER_IP = "10.0.1.20"

@@ -29,9 +29,9 @@ from hybrid_gateway_contract import (
     VTEP_CONFIGS_PLURAL,
     Env,
 )
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, ec2_client, moto_ec2, seed_world
+from kube_test_apiserver import ApiServer
 
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 
 @pytest.fixture

@@ -42,11 +42,11 @@ from hybrid_gateway_contract.sharding import (
     member_lease_name,
     shard_lease_name,
 )
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2, seed_world
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 Manifest = dict[str, Any]
 GW_IP = "10.0.1.10"

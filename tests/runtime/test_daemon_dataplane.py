@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, NetnsKube, daemon_env
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.netns
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.netns
 

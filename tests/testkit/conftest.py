@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kubernetes import client, config
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 
 @pytest.fixture(scope="module")

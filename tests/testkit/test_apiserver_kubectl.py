@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 KUBECTL_HELP = (
     "kubectl is needed by the kubectl client tests: install kubectl 1.33 "

@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver.errors import ApiError
-from hybrid_gateway_testkit.apiserver.objects import (
+from kube_test_apiserver.errors import ApiError
+from kube_test_apiserver.objects import (
     json_patch,
     merge_patch,
     parse_field_selector,
     parse_label_selector,
 )
-from hybrid_gateway_testkit.apiserver.resources import all_types
-from hybrid_gateway_testkit.apiserver.store import ExpiredError, Store
+from kube_test_apiserver.resources import all_types
+from kube_test_apiserver.store import ExpiredError, Store
 
 
 def labelled(**labels: str) -> dict[str, Any]:

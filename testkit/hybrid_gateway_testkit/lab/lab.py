@@ -55,7 +55,7 @@ from hybrid_gateway_testkit.lab.topology import (
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
 
 if TYPE_CHECKING:
-    from hybrid_gateway_testkit.apiserver import ApiServer
+    from kube_test_apiserver import ApiServer
 
 MOTO_PORT = 5000
 EC2_PROXY_PORT = 5001
@@ -266,7 +266,7 @@ class Lab:
         self.options.log(f"control: EC2 emulator {self.moto_url} (daemons use {self.ec2_url})")
 
     def start_apiserver(self) -> None:
-        from hybrid_gateway_testkit.apiserver import ApiServer
+        from kube_test_apiserver import ApiServer
 
         w = self.w
 
@@ -773,7 +773,7 @@ class Lab:
         directory = self._tls_ca().parent
         cert, key = directory / "serving.crt", directory / "serving.key"
         if not cert.exists():
-            from hybrid_gateway_testkit.apiserver.tls import make_certificate
+            from kube_test_apiserver.tls import make_certificate
 
             directory.mkdir(parents=True, exist_ok=True)
             pods = sorted(node.pod_ip for node in self.w.node_plans.values())

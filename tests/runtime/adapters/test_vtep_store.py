@@ -10,7 +10,7 @@ import pytest
 from kubernetes import config
 
 from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore, VtepWriteNotAllowedError
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 BODY: dict[str, Any] = {
     "apiVersion": "cilium.io/v2",

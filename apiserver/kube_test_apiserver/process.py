@@ -75,7 +75,7 @@ class ApiServer:
         ready_timeout_s: float = 20.0,
         tls: bool = False,
     ) -> ApiServer:
-        """Start `python -m hybrid_gateway_testkit.apiserver` (inside `netns` if given); with
+        """Start `python -m kube_test_apiserver` (inside `netns` if given); with
         `tls`, it serves HTTPS and the kubeconfigs carry its self-signed certificate."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ class ApiServer:
         argv = [
             sys.executable,
             "-m",
-            "hybrid_gateway_testkit.apiserver",
+            "kube_test_apiserver",
             "--host",
             host,
             "--port",

@@ -62,7 +62,7 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m hybrid_gateway_testkit.apiserver",
+        prog="python -m kube_test_apiserver",
         description="Test Kubernetes API server for the EKS Hybrid Nodes gateway (tests, lab).",
     )
     parser.add_argument("--host", default="127.0.0.1")
