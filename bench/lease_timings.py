@@ -31,6 +31,7 @@ from kubernetes import config
 
 from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.leader.elector import LeaseElector, Term
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from kube_test_apiserver import ApiServer
 
 NAMESPACE = "default"
@@ -154,7 +155,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="hgw-lease-") as tmp,
-        ApiServer.start(Path(tmp) / "api") as kube,
+        start_kube_api(Path(tmp) / "api") as kube,
     ):
         n = 0
         for timing in TIMINGS:

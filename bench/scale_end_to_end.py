@@ -43,9 +43,9 @@ from kubernetes import client, config
 from pyroute2.netns import setns
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.scale import DEV, batch_tools, nodes, realistic_cilium_node
-from kube_test_apiserver import ApiServer
 
 GW_IP = "10.0.1.10"
 PEER_IP = "10.0.1.20"
@@ -179,7 +179,7 @@ def main() -> None:
         peer.ip("link", "del", DEV)
         print(f"ip/bridge -batch: {batch_s:.3f} s for {3 * count} entries", flush=True)
 
-        with ApiServer.start(Path(tmp) / "api", netns=gw.name) as api:
+        with start_kube_api(Path(tmp) / "api", netns=gw.name) as api:
             admin = api.kubeconfig("bench")
             daemon_config = api.kubeconfig("gw-a")
             load_s = load(admin, gw.name, entries)

@@ -28,8 +28,7 @@ from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
-from kube_test_apiserver import ApiServer
-from kube_test_apiserver.audit import lease_writes
+from kube_test_apiserver import ApiServer, lease_writes
 
 pytestmark = pytest.mark.slow
 

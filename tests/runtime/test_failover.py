@@ -30,7 +30,7 @@ from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
-from kube_test_apiserver.audit import lease_writes as audit_lease_writes
+from kube_test_apiserver import lease_writes as audit_lease_writes
 
 pytestmark = pytest.mark.slow
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
