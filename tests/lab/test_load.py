@@ -115,7 +115,8 @@ def _series(values: Sequence[float]) -> list[float]:
 def test_a_dip_and_its_recovery() -> None:
     # 1 s settle, reference 100 Mbit/s, action at 2.0 s, 0.5 s at 0, one weak bucket, back
     good = _series([50] * 10 + [100] * 10 + [0] * 5 + [80, 95, 100, 100, 100])
-    retx = [0.0] * 20 + [0.0] * 5 + [40.0, 5.0, 0, 0, 0]
+    retx = [3.0] * 20 + [0.0] * 5 + [40.0, 5.0, 0, 0, 0] + [0.0] * 10 + [9.0]
+    good += _series([100] * 11)
     impact = failover_impact(good, retx, 0.1, 2.0)
     assert impact["pre_failure_median_mbit_s"] == 100.0
     assert impact["dip_start_s"] == 0.0
@@ -123,7 +124,10 @@ def test_a_dip_and_its_recovery() -> None:
     # 80 is below 90 %: back at the bucket of 95 (2.6 s), 0.6 s after the action
     assert impact["recovery_s"] == pytest.approx(0.6)
     assert impact["deficit_mbit"] == pytest.approx(5 * 10 + 2)  # 0.5 s x 100 + 0.1 s x 20
-    assert impact["retransmits_failure"] == 45
+    assert impact["retransmits_failure"] == 45  # from the action to 1 s after the recovery
+    assert impact["retransmits_after_action"] == 54
+    assert impact["retransmits_pre_per_s"] == 30.0  # 3 per 0.1 s bucket
+    assert impact["retransmits_total"] == 60 + 54
     assert impact["lowest_mbit_s"] == 0.0
 
 

@@ -272,7 +272,8 @@ def spread(
             amount = float(getattr(iv, field_name))
             if b <= a:
                 continue
-            first, last = max(0, int(a // bucket_s)), min(n - 1, int(b // bucket_s))
+            # one bucket of margin each side: float division may land just below a boundary
+            first, last = max(0, int(a // bucket_s) - 1), min(n - 1, int(b // bucket_s) + 1)
             for i in range(first, last + 1):
                 overlap = min(b, (i + 1) * bucket_s) - max(a, i * bucket_s)
                 if overlap > 0:
@@ -298,9 +299,10 @@ def failover_impact(
     `recovered_fraction` of it, with the `hold` buckets from there averaging that too.
     `recovery_s` counts from the action to that bucket's start; `deficit_mbit` is what fell
     short of the reference meanwhile; `retransmits_failure` counts from the action to one
-    second after the recovery (the retransmits of the lost flight come after the path is back)."""
+    second after the recovery (the retransmits of the lost flight come after the path is back),
+    `retransmits_after_action` to the end of the series."""
     first_pre = math.ceil(settle_s / bucket_s - 1e-9)
-    action_bucket = int(action_s // bucket_s)
+    action_bucket = math.floor(action_s / bucket_s + 1e-9)  # 2.0 // 0.1 is 19.0
     pre = list(goodput_bps[first_pre:action_bucket])
     if not pre or statistics.median(pre) <= 0:
         return {"error": "no goodput before the failure to compare with"}
@@ -337,6 +339,7 @@ def failover_impact(
         "deficit_mbit": round(deficit / 1e6, 1),
         "retransmits_pre_per_s": round(pre_retx / pre_span, 1) if pre_span > 0 else None,
         "retransmits_failure": round(sum(retransmits[action_bucket:span_end])),
+        "retransmits_after_action": round(sum(retransmits[action_bucket:])),
         "retransmits_total": round(sum(retransmits)),
     }
 
