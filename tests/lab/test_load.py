@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_gateway_testkit.lab.__main__ import main as lab_main
 from hybrid_gateway_testkit.lab.load import (
     IPERF3,
     Interval,
@@ -174,6 +175,21 @@ def test_the_recorded_failover_dips_at_the_action_and_recovers_after_the_new_pat
     assert impact["below_half_s"] <= impact["recovery_s"] + 0.1
     # The flight lost in the outage is sent again once the path is back.
     assert impact["retransmits_failure"] > 10 * impact["retransmits_pre_per_s"]
+
+
+def test_the_lab_refuses_load_where_it_cannot_run_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aa = ["--drill", "kill-owner", "--mode", "active-active", "--load", "iperf3"]
+    with pytest.raises(SystemExit) as exc:
+        lab_main(aa)
+    assert exc.value.code == 2
+    assert "--load runs in active-standby mode" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", "/nonexistent")  # no iperf3 anywhere
+    with pytest.raises(SystemExit) as exc:
+        lab_main(["--drill", "kill-leader", "--load", "iperf3"])
+    assert exc.value.code == 2
+    assert "iperf3 is not installed (make system-deps installs it)" in capsys.readouterr().err
 
 
 def _short(size: int, took: float, error: str | None = None) -> ShortTransfer:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from hybrid_gateway_contract.sharding import GatewayMode
 from hybrid_gateway_testkit.lab.agent import VTEP_MATCHES
 from hybrid_gateway_testkit.lab.drills import DRILLS, SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.lab import LabOptions
-from hybrid_gateway_testkit.lab.load import LoadSettings
+from hybrid_gateway_testkit.lab.load import IPERF3, LoadSettings
 from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
 from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
 from hybrid_gateway_testkit.lab.topology import active_active_plan
@@ -107,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
     if args.load and active_active:
         parser.error("--load runs in active-standby mode (the kill-owner drill has no load yet)")
+    if args.load and shutil.which(IPERF3) is None:
+        parser.error(
+            f"--load {args.load}: {IPERF3} is not installed (make system-deps installs it)"
+        )
     if active_active != (args.drill in SHARDED_DRILLS):
         parser.error(
             f"--drill {args.drill} needs --mode "
