@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from hybrid_gateway_testkit.lab.__main__ import main as lab_main
+from hybrid_gateway_testkit.lab.analysis import ProbeLog
 from hybrid_gateway_testkit.lab.load import (
     IPERF3,
     Interval,
@@ -37,6 +38,7 @@ from hybrid_gateway_testkit.lab.load import (
     spread,
     steady_summary,
 )
+from hybrid_gateway_testkit.lab.report import load_rows, timeline_png
 from hybrid_gateway_testkit.netns import netns_world
 
 DATA = Path(__file__).parent / "data"
@@ -275,3 +277,43 @@ def test_a_real_iperf3_run_between_two_namespaces(tmp_path: Path) -> None:
     # (what the receiver counted may be less: iperf3 stops counting at the test's end)
     assert [t.error for t in transfers] == [None] * len(transfers)
     assert all(t.sent_bytes >= t.size and t.completion_s > 0 for t in transfers)
+
+
+def test_the_report_shows_the_load_in_its_table_and_picture(tmp_path: Path) -> None:
+    good = _series([100] * 20 + [0] * 5 + [100] * 15)
+    impact = failover_impact(good, [0.0] * 40, 0.1, 2.0)
+    direction = {"impact": impact}
+    steady = {"goodput_mbit_s": 100.0, "retransmits": 1, "short": {}}
+    load = {
+        "steady": {
+            "underlay": {"cloud_to_hybrid": steady, "hybrid_to_cloud": steady},
+            "tunnel": {"cloud_to_hybrid": steady, "hybrid_to_cloud": steady},
+            "tunnel_vs_underlay": compare_paths(
+                {"cloud_to_hybrid": steady, "hybrid_to_cloud": steady},
+                {"cloud_to_hybrid": steady, "hybrid_to_cloud": steady},
+            ),
+        },
+        "failover": {
+            "cloud_to_hybrid": direction,
+            "hybrid_to_cloud": {"impact": {"error": "no goodput before the failure"}},
+        },
+    }
+    rows = dict(load_rows(load))
+    assert rows["load cloud to hybrid"].endswith("= 1.0, retx 1/1")
+    assert "90 % at +0.5 s" in rows["  across the drill, cloud_to_hybrid"]
+    assert rows["  across the drill, hybrid_to_cloud"] == "no goodput before the failure"
+    assert load_rows(None) == []
+    plot = tmp_path / "timeline.png"
+    series = {"cloud_to_hybrid": good, "hybrid_to_cloud": good}
+    retx = {"cloud_to_hybrid": [0.0] * 40, "hybrid_to_cloud": [0.0] * 40}
+    timeline_png(
+        plot,
+        log=ProbeLog(),
+        cloud_ips={"10.0.0.20"},
+        t0=0.0,
+        t1=4.0,
+        marks=[(2.0, "action", "kill"), (2.5, "load", "goodput back")],
+        title="t",
+        load=(series, retx, 0.1),
+    )
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
