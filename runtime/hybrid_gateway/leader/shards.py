@@ -461,13 +461,17 @@ class ShardGroup:
         if self.member.valid():
             members.add(self._identity)
         holders: dict[int, str | None] = {}
+        lapsed: dict[int, str] = {}
         for slot in self.slots:
+            observation = records.get(slot.lease_name)
             holders[slot.index] = (
-                self._identity
-                if slot.elector.leading
-                else self._live(records.get(slot.lease_name), now)
+                self._identity if slot.elector.leading else self._live(observation, now)
             )
-        return ShardView(len(self.slots), frozenset(members), holders)
+            if holders[slot.index] is None and observation is not None:
+                last = observation.record.holder
+                if last:  # expired, not released: its holder stopped renewing
+                    lapsed[slot.index] = last
+        return ShardView(len(self.slots), frozenset(members), holders, lapsed)
 
     def _decide(self, view: ShardView) -> ShardDecision:
         """The coordination's decision on `view`; a member newly passed over is reported."""
