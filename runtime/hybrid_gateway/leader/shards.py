@@ -777,11 +777,19 @@ class ShardGroup:
             log.warning("stopping with %s after %.1fs", left, took)
 
     def _still_here(self, released: Sequence[int]) -> str | None:
-        """What of the released shards still points at this replica, or None."""
+        """What of the released shards still points at this replica, or None.
+
+        While other members of our plan live, they take the released shards' Leases, and a
+        shard without a new holder is still ours to cover. Without them (the last replica of
+        a plan: a shard-count change, a switch back to active-standby, a rollback), the
+        successors work under another regime, whose cut need not have our shards at all
+        (4 -> 2 shards: no one ever takes shards 2 and 3): then only what still points here
+        counts, the VTEP endpoints and the routes, which the successor's writes move or retire."""
         view = self.view()
-        orphans = [i for i in released if view.holder(i) in (None, self._identity)]
-        if orphans:
-            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        if view.members - {self._identity}:
+            orphans = [i for i in released if view.holder(i) in (None, self._identity)]
+            if orphans:
+                return f"shard(s) {','.join(map(str, orphans))} without a new owner"
         names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
         try:
             observed = self._vtep_store.get()
