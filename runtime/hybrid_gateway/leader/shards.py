@@ -461,13 +461,17 @@ class ShardGroup:
         if self.member.valid():
             members.add(self._identity)
         holders: dict[int, str | None] = {}
+        lapsed: dict[int, str] = {}
         for slot in self.slots:
+            observation = records.get(slot.lease_name)
             holders[slot.index] = (
-                self._identity
-                if slot.elector.leading
-                else self._live(records.get(slot.lease_name), now)
+                self._identity if slot.elector.leading else self._live(observation, now)
             )
-        return ShardView(len(self.slots), frozenset(members), holders)
+            if holders[slot.index] is None and observation is not None:
+                last = observation.record.holder
+                if last:  # expired, not released: its holder stopped renewing
+                    lapsed[slot.index] = last
+        return ShardView(len(self.slots), frozenset(members), holders, lapsed)
 
     def _decide(self, view: ShardView) -> ShardDecision:
         """The coordination's decision on `view`; a member newly passed over is reported."""
@@ -773,11 +777,19 @@ class ShardGroup:
             log.warning("stopping with %s after %.1fs", left, took)
 
     def _still_here(self, released: Sequence[int]) -> str | None:
-        """What of the released shards still points at this replica, or None."""
+        """What of the released shards still points at this replica, or None.
+
+        While other members of our plan live, they take the released shards' Leases, and a
+        shard without a new holder is still ours to cover. Without them (the last replica of
+        a plan: a shard-count change, a switch back to active-standby, a rollback), the
+        successors work under another regime, whose cut need not have our shards at all
+        (4 -> 2 shards: no one ever takes shards 2 and 3): then only what still points here
+        counts, the VTEP endpoints and the routes, which the successor's writes move or retire."""
         view = self.view()
-        orphans = [i for i in released if view.holder(i) in (None, self._identity)]
-        if orphans:
-            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        if view.members - {self._identity}:
+            orphans = [i for i in released if view.holder(i) in (None, self._identity)]
+            if orphans:
+                return f"shard(s) {','.join(map(str, orphans))} without a new owner"
         names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
         try:
             observed = self._vtep_store.get()

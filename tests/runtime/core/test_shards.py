@@ -120,14 +120,21 @@ def test_a_member_joining_takes_only_its_fair_share_one_shard_at_a_time(
     members=st.sets(st.sampled_from(NAMES[:5]), min_size=0, max_size=5),
     holders=st.lists(st.sampled_from([None, *NAMES[:6]]), min_size=8, max_size=8),
     orphan_ages=st.lists(st.floats(min_value=0, max_value=3), min_size=8, max_size=8),
+    lapsed=st.lists(st.sampled_from([None, *NAMES[:6]]), min_size=8, max_size=8),
 )
 def test_no_two_members_claim_the_same_shard_from_the_same_view_and_nobody_claims_a_held_one(
     shards: int,
     members: set[str],
     holders: list[str | None],
     orphan_ages: list[float],
+    lapsed: list[str | None],
 ) -> None:
-    view = ShardView(shards, frozenset(members), dict(enumerate(holders[:shards])))
+    view = ShardView(
+        shards,
+        frozenset(members),
+        dict(enumerate(holders[:shards])),
+        {s: h for s, h in enumerate(lapsed[:shards]) if h is not None and holders[s] is None},
+    )
     ages = dict(enumerate(orphan_ages[:shards]))
     targeted: dict[int, str] = {}
     for me in sorted(members):
@@ -172,3 +179,19 @@ def test_the_assignment_is_the_same_in_every_process_order() -> None:
         view = ShardView(8, frozenset(order), {})
         results.add(tuple(sorted(target_owners(view).items())))
     assert len(results) == 1
+
+
+def test_a_member_that_let_a_shard_lease_lapse_is_given_no_orphan_until_it_is_taken() -> None:
+    """gw-a's shard 0 Lease expired (not released) while its membership is still live: the
+    orphans go to gw-b although gw-a is the least loaded; once shard 0 has a holder again,
+    gw-a is a receiver like any member."""
+    members = frozenset({"gw-a", "gw-b"})
+    view = ShardView(4, members, {0: None, 1: "gw-b", 2: "gw-b", 3: None}, {0: "gw-a"})
+    assert target_owners(view) == dict.fromkeys(range(4), "gw-b")
+    assert decide(view, "gw-b", orphaned_for={}, grace_s=1.0).claim == {0, 3}
+    assert decide(view, "gw-a", orphaned_for={}, grace_s=1.0).claim == frozenset()
+    taken = ShardView(4, members, {0: "gw-b", 1: "gw-b", 2: "gw-b", 3: None}, {0: "gw-a"})
+    assert target_owners(taken)[3] == "gw-a"
+    # Everyone lapsed (an API outage for all): nobody is passed over.
+    both = ShardView(2, members, {0: None, 1: None}, {0: "gw-a", 1: "gw-b"})
+    assert set(target_owners(both).values()) == {"gw-a", "gw-b"}
