@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import cdk8s
 import constructs
@@ -27,10 +27,12 @@ from eks_hybrid_gateway.validation import (
     validate_route_table_ids,
     validate_vxlan_mtu,
 )
-from hybrid_gateway_contract import Env
-from hybrid_gateway_contract.sharding import DEFAULT_MAX_ROUTES_PER_TABLE, GatewayMode
+from hybrid_gateway_contract import Env, settings
+from hybrid_gateway_contract.settings import Setting
+from hybrid_gateway_contract.sharding import GatewayMode
 
 JsonDict = dict[str, Any]
+T = TypeVar("T")
 
 #: Label put on every object of the chart; also the pods' selector.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -122,8 +124,9 @@ def validate_chart_options(
     (leader_election or LeaderElectionTimings()).validate()
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
+def _literal(setting: Setting[T], value: T) -> JsonDict:
+    """One variable as the daemon reads it: rendered by the contract's codec."""
+    return {"name": setting.variable, "value": setting.render(value)}
 
 
 def _api_object(
@@ -163,7 +166,8 @@ def _container_env(
     sharding: Sharding,
 ) -> list[JsonDict]:
     """The environment (docs/design.md#configuration): downward API for the identity, the rest
-    literal."""
+    literal, each rendered by the contract's codec (`hybrid_gateway_contract.settings`), the
+    one the daemon parses it with."""
     env: list[JsonDict] = [
         {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -172,31 +176,29 @@ def _container_env(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
         {"name": Env.NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        {"name": Env.VPC_CIDR, "value": ",".join(vpc_cidrs)},
-        {"name": Env.POD_CIDRS, "value": ",".join(pod_cidrs)},
-        {"name": Env.ROUTE_TABLE_IDS, "value": ",".join(route_table_ids)},
-        {"name": Env.LEADER_ELECTION_ID, "value": lease_name},
+        _literal(settings.VPC_CIDR, tuple(vpc_cidrs)),
+        _literal(settings.POD_CIDRS, tuple(pod_cidrs)),
+        _literal(settings.ROUTE_TABLE_IDS, tuple(route_table_ids)),
+        _literal(settings.LEADER_ELECTION_ID, lease_name),
     ]
     if aws_region is not None:
-        env.append({"name": Env.AWS_REGION, "value": aws_region})
-    for env_name, seconds in (
-        (Env.LEASE_DURATION, timings.lease_duration_s),
-        (Env.RENEW_DEADLINE, timings.renew_deadline_s),
-        (Env.RETRY_PERIOD, timings.retry_period_s),
+        env.append(_literal(settings.AWS_REGION, aws_region))
+    for setting, seconds in (
+        (settings.LEASE_DURATION, timings.lease_duration_s),
+        (settings.RENEW_DEADLINE, timings.renew_deadline_s),
+        (settings.RETRY_PERIOD, timings.retry_period_s),
     ):
         if seconds is not None:
-            env.append({"name": env_name, "value": _seconds(seconds)})
+            env.append(_literal(setting, seconds))
     if vxlan_mtu is not None:
-        env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
+        env.append(_literal(settings.VXLAN_MTU, vxlan_mtu))
     if debug:
-        env.append({"name": Env.DEBUG, "value": "true"})
+        env.append(_literal(settings.DEBUG, True))
     if sharding.active_active:
-        env.append({"name": Env.MODE, "value": sharding.mode.value})
-        env.append({"name": Env.SHARDS, "value": str(sharding.shards)})
-        if sharding.max_routes_per_table != DEFAULT_MAX_ROUTES_PER_TABLE:
-            env.append(
-                {"name": Env.MAX_ROUTES_PER_TABLE, "value": str(sharding.max_routes_per_table)}
-            )
+        env.append(_literal(settings.MODE, sharding.mode))
+        env.append(_literal(settings.SHARDS, sharding.shards))
+        if sharding.max_routes_per_table != settings.MAX_ROUTES_PER_TABLE.default:
+            env.append(_literal(settings.MAX_ROUTES_PER_TABLE, sharding.max_routes_per_table))
         # The runtime makes its Pod the owner of its membership Lease, so Kubernetes' garbage
         # collector deletes the Lease with the Pod (an ownerReference needs the owner's UID).
         env.append({"name": Env.POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})

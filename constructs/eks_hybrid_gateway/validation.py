@@ -135,9 +135,8 @@ def validate_lease_timings(
     if problem is not None:
         setting = f"{problem.setting.name.lower()}_s"
         raise HybridGatewayConfigError(
-            f"{prop}.{setting}: {problem.reason}; need retry_period_s < renew_deadline_s < "
-            f"lease_duration_s, got retry_period_s={retry_period_s}, "
-            f"renew_deadline_s={renew_deadline_s}, lease_duration_s={lease_duration_s}"
+            f"{prop}.{setting}: {problem.value_s:g}: {problem.reason} (need retry_period_s < "
+            "renew_deadline_s < lease_duration_s)"
         )
 
 
@@ -229,13 +228,8 @@ def resolve_sharding(
     )
     if problems:
         first = problems[0]
-        if first.setting is ShardSetting.SHARDS:
-            # The contract's message starts with the count; say it once, after the prop.
-            detail = first.message.removeprefix(f"shards {settings.shards}: ")
-            raise HybridGatewayConfigError(f"shards: {settings.shards}: {detail}")
-        raise HybridGatewayConfigError(
-            f"max_routes_per_table: {settings.max_routes_per_table}: {first.message}"
-        )
+        prop = "shards" if first.setting is ShardSetting.SHARDS else "max_routes_per_table"
+        raise HybridGatewayConfigError(f"{prop}: {first.value}: {first.reason}")
     if not is_token(lease_name) and (group := sharding.lease_group_problem(lease_name)):
         raise HybridGatewayConfigError(f"lease_name: {lease_name!r} is {group}")
     return settings

@@ -18,7 +18,7 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -70,10 +70,10 @@ class DataPlaneLike(Protocol):
     def device_mac(self) -> str: ...
 
 
-def kube_api_client(environ: Mapping[str, str]) -> kclient.ApiClient:
-    """KUBECONFIG if set, else the in-cluster service account; one HTTP attempt per call
-    (kube_attempts.py: the daemon's loops retry, urllib3 does not)."""
-    path = environ.get("KUBECONFIG")
+def kube_api_client(path: str | None) -> kclient.ApiClient:
+    """The kubeconfig file if given (--kubeconfig, else KUBECONFIG), else the in-cluster
+    service account; one HTTP attempt per call (kube_attempts.py: the daemon's loops retry,
+    urllib3 does not)."""
     if path:
         return single_attempt(kconfig.new_client_from_config(config_file=path))
     configuration = kclient.Configuration()
@@ -271,7 +271,7 @@ def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity
     stop_the_rest(supervisor, timings)
 
 
-def run(config: Config, environ: Mapping[str, str]) -> int:
+def run(config: Config) -> int:
     setup_logging(json_format=config.log_format == "json", debug=config.debug)
     log.info(
         "starting: identity=%s node_ip=%s tables=%s pod_cidrs=%s dataplane=%s",
@@ -284,7 +284,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     timings = Timings.from_config(config)
     stop = install_signal_handlers()
     try:
-        api_client = kube_api_client(environ)
+        api_client = kube_api_client(config.kubeconfig)
     except Exception as exc:
         log.error("cannot configure the Kubernetes client: %s", exc)
         return 1
@@ -326,7 +326,6 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     log.info("VTEP MAC %s", mac)
     inputs = OwnershipInputs(
         config,
-        environ,
         timings,
         api_client,
         reporting,

@@ -164,7 +164,7 @@ def _chart(**overrides: Any) -> Any:
         ({"max_routes_per_table": 0}, "max_routes_per_table: 0 must be a positive integer"),
         (
             {"pod_cidrs": ["10.85.0.0/16", "10.86.0.0/31"], "shards": 4},
-            "shards: 4: remote pod network 10.86.0.0/31 cannot be cut into 4 prefixes "
+            "shards: 4: remote pod network 10.86.0.0/31 cannot be cut into that many prefixes "
             "(they would be /33)",
         ),
         ({"pod_cidrs": ["10.86.0.300/16"]}, "pod_cidrs[0]: '10.86.0.300/16' is not a valid"),

@@ -61,7 +61,6 @@ from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
-from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.plans import PLAN_LABEL, plan_digest, shard_regime
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
@@ -178,7 +177,7 @@ class ShardGroup:
         self, inputs: OwnershipInputs, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
-        reporting, mac, environ = inputs.reporting, inputs.mac, inputs.environ
+        reporting, mac = inputs.reporting, inputs.mac
         self._config = config
         self._timings = timings
         self._clock = clock
@@ -207,7 +206,7 @@ class ShardGroup:
 
         self.member_lease_name = member_lease_name(config.lease_name, config.identity)
         owner = None
-        pod_uid = (environ.get(Env.POD_UID) or "").strip()
+        pod_uid = config.pod_uid
         if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
             owner = client.V1OwnerReference(
                 api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
