@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import aws_cdk as cdk
 import cdk8s
@@ -42,7 +42,8 @@ from eks_hybrid_gateway.kubernetes import (
     is_created_in_app,
     is_v2_cluster,
 )
-from eks_hybrid_gateway.nag import acknowledge
+from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup, validate_log_encryption_key
+from eks_hybrid_gateway.routing_iam import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.security_group import RemotePodAccess, gateway_security_group
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
@@ -53,9 +54,6 @@ from eks_hybrid_gateway.validation import (
 )
 from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
 from hybrid_gateway_contract.sharding import GatewayMode
-
-if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
-    from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 
 __all__ = ["DEFAULT_INSTANCE_TYPE", "AnyCluster", "HybridNodesGateway"]
 
@@ -71,31 +69,6 @@ def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
     if isinstance(child, ec2.CfnVPC) and child.cidr_block and not is_token(child.cidr_block):
         return child.cidr_block
     return vpc.vpc_cidr_block
-
-
-def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
-    return [
-        stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
-        for rtb in route_table_ids
-    ]
-
-
-def allow_describe_routing_state(role: iam.Role, scoped_writes: str) -> None:
-    """DescribeInstances and DescribeRouteTables on `*` (they support no resource-level
-    permissions), acknowledged for cdk-nag with how the role's writes are scoped instead."""
-    acknowledge(
-        role,
-        "IAM5[Resource::*]",
-        "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
-        f"permissions; {scoped_writes}",
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="DescribeRoutingState",
-            actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-            resources=["*"],
-        )
-    )
 
 
 def _dedupe(values: Sequence[str]) -> list[str]:
@@ -359,8 +332,6 @@ class HybridNodesGateway(constructs.Construct):
             if vpc_cni_addon is not None:
                 check_vpc_cni_addon(vpc_cni_addon)
             if remove_routes_on_delete:
-                from eks_hybrid_gateway.route_cleanup import validate_log_encryption_key
-
                 validate_log_encryption_key(log_encryption_key)
             validate_chart_options(
                 replicas=replicas,
@@ -503,8 +474,6 @@ class HybridNodesGateway(constructs.Construct):
             apply_snat_exclusion(vpc_cni_addon, self.remote_pod_networks)
         self.route_cleanup: GatewayRouteCleanup | None = None
         if remove_routes_on_delete:
-            from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
-
             # Deleted after the manifests (the pods would put the routes back) and before the
             # nodes (whose ENIs identify the gateway's routes).
             self.route_cleanup = GatewayRouteCleanup(
