@@ -276,7 +276,7 @@ class HybridGatewayChart(cdk8s.Chart):
             (active-active). @default GatewayMode.ACTIVE_STANDBY
         shards: `SHARDS`, active-active only: a power of two. @default 4
         max_routes_per_table: `MAX_ROUTES_PER_TABLE`, active-active only: the VPC quota
-            "Routes per route table" of the owned tables. @default 50
+            "Routes per route table" of the owned tables. @default 500
     """
 
     def __init__(

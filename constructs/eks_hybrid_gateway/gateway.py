@@ -273,7 +273,7 @@ class HybridNodesGateway(constructs.Construct):
         shards: active-active only: how many shards, a power of two from 2 to 64. @default 4
         max_routes_per_table: active-active only: the owned tables' "Routes per route table"
             VPC quota, which `shards` x remote pod networks + the tables' local routes must fit.
-            @default 50 (the VPC default quota)
+            @default 500 (the VPC default quota)
     """
 
     def __init__(

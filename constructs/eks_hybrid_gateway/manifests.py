@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-routes-per-table",
         type=int,
-        help="active-active: the route tables' VPC route quota (default 50)",
+        help="active-active: the route tables' VPC route quota (default 500)",
     )
     return parser
 

@@ -34,7 +34,7 @@ from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.routes import RoutePlan
-from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardView
+from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardOwnership
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
@@ -442,7 +442,7 @@ class ShardGroup:
             return None
         return observation.record.holder
 
-    def view(self) -> ShardView:
+    def view(self) -> ShardOwnership:
         now = self._clock()
         prefix = f"{self._config.lease_name}-member-"
         with self._lock:
@@ -466,9 +466,9 @@ class ShardGroup:
                 if slot.elector.leading
                 else self._live(records.get(slot.lease_name), now)
             )
-        return ShardView(len(self.slots), frozenset(members), holders)
+        return ShardOwnership(len(self.slots), frozenset(members), holders)
 
-    def _decide(self, view: ShardView) -> ShardDecision:
+    def _decide(self, view: ShardOwnership) -> ShardDecision:
         """The coordination's decision on `view`; a member newly passed over is reported."""
         with self._lock:
             before = self._coordination.stalled(self._clock())
@@ -621,7 +621,7 @@ class ShardGroup:
                     wait = min(wait, expiry - now + 0.01)
         return max(0.01, wait)
 
-    def _publish(self, view: ShardView) -> None:
+    def _publish(self, view: ShardOwnership) -> None:
         self.metrics.members.set(len(view.members))
         self.metrics.shards_held.set(sum(1 for slot in self.slots if slot.work.active))
         self.metrics.shard_owner.clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hybrid_gateway.core.shards import ShardCoordination, ShardView
+from hybrid_gateway.core.shards import ShardCoordination, ShardOwnership
 from hybrid_gateway.leader.shards import HANDOVER_SPACING_LEASES
 
 LEASE_S = 3.0
@@ -36,9 +36,9 @@ class _World:
     now: float = 0.0
     history: list[dict[int, str | None]] = field(default_factory=list)
 
-    def view(self) -> ShardView:
+    def view(self) -> ShardOwnership:
         members = frozenset(r.name for r in self.replicas)
-        return ShardView(self.shards, members, dict(self.holders))
+        return ShardOwnership(self.shards, members, dict(self.holders))
 
     def tick(self) -> None:
         for replica in self.replicas:
@@ -74,7 +74,7 @@ def _stuck_name(shards: int) -> str:
     matters): whichever of gw-a / gw-b the rendezvous hash favours for shard 0 of `shards`."""
     from hybrid_gateway.core.shards import target_owners
 
-    target = target_owners(ShardView(shards, frozenset({"gw-a", "gw-b"}), {}))
+    target = target_owners(ShardOwnership(shards, frozenset({"gw-a", "gw-b"}), {}))
     return target[0]
 
 
