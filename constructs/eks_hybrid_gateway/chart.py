@@ -15,10 +15,9 @@ import cdk8s
 import constructs
 
 import hybrid_gateway_contract as contract
+from eks_hybrid_gateway.mode import GatewayMode, ModeKind, resolve_mode
 from eks_hybrid_gateway.validation import (
-    Sharding,
     require_nonempty,
-    resolve_sharding,
     validate_dns_label,
     validate_lease_name,
     validate_lease_timings,
@@ -29,7 +28,6 @@ from eks_hybrid_gateway.validation import (
 )
 from hybrid_gateway_contract import Env, settings
 from hybrid_gateway_contract.settings import Setting
-from hybrid_gateway_contract.sharding import GatewayMode
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")
@@ -163,7 +161,7 @@ def _container_env(
     timings: LeaderElectionTimings,
     vxlan_mtu: int | None,
     debug: bool,
-    sharding: Sharding,
+    mode: GatewayMode,
 ) -> list[JsonDict]:
     """The environment (docs/design.md#configuration): downward API for the identity, the rest
     literal, each rendered by the contract's codec (`hybrid_gateway_contract.settings`), the
@@ -194,11 +192,11 @@ def _container_env(
         env.append(_literal(settings.VXLAN_MTU, vxlan_mtu))
     if debug:
         env.append(_literal(settings.DEBUG, True))
-    if sharding.active_active:
-        env.append(_literal(settings.MODE, sharding.mode))
-        env.append(_literal(settings.SHARDS, sharding.shards))
-        if sharding.max_routes_per_table != settings.MAX_ROUTES_PER_TABLE.default:
-            env.append(_literal(settings.MAX_ROUTES_PER_TABLE, sharding.max_routes_per_table))
+    if mode.shards is not None and mode.max_routes_per_table is not None:  # active-active
+        env.append(_literal(settings.MODE, mode.kind))
+        env.append(_literal(settings.SHARDS, mode.shards))
+        if mode.max_routes_per_table != settings.MAX_ROUTES_PER_TABLE.default:
+            env.append(_literal(settings.MAX_ROUTES_PER_TABLE, mode.max_routes_per_table))
         # The runtime makes its Pod the owner of its membership Lease, so Kubernetes' garbage
         # collector deletes the Lease with the Pod (an ownerReference needs the owner's UID).
         env.append({"name": Env.POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})
@@ -272,11 +270,12 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: @default `system-cluster-critical`
         image_pull_policy: @default `IfNotPresent`
         debug: `DEBUG=true`. @default False
-        mode: `MODE`: one leader (active-standby) or every replica owning shards
-            (active-active). @default GatewayMode.ACTIVE_STANDBY
-        shards: `SHARDS`, active-active only: a power of two. @default 4
-        max_routes_per_table: `MAX_ROUTES_PER_TABLE`, active-active only: the VPC quota
-            "Routes per route table" of the owned tables. @default 500
+        mode: `MODE`, `SHARDS`, `MAX_ROUTES_PER_TABLE`: one leader
+            (`GatewayMode.active_standby()`) or every replica owning shards
+            (`GatewayMode.active_active(shards=..., max_routes_per_table=...)`).
+            @default GatewayMode.active_standby()
+        shards: deprecated: `GatewayMode.active_active(shards=...)`.
+        max_routes_per_table: deprecated: `GatewayMode.active_active(max_routes_per_table=...)`.
     """
 
     def __init__(
@@ -302,7 +301,7 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: str | None = "system-cluster-critical",
         image_pull_policy: str = "IfNotPresent",
         debug: bool = False,
-        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        mode: GatewayMode | ModeKind | str = GatewayMode.ACTIVE_STANDBY,
         shards: int | None = None,
         max_routes_per_table: int | None = None,
     ) -> None:
@@ -320,10 +319,10 @@ class HybridGatewayChart(cdk8s.Chart):
         require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")
         require_nonempty("route_table_ids", route_table_ids, "route table ID")
         validate_route_table_ids("route_table_ids", route_table_ids)
-        self.sharding = resolve_sharding(
-            mode=mode,
-            shards=shards,
-            max_routes_per_table=max_routes_per_table,
+        # The mode checked its own settings when it was made; here only what needs this
+        # chart's address plan and Lease name.
+        self.mode = resolve_mode(mode, shards, max_routes_per_table)
+        self.mode.check_plan(
             pod_cidrs=("pod_cidrs", pod_cidrs),
             vpc_cidrs=("vpc_cidrs", vpc_cidrs),
             lease_name=lease_name,
@@ -348,7 +347,7 @@ class HybridGatewayChart(cdk8s.Chart):
             timings=leader_election or LeaderElectionTimings(),
             vxlan_mtu=vxlan_mtu,
             debug=debug,
-            sharding=self.sharding,
+            mode=self.mode,
         )
         container = _container(
             image=image,
@@ -621,7 +620,7 @@ class HybridGatewayChart(cdk8s.Chart):
         Authorization", "Referring to resources": resourceNames never limits a create, and
         limits a list or watch only through a `metadata.name` field selector)."""
         leases = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
-        if self.sharding.active_active:
+        if self.mode.is_active_active:
             # Active-active: the shard Leases, a membership Lease per replica whose name is a
             # digest of the pod name (unknown here), and a list and watch of the group by label
             # selector, which resourceNames cannot express. So no resourceNames; the Role is

@@ -42,18 +42,17 @@ from eks_hybrid_gateway.kubernetes import (
     is_created_in_app,
     is_v2_cluster,
 )
+from eks_hybrid_gateway.mode import GatewayMode, ModeKind, resolve_mode
 from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup, validate_log_encryption_key
 from eks_hybrid_gateway.routing_iam import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.security_group import RemotePodAccess, gateway_security_group
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
     is_token,
-    resolve_sharding,
     validate_networks,
     validate_route_table_ids,
 )
 from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
-from hybrid_gateway_contract.sharding import GatewayMode
 
 __all__ = ["DEFAULT_INSTANCE_TYPE", "AnyCluster", "HybridNodesGateway"]
 
@@ -267,13 +266,13 @@ class HybridNodesGateway(constructs.Construct):
             cleanup's, retained after the stack, so a key the app creates must be retained
             too); its key policy must let CloudWatch Logs use it. @default None:
             CloudWatch Logs' own encryption at rest
-        mode: `GatewayMode.ACTIVE_STANDBY` (one leader routes everything) or
-            `GatewayMode.ACTIVE_ACTIVE` (the remote pod networks are cut into `shards` prefixes,
-            each routed to the replica owning it). @default GatewayMode.ACTIVE_STANDBY
-        shards: active-active only: how many shards, a power of two from 2 to 64. @default 4
-        max_routes_per_table: active-active only: the owned tables' "Routes per route table"
-            VPC quota, which `shards` x remote pod networks + the tables' local routes must fit.
-            @default 500 (the VPC default quota)
+        mode: `GatewayMode.active_standby()` (one leader routes everything) or
+            `GatewayMode.active_active(shards=4, max_routes_per_table=500)` (the remote pod
+            networks are cut into `shards` prefixes, each routed to the replica owning it; the
+            owned tables' "Routes per route table" quota must fit them).
+            @default GatewayMode.active_standby()
+        shards: deprecated: `GatewayMode.active_active(shards=...)`.
+        max_routes_per_table: deprecated: `GatewayMode.active_active(max_routes_per_table=...)`.
     """
 
     def __init__(
@@ -306,7 +305,7 @@ class HybridNodesGateway(constructs.Construct):
         vpc_cni_addon: VpcCniAddon | None = None,
         remove_routes_on_delete: bool = False,
         log_encryption_key: kms.IKey | None = None,
-        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        mode: GatewayMode | ModeKind | str = GatewayMode.ACTIVE_STANDBY,
         shards: int | None = None,
         max_routes_per_table: int | None = None,
     ) -> None:
@@ -339,10 +338,8 @@ class HybridNodesGateway(constructs.Construct):
                 leader_election=leader_election,
                 vxlan_mtu=vxlan_mtu,
             )
-            sharding = resolve_sharding(
-                mode=mode,
-                shards=shards,
-                max_routes_per_table=max_routes_per_table,
+            chosen_mode = resolve_mode(mode, shards, max_routes_per_table)
+            chosen_mode.check_plan(
                 pod_cidrs=("remote_pod_networks", remote_pod_networks),
                 vpc_cidrs=("vpc_cidrs", resolved.vpc_cidrs),
                 lease_name=contract.DEFAULT_LEASE_NAME,
@@ -361,7 +358,7 @@ class HybridNodesGateway(constructs.Construct):
         self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
         self.capacity_type = capacity_type
         self.node_subnets = resolved.node_subnets
-        self.sharding = sharding
+        self.mode = chosen_mode
 
         self.security_group = gateway_security_group(
             self,
@@ -400,9 +397,7 @@ class HybridNodesGateway(constructs.Construct):
             vxlan_mtu=vxlan_mtu,
             aws_region=cdk.Stack.of(self).region,
             debug=debug,
-            mode=sharding.mode,
-            shards=sharding.shards if sharding.active_active else None,
-            max_routes_per_table=sharding.max_routes_per_table if sharding.active_active else None,
+            mode=self.mode,
         )
         self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
         self.pod_identity_association = self._add_pod_identity_association(namespace)
@@ -465,7 +460,7 @@ class HybridNodesGateway(constructs.Construct):
                 vtep_mask_length=vtep_mask_length(
                     self.vpc_cidrs,
                     remote_pod_networks=self.remote_pod_networks,
-                    shards=self.sharding.shards if self.sharding.active_active else None,
+                    shards=self.mode.shards,
                 ),
             )
             # Cilium brings the CiliumVTEPConfig CRD the gateway writes to.
@@ -482,7 +477,7 @@ class HybridNodesGateway(constructs.Construct):
                 cluster_name=self.cluster.cluster_name,
                 route_table_ids=self.route_table_ids,
                 pod_cidrs=self.remote_pod_networks,
-                shards=self.sharding.shards if self.sharding.active_active else None,
+                shards=self.mode.shards,
                 instance_filters=[
                     {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
                 ],

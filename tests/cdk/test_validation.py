@@ -133,8 +133,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "shards_in_active_standby",
         {"shards": 8},
-        "shards: 8 is only used in active-active mode, and mode is 'active-standby'; set "
-        "mode=GatewayMode.ACTIVE_ACTIVE or drop shards",
+        "shards: 8 is only used in active-active mode, and mode is 'active-standby'; use "
+        "mode=GatewayMode.active_active(shards=...) or drop shards",
     ),
     (
         "max_routes_in_active_standby",
@@ -333,7 +333,7 @@ def test_an_aws_eks_v1_cluster_of_another_stack_is_rejected(
 
 def test_shard_errors_are_bound_to_the_construct_path(make_gateway: GatewayFactory) -> None:
     with pytest.raises(HybridGatewayConfigError) as raised:
-        make_gateway(mode=AA, shards=3)
+        make_gateway(mode=AA, shards=3)  # the deprecated props: the path is named too
     assert str(raised.value) == "S/Gateway: shards: 3: must be a power of two from 2 to 64"
 
 
@@ -345,18 +345,23 @@ def test_shard_quota_counts_pod_networks_known_only_at_deploy_time(
     import aws_cdk as cdk
 
     unknown = [cdk.Fn.import_value("PodCidrA"), cdk.Fn.import_value("PodCidrB")]
-    gateway = make_gateway(
-        mode=AA, shards=64, max_routes_per_table=129, remote_pod_networks=unknown
-    )
-    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (64, 129)
+    mode = GatewayMode.active_active(shards=64, max_routes_per_table=129)
+    gateway = make_gateway(mode=mode, remote_pod_networks=unknown)
+    assert (gateway.mode.shards, gateway.mode.max_routes_per_table) == (64, 129)
     with pytest.raises(
         HybridGatewayConfigError,
         match=re.escape("max_routes_per_table: 128: 64 shards x 2 remote pod network(s)"),
     ):
-        make_gateway(mode=AA, shards=64, max_routes_per_table=128, remote_pod_networks=unknown)
+        make_gateway(
+            mode=GatewayMode.active_active(shards=64, max_routes_per_table=128),
+            remote_pod_networks=unknown,
+        )
     # A literal neighbour is still checked for the cut.
     with pytest.raises(HybridGatewayConfigError, match=re.escape("10.85.0.0/28 cannot be cut")):
-        make_gateway(mode=AA, shards=32, remote_pod_networks=[unknown[0], "10.85.0.0/28"])
+        make_gateway(
+            mode=GatewayMode.active_active(shards=32),
+            remote_pod_networks=[unknown[0], "10.85.0.0/28"],
+        )
 
 
 def test_active_active_accepts_the_mode_by_value_and_more_replicas(
@@ -368,8 +373,8 @@ def test_active_active_accepts_the_mode_by_value_and_more_replicas(
     from eks_hybrid_gateway import CapacityType
 
     gateway = make_gateway(mode="active-active", replicas=4)
-    assert gateway.sharding.mode is AA
-    assert (gateway.sharding.shards, gateway.sharding.max_routes_per_table) == (4, 500)
+    assert gateway.mode == AA == GatewayMode.active_active()
+    assert (gateway.mode.shards, gateway.mode.max_routes_per_table) == (4, 500)
     template = cdk.assertions.Template.from_stack(cdk.Stack.of(gateway)).to_json()
     [nodegroup] = cfn.resources_of_type(template, "AWS::EKS::Nodegroup")
     scaling = nodegroup[1]["Properties"]["ScalingConfig"]

@@ -131,7 +131,5 @@ def test_runtime_refuses_what_the_chart_would_refuse(
             vpc_cidrs=environ[Env.VPC_CIDR].split(","),
             pod_cidrs=environ[Env.POD_CIDRS].split(","),
             route_table_ids=environ[Env.ROUTE_TABLE_IDS].split(","),
-            mode=ChartMode.ACTIVE_ACTIVE,
-            shards=32,
-            max_routes_per_table=50,
+            mode=ChartMode.active_active(shards=32, max_routes_per_table=50),
         )
