@@ -83,13 +83,17 @@ T = TypeVar("T")
 
 
 class SettingError(ValueError):
-    """A variable's value cannot be used: names the variable and the value once."""
+    """A variable's value cannot be used: names the variable and the value once. `shown_as`
+    names it otherwise in the message (the daemon adds its flags)."""
 
-    def __init__(self, variable: str, value: str | None, reason: str) -> None:
+    def __init__(
+        self, variable: str, value: str | None, reason: str, *, shown_as: str | None = None
+    ) -> None:
+        name = shown_as or variable
         if value is None:
-            message = f"{variable} is required: {reason}"
+            message = f"{name} is required: {reason}"
         else:
-            message = f"invalid {variable} {value!r}: {reason}"
+            message = f"invalid {name} {value!r}: {reason}"
         super().__init__(message)
         self.variable = variable
         self.value = value

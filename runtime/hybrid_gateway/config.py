@@ -19,19 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from hybrid_gateway_contract import (
-    DEFAULT_LEASE_DURATION_S,
-    DEFAULT_LEASE_NAME,
-    DEFAULT_NAMESPACE,
-    DEFAULT_RENEW_DEADLINE_S,
-    DEFAULT_RESYNC_PERIOD_S,
-    DEFAULT_RETRY_PERIOD_S,
-    DEFAULT_VXLAN_MTU,
-    HEALTH_PORT,
-    METRICS_PORT,
-    Env,
-    settings,
-)
+from hybrid_gateway_contract import DEFAULT_NAMESPACE, Env, settings
 from hybrid_gateway_contract.rules import (
     MAX_VXLAN_MTU,
     MIN_VXLAN_MTU,
@@ -45,8 +33,6 @@ from hybrid_gateway_contract.rules import (
 )
 from hybrid_gateway_contract.settings import Address, Setting, SettingError
 from hybrid_gateway_contract.sharding import (
-    DEFAULT_MAX_ROUTES_PER_TABLE,
-    DEFAULT_SHARDS,
     GatewayMode,
     ShardPlan,
     ShardSetting,
@@ -112,20 +98,14 @@ _TIMING_VARIABLE = {
 ARGUMENTS = "ARGUMENTS"  # pseudo-variable for command-line syntax errors
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names variable and value."""
+class ConfigError(SettingError):
+    """A configuration value is missing or invalid; the message names the variable with its
+    flag, and the value."""
 
     def __init__(self, variable: str, value: str | None, reason: str) -> None:
         flag = " or ".join(_flags(variable)[:2]) if variable in REFERENCE_FLAGS else _flag(variable)
-        if variable == ARGUMENTS:
-            message = f"invalid command line {value!r}: {reason}"
-        elif value is None:
-            message = f"{variable} ({flag}) is required: {reason}"
-        else:
-            message = f"invalid {variable} ({flag}) {value!r}: {reason}"
-        super().__init__(message)
-        self.variable = variable
-        self.value = value
+        shown_as = "command line" if variable == ARGUMENTS else f"{variable} ({flag})"
+        super().__init__(variable, value, reason, shown_as=shown_as)
 
 
 @dataclass(frozen=True)
@@ -167,8 +147,8 @@ class Config:
     dataplane: bool
     kubeconfig: str | None = None  # --kubeconfig, else KUBECONFIG; None: in-cluster
     mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
-    shards: int = DEFAULT_SHARDS  # active-active only
-    max_routes_per_table: int = DEFAULT_MAX_ROUTES_PER_TABLE
+    shards: int = settings.SHARDS.default  # active-active only
+    max_routes_per_table: int = settings.MAX_ROUTES_PER_TABLE.default
     pod_uid: str | None = None  # POD_UID: owner of the active-active membership Lease
     imds: ImdsSettings = field(default_factory=ImdsSettings)
 
@@ -188,6 +168,11 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(ARGUMENTS, " ".join(self._argv_seen), message)
 
     _argv_seen: Sequence[str] = ()
+
+
+def _default(setting: Setting[Any]) -> str:
+    """A setting's default as the environment spells it (the codec renders it)."""
+    return setting.render(setting.default)
 
 
 _SETTINGS: tuple[tuple[str, str], ...] = (
@@ -210,7 +195,7 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
         "VPC route tables to program, comma-separated (default none: no VPC routes; set but "
         "holding no ID is refused)",
     ),
-    (Env.LEADER_ELECTION_ID, f"Lease name (default {DEFAULT_LEASE_NAME})"),
+    (Env.LEADER_ELECTION_ID, f"Lease name (default {_default(settings.LEADER_ELECTION_ID)})"),
     (
         Env.AWS_REGION,
         "AWS region (default: the IMDSv2 instance identity document; IMDS is link-local, so "
@@ -227,26 +212,27 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
     (Env.DEBUG, "verbose logs (true/false; a bare --debug means true)"),
     (
         Env.LEASE_DURATION,
-        f"how long a silent holder keeps the Lease (default {DEFAULT_LEASE_DURATION_S:g}s)",
+        f"how long a silent holder keeps the Lease (default {_default(settings.LEASE_DURATION)})",
     ),
     (
         Env.RENEW_DEADLINE,
         "a holder that could not renew for this long stops leader work; below the lease "
-        f"duration (default {DEFAULT_RENEW_DEADLINE_S:g}s)",
+        f"duration (default {_default(settings.RENEW_DEADLINE)})",
     ),
     (
         Env.RETRY_PERIOD,
         "renew and acquire attempt period; below the renew deadline "
-        f"(default {DEFAULT_RETRY_PERIOD_S:g}s)",
+        f"(default {_default(settings.RETRY_PERIOD)})",
     ),
     (
         Env.VXLAN_MTU,
-        f"hybrid_vxlan0 MTU, {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU} (default {DEFAULT_VXLAN_MTU})",
+        f"hybrid_vxlan0 MTU, {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU} "
+        f"(default {_default(settings.VXLAN_MTU)})",
     ),
     (
         Env.RESYNC_PERIOD,
         "full re-check of routes, VTEP config (drift repair) and tunnels "
-        f"(default {DEFAULT_RESYNC_PERIOD_S:g}s)",
+        f"(default {_default(settings.RESYNC_PERIOD)})",
     ),
     (
         Env.ALLOW_ROUTE_TAKEOVER,
@@ -254,17 +240,21 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
         "gateway or a peering (default false)",
     ),
     (Env.LOG_FORMAT, "text, or json: one JSON object per line (default text)"),
-    (Env.HEALTH_ADDR, f"/healthz and /readyz listen address (default :{HEALTH_PORT})"),
-    (Env.METRICS_ADDR, f"/metrics listen address (default :{METRICS_PORT})"),
+    (
+        Env.HEALTH_ADDR,
+        f"/healthz and /readyz listen address (default {_default(settings.HEALTH_ADDR)})",
+    ),
+    (Env.METRICS_ADDR, f"/metrics listen address (default {_default(settings.METRICS_ADDR)})"),
     (Env.MODE, "active-standby (default: one leader) or active-active (every replica owns shards)"),
     (
         Env.SHARDS,
-        f"active-active: number of shards, a power of two from 2 to 64 (default {DEFAULT_SHARDS})",
+        "active-active: number of shards, a power of two from 2 to 64 "
+        f"(default {_default(settings.SHARDS)})",
     ),
     (
         Env.MAX_ROUTES_PER_TABLE,
         "the VPC quota of routes per route table; active-active refuses to start when its routes "
-        f"plus the local routes exceed it (default {DEFAULT_MAX_ROUTES_PER_TABLE})",
+        f"plus the local routes exceed it (default {_default(settings.MAX_ROUTES_PER_TABLE)})",
     ),
 )
 #: Read from the environment only (set by the chart through the downward API), no flag.
