@@ -41,7 +41,7 @@ def rendezvous_score(shard: int, member: str) -> int:
 
 
 @dataclass(frozen=True)
-class ShardView:
+class ShardOwnership:
     """What one replica knows: the shard count, the live members (replicas whose membership
     Lease is live: ready to forward), each shard's live holder (None when it has none), and
     for a shard whose Lease expired without a release, the holder that let it expire."""
@@ -80,13 +80,13 @@ def _counts(owners: Mapping[int, str], members: frozenset[str]) -> dict[str, int
     return counts
 
 
-def _receivers(view: ShardView, avoid: frozenset[str]) -> frozenset[str]:
+def _receivers(view: ShardOwnership, avoid: frozenset[str]) -> frozenset[str]:
     """The members that may be given a shard: all but the stalled ones and those that let a
     shard Lease lapse, or all if that leaves none (then the grace rule decides)."""
     return (view.members - avoid - view.lapsed_holders()) or view.members
 
 
-def target_owners(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> dict[int, str]:
+def target_owners(view: ShardOwnership, *, avoid: frozenset[str] = frozenset()) -> dict[int, str]:
     """The owner every shard should have: live members keep theirs, orphans go to the least
     loaded members not in `avoid` and not lapsed (ties: highest rendezvous score). Shards
     held by a replica that is not a member (its membership lapsed but its shard Lease is
@@ -110,7 +110,7 @@ def target_owners(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> di
     return owners
 
 
-def rebalance_move(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> Move | None:
+def rebalance_move(view: ShardOwnership, *, avoid: frozenset[str] = frozenset()) -> Move | None:
     """The one hand-over that evens out the load next, or None when the spread between live
     members (receivers: not in `avoid`) is at most one. None as well while any shard has no
     live holder: orphans are placed first, and a shard released a moment ago must land before
@@ -140,7 +140,7 @@ def fair_share(shard_count: int, member_count: int) -> int:
 
 
 def decide(
-    view: ShardView,
+    view: ShardOwnership,
     me: str,
     *,
     orphaned_for: Mapping[int, float],
@@ -206,7 +206,7 @@ class ShardCoordination:
     def stalled(self, now: float) -> frozenset[str]:
         return frozenset(m for m, stall in self._stalls.items() if stall.until > now)
 
-    def observe(self, view: ShardView, now: float) -> frozenset[str]:
+    def observe(self, view: ShardOwnership, now: float) -> frozenset[str]:
         """Fold a view in; returns the members stalled by this observation (to report)."""
         for member in list(self._stalls):
             if member not in view.members:
@@ -250,7 +250,7 @@ class ShardCoordination:
     def orphaned_for(self, now: float) -> dict[int, float]:
         return {shard: now - orphan.since for shard, orphan in self._orphans.items()}
 
-    def decide(self, view: ShardView, now: float) -> ShardDecision:
+    def decide(self, view: ShardOwnership, now: float) -> ShardDecision:
         """`decide` for `self.me` after folding `view` in."""
         self.observe(view, now)
         return decide(

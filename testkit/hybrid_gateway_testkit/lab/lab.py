@@ -238,7 +238,7 @@ class Lab:
     @property
     def e(self) -> lab_ec2.Ec2Lab:
         if self.ec2 is None:
-            raise LabError("EC2 side not set up: call start_control() first")
+            raise LabError("EC2 side not set up: call start_ec2() first")
         return self.ec2
 
     @property

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hybrid_gateway.core.shards import ShardCoordination, ShardView, target_owners
+from hybrid_gateway.core.shards import ShardCoordination, ShardOwnership, target_owners
 from hybrid_gateway.leader.shards import HANDOVER_SPACING_LEASES
 
 LEASE_S = 3.0
@@ -38,9 +38,9 @@ class _World:
     now: float = 0.0
     history: list[dict[int, str | None]] = field(default_factory=list)
 
-    def view(self) -> ShardView:
+    def view(self) -> ShardOwnership:
         members = frozenset(r.name for r in self.replicas)
-        return ShardView(self.shards, members, dict(self.holders))
+        return ShardOwnership(self.shards, members, dict(self.holders))
 
     def tick(self) -> None:
         for replica in self.replicas:
@@ -76,7 +76,7 @@ def _stuck_name(shards: int) -> str:
     matters): whichever of gw-a / gw-b the rendezvous hash favours for shard 0 of `shards`."""
     from hybrid_gateway.core.shards import target_owners
 
-    target = target_owners(ShardView(shards, frozenset({"gw-a", "gw-b"}), {}))
+    target = target_owners(ShardOwnership(shards, frozenset({"gw-a", "gw-b"}), {}))
     return target[0]
 
 
@@ -144,7 +144,7 @@ def _claims_after_a_death(
     goes to the first claimant. Returns the orphans and, per orphan taken, how long after its
     expiry that was."""
     brains = {m: ShardCoordination(m, grace_s=LEASE_S) for m in members}
-    owners = target_owners(ShardView(shards, frozenset(members), {}))
+    owners = target_owners(ShardOwnership(shards, frozenset(members), {}))
     dead = members[0]
     expiry = LEASE_S - 0.5
     leases = {s: _Lease(o, expiry if o == dead else float("inf")) for s, o in owners.items()}
@@ -158,7 +158,7 @@ def _claims_after_a_death(
             s: (lease.holder if now < lease.expires else None) for s, lease in leases.items()
         }
         lapsed = {s: lease.holder for s, lease in leases.items() if holders[s] is None}
-        view = ShardView(shards, frozenset(live), holders, lapsed)
+        view = ShardOwnership(shards, frozenset(live), holders, lapsed)
         for member in members[1:]:
             for shard in sorted(brains[member].decide(view, now).claim):
                 if leases[shard].expires <= now:  # the Lease lets the first writer win
