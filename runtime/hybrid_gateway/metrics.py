@@ -161,6 +161,13 @@ class GatewayMetrics:
             buckets=LEADER_SETUP_BUCKETS,
             registry=r,
         )
+        self.list_expired = Counter(
+            "hybrid_gateway_list_expired",
+            "Paged lists that expired midway (410: the API server compacted its storage between "
+            "two pages) and were done again in one unpaged request, by list.",
+            ["list"],
+            registry=r,
+        )
         self.api_errors = Counter(
             "hybrid_gateway_api_errors",
             "Failed calls to the Kubernetes API (Lease, CiliumVTEPConfig watch), the instance "

@@ -130,3 +130,17 @@ def test_history_is_bounded_and_expires_old_positions() -> None:
     with pytest.raises(ExpiredError):
         store.events_after(4, timeout=0)
     assert store.events_after(5, timeout=0) == ([], 5)
+
+
+def test_only_a_compaction_expires_a_continued_list_not_the_bounded_history() -> None:
+    """The history bound stands for the watch cache, which a continued list does not read."""
+    store = Store(all_types(), history_size=2)
+    ns_type = store.namespace_type
+    for i in range(4):
+        store.create(ns_type, None, {"metadata": {"name": f"ns{i}"}})
+    items, rv = store.list_objects(ns_type, None, read_at=1)
+    assert len(items) == 4 and rv == 4
+    store.compact()
+    with pytest.raises(ExpiredError):
+        store.list_objects(ns_type, None, read_at=3)
+    assert len(store.list_objects(ns_type, None, read_at=4)[0]) == 4
