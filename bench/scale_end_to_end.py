@@ -163,6 +163,7 @@ class Prober:
         self.max_ms = {name: 0.0 for name, _, _ in self.PATHS}
         self.count = {name: 0 for name, _, _ in self.PATHS}
         self.ready_at: float | None = None
+        self.slow: list[tuple[float, str, float]] = []  # (monotonic time, name, ms) over 100 ms
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
 
@@ -190,6 +191,8 @@ class Prober:
                     status = None
                 took = (time.monotonic() - started) * 1000
                 self.max_ms[name] = max(self.max_ms[name], took if status else 5000.0)
+                if took > 100:
+                    self.slow.append((started, name, took))
                 self.count[name] += 1
                 if name == "readyz" and status is not None and status.status == 200:
                     self.ready_at = self.ready_at or time.monotonic()
@@ -286,6 +289,13 @@ def main() -> None:
                 print(
                     f"first pass: {first_pass_s:.3f} s (the pass itself {pass_s:.3f} s)", flush=True
                 )
+                # which phase the slow probes fell in: the pass ran its last pass_s seconds
+                phase = [
+                    f"{name} {ms:.0f} ms at {at - started:.1f} s "
+                    + ("(pass)" if at - started >= first_pass_s - pass_s else "(start/list)")
+                    for at, name, ms in sorted(prober.slow, key=lambda s: -s[2])[:6]
+                ]
+                print(f"probes over 100 ms: {len(prober.slow)}; slowest: {phase}", flush=True)
 
                 # the periodic full pass, with nothing to change
                 line = log.wait_for(r"reconcile pass took", args.resync + args.timeout, proc)
@@ -326,6 +336,7 @@ def main() -> None:
                 "ready_s": round(ready_s, 3),
                 "probe_max_ms": {k: round(v, 1) for k, v in prober.max_ms.items()},
                 "probes": prober.count,
+                "probes_over_100ms": len(prober.slow),
                 "load_s": round(load_s, 1),
             }
         )

@@ -18,6 +18,7 @@ import gc
 import importlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -64,6 +65,10 @@ EVENTS_TASK = "events"
 #: `/readyz` and `/metrics` waited behind it. Collecting the youngest generation every 50,000
 #: allocations instead keeps each pause to tens of milliseconds and makes full ones rare.
 GC_THRESHOLDS = (50_000, 20, 100)
+#: How long a thread that wants the GIL waits before the running one must hand it over (CPython's
+#: default: 5 ms). A probe or scrape takes the GIL again after each socket call; while a pass
+#: keeps the interpreter busy, each of those waits up to this long.
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class DataPlaneLike(Protocol):
@@ -281,6 +286,7 @@ def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity
 
 def run(config: Config, environ: Mapping[str, str]) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     setup_logging(json_format=config.log_format == "json", debug=config.debug)
     log.info(
         "starting: identity=%s node_ip=%s tables=%s pod_cidrs=%s dataplane=%s",
