@@ -84,6 +84,12 @@ class GatewayMetrics:
         self.vxlan_route_count = Gauge(
             "hybrid_gateway_vxlan_route_count", "Routes via the VXLAN device.", registry=r
         )
+        self.nexthop_objects = Gauge(
+            "hybrid_gateway_nexthop_objects",
+            "1 if the per-node routes use kernel nexthop objects, 0 if they carry their own "
+            "gateway (the kernel lacks nexthop objects: the first pass is slower at scale).",
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             "hybrid_gateway_reconcile_errors",
             "Data-plane reconcile passes that failed (a full resync follows).",

@@ -195,7 +195,7 @@ def test_probes_and_ports(charts: dict[str, Rendered]) -> None:
 def test_resources_have_requests_and_limits(charts: dict[str, Rendered]) -> None:
     assert _container(charts["default"])["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "1", "memory": "320Mi"},
+        "limits": {"cpu": "1", "memory": "448Mi"},
     }
     assert _container(charts["full"])["resources"]["requests"]["cpu"] == "200m"
     assert _container(charts["full"])["resources"]["limits"]["memory"] == "512Mi"
