@@ -486,11 +486,6 @@ class HybridGatewayChart(cdk8s.Chart):
         )
 
     def _add_rbac(self, labels: Mapping[str, str]) -> None:
-        subject = {
-            "kind": "ServiceAccount",
-            "name": self.service_account_name,
-            "namespace": self.namespace_name,
-        }
         lease_role = f"{contract.APP_NAME}-leader-election"
         _api_object(
             self,
@@ -502,23 +497,7 @@ class HybridGatewayChart(cdk8s.Chart):
             labels=labels,
             body={"rules": self._lease_rules()},
         )
-        _api_object(
-            self,
-            "LeaseRoleBinding",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="RoleBinding",
-            name=lease_role,
-            namespace=self.namespace_name,
-            labels=labels,
-            body={
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": lease_role,
-                },
-                "subjects": [subject],
-            },
-        )
+        self._role_binding("LeaseRoleBinding", lease_role, self.namespace_name, labels)
         _api_object(
             self,
             "ClusterRole",
@@ -579,22 +558,8 @@ class HybridGatewayChart(cdk8s.Chart):
                 ]
             },
         )
-        _api_object(
-            self,
-            "CiliumConfigRoleBinding",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="RoleBinding",
-            name=cilium_role,
-            namespace=contract.CILIUM_CONFIG_NAMESPACE,
-            labels=labels,
-            body={
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": cilium_role,
-                },
-                "subjects": [subject],
-            },
+        self._role_binding(
+            "CiliumConfigRoleBinding", cilium_role, contract.CILIUM_CONFIG_NAMESPACE, labels
         )
         _api_object(
             self,
@@ -610,7 +575,32 @@ class HybridGatewayChart(cdk8s.Chart):
                     "kind": "ClusterRole",
                     "name": contract.APP_NAME,
                 },
-                "subjects": [subject],
+                "subjects": [self._subject()],
+            },
+        )
+
+    def _subject(self) -> JsonDict:
+        """The gateway's ServiceAccount, the one subject of every binding."""
+        return {
+            "kind": "ServiceAccount",
+            "name": self.service_account_name,
+            "namespace": self.namespace_name,
+        }
+
+    def _role_binding(self, id: str, role: str, namespace: str, labels: Mapping[str, str]) -> None:
+        """A RoleBinding of the Role `role` in `namespace`, of the same name, to the gateway's
+        ServiceAccount."""
+        _api_object(
+            self,
+            id,
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="RoleBinding",
+            name=role,
+            namespace=namespace,
+            labels=labels,
+            body={
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [self._subject()],
             },
         )
 
