@@ -523,6 +523,15 @@ class HybridGatewayChart(cdk8s.Chart):
                         "resources": [contract.VTEP_CONFIGS_PLURAL],
                         "verbs": ["create", "get", "list", "patch", "update", "watch"],
                     },
+                    # The gateway's own Namespace, read for its UID: the daemon makes it the
+                    # CiliumVTEPConfig's owner, so the object goes when the gateway is
+                    # uninstalled (runtime core/vtep.py `namespace_owner`).
+                    {
+                        "apiGroups": [""],
+                        "resources": ["namespaces"],
+                        "resourceNames": [self.namespace_name],
+                        "verbs": ["get"],
+                    },
                     # Which versions the CiliumVTEPConfig CRD serves (the daemon's check that
                     # the cluster can match its endpoints): that one CRD, read by name.
                     {
