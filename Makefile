@@ -40,13 +40,14 @@ $(CHECKOV_VENV)/.stamp-$(CHECKOV_VERSION):
 deps: $(VENV)/.stamp node_modules/.stamp $(CHECKOV_VENV)/.stamp-$(CHECKOV_VERSION)
 
 # Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too;
-# nft counts each gateway's packets per shard in the active-active lab),
+# nft counts each gateway's packets per shard in the active-active lab; iperf3 is the lab's bulk
+# TCP load, `--load iperf3`, and its test),
 # and kubectl, the independent client of the test API server's tests (preinstalled on this kind
 # of machine; not in the distribution's archive, so named rather than installed).
 system-deps:
 	@if ! command -v ip >/dev/null || ! command -v bridge >/dev/null || ! command -v ping >/dev/null \
-		|| ! command -v nft >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping nftables >/dev/null; \
+		|| ! command -v nft >/dev/null || ! command -v iperf3 >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping nftables iperf3 >/dev/null; \
 	fi
 	@if [ -z "$$KUBECTL" ] && ! command -v kubectl >/dev/null; then \
 		echo "missing: kubectl (tests/testkit/test_apiserver_kubectl.py): install kubectl 1.33" \

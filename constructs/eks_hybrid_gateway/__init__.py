@@ -22,11 +22,11 @@ from eks_hybrid_gateway.hybrid_cilium import (
 )
 from eks_hybrid_gateway.image import GatewayImage
 from eks_hybrid_gateway.kubernetes import KUBERNETES_VERSION
+from eks_hybrid_gateway.mode import GatewayMode
 from eks_hybrid_gateway.monitoring import GatewayPodMonitor, GatewayPodMonitorChart
 from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 from eks_hybrid_gateway.security_group import RemotePodAccess
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
-from hybrid_gateway_contract.sharding import GatewayMode
 
 __all__ = [
     "DEFAULT_EKS_CILIUM_VERSION",

@@ -9,16 +9,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import cdk8s
 import constructs
 
 import hybrid_gateway_contract as contract
+from eks_hybrid_gateway.mode import GatewayMode, ModeKind, resolve_mode
 from eks_hybrid_gateway.validation import (
-    Sharding,
     require_nonempty,
-    resolve_sharding,
     validate_dns_label,
     validate_lease_name,
     validate_lease_timings,
@@ -27,10 +26,11 @@ from eks_hybrid_gateway.validation import (
     validate_route_table_ids,
     validate_vxlan_mtu,
 )
-from hybrid_gateway_contract import Env
-from hybrid_gateway_contract.sharding import DEFAULT_MAX_ROUTES_PER_TABLE, GatewayMode
+from hybrid_gateway_contract import Env, settings
+from hybrid_gateway_contract.settings import Setting
 
 JsonDict = dict[str, Any]
+T = TypeVar("T")
 
 #: Label put on every object of the chart; also the pods' selector.
 NAME_LABEL = "app.kubernetes.io/name"
@@ -122,8 +122,9 @@ def validate_chart_options(
     (leader_election or LeaderElectionTimings()).validate()
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g}s"
+def _literal(setting: Setting[T], value: T) -> JsonDict:
+    """One variable as the daemon reads it: rendered by the contract's codec."""
+    return {"name": setting.variable, "value": setting.render(value)}
 
 
 def _api_object(
@@ -160,10 +161,11 @@ def _container_env(
     timings: LeaderElectionTimings,
     vxlan_mtu: int | None,
     debug: bool,
-    sharding: Sharding,
+    mode: GatewayMode,
 ) -> list[JsonDict]:
     """The environment (docs/design.md#configuration): downward API for the identity, the rest
-    literal."""
+    literal, each rendered by the contract's codec (`hybrid_gateway_contract.settings`), the
+    one the daemon parses it with."""
     env: list[JsonDict] = [
         {"name": Env.NODE_IP, "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         {"name": Env.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -172,31 +174,29 @@ def _container_env(
             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         },
         {"name": Env.NODE_NAME, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-        {"name": Env.VPC_CIDR, "value": ",".join(vpc_cidrs)},
-        {"name": Env.POD_CIDRS, "value": ",".join(pod_cidrs)},
-        {"name": Env.ROUTE_TABLE_IDS, "value": ",".join(route_table_ids)},
-        {"name": Env.LEADER_ELECTION_ID, "value": lease_name},
+        _literal(settings.VPC_CIDR, tuple(vpc_cidrs)),
+        _literal(settings.POD_CIDRS, tuple(pod_cidrs)),
+        _literal(settings.ROUTE_TABLE_IDS, tuple(route_table_ids)),
+        _literal(settings.LEADER_ELECTION_ID, lease_name),
     ]
     if aws_region is not None:
-        env.append({"name": Env.AWS_REGION, "value": aws_region})
-    for env_name, seconds in (
-        (Env.LEASE_DURATION, timings.lease_duration_s),
-        (Env.RENEW_DEADLINE, timings.renew_deadline_s),
-        (Env.RETRY_PERIOD, timings.retry_period_s),
+        env.append(_literal(settings.AWS_REGION, aws_region))
+    for setting, seconds in (
+        (settings.LEASE_DURATION, timings.lease_duration_s),
+        (settings.RENEW_DEADLINE, timings.renew_deadline_s),
+        (settings.RETRY_PERIOD, timings.retry_period_s),
     ):
         if seconds is not None:
-            env.append({"name": env_name, "value": _seconds(seconds)})
+            env.append(_literal(setting, seconds))
     if vxlan_mtu is not None:
-        env.append({"name": Env.VXLAN_MTU, "value": str(vxlan_mtu)})
+        env.append(_literal(settings.VXLAN_MTU, vxlan_mtu))
     if debug:
-        env.append({"name": Env.DEBUG, "value": "true"})
-    if sharding.active_active:
-        env.append({"name": Env.MODE, "value": sharding.mode.value})
-        env.append({"name": Env.SHARDS, "value": str(sharding.shards)})
-        if sharding.max_routes_per_table != DEFAULT_MAX_ROUTES_PER_TABLE:
-            env.append(
-                {"name": Env.MAX_ROUTES_PER_TABLE, "value": str(sharding.max_routes_per_table)}
-            )
+        env.append(_literal(settings.DEBUG, True))
+    if mode.shards is not None and mode.max_routes_per_table is not None:  # active-active
+        env.append(_literal(settings.MODE, mode.kind))
+        env.append(_literal(settings.SHARDS, mode.shards))
+        if mode.max_routes_per_table != settings.MAX_ROUTES_PER_TABLE.default:
+            env.append(_literal(settings.MAX_ROUTES_PER_TABLE, mode.max_routes_per_table))
         # The runtime makes its Pod the owner of its membership Lease, so Kubernetes' garbage
         # collector deletes the Lease with the Pod (an ownerReference needs the owner's UID).
         env.append({"name": Env.POD_UID, "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}})
@@ -270,11 +270,12 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: @default `system-cluster-critical`
         image_pull_policy: @default `IfNotPresent`
         debug: `DEBUG=true`. @default False
-        mode: `MODE`: one leader (active-standby) or every replica owning shards
-            (active-active). @default GatewayMode.ACTIVE_STANDBY
-        shards: `SHARDS`, active-active only: a power of two. @default 4
-        max_routes_per_table: `MAX_ROUTES_PER_TABLE`, active-active only: the VPC quota
-            "Routes per route table" of the owned tables. @default 50
+        mode: `MODE`, `SHARDS`, `MAX_ROUTES_PER_TABLE`: one leader
+            (`GatewayMode.active_standby()`) or every replica owning shards
+            (`GatewayMode.active_active(shards=..., max_routes_per_table=...)`).
+            @default GatewayMode.active_standby()
+        shards: deprecated: `GatewayMode.active_active(shards=...)`.
+        max_routes_per_table: deprecated: `GatewayMode.active_active(max_routes_per_table=...)`.
     """
 
     def __init__(
@@ -300,7 +301,7 @@ class HybridGatewayChart(cdk8s.Chart):
         priority_class_name: str | None = "system-cluster-critical",
         image_pull_policy: str = "IfNotPresent",
         debug: bool = False,
-        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        mode: GatewayMode | ModeKind | str = GatewayMode.ACTIVE_STANDBY,
         shards: int | None = None,
         max_routes_per_table: int | None = None,
     ) -> None:
@@ -318,10 +319,10 @@ class HybridGatewayChart(cdk8s.Chart):
         require_nonempty("pod_cidrs", pod_cidrs, "remote pod network")
         require_nonempty("route_table_ids", route_table_ids, "route table ID")
         validate_route_table_ids("route_table_ids", route_table_ids)
-        self.sharding = resolve_sharding(
-            mode=mode,
-            shards=shards,
-            max_routes_per_table=max_routes_per_table,
+        # The mode checked its own settings when it was made; here only what needs this
+        # chart's address plan and Lease name.
+        self.mode = resolve_mode(mode, shards, max_routes_per_table)
+        self.mode.check_plan(
             pod_cidrs=("pod_cidrs", pod_cidrs),
             vpc_cidrs=("vpc_cidrs", vpc_cidrs),
             lease_name=lease_name,
@@ -346,7 +347,7 @@ class HybridGatewayChart(cdk8s.Chart):
             timings=leader_election or LeaderElectionTimings(),
             vxlan_mtu=vxlan_mtu,
             debug=debug,
-            sharding=self.sharding,
+            mode=self.mode,
         )
         container = _container(
             image=image,
@@ -618,7 +619,7 @@ class HybridGatewayChart(cdk8s.Chart):
         Authorization", "Referring to resources": resourceNames never limits a create, and
         limits a list or watch only through a `metadata.name` field selector)."""
         leases = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"]}
-        if self.sharding.active_active:
+        if self.mode.is_active_active:
             # Active-active: the shard Leases, a membership Lease per replica whose name is a
             # digest of the pod name (unknown here), and a list and watch of the group by label
             # selector, which resourceNames cannot express. So no resourceNames; the Role is

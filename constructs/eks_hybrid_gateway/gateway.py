@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import aws_cdk as cdk
 import cdk8s
@@ -42,20 +42,17 @@ from eks_hybrid_gateway.kubernetes import (
     is_created_in_app,
     is_v2_cluster,
 )
-from eks_hybrid_gateway.nag import acknowledge
+from eks_hybrid_gateway.mode import GatewayMode, ModeKind, resolve_mode
+from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup, validate_log_encryption_key
+from eks_hybrid_gateway.routing_iam import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.security_group import RemotePodAccess, gateway_security_group
 from eks_hybrid_gateway.validation import (
     HybridGatewayConfigError,
     is_token,
-    resolve_sharding,
     validate_networks,
     validate_route_table_ids,
 )
 from eks_hybrid_gateway.vpc_cni import VpcCniAddon, apply_snat_exclusion, check_vpc_cni_addon
-from hybrid_gateway_contract.sharding import GatewayMode
-
-if TYPE_CHECKING:  # route_cleanup builds on this module's IAM helpers
-    from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
 
 __all__ = ["DEFAULT_INSTANCE_TYPE", "AnyCluster", "HybridNodesGateway"]
 
@@ -71,31 +68,6 @@ def _literal_vpc_cidr(vpc: ec2.IVpc) -> str:
     if isinstance(child, ec2.CfnVPC) and child.cidr_block and not is_token(child.cidr_block):
         return child.cidr_block
     return vpc.vpc_cidr_block
-
-
-def route_table_arns(stack: cdk.Stack, route_table_ids: Sequence[str]) -> list[str]:
-    return [
-        stack.format_arn(service="ec2", resource="route-table", resource_name=rtb)
-        for rtb in route_table_ids
-    ]
-
-
-def allow_describe_routing_state(role: iam.Role, scoped_writes: str) -> None:
-    """DescribeInstances and DescribeRouteTables on `*` (they support no resource-level
-    permissions), acknowledged for cdk-nag with how the role's writes are scoped instead."""
-    acknowledge(
-        role,
-        "IAM5[Resource::*]",
-        "ec2:DescribeInstances and ec2:DescribeRouteTables support no resource-level "
-        f"permissions; {scoped_writes}",
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="DescribeRoutingState",
-            actions=["ec2:DescribeInstances", "ec2:DescribeRouteTables"],
-            resources=["*"],
-        )
-    )
 
 
 def _dedupe(values: Sequence[str]) -> list[str]:
@@ -294,13 +266,13 @@ class HybridNodesGateway(constructs.Construct):
             cleanup's, retained after the stack, so a key the app creates must be retained
             too); its key policy must let CloudWatch Logs use it. @default None:
             CloudWatch Logs' own encryption at rest
-        mode: `GatewayMode.ACTIVE_STANDBY` (one leader routes everything) or
-            `GatewayMode.ACTIVE_ACTIVE` (the remote pod networks are cut into `shards` prefixes,
-            each routed to the replica owning it). @default GatewayMode.ACTIVE_STANDBY
-        shards: active-active only: how many shards, a power of two from 2 to 64. @default 4
-        max_routes_per_table: active-active only: the owned tables' "Routes per route table"
-            VPC quota, which `shards` x remote pod networks + the tables' local routes must fit.
-            @default 50 (the VPC default quota)
+        mode: `GatewayMode.active_standby()` (one leader routes everything) or
+            `GatewayMode.active_active(shards=4, max_routes_per_table=500)` (the remote pod
+            networks are cut into `shards` prefixes, each routed to the replica owning it; the
+            owned tables' "Routes per route table" quota must fit them).
+            @default GatewayMode.active_standby()
+        shards: deprecated: `GatewayMode.active_active(shards=...)`.
+        max_routes_per_table: deprecated: `GatewayMode.active_active(max_routes_per_table=...)`.
     """
 
     def __init__(
@@ -333,7 +305,7 @@ class HybridNodesGateway(constructs.Construct):
         vpc_cni_addon: VpcCniAddon | None = None,
         remove_routes_on_delete: bool = False,
         log_encryption_key: kms.IKey | None = None,
-        mode: GatewayMode | str = GatewayMode.ACTIVE_STANDBY,
+        mode: GatewayMode | ModeKind | str = GatewayMode.ACTIVE_STANDBY,
         shards: int | None = None,
         max_routes_per_table: int | None = None,
     ) -> None:
@@ -359,8 +331,6 @@ class HybridNodesGateway(constructs.Construct):
             if vpc_cni_addon is not None:
                 check_vpc_cni_addon(vpc_cni_addon)
             if remove_routes_on_delete:
-                from eks_hybrid_gateway.route_cleanup import validate_log_encryption_key
-
                 validate_log_encryption_key(log_encryption_key)
             validate_chart_options(
                 replicas=replicas,
@@ -368,10 +338,8 @@ class HybridNodesGateway(constructs.Construct):
                 leader_election=leader_election,
                 vxlan_mtu=vxlan_mtu,
             )
-            sharding = resolve_sharding(
-                mode=mode,
-                shards=shards,
-                max_routes_per_table=max_routes_per_table,
+            chosen_mode = resolve_mode(mode, shards, max_routes_per_table)
+            chosen_mode.check_plan(
                 pod_cidrs=("remote_pod_networks", remote_pod_networks),
                 vpc_cidrs=("vpc_cidrs", resolved.vpc_cidrs),
                 lease_name=contract.DEFAULT_LEASE_NAME,
@@ -390,7 +358,7 @@ class HybridNodesGateway(constructs.Construct):
         self.instance_type = instance_type or ec2.InstanceType(DEFAULT_INSTANCE_TYPE)
         self.capacity_type = capacity_type
         self.node_subnets = resolved.node_subnets
-        self.sharding = sharding
+        self.mode = chosen_mode
 
         self.security_group = gateway_security_group(
             self,
@@ -429,9 +397,7 @@ class HybridNodesGateway(constructs.Construct):
             vxlan_mtu=vxlan_mtu,
             aws_region=cdk.Stack.of(self).region,
             debug=debug,
-            mode=sharding.mode,
-            shards=sharding.shards if sharding.active_active else None,
-            max_routes_per_table=sharding.max_routes_per_table if sharding.active_active else None,
+            mode=self.mode,
         )
         self.pod_identity_agent = self._pod_identity_agent(install_pod_identity_agent)
         self.pod_identity_association = self._add_pod_identity_association(namespace)
@@ -494,7 +460,7 @@ class HybridNodesGateway(constructs.Construct):
                 vtep_mask_length=vtep_mask_length(
                     self.vpc_cidrs,
                     remote_pod_networks=self.remote_pod_networks,
-                    shards=self.sharding.shards if self.sharding.active_active else None,
+                    shards=self.mode.shards,
                 ),
             )
             # Cilium brings the CiliumVTEPConfig CRD the gateway writes to.
@@ -503,8 +469,6 @@ class HybridNodesGateway(constructs.Construct):
             apply_snat_exclusion(vpc_cni_addon, self.remote_pod_networks)
         self.route_cleanup: GatewayRouteCleanup | None = None
         if remove_routes_on_delete:
-            from eks_hybrid_gateway.route_cleanup import GatewayRouteCleanup
-
             # Deleted after the manifests (the pods would put the routes back) and before the
             # nodes (whose ENIs identify the gateway's routes).
             self.route_cleanup = GatewayRouteCleanup(
@@ -513,7 +477,7 @@ class HybridNodesGateway(constructs.Construct):
                 cluster_name=self.cluster.cluster_name,
                 route_table_ids=self.route_table_ids,
                 pod_cidrs=self.remote_pod_networks,
-                shards=self.sharding.shards if self.sharding.active_active else None,
+                shards=self.mode.shards,
                 instance_filters=[
                     {"Name": "instance.group-id", "Values": [self.security_group.security_group_id]}
                 ],

@@ -21,9 +21,9 @@ import cdk8s
 
 import hybrid_gateway_contract as contract
 from eks_hybrid_gateway.chart import CapacityType, HybridGatewayChart, MetricsExposure
+from eks_hybrid_gateway.mode import GatewayMode, ModeKind
 from eks_hybrid_gateway.monitoring import GatewayPodMonitorChart
 from eks_hybrid_gateway.validation import HybridGatewayConfigError
-from hybrid_gateway_contract.sharding import GatewayMode
 
 CONTEXT_KEY = "eks-hybrid-gateway:manifests"
 OUTPUT_FILE = "eks-hybrid-nodes-gateway.yaml"
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mode",
-        choices=[m.value for m in GatewayMode],
+        choices=[kind.value for kind in ModeKind],
         help="how the replicas share the traffic (default active-standby)",
     )
     parser.add_argument("--replicas", type=int, help="gateway pods, one per node (default 2)")
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-routes-per-table",
         type=int,
-        help="active-active: the route tables' VPC route quota (default 50)",
+        help="active-active: the route tables' VPC route quota (default 500)",
     )
     return parser
 
@@ -111,9 +111,11 @@ def render(out: Path, settings: dict[str, Any]) -> Path:
         capacity_type=CapacityType(settings.get("capacityType") or "managed-node-group"),
         metrics=metrics,
         replicas=settings.get("replicas") or 2,
-        mode=settings.get("mode") or GatewayMode.ACTIVE_STANDBY,
-        shards=settings.get("shards"),
-        max_routes_per_table=settings.get("maxRoutesPerTable"),
+        mode=GatewayMode.parse(
+            settings.get("mode") or ModeKind.ACTIVE_STANDBY.value,
+            shards=settings.get("shards"),
+            max_routes_per_table=settings.get("maxRoutesPerTable"),
+        ),
     )
     if metrics in (MetricsExposure.POD_MONITOR, MetricsExposure.SERVICE_AND_POD_MONITOR):
         GatewayPodMonitorChart(app, POD_MONITOR_FILE.removesuffix(".yaml"), namespace=namespace)

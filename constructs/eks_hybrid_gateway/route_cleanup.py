@@ -35,8 +35,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 
 import hybrid_gateway_contract
-from eks_hybrid_gateway.gateway import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.nag import acknowledge
+from eks_hybrid_gateway.routing_iam import allow_describe_routing_state, route_table_arns
 from eks_hybrid_gateway.validation import HybridGatewayConfigError, is_token
 from hybrid_gateway_contract.route_cleanup import plan_route_cleanup
 

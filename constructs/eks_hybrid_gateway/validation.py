@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 
-from hybrid_gateway_contract import rules, sharding
-from hybrid_gateway_contract.sharding import GatewayMode, ShardSetting
+from hybrid_gateway_contract import rules
 
 
 class HybridGatewayConfigError(ValueError):
@@ -61,6 +60,11 @@ def _parse_cidr(prop: str, index: int, value: str) -> ipaddress.IPv4Network:
     if isinstance(result, rules.CidrProblem):
         raise HybridGatewayConfigError(result.message)
     return result.network
+
+
+def parse_cidr_or_token(prop: str, index: int, value: str) -> ipaddress.IPv4Network | None:
+    """One CIDR of a prop, or None for a deploy-time token."""
+    return None if is_token(value) else _parse_cidr(prop, index, value)
 
 
 def validate_networks(
@@ -135,107 +139,6 @@ def validate_lease_timings(
     if problem is not None:
         setting = f"{problem.setting.name.lower()}_s"
         raise HybridGatewayConfigError(
-            f"{prop}.{setting}: {problem.reason}; need retry_period_s < renew_deadline_s < "
-            f"lease_duration_s, got retry_period_s={retry_period_s}, "
-            f"renew_deadline_s={renew_deadline_s}, lease_duration_s={lease_duration_s}"
+            f"{prop}.{setting}: {problem.value_s:g}: {problem.reason} (need retry_period_s < "
+            "renew_deadline_s < lease_duration_s)"
         )
-
-
-@dataclass(frozen=True)
-class Sharding:
-    """The mode and, in active-active mode, the shard settings after defaults and checks."""
-
-    mode: GatewayMode
-    shards: int = sharding.DEFAULT_SHARDS
-    max_routes_per_table: int = sharding.DEFAULT_MAX_ROUTES_PER_TABLE
-
-    @property
-    def active_active(self) -> bool:
-        return self.mode is GatewayMode.ACTIVE_ACTIVE
-
-
-#: Stands for a CIDR known only at deploy time in the shard checks: it counts as one network
-#: (one route per shard, one local route) and, as a /0, can always be cut; its real size is
-#: checked by the runtime at start-up.
-_UNKNOWN_CIDR = ipaddress.IPv4Network("0.0.0.0/0")
-
-
-def _networks_for_shards(prop: str, values: Sequence[str]) -> list[ipaddress.IPv4Network]:
-    """Every CIDR of a prop, in order, a deploy-time token as `_UNKNOWN_CIDR`."""
-    return [
-        _UNKNOWN_CIDR if value is None else _parse_cidr(prop, index, value)
-        for index, value in enumerate(_literals(values))
-    ]
-
-
-def _setting(prop: str, value: object) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise HybridGatewayConfigError(f"{prop}: {value!r} is not an integer")
-    return value
-
-
-def _gateway_mode(value: GatewayMode | str) -> GatewayMode:
-    if isinstance(value, GatewayMode):
-        return value
-    modes = {mode.value: mode for mode in GatewayMode}
-    if isinstance(value, str) and value in modes:
-        return modes[value]
-    raise HybridGatewayConfigError(
-        f"mode: {value!r} is not a gateway mode; use GatewayMode.ACTIVE_STANDBY or "
-        f"GatewayMode.ACTIVE_ACTIVE ({', '.join(repr(m) for m in modes)})"
-    )
-
-
-def resolve_sharding(
-    *,
-    mode: GatewayMode | str,
-    shards: int | None,
-    max_routes_per_table: int | None,
-    pod_cidrs: tuple[str, Sequence[str]],
-    vpc_cidrs: tuple[str, Sequence[str]],
-    lease_name: str,
-) -> Sharding:
-    """The mode's settings, checked with the contract's shard rules (the runtime runs the same
-    ones at start-up). Shard settings in active-standby mode are refused: nothing would read
-    them, and a silently ignored setting looks like a working one. `pod_cidrs` and `vpc_cidrs`
-    are (prop name, values)."""
-    chosen = _gateway_mode(mode)
-    shards = _setting("shards", shards)
-    max_routes_per_table = _setting("max_routes_per_table", max_routes_per_table)
-    if chosen is GatewayMode.ACTIVE_STANDBY:
-        for prop, value in (("shards", shards), ("max_routes_per_table", max_routes_per_table)):
-            if value is not None:
-                raise HybridGatewayConfigError(
-                    f"{prop}: {value} is only used in active-active mode, and mode is "
-                    f"{chosen.value!r}; set mode=GatewayMode.ACTIVE_ACTIVE or drop {prop}"
-                )
-        return Sharding(chosen)
-    settings = Sharding(
-        chosen,
-        sharding.DEFAULT_SHARDS if shards is None else shards,
-        sharding.DEFAULT_MAX_ROUTES_PER_TABLE
-        if max_routes_per_table is None
-        else max_routes_per_table,
-    )
-    if settings.max_routes_per_table < 1:
-        raise HybridGatewayConfigError(
-            f"max_routes_per_table: {settings.max_routes_per_table} must be a positive integer"
-        )
-    problems = sharding.shard_plan_problems(
-        _networks_for_shards(*pod_cidrs),
-        _networks_for_shards(*vpc_cidrs),
-        settings.shards,
-        max_routes_per_table=settings.max_routes_per_table,
-    )
-    if problems:
-        first = problems[0]
-        if first.setting is ShardSetting.SHARDS:
-            # The contract's message starts with the count; say it once, after the prop.
-            detail = first.message.removeprefix(f"shards {settings.shards}: ")
-            raise HybridGatewayConfigError(f"shards: {settings.shards}: {detail}")
-        raise HybridGatewayConfigError(
-            f"max_routes_per_table: {settings.max_routes_per_table}: {first.message}"
-        )
-    if not is_token(lease_name) and (group := sharding.lease_group_problem(lease_name)):
-        raise HybridGatewayConfigError(f"lease_name: {lease_name!r} is {group}")
-    return settings

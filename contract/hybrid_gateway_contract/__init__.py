@@ -87,7 +87,7 @@ class Env:
     METRICS_ADDR: Final = "METRICS_ADDR"  # host:port of /metrics (default :10080)
     MODE: Final = "MODE"  # active-standby (default) or active-active
     SHARDS: Final = "SHARDS"  # active-active: how many shards (a power of two, default 4)
-    MAX_ROUTES_PER_TABLE: Final = "MAX_ROUTES_PER_TABLE"  # the VPC route quota (default 50)
+    MAX_ROUTES_PER_TABLE: Final = "MAX_ROUTES_PER_TABLE"  # the VPC route quota (default 500)
     POD_UID: Final = "POD_UID"  # active-active: owner of the replica's membership Lease
 
 

@@ -127,8 +127,16 @@ class LeaseTiming(enum.Enum):
 
 @dataclass(frozen=True)
 class LeaseTimingProblem:
+    """Which timing to change, its value in seconds, and why (the reason does not repeat the
+    value: each side names the setting and value its own way)."""
+
     setting: LeaseTiming
+    value_s: float
     reason: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.setting.value} {self.value_s:g}s {self.reason}"
 
 
 def lease_timing_problem(
@@ -146,18 +154,20 @@ def lease_timing_problem(
         (LeaseTiming.RETRY_PERIOD, retry_period_s),
     ):
         if not value > 0:
-            return LeaseTimingProblem(setting, f"{setting.value} {value:g}s must be positive")
+            return LeaseTimingProblem(setting, value, "must be positive")
     if renew_deadline_s >= lease_duration_s:
         return LeaseTimingProblem(
             LeaseTiming.RENEW_DEADLINE,
-            f"renew deadline {renew_deadline_s:g}s must be shorter than the lease duration "
-            f"{lease_duration_s:g}s, or a holder could act after others may acquire",
+            renew_deadline_s,
+            f"must be shorter than the lease duration ({lease_duration_s:g}s), or a holder "
+            "could act after others may acquire",
         )
     if retry_period_s >= renew_deadline_s:
         return LeaseTimingProblem(
             LeaseTiming.RETRY_PERIOD,
-            f"retry period {retry_period_s:g}s must be shorter than the renew deadline "
-            f"{renew_deadline_s:g}s, or the holder gets no second renewal attempt",
+            retry_period_s,
+            f"must be shorter than the renew deadline ({renew_deadline_s:g}s), or the holder "
+            "gets no second renewal attempt",
         )
     return None
 

@@ -73,8 +73,17 @@ class ShardSetting(enum.Enum):
 
 @dataclass(frozen=True)
 class ShardProblem:
+    """What is wrong with one shard setting. `reason` does not repeat the setting's value, so
+    a side that names the setting its own way (a prop, a variable) states the value once."""
+
     setting: ShardSetting
-    message: str
+    value: int
+    reason: str
+
+    @property
+    def message(self) -> str:
+        """The problem on its own: the setting, its value, the reason."""
+        return f"{self.setting.value} {self.value}: {self.reason}"
 
     def __str__(self) -> str:
         return self.message
@@ -196,7 +205,7 @@ def shard_plan_problems(
     plus the tables' local routes (one per VPC CIDR) fit the per-table route quota."""
     count = shard_count_problem(shards)
     if count is not None:
-        return [ShardProblem(ShardSetting.SHARDS, f"shards {shards}: {count}")]
+        return [ShardProblem(ShardSetting.SHARDS, shards, count)]
     problems: list[ShardProblem] = []
     bits = shards.bit_length() - 1
     for cidr in pod_cidrs:
@@ -204,8 +213,9 @@ def shard_plan_problems(
             problems.append(
                 ShardProblem(
                     ShardSetting.SHARDS,
-                    f"shards {shards}: remote pod network {cidr} cannot be cut into {shards} "
-                    f"prefixes (they would be /{cidr.prefixlen + bits})",
+                    shards,
+                    f"remote pod network {cidr} cannot be cut into that many prefixes (they "
+                    f"would be /{cidr.prefixlen + bits})",
                 )
             )
     routes = shards * len(pod_cidrs) + len(vpc_cidrs)
@@ -213,11 +223,11 @@ def shard_plan_problems(
         problems.append(
             ShardProblem(
                 ShardSetting.MAX_ROUTES_PER_TABLE,
-                f"shards {shards}: {shards} x {len(pod_cidrs)} remote pod network(s) = "
+                max_routes_per_table,
+                f"{shards} shards x {len(pod_cidrs)} remote pod network(s) = "
                 f"{shards * len(pod_cidrs)} routes per route table, plus {len(vpc_cidrs)} local "
-                f"route(s), exceeds the {max_routes_per_table} routes a table may hold (Amazon "
-                "VPC quota 'Routes per route table'; raise it and the max routes setting, or "
-                "use fewer shards)",
+                "route(s), are more than a table may hold (Amazon VPC quota 'Routes per route "
+                "table'; raise it and the max routes setting, or use fewer shards)",
             )
         )
     return problems

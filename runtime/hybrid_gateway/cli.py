@@ -51,10 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from hybrid_gateway.daemon import run  # heavy imports only once the config is valid
 
-    environ = dict(os.environ)
-    if config.kubeconfig is not None:
-        environ["KUBECONFIG"] = config.kubeconfig
-    return run(config, environ)
+    return run(config)
 
 
 if __name__ == "__main__":

@@ -2,32 +2,24 @@
 
 Every value is validated before anything starts; the first bad one becomes a `ConfigError` whose
 message is one line naming the variable (and its flag) and the value, so a misconfigured pod's
-log says exactly what to fix. Flags win over the environment.
+log says exactly what to fix. Flags win over the environment. Each variable is parsed by its
+`Setting` in the contract (`hybrid_gateway_contract.settings`), the codec the chart renders
+with and the operations commands read with; this module adds the flags, the rules across
+variables, and the fallbacks that need this host (the hostname, the namespace file). After
+`load_config` nothing reads the environment again: `Config` holds every value the daemon uses.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from hybrid_gateway_contract import (
-    DEFAULT_LEASE_DURATION_S,
-    DEFAULT_LEASE_NAME,
-    DEFAULT_NAMESPACE,
-    DEFAULT_RENEW_DEADLINE_S,
-    DEFAULT_RESYNC_PERIOD_S,
-    DEFAULT_RETRY_PERIOD_S,
-    DEFAULT_VXLAN_MTU,
-    HEALTH_PORT,
-    METRICS_PORT,
-    Env,
-)
+from hybrid_gateway_contract import DEFAULT_NAMESPACE, Env, settings
 from hybrid_gateway_contract.rules import (
     MAX_VXLAN_MTU,
     MIN_VXLAN_MTU,
@@ -37,16 +29,10 @@ from hybrid_gateway_contract.rules import (
     NetworkRole,
     check_cidr_plan,
     dns_label_problem,
-    lease_name_problem,
     lease_timing_problem,
-    region_problem,
-    route_table_id_problem,
-    split_list,
-    vxlan_mtu_problem,
 )
+from hybrid_gateway_contract.settings import Address, Setting, SettingError
 from hybrid_gateway_contract.sharding import (
-    DEFAULT_MAX_ROUTES_PER_TABLE,
-    DEFAULT_SHARDS,
     GatewayMode,
     ShardPlan,
     ShardSetting,
@@ -55,29 +41,30 @@ from hybrid_gateway_contract.sharding import (
     shard_plan_problems,
 )
 
+__all__ = [
+    "Address",
+    "Config",
+    "ConfigError",
+    "ImdsSettings",
+    "build_parser",
+    "documented_settings",
+    "load_config",
+]
+
+T = TypeVar("T")
+
 #: Where Kubernetes mounts the pod's namespace with its service account token. The reference
 #: finds its Lease namespace there (controller-runtime pkg/leaderelection getInClusterNamespace:
 #: its chart sets no POD_NAMESPACE), so we read it when POD_NAMESPACE is not set.
 SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
-_INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-_SECONDS = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$")
-# Go's time.ParseDuration units, as the reference's --leader-election-* flags take them
-# (`3s`, `1500ms`, `1m30s`); a bare number is seconds, as our environment settings always were.
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-# Go's strconv.ParseBool spellings (the reference's --debug) and ours.
-_TRUE = frozenset({"1", "t", "true", "yes", "on"})
-_FALSE = frozenset({"0", "f", "false", "no", "off"})
+#: The Kubernetes client's kubeconfig variable (the --kubeconfig flag wins over it).
+KUBECONFIG_ENV = "KUBECONFIG"
+#: The AWS SDKs' variables for the instance metadata service, as botocore reads them
+#: (botocore/utils.py, InstanceMetadataFetcher: the endpoint, and "true" disables IMDS).
+IMDS_ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
+IMDS_DISABLED_ENV = "AWS_EC2_METADATA_DISABLED"
+DEFAULT_IMDS_ENDPOINT = "http://169.254.169.254"
 
 #: The reference's flag name for a setting whose flag is spelled differently here
 #: (cmd/gateway/main.go). Both spellings are accepted; so is Go's single-dash form.
@@ -111,31 +98,28 @@ _TIMING_VARIABLE = {
 ARGUMENTS = "ARGUMENTS"  # pseudo-variable for command-line syntax errors
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names variable and value."""
+class ConfigError(SettingError):
+    """A configuration value is missing or invalid; the message names the variable with its
+    flag, and the value."""
 
     def __init__(self, variable: str, value: str | None, reason: str) -> None:
         flag = " or ".join(_flags(variable)[:2]) if variable in REFERENCE_FLAGS else _flag(variable)
-        if variable == ARGUMENTS:
-            message = f"invalid command line {value!r}: {reason}"
-        elif value is None:
-            message = f"{variable} ({flag}) is required: {reason}"
-        else:
-            message = f"invalid {variable} ({flag}) {value!r}: {reason}"
-        super().__init__(message)
-        self.variable = variable
-        self.value = value
+        shown_as = "command line" if variable == ARGUMENTS else f"{variable} ({flag})"
+        super().__init__(variable, value, reason, shown_as=shown_as)
 
 
 @dataclass(frozen=True)
-class Address:
-    """A listen address; host "" means every interface."""
+class ImdsSettings:
+    """Where the instance metadata service answers, and whether it may be asked at all."""
 
-    host: str
-    port: int
+    endpoint: str = DEFAULT_IMDS_ENDPOINT
+    disabled: bool = False
 
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ImdsSettings:
+        endpoint = (environ.get(IMDS_ENDPOINT_ENV) or "").strip() or DEFAULT_IMDS_ENDPOINT
+        disabled = environ.get(IMDS_DISABLED_ENV, "").strip().lower() == "true"
+        return cls(endpoint.rstrip("/"), disabled)
 
 
 @dataclass(frozen=True)
@@ -161,10 +145,12 @@ class Config:
     health_addr: Address
     metrics_addr: Address
     dataplane: bool
-    kubeconfig: str | None = None  # --kubeconfig: overrides KUBECONFIG, as in the reference
+    kubeconfig: str | None = None  # --kubeconfig, else KUBECONFIG; None: in-cluster
     mode: GatewayMode = GatewayMode.ACTIVE_STANDBY
-    shards: int = DEFAULT_SHARDS  # active-active only
-    max_routes_per_table: int = DEFAULT_MAX_ROUTES_PER_TABLE
+    shards: int = settings.SHARDS.default  # active-active only
+    max_routes_per_table: int = settings.MAX_ROUTES_PER_TABLE.default
+    pod_uid: str | None = None  # POD_UID: owner of the active-active membership Lease
+    imds: ImdsSettings = field(default_factory=ImdsSettings)
 
     @property
     def active_active(self) -> bool:
@@ -182,6 +168,11 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(ARGUMENTS, " ".join(self._argv_seen), message)
 
     _argv_seen: Sequence[str] = ()
+
+
+def _default(setting: Setting[Any]) -> str:
+    """A setting's default as the environment spells it (the codec renders it)."""
+    return setting.render(setting.default)
 
 
 _SETTINGS: tuple[tuple[str, str], ...] = (
@@ -204,7 +195,7 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
         "VPC route tables to program, comma-separated (default none: no VPC routes; set but "
         "holding no ID is refused)",
     ),
-    (Env.LEADER_ELECTION_ID, f"Lease name (default {DEFAULT_LEASE_NAME})"),
+    (Env.LEADER_ELECTION_ID, f"Lease name (default {_default(settings.LEADER_ELECTION_ID)})"),
     (
         Env.AWS_REGION,
         "AWS region (default: the IMDSv2 instance identity document; IMDS is link-local, so "
@@ -221,26 +212,27 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
     (Env.DEBUG, "verbose logs (true/false; a bare --debug means true)"),
     (
         Env.LEASE_DURATION,
-        f"how long a silent holder keeps the Lease (default {DEFAULT_LEASE_DURATION_S:g}s)",
+        f"how long a silent holder keeps the Lease (default {_default(settings.LEASE_DURATION)})",
     ),
     (
         Env.RENEW_DEADLINE,
         "a holder that could not renew for this long stops leader work; below the lease "
-        f"duration (default {DEFAULT_RENEW_DEADLINE_S:g}s)",
+        f"duration (default {_default(settings.RENEW_DEADLINE)})",
     ),
     (
         Env.RETRY_PERIOD,
         "renew and acquire attempt period; below the renew deadline "
-        f"(default {DEFAULT_RETRY_PERIOD_S:g}s)",
+        f"(default {_default(settings.RETRY_PERIOD)})",
     ),
     (
         Env.VXLAN_MTU,
-        f"hybrid_vxlan0 MTU, {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU} (default {DEFAULT_VXLAN_MTU})",
+        f"hybrid_vxlan0 MTU, {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU} "
+        f"(default {_default(settings.VXLAN_MTU)})",
     ),
     (
         Env.RESYNC_PERIOD,
         "full re-check of routes, VTEP config (drift repair) and tunnels "
-        f"(default {DEFAULT_RESYNC_PERIOD_S:g}s)",
+        f"(default {_default(settings.RESYNC_PERIOD)})",
     ),
     (
         Env.ALLOW_ROUTE_TAKEOVER,
@@ -248,17 +240,21 @@ _SETTINGS: tuple[tuple[str, str], ...] = (
         "gateway or a peering (default false)",
     ),
     (Env.LOG_FORMAT, "text, or json: one JSON object per line (default text)"),
-    (Env.HEALTH_ADDR, f"/healthz and /readyz listen address (default :{HEALTH_PORT})"),
-    (Env.METRICS_ADDR, f"/metrics listen address (default :{METRICS_PORT})"),
+    (
+        Env.HEALTH_ADDR,
+        f"/healthz and /readyz listen address (default {_default(settings.HEALTH_ADDR)})",
+    ),
+    (Env.METRICS_ADDR, f"/metrics listen address (default {_default(settings.METRICS_ADDR)})"),
     (Env.MODE, "active-standby (default: one leader) or active-active (every replica owns shards)"),
     (
         Env.SHARDS,
-        f"active-active: number of shards, a power of two from 2 to 64 (default {DEFAULT_SHARDS})",
+        "active-active: number of shards, a power of two from 2 to 64 "
+        f"(default {_default(settings.SHARDS)})",
     ),
     (
         Env.MAX_ROUTES_PER_TABLE,
         "the VPC quota of routes per route table; active-active refuses to start when its routes "
-        f"plus the local routes exceed it (default {DEFAULT_MAX_ROUTES_PER_TABLE})",
+        f"plus the local routes exceed it (default {_default(settings.MAX_ROUTES_PER_TABLE)})",
     ),
 )
 #: Read from the environment only (set by the chart through the downward API), no flag.
@@ -323,14 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ipv4(variable: str, raw: str) -> str:
+def _read(setting: Setting[T], raw: str | None) -> T:
+    """The setting's value through the contract's codec; its error names the flag too."""
     try:
-        addr = ipaddress.IPv4Address(raw.strip())
-    except ValueError:
-        raise ConfigError(variable, raw, "not an IPv4 address") from None
-    if addr.is_unspecified or addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
-        raise ConfigError(variable, raw, "not a unicast address")
-    return str(addr)
+        return setting.parse(raw)
+    except SettingError as exc:
+        raise ConfigError(exc.variable, exc.value, exc.reason) from None
 
 
 def _cidr_plan(
@@ -338,7 +332,7 @@ def _cidr_plan(
 ) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv4Network]]:
     """VPC_CIDR and POD_CIDRS through the contract's address-plan rules (shared with the CDK)."""
     raw = {Env.VPC_CIDR: vpc_raw or "", Env.POD_CIDRS: pod_raw or ""}
-    vpc_items, pod_items = split_list(raw[Env.VPC_CIDR]), split_list(raw[Env.POD_CIDRS])
+    vpc_items, pod_items = settings.VPC_CIDR.parse(vpc_raw), settings.POD_CIDRS.parse(pod_raw)
     problems = check_cidr_plan(
         [
             CidrField(Env.VPC_CIDR, NetworkRole.VPC, vpc_items),
@@ -359,106 +353,39 @@ def _cidr_plan(
     )
 
 
-def _route_table_ids(raw: str | None) -> list[str]:
-    """ROUTE_TABLE_IDS: unset or empty means no VPC routes; set to only commas is an error.
-
-    Like the reference (cmd/gateway/main.go): an empty value skips the route table manager,
-    and a value that parses to no ID stops the daemon ("No valid route table IDs provided").
-    """
-    if not raw:
-        return []
-    tables: list[str] = []
-    for table in split_list(raw):
-        problem = route_table_id_problem(table)
-        if problem is not None:
-            raise ConfigError(Env.ROUTE_TABLE_IDS, raw, f"{table!r} is {problem}")
-        if table not in tables:
-            tables.append(table)
-    if not tables:
-        raise ConfigError(
-            Env.ROUTE_TABLE_IDS,
-            raw,
-            "set but holds no route table ID; list at least one, or unset it to run without "
-            "VPC routes",
-        )
-    return tables
-
-
 def _namespace(raw: str | None, namespace_file: Path) -> str:
     """POD_NAMESPACE, else the service account's namespace file, else the default."""
-    namespace = (raw or "").strip()
-    variable_value = namespace
-    if not namespace:
-        try:
-            namespace = namespace_file.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            namespace = ""
-        except OSError as exc:
-            raise ConfigError(
-                Env.POD_NAMESPACE, None, f"not set, and {namespace_file} is unreadable ({exc})"
-            ) from None
-        variable_value = f"{namespace} (from {namespace_file})" if namespace else ""
-    namespace = namespace or DEFAULT_NAMESPACE
-    problem = dns_label_problem(namespace)
-    if problem is not None:
-        raise ConfigError(Env.POD_NAMESPACE, variable_value or namespace, f"{problem}")
-    return namespace
-
-
-def _duration(variable: str, raw: str | None, default: float) -> float:
-    if raw is None or not raw.strip():
-        return default
-    value = _seconds(raw.strip())
-    if value is None:
+    namespace = _read(settings.POD_NAMESPACE, raw)
+    if namespace is not None:
+        return namespace
+    try:
+        from_file = namespace_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return DEFAULT_NAMESPACE
+    except OSError as exc:
         raise ConfigError(
-            variable, raw, "not a duration (seconds, or Go style with units: 500ms, 2s, 1m30s)"
-        )
-    if value <= 0:
-        raise ConfigError(variable, raw, "must be positive")
-    return value
+            Env.POD_NAMESPACE, None, f"not set, and {namespace_file} is unreadable ({exc})"
+        ) from None
+    if not from_file:
+        return DEFAULT_NAMESPACE
+    problem = dns_label_problem(from_file)
+    if problem is not None:
+        raise ConfigError(Env.POD_NAMESPACE, f"{from_file} (from {namespace_file})", problem)
+    return from_file
 
 
-def _seconds(text: str) -> float | None:
-    """Seconds in `text` (a bare number, or Go's time.ParseDuration syntax), None if neither."""
-    if _SECONDS.match(text):
-        return float(text)
-    total, position = 0.0, 0
-    for part in _DURATION_PART.finditer(text):
-        if part.start() != position:
-            return None
-        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
-        position = part.end()
-    return total if position and position == len(text) else None
-
-
-def _bool(variable: str, raw: str | None) -> bool:
-    if raw is None or not raw.strip():
-        return False
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(variable, raw, "not a boolean (true/false)")
-
-
-def _address(variable: str, raw: str | None, default_port: int) -> Address:
-    if raw is None or not raw.strip():
-        return Address("", default_port)
-    if raw.strip() == "0":
-        # controller-runtime reads "0" as "do not serve"; probes and metrics always serve here.
-        raise ConfigError(variable, raw, "'0' (do not serve) is not supported: give [host]:port")
-    host, sep, port_text = raw.strip().rpartition(":")
-    if not sep:
-        raise ConfigError(variable, raw, "expected [host]:port, e.g. :8088 or 127.0.0.1:8088")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(variable, raw, "port must be 1-65535")
-    if host:
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            raise ConfigError(variable, raw, "host must be an IP address or empty") from None
-    return Address(host.strip("[]"), int(port_text))
+def _lease_timings(get: Callable[[str], str | None]) -> tuple[float, float, float]:
+    """The three lease timings, each valid alone, then in the order the election needs."""
+    timings = {
+        setting.variable: _read(setting, get(setting.variable))
+        for setting in (settings.LEASE_DURATION, settings.RENEW_DEADLINE, settings.RETRY_PERIOD)
+    }
+    lease_duration, renew_deadline, retry_period = timings.values()
+    problem = lease_timing_problem(lease_duration, renew_deadline, retry_period)
+    if problem is not None:
+        variable = _TIMING_VARIABLE[problem.setting]
+        raise ConfigError(variable, get(variable) or f"{problem.value_s:g}", problem.reason)
+    return lease_duration, renew_deadline, retry_period
 
 
 def load_config(
@@ -467,7 +394,12 @@ def load_config(
     *,
     namespace_file: Path = SERVICE_ACCOUNT_NAMESPACE_FILE,
 ) -> Config:
-    """Parse flags over the environment and validate every value; raise ConfigError."""
+    """Parse flags over the environment and validate every value; raise ConfigError.
+
+    Everything the daemon later reads from its environment is read here, so nothing after
+    start-up needs the environment: the gateway's variables (through the contract's codec),
+    KUBECONFIG (the --kubeconfig flag wins, as in the reference) and the AWS SDK's IMDS
+    variables."""
     parser = build_parser()
     assert isinstance(parser, _Parser)
     parser._argv_seen = list(argv)
@@ -478,130 +410,73 @@ def load_config(
         flag_value = flags.get(variable)
         return flag_value if flag_value is not None else environ.get(variable)
 
-    node_ip_raw = get(Env.NODE_IP)
-    if node_ip_raw is None or not node_ip_raw.strip():
+    def read(setting: Setting[T]) -> T:
+        return _read(setting, get(setting.variable))
+
+    node_ip = read(settings.NODE_IP)
+    if node_ip is None:
         raise ConfigError(Env.NODE_IP, None, "the node IP (downward API status.hostIP)")
-    node_ip = _ipv4(Env.NODE_IP, node_ip_raw)
-
     vpc_cidrs, pod_cidrs = _cidr_plan(get(Env.VPC_CIDR), get(Env.POD_CIDRS))
-    tables = _route_table_ids(get(Env.ROUTE_TABLE_IDS))
-
-    lease_name = (get(Env.LEADER_ELECTION_ID) or DEFAULT_LEASE_NAME).strip()
-    problem = lease_name_problem(lease_name)
-    if problem is not None:
-        raise ConfigError(Env.LEADER_ELECTION_ID, lease_name, problem)
-
-    region = (get(Env.AWS_REGION) or "").strip() or None
-    problem = region_problem(region) if region is not None else None
-    if problem is not None:
-        raise ConfigError(Env.AWS_REGION, region, problem)
-    instance = (get(Env.AWS_INSTANCE_ID) or "").strip() or None
-    if instance is not None and not _INSTANCE_ID.match(instance):
-        raise ConfigError(Env.AWS_INSTANCE_ID, instance, "not an instance id such as i-0abc...")
-
-    identity = (get(Env.POD_NAME) or "").strip() or socket.gethostname()
-    if len(identity) > 253:
-        raise ConfigError(Env.POD_NAME, identity, "longer than 253 characters")
+    tables = read(settings.ROUTE_TABLE_IDS)
+    lease_name = read(settings.LEADER_ELECTION_ID)
+    region = read(settings.AWS_REGION)
+    instance = read(settings.AWS_INSTANCE_ID)
+    identity = read(settings.POD_NAME) or socket.gethostname()
     namespace = _namespace(get(Env.POD_NAMESPACE), namespace_file)
-    node_name = (get(Env.NODE_NAME) or "").strip() or None
-
-    lease_duration = _duration(
-        Env.LEASE_DURATION, get(Env.LEASE_DURATION), DEFAULT_LEASE_DURATION_S
-    )
-    renew_deadline = _duration(
-        Env.RENEW_DEADLINE, get(Env.RENEW_DEADLINE), DEFAULT_RENEW_DEADLINE_S
-    )
-    retry_period = _duration(Env.RETRY_PERIOD, get(Env.RETRY_PERIOD), DEFAULT_RETRY_PERIOD_S)
-    timing = lease_timing_problem(lease_duration, renew_deadline, retry_period)
-    if timing is not None:
-        variable = _TIMING_VARIABLE[timing.setting]
-        seconds = {
-            Env.LEASE_DURATION: lease_duration,
-            Env.RENEW_DEADLINE: renew_deadline,
-            Env.RETRY_PERIOD: retry_period,
-        }[variable]
-        raise ConfigError(variable, get(variable) or f"{seconds:g}", timing.reason)
-
-    mtu_raw = get(Env.VXLAN_MTU)
-    mtu = DEFAULT_VXLAN_MTU
-    if mtu_raw is not None and mtu_raw.strip():
-        if not mtu_raw.strip().isdigit():
-            raise ConfigError(
-                Env.VXLAN_MTU, mtu_raw, f"must be an integer {MIN_VXLAN_MTU}-{MAX_VXLAN_MTU}"
-            )
-        mtu = int(mtu_raw)
-        problem = vxlan_mtu_problem(mtu)
-        if problem is not None:
-            raise ConfigError(Env.VXLAN_MTU, mtu_raw, problem)
-
-    resync = _duration(Env.RESYNC_PERIOD, get(Env.RESYNC_PERIOD), DEFAULT_RESYNC_PERIOD_S)
-
-    log_format = (get(Env.LOG_FORMAT) or "text").strip().lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError(Env.LOG_FORMAT, get(Env.LOG_FORMAT), "must be text or json")
-
-    health = _address(Env.HEALTH_ADDR, get(Env.HEALTH_ADDR), HEALTH_PORT)
-    metrics = _address(Env.METRICS_ADDR, get(Env.METRICS_ADDR), METRICS_PORT)
+    node_name = read(settings.NODE_NAME)
+    lease_duration, renew_deadline, retry_period = _lease_timings(get)
+    mtu = read(settings.VXLAN_MTU)
+    resync = read(settings.RESYNC_PERIOD)
+    log_format = read(settings.LOG_FORMAT)
+    health = read(settings.HEALTH_ADDR)
+    metrics = read(settings.METRICS_ADDR)
     if health.port == metrics.port and health.host == metrics.host:
         raise ConfigError(Env.METRICS_ADDR, str(metrics), f"same address as {Env.HEALTH_ADDR}")
-
-    mode, shards, max_routes = _sharding(get, pod_cidrs, vpc_cidrs, lease_name)
+    mode, shards, max_routes = _sharding(read, pod_cidrs, vpc_cidrs, get)
+    kubeconfig = (flags.get("kubeconfig") or environ.get(KUBECONFIG_ENV) or "").strip()
 
     return Config(
         node_ip=node_ip,
         vpc_cidrs=tuple(vpc_cidrs),
         pod_cidrs=tuple(pod_cidrs),
-        route_table_ids=tuple(tables),
+        route_table_ids=tables,
         lease_name=lease_name,
         aws_region=region,
         aws_instance_id=instance,
         identity=identity,
         namespace=namespace,
         node_name=node_name,
-        debug=_bool(Env.DEBUG, get(Env.DEBUG)),
+        debug=read(settings.DEBUG),
         lease_duration_s=lease_duration,
         renew_deadline_s=renew_deadline,
         retry_period_s=retry_period,
         vxlan_mtu=mtu,
         resync_period_s=resync,
-        allow_route_takeover=_bool(Env.ALLOW_ROUTE_TAKEOVER, get(Env.ALLOW_ROUTE_TAKEOVER)),
+        allow_route_takeover=read(settings.ALLOW_ROUTE_TAKEOVER),
         log_format=log_format,
         health_addr=health,
         metrics_addr=metrics,
         dataplane=not bool(flags.get("no_dataplane")),
-        kubeconfig=(flags.get("kubeconfig") or "").strip() or None,
+        kubeconfig=kubeconfig or None,
         mode=mode,
         shards=shards,
         max_routes_per_table=max_routes,
+        pod_uid=(read(settings.POD_UID) or None),
+        imds=ImdsSettings.from_environ(environ),
     )
-
-
-def _positive_int(variable: str, raw: str | None, default: int) -> int:
-    if raw is None or not raw.strip():
-        return default
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise ConfigError(variable, raw, "must be a positive integer")
-    return int(raw)
 
 
 def _sharding(
-    get: Callable[[str], str | None],
+    read: Callable[[Setting[Any]], Any],
     pod_cidrs: Sequence[ipaddress.IPv4Network],
     vpc_cidrs: Sequence[ipaddress.IPv4Network],
-    lease_name: str,
+    get: Callable[[str], str | None],
 ) -> tuple[GatewayMode, int, int]:
     """MODE, SHARDS and MAX_ROUTES_PER_TABLE through the contract's shard rules (shared with
     the construct library): in active-active mode the shard routes must fit every table."""
-    raw_mode = get(Env.MODE)
-    text = (raw_mode or GatewayMode.ACTIVE_STANDBY.value).strip().lower()
-    modes = {mode.value: mode for mode in GatewayMode}
-    if text not in modes:
-        raise ConfigError(Env.MODE, raw_mode, f"must be one of {', '.join(modes)}")
-    mode = modes[text]
-    shards = _positive_int(Env.SHARDS, get(Env.SHARDS), DEFAULT_SHARDS)
-    max_routes = _positive_int(
-        Env.MAX_ROUTES_PER_TABLE, get(Env.MAX_ROUTES_PER_TABLE), DEFAULT_MAX_ROUTES_PER_TABLE
-    )
+    mode: GatewayMode = read(settings.MODE)
+    shards: int = read(settings.SHARDS)
+    max_routes: int = read(settings.MAX_ROUTES_PER_TABLE)
     if mode is GatewayMode.ACTIVE_ACTIVE:
         problems = shard_plan_problems(
             pod_cidrs, vpc_cidrs, shards, max_routes_per_table=max_routes
@@ -611,8 +486,8 @@ def _sharding(
             variable = (
                 Env.SHARDS if first.setting is ShardSetting.SHARDS else Env.MAX_ROUTES_PER_TABLE
             )
-            value = shards if variable == Env.SHARDS else max_routes
-            raise ConfigError(variable, get(variable) or str(value), first.message)
+            raise ConfigError(variable, get(variable) or str(first.value), first.reason)
+        lease_name: str = read(settings.LEADER_ELECTION_ID)
         group = lease_group_problem(lease_name)
         if group is not None:
             raise ConfigError(Env.LEADER_ELECTION_ID, lease_name, group)

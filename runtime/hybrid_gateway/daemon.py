@@ -1,5 +1,6 @@
-"""The daemon: the data plane (every replica) and the leader work (lease holder only), composed
-as named loops under one `Supervisor`.
+"""The daemon: the data plane (every replica) and the ownership of the traffic (`Ownership`: the
+leader side in active-standby mode, the shard group in active-active mode, one interface),
+composed as named loops under one `Supervisor`.
 
 Start-up waits for nothing remote: the health and metrics listeners bind without DNS, the data plane
 starts without IMDS or EC2 (route ownership resolves them in the background), and every remote call
@@ -18,7 +19,8 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
@@ -70,10 +72,10 @@ class DataPlaneLike(Protocol):
     def device_mac(self) -> str: ...
 
 
-def kube_api_client(environ: Mapping[str, str]) -> kclient.ApiClient:
-    """KUBECONFIG if set, else the in-cluster service account; one HTTP attempt per call
-    (kube_attempts.py: the daemon's loops retry, urllib3 does not)."""
-    path = environ.get("KUBECONFIG")
+def kube_api_client(path: str | None) -> kclient.ApiClient:
+    """The kubeconfig file if given (--kubeconfig, else KUBECONFIG), else the in-cluster
+    service account; one HTTP attempt per call (kube_attempts.py: the daemon's loops retry,
+    urllib3 does not)."""
     if path:
         return single_attempt(kconfig.new_client_from_config(config_file=path))
     configuration = kclient.Configuration()
@@ -271,7 +273,78 @@ def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity
     stop_the_rest(supervisor, timings)
 
 
-def run(config: Config, environ: Mapping[str, str]) -> int:
+class Ownership(Protocol):
+    """The side of a replica that owns traffic, whichever the mode: the active-standby leader
+    side, or the active-active shard group. The daemon starts its tasks, serves its /readyz
+    and, on SIGTERM, lets it stop its work and release its Leases before the rest stops."""
+
+    def tasks(self) -> list[Task]: ...
+    def readiness(self) -> Check: ...
+    def shut_down(self, supervisor: Supervisor) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActiveStandbyOwnership:
+    """One Lease; its holder carries all the traffic."""
+
+    leader: Leader
+    timings: Timings
+    identity: str
+    dataplane_ready: Callable[[], bool] | None
+    node_watch: WatchHealth | None
+
+    def tasks(self) -> list[Task]:
+        return self.leader.tasks(self.timings)
+
+    def readiness(self) -> Check:
+        return readiness(self.dataplane_ready, self.leader, self.timings, self.node_watch)
+
+    def shut_down(self, supervisor: Supervisor) -> None:
+        shut_down(supervisor, self.leader, self.timings, self.identity)
+
+
+@dataclass(frozen=True)
+class ActiveActiveOwnership:
+    """A Lease per shard; every member replica carries the shards it holds."""
+
+    group: ShardGroup
+    timings: Timings
+    dataplane_ready: Callable[[], bool] | None
+    node_watch: WatchHealth | None
+
+    def tasks(self) -> list[Task]:
+        return self.group.tasks(self.timings)
+
+    def readiness(self) -> Check:
+        watches = [("CiliumNode watch", self.node_watch)] if self.node_watch is not None else []
+        return self.group.readiness(self.dataplane_ready, watches)
+
+    def shut_down(self, supervisor: Supervisor) -> None:
+        self.group.shut_down(
+            supervisor, self.timings, stop_rest=lambda: stop_the_rest(supervisor, self.timings)
+        )
+
+
+def build_ownership(
+    inputs: OwnershipInputs,
+    dataplane_ready: Callable[[], bool] | None,
+    node_watch: WatchHealth | None,
+    node_filter: NodeFilter | None,
+) -> Ownership:
+    """The mode's ownership, built before anything starts. In active-active mode the node
+    filter counts per shard of the plan the group routes now."""
+    config, timings = inputs.config, inputs.timings
+    if config.active_active:
+        group = ShardGroup(inputs)
+        if node_filter is not None:
+            node_filter.counters = lambda: plan_counters(group.forward_plan())
+        return ActiveActiveOwnership(group, timings, dataplane_ready, node_watch)
+    return ActiveStandbyOwnership(
+        build_leader(inputs), timings, config.identity, dataplane_ready, node_watch
+    )
+
+
+def run(config: Config) -> int:
     setup_logging(json_format=config.log_format == "json", debug=config.debug)
     log.info(
         "starting: identity=%s node_ip=%s tables=%s pod_cidrs=%s dataplane=%s",
@@ -284,7 +357,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     timings = Timings.from_config(config)
     stop = install_signal_handlers()
     try:
-        api_client = kube_api_client(environ)
+        api_client = kube_api_client(config.kubeconfig)
     except Exception as exc:
         log.error("cannot configure the Kubernetes client: %s", exc)
         return 1
@@ -326,7 +399,6 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     log.info("VTEP MAC %s", mac)
     inputs = OwnershipInputs(
         config,
-        environ,
         timings,
         api_client,
         reporting,
@@ -334,36 +406,15 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
         dataplane_ready if dataplane_ready is not None else lambda: True,
     )
     node_watch = dataplane.node_watch if dataplane is not None else None
-    if config.active_active:
-        group = ShardGroup(inputs)
-        if node_filter is not None:
-            node_filter.counters = lambda: plan_counters(group.forward_plan())
-        tasks = group.tasks(timings)
-        ready = group.readiness(
-            dataplane_ready,
-            [("CiliumNode watch", node_watch)] if node_watch is not None else [],
-        )
-
-        def stop_all() -> None:
-            group.shut_down(
-                supervisor, timings, stop_rest=lambda: stop_the_rest(supervisor, timings)
-            )
-    else:
-        leader = build_leader(inputs)
-        tasks = leader.tasks(timings)
-        ready = readiness(dataplane_ready, leader, timings, node_watch)
-
-        def stop_all() -> None:
-            shut_down(supervisor, leader, timings, config.identity)
-
-    for task in tasks:
+    ownership = build_ownership(inputs, dataplane_ready, node_watch, node_filter)
+    for task in ownership.tasks():
         supervisor.add(task)
     try:
         endpoints = HttpEndpoints(
             health_addr=(config.health_addr.host, config.health_addr.port),
             metrics_addr=(config.metrics_addr.host, config.metrics_addr.port),
             alive=supervisor.alive,
-            ready=ready,
+            ready=ownership.readiness(),
             registry=metrics.registry,
         )
     except OSError as exc:
@@ -374,7 +425,7 @@ def run(config: Config, environ: Mapping[str, str]) -> int:
     log.info("running (health %s, metrics %s)", config.health_addr, config.metrics_addr)
     while not stop.wait(1.0):
         pass
-    stop_all()
+    ownership.shut_down(supervisor)
     if node_filter is not None:
         # Last: the Leases are released and every task has stopped (none re-installs it); the
         # node keeps forwarding until the routes have moved, so the table waits for that too.

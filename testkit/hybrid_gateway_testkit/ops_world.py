@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.core.vtep import dotted_mask
@@ -267,9 +268,14 @@ def publish_cilium(kube: client.ApiClient, **config: str) -> None:
         }
     )
     data = {"enable-vtep": "true", "enable-l7-proxy": "false", **config}
-    client.CoreV1Api(kube).create_namespaced_config_map(
-        "kube-system", {"metadata": {"name": "cilium-config"}, "data": data}
-    )
+    body = {"metadata": {"name": "cilium-config"}, "data": data}
+    core = client.CoreV1Api(kube)
+    try:
+        core.create_namespaced_config_map("kube-system", body)
+    except ApiException as exc:  # the lab publishes the agents' cilium-config at start
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map("cilium-config", "kube-system", body)
 
 
 def seed_kubernetes(kube: client.ApiClient, world: OpsWorld) -> None:

@@ -162,8 +162,7 @@ def extras(
         remote_pod_networks=ACTIVE_POD_NETWORKS,
         image=GatewayImage.from_registry(IMAGE),
         replicas=3,
-        mode=GatewayMode.ACTIVE_ACTIVE,
-        shards=8,
+        mode=GatewayMode.active_active(shards=8),
         remove_routes_on_delete=True,
     )
     assembly = synth_checked(app, outdir)

@@ -112,9 +112,7 @@ def active_active_objects() -> dict[str, list[Manifest]]:
         "aa-8": HybridGatewayChart(
             app,
             "aa-8",
-            mode=GatewayMode.ACTIVE_ACTIVE,
-            shards=8,
-            max_routes_per_table=100,
+            mode=GatewayMode.active_active(shards=8, max_routes_per_table=100),
             **ACTIVE_ACTIVE_INPUTS,
         ),
         "as-same-inputs": HybridGatewayChart(app, "as-same-inputs", **ACTIVE_ACTIVE_INPUTS),

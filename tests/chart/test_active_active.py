@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 import kubernetes_validate
@@ -164,14 +165,15 @@ def _chart(**overrides: Any) -> Any:
         ({"max_routes_per_table": 0}, "max_routes_per_table: 0 must be a positive integer"),
         (
             {"pod_cidrs": ["10.85.0.0/16", "10.86.0.0/31"], "shards": 4},
-            "shards: 4: remote pod network 10.86.0.0/31 cannot be cut into 4 prefixes "
+            "shards: 4: remote pod network 10.86.0.0/31 cannot be cut into that many prefixes "
             "(they would be /33)",
         ),
         ({"pod_cidrs": ["10.86.0.300/16"]}, "pod_cidrs[0]: '10.86.0.300/16' is not a valid"),
         (
             {"mode": "active-standby", "max_routes_per_table": 100},
             "max_routes_per_table: 100 is only used in active-active mode, and mode is "
-            "'active-standby'; set mode=GatewayMode.ACTIVE_ACTIVE or drop max_routes_per_table",
+            "'active-standby'; use mode=GatewayMode.active_active(max_routes_per_table=...) or "
+            "drop max_routes_per_table",
         ),
     ],
 )
@@ -188,3 +190,51 @@ def test_a_long_lease_name_is_fine_in_active_standby() -> None:
     """The group label exists only in active-active mode."""
     chart = _chart(mode="active-standby", lease_name="l" * 64)
     assert chart.lease_name == "l" * 64
+
+
+def test_the_mode_checks_its_own_settings_when_made() -> None:
+    """`GatewayMode` is a value that refuses bad shard settings when it is made (synth time),
+    by name and value, so the chart and the construct get a usable one."""
+    from eks_hybrid_gateway import GatewayMode, HybridGatewayConfigError
+
+    four: Any = "4"
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: GatewayMode.active_active(shards=3), "shards: 3: must be a power of two"),
+        (lambda: GatewayMode.active_active(shards=four), "shards: '4' is not an integer"),
+        (
+            lambda: GatewayMode.active_active(max_routes_per_table=0),
+            "max_routes_per_table: 0 must be a positive integer",
+        ),
+        (lambda: GatewayMode.parse("active_active"), "mode: 'active_active' is not a gateway"),
+    ]
+    for make, message in cases:
+        with pytest.raises(HybridGatewayConfigError, match=re.escape(message)):
+            make()
+    standby = GatewayMode.active_standby()
+    assert (standby.shards, standby.max_routes_per_table, standby.is_active_active) == (
+        None,
+        None,
+        False,
+    )
+    assert GatewayMode.active_active(shards=4) == GatewayMode.ACTIVE_ACTIVE
+    assert standby == GatewayMode.ACTIVE_STANDBY
+    assert GatewayMode.parse("active-active", shards=8).shards == 8
+
+
+def test_the_separate_shard_props_still_work_with_a_deprecation_warning() -> None:
+    """The earlier API (mode as text or enum, `shards` and `max_routes_per_table` as props of their
+    own) renders the same chart as the mode value, and says how to migrate."""
+    import warnings
+
+    from eks_hybrid_gateway import GatewayMode
+    from hybrid_gateway_contract.sharding import GatewayMode as ModeKind
+
+    with pytest.warns(DeprecationWarning, match=r"GatewayMode\.active_active\(shards=\.\.\."):
+        old = _chart(mode=ModeKind.ACTIVE_ACTIVE, shards=8, max_routes_per_table=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = _chart(mode=GatewayMode.active_active(shards=8, max_routes_per_table=100))
+        text = _chart(mode="active-active")
+    assert old.mode == new.mode == GatewayMode.active_active(shards=8, max_routes_per_table=100)
+    assert old.to_json() == new.to_json()
+    assert text.mode == GatewayMode.ACTIVE_ACTIVE

@@ -118,7 +118,7 @@ def test_runtime_refuses_what_the_chart_would_refuse(
     from hybrid_gateway.config import ConfigError
 
     environ = _environ(_container(active_active_objects["aa-default"]))
-    same_rule = re.escape("shards 32: 32 x 2 remote pod network(s) = 64 routes per route table")
+    same_rule = re.escape("32 shards x 2 remote pod network(s) = 64 routes per route table")
     with pytest.raises(ConfigError, match=rf"MAX_ROUTES_PER_TABLE.*'50': {same_rule}"):
         load_config({**environ, Env.SHARDS: "32", Env.MAX_ROUTES_PER_TABLE: "50"}, [])
     import cdk8s
@@ -131,7 +131,5 @@ def test_runtime_refuses_what_the_chart_would_refuse(
             vpc_cidrs=environ[Env.VPC_CIDR].split(","),
             pod_cidrs=environ[Env.POD_CIDRS].split(","),
             route_table_ids=environ[Env.ROUTE_TABLE_IDS].split(","),
-            mode=ChartMode.ACTIVE_ACTIVE,
-            shards=32,
-            max_routes_per_table=50,
+            mode=ChartMode.active_active(shards=32, max_routes_per_table=50),
         )

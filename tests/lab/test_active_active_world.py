@@ -99,7 +99,7 @@ def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
         for s in shard_plan.shards
         for _, cidr in s.vtep_endpoints
     ]
-    mask = "255.255.192.0"  # the endpoints' own /18, as spec.cidrMask
+    mask = "255.255.192.0"  # the endpoints' own /18, as the agents' vtep-mask
     for name, node in lab.w.node_plans.items():
         events = EventLog(tmp_path / f"vtep-{name}.jsonl")
         prog = VtepProgrammer(VTEP_DEVICE, node.table, plan.vpc_cidr, events)

@@ -173,3 +173,16 @@ def test_a_probe_dumps_its_stacks_on_sigusr1(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait(5)
+
+
+def test_the_lab_errors_name_methods_that_exist() -> None:
+    """A guard's "call X() first" must name a real step of the lab, or the reader is sent
+    looking for nothing."""
+    import inspect
+    import re
+
+    from hybrid_gateway_testkit.lab import lab
+
+    named = re.findall(r"call (\w+)\(\) first", inspect.getsource(lab))
+    assert named
+    assert [name for name in named if not callable(getattr(lab.Lab, name, None))] == []

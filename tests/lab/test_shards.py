@@ -8,15 +8,20 @@ import shutil
 
 import pytest
 
+from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab.__main__ import main as lab_main
 from hybrid_gateway_testkit.lab.agent import (
     VtepEndpoint,
+    agent_vtep_mask,
     cidr_mask_of,
+    endpoints_of,
+    read_agent_vtep_mask,
     steered_prefixes,
 )
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.drills import pick_victim
+from hybrid_gateway_testkit.lab.lab import agent_mask_for
 from hybrid_gateway_testkit.lab.probe import _endpoint
 from hybrid_gateway_testkit.lab.sharded_runner import counters_follow
 from hybrid_gateway_testkit.lab.shards import (
@@ -28,7 +33,7 @@ from hybrid_gateway_testkit.lab.shards import (
     shard_losses,
     spread_ok,
 )
-from hybrid_gateway_testkit.lab.topology import active_active_plan
+from hybrid_gateway_testkit.lab.topology import LabPlan, active_active_plan
 from hybrid_gateway_testkit.lab.vpc_router import longest_match
 
 PLAN = active_active_plan(shards=4, gateways=2)
@@ -90,6 +95,61 @@ def test_lpm_lookup_uses_each_endpoints_own_prefix() -> None:
     assert list(routes) == ["10.0.0.0/16", "10.0.64.0/18"]
     with pytest.raises(ValueError, match="vtep match 'exact'"):
         steered_prefixes(EPS, match="exact")
+
+
+def test_the_agents_mask_comes_from_cilium_config_with_the_agents_default() -> None:
+    assert agent_vtep_mask(None) == "255.255.255.0"  # no cilium-config
+    assert agent_vtep_mask({"enable-vtep": "true"}) == "255.255.255.0"
+    assert agent_vtep_mask({"vtep-mask": " "}) == "255.255.255.0"
+    assert agent_vtep_mask({"vtep-mask": "255.255.192.0"}) == "255.255.192.0"
+    with pytest.raises(ValueError, match=r"vtep-mask='255\.0\.255\.0'"):
+        agent_vtep_mask({"vtep-mask": "255.0.255.0"})
+    # The lab's agents get the mask the construct's Cilium values would set.
+    assert agent_mask_for(PLAN) == "255.255.192.0"  # 4 shards of a /16: /18 endpoints
+    assert agent_mask_for(active_active_plan(shards=8, gateways=3)) == "255.255.224.0"
+    assert agent_mask_for(LabPlan()) == "255.255.0.0"  # active-standby: the VPC CIDR
+
+
+def test_a_gateway_relying_on_spec_cidr_mask_would_steer_only_the_first_24_of_each_endpoint(
+    kube_api: ApiServer,
+) -> None:
+    """The lab's agent matches with the `vtep-mask` it reads from kube-system/cilium-config in
+    the API server, as the Cilium agent does; `spec.cidrMask` does not count. A gateway that
+    wrote /18 endpoints with cidrMask 255.255.192.0, on agents left at their default mask,
+    reaches only the first /24 of each endpoint: 10.0.1.5 (in 10.0.0.0/18, past its first /24)
+    would not come back through the tunnel. With the agents' mask set, the /18s are steered."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("agent-hn1")))
+    core = client.CoreV1Api(api)
+    written = {
+        "spec": {
+            "cidrMask": "255.255.192.0",
+            "endpoints": [
+                {"name": f"e{i}", "cidr": e.cidr, "tunnelEndpoint": e.tunnel_endpoint, "mac": e.mac}
+                for i, e in enumerate(EPS)
+            ],
+        }
+    }
+    try:
+        assert read_agent_vtep_mask(core) == "255.255.255.0"  # no cilium-config at all
+        core.create_namespaced_config_map(
+            "kube-system", {"metadata": {"name": "cilium-config"}, "data": {"enable-vtep": "true"}}
+        )
+        mask = read_agent_vtep_mask(core)
+        steered = steered_prefixes(endpoints_of(written), mask)
+        assert list(steered) == ["10.0.0.0/24", "10.0.64.0/24"]
+        assert longest_match({p: e.tunnel_endpoint for p, e in steered.items()}, "10.0.1.5") is None
+        core.patch_namespaced_config_map(
+            "cilium-config", "kube-system", {"data": {"vtep-mask": "255.255.192.0"}}
+        )
+        steered = steered_prefixes(endpoints_of(written), read_agent_vtep_mask(core))
+        assert list(steered) == ["10.0.0.0/18", "10.0.64.0/18"]
+        assert longest_match({p: e.tunnel_endpoint for p, e in steered.items()}, "10.0.1.5") == (
+            "10.0.0.11"
+        )
+    finally:
+        api.close()
 
 
 def test_cidr_mask_defaults_like_the_crd() -> None:

@@ -78,8 +78,8 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
             ex.call(prog.apply, [VtepEndpoint(lab.plan.vpc_cidr, gw_ip, GW_MAC)])
             ex.close()
             log.close()
-            # Cilium's hash lookup under the CRD's default cidrMask (/24): one endpoint for the
-            # whole VPC CIDR steers its first /24, where the cloud pod is.
+            # Cilium's hash lookup under the agents' default vtep-mask (/24): one endpoint for
+            # the whole VPC CIDR steers its first /24, where the cloud pod is.
             assert f"10.0.0.0/24 via {gw_ip} dev {VTEP_DEVICE}" in lab.w.nodes[name].ip(
                 "route", "show", "table", str(node.table)
             )

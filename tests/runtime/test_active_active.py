@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway.leader.shards import DRAIN_MAX_S
 from hybrid_gateway.timings import HOLDER_LOSS_LEASES
 from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.plans import PLAN_ANNOTATION, PLAN_LABEL, plan_digest
@@ -778,6 +777,10 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
     assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] == "gw-x"]
     trio.replicas["c"].signal(signal.SIGTERM)
     assert trio.replicas["c"].wait(15) == 0
+    # The last shard owner stayed until the leader's writes had moved what pointed at it
+    # (the leader never takes a shard Lease: waiting for a new holder would last DRAIN_MAX_S).
+    drained = trio.replicas["c"].log(100_000)
+    assert "moved in" in drained and "stopping with" not in drained, drained[-3000:]
     new.wait_readyz(answered(200, "ready (leader)"), "the new leader ready", timeout_s=30)
     eni = trio.world.enis["x"]
     expected = {(t, c): eni for t in trio.world.table_ids for c in POD_CIDRS}
@@ -854,9 +857,12 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
     assert not [w for w in data_writes(trio, trio.kube.audit()) if w[1] in ("gw-a", "gw-x")]
     for name in ("b", "c"):
         trio.replicas[name].signal(signal.SIGTERM)
-        # The last old-plan replica's drain waits for new owners of its shards, which the new
-        # plan's replicas only become once it has stopped: up to DRAIN_MAX_S, then it exits.
-        assert trio.replicas[name].wait(DRAIN_MAX_S + 15) == 0
+        assert trio.replicas[name].wait(15) == 0
+    # The last old-plan replica's drain ends when the new plan's writes have moved its
+    # endpoints and retired its routes, not at DRAIN_MAX_S: after 4 -> 2 nobody ever takes
+    # the old shards 2 and 3, and waiting for a new holder of those would last it out.
+    drained = trio.replicas["c"].log(100_000)
+    assert "moved in" in drained and "stopping with" not in drained, drained[-3000:]
     wait_until(lambda: serves_plan(trio, new_plan, {"a", "x"}), "the new plan served", trio)
     assert new_plan.vtep_prefix_length is not None
     assert vtep_spec(trio)["cidrMask"] == str(

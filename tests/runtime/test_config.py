@@ -361,3 +361,51 @@ def test_the_reference_charts_environment_is_enough(tmp_path: Path) -> None:
     assert cfg.route_table_ids == ("rtb-0123456789abcdef0", "rtb-01234567")
     assert [str(c) for c in cfg.pod_cidrs] == ["10.80.0.0/16", "10.81.0.0/16"]
     assert (str(cfg.health_addr), str(cfg.metrics_addr)) == (":8088", ":10080")
+
+
+ONCE = [
+    ({"RENEW_DEADLINE": "5"}, "RENEW_DEADLINE", "5"),
+    ({"RETRY_PERIOD": "2.5"}, "RETRY_PERIOD", "2.5"),
+    ({"MODE": "active-active", "SHARDS": "3"}, "SHARDS", "3"),
+    ({"MODE": "active-active", "SHARDS": "16", "POD_CIDRS": "10.90.0.0/29"}, "SHARDS", "16"),
+    (
+        {"MODE": "active-active", "SHARDS": "64", "MAX_ROUTES_PER_TABLE": "70"},
+        "MAX_ROUTES_PER_TABLE",
+        "70",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "variable", "value"), ONCE, ids=[v for _, v, _ in ONCE])
+def test_an_error_states_the_value_once(
+    overrides: dict[str, str], variable: str, value: str
+) -> None:
+    """The line names the variable and its value; the reason after them says what is wrong
+    without restating the value (the rules across settings name only the OTHER values)."""
+    with pytest.raises(ConfigError) as info:
+        load(**overrides)
+    assert info.value.variable == variable
+    named, _, reason = str(info.value).partition(f"{value!r}: ")
+    assert named.startswith(f"invalid {variable} (") and reason
+    assert value.rstrip("s") not in reason, reason
+
+
+def test_config_holds_every_value_the_daemon_reads_from_its_environment(tmp_path: Path) -> None:
+    """After start-up nothing reads the environment: the membership Lease's owner, the
+    kubeconfig and the IMDS settings are in the Config (the flag wins over KUBECONFIG)."""
+    environ = {
+        **GOOD,
+        "POD_UID": " 0d6c0a3e-7f0b-4a4c-9d8e-5f1b2c3d4e5f ",
+        "KUBECONFIG": "/etc/env-kubeconfig",
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:1338/",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    cfg = load_config(environ, [])
+    assert cfg.pod_uid == "0d6c0a3e-7f0b-4a4c-9d8e-5f1b2c3d4e5f"
+    assert cfg.kubeconfig == "/etc/env-kubeconfig"
+    assert (cfg.imds.endpoint, cfg.imds.disabled) == ("http://127.0.0.1:1338", True)
+    flagged = load_config(environ, ["--kubeconfig", str(tmp_path / "k")])
+    assert flagged.kubeconfig == str(tmp_path / "k")
+    bare = load_config(GOOD, [])
+    assert bare.pod_uid is None and bare.kubeconfig is None
+    assert (bare.imds.endpoint, bare.imds.disabled) == ("http://169.254.169.254", False)

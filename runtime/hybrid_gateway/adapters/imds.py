@@ -17,12 +17,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_ENDPOINT = "http://169.254.169.254"
-ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
-DISABLED_ENV = "AWS_EC2_METADATA_DISABLED"
 TOKEN_TTL_S = 60
 
 
@@ -41,17 +37,10 @@ class InstanceIdentity:
     availability_zone: str
 
 
-def _endpoint(environ: Mapping[str, str]) -> str:
-    return (environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def fetch_identity(
-    environ: Mapping[str, str], *, timeout_s: float = 2.0, attempts: int = 3
-) -> InstanceIdentity:
-    """Read the identity document over IMDSv2; raise ImdsError with the reason."""
-    if environ.get(DISABLED_ENV, "").strip().lower() == "true":
-        raise ImdsError(f"{DISABLED_ENV}=true: set AWS_REGION and AWS_INSTANCE_ID instead")
-    base = _endpoint(environ)
+def fetch_identity(endpoint: str, *, timeout_s: float = 2.0, attempts: int = 3) -> InstanceIdentity:
+    """Read the identity document over IMDSv2 at `endpoint` (the daemon's configuration
+    says which); raise ImdsError with the reason."""
+    base = endpoint.rstrip("/")
     last: Exception | None = None
     for _ in range(attempts):
         try:

@@ -175,8 +175,9 @@ def validate_timing(
 ) -> None:
     """Raise ValueError unless retry < renew deadline < lease duration, all positive.
 
-    The rule lives in the contract, shared with the construct library's synth-time check.
+    The rule lives in the contract, shared with the construct library's synth-time check and
+    the daemon's start-up check; the elector applies it too, when it is made.
     """
     problem = lease_timing_problem(lease_duration_s, renew_deadline_s, retry_period_s)
     if problem is not None:
-        raise ValueError(problem.reason)
+        raise ValueError(problem.message)

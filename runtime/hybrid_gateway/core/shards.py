@@ -10,6 +10,12 @@ owner except to even out the load, one shard at a time:
 - orphans (no live owner: never taken, released, or the owner's Lease expired) go to the live
   member with the fewest shards, ties broken by rendezvous hashing (highest score wins), so a
   failure moves only the failed replica's shards and spreads them evenly;
+- a dead owner is no successor: a member that let a shard Lease expire (not released) is given
+  no orphan while that Lease stays expired. Its membership Lease may outlive its shard Leases
+  (renewed after them, or its renewal seen later), and until then it would otherwise be the
+  least loaded member and the target of its own orphans: the live members would wait for its
+  membership to run out (or for the grace below) before anyone claimed them. So each orphan
+  of a dead owner has one designated successor among the others, who claims it at expiry;
 - balance: when one member owns at least two shards more than another, the most loaded member
   hands over one shard (the one the least loaded member scores highest on); repeated until the
   spread is at most one. A hand-over only happens between live members, so a returning replica
@@ -35,16 +41,22 @@ def rendezvous_score(shard: int, member: str) -> int:
 
 
 @dataclass(frozen=True)
-class ShardView:
+class ShardOwnership:
     """What one replica knows: the shard count, the live members (replicas whose membership
-    Lease is live: ready to forward), and each shard's live holder (None when it has none)."""
+    Lease is live: ready to forward), each shard's live holder (None when it has none), and
+    for a shard whose Lease expired without a release, the holder that let it expire."""
 
     shard_count: int
     members: frozenset[str]
     holders: Mapping[int, str | None]
+    lapsed: Mapping[int, str] = field(default_factory=dict)
 
     def holder(self, shard: int) -> str | None:
         return self.holders.get(shard)
+
+    def lapsed_holders(self) -> frozenset[str]:
+        """Holders that stopped renewing a shard Lease nobody has taken since: presumed dead."""
+        return frozenset(h for s, h in self.lapsed.items() if self.holder(s) is None)
 
 
 @dataclass(frozen=True)
@@ -68,17 +80,18 @@ def _counts(owners: Mapping[int, str], members: frozenset[str]) -> dict[str, int
     return counts
 
 
-def _receivers(view: ShardView, avoid: frozenset[str]) -> frozenset[str]:
-    """The members that may be given a shard: all but the stalled ones, or all if every
-    member is stalled (then the grace rule decides)."""
-    return (view.members - avoid) or view.members
+def _receivers(view: ShardOwnership, avoid: frozenset[str]) -> frozenset[str]:
+    """The members that may be given a shard: all but the stalled ones and those that let a
+    shard Lease lapse, or all if that leaves none (then the grace rule decides)."""
+    return (view.members - avoid - view.lapsed_holders()) or view.members
 
 
-def target_owners(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> dict[int, str]:
+def target_owners(view: ShardOwnership, *, avoid: frozenset[str] = frozenset()) -> dict[int, str]:
     """The owner every shard should have: live members keep theirs, orphans go to the least
-    loaded members not in `avoid` (ties: highest rendezvous score). Shards held by a replica
-    that is not a member (its membership lapsed but its shard Lease is live) stay with it:
-    nobody can take them before that Lease expires. Empty when there are no members."""
+    loaded members not in `avoid` and not lapsed (ties: highest rendezvous score). Shards
+    held by a replica that is not a member (its membership lapsed but its shard Lease is
+    live) stay with it: nobody can take them before that Lease expires. Empty when there are
+    no members."""
     owners: dict[int, str] = {}
     for shard in range(view.shard_count):
         holder = view.holder(shard)
@@ -97,7 +110,7 @@ def target_owners(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> di
     return owners
 
 
-def rebalance_move(view: ShardView, *, avoid: frozenset[str] = frozenset()) -> Move | None:
+def rebalance_move(view: ShardOwnership, *, avoid: frozenset[str] = frozenset()) -> Move | None:
     """The one hand-over that evens out the load next, or None when the spread between live
     members (receivers: not in `avoid`) is at most one. None as well while any shard has no
     live holder: orphans are placed first, and a shard released a moment ago must land before
@@ -127,7 +140,7 @@ def fair_share(shard_count: int, member_count: int) -> int:
 
 
 def decide(
-    view: ShardView,
+    view: ShardOwnership,
     me: str,
     *,
     orphaned_for: Mapping[int, float],
@@ -193,7 +206,7 @@ class ShardCoordination:
     def stalled(self, now: float) -> frozenset[str]:
         return frozenset(m for m, stall in self._stalls.items() if stall.until > now)
 
-    def observe(self, view: ShardView, now: float) -> frozenset[str]:
+    def observe(self, view: ShardOwnership, now: float) -> frozenset[str]:
         """Fold a view in; returns the members stalled by this observation (to report)."""
         for member in list(self._stalls):
             if member not in view.members:
@@ -237,7 +250,7 @@ class ShardCoordination:
     def orphaned_for(self, now: float) -> dict[int, float]:
         return {shard: now - orphan.since for shard, orphan in self._orphans.items()}
 
-    def decide(self, view: ShardView, now: float) -> ShardDecision:
+    def decide(self, view: ShardOwnership, now: float) -> ShardDecision:
         """`decide` for `self.me` after folding `view` in."""
         self.observe(view, now)
         return decide(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +53,6 @@ class OwnershipInputs:
     """What the leader side (active-standby) or the shard group (active-active) is built from."""
 
     config: Config
-    environ: Mapping[str, str]
     timings: Timings
     api_client: Any
     reporting: Reporting
@@ -400,7 +399,7 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
 
     return DeferredRoutes(
         table_ids=config.route_table_ids,
-        resolve=lambda: resolve_identity(config, inputs.environ),
+        resolve=lambda: resolve_identity(config),
         build=build_routes,
         reporter=reporting.reporter(
             "route ownership start-up",

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from hybrid_gateway.adapters.ec2 import Ec2Error
-from hybrid_gateway.adapters.imds import fetch_identity
-from hybrid_gateway.config import Config
+from hybrid_gateway.adapters.imds import ImdsError, fetch_identity
+from hybrid_gateway.config import IMDS_DISABLED_ENV, Config
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import RouteKey, RoutePlan
 from hybrid_gateway.leader.routes import Retire, SyncResult
@@ -58,11 +58,14 @@ class RoutesPending(Exception):  # noqa: N818 (a state, not a failure of the cal
     """Routes cannot be synced yet: the instance identity or EC2 is not resolved."""
 
 
-def resolve_identity(config: Config, environ: Mapping[str, str]) -> tuple[str, str]:
-    """Region and instance id: from the config when both are given, else from IMDSv2."""
+def resolve_identity(config: Config) -> tuple[str, str]:
+    """Region and instance id: from the config when both are given, else from IMDSv2 (unless
+    the AWS SDKs' AWS_EC2_METADATA_DISABLED turns it off)."""
     if config.aws_region and config.aws_instance_id:
         return config.aws_region, config.aws_instance_id
-    identity = fetch_identity(environ, timeout_s=IMDS_TIMEOUT_S, attempts=1)
+    if config.imds.disabled:
+        raise ImdsError(f"{IMDS_DISABLED_ENV}=true: set AWS_REGION and AWS_INSTANCE_ID instead")
+    identity = fetch_identity(config.imds.endpoint, timeout_s=IMDS_TIMEOUT_S, attempts=1)
     return config.aws_region or identity.region, config.aws_instance_id or identity.instance_id
 
 

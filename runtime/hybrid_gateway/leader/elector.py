@@ -42,6 +42,7 @@ from hybrid_gateway.core.lease import (
     leader_valid_until,
     next_round_in,
     observe,
+    validate_timing,
     warrants_early_round,
 )
 
@@ -108,6 +109,12 @@ class LeaseElector:
         rng: Callable[[], float] = random.random,
         on_pause: Callable[[str], None] = lambda _message: None,
     ) -> None:
+        # Timings that break the election's safety are refused when the elector is made, as
+        # client-go's NewLeaderElector refuses them (k8s.io/client-go/tools/leaderelection/
+        # leaderelection.go: leaseDuration > renewDeadline > JitterFactor * retryPeriod). Its
+        # JitterFactor (1.2) covers the jittered retry of its acquire loop; here the holder
+        # renews every retry period without jitter, so the rule is retry < renew deadline.
+        validate_timing(lease_duration_s, renew_deadline_s, retry_period_s)
         self._backend = backend
         self.identity = identity
         self._duration = lease_duration_s

@@ -34,7 +34,7 @@ from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.routes import RoutePlan
-from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardView
+from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardOwnership
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
     OwnershipInputs,
@@ -61,7 +61,6 @@ from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
-from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.plans import PLAN_LABEL, plan_digest, shard_regime
 from hybrid_gateway_contract.sharding import (
     LEASE_GROUP_LABEL,
@@ -178,7 +177,7 @@ class ShardGroup:
         self, inputs: OwnershipInputs, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
-        reporting, mac, environ = inputs.reporting, inputs.mac, inputs.environ
+        reporting, mac = inputs.reporting, inputs.mac
         self._config = config
         self._timings = timings
         self._clock = clock
@@ -207,7 +206,7 @@ class ShardGroup:
 
         self.member_lease_name = member_lease_name(config.lease_name, config.identity)
         owner = None
-        pod_uid = (environ.get(Env.POD_UID) or "").strip()
+        pod_uid = config.pod_uid
         if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
             owner = client.V1OwnerReference(
                 api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
@@ -443,7 +442,7 @@ class ShardGroup:
             return None
         return observation.record.holder
 
-    def view(self) -> ShardView:
+    def view(self) -> ShardOwnership:
         now = self._clock()
         prefix = f"{self._config.lease_name}-member-"
         with self._lock:
@@ -461,15 +460,19 @@ class ShardGroup:
         if self.member.valid():
             members.add(self._identity)
         holders: dict[int, str | None] = {}
+        lapsed: dict[int, str] = {}
         for slot in self.slots:
+            observation = records.get(slot.lease_name)
             holders[slot.index] = (
-                self._identity
-                if slot.elector.leading
-                else self._live(records.get(slot.lease_name), now)
+                self._identity if slot.elector.leading else self._live(observation, now)
             )
-        return ShardView(len(self.slots), frozenset(members), holders)
+            if holders[slot.index] is None and observation is not None:
+                last = observation.record.holder
+                if last:  # expired, not released: its holder stopped renewing
+                    lapsed[slot.index] = last
+        return ShardOwnership(len(self.slots), frozenset(members), holders, lapsed)
 
-    def _decide(self, view: ShardView) -> ShardDecision:
+    def _decide(self, view: ShardOwnership) -> ShardDecision:
         """The coordination's decision on `view`; a member newly passed over is reported."""
         with self._lock:
             before = self._coordination.stalled(self._clock())
@@ -622,7 +625,7 @@ class ShardGroup:
                     wait = min(wait, expiry - now + 0.01)
         return max(0.01, wait)
 
-    def _publish(self, view: ShardView) -> None:
+    def _publish(self, view: ShardOwnership) -> None:
         self.metrics.members.set(len(view.members))
         self.metrics.shards_held.set(sum(1 for slot in self.slots if slot.work.active))
         self.metrics.shard_owner.clear()
@@ -773,11 +776,19 @@ class ShardGroup:
             log.warning("stopping with %s after %.1fs", left, took)
 
     def _still_here(self, released: Sequence[int]) -> str | None:
-        """What of the released shards still points at this replica, or None."""
+        """What of the released shards still points at this replica, or None.
+
+        While other members of our plan live, they take the released shards' Leases, and a
+        shard without a new holder is still ours to cover. Without them (the last replica of
+        a plan: a shard-count change, a switch back to active-standby, a rollback), the
+        successors work under another regime, whose cut need not have our shards at all
+        (4 -> 2 shards: no one ever takes shards 2 and 3): then only what still points here
+        counts, the VTEP endpoints and the routes, which the successor's writes move or retire."""
         view = self.view()
-        orphans = [i for i in released if view.holder(i) in (None, self._identity)]
-        if orphans:
-            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        if view.members - {self._identity}:
+            orphans = [i for i in released if view.holder(i) in (None, self._identity)]
+            if orphans:
+                return f"shard(s) {','.join(map(str, orphans))} without a new owner"
         names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
         try:
             observed = self._vtep_store.get()

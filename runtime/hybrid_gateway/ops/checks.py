@@ -45,7 +45,7 @@ from .shards import (
     OWNER,
     TABLE_NOT_FOUND,
     live_members,
-    shard_views,
+    shard_statuses,
 )
 
 Check = Callable[[Facts], CheckResult]
@@ -1133,7 +1133,7 @@ def _shard_route_targets(facts: Facts, cid: str) -> CheckResult:
     verdicts: list[Verdict] = []
     fixes: list[str] = []
     at_owner = 0
-    views = shard_views(facts, plan)
+    views = shard_statuses(facts, plan)
     for view in views:
         owner = (
             f"owner {view.instance.instance_id}"
@@ -1182,7 +1182,7 @@ def _shard_vtep_config(facts: Facts, cid: str) -> CheckResult:
         return _no_vtep_config(cid, title, "the shard owners' logs and their", "they create it")
     evidence: list[str] = []
     bad = False
-    for view in shard_views(facts, plan):
+    for view in shard_statuses(facts, plan):
         for endpoint in view.endpoints:
             bad = bad or endpoint.points_at != OWNER
             evidence.append(
@@ -1214,7 +1214,7 @@ def _shard_leases(facts: Facts, cid: str) -> CheckResult:
         return _skipped(cid, title, _no_plan(facts))
     evidence: list[str] = []
     verdicts: list[Verdict] = []
-    for view in shard_views(facts, plan):
+    for view in shard_statuses(facts, plan):
         seen = f"{view.lease_name}: {view.lease_state}"
         if view.lease is not None and view.holder:
             lease = view.lease.lease

@@ -15,9 +15,15 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
-from hybrid_gateway_contract import APP_NAME, DEFAULT_NAMESPACE, HEALTH_PORT, METRICS_PORT
+from hybrid_gateway_contract import (
+    APP_NAME,
+    DEFAULT_NAMESPACE,
+    HEALTH_PORT,
+    METRICS_PORT,
+    settings,
+)
 from hybrid_gateway_contract.rules import (
     CidrEntry,
     CidrProblem,
@@ -26,6 +32,7 @@ from hybrid_gateway_contract.rules import (
     route_table_id_problem,
     split_list,
 )
+from hybrid_gateway_contract.settings import Setting
 from hybrid_gateway_contract.sharding import GatewayMode, shard_count_problem
 
 from .checks import run_checks
@@ -36,6 +43,8 @@ from .report import Outcome, exit_code, results_json, results_table
 from .status import ReplicaScrape, build_status, status_json, status_table
 
 COMMANDS = ("preflight", "status", "cleanup")
+
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -99,18 +108,23 @@ def _region(raw: str) -> str:
     return raw
 
 
-def _shards(raw: str) -> int:
-    count = _positive(raw)
-    problem = shard_count_problem(count)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
-    return count
+def _flag(
+    setting: Setting[T], check: Callable[[T], str | None] = lambda _: None
+) -> Callable[[str], T]:
+    """A flag that overrides a gateway variable, read by the variable's own codec (the
+    daemon's), then `check`: a flag's value is never blank, so it is always decoded."""
 
+    def parse(raw: str) -> T:
+        try:
+            value = setting.decode(raw.strip())
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}") from None
+        problem = check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {problem}")
+        return value
 
-def _positive(raw: str) -> int:
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise argparse.ArgumentTypeError(f"{raw!r}: must be a positive integer")
-    return int(raw)
+    return parse
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -143,10 +157,17 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         help="gateway instances besides those found through pods and node labels",
     )
     overrides.add_argument("--lease-name", help="default: LEADER_ELECTION_ID")
-    overrides.add_argument("--mode", choices=[m.value for m in GatewayMode], help="default: MODE")
-    overrides.add_argument("--shards", type=_shards, help="active-active; default: SHARDS")
+    modes = "|".join(mode.value for mode in GatewayMode)
+    overrides.add_argument("--mode", type=_flag(settings.MODE), metavar=modes, help="default: MODE")
     overrides.add_argument(
-        "--max-routes-per-table", type=_positive, help="default: MAX_ROUTES_PER_TABLE"
+        "--shards",
+        type=_flag(settings.SHARDS, shard_count_problem),
+        help="active-active; default: SHARDS",
+    )
+    overrides.add_argument(
+        "--max-routes-per-table",
+        type=_flag(settings.MAX_ROUTES_PER_TABLE),
+        help="default: MAX_ROUTES_PER_TABLE",
     )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     if command == "status":
@@ -190,7 +211,7 @@ def target_from(args: argparse.Namespace) -> Target:
         pod_cidrs=args.pod_cidrs,
         gateway_instance_ids=args.gateway_instance_ids,
         lease_name=args.lease_name,
-        mode=GatewayMode(args.mode) if args.mode else None,
+        mode=args.mode,
         shards=args.shards,
         max_routes_per_table=args.max_routes_per_table,
     )

@@ -291,7 +291,11 @@ class Facts:
         try:
             pods, vpcs = self._plan_inputs()
         except ValueError as exc:  # POD_CIDRS / VPC_CIDR as written, unchecked until here
-            return [ShardProblem(ShardSetting.SHARDS, f"no plan from these CIDRs: {exc}")]
+            return [
+                ShardProblem(
+                    ShardSetting.SHARDS, settings.shards, f"no plan from these CIDRs: {exc}"
+                )
+            ]
         return shard_plan_problems(
             pods, vpcs, settings.shards, max_routes_per_table=settings.max_routes_per_table
         )

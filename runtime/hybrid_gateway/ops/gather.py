@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import botocore.exceptions
 from kubernetes import client
@@ -42,12 +42,12 @@ from hybrid_gateway_contract import (
     READYZ_PATH,
     VTEP_CONFIGS_PLURAL,
     Env,
+    settings,
 )
 from hybrid_gateway_contract.route_cleanup import Route, gateway_eni_ids, routes_from_describe
 from hybrid_gateway_contract.rules import split_list
+from hybrid_gateway_contract.settings import Setting, SettingError
 from hybrid_gateway_contract.sharding import (
-    DEFAULT_MAX_ROUTES_PER_TABLE,
-    DEFAULT_SHARDS,
     LEASE_GROUP_LABEL,
     GatewayMode,
     member_lease_name,
@@ -75,6 +75,8 @@ from .facts import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 API_TIMEOUT_S = 10.0
 _PROVIDER_ID = re.compile(r"^aws:///[^/]*/(i-[0-9a-f]+)$")
@@ -267,8 +269,8 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             namespace=ns,
             deployment=target.deployment if found else None,
             replicas=int(found.spec.replicas or 0) if found else 0,
-            vpc_cidrs=tuple(target.vpc_cidrs or split_list(env.get(Env.VPC_CIDR, ""))),
-            pod_cidrs=tuple(target.pod_cidrs or split_list(env.get(Env.POD_CIDRS, ""))),
+            vpc_cidrs=target.vpc_cidrs or settings.VPC_CIDR.read(env),
+            pod_cidrs=target.pod_cidrs or settings.POD_CIDRS.read(env),
             route_table_ids=tuple(
                 target.route_table_ids or split_list(env.get(Env.ROUTE_TABLE_IDS, ""))
             ),
@@ -452,35 +454,25 @@ def _lease_facts(lease: Any) -> LeaseFacts:
 
 
 def shard_settings(target: Target, env: Mapping[str, str]) -> dict[str, Any]:
-    """MODE, SHARDS and MAX_ROUTES_PER_TABLE from the gateway container's environment with the
-    daemon's defaults (config.py); overrides win. A value the daemon would refuse at start-up is
-    named in `setting_problems` (SHARD-PLAN reports it) and the default used meanwhile."""
+    """MODE, SHARDS and MAX_ROUTES_PER_TABLE from the gateway container's environment, read by
+    the contract's codec as the daemon reads them; overrides win. A value the daemon would
+    refuse at start-up is named in `setting_problems` (SHARD-PLAN reports it) and the default
+    used meanwhile."""
     problems: list[str] = []
-    mode = target.mode
-    if mode is None:
-        raw = env.get(Env.MODE, "").strip().lower() or GatewayMode.ACTIVE_STANDBY.value
-        modes = {m.value: m for m in GatewayMode}
-        mode = modes.get(raw, GatewayMode.ACTIVE_STANDBY)
-        if raw not in modes:
-            problems.append(f"{Env.MODE}={env.get(Env.MODE)!r}: must be one of {', '.join(modes)}")
 
-    def number(variable: str, override: int | None, default: int) -> int:
+    def read(setting: Setting[T], override: T | None) -> T:
         if override is not None:
             return override
-        raw = env.get(variable, "").strip()
-        if not raw:
-            return default
-        if not raw.isdigit() or int(raw) < 1:
-            problems.append(f"{variable}={raw!r}: must be a positive integer")
-            return default
-        return int(raw)
+        try:
+            return setting.read(env)
+        except SettingError as exc:
+            problems.append(str(exc))
+            return setting.default
 
     return {
-        "mode": mode,
-        "shards": number(Env.SHARDS, target.shards, DEFAULT_SHARDS),
-        "max_routes_per_table": number(
-            Env.MAX_ROUTES_PER_TABLE, target.max_routes_per_table, DEFAULT_MAX_ROUTES_PER_TABLE
-        ),
+        "mode": read(settings.MODE, target.mode),
+        "shards": read(settings.SHARDS, target.shards),
+        "max_routes_per_table": read(settings.MAX_ROUTES_PER_TABLE, target.max_routes_per_table),
         "setting_problems": tuple(problems),
     }
 

@@ -46,7 +46,9 @@ class EndpointView:
 
 
 @dataclass(frozen=True)
-class ShardView:
+class ShardStatus:
+    """One shard as the operations commands report it: its Lease, holder, routes, endpoints."""
+
     index: int
     pod_prefixes: tuple[str, ...]
     lease_name: str
@@ -117,10 +119,10 @@ def _endpoint(facts: Facts, name: str, cidr: str, holder: GatewayPod | None) -> 
     return EndpointView(name, cidr, found.tunnel_endpoint, found.mac, state)
 
 
-def shard_views(facts: Facts, plan: ShardPlan) -> list[ShardView]:
+def shard_statuses(facts: Facts, plan: ShardPlan) -> list[ShardStatus]:
     settings = facts.settings
     assert settings is not None
-    views: list[ShardView] = []
+    views: list[ShardStatus] = []
     for shard in plan.shards:
         lease = facts.shard_leases.get(shard.index)
         holder = facts.pod(lease.lease.holder) if lease is not None else None
@@ -140,7 +142,7 @@ def shard_views(facts: Facts, plan: ShardPlan) -> list[ShardView]:
             for prefix in shard.pod_prefixes
         )
         views.append(
-            ShardView(
+            ShardStatus(
                 index=shard.index,
                 pod_prefixes=shard.pod_prefixes,
                 lease_name=shard_lease_name(settings.lease_name, shard.index),

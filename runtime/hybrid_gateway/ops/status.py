@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .facts import Facts, GroupLease, leftover_shard_routes
-from .shards import ABSENT, TABLE_NOT_FOUND, ShardView, live_members, route_points_at, shard_views
+from .shards import (
+    ABSENT,
+    TABLE_NOT_FOUND,
+    ShardStatus,
+    live_members,
+    route_points_at,
+    shard_statuses,
+)
 
 RECENT_EVENTS = 10
 #: Active-active: a whole pod CIDR route at a gateway ENI, as active-standby left it. The more
@@ -132,7 +139,7 @@ def _active_active(facts: Facts, replicas: list[dict[str, Any]]) -> dict[str, An
     settings = facts.settings
     assert settings is not None
     plan = facts.shard_plan()
-    views = shard_views(facts, plan) if plan is not None else []
+    views = shard_statuses(facts, plan) if plan is not None else []
     for replica in replicas:
         replica["shards"] = [
             v.index for v in views if v.holder == replica["pod"] and v.lease_state == "live"
@@ -174,7 +181,7 @@ def _age(facts: Facts, epoch: float | None, read_at: float | None = None) -> flo
     return None if epoch is None else round((read_at or facts.now) - epoch, 1)
 
 
-def _shard_json(facts: Facts, view: ShardView) -> dict[str, Any]:
+def _shard_json(facts: Facts, view: ShardStatus) -> dict[str, Any]:
     lease = view.lease.lease if view.lease is not None else None
     return {
         "index": view.index,

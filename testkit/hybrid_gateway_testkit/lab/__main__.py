@@ -1,7 +1,8 @@
 """`python -m hybrid_gateway_testkit.lab --drill NAME`: run one failover drill in the lab.
 
 The last line printed is one JSON object (drill, loss_window_s, probes_sent, probes_lost,
-leader_before, leader_after, report, plot; in active-active mode victim, moved_shards and
+leader_before, leader_after, report, plot; with `--load iperf3` the load's headline figures
+under `load`; in active-active mode victim, moved_shards and
 per_shard owners, loss and time to move instead of the leaders). Needs root (it creates
 network namespaces).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from hybrid_gateway_contract.sharding import GatewayMode
 from hybrid_gateway_testkit.lab.agent import VTEP_MATCHES
 from hybrid_gateway_testkit.lab.drills import DRILLS, SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.lab import LabOptions
+from hybrid_gateway_testkit.lab.load import IPERF3, LoadSettings
 from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
 from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
 from hybrid_gateway_testkit.lab.topology import active_active_plan
@@ -86,8 +89,29 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="control-plane-upgrade: seconds the Kubernetes API is unreachable (default 60)",
     )
+    parser.add_argument(
+        "--load",
+        choices=("iperf3",),
+        default=None,
+        help="bulk TCP load both ways (iperf3): underlay vs tunnel, then across the drill",
+    )
+    parser.add_argument(
+        "--load-seconds", type=_positive, default=5.0, help="--load: each steady phase"
+    )
+    parser.add_argument(
+        "--load-failover-seconds",
+        type=_positive,
+        default=15.0,
+        help="--load: how long the load runs on after --baseline, across the drill",
+    )
     args = parser.parse_args(argv)
     active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
+    if args.load and active_active:
+        parser.error("--load runs in active-standby mode (the kill-owner drill has no load yet)")
+    if args.load and shutil.which(IPERF3) is None:
+        parser.error(
+            f"--load {args.load}: {IPERF3} is not installed (make system-deps installs it)"
+        )
     if active_active != (args.drill in SHARDED_DRILLS):
         parser.error(
             f"--drill {args.drill} needs --mode "
@@ -117,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         webhook_tls=args.drill == "control-plane-upgrade",
         api_outage_s=args.api_outage,
     )
-    settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout)
+    load = None
+    if args.load:
+        load = LoadSettings(steady_s=args.load_seconds, failover_s=args.load_failover_seconds)
+    settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout, load)
     try:
         if plan is not None:
             report = run_sharded_drill(options, settings, plan)

@@ -8,12 +8,18 @@ route in the pod table, in that order; entries of a replaced endpoint are remove
 
 Which destinations an endpoint takes follows Cilium's lookup (`--vtep-match`):
 
-- `hash` (default): Cilium's `cilium_vtep_map` is a BPF hash keyed by `daddr & vtep_mask`, ONE
-  mask for every endpoint; each endpoint's key is its CIDR's network address under that mask,
-  the CIDR's own prefix length is ignored, and two endpoints with the same key overwrite each
-  other (cilium/cilium bpf/lib/vtep.h and pkg/maps/vtep/vtep.go `newKey`; the CiliumVTEPConfig
-  shape EKS uses has `spec.cidrMask`, CRD default `255.255.255.0`). So an endpoint steers
-  `<network & mask>/<mask length>`, the mask being `spec.cidrMask` (the default when unset).
+- `hash` (default): upstream Cilium's `cilium_vtep_map` is a BPF hash keyed by
+  `daddr & vtep_mask`, ONE mask for every endpoint, the agent's own: cilium/cilium
+  bpf/lib/vtep.h (`BPF_MAP_TYPE_HASH`, key `vtep_ip`), pkg/maps/vtep/vtep.go `newKey` (masks
+  with `option.Config.VtepCidrMask`), the datapath's `VTEP_MASK` from the same option; the
+  option is the agent flag / `cilium-config` key `vtep-mask` (pkg/option/config.go `VtepMask`),
+  default "255.255.255.0" (the daemon's flag registration). So the agent reads `vtep-mask` from
+  kube-system/`cilium-config` once at start, as the Cilium agent takes its configuration at
+  start (a change needs an agent restart); the object's `spec.cidrMask` is not read. Each
+  endpoint's key is its CIDR's network address under that mask, the CIDR's own prefix length
+  is ignored, two endpoints with the same key overwrite each other, and a destination matches
+  when `daddr & mask` is a key: in kernel terms the endpoint steers
+  `<network & mask>/<mask length>`.
 - `lpm`: the later LPM-trie shape of that CRD: each endpoint steers its own CIDR, the longest
   matching one wins.
 
@@ -29,11 +35,14 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hybrid_gateway_contract import (
+    CILIUM_CONFIG_NAME,
+    CILIUM_CONFIG_NAMESPACE,
     CILIUM_GROUP,
     CILIUM_NODES_PLURAL,
     CILIUM_VERSION,
@@ -53,18 +62,48 @@ class VtepEndpoint:
 
 
 DEFAULT_CIDR_MASK = "255.255.255.0"
-"""`spec.cidrMask` when the object leaves it unset (the CiliumVTEPConfig CRD's default)."""
+"""`spec.cidrMask` when the object leaves it unset (the CiliumVTEPConfig CRD's default). What
+the gateway wrote, for the lab's monitor: the agents match with their own `vtep-mask`."""
+AGENT_VTEP_MASK_KEY = "vtep-mask"
+DEFAULT_AGENT_VTEP_MASK = "255.255.255.0"
+"""The Cilium agent's `--vtep-mask` default, used when `cilium-config` has no such key."""
 VTEP_MATCHES = ("hash", "lpm")
 
 
 def cidr_mask_of(obj: dict[str, Any] | None) -> str:
-    """Pure: the object's `spec.cidrMask`, or the CRD default."""
+    """Pure: the object's `spec.cidrMask`, or the CRD default (observed, never matched on)."""
     mask = ((obj or {}).get("spec") or {}).get("cidrMask")
     return str(mask) if mask else DEFAULT_CIDR_MASK
 
 
+def agent_vtep_mask(config: Mapping[str, str] | None) -> str:
+    """Pure: the mask the agent matches with, from `cilium-config`'s data (None: no such
+    ConfigMap); the agent's default when the key is absent or empty. Raises ValueError for a
+    value that is not an IPv4 netmask (the agent refuses to start on it)."""
+    raw = ((config or {}).get(AGENT_VTEP_MASK_KEY) or "").strip() or DEFAULT_AGENT_VTEP_MASK
+    try:
+        ipaddress.IPv4Network(f"0.0.0.0/{raw}")
+    except ValueError as exc:
+        raise ValueError(f"cilium-config {AGENT_VTEP_MASK_KEY}={raw!r}: not a netmask") from exc
+    return raw
+
+
+def read_agent_vtep_mask(core: Any) -> str:
+    """The agent's mask from kube-system/cilium-config through `core` (a CoreV1Api); the
+    default when the ConfigMap does not exist; other API errors are raised (retry)."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        config = core.read_namespaced_config_map(CILIUM_CONFIG_NAME, CILIUM_CONFIG_NAMESPACE)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return agent_vtep_mask(None)
+    return agent_vtep_mask({k: str(v) for k, v in (config.data or {}).items()})
+
+
 def steered_prefixes(
-    endpoints: list[VtepEndpoint], mask: str = DEFAULT_CIDR_MASK, match: str = "hash"
+    endpoints: list[VtepEndpoint], mask: str = DEFAULT_AGENT_VTEP_MASK, match: str = "hash"
 ) -> dict[str, VtepEndpoint]:
     """Pure: destination prefix -> endpoint, as the node's Cilium would match (see the module
     docstring). With `hash`, endpoints whose keys collide: the last one written wins."""
@@ -124,10 +163,10 @@ class VtepProgrammer:
         self.device, self.table, self.vpc_cidr, self.events = device, table, vpc_cidr, events
         self.match = match
         self.current: list[VtepEndpoint] = []
-        self.mask = DEFAULT_CIDR_MASK
+        self.mask = DEFAULT_AGENT_VTEP_MASK
         self.routes: dict[str, VtepEndpoint] = {}
 
-    def apply(self, endpoints: list[VtepEndpoint], mask: str = DEFAULT_CIDR_MASK) -> None:
+    def apply(self, endpoints: list[VtepEndpoint], mask: str = DEFAULT_AGENT_VTEP_MASK) -> None:
         if endpoints == self.current and mask == self.mask:
             return
         routes = steered_prefixes(endpoints, mask, self.match)
@@ -185,8 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     events = EventLog(args.events)
-    api = client.CustomObjectsApi(config.new_client_from_config(config_file=args.kubeconfig))
+    kube = config.new_client_from_config(config_file=args.kubeconfig)
+    api = client.CustomObjectsApi(kube)
     deadline = time.monotonic() + args.max_runtime_s
+
+    mask: str | None = None  # the agent's one VTEP mask, read once at start
+    while mask is None and not stop.is_set() and time.monotonic() < deadline:
+        try:
+            mask = read_agent_vtep_mask(client.CoreV1Api(kube))
+            events.write("agent-config", vtep_mask=mask)
+        except Exception as exc:
+            events.write("agent-error", error=f"{type(exc).__name__}: {exc}")
+            stop.wait(0.5)
+    mask = mask or DEFAULT_AGENT_VTEP_MASK
 
     body = cilium_node(args.node_name, args.node_ip, [args.pod_cidr])
     while not stop.is_set() and time.monotonic() < deadline:
@@ -221,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                 (o for o in listing.get("items", []) if o["metadata"]["name"] == VTEP_CONFIG_NAME),
                 None,
             )
-            programmer.apply(endpoints_of(mine), cidr_mask_of(mine))
+            programmer.apply(endpoints_of(mine), mask)
             rv = listing["metadata"]["resourceVersion"]
             w = watch.Watch()
             for event in w.stream(
@@ -238,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                 if obj.get("metadata", {}).get("name") != VTEP_CONFIG_NAME:
                     continue
                 if event["type"] == "DELETED":
-                    programmer.apply([])
+                    programmer.apply([], mask)
                 else:
-                    programmer.apply(endpoints_of(obj), cidr_mask_of(obj))
+                    programmer.apply(endpoints_of(obj), mask)
             w.stop()
         except Exception as exc:  # relist after any failure
             events.write("agent-error", error=f"{type(exc).__name__}: {exc}")

@@ -7,6 +7,7 @@ process it started by pid and deletes every namespace it created.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import sys
 import threading
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybrid_gateway_contract import (
+    CILIUM_CONFIG_NAME,
+    CILIUM_CONFIG_NAMESPACE,
     CILIUM_GROUP,
     CILIUM_NODES_PLURAL,
     CILIUM_VERSION,
@@ -36,7 +39,7 @@ from hybrid_gateway_contract import (
 from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, GatewayMode, shard_lease_name
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab import ec2 as lab_ec2
-from hybrid_gateway_testkit.lab.agent import cidr_mask_of, endpoints_of
+from hybrid_gateway_testkit.lab.agent import AGENT_VTEP_MASK_KEY, cidr_mask_of, endpoints_of
 from hybrid_gateway_testkit.lab.events import EventLog, read_events
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.procs import LabProcess, ProcessSet
@@ -128,6 +131,38 @@ def _ensure_namespace(core: Any, name: str) -> None:
             raise
 
 
+def agent_mask_for(plan: LabPlan) -> str:
+    """The hybrid Cilium agents' `vtep-mask` for this lab, as the construct's Cilium values set
+    it (constructs/eks_hybrid_gateway/cilium.py `vtep_mask_length`): the plan's endpoint length
+    in active-active mode, the VPC CIDR's in active-standby."""
+    length = (
+        plan.shard_plan().vtep_prefix_length
+        if plan.active_active
+        else ipaddress.IPv4Network(plan.vpc_cidr).prefixlen
+    )
+    if length is None:
+        raise LabError("the lab's shard plan has endpoints of more than one length")
+    return str(ipaddress.IPv4Network(f"0.0.0.0/{length}").netmask)
+
+
+def _publish_cilium_config(core: Any, mask: str) -> None:
+    """kube-system/cilium-config with VTEP on and the agents' mask: what the lab agents (and
+    the daemons' Cilium check) read."""
+    from kubernetes.client.rest import ApiException
+
+    _ensure_namespace(core, CILIUM_CONFIG_NAMESPACE)
+    body = {
+        "metadata": {"name": CILIUM_CONFIG_NAME},
+        "data": {"enable-vtep": "true", AGENT_VTEP_MASK_KEY: mask},
+    }
+    try:
+        core.create_namespaced_config_map(CILIUM_CONFIG_NAMESPACE, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        core.replace_namespaced_config_map(CILIUM_CONFIG_NAME, CILIUM_CONFIG_NAMESPACE, body)
+
+
 class Lab:
     def __init__(self, options: LabOptions, plan: LabPlan | None = None) -> None:
         self.options = options
@@ -203,7 +238,7 @@ class Lab:
     @property
     def e(self) -> lab_ec2.Ec2Lab:
         if self.ec2 is None:
-            raise LabError("EC2 side not set up: call start_control() first")
+            raise LabError("EC2 side not set up: call start_ec2() first")
         return self.ec2
 
     @property
@@ -274,7 +309,9 @@ class Lab:
             self.run_dir / "apiserver", host=self.plan.control_ip, port=0, netns=w.control.name
         )
         self._kube_call(lambda core, coord, custom: _ensure_namespace(core, DEFAULT_NAMESPACE))
-        self.options.log(f"control: API server {self.api.url}")
+        mask = agent_mask_for(self.plan)
+        self._kube_call(lambda core, coord, custom: _publish_cilium_config(core, mask))
+        self.options.log(f"control: API server {self.api.url} (Cilium vtep-mask {mask})")
 
     def _kube_call(self, fn: Callable[[Any, Any, Any], Any]) -> Any:
         """Run fn(CoreV1Api, CoordinationV1Api, CustomObjectsApi) in the control namespace."""

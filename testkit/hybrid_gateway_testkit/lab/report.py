@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_gateway_testkit.lab.analysis import ProbeLog, delivery_buckets
+from hybrid_gateway_testkit.lab.load import LoadSeries
 
 BUCKET_S = 0.01
 
@@ -19,8 +20,10 @@ def timeline_png(
     t1: float,
     marks: list[tuple[float, str, str]],
     title: str,
+    load: LoadSeries | None = None,
 ) -> None:
-    """Delivered packets per 10 ms bucket, each direction, with (t, kind, label) marks."""
+    """Delivered packets per 10 ms bucket, each direction, with (t, kind, label) marks; with
+    `load`, also the bulk load's goodput and retransmits per bucket of its own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,13 +36,39 @@ def timeline_png(
         "router": "tab:purple",
         "vtep": "tab:green",
         "action": "black",
+        "load": "tab:brown",
     }
-    fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-    for ax, direction in zip(axes, ("cloud_to_hybrid", "hybrid_to_cloud"), strict=True):
+    rows = 4 if load else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(12, 3 * rows), sharex=True)
+    for ax, direction in zip(axes, ("cloud_to_hybrid", "hybrid_to_cloud"), strict=False):
         counts = buckets[direction]
         xs = [i * BUCKET_S for i in range(len(counts))]
         ax.bar(xs, counts, width=BUCKET_S, align="edge", color="tab:blue", linewidth=0)
         ax.set_ylabel(f"{direction.replace('_', ' ')}\npackets / 10 ms")
+    if load:
+        goodput, retransmits, bucket = load
+        for direction, color in zip(goodput, ("tab:blue", "tab:cyan"), strict=False):
+            xs = [i * bucket for i in range(len(goodput[direction]))]
+            axes[2].step(
+                xs,
+                [g / 1e6 for g in goodput[direction]],
+                where="post",
+                color=color,
+                label=direction.replace("_", " "),
+            )
+            axes[3].bar(
+                xs,
+                retransmits[direction],
+                width=bucket,
+                align="edge",
+                color=color,
+                alpha=0.7,
+                label=direction.replace("_", " "),
+            )
+        axes[2].set_ylabel(f"iperf3 goodput\nMbit/s per {bucket:g} s")
+        axes[3].set_ylabel(f"TCP retransmits\nper {bucket:g} s")
+        axes[2].legend(loc="lower right", fontsize=8)
+    for ax in axes:
         seen: set[str] = set()
         for t, kind, label in marks:
             color = colors.get(kind, "gray")
@@ -64,7 +93,7 @@ def timeline_png(
                 )
     axes[0].legend(loc="lower left", fontsize=8)
     axes[0].set_title(title)
-    axes[1].set_xlabel("seconds since the probes started")
+    axes[-1].set_xlabel("seconds since the probes started")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -95,6 +124,7 @@ def summary_table(report: dict[str, Any]) -> str:
     )
     for key, value in report.get("timings_s", {}).items():
         rows.append((f"  {key}", "-" if value is None else f"{value:.3f} s after the action"))
+    rows += load_rows(report.get("load"))
     rows.append(("report", str(report["report"])))
     rows.append(("plot", str(report["plot"])))
     width = max(len(k) for k, _ in rows)
@@ -104,3 +134,34 @@ def summary_table(report: dict[str, Any]) -> str:
         out.append(f"| {key.ljust(width)} | {value[:70].ljust(70)} |")
     out.append(line)
     return "\n".join(out)
+
+
+def load_rows(load: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The bulk load's lines of the summary table (none without `--load`)."""
+    if not load:
+        return []
+    rows: list[tuple[str, str]] = []
+    steady = load["steady"]
+    for direction, cmp in steady["tunnel_vs_underlay"].items():
+        under, tun = steady["underlay"][direction], steady["tunnel"][direction]
+        rows.append(
+            (
+                f"load {direction.replace('_', ' ')}",
+                f"tunnel {tun['goodput_mbit_s']:g} / underlay {under['goodput_mbit_s']:g} "
+                f"Mbit/s = {cmp['goodput_ratio']}, retx {tun['retransmits']}/"
+                f"{under['retransmits']}",
+            )
+        )
+    for direction, fo in load["failover"].items():
+        impact = fo["impact"]
+        if "error" in impact:
+            rows.append((f"  across the drill, {direction}", impact["error"]))
+            continue
+        rows.append(
+            (
+                f"  across the drill, {direction}",
+                f"{impact['pre_failure_median_mbit_s']:g} Mbit/s; <50 % {impact['below_half_s']:g}"
+                f" s; 90 % at +{impact['recovery_s']} s; retx {impact['retransmits_failure']}",
+            )
+        )
+    return rows

@@ -12,6 +12,7 @@ from hybrid_gateway_testkit.lab.analysis import ProbeLog, parse_probe_lines, sum
 from hybrid_gateway_testkit.lab.drills import DRILLS, DrillOutcome
 from hybrid_gateway_testkit.lab.events import first_after, read_events
 from hybrid_gateway_testkit.lab.lab import Lab, LabError, LabOptions, running_lab, write_json
+from hybrid_gateway_testkit.lab.load import DrillLoad, LoadSettings, load_last_line
 from hybrid_gateway_testkit.lab.report import summary_table, timeline_png
 
 
@@ -21,6 +22,7 @@ class DrillSettings:
     baseline_s: float = 3.0
     after_s: float = 3.0
     converge_timeout_s: float = 30.0
+    load: LoadSettings | None = None  # `--load iperf3`: bulk TCP load, steady and across the drill
 
 
 def sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
@@ -135,6 +137,9 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
             raise LabError("no leader after start-up")
         standby = next(g.name for g in lab.plan.gateways if g.name != leader)
         cloud_ips = {lab.plan.cloud_pod_ip}
+        load = DrillLoad(lab, settings.load, settings.baseline_s) if settings.load else None
+        if load is not None:  # steady underlay and tunnel phases, then the load across the drill
+            load.start()
         t_start = time.monotonic()
         lab.start_probes()
         options.log(f"probes running ({options.rate:g} pkt/s each way per hybrid pod)")
@@ -145,6 +150,8 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         )
         t_after = time.monotonic()
         sleep_with_progress(lab, settings.after_s, "after")
+        if load is not None:  # the probes run on until the load's end, so the plot has both
+            load.finish(t_start, outcome.t_action)
         t_stop = time.monotonic()
         leader_after = lab.leader()
         lines = lab.stop_probes()
@@ -228,6 +235,13 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         if e["kind"] == "vtep-switch" and e["t"] >= t_start and e["endpoints"]:
             via = e["endpoints"][0]["tunnelEndpoint"]
             marks.append((e["t"], "vtep", f"hybrid node -> {gw_ips.get(via, via)}"))
+    if load is not None:
+        for direction, result in load.report["failover"].items():
+            back = result["impact"].get("recovery_s")
+            if back:
+                marks.append(
+                    (t_action + back, "load", f"{direction.replace('_', ' ')} goodput back")
+                )
     plot_path = options.out_dir / "timeline.png"
     report_path = options.out_dir / "report.json"
     unaffected_lost = sum(
@@ -252,6 +266,8 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         "report": str(report_path),
         "plot": str(plot_path),
     }
+    if load is not None:
+        report["load"] = load.report
     if "healed_t" in outcome.notes:  # an API outage: how hard did each replica knock?
         report["api_requests_during_outage"] = request_rates(
             audit, t_action, outcome.notes["healed_t"], [leader, standby]
@@ -264,6 +280,7 @@ def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
         t0=t_start,
         t1=t_end,
         marks=marks,
+        load=None if load is None else load.series,
         title=f"drill {settings.drill}: loss window {summary['loss_window_s']} s, "
         f"{summary['probes_lost']}/{summary['probes_sent']} probes lost",
     )
@@ -287,6 +304,8 @@ def last_line(report: dict[str, Any]) -> dict[str, Any]:
     out["unaffected_probes_lost"] = report["unaffected_probes_lost"]
     out["failover_s"] = report["timings_s"].get("hybrid_nodes_switched")
     out["lease_duration_s"] = report["settings"]["lease_duration_s"]
+    if "load" in report:
+        out["load"] = load_last_line(report["load"])
     return out
 
 

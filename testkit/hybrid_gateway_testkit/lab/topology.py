@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_contract.sharding import GatewayMode, ShardPlan, plan_shards
+from hybrid_gateway_testkit.lab.load import POD_LOAD_PORTS
 from hybrid_gateway_testkit.lab.strict import (
     eni_ruleset,
     kube_proxy_ruleset,
@@ -265,7 +266,12 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
         vpc_cidr=plan.vpc_cidr,
         remote_node_networks=[plan.onprem_cidr],
         cluster_members=[plan.control_ip, *(g.ip for g in plan.gateways)],
-        probe_ports=[("udp", UDP_PORT), ("tcp", TCP_PORT), ("tcp", CONN_PORT)],
+        probe_ports=[
+            ("udp", UDP_PORT),
+            ("tcp", TCP_PORT),
+            ("tcp", CONN_PORT),
+            *(("tcp", port) for port in POD_LOAD_PORTS),  # iperf3 servers of `load`
+        ],
         return_path=plan.return_path_rules,
     )
     for gw in plan.gateways:

@@ -73,7 +73,7 @@ def imds() -> Iterator[FakeImds]:
 
 
 def test_identity_comes_from_the_document_over_imdsv2(imds: FakeImds) -> None:
-    identity = fetch_identity({"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url})
+    identity = fetch_identity(imds.url)
     assert (identity.region, identity.instance_id) == ("us-east-1", "i-0123456789abcdef0")
     assert imds.requests[0] == ("PUT", "/latest/api/token")
     assert imds.requests[1] == ("GET", "/latest/dynamic/instance-identity/document")
@@ -92,18 +92,25 @@ def test_proxy_variables_are_ignored(imds: FakeImds, monkeypatch: pytest.MonkeyP
         # urlopen's default opener reads the environment once, when first used: as in a fresh
         # daemon process, the one it builds now sees these variables
         monkeypatch.setattr(urllib.request, "_opener", None)
-        identity = fetch_identity(
-            {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}, timeout_s=2.0, attempts=1
-        )
+        identity = fetch_identity(imds.url, timeout_s=2.0, attempts=1)
     finally:
         dead.close()
     assert identity.instance_id == "i-0123456789abcdef0"
     assert [method for method, _ in imds.requests] == ["PUT", "GET"]
 
 
-def test_metadata_disabled_is_a_clear_error() -> None:
+def test_metadata_disabled_is_a_clear_error(imds: FakeImds) -> None:
+    """AWS_EC2_METADATA_DISABLED as botocore reads it (botocore/utils.py): IMDS is not asked."""
+    cfg = load_config(
+        {
+            **BASE,
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+            "AWS_EC2_METADATA_DISABLED": "True",
+        }
+    )
     with pytest.raises(ImdsError, match="AWS_REGION and AWS_INSTANCE_ID"):
-        fetch_identity({"AWS_EC2_METADATA_DISABLED": "true"})
+        resolve_identity(cfg)
+    assert imds.requests == []
 
 
 def test_unreachable_metadata_is_a_clear_error(imds: FakeImds) -> None:
@@ -111,20 +118,28 @@ def test_unreachable_metadata_is_a_clear_error(imds: FakeImds) -> None:
     imds.server.shutdown()
     imds.server.server_close()
     with pytest.raises(ImdsError, match="unavailable"):
-        fetch_identity({"AWS_EC2_METADATA_SERVICE_ENDPOINT": url}, timeout_s=0.5, attempts=1)
+        fetch_identity(url, timeout_s=0.5, attempts=1)
 
 
 BASE = {"NODE_IP": "10.0.1.10", "VPC_CIDR": "10.0.0.0/16", "POD_CIDRS": "10.80.0.0/16"}
 
 
 def test_given_region_and_instance_skip_imds(imds: FakeImds) -> None:
-    cfg = load_config({**BASE, "AWS_REGION": "eu-west-3", "AWS_INSTANCE_ID": "i-0fedcba9876543210"})
-    env = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
-    assert resolve_identity(cfg, env) == ("eu-west-3", "i-0fedcba9876543210")
+    cfg = load_config(
+        {
+            **BASE,
+            "AWS_REGION": "eu-west-3",
+            "AWS_INSTANCE_ID": "i-0fedcba9876543210",
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+        }
+    )
+    assert resolve_identity(cfg) == ("eu-west-3", "i-0fedcba9876543210")
     assert imds.requests == []
 
 
 def test_partial_config_is_completed_from_imds(imds: FakeImds) -> None:
-    cfg = load_config({**BASE, "AWS_REGION": "eu-west-3"})
-    env = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
-    assert resolve_identity(cfg, env) == ("eu-west-3", "i-0123456789abcdef0")
+    cfg = load_config(
+        {**BASE, "AWS_REGION": "eu-west-3", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url + "/"}
+    )
+    assert cfg.imds.endpoint == imds.url  # read once, at start-up, like every other setting
+    assert resolve_identity(cfg) == ("eu-west-3", "i-0123456789abcdef0")

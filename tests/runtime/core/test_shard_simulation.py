@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hybrid_gateway.core.shards import ShardCoordination, ShardView
+import pytest
+
+from hybrid_gateway.core.shards import ShardCoordination, ShardOwnership, target_owners
 from hybrid_gateway.leader.shards import HANDOVER_SPACING_LEASES
 
 LEASE_S = 3.0
@@ -36,9 +38,9 @@ class _World:
     now: float = 0.0
     history: list[dict[int, str | None]] = field(default_factory=list)
 
-    def view(self) -> ShardView:
+    def view(self) -> ShardOwnership:
         members = frozenset(r.name for r in self.replicas)
-        return ShardView(self.shards, members, dict(self.holders))
+        return ShardOwnership(self.shards, members, dict(self.holders))
 
     def tick(self) -> None:
         for replica in self.replicas:
@@ -74,7 +76,7 @@ def _stuck_name(shards: int) -> str:
     matters): whichever of gw-a / gw-b the rendezvous hash favours for shard 0 of `shards`."""
     from hybrid_gateway.core.shards import target_owners
 
-    target = target_owners(ShardView(shards, frozenset({"gw-a", "gw-b"}), {}))
+    target = target_owners(ShardOwnership(shards, frozenset({"gw-a", "gw-b"}), {}))
     return target[0]
 
 
@@ -121,3 +123,63 @@ def test_healthy_members_spread_evenly_without_stalls() -> None:
         loads = [sum(1 for h in world.holders.values() if h == n) for n in names]
         assert sum(loads) == shards and max(loads) - min(loads) <= 1
         assert not any(r.brain.stalled(world.now) for r in world.replicas)
+
+
+RETRY_S = 1.0  # the daemon's default retry period at 3 s leases
+
+
+@dataclass
+class _Lease:
+    holder: str
+    expires: float  # on the deciding replicas' clock
+
+
+def _claims_after_a_death(
+    members: list[str], shards: int, linger_s: float
+) -> tuple[set[int], dict[int, float]]:
+    """Members share `shards` evenly; at t=0 the first one dies. Its shard Leases, last renewed
+    0.5 s before, expire at LEASE_S - 0.5; its membership Lease, renewed after them or its last
+    renewal seen later (the watch delivers it late), stays live `linger_s` longer. The survivors
+    decide every quarter retry period (the elector's back-off) from the same view; a free Lease
+    goes to the first claimant. Returns the orphans and, per orphan taken, how long after its
+    expiry that was."""
+    brains = {m: ShardCoordination(m, grace_s=LEASE_S) for m in members}
+    owners = target_owners(ShardOwnership(shards, frozenset(members), {}))
+    dead = members[0]
+    expiry = LEASE_S - 0.5
+    leases = {s: _Lease(o, expiry if o == dead else float("inf")) for s, o in owners.items()}
+    orphans = {s for s, o in owners.items() if o == dead}
+    assert orphans, owners
+    taken: dict[int, float] = {}
+    now = 0.0
+    while len(taken) < len(orphans) and now < 10 * LEASE_S:
+        live = {m for m in members if m != dead or now < expiry + linger_s}
+        holders = {
+            s: (lease.holder if now < lease.expires else None) for s, lease in leases.items()
+        }
+        lapsed = {s: lease.holder for s, lease in leases.items() if holders[s] is None}
+        view = ShardOwnership(shards, frozenset(live), holders, lapsed)
+        for member in members[1:]:
+            for shard in sorted(brains[member].decide(view, now).claim):
+                if leases[shard].expires <= now:  # the Lease lets the first writer win
+                    leases[shard] = _Lease(member, float("inf"))
+                    taken[shard] = now - expiry
+        now += RETRY_S / 4
+    return orphans, taken
+
+
+@pytest.mark.parametrize("linger_s", [0.0, 0.9, 2.0, LEASE_S - 0.1])
+@pytest.mark.parametrize(
+    ("members", "shards"), [(["gw-a", "gw-b"], 4), (["gw-a", "gw-b", "gw-c"], 8)]
+)
+def test_a_dead_owners_shards_are_claimed_within_a_retry_period_of_their_expiry(
+    members: list[str], shards: int, linger_s: float
+) -> None:
+    """The survivors are at or above their fair share while the dead owner still counts as a
+    member: without a designated successor, its orphans waited for its membership to run out
+    (or for the grace period). Now each is claimed within one retry period of its expiry,
+    however long the dead owner's membership lingers."""
+    orphans, taken = _claims_after_a_death(members, shards, linger_s)
+    assert set(taken) == orphans, f"orphans never taken: {orphans - set(taken)}"
+    late = {s: t for s, t in taken.items() if t > RETRY_S}
+    assert not late, f"orphans taken late after their expiry: {late}"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hybrid_gateway.core.shards import (
-    ShardView,
+    ShardOwnership,
     decide,
     fair_share,
     rebalance_move,
@@ -25,7 +25,7 @@ def _settle(shards: int, members: list[str], holders: dict[int, str | None]) -> 
     for _ in range(10 * shards + 10):
         changed = False
         for me in members:
-            view = ShardView(shards, frozenset(members), holders)
+            view = ShardOwnership(shards, frozenset(members), holders)
             decision = decide(view, me, orphaned_for={}, grace_s=1.0)
             for shard in sorted(decision.claim):
                 if holders.get(shard) is None:  # a create/update at the observed version
@@ -76,7 +76,7 @@ def test_a_member_leaving_moves_only_its_own_shards(
     survivors = [m for m in members if m != gone]
     holders: dict[int, str | None] = {s: (None if o == gone else o) for s, o in before.items()}
     # Right after the failure, before any balancing hand-over: survivors keep every shard.
-    view = ShardView(shards, frozenset(survivors), holders)
+    view = ShardOwnership(shards, frozenset(survivors), holders)
     target = target_owners(view)
     for shard, owner in before.items():
         if owner != gone:
@@ -104,7 +104,7 @@ def test_a_member_joining_takes_only_its_fair_share_one_shard_at_a_time(
     before = _settle(shards, members, {})
     newcomer = NAMES[n]
     grown = [*members, newcomer]
-    view = ShardView(shards, frozenset(grown), dict(before))
+    view = ShardOwnership(shards, frozenset(grown), dict(before))
     # Every donor hands over at most one shard per round.
     releases = [decide(view, m, orphaned_for={}, grace_s=1.0).release for m in grown]
     assert sum(r is not None for r in releases) <= 1
@@ -120,14 +120,21 @@ def test_a_member_joining_takes_only_its_fair_share_one_shard_at_a_time(
     members=st.sets(st.sampled_from(NAMES[:5]), min_size=0, max_size=5),
     holders=st.lists(st.sampled_from([None, *NAMES[:6]]), min_size=8, max_size=8),
     orphan_ages=st.lists(st.floats(min_value=0, max_value=3), min_size=8, max_size=8),
+    lapsed=st.lists(st.sampled_from([None, *NAMES[:6]]), min_size=8, max_size=8),
 )
 def test_no_two_members_claim_the_same_shard_from_the_same_view_and_nobody_claims_a_held_one(
     shards: int,
     members: set[str],
     holders: list[str | None],
     orphan_ages: list[float],
+    lapsed: list[str | None],
 ) -> None:
-    view = ShardView(shards, frozenset(members), dict(enumerate(holders[:shards])))
+    view = ShardOwnership(
+        shards,
+        frozenset(members),
+        dict(enumerate(holders[:shards])),
+        {s: h for s, h in enumerate(lapsed[:shards]) if h is not None and holders[s] is None},
+    )
     ages = dict(enumerate(orphan_ages[:shards]))
     targeted: dict[int, str] = {}
     for me in sorted(members):
@@ -151,24 +158,43 @@ def test_no_two_members_claim_the_same_shard_from_the_same_view_and_nobody_claim
 
 
 def test_a_non_member_claims_nothing_and_keeps_its_live_shards_in_the_target() -> None:
-    view = ShardView(4, frozenset({"gw-a"}), {0: "gw-z", 1: None, 2: None, 3: None})
+    view = ShardOwnership(4, frozenset({"gw-a"}), {0: "gw-z", 1: None, 2: None, 3: None})
     assert decide(view, "gw-z", orphaned_for={}, grace_s=1.0).claim == frozenset()
     assert target_owners(view) == {0: "gw-z", 1: "gw-a", 2: "gw-a", 3: "gw-a"}
 
 
 def test_no_hand_over_when_the_spread_is_one_and_one_when_it_is_two() -> None:
     members = frozenset({"gw-a", "gw-b"})
-    assert rebalance_move(ShardView(3, members, {0: "gw-a", 1: "gw-a", 2: "gw-b"})) is None
-    move = rebalance_move(ShardView(4, members, {0: "gw-a", 1: "gw-a", 2: "gw-a", 3: "gw-b"}))
+    assert rebalance_move(ShardOwnership(3, members, {0: "gw-a", 1: "gw-a", 2: "gw-b"})) is None
+    move = rebalance_move(ShardOwnership(4, members, {0: "gw-a", 1: "gw-a", 2: "gw-a", 3: "gw-b"}))
     assert move is not None and move.donor == "gw-a" and move.receiver == "gw-b"
     # While a shard is free (just released, or orphaned), nobody hands over another.
-    assert rebalance_move(ShardView(4, members, {0: "gw-a", 1: "gw-a", 2: "gw-a", 3: None})) is None
+    assert (
+        rebalance_move(ShardOwnership(4, members, {0: "gw-a", 1: "gw-a", 2: "gw-a", 3: None}))
+        is None
+    )
 
 
 def test_the_assignment_is_the_same_in_every_process_order() -> None:
     """Rendezvous ties and orphan order do not depend on set iteration order."""
     results = set()
     for order in itertools.permutations(NAMES[:3]):
-        view = ShardView(8, frozenset(order), {})
+        view = ShardOwnership(8, frozenset(order), {})
         results.add(tuple(sorted(target_owners(view).items())))
     assert len(results) == 1
+
+
+def test_a_member_that_let_a_shard_lease_lapse_is_given_no_orphan_until_it_is_taken() -> None:
+    """gw-a's shard 0 Lease expired (not released) while its membership is still live: the
+    orphans go to gw-b although gw-a is the least loaded; once shard 0 has a holder again,
+    gw-a is a receiver like any member."""
+    members = frozenset({"gw-a", "gw-b"})
+    view = ShardOwnership(4, members, {0: None, 1: "gw-b", 2: "gw-b", 3: None}, {0: "gw-a"})
+    assert target_owners(view) == dict.fromkeys(range(4), "gw-b")
+    assert decide(view, "gw-b", orphaned_for={}, grace_s=1.0).claim == {0, 3}
+    assert decide(view, "gw-a", orphaned_for={}, grace_s=1.0).claim == frozenset()
+    taken = ShardOwnership(4, members, {0: "gw-b", 1: "gw-b", 2: "gw-b", 3: None}, {0: "gw-a"})
+    assert target_owners(taken)[3] == "gw-a"
+    # Everyone lapsed (an API outage for all): nobody is passed over.
+    both = ShardOwnership(2, members, {0: None, 1: None}, {0: "gw-a", 1: "gw-b"})
+    assert set(target_owners(both).values()) == {"gw-a", "gw-b"}

@@ -7,11 +7,16 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hybrid_gateway.adapters.kube_events import ObjectRef
 from hybrid_gateway.core.lease import LeaseRecord
+from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.core.vtep import CRD_DEFAULT_CIDR_MASK
 from hybrid_gateway.leader.elector import Term
 from hybrid_gateway.leader.regime import RegimeFence, feed_event, feed_list
+from hybrid_gateway.leader.routes import SyncResult
+from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter, VtepOwner
+from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_contract.plans import (
     ACTIVE_STANDBY_REGIME,
     PLAN_ANNOTATION,
@@ -233,3 +238,69 @@ def test_a_new_plan_keeps_none_of_an_old_plans_endpoints_and_a_mixed_plan_resets
     assert store.obj["spec"]["cidrMask"] == CRD_DEFAULT_CIDR_MASK
     assert store.obj["metadata"]["annotations"] == {PLAN_ANNOTATION: "cccc"}
     assert writer.sync(0, lambda: True) and store.writes == 1
+
+
+class _NoRoutes:
+    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+        return SyncResult(RoutePlan())
+
+
+class _Events:
+    def emit(self, obj: ObjectRef, reason: str, message: str, *, warning: bool = True) -> None:
+        pass
+
+
+def test_another_shards_endpoints_go_out_only_after_the_fence_reread_for_its_new_term() -> None:
+    """The replica's one VTEP write carries every shard whose term is valid (`terms`: each
+    shard work's `term_valid`). A shard whose term started after the fence's last read must
+    pass that read too, like every write guard of its term: another regime that acquired at
+    the same moment (the watch has not shown it yet) is seen and nothing is written. With
+    the term's validity alone, shard 0's lane would publish shard 1's endpoint meanwhile."""
+    clock, reader = Clock(), Reader()
+    fence = fence_for(MINE, reader, clock)
+    plan = plan_shards(
+        [ipaddress.IPv4Network("10.80.0.0/16")], [ipaddress.IPv4Network("10.0.0.0/16")], 2
+    )
+    store = Store(None)
+    works: list[LeaderWork] = []
+    writer = ReplicaVtepWriter(
+        store,  # type: ignore[arg-type]
+        plan=plan,
+        node_ip="10.0.1.10",
+        mac="02:00:00:00:00:01",
+        fresh_s=0.0,
+        terms=lambda: {i: work.term_valid for i, work in enumerate(works)},
+        clock=clock,
+    )
+    for index in range(2):
+        works.append(
+            LeaderWork(
+                routes=_NoRoutes(),
+                vtep=writer.lane(index),
+                resync_period_s=16.0,
+                retry_period_s=1.0,
+                metrics=GatewayMetrics(),
+                events=_Events(),
+                subject=ObjectRef("v1", "Pod", "gw-a", "ns"),
+                identity="gw-a",
+                clock=clock,
+                fence=fence.guard,
+            )
+        )
+
+    def lead(index: int) -> Term:
+        started = Term(1, clock.now, lambda: True)
+        works[index].started_leading(started)
+        works[index].step()  # applies the term as the work's run loop does
+        return started
+
+    term0 = lead(0)
+    clock.now += 0.1
+    assert fence.guard(term0) and reader.reads == 1  # shard 0's first write: one fresh read
+    clock.now += 1
+    lead(1)  # shard 1 taken now; another plan's owner took a Lease at the same moment
+    reader.states = [(f"{LEASE}-shard-3", record("gw-z"), {PLAN_LABEL: "aaaa"})]
+    assert writer.sync(0, lambda: fence.guard(term0)) is False  # the other plan is seen ...
+    assert store.writes == 0  # ... before anything is written
+    assert reader.reads == 2  # by shard 1's term, which reread the Leases
+    assert not works[1].term_valid()

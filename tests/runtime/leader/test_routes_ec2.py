@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from ipaddress import IPv4Network
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from hybrid_gateway.adapters.ec2 import (
     primary_interface,
 )
 from hybrid_gateway.core.pacing import TokenBucket
-from hybrid_gateway.core.routes import RouteKey
+from hybrid_gateway.core.routes import RouteKey, plan_retired_routes
 from hybrid_gateway.leader import routes as leader_routes
 from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.metrics import GatewayMetrics
@@ -488,3 +489,36 @@ def test_retired_shard_routes_are_deleted_after_the_new_ones_and_only_with_a_val
     assert not destinations & {(k.table_id, k.destination) for k in keys}
     assert {(t, p) for t in world.table_ids for p in new} <= destinations
     assert ec2_proxy.count("DeleteRoute") == len(keys) + 1
+
+
+def test_a_retired_route_goes_in_the_sync_that_wrote_its_replacements_and_not_before(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """The retirement planner (core/routes.plan_retired_routes, as the spread feeds it) runs on
+    the tables as described PLUS the routes this sync wrote: the old /18 is deleted in the
+    same sync that wrote the two /19s replacing it (planned on the description alone, it would
+    see no replacement and wait for the next sync, a resync period later), and a sync whose
+    replacement writes failed deletes nothing."""
+    pods = [IPv4Network(c) for c in world.pod_cidrs]
+    old, new = "10.80.0.0/18", ["10.80.0.0/19", "10.80.32.0/19"]
+    for table in world.table_ids:
+        direct.create_route(
+            RouteTableId=table, DestinationCidrBlock=old, NetworkInterfaceId=world.enis["a"]
+        )
+
+    def retire(observed: Any) -> tuple[tuple[RouteKey, ...], tuple[RouteKey, ...]]:
+        return plan_retired_routes(observed, world.table_ids, pods, new, new)
+
+    routes = owner(world, "b", max_attempts=1)
+    ec2_proxy.fault = lambda action, seq: (500, INTERNAL_BODY) if action == "CreateRoute" else None
+    failed = routes.sync(always, new, retire)
+    assert failed.failed and not failed.deleted
+    assert ec2_proxy.count("DeleteRoute") == 0
+    ec2_proxy.fault = None
+    result = routes.sync(always, new, retire)
+    assert result.converged and not result.retiring
+    assert set(result.deleted) == {RouteKey(t, old) for t in world.table_ids}
+    calls = [c.action for c in ec2_proxy.snapshot() if not c.injected]
+    last_write = max(i for i, a in enumerate(calls) if a == "CreateRoute")
+    first_delete = min(i for i, a in enumerate(calls) if a == "DeleteRoute")
+    assert last_write < first_delete  # every replacement was in place first
