@@ -304,7 +304,11 @@ def test_cluster_role_grants_exactly_the_runtime_needs(charts: dict[str, Rendere
         ("cilium.io", "ciliumnodes"): ["get", "list", "watch"],
         ("cilium.io", "ciliumvtepconfigs"): ["create", "get", "list", "patch", "update", "watch"],
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["get"],
+        # its own Namespace, the CiliumVTEPConfig's owner (runtime core/vtep.py namespace_owner)
+        ("", "namespaces"): ["get"],
     }
+    [namespaces] = [rule for rule in rules if rule["resources"] == ["namespaces"]]
+    assert namespaces["resourceNames"] == [contract.DEFAULT_NAMESPACE]
 
 
 @pytest.mark.parametrize(
