@@ -29,7 +29,15 @@ node_modules/.stamp: package.json package-lock.json
 	fi
 	touch $@
 
-deps: $(VENV)/.stamp node_modules/.stamp
+# checkov pins what the dev venv needs newer (boto3==1.35.49, packaging<24): its own venv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+$(CHECKOV_VENV)/.stamp-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+deps: $(VENV)/.stamp node_modules/.stamp $(CHECKOV_VENV)/.stamp-$(CHECKOV_VERSION)
 
 # Kernel tools for the network-namespace tests (root on this kind of machine; CI is root too;
 # nft counts each gateway's packets per shard in the active-active lab; iperf3 is the lab's bulk
@@ -78,4 +86,4 @@ docs: deps
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out dist site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out dist site .pytest_cache .mypy_cache .ruff_cache

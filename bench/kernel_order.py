@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
-from hybrid_gateway.core.dataplane import Plan, desired_nodes, desired_state
+from hybrid_gateway.core.dataplane import Plan, RouteEntry, desired_nodes, desired_state
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.scale import DEV, fresh_device, nodes, realistic_cilium_node
@@ -55,7 +55,11 @@ def run(count: int, order: str) -> dict[str, float]:
     state = desired_state(tunnels)
     fdb = ordered(state.fdb, order, lambda entry: int(entry.dst))
     neigh = ordered(state.neighbours.items(), order, lambda item: int(item[0]))
-    routes = ordered(state.routes.items(), order, lambda item: int(item[0].network_address))
+    routes = ordered(
+        (RouteEntry(n, gw) for n, gw in state.routes.items()),
+        order,
+        lambda route: int(route.dst.network_address),
+    )
     spec = DeviceSpec(
         DEV, 2, 8472, ipaddress.IPv4Address(GATEWAY_IP), vxlan_device_mac(GATEWAY_IP), 1450
     )

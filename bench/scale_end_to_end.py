@@ -15,7 +15,10 @@ Figures (seconds unless named otherwise):
   first), which changes nothing (from its DEBUG log);
 - watch_event_s: one CiliumNode's pod CIDR replaced -> the kernel routes the new CIDR (measured
   right after the no-op pass, so no full pass runs meanwhile);
-- rss_mib: the daemon's peak resident set (VmHWM in /proc/<pid>/status) at the end.
+- rss_mib: the daemon's peak resident set (VmHWM in /proc/<pid>/status) at the end;
+- probe_max_ms (readyz / metrics): the slowest answer of `/readyz` and `/metrics`, asked every
+  50 ms from daemon start until the first pass is in the kernel (a probe that gets no answer
+  within 5 s counts as 5000 ms), with the number of probes; ready_s: start -> `/readyz` 200.
 The LAST line printed is one JSON object.
 
     sudo .venv/bin/python bench/scale_end_to_end.py --nodes 20000
@@ -24,6 +27,7 @@ The LAST line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import json
 import os
@@ -147,6 +151,53 @@ class DaemonLog:
         raise RuntimeError(f"no {pattern!r} in the daemon log within {timeout_s:g} s")
 
 
+class Prober:
+    """Asks `/readyz` and `/metrics` every 50 ms from a thread in the daemon's namespace and
+    keeps the slowest answer of each (connection refused before the daemon listens is no
+    answer and not counted)."""
+
+    PATHS = (("readyz", 18088, "/readyz"), ("metrics", 18080, "/metrics"))
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.max_ms = {name: 0.0 for name, _, _ in self.PATHS}
+        self.count = {name: 0 for name, _, _ in self.PATHS}
+        self.ready_at: float | None = None
+        self.slow: list[tuple[float, str, float]] = []  # (monotonic time, name, ms) over 100 ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prober", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        setns(self.netns, flags=0)
+        while not self._stop.wait(0.05):
+            for name, port, path in self.PATHS:
+                started = time.monotonic()
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    conn.request("GET", path)
+                    status = conn.getresponse()
+                    status.read()
+                    conn.close()
+                except ConnectionRefusedError:
+                    continue
+                except OSError:
+                    status = None
+                took = (time.monotonic() - started) * 1000
+                self.max_ms[name] = max(self.max_ms[name], took if status else 5000.0)
+                if took > 100:
+                    self.slow.append((started, name, took))
+                self.count[name] += 1
+                if name == "readyz" and status is not None and status.status == 200:
+                    self.ready_at = self.ready_at or time.monotonic()
+
+
 def kernel_routes(ns: Netns) -> int:
     return ns.ip("-4", "route", "show", "dev", DEV, "proto", "static").count("\n")
 
@@ -166,6 +217,9 @@ def main() -> None:
     parser.add_argument(
         "--resync", type=float, default=30.0, help="the daemon's RESYNC_PERIOD, seconds"
     )
+    parser.add_argument(
+        "--skip-batch", action="store_true", help="leave out the ip/bridge -batch yardstick"
+    )
     args = parser.parse_args()
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the namespaces are always removed
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -175,8 +229,11 @@ def main() -> None:
         gw, peer = world.add("gw"), world.add("peer")
         world.link(gw, f"{GW_IP}/24", peer, f"{PEER_IP}/24")
         gw.sysctl("net.ipv4.ip_forward", "1")
-        batch_s = batch_tools(peer, entries, GW_IP)
-        peer.ip("link", "del", DEV)
+        if args.skip_batch:  # minutes at 50,000 nodes: the routes' hash chain is quadratic
+            batch_s = float("nan")
+        else:
+            batch_s = batch_tools(peer, entries, GW_IP)
+            peer.ip("link", "del", DEV)
         print(f"ip/bridge -batch: {batch_s:.3f} s for {3 * count} entries", flush=True)
 
         with start_kube_api(Path(tmp) / "api", netns=gw.name) as api:
@@ -210,17 +267,41 @@ def main() -> None:
                     gw.exec_argv([binary, "run"]), env=env, stdout=log_file, stderr=log_file
                 )
             log = DaemonLog(log_path)
+            prober = Prober(gw.name)
+            prober.start()
             try:
                 log.wait_for(rf"reconciled {count} hybrid nodes", args.timeout, proc)
                 first_pass_s = time.monotonic() - started
+                ready_by = time.monotonic() + 15.0  # readiness also waits for the leader
+                while prober.ready_at is None and time.monotonic() < ready_by:
+                    time.sleep(0.02)
+                prober.stop()
+                ready_s = (prober.ready_at or float("nan")) - started
+                print(
+                    f"probes during the first pass: /readyz max {prober.max_ms['readyz']:.1f} ms "
+                    f"({prober.count['readyz']} asked), /metrics max "
+                    f"{prober.max_ms['metrics']:.1f} ms ({prober.count['metrics']} asked); "
+                    f"ready {ready_s:.3f} s after start",
+                    flush=True,
+                )
                 line = log.wait_for(r"reconcile pass took", args.timeout, proc)
                 pass_s = float(re.findall(r"took ([\d.]+) s", line)[0])
                 routes = kernel_routes(gw)
-                if routes != count:
-                    raise RuntimeError(f"kernel has {routes} routes, expected {count}")
+                nexthops = gw.ip("nexthop", "show", "dev", DEV).count("\n")
+                if routes != count or nexthops != count:
+                    raise RuntimeError(
+                        f"kernel has {routes} routes, {nexthops} nexthops, expected {count}"
+                    )
                 print(
                     f"first pass: {first_pass_s:.3f} s (the pass itself {pass_s:.3f} s)", flush=True
                 )
+                # which phase the slow probes fell in: the pass ran its last pass_s seconds
+                phase = [
+                    f"{name} {ms:.0f} ms at {at - started:.1f} s "
+                    + ("(pass)" if at - started >= first_pass_s - pass_s else "(start/list)")
+                    for at, name, ms in sorted(prober.slow, key=lambda s: -s[2])[:6]
+                ]
+                print(f"probes over 100 ms: {len(prober.slow)}; slowest: {phase}", flush=True)
 
                 # the periodic full pass, with nothing to change
                 line = log.wait_for(r"reconcile pass took", args.resync + args.timeout, proc)
@@ -239,6 +320,7 @@ def main() -> None:
                 print(f"watch event -> kernel: {watch_event_s:.3f} s", flush=True)
                 rss_mib = peak_rss_mib(proc.pid)
             finally:
+                prober.stop()
                 proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(30)
@@ -257,6 +339,10 @@ def main() -> None:
                 "noop_resync_s": round(noop_resync_s, 3),
                 "watch_event_s": round(watch_event_s, 3),
                 "rss_mib": round(rss_mib, 1),
+                "ready_s": round(ready_s, 3),
+                "probe_max_ms": {k: round(v, 1) for k, v in prober.max_ms.items()},
+                "probes": prober.count,
+                "probes_over_100ms": len(prober.slow),
                 "load_s": round(load_s, 1),
             }
         )

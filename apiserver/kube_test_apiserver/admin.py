@@ -63,12 +63,16 @@ def _heal(control: Control, store: Store, body: JsonObj) -> JsonObj:
 
 
 def _latency(control: Control, store: Store, body: JsonObj) -> JsonObj:
-    seconds = float(body.get("seconds", 0))
-    if not 0 <= seconds <= 60:
-        raise errors.bad_request(f"latency must be within 0..60 s, got {seconds}")
+    seconds, jitter = float(body.get("seconds", 0)), float(body.get("jitter", 0))
+    if not 0 <= seconds <= 60 or not 0 <= jitter <= 60:
+        raise errors.bad_request(
+            f"latency and jitter must be within 0..60 s, got {seconds} and {jitter}"
+        )
+    key = fault_key(body.get("identity"), body.get("resource"))
     with control.lock:
-        control.latency_s[fault_key(body.get("identity"), body.get("resource"))] = seconds
-        return {"latency": dict(control.latency_s)}
+        control.latency_s[key] = seconds
+        control.latency_jitter_s[key] = jitter
+        return {"latency": dict(control.latency_s), "jitter": dict(control.latency_jitter_s)}
 
 
 def _faults(control: Control, store: Store, body: JsonObj) -> JsonObj:

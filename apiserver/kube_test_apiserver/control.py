@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import secrets
 import threading
@@ -30,6 +31,7 @@ class Control:
     partitions: dict[str, str] = field(default_factory=dict)  # identity -> "drop" | "hang"
     # "identity/resource" ("*": any, see fault_key) -> delay, or -> [code, remaining]
     latency_s: dict[str, float] = field(default_factory=dict)
+    latency_jitter_s: dict[str, float] = field(default_factory=dict)  # up to this much more
     faults: dict[str, list[int]] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     watch_epoch: int = 0  # bumped to cut every open watch
@@ -79,11 +81,14 @@ class Control:
             return fault[0]
 
     def delay(self, identity: str, resource: str | None) -> float:
-        """The delay for this request (the most specific one set wins)."""
+        """The delay for this request (the most specific one set wins): its latency plus a
+        uniform random share of its jitter."""
         with self.lock:
             for key in fault_keys(identity, resource):
                 if key in self.latency_s:
-                    return self.latency_s[key]
+                    return self.latency_s[key] + random.uniform(
+                        0.0, self.latency_jitter_s.get(key, 0.0)
+                    )
             return 0.0
 
     def set_partition(self, identity: str, mode: str | None) -> None:

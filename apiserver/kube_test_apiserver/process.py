@@ -249,12 +249,20 @@ class ApiServer:
         self._admin("POST", "heal", {"identity": identity})
 
     def set_latency(
-        self, seconds: float, identity: str | None = None, *, resource: str | None = None
+        self,
+        seconds: float,
+        identity: str | None = None,
+        *,
+        resource: str | None = None,
+        jitter_s: float = 0.0,
     ) -> None:
         """Delay every request of `identity` (all identities if None) to `resource` (a plural
-        such as "events"; any if None) by `seconds`."""
+        such as "events"; any if None) by `seconds` plus a uniform random part of `jitter_s`,
+        before it is processed (a watch: before it opens)."""
         self._admin(
-            "POST", "latency", {"identity": identity, "seconds": seconds, "resource": resource}
+            "POST",
+            "latency",
+            {"identity": identity, "seconds": seconds, "resource": resource, "jitter": jitter_s},
         )
 
     def inject_errors(
@@ -287,7 +295,8 @@ class ApiServer:
         return records
 
     def compact(self) -> str:
-        """Drop the watch history: a watch from any older resourceVersion now gets 410 Expired."""
+        """Compact as etcd does at the current version: a watch from any older resourceVersion,
+        and a list continued at one, now get 410 Expired."""
         return str(self._admin("POST", "compact", {})["resourceVersion"])
 
     def close_watches(self) -> None:

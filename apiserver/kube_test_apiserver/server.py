@@ -43,7 +43,7 @@ from .objects import (
 )
 from .resources import ResourceType, unknown_fields
 from .routing import Route, resolve, verb_of
-from .store import Store
+from .store import ExpiredError, Store
 from .watch import serve_watch
 
 __all__ = ["ADMIN_IDENTITY", "ADMIN_PREFIX", "Control", "Handler"]
@@ -362,14 +362,21 @@ class Handler(BaseHTTPRequestHandler):
                 after, token_rv = (str(token["after"][0]), str(token["after"][1])), int(token["rv"])
             except (ValueError, KeyError, TypeError, IndexError, binascii.Error):
                 raise errors.bad_request("continue key is not valid") from None
+        if token_rv == LATEST_RV:
+            token_rv = None  # the token of an expired list: go on at the current version
         selector = _selector(query)
-        items, rv = self.store.list_objects(rt, route.namespace, selector, after=after, limit=limit)
+        try:
+            items, rv = self.store.list_objects(
+                rt, route.namespace, selector, after=after, limit=limit, read_at=token_rv
+            )
+        except ExpiredError:
+            assert after is not None
+            raise continue_expired(after) from None
         rv = token_rv if token_rv is not None else rv
         meta: JsonObj = {"resourceVersion": str(rv)}
         if limit > 0 and len(items) > limit:
             items = items[:limit]
-            token = {"rv": rv, "after": list(_sort_key(items[-1]))}
-            meta["continue"] = base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+            meta["continue"] = _continue_token(rv, _sort_key(items[-1]))
             if selector is None:  # as the real server: with selectors the count is unknown
                 meta["remainingItemCount"] = self.store.count_after(
                     rt, route.namespace, _sort_key(items[-1])
@@ -452,6 +459,37 @@ class Handler(BaseHTTPRequestHandler):
             "status": "Success",
             "details": details,
         }
+
+
+#: The version in the continue token of an expired list: "continue at the latest version"
+#: (k8s.io/apiserver pkg/storage/etcd3/errors.go `handleCompactedErrorForPaging`: rv -1).
+LATEST_RV = -1
+#: k8s.io/apiserver pkg/storage/etcd3/errors.go `inconsistentContinue`, the message of the 410
+#: Expired answer to a list continued at a compacted revision.
+INCONSISTENT_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list."
+)
+
+
+def _continue_token(rv: int, after: tuple[str, str]) -> str:
+    token = {"rv": rv, "after": list(after)}
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode()
+
+
+def continue_expired(after: tuple[str, str]) -> ApiError:
+    """410 Expired for a list continued at a compacted version, as kube-apiserver answers it
+    (etcd3/errors.go `interpretListError` with paging: apimachinery `NewResourceExpired`, code
+    410, reason "Expired"), with a token that goes on at the latest version in its ListMeta."""
+    return ApiError(
+        410,
+        "Expired",
+        INCONSISTENT_CONTINUE,
+        metadata={"continue": _continue_token(LATEST_RV, after)},
+    )
 
 
 def unsupported_media_type(accepted: tuple[str, ...]) -> ApiError:

@@ -4,6 +4,9 @@ Stored objects are never mutated after they are stored (every write stores a new
 readers may serialize them without holding the lock. Every write appends exactly one event, so
 the history holds every resourceVersion from `floor + 1` to the current one: a watch from a
 resourceVersion below `floor` cannot be served and gets 410 Expired, as on a real server.
+`compact()` also stands for etcd's compaction: a list continued at a version below it gets 410
+Expired too (the bounded history alone does not do that, as the watch cache's capacity does not
+expire a continue token on a real server: those read etcd).
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class Store:
         self._history_size = history_size
         self._rv = 0
         self._floor = 0
+        self._compacted = 0  # the version of the last `compact()`: older reads are gone
         self.namespace_type = next(rt for rt in self.types if rt.plural == "namespaces")
 
     # --- reads ------------------------------------------------------------------------------------
@@ -110,13 +114,19 @@ class Store:
         *,
         after: Key | None = None,
         limit: int = 0,
+        read_at: int | None = None,
     ) -> tuple[list[JsonObj], int]:
         """Matching objects sorted by (namespace, name), and the version they were read at.
 
         `after` starts behind that key and `limit` > 0 stops after `limit` + 1 matches (one more
         than a page: the caller learns there is a next page), so a page costs the page, not the
-        whole list, as a `continue` read from etcd does."""
+        whole list, as a `continue` read from etcd does. `read_at` is the version a continued
+        list reads at: below the last compaction it raises ExpiredError, as etcd answers
+        ErrCompacted for a read at a compacted revision (the objects themselves are always the
+        current ones: this store keeps no old versions)."""
         with self.cond:
+            if read_at is not None and read_at < self._compacted:
+                raise ExpiredError(read_at, self._compacted)
             objects = self._objects[rt]
             keys = sorted(objects)
             start = bisect.bisect_right(keys, after) if after is not None else 0
@@ -481,10 +491,12 @@ class Store:
     # --- watch support ----------------------------------------------------------------------------
 
     def compact(self) -> int:
-        """Forget the whole event history: watches from any older version now get 410."""
+        """Forget the whole event history, as etcd's compaction at the current revision: watches
+        from any older version and lists continued at one now get 410."""
         with self.cond:
             self._history.clear()
             self._floor = self._rv
+            self._compacted = self._rv
             self.cond.notify_all()
             return self._rv
 

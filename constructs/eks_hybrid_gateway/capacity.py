@@ -94,6 +94,16 @@ def _source_dest_check_policy(scope: constructs.Construct, spec: CapacitySpec) -
     gateway node tags the launch template puts on them. AWS's own `AmazonEKSNetworkingPolicy`
     grants this action on `network-interface/*` and `instance/*`: the interface and the instance
     it is attached to are the resources the call is authorized against.
+
+    The Service Authorization Reference ("Actions, resources, and condition keys for Amazon
+    EC2", ModifyNetworkInterfaceAttribute; as captured in iann0036/iam-dataset
+    aws/iam_definition.json) lists `network-interface*` (required) with the condition keys
+    `ec2:Vpc`, `ec2:Subnet`, `ec2:NetworkInterfaceID`, `ec2:ResourceTag/...`, and `instance`,
+    `security-group` and `subnet` as optional resources, authorized when the call involves
+    them. So `ec2:Vpc` scopes the interface, the instance statement limits an attached
+    interface to gateway instances, and a call that sets security groups or subnets is refused
+    (no statement grants those resources). `hybrid-gateway account-check` asks a real account
+    (a DryRun of the call on the gateway nodes' interfaces; docs/operations.md).
     """
     stack = cdk.Stack.of(scope)
     action = "ec2:ModifyNetworkInterfaceAttribute"

@@ -66,13 +66,14 @@ class MetricsExposure(enum.Enum):
 
 @dataclass(frozen=True)
 class GatewayResources:
-    """Container requests and limits. The memory limit suits up to 20,000 hybrid nodes: the
-    daemon peaked at 175-196 MiB there (bench/scale_end_to_end.py); docs/dataplane.md, "Sizing"."""
+    """Container requests and limits. The memory limit suits up to 50,000 hybrid nodes: the
+    daemon peaked at 265 MiB there (bench/scale_end_to_end.py), so 448Mi leaves 1.7x headroom
+    (a relist holds the old and the new records at once); docs/dataplane.md, "Sizing"."""
 
     cpu_request: str = "100m"
     memory_request: str = "128Mi"
     cpu_limit: str = "1"
-    memory_limit: str = "320Mi"
+    memory_limit: str = "448Mi"
 
     def to_json(self) -> JsonDict:
         return {
@@ -487,11 +488,6 @@ class HybridGatewayChart(cdk8s.Chart):
         )
 
     def _add_rbac(self, labels: Mapping[str, str]) -> None:
-        subject = {
-            "kind": "ServiceAccount",
-            "name": self.service_account_name,
-            "namespace": self.namespace_name,
-        }
         lease_role = f"{contract.APP_NAME}-leader-election"
         _api_object(
             self,
@@ -503,23 +499,7 @@ class HybridGatewayChart(cdk8s.Chart):
             labels=labels,
             body={"rules": self._lease_rules()},
         )
-        _api_object(
-            self,
-            "LeaseRoleBinding",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="RoleBinding",
-            name=lease_role,
-            namespace=self.namespace_name,
-            labels=labels,
-            body={
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": lease_role,
-                },
-                "subjects": [subject],
-            },
-        )
+        self._role_binding("LeaseRoleBinding", lease_role, self.namespace_name, labels)
         _api_object(
             self,
             "ClusterRole",
@@ -544,6 +524,15 @@ class HybridGatewayChart(cdk8s.Chart):
                         "apiGroups": [contract.CILIUM_GROUP],
                         "resources": [contract.VTEP_CONFIGS_PLURAL],
                         "verbs": ["create", "get", "list", "patch", "update", "watch"],
+                    },
+                    # The gateway's own Namespace, read for its UID: the daemon makes it the
+                    # CiliumVTEPConfig's owner, so the object goes when the gateway is
+                    # uninstalled (runtime core/vtep.py `namespace_owner`).
+                    {
+                        "apiGroups": [""],
+                        "resources": ["namespaces"],
+                        "resourceNames": [self.namespace_name],
+                        "verbs": ["get"],
                     },
                     # Which versions the CiliumVTEPConfig CRD serves (the daemon's check that
                     # the cluster can match its endpoints): that one CRD, read by name.
@@ -580,22 +569,8 @@ class HybridGatewayChart(cdk8s.Chart):
                 ]
             },
         )
-        _api_object(
-            self,
-            "CiliumConfigRoleBinding",
-            api_version="rbac.authorization.k8s.io/v1",
-            kind="RoleBinding",
-            name=cilium_role,
-            namespace=contract.CILIUM_CONFIG_NAMESPACE,
-            labels=labels,
-            body={
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": cilium_role,
-                },
-                "subjects": [subject],
-            },
+        self._role_binding(
+            "CiliumConfigRoleBinding", cilium_role, contract.CILIUM_CONFIG_NAMESPACE, labels
         )
         _api_object(
             self,
@@ -611,7 +586,32 @@ class HybridGatewayChart(cdk8s.Chart):
                     "kind": "ClusterRole",
                     "name": contract.APP_NAME,
                 },
-                "subjects": [subject],
+                "subjects": [self._subject()],
+            },
+        )
+
+    def _subject(self) -> JsonDict:
+        """The gateway's ServiceAccount, the one subject of every binding."""
+        return {
+            "kind": "ServiceAccount",
+            "name": self.service_account_name,
+            "namespace": self.namespace_name,
+        }
+
+    def _role_binding(self, id: str, role: str, namespace: str, labels: Mapping[str, str]) -> None:
+        """A RoleBinding of the Role `role` in `namespace`, of the same name, to the gateway's
+        ServiceAccount."""
+        _api_object(
+            self,
+            id,
+            api_version="rbac.authorization.k8s.io/v1",
+            kind="RoleBinding",
+            name=role,
+            namespace=namespace,
+            labels=labels,
+            body={
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [self._subject()],
             },
         )
 

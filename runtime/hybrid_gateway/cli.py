@@ -15,7 +15,8 @@ from hybrid_gateway.config import ConfigError, build_parser, load_config
 
 USAGE = (
     "usage: hybrid-gateway run [--no-dataplane] [--FLAG VALUE ...]  (hybrid-gateway run --help)\n"
-    "       hybrid-gateway preflight | status | cleanup [--cluster NAME] [...]  (... --help)"
+    "       hybrid-gateway preflight | status | cleanup [--cluster NAME] [...]  (... --help)\n"
+    "       hybrid-gateway account-check --cluster NAME [...] [--execute]  (... --help)"
 )
 OPS_COMMANDS = ("preflight", "status", "cleanup")
 
@@ -30,8 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hybrid_gateway.ops.cli import main as ops_main
 
         return ops_main(command, rest)
+    if command == "account-check":
+        from hybrid_gateway.ops.account_check import main as account_check_main
+
+        return account_check_main(rest)
     if command != "run":
-        expected = ", ".join(("run", *OPS_COMMANDS))
+        expected = ", ".join(("run", *OPS_COMMANDS, "account-check"))
         print(
             f"hybrid-gateway: unknown command {command!r} (expected: {expected})", file=sys.stderr
         )

@@ -84,6 +84,12 @@ class GatewayMetrics:
         self.vxlan_route_count = Gauge(
             "hybrid_gateway_vxlan_route_count", "Routes via the VXLAN device.", registry=r
         )
+        self.nexthop_objects = Gauge(
+            "hybrid_gateway_nexthop_objects",
+            "1 if the per-node routes use kernel nexthop objects, 0 if they carry their own "
+            "gateway (the kernel lacks nexthop objects: the first pass is slower at scale).",
+            registry=r,
+        )
         self.reconcile_errors = Counter(
             "hybrid_gateway_reconcile_errors",
             "Data-plane reconcile passes that failed (a full resync follows).",
@@ -159,6 +165,13 @@ class GatewayMetrics:
             "hybrid_gateway_leader_setup_duration_seconds",
             "Time from acquiring leadership to routes and VTEP config converged.",
             buckets=LEADER_SETUP_BUCKETS,
+            registry=r,
+        )
+        self.list_expired = Counter(
+            "hybrid_gateway_list_expired",
+            "Paged lists that expired midway (410: the API server compacted its storage between "
+            "two pages) and were done again in one unpaged request, by list.",
+            ["list"],
             registry=r,
         )
         self.api_errors = Counter(

@@ -254,6 +254,42 @@ def test_deletion_order_is_manifests_then_cleanup_then_nodes(
     assert cleanup["DeletionPolicy"] == "Delete"
 
 
+@pytest.mark.parametrize("stack", ["ExtrasNewCluster", "ExtrasImportedAutoMode", ACTIVE_ACTIVE])
+def test_the_vtep_config_owner_goes_with_the_gateway_manifest(
+    extras: Assembly, cfn: Any, stack: str
+) -> None:
+    """The daemon makes the gateway's Namespace the CiliumVTEPConfig's owner, so Kubernetes'
+    garbage collector removes the object once that Namespace is gone, i.e. after its gateway
+    pods (runtime core/vtep.py `namespace_owner`). That Namespace is in the manifest the stack
+    deletes first (before the route cleanup, the nodes after it), and the ClusterRole lets
+    the pods read that one Namespace and still not delete the object themselves."""
+    template = extras.templates[stack]
+    cleanup_id, _ = _one(template, RESOURCE_TYPE)
+    _, manifest = _one(template, MANIFEST_TYPE, "HybridGatewayManifests")
+    assert cleanup_id in _depends_on(manifest)
+    objects = cfn.manifest_objects(template, "HybridGatewayManifests")
+    [namespace] = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"]
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["metadata"]["namespace"] == namespace
+    [cluster_role] = [o for o in objects if o["kind"] == "ClusterRole"]
+    namespace_rules = [r for r in cluster_role["rules"] if "namespaces" in r["resources"]]
+    assert namespace_rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["namespaces"],
+            "resourceNames": [namespace],
+            "verbs": ["get"],
+        }
+    ]
+    vtep_verbs = {
+        verb
+        for rule in cluster_role["rules"]
+        if "ciliumvtepconfigs" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert "delete" not in vtep_verbs
+
+
 def test_cleanup_properties_name_the_owned_tables_pod_networks_and_gateway_nodes(
     extras: Assembly,
 ) -> None:

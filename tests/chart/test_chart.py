@@ -195,7 +195,7 @@ def test_probes_and_ports(charts: dict[str, Rendered]) -> None:
 def test_resources_have_requests_and_limits(charts: dict[str, Rendered]) -> None:
     assert _container(charts["default"])["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "1", "memory": "320Mi"},
+        "limits": {"cpu": "1", "memory": "448Mi"},
     }
     assert _container(charts["full"])["resources"]["requests"]["cpu"] == "200m"
     assert _container(charts["full"])["resources"]["limits"]["memory"] == "512Mi"
@@ -304,7 +304,11 @@ def test_cluster_role_grants_exactly_the_runtime_needs(charts: dict[str, Rendere
         ("cilium.io", "ciliumnodes"): ["get", "list", "watch"],
         ("cilium.io", "ciliumvtepconfigs"): ["create", "get", "list", "patch", "update", "watch"],
         ("apiextensions.k8s.io", "customresourcedefinitions"): ["get"],
+        # its own Namespace, the CiliumVTEPConfig's owner (runtime core/vtep.py namespace_owner)
+        ("", "namespaces"): ["get"],
     }
+    [namespaces] = [rule for rule in rules if rule["resources"] == ["namespaces"]]
+    assert namespaces["resourceNames"] == [contract.DEFAULT_NAMESPACE]
 
 
 @pytest.mark.parametrize(

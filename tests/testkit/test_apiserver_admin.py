@@ -196,6 +196,23 @@ def test_latency_can_target_one_resource(shared_api: ApiServer) -> None:
     assert waited["events"] >= 0.5 and waited["leases"] < waited["events"]
 
 
+def test_latency_jitter_spreads_the_delays_within_its_bound(shared_api: ApiServer) -> None:
+    leases = lease_api(shared_api, "gw-jitter")
+    shared_api.set_latency(0.05, "gw-jitter", jitter_s=0.2)
+    try:
+        for _ in range(8):
+            leases.list_namespaced_lease("default")
+    finally:
+        shared_api.set_latency(0.0, "gw-jitter")
+    mine = [r for r in shared_api.audit() if r["identity"] == "gw-jitter"][-8:]
+    waited = [r["mono_done"] - r["mono"] for r in mine]
+    assert all(w >= 0.05 for w in waited)
+    # 8 uniform draws over 0.2 s all within 0.02 s of each other: chance (1/10)^7
+    assert max(waited) - min(waited) > 0.02, waited
+    with pytest.raises(ApiServerError, match="jitter"):
+        shared_api.set_latency(0.1, "gw-jitter", jitter_s=-1.0)
+
+
 def test_a_busy_port_fails_start_with_the_reason(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -214,3 +214,31 @@ def test_history_is_bounded_and_expires_old_positions(tmp_path: Path) -> None:
             assert watched(core, versions[4]) == []
         finally:
             api.close()
+
+
+def test_only_a_compaction_expires_a_continued_list_not_the_bounded_history(
+    tmp_path: Path,
+) -> None:
+    """The history bound stands for the watch cache, which a continued list does not read."""
+    with ApiServer.start_in_process(tmp_path, history_size=2) as server:
+        api = config.new_client_from_config(config_file=str(server.kubeconfig("pages")))
+        core = client.CoreV1Api(api)
+        try:
+            for i in range(4):
+                core.create_namespaced_config_map(
+                    "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"cm{i}"))
+                )
+            first = core.list_namespaced_config_map("default", limit=1)
+            for i in range(4, 7):  # more writes since the token than the history keeps
+                core.create_namespaced_config_map(
+                    "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"cm{i}"))
+                )
+            rest = core.list_namespaced_config_map("default", _continue=first.metadata._continue)
+            assert [cm.metadata.name for cm in rest.items][:3] == ["cm1", "cm2", "cm3"]
+            again = core.list_namespaced_config_map("default", limit=1)
+            server.compact()
+            with pytest.raises(ApiException) as err:
+                core.list_namespaced_config_map("default", _continue=again.metadata._continue)
+            assert err.value.status == 410
+        finally:
+            api.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -270,3 +271,43 @@ def test_closed_watches_are_resumed_by_the_client_from_its_last_version(
     stopping.set()
     w.stop()
     thread.join(timeout=5)
+
+
+def test_a_list_continued_past_a_compaction_gets_410_expired_and_a_token_to_go_on(
+    shared_api: ApiServer, admin: client.ApiClient
+) -> None:
+    """kube-apiserver reads a list's next page from etcd at the first page's revision; once
+    etcd compacted past it the answer is 410 Expired with a token that goes on at the latest
+    revision (k8s.io/apiserver pkg/storage/etcd3/errors.go `handleCompactedErrorForPaging`)."""
+    core, leases = client.CoreV1Api(admin), client.CoordinationV1Api(admin)
+    ns = f"cont-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    for i in range(5):
+        leases.create_namespaced_lease(
+            ns, client.V1Lease(metadata=client.V1ObjectMeta(name=f"l{i}"))
+        )
+    # compacted at the list's own version: that version stays readable, as in etcd
+    first = leases.list_namespaced_lease(ns, limit=2)
+    shared_api.compact()
+    assert [
+        i.metadata.name
+        for i in leases.list_namespaced_lease(ns, limit=2, _continue=first.metadata._continue).items
+    ] == ["l2", "l3"]
+
+    first = leases.list_namespaced_lease(ns, limit=2)
+    leases.create_namespaced_lease(ns, client.V1Lease(metadata=client.V1ObjectMeta(name="l5")))
+    shared_api.compact()
+    with pytest.raises(ApiException) as err:
+        leases.list_namespaced_lease(ns, limit=2, _continue=first.metadata._continue)
+    status = json.loads(err.value.body)
+    assert (err.value.status, status["code"], status["reason"]) == (410, 410, "Expired")
+    assert status["message"].startswith("The provided continue parameter is too old")
+    assert "inconsistent list" in status["message"]
+    # the answer's token goes on behind the last item seen, at the current version
+    rest = leases.list_namespaced_lease(ns, limit=10, _continue=status["metadata"]["continue"])
+    assert [i.metadata.name for i in rest.items] == ["l2", "l3", "l4", "l5"]
+    assert int(rest.metadata.resource_version) > int(first.metadata.resource_version)
+    # a list started after the compaction pages as before
+    again = leases.list_namespaced_lease(ns, limit=4)
+    tail = leases.list_namespaced_lease(ns, limit=4, _continue=again.metadata._continue)
+    assert [i.metadata.name for i in again.items + tail.items] == [f"l{i}" for i in range(6)]

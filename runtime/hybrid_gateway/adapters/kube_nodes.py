@@ -35,7 +35,8 @@ class CiliumNodeCache:
 
     `on_change` is called after every relist and every watch event (from the watch thread);
     the data plane uses it only to make its next full reconcile come sooner. `on_error` gets
-    every failed list/watch attempt (see `ListWatch`).
+    every failed list/watch attempt, `on_list_expired` every paged list that expired midway and
+    was done again unpaged (see `ListWatch`).
     """
 
     def __init__(
@@ -45,6 +46,7 @@ class CiliumNodeCache:
         on_change: Callable[[], None] = lambda: None,
         on_error: Callable[[WatchFailure], None] = lambda _failure: None,
         on_listed: Callable[[], None] = lambda: None,
+        on_list_expired: Callable[[], None] = lambda: None,
         watch_timeout_s: int = 30,
         call_timeout_s: float = 30.0,
         page_size: int = DEFAULT_PAGE_SIZE,
@@ -63,6 +65,7 @@ class CiliumNodeCache:
             on_list=self._replace,
             on_event=self._apply,
             on_error=on_error,
+            on_list_expired=on_list_expired,
             page_size=page_size,
             call_timeout_s=call_timeout_s,
             window_s=watch_timeout_s,

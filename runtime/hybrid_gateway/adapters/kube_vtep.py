@@ -8,6 +8,7 @@ after the lease lapsed by way of a hidden urllib3 retry.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from kubernetes.client.rest import ApiException
 from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.vtep import has_owner, namespace_owner, with_owner
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_VERSION,
@@ -42,15 +44,73 @@ class VtepWriteNotAllowedError(Exception):
 WRITE_ATTEMPTS = 3
 
 
+#: After a failed read of the owner Namespace, writes go without an owner for this long.
+OWNER_RETRY_S = 60.0
+
+
 class VtepStore:
+    """The object, read and written. With `owner_namespace`, every write makes that Namespace
+    (the gateway's own) the object's owner (core/vtep.py `namespace_owner`), and `owned` says
+    whether an object already names it, so a writer also adopts an object written before
+    (by an older gateway or the reference's)."""
+
     def __init__(
-        self, api_client: client.ApiClient, *, timeout_s: float, name: str = VTEP_CONFIG_NAME
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout_s: float,
+        name: str = VTEP_CONFIG_NAME,
+        owner_namespace: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # one HTTP attempt per call, reads and watches included (kube_attempts.py)
-        self._api = client.CustomObjectsApi(single_attempt(api_client))
+        attempts = single_attempt(api_client)
+        self._api = client.CustomObjectsApi(attempts)
+        self._core = client.CoreV1Api(attempts)
         self._writer = self._api
         self._timeout = timeout_s
         self.name = name
+        self._owner_namespace = owner_namespace
+        self._owner: dict[str, str] | None = None
+        self._owner_retry_at = -float("inf")
+        self._clock = clock
+
+    def owner(self) -> dict[str, str] | None:
+        """The owner reference to write (None: no owner namespace, or it cannot be read now;
+        the failure is logged and the read tried again after OWNER_RETRY_S)."""
+        if self._owner is not None or self._owner_namespace is None:
+            return self._owner
+        if self._clock() < self._owner_retry_at:
+            return None
+        try:
+            namespace = self._core.read_namespace(
+                self._owner_namespace, _request_timeout=self._timeout
+            )
+            uid = namespace.metadata.uid if namespace.metadata is not None else None
+            if not uid:
+                raise ValueError("no metadata.uid")
+        except Exception as exc:
+            self._owner_retry_at = self._clock() + OWNER_RETRY_S
+            why = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+            log.warning(
+                "cannot read Namespace %s (%s): CiliumVTEPConfig %s written without an owner, "
+                "so uninstalling the gateway will not remove it (grant get on that namespace)",
+                self._owner_namespace,
+                why,
+                self.name,
+            )
+            return None
+        self._owner = namespace_owner(self._owner_namespace, str(uid))
+        return self._owner
+
+    def owned(self, observed: dict[str, Any] | None) -> bool:
+        """False only when `observed` lacks an owner this store would write."""
+        owner = self.owner()
+        return owner is None or observed is None or has_owner(observed, owner)
+
+    def _owned_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        owner = self.owner()
+        return body if owner is None else with_owner(body, owner)
 
     def get(self) -> dict[str, Any] | None:
         try:
@@ -72,6 +132,7 @@ class VtepStore:
         return dict(obj)
 
     def create(self, body: dict[str, Any], guard: Callable[[], bool]) -> None:
+        body = self._owned_body(body)
         self._write(
             guard,
             lambda: self._writer.create_cluster_custom_object(
@@ -85,6 +146,7 @@ class VtepStore:
 
     def replace(self, body: dict[str, Any], guard: Callable[[], bool]) -> None:
         """Replace at the body's metadata.resourceVersion (409 if it changed meanwhile)."""
+        body = self._owned_body(body)
         self._write(
             guard,
             lambda: self._writer.replace_cluster_custom_object(

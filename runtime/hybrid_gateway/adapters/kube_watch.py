@@ -7,6 +7,13 @@ CiliumVTEPConfig), so they fail, retry and report alike:
   pager (client-go tools/pager/pager.go: `defaultPageSize = 500`; tools/cache/reflector.go
   `list`). Items reach `on_list` one page at a time, so the client never holds more than one
   page of raw objects while the caller folds them into its own, smaller state.
+- A page answered 410 Expired (the API server compacted its storage past the list's version
+  between two pages) makes the list start over as one unpaged request, as client-go's pager does
+  (tools/pager/pager.go `List`: `FullListIfExpired`, only for page 2 or later): a paged relist
+  could expire again the same way on a large, busy cluster. The 410's own token, which goes on
+  at the latest version (k8s.io/apiserver pkg/storage/etcd3/errors.go), is not used: it gives
+  an inconsistent list, and the watch must start from one consistent version. This is logged as
+  a warning, counted in `expired_lists` and handed to `on_list_expired` (a metric).
 - The watch starts from the list's resourceVersion (the first page's, as the pager records it),
   asks for bookmarks, runs in bounded windows and resumes from the last resourceVersion seen.
   410 Expired/Gone means the history is gone: relist at once (reflector.go `isExpiredError`).
@@ -104,6 +111,8 @@ class ListWatch:
     - `on_event(type, obj)` for every ADDED, MODIFIED and DELETED event (bookmarks only move
       the resourceVersion).
     - `on_error(failure)` for every failed attempt, before the back-off wait.
+    - `on_list_expired()` when a paged list expired midway (410) and starts over unpaged;
+      `on_list` is then called again with the full list (the expired one raised in it).
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class ListWatch:
         on_list: Callable[[Iterator[Item]], None],
         on_event: Callable[[str, Item], None],
         on_error: Callable[[WatchFailure], None] = _ignore,
+        on_list_expired: Callable[[], None] = lambda: None,
         args: tuple[Any, ...] = (),
         label_selector: str | None = None,
         field_selector: str | None = None,
@@ -134,6 +144,7 @@ class ListWatch:
         self._on_list = on_list
         self._on_event = on_event
         self._on_error = on_error
+        self._on_list_expired = on_list_expired
         self._selectors: dict[str, str] = {}
         if label_selector:
             self._selectors["label_selector"] = label_selector
@@ -148,6 +159,8 @@ class ListWatch:
         #: Completed lists, 410 answers, pages fetched, failed attempts since the last success.
         self.relists = 0
         self.expired = 0
+        #: Paged lists that expired midway and were done again as one unpaged request.
+        self.expired_lists = 0
         self.pages = 0
         self.consecutive_failures = 0
         self.last_failure: WatchFailure | None = None
@@ -199,9 +212,30 @@ class ListWatch:
                 self._failed(stop, None, repr(exc))
 
     def list(self) -> None:
-        """One complete paged list handed to `on_list`; then watch from its resourceVersion."""
+        """One complete paged list handed to `on_list`; then watch from its resourceVersion.
+
+        A page after the first answered 410 Expired restarts the list as one unpaged request
+        (client-go's pager fallback); any other failure raises."""
         listing = _Listing()
-        self._on_list(self._items(listing))
+        try:
+            self._on_list(self._items(listing, self._page_size))
+        except ApiException as exc:
+            if exc.status != HTTP_GONE or not listing.continuing:
+                raise
+            self.expired_lists += 1
+            log.warning(
+                "%s: the paged list expired after %d page(s) (410: the API server compacted its "
+                "storage past the list's version between two pages); listing again in one "
+                "unpaged request",
+                self.what,
+                listing.pages,
+            )
+            try:
+                self._on_list_expired()
+            except Exception:  # a reporting bug must not stop the list
+                log.exception("%s: on_list_expired callback failed", self.what)
+            listing = _Listing()
+            self._on_list(self._items(listing, 0))
         if not listing.complete:
             raise ListIncompleteError(f"{self.what}: on_list stopped before the last page")
         self.resource_version = listing.resource_version
@@ -244,10 +278,11 @@ class ListWatch:
         finally:
             stream.stop()
 
-    def _items(self, listing: _Listing) -> Iterator[Item]:
+    def _items(self, listing: _Listing, page_size: int) -> Iterator[Item]:
         token: str | None = None
         while True:
-            page = self._get_page(token)
+            listing.continuing = token is not None
+            page = self._get_page(token, page_size)
             meta = page.get("metadata") or {}
             if listing.resource_version is None:
                 listing.resource_version = str(meta.get("resourceVersion") or "") or None
@@ -262,10 +297,10 @@ class ListWatch:
                 listing.complete = True
                 return
 
-    def _get_page(self, token: str | None) -> Item:
+    def _get_page(self, token: str | None, page_size: int) -> Item:
         params: dict[str, Any] = dict(self._selectors)
-        if self._page_size > 0:
-            params["limit"] = self._page_size
+        if page_size > 0:
+            params["limit"] = page_size
         if token:
             params["_continue"] = token
         response = self._list_fn(
@@ -337,3 +372,4 @@ class _Listing:
     pages: int = 0
     items: int = 0
     complete: bool = False
+    continuing: bool = False  # the request in flight carries a continue token

@@ -14,7 +14,19 @@ delete): the device `hybrid_vxlan0` belongs to this daemon alone. On it, and now
   replaced as ours when wanted, deleted when not. Routes of other tables, other metrics and
   other devices are never read into the observed state, so no plan deletes or replaces them;
   a new pod-CIDR route is added exclusively, so a foreign route for the same prefix on another
-  device makes the kernel refuse ours instead of being overwritten.
+  device makes the kernel refuse ours instead of being overwritten;
+- nexthop objects: single IPv4 nexthops whose device is `hybrid_vxlan0` (`ip nexthop add id K
+  via N dev hybrid_vxlan0 onlink`). Ours have the id `nexthop_id(N)`, so every replica and
+  every restart names a node's nexthop the same way without asking the kernel; one on our
+  device with another id is deleted once no route of ours uses it.
+
+Per-node routes go through nexthop objects where the kernel has them (Linux 5.3+): one nexthop
+per hybrid node IP, shared by all of its pod CIDRs (`ip route add P nhid K`). Why: the kernel
+hashes a route's nexthop information by output device alone when the route carries its own
+gateway (net/ipv4/fib_semantics.c `fib_info_hashfn`), so every route through `hybrid_vxlan0`
+shares one hash chain and each insert walks all earlier ones; a route with a nexthop id is
+looked up by that id instead (`fib_find_info_nh`). Where the kernel lacks them the routes carry
+their own gateway as before; a plan moves routes between both forms in place (route replace).
 """
 
 from __future__ import annotations
@@ -128,15 +140,32 @@ def ipv4_network_key(address: int, prefixlen: int) -> IPv4Network:
     return _Network(address, prefixlen)
 
 
+#: The limited broadcast address: its nexthop id would be 2**32 - 1, which some kernels cannot
+#: dump past (net/ipv4/nexthop.c `rtm_dump_walk_nexthops` resumes at id + 1), and it is no
+#: host's address anyway.
+_BROADCAST = IPv4Address("255.255.255.255")
+
+
+def nexthop_id(node_ip: IPv4Address) -> int:
+    """The id of a node's nexthop object: its IPv4 address as a 32-bit number (never 0: a node IP
+    is never 0.0.0.0). Derived, not allocated, so a restarted replica finds its own nexthops and
+    a watch event needs no lookup; kernel ids are u32 (linux/nexthop.h NHA_ID)."""
+    return int(node_ip)
+
+
 @dataclass(frozen=True)
 class TunnelState:
-    """Entries on `hybrid_vxlan0`: FDB pairs, neighbours (IP -> MAC), routes (CIDR -> via), and
-    which of those routes another writer made (adopted: rewritten as ours when still wanted)."""
+    """Entries on `hybrid_vxlan0`: FDB pairs, neighbours (IP -> MAC), routes (CIDR -> via), which
+    of those routes another writer made (adopted: rewritten as ours when still wanted), nexthop
+    objects (id -> via), and the nexthop id of each route that uses one (a route absent from
+    `route_nexthops` carries its own gateway)."""
 
     fdb: frozenset[FdbEntry] = frozenset()
     neighbours: Mapping[IPv4Address, str] = field(default_factory=dict)
     routes: Mapping[IPv4Network, IPv4Address] = field(default_factory=dict)
     adopted_routes: frozenset[IPv4Network] = frozenset()
+    nexthops: Mapping[int, IPv4Address] = field(default_factory=dict)
+    route_nexthops: Mapping[IPv4Network, int] = field(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TunnelState):
@@ -146,6 +175,8 @@ class TunnelState:
             and dict(self.neighbours) == dict(other.neighbours)
             and dict(self.routes) == dict(other.routes)
             and self.adopted_routes == other.adopted_routes
+            and dict(self.nexthops) == dict(other.nexthops)
+            and dict(self.route_nexthops) == dict(other.route_nexthops)
         )
 
     def __hash__(self) -> int:
@@ -155,27 +186,45 @@ class TunnelState:
                 frozenset(self.neighbours.items()),
                 frozenset(self.routes.items()),
                 self.adopted_routes,
+                frozenset(self.nexthops.items()),
+                frozenset(self.route_nexthops.items()),
             )
         )
 
 
+class RouteEntry(NamedTuple):
+    """One route as a kernel message needs it: prefix, gateway, and the nexthop object it uses
+    (`nhid`; 0: the route carries its own gateway, `via N dev hybrid_vxlan0 onlink`)."""
+
+    dst: IPv4Network
+    via: IPv4Address
+    nhid: int = 0
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Kernel operations, applied in this order: adds FDB -> neighbour -> route (a route must
-    never exist before its neighbour and FDB entry), then removals route -> neighbour -> FDB.
+    """Kernel operations, applied in this order: adds FDB -> neighbour -> nexthop -> route (a route
+    must never exist before its nexthop, neighbour and FDB entry), then removals route ->
+    nexthop -> neighbour -> FDB.
 
     Neighbours and our own routes are set with replace semantics, so a changed gateway or MAC is
     fixed in place without a gap. A prefix we do not route yet is added exclusively
     (`add_routes`): if a route for it that is not ours exists (another device, protocol), the
     kernel refuses and that route stays as it is. FDB pairs are appended, stale pairs deleted
-    afterwards.
+    afterwards. A nexthop of ours is added exclusively too (its id may be taken by another
+    writer's nexthop on another device, which must not be re-pointed) and replaced in place
+    when its gateway drifted; routes follow a replaced nexthop at once (net/ipv4/nexthop.c
+    `replace_nexthop_single` swaps the nexthop's info under RCU).
     """
 
     add_fdb: tuple[FdbEntry, ...] = ()
     set_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
-    add_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
-    set_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
-    del_routes: tuple[tuple[IPv4Network, IPv4Address], ...] = ()
+    add_nexthops: tuple[tuple[int, IPv4Address], ...] = ()
+    set_nexthops: tuple[tuple[int, IPv4Address], ...] = ()
+    add_routes: tuple[RouteEntry, ...] = ()
+    set_routes: tuple[RouteEntry, ...] = ()
+    del_routes: tuple[RouteEntry, ...] = ()
+    del_nexthops: tuple[tuple[int, IPv4Address], ...] = ()
     del_neighbours: tuple[tuple[IPv4Address, str], ...] = ()
     del_fdb: tuple[FdbEntry, ...] = ()
 
@@ -184,13 +233,20 @@ class Plan:
         return (
             len(self.add_fdb)
             + len(self.set_neighbours)
+            + len(self.add_nexthops)
+            + len(self.set_nexthops)
             + len(self.add_routes)
             + len(self.set_routes)
         )
 
     @property
     def removals(self) -> int:
-        return len(self.del_routes) + len(self.del_neighbours) + len(self.del_fdb)
+        return (
+            len(self.del_routes)
+            + len(self.del_nexthops)
+            + len(self.del_neighbours)
+            + len(self.del_fdb)
+        )
 
     @property
     def empty(self) -> bool:
@@ -267,7 +323,7 @@ def _node_ipv4(internal: tuple[str, ...]) -> IPv4Address:
         except ValueError:
             raise _BadNode(f"spec.addresses InternalIP {raw!r} is not an IP address") from None
         if isinstance(addr, IPv4Address):
-            if addr.is_unspecified or addr.is_loopback or addr.is_multicast:
+            if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr == _BROADCAST:
                 raise _BadNode(f"spec.addresses InternalIP {raw!r} is not a unicast host address")
             return addr
         v6.append(raw)
@@ -348,35 +404,64 @@ def desired_nodes(
     return DesiredNodes(tunnels=tuple(tunnels), rejected=tuple(rejected), parsed=parsed)
 
 
-def desired_state(tunnels: Iterable[NodeTunnel]) -> TunnelState:
+def desired_state(tunnels: Iterable[NodeTunnel], *, nexthop_objects: bool = False) -> TunnelState:
     """Kernel entries for the given tunnels: one FDB pair and neighbour per node IP, one route
-    per pod CIDR."""
+    per pod CIDR; with `nexthop_objects`, one nexthop per node IP that its routes use."""
     fdb: set[FdbEntry] = set()
     neighbours: dict[IPv4Address, str] = {}
     routes: dict[IPv4Network, IPv4Address] = {}
+    nexthops: dict[int, IPv4Address] = {}
+    route_nexthops: dict[IPv4Network, int] = {}
     for tunnel in tunnels:
         mac = tunnel.peer_mac
         fdb.add(FdbEntry(mac=mac, dst=tunnel.node_ip))
         neighbours[tunnel.node_ip] = mac
         for cidr in tunnel.pod_cidrs:
             routes[cidr] = tunnel.node_ip
-    return TunnelState(fdb=frozenset(fdb), neighbours=neighbours, routes=routes)
+        if nexthop_objects:
+            nhid = nexthop_id(tunnel.node_ip)
+            nexthops[nhid] = tunnel.node_ip
+            for cidr in tunnel.pod_cidrs:
+                route_nexthops[cidr] = nhid
+    return TunnelState(
+        fdb=frozenset(fdb),
+        neighbours=neighbours,
+        routes=routes,
+        nexthops=nexthops,
+        route_nexthops=route_nexthops,
+    )
 
 
 def diff(desired: TunnelState, observed: TunnelState) -> Plan:
-    """The operations that turn `observed` into `desired` (set difference per table)."""
+    """The operations that turn `observed` into `desired` (set difference per table).
+
+    A route is replaced when its gateway, its form (own gateway or nexthop id) or its writer
+    (adopted) differs: so the move from routes with their own gateway to nexthop routes (an
+    upgrade) is one in-place replace per route, with no moment without a route."""
     want_n, have_n = desired.neighbours, observed.neighbours
     want_r, have_r = desired.routes, observed.routes
+    want_id, have_id = desired.route_nexthops, observed.route_nexthops
+    want_h, have_h = desired.nexthops, observed.nexthops
     adopted = observed.adopted_routes
     # In the states' own order: sorting 15,000 ipaddress objects costs more than it helps.
     return Plan(
         add_fdb=tuple(desired.fdb - observed.fdb),
         set_neighbours=tuple((ip, m) for ip, m in want_n.items() if have_n.get(ip) != m),
-        add_routes=tuple((n, gw) for n, gw in want_r.items() if n not in have_r),
-        set_routes=tuple(
-            (n, gw) for n, gw in want_r.items() if n in have_r and (have_r[n] != gw or n in adopted)
+        add_nexthops=tuple((k, gw) for k, gw in want_h.items() if k not in have_h),
+        set_nexthops=tuple((k, gw) for k, gw in want_h.items() if k in have_h and have_h[k] != gw),
+        add_routes=tuple(
+            RouteEntry(n, gw, want_id.get(n, 0)) for n, gw in want_r.items() if n not in have_r
         ),
-        del_routes=tuple((n, gw) for n, gw in have_r.items() if n not in want_r),
+        set_routes=tuple(
+            RouteEntry(n, gw, want_id.get(n, 0))
+            for n, gw in want_r.items()
+            if n in have_r
+            and (have_r[n] != gw or have_id.get(n, 0) != want_id.get(n, 0) or n in adopted)
+        ),
+        del_routes=tuple(
+            RouteEntry(n, gw, have_id.get(n, 0)) for n, gw in have_r.items() if n not in want_r
+        ),
+        del_nexthops=tuple((k, gw) for k, gw in have_h.items() if k not in want_h),
         del_neighbours=tuple((ip, m) for ip, m in have_n.items() if ip not in want_n),
         del_fdb=tuple(observed.fdb - desired.fdb),
     )
@@ -389,15 +474,32 @@ def apply_plan(observed: TunnelState, plan: Plan) -> TunnelState:
     neighbours.update(plan.set_neighbours)
     for ip, _ in plan.del_neighbours:
         neighbours.pop(ip, None)
+    nexthops = dict(observed.nexthops)
+    nexthops.update(plan.add_nexthops)
+    nexthops.update(plan.set_nexthops)
     routes = dict(observed.routes)
-    routes.update(plan.add_routes)
-    routes.update(plan.set_routes)
-    for net, _ in plan.del_routes:
-        routes.pop(net, None)
-    rewritten = {n for n, _ in plan.set_routes} | {n for n, _ in plan.del_routes}
+    route_nexthops = dict(observed.route_nexthops)
+    for route in (*plan.add_routes, *plan.set_routes):
+        routes[route.dst] = route.via
+        if route.nhid:
+            route_nexthops[route.dst] = route.nhid
+        else:
+            route_nexthops.pop(route.dst, None)
+    for route in plan.del_routes:
+        routes.pop(route.dst, None)
+        route_nexthops.pop(route.dst, None)
+    for nhid, _ in plan.del_nexthops:
+        # the kernel deletes the routes that still use a deleted nexthop (`remove_nexthop`)
+        nexthops.pop(nhid, None)
+        for dst in [d for d, k in route_nexthops.items() if k == nhid]:
+            routes.pop(dst, None)
+            route_nexthops.pop(dst, None)
+    rewritten = {r.dst for r in plan.set_routes} | {r.dst for r in plan.del_routes}
     return TunnelState(
         fdb=frozenset(fdb),
         neighbours=neighbours,
         routes=routes,
         adopted_routes=observed.adopted_routes - rewritten,
+        nexthops=nexthops,
+        route_nexthops=route_nexthops,
     )

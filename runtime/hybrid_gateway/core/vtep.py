@@ -210,6 +210,45 @@ def without_mask(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k != "cidrMask"}
 
 
+# --- the object's owner: the gateway's Namespace ---------------------------------------------
+def namespace_owner(namespace: str, uid: str) -> dict[str, str]:
+    """An owner reference to the gateway's Namespace (cluster-scoped, as a cluster-scoped
+    dependent's owner must be: Kubernetes documentation, "Garbage Collection", "Owners and
+    dependents").
+
+    Kubernetes' garbage collector deletes the CiliumVTEPConfig once that Namespace is gone,
+    which is after every gateway pod in it has terminated (a Namespace is removed only when
+    its content is), so uninstalling the gateway (`kubectl delete` of its manifests, the
+    construct's stack deletion) does not leave the hybrid nodes' VPC-bound traffic going into
+    a tunnel to a gateway that no longer exists. No `blockOwnerDeletion`: the object must
+    never hold the Namespace's deletion up.
+    """
+    return {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": uid}
+
+
+def _owner_refs(obj: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return [ref for ref in refs if isinstance(ref, Mapping)]
+
+
+def has_owner(observed: Mapping[str, Any] | None, owner: Mapping[str, str]) -> bool:
+    """True if `observed` names `owner` (by UID) among its owners."""
+    return any(ref.get("uid") == owner["uid"] for ref in _owner_refs(observed))
+
+
+def with_owner(obj: Mapping[str, Any], owner: Mapping[str, str]) -> dict[str, Any]:
+    """`obj` with `owner` among its owner references. Other owners are kept, except an older
+    reference to a Namespace of the same name (a UID that object no longer has)."""
+    kept = [
+        dict(ref)
+        for ref in _owner_refs(obj)
+        if not (ref.get("kind") == owner["kind"] and ref.get("name") == owner["name"])
+    ]
+    metadata = dict(obj.get("metadata") or {})
+    metadata["ownerReferences"] = [*kept, dict(owner)]
+    return {**obj, "metadata": metadata}
+
+
 # --- what the hybrid nodes' Cilium agents can match --------------------------------------------
 #: The `cilium-config` key of the agent's VTEP mask (Helm value `vtep.mask`; cilium/cilium
 #: pkg/option/config.go `VtepMask = "vtep-mask"`), and the agent's default when the key is

@@ -65,7 +65,10 @@ class TunnelReconciler:
         vpc_cidrs: Sequence[ipaddress.IPv4Network],
         metrics: GatewayMetrics,
         events: EventSink | None,
+        nexthop_objects: bool | None = None,
     ) -> None:
+        """`nexthop_objects`: None uses them where the kernel has them (asked once, at the
+        first `ensure_device`); False never uses them (tests of the fallback)."""
         self.netlink = netlink
         self.device = device
         self.vpc_cidrs = tuple(vpc_cidrs)
@@ -74,10 +77,35 @@ class TunnelReconciler:
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
         self._parsed: Mapping[NodeRecord, NodeTunnel | RejectedNode] = {}  # last pass, reused
         self._baseline: _Baseline | None = None  # what the kernel holds since the last pass
+        self._nexthop_choice = nexthop_objects
+        self.nexthop_objects: bool | None = None  # decided at the first ensure_device
+
+    def _decide_nexthops(self) -> bool:
+        """Whether routes use nexthop objects: decided once, logged once, exported as
+        `hybrid_gateway_nexthop_objects`."""
+        if self.nexthop_objects is None:
+            missing = self.netlink.nexthop_support()
+            if self._nexthop_choice is False:
+                self.nexthop_objects = False
+                log.info("per-node routes carry their own gateway (nexthop objects turned off)")
+            elif missing is None:
+                self.nexthop_objects = True
+                log.info("per-node routes use kernel nexthop objects, one per hybrid node")
+            else:
+                self.nexthop_objects = False
+                log.warning(
+                    "the kernel lacks nexthop objects (%s): per-node routes carry their own "
+                    "gateway, so a first pass over tens of thousands of nodes takes longer "
+                    "(docs/dataplane.md, Scale)",
+                    missing,
+                )
+            self.metrics.nexthop_objects.set(1 if self.nexthop_objects else 0)
+        return self.nexthop_objects
 
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
         outcome = self.netlink.ensure_device(self.device)
+        self._decide_nexthops()
         details = "; ".join(outcome.details)
         if outcome.action is DeviceAction.ADOPTED:
             log.info("adopted existing %s (ifindex %d)", self.device.name, outcome.ifindex)
@@ -105,7 +133,7 @@ class TunnelReconciler:
                 "; ".join(outcome.details) or "it was missing",
             )
         self.metrics.vxlan_interface_up.set(1)
-        target = desired_state(wanted.tunnels)
+        target = desired_state(wanted.tunnels, nexthop_objects=self._decide_nexthops())
         observed = self.netlink.dump(outcome.ifindex)
         plan = diff(target, observed)
         result = self.netlink.apply(outcome.ifindex, plan) if not plan.empty else ApplyResult()
@@ -164,7 +192,11 @@ class TunnelReconciler:
             new.extend([after] if after else [])
         if not baseline.can_swap(old, new):
             return False
-        plan = diff(desired_state(new), desired_state(old))
+        nexthops = self._decide_nexthops()
+        plan = diff(
+            desired_state(new, nexthop_objects=nexthops),
+            desired_state(old, nexthop_objects=nexthops),
+        )
         result = self.netlink.apply(baseline.ifindex, plan) if not plan.empty else ApplyResult()
         self._count(result)
         if not result.ok:

@@ -90,14 +90,21 @@ class DataPlane:
         self._events = events
         self._wake = threading.Event()
         self.node_watch = node_watch
+        expired = metrics.list_expired.labels(list="ciliumnodes")
         self.nodes = (
-            CiliumNodeCache(api_client, on_change=self._wake.set, watch_timeout_s=watch_timeout_s)
+            CiliumNodeCache(
+                api_client,
+                on_change=self._wake.set,
+                on_list_expired=expired.inc,
+                watch_timeout_s=watch_timeout_s,
+            )
             if node_watch is None
             else CiliumNodeCache(
                 api_client,
                 on_change=self._wake.set,
                 on_error=node_watch.on_error,
                 on_listed=node_watch.reporter.succeeded,
+                on_list_expired=expired.inc,
                 watch_timeout_s=watch_timeout_s,
             )
         )

@@ -182,7 +182,9 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         holder_loss_s=timings.holder_loss_s,
     )
     routes = deferred_routes(inputs)
-    vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+    vtep_store = VtepStore(
+        api_client, timeout_s=timings.api_timeout_s, owner_namespace=config.namespace
+    )
     fence = regime_fence(inputs, ACTIVE_STANDBY_REGIME)
     cilium = CiliumMatch(
         CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),

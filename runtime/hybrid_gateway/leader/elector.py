@@ -369,11 +369,19 @@ class LeaseElector:
         self._set_leading(True, acquired_at=sent)
 
     def _write_timeout(self, action: Action, sent: float) -> float:
-        """A renewal may take until others could take the lease (our last renewal's send time
-        plus the lease duration): after that it can only conflict. An acquisition gets the
-        renew deadline: a term whose first write took longer would start already invalid."""
+        """How long to wait for the answer to a write sent at `sent`.
+
+        Any write is worth its answer while that answer can still make the leader valid: until
+        `sent` plus the renew deadline (a success after that grants no time). A renewal also
+        waits until others could take the lease (our last renewal's send time plus the lease
+        duration), when that is later. Neither bound weakens fencing: a renewal that succeeds
+        late still grants validity only until its SEND time plus the renew deadline, and one
+        that lands after another replica took the lease conflicts (it carries the version we
+        read). Under API latency between half the lease duration and the renew deadline,
+        renewals go back to back and the second bound alone would be shorter than one round
+        trip: every renewal would time out and the leader would give up a lease it holds."""
         if action is Action.RENEW and self._leading and self._last_renew_sent is not None:
-            return max(MIN_TIMEOUT_S, self._last_renew_sent + self._duration - sent)
+            return max(MIN_TIMEOUT_S, self._deadline, self._last_renew_sent + self._duration - sent)
         return max(MIN_TIMEOUT_S, self._deadline)
 
     def request_handover(self, wait_idle: Callable[[float], bool]) -> None:

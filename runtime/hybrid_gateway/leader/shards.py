@@ -231,7 +231,7 @@ class ShardGroup:
             "ShardLeaseUnavailable",
             "grant get, create and update on Leases in the gateway's namespace",
         )
-        vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s)
+        vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s, owner_namespace=ns)
         self._vtep_store = vtep_store
         self.nodes_health = WatchHealth(
             reporting.reporter(

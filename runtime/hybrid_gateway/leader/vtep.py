@@ -57,6 +57,7 @@ class VtepOwner:
             endpoints_match(observed, desired)
             and mask_is_reset(observed)
             and object_plan(observed) is None
+            and self._store.owned(observed)  # else adopted: the Namespace becomes its owner
         ):
             return True
         if not may_write():
@@ -169,6 +170,7 @@ class ReplicaVtepWriter:
                 same_plan
                 and shard_endpoints_match(observed, merged, self._mask)
                 and (self._mask is not None or mask_is_reset(observed))
+                and self._store.owned(observed)
             ):
                 self._verified, self._verified_change, self._verified_at = held, change, at
                 return True

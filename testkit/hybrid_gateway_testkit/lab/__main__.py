@@ -74,6 +74,18 @@ def main(argv: list[str] | None = None) -> int:
         help="lease seconds (renew 2/3, retry 1/3 of it); default: daemon's 3 s",
     )
     parser.add_argument(
+        "--renew-deadline",
+        type=_positive,
+        default=None,
+        help="with --lease-duration: renew deadline seconds instead of 2/3 of the lease",
+    )
+    parser.add_argument(
+        "--retry-period",
+        type=_positive,
+        default=None,
+        help="with --lease-duration: retry period seconds instead of 1/3 of the lease",
+    )
+    parser.add_argument(
         "--propagation-delay",
         type=_non_negative,
         default=0.5,
@@ -117,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             f"--drill {args.drill} needs --mode "
             f"{'active-active' if args.drill in SHARDED_DRILLS else 'active-standby'}"
         )
+    if args.lease_duration is None and (args.renew_deadline or args.retry_period):
+        parser.error("--renew-deadline and --retry-period need --lease-duration")
     plan = None
     if active_active:
         try:
@@ -134,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     options = LabOptions(
         out_dir=args.out or default_out_dir(args.drill),
         lease_duration_s=args.lease_duration,
+        renew_deadline_s=args.renew_deadline,
+        retry_period_s=args.retry_period,
         propagation_delay_s=args.propagation_delay,
         rate=args.rate,
         vtep_match=args.vtep_match,

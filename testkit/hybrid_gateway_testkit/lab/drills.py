@@ -132,7 +132,9 @@ def ec2_throttle(lab: Lab, leader: str, standby: str, timeout_s: float) -> Drill
 def tunnel_peers(lab: Lab, host: str) -> set[str]:
     """Hybrid node IPs the gateway on `host` has tunnel routes to (kernel state)."""
     text = lab.w.gateways[host].ip("route", "show", "dev", VXLAN_DEVICE)
-    return {line.split()[2] for line in text.splitlines() if " via " in line}
+    # `P via N ...`, or `P nhid K via N ...` for a route through a nexthop object
+    words = [line.split() for line in text.splitlines() if " via " in line]
+    return {w[w.index("via") + 1] for w in words}
 
 
 def _wait_peers(lab: Lab, host: str, expected: set[str], timeout_s: float) -> None:

@@ -75,6 +75,8 @@ class LabError(RuntimeError):
 class LabOptions:
     out_dir: Path
     lease_duration_s: float | None = None  # None: the daemon's defaults (3 s / 2 s / 1 s)
+    renew_deadline_s: float | None = None  # None: 2/3 of the lease duration
+    retry_period_s: float | None = None  # None: 1/3 of the lease duration
     propagation_delay_s: float = 0.5
     router_poll_s: float = 0.1
     rate: float = 100.0
@@ -89,10 +91,12 @@ class LabOptions:
         if self.lease_duration_s is None:
             return {}
         lease = self.lease_duration_s
+        renew = self.renew_deadline_s if self.renew_deadline_s is not None else lease * 2 / 3
+        retry = self.retry_period_s if self.retry_period_s is not None else lease / 3
         return {
             Env.LEASE_DURATION: f"{lease:g}s",
-            Env.RENEW_DEADLINE: f"{lease * 2 / 3:g}s",
-            Env.RETRY_PERIOD: f"{lease / 3:g}s",
+            Env.RENEW_DEADLINE: f"{renew:g}s",
+            Env.RETRY_PERIOD: f"{retry:g}s",
         }
 
 

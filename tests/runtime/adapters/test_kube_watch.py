@@ -168,6 +168,47 @@ def test_410_relists_at_once_and_the_watch_resumes(
         assert lw.relists == 2
 
 
+def test_a_list_expired_between_pages_is_done_again_unpaged(
+    kube_api: ApiServer,
+    kube_clients: tuple[client.ApiClient, client.CustomObjectsApi],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kube-apiserver answers a page continued at a compacted version with 410 Expired; like
+    client-go's pager (tools/pager/pager.go, FullListIfExpired) the list starts over as one
+    unpaged request, and the caller's state is replaced by that list, never by a mix."""
+    watcher, admin = kube_clients
+    create_nodes(admin, 5)
+    recorder = Recorder()
+    expired: list[int] = []
+    lw = make(watcher, recorder, page_size=2, window_s=5, on_list_expired=lambda: expired.append(1))
+
+    def compact_after_the_first_page() -> None:
+        recorder.after_first_item = None  # once: the unpaged list must go through
+        admin.delete_cluster_custom_object(*NODES, "n004")  # a change the first page missed
+        create_nodes(admin, 1, prefix="late")
+        kube_api.compact()
+
+    recorder.after_first_item = compact_after_the_first_page
+    lw.list()
+    assert sorted(recorder.objects) == ["late000", "n000", "n001", "n002", "n003"]
+    assert (lw.expired_lists, expired, recorder.lists, lw.relists) == (1, [1], 1, 1)
+    queries = list_queries(kube_api)
+    assert [(q.get("limit"), "continue" in q) for q in queries] == [
+        (["2"], False),
+        (["2"], True),  # answered 410
+        (None, False),  # the whole list in one request
+    ]
+    statuses = [e["status"] for e in kube_api.audit() if e["identity"] == "watcher"]
+    assert statuses == [200, 410, 200]
+    warned = [r for r in caplog.records if "expired after 1 page" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelname == "WARNING"
+    # the watch goes on from the unpaged list's version: nothing replayed, nothing missed
+    with running(lw.follow):
+        create_nodes(admin, 1, prefix="after")
+        wait_until("watch resumed", lambda: "after000" in recorder.objects)
+    assert recorder.events == [("ADDED", "after000")] and recorder.failures == []
+
+
 @pytest.mark.parametrize("code", [401, 403])
 def test_denied_access_is_warned_reported_and_retried_with_back_off(
     kube_api: ApiServer,

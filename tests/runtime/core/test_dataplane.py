@@ -12,11 +12,14 @@ from hypothesis import strategies as st
 from hybrid_gateway.core.dataplane import (
     FdbEntry,
     NodeTunnel,
+    Plan,
+    RouteEntry,
     TunnelState,
     apply_plan,
     desired_nodes,
     desired_state,
     diff,
+    nexthop_id,
 )
 from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
 
@@ -172,7 +175,7 @@ def test_ip_change_replaces_routes_and_removes_the_old_peer() -> None:
     before = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
     after = desired_state([tunnel("a", "192.168.1.2", "10.200.1.0/24")])
     plan = diff(after, before)
-    assert plan.set_routes == ((NET("10.200.1.0/24"), V4("192.168.1.2")),)
+    assert plan.set_routes == (RouteEntry(NET("10.200.1.0/24"), V4("192.168.1.2")),)
     assert plan.del_routes == ()  # replaced in place, no gap
     assert plan.del_neighbours == ((V4("192.168.1.1"), "02:00:c0:a8:01:01"),)
     assert plan.del_fdb == (FdbEntry("02:00:c0:a8:01:01", V4("192.168.1.1")),)
@@ -183,7 +186,7 @@ def test_pod_cidr_removal_deletes_only_that_route() -> None:
     before = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24", "10.200.2.0/24")])
     after = desired_state([tunnel("a", "192.168.1.1", "10.200.1.0/24")])
     plan = diff(after, before)
-    assert plan.del_routes == ((NET("10.200.2.0/24"), V4("192.168.1.1")),)
+    assert plan.del_routes == (RouteEntry(NET("10.200.2.0/24"), V4("192.168.1.1")),)
     assert plan.additions == 0 and plan.removals == 1
 
 
@@ -208,9 +211,73 @@ def test_an_adopted_route_is_made_ours_even_when_it_is_right_and_removed_when_un
         adopted_routes=frozenset({NET("10.200.1.0/24"), NET("10.200.9.0/24")}),
     )
     plan = diff(target, left_by_reference)
-    assert plan.set_routes == ((NET("10.200.1.0/24"), V4("192.168.1.1")),)
-    assert plan.del_routes == ((NET("10.200.9.0/24"), V4("192.168.1.9")),)
+    assert plan.set_routes == (RouteEntry(NET("10.200.1.0/24"), V4("192.168.1.1")),)
+    assert plan.del_routes == (RouteEntry(NET("10.200.9.0/24"), V4("192.168.1.9")),)
     assert apply_plan(left_by_reference, plan) == target
+
+
+# --- nexthop objects ------------------------------------------------------------------------------
+
+TWO = [
+    tunnel("a", "192.168.1.1", "10.200.1.0/24", "10.200.2.0/24"),
+    tunnel("b", "192.168.1.2", "10.200.3.0/24"),
+]
+
+
+def test_one_nexthop_per_node_shared_by_its_pod_cidrs() -> None:
+    state = desired_state(TWO, nexthop_objects=True)
+    a, b = nexthop_id(V4("192.168.1.1")), nexthop_id(V4("192.168.1.2"))
+    assert dict(state.nexthops) == {a: V4("192.168.1.1"), b: V4("192.168.1.2")}
+    assert dict(state.route_nexthops) == {
+        NET("10.200.1.0/24"): a,
+        NET("10.200.2.0/24"): a,
+        NET("10.200.3.0/24"): b,
+    }
+    assert state.routes == desired_state(TWO).routes
+    plan = diff(state, TunnelState())
+    assert len(plan.add_nexthops) == 2 and all(r.nhid for r in plan.add_routes)
+
+
+def test_upgrade_replaces_each_route_in_place_and_deletes_nothing() -> None:
+    plain, objects = desired_state(TWO), desired_state(TWO, nexthop_objects=True)
+    plan = diff(objects, plain)
+    assert {k for k, _ in plan.add_nexthops} == set(objects.nexthops)
+    assert {r.dst for r in plan.set_routes} == set(plain.routes)
+    assert all(r.nhid == nexthop_id(r.via) for r in plan.set_routes)
+    assert plan.removals == 0 and not plan.add_routes, "no route is ever missing"
+    assert apply_plan(plain, plan) == objects
+    assert diff(objects, objects).empty, "a restarted replica's pass is a no-op"
+
+
+def test_fallback_moves_routes_back_in_place_then_removes_the_nexthops() -> None:
+    plain, objects = desired_state(TWO), desired_state(TWO, nexthop_objects=True)
+    plan = diff(plain, objects)
+    assert {r.dst for r in plan.set_routes} == set(plain.routes)
+    assert all(r.nhid == 0 for r in plan.set_routes)
+    assert not plan.del_routes and {k for k, _ in plan.del_nexthops} == set(objects.nexthops)
+    assert apply_plan(objects, plan) == plain
+
+
+def test_nexthop_drift_is_repaired_and_unknown_nexthops_removed() -> None:
+    want = desired_state(TWO, nexthop_objects=True)
+    a = nexthop_id(V4("192.168.1.1"))
+    drifted = TunnelState(
+        fdb=want.fdb,
+        neighbours=dict(want.neighbours),
+        routes=dict(want.routes),
+        nexthops={**want.nexthops, a: V4("192.168.1.9"), 7: V4("192.168.1.7")},
+        route_nexthops=dict(want.route_nexthops),
+    )
+    plan = diff(want, drifted)
+    assert plan.set_nexthops == ((a, V4("192.168.1.1")),)
+    assert plan.del_nexthops == ((7, V4("192.168.1.7")),)
+    assert apply_plan(drifted, plan) == want
+    # a nexthop deleted behind our back takes its routes with it (the kernel's rule)
+    gone = apply_plan(want, Plan(del_nexthops=((a, V4("192.168.1.1")),)))
+    assert NET("10.200.1.0/24") not in gone.routes and a not in gone.nexthops
+    repair = diff(want, gone)
+    assert repair.add_nexthops == ((a, V4("192.168.1.1")),) and len(repair.add_routes) == 2
+    assert apply_plan(gone, repair) == want
 
 
 # --- properties -----------------------------------------------------------------------------------
@@ -218,24 +285,47 @@ def test_an_adopted_route_is_made_ours_even_when_it_is_right_and_removed_when_un
 ips = st.integers(min_value=0x0A000001, max_value=0x0A0000FF).map(V4)
 macs = st.sampled_from(["02:00:0a:00:00:01", "02:00:0a:00:00:02", "02:00:0a:00:00:03"])
 nets = st.integers(min_value=0, max_value=63).map(lambda i: NET((0x0AC80000 + (i << 8), 24)))
-states = st.builds(
-    TunnelState,
-    fdb=st.frozensets(st.builds(FdbEntry, mac=macs, dst=ips), max_size=8),
-    neighbours=st.dictionaries(ips, macs, max_size=8),
-    routes=st.dictionaries(nets, ips, max_size=8),
-)
+nhids = st.integers(min_value=1, max_value=12)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> TunnelState:
+    """A consistent kernel state: some routes use a nexthop object (then their gateway is the
+    nexthop's), the others carry their own gateway."""
+    nexthops = draw(st.dictionaries(nhids, ips, max_size=6))
+    routes: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
+    route_nexthops: dict[ipaddress.IPv4Network, int] = {}
+    for net in draw(st.sets(nets, max_size=8)):
+        choice = draw(st.sampled_from([0, *sorted(nexthops)]))
+        routes[net] = nexthops[choice] if choice else draw(ips)
+        if choice:
+            route_nexthops[net] = choice
+    return TunnelState(
+        fdb=draw(st.frozensets(st.builds(FdbEntry, mac=macs, dst=ips), max_size=8)),
+        neighbours=draw(st.dictionaries(ips, macs, max_size=8)),
+        routes=routes,
+        nexthops=nexthops,
+        route_nexthops=route_nexthops,
+    )
 
 
 @st.composite
 def observed_states(draw: st.DrawFn) -> TunnelState:
     """A kernel state where some of the routes on our device came from another writer."""
-    state = draw(states)
+    state = draw(states())
     adopted = draw(st.sets(st.sampled_from(sorted(state.routes)))) if state.routes else set()
-    return TunnelState(state.fdb, state.neighbours, state.routes, frozenset(adopted))
+    return TunnelState(
+        state.fdb,
+        state.neighbours,
+        state.routes,
+        frozenset(adopted),
+        state.nexthops,
+        state.route_nexthops,
+    )
 
 
 @settings(max_examples=300)
-@given(desired=states, observed=observed_states())
+@given(desired=states(), observed=observed_states())
 def test_applying_the_diff_yields_the_desired_state(
     desired: TunnelState, observed: TunnelState
 ) -> None:
@@ -245,7 +335,7 @@ def test_applying_the_diff_yields_the_desired_state(
 
 
 @settings(max_examples=200)
-@given(desired=states, observed=observed_states())
+@given(desired=states(), observed=observed_states())
 def test_a_plan_never_touches_entries_that_are_already_right(
     desired: TunnelState, observed: TunnelState
 ) -> None:
@@ -253,9 +343,16 @@ def test_a_plan_never_touches_entries_that_are_already_right(
     assert not set(plan.add_fdb) & observed.fdb
     assert not set(plan.del_fdb) & desired.fdb
     assert all(
-        observed.routes.get(n) != gw or n in observed.adopted_routes for n, gw in plan.set_routes
+        observed.routes.get(r.dst) != r.via
+        or observed.route_nexthops.get(r.dst, 0) != r.nhid
+        or r.dst in observed.adopted_routes
+        for r in plan.set_routes
     ), "a route already right is replaced only to make an adopted route ours"
-    assert all(n in observed.routes for n, _ in plan.set_routes), "replace only our own routes"
-    assert all(n not in observed.routes for n, _ in plan.add_routes)
-    assert all(n not in desired.routes for n, _ in plan.del_routes)
+    assert all(r.dst in observed.routes for r in plan.set_routes), "replace only our own routes"
+    assert all(r.dst not in observed.routes for r in plan.add_routes)
+    assert all(r.dst not in desired.routes for r in plan.del_routes)
+    assert all(observed.nexthops.get(k) not in (None, gw) for k, gw in plan.set_nexthops)
+    assert all(k not in observed.nexthops for k, _ in plan.add_nexthops)
+    used = set(desired.route_nexthops.values())
+    assert all(k not in used for k, _ in plan.del_nexthops), "never delete a nexthop in use"
     assert all(observed.neighbours.get(ip) != m for ip, m in plan.set_neighbours)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -75,7 +76,9 @@ def delete(admin: client.CustomObjectsApi, name: str) -> None:
 
 
 def routes(world: World) -> str:
-    return world.gw.ip("-4", "route", "show", "dev", DEV, check=False)
+    """`ip route show dev hybrid_vxlan0`, the nexthop ids left out (`P nhid K via N ...` reads
+    `P via N ...`: the gateway is what these tests follow)."""
+    return re.sub(r"nhid \d+ ", "", world.gw.ip("-4", "route", "show", "dev", DEV, check=False))
 
 
 def pings(world: World, count: int = 1) -> bool:
@@ -357,6 +360,7 @@ def test_readiness_and_metrics_do_not_wait_for_a_reconcile_pass(
                     text = reply.read().decode()
                 assert "hybrid_gateway_vxlan_rx_packets_total" in text
                 assert "hybrid_gateway_primary_nic_info" in text
+                assert "hybrid_gateway_nexthop_objects 1.0" in text
         finally:
             endpoints.stop()
 

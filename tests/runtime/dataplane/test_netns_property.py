@@ -77,7 +77,7 @@ def test_every_pass_leaves_exactly_the_desired_entries(
             for name, (ip, cidrs) in nodes.items()
         ]
         rec.reconcile(objects)
-        want = desired_state(desired_nodes(objects, VPC).tunnels)
+        want = desired_state(desired_nodes(objects, VPC).tunnels, nexthop_objects=True)
         index = rec.netlink.device_index(DEV)
         assert index is not None
         assert rec.netlink.dump(index) == want

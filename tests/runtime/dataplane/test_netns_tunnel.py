@@ -48,13 +48,16 @@ def netlink(world: World) -> Iterator[Netlink]:
         yield nl
 
 
-def reconciler(nl: Netlink, metrics: GatewayMetrics | None = None) -> TunnelReconciler:
+def reconciler(
+    nl: Netlink, metrics: GatewayMetrics | None = None, *, nexthop_objects: bool | None = None
+) -> TunnelReconciler:
     return TunnelReconciler(
         netlink=nl,
         device=SPEC,
         vpc_cidrs=[ipaddress.IPv4Network(VPC_CIDR)],
         metrics=metrics or GatewayMetrics(),
         events=None,
+        nexthop_objects=nexthop_objects,
     )
 
 
@@ -112,8 +115,14 @@ def kernel_entries(ns: Netns) -> set[str]:
     entries: set[str] = set()
     for route in json.loads(ns.ip("-4", "-j", "route", "show", "table", "all", "dev", DEV) or "[]"):
         entries.add(
-            f"route {route['dst']} via {route.get('gateway')} proto {route.get('protocol')} "
-            f"table {route.get('table', 'main')} metric {route.get('metric', 0)}"
+            f"route {route['dst']} via {route.get('gateway')} nhid {route.get('nhid')} "
+            f"proto {route.get('protocol')} table {route.get('table', 'main')} "
+            f"metric {route.get('metric', 0)}"
+        )
+    for nexthop in json.loads(ns.ip("-j", "nexthop", "show", "dev", DEV) or "[]"):
+        entries.add(
+            f"nexthop {nexthop['id']} via {nexthop.get('gateway')} "
+            f"proto {nexthop.get('protocol')} {','.join(nexthop.get('flags', []))}"
         )
     for neigh in json.loads(ns.ip("-4", "-j", "neigh", "show", "dev", DEV) or "[]"):
         entries.add(f"neigh {neigh['dst']} {neigh.get('lladdr')} {','.join(neigh['state'])}")
@@ -123,13 +132,21 @@ def kernel_entries(ns: Netns) -> set[str]:
     return entries
 
 
-def expected_entries(nodes: dict[str, tuple[str, list[str]]]) -> set[str]:
+def expected_entries(nodes: dict[str, tuple[str, list[str]]], *, nexthops: bool = True) -> set[str]:
+    """What `kernel_entries` shows for `nodes`: with `nexthops`, one nexthop object per node
+    (id: the node IP as a number) that its routes use; without, routes with their own gateway
+    (the dump shows a nexthop route's gateway too: net.ipv4.nexthop_compat_mode is 1)."""
     entries: set[str] = set()
     for ip, cidrs in nodes.values():
         mac = hybrid_node_peer_mac(ip)
+        nhid = int(ipaddress.IPv4Address(ip)) if nexthops else None
         entries.add(f"fdb {mac} dst {ip} permanent")
         entries.add(f"neigh {ip} {mac} PERMANENT")
-        entries |= {f"route {c} via {ip} proto static table main metric 0" for c in cidrs}
+        entries |= {
+            f"route {c} via {ip} nhid {nhid} proto static table main metric 0" for c in cidrs
+        }
+        if nexthops:
+            entries.add(f"nexthop {nhid} via {ip} proto static onlink")
     return entries
 
 
@@ -200,7 +217,7 @@ def test_node_deletion_removes_exactly_its_entries(world: World, netlink: Netlin
     after = kernel_entries(world.gw)
     assert before - after == expected_entries({"fake-12": FAKE_NODES["fake-12"]})
     assert after == expected_entries(remaining)
-    assert report.plan.removals == 4 and report.plan.additions == 0
+    assert report.plan.removals == 5 and report.plan.additions == 0  # 2 routes, its nexthop
     reached, out = ping(world.vpc, HYBRID_POD_IP)
     assert reached, out
 
@@ -222,7 +239,10 @@ def test_ip_change_and_pod_cidr_change_leave_no_stale_entries(
 def rec_state(nodes: dict[str, tuple[str, list[str]]]) -> TunnelState:
     from hybrid_gateway.core.dataplane import desired_nodes, desired_state
 
-    return desired_state(desired_nodes(objects(nodes), [ipaddress.IPv4Network(VPC_CIDR)]).tunnels)
+    return desired_state(
+        desired_nodes(objects(nodes), [ipaddress.IPv4Network(VPC_CIDR)]).tunnels,
+        nexthop_objects=True,
+    )
 
 
 def test_restart_adopts_the_device_and_loses_no_pings(world: World) -> None:
@@ -301,9 +321,10 @@ def test_an_entry_the_kernel_refuses_is_reported_and_the_rest_applied(
     state = netlink.dump(netlink.device_index(DEV) or 0)
     assert set(state.routes) == {ipaddress.IPv4Network(c) for _, cs in good.values() for c in cs}
     assert len(state.neighbours) == 250 and len(state.fdb) == 250
-    assert metrics.vtep_add_errors._value.get() == 1
+    # its nexthop is refused (a local address is no on-link gateway), so its route is skipped
+    assert metrics.vtep_add_errors._value.get() == 2
     assert metrics.hybrid_nodes_configured._value.get() == 249
-    assert metrics.vtep_add._value.get() == 749
+    assert metrics.vtep_add._value.get() == 250 + 250 + 249 + 249  # FDB, neigh, nexthop, route
 
 
 def test_the_device_is_adopted_fixed_or_recreated(
@@ -369,8 +390,19 @@ def test_our_dump_agrees_with_pyroute2(world: World, netlink: Netlink) -> None:
             for f in ipr.fdb("dump", ifindex=index)
             if f.get_attr("NDA_DST")
         }
-    assert netlink.dump(index) == TunnelState(frozenset(fdb), neighbours, routes)
-    assert len(routes) == 40
+    # pyroute2 0.9 knows no nexthop objects (no nhmsg, no RTA_NH_ID): iproute2 reads those
+    nexthops = {
+        n["id"]: ipaddress.IPv4Address(n["gateway"])
+        for n in json.loads(world.gw.ip("-j", "nexthop", "show", "dev", DEV))
+    }
+    route_nexthops = {
+        ipaddress.IPv4Network(r["dst"]): r["nhid"]
+        for r in json.loads(world.gw.ip("-j", "-4", "route", "show", "dev", DEV))
+    }
+    assert netlink.dump(index) == TunnelState(
+        frozenset(fdb), neighbours, routes, frozenset(), nexthops, route_nexthops
+    )
+    assert len(routes) == 40 and len(nexthops) == 40
 
 
 def test_a_pod_cidr_already_routed_elsewhere_is_left_alone_and_reported(
@@ -385,7 +417,7 @@ def test_a_pod_cidr_already_routed_elsewhere_is_left_alone_and_reported(
     with pytest.raises(DataPlaneError) as failure:
         rec.reconcile(objects(FAKE_NODES))
     message = str(failure.value)
-    assert "set route 10.200.11.0/24 via 192.168.100.11: EEXIST" in message
+    assert "set route 10.200.11.0/24 via 192.168.100.11 (nexthop id 3232261131): EEXIST" in message
     assert "not ours" in message
     assert gw.ip("route", "show", "10.200.11.0/24") == before
     others = {k: v for k, v in FAKE_NODES.items() if k != "fake-11"}

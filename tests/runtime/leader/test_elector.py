@@ -313,6 +313,7 @@ class SlowLease(MemoryLease):
         super().__init__(clock)
         self.latency_s = latency_s
         self.timeouts: list[float] = []
+        self.sent_ok: list[float] = []  # send times of the writes that succeeded
 
     def _take(self, timeout_s: float) -> None:
         self.timeouts.append(timeout_s)
@@ -328,8 +329,11 @@ class SlowLease(MemoryLease):
     def write(
         self, previous: LeaseRecord | None, holder: str | None, duration: float, timeout_s: float
     ) -> LeaseRecord:
+        sent = self.clock.now
         self._take(timeout_s)
-        return super().write(previous, holder, duration, timeout_s)
+        written = super().write(previous, holder, duration, timeout_s)
+        self.sent_ok.append(sent)
+        return written
 
 
 def test_every_request_1_2s_late_and_the_leader_keeps_its_lease() -> None:
@@ -352,6 +356,35 @@ def test_every_request_1_2s_late_and_the_leader_keeps_its_lease() -> None:
     assert max(later - earlier for earlier, later in itertools.pairwise(renewals)) < 3.0
     # a renewal's timeout is what is left before others could take the lease, never < 1.2 s
     assert min(store.timeouts[1:]) >= 1.2
+
+
+@pytest.mark.parametrize(("latency_s", "keeps"), [(1.7, True), (2.1, False)])
+def test_renewals_slower_than_half_the_lease_wait_until_the_renew_deadline(
+    latency_s: float, keeps: bool
+) -> None:
+    """3/2/1 s, every request `latency_s` late. Renewals then go back to back, and what is
+    left before others could take the lease (3 - 1.7 = 1.3 s) is shorter than one round trip:
+    cut there, every renewal failed and the leader lost a lease it held. A renewal answered
+    within the renew deadline still grants validity, so it is waited for that long; one that
+    cannot be (2.1 s > 2 s) ends the term. Either way the leader is valid only until a
+    successful renewal's send time plus the renew deadline."""
+    clock, changes = Clock(), new_changes()
+    store = SlowLease(clock, latency_s)
+    a = elector("a", store, clock, changes)
+    store.latency_s = 0.0
+    a.try_once()
+    store.latency_s = latency_s
+    for _ in range(30):
+        clock.now += a.next_round_in()
+        a.try_once()
+        # fencing: valid only before the last successful write's send + renew deadline
+        assert not a.valid() or clock.now < store.sent_ok[-1] + 2.0
+    sent = store.sent_ok
+    if keeps:
+        assert changes == [("a", True)] and a.leading
+        assert max(later - earlier for earlier, later in itertools.pairwise(sent)) < 3.0
+    else:
+        assert changes[:2] == [("a", True), ("a", False)]
 
 
 def test_a_failed_renewal_is_retried_sooner_than_a_retry_period() -> None:

@@ -48,6 +48,8 @@ class Netlink:
         self._sock = RouteSocket(netns)
         self._probe_lock = threading.Lock()  # readiness and metrics: one short request each
         self._probe = RouteSocket(netns)
+        self._nexthops_missing: str | None = None
+        self._nexthops_checked = False
 
     def close(self) -> None:
         with self._lock:
@@ -84,15 +86,26 @@ class Netlink:
         with self._probe_lock:
             return device.device_with_address(self._probe, ip)
 
+    def nexthop_support(self) -> str | None:
+        """None if the kernel has nexthop objects, else why not; asked once per instance."""
+        with self._lock:
+            if not self._nexthops_checked:
+                self._nexthops_missing = entries.nexthop_support(self._sock)
+                self._nexthops_checked = True
+            return self._nexthops_missing
+
     def dump(self, ifindex: int) -> TunnelState:
-        """The entries of device `ifindex` that are ours (see `entries`).
+        """The entries of device `ifindex` that are ours (see `entries`), nexthop objects
+        included where the kernel has them (also when routes do not use them: a plan then
+        removes the ones a previous run left).
 
         Repeated if the kernel flags a dump as interrupted by concurrent changes (its content
         may then be inconsistent)."""
+        nexthops = self.nexthop_support() is None
         with self._lock:
             for _attempt in range(DUMP_ATTEMPTS):
                 self._sock.interrupted = False
-                state = entries.dump_state(self._sock, ifindex)
+                state = entries.dump_state(self._sock, ifindex, nexthops=nexthops)
                 if not self._sock.interrupted:
                     return state
         raise NetlinkError(f"dumps interrupted {DUMP_ATTEMPTS} times by concurrent changes")

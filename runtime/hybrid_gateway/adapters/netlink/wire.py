@@ -40,12 +40,17 @@ NLM_F_CREATE = 0x400
 NLM_F_APPEND = 0x800
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWNEXTHOP, RTM_DELNEXTHOP, RTM_GETNEXTHOP = 104, 105, 106
 AF_INET = socket.AF_INET
 AF_BRIDGE = 7
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 NDA_DST, NDA_LLADDR, NDA_IFINDEX = 1, 2, 8
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+RTA_NH_ID = 30
+# linux/nexthop.h: struct nhmsg and its attributes
+NHA_ID, NHA_GROUP, NHA_BLACKHOLE, NHA_OIF, NHA_GATEWAY, NHA_FDB = 1, 2, 4, 5, 6, 11
+NHMSG = struct.Struct("=BBBBI")  # family, scope, protocol, resvd, flags
 RT_TABLE_MAIN = 254
 RTPROT_UNSPEC = 0
 RTPROT_KERNEL = 2
@@ -142,13 +147,18 @@ def encode_route(
     delete: bool,
     seq: int,
     replace: bool = True,
+    nhid: int = 0,
 ) -> bytes:
     """`ip route replace|add <dst> via <gateway> dev <ifindex> onlink proto static` (main
-    table); `replace=False` adds exclusively, failing with EEXIST if the prefix is routed.
+    table), or with `nhid` `ip route replace|add <dst> nhid <nhid> proto static`; `replace=False`
+    adds exclusively, failing with EEXIST if the prefix is routed.
 
     A delete names no protocol, so it also removes a route on our device that we adopted from
-    another writer (the reference gateway's routes are `proto boot`); device, gateway, table,
-    TOS and metric still have to match."""
+    another writer (the reference gateway's routes are `proto boot`); device and gateway (or
+    the nexthop id), table, TOS and metric still have to match. A nexthop id excludes device
+    and gateway in the same message (net/ipv4/fib_frontend.c `rtm_to_fib_config`: "Nexthop
+    specification and nexthop id are mutually exclusive"), and a delete by device and gateway
+    does not match a route that uses a nexthop object (fib_semantics.c `fib_nh_match`)."""
     body = (
         RTMSG.pack(
             AF_INET,
@@ -159,18 +169,51 @@ def encode_route(
             RTPROT_UNSPEC if delete else RTPROT_STATIC,
             RT_SCOPE_UNIVERSE,
             RTN_UNICAST,
-            0 if delete else RTNH_F_ONLINK,
+            0 if delete or nhid else RTNH_F_ONLINK,
         )
         + attr(RTA_TABLE, U32.pack(RT_TABLE_MAIN))
         + attr(RTA_DST, dst.network_address.packed)
-        + attr(RTA_OIF, U32.pack(ifindex))
     )
-    if gateway != NO_GATEWAY:
-        body += attr(RTA_GATEWAY, gateway.packed)
+    if nhid:
+        body += attr(RTA_NH_ID, U32.pack(nhid))
+    else:
+        body += attr(RTA_OIF, U32.pack(ifindex))
+        if gateway != NO_GATEWAY:
+            body += attr(RTA_GATEWAY, gateway.packed)
     if delete:
         return _message(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, body)
     flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
     return _message(RTM_NEWROUTE, flags, seq, body)
+
+
+def encode_nexthop(
+    ifindex: int,
+    nhid: int,
+    gateway: ipaddress.IPv4Address,
+    *,
+    delete: bool,
+    seq: int,
+    replace: bool = False,
+) -> bytes:
+    """`ip nexthop add|replace id <nhid> via <gateway> dev <ifindex> onlink proto static`, or
+    `ip nexthop del id <nhid>`. `replace=False` adds exclusively (EEXIST if the id is taken).
+
+    A plain IPv4 nexthop with a device, not an FDB nexthop (`NHA_FDB`): FDB nexthops serve
+    VXLAN FDB entries, and a route cannot use one (net/ipv4/nexthop.c `fib_check_nexthop`:
+    "Route cannot point to a fdb nexthop"). `onlink` as for the routes: the node IP is not on
+    any subnet of the device (`rtm_to_nh_config` requires the device up; `fib_check_nh` with
+    RTNH_F_ONLINK takes the gateway as on-link)."""
+    if delete:
+        body = NHMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr(NHA_ID, U32.pack(nhid))
+        return _message(RTM_DELNEXTHOP, NLM_F_REQUEST | NLM_F_ACK, seq, body)
+    body = (
+        NHMSG.pack(AF_INET, 0, RTPROT_STATIC, 0, RTNH_F_ONLINK)
+        + attr(NHA_ID, U32.pack(nhid))
+        + attr(NHA_OIF, U32.pack(ifindex))
+        + attr(NHA_GATEWAY, gateway.packed)
+    )
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
+    return _message(RTM_NEWNEXTHOP, flags, seq, body)
 
 
 # --- message decoding ----------------------------------------------------------------------------
