@@ -236,6 +236,9 @@ def test_only_a_compaction_expires_a_continued_list_not_the_bounded_history(
             rest = core.list_namespaced_config_map("default", _continue=first.metadata._continue)
             assert [cm.metadata.name for cm in rest.items][:3] == ["cm1", "cm2", "cm3"]
             again = core.list_namespaced_config_map("default", limit=1)
+            core.create_namespaced_config_map(  # compacted past the token's version, as etcd
+                "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cm7"))
+            )
             server.compact()
             with pytest.raises(ApiException) as err:
                 core.list_namespaced_config_map("default", _continue=again.metadata._continue)
