@@ -9,7 +9,7 @@ first hundreds of nodes in shard 0. Instead the allocated node CIDRs (CiliumNode
 - The pod CIDRs, in address order, form one line; the allocated node CIDRs are points on it.
   The line is cut into S contiguous ranges holding the same number of allocated node CIDRs
   (cut i at the i/S-th of them). A cut never falls inside a node CIDR, so a node's pods are
-  behind one shard.
+  behind one shard, and every shard holds at least one allocated node CIDR.
 - Every cut may move within a tolerance of `t` node CIDRs around its ideal place; it takes the
   most aligned address in that window (a pod CIDR boundary first, then the address with the
   most trailing zero bits, then the one nearest the ideal), because an aligned range is a few
@@ -162,15 +162,22 @@ class _Line:
 
 def _cuts(line: _Line, spans: Sequence[tuple[int, int]], shards: int, tolerance: int) -> list[int]:
     """The S+1 cut positions (0 and the end included) for the node CIDR `spans` (sorted
-    [start, stop) positions): cut i leaves k node CIDRs below it, k within `tolerance` of
-    i/S of them (the two integers around it always allowed), at the most aligned position."""
+    [start, stop) positions, at least S of them): cut i leaves k node CIDRs below it, k within
+    `tolerance` of i/S of them (the two integers around it always allowed), at the most aligned
+    position. Each cut leaves at least one node CIDR more than the one before and enough for
+    the cuts after it, so no shard is empty: two neighbouring cuts may otherwise prefer the same
+    aligned address."""
     count = len(spans)
     cuts = [0]
+    previous_k = 0
     for i in range(1, shards):
         ideal = i * count / shards
-        low_k = max(0, math.floor(ideal - tolerance))
-        high_k = min(count, math.ceil(ideal + tolerance))
-        best: tuple[int, float, int] | None = None  # (-alignment, distance, position)
+        fewest, most = previous_k + 1, count - (shards - i)
+        low_k = max(fewest, math.floor(ideal - tolerance))
+        high_k = min(most, math.ceil(ideal + tolerance))
+        if low_k > high_k:  # the window lies outside what leaves every shard a node
+            low_k = high_k = min(most, max(fewest, round(ideal)))
+        best: tuple[int, float, int, int] | None = None  # (-alignment, distance, position, k)
         for k in range(low_k, high_k + 1):
             # after exactly k node CIDRs: in the gap between span k-1 and span k
             gap_low = max(spans[k - 1][1] if k > 0 else 0, cuts[-1])
@@ -178,10 +185,14 @@ def _cuts(line: _Line, spans: Sequence[tuple[int, int]], shards: int, tolerance:
             if gap_low > gap_high:
                 continue
             for position in line.most_aligned(gap_low, gap_high):
-                candidate = (-line.alignment(position), abs(k - ideal), position)
+                candidate = (-line.alignment(position), abs(k - ideal), position, k)
                 if best is None or candidate < best:
                     best = candidate
-        cuts.append(best[2] if best is not None else cuts[-1])
+        if best is None:
+            cuts.append(cuts[-1])
+        else:
+            cuts.append(best[2])
+            previous_k = best[3]
     cuts.append(line.end)
     return cuts
 

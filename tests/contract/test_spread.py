@@ -136,6 +136,20 @@ def _split(prefixes: tuple[tuple[str, ...], ...], nodes: list[str]) -> list[list
     return [[n for n in nodes if any(Net(n).subnet_of(p) for p in shard)] for shard in nets]
 
 
+@pytest.mark.parametrize("shards", [2, 4, 8])
+def test_every_shard_carries_a_node_when_at_least_one_per_shard_is_allocated(
+    shards: int,
+) -> None:
+    """With as many node CIDRs as shards or more, no shard is left empty: two neighbouring
+    cuts preferring the same aligned address (5 sequential /24s over 4 shards: the cuts
+    after node 1.25 and 2.5 both liked 10.100.2.0) would give one gateway no forward traffic."""
+    for count in range(shards, 6 * shards):
+        nodes = _sequential("10.100.0.0/16", count, node_mask=24)
+        spread = spread_pod_prefixes([Net("10.100.0.0/16")], nodes, shards, route_budget=BUDGET)
+        weights = _weights(spread.prefixes, nodes)
+        assert min(weights) >= 1, (count, weights)
+
+
 def test_fewer_nodes_than_shards_is_the_equal_cut_and_outsiders_are_ignored() -> None:
     pools = [Net("10.80.0.0/16")]
     equal = tuple(shard_pod_prefixes(pools, 4))
