@@ -13,10 +13,10 @@ MIN_NODE_MAJOR := 22
 
 .PHONY: synth test lint pytest deps system-deps clean lab docs
 
-$(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml testkit/pyproject.toml
+$(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml apiserver/pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./contract -e ./runtime -e ./testkit -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./contract -e ./runtime -e ./apiserver -e ./testkit -e '.[dev]'
 	touch $@
 
 node_modules/.stamp: package.json package-lock.json
@@ -65,7 +65,7 @@ synth: $(VENV)/.stamp node_modules/.stamp
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract testkit/hybrid_gateway_testkit tests bench examples docs
+	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract apiserver/kube_test_apiserver testkit/hybrid_gateway_testkit tests bench examples docs
 	$(BIN)/lint-imports
 
 pytest: deps system-deps

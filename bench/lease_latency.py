@@ -38,10 +38,10 @@ from typing import Any
 from kubernetes import client, config
 
 from hybrid_gateway_contract import DEFAULT_LEASE_NAME, Env
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.apiserver.audit import lease_writes
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2, seed_world
+from hybrid_gateway_testkit.kube_api import start_kube_api
+from kube_test_apiserver import ApiServer, lease_writes
 
 NAMESPACE = "hybrid-gateway"
 POD_CIDRS = ["10.80.0.0/16"]
@@ -119,7 +119,7 @@ def pair(
         Env.RENEW_DEADLINE: f"{deadline:g}",
         Env.RETRY_PERIOD: f"{retry:g}",
     }
-    with ApiServer.start(workdir / f"api-{label}") as kube:
+    with start_kube_api(workdir / f"api-{label}") as kube:
         admin = config.new_client_from_config(config_file=str(kube.kubeconfig("bench")))
         client.CoreV1Api(admin).create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE))

@@ -31,7 +31,8 @@ from kubernetes import config
 
 from hybrid_gateway.adapters.kube_lease import LeaseStore
 from hybrid_gateway.leader.elector import LeaseElector, Term
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.kube_api import start_kube_api
+from kube_test_apiserver import ApiServer
 
 NAMESPACE = "default"
 TIMINGS = [(3.0, 2.0, 1.0), (5.0, 3.0, 1.0), (15.0, 10.0, 2.0)]
@@ -154,7 +155,7 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="hgw-lease-") as tmp,
-        ApiServer.start(Path(tmp) / "api") as kube,
+        start_kube_api(Path(tmp) / "api") as kube,
     ):
         n = 0
         for timing in TIMINGS:

@@ -47,7 +47,7 @@ from kubernetes import client, config
 from pyroute2.netns import setns
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.scale import DEV, batch_tools, nodes, realistic_cilium_node
 
@@ -236,7 +236,7 @@ def main() -> None:
             peer.ip("link", "del", DEV)
         print(f"ip/bridge -batch: {batch_s:.3f} s for {3 * count} entries", flush=True)
 
-        with ApiServer.start(Path(tmp) / "api", netns=gw.name) as api:
+        with start_kube_api(Path(tmp) / "api", netns=gw.name) as api:
             admin = api.kubeconfig("bench")
             daemon_config = api.kubeconfig("gw-a")
             load_s = load(admin, gw.name, entries)

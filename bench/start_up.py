@@ -29,9 +29,9 @@ from hybrid_gateway_contract import (
     VTEP_CONFIGS_PLURAL,
     Env,
 )
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, ec2_client, moto_ec2, seed_world
+from hybrid_gateway_testkit.kube_api import start_kube_api
 
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}
@@ -51,7 +51,7 @@ def vtep_endpoint(api: Any) -> tuple[str, str] | None:
 def one_run(moto: tuple[str, int], workdir: Path, lease: dict[str, str]) -> dict[str, float]:
     direct = ec2_client(f"http://{moto[0]}:{moto[1]}")
     world = seed_world(direct, tables=3, pod_cidrs=POD_CIDRS)
-    with ApiServer.start(workdir / "api") as kube:
+    with start_kube_api(workdir / "api") as kube:
         vtep_api = client.CustomObjectsApi(
             config.new_client_from_config(config_file=str(kube.kubeconfig("bench")))
         )

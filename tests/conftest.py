@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.kube_api import start_kube_api
+from kube_test_apiserver import ApiServer
 
 
 @pytest.fixture
 def kube_api(tmp_path: Path) -> Iterator[ApiServer]:
     """A test Kubernetes API server process on loopback, stopped after the test."""
-    server = ApiServer.start(tmp_path / "kube-api")
+    server = start_kube_api(tmp_path / "kube-api")
     try:
         yield server
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
 
-from .lab.agent import cilium_node
+from .cilium import cilium_node
 from .netns import Netns
 
 #: The short lease timings the daemon tests use (the reference's 3/2/1 s ratios, scaled down).

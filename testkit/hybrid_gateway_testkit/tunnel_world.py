@@ -16,7 +16,6 @@ import ipaddress
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld, netns_world
 
@@ -78,17 +77,3 @@ def tunnel_world(*, gateway_mac: str) -> Iterator[World]:
         hyb.ip("route", "add", "10.0.0.0/16", "via", "192.168.100.1")  # on-prem routing to the VPC
         setup_hybrid_node(hyb, gateway_mac=gateway_mac)
         yield World(w, vpc, gw, hyb)
-
-
-def cilium_node(
-    name: str, ip: str | None, cidrs: list[str], *, hybrid: bool = True
-) -> dict[str, Any]:
-    """A CiliumNode object as the API returns it (only the fields the data plane reads)."""
-    labels = {"eks.amazonaws.com/compute-type": "hybrid"} if hybrid else {}
-    addresses = [{"type": "InternalIP", "ip": ip}] if ip else []
-    return {
-        "apiVersion": "cilium.io/v2",
-        "kind": "CiliumNode",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"addresses": addresses, "ipam": {"podCIDRs": cidrs}},
-    }

@@ -15,9 +15,15 @@ T = TypeVar("T")
 
 
 def wait_until(
-    what: str, check: Callable[[], T], timeout_s: float = 15.0, *, poll_s: float = 0.05
+    what: str,
+    check: Callable[[], T],
+    timeout_s: float = 15.0,
+    *,
+    poll_s: float = 0.05,
+    detail: Callable[[], object] | None = None,
 ) -> T:
-    """Return `check()`'s first truthy value; AssertionError naming `what` after `timeout_s`."""
+    """Return `check()`'s first truthy value; AssertionError naming `what` after `timeout_s`,
+    with `detail()` (e.g. the logs of the processes waited on) appended when given."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
@@ -25,7 +31,8 @@ def wait_until(
         if last:
             return last
         time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r})")
+    message = f"timed out after {timeout_s:g} s waiting for {what} (last: {last!r})"
+    raise AssertionError(message if detail is None else f"{message}: {detail()}")
 
 
 @contextmanager

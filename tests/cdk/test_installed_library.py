@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +30,12 @@ PROJECTS = {
     "cdk-eks-hybrid-nodes-gateway": REPO,
     "eks-hybrid-gateway-contract": REPO / "contract",
     "eks-hybrid-gateway-runtime": REPO / "runtime",
+}
+#: Every distribution of this repository: the three above and the test tooling.
+DISTRIBUTIONS = {
+    **PROJECTS,
+    "kube-test-apiserver": REPO / "apiserver",
+    "eks-hybrid-gateway-testkit": REPO / "testkit",
 }
 #: Where the construct's wheel keeps the image's build context (see hatch_build.py).
 CONTEXT_IN_WHEEL = "eks_hybrid_gateway/image_context/"
@@ -335,18 +342,27 @@ def test_sdists_build_and_give_the_same_wheels(tmp_path: Path, wheels: dict[str,
             assert sorted(a.namelist()) == sorted(b.namelist()), name
 
 
-def test_one_version_for_the_three_distributions(fresh_python: Path) -> None:
+def test_one_version_for_every_distribution(fresh_python: Path) -> None:
     metadata = {
         name: tomllib.loads((path / "pyproject.toml").read_text())["project"]
-        for name, path in PROJECTS.items()
+        for name, path in DISTRIBUTIONS.items()
     }
     versions = {project["version"] for project in metadata.values()}
     assert len(versions) == 1, versions
     [version] = versions
     for name, project in metadata.items():
         pins = [d for d in project["dependencies"] if d.startswith("eks-hybrid-gateway-contract")]
-        if name != "eks-hybrid-gateway-contract":
+        if name in PROJECTS and name != "eks-hybrid-gateway-contract":
             assert pins == [f"eks-hybrid-gateway-contract=={version}"], (name, pins)
+        extras = project.get("optional-dependencies", {}).values()
+        requirements = [*project["dependencies"], *(r for extra in extras for r in extra)]
+        ours = [r for r in requirements if re.split(r"[\[=<>!~; ]", r, maxsplit=1)[0] in metadata]
+        assert all(r.split("==", 1)[1:] == [version] for r in ours), (name, ours)
+    # The test API server is gateway-agnostic; the gateway's test tooling stands on it.
+    assert [r for r in metadata["kube-test-apiserver"]["dependencies"] if "gateway" in r] == []
+    assert (
+        f"kube-test-apiserver=={version}" in metadata["eks-hybrid-gateway-testkit"]["dependencies"]
+    )
     changelog = (REPO / "CHANGELOG.md").read_text()
     [first_release] = [line for line in changelog.splitlines() if line.startswith("## ")][:1]
     assert first_release.split()[1] == version

@@ -42,11 +42,12 @@ from hybrid_gateway_contract.sharding import (
     member_lease_name,
     shard_lease_name,
 )
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2, seed_world
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 Manifest = dict[str, Any]
 GW_IP = "10.0.1.10"
@@ -142,7 +143,7 @@ def test_every_request_of_a_running_daemon_is_granted_by_the_chart(
         hybrid = world.add("hy")
         world.link(gw, f"{GW_IP}/24", hybrid, "10.0.1.20/24")
         gw.sysctl("net.ipv4.ip_forward", "1")
-        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
+        with start_kube_api(tmp_path / "api", netns=gw.name) as api:
             admin = str(api.kubeconfig("admin"))
             nodes = [
                 _cilium_node("hybrid-1", "10.0.1.20", "10.85.1.0/24"),

@@ -29,13 +29,14 @@ from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.events import EventLog
-from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand, wait_for
+from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.shards import shard_losses, tcp_classes
 from hybrid_gateway_testkit.lab.strict import ENI_TABLE, KUBE_PROXY_TABLE
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, active_active_plan
 from hybrid_gateway_testkit.netns import Netns, leftover_namespaces
+from hybrid_gateway_testkit.waiting import wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -90,7 +91,12 @@ def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
     for shard in shard_plan.shards:
         if OWNER[shard.index] == "gw-b":
             route(shard.pod_prefixes[0], "gw-b")
-    assert wait_for(lambda: len(lab.router_state()) == 3, 10), lab.router_state()
+    wait_until(
+        "three routes at the router",
+        lambda: len(lab.router_state()) == 3,
+        10,
+        detail=lab.router_state,
+    )
 
     for host, mac in GW_MACS.items():
         program_gateway_by_hand(lab, host, mac)

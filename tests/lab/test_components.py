@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.lab.agent import VtepEndpoint, cilium_node, endpoints_of
+from hybrid_gateway_testkit.cilium import cilium_node
+from hybrid_gateway_testkit.lab.agent import VtepEndpoint, endpoints_of
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines
 from hybrid_gateway_testkit.lab.ec2 import route_targets
 from hybrid_gateway_testkit.lab.ec2proxy import throttle_every

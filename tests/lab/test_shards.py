@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab.__main__ import main as lab_main
 from hybrid_gateway_testkit.lab.agent import (
@@ -40,6 +39,7 @@ from hybrid_gateway_testkit.lab.topology import (
     sequential_plan,
 )
 from hybrid_gateway_testkit.lab.vpc_router import longest_match
+from kube_test_apiserver import ApiServer
 
 PLAN = active_active_plan(shards=4, gateways=2)
 SHARDS = PLAN.shard_plan()

@@ -18,10 +18,11 @@ from hybrid_gateway_testkit.lab import ec2 as lab_ec2
 from hybrid_gateway_testkit.lab.agent import VtepEndpoint, VtepProgrammer
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
 from hybrid_gateway_testkit.lab.events import EventLog
-from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand, wait_for
+from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
 from hybrid_gateway_testkit.lab.topology import VTEP_DEVICE, HybridNodePlan, LabPlan
 from hybrid_gateway_testkit.netns import leftover_namespaces
+from hybrid_gateway_testkit.waiting import wait_until
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -63,7 +64,11 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
                 NetworkInterfaceId=ec2.instances["gw-a"].eni_id,
             )
         )
-        assert wait_for(lambda: "10.100.0.0/16 via 10.0.0.11" in lab.w.router.ip("route"), 10)
+        wait_until(
+            "the router's route to gw-a",
+            lambda: "10.100.0.0/16 via 10.0.0.11" in lab.w.router.ip("route"),
+            10,
+        )
 
         # Hand-programmed tunnel (docs/design.md#tunnel on the gateway, Cilium-VTEP style on
         # the nodes).
@@ -103,7 +108,9 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
                 NetworkInterfaceId=ec2.instances["gw-b"].eni_id,
             )
         )
-        assert wait_for(lambda: "via 10.0.0.12" in lab.w.router.ip("route"), 10)
+        wait_until(
+            "the router's route to gw-b", lambda: "via 10.0.0.12" in lab.w.router.ip("route"), 10
+        )
         switches = [e for e in lab.router_state().items()]
         assert switches == [(lab.plan.pod_cidrs, "10.0.0.12")]
         from hybrid_gateway_testkit.lab.events import read_events

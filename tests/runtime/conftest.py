@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, ec2_client, moto_ec2, seed_world
+from kube_test_apiserver import ApiServer
 
 
 @pytest.fixture

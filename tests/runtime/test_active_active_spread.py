@@ -26,10 +26,10 @@ from kubernetes import client, config
 from hybrid_gateway_contract import Env
 from hybrid_gateway_contract.sharding import ShardPlan, plan_shards
 from hybrid_gateway_contract.spread import Spread, spread_pod_prefixes
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, Fault, VpcWorld, seed_world
-from hybrid_gateway_testkit.tunnel_world import cilium_node
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.slow
 

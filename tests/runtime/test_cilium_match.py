@@ -13,9 +13,9 @@ from typing import Any
 from kubernetes import client, config
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 from .test_vtep_and_events import NAMESPACE, NODE_IP, VTEP, get, start_daemon
 

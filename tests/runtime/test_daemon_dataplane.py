@@ -23,10 +23,11 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, NetnsKube, daemon_env
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from hybrid_gateway_testkit.netns import Netns, netns_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.netns
 
@@ -66,7 +67,7 @@ def gateway_world(tmp_path: Path) -> Iterator[tuple[Netns, ApiServer]]:
         gw.sysctl("net.ipv4.ip_forward", "1")
         hybrid.sysctl("net.ipv4.ip_forward", "0")
         gw.ip("route", "add", BLACK_HOLE, "via", HYBRID_IP)
-        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
+        with start_kube_api(tmp_path / "api", netns=gw.name) as api:
             yield gw, api
 
 

@@ -25,11 +25,10 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.apiserver.audit import lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer, lease_writes
 
 pytestmark = pytest.mark.slow
 

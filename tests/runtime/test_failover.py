@@ -27,11 +27,11 @@ import pytest
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.timings import EC2_WRITE_TIMEOUT_FLOOR_S
 from hybrid_gateway_contract import DEFAULT_LEASE_NAME, Env
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.apiserver.audit import lease_writes as audit_lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
+from kube_test_apiserver import lease_writes as audit_lease_writes
 
 pytestmark = pytest.mark.slow
 POD_CIDRS = ["10.80.0.0/16", "10.81.0.0/16"]

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.daemon import DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import DRY_RUN_PREFIX, UNAUTHORIZED_BODY, Ec2Proxy, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.slow
 

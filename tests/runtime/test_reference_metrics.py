@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.kube_api import start_kube_api
 from hybrid_gateway_testkit.netns import netns_world
 from hybrid_gateway_testkit.waiting import wait_until
 
@@ -110,7 +110,7 @@ def test_exposition_has_every_reference_series_exactly(tmp_path: Path) -> None:
         peer = world.add("pe")
         world.link(gw, f"{GW_IP}/24", peer, f"{PEER_IP}/24")
         gw.sysctl("net.ipv4.ip_forward", "1")
-        with ApiServer.start(tmp_path / "api", netns=gw.name) as api:
+        with start_kube_api(tmp_path / "api", netns=gw.name) as api:
             env = {
                 "PATH": os.environ.get("PATH", ""),
                 "POD_NAME": "gw-a",

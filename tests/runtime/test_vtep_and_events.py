@@ -19,9 +19,9 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import INTERNAL_BODY, THROTTLE_BODY, Ec2Proxy, VpcWorld
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 NODE_IP = "10.0.1.10"

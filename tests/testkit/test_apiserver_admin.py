@@ -15,7 +15,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
+from kube_test_apiserver import ApiServer, ApiServerError
 
 
 def lease_api(server: ApiServer, identity: str) -> client.CoordinationV1Api:
@@ -123,7 +123,7 @@ def alive(pid: int) -> bool:
 ORPHAN_PARENT = """
 import sys, time
 from pathlib import Path
-from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
+from kube_test_apiserver import ApiServer, ApiServerError
 server = ApiServer.start(Path(sys.argv[1]))
 print(server.pid, flush=True)
 time.sleep(60)
@@ -227,7 +227,7 @@ def test_the_cli_rejects_a_bad_history_size(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "hybrid_gateway_testkit.apiserver",
+            "kube_test_apiserver",
             "--kubeconfig-dir",
             str(tmp_path),
             "--history-size",
@@ -248,7 +248,7 @@ def test_the_cli_writes_kubeconfigs_for_requested_identities(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "hybrid_gateway_testkit.apiserver",
+            "kube_test_apiserver",
             "--kubeconfig-dir",
             str(tmp_path),
             "--identity",

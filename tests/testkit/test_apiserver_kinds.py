@@ -12,7 +12,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 from .conftest import ClientFor
 

@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
+
+from .conftest import SAMPLE_CRDS
 
 KUBECTL_HELP = (
     "kubectl is needed by the kubectl client tests: install kubectl 1.33 "
@@ -39,7 +41,7 @@ def kubectl_bin() -> str:
 
 @pytest.fixture(scope="module")
 def tls_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    server = ApiServer.start(tmp_path_factory.mktemp("kube-api-tls"), tls=True)
+    server = ApiServer.start(tmp_path_factory.mktemp("kube-api-tls"), tls=True, crds=SAMPLE_CRDS)
     try:
         yield server
     finally:

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer, ApiServerError
 from hybrid_gateway_testkit.netns import netns_world, run
+from kube_test_apiserver import ApiServer, ApiServerError
 
 pytestmark = pytest.mark.netns
 

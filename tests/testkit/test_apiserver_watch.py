@@ -14,7 +14,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 GROUP, VERSION, NODES = "cilium.io", "v2", "ciliumnodes"
 HYBRID = "eks.amazonaws.com/compute-type"

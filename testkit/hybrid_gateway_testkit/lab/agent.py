@@ -46,11 +46,10 @@ from hybrid_gateway_contract import (
     CILIUM_GROUP,
     CILIUM_NODES_PLURAL,
     CILIUM_VERSION,
-    HYBRID_NODE_LABEL_KEY,
-    HYBRID_NODE_LABEL_VALUE,
     VTEP_CONFIG_NAME,
     VTEP_CONFIGS_PLURAL,
 )
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.lab.events import EventLog
 
 
@@ -131,19 +130,6 @@ def endpoints_of(obj: dict[str, Any] | None) -> list[VtepEndpoint]:
         except (KeyError, AttributeError):
             continue
     return out
-
-
-def cilium_node(name: str, node_ip: str, pod_cidrs: list[str]) -> dict[str, Any]:
-    """A CiliumNode as the Cilium agent on a hybrid node would register it."""
-    return {
-        "apiVersion": f"{CILIUM_GROUP}/{CILIUM_VERSION}",
-        "kind": "CiliumNode",
-        "metadata": {"name": name, "labels": {HYBRID_NODE_LABEL_KEY: HYBRID_NODE_LABEL_VALUE}},
-        "spec": {
-            "addresses": [{"type": "InternalIP", "ip": node_ip}],
-            "ipam": {"podCIDRs": pod_cidrs},
-        },
-    }
 
 
 def _run(argv: list[str], stdin: str | None = None) -> None:

@@ -7,9 +7,6 @@ the lab carries tunnelled traffic, so a drill's failure can only be the daemon's
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from hybrid_gateway_contract import VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI
 from hybrid_gateway_testkit.lab.lab import Lab
 from hybrid_gateway_testkit.tunnel_world import peer_mac
@@ -30,13 +27,3 @@ def program_gateway_by_hand(lab: Lab, host: str, mac: str) -> str:
         ns.ip("route", "replace", node.pod_cidr, "via", node.node_ip, "dev", VXLAN_DEVICE,
               "onlink")  # fmt: skip
     return ip
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
-    """Poll `predicate` until it holds (True) or `timeout_s` passes (False)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return False

@@ -58,7 +58,7 @@ from hybrid_gateway_testkit.lab.topology import (
 from hybrid_gateway_testkit.netns import Netns, NetnsWorld
 
 if TYPE_CHECKING:
-    from hybrid_gateway_testkit.apiserver import ApiServer
+    from kube_test_apiserver import ApiServer
 
 MOTO_PORT = 5000
 EC2_PROXY_PORT = 5001
@@ -305,11 +305,11 @@ class Lab:
         self.options.log(f"control: EC2 emulator {self.moto_url} (daemons use {self.ec2_url})")
 
     def start_apiserver(self) -> None:
-        from hybrid_gateway_testkit.apiserver import ApiServer
+        from hybrid_gateway_testkit.kube_api import start_kube_api
 
         w = self.w
 
-        self.apiserver = ApiServer.start(
+        self.apiserver = start_kube_api(
             self.run_dir / "apiserver", host=self.plan.control_ip, port=0, netns=w.control.name
         )
         self._kube_call(lambda core, coord, custom: _ensure_namespace(core, DEFAULT_NAMESPACE))
@@ -814,7 +814,7 @@ class Lab:
         directory = self._tls_ca().parent
         cert, key = directory / "serving.crt", directory / "serving.key"
         if not cert.exists():
-            from hybrid_gateway_testkit.apiserver.tls import make_certificate
+            from kube_test_apiserver import make_certificate
 
             directory.mkdir(parents=True, exist_ok=True)
             pods = sorted(node.pod_ip for node in self.w.node_plans.values())

@@ -22,8 +22,8 @@ from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
 from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore
 from hybrid_gateway.adapters.kube_watch import WatchFailure
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 IDENTITY = "gw-a"
 

@@ -13,8 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_events import AsyncEvents, EventRecorder, ObjectRef
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 POD = ObjectRef("v1", "Pod", "gw-a", "default")
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

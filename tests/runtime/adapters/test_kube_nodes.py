@@ -13,9 +13,9 @@ from kubernetes.client.rest import ApiException
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import NodeRecord, node_record
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.tunnel_world import cilium_node
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 
 def create(admin: client.CustomObjectsApi, name: str, ip: str, cidr: str) -> None:

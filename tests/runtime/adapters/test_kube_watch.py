@@ -14,9 +14,9 @@ from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_watch import ListIncompleteError, ListWatch, WatchFailure
 from hybrid_gateway.core.backoff import Backoff
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.tunnel_world import cilium_node
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.waiting import running, wait_until
+from kube_test_apiserver import ApiServer
 
 NODES = ("cilium.io", "v2", "ciliumnodes")
 

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_lease import LeaseApiError, LeaseStore
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 NAME = "hybrid-gateway-leader"

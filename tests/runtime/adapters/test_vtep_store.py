@@ -16,7 +16,7 @@ from hybrid_gateway.adapters.kube_vtep import (
     VtepWriteNotAllowedError,
 )
 from hybrid_gateway_contract import DEFAULT_NAMESPACE
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 BODY: dict[str, Any] = {
     "apiVersion": "cilium.io/v2",

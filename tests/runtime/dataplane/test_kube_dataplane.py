@@ -26,7 +26,7 @@ from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane import DataPlane, DataPlaneError
 from hybrid_gateway.health import HttpEndpoints
 from hybrid_gateway.metrics import GatewayMetrics
-from hybrid_gateway_testkit.apiserver import ApiServer
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.tunnel_world import (
     GATEWAY_IP,
     HYBRID_IP,
@@ -34,9 +34,9 @@ from hybrid_gateway_testkit.tunnel_world import (
     HYBRID_POD_IP,
     VPC_CIDR,
     World,
-    cilium_node,
 )
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"

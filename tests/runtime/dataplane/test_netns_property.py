@@ -16,8 +16,8 @@ from hybrid_gateway.core.dataplane import desired_nodes, desired_state
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.dataplane.reconciler import TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.netns import Netns, leftover_namespaces, netns_world
-from hybrid_gateway_testkit.tunnel_world import cilium_node
 
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"

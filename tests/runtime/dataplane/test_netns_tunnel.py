@@ -18,6 +18,7 @@ from hybrid_gateway.core.dataplane import DataPlaneError, FdbEntry, TunnelState,
 from hybrid_gateway.core.mac import hybrid_node_peer_mac, vxlan_device_mac
 from hybrid_gateway.dataplane.reconciler import TunnelReconciler
 from hybrid_gateway.metrics import GatewayMetrics
+from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.netns import Netns
 from hybrid_gateway_testkit.tunnel_world import (
     GATEWAY_IP,
@@ -27,7 +28,6 @@ from hybrid_gateway_testkit.tunnel_world import (
     VPC_CIDR,
     VPC_HOST_IP,
     World,
-    cilium_node,
 )
 
 pytestmark = pytest.mark.netns

@@ -32,9 +32,9 @@ from hybrid_gateway.leader.routes import RouteOwner
 from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.timings import Timings
-from hybrid_gateway_testkit.apiserver.tls import make_certificate, server_context
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, TlsFront, VpcWorld, point_all
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import make_certificate, server_context
 
 WRITES = ("CreateRoute", "ReplaceRoute")
 #: The daemon's default timings (3/2/1 s): 1 s of slack between the end of a holder's

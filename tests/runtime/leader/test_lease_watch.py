@@ -20,9 +20,9 @@ from kubernetes import config
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.apiserver.audit import lease_writes as audit_lease_writes
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
+from kube_test_apiserver import lease_writes as audit_lease_writes
 
 NAMESPACE = "eks-hybrid-nodes-gateway"
 LEASE = "hybrid-gateway-leader"

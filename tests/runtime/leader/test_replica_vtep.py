@@ -22,8 +22,8 @@ from kubernetes import client, config
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway_contract.sharding import ShardPlan, plan_shards
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer
 
 VTEP = ("cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway")
 PLAN: ShardPlan = plan_shards(

@@ -20,7 +20,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter, VtepOwner
 from hybrid_gateway_contract import DEFAULT_NAMESPACE
 from hybrid_gateway_contract.sharding import plan_shards
-from hybrid_gateway_testkit.apiserver import ApiServer
+from kube_test_apiserver import ApiServer
 
 VTEP = ("cilium.io", "v2", "ciliumvtepconfigs", "hybrid-gateway")
 VPC = [ipaddress.IPv4Network("10.0.0.0/16")]

@@ -15,9 +15,9 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.cli import main as cli_main
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import ec2_client, moto_ec2
 from hybrid_gateway_testkit.ops_world import REGION, OpsWorld, build_world
+from kube_test_apiserver import ApiServer
 
 # Every preflight check, in report order; which source each one reads.
 EKS_CHECKS = ("CIDR-PLAN",)

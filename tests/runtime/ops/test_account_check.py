@@ -40,8 +40,8 @@ from hybrid_gateway.ops.account_check import (
     run_account_checks,
 )
 from hybrid_gateway_contract import GATEWAY_NODE_LABEL_KEY, GATEWAY_NODE_LABEL_VALUE
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ops_world import publish_cilium
+from kube_test_apiserver import ApiServer
 
 CLUSTER = "hybrid-acct"
 CHART_TAG = "1.18.8-1"

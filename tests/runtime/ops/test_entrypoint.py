@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ops_world import REGION, OpsWorld
+from kube_test_apiserver import ApiServer
 
 
 def script() -> str:

@@ -11,9 +11,9 @@ import pytest
 from kubernetes import client
 
 from hybrid_gateway_contract import APP_NAME
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy
 from hybrid_gateway_testkit.ops_world import POD_CIDRS, REMOTE_NODE_CIDR, OpsWorld
+from kube_test_apiserver import ApiServer
 
 from .conftest import EC2_CHECKS, KUBE_CHECKS, Run
 

@@ -16,15 +16,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from hybrid_gateway_contract import DEFAULT_NAMESPACE
-
 from .control import ADMIN_IDENTITY, Control
-from .resources import all_types
+from .resources import all_types, load_crds
 from .server import Handler
 from .store import Store
 from .tls import make_certificate, server_context
 
-INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease", DEFAULT_NAMESPACE)
+#: The namespaces a new cluster has (`--namespace` adds more).
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class _TcpServer(ThreadingHTTPServer):
@@ -62,8 +61,8 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m hybrid_gateway_testkit.apiserver",
-        description="Test Kubernetes API server for the EKS Hybrid Nodes gateway (tests, lab).",
+        prog="python -m kube_test_apiserver",
+        description="A Kubernetes API server for tests: real semantics, in memory.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -73,6 +72,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--identity", action="append", default=[], help="write a kubeconfig for this identity"
+    )
+    parser.add_argument(
+        "--crd",
+        type=Path,
+        action="append",
+        default=[],
+        help="serve the CustomResourceDefinitions in this file or directory (repeatable)",
+    )
+    parser.add_argument(
+        "--namespace", action="append", default=[], help="also create this namespace at start"
     )
     parser.add_argument("--history-size", type=int, default=1000, help="watch events kept")
     parser.add_argument("--bookmark-interval", type=float, default=1.0, help="seconds")
@@ -89,18 +98,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+class Serving:
+    """A bound server and its serving threads; `stop()` ends them."""
+
+    def __init__(
+        self,
+        url: str,
+        store: Store,
+        control: Control,
+        servers: list[socketserver.BaseServer],
+        admin_socket: Path | None,
+    ) -> None:
+        self.url, self.store, self.control = url, store, control
+        self._servers, self._admin_socket = servers, admin_socket
+        self._threads = [
+            threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in servers
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self.control.stopping.set()
+        self.store.wake_all()
+        with self.control.lock:
+            self.control.lock.notify_all()
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        if self._admin_socket is not None:
+            self._admin_socket.unlink(missing_ok=True)
+
+
+def serve(args: argparse.Namespace) -> Serving:
+    """Bind and start serving what `args` (see `parse_args`) describe; `CrdError` or `OSError`
+    (the address or socket) before anything is served."""
     if args.history_size < 1:
-        print(f"--history-size must be >= 1, got {args.history_size}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--history-size must be >= 1, got {args.history_size}")
+    crds = load_crds(args.crd)
     args.kubeconfig_dir.mkdir(parents=True, exist_ok=True)
 
-    store = Store(all_types(), history_size=args.history_size)
-    for name in INITIAL_NAMESPACES:
+    store = Store(all_types(crds), history_size=args.history_size)
+    for name in dict.fromkeys([*INITIAL_NAMESPACES, *args.namespace]):
         store.create(store.namespace_type, None, {"metadata": {"name": name}})
     control = Control(
         kubeconfig_dir=args.kubeconfig_dir,
@@ -126,9 +164,19 @@ def main(argv: list[str] | None = None) -> int:
         unix_handler = type("UnixHandler", (handler,), {"disable_nagle_algorithm": False})
         servers.append(_UnixServer(str(args.admin_socket), unix_handler))
         os.chmod(args.admin_socket, 0o600)
-    threads = [threading.Thread(target=s.serve_forever, args=(0.05,), daemon=True) for s in servers]
-    for thread in threads:
-        thread.start()
+    return Serving(control.url, store, control, servers, args.admin_socket)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        serving = serve(args)
+    except ValueError as exc:  # CrdError among them
+        print(exc, file=sys.stderr)
+        return 2
 
     stop = threading.Event()
 
@@ -148,16 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=watch_stdin, daemon=True).start()
 
-    print(f"READY {control.url}", flush=True)
+    print(f"READY {serving.url}", flush=True)
     while not stop.wait(0.05):
         pass
-    control.stopping.set()
-    store.wake_all()
-    with control.lock:
-        control.lock.notify_all()
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-    if args.admin_socket is not None:
-        args.admin_socket.unlink(missing_ok=True)
+    serving.stop()
     return 0

@@ -35,10 +35,10 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
     shard_lease_name,
 )
-from hybrid_gateway_testkit.apiserver import ApiServer
-from hybrid_gateway_testkit.apiserver.audit import lease_writes
 from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
 from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.waiting import wait_until
+from kube_test_apiserver import ApiServer, lease_writes
 
 pytestmark = pytest.mark.slow
 
@@ -132,13 +132,12 @@ class Trio:
             loads = [sum(1 for o in owners.values() if o == n) for n in live]
             return max(loads) - min(loads) <= 1
 
-        deadline = time.monotonic() + timeout_s
-        while not settled():
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"shards not settled on {sorted(live)}: {state} | {self.logs()}"
-                )
-            time.sleep(0.05)
+        wait_until(
+            f"shards settled on {sorted(live)}",
+            settled,
+            timeout_s,
+            detail=lambda: f"{state} | {self.logs()}",
+        )
         return dict(state["owners"])
 
     def logs(self) -> str:
@@ -701,14 +700,6 @@ def vtep_spec(trio: Trio) -> dict[str, Any]:
     return dict(vtep_object(trio)["spec"])
 
 
-def wait_until(check: Callable[[], bool], what: str, trio: Trio, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never {what}: {trio.logs()}")
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("trio", [()], indirect=True)
 def test_migration_with_a_standby_never_lets_both_modes_write(
     trio: Trio, kube_api: ApiServer, moto_addr: tuple[str, int], tmp_path: Path
@@ -784,7 +775,13 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
     new.wait_readyz(answered(200, "ready (leader)"), "the new leader ready", timeout_s=30)
     eni = trio.world.enis["x"]
     expected = {(t, c): eni for t in trio.world.table_ids for c in POD_CIDRS}
-    wait_until(lambda: table_routes(trio) == expected, "only the leader's routes", trio)
+    wait_until(
+        "only the leader's routes",
+        lambda: table_routes(trio) == expected,
+        30.0,
+        poll_s=0.1,
+        detail=trio.logs,
+    )
     spec = vtep_spec(trio)
     assert spec.get("cidrMask") == "255.255.255.0"  # reset: the CRD's default again
     assert PLAN_ANNOTATION not in (vtep_object(trio)["metadata"].get("annotations") or {})
@@ -843,7 +840,13 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
         trio.replicas[name] = start_replica(
             name, kube_api, trio.world, moto_addr, tmp_path, shards=old_shards
         )
-    wait_until(lambda: serves_plan(trio, old_plan, {"b", "c"}), "the old plan served", trio)
+    wait_until(
+        "the old plan served",
+        lambda: serves_plan(trio, old_plan, {"b", "c"}),
+        30.0,
+        poll_s=0.1,
+        detail=trio.logs,
+    )
     for name in ("a", "x"):
         trio.replicas[name] = start_replica(
             name, kube_api, trio.world, moto_addr, tmp_path, shards=new_shards
@@ -863,7 +866,13 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
     # the old shards 2 and 3, and waiting for a new holder of those would last it out.
     drained = trio.replicas["c"].log(100_000)
     assert "moved in" in drained and "stopping with" not in drained, drained[-3000:]
-    wait_until(lambda: serves_plan(trio, new_plan, {"a", "x"}), "the new plan served", trio)
+    wait_until(
+        "the new plan served",
+        lambda: serves_plan(trio, new_plan, {"a", "x"}),
+        30.0,
+        poll_s=0.1,
+        detail=trio.logs,
+    )
     assert new_plan.vtep_prefix_length is not None
     assert vtep_spec(trio)["cidrMask"] == str(
         ipaddress.IPv4Network(f"0.0.0.0/{new_plan.vtep_prefix_length}").netmask

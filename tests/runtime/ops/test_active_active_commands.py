@@ -20,7 +20,6 @@ from hybrid_gateway_contract import (
     Env,
 )
 from hybrid_gateway_contract.sharding import member_lease_name, shard_lease_name
-from hybrid_gateway_testkit.apiserver import ApiServer
 from hybrid_gateway_testkit.ops_world import (
     OTHER_CIDR,
     POD_CIDRS,
@@ -28,6 +27,7 @@ from hybrid_gateway_testkit.ops_world import (
     ShardWorld,
     make_active_active,
 )
+from kube_test_apiserver import ApiServer
 
 from .conftest import ALL_CHECKS, Clients, Run
 from .test_cleanup import all_routes, vtep_configs

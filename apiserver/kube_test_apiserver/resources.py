@@ -1,7 +1,7 @@
 """The resource kinds the test server serves, and CRD schema handling (prune, default, validate).
 
-Custom resources come from the CRD YAML files bundled in `hybrid_gateway_testkit/crds/`, so the
-server validates exactly the schema a real cluster would. The real API server's order is kept:
+Custom resources come from the CRD files passed in at start (`load_crds`), so the server
+validates exactly the schema a real cluster would. The real API server's order is kept:
 decode, prune unknown fields, apply `default`s, then validate against the openAPIV3Schema.
 """
 
@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -520,9 +520,17 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 )
 
 
-def load_crd(text: str) -> ResourceType:
+#: The files a CRD path (a directory) contributes, as controller-runtime's envtest reads them
+#: (pkg/envtest/crd.go `readCRDs`): JSON or YAML, one or more documents each.
+CRD_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+class CrdError(ValueError):
+    """A CRD passed in cannot be served; the message names the path."""
+
+
+def load_crd(crd: JsonObj) -> ResourceType:
     """A ResourceType from a CustomResourceDefinition document (its storage version)."""
-    crd = yaml.safe_load(text)
     spec = crd["spec"]
     names = spec["names"]
     version = next(v for v in spec["versions"] if v.get("storage", False))
@@ -540,12 +548,53 @@ def load_crd(text: str) -> ResourceType:
     )
 
 
-def bundled_crds() -> list[ResourceType]:
-    """The CRDs shipped in `hybrid_gateway_testkit/crds/`, sorted by file name."""
-    folder = resources.files("hybrid_gateway_testkit").joinpath("crds")
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name)
-    return [load_crd(f.read_text(encoding="utf-8")) for f in files]
+def _crd_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(f for f in path.iterdir() if f.suffix in CRD_SUFFIXES and f.is_file())
+    if path.is_file():
+        return [path]
+    raise CrdError(f"CRD path {path}: no such file or directory")
 
 
-def all_types() -> list[ResourceType]:
-    return [*BUILTIN_TYPES, *bundled_crds()]
+def load_crds(paths: list[Path]) -> list[ResourceType]:
+    """The CustomResourceDefinitions in `paths` (files, or directories of JSON/YAML files, as
+    envtest's `CRDInstallOptions.Paths`). Documents of other kinds are skipped, as envtest does;
+    a missing path, a path without any CRD, a CRD without a storage version or a resource served
+    twice is an error naming the path."""
+    served = {(t.group, t.plural): "built in" for t in BUILTIN_TYPES}
+    out: list[ResourceType] = []
+    for path in paths:
+        found = 0
+        for file in _crd_files(path):
+            try:
+                docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+                raise CrdError(f"CRD file {file}: {exc}") from exc
+            for doc in docs:
+                if not isinstance(doc, dict) or doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                try:
+                    crd = load_crd(doc)
+                except (KeyError, TypeError, AttributeError, StopIteration) as exc:
+                    name = (doc.get("metadata") or {}).get("name")
+                    missing = str(exc) or "a storage version"  # StopIteration: no version stored
+                    raise CrdError(
+                        f"CRD file {file}: CustomResourceDefinition {name!r} lacks {missing}"
+                    ) from exc
+                key = (crd.group, crd.plural)
+                if key in served:
+                    raise CrdError(
+                        f"CRD file {file}: {crd.plural}.{crd.group} is already served "
+                        f"({served[key]})"
+                    )
+                served[key] = str(file)
+                out.append(crd)
+                found += 1
+        if not found:
+            raise CrdError(f"CRD path {path}: no CustomResourceDefinition in it")
+    return out
+
+
+def all_types(crds: list[ResourceType] | None = None) -> list[ResourceType]:
+    """The built-in kinds and the custom resources passed in."""
+    return [*BUILTIN_TYPES, *(crds or [])]

@@ -48,7 +48,7 @@ from .watch import serve_watch
 
 __all__ = ["ADMIN_IDENTITY", "ADMIN_PREFIX", "Control", "Handler"]
 
-log = logging.getLogger("hybrid_gateway_testkit.apiserver")
+log = logging.getLogger("kube_test_apiserver")
 
 # Media types this server decodes a request body from. It does not speak protobuf: like any API
 # server without a decoder for the request's Content-Type it answers 415 with the accepted types

@@ -1,4 +1,5 @@
-"""`ApiServer`: start the test API server as a real process and drive its admin API.
+"""`ApiServer`: start the test API server (a process, or threads of this one) and drive its
+admin API.
 
 The admin calls (kubeconfigs, partitions, audit, compaction) go over a Unix socket, so they work
 from the test process even when the server runs inside another network namespace.
@@ -17,12 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
+from .app import Serving, parse_args, serve
 from .control import ADMIN_IDENTITY
 
 
@@ -42,13 +45,55 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class _Runner(Protocol):
+    """Where the server runs: its own process, or threads of the caller's."""
+
+    @property
+    def pid(self) -> int: ...
+    def running(self) -> bool: ...
+    def stop(self, timeout_s: float) -> int: ...
+
+
+class _Process:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def stop(self, timeout_s: float) -> int:
+        return _terminate(self._process, timeout_s)
+
+
+class _Threads:
+    def __init__(self, serving: Serving) -> None:
+        self._serving: Serving | None = serving
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def running(self) -> bool:
+        return self._serving is not None
+
+    def stop(self, timeout_s: float) -> int:
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
+        return 0
+
+
 class ApiServer:
-    """A running server process; also a context manager that stops it on exit."""
+    """A running server; also a context manager that stops it on exit."""
 
     def __init__(
         self,
         *,
-        process: subprocess.Popen[bytes],
+        process: _Runner,
         url: str,
         workdir: Path,
         admin_socket: Path,
@@ -74,9 +119,13 @@ class ApiServer:
         bookmark_interval_s: float = 1.0,
         ready_timeout_s: float = 20.0,
         tls: bool = False,
+        crds: Sequence[Path | str] = (),
+        namespaces: Sequence[str] = (),
     ) -> ApiServer:
-        """Start `python -m hybrid_gateway_testkit.apiserver` (inside `netns` if given); with
-        `tls`, it serves HTTPS and the kubeconfigs carry its self-signed certificate."""
+        """Start `python -m kube_test_apiserver` (inside `netns` if given), serving the
+        CustomResourceDefinitions in `crds` (files or directories) and, besides a new cluster's
+        four, the `namespaces`; with `tls`, it serves HTTPS and the kubeconfigs carry its
+        self-signed certificate."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # Unix socket paths are limited to 107 bytes: keep the admin socket in a short directory.
@@ -86,21 +135,19 @@ class ApiServer:
         argv = [
             sys.executable,
             "-m",
-            "hybrid_gateway_testkit.apiserver",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--kubeconfig-dir",
-            str(workdir),
-            "--admin-socket",
-            str(admin_socket),
-            "--history-size",
-            str(history_size),
-            "--bookmark-interval",
-            str(bookmark_interval_s),
+            "kube_test_apiserver",
+            *_arguments(
+                workdir=workdir,
+                admin_socket=admin_socket,
+                host=host,
+                port=port,
+                history_size=history_size,
+                bookmark_interval_s=bookmark_interval_s,
+                tls=tls,
+                crds=crds,
+                namespaces=namespaces,
+            ),
             "--exit-on-stdin-eof",
-            *(["--tls"] if tls else []),
         ]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
@@ -117,12 +164,59 @@ class ApiServer:
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
         return cls(
-            process=process,
+            process=_Process(process),
             url=url,
             workdir=workdir,
             admin_socket=admin_socket,
             admin_token=token,
             log_path=log_path,
+        )
+
+    @classmethod
+    def start_in_process(
+        cls,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        history_size: int = 1000,
+        bookmark_interval_s: float = 1.0,
+        tls: bool = False,
+        crds: Sequence[Path | str] = (),
+        namespaces: Sequence[str] = (),
+    ) -> ApiServer:
+        """The same server as `start`, served by threads of this process (no start-up cost, no
+        network namespace); `stop()` ends them. Its log records go to this process's `logging`
+        (logger `kube_test_apiserver`). A bad CRD raises `ApiServerError` naming it."""
+        workdir = Path(workdir)
+        socket_dir = Path(tempfile.mkdtemp(prefix="hgw-api-"))
+        admin_socket = socket_dir / "admin.sock"
+        args = parse_args(
+            _arguments(
+                workdir=workdir,
+                admin_socket=admin_socket,
+                host=host,
+                port=port,
+                history_size=history_size,
+                bookmark_interval_s=bookmark_interval_s,
+                tls=tls,
+                crds=crds,
+                namespaces=namespaces,
+            )
+        )
+        try:
+            serving = serve(args)
+        except (ValueError, OSError) as exc:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise ApiServerError(f"test API server did not start: {exc}") from exc
+        admin_config = yaml.safe_load((workdir / f"{ADMIN_IDENTITY}.kubeconfig").read_text())
+        return cls(
+            process=_Threads(serving),
+            url=serving.url,
+            workdir=workdir,
+            admin_socket=admin_socket,
+            admin_token=str(admin_config["users"][0]["user"]["token"]),
+            log_path=workdir / "apiserver.log",
         )
 
     # --- the interface tests use ------------------------------------------------------------------
@@ -211,11 +305,12 @@ class ApiServer:
         self._admin("POST", "close-watches", {})
 
     def running(self) -> bool:
-        return self._process.poll() is None
+        return self._process.running()
 
     def stop(self, timeout_s: float = 5.0) -> int:
-        """Stop the process (SIGTERM, then SIGKILL after `timeout_s`); returns its exit code."""
-        code = _terminate(self._process, timeout_s)
+        """Stop the process (SIGTERM, then SIGKILL after `timeout_s`) or the threads; returns
+        the exit code."""
+        code = self._process.stop(timeout_s)
         shutil.rmtree(self._admin_socket.parent, ignore_errors=True)
         return code
 
@@ -249,6 +344,38 @@ class ApiServer:
         if response.status != 200:
             raise ApiServerError(f"admin call {action} failed ({response.status}): {payload}")
         return payload
+
+
+def _arguments(
+    *,
+    workdir: Path,
+    admin_socket: Path,
+    host: str,
+    port: int,
+    history_size: int,
+    bookmark_interval_s: float,
+    tls: bool,
+    crds: Sequence[Path | str],
+    namespaces: Sequence[str],
+) -> list[str]:
+    """The command line of `python -m kube_test_apiserver` for these options."""
+    return [
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--kubeconfig-dir",
+        str(workdir),
+        "--admin-socket",
+        str(admin_socket),
+        "--history-size",
+        str(history_size),
+        "--bookmark-interval",
+        str(bookmark_interval_s),
+        *(["--tls"] if tls else []),
+        *(f"--crd={Path(path).resolve()}" for path in crds),
+        *(f"--namespace={name}" for name in namespaces),
+    ]
 
 
 def _wait_ready(process: subprocess.Popen[bytes], timeout_s: float, log_path: Path) -> str:

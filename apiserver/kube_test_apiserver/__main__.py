@@ -1,4 +1,4 @@
-"""`python -m hybrid_gateway_testkit.apiserver`: run the test API server until SIGTERM/SIGINT."""
+"""`python -m kube_test_apiserver`: run the test API server until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
