@@ -32,7 +32,12 @@ from hybrid_gateway_testkit.lab.shards import (
     shard_losses,
     spread_ok,
 )
-from hybrid_gateway_testkit.lab.topology import LabPlan, active_active_plan
+from hybrid_gateway_testkit.lab.topology import (
+    LabPlan,
+    active_active_plan,
+    cidrset_sequential,
+    sequential_plan,
+)
 from hybrid_gateway_testkit.lab.vpc_router import longest_match
 from kube_test_apiserver import ApiServer
 
@@ -306,6 +311,11 @@ def test_probe_peers_may_name_their_own_source() -> None:
         (["--drill", "kill-owner", "--mode", "active-active", "--shards", "3"], "shards: 3"),
         (["--drill", "kill-owner", "--mode", "active-active", "--gateways", "4"], "--gateways"),
         (["--drill", "kill-owner", "--mode", "active-active", "--vtep-match", "x"], "vtep-match"),
+        (["--drill", "kill-leader", "--sequential-nodes", "4"], "needs --mode active-active"),
+        (
+            ["--drill", "kill-owner", "--mode", "active-active", "--sequential-nodes", "5"],
+            "without a node",
+        ),
     ],
 )
 def test_cli_refuses_a_drill_in_the_wrong_mode_or_a_world_it_cannot_build(
@@ -378,4 +388,50 @@ def test_the_lab_routes_what_the_daemons_spread(shards: int, gateways: int) -> N
         route_budget=50 - 1,
     )
     assert spread.tolerance >= 0  # a spread, not the fallback
-    assert spread.prefixes == tuple(s.pod_prefixes for s in plan.shard_plan().shards)
+    assert spread.prefixes == tuple(s.pod_prefixes for s in plan.equal_cut_plan().shards)
+    assert plan.shard_plan() == plan.equal_cut_plan()
+
+
+def test_cidrset_hands_node_cidrs_out_from_the_start_of_the_pool() -> None:
+    """cilium/cilium pkg/ipam/cidrset/cidr_set.go: index k of a fresh set is the k-th node."""
+    assert cidrset_sequential("10.100.0.0/16", 24, 3) == [
+        "10.100.0.0/24", "10.100.1.0/24", "10.100.2.0/24",
+    ]  # fmt: skip
+    assert cidrset_sequential("10.8.0.0/13", 25, 2) == ["10.8.0.0/25", "10.8.0.128/25"]
+    with pytest.raises(ValueError, match="count: 257"):
+        cidrset_sequential("10.100.0.0/16", 24, 257)
+    with pytest.raises(ValueError, match="mask size: /15"):
+        cidrset_sequential("10.100.0.0/16", 15, 1)
+
+
+def test_the_sequential_world_pairs_nodes_by_the_spread_not_the_equal_cut() -> None:
+    plan = sequential_plan(nodes=4, shards=4, gateways=2)
+    assert [n.pod_cidr for n in plan.nodes] == cidrset_sequential(plan.pod_cidrs, 24, 4)
+    equal, forward = plan.equal_cut_plan(), plan.shard_plan()
+    # Under the equal cut every node sits in shard 0: one gateway would carry all their pods.
+    assert [plan.node_shard(n, equal) for n in plan.nodes] == [0, 0, 0, 0]
+    assert [i for i, _, _ in plan.shard_pairs()] == [0, 1, 2, 3]
+    assert forward.shards[0].pod_prefixes == ("10.100.0.0/24",)
+    assert forward.shards[3].pod_prefixes[0] == "10.100.3.0/24"
+    # The return path stays the equal cut's, and every pair's two ends are its shard's.
+    assert [s.vtep_endpoints for s in forward.shards] == [s.vtep_endpoints for s in equal.shards]
+    for i, node, target in plan.shard_pairs():
+        assert flow_shard(forward, node.pod_ip) == (i, CLOUD_TO_HYBRID)
+        assert flow_shard(forward, target) == (i, HYBRID_TO_CLOUD)
+    assert [(i, j) for i, _, j, _ in plan.mismatched_pairs()] == [(0, 1), (1, 2), (2, 3), (3, 0)]
+    six = sequential_plan(nodes=6, shards=4, gateways=3)
+    assert [i for i, _, _ in six.shard_pairs()] == [0, 0, 1, 2, 3, 3]
+    assert [(i, j) for i, _, j, _ in six.mismatched_pairs()][-1] == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "shards", "message"),
+    [(3, 4, "nodes: 3"), (9, 4, "nodes: 9"), (5, 4, r"shard\(s\) \[1\]")],
+)
+def test_sequential_worlds_the_lab_cannot_probe_are_refused(
+    nodes: int, shards: int, message: str
+) -> None:
+    """5 nodes over 4 shards: the spread's cuts prefer aligned addresses, and cuts 1 and 2
+    both fall after the second node, so shard 1 routes nothing and has no pair to probe."""
+    with pytest.raises(ValueError, match=message):
+        sequential_plan(nodes=nodes, shards=shards)

@@ -25,7 +25,7 @@ from hybrid_gateway_testkit.lab.lab import LabOptions
 from hybrid_gateway_testkit.lab.load import IPERF3, LoadSettings
 from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
 from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
-from hybrid_gateway_testkit.lab.topology import active_active_plan
+from hybrid_gateway_testkit.lab.topology import active_active_plan, sequential_plan
 
 
 def _positive(text: str) -> float:
@@ -58,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gateways", type=int, default=2, choices=(2, 3), help="active-active: gateway hosts"
+    )
+    parser.add_argument(
+        "--sequential-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="active-active: N hybrid nodes whose pod CIDRs Cilium's cluster-pool IPAM "
+        "allocated in order from the pool's start (all in one shard of the equal cut; the "
+        "daemons spread the forward prefixes over them) instead of one node per shard",
     )
     parser.add_argument(
         "--vtep-match",
@@ -131,10 +140,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.lease_duration is None and (args.renew_deadline or args.retry_period):
         parser.error("--renew-deadline and --retry-period need --lease-duration")
+    if args.sequential_nodes is not None and not active_active:
+        parser.error("--sequential-nodes needs --mode active-active")
     plan = None
     if active_active:
         try:
-            plan = active_active_plan(shards=args.shards, gateways=args.gateways)
+            if args.sequential_nodes is None:
+                plan = active_active_plan(shards=args.shards, gateways=args.gateways)
+            else:
+                plan = sequential_plan(
+                    nodes=args.sequential_nodes, shards=args.shards, gateways=args.gateways
+                )
         except ValueError as exc:
             parser.error(str(exc))
     if os.geteuid() != 0:

@@ -28,15 +28,29 @@ node matching endpoints under a shorter mask than the endpoints' own would miss 
 and cloud address i form the probe pair of shard i: both directions of the pair are shard i's.
 Hybrid pod i and cloud address i+1 form a mismatched pair (`mismatched_pairs`): the forward path
 is shard i's, the return path shard i+1's, so its two directions cross different gateways.
+
+The sequential world (`sequential_plan`) is the real path's layout: its hybrid nodes' pod CIDRs
+are the first ones Cilium's cluster-pool IPAM hands out (`cidrset_sequential`), so under the
+plan's equal cut every node sits in shard 0. The daemons spread the forward prefixes over the
+allocated node CIDRs instead (contract/hybrid_gateway_contract/spread.py), and so does the lab's
+bookkeeping: `LabPlan.shard_plan` is the plan with that spread's forward prefixes, and a node's
+shard is the one whose forward prefixes hold its pod CIDR.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
 from hybrid_gateway_contract import DEFAULT_VXLAN_MTU, VXLAN_PORT, VXLAN_VNI
-from hybrid_gateway_contract.sharding import GatewayMode, ShardPlan, plan_shards
+from hybrid_gateway_contract.sharding import (
+    DEFAULT_MAX_ROUTES_PER_TABLE,
+    GatewayMode,
+    ShardPlan,
+    plan_shards,
+)
+from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
 from hybrid_gateway_testkit.lab.load import POD_LOAD_PORTS
 from hybrid_gateway_testkit.lab.strict import (
     eni_ruleset,
@@ -133,27 +147,60 @@ class LabPlan:
     def active_active(self) -> bool:
         return self.mode is GatewayMode.ACTIVE_ACTIVE
 
-    def shard_plan(self) -> ShardPlan:
-        """The contract's shard plan for this lab's addresses (what the daemons compute too)."""
+    def equal_cut_plan(self) -> ShardPlan:
+        """The contract's shard plan for this lab's addresses: the equal cut of the pod CIDRs."""
         return plan_shards(
             [ipaddress.IPv4Network(self.pod_cidrs)],
             [ipaddress.IPv4Network(self.vpc_cidr)],
             self.shards,
         )
 
+    def shard_plan(self) -> ShardPlan:
+        """The shard plan as the daemons route it: the equal cut's return path, and forward
+        prefixes spread over the hybrid nodes' allocated pod CIDRs, computed as every daemon
+        computes it from the CiliumNodes (runtime leader/spread.py `ForwardPrefixes`, with
+        the default MAX_ROUTES_PER_TABLE less the one local route of the VPC CIDR). The lab's
+        nodes are the CiliumNodes the daemons see (each lab agent registers its own). With
+        fewer nodes than shards, or one node at the start of each shard, it is the equal cut."""
+        plan = self.equal_cut_plan()
+        spread = spread_pod_prefixes(
+            [ipaddress.IPv4Network(self.pod_cidrs)],
+            [node.pod_cidr for node in self.nodes],
+            self.shards,
+            route_budget=DEFAULT_MAX_ROUTES_PER_TABLE - 1,
+        )
+        return with_forward_prefixes(plan, spread)
+
+    def node_shard(self, node: HybridNodePlan, plan: ShardPlan | None = None) -> int:
+        """The shard whose forward prefixes hold `node`'s pod CIDR (in `plan`, default the
+        spread one): the shard whose owner the VPC routes traffic to that node's pods."""
+        pod = ipaddress.IPv4Network(node.pod_cidr)
+        for shard in (plan or self.shard_plan()).shards:
+            if any(pod.subnet_of(ipaddress.IPv4Network(p)) for p in shard.pod_prefixes):
+                return shard.index
+        raise ValueError(f"{node.name}: pod CIDR {node.pod_cidr} is under no shard's prefixes")
+
     def shard_pairs(self) -> list[tuple[int, HybridNodePlan, str]]:
-        """(shard, hybrid node, cloud address): the probe pair of every shard (none in
-        active-standby mode)."""
-        pairs = zip(self.nodes, self.cloud_targets, strict=False)
-        return [(i, node, target) for i, (node, target) in enumerate(pairs)]
+        """(shard, hybrid node, cloud address): every hybrid node with the cloud address of
+        the shard that carries its pods (none in active-standby mode): both directions of a
+        pair are that shard's."""
+        if not self.cloud_targets:
+            return []
+        plan = self.shard_plan()
+        return [
+            (shard, node, self.cloud_targets[shard])
+            for node in self.nodes
+            for shard in [self.node_shard(node, plan)]
+        ]
 
     def mismatched_pairs(self) -> list[tuple[int, HybridNodePlan, int, str]]:
         """(shard i, hybrid node of i, shard j, cloud address of j) with j = i + 1 mod S: the
         forward path of a flow between them follows shard i's owner, the return path shard
         j's (different gateways whenever i and j have different owners)."""
-        pairs = self.shard_pairs()
+        count = len(self.cloud_targets)
         return [
-            (i, node, (i + 1) % len(pairs), pairs[(i + 1) % len(pairs)][2]) for i, node, _ in pairs
+            (i, node, (i + 1) % count, self.cloud_targets[(i + 1) % count])
+            for i, node, _ in self.shard_pairs()
         ]
 
     def spare_node(self, index: int) -> HybridNodePlan:
@@ -162,35 +209,97 @@ class LabPlan:
         return HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", f"10.100.{n}.0/24", 100 + n)
 
 
-def active_active_plan(*, shards: int = 4, gateways: int = 2) -> LabPlan:
-    """The active-active lab: `gateways` hosts, one hybrid node and one cloud address per shard.
-
-    Hybrid node i's pod CIDR is the first /24 of shard i's pod prefix (10.100.0.0/24,
-    10.100.64.0/24, ... with 4 shards of 10.100.0.0/16); cloud address i lies in shard i's
-    first VTEP endpoint CIDR (10.0.13.20, 10.0.77.20, ... with four /18s of 10.0.0.0/16)."""
+def _check_sizes(shards: int, gateways: int) -> None:
     if not 2 <= gateways <= len(GATEWAY_HOSTS):
         raise ValueError(f"gateways: {gateways}, the lab has 2 to {len(GATEWAY_HOSTS)}")
     if not 2 <= shards <= MAX_LAB_SHARDS or shards & (shards - 1):
         raise ValueError(f"shards: {shards}, the lab takes a power of two from 2 to 8")
     if shards < gateways:
         raise ValueError(f"shards: {shards} < gateways {gateways}: a gateway would own nothing")
-    base = LabPlan(mode=GatewayMode.ACTIVE_ACTIVE, shards=shards)
-    plan = base.shard_plan()
-    nodes, targets = [], []
-    for shard in plan.shards:
-        prefix = ipaddress.IPv4Network(shard.pod_prefixes[0])
-        n = shard.index + 1
-        pod_cidr = next(prefix.subnets(new_prefix=24))
-        nodes.append(HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", str(pod_cidr), 100 + n))
-        endpoint = ipaddress.IPv4Network(shard.vtep_endpoints[0][1])
-        targets.append(str(endpoint.network_address + CLOUD_TARGET_OFFSET))
+
+
+def _cloud_targets(plan: ShardPlan) -> tuple[str, ...]:
+    """Cloud address i in shard i's first VTEP endpoint CIDR, outside its first /24."""
+    return tuple(
+        str(ipaddress.IPv4Network(s.vtep_endpoints[0][1]).network_address + CLOUD_TARGET_OFFSET)
+        for s in plan.shards
+    )
+
+
+def _node(n: int, pod_cidr: str) -> HybridNodePlan:
+    return HybridNodePlan(f"hn{n}", f"192.168.100.{10 + n}", pod_cidr, 100 + n)
+
+
+def active_active_plan(*, shards: int = 4, gateways: int = 2) -> LabPlan:
+    """The active-active lab: `gateways` hosts, one hybrid node and one cloud address per shard.
+
+    Hybrid node i's pod CIDR is the first /24 of shard i's pod prefix (10.100.0.0/24,
+    10.100.64.0/24, ... with 4 shards of 10.100.0.0/16); cloud address i lies in shard i's
+    first VTEP endpoint CIDR (10.0.13.20, 10.0.77.20, ... with four /18s of 10.0.0.0/16)."""
+    _check_sizes(shards, gateways)
+    plan = LabPlan(mode=GatewayMode.ACTIVE_ACTIVE, shards=shards).equal_cut_plan()
+    firsts = [
+        next(ipaddress.IPv4Network(s.pod_prefixes[0]).subnets(new_prefix=24)) for s in plan.shards
+    ]
+    nodes = [_node(k + 1, str(first)) for k, first in enumerate(firsts)]
     return LabPlan(
         gateways=GATEWAY_HOSTS[:gateways],
         nodes=tuple(nodes),
         mode=GatewayMode.ACTIVE_ACTIVE,
         shards=shards,
-        cloud_targets=tuple(targets),
+        cloud_targets=_cloud_targets(plan),
     )
+
+
+CLUSTER_POOL_MASK_SIZE = 24
+"""Cilium's `cluster-pool-ipv4-mask-size` default: every node gets a /24 of the pool."""
+MAX_SEQUENTIAL_NODES = 8
+"""Namespaces, probes and node addresses stay within what the lab runs in seconds."""
+
+
+def cidrset_sequential(pool: str, mask_size: int, count: int) -> list[str]:
+    """The first `count` node pod CIDRs Cilium's cluster-pool IPAM allocates from a fresh
+    `pool`, in order. cilium/cilium pkg/ipam/cidrset/cidr_set.go: `AllocateNext` takes the
+    first free index from `nextCandidate` (0 in a new CidrSet) onwards and moves
+    `nextCandidate` past it; `indexToCIDRBlock` puts index i at the pool's address
+    OR i << (32 - mask size). With nothing released, node k gets index k: the pool's start."""
+    network = ipaddress.IPv4Network(pool)
+    if not network.prefixlen <= mask_size <= network.max_prefixlen:
+        raise ValueError(f"mask size: /{mask_size} does not fit in pool {pool}")
+    capacity = 1 << (mask_size - network.prefixlen)
+    if not 0 <= count <= capacity:
+        raise ValueError(f"count: {count}, pool {pool} holds {capacity} /{mask_size}s")
+    base = int(network.network_address)
+    step = 1 << (network.max_prefixlen - mask_size)
+    return [f"{ipaddress.IPv4Address(base + i * step)}/{mask_size}" for i in range(count)]
+
+
+def sequential_plan(*, nodes: int = 4, shards: int = 4, gateways: int = 2) -> LabPlan:
+    """The active-active lab as the real path lays it out: `nodes` hybrid nodes whose pod
+    CIDRs Cilium's cluster-pool IPAM allocated in order from the start of the pool
+    (`cidrset_sequential`: 10.100.0.0/24, 10.100.1.0/24, ...), all in shard 0 of the equal
+    cut. The daemons' spread gives every shard some of them (`LabPlan.shard_plan`); each node
+    is paired with its spread shard's cloud address. Refused when the spread would leave a
+    shard without a node (that shard's pairs would carry nothing)."""
+    _check_sizes(shards, gateways)
+    if not shards <= nodes <= MAX_SEQUENTIAL_NODES:
+        raise ValueError(f"nodes: {nodes}, the sequential world takes {shards} to 8 (>= shards)")
+    base = LabPlan(mode=GatewayMode.ACTIVE_ACTIVE, shards=shards)
+    cidrs = cidrset_sequential(base.pod_cidrs, CLUSTER_POOL_MASK_SIZE, nodes)
+    plan = dataclasses.replace(
+        base,
+        gateways=GATEWAY_HOSTS[:gateways],
+        nodes=tuple(_node(k + 1, cidr) for k, cidr in enumerate(cidrs)),
+        cloud_targets=_cloud_targets(base.equal_cut_plan()),
+    )
+    forward = plan.shard_plan()
+    empty = sorted(set(range(shards)) - {plan.node_shard(n, forward) for n in plan.nodes})
+    if empty:
+        raise ValueError(
+            f"nodes: {nodes} over {shards} shards leaves shard(s) {empty} without a node "
+            "under the spread"
+        )
+    return plan
 
 
 @dataclass
