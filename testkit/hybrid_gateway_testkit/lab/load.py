@@ -59,6 +59,10 @@ PATHS = ("underlay", "tunnel")
 BUSY = "the server is busy running a test"
 """iperf3's refusal while its server still winds the previous test down (its `IEACCESSDENIED`
 text, src/iperf_error.c): not a transfer, the loop tries again."""
+REFUSED = "Connection refused"
+"""The server host answering with a reset: no listener in the instant between two of the
+server's tests (seen here in a quick loop of short transfers between two namespaces). A broken
+path never answers with a reset, so this is not a transfer either: the loop tries again."""
 SHORT_TIMEOUT_S = 30.0
 """A short transfer that has not finished by then (a path that stays broken) is an error."""
 
@@ -631,7 +635,7 @@ def short_loop(
                 result = IperfResult(0, 0, 0.0, 0, 0, (), (), error=f"no JSON: {exc}")
             t_end = time.monotonic()
             error = result.error
-            if error is not None and BUSY in error:  # the previous test still closing
+            if error is not None and (BUSY in error or REFUSED in error):  # between tests
                 time.sleep(0.05)
                 continue
             if error is None and result.sent_bytes < size:  # whole blocks: may send more
