@@ -68,8 +68,17 @@ lint: deps
 	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract apiserver/kube_test_apiserver testkit/hybrid_gateway_testkit tests bench examples docs
 	$(BIN)/lint-imports
 
+# The operations commands' tests (EC2 emulator in the test's process, no namespaces, no lease
+# timing) are CPU-bound in one process: two workers; everything else runs in one process, as
+# the daemon and lab tests measure timing. PYTEST_ARGS replaces both with one run of its own.
+PYTEST_PARALLEL := tests/runtime/ops
 pytest: deps system-deps
+ifeq ($(strip $(PYTEST_ARGS)),)
+	$(BIN)/pytest -n 2 $(PYTEST_PARALLEL)
+	$(BIN)/pytest --ignore=$(PYTEST_PARALLEL)
+else
 	$(BIN)/pytest $(PYTEST_ARGS)
+endif
 
 # Set-up in parallel (pip, npm, checkov's venv, apt), then lint beside the tests: mypy's minutes
 # overlap the first (synthesis) tests instead of adding to the run.
