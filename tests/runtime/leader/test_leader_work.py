@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -99,8 +100,9 @@ class World:
         return self.metrics.registry.get_sample_value(name, labels)
 
 
-@pytest.fixture
-def world() -> World:
+def build_world(**leader_options: Any) -> World:
+    """Fake routes, VTEP store, Events and metrics on one fake clock around a LeaderWork;
+    `leader_options` are LeaderWork's optional settings."""
     clock = Clock()
     routes, vtep, events, metrics = FakeRoutes(clock), FakeVtep(clock), Events(), GatewayMetrics()
     work = LeaderWork(
@@ -113,8 +115,14 @@ def world() -> World:
         subject=SUBJECT,
         identity="gw-a",
         clock=clock,
+        **leader_options,
     )
     return World(clock, routes, vtep, events, metrics, work, [True])
+
+
+@pytest.fixture
+def world() -> World:
+    return build_world()
 
 
 def test_a_term_syncs_both_lanes_at_once_and_reports_setup(world: World) -> None:
@@ -268,23 +276,7 @@ WINDOW_S = 1.0
 
 
 def late_write_world(keep_warm: Callable[[], None] | None = None) -> World:
-    clock = Clock()
-    routes, vtep, events, metrics = FakeRoutes(clock), FakeVtep(clock), Events(), GatewayMetrics()
-    work = LeaderWork(
-        routes=routes,
-        vtep=vtep,
-        resync_period_s=RESYNC_S,
-        retry_period_s=RETRY_S,
-        metrics=metrics,
-        events=events,
-        subject=SUBJECT,
-        identity="gw-a",
-        clock=clock,
-        late_write_window_s=WINDOW_S,
-        keep_warm=keep_warm,
-        keep_warm_every_s=5.0,
-    )
-    return World(clock, routes, vtep, events, metrics, work, [True])
+    return build_world(late_write_window_s=WINDOW_S, keep_warm=keep_warm, keep_warm_every_s=5.0)
 
 
 def test_routes_are_rechecked_until_a_late_write_of_the_previous_holder_can_arrive() -> None:
