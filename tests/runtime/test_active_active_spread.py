@@ -274,7 +274,7 @@ def test_a_stopping_replica_stays_until_its_shards_routes_and_endpoints_have_mov
     """SIGTERM (a rolling update, a node drain): the replica releases its shards at once and
     then keeps running (its node keeps forwarding) until the new owner's routes and VTEP
     endpoints are in place; only then does it exit. The new owner's route writes are slowed
-    down (3 s each at its EC2 endpoint, as a throttled account would: longer than a lease, and
+    down (1.5 s each at its EC2 endpoint, as a throttled account would: longer than a lease, and
     short enough that the moved shards' writes end inside the drain's bound, DRAIN_MAX_S, on a
     loaded machine), and still every one finished before the exit, by the emulator proxy's
     clock."""
@@ -282,7 +282,7 @@ def test_a_stopping_replica_stays_until_its_shards_routes_and_endpoints_have_mov
 
     def slow_writes(action: str, _seq: int) -> tuple[int, bytes] | None:
         if slow.is_set() and action in ("CreateRoute", "ReplaceRoute"):
-            time.sleep(3.0)
+            time.sleep(1.5)
         return None  # then forwarded as usual
 
     pair.add_nodes(100)
