@@ -68,14 +68,24 @@ lint: deps
 	$(BIN)/mypy constructs/eks_hybrid_gateway runtime/hybrid_gateway contract/hybrid_gateway_contract apiserver/kube_test_apiserver testkit/hybrid_gateway_testkit tests bench examples docs
 	$(BIN)/lint-imports
 
-# The operations commands' tests (EC2 emulator in the test's process, no namespaces, no lease
-# timing) are CPU-bound in one process: two workers; everything else runs in one process, as
-# the daemon and lab tests measure timing. PYTEST_ARGS replaces both with one run of its own.
-PYTEST_PARALLEL := tests/runtime/ops
+# Two phases. First the suites that are CPU-bound in their own process (synthesis, validators,
+# the EC2 emulator, the test API server's conformance: no network namespaces, no lease timing,
+# no daemons) on two workers, a test file per worker so module fixtures are built once; then
+# everything else in one process, as the daemon, lease-timing and namespace tests measure
+# timing. Files in those suites that start daemons or namespaces go to the second phase. The
+# phases select by file, never by deselecting tests: syrupy then still fails a run on a snapshot
+# that no test uses any more. PYTEST_ARGS replaces both with one run of its own.
+PYTEST_TWO_WORKERS := tests/cdk tests/chart tests/contract tests/testkit tests/runtime/core \
+	tests/runtime/ops tests/test_contract.py tests/test_docs.py
+PYTEST_ONE_PROCESS_THERE := tests/chart/test_rbac_covers_runtime.py \
+	tests/testkit/test_apiserver_netns.py
+PYTEST_TWO_WORKER_FILES = $(filter-out $(PYTEST_ONE_PROCESS_THERE), \
+	$(shell find $(PYTEST_TWO_WORKERS) -name 'test_*.py' | sort))
 pytest: deps system-deps
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(BIN)/pytest -n 2 $(PYTEST_PARALLEL)
-	$(BIN)/pytest --ignore=$(PYTEST_PARALLEL)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_TWO_WORKERS) \
+		$(addprefix --ignore=,$(PYTEST_ONE_PROCESS_THERE))
+	$(BIN)/pytest $(addprefix --ignore=,$(PYTEST_TWO_WORKER_FILES))
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif
