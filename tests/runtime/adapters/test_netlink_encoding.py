@@ -24,10 +24,10 @@ def pyroute2_bytes(msg: Any, msg_type: int, flags: int, seq: int) -> bytes:
     return bytes(msg.data)
 
 
-def test_fdb_append_and_delete_match_pyroute2() -> None:
+def test_fdb_replace_and_delete_match_pyroute2() -> None:
     entry = FdbEntry("02:00:c0:a8:64:0a", V4("192.168.100.10"))
     for delete, msg_type, flags in (
-        (False, nl.RTM_NEWNEIGH, 0x1 | 0x4 | 0x400 | 0x800),
+        (False, nl.RTM_NEWNEIGH, 0x1 | 0x4 | 0x400 | 0x100),  # bridge fdb replace
         (True, nl.RTM_DELNEIGH, 0x1 | 0x4),
     ):
         ref = ndmsg()

@@ -141,6 +141,10 @@ NHID3 = str(nexthop_id(ipaddress.IPv4Address(IP3)))
 #: 10.64.3.0/24), and what the repairing pass must plan: (additions, removals).
 DRIFT: dict[str, tuple[tuple[str, ...], tuple[int, int]]] = {
     "fdb entry deleted": (("bridge", "fdb", "del", MAC3, "dev", DEV, "dst", IP3), (1, 0)),
+    "fdb entry pointed elsewhere": (
+        ("bridge", "fdb", "replace", MAC3, "dev", DEV, "dst", ELSEWHERE, "self", "permanent"),
+        (1, 1),
+    ),
     "stray fdb entry": (
         ("bridge", "fdb", "append", MAC_X, "dev", DEV, "dst", ELSEWHERE, "self", "permanent"),
         (0, 1),

@@ -111,7 +111,13 @@ def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
 
 
 def encode_fdb(ifindex: int, entry: FdbEntry, *, delete: bool, seq: int) -> bytes:
-    """`bridge fdb append|del <mac> dev <ifindex> dst <ip> self permanent`."""
+    """`bridge fdb replace|del <mac> dev <ifindex> dst <ip> self permanent`.
+
+    Replace, not append: the VXLAN driver keeps one remote per unicast MAC and appends a second
+    only to the all-zero or a multicast MAC; an append to an existing unicast MAC succeeds and
+    changes nothing (drivers/net/vxlan/vxlan_core.c `vxlan_fdb_update_existing`). So an entry
+    pointed elsewhere behind our back is re-pointed in place, and the plan's delete of the
+    wrong pair then finds nothing (ENOENT, a success for a delete)."""
     body = (
         NDMSG.pack(AF_BRIDGE, ifindex, NUD_PERMANENT, NTF_SELF, 0)
         + attr(NDA_LLADDR, _mac_bytes(entry.mac))
@@ -119,7 +125,7 @@ def encode_fdb(ifindex: int, entry: FdbEntry, *, delete: bool, seq: int) -> byte
     )
     if delete:
         return _message(RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, body)
-    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
     return _message(RTM_NEWNEIGH, flags, seq, body)
 
 
