@@ -108,27 +108,27 @@ class Netlink:
         interrupted by concurrent changes (its content may then be inconsistent)."""
         nexthops = self.nexthop_support() is None
         with self._lock:
-            keys = self._expected_keys(expect) if expect is not None else None
             for _attempt in range(DUMP_ATTEMPTS):
                 self._sock.interrupted = False
                 raw = entries.fetch(self._sock, ifindex, nexthops=nexthops)
                 if self._sock.interrupted:
                     continue
-                if (
-                    expect is not None
-                    and keys is not None
-                    and proof.holds(
-                        ifindex=ifindex,
-                        fdb=raw.fdb,
-                        neighbours=raw.neighbours,
-                        nexthops=raw.nexthops,
-                        routes=raw.routes,
-                        keys=keys,
-                    )
-                ):
+                if expect is not None and self._proved(raw, expect):
                     return expect
                 return entries.parse_state(raw)
         raise NetlinkError(f"dumps interrupted {DUMP_ATTEMPTS} times by concurrent changes")
+
+    def _proved(self, raw: entries.RawTables, expect: TunnelState) -> bool:
+        tables = {
+            "fdb": raw.fdb,
+            "neighbours": raw.neighbours,
+            "nexthops": raw.nexthops,
+            "routes": raw.routes,
+        }
+        if not proof.sizes_match(expect, **tables):
+            return False
+        keys = self._expected_keys(expect)
+        return keys is not None and proof.holds(ifindex=raw.ifindex, keys=keys, **tables)
 
     def _expected_keys(self, state: TunnelState) -> proof.Keys | None:
         """`proof.expected_keys`, kept for the last desired state: a resync that finds the same

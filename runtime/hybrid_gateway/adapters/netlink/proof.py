@@ -259,6 +259,36 @@ def _collect(
     return keys
 
 
+def _count(chunks: list[bytes]) -> int:
+    """Messages in `chunks` if each is a run of one length (else -1: no proof)."""
+    total = 0
+    for chunk in chunks:
+        length = U32.unpack_from(chunk, 0)[0] if len(chunk) >= 4 else 0
+        if length < _HEADER or len(chunk) % length:
+            return -1
+        total += len(chunk) // length
+    return total
+
+
+def sizes_match(
+    state: TunnelState,
+    *,
+    fdb: list[bytes],
+    neighbours: list[bytes],
+    nexthops: list[bytes],
+    routes: list[bytes],
+) -> bool:
+    """Whether the dumps hold as many entries per table as `state`: checked before the keys
+    are built, so a pass that will not be a no-op (the first one on an empty device, say) does
+    not build them for nothing. Only a shortcut to parsing: the kernel lists an entry once."""
+    return (
+        _count(fdb) == len(state.fdb)
+        and _count(neighbours) == len(state.neighbours)
+        and _count(nexthops) == len(state.nexthops)
+        and _count(routes) == len(state.routes)
+    )
+
+
 def holds(
     *,
     ifindex: int,
