@@ -164,6 +164,8 @@ class TunnelReconciler:
                 result.removed,
                 result.add_errors + result.remove_errors,
             )
+            if result.ok:  # the next resync will prove what this pass wrote
+                self.netlink.prepare_proof(target)
         baseline = self._baseline
         if not result.ok:
             self._baseline = None

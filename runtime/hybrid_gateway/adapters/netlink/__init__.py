@@ -130,9 +130,15 @@ class Netlink:
         keys = self._expected_keys(expect)
         return keys is not None and proof.holds(ifindex=raw.ifindex, keys=keys, **tables)
 
+    def prepare_proof(self, state: TunnelState) -> None:
+        """Build the keys that prove `state` now, after a pass wrote it, rather than in the next
+        resync (200,000 keys at 50,000 nodes: ~0.25 s of CPU on an idle machine)."""
+        with self._lock:
+            self._expected_keys(state)
+
     def _expected_keys(self, state: TunnelState) -> proof.Keys | None:
         """`proof.expected_keys`, kept for the last desired state: a resync that finds the same
-        CiliumNodes hands in the same object (200,000 keys at 50,000 nodes: ~0.2 s to build)."""
+        CiliumNodes hands in the same object."""
         if self._keys_for is not state:
             self._keys_for, self._keys = state, proof.expected_keys(state)
         return self._keys

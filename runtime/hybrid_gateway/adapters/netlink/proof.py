@@ -20,10 +20,12 @@ entry of the device: drift is found and repaired exactly as by the parser.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import operator
+import socket
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import repeat
@@ -71,32 +73,49 @@ class Keys:
     routes: AbstractSet[int]
 
 
-def _ip(address: ipaddress.IPv4Address) -> int:
-    return int(U32.unpack(address.packed)[0])
+def _ips(addresses: Iterable[ipaddress.IPv4Address]) -> Iterator[int]:
+    """The addresses as the native words `_Columns` reads from their network-order bytes."""
+    return map(socket.htonl, map(int, addresses))
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def _mac(text: str) -> int:
+    """Cached: every desired state names each node's MAC twice (FDB and neighbour)."""
     high, low = _MAC.unpack(bytes.fromhex(text.replace(":", "")))
     return int(high | low << 32)
 
 
+def _join(low: Iterable[int], high: Iterable[int], shift: int) -> Iterator[int]:
+    """`low | high << shift`, element by element (in C: 200,000 entries at 50,000 nodes)."""
+    return map(operator.or_, low, map(operator.lshift, high, repeat(shift)))
+
+
 def expected_keys(state: TunnelState) -> Keys | None:
     """The keys of `state` (a desired state), None if no dump can prove it: it names adopted
-    routes, or a nexthop route whose gateway is not its nexthop's."""
-    if state.adopted_routes or any(e.mac == _ZERO_MAC for e in state.fdb):
-        return None  # the parser skips an all-zero FDB MAC, so no key may stand for one
-    routes: set[int] = set()
-    for net, via in state.routes.items():
-        nhid = state.route_nexthops.get(net, 0)
-        if nhid and state.nexthops.get(nhid) != via:
+    routes, a route whose gateway is not its nexthop's, or an all-zero FDB MAC (the parser
+    skips those, so no key may stand for one)."""
+    fdb_macs, fdb_dsts = zip(*state.fdb, strict=True) if state.fdb else ((), ())
+    nets, vias = list(state.routes), list(state.routes.values())
+    nhids = list(map(state.route_nexthops.get, nets, repeat(0)))
+    if state.adopted_routes or _ZERO_MAC in fdb_macs:
+        return None
+    if all(nhids):  # through nexthop objects: the gateway is the nexthop's
+        if list(map(state.nexthops.get, nhids)) != vias:
             return None
-        gateway = 0 if nhid else _ip(via)
-        routes.add(_ip(net.network_address) | net.prefixlen << 32 | nhid << 40 | gateway << 72)
+        gateways: Iterable[int] = repeat(0)
+    elif not any(nhids):  # routes with their own gateway
+        gateways = _ips(vias)
+    else:
+        return None  # a desired state is one or the other
+    prefixes = _join(_ips(map(operator.attrgetter("network_address"), nets)),
+                     map(operator.attrgetter("prefixlen"), nets), 32)  # fmt: skip
     return Keys(
-        fdb=frozenset(_ip(e.dst) | _mac(e.mac) << 32 for e in state.fdb),
-        neighbours=frozenset(_ip(ip) | _mac(mac) << 32 for ip, mac in state.neighbours.items()),
-        nexthops=frozenset(nhid | _ip(via) << 32 for nhid, via in state.nexthops.items()),
-        routes=frozenset(routes),
+        fdb=frozenset(_join(_ips(fdb_dsts), map(_mac, fdb_macs), 32)),
+        neighbours=frozenset(
+            _join(_ips(state.neighbours), map(_mac, state.neighbours.values()), 32)
+        ),
+        nexthops=frozenset(_join(state.nexthops, _ips(state.nexthops.values()), 32)),
+        routes=frozenset(_join(_join(prefixes, nhids, 40), gateways, 72)),
     )
 
 
