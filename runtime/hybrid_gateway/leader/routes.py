@@ -31,6 +31,7 @@ from hybrid_gateway.adapters.ec2 import (
     WriteNotAllowedError,
 )
 from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.pacing import EC2_MUTATING_BUCKET
 from hybrid_gateway.core.routes import (
     ObservedRoute,
     RouteKey,
@@ -45,8 +46,12 @@ log = logging.getLogger(__name__)
 
 # All writes of a failover in one wave (10 tables x 4 CIDRs = 40): parallelism changes when
 # the writes are sent, not how many; a throttled write backs off on its own (adapters/ec2.py).
-# At most the EC2 clients' connection pool size (adapters/ec2.make_client).
-MAX_PARALLEL_WRITES = 64
+# The bound holds for the whole replica, over every sync in flight (active-active runs one per
+# shard): EC2's bucket for mutating actions holds 50 tokens per account and Region ("Request
+# throttling for the Amazon EC2 API", Amazon EC2 Developer Guide; core/pacing.py), so more
+# route writes at once would be throttled even from a full bucket. Below the EC2 clients'
+# connection pool size (adapters/ec2.make_client), so no write waits for a connection.
+MAX_PARALLEL_WRITES = EC2_MUTATING_BUCKET
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
@@ -61,6 +66,8 @@ WRITE_PROBE = "CreateRoute/ReplaceRoute (DryRun)"
 WRITES_DENIED_REASON = "RouteWritesNotAllowed"
 #: The writes every leader needs in every table (DeleteRoute only retires active-active shards).
 PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
+#: The outcome of a write the lease guard withheld.
+SUPPRESSED = "suppressed"
 
 
 @dataclass
@@ -105,6 +112,7 @@ class RouteOwner:
         self._last_refused: frozenset[RouteKey] = frozenset()
         self._unverified: str | None = None  # the last inconclusive permission probe, logged once
         self._check_on_reported = False  # the "check is ON" Event was sent for this episode
+        self._write_slots = threading.BoundedSemaphore(MAX_PARALLEL_WRITES)  # replica-wide
 
     # -- start-up, every replica -----------------------------------------------------------------
     @property
@@ -305,45 +313,49 @@ class RouteOwner:
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
             if not self.forwarding_allowed():  # the check was read as ON during this sync
                 return key, "source/destination check turned on: not written"
-            try:
-                if key in creates:
-                    self._ec2.create_route(key, eni, may_write)
-                else:
-                    self._ec2.replace_route(key, eni, may_write)
-            except WriteNotAllowedError:
-                return key, "suppressed"
-            except Ec2Error as exc:
-                self._metrics.aws_route_table_update_errors.inc()
-                return key, str(exc)
-            self._metrics.aws_route_table_update.inc()
-            return key, None
+            if key in creates:
+                return self._send(key, lambda: self._ec2.create_route(key, eni, may_write))
+            return self._send(key, lambda: self._ec2.replace_route(key, eni, may_write))
 
-        self._wave(plan.writes, write, result, eni)
+        for key, error in self._wave(plan.writes, write):
+            if error == SUPPRESSED:
+                result.suppressed = True
+            elif error:
+                log.warning("route %s in %s: %s", key.destination, key.table_id, error)
+                result.failed.append((key, error))
+            else:
+                log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
+                result.written.append(key)
         if not result.failed and not result.suppressed:  # the new cut is in place first
             self._retire(observed, retire, eni, may_write, result)
         self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
         return result
 
+    def _send(self, key: RouteKey, call: Callable[[], None]) -> tuple[RouteKey, str | None]:
+        """One route write (its guard checked per attempt by the adapter) within the replica's
+        bound on writes in flight; (key, None), (key, SUPPRESSED) or (key, the error)."""
+        with self._write_slots:
+            try:
+                call()
+            except WriteNotAllowedError:
+                return key, SUPPRESSED
+            except Ec2Error as exc:
+                self._metrics.aws_route_table_update_errors.inc()
+                return key, str(exc)
+        self._metrics.aws_route_table_update.inc()
+        return key, None
+
     def _wave(
         self,
         keys: Sequence[RouteKey],
-        write: Callable[[RouteKey], tuple[RouteKey, str | None]],
-        result: SyncResult,
-        eni: str,
-    ) -> None:
-        """Send `keys` in parallel; record each outcome in `result`."""
+        send: Callable[[RouteKey], tuple[RouteKey, str | None]],
+    ) -> list[tuple[RouteKey, str | None]]:
+        """Send `keys` in parallel (at most MAX_PARALLEL_WRITES of the replica at once); every
+        outcome, in the order of `keys`."""
         if not keys:
-            return
+            return []
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(keys))) as pool:
-            for key, error in pool.map(write, keys):
-                if error == "suppressed":
-                    result.suppressed = True
-                elif error:
-                    log.warning("route %s in %s: %s", key.destination, key.table_id, error)
-                    result.failed.append((key, error))
-                else:
-                    log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
-                    result.written.append(key)
+            return list(pool.map(send, keys))
 
     def _retire(
         self,
@@ -355,7 +367,8 @@ class RouteOwner:
     ) -> None:
         """Delete the retired routes (one rule for both modes: core/routes.plan_retired_routes),
         planned on the tables as described plus this sync's writes, so the replacements of a
-        retired route are known to be in place; one at a time (few, only after a cut moved)."""
+        retired route are known to be in place; in parallel with each other (one write time for
+        all of them, not one per route: a moved cut can retire many), after those writes."""
         written = set(result.written)
         after: dict[str, list[ObservedRoute]] = {}
         for table, routes in observed.items():
@@ -373,24 +386,22 @@ class RouteOwner:
             )
         else:
             deletes, result.retiring = retire(after)
-        for key in deletes:
-            try:
-                self._ec2.delete_route(key, may_write)
-            except WriteNotAllowedError:
+        outcomes = self._wave(
+            deletes, lambda key: self._send(key, lambda: self._ec2.delete_route(key, may_write))
+        )
+        for key, error in outcomes:
+            if error == SUPPRESSED:
                 result.suppressed = True
-                return
-            except Ec2Error as exc:
-                self._metrics.aws_route_table_update_errors.inc()
-                log.warning("retired route %s in %s: %s", key.destination, key.table_id, exc)
-                result.failed.append((key, str(exc)))
-                continue
-            self._metrics.aws_route_table_update.inc()
-            log.info(
-                "deleted retired route %s in %s: an earlier cut of the pod networks",
-                key.destination,
-                key.table_id,
-            )
-            result.deleted.append(key)
+            elif error:
+                log.warning("retired route %s in %s: %s", key.destination, key.table_id, error)
+                result.failed.append((key, error))
+            else:
+                log.info(
+                    "deleted retired route %s in %s: an earlier cut of the pod networks",
+                    key.destination,
+                    key.table_id,
+                )
+                result.deleted.append(key)
         if result.deleted:
             self._report(
                 "StaleRoutesDeleted",
