@@ -595,3 +595,46 @@ def test_the_bound_on_writes_in_flight_holds_over_every_sync_of_the_replica(
     assert len(calls) == 6
     most = max(sum(1 for o in calls if o.started <= c.started < o.finished) for c in calls)
     assert most <= 2, sorted((c.started, c.finished) for c in calls)
+
+
+def test_a_takeover_writes_from_the_prefetched_tables_before_any_describe(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """A standby describes its tables every few seconds through the write client
+    (`prefetch`); its first sync as leader plans from that and sends the writes without a
+    describe of its own, each still behind the lease guard. A later sync describes."""
+    point_all(direct, world, world.enis["a"])
+    routes = owner(world, "b")
+    routes.prepare()
+    assert routes.prefetch() and not routes.prefetch()  # at most every PREFETCH_EVERY_S
+    ec2_proxy.reset()
+    withheld = routes.sync(lambda: False, takeover=True)
+    assert withheld.suppressed and ec2_proxy.count(*WRITES) == 0
+    result = routes.sync(always, takeover=True)
+    assert result.converged and world.all_point_at(direct, "b")
+    assert ec2_proxy.count("DescribeRouteTables") == 0
+    again = routes.sync(always, takeover=False)
+    assert again.converged and ec2_proxy.count("DescribeRouteTables") == 1
+
+
+def test_a_takeover_from_stale_prefetched_tables_describes_and_converges_in_the_same_sync(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What changed since the prefetch makes a planned write fail (a route deleted meanwhile
+    cannot be replaced): the sync describes and writes what is still wrong at once. A
+    prefetch older than PREFETCH_MAX_AGE_S is not used at all."""
+    point_all(direct, world, world.enis["a"])
+    routes = owner(world, "b")
+    routes.prepare()
+    routes.prefetch()
+    gone = RouteKey(world.table_ids[0], world.pod_cidrs[0])
+    direct.delete_route(RouteTableId=gone.table_id, DestinationCidrBlock=gone.destination)
+    result = routes.sync(always, takeover=True)
+    assert result.converged and world.all_point_at(direct, "b")
+    assert gone in result.written
+    point_all(direct, world, world.enis["a"])
+    monkeypatch.setattr(leader_routes, "PREFETCH_MAX_AGE_S", 0.0)
+    ec2_proxy.reset()
+    assert routes.sync(always, takeover=True).converged
+    calls = [c.action for c in ec2_proxy.snapshot()]
+    assert calls[0] == "DescribeRouteTables", calls
