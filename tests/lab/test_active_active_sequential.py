@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from hybrid_gateway_testkit.lab import counters
+from hybrid_gateway_testkit.lab.active_active import counters_follow
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.lab import LabOptions, running_lab
-from hybrid_gateway_testkit.lab.sharded_runner import counters_follow
 from hybrid_gateway_testkit.lab.shards import shard_losses, tcp_classes
 from hybrid_gateway_testkit.lab.topology import sequential_plan
 from hybrid_gateway_testkit.netns import leftover_namespaces

@@ -19,12 +19,13 @@ from pathlib import Path
 from types import FrameType
 
 from hybrid_gateway_contract.sharding import GatewayMode
+from hybrid_gateway_testkit.lab.active_active import ActiveActive
+from hybrid_gateway_testkit.lab.active_standby import ActiveStandby
 from hybrid_gateway_testkit.lab.agent import VTEP_MATCHES
 from hybrid_gateway_testkit.lab.drills import DRILLS, SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.lab import LabOptions
 from hybrid_gateway_testkit.lab.load import IPERF3, LoadSettings
-from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
-from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
+from hybrid_gateway_testkit.lab.runner import DrillSettings, Mode, default_out_dir, run_drill
 from hybrid_gateway_testkit.lab.topology import active_active_plan, sequential_plan
 
 
@@ -177,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.load:
         load = LoadSettings(steady_s=args.load_seconds, failover_s=args.load_failover_seconds)
     settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout, load)
+    mode: Mode = ActiveStandby() if plan is None else ActiveActive(plan)
     try:
-        if plan is not None:
-            report = run_sharded_drill(options, settings, plan)
-        else:
-            report = run_drill(options, settings)
+        report = run_drill(options, settings, mode)
     except KeyboardInterrupt:
         print("interrupted: lab processes stopped and namespaces removed", file=sys.stderr)
         return 130
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         print(json.dumps({"drill": args.drill, "error": str(exc)}))
         return 1
-    print(json.dumps(sharded_last_line(report) if active_active else last_line(report)))
+    print(json.dumps(mode.last_line(report)))
     return 0
 
 
