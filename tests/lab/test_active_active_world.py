@@ -71,17 +71,17 @@ def dropped(ns: Netns, table: str) -> int:
 def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
     """Routes, tunnels and VTEP endpoints as the daemons would program them for OWNER."""
     plan, shard_plan = lab.plan, lab.plan.shard_plan()
-    lab.start_ec2()
-    lab.start_router()
-    assert lab.ctl is not None
-    ec2 = lab.e
+    lab.control.start_ec2()
+    lab.control.start_router()
+    assert lab.control.ctl is not None
+    ec2 = lab.control.e
 
     def client() -> EC2Client:
-        return lab_ec2.ec2_client(lab.moto_url)
+        return lab_ec2.ec2_client(lab.control.moto_url)
 
     def route(cidr: str, host: str) -> None:
         eni = ec2.instances[host].eni_id
-        lab.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
+        lab.control.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
             RouteTableId=ec2.route_table_id, DestinationCidrBlock=cidr, NetworkInterfaceId=eni
         ))  # fmt: skip
 
@@ -93,15 +93,15 @@ def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
             route(shard.pod_prefixes[0], "gw-b")
     wait_until(
         "three routes at the router",
-        lambda: len(lab.router_state()) == 3,
+        lambda: len(lab.monitor.router_state()) == 3,
         10,
-        detail=lab.router_state,
+        detail=lab.monitor.router_state,
     )
 
     for host, mac in GW_MACS.items():
         program_gateway_by_hand(lab, host, mac)
     endpoints = [
-        VtepEndpoint(cidr, lab.gateway_ip(OWNER[s.index]), GW_MACS[OWNER[s.index]])
+        VtepEndpoint(cidr, lab.world.gateway_ip(OWNER[s.index]), GW_MACS[OWNER[s.index]])
         for s in shard_plan.shards
         for _, cidr in s.vtep_endpoints
     ]
@@ -127,9 +127,9 @@ def install_node_filters(lab: Lab) -> None:
 
 
 def probe_classes(lab: Lab, seconds: float = 2.5) -> dict[str, dict[str, Any]]:
-    lab.start_probes()
+    lab.probes.start()
     time.sleep(seconds)
-    raw = lab.stop_probes()
+    raw = lab.probes.stop()
     plan = lab.plan
     cloud_ips = {plan.cloud_pod_ip, *plan.cloud_targets}
     return tcp_classes(plan.shard_plan(), parse_probe_lines(raw).tcp, cloud_ips, set())
@@ -147,12 +147,12 @@ def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) ->
         assert all(f"inet {t}/24" in cloud for t in plan.cloud_targets)
         wire_by_hand(lab, tmp_path)
 
-        before = lab.read_counters()
+        before = lab.world.read_counters()
         assert all(n == 0 for c in before.values() for n in c.values())
-        lab.start_probes()
+        lab.probes.start()
         time.sleep(2.5)
-        raw = lab.stop_probes()
-        after = lab.read_counters()
+        raw = lab.probes.stop()
+        after = lab.world.read_counters()
         dropped_invalid = {h: dropped(ns, KUBE_PROXY_TABLE) for h, ns in lab.w.gateways.items()}
 
         install_node_filters(lab)

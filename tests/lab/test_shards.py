@@ -20,8 +20,8 @@ from hybrid_gateway_testkit.lab.agent import (
     steered_prefixes,
 )
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
+from hybrid_gateway_testkit.lab.control import agent_mask_for
 from hybrid_gateway_testkit.lab.drills import pick_victim
-from hybrid_gateway_testkit.lab.lab import agent_mask_for
 from hybrid_gateway_testkit.lab.probe import _endpoint
 from hybrid_gateway_testkit.lab.shards import (
     CLOUD_TO_HYBRID,

@@ -62,21 +62,21 @@ class ActiveActive:
         return self._plan
 
     def _metrics(self, lab: Lab, hosts: list[str]) -> dict[str, list[int] | None]:
-        return {host: lab.metrics_shards_held(host) for host in hosts}
+        return {host: lab.daemons.shards_held(host) for host in hosts}
 
     def before(self, lab: Lab) -> None:
-        owners = lab.shard_owners(self.hosts)
+        owners = lab.monitor.shard_owners(self.hosts)
         if owners is None:
             raise LabError("the shards are not settled after start-up")
         self.owners_before = owners
         self.metrics_before = self._metrics(lab, self.hosts)
 
     def probes_started(self, lab: Lab) -> None:
-        self.counts.append(lab.read_counters())
+        self.counts.append(lab.world.read_counters())
 
     def act(self, lab: Lab, settings: DrillSettings) -> DrillOutcome:
-        self.counts.append(lab.read_counters())
-        _, owners_at_action = lab.wait_shards_settled(self.hosts, 10, spread=False)
+        self.counts.append(lab.world.read_counters())
+        _, owners_at_action = lab.monitor.wait_shards_settled(self.hosts, 10, spread=False)
         if owners_at_action != self.owners_before:
             raise LabError(f"shard owners changed during the baseline: {owners_at_action}")
         lab.options.log(f"drill {settings.drill}: shard owners {self.owners_before}")
@@ -86,21 +86,21 @@ class ActiveActive:
         return self.outcome
 
     def acted(self, lab: Lab) -> None:
-        self.counts.append(lab.read_counters())
+        self.counts.append(lab.world.read_counters())
 
     def window_closed(self, lab: Lab) -> None:
         """The counters at the window's end; the survivors still hold what they took, and
         their /metrics say so."""
-        self.counts.append(lab.read_counters())
+        self.counts.append(lab.world.read_counters())
         survivors = [h for h in self.hosts if h != self.outcome.notes["victim"]]
-        _, settled = lab.wait_shards_settled(survivors, 10, spread=False)
+        _, settled = lab.monitor.wait_shards_settled(survivors, 10, spread=False)
         if settled != self.outcome.notes["owners_after"]:
             raise LabError(f"shard owners moved again after the drill: {settled}")
         self.metrics_after = self._metrics(lab, survivors)
 
     def collect(self, lab: Lab) -> None:
         try:
-            self.audit = lab.api.audit()
+            self.audit = lab.control.api.audit()
         except Exception as exc:  # a slow API server must not cost the run's figures
             self.audit_error = f"{type(exc).__name__}: {exc}"
             lab.options.log(f"API server audit unavailable: {self.audit_error}")

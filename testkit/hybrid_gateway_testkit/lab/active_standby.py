@@ -37,7 +37,7 @@ class ActiveStandby:
         return None  # the lab's default plan: two gateways, two hybrid nodes
 
     def before(self, lab: Lab) -> None:
-        leader = lab.leader()
+        leader = lab.monitor.leader()
         if leader is None:
             raise LabError("no leader after start-up")
         self.leader = leader
@@ -54,10 +54,10 @@ class ActiveStandby:
         pass
 
     def window_closed(self, lab: Lab) -> None:
-        self.leader_after = lab.leader()
+        self.leader_after = lab.monitor.leader()
 
     def collect(self, lab: Lab) -> None:
-        self.audit = lab.api.audit()
+        self.audit = lab.control.api.audit()
 
     def report(self, run: DrillRun) -> dict[str, Any]:
         outcome, leader, standby = run.outcome, self.leader, self.standby

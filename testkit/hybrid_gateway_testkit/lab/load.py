@@ -43,14 +43,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hybrid_gateway_testkit.lab.topology import POD_LOAD_PORTS
+
 if TYPE_CHECKING:
     from hybrid_gateway_testkit.lab.lab import Lab
     from hybrid_gateway_testkit.lab.procs import LabProcess
     from hybrid_gateway_testkit.netns import Netns
 
 IPERF3 = "iperf3"
-POD_LOAD_PORTS = (5201, 5202)
-"""Servers in the hybrid pods (and nodes): the long transfer's, the short transfers'."""
 CLOUD_LOAD_PORT_BASE = 5210
 """Servers in the cloud pod: hybrid node i sends its long transfer to base + 2 i, its short
 transfers to base + 2 i + 1 (one server per concurrent client)."""

@@ -111,7 +111,7 @@ def sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
         left = end - time.monotonic()
         if left <= 0:
             return
-        obs = lab.observed
+        obs = lab.monitor.observed
         who = (
             f"shard holders={list(obs.shard_holders)}"
             if obs and obs.shard_holders
@@ -234,7 +234,7 @@ def run_drill(options: LabOptions, settings: DrillSettings, mode: Mode) -> dict[
         if load is not None:  # steady underlay and tunnel phases, then the load across the drill
             load.start()
         t_start = time.monotonic()
-        lab.start_probes()
+        lab.probes.start()
         mode.probes_started(lab)
         options.log(f"probes running ({options.rate:g} pkt/s each way {mode.probe_unit})")
         sleep_with_progress(lab, settings.baseline_s, "baseline")
@@ -246,13 +246,13 @@ def run_drill(options: LabOptions, settings: DrillSettings, mode: Mode) -> dict[
             load.finish(t_start, outcome.t_action)
         t_stop = time.monotonic()
         mode.window_closed(lab)
-        lines = lab.stop_probes()
-        stop_warnings = list(lab.stop_warnings)
+        lines = lab.probes.stop()
+        stop_warnings = list(lab.probes.stop_warnings)
         t_end = time.monotonic()
         run_dir = lab.run_dir
         router_events = read_events(run_dir / "router.jsonl")
         monitor_events = read_events(run_dir / "monitor.jsonl")
-        agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.agents}
+        agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.control.agents}
         ec2proxy_events = read_events(run_dir / "ec2proxy.jsonl")
         mode.collect(lab)
 
