@@ -43,7 +43,8 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def configure(argv: list[str] | None = None) -> tuple[LabOptions, DrillSettings, Mode]:
+    """The run the command line asks for; a bad argument exits with its usage error (2)."""
     parser = argparse.ArgumentParser(
         prog="python -m hybrid_gateway_testkit.lab", description=__doc__
     )
@@ -128,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
-    if args.load and active_active:
-        parser.error("--load runs in active-standby mode (the kill-owner drill has no load yet)")
     if args.load and shutil.which(IPERF3) is None:
         parser.error(
             f"--load {args.load}: {IPERF3} is not installed (make system-deps installs it)"
@@ -154,14 +153,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
         except ValueError as exc:
             parser.error(str(exc))
-    if os.geteuid() != 0:
-        print("the lab creates network namespaces: run it as root", file=sys.stderr)
-        return 2
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     options = LabOptions(
         out_dir=args.out or default_out_dir(args.drill),
         lease_duration_s=args.lease_duration,
@@ -179,6 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         load = LoadSettings(steady_s=args.load_seconds, failover_s=args.load_failover_seconds)
     settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout, load)
     mode: Mode = ActiveStandby() if plan is None else ActiveActive(plan)
+    return options, settings, mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, settings, mode = configure(argv)
+    if os.geteuid() != 0:
+        print("the lab creates network namespaces: run it as root", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         report = run_drill(options, settings, mode)
     except KeyboardInterrupt:
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # cleanup has run; say what failed, in one line too
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(json.dumps({"drill": args.drill, "error": str(exc)}))
+        print(json.dumps({"drill": settings.drill, "error": str(exc)}))
         return 1
     print(json.dumps(mode.last_line(report)))
     return 0

@@ -18,6 +18,7 @@ from hybrid_gateway_testkit.lab.analysis import flow_stats
 from hybrid_gateway_testkit.lab.drills import SHARDED_DRILLS, DrillOutcome
 from hybrid_gateway_testkit.lab.lab import Lab, LabError
 from hybrid_gateway_testkit.lab.load import load_last_line
+from hybrid_gateway_testkit.lab.report import load_rows
 from hybrid_gateway_testkit.lab.runner import DrillRun, DrillSettings, Mark, flowing, leader_writes
 from hybrid_gateway_testkit.lab.shards import flow_shard, move_timings, shard_losses, tcp_classes
 from hybrid_gateway_testkit.lab.topology import LabPlan
@@ -87,6 +88,18 @@ class ActiveActive:
 
     def acted(self, lab: Lab) -> None:
         self.counts.append(lab.world.read_counters())
+
+    def load_groups(self) -> dict[str, set[str]]:
+        """The hybrid nodes of the shards that moved, and of those that stayed: a failure
+        should dent the first group's goodput only."""
+        plan = self._plan.shard_plan()
+        after = self.outcome.notes["owners_after"]
+        groups: dict[str, set[str]] = {"moved_shards": set(), "kept_shards": set()}
+        for node in self._plan.nodes:
+            shard = self._plan.node_shard(node, plan)
+            moved = after[shard] != self.owners_before[shard]
+            groups["moved_shards" if moved else "kept_shards"].add(node.name)
+        return groups
 
     def window_closed(self, lab: Lab) -> None:
         """The counters at the window's end; the survivors still hold what they took, and
@@ -304,6 +317,11 @@ def shard_table(report: dict[str, Any]) -> str:
             f"{s['loss_window_s']:>9.3f} s  {fmt(ttm.get('vpc_router_switched')):>15}  "
             f"{fmt(ttm.get('hybrid_nodes_switched')):>14}"
         )
+    for key, value in load_rows(report.get("load")):
+        out.append(f"{key}: {value}")
+    for group, directions in report.get("load", {}).get("failover_by_group", {}).items():
+        for key, value in load_rows({"failover": directions}, steady=False):
+            out.append(f"{group.replace('_', ' ')}, {key.strip()}: {value}")
     out.append(f"report: {report['report']}")
     out.append(f"plot:   {report['plot']}")
     return "\n".join(out)

@@ -53,6 +53,9 @@ class ActiveStandby:
     def acted(self, lab: Lab) -> None:
         pass
 
+    def load_groups(self) -> dict[str, set[str]]:
+        return {}  # one leader carries every flow
+
     def window_closed(self, lab: Lab) -> None:
         self.leader_after = lab.monitor.leader()
 

@@ -87,6 +87,9 @@ class Mode(Protocol):
     def acted(self, lab: Lab) -> None:
         """Right after the drill converged, before the window after it."""
 
+    def load_groups(self) -> dict[str, set[str]]:
+        """Hybrid nodes whose bulk load the report also shows apart, by group name."""
+
     def window_closed(self, lab: Lab) -> None:
         """At the end of the window after the action, with the probes still running."""
 
@@ -243,7 +246,7 @@ def run_drill(options: LabOptions, settings: DrillSettings, mode: Mode) -> dict[
         mode.acted(lab)
         sleep_with_progress(lab, settings.after_s, "after")
         if load is not None:  # the probes run on until the load's end, so the plot has both
-            load.finish(t_start, outcome.t_action)
+            load.finish(t_start, outcome.t_action, mode.load_groups())
         t_stop = time.monotonic()
         mode.window_closed(lab)
         lines = lab.probes.stop()
