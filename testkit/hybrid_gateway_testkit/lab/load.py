@@ -46,7 +46,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybrid_gateway_testkit.lab.topology import POD_LOAD_PORTS, LabPlan
+# The load's own ports live with the topology (whose ENI filters admit them); callers of the
+# load module still find them here.
+from hybrid_gateway_testkit.lab.topology import POD_LOAD_PORTS as POD_LOAD_PORTS  # noqa: PLC0414
+from hybrid_gateway_testkit.lab.topology import LabPlan
 
 if TYPE_CHECKING:
     from hybrid_gateway_testkit.lab.lab import Lab
