@@ -243,7 +243,7 @@ class ActiveActive:
         }
 
     def marks(self, run: DrillRun) -> list[Mark]:
-        marks: list[Mark] = [(t, "action", label) for t, label in run.outcome.marks]
+        marks: list[Mark] = []
         for e in run.router_events:
             if e["kind"] == "router-switch" and e["t"] >= run.t_start:
                 via = run.gw_ips.get(e.get("via") or "", e.get("via"))

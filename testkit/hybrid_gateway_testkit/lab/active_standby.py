@@ -132,7 +132,7 @@ class ActiveStandby:
 
     def marks(self, run: DrillRun) -> list[Mark]:
         t_start, gw_ips = run.t_start, run.gw_ips
-        marks: list[Mark] = [(t, "action", label) for t, label in run.outcome.marks]
+        marks: list[Mark] = []
         prev_holder: Any = object()
         for e in run.monitor_events:
             if e.get("holder") != prev_holder and e["t"] >= t_start:

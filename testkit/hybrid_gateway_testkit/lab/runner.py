@@ -99,7 +99,8 @@ class Mode(Protocol):
     def report(self, run: DrillRun) -> dict[str, Any]:
         """The mode's part of the report (the runner adds what every mode reports)."""
 
-    def marks(self, run: DrillRun) -> list[Mark]: ...
+    def marks(self, run: DrillRun) -> list[Mark]:
+        """What the timeline marks besides the drill's own actions and the load's recovery."""
 
     def title(self, report: dict[str, Any]) -> str: ...
 
@@ -304,7 +305,9 @@ def run_drill(options: LabOptions, settings: DrillSettings, mode: Mode) -> dict[
         cloud_ips=cloud_ips,
         t0=t_start,
         t1=t_end,
-        marks=mode.marks(run) + load_marks(load, outcome.t_action),
+        marks=[(t, "action", label) for t, label in outcome.marks]
+        + mode.marks(run)
+        + load_marks(load, outcome.t_action),
         load=None if load is None else load.series,
         title=mode.title(report),
     )
