@@ -10,6 +10,7 @@ deletes every namespace it created.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +24,21 @@ from hybrid_gateway_testkit.lab.probes import Probes
 from hybrid_gateway_testkit.lab.procs import ProcessSet
 from hybrid_gateway_testkit.lab.topology import LabPlan, LabWorld
 from hybrid_gateway_testkit.lab.world import World
+from hybrid_gateway_testkit.netns import leftover_namespaces
 
-__all__ = ["Lab", "LabError", "LabOptions", "running_lab", "write_json"]
+__all__ = ["Lab", "LabError", "LabOptions", "namespaces_of_run", "running_lab", "write_json"]
+
+#: The lab's first line of output names the pattern of its namespaces (`hgw-<tag>-*`).
+NAMESPACES_LINE = "world: namespaces"
+
+
+def namespaces_of_run(output: str) -> set[str]:
+    """The namespaces still present of the lab whose output this is: the lab names them
+    first, as other labs may run on the same machine at the same time."""
+    found = re.search(rf"^{NAMESPACES_LINE} (\S+)-\*$", output, re.M)
+    if found is None:
+        raise LabError(f"no {NAMESPACES_LINE!r} line in the lab's output:\n{output[:2000]}")
+    return {n for n in leftover_namespaces() if n.startswith(found[1] + "-")}
 
 
 class Lab:
@@ -43,6 +57,7 @@ class Lab:
     def __enter__(self) -> Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.options.log(f"{NAMESPACES_LINE} {self.world.namespaces}")
             self.world.build()
         except BaseException:  # __exit__ does not run when __enter__ fails: clean up here
             self.close()

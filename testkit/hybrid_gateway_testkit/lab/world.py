@@ -15,7 +15,7 @@ from hybrid_gateway_testkit.lab.topology import (
     add_hybrid_node,
     build_world,
 )
-from hybrid_gateway_testkit.netns import NetnsWorld
+from hybrid_gateway_testkit.netns import PREFIX, NetnsWorld
 
 
 class World:
@@ -32,6 +32,11 @@ class World:
             for ns in self._built.gateways.values():
                 counters.install(ns, shard_plan, self.plan.pod_cidrs, UDP_PORT)
         return self._built
+
+    @property
+    def namespaces(self) -> str:
+        """The pattern every namespace of this world matches (`hgw-<tag>-*`)."""
+        return f"{PREFIX}-{self._netns.tag}-*"
 
     def close(self) -> None:
         """Delete every namespace this world created."""
