@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             LabOptions(out_dir=Path(tmp), log=lambda line: print(line, file=sys.stderr))
         ) as lab,
     ):
-        leader = lab.leader()
+        leader = lab.monitor.leader()
         if leader is None:
             raise RuntimeError("no leader")
         for path in ("underlay", "tunnel"):

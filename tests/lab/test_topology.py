@@ -53,15 +53,15 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
         assert "blackhole 10.0.0.0/16" in hn1.ip("route", "show", "table", "101")
         assert "10.100.0.0/16" not in lab.w.router.ip("route")
 
-        lab.start_ec2()
-        lab.start_router()
-        assert lab.ctl is not None
-        ec2 = lab.e
+        lab.control.start_ec2()
+        lab.control.start_router()
+        assert lab.control.ctl is not None
+        ec2 = lab.control.e
 
         def client() -> EC2Client:
-            return lab_ec2.ec2_client(lab.moto_url)
+            return lab_ec2.ec2_client(lab.control.moto_url)
 
-        lab.ctl.call(
+        lab.control.ctl.call(
             lambda: client().create_route(
                 RouteTableId=ec2.route_table_id,
                 DestinationCidrBlock=lab.plan.pod_cidrs,
@@ -93,9 +93,9 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
                 "route", "show", "table", str(node.table)
             )
 
-        lab.start_probes()
+        lab.probes.start()
         time.sleep(1.5)
-        raw = lab.stop_probes()
+        raw = lab.probes.stop()
         summary = summarize(parse_probe_lines(raw), {lab.plan.cloud_pod_ip})
         for direction in ("cloud_to_hybrid", "hybrid_to_cloud"):
             d = summary["directions"][direction]
@@ -122,7 +122,7 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
 
         # A route move in EC2 reaches the router only after the propagation delay.
         t_move = time.monotonic()
-        lab.ctl.call(
+        lab.control.ctl.call(
             lambda: client().replace_route(
                 RouteTableId=ec2.route_table_id,
                 DestinationCidrBlock=lab.plan.pod_cidrs,
@@ -132,7 +132,7 @@ def test_world_routes_tunnel_and_cleanup(tmp_path: Path) -> None:
         wait_until(
             "the router's route to gw-b", lambda: "via 10.0.0.12" in lab.w.router.ip("route"), 10
         )
-        switches = [e for e in lab.router_state().items()]
+        switches = [e for e in lab.monitor.router_state().items()]
         assert switches == [(lab.plan.pod_cidrs, "10.0.0.12")]
         from hybrid_gateway_testkit.lab.events import read_events
 
@@ -189,7 +189,7 @@ def test_interrupted_lab_still_cleans_up(tmp_path: Path) -> None:
         Lab(LabOptions(out_dir=tmp_path, log=lambda _: None)) as lab,
     ):
         names = [ns.name for ns in lab.w.world.namespaces]
-        lab.start_ec2()
+        lab.control.start_ec2()
         raise KeyboardInterrupt
     assert names
     assert not set(leftover_namespaces()) & set(names)

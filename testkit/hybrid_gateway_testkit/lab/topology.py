@@ -51,7 +51,6 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
 )
 from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
-from hybrid_gateway_testkit.lab.load import POD_LOAD_PORTS
 from hybrid_gateway_testkit.lab.strict import (
     eni_ruleset,
     kube_proxy_ruleset,
@@ -67,6 +66,9 @@ TCP_PORT = 9443
 """One-shot TCP calls (a webhook-like request/response per connection)."""
 CONN_PORT = 9444
 """Long-lived TCP connections (a request/response every interval on one connection)."""
+POD_LOAD_PORTS = (5201, 5202)
+"""The bulk load's iperf3 servers in the hybrid pods (and nodes): the long transfer's, the short
+transfers' (`load`); the ENI filters admit them from the VPC side."""
 ENI_TABLE_ID = "100"
 """The ENI namespace's routing table for traffic from the VPC: all of it to the host."""
 ENI_ADDRESS_OFFSET = 100
