@@ -31,7 +31,6 @@ from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardOwnership
@@ -231,7 +230,7 @@ class ShardGroup:
             "ShardLeaseUnavailable",
             "grant get, create and update on Leases in the gateway's namespace",
         )
-        vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s, owner_namespace=ns)
+        vtep_store = VtepStore(api_client, settings=timings.kube, owner_namespace=ns)
         self._vtep_store = vtep_store
         self.nodes_health = WatchHealth(
             reporting.reporter(
@@ -251,9 +250,7 @@ class ShardGroup:
             metrics=self.metrics,
             on_error=self.nodes_health.on_error,
             on_listed=self.nodes_health.reporter.succeeded,
-            watch_timeout_s=max(1, int(timings.watch_window_s)),
-            call_timeout_s=timings.api_timeout_s,
-            max_backoff_s=timings.watch_max_backoff_s,
+            settings=timings.kube,
         )
         # one CiliumVTEPConfig write covers every shard this replica holds
         self.vtep_writer = ReplicaVtepWriter(
@@ -306,7 +303,7 @@ class ShardGroup:
         self._by_lease = {slot.lease_name: slot for slot in self.slots}
         # Whether the hybrid Cilium agents' one VTEP mask matches the plan's endpoint length.
         self.cilium = CiliumMatch(
-            CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+            CiliumAgentReader(api_client, settings=timings.kube),
             vpc_cidrs=config.vpc_cidrs,
             plan_endpoints=[c for s in self.plan.shards for _name, c in s.vtep_endpoints],
             reporting=reporting,
@@ -329,9 +326,7 @@ class ShardGroup:
             on_list=self._on_list,
             on_event=self._on_event,
             on_error=self.group_health.on_error,
-            call_timeout_s=timings.api_timeout_s,
-            window_s=max(1, int(timings.watch_window_s)),
-            backoff=Backoff(initial_s=0.2, maximum_s=timings.watch_max_backoff_s),
+            settings=timings.kube,
         )
         self.vtep_health, self.vtep_watch = vtep_watch(
             vtep_store, reporting, timings, self._wake_vtep_lanes
@@ -356,9 +351,7 @@ class ShardGroup:
             on_seen=self._seen_standby_leader,
             on_listed=self.standby_leader_health.reporter.succeeded,
             on_error=self.standby_leader_health.on_error,
-            call_timeout_s=timings.api_timeout_s,
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
+            settings=timings.kube,
         )
 
     def forward_plan(self) -> ShardPlan:
