@@ -90,14 +90,17 @@ class ShardRoutes:
     forward: ForwardPrefixes
     index: int
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(self, may_write: Callable[[], bool], *, takeover: bool = False) -> SyncResult:
         spread = self.forward.current()
         if spread is None:  # the CiliumNodes are not listed yet: nothing to write
             return SyncResult(RoutePlan(), suppressed=True)
         # The spread's prefixes are the plan: a route of an earlier cut (another shard count,
         # an earlier spread, an active-standby leader's) is retired once they are written.
         return self.routes.sync(
-            may_write, spread.prefixes[self.index], self.forward.retire(self.index)
+            may_write,
+            spread.prefixes[self.index],
+            self.forward.retire(self.index),
+            takeover=takeover,
         )
 
 
