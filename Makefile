@@ -11,7 +11,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 # Node that runs npm can set up; jsii's own warnings stay on, so a wrong Node shows.
 MIN_NODE_MAJOR := 22
 
-.PHONY: synth test lint pytest deps system-deps clean lab docs
+.PHONY: synth test lint pytest deps system-deps clean lab docs docs-figures
 
 $(VENV)/.stamp: pyproject.toml runtime/pyproject.toml contract/pyproject.toml apiserver/pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -106,6 +106,16 @@ DRILL ?= kill-leader
 LAB_ARGS ?=
 lab: deps system-deps
 	$(PY) -m hybrid_gateway_testkit.lab --drill $(DRILL) $(LAB_ARGS)
+
+# The failover timeline in the docs (docs/img/failover-timeline.png, shown in docs/lab.md): one
+# short real kill-leader drill in the lab (root, about a minute), its picture copied into docs/.
+# Run it again when the drill's picture or the failover changes; the test suite never runs it.
+DOCS_FIGURE_OUT := lab-out/docs-figures
+docs-figures: deps system-deps
+	rm -rf $(DOCS_FIGURE_OUT)
+	$(PY) -m hybrid_gateway_testkit.lab --drill kill-leader --baseline 2 --after 2 --out $(DOCS_FIGURE_OUT)
+	mkdir -p docs/img
+	cp $(DOCS_FIGURE_OUT)/timeline.png docs/img/failover-timeline.png
 
 # The documentation site (docs/, mkdocs.yml) into site/; the test suite builds it strictly too.
 docs: deps

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                                   args.run_seconds))  # fmt: skip
             print(f"run {i + 1}: tunnel {tunnel[-1]:.0f} Mbit/s, direct {direct[-1]:.0f} Mbit/s",
                   file=sys.stderr)  # fmt: skip
-        leader = lab.leader()
+        leader = lab.monitor.leader()
     tunnel_mbps, direct_mbps = statistics.median(tunnel), statistics.median(direct)
     print(json.dumps({
         "tunnel_mbps": round(tunnel_mbps, 1),

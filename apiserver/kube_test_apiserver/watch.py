@@ -121,7 +121,12 @@ def serve_watch(
 
 
 def _expired_event(exc: ExpiredError) -> JsonObj:
-    err = ApiError(410, "ExpiredError", str(exc))
+    """The ERROR event kube-apiserver streams for a watch from a version its history no
+    longer holds: the Status of apimachinery pkg/api/errors `NewResourceExpired` (410, reason
+    "Expired", metav1 `StatusReasonExpired`), with the watch cache's message (k8s.io/apiserver
+    pkg/storage/cacher/watch_cache.go `getAllEventsSinceLocked`: "too old resource version:
+    %d (%d)"; `ExpiredError` words it the same)."""
+    err = ApiError(410, "Expired", str(exc))
     return {"type": "ERROR", "object": err.status()}
 
 

@@ -46,6 +46,7 @@ from hybrid_gateway.leader.assembly import (
     readiness_problem,
 )
 from hybrid_gateway.leader.service import LeaderWork
+from hybrid_gateway.leader.shard_assembly import build_shard_group
 from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
@@ -348,7 +349,7 @@ def build_ownership(
     filter counts per shard of the plan the group routes now."""
     config, timings = inputs.config, inputs.timings
     if config.active_active:
-        group = ShardGroup(inputs)
+        group = build_shard_group(inputs)
         if node_filter is not None:
             node_filter.counters = lambda: plan_counters(group.forward_plan())
         return ActiveActiveOwnership(group, timings, dataplane_ready, node_watch)

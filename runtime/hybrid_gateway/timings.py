@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.config import Config
 
 #: A pass of any loop (a reconcile of thousands of nodes, an EC2 sync under throttling) that takes
@@ -46,9 +47,7 @@ class Timings:
     renew_deadline_s: float
     retry_period_s: float
     resync_period_s: float
-    api_timeout_s: float  # one Lease or CiliumVTEPConfig request
-    watch_window_s: float  # one watch request (server and client side)
-    watch_max_backoff_s: float  # longest pause between failed watch attempts
+    kube: WatchingSettings  # every Kubernetes request's timeouts and the watches' back-off
     start_retry_max_s: float  # longest pause between IMDS / EC2 preparation attempts
     stale_elector_s: float
     stale_leader_work_s: float
@@ -63,6 +62,21 @@ class Timings:
     ineligible_shards_after_s: float
     shutdown_join_s: float = SHUTDOWN_JOIN_S
     shutdown_rest_s: float = SHUTDOWN_REST_S
+
+    @property
+    def api_timeout_s(self) -> float:
+        """One Lease or CiliumVTEPConfig request."""
+        return self.kube.request_timeout_s
+
+    @property
+    def watch_window_s(self) -> float:
+        """One watch request's window (server side)."""
+        return float(self.kube.server_timeout_s)
+
+    @property
+    def watch_max_backoff_s(self) -> float:
+        """The longest pause between failed watch attempts."""
+        return self.kube.backoff_max_s
 
     @property
     def lease_slack_s(self) -> float:
@@ -99,9 +113,9 @@ class Timings:
             renew_deadline_s=config.renew_deadline_s,
             retry_period_s=config.retry_period_s,
             resync_period_s=config.resync_period_s,
-            api_timeout_s=api_timeout,
-            watch_window_s=window,
-            watch_max_backoff_s=max_backoff,
+            kube=WatchingSettings.derived(
+                window_s=window, request_timeout_s=api_timeout, max_backoff_s=max_backoff
+            ),
             start_retry_max_s=start_retry_max,
             # the elector waits one retry period between rounds of at most a few timeouts
             stale_elector_s=10 * config.retry_period_s + 10.0,

@@ -2,7 +2,8 @@
 
 Every test that starts the daemon builds its environment with `daemon_env`, so a renamed or
 added variable is changed in the contract and here, not in each test. `DaemonProcess` runs it
-(inside a network namespace if given) and reads its probes and metrics from where it runs.
+(inside a network namespace if given) and reads its probes and metrics from where it runs;
+`GatewayDaemon` is one replica of a multi-replica test, behind its own EC2 proxy.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
+from kube_test_apiserver import ApiServer
 
 from .cilium import cilium_node
+from .ec2emu import Ec2Proxy, VpcWorld
 from .netns import Netns
 
 #: The short lease timings the daemon tests use (the reference's 3/2/1 s ratios, scaled down).
@@ -212,6 +215,78 @@ class DaemonProcess:
             assert self.running, self.log()
             time.sleep(0.05)
         raise AssertionError(f"not serving /healthz after {timeout_s}s: {self.log()}")
+
+
+@dataclass(kw_only=True)
+class GatewayDaemon(DaemonProcess):
+    """One `hybrid-gateway run --no-dataplane` replica of a multi-replica test: identity
+    `gw-<name>`, its own API server credentials, and its own recording EC2 proxy in front of
+    the emulator (a test delays, holds or fails its calls there: `proxy.fault`)."""
+
+    name: str
+    identity: str
+    node_ip: str
+    proxy: Ec2Proxy
+    args: Sequence[str] = ("--no-dataplane",)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        kube: ApiServer,
+        moto_addr: tuple[str, int],
+        world: VpcWorld,
+        node_ip: str,
+        namespace: str,
+        pod_cidrs: Sequence[str],
+        log_dir: Path,
+        resync_period: str,
+        lease: Mapping[str, str] = FAST_LEASE,
+        identity_known: bool = True,
+        extra: Mapping[str, str] | None = None,
+    ) -> GatewayDaemon:
+        """Not started yet. Without `identity_known` it has neither AWS_INSTANCE_ID nor IMDS
+        (the metadata service disabled, as when IMDS is refused): it cannot resolve its ENI."""
+        identity = f"gw-{name}"
+        proxy = Ec2Proxy(moto_addr, label=identity).start()
+        env = daemon_env(
+            kubeconfig=kube.kubeconfig(identity),
+            identity=identity,
+            namespace=namespace,
+            node_ip=node_ip,
+            pod_cidrs=pod_cidrs,
+            route_table_ids=world.table_ids,
+            region="us-east-1" if identity_known else None,
+            instance_id=world.instances[name] if identity_known else None,
+            ec2_url=proxy.url,
+            resync_period=resync_period,
+            lease=lease,
+            extra=extra,
+        )
+        return cls(
+            name=name,
+            identity=identity,
+            node_ip=node_ip,
+            proxy=proxy,
+            env=env,
+            log_path=log_dir / f"{identity}-{time.monotonic_ns()}.log",
+        )
+
+    def wait_ready(self, body: str, timeout_s: float = 10.0) -> tuple[int, str]:
+        """/readyz once it answers 200 with `body` (readiness follows the last write's reply,
+        a moment after the write is visible), or its last answer."""
+        deadline = time.monotonic() + timeout_s
+        answer = self.readyz()
+        while answer != (200, body) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answer = self.readyz()
+        return answer
+
+    def close(self) -> None:
+        """Kill the process, then stop its proxy."""
+        self.stop()
+        self.proxy.stop()
 
 
 _KUBE = """

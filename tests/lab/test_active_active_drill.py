@@ -24,31 +24,18 @@ from typing import Any
 import pytest
 
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
+from hybrid_gateway_testkit.lab.lab import namespaces_of_run
 from hybrid_gateway_testkit.lab.shards import shard_losses
 from hybrid_gateway_testkit.lab.topology import active_active_plan
-from hybrid_gateway_testkit.netns import leftover_namespaces
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 PLAN = active_active_plan(shards=4, gateways=3)
-ROLES = tuple(
-    f"-{role}"
-    for role in (
-        "vpcr", "ctl", "cloud", *(g.name for g in PLAN.gateways),
-        *(f"eni-{g.name}" for g in PLAN.gateways),
-        *(n.name for n in PLAN.nodes), *(f"{n.name}-pod" for n in PLAN.nodes),
-    )
-)  # fmt: skip
 MOVE_STEPS = ("lease_taken", "ec2_routes_moved", "vpc_router_switched", "vtep_config_moved",
               "hybrid_nodes_switched")  # fmt: skip
 
 
-def _lab_namespaces() -> set[str]:
-    return {n for n in leftover_namespaces() if n.endswith(ROLES)}
-
-
 def _run_kill_owner(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    before = _lab_namespaces()
     proc = subprocess.run(
         [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", "kill-owner",
          "--mode", "active-active", "--gateways", "3", "--shards", "4", "--out", str(out),
@@ -56,7 +43,7 @@ def _run_kill_owner(out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert _lab_namespaces() <= before, "the lab left namespaces behind"
+    assert not namespaces_of_run(proc.stdout), "the lab left namespaces behind"
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     report = json.loads(Path(last["report"]).read_text())
     assert Path(last["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from hybrid_gateway_testkit.lab import counters
+from hybrid_gateway_testkit.lab.active_active import counters_follow
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.lab import LabOptions, running_lab
-from hybrid_gateway_testkit.lab.sharded_runner import counters_follow
 from hybrid_gateway_testkit.lab.shards import shard_losses, tcp_classes
 from hybrid_gateway_testkit.lab.topology import sequential_plan
 from hybrid_gateway_testkit.netns import leftover_namespaces
@@ -52,18 +52,18 @@ def test_forward_load_spreads_over_both_gateways_when_ipam_fills_the_pool_from_t
     options = LabOptions(out_dir=tmp_path, log=lambda _: None)
     with running_lab(options, PLAN) as lab:
         names = [ns.name for ns in lab.w.world.namespaces]
-        owners = lab.shard_owners(hosts)  # settled on the spread's routes, spread evenly
+        owners = lab.monitor.shard_owners(hosts)  # settled on the spread's routes, spread evenly
         assert owners is not None and sorted(set(owners.values())) == hosts, owners
         # some mismatched pair's two directions cross the two gateways
         assert any(owners[i] != owners[j] for i, _, j, _ in PLAN.mismatched_pairs())
-        held = {h: lab.metrics_shards_held(h) for h in hosts}
+        held = {h: lab.daemons.shards_held(h) for h in hosts}
         assert held == {h: sorted(i for i, o in owners.items() if o == h) for h in hosts}
-        before = lab.read_counters()
-        lab.start_probes()
+        before = lab.world.read_counters()
+        lab.probes.start()
         time.sleep(3.0)
-        after = lab.read_counters()
-        raw = lab.stop_probes()
-        assert lab.shard_owners(hosts) == owners  # steady state throughout
+        after = lab.world.read_counters()
+        raw = lab.probes.stop()
+        assert lab.monitor.shard_owners(hosts) == owners  # steady state throughout
     assert not set(leftover_namespaces()) & set(names)
 
     forwarded = {

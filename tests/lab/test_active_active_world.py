@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
 from hybrid_gateway_testkit.lab.events import EventLog
 from hybrid_gateway_testkit.lab.handwired import program_gateway_by_hand
 from hybrid_gateway_testkit.lab.lab import Lab, LabOptions
+from hybrid_gateway_testkit.lab.load import IPERF3, LoadGenerator, LoadSettings
 from hybrid_gateway_testkit.lab.nsexec import NetnsExecutor
 from hybrid_gateway_testkit.lab.shards import shard_losses, tcp_classes
 from hybrid_gateway_testkit.lab.strict import ENI_TABLE, KUBE_PROXY_TABLE
@@ -71,17 +73,17 @@ def dropped(ns: Netns, table: str) -> int:
 def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
     """Routes, tunnels and VTEP endpoints as the daemons would program them for OWNER."""
     plan, shard_plan = lab.plan, lab.plan.shard_plan()
-    lab.start_ec2()
-    lab.start_router()
-    assert lab.ctl is not None
-    ec2 = lab.e
+    lab.control.start_ec2()
+    lab.control.start_router()
+    assert lab.control.ctl is not None
+    ec2 = lab.control.e
 
     def client() -> EC2Client:
-        return lab_ec2.ec2_client(lab.moto_url)
+        return lab_ec2.ec2_client(lab.control.moto_url)
 
     def route(cidr: str, host: str) -> None:
         eni = ec2.instances[host].eni_id
-        lab.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
+        lab.control.ctl.call(lambda: client().create_route(  # type: ignore[union-attr]
             RouteTableId=ec2.route_table_id, DestinationCidrBlock=cidr, NetworkInterfaceId=eni
         ))  # fmt: skip
 
@@ -93,15 +95,15 @@ def wire_by_hand(lab: Lab, tmp_path: Path) -> None:
             route(shard.pod_prefixes[0], "gw-b")
     wait_until(
         "three routes at the router",
-        lambda: len(lab.router_state()) == 3,
+        lambda: len(lab.monitor.router_state()) == 3,
         10,
-        detail=lab.router_state,
+        detail=lab.monitor.router_state,
     )
 
     for host, mac in GW_MACS.items():
         program_gateway_by_hand(lab, host, mac)
     endpoints = [
-        VtepEndpoint(cidr, lab.gateway_ip(OWNER[s.index]), GW_MACS[OWNER[s.index]])
+        VtepEndpoint(cidr, lab.world.gateway_ip(OWNER[s.index]), GW_MACS[OWNER[s.index]])
         for s in shard_plan.shards
         for _, cidr in s.vtep_endpoints
     ]
@@ -127,9 +129,9 @@ def install_node_filters(lab: Lab) -> None:
 
 
 def probe_classes(lab: Lab, seconds: float = 2.5) -> dict[str, dict[str, Any]]:
-    lab.start_probes()
+    lab.probes.start()
     time.sleep(seconds)
-    raw = lab.stop_probes()
+    raw = lab.probes.stop()
     plan = lab.plan
     cloud_ips = {plan.cloud_pod_ip, *plan.cloud_targets}
     return tcp_classes(plan.shard_plan(), parse_probe_lines(raw).tcp, cloud_ips, set())
@@ -147,12 +149,12 @@ def test_each_shard_flows_through_the_gateway_its_routes_name(tmp_path: Path) ->
         assert all(f"inet {t}/24" in cloud for t in plan.cloud_targets)
         wire_by_hand(lab, tmp_path)
 
-        before = lab.read_counters()
+        before = lab.world.read_counters()
         assert all(n == 0 for c in before.values() for n in c.values())
-        lab.start_probes()
+        lab.probes.start()
         time.sleep(2.5)
-        raw = lab.stop_probes()
-        after = lab.read_counters()
+        raw = lab.probes.stop()
+        after = lab.world.read_counters()
         dropped_invalid = {h: dropped(ns, KUBE_PROXY_TABLE) for h, ns in lab.w.gateways.items()}
 
         install_node_filters(lab)
@@ -203,3 +205,43 @@ def test_replies_to_hybrid_pods_need_the_return_path_rules_on_the_other_eni(
     for name in ("call/hybrid/mismatched", "conn/hybrid/mismatched"):
         assert classes[name]["failed"] == classes[name]["calls"] > 0, (name, classes)
     assert all(n > 0 for n in eni_drops.values()), eni_drops
+
+
+def _received(ns: Netns, iface: str) -> int:
+    return int(
+        json.loads(ns.ip("-j", "-s", "link", "show", "dev", iface))[0]["stats64"]["rx"]["bytes"]
+    )
+
+
+@pytest.mark.skipif(shutil.which(IPERF3) is None, reason="iperf3 is a system dependency")
+def test_each_shards_bulk_load_crosses_the_gateway_that_owns_it(tmp_path: Path) -> None:
+    """`--load iperf3` in active-active mode, on the hand-wired world (shards 0 and 2 on gw-a,
+    1 and 3 on gw-b, the daemon's node filters installed): one 1.5 s tunnel phase of the lab's
+    load, every hybrid node both ways with its shard's cloud address. Every long transfer
+    completes, and each gateway received at least the bytes of its own shards' transfers: the
+    flows of shards owned by different gateways crossed different gateways."""
+    plan = active_active_plan(shards=4, gateways=2)
+    options = LabOptions(out_dir=tmp_path, propagation_delay_s=0.0, log=lambda _: None)
+    settings = LoadSettings(streams=2, short_sizes=(128 * 1024,), short_streams=1)
+    with Lab(options, plan) as lab:
+        wire_by_hand(lab, tmp_path)
+        install_node_filters(lab)
+        gen = LoadGenerator(lab, settings)
+        gen.start_servers()
+        before = {h: _received(lab.w.gateways[h], lab.w.gateway_ifaces[h]) for h in GW_MACS}
+        phase = gen.start_phase("aa", "tunnel", 1.5)
+        gen.finish(phase)
+        after = {h: _received(lab.w.gateways[h], lab.w.gateway_ifaces[h]) for h in GW_MACS}
+        per_node = {n.name: gen.results(phase, {n.name}) for n in plan.nodes}
+        gen.stop_servers()
+    owned = dict.fromkeys(GW_MACS, 0)
+    for node in plan.nodes:
+        for direction, (long, short) in per_node[node.name].items():
+            assert len(long) == 1, (node.name, direction)
+            result = long[0][1]
+            assert result.error is None and result.goodput_bps > 1e6, (node.name, result)
+            assert short and all(t.error is None for t in short), (node.name, short)
+            owned[OWNER[plan.node_shard(node)]] += result.received_bytes
+    assert all(owned.values()), owned
+    for host, carried in owned.items():
+        assert after[host] - before[host] >= carried, (host, after[host] - before[host], owned)

@@ -177,13 +177,19 @@ def test_a_probe_dumps_its_stacks_on_sigusr1(tmp_path: Path) -> None:
 
 
 def test_the_lab_errors_name_methods_that_exist() -> None:
-    """A guard's "call X() first" must name a real step of the lab, or the reader is sent
-    looking for nothing."""
+    """A guard's "call X() first" must name a real step of the lab part that says it, or the
+    reader is sent looking for nothing."""
     import inspect
     import re
 
-    from hybrid_gateway_testkit.lab import lab
+    from hybrid_gateway_testkit.lab import control, daemons, monitor, probes, world
 
-    named = re.findall(r"call (\w+)\(\) first", inspect.getsource(lab))
+    parts = {control: control.ControlPlane, daemons: daemons.Daemons, monitor: monitor.Monitor,
+             probes: probes.Probes, world: world.World}  # fmt: skip
+    named = {
+        (cls, name)
+        for module, cls in parts.items()
+        for name in re.findall(r"call (\w+)\(\) first", inspect.getsource(module))
+    }
     assert named
-    assert [name for name in named if not callable(getattr(lab.Lab, name, None))] == []
+    assert [name for cls, name in named if not callable(getattr(cls, name, None))] == []

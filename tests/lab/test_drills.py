@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines, summarize
+from hybrid_gateway_testkit.lab.lab import namespaces_of_run
 from hybrid_gateway_testkit.netns import leftover_namespaces
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -30,14 +31,9 @@ LAST_LINE_KEYS = {"drill", "loss_window_s", "probes_sent", "probes_lost", "leade
                   "leader_after", "report", "plot"}  # fmt: skip
 
 
-def _lab_namespaces() -> set[str]:
-    return {n for n in leftover_namespaces() if n.endswith(LAB_ROLES)}
-
-
 def run_drill(
     drill: str, out: Path, extra: tuple[str, ...] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    before = _lab_namespaces()
     proc = subprocess.run(
         [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", drill, "--out", str(out),
          "--baseline", "2", "--after", "2.5", *extra],
@@ -49,7 +45,7 @@ def run_drill(
     assert last["drill"] == drill
     report = json.loads(Path(last["report"]).read_text())
     assert Path(last["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert _lab_namespaces() <= before, "the lab left namespaces behind"
+    assert not namespaces_of_run(proc.stdout), "the lab left namespaces behind"
     _check_against_raw_log(last, report)
     return last, report
 
@@ -167,7 +163,6 @@ def test_control_plane_upgrade_loses_nothing_and_keeps_the_leader(tmp_path: Path
 
 
 def test_ctrl_c_mid_drill_stops_everything_and_removes_the_world(tmp_path: Path) -> None:
-    before = _lab_namespaces()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", "restart-standby",
          "--out", str(tmp_path)],
@@ -180,15 +175,15 @@ def test_ctrl_c_mid_drill_stops_everything_and_removes_the_world(tmp_path: Path)
         if line.startswith("probes running"):
             break
     assert seen and seen[-1].startswith("probes running"), "".join(seen)
-    during = _lab_namespaces() - before
-    assert len(during) == len(LAB_ROLES)
+    during = namespaces_of_run("".join(seen))
+    assert {"-" + n.split("-", 2)[2] for n in during} == set(LAB_ROLES)
     children = _children(proc.pid)
     assert children, "the lab runs its processes as children"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert not (_lab_namespaces() & during)
+    assert not (set(leftover_namespaces()) & during)
     assert not [pid for pid in children if _alive(pid)]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from hybrid_gateway_testkit.lab.__main__ import configure
 from hybrid_gateway_testkit.lab.__main__ import main as lab_main
+from hybrid_gateway_testkit.lab.active_active import ActiveActive
 from hybrid_gateway_testkit.lab.analysis import ProbeLog
 from hybrid_gateway_testkit.lab.load import (
     IPERF3,
@@ -29,6 +32,7 @@ from hybrid_gateway_testkit.lab.load import (
     IperfResult,
     ShortTransfer,
     alignment_slack,
+    cloud_address,
     compare_paths,
     failover_impact,
     interval_origin,
@@ -39,6 +43,8 @@ from hybrid_gateway_testkit.lab.load import (
     steady_summary,
 )
 from hybrid_gateway_testkit.lab.report import load_rows, timeline_png
+from hybrid_gateway_testkit.lab.shards import flow_shard
+from hybrid_gateway_testkit.lab.topology import LabPlan
 from hybrid_gateway_testkit.netns import netns_world
 
 DATA = Path(__file__).parent / "data"
@@ -179,19 +185,40 @@ def test_the_recorded_failover_dips_at_the_action_and_recovers_after_the_new_pat
     assert impact["retransmits_failure"] > 10 * impact["retransmits_pre_per_s"]
 
 
-def test_the_lab_refuses_load_where_it_cannot_run_it(
+def test_the_lab_refuses_load_without_iperf3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    aa = ["--drill", "kill-owner", "--mode", "active-active", "--load", "iperf3"]
-    with pytest.raises(SystemExit) as exc:
-        lab_main(aa)
-    assert exc.value.code == 2
-    assert "--load runs in active-standby mode" in capsys.readouterr().err
     monkeypatch.setenv("PATH", "/nonexistent")  # no iperf3 anywhere
     with pytest.raises(SystemExit) as exc:
         lab_main(["--drill", "kill-leader", "--load", "iperf3"])
     assert exc.value.code == 2
     assert "iperf3 is not installed (make system-deps installs it)" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which(IPERF3) is None, reason="iperf3 is a system dependency")
+def test_active_active_load_pairs_each_node_with_its_shards_cloud_address() -> None:
+    """`--load iperf3` in active-active mode (refused before): each hybrid node's flows go to
+    and come from its shard's cloud address, so both directions of a flow cross that shard's
+    owner, and the flows of the shards, spread over the gateways, cross every gateway."""
+    _, settings, mode = configure(
+        ["--drill", "kill-owner", "--mode", "active-active", "--gateways", "3", "--load",
+         "iperf3", "--load-seconds", "2"]
+    )  # fmt: skip
+    assert isinstance(mode, ActiveActive) and settings.load is not None
+    assert settings.load.steady_s == 2
+    plan = mode.plan()
+    assert plan is not None
+    forward = plan.shard_plan()
+    shards = set()
+    for node in plan.nodes:
+        cloud = cloud_address(plan, node.name)
+        here, there = flow_shard(forward, node.pod_ip), flow_shard(forward, cloud)
+        assert here is not None and there is not None
+        assert here[0] == there[0], (node, cloud)  # forward and return path: one shard
+        shards.add(here[0])
+    assert shards == set(range(plan.shards))  # every shard, so every gateway, carries load
+    standby = LabPlan()
+    assert {cloud_address(standby, n.name) for n in standby.nodes} == {standby.cloud_pod_ip}
 
 
 def _short(size: int, took: float, error: str | None = None) -> ShortTransfer:

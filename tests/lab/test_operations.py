@@ -34,10 +34,10 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 def _publish_kubernetes(lab: Lab, kubeconfig: str) -> None:
     def publish() -> None:
         api = config.new_client_from_config(config_file=kubeconfig)
-        daemon_env = lab.daemon_env(lab.plan.gateways[0].name)
+        daemon_env = lab.daemons.env(lab.plan.gateways[0].name)
         env = {k: daemon_env[k] for k in (Env.VPC_CIDR, Env.POD_CIDRS, Env.ROUTE_TABLE_IDS)}
         replicas = [  # POD_NAME and NODE_NAME of the lab's daemons are the host's name
-            Replica(gw.name, gw.name, lab.e.instances[gw.name].instance_id, gw.ip)
+            Replica(gw.name, gw.name, lab.control.e.instances[gw.name].instance_id, gw.ip)
             for gw in lab.plan.gateways
         ]
         try:
@@ -49,15 +49,15 @@ def _publish_kubernetes(lab: Lab, kubeconfig: str) -> None:
         finally:
             api.close()
 
-    assert lab.ctl is not None
-    lab.ctl.call(publish)
+    assert lab.control.ctl is not None
+    lab.control.ctl.call(publish)
 
 
 def _prepare_ec2(lab: Lab) -> None:
     def prepare() -> None:
-        ec2 = lab_ec2.ec2_client(lab.moto_url)
+        ec2 = lab_ec2.ec2_client(lab.control.moto_url)
         groups: set[str] = set()
-        for instance in lab.e.instances.values():
+        for instance in lab.control.e.instances.values():
             ec2.modify_instance_metadata_options(
                 InstanceId=instance.instance_id, HttpTokens="required"
             )
@@ -84,8 +84,8 @@ def _prepare_ec2(lab: Lab) -> None:
         for group in sorted(groups):
             ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=permissions)
 
-    assert lab.ctl is not None
-    lab.ctl.call(prepare)
+    assert lab.control.ctl is not None
+    lab.control.ctl.call(prepare)
 
 
 def _cli(lab: Lab, kubeconfig: str, *args: str) -> tuple[int, Any]:
@@ -96,11 +96,11 @@ def _cli(lab: Lab, kubeconfig: str, *args: str) -> tuple[int, Any]:
         **lab_ec2.FAKE_AWS_ENV,
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/root"),
-        "AWS_ENDPOINT_URL": lab.moto_url,
+        "AWS_ENDPOINT_URL": lab.control.moto_url,
         "KUBECONFIG": kubeconfig,
     }
     overrides = [
-        "--vpc-id", lab.e.vpc_id,
+        "--vpc-id", lab.control.e.vpc_id,
         "--remote-node-cidrs", lab.plan.onprem_cidr,
         "--remote-pod-cidrs", lab.plan.pod_cidrs,
     ]  # fmt: skip
@@ -119,7 +119,7 @@ def _cli(lab: Lab, kubeconfig: str, *args: str) -> tuple[int, Any]:
 def test_preflight_and_status_against_the_lab(tmp_path: Path) -> None:
     options = LabOptions(out_dir=tmp_path, log=lambda _: None)
     with running_lab(options) as lab:
-        kubeconfig = str(lab.api.kubeconfig("operator"))
+        kubeconfig = str(lab.control.api.kubeconfig("operator"))
         _publish_kubernetes(lab, kubeconfig)
         _prepare_ec2(lab)
 

@@ -10,6 +10,7 @@ import pytest
 
 from hybrid_gateway_testkit.lab import counters
 from hybrid_gateway_testkit.lab.__main__ import main as lab_main
+from hybrid_gateway_testkit.lab.active_active import counters_follow
 from hybrid_gateway_testkit.lab.agent import (
     VtepEndpoint,
     agent_vtep_mask,
@@ -19,10 +20,9 @@ from hybrid_gateway_testkit.lab.agent import (
     steered_prefixes,
 )
 from hybrid_gateway_testkit.lab.analysis import flow_stats, parse_probe_lines
+from hybrid_gateway_testkit.lab.control import agent_mask_for
 from hybrid_gateway_testkit.lab.drills import pick_victim
-from hybrid_gateway_testkit.lab.lab import agent_mask_for
 from hybrid_gateway_testkit.lab.probe import _endpoint
-from hybrid_gateway_testkit.lab.sharded_runner import counters_follow
 from hybrid_gateway_testkit.lab.shards import (
     CLOUD_TO_HYBRID,
     HYBRID_TO_CLOUD,

@@ -35,8 +35,8 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
     shard_lease_name,
 )
-from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.daemon import FAST_LEASE, GatewayDaemon
+from hybrid_gateway_testkit.ec2emu import VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer, lease_writes
 
@@ -56,21 +56,12 @@ SHARD_OF_PREFIX = {p: s.index for s in PLAN.shards for p in s.pod_prefixes}
 SHARD_OF_ENDPOINT = {name: s.index for s in PLAN.shards for name, _cidr in s.vtep_endpoints}
 
 
-@dataclass(kw_only=True)
-class Replica(DaemonProcess):
-    name: str
-    identity: str
-    node_ip: str
-    proxy: Ec2Proxy
-    args: tuple[str, ...] = ("--no-dataplane",)
-
-
 @dataclass
 class Trio:
     world: VpcWorld  # pod_cidrs are the shard prefixes, so `routes` shows every shard route
     direct: Any
     kube: ApiServer
-    replicas: dict[str, Replica]
+    replicas: dict[str, GatewayDaemon]
     custom: Any  # CustomObjectsApi as the "tester" identity
     leases: Any  # CoordinationV1Api as the "tester" identity
     vtep_history: list[tuple[str, dict[str, tuple[str, str]]]] = field(default_factory=list)
@@ -153,28 +144,18 @@ def start_replica(
     *,
     active_active: bool = True,
     shards: int = SHARDS,
-) -> Replica:
-    proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
-    env = daemon_env(
-        kubeconfig=kube.kubeconfig(f"gw-{name}"),
-        identity=f"gw-{name}",
-        namespace=NAMESPACE,
+) -> GatewayDaemon:
+    replica = GatewayDaemon.create(
+        name,
+        kube=kube,
+        moto_addr=moto_addr,
+        world=world,
         node_ip=NODE_IPS[name],
+        namespace=NAMESPACE,
         pod_cidrs=POD_CIDRS,
-        vpc_cidr=VPC_CIDR,
-        route_table_ids=world.table_ids,
-        instance_id=world.instances[name],
-        ec2_url=proxy.url,
+        log_dir=tmp_path,
         resync_period="0.5",
         extra={Env.MODE: "active-active", Env.SHARDS: str(shards)} if active_active else None,
-    )
-    replica = Replica(
-        name=name,
-        identity=f"gw-{name}",
-        node_ip=NODE_IPS[name],
-        proxy=proxy,
-        env=env,
-        log_path=tmp_path / f"gw-{name}-{time.monotonic_ns()}.log",
     )
     replica.start()
     return replica
@@ -215,8 +196,7 @@ def trio(
     finally:
         stop.set()
         for replica in trio.replicas.values():
-            replica.stop()
-            replica.proxy.stop()
+            replica.close()
         recorder.join(5)
 
 
@@ -619,7 +599,9 @@ def answered(status: int, body: str) -> Callable[[int, str], bool]:
     return lambda got_status, got_body: (got_status, got_body.strip()) == (status, body)
 
 
-def wait_for_metric(replica: Replica, name: str, value: float, timeout_s: float = 10.0) -> None:
+def wait_for_metric(
+    replica: GatewayDaemon, name: str, value: float, timeout_s: float = 10.0
+) -> None:
     deadline = time.monotonic() + timeout_s
     while replica.metric(name) != value:
         if time.monotonic() > deadline:

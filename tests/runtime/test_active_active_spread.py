@@ -277,7 +277,11 @@ def test_a_stopping_replica_stays_until_its_shards_routes_and_endpoints_have_mov
     down (1.5 s each at its EC2 endpoint, as a throttled account would: longer than a lease, and
     short enough that the moved shards' writes end inside the drain's bound, DRAIN_MAX_S, on a
     loaded machine), and still every one finished before the exit, by the emulator proxy's
-    clock."""
+    clock. Most of the drain is the replica's write pacing, not the write time: b spent its
+    burst on its own shards just before, so the moved shards' 18 writes (and the retries of
+    attempts whose answer outlasted the read timeout) leave one every 0.4 s (core/pacing.py):
+    moved in 8.2 s with 1.5 s writes, 8.7 s with 3 s writes (over 12 s in one loaded CI run),
+    against the drain's 12 s."""
     slow = threading.Event()
 
     def slow_writes(action: str, _seq: int) -> tuple[int, bytes] | None:

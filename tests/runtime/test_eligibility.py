@@ -25,8 +25,8 @@ import pytest
 from kubernetes import client, config
 
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.daemon import FAST_LEASE, GatewayDaemon
+from hybrid_gateway_testkit.ec2emu import VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer, lease_writes
 
@@ -41,15 +41,6 @@ LEASE_DURATION_S = float(FAST_LEASE["LEASE_DURATION"])
 YIELD_RETRY_S = 10 * LEASE_DURATION_S
 
 
-@dataclass(kw_only=True)
-class Gateway(DaemonProcess):
-    name: str
-    identity: str
-    node_ip: str
-    proxy: Ec2Proxy
-    args: tuple[str, ...] = ("--no-dataplane",)
-
-
 @dataclass
 class World:
     vpc: VpcWorld
@@ -59,31 +50,22 @@ class World:
     tmp_path: Path
     custom: Any
     core: Any
-    gateways: dict[str, Gateway]
+    gateways: dict[str, GatewayDaemon]
 
-    def start(self, name: str, *, identity_known: bool = True) -> Gateway:
-        """Gateway `name`; without `identity_known` it has neither AWS_INSTANCE_ID nor IMDS (the
-        metadata service disabled, as when IMDS is refused), so it cannot resolve its ENI."""
-        proxy = Ec2Proxy(self.moto_addr, label=f"gw-{name}").start()
-        env = daemon_env(
-            kubeconfig=self.kube.kubeconfig(f"gw-{name}"),
-            identity=f"gw-{name}",
+    def start(self, name: str, *, identity_known: bool = True) -> GatewayDaemon:
+        """Gateway `name`, started and serving; without `identity_known` it cannot resolve its
+        ENI (`GatewayDaemon.create`)."""
+        gw = GatewayDaemon.create(
+            name,
+            kube=self.kube,
+            moto_addr=self.moto_addr,
+            world=self.vpc,
+            node_ip=NODE_IPS[name],
             namespace=NAMESPACE,
-            node_ip=NODE_IPS[name],
             pod_cidrs=POD_CIDRS,
-            route_table_ids=self.vpc.table_ids,
-            region="us-east-1" if identity_known else None,
-            instance_id=self.vpc.instances[name] if identity_known else None,
-            ec2_url=proxy.url,
+            log_dir=self.tmp_path,
             resync_period="0.3",
-        )
-        gw = Gateway(
-            name=name,
-            identity=f"gw-{name}",
-            node_ip=NODE_IPS[name],
-            proxy=proxy,
-            env=env,
-            log_path=self.tmp_path / f"gw-{name}-{time.monotonic_ns()}.log",
+            identity_known=identity_known,
         )
         self.gateways[name] = gw
         gw.start()
@@ -148,8 +130,7 @@ def world(
         yield w
     finally:
         for gw in w.gateways.values():
-            gw.stop()
-            gw.proxy.stop()
+            gw.close()
 
 
 def test_a_standby_without_instance_identity_is_not_ready_and_leaves_the_lease_to_one_that_can(

@@ -16,7 +16,7 @@ import itertools
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +27,8 @@ import pytest
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.timings import EC2_WRITE_TIMEOUT_FLOOR_S
 from hybrid_gateway_contract import DEFAULT_LEASE_NAME, Env
-from hybrid_gateway_testkit.daemon import FAST_LEASE, DaemonProcess, daemon_env
-from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, Ec2Proxy, VpcWorld, seed_world
+from hybrid_gateway_testkit.daemon import FAST_LEASE, GatewayDaemon
+from hybrid_gateway_testkit.ec2emu import THROTTLE_BODY, VpcWorld, seed_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
 from kube_test_apiserver import lease_writes as audit_lease_writes
@@ -42,33 +42,12 @@ NAMESPACE = "eks-hybrid-nodes-gateway"
 NODE_IPS = {"a": "10.0.1.10", "b": "10.0.1.11"}
 
 
-@dataclass(kw_only=True)
-class GatewayProcess(DaemonProcess):
-    """One `hybrid-gateway run --no-dataplane` process with its own EC2 proxy and ports."""
-
-    name: str
-    identity: str
-    node_ip: str
-    proxy: Ec2Proxy
-    args: Sequence[str] = ("--no-dataplane",)
-
-    def wait_ready(self, body: str, timeout_s: float = 10.0) -> tuple[int, str]:
-        """/readyz once it answers 200 with `body` (readiness follows the last write's reply,
-        a moment after the write is visible), or its last answer."""
-        deadline = time.monotonic() + timeout_s
-        answer = self.get(self.health_port, "/readyz")
-        while answer != (200, body) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            answer = self.get(self.health_port, "/readyz")
-        return answer
-
-
 @dataclass
 class Pair:
     world: VpcWorld
     direct: Any
     kube: ApiServer
-    gateways: dict[str, GatewayProcess]
+    gateways: dict[str, GatewayDaemon]
     vtep_api: Any  # CustomObjectsApi as a separate "tester" identity
 
     def vtep_endpoint(self) -> tuple[str, str] | None:
@@ -130,28 +109,19 @@ def pair(
     vtep_api = client.CustomObjectsApi(
         config.new_client_from_config(config_file=str(kube_api.kubeconfig("tester")))
     )
-    gateways: dict[str, GatewayProcess] = {}
+    gateways: dict[str, GatewayDaemon] = {}
     for name in ("a", "b"):
-        proxy = Ec2Proxy(moto_addr, label=f"gw-{name}").start()
-        env = daemon_env(
-            kubeconfig=kube_api.kubeconfig(f"gw-{name}"),
-            identity=f"gw-{name}",
-            namespace=NAMESPACE,
+        gateways[name] = GatewayDaemon.create(
+            name,
+            kube=kube_api,
+            moto_addr=moto_addr,
+            world=world,
             node_ip=NODE_IPS[name],
+            namespace=NAMESPACE,
             pod_cidrs=POD_CIDRS,
-            route_table_ids=world.table_ids,
-            instance_id=world.instances[name],
-            ec2_url=proxy.url,
+            log_dir=tmp_path,
             resync_period="0.3",
             lease=lease_env,
-        )
-        gateways[name] = GatewayProcess(
-            name=name,
-            identity=f"gw-{name}",
-            node_ip=NODE_IPS[name],
-            proxy=proxy,
-            env=env,
-            log_path=tmp_path / f"gw-{name}.log",
         )
     for gw in gateways.values():
         gw.start()
@@ -161,8 +131,7 @@ def pair(
         yield Pair(world, direct, kube_api, gateways, vtep_api)
     finally:
         for gw in gateways.values():
-            gw.stop()
-            gw.proxy.stop()
+            gw.close()
 
 
 EC2_WRITES = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
@@ -356,6 +325,9 @@ def test_vtep_config_moves_while_ec2_is_still_blocked(pair: Pair) -> None:
         released.wait(30.0)  # EC2 does not answer until the test lets it
 
     sb.proxy.fault = hold
+    # A call the standby sent before the hold (its periodic route-table describe, say) may
+    # still finish after the reset: only calls that arrived once the hold was in place count.
+    held_from = time.monotonic()
     try:
         gw.signal(signal.SIGTERM)
         want = (sb.node_ip, vxlan_device_mac(sb.node_ip))
@@ -366,7 +338,8 @@ def test_vtep_config_moves_while_ec2_is_still_blocked(pair: Pair) -> None:
         # routes not converged: all still on the old leader, none written, the new leader unready
         assert pair.world.all_point_at(pair.direct, leader)
         assert sb.proxy.count(*EC2_WRITES) == 0
-        assert sb.proxy.count() == 0  # every EC2 call so far is still held at the proxy
+        answered = [c for c in sb.proxy.snapshot() if c.started_mono >= held_from]
+        assert answered == []  # every EC2 call since the hold is still held at the proxy
         assert sb.get(sb.health_port, "/readyz")[0] == 503
     finally:
         released.set()

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore
 from hybrid_gateway.config import load_config
 from hybrid_gateway.core.dataplane import DataPlaneError, desired_nodes, is_hybrid
@@ -198,7 +199,7 @@ def ref_endpoint(tunnel_endpoint: str, cidr: str, mac: str) -> dict[str, str]:
 @pytest.fixture
 def vtep_store(kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]) -> VtepStore:
     api_client, _admin = kube_clients
-    return VtepStore(api_client, timeout_s=5.0)
+    return VtepStore(api_client, settings=WatchingSettings(request_timeout_s=5.0))
 
 
 def sync(store: VtepStore, node_ip: str, cidr: str, mac: str) -> None:

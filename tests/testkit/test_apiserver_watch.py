@@ -135,7 +135,7 @@ def test_compaction_makes_old_watches_fail_with_410(
         ):
             pass
     assert err.value.status == 410
-    assert "Expired" in str(err.value.reason)
+    assert str(err.value.reason).startswith("Expired: ")  # the client's "<reason>: <message>"
     # A fresh list gives a version that can be watched again.
     current = leases.list_namespaced_lease("default").metadata.resource_version
     fresh = f"f-{uuid.uuid4().hex[:8]}"
@@ -147,6 +147,38 @@ def test_compaction_makes_old_watches_fail_with_410(
     ):
         assert (event["type"], event["object"].metadata.name) == ("ADDED", fresh)
         break
+
+
+def test_a_watch_from_a_compacted_version_gets_the_status_kube_apiserver_sends(
+    shared_api: ApiServer, admin: client.ApiClient
+) -> None:
+    """On the wire, as kube-apiserver streams it: 200, then one ERROR event whose object is the
+    Status of apimachinery pkg/api/errors `NewResourceExpired` (code 410, reason "Expired",
+    metav1 `StatusReasonExpired`), with the watch cache's message (k8s.io/apiserver
+    pkg/storage/cacher/watch_cache.go `getAllEventsSinceLocked`: "too old resource version")."""
+    leases = client.CoordinationV1Api(admin)
+    old = leases.list_namespaced_lease("default").metadata.resource_version
+    leases.create_namespaced_lease(
+        "default", client.V1Lease(metadata=client.V1ObjectMeta(name=f"s-{uuid.uuid4().hex[:8]}"))
+    )
+    shared_api.compact()
+    response = leases.list_namespaced_lease(
+        "default", watch=True, resource_version=old, timeout_seconds=2, _preload_content=False
+    )
+    try:
+        lines = [json.loads(line) for line in response.data.splitlines() if line.strip()]
+    finally:
+        response.release_conn()
+    assert response.status == 200
+    assert [event["type"] for event in lines] == ["ERROR"]
+    status = lines[0]["object"]
+    assert {k: status[k] for k in ("kind", "status", "code", "reason")} == {
+        "kind": "Status",
+        "status": "Failure",
+        "code": 410,
+        "reason": "Expired",
+    }
+    assert status["message"].startswith(f"too old resource version: {old} (")
 
 
 def test_bookmarks_carry_the_current_resource_version(admin: client.ApiClient) -> None:

@@ -230,17 +230,25 @@ class Ec2Routes:
             raise _error("DescribeInstances", exc) from exc
         return primary_interface(reply, instance_id)
 
-    def describe_routes(self, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
+    def describe_routes(
+        self, table_ids: Sequence[str], *, through_writer: bool = False
+    ) -> dict[str, list[ObservedRoute]]:
         """Every route of every table, in ONE DescribeRouteTables call (pages followed).
 
         EC2 fails the whole call if one id does not exist; the missing ids named in the error
         are then dropped and the rest described again, so one stale id in ROUTE_TABLE_IDS
         cannot stop the repair of every other table. Missing tables are absent from the result.
+        `through_writer`: sent by the write client (one attempt, its short timeouts), which
+        keeps that client's connection open as `keep_warm` does.
         """
         wanted = list(table_ids)
+        client = self._writer if through_writer else self._client
         for _ in range(len(wanted) + 1):
             try:
-                return self._describe(wanted)
+                described = self._describe(client, wanted)
+                if through_writer:
+                    self._writer_used = time.monotonic()
+                return described
             except Ec2Error as exc:
                 missing = set(_TABLE_ID.findall(str(exc))) & set(wanted)
                 if exc.code != "InvalidRouteTableID.NotFound" or not missing:
@@ -251,12 +259,12 @@ class Ec2Routes:
                     return {}
         raise Ec2Error("DescribeRouteTables", "InvalidRouteTableID.NotFound", "no table found")
 
-    def _describe(self, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
+    def _describe(self, client: Any, table_ids: Sequence[str]) -> dict[str, list[ObservedRoute]]:
         tables: dict[str, list[ObservedRoute]] = {}
         kwargs: dict[str, Any] = {"RouteTableIds": list(table_ids)}
         try:
             while True:
-                reply = self._client.describe_route_tables(**kwargs)
+                reply = client.describe_route_tables(**kwargs)
                 for table in reply.get("RouteTables", []):
                     tables[str(table["RouteTableId"])] = [
                         _observed(route)

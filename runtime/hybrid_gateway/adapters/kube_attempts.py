@@ -25,12 +25,3 @@ def single_attempt(api_client: client.ApiClient) -> client.ApiClient:
     configuration = copy.deepcopy(api_client.configuration)
     configuration.retries = False
     return client.ApiClient(configuration)
-
-
-def watch_timeout(window_s: float, call_timeout_s: float) -> tuple[float, float]:
-    """The client-side (connect, read) timeouts of one watch request whose server-side
-    `timeoutSeconds` is `window_s`: connecting gets one call timeout; each read may wait for
-    the whole window plus one call timeout (a quiet watch sends nothing until the server ends
-    the window). The kubernetes client turns a pair into `urllib3.Timeout(connect=, read=)`
-    (kubernetes/client/rest.py); a hung server thus ends the watch after one bound."""
-    return (call_timeout_s, window_s + call_timeout_s)

@@ -15,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway_contract import (
     CILIUM_CONFIG_NAME,
     CILIUM_CONFIG_NAMESPACE,
@@ -38,11 +39,11 @@ class AgentView:
 
 
 class CiliumAgentReader:
-    def __init__(self, api_client: Any, *, timeout_s: float) -> None:
+    def __init__(self, api_client: Any, *, settings: WatchingSettings) -> None:
         once = single_attempt(api_client)
         self._core = client.CoreV1Api(once)
         self._extensions = client.ApiextensionsV1Api(once)
-        self._timeout = timeout_s
+        self._timeout = settings.request_timeout_s
 
     def read(self) -> AgentView:
         crd = self._get(

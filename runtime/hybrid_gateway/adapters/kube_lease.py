@@ -26,8 +26,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord
 
 log = logging.getLogger(__name__)
@@ -207,9 +207,7 @@ def lease_watch(
     on_seen: Callable[[LeaseRecord | None], None],
     on_listed: Callable[[], None] = lambda: None,
     on_error: Callable[[WatchFailure], None] = lambda failure: None,
-    call_timeout_s: float,
-    window_s: float = 30.0,
-    max_backoff_s: float = 5.0,
+    settings: WatchingSettings,
 ) -> ListWatch:
     """A list-then-watch of our Lease: `on_seen(record)` for every state (None: deleted).
 
@@ -235,9 +233,7 @@ def lease_watch(
         on_list=on_list,
         on_event=on_event,
         on_error=on_error,
-        call_timeout_s=call_timeout_s,
-        window_s=max(1, int(window_s)),
-        backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+        settings=settings,
     )
 
 

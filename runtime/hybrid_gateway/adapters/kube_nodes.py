@@ -15,8 +15,8 @@ from typing import Any
 from kubernetes import client
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
+from hybrid_gateway.adapters.kube_settings import CLIENT_DEFAULTS, WatchingSettings
 from hybrid_gateway.adapters.kube_watch import DEFAULT_PAGE_SIZE, ListWatch, WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import NodeRecord, node_record
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
@@ -47,11 +47,14 @@ class CiliumNodeCache:
         on_error: Callable[[WatchFailure], None] = lambda _failure: None,
         on_listed: Callable[[], None] = lambda: None,
         on_list_expired: Callable[[], None] = lambda: None,
-        watch_timeout_s: int = 30,
-        call_timeout_s: float = 30.0,
+        settings: WatchingSettings = CLIENT_DEFAULTS,
+        watch_timeout_s: int | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-        backoff: Backoff | None = None,
     ) -> None:
+        """`watch_timeout_s`, when given, replaces the settings' window (the data plane's
+        own knob; `WatchingSettings.with_window`)."""
+        if watch_timeout_s is not None:
+            settings = settings.with_window(watch_timeout_s)
         self._on_change = on_change
         self._on_listed = on_listed
         self._lock = threading.Lock()
@@ -67,9 +70,7 @@ class CiliumNodeCache:
             on_error=on_error,
             on_list_expired=on_list_expired,
             page_size=page_size,
-            call_timeout_s=call_timeout_s,
-            window_s=watch_timeout_s,
-            backoff=backoff,
+            settings=settings,
         )
 
     @property

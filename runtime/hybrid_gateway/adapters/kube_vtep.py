@@ -16,8 +16,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.vtep import has_owner, namespace_owner, with_owner
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
@@ -58,7 +58,7 @@ class VtepStore:
         self,
         api_client: client.ApiClient,
         *,
-        timeout_s: float,
+        settings: WatchingSettings,
         name: str = VTEP_CONFIG_NAME,
         owner_namespace: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -68,7 +68,8 @@ class VtepStore:
         self._api = client.CustomObjectsApi(attempts)
         self._core = client.CoreV1Api(attempts)
         self._writer = self._api
-        self._timeout = timeout_s
+        self._settings = settings
+        self._timeout = settings.request_timeout_s
         self.name = name
         self._owner_namespace = owner_namespace
         self._owner: dict[str, str] | None = None
@@ -185,8 +186,6 @@ class VtepStore:
         on_change: Callable[[str], None],
         on_listed: Callable[[], None] = lambda: None,
         on_error: Callable[[WatchFailure], None] = lambda failure: None,
-        window_s: float = 30.0,
-        max_backoff_s: float = 5.0,
     ) -> ListWatch:
         """A list-then-watch of our object: `on_change(event type)` for every change of it.
 
@@ -228,7 +227,5 @@ class VtepStore:
             on_list=on_list,
             on_event=on_event,
             on_error=on_error,
-            call_timeout_s=self._timeout,
-            window_s=max(1, int(window_s)),
-            backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+            settings=self._settings,
         )

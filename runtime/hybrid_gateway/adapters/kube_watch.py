@@ -23,9 +23,10 @@ CiliumVTEPConfig), so they fail, retry and report alike:
   `on_error`, so the caller can count it in a metric, emit an Event or drop readiness. The log
   is rate-limited like every other repeated failure (reporting.py): the first failure of a
   streak is a warning, then at most one every `log_interval_s` saying how many came between.
-- Every request has a client-side timeout: a list page `call_timeout_s`; a watch window
-  `call_timeout_s` to connect and `window_s + call_timeout_s` per read (the server ends the
-  window after `window_s`; `kube_attempts.watch_timeout`). Give it a client from
+- Every request has a client-side timeout, and every watch window a server-side one, from one
+  `kube_settings.WatchingSettings`: a list page `request_timeout_s`; a watch window
+  `timeoutSeconds=server_timeout_s`, `connect_timeout_s` to connect and `client_timeout_s` per
+  read (the server ends the window first); failures back off as it says. Give it a client from
   `kube_attempts.single_attempt`: urllib3 otherwise retries a timed-out GET three times
   (kubernetes.client.Configuration leaves `retries` None), and one timeout becomes four.
 
@@ -62,8 +63,7 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from hybrid_gateway.adapters.kube_attempts import watch_timeout
-from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.adapters.kube_settings import CLIENT_DEFAULTS, WatchingSettings
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ class ListWatch:
         label_selector: str | None = None,
         field_selector: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
-        call_timeout_s: float = 30.0,
-        window_s: int = 30,
-        backoff: Backoff | None = None,
+        settings: WatchingSettings = CLIENT_DEFAULTS,
         log_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -151,9 +149,8 @@ class ListWatch:
         if field_selector:
             self._selectors["field_selector"] = field_selector
         self._page_size = page_size
-        self._call_timeout_s = call_timeout_s
-        self._window_s = max(1, int(window_s))
-        self._backoff = backoff or Backoff()
+        self.settings = settings
+        self._backoff = settings.reconnect_backoff()
         self._synced = threading.Event()
         self.resource_version: str | None = None
         #: Completed lists, 410 answers, pages fetched, failed attempts since the last success.
@@ -260,8 +257,8 @@ class ListWatch:
                 **self._selectors,
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
-                timeout_seconds=self._window_s,
-                _request_timeout=watch_timeout(self._window_s, self._call_timeout_s),
+                timeout_seconds=self.settings.server_timeout_s,
+                _request_timeout=self.settings.watch_request_timeout,
             ):
                 kind = str(event.get("type"))
                 obj = event.get("raw_object")  # the JSON dict, also for built-in kinds
@@ -307,7 +304,7 @@ class ListWatch:
             *self._args,
             **params,
             _preload_content=False,
-            _request_timeout=self._call_timeout_s,
+            _request_timeout=self.settings.request_timeout_s,
         )
         try:
             page = json.loads(response.data)

@@ -93,7 +93,7 @@ class DesiredNodes:
 
 
 class FdbEntry(NamedTuple):
-    """`bridge fdb append <mac> dev hybrid_vxlan0 dst <dst> self permanent`.
+    """`bridge fdb replace <mac> dev hybrid_vxlan0 dst <dst> self permanent`.
 
     A tuple: hashed and compared in C, which a pass over 20,000 nodes does 40,000 times."""
 
@@ -210,9 +210,10 @@ class Plan:
     Neighbours and our own routes are set with replace semantics, so a changed gateway or MAC is
     fixed in place without a gap. A prefix we do not route yet is added exclusively
     (`add_routes`): if a route for it that is not ours exists (another device, protocol), the
-    kernel refuses and that route stays as it is. FDB pairs are appended, stale pairs deleted
-    afterwards. A nexthop of ours is added exclusively too (its id may be taken by another
-    writer's nexthop on another device, which must not be re-pointed) and replaced in place
+    kernel refuses and that route stays as it is. FDB pairs are set with replace semantics too
+    (one remote per unicast MAC), stale pairs deleted afterwards. A nexthop of ours is added
+    exclusively too (its id may be taken by another writer's nexthop on another device, which
+    must not be re-pointed) and replaced in place
     when its gateway drifted; routes follow a replaced nexthop at once (net/ipv4/nexthop.c
     `replace_nexthop_single` swaps the nexthop's info under RCU).
     """

@@ -23,6 +23,7 @@ from hybrid_gateway.adapters.netlink import (
     Netlink,
 )
 from hybrid_gateway.core.dataplane import (
+    DesiredNodes,
     FdbEntry,
     NodeRecord,
     NodeTunnel,
@@ -33,6 +34,7 @@ from hybrid_gateway.core.dataplane import (
     desired_nodes,
     desired_state,
     diff,
+    node_record,
     tunnel_of,
 )
 from hybrid_gateway.metrics import GatewayMetrics
@@ -77,6 +79,7 @@ class TunnelReconciler:
         self._reported: dict[str, str] = {}  # node name -> reason already logged and evented
         self._parsed: Mapping[NodeRecord, NodeTunnel | RejectedNode] = {}  # last pass, reused
         self._baseline: _Baseline | None = None  # what the kernel holds since the last pass
+        self._last: _LastPass | None = None  # the last full pass's input and desired state
         self._nexthop_choice = nexthop_objects
         self.nexthop_objects: bool | None = None  # decided at the first ensure_device
 
@@ -121,7 +124,12 @@ class TunnelReconciler:
     def reconcile(self, objects: Iterable[NodeRecord | Mapping[str, Any]]) -> ReconcileReport:
         """Bring the kernel to the state the CiliumNode objects ask for; raise PartialApplyError
         if any entry could not be written (the caller resyncs again soon)."""
-        wanted = desired_nodes(objects, self.vpc_cidrs, self._parsed)
+        records = [o if type(o) is NodeRecord else node_record(o) for o in objects]  # type: ignore[arg-type]
+        last = self._last
+        if last is not None and last.records == records:  # the cache's own objects: fast
+            wanted = last.wanted
+        else:
+            wanted = desired_nodes(records, self.vpc_cidrs, self._parsed)
         self._parsed = wanted.parsed
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)
@@ -133,9 +141,14 @@ class TunnelReconciler:
                 "; ".join(outcome.details) or "it was missing",
             )
         self.metrics.vxlan_interface_up.set(1)
-        target = desired_state(wanted.tunnels, nexthop_objects=self._decide_nexthops())
-        observed = self.netlink.dump(outcome.ifindex)
-        plan = diff(target, observed)
+        nexthops = self._decide_nexthops()
+        if last is not None and last.wanted is wanted and last.nexthops == nexthops:
+            target = last.target  # the same object: `Netlink.dump` keeps its proof keys
+        else:
+            target = desired_state(wanted.tunnels, nexthop_objects=nexthops)
+        self._last = _LastPass(records, wanted, nexthops, target)
+        observed = self.netlink.dump(outcome.ifindex, expect=target)
+        plan = Plan() if observed is target else diff(target, observed)
         result = self.netlink.apply(outcome.ifindex, plan) if not plan.empty else ApplyResult()
         self._count(result)
         if result.ok:
@@ -151,9 +164,13 @@ class TunnelReconciler:
                 result.removed,
                 result.add_errors + result.remove_errors,
             )
-        self._baseline = (
-            _Baseline(outcome.ifindex, wanted.tunnels, wanted.rejected) if result.ok else None
-        )
+            if result.ok:  # the next resync will prove what this pass wrote
+                self.netlink.prepare_proof(target)
+        baseline = self._baseline
+        if not result.ok:
+            self._baseline = None
+        elif baseline is None or not baseline.built_from(outcome.ifindex, wanted.tunnels):
+            self._baseline = _Baseline(outcome.ifindex, wanted.tunnels, wanted.rejected)
         if not result.ok:
             raise PartialApplyError(
                 f"{result.add_errors + result.remove_errors} tunnel entries failed: "
@@ -260,13 +277,27 @@ def _programmed(tunnel: NodeTunnel, state: TunnelState) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _LastPass:
+    """A full pass's CiliumNode records and what they asked for. The next periodic pass usually
+    finds the very same records (the cache hands out its own objects): then it reuses both and
+    skips parsing the nodes and building the desired state again (0.4-0.9 s at 50,000 nodes
+    here), and `Netlink.dump` gets the same desired state to prove."""
+
+    records: list[NodeRecord]
+    wanted: DesiredNodes
+    nexthops: bool
+    target: TunnelState
+
+
 class _Baseline:
     """The tunnels the kernel holds after the last full pass, as incremental changes see it."""
 
     def __init__(
-        self, ifindex: int, tunnels: Sequence[NodeTunnel], rejected: Sequence[RejectedNode]
+        self, ifindex: int, tunnels: tuple[NodeTunnel, ...], rejected: Sequence[RejectedNode]
     ) -> None:
         self.ifindex = ifindex
+        self._source: tuple[NodeTunnel, ...] | None = tunnels  # None once changed by `swap`
         self.tunnels = {t.name: t for t in tunnels}
         self.rejected = {r.name for r in rejected}
         self.claims = {cidr: t.name for t in tunnels for cidr in t.pod_cidrs}
@@ -287,7 +318,12 @@ class _Baseline:
             {c for t in new for c in t.pod_cidrs}
         ) == sum(len(t.pod_cidrs) for t in new)
 
+    def built_from(self, ifindex: int, tunnels: tuple[NodeTunnel, ...]) -> bool:
+        """Whether this is still exactly what a pass over `tunnels` on `ifindex` would build."""
+        return self.ifindex == ifindex and self._source is tunnels
+
     def swap(self, old: Sequence[NodeTunnel], new: Sequence[NodeTunnel]) -> None:
+        self._source = None
         for tunnel in old:
             self.tunnels.pop(tunnel.name, None)
             for cidr in tunnel.pod_cidrs:

@@ -182,12 +182,10 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         holder_loss_s=timings.holder_loss_s,
     )
     routes = deferred_routes(inputs)
-    vtep_store = VtepStore(
-        api_client, timeout_s=timings.api_timeout_s, owner_namespace=config.namespace
-    )
+    vtep_store = VtepStore(api_client, settings=timings.kube, owner_namespace=config.namespace)
     fence = regime_fence(inputs, ACTIVE_STANDBY_REGIME)
     cilium = CiliumMatch(
-        CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
+        CiliumAgentReader(api_client, settings=timings.kube),
         vpc_cidrs=config.vpc_cidrs,
         plan_endpoints=None,
         reporting=reporting,
@@ -252,9 +250,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         fence,
         on_listed=fence_health.reporter.succeeded,
         on_error=fence_health.on_error,
-        call_timeout_s=timings.api_timeout_s,
-        window_s=timings.watch_window_s,
-        max_backoff_s=timings.watch_max_backoff_s,
+        settings=timings.kube,
     )
     lease_watch_health = WatchHealth(
         reporting.reporter(
@@ -276,9 +272,7 @@ def build_leader(inputs: OwnershipInputs) -> Leader:
         on_seen=on_lease_seen,
         on_listed=lease_watch_health.reporter.succeeded,
         on_error=lease_watch_health.on_error,
-        call_timeout_s=timings.api_timeout_s,
-        window_s=timings.watch_window_s,
-        max_backoff_s=timings.watch_max_backoff_s,
+        settings=timings.kube,
     )
     vtep_watch_health, vtep_list_watch = vtep_watch(vtep_store, reporting, timings, work.wake_vtep)
     watches = (
@@ -317,7 +311,7 @@ def regime_fence(inputs: OwnershipInputs, regime: str) -> RegimeFence:
         regime=regime,
         lease_name=config.lease_name,
         reader=WriterLeases(inputs.api_client, config.namespace, config.lease_name),
-        read_timeout_s=inputs.timings.api_timeout_s,
+        read_timeout_s=inputs.timings.kube.request_timeout_s,
         on_yield=on_yield,
     )
 
@@ -363,8 +357,6 @@ def vtep_watch(
         on_change=lambda _type: on_change(),
         on_listed=health.reporter.succeeded,
         on_error=health.on_error,
-        window_s=timings.watch_window_s,
-        max_backoff_s=timings.watch_max_backoff_s,
     )
     return health, watch
 

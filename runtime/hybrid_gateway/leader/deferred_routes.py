@@ -46,11 +46,14 @@ class Owner(Protocol):
     def keep_warm(self) -> None: ...
     def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]: ...
     def recheck_interface(self) -> None: ...
+    def prefetch(self) -> bool: ...
     def sync(
         self,
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
         retire: Retire | None = None,
+        *,
+        takeover: bool = False,
     ) -> SyncResult: ...
 
 
@@ -89,6 +92,7 @@ class DeferredRoutes:
         self._owner: Owner | None = None
         self._waiting_for: str | None = "instance identity and EC2 client" if self._tables else None
         self.heartbeat = time.monotonic()
+        self._prefetch_failing = False
 
     @property
     def waiting_for(self) -> str | None:
@@ -157,10 +161,13 @@ class DeferredRoutes:
 
     def _recheck_until(self, stop: threading.Event) -> None:
         """Read the ENI's source/destination check again every `recheck_s` until `stop`; a
-        failed read keeps the last known state and is logged (the next read retries)."""
+        failed read keeps the last known state and is logged (the next read retries). Each
+        round also prefetches the route tables for a takeover (`RouteOwner.prefetch`, which
+        describes at most every few seconds)."""
         owner = self._owner
         if owner is None:
             return
+        self._prefetch(owner)
         while not stop.wait(self._recheck_s):
             self.heartbeat = time.monotonic()
             try:
@@ -169,6 +176,21 @@ class DeferredRoutes:
                 self._reporter.failed("ENI re-check", exc)
             else:
                 self._reporter.succeeded("ENI re-check")
+            self._prefetch(owner)
+
+    def _prefetch(self, owner: Owner) -> None:
+        """Only a head start is lost when this fails (a takeover then describes first): logged
+        when it starts and stops failing."""
+        try:
+            owner.prefetch()
+        except Ec2Error as exc:
+            if not self._prefetch_failing:
+                log.warning("route tables not prefetched for a takeover: %s", exc)
+            self._prefetch_failing = True
+            return
+        if self._prefetch_failing:
+            log.info("route tables prefetched again")
+        self._prefetch_failing = False
 
     def keep_warm(self) -> None:
         """The owner's, once it exists."""
@@ -180,10 +202,12 @@ class DeferredRoutes:
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
         retire: Retire | None = None,
+        *,
+        takeover: bool = False,
     ) -> SyncResult:
         owner = self._owner
         if owner is not None:
-            return owner.sync(may_write, destinations, retire)
+            return owner.sync(may_write, destinations, retire, takeover=takeover)
         if not self._tables:
             return SyncResult(RoutePlan())
         raise RoutesPending(f"waiting for {self._waiting_for}")

@@ -28,8 +28,8 @@ from kubernetes import client
 
 from hybrid_gateway.adapters.kube_attempts import single_attempt
 from hybrid_gateway.adapters.kube_lease import record_from_json
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_watch import ListWatch, WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.regime import FenceDecision, Writer, fence, lease_regime
 from hybrid_gateway.leader.elector import Term
@@ -196,9 +196,7 @@ def group_watch(
     *,
     on_listed: Callable[[], None],
     on_error: Callable[[WatchFailure], None],
-    call_timeout_s: float,
-    window_s: float,
-    max_backoff_s: float,
+    settings: WatchingSettings,
 ) -> ListWatch:
     """The active-standby leader's watch of the shard Leases (the group label), into `fence`."""
 
@@ -214,7 +212,5 @@ def group_watch(
         on_list=on_list,
         on_event=lambda kind, item: feed_event(fence, kind, item),
         on_error=on_error,
-        call_timeout_s=call_timeout_s,
-        window_s=max(1, int(window_s)),
-        backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+        settings=settings,
     )

@@ -4,8 +4,10 @@
 (and its source/destination check), checks that every configured table can be described and
 asks EC2 (DryRun) whether this replica may create and replace routes in each, so a wrong table
 ID, a missing permission or a source/destination check left on shows up at deploy, not at the
-first failover. A failover then costs one DescribeRouteTables for all
-tables plus the writes of the wrong routes, in parallel.
+first failover. Afterwards every replica describes its tables every few seconds through the
+write client (`prefetch`), which keeps that client's connection open; a failover then costs
+only the writes of the wrong routes, in parallel, planned from that description (the
+re-checks after an acquisition describe, and repair what changed since).
 
 The source/destination check is read again every few seconds afterwards
 (`recheck_interface`): anyone with ec2:ModifyInstanceAttribute or
@@ -25,12 +27,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
 from hybrid_gateway.adapters.ec2 import (
+    KEEP_WARM_S,
     Ec2Error,
     Ec2Routes,
     PrimaryInterface,
     WriteNotAllowedError,
 )
 from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.core.pacing import EC2_MUTATING_BUCKET
 from hybrid_gateway.core.routes import (
     ObservedRoute,
     RouteKey,
@@ -45,8 +49,12 @@ log = logging.getLogger(__name__)
 
 # All writes of a failover in one wave (10 tables x 4 CIDRs = 40): parallelism changes when
 # the writes are sent, not how many; a throttled write backs off on its own (adapters/ec2.py).
-# At most the EC2 clients' connection pool size (adapters/ec2.make_client).
-MAX_PARALLEL_WRITES = 64
+# The bound holds for the whole replica, over every sync in flight (active-active runs one per
+# shard): EC2's bucket for mutating actions holds 50 tokens per account and Region ("Request
+# throttling for the Amazon EC2 API", Amazon EC2 Developer Guide; core/pacing.py), so more
+# route writes at once would be throttled even from a full bucket. Below the EC2 clients'
+# connection pool size (adapters/ec2.make_client), so no write waits for a connection.
+MAX_PARALLEL_WRITES = EC2_MUTATING_BUCKET
 
 # (reason, message): an Event about this replica; warnings only.
 Report = Callable[[str, str], None]
@@ -61,6 +69,14 @@ WRITE_PROBE = "CreateRoute/ReplaceRoute (DryRun)"
 WRITES_DENIED_REASON = "RouteWritesNotAllowed"
 #: The writes every leader needs in every table (DeleteRoute only retires active-active shards).
 PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
+#: The outcome of a write the lease guard withheld.
+SUPPRESSED = "suppressed"
+#: A standby describes its tables (`prefetch`) at most this often, and a term's first sync
+#: plans from that description instead of describing again while it is at most
+#: PREFETCH_MAX_AGE_S old: the describe is one EC2 round trip on the way to the first write
+#: (tens to hundreds of milliseconds, against a lease of one second at the shortest timings).
+PREFETCH_EVERY_S = KEEP_WARM_S
+PREFETCH_MAX_AGE_S = 2 * PREFETCH_EVERY_S
 
 
 @dataclass
@@ -105,6 +121,9 @@ class RouteOwner:
         self._last_refused: frozenset[RouteKey] = frozenset()
         self._unverified: str | None = None  # the last inconclusive permission probe, logged once
         self._check_on_reported = False  # the "check is ON" Event was sent for this episode
+        self._write_slots = threading.BoundedSemaphore(MAX_PARALLEL_WRITES)  # replica-wide
+        # (time.monotonic() described, the tables) from `prefetch`, for one takeover sync
+        self._prefetched: tuple[float, dict[str, list[ObservedRoute]]] | None = None
 
     # -- start-up, every replica -----------------------------------------------------------------
     @property
@@ -259,6 +278,36 @@ class RouteOwner:
             and not route.blackhole
         ]
 
+    def prefetch(self) -> bool:
+        """Describe every table through the write client, unless done within PREFETCH_EVERY_S,
+        for the next takeover (`sync(takeover=True)`): it then sends its writes without a
+        describe of its own, on the connection this keeps open. Called every few seconds on
+        every replica; True if it described. Raises Ec2Error if the describe fails."""
+        if not self._tables or not self._prepared:
+            return False
+        last = self._prefetched
+        if last is not None and time.monotonic() - last[0] < PREFETCH_EVERY_S:
+            return False
+        started = time.monotonic()
+        self._prefetched = (started, self._ec2.describe_routes(self._tables, through_writer=True))
+        return True
+
+    def _takeover_view(
+        self, eni: str, cidrs: Sequence[str]
+    ) -> dict[str, list[ObservedRoute]] | None:
+        """The prefetched tables, if fresh enough to plan a takeover from: every table
+        described and no planned route already ours (a takeover finds them at the previous
+        holder; any other picture is not worth a guess, so the sync describes). Active-active:
+        every shard taken at once plans from the same description."""
+        prefetched = self._prefetched
+        if prefetched is None or time.monotonic() - prefetched[0] > PREFETCH_MAX_AGE_S:
+            return None
+        observed = prefetched[1]
+        if any(t not in observed for t in self._tables):
+            return None
+        plan = plan_routes(observed, self._tables, cidrs, eni, allow_takeover=self._allow_takeover)
+        return None if plan.in_place else observed
+
     # -- leader only -----------------------------------------------------------------------------
     def keep_warm(self) -> None:
         """Keep the route-write client's connection open (see `Ec2Routes.keep_warm`)."""
@@ -270,6 +319,8 @@ class RouteOwner:
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
         retire: Retire | None = None,
+        *,
+        takeover: bool = False,
     ) -> SyncResult:
         """Bring every table to the desired state; raises Ec2Error if the reads fail.
 
@@ -279,10 +330,38 @@ class RouteOwner:
         plan, so every gateway route strictly inside one is retired, as after a switch back to
         active-standby). They are planned after the writes, on the tables as described plus
         what this sync wrote, so a route is deleted only once its replacement is written
-        (core/routes.plan_retired_routes), and deleted by the owner of its first address."""
+        (core/routes.plan_retired_routes), and deleted by the owner of its first address.
+
+        `takeover` (a term's first sync): plan from the standby's prefetched tables when they
+        are fresh (`prefetch`), so the writes go out without waiting for a describe. Such a
+        sync retires nothing and, if any write fails, describes and syncs again at once; the
+        re-checks that follow an acquisition describe (leader/service.py), so what changed
+        since the prefetch is repaired within the late-write window."""
         if not self._tables:
             return SyncResult(RoutePlan())
         started = time.monotonic()
+        cidrs = list(destinations) if destinations is not None else self._cidrs
+        if takeover and self._primary is not None and not self._primary.source_dest_check:
+            observed = self._takeover_view(self._primary.eni_id, cidrs)
+            if observed is not None:
+                log.info("takeover: writing routes planned from the prefetched route tables")
+                result = self._sync_from(observed, cidrs, may_write, None, started, retire=False)
+                if not result.failed:
+                    return result
+                log.info("a takeover write planned from the prefetched tables failed: describing")
+        return self._sync_from(None, cidrs, may_write, retire, started, retire=True)
+
+    def _sync_from(
+        self,
+        observed: Mapping[str, list[ObservedRoute]] | None,
+        cidrs: Sequence[str],
+        may_write: Callable[[], bool],
+        retire_plan: Retire | None,
+        started: float,
+        *,
+        retire: bool,
+    ) -> SyncResult:
+        """One sync planned on `observed`, or on a describe when None."""
         primary = self._primary
         if primary is None:  # leadership came before start-up preparation finished
             primary = self._primary = self._ec2.primary_interface(self._instance_id)
@@ -293,8 +372,8 @@ class RouteOwner:
                 self._check_on_text(primary) + "; no route is pointed at it",
             )
         eni = primary.eni_id
-        observed = self._ec2.describe_routes(self._tables)
-        cidrs = list(destinations) if destinations is not None else self._cidrs
+        if observed is None:
+            observed = self._ec2.describe_routes(self._tables)
         plan = plan_routes(observed, self._tables, cidrs, eni, allow_takeover=self._allow_takeover)
         result = SyncResult(plan, missing_tables=[t for t in self._tables if t not in observed])
         for table in result.missing_tables:
@@ -305,45 +384,49 @@ class RouteOwner:
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
             if not self.forwarding_allowed():  # the check was read as ON during this sync
                 return key, "source/destination check turned on: not written"
+            if key in creates:
+                return self._send(key, lambda: self._ec2.create_route(key, eni, may_write))
+            return self._send(key, lambda: self._ec2.replace_route(key, eni, may_write))
+
+        for key, error in self._wave(plan.writes, write):
+            if error == SUPPRESSED:
+                result.suppressed = True
+            elif error:
+                log.warning("route %s in %s: %s", key.destination, key.table_id, error)
+                result.failed.append((key, error))
+            else:
+                log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
+                result.written.append(key)
+        if retire and not result.failed and not result.suppressed:  # the new cut first
+            self._retire(observed, retire_plan, eni, may_write, result)
+        self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
+        return result
+
+    def _send(self, key: RouteKey, call: Callable[[], None]) -> tuple[RouteKey, str | None]:
+        """One route write (its guard checked per attempt by the adapter) within the replica's
+        bound on writes in flight; (key, None), (key, SUPPRESSED) or (key, the error)."""
+        with self._write_slots:
             try:
-                if key in creates:
-                    self._ec2.create_route(key, eni, may_write)
-                else:
-                    self._ec2.replace_route(key, eni, may_write)
+                call()
             except WriteNotAllowedError:
-                return key, "suppressed"
+                return key, SUPPRESSED
             except Ec2Error as exc:
                 self._metrics.aws_route_table_update_errors.inc()
                 return key, str(exc)
-            self._metrics.aws_route_table_update.inc()
-            return key, None
-
-        self._wave(plan.writes, write, result, eni)
-        if not result.failed and not result.suppressed:  # the new cut is in place first
-            self._retire(observed, retire, eni, may_write, result)
-        self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
-        return result
+        self._metrics.aws_route_table_update.inc()
+        return key, None
 
     def _wave(
         self,
         keys: Sequence[RouteKey],
-        write: Callable[[RouteKey], tuple[RouteKey, str | None]],
-        result: SyncResult,
-        eni: str,
-    ) -> None:
-        """Send `keys` in parallel; record each outcome in `result`."""
+        send: Callable[[RouteKey], tuple[RouteKey, str | None]],
+    ) -> list[tuple[RouteKey, str | None]]:
+        """Send `keys` in parallel (at most MAX_PARALLEL_WRITES of the replica at once); every
+        outcome, in the order of `keys`."""
         if not keys:
-            return
+            return []
         with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_WRITES, len(keys))) as pool:
-            for key, error in pool.map(write, keys):
-                if error == "suppressed":
-                    result.suppressed = True
-                elif error:
-                    log.warning("route %s in %s: %s", key.destination, key.table_id, error)
-                    result.failed.append((key, error))
-                else:
-                    log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
-                    result.written.append(key)
+            return list(pool.map(send, keys))
 
     def _retire(
         self,
@@ -355,7 +438,8 @@ class RouteOwner:
     ) -> None:
         """Delete the retired routes (one rule for both modes: core/routes.plan_retired_routes),
         planned on the tables as described plus this sync's writes, so the replacements of a
-        retired route are known to be in place; one at a time (few, only after a cut moved)."""
+        retired route are known to be in place; in parallel with each other (one write time for
+        all of them, not one per route: a moved cut can retire many), after those writes."""
         written = set(result.written)
         after: dict[str, list[ObservedRoute]] = {}
         for table, routes in observed.items():
@@ -373,24 +457,22 @@ class RouteOwner:
             )
         else:
             deletes, result.retiring = retire(after)
-        for key in deletes:
-            try:
-                self._ec2.delete_route(key, may_write)
-            except WriteNotAllowedError:
+        outcomes = self._wave(
+            deletes, lambda key: self._send(key, lambda: self._ec2.delete_route(key, may_write))
+        )
+        for key, error in outcomes:
+            if error == SUPPRESSED:
                 result.suppressed = True
-                return
-            except Ec2Error as exc:
-                self._metrics.aws_route_table_update_errors.inc()
-                log.warning("retired route %s in %s: %s", key.destination, key.table_id, exc)
-                result.failed.append((key, str(exc)))
-                continue
-            self._metrics.aws_route_table_update.inc()
-            log.info(
-                "deleted retired route %s in %s: an earlier cut of the pod networks",
-                key.destination,
-                key.table_id,
-            )
-            result.deleted.append(key)
+            elif error:
+                log.warning("retired route %s in %s: %s", key.destination, key.table_id, error)
+                result.failed.append((key, error))
+            else:
+                log.info(
+                    "deleted retired route %s in %s: an earlier cut of the pod networks",
+                    key.destination,
+                    key.table_id,
+                )
+                result.deleted.append(key)
         if result.deleted:
             self._report(
                 "StaleRoutesDeleted",

@@ -43,17 +43,19 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # an API error, a missing table or CRD, a refused write
 
 
-# One sync of a lane: takes the term's write guard, never raises.
-LaneSync = Callable[[Callable[[], bool]], Outcome]
+# One sync of a lane: takes the term's write guard and whether it is the term's first sync;
+# never raises.
+LaneSync = Callable[[Callable[[], bool], bool], Outcome]
 
 #: Re-checks of the routes within the late-write window after acquiring (the last one at its end).
 RECHECKS_PER_WINDOW = 2
 
 
 class RouteSyncer(Protocol):
-    """What leader work needs of the route owner (leader/routes.RouteOwner)."""
+    """What leader work needs of the route owner (leader/routes.RouteOwner); `takeover` marks
+    a term's first sync (it may plan from tables described before the term)."""
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult: ...
+    def sync(self, may_write: Callable[[], bool], *, takeover: bool = False) -> SyncResult: ...
 
 
 class VtepSyncer(Protocol):
@@ -313,14 +315,15 @@ class LeaderWork:
             active, term, number = self._active, self._term, self._term_count
         if not (active and term is not None and term.valid()):
             return
-        if lane.term != number:
+        first = lane.term != number
+        if first:
             lane.term, lane.next_at = number, 0.0  # a new term: check at once
             lane.warm_at = self._clock() + self._keep_warm_every
         if not (woken or self._clock() >= lane.next_at):
             self._keep_lane_warm(lane)
             return
         started = self._clock()
-        outcome = lane.sync(self._guard(term))
+        outcome = lane.sync(self._guard(term), first)
         self._record(lane, outcome)
         with self._lock:
             if self._term_count != number:  # a result from an earlier term
@@ -418,9 +421,9 @@ class LeaderWork:
             self._role.lost_text.format(identity=self._identity, why=why),
         )
 
-    def _sync_routes(self, guard: Callable[[], bool]) -> Outcome:
+    def _sync_routes(self, guard: Callable[[], bool], first: bool) -> Outcome:
         try:
-            result = self._routes.sync(guard)
+            result = self._routes.sync(guard, takeover=first)
         except Exception as exc:
             return self._failed("routes", f"route sync failed: {exc}")
         if result.refusals_changed:
@@ -433,7 +436,7 @@ class LeaderWork:
             return self._failed("routes", "; ".join(problems))
         return Outcome.SUPPRESSED
 
-    def _sync_vtep(self, guard: Callable[[], bool]) -> Outcome:
+    def _sync_vtep(self, guard: Callable[[], bool], _first: bool) -> Outcome:
         try:
             converged = self._vtep.sync(guard)
         except VtepWriteNotAllowedError:

@@ -10,11 +10,13 @@ and lets a shard's elector acquire only the shards the decision gives it. A bala
 ends the shard's term, waits until no write of it is in flight, then releases the Lease (from
 the elector's own thread, so no renewal races it); at most one every `HANDOVER_SPACING_LEASES`
 lease durations, so a returning replica gets its share back gradually.
+
+The decisions are pure (`core.shards`, `core.shard_group`); this module runs them on the
+group's threads, and `shard_assembly.build_shard_group` builds the group and its parts.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -23,58 +25,52 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-
-from hybrid_gateway.adapters.ec2 import KEEP_WARM_S
-from hybrid_gateway.adapters.kube_attempts import single_attempt
-from hybrid_gateway.adapters.kube_cilium import CiliumAgentReader
-from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch, record_from_json
+from hybrid_gateway.adapters.kube_lease import record_from_json
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
-from hybrid_gateway.core.backoff import Backoff
+from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
 from hybrid_gateway.core.routes import RoutePlan
+from hybrid_gateway.core.shard_group import (
+    HANDOVER_SPACING_LEASES,
+    EligibilityWatch,
+    HandoverPacing,
+    SlotState,
+    endpoints_still_here,
+    live_holder,
+    next_wait,
+    ownership_view,
+    shards_without_new_owner,
+)
 from hybrid_gateway.core.shards import ShardCoordination, ShardDecision, ShardOwnership
 from hybrid_gateway.health import Check
 from hybrid_gateway.leader.assembly import (
-    OwnershipInputs,
     WatchHealth,
     cilium_match_task,
-    config_elector,
-    deferred_routes,
     elector_task,
     readiness_problem,
-    regime_fence,
     route_start_task,
-    vtep_watch,
     work_task,
 )
 from hybrid_gateway.leader.cilium_match import CiliumMatch
 from hybrid_gateway.leader.deferred_routes import DeferredRoutes
-from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector, NoCallbacks
+from hybrid_gateway.leader.elector import LeaseBackend, LeaseElector
 from hybrid_gateway.leader.lease_health import ReportedLease
-from hybrid_gateway.leader.regime import feed_event, feed_list
+from hybrid_gateway.leader.regime import RegimeFence, feed_event, feed_list
 from hybrid_gateway.leader.routes import SyncResult
-from hybrid_gateway.leader.service import LeaderWork, WorkRole
+from hybrid_gateway.leader.service import LeaderWork
 from hybrid_gateway.leader.spread import ForwardPrefixes
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter
-from hybrid_gateway.metrics import GatewayMetrics, ShardMetrics
+from hybrid_gateway.metrics import ShardMetrics
+from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
-from hybrid_gateway_contract.plans import PLAN_LABEL, plan_digest, shard_regime
-from hybrid_gateway_contract.sharding import (
-    LEASE_GROUP_LABEL,
-    ShardPlan,
-    member_lease_name,
-    shard_lease_name,
-)
+from hybrid_gateway_contract.plans import PLAN_LABEL
+from hybrid_gateway_contract.sharding import ShardPlan
 from hybrid_gateway_contract.spread import with_forward_prefixes
 
 log = logging.getLogger("hybrid_gateway")
 
-#: A donor hands over at most one shard per this many lease durations (no flapping: the
-#: receiver has taken the last one and the views have settled before the next).
-HANDOVER_SPACING_LEASES = 2.0
 COORDINATOR = "shard-coordinator"
 FORWARD_PREFIXES = "forward-prefixes"
 #: After its release a replica waits at most this long for its shards to move: within the
@@ -94,18 +90,21 @@ class ShardRoutes:
     forward: ForwardPrefixes
     index: int
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(self, may_write: Callable[[], bool], *, takeover: bool = False) -> SyncResult:
         spread = self.forward.current()
         if spread is None:  # the CiliumNodes are not listed yet: nothing to write
             return SyncResult(RoutePlan(), suppressed=True)
         # The spread's prefixes are the plan: a route of an earlier cut (another shard count,
         # an earlier spread, an active-standby leader's) is retired once they are written.
         return self.routes.sync(
-            may_write, spread.prefixes[self.index], self.forward.retire(self.index)
+            may_write,
+            spread.prefixes[self.index],
+            self.forward.retire(self.index),
+            takeover=takeover,
         )
 
 
-class _Recorded:
+class RecordedLease:
     """A shard Lease backend whose reads and writes also feed the group's view, so the view
     stays informed by polling while the group watch is down."""
 
@@ -156,210 +155,99 @@ class ShardSlot:
         ]
 
 
-def _shard_role(index: int, metrics: ShardMetrics) -> WorkRole:
-    def on_active(gateway: GatewayMetrics, active: bool) -> None:
-        metrics.shard_held.labels(str(index)).set(1 if active else 0)
-
-    return WorkRole(
-        f"shard {index}",
-        "ShardAcquired",
-        f"{{identity}} now owns shard {index}",
-        "ShardLost",
-        f"{{identity}} no longer owns shard {index}: {{why}}",
-        on_active,
-    )
+#: A watch of the group and its failure reporting, run as one task.
+Watched = tuple[WatchHealth, ListWatch]
 
 
 class ShardGroup:
-    """The active-active side of a replica: membership, the shards, the group watch."""
+    """The active-active side of a replica: membership, the shards, the group watch.
+
+    Built by `shard_assembly.build_shard_group`: first with the parts that need nothing of
+    the group, then `bind` adds those that call it back (the electors' gates, the watches)."""
+
+    member: LeaseElector
+    slots: list[ShardSlot]
+    vtep_writer: ReplicaVtepWriter
+    group_health: WatchHealth
+    group_watch: ListWatch
+    standby_leader_health: WatchHealth
+    standby_leader_watch: ListWatch
+    vtep_health: WatchHealth
+    vtep_watch: ListWatch
 
     def __init__(
-        self, inputs: OwnershipInputs, *, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        config: Config,
+        timings: Timings,
+        reporting: Reporting,
+        plan: ShardPlan,
+        plan_digest: str,
+        metrics: ShardMetrics,
+        fence: RegimeFence,
+        routes: DeferredRoutes,
+        forward: ForwardPrefixes,
+        vtep_store: VtepStore,
+        membership: ReportedLease,
+        member_lease_name: str,
+        nodes_health: WatchHealth,
+        cilium: CiliumMatch,
+        dataplane_ready: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
-        reporting, mac = inputs.reporting, inputs.mac
         self._config = config
         self._timings = timings
         self._clock = clock
         self._identity = config.identity
         self._reporting = reporting
-        self.plan: ShardPlan = config.shard_plan()
-        self.metrics = ShardMetrics(reporting.metrics.registry)
+        self.plan = plan
+        self.plan_digest = plan_digest
+        self.metrics = metrics
+        self.fence = fence
+        self.routes = routes
+        self.forward = forward
+        self._vtep_store = vtep_store
+        self.membership = membership
+        self.member_lease_name = member_lease_name
+        self.nodes_health = nodes_health
+        self.cilium = cilium
+        self._dataplane_ready = dataplane_ready
         self._lock = threading.Lock()
         self._records: dict[str, Observation] = {}  # Lease name -> as last seen (group watch)
+        self._plans: dict[str, str | None] = {}  # Lease name -> its plan label (group watch)
         # orphan ages and stalled receivers; grace: one lease duration (a live receiver
         # claims a shard given to it within one elector round)
         self._coordination = ShardCoordination(config.identity, grace_s=config.lease_duration_s)
-        self._last_handover = -float("inf")
-        self._ineligible_since: float | None = None
-        self._shards_given_up = False
-        self._wake = threading.Event()
-        self.heartbeat = clock()
-        self.plan_digest = plan_digest(config.pod_cidrs, config.vpc_cidrs, config.shards)
-        # Every Lease of ours names our plan; the fence keeps other modes and plans out.
-        labels = {LEASE_GROUP_LABEL: config.lease_name, PLAN_LABEL: self.plan_digest}
-        self.fence = regime_fence(inputs, shard_regime(self.plan_digest))
-        self._plans: dict[str, str | None] = {}  # Lease name -> its plan label (group watch)
-        ns = config.namespace
-        self.routes = deferred_routes(inputs)
-        self._dataplane_ready = inputs.dataplane_ready
-
-        self.member_lease_name = member_lease_name(config.lease_name, config.identity)
-        owner = None
-        pod_uid = config.pod_uid
-        if pod_uid:  # garbage-collected with the Pod (the chart passes metadata.uid)
-            owner = client.V1OwnerReference(
-                api_version="v1", kind="Pod", name=config.identity, uid=pod_uid
-            )
-        self.membership = ReportedLease(
-            LeaseStore(api_client, ns, self.member_lease_name, labels=labels, owner=owner),
-            reporting.reporter(
-                f"Lease {ns}/{self.member_lease_name}",
-                "lease",
-                "LeaseUnavailable",
-                "check POD_NAMESPACE and that the service account may get, create, update, "
-                "list and watch Leases in it",
-            ),
-            holder_loss_s=timings.holder_loss_s,
-        )
-        self.member = config_elector(
-            self.membership, config, callbacks=NoCallbacks(), can_acquire=self.eligible
-        )
-        shard_reporter = reporting.reporter(
-            f"shard Leases {ns}/{config.lease_name}-shard-*",
-            "lease",
-            "ShardLeaseUnavailable",
-            "grant get, create and update on Leases in the gateway's namespace",
-        )
-        vtep_store = VtepStore(api_client, timeout_s=timings.api_timeout_s, owner_namespace=ns)
-        self._vtep_store = vtep_store
-        self.nodes_health = WatchHealth(
-            reporting.reporter(
-                "CiliumNode watch (forward prefixes)",
-                "kubernetes",
-                "CiliumNodeWatchFailed",
-                "grant list and watch on ciliumnodes.cilium.io",
-            )
-        )
-        self.forward = ForwardPrefixes(
-            api_client,
-            pod_cidrs=config.pod_cidrs,
-            shards=config.shards,
-            # every table holds one local route per VPC CIDR besides the shard routes
-            route_budget=config.max_routes_per_table - len(config.vpc_cidrs),
-            table_ids=config.route_table_ids,
-            metrics=self.metrics,
-            on_error=self.nodes_health.on_error,
-            on_listed=self.nodes_health.reporter.succeeded,
-            watch_timeout_s=max(1, int(timings.watch_window_s)),
-            call_timeout_s=timings.api_timeout_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-        )
-        # one CiliumVTEPConfig write covers every shard this replica holds
-        self.vtep_writer = ReplicaVtepWriter(
-            vtep_store,
-            plan=self.plan,
-            node_ip=config.node_ip,
-            mac=mac,
-            fresh_s=config.resync_period_s / 2,
-            terms=lambda: {slot.index: slot.work.term_valid for slot in self.slots},
-            plan_digest=self.plan_digest,
-        )
-        self.slots: list[ShardSlot] = []
-        for shard in self.plan.shards:
-            name = shard_lease_name(config.lease_name, shard.index)
-            work = LeaderWork(
-                routes=ShardRoutes(self.routes, self.forward, shard.index),
-                vtep=self.vtep_writer.lane(shard.index),
-                resync_period_s=config.resync_period_s,
-                retry_period_s=config.retry_period_s,
-                metrics=reporting.metrics,
-                events=reporting.events,
-                subject=reporting.subject,
-                identity=config.identity,
-                role=_shard_role(shard.index, self.metrics),
-                fence=self.fence.guard,
-                late_write_window_s=timings.late_write_window_s,
-                keep_warm=self.routes.keep_warm,  # one write client: used once per period
-                keep_warm_every_s=KEEP_WARM_S,
-            )
-            elector = config_elector(
-                _Recorded(
-                    ReportedLease(
-                        LeaseStore(api_client, ns, name, labels=labels),
-                        shard_reporter,
-                        holder_loss_s=timings.holder_loss_s,
-                    ),
-                    name,
-                    self._record_only,
-                ),
-                config,
-                callbacks=work,
-                can_acquire=functools.partial(self.may_claim, shard.index),
-                # the group watch wakes it on every change and at expiry; polling is the net
-                follow_poll_s=config.lease_duration_s,
-                log_refusals=False,
-            )
-            self.fence.protect(elector, work.wait_idle)
-            self.metrics.shard_held.labels(str(shard.index)).set(0)
-            self.slots.append(ShardSlot(shard.index, name, elector, work))
-        self._by_lease = {slot.lease_name: slot for slot in self.slots}
-        # Whether the hybrid Cilium agents' one VTEP mask matches the plan's endpoint length.
-        self.cilium = CiliumMatch(
-            CiliumAgentReader(api_client, timeout_s=timings.api_timeout_s),
-            vpc_cidrs=config.vpc_cidrs,
-            plan_endpoints=[c for s in self.plan.shards for _name, c in s.vtep_endpoints],
-            reporting=reporting,
-            period_s=config.resync_period_s,
-        )
-        self.forward.on_change(self._wake_route_lanes)
-        self.group_health = WatchHealth(
-            reporting.reporter(
-                f"Lease group watch {ns} {LEASE_GROUP_LABEL}={config.lease_name}",
-                "lease",
-                "LeaseWatchFailed",
-                "grant list and watch on Leases in the gateway's namespace",
-            )
-        )
-        self.group_watch = ListWatch(
-            f"Lease group watch {ns}",
-            client.CoordinationV1Api(single_attempt(api_client)).list_namespaced_lease,
-            args=(ns,),
-            label_selector=f"{LEASE_GROUP_LABEL}={config.lease_name}",
-            on_list=self._on_list,
-            on_event=self._on_event,
-            on_error=self.group_health.on_error,
-            call_timeout_s=timings.api_timeout_s,
-            window_s=max(1, int(timings.watch_window_s)),
-            backoff=Backoff(initial_s=0.2, maximum_s=timings.watch_max_backoff_s),
-        )
-        self.vtep_health, self.vtep_watch = vtep_watch(
-            vtep_store, reporting, timings, self._wake_vtep_lanes
-        )
+        self._pacing = HandoverPacing(HANDOVER_SPACING_LEASES * config.lease_duration_s)
+        self._eligibility = EligibilityWatch(timings.ineligible_shards_after_s)
         # Migration from active-standby: while its leader (the Lease named LEADER_ELECTION_ID
         # itself) is alive, no shard is claimed, so the two modes never write the routes and
         # the CiliumVTEPConfig at once during a rolling update; its SIGTERM release (or its
         # expiry) hands everything to the shards.
         self._standby_leader: Observation | None = None
-        self.standby_leader_health = WatchHealth(
-            reporting.reporter(
-                f"Lease watch {ns}/{config.lease_name}",
-                "lease",
-                "LeaseWatchFailed",
-                "grant list and watch on Leases in the gateway's namespace",
-            )
-        )
-        self.standby_leader_watch = lease_watch(
-            api_client,
-            ns,
-            config.lease_name,
-            on_seen=self._seen_standby_leader,
-            on_listed=self.standby_leader_health.reporter.succeeded,
-            on_error=self.standby_leader_health.on_error,
-            call_timeout_s=timings.api_timeout_s,
-            window_s=timings.watch_window_s,
-            max_backoff_s=timings.watch_max_backoff_s,
-        )
+        self._wake = threading.Event()
+        self.heartbeat = clock()
+
+    def bind(
+        self,
+        *,
+        member: LeaseElector,
+        slots: list[ShardSlot],
+        vtep_writer: ReplicaVtepWriter,
+        group_watch: Watched,
+        standby_leader_watch: Watched,
+        vtep_watch: Watched,
+    ) -> None:
+        """The parts that call the group back: the membership elector (gated by `eligible`),
+        the shards (gated by `may_claim`), and the watches that feed the view."""
+        self.member = member
+        self.slots = slots
+        self._by_lease = {slot.lease_name: slot for slot in slots}
+        self.vtep_writer = vtep_writer
+        self.group_health, self.group_watch = group_watch
+        self.standby_leader_health, self.standby_leader_watch = standby_leader_watch
+        self.vtep_health, self.vtep_watch = vtep_watch
+        self.forward.on_change(self._wake_route_lanes)
 
     def forward_plan(self) -> ShardPlan:
         """The shard plan with the forward prefixes routed now (the current spread), e.g. for
@@ -391,21 +279,16 @@ class ShardGroup:
         orphans); a data plane that recovers within that bound keeps its shards. Membership
         and shards are taken again through the usual gates once eligible."""
         problem = self.ineligibility()
-        now = self._clock()
-        if problem is None:
-            if self._ineligible_since is not None:
-                log.info("eligible again: joining as a member")
-                self._reporting.events.emit(
-                    self._reporting.subject,
-                    "MemberEligible",
-                    f"{self._identity} can forward again and rejoins the members",
-                    warning=False,
-                )
-            self._ineligible_since = None
-            self._shards_given_up = False
-            return
-        if self._ineligible_since is None:
-            self._ineligible_since = now
+        step = self._eligibility.step(problem, self._clock())
+        if step.rejoined:
+            log.info("eligible again: joining as a member")
+            self._reporting.events.emit(
+                self._reporting.subject,
+                "MemberEligible",
+                f"{self._identity} can forward again and rejoins the members",
+                warning=False,
+            )
+        if step.fell_out:
             log.error(
                 "cannot forward (%s): giving up membership; shards go in %.1fs unless it recovers",
                 problem,
@@ -418,15 +301,13 @@ class ShardGroup:
                 f"shards move in {self._timings.ineligible_shards_after_s:.0f}s unless it "
                 "recovers",
             )
-        if self.member.leading:
+        if step.leave_membership and self.member.leading:
             self.member.request_handover(lambda _timeout_s: True)  # no write rides on it
-        if self._shards_given_up or now - self._ineligible_since < (
-            self._timings.ineligible_shards_after_s
-        ):
+        if not step.give_up_shards:
             return
         held = [slot for slot in self.slots if slot.elector.leading]
         if held:
-            self._shards_given_up = True
+            self._eligibility.handed_over()
             log.error(
                 "still cannot forward (%s): handing over shards %s",
                 problem,
@@ -435,42 +316,19 @@ class ShardGroup:
             for slot in held:
                 slot.elector.request_handover(slot.work.wait_idle)
 
-    def _live(self, observation: Observation | None, now: float) -> str | None:
-        if observation is None or observation.record.released:
-            return None
-        if now >= observation.observed_at + observation.record.lease_duration_s:
-            return None
-        return observation.record.holder
-
     def view(self) -> ShardOwnership:
-        now = self._clock()
-        prefix = f"{self._config.lease_name}-member-"
         with self._lock:
-            records = dict(self._records)
-        with self._lock:
-            plans = dict(self._plans)
-        members = {
-            holder
-            for name, observation in records.items()
-            if name.startswith(prefix)
-            and plans.get(name) == self.plan_digest  # a member of another plan owns none of ours
-            and (holder := self._live(observation, now))
-        }
-        members.discard(self._identity)
-        if self.member.valid():
-            members.add(self._identity)
-        holders: dict[int, str | None] = {}
-        lapsed: dict[int, str] = {}
-        for slot in self.slots:
-            observation = records.get(slot.lease_name)
-            holders[slot.index] = (
-                self._identity if slot.elector.leading else self._live(observation, now)
-            )
-            if holders[slot.index] is None and observation is not None:
-                last = observation.record.holder
-                if last:  # expired, not released: its holder stopped renewing
-                    lapsed[slot.index] = last
-        return ShardOwnership(len(self.slots), frozenset(members), holders, lapsed)
+            records, plans = dict(self._records), dict(self._plans)
+        return ownership_view(
+            me=self._identity,
+            me_member=self.member.valid(),
+            member_prefix=f"{self._config.lease_name}-member-",
+            plan_digest=self.plan_digest,
+            records=records,
+            plans=plans,
+            slots=[SlotState(s.index, s.lease_name, s.elector.leading) for s in self.slots],
+            now=self._clock(),
+        )
 
     def _decide(self, view: ShardOwnership) -> ShardDecision:
         """The coordination's decision on `view`; a member newly passed over is reported."""
@@ -487,7 +345,7 @@ class ShardGroup:
             )
         return decision
 
-    def _seen_standby_leader(self, record: LeaseRecord | None) -> None:
+    def seen_standby_leader(self, record: LeaseRecord | None) -> None:
         self.fence.seen(self._config.lease_name, record, {})
         with self._lock:
             self._standby_leader = (
@@ -502,7 +360,7 @@ class ShardGroup:
         """The active-standby leader still holding its Lease (a mode migration), or None."""
         with self._lock:
             observation = self._standby_leader
-        return self._live(observation, self._clock())
+        return live_holder(observation, self._clock())
 
     def may_claim(self, index: int) -> bool:
         """The gate of shard `index`'s elector, evaluated fresh at each of its rounds."""
@@ -512,7 +370,7 @@ class ShardGroup:
         return index in decision.claim and self.eligible()
 
     # -- the group watch ---------------------------------------------------------------------
-    def _record_only(self, name: str, record: LeaseRecord | None) -> None:
+    def record_only(self, name: str, record: LeaseRecord | None) -> None:
         now = self._clock()
         with self._lock:
             if record is None:
@@ -521,13 +379,13 @@ class ShardGroup:
                 self._records[name] = observe(self._records.get(name), record, now)
 
     def _seen(self, name: str, record: LeaseRecord | None) -> None:
-        self._record_only(name, record)
+        self.record_only(name, record)
         slot = self._by_lease.get(name)
         if slot is not None:
             slot.elector.notice(record)
         self._wake.set()
 
-    def _on_list(self, items: Iterator[dict[str, Any]]) -> None:
+    def on_group_list(self, items: Iterator[dict[str, Any]]) -> None:
         listed: dict[str, LeaseRecord] = {}
         every = list(items)
         self._note_plans(every, full=True)
@@ -552,7 +410,7 @@ class ShardGroup:
                 labels = metadata.get("labels") or {}
                 self._plans[str(metadata.get("name") or "")] = labels.get(PLAN_LABEL)
 
-    def _on_event(self, kind: str, item: dict[str, Any]) -> None:
+    def on_group_event(self, kind: str, item: dict[str, Any]) -> None:
         name = str((item.get("metadata") or {}).get("name") or "")
         self._note_plans([item], full=False)
         feed_event(self.fence, kind, item)
@@ -563,7 +421,7 @@ class ShardGroup:
         for slot in self.slots:
             slot.work.wake_routes()
 
-    def _wake_vtep_lanes(self) -> None:
+    def wake_vtep_lanes(self) -> None:
         self.vtep_writer.changed()
         for slot in self.slots:
             slot.work.wake_vtep()
@@ -596,11 +454,8 @@ class ShardGroup:
         if decision.release is None:
             return
         slot = self.slots[decision.release]
-        now = self._clock()
-        spacing = HANDOVER_SPACING_LEASES * self._config.lease_duration_s
-        if now - self._last_handover < spacing or not slot.work.converged():
+        if not self._pacing.allow(self._clock(), slot.work.converged()):
             return
-        self._last_handover = now
         self.metrics.handovers.inc()
         log.info("handing shard %d over to even out the load", slot.index)
         self._reporting.events.emit(
@@ -614,16 +469,9 @@ class ShardGroup:
     def _next_wait(self) -> float:
         """Until the next foreign Lease may expire (its shard becomes free, or a member is
         gone), or a retry period."""
-        now = self._clock()
-        wait = self._config.retry_period_s
         with self._lock:
-            for observation in self._records.values():
-                if observation.record.released or observation.record.holder == self._identity:
-                    continue
-                expiry = observation.observed_at + observation.record.lease_duration_s
-                if expiry > now:
-                    wait = min(wait, expiry - now + 0.01)
-        return max(0.01, wait)
+            records = dict(self._records)
+        return next_wait(records, self._identity, self._clock(), self._config.retry_period_s)
 
     def _publish(self, view: ShardOwnership) -> None:
         self.metrics.members.set(len(view.members))
@@ -784,26 +632,17 @@ class ShardGroup:
         successors work under another regime, whose cut need not have our shards at all
         (4 -> 2 shards: no one ever takes shards 2 and 3): then only what still points here
         counts, the VTEP endpoints and the routes, which the successor's writes move or retire."""
-        view = self.view()
-        if view.members - {self._identity}:
-            orphans = [i for i in released if view.holder(i) in (None, self._identity)]
-            if orphans:
-                return f"shard(s) {','.join(map(str, orphans))} without a new owner"
+        orphans = shards_without_new_owner(self.view(), self._identity, released)
+        if orphans:
+            return f"shard(s) {','.join(map(str, orphans))} without a new owner"
         names = {n for i in released for n, _cidr in self.plan.shards[i].vtep_endpoints}
         try:
             observed = self._vtep_store.get()
         except Exception as exc:
             return f"CiliumVTEPConfig unreadable ({exc})"
-        spec = (observed or {}).get("spec") or {}
-        ours = [
-            str(e.get("name"))
-            for e in spec.get("endpoints") or []
-            if isinstance(e, dict)
-            and e.get("name") in names
-            and e.get("tunnelEndpoint") == self._config.node_ip
-        ]
+        ours = endpoints_still_here(observed, names, self._config.node_ip)
         if ours:
-            return f"VTEP endpoint(s) {','.join(sorted(ours))} still pointing here"
+            return f"VTEP endpoint(s) {','.join(ours)} still pointing here"
         spread = self.forward.current()
         if spread is None:
             return None

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_watch import WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.routes import ObservedRoute, RouteKey, plan_retired_routes
 from hybrid_gateway.metrics import ShardMetrics
 from hybrid_gateway_contract.spread import Spread, spread_pod_prefixes
@@ -46,9 +46,7 @@ class ForwardPrefixes:
         metrics: ShardMetrics,
         on_error: Callable[[WatchFailure], None],
         on_listed: Callable[[], None],
-        watch_timeout_s: int,
-        call_timeout_s: float,
-        max_backoff_s: float,
+        settings: WatchingSettings,
     ) -> None:
         self._pods = tuple(pod_cidrs)
         self._shards = shards
@@ -64,9 +62,7 @@ class ForwardPrefixes:
             api_client,
             on_change=lambda: self._noticed(on_listed),
             on_error=on_error,
-            watch_timeout_s=watch_timeout_s,
-            call_timeout_s=call_timeout_s,
-            backoff=Backoff(initial_s=min(0.2, max_backoff_s), maximum_s=max_backoff_s),
+            settings=settings,
         )
 
     def _noticed(self, on_listed: Callable[[], None]) -> None:

@@ -25,6 +25,7 @@ from hybrid_gateway.adapters.ec2 import Ec2Error, Ec2Routes
 from hybrid_gateway.adapters.kube_events import CLUSTER_SCOPED_EVENTS_NAMESPACE
 from hybrid_gateway.adapters.kube_events import COMPONENT as EVENT_COMPONENT
 from hybrid_gateway.adapters.kube_lease import LeaseStore
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway_contract import (
     APP_NAME,
@@ -78,7 +79,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-API_TIMEOUT_S = 10.0
+#: The operations commands' reads: one short call each, with no lease to keep (a person waits).
+SETTINGS = WatchingSettings(request_timeout_s=10.0)
 _PROVIDER_ID = re.compile(r"^aws:///[^/]*/(i-[0-9a-f]+)$")
 VTEP_CRD_NAME = f"{VTEP_CONFIGS_PLURAL}.{CILIUM_GROUP}"
 
@@ -223,7 +225,7 @@ def _reported_by_gateway(event: Any) -> bool:
 
 def _read_or_none(call: Any, *args: Any) -> Any:
     try:
-        return call(*args, _request_timeout=API_TIMEOUT_S)
+        return call(*args, _request_timeout=SETTINGS.request_timeout_s)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -282,13 +284,13 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         if selector:
             label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
             listed = core.list_namespaced_pod(
-                ns, label_selector=label_selector, _request_timeout=API_TIMEOUT_S
+                ns, label_selector=label_selector, _request_timeout=SETTINGS.request_timeout_s
             )
             pods = sorted((_pod(p) for p in listed.items), key=lambda p: p.name)
         into.values["pods"] = tuple(pods)
 
     def nodes() -> None:
-        listed = core.list_node(_request_timeout=API_TIMEOUT_S).items
+        listed = core.list_node(_request_timeout=SETTINGS.request_timeout_s).items
         into.values["nodes"] = {n.metadata.name: _node(n) for n in listed}
 
     def lease_name() -> str:
@@ -299,7 +301,7 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
 
     def lease() -> None:
         name = lease_name()
-        record = LeaseStore(api_client, ns, name).get(API_TIMEOUT_S)
+        record = LeaseStore(api_client, ns, name).get(SETTINGS.request_timeout_s)
         read_at = time.time()  # its age is judged now, not after the slower reads
         if record is None:
             return
@@ -336,7 +338,9 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             return
         name = settings.lease_name
         listed = client.CoordinationV1Api(api_client).list_namespaced_lease(
-            ns, label_selector=f"{LEASE_GROUP_LABEL}={name}", _request_timeout=API_TIMEOUT_S
+            ns,
+            label_selector=f"{LEASE_GROUP_LABEL}={name}",
+            _request_timeout=SETTINGS.request_timeout_s,
         )
         shard_names = {shard_lease_name(name, i): i for i in range(settings.shards)}
         shards: dict[int, GroupLease] = {}
@@ -369,14 +373,14 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
             CILIUM_VERSION,
             CILIUM_NODES_PLURAL,
             label_selector=f"{HYBRID_NODE_LABEL_KEY}={HYBRID_NODE_LABEL_VALUE}",
-            _request_timeout=API_TIMEOUT_S,
+            _request_timeout=SETTINGS.request_timeout_s,
         )
         into.values["hybrid_nodes"] = tuple(
             sorted((_hybrid_node(o) for o in hybrid.get("items", [])), key=lambda n: n.name)
         )
 
     def vtep_config() -> None:
-        vtep = VtepStore(api_client, timeout_s=API_TIMEOUT_S).get()
+        vtep = VtepStore(api_client, settings=SETTINGS).get()
         into.values["vtep_endpoints"] = (
             tuple(
                 VtepEndpoint(
@@ -401,10 +405,12 @@ def gather_kubernetes(api_client: client.ApiClient, target: Target, into: _Gathe
         # The gateway's Events about its pods live in its namespace; those about cluster-scoped
         # objects (CiliumNodes, the CiliumVTEPConfig) in "default" (kube_events), told apart
         # there by the reporting component.
-        listed = list(core.list_namespaced_event(ns, _request_timeout=API_TIMEOUT_S).items)
+        listed = list(
+            core.list_namespaced_event(ns, _request_timeout=SETTINGS.request_timeout_s).items
+        )
         if ns != CLUSTER_SCOPED_EVENTS_NAMESPACE:
             elsewhere = core.list_namespaced_event(
-                CLUSTER_SCOPED_EVENTS_NAMESPACE, _request_timeout=API_TIMEOUT_S
+                CLUSTER_SCOPED_EVENTS_NAMESPACE, _request_timeout=SETTINGS.request_timeout_s
             ).items
             listed += [e for e in elsewhere if _reported_by_gateway(e)]
         into.values["events"] = tuple(

@@ -19,12 +19,13 @@ from pathlib import Path
 from types import FrameType
 
 from hybrid_gateway_contract.sharding import GatewayMode
+from hybrid_gateway_testkit.lab.active_active import ActiveActive
+from hybrid_gateway_testkit.lab.active_standby import ActiveStandby
 from hybrid_gateway_testkit.lab.agent import VTEP_MATCHES
 from hybrid_gateway_testkit.lab.drills import DRILLS, SHARDED_DRILLS
 from hybrid_gateway_testkit.lab.lab import LabOptions
 from hybrid_gateway_testkit.lab.load import IPERF3, LoadSettings
-from hybrid_gateway_testkit.lab.runner import DrillSettings, default_out_dir, last_line, run_drill
-from hybrid_gateway_testkit.lab.sharded_runner import run_sharded_drill, sharded_last_line
+from hybrid_gateway_testkit.lab.runner import DrillSettings, Mode, default_out_dir, run_drill
 from hybrid_gateway_testkit.lab.topology import active_active_plan, sequential_plan
 
 
@@ -42,7 +43,8 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def configure(argv: list[str] | None = None) -> tuple[LabOptions, DrillSettings, Mode]:
+    """The run the command line asks for; a bad argument exits with its usage error (2)."""
     parser = argparse.ArgumentParser(
         prog="python -m hybrid_gateway_testkit.lab", description=__doc__
     )
@@ -127,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     active_active = args.mode == GatewayMode.ACTIVE_ACTIVE.value
-    if args.load and active_active:
-        parser.error("--load runs in active-standby mode (the kill-owner drill has no load yet)")
     if args.load and shutil.which(IPERF3) is None:
         parser.error(
             f"--load {args.load}: {IPERF3} is not installed (make system-deps installs it)"
@@ -153,14 +153,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
         except ValueError as exc:
             parser.error(str(exc))
-    if os.geteuid() != 0:
-        print("the lab creates network namespaces: run it as root", file=sys.stderr)
-        return 2
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
     options = LabOptions(
         out_dir=args.out or default_out_dir(args.drill),
         lease_duration_s=args.lease_duration,
@@ -177,19 +169,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.load:
         load = LoadSettings(steady_s=args.load_seconds, failover_s=args.load_failover_seconds)
     settings = DrillSettings(args.drill, args.baseline, args.after, args.timeout, load)
+    mode: Mode = ActiveStandby() if plan is None else ActiveActive(plan)
+    return options, settings, mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, settings, mode = configure(argv)
+    if os.geteuid() != 0:
+        print("the lab creates network namespaces: run it as root", file=sys.stderr)
+        return 2
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        if plan is not None:
-            report = run_sharded_drill(options, settings, plan)
-        else:
-            report = run_drill(options, settings)
+        report = run_drill(options, settings, mode)
     except KeyboardInterrupt:
         print("interrupted: lab processes stopped and namespaces removed", file=sys.stderr)
         return 130
     except Exception as exc:  # cleanup has run; say what failed, in one line too
         print(f"lab failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(json.dumps({"drill": args.drill, "error": str(exc)}))
+        print(json.dumps({"drill": settings.drill, "error": str(exc)}))
         return 1
-    print(json.dumps(sharded_last_line(report) if active_active else last_line(report)))
+    print(json.dumps(mode.last_line(report)))
     return 0
 
 

@@ -67,7 +67,7 @@ def _node_failure(lab: Lab, host: str) -> float:
 def kill_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
     t = _node_failure(lab, leader)
     out = DrillOutcome(t, True, [(t, f"{leader} node failure")])
-    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
     return out
 
 
@@ -76,13 +76,13 @@ def term_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillO
     lab.daemons[leader].signal(signal.SIGTERM)
     lab.options.log(f"  {leader}: SIGTERM (rolling update)")
     out = DrillOutcome(t, True, [(t, f"{leader} SIGTERM")])
-    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
     code = lab.daemons[leader].wait(10)
     out.notes["exit_code"] = code
     if code is None:
         raise LabError(f"{leader} did not exit within 10 s of SIGTERM")
-    lab.start_daemon(leader)
-    lab.wait_daemon_ready(leader)
+    lab.daemons.start(leader)
+    lab.daemons.wait_ready(leader)
     out.marks.append((time.monotonic(), f"{leader} back as standby"))
     return out
 
@@ -94,38 +94,38 @@ def restart_standby(lab: Lab, leader: str, standby: str, timeout_s: float) -> Dr
     if code is None:
         raise LabError(f"{standby} did not exit within 10 s of SIGTERM")
     lab.options.log(f"  {standby}: stopped ({code}), starting again")
-    lab.start_daemon(standby)
-    lab.wait_daemon_ready(standby, timeout_s)
+    lab.daemons.start(standby)
+    lab.daemons.wait_ready(standby, timeout_s)
     out = DrillOutcome(
         t, False, [(t, f"{standby} restart"), (time.monotonic(), f"{standby} ready")]
     )
     out.notes["exit_code"] = code
-    if not lab.converged_on(leader):
+    if not lab.monitor.converged_on(leader):
         raise LabError(f"after restarting {standby}, {leader} is no longer in charge")
     return out
 
 
 def partition_leader(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
     t = time.monotonic()
-    lab.api.partition(leader)
+    lab.control.api.partition(leader)
     lab.options.log(f"  {leader}: cut off from the API server")
     out = DrillOutcome(t, True, [(t, f"{leader} partitioned")])
-    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
     time.sleep(1.0)
-    lab.api.heal(leader)
+    lab.control.api.heal(leader)
     out.marks.append((time.monotonic(), f"{leader} healed"))
     return out
 
 
 def ec2_throttle(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
-    lab.throttle_file.write_text("0.5\n")
+    lab.control.throttle_file.write_text("0.5\n")
     lab.options.log("  EC2: every 2nd call throttled (RequestLimitExceeded)")
     t = _node_failure(lab, leader)
     out = DrillOutcome(t, True, [(t, f"{leader} node failure, EC2 throttled")])
     try:
-        out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+        out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
     finally:
-        lab.throttle_file.write_text("0\n")
+        lab.control.throttle_file.write_text("0\n")
     return out
 
 
@@ -153,22 +153,22 @@ def node_churn(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOu
     base = {n.node_ip for n in lab.plan.nodes}
     t = _node_failure(lab, leader)
     out = DrillOutcome(t, True, [(t, f"{leader} node failure + churn")])
-    lab.add_node(spare)
+    lab.control.add_node(spare)
     deadline = time.monotonic() + timeout_s
-    while spare.name not in lab.cilium_node_names():
+    while spare.name not in lab.control.cilium_node_names():
         if time.monotonic() > deadline:
             raise LabError(f"{spare.name} never registered its CiliumNode")
         time.sleep(0.1)
     out.marks.append((time.monotonic(), f"{spare.name} joined"))
     _wait_peers(lab, standby, base | {spare.node_ip}, timeout_s)
     moved_ip = "192.168.100.99"
-    lab.agents.pop(spare.name).stop()  # its agent would put the old address back
+    lab.control.agents.pop(spare.name).stop()  # its agent would put the old address back
     address = {"type": "InternalIP", "ip": moved_ip}
-    lab.patch_cilium_node(spare.name, {"spec": {"addresses": [address]}})
+    lab.control.patch_cilium_node(spare.name, {"spec": {"addresses": [address]}})
     out.marks.append((time.monotonic(), f"{spare.name} re-addressed"))
     _wait_peers(lab, standby, base | {moved_ip}, timeout_s)
-    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
-    lab.delete_cilium_node(spare.name)
+    out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
+    lab.control.delete_cilium_node(spare.name)
     out.marks.append((time.monotonic(), f"{spare.name} removed"))
     _wait_peers(lab, standby, base, timeout_s)
     out.notes["tunnel_peers_after"] = sorted(tunnel_peers(lab, standby))
@@ -191,18 +191,18 @@ def hybrid_side_down(lab: Lab, leader: str, standby: str, timeout_s: float) -> D
 
 def eni_check_on(lab: Lab, leader: str, standby: str, timeout_s: float) -> DrillOutcome:
     """The leader instance's source/destination check turned back on, as an operator would."""
-    instance = lab.e.instances[leader].instance_id
-    if lab.ctl is None:
+    instance = lab.control.e.instances[leader].instance_id
+    if lab.control.ctl is None:
         raise LabError("the lab's control namespace is not up")
     t = time.monotonic()
-    lab.ctl.call(
-        lambda: lab_ec2.ec2_client(lab.moto_url).modify_instance_attribute(
+    lab.control.ctl.call(
+        lambda: lab_ec2.ec2_client(lab.control.moto_url).modify_instance_attribute(
             InstanceId=instance, SourceDestCheck={"Value": True}
         )
     )
     lab.options.log(f"  {leader}: source/destination check turned ON ({instance})")
     out = DrillOutcome(t, True, [(t, f"{leader} source/dest check on")])
-    out.notes["converged_t"] = lab.wait_converged(standby, timeout_s)
+    out.notes["converged_t"] = lab.monitor.wait_converged(standby, timeout_s)
     enforced = [
         e["t"]
         for e in read_events(lab.run_dir / "router.jsonl")
@@ -218,20 +218,20 @@ def control_plane_upgrade(lab: Lab, leader: str, standby: str, timeout_s: float)
     """Every gateway and hybrid node cut off from the API server (connections dropped without
     an answer) for `api_outage_s`, then healed; the lab's monitor still reads (it observes)."""
     outage = lab.options.api_outage_s
-    cut = [g.name for g in lab.plan.gateways] + [f"agent-{n}" for n in lab.agents]
+    cut = [g.name for g in lab.plan.gateways] + [f"agent-{n}" for n in lab.control.agents]
     t = time.monotonic()
     for identity in cut:
-        lab.api.partition(identity)
+        lab.control.api.partition(identity)
     lab.options.log(f"  API server unreachable for {', '.join(cut)} for {outage:g} s")
     out = DrillOutcome(t, False, [(t, "API unreachable")])
     end = t + outage
     while (left := end - time.monotonic()) > 0:
-        obs = lab.observed
+        obs = lab.monitor.observed
         lab.options.log(f"  [outage] {left:4.1f} s left, leader={obs.holder if obs else None}")
         time.sleep(min(5.0, left))
     healed = time.monotonic()
     for identity in cut:
-        lab.api.heal(identity)
+        lab.control.api.heal(identity)
     out.marks.append((healed, "API back"))
     lab.options.log("  API server reachable again")
     out.notes.update(outage_s=round(healed - t, 3), healed_t=healed, cut_off=cut)
@@ -241,7 +241,7 @@ def control_plane_upgrade(lab: Lab, leader: str, standby: str, timeout_s: float)
     settle = time.monotonic() + max(10.0, 3 * lease)
     in_charge = True
     while time.monotonic() < settle:
-        in_charge = in_charge and lab.converged_on(leader)
+        in_charge = in_charge and lab.monitor.converged_on(leader)
         time.sleep(0.2)
     out.notes["leader_in_charge_after_heal"] = in_charge
     out.marks.append((time.monotonic(), f"{leader} {'still' if in_charge else 'NOT'} in charge"))
@@ -280,7 +280,7 @@ def kill_owner(lab: Lab, owners: dict[int, str], timeout_s: float) -> DrillOutco
     t = _node_failure(lab, victim)
     out = DrillOutcome(t, True, [(t, f"{victim} node failure")])
     survivors = [g.name for g in lab.plan.gateways if g.name != victim]
-    converged, after = lab.wait_shards_settled(survivors, timeout_s, spread=False)
+    converged, after = lab.monitor.wait_shards_settled(survivors, timeout_s, spread=False)
     out.notes.update(victim=victim, converged_t=converged, owners_after=after)
     return out
 

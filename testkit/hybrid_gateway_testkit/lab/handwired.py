@@ -14,7 +14,7 @@ from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 def program_gateway_by_hand(lab: Lab, host: str, mac: str) -> str:
     """A tunnel from `host` (device MAC `mac`) to every hybrid node; returns the host's IP."""
-    ns, ip = lab.w.gateways[host], lab.gateway_ip(host)
+    ns, ip = lab.w.gateways[host], lab.world.gateway_ip(host)
     ns.ip("link", "add", VXLAN_DEVICE, "address", mac, "type", "vxlan", "id", str(VXLAN_VNI),
           "dstport", str(VXLAN_PORT), "local", ip, "nolearning")  # fmt: skip
     ns.ip("link", "set", VXLAN_DEVICE, "mtu", "1450", "up")

@@ -13,7 +13,10 @@ The same load runs over two paths of one lab, one after the other (on a shared m
 concurrent runs would take CPU from each other):
 - `underlay`: the hybrid node's own address <-> the cloud pod through the VPC router, no tunnel
   and no gateway (what the enterprise network carries today);
-- `tunnel`: the hybrid pod <-> the cloud pod through the VXLAN tunnel and the leader gateway.
+- `tunnel`: the hybrid pod <-> the cloud pod through the VXLAN tunnel and the leader gateway;
+  in active-active mode each hybrid pod <-> the cloud address of its shard (`cloud_address`),
+  through that shard's owner, so the flows of shards owned by different gateways cross
+  different gateways.
 Across a drill, the tunnel load runs while the drill acts; the per-interval receiver goodput of
 the long transfers (`--get-server-output`, the server reporting every `interval_s`) gives the
 dip, the retransmits (sender side) and the time until goodput is back (`failover_impact`).
@@ -38,10 +41,15 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# The load's own ports live with the topology (whose ENI filters admit them); callers of the
+# load module still find them here.
+from hybrid_gateway_testkit.lab.topology import POD_LOAD_PORTS as POD_LOAD_PORTS  # noqa: PLC0414
+from hybrid_gateway_testkit.lab.topology import LabPlan
 
 if TYPE_CHECKING:
     from hybrid_gateway_testkit.lab.lab import Lab
@@ -49,8 +57,6 @@ if TYPE_CHECKING:
     from hybrid_gateway_testkit.netns import Netns
 
 IPERF3 = "iperf3"
-POD_LOAD_PORTS = (5201, 5202)
-"""Servers in the hybrid pods (and nodes): the long transfer's, the short transfers'."""
 CLOUD_LOAD_PORT_BASE = 5210
 """Servers in the cloud pod: hybrid node i sends its long transfer to base + 2 i, its short
 transfers to base + 2 i + 1 (one server per concurrent client)."""
@@ -351,12 +357,23 @@ def failover_impact(
 # ---- processes ------------------------------------------------------------------------------
 @dataclass
 class Endpoint:
-    """The hybrid side of one node's flows on one path: its namespace and address."""
+    """The hybrid side of one node's flows on one path: its namespace and address, and the
+    cloud address its flows go to and come from (`cloud_address`)."""
 
     node: str
     index: int
     netns: Netns
     ip: str
+    cloud_ip: str
+
+
+def cloud_address(plan: LabPlan, node: str) -> str:
+    """The cloud address a hybrid node's load talks to: in active-active mode the cloud address
+    of the node's shard (`LabPlan.shard_pairs`), so both directions of its flows cross that
+    shard's owner and the flows of shards owned by different gateways cross different
+    gateways; the cloud pod's own address in active-standby mode."""
+    pairs = {n.name: target for _, n, target in plan.shard_pairs()}
+    return pairs.get(node, plan.cloud_pod_ip)
 
 
 @dataclass
@@ -380,19 +397,22 @@ class LoadGenerator:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.servers: list[LabProcess] = []
 
-    def endpoints(self, path: str) -> list[Endpoint]:
-        w = self.lab.w
+    def endpoints(self, path: str, nodes: Collection[str] | None = None) -> list[Endpoint]:
+        """Every hybrid node's endpoint on `path` (only those of `nodes`, when given)."""
+        w, plan = self.lab.w, self.lab.plan
         out = []
         for i, (name, node) in enumerate(sorted(w.node_plans.items())):
+            if nodes is not None and name not in nodes:
+                continue
+            cloud = cloud_address(plan, name)
             if path == "tunnel":
-                out.append(Endpoint(name, i, w.pods[name], node.pod_ip))
+                out.append(Endpoint(name, i, w.pods[name], node.pod_ip, cloud))
             else:
-                out.append(Endpoint(name, i, w.nodes[name], node.node_ip))
+                out.append(Endpoint(name, i, w.nodes[name], node.node_ip, cloud))
         return out
 
     def start_servers(self) -> None:
         w, s = self.lab.w, self.settings
-        cloud_ip = self.lab.plan.cloud_pod_ip
         wanted: list[tuple[str, Netns, str, int]] = []
         for path in PATHS:
             for ep in self.endpoints(path):
@@ -403,7 +423,7 @@ class LoadGenerator:
                 CLOUD_LOAD_PORT_BASE + 2 * ep.index,
                 CLOUD_LOAD_PORT_BASE + 2 * ep.index + 1,
             ):
-                wanted.append((f"iperf3-server-cloud-{port}", w.cloud, cloud_ip, port))
+                wanted.append((f"iperf3-server-cloud-{port}", w.cloud, ep.cloud_ip, port))
         for name, ns, ip, port in wanted:
             argv = [IPERF3, "-s", "-B", ip, "-p", str(port), "-i", f"{s.interval_s:g}", "-J"]
             argv += ["--logfile", str(self.dir / f"{name}.json")]
@@ -419,10 +439,9 @@ class LoadGenerator:
     def start_phase(self, name: str, path: str, duration_s: float) -> RunningPhase:
         """Launch every client of one phase: per node, both directions, long and short."""
         w, s = self.lab.w, self.settings
-        cloud_ip = self.lab.plan.cloud_pod_ip
         phase = RunningPhase(name, path, duration_s)
         for ep in self.endpoints(path):
-            cloud_long = CLOUD_LOAD_PORT_BASE + 2 * ep.index
+            cloud_long, cloud_ip = CLOUD_LOAD_PORT_BASE + 2 * ep.index, ep.cloud_ip
             flows = (
                 ("cloud_to_hybrid", w.cloud, cloud_ip, ep.ip, POD_LOAD_PORTS),
                 ("hybrid_to_cloud", ep.netns, ep.ip, cloud_ip, (cloud_long, cloud_long + 1)),
@@ -459,14 +478,15 @@ class LoadGenerator:
                 proc.stop(2.0)
 
     def results(
-        self, phase: RunningPhase
+        self, phase: RunningPhase, nodes: Collection[str] | None = None
     ) -> dict[str, tuple[list[tuple[float, IperfResult]], list[ShortTransfer]]]:
-        """Per direction: (launch time, long result) of every node, and every short transfer."""
+        """Per direction: (launch time, long result) of every node (of `nodes`, when given),
+        and every short transfer."""
         out: dict[str, tuple[list[tuple[float, IperfResult]], list[ShortTransfer]]] = {}
         for direction in DIRECTIONS:
             long: list[tuple[float, IperfResult]] = []
             short: list[ShortTransfer] = []
-            for ep in self.endpoints(phase.path):
+            for ep in self.endpoints(phase.path, nodes):
                 tag = f"{phase.name}-{direction}-{ep.node}"
                 result = read_iperf3(self.dir / f"long-{tag}.json")
                 start = phase.launched[f"long-{tag}"]  # without its wrapper's clock
@@ -497,15 +517,21 @@ class LoadGenerator:
         return {**phases, "tunnel_vs_underlay": compare_paths(phases["underlay"], phases["tunnel"])}
 
     def failover_report(
-        self, phase: RunningPhase, t0: float, t1: float, t_action: float
+        self,
+        phase: RunningPhase,
+        t0: float,
+        t1: float,
+        t_action: float,
+        nodes: Collection[str] | None = None,
     ) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, list[float]]]:
         """Per direction: steady figures over the whole run and the failure's impact; and the
-        goodput (bit/s) and retransmit series per `interval_s` bucket of [t0, t1) for the plot."""
+        goodput (bit/s) and retransmit series per `interval_s` bucket of [t0, t1) for the plot.
+        With `nodes`, of those hybrid nodes' flows only."""
         bucket = self.settings.interval_s
         report: dict[str, Any] = {}
         goodput: dict[str, list[float]] = {}
         retx: dict[str, list[float]] = {}
-        for direction, (long, short) in self.results(phase).items():
+        for direction, (long, short) in self.results(phase, nodes).items():
             received = spread([(t, r.receiver_intervals) for t, r in long], t0, t1, bucket)
             goodput[direction] = [b * 8 / bucket for b in received]
             retx[direction] = spread(
@@ -555,13 +581,25 @@ class DrillLoad:
         self.gen.lab.options.log(f"load: tunnel, {duration:g} s, across the drill")
         self.phase = self.gen.start_phase("failover", "tunnel", duration)
 
-    def finish(self, t0: float, t_action: float) -> None:
+    def finish(
+        self, t0: float, t_action: float, groups: Mapping[str, Collection[str]] | None = None
+    ) -> None:
+        """Wait for the load to end and report it; `groups` (name -> hybrid nodes) are also
+        reported apart, under `failover_by_group` (in active-active mode: the flows of the
+        shards that moved, and of those that stayed)."""
         if self.phase is None:
             raise RuntimeError("DrillLoad.finish before start")
         self.gen.lab.options.log("waiting for the load to end")
         self.gen.finish(self.phase)
-        t1 = time.monotonic()
+        # The series end with the long transfers' time, not with the wait for their clients'
+        # exit: the buckets after it are empty, and would read as a dip of every flow.
+        t1 = min(time.monotonic(), min(self.phase.launched.values()) + self.phase.duration_s)
         failover, goodput, retx = self.gen.failover_report(self.phase, t0, t1, t_action)
+        by_group = {
+            name: self.gen.failover_report(self.phase, t0, t1, t_action, nodes)[0]
+            for name, nodes in (groups or {}).items()
+            if nodes
+        }
         self.gen.stop_servers()
         timing = {"t0": t0, "t1": t1, "t_action": t_action, "launched": self.phase.launched}
         (self.gen.dir / "failover-timing.json").write_text(json.dumps(timing, indent=1) + "\n")
@@ -570,6 +608,8 @@ class DrillLoad:
             "steady": self.steady,
             "failover": failover,
         }
+        if by_group:
+            self.report["failover_by_group"] = by_group
         self.series = (goodput, retx, self.gen.settings.interval_s)
 
 

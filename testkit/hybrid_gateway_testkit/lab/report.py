@@ -136,14 +136,14 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def load_rows(load: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The bulk load's lines of the summary table (none without `--load`)."""
+def load_rows(load: dict[str, Any] | None, *, steady: bool = True) -> list[tuple[str, str]]:
+    """The bulk load's lines of the summary table (none without `--load`); without `steady`,
+    only those of its failover."""
     if not load:
         return []
     rows: list[tuple[str, str]] = []
-    steady = load["steady"]
-    for direction, cmp in steady["tunnel_vs_underlay"].items():
-        under, tun = steady["underlay"][direction], steady["tunnel"][direction]
+    for direction, cmp in load["steady"]["tunnel_vs_underlay"].items() if steady else ():
+        under, tun = load["steady"]["underlay"][direction], load["steady"]["tunnel"][direction]
         rows.append(
             (
                 f"load {direction.replace('_', ' ')}",

@@ -1,19 +1,31 @@
-"""Run one drill end to end: bring the lab up, probe, act, converge, report, clean up."""
+"""Run one drill end to end: bring the lab up, probe, act, converge, report, clean up.
+
+One runner for both gateway modes. What differs between them is a `Mode` strategy
+(`active_standby.ActiveStandby`, `active_active.ActiveActive`): which drills it runs, who owns
+what before the action, what it reads around the action (leaders, or shard owners, packet
+counters and /metrics), and what its report, picture title, table and last line say. The
+sequence itself (probes, baseline, the action, the window after it, the optional bulk load
+across it, the raw probe log, the report and the picture) is this module's, and the same for
+every mode.
+"""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hybrid_gateway_testkit.lab.analysis import ProbeLog, parse_probe_lines, summarize
-from hybrid_gateway_testkit.lab.drills import DRILLS, DrillOutcome
-from hybrid_gateway_testkit.lab.events import first_after, read_events
+from hybrid_gateway_testkit.lab.drills import DrillOutcome
+from hybrid_gateway_testkit.lab.events import read_events
 from hybrid_gateway_testkit.lab.lab import Lab, LabError, LabOptions, running_lab, write_json
-from hybrid_gateway_testkit.lab.load import DrillLoad, LoadSettings, load_last_line
-from hybrid_gateway_testkit.lab.report import summary_table, timeline_png
+from hybrid_gateway_testkit.lab.load import DrillLoad, LoadSettings
+from hybrid_gateway_testkit.lab.report import timeline_png
+from hybrid_gateway_testkit.lab.topology import LabPlan
+
+Mark = tuple[float, str, str]  # (monotonic time, kind, label) on the timeline picture
 
 
 @dataclass
@@ -25,13 +37,85 @@ class DrillSettings:
     load: LoadSettings | None = None  # `--load iperf3`: bulk TCP load, steady and across the drill
 
 
+@dataclass
+class DrillRun:
+    """What one run gathered, for its mode's report: the times that cut it into phases, the
+    parsed probe log and the event logs of the monitor, the VPC router and every agent."""
+
+    options: LabOptions
+    settings: DrillSettings
+    plan: LabPlan
+    outcome: DrillOutcome
+    t_start: float  # probes start
+    t_after: float  # the action has converged
+    t_stop: float  # the window after it is over
+    t_end: float  # probes stopped
+    log: ProbeLog
+    summary: dict[str, Any]
+    cloud_ips: set[str]
+    router_events: list[dict[str, Any]]
+    monitor_events: list[dict[str, Any]]
+    agent_events: dict[str, list[dict[str, Any]]]
+    ec2proxy_events: list[dict[str, Any]]
+    stop_warnings: list[str]
+    load: DrillLoad | None
+    paths: dict[str, Path] = field(default_factory=dict)  # raw_log, report, plot
+
+    @property
+    def gw_ips(self) -> dict[str, str]:
+        return {g.ip: g.name for g in self.plan.gateways}
+
+
+class Mode(Protocol):
+    """One gateway mode's part of a drill; an instance serves one run and keeps its state."""
+
+    name: str
+    drills: tuple[str, ...]
+    probe_unit: str  # "per hybrid pod", "per shard": how the probes' rate is counted
+
+    def plan(self) -> LabPlan | None: ...
+
+    def before(self, lab: Lab) -> None:
+        """Read who owns what once the lab is up, before any probe."""
+
+    def probes_started(self, lab: Lab) -> None:
+        """Right after the probes start."""
+
+    def act(self, lab: Lab, settings: DrillSettings) -> DrillOutcome:
+        """After the baseline: check nothing moved meanwhile, then run the drill."""
+
+    def acted(self, lab: Lab) -> None:
+        """Right after the drill converged, before the window after it."""
+
+    def load_groups(self) -> dict[str, set[str]]:
+        """Hybrid nodes whose bulk load the report also shows apart, by group name."""
+
+    def window_closed(self, lab: Lab) -> None:
+        """At the end of the window after the action, with the probes still running."""
+
+    def collect(self, lab: Lab) -> None:
+        """After the probes stopped, before the lab goes down (the API server's audit)."""
+
+    def report(self, run: DrillRun) -> dict[str, Any]:
+        """The mode's part of the report (the runner adds what every mode reports)."""
+
+    def marks(self, run: DrillRun) -> list[Mark]:
+        """What the timeline marks besides the drill's own actions and the load's recovery."""
+
+    def title(self, report: dict[str, Any]) -> str: ...
+
+    def table(self, report: dict[str, Any]) -> str: ...
+
+    def last_line(self, report: dict[str, Any]) -> dict[str, Any]: ...
+
+
 def sleep_with_progress(lab: Lab, seconds: float, label: str) -> None:
     end = time.monotonic() + seconds
     while True:
         left = end - time.monotonic()
         if left <= 0:
             return
-        obs = lab.observed
+        obs = lab.monitor.observed
         who = (
             f"shard holders={list(obs.shard_holders)}"
             if obs and obs.shard_holders
@@ -126,187 +210,109 @@ def request_rates(
     return out
 
 
-def run_drill(options: LabOptions, settings: DrillSettings) -> dict[str, Any]:
-    if settings.drill not in DRILLS:
-        raise LabError(f"unknown drill {settings.drill!r}; choose one of {', '.join(DRILLS)}")
+def load_marks(load: DrillLoad | None, t_action: float) -> list[Mark]:
+    """When each direction's bulk goodput was back after the action (none without load)."""
+    if load is None:
+        return []
+    marks: list[Mark] = []
+    for direction, result in load.report["failover"].items():
+        back = result["impact"].get("recovery_s")
+        if back:
+            marks.append((t_action + back, "load", f"{direction.replace('_', ' ')} goodput back"))
+    return marks
+
+
+def run_drill(options: LabOptions, settings: DrillSettings, mode: Mode) -> dict[str, Any]:
+    """Run `settings.drill` in `mode`'s lab and write its report, raw log and picture."""
+    if settings.drill not in mode.drills:
+        raise LabError(
+            f"drill {settings.drill!r} is not an {mode.name} drill; "
+            f"choose one of {', '.join(mode.drills)}"
+        )
     options.out_dir = options.out_dir.resolve()
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    with running_lab(options) as lab:
-        leader = lab.leader()
-        if leader is None:
-            raise LabError("no leader after start-up")
-        standby = next(g.name for g in lab.plan.gateways if g.name != leader)
-        cloud_ips = {lab.plan.cloud_pod_ip}
+    with running_lab(options, mode.plan()) as lab:
+        plan = lab.plan
+        mode.before(lab)
         load = DrillLoad(lab, settings.load, settings.baseline_s) if settings.load else None
         if load is not None:  # steady underlay and tunnel phases, then the load across the drill
             load.start()
         t_start = time.monotonic()
-        lab.start_probes()
-        options.log(f"probes running ({options.rate:g} pkt/s each way per hybrid pod)")
+        lab.probes.start()
+        mode.probes_started(lab)
+        options.log(f"probes running ({options.rate:g} pkt/s each way {mode.probe_unit})")
         sleep_with_progress(lab, settings.baseline_s, "baseline")
-        options.log(f"drill {settings.drill}: leader {leader}, standby {standby}")
-        outcome: DrillOutcome = DRILLS[settings.drill](
-            lab, leader, standby, settings.converge_timeout_s
-        )
+        outcome = mode.act(lab, settings)
         t_after = time.monotonic()
+        mode.acted(lab)
         sleep_with_progress(lab, settings.after_s, "after")
         if load is not None:  # the probes run on until the load's end, so the plot has both
-            load.finish(t_start, outcome.t_action)
+            load.finish(t_start, outcome.t_action, mode.load_groups())
         t_stop = time.monotonic()
-        leader_after = lab.leader()
-        lines = lab.stop_probes()
-        stop_warnings = list(lab.stop_warnings)
+        mode.window_closed(lab)
+        lines = lab.probes.stop()
+        stop_warnings = list(lab.probes.stop_warnings)
         t_end = time.monotonic()
         run_dir = lab.run_dir
-        gw_ips = {g.ip: g.name for g in lab.plan.gateways}
         router_events = read_events(run_dir / "router.jsonl")
         monitor_events = read_events(run_dir / "monitor.jsonl")
-        agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.agents}
-        throttled = [
-            e for e in read_events(run_dir / "ec2proxy.jsonl") if e["kind"] == "ec2-throttled"
-        ]
-        audit = lab.api.audit()
+        agent_events = {n: read_events(run_dir / f"agent-{n}.jsonl") for n in lab.control.agents}
+        ec2proxy_events = read_events(run_dir / "ec2proxy.jsonl")
+        mode.collect(lab)
 
     raw_path = options.out_dir / "probes.csv"
     raw_path.write_text("\n".join(lines) + "\n")
     log = parse_probe_lines(lines)
-    summary = summarize(log, cloud_ips)
-    t_action = outcome.t_action
-    new = standby if outcome.expect_leader_change else leader
-    new_ip = next(ip for ip, name in gw_ips.items() if name == new)
-    timings = {
-        "lease_acquired": first_after(
-            monitor_events, t_action, lambda e: e.get("holder") == new and new != leader
-        ),
-        "ec2_routes_moved": first_after(
-            monitor_events,
-            t_action,
-            lambda e: (
-                bool(e.get("route_hosts"))
-                and all(h == new for h in e["route_hosts"])
-                and new != leader
-            ),
-        ),
-        "vpc_router_switched": first_after(
-            router_events,
-            t_action,
-            lambda e: e["kind"] == "router-switch" and e.get("via") == new_ip and new != leader,
-        ),
-        "vtep_config_moved": first_after(
-            monitor_events, t_action, lambda e: e.get("vtep") == new_ip and new != leader
-        ),
-        "hybrid_nodes_switched": None,
-    }
-    if new != leader:  # the moment the LAST hybrid node followed the new leader
-        per_node = [
-            first_after(
-                events,
-                t_action,
-                lambda e: (
-                    e["kind"] == "vtep-switch"
-                    and any(ep["tunnelEndpoint"] == new_ip for ep in e["endpoints"])
-                ),
-            )
-            for events in agent_events.values()
-        ]
-        known = [t for t in per_node if t is not None]
-        timings["hybrid_nodes_switched"] = max(known) if len(known) == len(per_node) else None
-    skip = outcome.affected_pods
-    before = flowing(log, t_start, t_action, skip)
-    after = flowing(log, t_after, t_stop, skip)
-    marks: list[tuple[float, str, str]] = [(t, "action", label) for t, label in outcome.marks]
-    prev_holder: Any = object()
-    for e in monitor_events:
-        if e.get("holder") != prev_holder and e["t"] >= t_start:
-            marks.append((e["t"], "leader", f"leader {e.get('holder')}"))
-        prev_holder = e.get("holder")
-    for e in router_events:
-        if e["kind"] == "router-switch" and e["t"] >= t_start:
-            marks.append(
-                (e["t"], "router", f"VPC route -> {gw_ips.get(e.get('via') or '', e.get('via'))}")
-            )
-    prev_routes: Any = None
-    for e in monitor_events:
-        routes = e.get("route_hosts")
-        if routes and routes != prev_routes and e["t"] >= t_start:
-            marks.append((e["t"], "ec2-route", f"EC2 routes -> {','.join(map(str, routes))}"))
-        prev_routes = routes or prev_routes
-    for e in (e for events in agent_events.values() for e in events):
-        if e["kind"] == "vtep-switch" and e["t"] >= t_start and e["endpoints"]:
-            via = e["endpoints"][0]["tunnelEndpoint"]
-            marks.append((e["t"], "vtep", f"hybrid node -> {gw_ips.get(via, via)}"))
-    if load is not None:
-        for direction, result in load.report["failover"].items():
-            back = result["impact"].get("recovery_s")
-            if back:
-                marks.append(
-                    (t_action + back, "load", f"{direction.replace('_', ' ')} goodput back")
-                )
-    plot_path = options.out_dir / "timeline.png"
-    report_path = options.out_dir / "report.json"
-    unaffected_lost = sum(
-        f["lost"] for f in summary["flows"] if f["src"] not in skip and f["dst"] not in skip
+    cloud_ips = {plan.cloud_pod_ip, *plan.cloud_targets}
+    run = DrillRun(
+        options=options,
+        settings=settings,
+        plan=plan,
+        outcome=outcome,
+        t_start=t_start,
+        t_after=t_after,
+        t_stop=t_stop,
+        t_end=t_end,
+        log=log,
+        summary=summarize(log, cloud_ips),
+        cloud_ips=cloud_ips,
+        router_events=router_events,
+        monitor_events=monitor_events,
+        agent_events=agent_events,
+        ec2proxy_events=ec2proxy_events,
+        stop_warnings=stop_warnings,
+        load=load,
+        paths={
+            "raw_log": raw_path,
+            "report": options.out_dir / "report.json",
+            "plot": options.out_dir / "timeline.png",
+        },
     )
     report: dict[str, Any] = {
         "drill": settings.drill,
-        **summary,
-        "leader_before": leader,
-        "leader_after": leader_after,
-        "expect_leader_change": outcome.expect_leader_change,
-        "flowing_before": before,
-        "flowing_after": after,
-        "unaffected_probes_lost": unaffected_lost,
-        "timings_s": {k: (None if v is None else round(v, 4)) for k, v in timings.items()},
-        "ec2_calls_throttled": len(throttled),
-        "api_writes": leader_writes(audit, leader, new, outcome.t_action),
-        "notes": {k: v for k, v in outcome.notes.items() if k not in ("converged_t", "healed_t")},
+        **run.summary,
+        **mode.report(run),
         "settings": report_settings(options, settings),
         "probe_stop_warnings": stop_warnings,
-        "raw_log": str(raw_path),
-        "report": str(report_path),
-        "plot": str(plot_path),
+        **{name: str(path) for name, path in run.paths.items()},
     }
     if load is not None:
         report["load"] = load.report
-    if "healed_t" in outcome.notes:  # an API outage: how hard did each replica knock?
-        report["api_requests_during_outage"] = request_rates(
-            audit, t_action, outcome.notes["healed_t"], [leader, standby]
-        )
-    write_json(report_path, report)
+    write_json(run.paths["report"], report)
     timeline_png(
-        plot_path,
+        run.paths["plot"],
         log=log,
         cloud_ips=cloud_ips,
         t0=t_start,
         t1=t_end,
-        marks=marks,
+        marks=[(t, "action", label) for t, label in outcome.marks]
+        + mode.marks(run)
+        + load_marks(load, outcome.t_action),
         load=None if load is None else load.series,
-        title=f"drill {settings.drill}: loss window {summary['loss_window_s']} s, "
-        f"{summary['probes_lost']}/{summary['probes_sent']} probes lost",
+        title=mode.title(report),
     )
-    options.log(summary_table(report))
+    options.log(mode.table(report))
     return report
-
-
-def last_line(report: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "drill",
-        "loss_window_s",
-        "probes_sent",
-        "probes_lost",
-        "leader_before",
-        "leader_after",
-        "report",
-        "plot",
-    )
-    out = {k: report[k] for k in keys}
-    out["tcp_failed"] = report["tcp"]["failed"]
-    out["unaffected_probes_lost"] = report["unaffected_probes_lost"]
-    out["failover_s"] = report["timings_s"].get("hybrid_nodes_switched")
-    out["lease_duration_s"] = report["settings"]["lease_duration_s"]
-    if "load" in report:
-        out["load"] = load_last_line(report["load"])
-    return out
 
 
 def default_out_dir(drill: str) -> Path:

@@ -51,7 +51,6 @@ from hybrid_gateway_contract.sharding import (
     plan_shards,
 )
 from hybrid_gateway_contract.spread import spread_pod_prefixes, with_forward_prefixes
-from hybrid_gateway_testkit.lab.load import POD_LOAD_PORTS
 from hybrid_gateway_testkit.lab.strict import (
     eni_ruleset,
     kube_proxy_ruleset,
@@ -67,6 +66,9 @@ TCP_PORT = 9443
 """One-shot TCP calls (a webhook-like request/response per connection)."""
 CONN_PORT = 9444
 """Long-lived TCP connections (a request/response every interval on one connection)."""
+POD_LOAD_PORTS = (5201, 5202)
+"""The bulk load's iperf3 servers in the hybrid pods (and nodes): the long transfer's, the short
+transfers' (`load`); the ENI filters admit them from the VPC side."""
 ENI_TABLE_ID = "100"
 """The ENI namespace's routing table for traffic from the VPC: all of it to the host."""
 ENI_ADDRESS_OFFSET = 100
@@ -339,6 +341,29 @@ def _bridge_port(
     return host_if, router_if
 
 
+def _vxlan_whole_to(router: Netns, bridge: str, vtep_ip: str, port: str) -> None:
+    """VXLAN packets the VPC router routes to `vtep_ip` leave by its bridge port `port` as
+    they are, not segmented by the bridge.
+
+    A real receiver gets the segments of a tunnelled TCP burst coalesced again by its NIC's GRO
+    (the kernel's VXLAN socket registers `vxlan_gro_receive`, torvalds/linux
+    drivers/net/vxlan/vxlan_core.c `vxlan_socket_create`), and the ENI and the VPC forward in
+    hardware. In the lab a routed packet leaving by a bridge is checked against the bridge's
+    `hw_enc_features`, which a bridge leaves empty (net/bridge/br_device.c `br_dev_setup`;
+    net/core/dev.c `netif_skb_features`), so every VXLAN burst was cut into 1,500-byte packets
+    here that nothing joined again (a veth has no NAPI/GRO by default): the receiving VTEP and,
+    towards a gateway, its ENI namespace (forwarding, conntrack, filter) paid per packet, which
+    halved hybrid to cloud goodput against cloud to hybrid (docs/dataplane.md#east-west-traffic).
+    Unencapsulated packets already cross the bridges whole. The source/destination check's
+    bridge table drops only frames to an address other than the host's (`vpc_router`), so
+    skipping it for the host's own VXLAN traffic changes nothing. u32 `ip dport`: 20-byte IP
+    header (the tunnel's outer header has no options)."""
+    router.exec("tc", "filter", "add", "dev", bridge, "egress", "protocol", "ip", "u32",
+                "match", "ip", "dst", f"{vtep_ip}/32", "match", "ip", "protocol", "17", "0xff",
+                "match", "ip", "dport", str(VXLAN_PORT), "0xffff",
+                "action", "mirred", "egress", "redirect", "dev", port)  # fmt: skip
+
+
 def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
     """Create every namespace, link, address and static route of the lab inside `world`."""
     prefix = plan.subnet_prefix
@@ -357,6 +382,7 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
         router.ip("link", "add", bridge, "type", "bridge")
         router.ip("addr", "add", addr, "dev", bridge)
         router.ip("link", "set", bridge, "up")
+        router.exec("tc", "qdisc", "add", "dev", bridge, "clsact")  # for `_vxlan_whole_to`
     # The enterprise network does not route hybrid pod CIDRs: pod-sourced packets arriving from
     # the on-prem side outside the tunnel are refused, so nothing bypasses the gateway.
     router.ip("rule", "add", "iif", "br1", "from", plan.pod_cidrs, "prohibit", "priority", "100")
@@ -394,6 +420,7 @@ def build_world(world: NetnsWorld, plan: LabPlan) -> LabWorld:
         eni_ip = ipaddress.IPv4Address(gw.ip) + ENI_ADDRESS_OFFSET
         eni_vpc_if, router_port = world.link(eni, f"{eni_ip}/{prefix}", router, None)
         router.ip("link", "set", router_port, "master", "br0")
+        _vxlan_whole_to(router, "br0", gw.ip, router_port)
         # ARP: towards the host it answers for every VPC address, towards the VPC only for
         # the host's own address (a proxy entry, not proxy_arp: the rule below would make it
         # answer for every address reached through the host, other gateways' included).
@@ -429,6 +456,7 @@ def add_hybrid_node(lab: LabWorld, node: HybridNodePlan) -> None:
     _host_sysctls(pod, forward=False)
     underlay, port = _bridge_port(world, lab.router, "br1", ns, f"{node.node_ip}/{onprem_prefix}")
     ns.ip("route", "add", "default", "via", plan.router_onprem_ip)
+    _vxlan_whole_to(lab.router, "br1", node.node_ip, port)
     world.link(
         ns, f"{node.pod_gateway_ip}/{pod_prefix}", pod, f"{node.pod_ip}/{pod_prefix}", mtu=POD_MTU
     )

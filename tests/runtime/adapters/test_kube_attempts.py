@@ -19,9 +19,9 @@ from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_lease import LeaseApiError, LeaseStore, lease_watch
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import VtepApiError, VtepStore
 from hybrid_gateway.adapters.kube_watch import WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
 
@@ -48,7 +48,7 @@ def attempts(kube: ApiServer, resource: str, verb: str) -> list[dict[str, Any]]:
 def test_a_read_on_a_hung_server_is_one_attempt(
     kube_api: ApiServer, defaults: client.ApiClient
 ) -> None:
-    vtep = VtepStore(defaults, timeout_s=0.5)
+    vtep = VtepStore(defaults, settings=WatchingSettings(request_timeout_s=0.5))
     lease = LeaseStore(defaults, "default", "hybrid-gateway-leader")
     kube_api.partition(IDENTITY, hang=True)
     try:
@@ -83,8 +83,7 @@ def test_a_watch_on_a_hung_server_ends_after_one_window_and_one_attempt(
         "hybrid-gateway-leader",
         on_seen=lambda _record: None,
         on_error=failures.append,
-        call_timeout_s=0.5,
-        window_s=1.0,
+        settings=WatchingSettings.derived(window_s=1.0, request_timeout_s=0.5, max_backoff_s=5.0),
     )
     watch.list()
     kube_api.partition(IDENTITY, hang=True)
@@ -110,9 +109,14 @@ def test_each_timed_out_list_or_watch_on_a_hung_server_is_one_request(
     cache = CiliumNodeCache(
         defaults,
         on_error=failures.append,
-        watch_timeout_s=1,
-        call_timeout_s=0.5,
-        backoff=Backoff(initial_s=0.1, maximum_s=0.2),
+        settings=WatchingSettings(
+            server_timeout_s=1,
+            connect_timeout_s=0.5,
+            client_timeout_s=1.5,
+            request_timeout_s=0.5,
+            backoff_initial_s=0.1,
+            backoff_max_s=0.2,
+        ),
     )
     stop = threading.Event()
     thread = threading.Thread(target=cache.watch.run, args=(stop,), daemon=True)

@@ -11,6 +11,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import NodeRecord, node_record
 from hybrid_gateway_testkit.cilium import cilium_node
@@ -94,7 +95,9 @@ def test_errors_back_off_and_the_cache_catches_up_after_a_partition(
     kube_api: ApiServer, kube_clients: tuple[client.ApiClient, client.CustomObjectsApi]
 ) -> None:
     api, admin = kube_clients
-    cache = CiliumNodeCache(api, watch_timeout_s=5, backoff=Backoff(initial_s=0.2, maximum_s=1.0))
+    cache = CiliumNodeCache(
+        api, settings=WatchingSettings(backoff_initial_s=0.2, backoff_max_s=1.0).with_window(5)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=cache.run, args=(stop,), daemon=True)
     thread.start()

@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from kubernetes import client, config
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_watch import ListIncompleteError, ListWatch, WatchFailure
-from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.waiting import running, wait_until
 from kube_test_apiserver import ApiServer
@@ -47,6 +48,14 @@ class Recorder:
             self.objects.pop(name, None)
         else:
             self.objects[name] = obj
+
+
+#: A 5 s window; the other settings the client's defaults.
+WINDOW_5 = WatchingSettings().with_window(5)
+
+
+def backing_off(initial_s: float, maximum_s: float) -> WatchingSettings:
+    return replace(WINDOW_5, backoff_initial_s=initial_s, backoff_max_s=maximum_s)
 
 
 def make(watcher: client.ApiClient, recorder: Recorder, **kwargs: Any) -> ListWatch:
@@ -85,7 +94,7 @@ def test_the_list_is_paged_and_the_watch_starts_from_its_version(
     watcher, admin = kube_clients
     create_nodes(admin, 12)
     recorder = Recorder()
-    lw = make(watcher, recorder, page_size=5, window_s=5)
+    lw = make(watcher, recorder, page_size=5, settings=WINDOW_5)
     with running(lw.run):
         assert lw.wait_synced(10)
         assert sorted(recorder.objects) == [f"n{i:03d}" for i in range(12)]
@@ -155,7 +164,7 @@ def test_410_relists_at_once_and_the_watch_resumes(
 ) -> None:
     watcher, admin = kube_clients
     recorder = Recorder()
-    lw = make(watcher, recorder, window_s=5)
+    lw = make(watcher, recorder, settings=WINDOW_5)
     lw.list()
     create_nodes(admin, 1, prefix="missed")
     kube_api.compact()
@@ -180,7 +189,9 @@ def test_a_list_expired_between_pages_is_done_again_unpaged(
     create_nodes(admin, 5)
     recorder = Recorder()
     expired: list[int] = []
-    lw = make(watcher, recorder, page_size=2, window_s=5, on_list_expired=lambda: expired.append(1))
+    lw = make(
+        watcher, recorder, page_size=2, settings=WINDOW_5, on_list_expired=lambda: expired.append(1)
+    )
 
     def compact_after_the_first_page() -> None:
         recorder.after_first_item = None  # once: the unpaged list must go through
@@ -219,7 +230,7 @@ def test_denied_access_is_warned_reported_and_retried_with_back_off(
     watcher, admin = kube_clients
     create_nodes(admin, 1)
     recorder = Recorder()
-    lw = make(watcher, recorder, window_s=5, backoff=Backoff(initial_s=0.1, maximum_s=0.4))
+    lw = make(watcher, recorder, settings=backing_off(0.1, 0.4))
     kube_api.inject_errors("watcher", code=code, count=3)
     with running(lw.run):
         assert lw.wait_synced(10), "the list succeeds once access is back"
@@ -249,9 +260,9 @@ def test_an_unreachable_server_is_reported_and_the_state_catches_up_after(
     lw = make(
         watcher,
         recorder,
-        window_s=5,
-        call_timeout_s=0.5,
-        backoff=Backoff(initial_s=0.1, maximum_s=0.5),
+        settings=replace(
+            backing_off(0.1, 0.5), connect_timeout_s=0.5, request_timeout_s=0.5
+        ).with_window(5),
     )
     with running(lw.run):
         assert lw.wait_synced(10)
@@ -283,8 +294,7 @@ def test_a_failing_callback_does_not_stop_the_watch(
         on_list=recorder.on_list,
         on_event=recorder.on_event,
         on_error=broken,
-        window_s=5,
-        backoff=Backoff(initial_s=0.1, maximum_s=0.2),
+        settings=backing_off(0.1, 0.2),
     )
     kube_api.inject_errors("watcher", code=503, count=2)
     with running(lw.run):
@@ -313,7 +323,7 @@ def test_typed_resources_arrive_as_plain_dicts(kube_api: ApiServer) -> None:
         field_selector="metadata.name=hybrid-gateway-leader",
         on_list=recorder.on_list,
         on_event=recorder.on_event,
-        window_s=5,
+        settings=WINDOW_5,
     )
 
     def holder() -> str:
@@ -358,7 +368,7 @@ def test_a_failing_watch_warns_once_per_interval_not_once_a_second(
         on_list=consume,
         on_event=lambda kind, obj: None,
         on_error=failures.append,
-        backoff=Backoff(initial_s=0.0, maximum_s=0.0),
+        settings=backing_off(0.0, 0.0),
         log_interval_s=60.0,
         clock=lambda: now[0],
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import (
     OWNER_RETRY_S,
     VtepApiError,
@@ -48,7 +49,7 @@ def vtep_writes(kube: ApiServer) -> list[dict[str, Any]]:
 @pytest.fixture
 def store(kube_api: ApiServer) -> VtepStore:
     api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("gw-a")))
-    return VtepStore(api, timeout_s=2.0)
+    return VtepStore(api, settings=WatchingSettings(request_timeout_s=2.0))
 
 
 def test_no_attempt_without_a_valid_lease(kube_api: ApiServer, store: VtepStore) -> None:
@@ -99,7 +100,9 @@ def test_connection_errors_are_retried_a_bounded_number_of_times(
 def owned_store(kube: ApiServer, namespace: str, clock: Any = None) -> VtepStore:
     api = config.new_client_from_config(config_file=str(kube.kubeconfig("gw-a")))
     extra = {} if clock is None else {"clock": clock}
-    return VtepStore(api, timeout_s=2.0, owner_namespace=namespace, **extra)
+    return VtepStore(
+        api, settings=WatchingSettings(request_timeout_s=2.0), owner_namespace=namespace, **extra
+    )
 
 
 def namespace_uid(kube: ApiServer, name: str) -> str:
@@ -124,7 +127,8 @@ def test_written_objects_name_the_gateway_namespace_as_owner(kube_api: ApiServer
     other = {"apiVersion": "v1", "kind": "Namespace", "name": "platform", "uid": "u-1"}
     created["metadata"]["ownerReferences"] = [other]
     plain = VtepStore(  # a store that writes no owner
-        config.new_client_from_config(config_file=str(kube_api.kubeconfig("gw-b"))), timeout_s=2.0
+        config.new_client_from_config(config_file=str(kube_api.kubeconfig("gw-b"))),
+        settings=WatchingSettings(request_timeout_s=2.0),
     )
     plain.replace(created, lambda: True)
     unowned = store.get()

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from hybrid_gateway.core.shard_group import HANDOVER_SPACING_LEASES
 from hybrid_gateway.core.shards import ShardCoordination, ShardOwnership, target_owners
-from hybrid_gateway.leader.shards import HANDOVER_SPACING_LEASES
 
 LEASE_S = 3.0
 TICK_S = 0.5

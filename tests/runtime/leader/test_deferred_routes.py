@@ -54,6 +54,9 @@ class Owner:
     def keep_warm(self) -> None:
         pass
 
+    def prefetch(self) -> bool:
+        return False
+
     def pointing_here(self, destinations: Sequence[str]) -> list[RouteKey]:
         return []
 
@@ -62,6 +65,8 @@ class Owner:
         may_write: Callable[[], bool],
         destinations: Sequence[str] | None = None,
         retire: Retire | None = None,
+        *,
+        takeover: bool = False,
     ) -> SyncResult:
         return SyncResult(RoutePlan())
 

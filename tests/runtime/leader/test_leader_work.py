@@ -51,9 +51,11 @@ class FakeRoutes:
     clock: Clock
     answer: Callable[[Callable[[], bool]], SyncResult] = lambda may_write: SyncResult(RoutePlan())
     calls: list[float] = field(default_factory=list)
+    takeovers: list[bool] = field(default_factory=list)  # per call: the term's first sync?
 
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(self, may_write: Callable[[], bool], *, takeover: bool = False) -> SyncResult:
         self.calls.append(self.clock.now)
+        self.takeovers.append(takeover)
         return self.answer(may_write)
 
 
@@ -288,6 +290,8 @@ def test_routes_are_rechecked_until_a_late_write_of_the_previous_holder_can_arri
     world.run_for(RESYNC_S - 2, step_s=0.05)
     times = [round(t - acquired, 2) for t in world.routes.calls]
     assert times == [0.0, 0.5, 1.0]
+    # only the first may plan from tables described before the term; the re-checks describe
+    assert world.routes.takeovers == [True, False, False]
     assert len(world.vtep.calls) == 1  # only the routes can be overwritten by a late write
     world.run_for(4, step_s=0.05)
     assert len(world.routes.calls) == 4  # then the resync period

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import config
 
 from hybrid_gateway.adapters.kube_lease import LeaseStore, lease_watch
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.core.lease import LeaseRecord
 from hybrid_gateway.leader.elector import LeaseElector
 from hybrid_gateway_testkit.waiting import wait_until
@@ -57,7 +58,13 @@ class Replica:
             threading.Thread(target=self.elector.run, args=(self.loop_stop,), daemon=True),
             threading.Thread(
                 target=lease_watch(
-                    api, NAMESPACE, LEASE, on_seen=notice, call_timeout_s=2.0, window_s=5.0
+                    api,
+                    NAMESPACE,
+                    LEASE,
+                    on_seen=notice,
+                    settings=WatchingSettings.derived(
+                        window_s=5.0, request_timeout_s=2.0, max_backoff_s=5.0
+                    ),
                 ).run,
                 args=(self.stop,),
                 daemon=True,
@@ -213,6 +220,12 @@ def test_a_watched_lease_reads_as_the_same_record_as_a_get(kube_api: ApiServer) 
     store = LeaseStore(api, NAMESPACE, LEASE)
     store.write(None, "gw-r", 15.0, timeout_s=5.0)
     seen: list[LeaseRecord | None] = []
-    lease_watch(api, NAMESPACE, LEASE, on_seen=seen.append, call_timeout_s=5.0).list()
+    lease_watch(
+        api,
+        NAMESPACE,
+        LEASE,
+        on_seen=seen.append,
+        settings=WatchingSettings.derived(window_s=30.0, request_timeout_s=5.0, max_backoff_s=5.0),
+    ).list()
     assert seen == [store.get(5.0)]
     assert seen[0] is not None and seen[0].holder == "gw-r"

@@ -241,7 +241,7 @@ def test_a_new_plan_keeps_none_of_an_old_plans_endpoints_and_a_mixed_plan_resets
 
 
 class _NoRoutes:
-    def sync(self, may_write: Callable[[], bool]) -> SyncResult:
+    def sync(self, may_write: Callable[[], bool], *, takeover: bool = False) -> SyncResult:
         return SyncResult(RoutePlan())
 
 

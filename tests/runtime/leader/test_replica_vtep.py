@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter
 from hybrid_gateway_contract.sharding import ShardPlan, plan_shards
@@ -65,7 +66,7 @@ def test_all_held_shards_go_out_in_one_write_and_a_change_costs_one_read(
     a, _b, admin = apis
     held = [0, 1, 2, 3]  # e.g. a failover: the survivor's terms start together
     writer = ReplicaVtepWriter(
-        VtepStore(a, timeout_s=5),
+        VtepStore(a, settings=WatchingSettings(request_timeout_s=5)),
         plan=PLAN,
         node_ip="10.0.1.10",
         mac=MAC_A,
@@ -100,10 +101,18 @@ def test_another_replica_writing_meanwhile_is_merged_not_overwritten(
 ) -> None:
     a, b, admin = apis
     writer_a = ReplicaVtepWriter(
-        VtepStore(a, timeout_s=5), plan=PLAN, node_ip="10.0.1.10", mac=MAC_A, fresh_s=60
+        VtepStore(a, settings=WatchingSettings(request_timeout_s=5)),
+        plan=PLAN,
+        node_ip="10.0.1.10",
+        mac=MAC_A,
+        fresh_s=60,
     )
     writer_b = ReplicaVtepWriter(
-        VtepStore(b, timeout_s=5), plan=PLAN, node_ip="10.0.1.11", mac=MAC_B, fresh_s=60
+        VtepStore(b, settings=WatchingSettings(request_timeout_s=5)),
+        plan=PLAN,
+        node_ip="10.0.1.11",
+        mac=MAC_B,
+        fresh_s=60,
     )
     assert writer_a.lane(0).sync(lambda: True) and writer_a.lane(1).sync(lambda: True)
     assert writer_b.lane(2).sync(lambda: True) and writer_b.lane(3).sync(lambda: True)
@@ -131,14 +140,18 @@ def test_status_writes_do_not_wake_the_lanes_and_spec_changes_do(
 ) -> None:
     a, _b, admin = apis
     writer = ReplicaVtepWriter(
-        VtepStore(a, timeout_s=5), plan=PLAN, node_ip="10.0.1.10", mac=MAC_A, fresh_s=60
+        VtepStore(a, settings=WatchingSettings(request_timeout_s=5)),
+        plan=PLAN,
+        node_ip="10.0.1.10",
+        mac=MAC_A,
+        fresh_s=60,
     )
     assert writer.lane(0).sync(lambda: True)
     changes: list[str] = []
     listed = threading.Event()
-    watch = VtepStore(a, timeout_s=5).watcher(
-        on_change=changes.append, on_listed=listed.set, window_s=2
-    )
+    watch = VtepStore(
+        a, settings=WatchingSettings.derived(window_s=2, request_timeout_s=5, max_backoff_s=5.0)
+    ).watcher(on_change=changes.append, on_listed=listed.set)
     stop = threading.Event()
     thread = threading.Thread(target=watch.run, args=(stop,), daemon=True)
     thread.start()

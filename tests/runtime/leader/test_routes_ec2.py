@@ -14,6 +14,7 @@ from hybrid_gateway.adapters.ec2 import (
     Ec2Routes,
     PrimaryInterface,
     WriteNotAllowedError,
+    WriteTimeouts,
     make_client,
     primary_interface,
 )
@@ -27,6 +28,7 @@ from hybrid_gateway_testkit.ec2emu import (
     INTERNAL_BODY,
     THROTTLE_BODY,
     UNAUTHORIZED_BODY,
+    Call,
     Ec2Proxy,
     VpcWorld,
     point_all,
@@ -522,3 +524,117 @@ def test_a_retired_route_goes_in_the_sync_that_wrote_its_replacements_and_not_be
     last_write = max(i for i, a in enumerate(calls) if a == "CreateRoute")
     first_delete = min(i for i, a in enumerate(calls) if a == "DeleteRoute")
     assert last_write < first_delete  # every replacement was in place first
+
+
+def _slowed(proxy: Ec2Proxy, actions: tuple[str, ...], delay_s: float) -> None:
+    """Every call of `actions` answered `delay_s` late (then forwarded), as a slow EC2 would."""
+
+    def fault(action: str, _seq: int) -> None:
+        if action in actions:
+            time.sleep(delay_s)
+
+    proxy.fault = fault
+
+
+def _overlapping(calls: list[Call]) -> bool:
+    """Every call arrived before the first of them was answered: all were in flight at once."""
+    return max(c.started for c in calls) < min(c.finished for c in calls)
+
+
+def test_slow_writes_and_the_deletes_they_retire_each_overlap_in_one_sync(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """A moved cut (active-active: a shard's prefixes changed) writes the new prefixes and
+    deletes the retired routes in the same sync, the deletes after every write. With each EC2
+    write slow (a loaded or throttled account), the writes all overlap, and so do the deletes:
+    the sync takes about two write times, not one per route."""
+    pods = [IPv4Network(c) for c in world.pod_cidrs]
+    old, new = "10.80.0.0/18", ["10.80.0.0/19", "10.80.32.0/19"]
+    for table in world.table_ids:
+        direct.create_route(
+            RouteTableId=table, DestinationCidrBlock=old, NetworkInterfaceId=world.enis["a"]
+        )
+    routes = RouteOwner(
+        Ec2Routes(make_client("us-east-1"), write_timeouts=WriteTimeouts(5.0, 5.0)),
+        instance_id=world.instances["b"],
+        table_ids=world.table_ids,
+        pod_cidrs=world.pod_cidrs,
+        allow_takeover=False,
+        metrics=GatewayMetrics(),
+    )
+    routes.prepare()
+    _slowed(ec2_proxy, ("CreateRoute", "DeleteRoute"), 0.5)
+    result = routes.sync(
+        always, new, lambda observed: plan_retired_routes(observed, world.table_ids, pods, new, new)
+    )
+    assert result.converged and len(result.deleted) == len(world.table_ids)
+    creates = [c for c in ec2_proxy.snapshot() if c.action == "CreateRoute"]
+    deletes = [c for c in ec2_proxy.snapshot() if c.action == "DeleteRoute"]
+    assert len(creates) == len(new) * len(world.table_ids) and len(deletes) == 3
+    assert _overlapping(creates), sorted((c.started, c.finished) for c in creates)
+    assert _overlapping(deletes), sorted((c.started, c.finished) for c in deletes)
+    assert max(c.finished for c in creates) < min(c.started for c in deletes)
+
+
+def test_the_bound_on_writes_in_flight_holds_over_every_sync_of_the_replica(
+    world: VpcWorld, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Active-active runs one sync per shard at once through the replica's one route owner:
+    the bound on writes in flight is the replica's, not each sync's."""
+    monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 2)
+    routes = owner(world, "b")
+    routes.prepare()
+    _slowed(ec2_proxy, WRITES, 0.3)
+    shards = [["10.80.0.0/17"], ["10.80.128.0/17"]]  # 3 tables: 3 writes per shard
+    threads = [threading.Thread(target=routes.sync, args=(always, s)) for s in shards]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    calls = [c for c in ec2_proxy.snapshot() if c.action in WRITES]
+    assert len(calls) == 6
+    most = max(sum(1 for o in calls if o.started <= c.started < o.finished) for c in calls)
+    assert most <= 2, sorted((c.started, c.finished) for c in calls)
+
+
+def test_a_takeover_writes_from_the_prefetched_tables_before_any_describe(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """A standby describes its tables every few seconds through the write client
+    (`prefetch`); its first sync as leader plans from that and sends the writes without a
+    describe of its own, each still behind the lease guard. A later sync describes."""
+    point_all(direct, world, world.enis["a"])
+    routes = owner(world, "b")
+    routes.prepare()
+    assert routes.prefetch() and not routes.prefetch()  # at most every PREFETCH_EVERY_S
+    ec2_proxy.reset()
+    withheld = routes.sync(lambda: False, takeover=True)
+    assert withheld.suppressed and ec2_proxy.count(*WRITES) == 0
+    result = routes.sync(always, takeover=True)
+    assert result.converged and world.all_point_at(direct, "b")
+    assert ec2_proxy.count("DescribeRouteTables") == 0
+    again = routes.sync(always, takeover=False)
+    assert again.converged and ec2_proxy.count("DescribeRouteTables") == 1
+
+
+def test_a_takeover_from_stale_prefetched_tables_describes_and_converges_in_the_same_sync(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What changed since the prefetch makes a planned write fail (a route deleted meanwhile
+    cannot be replaced): the sync describes and writes what is still wrong at once. A
+    prefetch older than PREFETCH_MAX_AGE_S is not used at all."""
+    point_all(direct, world, world.enis["a"])
+    routes = owner(world, "b")
+    routes.prepare()
+    routes.prefetch()
+    gone = RouteKey(world.table_ids[0], world.pod_cidrs[0])
+    direct.delete_route(RouteTableId=gone.table_id, DestinationCidrBlock=gone.destination)
+    result = routes.sync(always, takeover=True)
+    assert result.converged and world.all_point_at(direct, "b")
+    assert gone in result.written
+    point_all(direct, world, world.enis["a"])
+    monkeypatch.setattr(leader_routes, "PREFETCH_MAX_AGE_S", 0.0)
+    ec2_proxy.reset()
+    assert routes.sync(always, takeover=True).converged
+    calls = [c.action for c in ec2_proxy.snapshot()]
+    assert calls[0] == "DescribeRouteTables", calls

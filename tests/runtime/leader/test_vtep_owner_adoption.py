@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from hybrid_gateway.adapters.kube_settings import WatchingSettings
 from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.leader.vtep import ReplicaVtepWriter, VtepOwner
 from hybrid_gateway_contract import DEFAULT_NAMESPACE
@@ -58,11 +59,18 @@ def test_active_standby_adopts_an_unowned_object_with_the_right_endpoints(
     kube_api: ApiServer, apis: tuple[client.ApiClient, Any, str]
 ) -> None:
     gw, admin, uid = apis
-    unowned = VtepOwner(VtepStore(gw, timeout_s=5), vpc_cidrs=VPC, node_ip=NODE_IP, mac=MAC)
+    unowned = VtepOwner(
+        VtepStore(gw, settings=WatchingSettings(request_timeout_s=5)),
+        vpc_cidrs=VPC,
+        node_ip=NODE_IP,
+        mac=MAC,
+    )
     assert unowned.sync(lambda: True)
     assert owners(admin) == [] and writes(kube_api) == 1
     owner = VtepOwner(
-        VtepStore(gw, timeout_s=5, owner_namespace=DEFAULT_NAMESPACE),
+        VtepStore(
+            gw, settings=WatchingSettings(request_timeout_s=5), owner_namespace=DEFAULT_NAMESPACE
+        ),
         vpc_cidrs=VPC,
         node_ip=NODE_IP,
         mac=MAC,
@@ -85,10 +93,14 @@ def test_active_active_adopts_an_unowned_object_with_the_right_endpoints(
     def writer(store: VtepStore) -> ReplicaVtepWriter:
         return ReplicaVtepWriter(store, plan=plan, node_ip=NODE_IP, mac=MAC, fresh_s=0)
 
-    unowned = writer(VtepStore(gw, timeout_s=5))
+    unowned = writer(VtepStore(gw, settings=WatchingSettings(request_timeout_s=5)))
     assert unowned.lane(0).sync(lambda: True) and unowned.lane(1).sync(lambda: True)
     assert owners(admin) == [] and writes(kube_api) == 2
-    owned = writer(VtepStore(gw, timeout_s=5, owner_namespace=DEFAULT_NAMESPACE))
+    owned = writer(
+        VtepStore(
+            gw, settings=WatchingSettings(request_timeout_s=5), owner_namespace=DEFAULT_NAMESPACE
+        )
+    )
     assert owned.lane(0).sync(lambda: True)
     assert [o["uid"] for o in owners(admin)] == [uid]
     assert writes(kube_api) == 3

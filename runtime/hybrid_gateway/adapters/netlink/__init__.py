@@ -2,7 +2,8 @@
 
 - `wire`: rtnetlink message encoding/decoding and the raw socket that sends in bulk;
 - `device`: the VXLAN device (adopt, fix, create, recreate; link state and counters);
-- `entries`: the tunnel entries on it (dump what is ours, apply a plan).
+- `entries`: the tunnel entries on it (dump what is ours, apply a plan);
+- `proof`: whether a dump holds exactly the desired entries, without parsing it entry by entry.
 
 `Netlink` ties them to one network namespace: the reconciler's work (device changes, dumps,
 applying a plan) behind one lock on one socket, and the probes of readiness and metrics (link
@@ -20,7 +21,7 @@ import threading
 
 from pyroute2 import IPRoute
 
-from hybrid_gateway.adapters.netlink import device, entries
+from hybrid_gateway.adapters.netlink import device, entries, proof
 from hybrid_gateway.adapters.netlink.device import DeviceAction, DeviceOutcome, DeviceSpec
 from hybrid_gateway.adapters.netlink.entries import ApplyResult
 from hybrid_gateway.adapters.netlink.wire import DUMP_ATTEMPTS, NetlinkError, RouteSocket
@@ -50,6 +51,8 @@ class Netlink:
         self._probe = RouteSocket(netns)
         self._nexthops_missing: str | None = None
         self._nexthops_checked = False
+        self._keys_for: TunnelState | None = None
+        self._keys: proof.Keys | None = None
 
     def close(self) -> None:
         with self._lock:
@@ -94,21 +97,51 @@ class Netlink:
                 self._nexthops_checked = True
             return self._nexthops_missing
 
-    def dump(self, ifindex: int) -> TunnelState:
+    def dump(self, ifindex: int, expect: TunnelState | None = None) -> TunnelState:
         """The entries of device `ifindex` that are ours (see `entries`), nexthop objects
         included where the kernel has them (also when routes do not use them: a plan then
         removes the ones a previous run left).
 
-        Repeated if the kernel flags a dump as interrupted by concurrent changes (its content
-        may then be inconsistent)."""
+        With `expect` (the desired state), `expect` itself when the dump proves that the
+        kernel holds exactly it (`proof`: the usual no-op resync, without parsing each entry),
+        else the parsed entries as without it. Repeated if the kernel flags a dump as
+        interrupted by concurrent changes (its content may then be inconsistent)."""
         nexthops = self.nexthop_support() is None
         with self._lock:
             for _attempt in range(DUMP_ATTEMPTS):
                 self._sock.interrupted = False
-                state = entries.dump_state(self._sock, ifindex, nexthops=nexthops)
-                if not self._sock.interrupted:
-                    return state
+                raw = entries.fetch(self._sock, ifindex, nexthops=nexthops)
+                if self._sock.interrupted:
+                    continue
+                if expect is not None and self._proved(raw, expect):
+                    return expect
+                return entries.parse_state(raw)
         raise NetlinkError(f"dumps interrupted {DUMP_ATTEMPTS} times by concurrent changes")
+
+    def _proved(self, raw: entries.RawTables, expect: TunnelState) -> bool:
+        tables = {
+            "fdb": raw.fdb,
+            "neighbours": raw.neighbours,
+            "nexthops": raw.nexthops,
+            "routes": raw.routes,
+        }
+        if not proof.sizes_match(expect, **tables):
+            return False
+        keys = self._expected_keys(expect)
+        return keys is not None and proof.holds(ifindex=raw.ifindex, keys=keys, **tables)
+
+    def prepare_proof(self, state: TunnelState) -> None:
+        """Build the keys that prove `state` now, after a pass wrote it, rather than in the next
+        resync (200,000 keys at 50,000 nodes: ~0.25 s of CPU on an idle machine)."""
+        with self._lock:
+            self._expected_keys(state)
+
+    def _expected_keys(self, state: TunnelState) -> proof.Keys | None:
+        """`proof.expected_keys`, kept for the last desired state: a resync that finds the same
+        CiliumNodes hands in the same object."""
+        if self._keys_for is not state:
+            self._keys_for, self._keys = state, proof.expected_keys(state)
+        return self._keys
 
     def apply(self, ifindex: int, plan: Plan) -> ApplyResult:
         """See `entries.apply_plan`."""

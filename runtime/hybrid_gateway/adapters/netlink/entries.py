@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,7 @@ from hybrid_gateway.adapters.netlink.wire import (
     encode_route,
     ipv4_net,
     ipv4_of,
+    iter_messages,
     mac_text,
 )
 from hybrid_gateway.core.dataplane import FdbEntry, Plan, RouteEntry, TunnelState
@@ -101,11 +102,48 @@ def nexthop_support(sock: RouteSocket, msg_type: int = RTM_GETNEXTHOP) -> str | 
     return None
 
 
-def _dump_nexthops(sock: RouteSocket, ifindex: int) -> dict[int, ipaddress.IPv4Address]:
-    """Single IPv4 nexthops with a gateway on device `ifindex`: id -> gateway."""
+@dataclass(frozen=True)
+class RawTables:
+    """The four dumps of device `ifindex` as the kernel sent them (`RouteSocket.dump_chunks`):
+    read once per pass, then either proved to hold the desired state (`proof`) or parsed."""
+
+    ifindex: int
+    fdb: list[bytes]
+    neighbours: list[bytes]
+    nexthops: list[bytes]  # empty where the kernel has no nexthop objects
+    routes: list[bytes]
+
+
+def fetch(sock: RouteSocket, ifindex: int, *, nexthops: bool = True) -> RawTables:
+    """Dump the FDB, neighbour, nexthop (`nexthops`: the kernel has them) and route entries of
+    device `ifindex`, filtered by the kernel (strict checking, see `parse_state`)."""
+    ndmsg = NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0) + attr(NDA_IFINDEX, U32.pack(ifindex))
+    neigh = NDMSG.pack(AF_INET, 0, 0, 0, 0) + attr(NDA_IFINDEX, U32.pack(ifindex))
+    nhmsg = NHMSG.pack(AF_INET, 0, 0, 0, 0) + attr(NHA_OIF, U32.pack(ifindex))
+    # every protocol (the kernel filters on table and device), ours and adoptable ones kept
+    rtmsg = RTMSG.pack(AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_UNSPEC, 0, 0, 0) + attr(
+        RTA_OIF, U32.pack(ifindex)
+    )
+    return RawTables(
+        ifindex=ifindex,
+        fdb=sock.dump_chunks(RTM_GETNEIGH, ndmsg),
+        neighbours=sock.dump_chunks(RTM_GETNEIGH, neigh),
+        nexthops=sock.dump_chunks(RTM_GETNEXTHOP, nhmsg) if nexthops else [],
+        routes=sock.dump_chunks(RTM_GETROUTE, rtmsg),
+    )
+
+
+def _messages(chunks: list[bytes]) -> Iterator[tuple[bytes, int, int]]:
+    for chunk in chunks:
+        for _kind, _flags, _seq, start, end in iter_messages(chunk):
+            yield chunk, start, end
+
+
+def _parse_nexthops(raw: RawTables) -> dict[int, ipaddress.IPv4Address]:
+    """Single IPv4 nexthops with a gateway on the device: id -> gateway."""
+    ifindex = raw.ifindex
     nexthops: dict[int, ipaddress.IPv4Address] = {}
-    request = NHMSG.pack(AF_INET, 0, 0, 0, 0) + attr(NHA_OIF, U32.pack(ifindex))
-    for data, start, end in sock.dump(RTM_GETNEXTHOP, request):
+    for data, start, end in _messages(raw.nexthops):
         family = data[start]
         attrs = attrs_of(data, start + NHMSG.size, end)
         oif, nhid = attrs.get(NHA_OIF), attrs.get(NHA_ID)
@@ -127,13 +165,19 @@ def _dump_nexthops(sock: RouteSocket, ifindex: int) -> dict[int, ipaddress.IPv4A
 def dump_state(sock: RouteSocket, ifindex: int, *, nexthops: bool = True) -> TunnelState:
     """One dump of the FDB, neighbour, nexthop (`nexthops`: the kernel has them) and route
     entries of device `ifindex` that are ours."""
+    return parse_state(fetch(sock, ifindex, nexthops=nexthops))
+
+
+def parse_state(raw: RawTables) -> TunnelState:
+    """The entries of `raw` that are ours, message by message. `proof.holds` must accept only
+    dumps this parses to the desired state: a change to what this reads is a change there."""
+    ifindex = raw.ifindex
     fdb: set[FdbEntry] = set()
     neighbours: dict[ipaddress.IPv4Address, str] = {}
     routes: dict[ipaddress.IPv4Network, ipaddress.IPv4Address] = {}
     adopted: set[ipaddress.IPv4Network] = set()
     route_nexthops: dict[ipaddress.IPv4Network, int] = {}
-    fdb_req = NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0) + attr(NDA_IFINDEX, U32.pack(ifindex))
-    for data, start, end in sock.dump(RTM_GETNEIGH, fdb_req):
+    for data, start, end in _messages(raw.fdb):
         family, index, state, _flags, _type = NDMSG.unpack_from(data, start)
         if family != AF_BRIDGE or index != ifindex or not state & NUD_PERMANENT:
             continue
@@ -142,8 +186,7 @@ def dump_state(sock: RouteSocket, ifindex: int, *, nexthops: bool = True) -> Tun
         if mac is None or len(mac) != 6 or mac == ZERO_MAC or dst is None:
             continue
         fdb.add(FdbEntry(mac=mac_text(mac), dst=dst))
-    neigh_req = NDMSG.pack(AF_INET, 0, 0, 0, 0) + attr(NDA_IFINDEX, U32.pack(ifindex))
-    for data, start, end in sock.dump(RTM_GETNEIGH, neigh_req):
+    for data, start, end in _messages(raw.neighbours):
         family, index, state, _flags, _type = NDMSG.unpack_from(data, start)
         if family != AF_INET or index != ifindex or not state & NUD_PERMANENT:
             continue
@@ -151,12 +194,8 @@ def dump_state(sock: RouteSocket, ifindex: int, *, nexthops: bool = True) -> Tun
         ip, mac = ipv4_of(attrs.get(NDA_DST)), attrs.get(NDA_LLADDR)
         if ip is not None and mac is not None:
             neighbours[ip] = mac_text(mac)
-    ours = _dump_nexthops(sock, ifindex) if nexthops else {}
-    # every protocol (the kernel filters on table and device), ours and adoptable ones kept
-    route_req = RTMSG.pack(AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_UNSPEC, 0, 0, 0) + attr(
-        RTA_OIF, U32.pack(ifindex)
-    )
-    for data, start, end in sock.dump(RTM_GETROUTE, route_req):
+    ours = _parse_nexthops(raw)
+    for data, start, end in _messages(raw.routes):
         fam, dst_len, _s, tos, table, proto, _sc, rtype, _f = RTMSG.unpack_from(data, start)
         attrs = attrs_of(data, start + RTMSG.size, end)
         if RTA_TABLE in attrs:

@@ -111,7 +111,13 @@ def _message(msg_type: int, flags: int, seq: int, body: bytes) -> bytes:
 
 
 def encode_fdb(ifindex: int, entry: FdbEntry, *, delete: bool, seq: int) -> bytes:
-    """`bridge fdb append|del <mac> dev <ifindex> dst <ip> self permanent`."""
+    """`bridge fdb replace|del <mac> dev <ifindex> dst <ip> self permanent`.
+
+    Replace, not append: the VXLAN driver keeps one remote per unicast MAC and appends a second
+    only to the all-zero or a multicast MAC; an append to an existing unicast MAC succeeds and
+    changes nothing (drivers/net/vxlan/vxlan_core.c `vxlan_fdb_update_existing`). So an entry
+    pointed elsewhere behind our back is re-pointed in place, and the plan's delete of the
+    wrong pair then finds nothing (ENOENT, a success for a delete)."""
     body = (
         NDMSG.pack(AF_BRIDGE, ifindex, NUD_PERMANENT, NTF_SELF, 0)
         + attr(NDA_LLADDR, _mac_bytes(entry.mac))
@@ -119,7 +125,7 @@ def encode_fdb(ifindex: int, entry: FdbEntry, *, delete: bool, seq: int) -> byte
     )
     if delete:
         return _message(RTM_DELNEIGH, NLM_F_REQUEST | NLM_F_ACK, seq, body)
-    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
+    flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
     return _message(RTM_NEWNEIGH, flags, seq, body)
 
 
@@ -219,7 +225,7 @@ def encode_nexthop(
 # --- message decoding ----------------------------------------------------------------------------
 
 
-def _iter_messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+def iter_messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
     """(type, flags, seq, offset of the body, end) for every message in one datagram."""
     offset = 0
     while offset + _HDR.size <= len(data):
@@ -295,21 +301,70 @@ class RouteSocket:
 
     def dump(self, msg_type: int, body: bytes) -> Iterator[tuple[bytes, int, int]]:
         """(datagram, body offset, end) of every answer to one dump request."""
+        for chunk in self.dump_chunks(msg_type, body):
+            for _kind, _flags, _seq, start, end in iter_messages(chunk):
+                yield chunk, start, end
+
+    def dump_chunks(self, msg_type: int, body: bytes) -> list[bytes]:
+        """Every answer to one dump request, as the kernel sent it: one byte string per
+        datagram holding only the dump's own messages, back to back (NLMSG_DONE and late
+        acknowledgements of earlier requests left out). Kept whole so that `proof` can read a
+        datagram's messages field by field, in C, instead of one message at a time."""
         seq = self._next_seq()
         self._sock.send(_message(msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, body))
-        while True:
+        chunks: list[bytes] = []
+        done = False
+        while not done:
             data = self._sock.recv(1 << 20)
-            for kind, flags, msg_seq, start, end in _iter_messages(data):
-                if msg_seq != seq:
-                    continue  # a late acknowledgement of an earlier request
-                if flags & NLM_F_DUMP_INTR:
-                    self.interrupted = True
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    err = -_ERR.unpack_from(data, start)[0]
-                    raise NetlinkError(f"dump {msg_type} failed: {errno.errorcode.get(err)}", err)
-                yield data, start, end
+            own, done = self._own_messages(data, seq, msg_type)
+            if own:
+                chunks.append(own)
+        return chunks
+
+    def _own_messages(self, data: bytes, seq: int, msg_type: int) -> tuple[bytes, bool]:
+        """(this dump's messages in `data`, whether the dump ended). A dump datagram is
+        usually a run of messages of one length, type, flags and sequence number, perhaps
+        followed by NLMSG_DONE: checked here column-wise (every message's header word at once);
+        anything else is walked message by message."""
+        if len(data) >= _HDR.size:
+            length, kind, flags, msg_seq, _pid = _HDR.unpack_from(data, 0)
+            if (
+                msg_seq == seq
+                and kind not in (NLMSG_DONE, NLMSG_ERROR)
+                and length >= _HDR.size
+                and length % 4 == 0
+            ):
+                count, rest = divmod(len(data), length)
+                words = memoryview(data)[: count * length].cast("I")
+                step = length // 4
+                if all(
+                    words[column::step].tobytes() == data[4 * column : 4 * column + 4] * count
+                    for column in (0, 1, 2)  # length, type and flags, sequence number
+                ):
+                    if flags & NLM_F_DUMP_INTR:
+                        self.interrupted = True
+                    if not rest:
+                        return data, False
+                    tail, done = self._walk(data[count * length :], seq, msg_type)
+                    return data[: count * length] + tail, done
+        return self._walk(data, seq, msg_type)
+
+    def _walk(self, data: bytes, seq: int, msg_type: int) -> tuple[bytes, bool]:
+        """`_own_messages` one message at a time."""
+        own: list[bytes] = []
+        for kind, flags, msg_seq, start, end in iter_messages(data):
+            if msg_seq != seq:
+                continue  # a late acknowledgement of an earlier request
+            if flags & NLM_F_DUMP_INTR:
+                self.interrupted = True
+            if kind == NLMSG_DONE:
+                return b"".join(own), True
+            if kind == NLMSG_ERROR:
+                err = -_ERR.unpack_from(data, start)[0]
+                raise NetlinkError(f"dump {msg_type} failed: {errno.errorcode.get(err)}", err)
+            begin = start - _HDR.size
+            own.append(data[begin:end] + b"\0" * (-(end - begin) % 4))  # kept aligned
+        return b"".join(own), False
 
     def get_link(
         self, name: str | None, index: int = 0
@@ -322,7 +377,7 @@ class RouteSocket:
         self._sock.send(_message(RTM_GETLINK, NLM_F_REQUEST, seq, body))
         while True:
             data = self._sock.recv(1 << 16)
-            for kind, _flags, msg_seq, start, end in _iter_messages(data):
+            for kind, _flags, msg_seq, start, end in iter_messages(data):
                 if msg_seq != seq:
                     continue
                 if kind == NLMSG_ERROR:
@@ -360,7 +415,7 @@ class RouteSocket:
             errors: dict[int, int] = {}
             while final_seq not in errors:
                 data = self._sock.recv(1 << 20)
-                for kind, _flags, seq, body, _end in _iter_messages(data):
+                for kind, _flags, seq, body, _end in iter_messages(data):
                     if kind == NLMSG_ERROR and seq in wanted:
                         errors[seq] = -_ERR.unpack_from(data, body)[0]
             results.extend(errors.get(seq, 0) for seq in seqs)
