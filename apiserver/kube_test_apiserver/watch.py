@@ -96,11 +96,17 @@ def serve_watch(
                 sink.drop()
                 return
             continue
+        waited_from = position
         try:
             events, position = store.events_after(position, wait)
         except ExpiredError as exc:
             sink.chunk(_expired_event(exc))
             break
+        if events and control.partition_mode(identity) is not None:
+            # Partitioned while waiting: a stalled stream carries nothing, so these events go
+            # out after a heal (the next turn hangs or drops first), never across the partition.
+            position = waited_from
+            continue
         for event in events:
             out = visible(event, rt, route.namespace, selector)
             if out is not None:
