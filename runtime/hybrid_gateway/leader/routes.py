@@ -345,23 +345,23 @@ class RouteOwner:
             observed = self._takeover_view(self._primary.eni_id, cidrs)
             if observed is not None:
                 log.info("takeover: writing routes planned from the prefetched route tables")
-                result = self._sync_from(observed, cidrs, may_write, None, started, retire=False)
+                result = self._sync_from(observed, cidrs, may_write, retire, started)
                 if not result.failed:
                     return result
                 log.info("a takeover write planned from the prefetched tables failed: describing")
-        return self._sync_from(None, cidrs, may_write, retire, started, retire=True)
+        return self._sync_from(None, cidrs, may_write, retire, started)
 
     def _sync_from(
         self,
         observed: Mapping[str, list[ObservedRoute]] | None,
         cidrs: Sequence[str],
         may_write: Callable[[], bool],
-        retire_plan: Retire | None,
+        retire: Retire | None,
         started: float,
-        *,
-        retire: bool,
     ) -> SyncResult:
-        """One sync planned on `observed`, or on a describe when None."""
+        """One sync planned on `observed`, or on a describe when None. Only a sync that
+        described retires routes: a prefetched picture may be seconds old."""
+        described = observed is None
         primary = self._primary
         if primary is None:  # leadership came before start-up preparation finished
             primary = self._primary = self._ec2.primary_interface(self._instance_id)
@@ -397,8 +397,8 @@ class RouteOwner:
             else:
                 log.info("route %s in %s -> %s", key.destination, key.table_id, eni)
                 result.written.append(key)
-        if retire and not result.failed and not result.suppressed:  # the new cut first
-            self._retire(observed, retire_plan, eni, may_write, result)
+        if described and not result.failed and not result.suppressed:  # the new cut first
+            self._retire(observed, retire, eni, may_write, result)
         self._metrics.aws_route_table_update_duration.observe(time.monotonic() - started)
         return result
 
