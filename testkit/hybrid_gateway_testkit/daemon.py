@@ -283,6 +283,21 @@ class GatewayDaemon(DaemonProcess):
             answer = self.readyz()
         return answer
 
+    def writes_after_check_read_on(self, turned_on: float, actions: Sequence[str]) -> list[str]:
+        """Calls among `actions` this replica sent after it had read the source/destination
+        check as ON (its first DescribeInstances answered after `turned_on`, time.time()), as
+        "Action +0.123s"; a write already on the wire when that reply arrived starts within a
+        moment on loopback, so 0.25 s after it is allowed."""
+        calls = self.proxy.snapshot()
+        seen_on = min(
+            c.finished for c in calls if c.action == "DescribeInstances" and c.started > turned_on
+        )
+        return [
+            f"{c.action} {c.started - seen_on:+.3f}s"
+            for c in calls
+            if c.action in actions and c.started > seen_on + 0.25
+        ]
+
     def close(self) -> None:
         """Kill the process, then stop its proxy."""
         self.stop()

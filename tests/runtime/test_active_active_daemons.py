@@ -514,16 +514,7 @@ def test_an_owner_whose_eni_stops_forwarding_gives_up_membership_then_its_shards
     )
     assert member_release < taken  # membership first, then the shards
     assert taken - member_release >= 0.5 * LEASE_DURATION_S  # shards only after the bound
-    seen_on = min(
-        call.finished
-        for call in c.proxy.snapshot()
-        if call.action == "DescribeInstances" and call.started > turned_on
-    )
-    late = [
-        f"{call.action} {call.started - seen_on:+.3f}s"
-        for call in c.proxy.snapshot()
-        if call.action in ("CreateRoute", "ReplaceRoute") and call.started > seen_on + 0.25
-    ]
+    late = c.writes_after_check_read_on(turned_on, ("CreateRoute", "ReplaceRoute"))
     assert late == [], f"c wrote routes to an ENI that drops forwarded packets: {late}"
     c.wait_readyz(lambda s, b: s == 503 and "source/destination check is ON" in b, "c names it")
     wait_for_metric(c, "hybrid_gateway_shards_held", 0.0)

@@ -222,18 +222,8 @@ def test_a_leader_whose_eni_check_is_turned_on_stops_writing_routes_and_hands_ov
     )
     wait_until("b owns routes and VTEP", lambda: world.owner() == "b", 20.0)
     took = time.monotonic() - turned_on_mono
-    # a read the flag as on, then sent no route write (a write already on the wire when the
-    # reply arrived would start within a moment on loopback)
-    seen_on = min(
-        c.finished
-        for c in a.proxy.snapshot()
-        if c.action == "DescribeInstances" and c.started > turned_on
-    )
-    late = [
-        f"{c.action} {c.started - seen_on:+.3f}s"
-        for c in a.proxy.snapshot()
-        if c.action in WRITES and c.started > seen_on + 0.25
-    ]
+    # a read the flag as on, then sent no route write
+    late = a.writes_after_check_read_on(turned_on, WRITES)
     assert late == [], f"a wrote routes to an ENI that drops forwarded packets: {late}"
     a.wait_readyz(
         lambda s, t: s == 503 and "source/destination check is ON" in t, "a names its ENI"
