@@ -282,6 +282,41 @@ def test_source_dest_check_on_makes_the_replica_unready_and_is_reported(
     assert metrics.registry.get_sample_value("hybrid_gateway_route_prepare_errors_total") == 2
 
 
+def test_a_write_retried_after_the_check_was_read_on_is_not_sent(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose first attempt is throttled waits and retries (adapters/ec2.py). If the
+    replica reads the source/destination check as ON meanwhile (the periodic re-read,
+    `recheck_interface`), no further attempt goes out: the ENI drops what it forwards. Each
+    attempt is checked, like the lease guard, not only the first."""
+    point_all(direct, world, world.enis["b"])
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", reports=reports)
+    route_owner.prepare()
+    monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 1)  # one write at a time
+
+    def fault(action: str, seq: int) -> tuple[int, bytes] | None:
+        if action in WRITES and seq == 0:
+            # an operator turns the check on while the first write is in flight, and the
+            # replica's periodic re-read sees it before the throttled write is retried
+            _disable_check(direct, world.enis["a"], True)
+            route_owner.recheck_interface()
+            return 503, THROTTLE_BODY
+        return None
+
+    ec2_proxy.reset()
+    ec2_proxy.fault = fault
+    result = route_owner.sync(always)
+    writes = [c for c in ec2_proxy.snapshot() if c.action in WRITES]
+    assert [c.injected for c in writes] == [True], writes  # the throttled one, no retry
+    assert not result.converged and not result.written
+    assert len(result.failed) == len(world.table_ids) * len(world.pod_cidrs)
+    assert all("source/destination check" in error for _, error in result.failed), result
+    assert not result.suppressed  # the lease is fine: failed, not withheld
+    assert set(world.routes(direct).values()) == {world.enis["b"]}
+    assert [reason for reason, _ in reports] == ["SourceDestCheckEnabled"]
+
+
 def test_a_stale_table_id_fails_preparation_at_start(
     world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
 ) -> None:
