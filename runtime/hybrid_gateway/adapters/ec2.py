@@ -79,6 +79,60 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
+#: Why an EC2 call failed, as a metric label (a fixed set: codes and exception names vary).
+#: Throttling: botocore `retries/standard.py` ThrottlingErrorDetector's codes; refused: the
+#: credential and permission codes of "Error codes for the Amazon EC2 API" (Amazon EC2 API
+#: Reference, common client errors) and botocore's `NoCredentialsError`; a timeout or an
+#: unreachable endpoint: botocore `exceptions.py`, whose class name is the Ec2Error code.
+FAILURE_REASONS = ("throttled", "denied", "timeout", "unreachable", "server_error", "other")
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+    }
+)
+_DENIED_CODES = frozenset(
+    {
+        "UnauthorizedOperation",
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthFailure",
+        "Blocked",
+        "OptInRequired",
+        "PendingVerification",
+        "InvalidClientTokenId",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "SignatureDoesNotMatch",
+        "RequestExpired",
+        "ExpiredToken",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    }
+)
+_TIMEOUT_CODES = frozenset({"ReadTimeoutError", "ConnectTimeoutError"})
+_UNREACHABLE_CODES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionError",
+        "ConnectionClosedError",
+        "ProxyConnectionError",
+        "SSLError",
+        "HTTPClientError",
+    }
+)
+_SERVER_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"})
+
+
 class Ec2Error(Exception):
     """An EC2 call failed after retries; `code` is the AWS error code if any."""
 
@@ -86,6 +140,20 @@ class Ec2Error(Exception):
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation = operation
         self.code = code
+
+
+def failure_reason(error: Ec2Error) -> str:
+    """One of FAILURE_REASONS for `error`."""
+    for reason, codes in (
+        ("throttled", _THROTTLING_CODES),
+        ("denied", _DENIED_CODES),
+        ("timeout", _TIMEOUT_CODES),
+        ("unreachable", _UNREACHABLE_CODES),
+        ("server_error", _SERVER_CODES),
+    ):
+        if error.code in codes:
+            return reason
+    return "other"
 
 
 class WriteNotAllowedError(Exception):
