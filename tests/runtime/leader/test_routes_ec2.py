@@ -710,3 +710,35 @@ def test_prefetch_failures_are_counted_by_reason_and_a_streak_is_one_event_per_r
     assert events[-1][0] == "RoutePrefetchRecovered" and events[-1][2] is False
     assert age() < stale
     assert failures("other") == 0 and failures("unreachable") == 0
+
+
+def test_a_write_applied_but_answered_too_late_is_read_back_and_not_sent_again(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """EC2 applies every write, but each answer outlasts the write client's read timeout (a
+    slow reply, a lost packet): the writer cannot tell whether the write landed. Before it
+    sends the write again it describes the table, finds the route already at its ENI, and
+    sends nothing more: each route is written once (no second token of the account's bucket
+    for mutating actions), and a CreateRoute is not refused as RouteAlreadyExists by its own
+    first attempt."""
+    t0 = world.table_ids[0]
+    direct.create_route(
+        RouteTableId=t0, DestinationCidrBlock=world.pod_cidrs[0], NetworkInterfaceId=world.enis["a"]
+    )
+    late_s = 3 * DEFAULT_WRITE_TIMEOUTS.read_s
+
+    def answer_late(action: str, body: bytes) -> bytes:
+        if action in WRITES:  # moto has applied it: only the answer is late
+            time.sleep(late_s)
+        return body
+
+    ec2_proxy.rewrite = answer_late
+    result = owner(world, "b").sync(always)
+    assert result.converged, result.failed
+    assert world.all_point_at(direct, "b")
+    time.sleep(late_s + 1.0)  # a write sent again would be recorded by now
+    routes = len(world.table_ids) * len(world.pod_cidrs)
+    assert ec2_proxy.count("ReplaceRoute") == 1
+    assert ec2_proxy.count("CreateRoute") == routes - 1
+    described = ec2_proxy.count("DescribeRouteTables")
+    assert described >= 1 + routes, described  # the sync's own, then one per write read back
