@@ -628,7 +628,7 @@ def test_the_bound_on_writes_in_flight_holds_over_every_sync_of_the_replica(
     """Active-active runs one sync per shard at once through the replica's one route owner:
     the bound on writes in flight is the replica's, not each sync's."""
     monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 2)
-    routes = owner(world, "b")
+    routes = owner(world, "b", write_timeouts=ANSWERED)  # 0.3 s + a loaded emulator
     routes.prepare()
     _slowed(ec2_proxy, WRITES, 0.3)
     shards = [["10.80.0.0/17"], ["10.80.128.0/17"]]  # 3 tables: 3 writes per shard
