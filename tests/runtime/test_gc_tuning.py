@@ -16,9 +16,9 @@ from hybrid_gateway import gc_tuning
 
 #: Long-lived objects a first pass at 50,000 nodes keeps, about (gc_tuning's docstring).
 PASS_KEEPS = 1_200_000
-#: The most objects one collection may examine meanwhile: ~20 ms of GIL on a quiet machine here
+#: The most objects one collection may examine meanwhile: ~10 ms of GIL on a quiet machine here
 #: (a middle collection of about a million took 160 ms; docs/dataplane.md, Scale).
-MOST_EXAMINED = 150_000
+MOST_EXAMINED = 60_000
 
 
 @pytest.fixture
