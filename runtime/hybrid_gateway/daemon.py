@@ -15,7 +15,6 @@ forwarding (bounded).
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import signal
@@ -36,6 +35,8 @@ from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.core.nodefilter import CounterPrefix, shard_counters, standby_counters
 from hybrid_gateway.dataplane.nodefilter import NodeFilter
+from hybrid_gateway.gc_tuning import HeapFreezer
+from hybrid_gateway.gc_tuning import configure as configure_gc
 from hybrid_gateway.health import Check, HttpEndpoints
 from hybrid_gateway.leader.assembly import (
     ELECTOR,
@@ -61,13 +62,6 @@ log = logging.getLogger("hybrid_gateway")
 
 #: Stopped last, so the Events of the steps before can still be recorded.
 EVENTS_TASK = "events"
-#: Cycle-collector thresholds (CPython's default: 700, 10, 10). A pass over tens of thousands of
-#: nodes allocates millions of acyclic objects (records, dump entries, messages); with the
-#: defaults each growth of the heap by a quarter triggers a full collection, which holds the GIL
-#: for hundreds of milliseconds (0.4-0.5 s each, five in one 20,000-node first pass here), so
-#: `/readyz` and `/metrics` waited behind it. Collecting the youngest generation every 50,000
-#: allocations instead keeps each pause to tens of milliseconds and makes full ones rare.
-GC_THRESHOLDS = (50_000, 20, 100)
 #: How long a thread that wants the GIL waits before the running one must hand it over (CPython's
 #: default: 5 ms). A probe or scrape takes the GIL again after each socket call; while a pass
 #: keeps the interpreter busy, each of those waits up to this long.
@@ -76,6 +70,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 
 class DataPlaneLike(Protocol):
     heartbeat: float
+    passes: int
     node_watch: WatchHealth | None
 
     def setup(self) -> None: ...
@@ -359,7 +354,7 @@ def build_ownership(
 
 
 def run(config: Config) -> int:
-    gc.set_threshold(*GC_THRESHOLDS)
+    configure_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     setup_logging(json_format=config.log_format == "json", debug=config.debug)
     log.info(
@@ -439,8 +434,10 @@ def run(config: Config) -> int:
     endpoints.start()
     supervisor.start()
     log.info("running (health %s, metrics %s)", config.health_addr, config.metrics_addr)
+    # the data plane's long-lived state leaves the collector's work after each full pass
+    freezer = HeapFreezer(lambda: dataplane.passes if dataplane is not None else 0)
     while not stop.wait(1.0):
-        pass
+        freezer.tick()
     ownership.shut_down(supervisor)
     if node_filter is not None:
         # Last: the Leases are released and every task has stopped (none re-installs it); the
