@@ -434,7 +434,7 @@ def run(config: Config) -> int:
     endpoints.start()
     supervisor.start()
     log.info("running (health %s, metrics %s)", config.health_addr, config.metrics_addr)
-    # the data plane's long-lived state leaves the collector's work after each full pass
+    # the data plane's long-lived state leaves the collector's work after its first full pass
     freezer = HeapFreezer(lambda: dataplane.passes if dataplane is not None else 0)
     while not stop.wait(1.0):
         freezer.tick()

@@ -20,12 +20,14 @@ So:
   change: each surviving object is examined once in each young generation whatever the
   thresholds;
 - full collections stay rare (one per 100,000,000 net allocations, as rare as before), and
-- after every full pass, what survives is frozen (`gc.freeze`): moved out of the generations the
-  collector examines, so a later full collection examines only what came after. Just before, the
-  young generations are collected, so cyclic garbage does not get frozen with them; frozen objects
-  are still freed as usual when nothing refers to them any more (replaced records, an old desired
-  state). Only a reference cycle that was already in the oldest generation when a freeze came is
-  never collected; at 50,000 nodes a full collection 40 s after start found none.
+- after the first full pass, what survives is frozen (`gc.freeze`): moved out of the
+  generations the collector examines, so a later full collection examines only what came after.
+  Just before, the young generations are collected, so cyclic garbage does not get frozen with
+  them; frozen objects are still freed as usual when nothing refers to them any more (replaced
+  records, an old desired state). A reference cycle alive at the freeze that becomes garbage
+  later is never collected, which is why the heap is frozen once, when the first list and pass
+  have built the bulk of it, and not after every pass: once bounds that leak to what was alive
+  at one moment, every pass would let it grow with the daemon's uptime.
 """
 
 from __future__ import annotations
@@ -43,18 +45,18 @@ def configure() -> None:
 
 
 class HeapFreezer:
-    """Freezes the heap after each full reconcile pass (`passes` counts them)."""
+    """Freezes the heap once, after the first full reconcile pass (`passes` counts them)."""
 
     def __init__(self, passes: Callable[[], int]) -> None:
         self._passes = passes
-        self._frozen_after = passes()
+        self._frozen = False
 
     def tick(self) -> bool:
-        """Freeze if a full pass completed since the last call; True if it did."""
-        passes = self._passes()
-        if passes == self._frozen_after:
+        """Freeze if the first full pass has completed and the heap is not frozen yet; True if
+        this call froze it."""
+        if self._frozen or self._passes() == 0:
             return False
-        self._frozen_after = passes
+        self._frozen = True
         gc.collect(1)  # the young generations only: bounded by GC_THRESHOLDS
         gc.freeze()
         return True
