@@ -387,22 +387,35 @@ def desired_nodes(
     for record in hybrid:
         found = previous.get(record) or tunnel_of(record, vpc_cidrs)
         parsed[record] = found
-        if type(found) is RejectedNode:
-            rejected.append(found)
-            continue
-        assert type(found) is NodeTunnel
-        taken = next((c for c in found.pod_cidrs if c in claimed), None)
-        if taken is not None:
-            reason = (
-                f"spec.ipam.podCIDRs entry {str(taken)!r} is already used by CiliumNode "
-                f"{claimed[taken]!r}"
-            )
-            rejected.append(RejectedNode(name=record.name, reason=reason, uid=record.uid))
-            continue
-        for cidr in found.pod_cidrs:
-            claimed[cidr] = record.name
-        tunnels.append(found)
+        verdict = claim(record, found, claimed)
+        if type(verdict) is NodeTunnel:
+            tunnels.append(verdict)
+        else:
+            assert type(verdict) is RejectedNode
+            rejected.append(verdict)
     return DesiredNodes(tunnels=tuple(tunnels), rejected=tuple(rejected), parsed=parsed)
+
+
+def claim(
+    record: NodeRecord, found: NodeTunnel | RejectedNode, claimed: dict[IPv4Network, str]
+) -> NodeTunnel | RejectedNode:
+    """The final verdict on a node that is `found` on its own (`tunnel_of`), given the pod CIDRs
+    the nodes before it by name claimed (`claimed`, updated with its own when it is valid): a
+    pod CIDR goes to the first node by name. The one rule `desired_nodes` and
+    `write_ahead.ListedNodes` share, so a list read page by page decides as the full pass."""
+    if type(found) is RejectedNode:
+        return found
+    assert type(found) is NodeTunnel
+    taken = next((c for c in found.pod_cidrs if c in claimed), None)
+    if taken is not None:
+        reason = (
+            f"spec.ipam.podCIDRs entry {str(taken)!r} is already used by CiliumNode "
+            f"{claimed[taken]!r}"
+        )
+        return RejectedNode(name=record.name, reason=reason, uid=record.uid)
+    for cidr in found.pod_cidrs:
+        claimed[cidr] = record.name
+    return found
 
 
 def desired_state(tunnels: Iterable[NodeTunnel], *, nexthop_objects: bool = False) -> TunnelState:
