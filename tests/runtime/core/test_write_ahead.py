@@ -4,6 +4,8 @@ the whole list cannot change, and only entries the kernel lacks altogether."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +14,8 @@ from hybrid_gateway.core.dataplane import (
     NodeRecord,
     NodeTunnel,
     TunnelState,
+    _parse_ip,
+    _parse_network,
     apply_plan,
     desired_nodes,
     desired_state,
@@ -103,3 +107,39 @@ def test_a_page_adds_only_what_the_kernel_lacks_and_replaces_nothing() -> None:
     later = ahead.plan([node("e", b[0], "10.200.4.0/24")])
     assert later.additions == 1 and [str(r.dst) for r in later.add_routes] == ["10.200.4.0/24"]
     assert apply_plan(present, plan).neighbours[ip_b] == plan.set_neighbours[0][1]
+
+
+octet = st.one_of(
+    st.integers(0, 300).map(str),
+    st.sampled_from(["00", "01", "007", "0x1", " 1", "1 ", "", "+1", "\u0661"]),
+)
+addresses = st.one_of(
+    st.lists(octet, min_size=3, max_size=5).map(".".join),
+    st.sampled_from(["::1", "fd00::/64", "10.0.0.1\x00", "localhost", "1.2.3.4/"]),
+)
+prefixes = st.one_of(st.integers(0, 40).map(str), st.sampled_from(["024", "", "x", "255.255.0.0"]))
+
+
+def outcome(parse: Callable[[str], Any], text: str) -> tuple[str, object]:
+    try:
+        value = parse(text)
+    except ValueError as exc:
+        return ("error", str(exc))
+    return (f"IPv{value.version}", value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(addresses)
+def test_node_ips_parse_as_ipaddress_does(text: str) -> None:
+    """The C fast path reads exactly the texts `ipaddress` reads, as the same address; the rest
+    gets `ipaddress`'s own verdict and message."""
+    assert outcome(_parse_ip, text) == outcome(ipaddress.ip_address, text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(addresses, prefixes)
+def test_pod_cidrs_parse_as_ipaddress_does(address: str, prefix: str) -> None:
+    text = f"{address}/{prefix}"
+    assert outcome(_parse_network, text) == outcome(
+        lambda t: ipaddress.ip_network(t, strict=True), text
+    )
