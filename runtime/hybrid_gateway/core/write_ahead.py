@@ -30,6 +30,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from hybrid_gateway.core.dataplane import (
+    DesiredNodes,
     FdbEntry,
     NodeRecord,
     NodeTunnel,
@@ -57,6 +58,9 @@ class ListedNodes:
         self.ordered = True
         #: Each listed node's verdict on its own, for the full pass (`desired_nodes(previous=)`).
         self.parsed: dict[NodeRecord, NodeTunnel | RejectedNode] = {}
+        self._records: list[NodeRecord] = []  # every record taken, in list order
+        self._tunnels: list[NodeTunnel] = []
+        self._rejected: list[RejectedNode] = []
 
     def add(self, records: Iterable[NodeRecord]) -> list[NodeTunnel]:
         """The tunnels among the next listed `records` that the full pass over the whole list
@@ -69,6 +73,7 @@ class ListedNodes:
                 self.ordered = False
                 break
             self._last = record.name
+            self._records.append(record)
             if not record.hybrid:
                 continue
             found = tunnel_of(record, self._vpc_cidrs)
@@ -76,7 +81,19 @@ class ListedNodes:
             verdict = claim(record, found, self._claimed)
             if type(verdict) is NodeTunnel:
                 tunnels.append(verdict)
+            else:
+                assert type(verdict) is RejectedNode
+                self._rejected.append(verdict)
+        self._tunnels += tunnels
         return tunnels
+
+    def desired(self, records: Sequence[NodeRecord]) -> DesiredNodes | None:
+        """`desired_nodes(records)` without deciding again, when `records` are exactly the
+        records taken, in the order taken (the cache's records in list order: no watch event
+        came since), and they came in name order; else None."""
+        if not self.ordered or records != self._records:
+            return None
+        return DesiredNodes(tuple(self._tunnels), tuple(self._rejected), self.parsed)
 
 
 class WriteAhead:

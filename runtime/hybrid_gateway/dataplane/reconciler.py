@@ -132,12 +132,14 @@ class TunnelReconciler:
         records = [o if type(o) is NodeRecord else node_record(o) for o in objects]  # type: ignore[arg-type]
         last = self._last
         ahead, self._ahead = self._ahead, None
-        if last is None and ahead is not None:  # the first pass: parsed while the list ran
-            self._parsed = ahead[1].nodes.parsed
+        listed = ahead[1].nodes.desired(records) if last is None and ahead is not None else None
         if last is not None and last.records == records:  # the cache's own objects: fast
             wanted = last.wanted
+        elif listed is not None:  # the first pass: decided while the list ran
+            wanted = listed
         else:
-            wanted = desired_nodes(records, self.vpc_cidrs, self._parsed)
+            previous = ahead[1].nodes.parsed if last is None and ahead is not None else None
+            wanted = desired_nodes(records, self.vpc_cidrs, previous or self._parsed)
         self._parsed = wanted.parsed
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)

@@ -55,9 +55,13 @@ def test_a_list_in_name_order_gets_exactly_the_full_pass_verdicts(
     nodes: list[NodeRecord], size: int
 ) -> None:
     listed = ListedNodes(VPC)
-    ahead = [t for page in pages(sorted(nodes), size) for t in listed.add(page)]
+    in_order = sorted(nodes)
+    ahead = [t for page in pages(in_order, size) for t in listed.add(page)]
     assert listed.ordered
     assert tuple(ahead) == desired_nodes(nodes, VPC).tunnels
+    # the full pass takes the list's decisions when it gets the very records listed
+    assert listed.desired(in_order) == desired_nodes(nodes, VPC)
+    assert listed.desired(in_order[:-1]) is None if nodes else True
 
 
 @settings(max_examples=300, deadline=None)
@@ -74,6 +78,7 @@ def test_out_of_order_stops_at_the_first_node_out_of_order(
         in_order += 1
     prefix = shuffled[: in_order + 1] if shuffled else []
     assert listed.ordered == (prefix == shuffled)
+    assert (listed.desired(shuffled) is None) == (not listed.ordered)
     assert tuple(ahead) == desired_nodes(prefix, VPC).tunnels
 
 
