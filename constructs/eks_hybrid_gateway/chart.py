@@ -399,7 +399,7 @@ class HybridGatewayChart(cdk8s.Chart):
             "automountServiceAccountToken": True,
             "hostNetwork": True,
             "dnsPolicy": "ClusterFirstWithHostNet",
-            "terminationGracePeriodSeconds": 30,
+            "terminationGracePeriodSeconds": contract.TERMINATION_GRACE_PERIOD_S,
             "nodeSelector": {contract.GATEWAY_NODE_LABEL_KEY: contract.GATEWAY_NODE_LABEL_VALUE},
             # Any value of the gateway taint: the AWS guide's Auto Mode NodePool sets it
             # without one, and the reference chart tolerates it with `operator: Exists`

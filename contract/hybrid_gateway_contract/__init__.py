@@ -49,6 +49,10 @@ HEALTHZ_PATH: Final = "/healthz"
 READYZ_PATH: Final = "/readyz"
 METRICS_PORT: Final = 10080
 METRICS_PATH: Final = "/metrics"
+#: The gateway pod's `terminationGracePeriodSeconds`: after SIGTERM the kubelet waits this long
+#: before it kills the container (Kubernetes docs, "Termination of Pods"). The
+#: chart renders it and the daemon fits its shutdown (an active-active drain) inside it.
+TERMINATION_GRACE_PERIOD_S: Final = 30
 
 # --- Leader election defaults (seconds; the reference's values) ---------------------------------
 DEFAULT_LEASE_DURATION_S: Final = 3.0

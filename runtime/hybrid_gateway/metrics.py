@@ -128,6 +128,20 @@ class GatewayMetrics:
             "source/destination check on); retried in the background.",
             registry=r,
         )
+        self.route_prefetch_failures = Counter(
+            "hybrid_gateway_route_prefetch_failures",
+            "Failed describes of every route table for a takeover (every replica, every few "
+            "seconds), by reason: throttled, denied, timeout, unreachable, server_error, other.",
+            ["reason"],
+            registry=r,
+        )
+        self.route_prefetch_age = Gauge(
+            "hybrid_gateway_route_prefetch_age_seconds",
+            "Seconds since the route tables were last described for a takeover (since route "
+            "ownership was prepared, if never); a takeover plans from that description only "
+            "while it is at most 10 s old, else it describes first. 0 before preparation.",
+            registry=r,
+        )
         self.primary_eni_source_dest_check = Gauge(
             "hybrid_gateway_primary_eni_source_dest_check",
             "1 if the primary ENI's source/destination check is on (forwarding is dropped).",

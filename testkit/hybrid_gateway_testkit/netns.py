@@ -50,11 +50,16 @@ class NetnsWorld:
     namespaces: list[Netns] = field(default_factory=list)
     _links: int = 0
 
-    def add(self, role: str) -> Netns:
-        """Create namespace `hgw-<tag>-<role>` with loopback up."""
+    def add(self, role: str, *, timeout: float = 30.0) -> Netns:
+        """Create namespace `hgw-<tag>-<role>` with loopback up.
+
+        The name is recorded BEFORE `ip netns add` runs: a command that times out or fails
+        may still have created it (`ip` makes /run/netns/<name> first, then unshares and
+        bind-mounts the namespace onto it: iproute2 ip/ipnetns.c, `netns_add`), and
+        `close()` must delete it then too; deleting a name that was never made is harmless."""
         ns = Netns(f"{PREFIX}-{self.tag}-{role}")
-        run(["ip", "netns", "add", ns.name])
         self.namespaces.append(ns)
+        run(["ip", "netns", "add", ns.name], timeout=timeout)
         ns.ip("link", "set", "lo", "up")
         return ns
 

@@ -742,7 +742,8 @@ def test_rollback_to_active_standby_waits_for_the_last_shard_owner_and_removes_s
     trio.replicas["c"].signal(signal.SIGTERM)
     assert trio.replicas["c"].wait(15) == 0
     # The last shard owner stayed until the leader's writes had moved what pointed at it
-    # (the leader never takes a shard Lease: waiting for a new holder would last DRAIN_MAX_S).
+    # (the leader never takes a shard Lease: waiting for a new holder would last the whole
+    # drain budget).
     drained = trio.replicas["c"].log(100_000)
     assert "moved in" in drained and "stopping with" not in drained, drained[-3000:]
     new.wait_readyz(answered(200, "ready (leader)"), "the new leader ready", timeout_s=30)
@@ -835,8 +836,8 @@ def test_a_shard_count_change_waits_for_the_old_plan_and_removes_its_cut(
         trio.replicas[name].signal(signal.SIGTERM)
         assert trio.replicas[name].wait(15) == 0
     # The last old-plan replica's drain ends when the new plan's writes have moved its
-    # endpoints and retired its routes, not at DRAIN_MAX_S: after 4 -> 2 nobody ever takes
-    # the old shards 2 and 3, and waiting for a new holder of those would last it out.
+    # endpoints and retired its routes, not at the end of the drain budget: after 4 -> 2 nobody
+    # ever takes the old shards 2 and 3, and waiting for a new holder of those would last it out.
     drained = trio.replicas["c"].log(100_000)
     assert "moved in" in drained and "stopping with" not in drained, drained[-3000:]
     wait_until(

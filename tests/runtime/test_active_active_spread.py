@@ -275,7 +275,7 @@ def test_a_stopping_replica_stays_until_its_shards_routes_and_endpoints_have_mov
     then keeps running (its node keeps forwarding) until the new owner's routes and VTEP
     endpoints are in place; only then does it exit. The new owner's route writes are slowed
     down (1.5 s each at its EC2 endpoint, as a throttled account would: longer than a lease, and
-    short enough that the moved shards' writes end inside the drain's bound, DRAIN_MAX_S, on a
+    short enough that the moved shards' writes end inside the drain's floor, DRAIN_FLOOR_S, on a
     loaded machine), and still every one finished before the exit, by the emulator proxy's
     clock. Most of the drain is the replica's write pacing, not the write time: b spent its
     burst on its own shards just before, so the moved shards' 18 writes (and the retries of

@@ -45,7 +45,7 @@ import botocore.config
 import botocore.exceptions
 
 from hybrid_gateway.core.pacing import TokenBucket
-from hybrid_gateway.core.routes import ObservedRoute, RouteKey, classify_target
+from hybrid_gateway.core.routes import ObservedRoute, RouteKey, TargetKind, classify_target
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,13 @@ WRITE_ATTEMPTS = 6
 WRITE_BACKOFF_BASE_S = 0.2
 WRITE_BACKOFF_MAX_S = 5.0
 _TABLE_ID = re.compile(r"rtb-[0-9a-f]+")
+#: Attempts whose outcome is unknown: the request may have reached EC2 and been applied, but
+#: no answer came back (botocore `exceptions.py`: ReadTimeoutError, raised by urllib3 while
+#: waiting for the answer; ConnectionClosedError, the connection closed before it).
+_OUTCOME_UNKNOWN = (
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+)
 # The codes botocore's standard retry mode treats as throttling or transient
 # (`retries/standard.py`, ThrottlingErrorDetector and TransientRetryableChecker).
 _RETRYABLE_CODES = frozenset(
@@ -79,6 +86,60 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
+#: Why an EC2 call failed, as a metric label (a fixed set: codes and exception names vary).
+#: Throttling: botocore `retries/standard.py` ThrottlingErrorDetector's codes; refused: the
+#: credential and permission codes of "Error codes for the Amazon EC2 API" (Amazon EC2 API
+#: Reference, common client errors) and botocore's `NoCredentialsError`; a timeout or an
+#: unreachable endpoint: botocore `exceptions.py`, whose class name is the Ec2Error code.
+FAILURE_REASONS = ("throttled", "denied", "timeout", "unreachable", "server_error", "other")
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "EC2ThrottledException",
+    }
+)
+_DENIED_CODES = frozenset(
+    {
+        "UnauthorizedOperation",
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthFailure",
+        "Blocked",
+        "OptInRequired",
+        "PendingVerification",
+        "InvalidClientTokenId",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "SignatureDoesNotMatch",
+        "RequestExpired",
+        "ExpiredToken",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+    }
+)
+_TIMEOUT_CODES = frozenset({"ReadTimeoutError", "ConnectTimeoutError"})
+_UNREACHABLE_CODES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionError",
+        "ConnectionClosedError",
+        "ProxyConnectionError",
+        "SSLError",
+        "HTTPClientError",
+    }
+)
+_SERVER_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable"})
+
+
 class Ec2Error(Exception):
     """An EC2 call failed after retries; `code` is the AWS error code if any."""
 
@@ -86,6 +147,20 @@ class Ec2Error(Exception):
         super().__init__(f"{operation} failed: {code}: {message}")
         self.operation = operation
         self.code = code
+
+
+def failure_reason(error: Ec2Error) -> str:
+    """One of FAILURE_REASONS for `error`."""
+    for reason, codes in (
+        ("throttled", _THROTTLING_CODES),
+        ("denied", _DENIED_CODES),
+        ("timeout", _TIMEOUT_CODES),
+        ("unreachable", _UNREACHABLE_CODES),
+        ("server_error", _SERVER_CODES),
+    ):
+        if error.code in codes:
+            return reason
+    return "other"
 
 
 class WriteNotAllowedError(Exception):
@@ -340,7 +415,15 @@ class Ec2Routes:
     def _write(self, operation: str, key: RouteKey, eni: str, guard: Callable[[], bool]) -> None:
         """Up to WRITE_ATTEMPTS attempts, each checked against `guard` at the last moment;
         throttling and transient errors back off (full jitter), and the wait ends early when
-        the guard turns false."""
+        the guard turns false.
+
+        After an attempt whose outcome is unknown (`_OUTCOME_UNKNOWN`: EC2 may have applied
+        it), the table is described before the next attempt and before giving up: a write
+        already applied is not sent again, so it takes no second token of the account's
+        bucket for mutating actions (each request takes one: "Request throttling for the
+        Amazon EC2 API", Amazon EC2 Developer Guide) and a CreateRoute is not refused as
+        `RouteAlreadyExists` by its own first attempt. The describe is a read (the
+        non-mutating bucket); every write attempt still passes the guard as before."""
         writer = self._writer
         calls = {
             "CreateRoute": writer.create_route,
@@ -349,7 +432,10 @@ class Ec2Routes:
         }
         call = calls[operation]
         target = {} if operation == "DeleteRoute" else {"NetworkInterfaceId": eni}
+        unknown = False  # an earlier attempt may have been applied
         for attempt in range(WRITE_ATTEMPTS):
+            if unknown and self._applied(operation, key, eni):
+                return
             if self._pacing is not None:
                 self._wait(self._pacing.reserve(), guard)
             if not guard():
@@ -360,7 +446,10 @@ class Ec2Routes:
                 self._writer_used = time.monotonic()
                 return
             except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                unknown = unknown or isinstance(exc, _OUTCOME_UNKNOWN)
                 if attempt + 1 >= WRITE_ATTEMPTS or not _retryable(exc):
+                    if unknown and self._applied(operation, key, eni):
+                        return
                     raise _error(operation, exc) from exc
                 cap = min(WRITE_BACKOFF_MAX_S, WRITE_BACKOFF_BASE_S * 2**attempt)
                 delay = random.uniform(0, cap)
@@ -369,6 +458,33 @@ class Ec2Routes:
             finally:
                 self._local.guard = None
         raise AssertionError("unreachable")
+
+    def _applied(self, operation: str, key: RouteKey, eni: str) -> bool:
+        """Whether the table already shows what `operation` makes of `key` (the route to our
+        ENI; for a delete, no static route), by one describe of that table through the write
+        client. False if it cannot be read: the write is then sent again, as without this."""
+        try:
+            routes = self._describe(self._writer, [key.table_id]).get(key.table_id, [])
+        except Ec2Error as exc:
+            log.debug("%s %s: could not read the table back: %s", operation, key.destination, exc)
+            return False
+        self._writer_used = time.monotonic()
+        static = [r for r in routes if r.destination == key.destination and not r.propagated]
+        if operation == "DeleteRoute":
+            applied = not static
+        else:
+            applied = any(
+                r.kind is TargetKind.NETWORK_INTERFACE and r.target_id == eni and not r.blackhole
+                for r in static
+            )
+        if applied:
+            log.info(
+                "%s %s in %s: an attempt that got no answer was applied; not sent again",
+                operation,
+                key.destination,
+                key.table_id,
+            )
+        return applied
 
     def _wait(self, delay_s: float, guard: Callable[[], bool]) -> None:
         deadline = time.monotonic() + delay_s

@@ -46,3 +46,18 @@ class TokenBucket:
             self._at = now
             self._tokens -= 1.0
             return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+
+def paced_seconds(writes: int, *, rate_per_s: float = SHARD_WRITE_RATE_PER_S) -> float:
+    """The longest a replica's pacing takes to let `writes` route writes go: from an empty
+    bucket (its burst spent on other shards just before), one every 1/`rate_per_s` s. A write
+    attempt that gets no answer and is sent again takes one more."""
+    return max(0, writes) / rate_per_s
+
+
+def drain_budget_s(writes: int, *, takeover_s: float, floor_s: float, limit_s: float) -> float:
+    """How long a stopping replica waits for its released shards' routes to move: the takeover
+    (`takeover_s`: the release seen, the Leases taken, the first sync planned) plus the time
+    the new owner's pacing needs for `writes`, at least `floor_s` and at most `limit_s` (what
+    the pod's termination grace period leaves)."""
+    return max(0.0, min(limit_s, max(floor_s, takeover_s + paced_seconds(writes))))

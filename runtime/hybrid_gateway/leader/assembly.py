@@ -384,8 +384,8 @@ def deferred_routes(inputs: OwnershipInputs) -> DeferredRoutes:
             pod_cidrs=[str(c) for c in config.pod_cidrs],
             allow_takeover=config.allow_route_takeover,
             metrics=reporting.metrics,
-            report=lambda reason, message: reporting.events.emit(
-                reporting.subject, reason, message
+            report=lambda reason, message, warning=True: reporting.events.emit(
+                reporting.subject, reason, message, warning=warning
             ),
         )
 

@@ -180,7 +180,8 @@ class DeferredRoutes:
 
     def _prefetch(self, owner: Owner) -> None:
         """Only a head start is lost when this fails (a takeover then describes first): logged
-        when it starts and stops failing."""
+        when it starts and stops failing; the owner counts each failure by reason and sends an
+        Event once the streak costs a takeover its head start (`RouteOwner.prefetch`)."""
         try:
             owner.prefetch()
         except Ec2Error as exc:

@@ -25,13 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from typing import Protocol
 
 from hybrid_gateway.adapters.ec2 import (
+    FAILURE_REASONS,
     KEEP_WARM_S,
     Ec2Error,
     Ec2Routes,
     PrimaryInterface,
     WriteNotAllowedError,
+    failure_reason,
 )
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.pacing import EC2_MUTATING_BUCKET
@@ -56,8 +59,17 @@ log = logging.getLogger(__name__)
 # connection pool size (adapters/ec2.make_client), so no write waits for a connection.
 MAX_PARALLEL_WRITES = EC2_MUTATING_BUCKET
 
-# (reason, message): an Event about this replica; warnings only.
-Report = Callable[[str, str], None]
+
+class Report(Protocol):
+    """Records an Event about this replica (a Warning unless `warning` is False)."""
+
+    def __call__(self, reason: str, message: str, *, warning: bool = True) -> None: ...
+
+
+def _no_report(reason: str, message: str, *, warning: bool = True) -> None:
+    pass
+
+
 # Active-active: from the described tables, the routes to delete now and those retired but
 # waiting for their replacements (core/routes.plan_retired_routes).
 Retire = Callable[
@@ -77,6 +89,10 @@ SUPPRESSED = "suppressed"
 #: (tens to hundreds of milliseconds, against a lease of one second at the shortest timings).
 PREFETCH_EVERY_S = KEEP_WARM_S
 PREFETCH_MAX_AGE_S = 2 * PREFETCH_EVERY_S
+#: The Event reasons of a prefetch streak: failing once the last description is too old to
+#: plan a takeover from (PREFETCH_MAX_AGE_S), recovered when one succeeds after that.
+PREFETCH_FAILING_REASON = "RoutePrefetchFailing"
+PREFETCH_RECOVERED_REASON = "RoutePrefetchRecovered"
 
 
 @dataclass
@@ -105,7 +121,7 @@ class RouteOwner:
         pod_cidrs: Sequence[str],
         allow_takeover: bool,
         metrics: GatewayMetrics,
-        report: Report = lambda reason, message: None,
+        report: Report = _no_report,
     ) -> None:
         self._ec2 = ec2
         self._instance_id = instance_id
@@ -124,6 +140,12 @@ class RouteOwner:
         self._write_slots = threading.BoundedSemaphore(MAX_PARALLEL_WRITES)  # replica-wide
         # (time.monotonic() described, the tables) from `prefetch`, for one takeover sync
         self._prefetched: tuple[float, dict[str, list[ObservedRoute]]] | None = None
+        self._prepared_at: float | None = None  # time.monotonic() `prepare` first succeeded
+        self._prefetch_failures = 0  # in a row
+        self._prefetch_reported: str | None = None  # the failure reason of the streak's Event
+        for reason in FAILURE_REASONS:  # every series from the start, so rates begin at 0
+            metrics.route_prefetch_failures.labels(reason)
+        metrics.route_prefetch_age.set_function(self.prefetch_age)
 
     # -- start-up, every replica -----------------------------------------------------------------
     @property
@@ -214,6 +236,8 @@ class RouteOwner:
         with self._lock:
             recovered = self._problem is not None
             self._problem = None
+        if self._prepared_at is None:
+            self._prepared_at = time.monotonic()
         self._prepared = True
         self._metrics.route_owner_prepared.set(1)
         log.info(
@@ -289,8 +313,51 @@ class RouteOwner:
         if last is not None and time.monotonic() - last[0] < PREFETCH_EVERY_S:
             return False
         started = time.monotonic()
-        self._prefetched = (started, self._ec2.describe_routes(self._tables, through_writer=True))
+        try:
+            observed = self._ec2.describe_routes(self._tables, through_writer=True)
+        except Ec2Error as exc:
+            self._prefetch_failed(exc)
+            raise
+        self._prefetched = (started, observed)
+        self._prefetch_succeeded()
         return True
+
+    def prefetch_age(self) -> float:
+        """Seconds since the tables were last prefetched (since `prepare` succeeded, if never);
+        0 before that (`hybrid_gateway_route_prefetch_age_seconds`)."""
+        prefetched, prepared_at = self._prefetched, self._prepared_at
+        since = prefetched[0] if prefetched is not None else prepared_at
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _prefetch_failed(self, exc: Ec2Error) -> None:
+        """Count the failure by reason. Once the last description is too old for a takeover
+        to plan from (the failure now costs a describe before the first write of a failover),
+        one Event for the streak, and one more if its reason changes: a few seconds of
+        throttling send none, an hour of AccessDenied sends one."""
+        reason = failure_reason(exc)
+        self._metrics.route_prefetch_failures.labels(reason).inc()
+        self._prefetch_failures += 1
+        age = self.prefetch_age()
+        if age <= PREFETCH_MAX_AGE_S or self._prefetch_reported == reason:
+            return
+        self._prefetch_reported = reason
+        self._report(
+            PREFETCH_FAILING_REASON,
+            f"route tables not described for {age:.0f}s ({self._prefetch_failures} failure(s) "
+            f"in a row, {reason}): a takeover by this replica describes them before its first "
+            f"route write; last error: {exc}",
+        )
+
+    def _prefetch_succeeded(self) -> None:
+        failures, self._prefetch_failures = self._prefetch_failures, 0
+        if self._prefetch_reported is None:
+            return
+        self._prefetch_reported = None
+        self._report(
+            PREFETCH_RECOVERED_REASON,
+            f"route tables described again for a takeover after {failures} failure(s)",
+            warning=False,
+        )
 
     def _takeover_view(
         self, eni: str, cidrs: Sequence[str]

@@ -30,6 +30,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
+from hybrid_gateway.core.pacing import SHARD_WRITE_RATE_PER_S, drain_budget_s, paced_seconds
 from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.core.shard_group import (
     HANDOVER_SPACING_LEASES,
@@ -65,6 +66,7 @@ from hybrid_gateway.metrics import ShardMetrics
 from hybrid_gateway.reporting import Reporting
 from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import Timings
+from hybrid_gateway_contract import TERMINATION_GRACE_PERIOD_S
 from hybrid_gateway_contract.plans import PLAN_LABEL
 from hybrid_gateway_contract.sharding import ShardPlan
 from hybrid_gateway_contract.spread import with_forward_prefixes
@@ -73,10 +75,14 @@ log = logging.getLogger("hybrid_gateway")
 
 COORDINATOR = "shard-coordinator"
 FORWARD_PREFIXES = "forward-prefixes"
-#: After its release a replica waits at most this long for its shards to move: within the
-#: chart's 30 s termination grace period, after up to 10 s of shard work joins and before the
-#: 2 x 3 s of stopping the rest.
-DRAIN_MAX_S = 12.0
+#: After its release a replica waits for its shards to move (core/pacing.drain_budget_s): the
+#: takeover (DRAIN_TAKEOVER_LEASES lease durations) plus the time the new owner's write pacing
+#: needs for their routes, at least DRAIN_FLOOR_S, and at most what the pod's termination
+#: grace period (TERMINATION_GRACE_PERIOD_S from SIGTERM) leaves after the 2 x
+#: `shutdown_rest_s` of stopping the rest and DRAIN_MARGIN_S.
+DRAIN_FLOOR_S = 12.0
+DRAIN_TAKEOVER_LEASES = 2.0
+DRAIN_MARGIN_S = 1.0
 DRAIN_POLL_S = 0.25
 MEMBER_ELECTOR = "member-elector"
 
@@ -581,6 +587,7 @@ class ShardGroup:
         """Shard work first, then the shard Leases are released (all at once, so the others
         take them over at once), then the membership, then the wait for the shards' routes
         and VTEP endpoints to move (`drain`), then the rest."""
+        stopping_since = self._clock()
         held = [s for s in self.slots if s.work.active or s.elector.holder == self._identity]
         for slot in self.slots:
             slot.elector.shutdown()
@@ -601,18 +608,47 @@ class ShardGroup:
                     )
                 )
         self.member.release(timeout_s=timings.api_timeout_s)
-        self.drain([s.index for s in releasable])
+        grace_left = TERMINATION_GRACE_PERIOD_S - (self._clock() - stopping_since)
+        self.drain(
+            [s.index for s in releasable],
+            takeover_s=DRAIN_TAKEOVER_LEASES * timings.lease_duration_s,
+            limit_s=grace_left - 2 * timings.shutdown_rest_s - DRAIN_MARGIN_S,
+        )
         stop_rest()
 
-    def drain(self, released: Sequence[int]) -> None:
+    def route_writes_to_move(self, released: Sequence[int]) -> int:
+        """The route writes the new owners make to move the released shards: every forward
+        prefix of theirs in every route table."""
+        spread = self.forward.current()
+        if spread is None:
+            return 0
+        prefixes = sum(len(spread.prefixes[i]) for i in released)
+        return prefixes * len(self._config.route_table_ids)
+
+    def drain(self, released: Sequence[int], *, takeover_s: float, limit_s: float) -> None:
         """Keep the process (and with it the node, in a drain) until the released shards'
-        routes and VTEP endpoints point elsewhere, or DRAIN_MAX_S: the
-        kernel forwards for whatever still points here, and a node that goes away first
-        blackholes it until the new owners' writes land."""
+        routes and VTEP endpoints point elsewhere: the kernel forwards for whatever still
+        points here, and a node that goes away first blackholes it until the new owners'
+        writes land. For `drain_budget_s` at most; when the takeover and the new owner's
+        pacing may need more than `limit_s`, said at once (the routes left move after the
+        exit)."""
         if not released:
             return
+        writes = self.route_writes_to_move(released)
+        budget = drain_budget_s(
+            writes, takeover_s=takeover_s, floor_s=DRAIN_FLOOR_S, limit_s=limit_s
+        )
+        needed = takeover_s + paced_seconds(writes)
+        if needed > budget:
+            text = (
+                f"moving {writes} route write(s) may take {needed:.0f}s at the new owner's write "
+                f"pacing ({SHARD_WRITE_RATE_PER_S:g}/s), but the termination grace period leaves "
+                f"{budget:.0f}s: routes still pointing here when the pod exits move after it"
+            )
+            log.warning("%s", text)
+            self._reporting.events.emit(self._reporting.subject, "ShardDrainTooShort", text)
         started = self._clock()
-        deadline = started + DRAIN_MAX_S
+        deadline = started + budget
         left = self._still_here(released)
         while left is not None and self._clock() < deadline:
             time.sleep(DRAIN_POLL_S)
@@ -622,6 +658,12 @@ class ShardGroup:
             log.info("shards %s moved in %.2fs", ",".join(map(str, released)), took)
         else:
             log.warning("stopping with %s after %.1fs", left, took)
+            self._reporting.events.emit(
+                self._reporting.subject,
+                "ShardDrainIncomplete",
+                f"{self._identity} stops with {left} after {took:.1f}s; they move when the "
+                "new owners' writes land",
+            )
 
     def _still_here(self, released: Sequence[int]) -> str | None:
         """What of the released shards still points at this replica, or None.

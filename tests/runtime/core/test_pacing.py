@@ -10,6 +10,8 @@ from hybrid_gateway.core.pacing import (
     SHARD_WRITE_BURST,
     SHARD_WRITE_RATE_PER_S,
     TokenBucket,
+    drain_budget_s,
+    paced_seconds,
 )
 
 
@@ -26,3 +28,24 @@ def test_a_replica_spends_at_most_half_the_accounts_mutating_bucket() -> None:
     assert SHARD_WRITE_RATE_PER_S * 2 <= EC2_MUTATING_REFILL_PER_S
     with pytest.raises(ValueError, match="must be positive"):
         TokenBucket(burst=0, rate_per_s=1.0, clock=lambda: 0.0)
+
+
+@pytest.mark.parametrize("writes", [1, 25, 55, 56, 120, 400])
+def test_the_drain_waits_as_long_as_the_pacing_needs_from_an_empty_bucket(writes: int) -> None:
+    """A stopping replica waits for its released shards' routes to move; the new owner sends
+    them through its pacing, whose bucket it may just have emptied on its own shards. The
+    drain's budget covers the takeover and the last of those writes (the fixed 12 s it had
+    did not, beyond ~55 writes from a full bucket and 30 from an empty one), unless the
+    termination grace period leaves less, and never falls below its floor."""
+    now = [0.0]
+    bucket = TokenBucket(
+        burst=SHARD_WRITE_BURST, rate_per_s=SHARD_WRITE_RATE_PER_S, clock=lambda: now[0]
+    )
+    for _ in range(SHARD_WRITE_BURST):  # spent just before
+        bucket.reserve()
+    last = max(bucket.reserve() for _ in range(writes))
+    assert paced_seconds(writes) >= last
+    budget = drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=10_000.0)
+    assert budget >= 2.0 + last and budget >= 12.0
+    assert drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=15.0) <= 15.0
+    assert drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=-3.0) == 0.0

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from hybrid_gateway.adapters.ec2 import (
+    DEFAULT_WRITE_TIMEOUTS,
     Ec2Error,
     Ec2Routes,
     PrimaryInterface,
@@ -61,7 +62,7 @@ def owner(
         pod_cidrs=world.pod_cidrs,
         allow_takeover=allow_takeover,
         metrics=metrics or GatewayMetrics(),
-        report=lambda reason, message: sink.append((reason, message)),
+        report=lambda reason, message, warning=True: sink.append((reason, message)),
     )
 
 
@@ -638,3 +639,106 @@ def test_a_takeover_from_stale_prefetched_tables_describes_and_converges_in_the_
     assert routes.sync(always, takeover=True).converged
     calls = [c.action for c in ec2_proxy.snapshot()]
     assert calls[0] == "DescribeRouteTables", calls
+
+
+def test_prefetch_failures_are_counted_by_reason_and_a_streak_is_one_event_per_reason(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replica describes its tables every few seconds for a takeover (`prefetch`). Each
+    failure is counted by reason; once the last description is too old to plan a takeover
+    from (PREFETCH_MAX_AGE_S), the streak sends one RoutePrefetchFailing Event, one more only
+    when its reason changes, and a Normal RoutePrefetchRecovered Event when a describe works
+    again. The description's age is a gauge. EC2's answers: throttled (503
+    RequestLimitExceeded), denied (403 UnauthorizedOperation), slower than the write client's
+    read timeout."""
+    metrics = GatewayMetrics()
+    events: list[tuple[str, str, bool]] = []
+
+    def report(reason: str, message: str, *, warning: bool = True) -> None:
+        events.append((reason, message, warning))
+
+    routes = RouteOwner(
+        Ec2Routes(make_client("us-east-1")),
+        instance_id=world.instances["b"],
+        table_ids=world.table_ids,
+        pod_cidrs=world.pod_cidrs,
+        allow_takeover=False,
+        metrics=metrics,
+        report=report,
+    )
+
+    def failures(reason: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "hybrid_gateway_route_prefetch_failures_total", {"reason": reason}
+        )
+
+    def age() -> float:
+        return metrics.registry.get_sample_value("hybrid_gateway_route_prefetch_age_seconds") or 0
+
+    routes.prepare()
+    assert failures("throttled") == 0 and failures("denied") == 0
+    answer: list[tuple[int, bytes] | None] = [(503, THROTTLE_BODY)]
+    ec2_proxy.fault = lambda action, seq: answer[0] if action == "DescribeRouteTables" else None
+    # a failure while the last description is young enough for a takeover: counted, no Event
+    with pytest.raises(Ec2Error):
+        routes.prefetch()
+    assert failures("throttled") == 1 and events == []
+    # from here on every description is too old for a takeover: the streak costs something
+    monkeypatch.setattr(leader_routes, "PREFETCH_MAX_AGE_S", 0.0)
+    for _ in range(3):
+        with pytest.raises(Ec2Error):
+            routes.prefetch()
+    assert failures("throttled") == 4
+    assert [(reason, warning) for reason, _m, warning in events] == [("RoutePrefetchFailing", True)]
+    assert "throttled" in events[0][1] and "RequestLimitExceeded" in events[0][1]
+    answer[0] = (403, UNAUTHORIZED_BODY)
+    for _ in range(2):
+        with pytest.raises(Ec2Error):
+            routes.prefetch()
+    assert failures("denied") == 2
+    assert [reason for reason, _m, _w in events] == ["RoutePrefetchFailing"] * 2
+    assert "denied" in events[1][1] and "UnauthorizedOperation" in events[1][1]
+    answer[0] = None
+    ec2_proxy.latency_s = 3 * DEFAULT_WRITE_TIMEOUTS.read_s  # a prefetch is the write client's
+    with pytest.raises(Ec2Error):
+        routes.prefetch()
+    assert failures("timeout") == 1 and len(events) == 3
+    stale = age()
+    assert stale > 0
+    ec2_proxy.latency_s = 0.0
+    assert routes.prefetch()
+    assert events[-1][0] == "RoutePrefetchRecovered" and events[-1][2] is False
+    assert age() < stale
+    assert failures("other") == 0 and failures("unreachable") == 0
+
+
+def test_a_write_applied_but_answered_too_late_is_read_back_and_not_sent_again(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """EC2 applies every write, but each answer outlasts the write client's read timeout (a
+    slow reply, a lost packet): the writer cannot tell whether the write landed. Before it
+    sends the write again it describes the table, finds the route already at its ENI, and
+    sends nothing more: each route is written once (no second token of the account's bucket
+    for mutating actions), and a CreateRoute is not refused as RouteAlreadyExists by its own
+    first attempt."""
+    t0 = world.table_ids[0]
+    direct.create_route(
+        RouteTableId=t0, DestinationCidrBlock=world.pod_cidrs[0], NetworkInterfaceId=world.enis["a"]
+    )
+    late_s = 3 * DEFAULT_WRITE_TIMEOUTS.read_s
+
+    def answer_late(action: str, body: bytes) -> bytes:
+        if action in WRITES:  # moto has applied it: only the answer is late
+            time.sleep(late_s)
+        return body
+
+    ec2_proxy.rewrite = answer_late
+    result = owner(world, "b").sync(always)
+    assert result.converged, result.failed
+    assert world.all_point_at(direct, "b")
+    time.sleep(late_s + 1.0)  # a write sent again would be recorded by now
+    routes = len(world.table_ids) * len(world.pod_cidrs)
+    assert ec2_proxy.count("ReplaceRoute") == 1
+    assert ec2_proxy.count("CreateRoute") == routes - 1
+    described = ec2_proxy.count("DescribeRouteTables")
+    assert described >= 1 + routes, described  # the sync's own, then one per write read back
