@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
@@ -38,17 +38,6 @@ from hybrid_gateway.dataplane.nodefilter import NodeFilter
 from hybrid_gateway.gc_tuning import HeapFreezer
 from hybrid_gateway.gc_tuning import configure as configure_gc
 from hybrid_gateway.health import Check, HttpEndpoints
-from hybrid_gateway.leader.assembly import (
-    ELECTOR,
-    LEADER_WORK,
-    Leader,
-    OwnershipInputs,
-    build_leader,
-    readiness_problem,
-)
-from hybrid_gateway.leader.service import LeaderWork
-from hybrid_gateway.leader.shard_assembly import build_shard_group
-from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.reporting import Reporting
@@ -57,6 +46,12 @@ from hybrid_gateway.timings import Timings
 from hybrid_gateway.watch_health import WatchHealth
 from hybrid_gateway_contract import VXLAN_DEVICE
 from hybrid_gateway_contract.sharding import ShardPlan
+
+if TYPE_CHECKING:  # imported where used: boto3 and the leader's modules load while the
+    # CiliumNode list already runs (`run`), not before it starts
+    from hybrid_gateway.leader.assembly import Leader, OwnershipInputs
+    from hybrid_gateway.leader.service import LeaderWork
+    from hybrid_gateway.leader.shards import ShardGroup
 
 log = logging.getLogger("hybrid_gateway")
 
@@ -204,6 +199,8 @@ def readiness(
     if leader.fence_health is not None:
         watches.append(("Lease group watch", leader.fence_health))
 
+    from hybrid_gateway.leader.assembly import readiness_problem
+
     def ready() -> tuple[bool, str]:
         problem = readiness_problem(
             dataplane_ready,
@@ -272,6 +269,8 @@ def stop_the_rest(supervisor: Supervisor, timings: Timings) -> None:
 
 def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity: str) -> None:
     """Leader work, then the lease release, then the rest (Events last)."""
+    from hybrid_gateway.leader.assembly import ELECTOR, LEADER_WORK
+
     was_leader = leader.work.active
     leader.elector.shutdown()  # no leader write passes and no term starts after this
     stuck = supervisor.stop([LEADER_WORK, ELECTOR], timings.shutdown_join_s)
@@ -342,6 +341,9 @@ def build_ownership(
 ) -> Ownership:
     """The mode's ownership, built before anything starts. In active-active mode the node
     filter counts per shard of the plan the group routes now."""
+    from hybrid_gateway.leader.assembly import build_leader
+    from hybrid_gateway.leader.shard_assembly import build_shard_group
+
     config, timings = inputs.config, inputs.timings
     if config.active_active:
         group = build_shard_group(inputs)
@@ -399,12 +401,17 @@ def run(config: Config) -> int:
             return 1
         supervisor.add(dataplane_task(dataplane, timings))
         supervisor.add(dataplane.watch_task(timings))
+        # The CiliumNode list starts now: the first pass waits for it, and nothing else waits
+        # for the first pass (the leader side is built while the list runs).
+        supervisor.start()
         node_filter = start_node_filter(config, reporting)
         supervisor.add(node_filter_task(node_filter, timings))
         tunnels, table = dataplane, node_filter
 
         def dataplane_ready() -> bool:
             return tunnels.ready() and table.ready()
+
+    from hybrid_gateway.leader.assembly import OwnershipInputs
 
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
