@@ -15,7 +15,6 @@ forwarding (bounded).
 
 from __future__ import annotations
 
-import gc
 import importlib
 import logging
 import signal
@@ -24,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes import client as kclient
 from kubernetes import config as kconfig
@@ -36,18 +35,9 @@ from hybrid_gateway.config import Config
 from hybrid_gateway.core.mac import vxlan_device_mac
 from hybrid_gateway.core.nodefilter import CounterPrefix, shard_counters, standby_counters
 from hybrid_gateway.dataplane.nodefilter import NodeFilter
+from hybrid_gateway.gc_tuning import HeapFreezer
+from hybrid_gateway.gc_tuning import configure as configure_gc
 from hybrid_gateway.health import Check, HttpEndpoints
-from hybrid_gateway.leader.assembly import (
-    ELECTOR,
-    LEADER_WORK,
-    Leader,
-    OwnershipInputs,
-    build_leader,
-    readiness_problem,
-)
-from hybrid_gateway.leader.service import LeaderWork
-from hybrid_gateway.leader.shard_assembly import build_shard_group
-from hybrid_gateway.leader.shards import ShardGroup
 from hybrid_gateway.logging_setup import setup_logging
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.reporting import Reporting
@@ -57,17 +47,16 @@ from hybrid_gateway.watch_health import WatchHealth
 from hybrid_gateway_contract import VXLAN_DEVICE
 from hybrid_gateway_contract.sharding import ShardPlan
 
+if TYPE_CHECKING:  # imported where used: boto3 and the leader's modules load while the
+    # CiliumNode list already runs (`run`), not before it starts
+    from hybrid_gateway.leader.assembly import Leader, OwnershipInputs
+    from hybrid_gateway.leader.service import LeaderWork
+    from hybrid_gateway.leader.shards import ShardGroup
+
 log = logging.getLogger("hybrid_gateway")
 
 #: Stopped last, so the Events of the steps before can still be recorded.
 EVENTS_TASK = "events"
-#: Cycle-collector thresholds (CPython's default: 700, 10, 10). A pass over tens of thousands of
-#: nodes allocates millions of acyclic objects (records, dump entries, messages); with the
-#: defaults each growth of the heap by a quarter triggers a full collection, which holds the GIL
-#: for hundreds of milliseconds (0.4-0.5 s each, five in one 20,000-node first pass here), so
-#: `/readyz` and `/metrics` waited behind it. Collecting the youngest generation every 50,000
-#: allocations instead keeps each pause to tens of milliseconds and makes full ones rare.
-GC_THRESHOLDS = (50_000, 20, 100)
 #: How long a thread that wants the GIL waits before the running one must hand it over (CPython's
 #: default: 5 ms). A probe or scrape takes the GIL again after each socket call; while a pass
 #: keeps the interpreter busy, each of those waits up to this long.
@@ -76,6 +65,7 @@ GIL_SWITCH_INTERVAL_S = 0.001
 
 class DataPlaneLike(Protocol):
     heartbeat: float
+    passes: int
     node_watch: WatchHealth | None
 
     def setup(self) -> None: ...
@@ -209,6 +199,8 @@ def readiness(
     if leader.fence_health is not None:
         watches.append(("Lease group watch", leader.fence_health))
 
+    from hybrid_gateway.leader.assembly import readiness_problem
+
     def ready() -> tuple[bool, str]:
         problem = readiness_problem(
             dataplane_ready,
@@ -277,6 +269,8 @@ def stop_the_rest(supervisor: Supervisor, timings: Timings) -> None:
 
 def shut_down(supervisor: Supervisor, leader: Leader, timings: Timings, identity: str) -> None:
     """Leader work, then the lease release, then the rest (Events last)."""
+    from hybrid_gateway.leader.assembly import ELECTOR, LEADER_WORK
+
     was_leader = leader.work.active
     leader.elector.shutdown()  # no leader write passes and no term starts after this
     stuck = supervisor.stop([LEADER_WORK, ELECTOR], timings.shutdown_join_s)
@@ -347,6 +341,9 @@ def build_ownership(
 ) -> Ownership:
     """The mode's ownership, built before anything starts. In active-active mode the node
     filter counts per shard of the plan the group routes now."""
+    from hybrid_gateway.leader.assembly import build_leader
+    from hybrid_gateway.leader.shard_assembly import build_shard_group
+
     config, timings = inputs.config, inputs.timings
     if config.active_active:
         group = build_shard_group(inputs)
@@ -359,7 +356,7 @@ def build_ownership(
 
 
 def run(config: Config) -> int:
-    gc.set_threshold(*GC_THRESHOLDS)
+    configure_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     setup_logging(json_format=config.log_format == "json", debug=config.debug)
     log.info(
@@ -404,12 +401,17 @@ def run(config: Config) -> int:
             return 1
         supervisor.add(dataplane_task(dataplane, timings))
         supervisor.add(dataplane.watch_task(timings))
+        # The CiliumNode list starts now: the first pass waits for it, and nothing else waits
+        # for the first pass (the leader side is built while the list runs).
+        supervisor.start()
         node_filter = start_node_filter(config, reporting)
         supervisor.add(node_filter_task(node_filter, timings))
         tunnels, table = dataplane, node_filter
 
         def dataplane_ready() -> bool:
             return tunnels.ready() and table.ready()
+
+    from hybrid_gateway.leader.assembly import OwnershipInputs
 
     mac = dataplane.device_mac if dataplane is not None else vxlan_device_mac(config.node_ip)
     log.info("VTEP MAC %s", mac)
@@ -439,8 +441,10 @@ def run(config: Config) -> int:
     endpoints.start()
     supervisor.start()
     log.info("running (health %s, metrics %s)", config.health_addr, config.metrics_addr)
+    # the data plane's long-lived state leaves the collector's work after its first full pass
+    freezer = HeapFreezer(lambda: dataplane.passes if dataplane is not None else 0)
     while not stop.wait(1.0):
-        pass
+        freezer.tick()
     ownership.shut_down(supervisor)
     if node_filter is not None:
         # Last: the Leases are released and every task has stopped (none re-installs it); the

@@ -97,8 +97,11 @@ class Supervisor:
         return list(self._tasks)
 
     def start(self) -> None:
-        """Start every task, in the order they were added."""
+        """Start every task not started yet, in the order they were added (the daemon starts
+        its first tasks before it has built the others)."""
         for task in self._tasks.values():
+            if task.thread is not None:
+                continue
             task.thread = threading.Thread(target=task._main, name=task.name, daemon=True)
             task.thread.start()
 

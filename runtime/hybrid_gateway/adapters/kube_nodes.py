@@ -3,7 +3,9 @@ kept as `NodeRecord`s (only the fields the data plane reads).
 
 The data plane reads the whole cache on every reconcile (set difference needs the full desired
 state), so a missed event costs nothing more than a late fix. Paging, resuming, relisting on 410
-and the back-off are `kube_watch.ListWatch`'s.
+and the back-off are `kube_watch.ListWatch`'s. While the very first list runs, its pages are
+also handed over one by one as they arrive (`take_listed`), so the data plane can write their
+entries while the next page is fetched (`core.write_ahead`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ class CiliumNodeCache:
         self._lock = threading.Lock()
         self._records: dict[str, NodeRecord] = {}
         self._changed: set[str] | None = None  # names changed by events; None: relisted
+        # The first list's pages, handed over as they arrive (until a list completes):
+        self._listing = 0  # lists begun
+        self._page: list[NodeRecord] = []  # the page being folded
+        self._pages: list[tuple[int, list[NodeRecord]]] = []  # folded, not taken yet
+        self._first_listed = False
+        self._page_ready = threading.Condition(self._lock)
         self.watch = ListWatch(
             "CiliumNodes",
             client.CustomObjectsApi(single_attempt(api_client)).list_cluster_custom_object,
@@ -69,6 +77,7 @@ class CiliumNodeCache:
             on_event=self._apply,
             on_error=on_error,
             on_list_expired=on_list_expired,
+            on_page=self._page_done,
             page_size=page_size,
             settings=settings,
         )
@@ -112,6 +121,21 @@ class CiliumNodeCache:
             changed, self._changed = self._changed, set()
             return changed
 
+    def take_listed(self, timeout_s: float) -> list[tuple[int, list[NodeRecord]]] | None:
+        """While the first list runs: its pages folded since the last call (waits up to
+        `timeout_s` for one), each with the number of the list it belongs to (a list that
+        failed or expired midway starts over under the next number), the last page once the
+        list completed (its entries then make the first pass a no-op the dump proves). None once
+        the first list completed and its pages were taken: from then on only `snapshot` is the
+        cluster's state."""
+        with self._page_ready:
+            if not self._pages and not self._first_listed:
+                self._page_ready.wait(timeout_s)
+            if self._first_listed and not self._pages:
+                return None
+            pages, self._pages = self._pages, []
+            return pages
+
     def relist(self) -> None:
         """Replace the cache with a fresh (paged) list."""
         self.watch.list()
@@ -129,15 +153,35 @@ class CiliumNodeCache:
     def _replace(self, items: Iterator[dict[str, Any]]) -> None:
         """Fold a (paged) list into records as the pages arrive: at no time does the process
         hold more than one page of parsed JSON besides the records."""
+        first = not self._first_listed  # hand the pages over as they arrive
+        with self._lock:
+            self._listing += 1
+            self._page = []
         fresh: dict[str, NodeRecord] = {}
         for obj in items:
             record = node_record(obj)
             fresh[record.name] = record
-        with self._lock:
+            if first:
+                self._page.append(record)
+        with self._page_ready:
             self._records = fresh
             self._changed = None
+            if first and self._page:
+                self._pages.append((self._listing, self._page))
+            self._first_listed = True
+            self._page = []
+            self._page_ready.notify_all()
         self._on_listed()
         self._on_change()
+
+    def _page_done(self) -> None:
+        """A page of the list was folded (`ListWatch` on_page): hand it over if the first."""
+        with self._page_ready:
+            if self._first_listed or not self._page:
+                return
+            self._pages.append((self._listing, self._page))
+            self._page = []
+            self._page_ready.notify_all()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         record = node_record(obj)

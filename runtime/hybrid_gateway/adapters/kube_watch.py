@@ -113,6 +113,8 @@ class ListWatch:
     - `on_error(failure)` for every failed attempt, before the back-off wait.
     - `on_list_expired()` when a paged list expired midway (410) and starts over unpaged;
       `on_list` is then called again with the full list (the expired one raised in it).
+    - `on_page()` once `on_list` has taken every item of a page that is not the last, before
+      the next page is asked for (so the caller can use a page while the next one comes).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class ListWatch:
         on_event: Callable[[str, Item], None],
         on_error: Callable[[WatchFailure], None] = _ignore,
         on_list_expired: Callable[[], None] = lambda: None,
+        on_page: Callable[[], None] = lambda: None,
         args: tuple[Any, ...] = (),
         label_selector: str | None = None,
         field_selector: str | None = None,
@@ -143,6 +146,7 @@ class ListWatch:
         self._on_event = on_event
         self._on_error = on_error
         self._on_list_expired = on_list_expired
+        self._on_page = on_page
         self._selectors: dict[str, str] = {}
         if label_selector:
             self._selectors["label_selector"] = label_selector
@@ -293,6 +297,7 @@ class ListWatch:
             if token is None:
                 listing.complete = True
                 return
+            self._on_page()
 
     def _get_page(self, token: str | None, page_size: int) -> Item:
         params: dict[str, Any] = dict(self._selectors)

@@ -37,6 +37,7 @@ from hybrid_gateway.core.dataplane import (
     node_record,
     tunnel_of,
 )
+from hybrid_gateway.core.write_ahead import WriteAhead
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_contract import CILIUM_GROUP, CILIUM_VERSION
 
@@ -82,6 +83,9 @@ class TunnelReconciler:
         self._last: _LastPass | None = None  # the last full pass's input and desired state
         self._nexthop_choice = nexthop_objects
         self.nexthop_objects: bool | None = None  # decided at the first ensure_device
+        self._ifindex: int | None = None  # the device's, as the last ensure_device found it
+        self._ahead: tuple[int, WriteAhead] | None = None  # (listing, plans) of the first list
+        self.written_ahead = 0  # entries the first list's pages added before the first pass
 
     def _decide_nexthops(self) -> bool:
         """Whether routes use nexthop objects: decided once, logged once, exported as
@@ -108,6 +112,7 @@ class TunnelReconciler:
     def ensure_device(self) -> DeviceOutcome:
         """Adopt, create, fix or recreate the device, and say which in the log."""
         outcome = self.netlink.ensure_device(self.device)
+        self._ifindex = outcome.ifindex
         self._decide_nexthops()
         details = "; ".join(outcome.details)
         if outcome.action is DeviceAction.ADOPTED:
@@ -126,10 +131,15 @@ class TunnelReconciler:
         if any entry could not be written (the caller resyncs again soon)."""
         records = [o if type(o) is NodeRecord else node_record(o) for o in objects]  # type: ignore[arg-type]
         last = self._last
+        ahead, self._ahead = self._ahead, None
+        listed = ahead[1].nodes.desired(records) if last is None and ahead is not None else None
         if last is not None and last.records == records:  # the cache's own objects: fast
             wanted = last.wanted
+        elif listed is not None:  # the first pass: decided while the list ran
+            wanted = listed
         else:
-            wanted = desired_nodes(records, self.vpc_cidrs, self._parsed)
+            previous = ahead[1].nodes.parsed if last is None and ahead is not None else None
+            wanted = desired_nodes(records, self.vpc_cidrs, previous or self._parsed)
         self._parsed = wanted.parsed
         self._report_rejected(wanted.rejected)
         outcome = self.netlink.ensure_device(self.device)
@@ -156,7 +166,17 @@ class TunnelReconciler:
         else:
             after = self.netlink.dump(outcome.ifindex)
             self._gauge(sum(1 for t in wanted.tunnels if _programmed(t, after)), after)
-        if not plan.empty:
+        if last is None and ahead is not None:  # the first pass says what the list wrote ahead
+            log.info(
+                "reconciled %d hybrid nodes: %d entries added/replaced (and %d while the list "
+                "ran), %d removed, %d failed",
+                len(wanted.tunnels),
+                result.added,
+                self.written_ahead,
+                result.removed,
+                result.add_errors + result.remove_errors,
+            )
+        elif not plan.empty:
             log.info(
                 "reconciled %d hybrid nodes: %d entries added/replaced, %d removed, %d failed",
                 len(wanted.tunnels),
@@ -164,8 +184,8 @@ class TunnelReconciler:
                 result.removed,
                 result.add_errors + result.remove_errors,
             )
-            if result.ok:  # the next resync will prove what this pass wrote
-                self.netlink.prepare_proof(target)
+        if not plan.empty and result.ok:  # the next resync will prove what this pass wrote
+            self.netlink.prepare_proof(target)
         baseline = self._baseline
         if not result.ok:
             self._baseline = None
@@ -177,6 +197,29 @@ class TunnelReconciler:
                 + "; ".join(result.errors[:5])
             )
         return ReconcileReport(wanted.tunnels, wanted.rejected, plan, result, outcome)
+
+    def write_ahead(self, listing: int, records: Sequence[NodeRecord]) -> int:
+        """Before the first full pass only: add the kernel entries of one page of the CiliumNode
+        list numbered `listing` (a new number: the list started over) that the full pass will
+        want as they are (`core.write_ahead`), while the list fetches the next page. Returns the
+        entries added. Refusals are left to the full pass, which retries and reports them."""
+        if self._last is not None or self._ifindex is None:
+            return 0
+        if self._ahead is None or self._ahead[0] != listing:
+            present = self.netlink.dump(self._ifindex)  # what a restart or earlier list left
+            self._ahead = (
+                listing,
+                WriteAhead(present, self.vpc_cidrs, nexthop_objects=self._decide_nexthops()),
+            )
+        plan = self._ahead[1].plan(records)
+        if plan.empty:
+            return 0
+        result = self.netlink.apply(self._ifindex, plan)
+        self.metrics.vtep_add.inc(result.added)
+        self.written_ahead += result.added
+        if not result.ok:
+            log.debug("writing ahead: %s", "; ".join(result.errors[:5]))
+        return result.added
 
     def reconcile_changed(self, records: Mapping[str, NodeRecord | None]) -> bool:
         """Apply only what changed for these nodes (None: deleted), without dumping the kernel:

@@ -1,11 +1,14 @@
 """The data-plane service every replica runs: device set-up, the reconcile loop, readiness.
 
-Loop shape (kube-router style): a full reconcile runs every `resync_period_s` and after every
-relist; between them a CiliumNode watch event applies only the changed nodes' entries (against
-the last full pass's state: no dump, no pass over every node), or brings the full pass forward
-when the change touches other nodes. After a failed pass the next full pass follows after a
-short, growing delay. State is kept on exit: the device and its entries stay so the kernel
-keeps forwarding while routes move to the other replica (docs/design.md#failover-measurement).
+Loop shape (kube-router style): while the very first CiliumNode list runs, each page's entries
+are written as the page arrives, add-only (`TunnelReconciler.write_ahead`, `core.write_ahead`),
+so the first full pass finds them in place; a full reconcile runs every `resync_period_s` and
+after every relist; between them a CiliumNode watch event applies only the changed nodes'
+entries (against the last full pass's state: no dump, no pass over every node), or brings the
+full pass forward when the change touches other nodes. After a failed pass the next full pass
+follows after a short, growing delay. State is kept on exit: the device and its entries stay
+so the kernel keeps forwarding while routes move to the other replica
+(docs/design.md#failover-measurement).
 
 With `node_watch` given (the daemon), the CiliumNode watch is not a thread of `run` but a
 supervised loop of its own (`watch_task`): a watch stuck in a call fails `/healthz` by name, a
@@ -26,6 +29,7 @@ from kubernetes import client
 
 from hybrid_gateway.adapters.kube_events import EventSink
 from hybrid_gateway.adapters.kube_nodes import CiliumNodeCache
+from hybrid_gateway.adapters.kube_watch import DEFAULT_PAGE_SIZE
 from hybrid_gateway.adapters.netlink import DeviceSpec, Netlink
 from hybrid_gateway.core.backoff import Backoff
 from hybrid_gateway.core.dataplane import DataPlaneError, PartialApplyError
@@ -72,6 +76,7 @@ class DataPlane:
         ip_forward: Callable[[], str] = read_ip_forward,
         watch_timeout_s: int = 30,
         node_watch: WatchHealth | None = None,
+        list_page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         self._node_ip = ipaddress.IPv4Address(node_ip)
         self._resync_period_s = resync_period_s
@@ -97,6 +102,7 @@ class DataPlane:
                 on_change=self._wake.set,
                 on_list_expired=expired.inc,
                 watch_timeout_s=watch_timeout_s,
+                page_size=list_page_size,
             )
             if node_watch is None
             else CiliumNodeCache(
@@ -106,6 +112,7 @@ class DataPlane:
                 on_listed=node_watch.reporter.succeeded,
                 on_list_expired=expired.inc,
                 watch_timeout_s=watch_timeout_s,
+                page_size=list_page_size,
             )
         )
         self._reconciler: TunnelReconciler | None = None
@@ -196,8 +203,10 @@ class DataPlane:
         while not stop.is_set():
             self.heartbeat = now = time.monotonic()
             if not self.nodes.synced:
-                self.nodes.wait_synced(STOP_POLL_S)
+                if not self._write_ahead(STOP_POLL_S):
+                    self.nodes.wait_synced(STOP_POLL_S)  # listed: the full pass follows at once
                 continue
+            self._write_ahead(0.0)  # the first list's last page, unless taken already
             self._wake.clear()
             changed = self.nodes.take_changes()
             try:
@@ -235,6 +244,21 @@ class DataPlane:
                 stop.wait(EVENT_DEBOUNCE_S)
         if watcher.is_alive():
             watcher.join(timeout=1.0)
+
+    def _write_ahead(self, timeout_s: float) -> bool:
+        """Write the entries of the first list's pages folded since the last call (waits up
+        to `timeout_s` for one); False once that list completed and every page was taken."""
+        assert self._reconciler is not None
+        pages = self.nodes.take_listed(timeout_s)
+        if pages is None:
+            return False
+        for listing, records in pages:
+            self.heartbeat = time.monotonic()
+            try:
+                self._reconciler.write_ahead(listing, records)
+            except Exception as exc:  # the full pass does it all again, and reports
+                log.warning("writing ahead of the first pass failed (%s); left to the pass", exc)
+        return True
 
     def _sleep(self, delay: float, stop: threading.Event) -> bool:
         """Wait up to `delay` for a watch event; True if one came. Returns early on `stop`."""

@@ -5,13 +5,15 @@
 - `entries`: the tunnel entries on it (dump what is ours, apply a plan);
 - `proof`: whether a dump holds exactly the desired entries, without parsing it entry by entry.
 
+- `links`: link state and counters for readiness and metrics, kept current without a request
+  on the reader's path.
+
 `Netlink` ties them to one network namespace: the reconciler's work (device changes, dumps,
-applying a plan) behind one lock on one socket, and the probes of readiness and metrics (link
-state and counters, which device holds an address) on a second socket behind their own lock,
-so a `/readyz` or a scrape never waits for a reconcile pass (at 20,000 nodes the first pass
-holds its lock for about 20 s). In the kernel both sockets' requests still take RTNL, but per
-request (per message, or per `send` of a window on old kernels), so a probe waits for at most
-the window being applied, not for the pass.
+applying a plan) behind one lock on one socket; link state and counters from a `LinkTable`
+(notifications and a refresher of its own), so a `/readyz` or a scrape waits neither for a
+reconcile pass (at 50,000 nodes the first pass holds its lock for seconds) nor for the kernel's
+RTNL mutex, which every request takes and which the host's other users hold too; the few other
+reads (which device holds an address, a device's index) on a third socket behind their own lock.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pyroute2 import IPRoute
 from hybrid_gateway.adapters.netlink import device, entries, proof
 from hybrid_gateway.adapters.netlink.device import DeviceAction, DeviceOutcome, DeviceSpec
 from hybrid_gateway.adapters.netlink.entries import ApplyResult
+from hybrid_gateway.adapters.netlink.links import LinkStats, LinkTable
 from hybrid_gateway.adapters.netlink.wire import DUMP_ATTEMPTS, NetlinkError, RouteSocket
 from hybrid_gateway.core.dataplane import Plan, TunnelState
 
@@ -47,8 +50,11 @@ class Netlink:
         self._lock = threading.Lock()  # the reconciler's: held for a whole dump or apply
         self._ipr = IPRoute(netns=netns) if netns else IPRoute()
         self._sock = RouteSocket(netns)
-        self._probe_lock = threading.Lock()  # readiness and metrics: one short request each
+        self._probe_lock = threading.Lock()  # other reads: one short request each
         self._probe = RouteSocket(netns)
+        self._netns = netns
+        self._links_lock = threading.Lock()
+        self._links: LinkTable | None = None  # started by the first device set-up or read
         self._nexthops_missing: str | None = None
         self._nexthops_checked = False
         self._keys_for: TunnelState | None = None
@@ -60,6 +66,9 @@ class Netlink:
             self._ipr.close()
         with self._probe_lock:
             self._probe.close()
+        with self._links_lock:
+            if self._links is not None:
+                self._links.close()
 
     def __enter__(self) -> Netlink:
         return self
@@ -74,15 +83,23 @@ class Netlink:
         return None if link is None else link[0]
 
     def ensure_device(self, spec: DeviceSpec) -> DeviceOutcome:
-        """See `device.ensure_device`."""
+        """See `device.ensure_device`. Also starts the link table, so that readiness and
+        metrics find it filled."""
+        self.link_table()
         with self._lock:
             return device.ensure_device(self._ipr, spec)
 
-    def link_stats(self, name: str) -> tuple[bool, dict[str, int]] | None:
-        """(is up, 64-bit kernel counters) of a device, None if it does not exist; never
-        waits for a reconcile pass."""
-        with self._probe_lock:
-            return device.link_stats(self._probe, name)
+    def link_table(self) -> LinkTable:
+        with self._links_lock:
+            if self._links is None:
+                self._links = LinkTable(self._netns)
+            return self._links
+
+    def link_stats(self, name: str) -> LinkStats | None:
+        """(is up, 64-bit kernel counters) of a device, None if it does not exist. Asks the
+        kernel nothing (`links`): up/down and existence as of the last notification, counters
+        at most `links.REFRESH_S` old."""
+        return self.link_table().get(name)
 
     def device_with_address(self, ip: ipaddress.IPv4Address) -> str | None:
         """Name of the device holding `ip` (the primary NIC for the node IP)."""

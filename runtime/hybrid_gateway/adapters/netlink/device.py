@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,6 @@ from hybrid_gateway.adapters.netlink.wire import (
     IFADDRMSG,
     IFF_UP,
     IFLA_IFNAME,
-    IFLA_STATS64,
     RTM_GETADDR,
     RouteSocket,
     attrs_of,
@@ -150,17 +148,6 @@ def _create(ipr: IPRoute, spec: DeviceSpec) -> int:
     return index
 
 
-def link_stats(sock: RouteSocket, name: str) -> tuple[bool, dict[str, int]] | None:
-    """(is up, 64-bit kernel counters) of a device, None if it does not exist."""
-    link = sock.get_link(name)
-    if link is None:
-        return None
-    _index, flags, attrs = link
-    raw = attrs.get(IFLA_STATS64, b"")
-    values = struct.unpack_from("=8Q", raw) if len(raw) >= 64 else (0,) * 8
-    return bool(flags & IFF_UP), dict(zip(STAT_NAMES, values, strict=True))
-
-
 def device_with_address(sock: RouteSocket, ip: ipaddress.IPv4Address) -> str | None:
     """Name of the device holding `ip` (the primary NIC for the node IP)."""
     request = IFADDRMSG.pack(AF_INET, 0, 0, 0, 0)
@@ -176,16 +163,3 @@ def device_with_address(sock: RouteSocket, ip: ipaddress.IPv4Address) -> str | N
     if link is None:
         return None
     return link[2].get(IFLA_IFNAME, b"").rstrip(b"\0").decode() or None
-
-
-#: The first eight fields of struct rtnl_link_stats64, in kernel order.
-STAT_NAMES = (
-    "rx_packets",
-    "tx_packets",
-    "rx_bytes",
-    "tx_bytes",
-    "rx_errors",
-    "tx_errors",
-    "rx_dropped",
-    "tx_dropped",
-)

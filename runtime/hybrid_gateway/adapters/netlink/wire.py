@@ -60,7 +60,9 @@ RT_SCOPE_UNIVERSE = 0
 RTN_UNICAST = 1
 RTNH_F_ONLINK = 4
 
-RTM_GETLINK, RTM_GETADDR = 18, 22
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_GETADDR = 16, 17, 18, 22
+#: The multicast group of link notifications (linux/rtnetlink.h `RTNLGRP_LINK`), as a bind mask.
+RTNLGRP_LINK_MASK = 1 << (1 - 1)
 IFLA_IFNAME, IFLA_STATS64 = 3, 23
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 IFF_UP = 0x1
@@ -272,7 +274,9 @@ class RouteSocket:
     loop per calling thread, and readiness probes and metric scrapes arrive on ever new threads.
     """
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, *, groups: int = 0) -> None:
+        """`groups`: the multicast groups (a bind mask) whose notifications this socket takes
+        (`receive_pending`); such a socket never waits, and is for notifications only."""
         self._sock = create_socket(
             netns=netns, family=socket.AF_NETLINK, socket_type=socket.SOCK_RAW, proto=NETLINK_ROUTE
         )
@@ -286,8 +290,8 @@ class RouteSocket:
                 self._sock.setsockopt(socket.SOL_SOCKET, fallback, size)
         self._sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
         self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
-        self._sock.settimeout(IO_TIMEOUT_S)
-        self._sock.bind((0, 0))
+        self._sock.settimeout(0.0 if groups else IO_TIMEOUT_S)
+        self._sock.bind((0, groups))
         self._seq = 0
         #: Set by `dump` when the kernel flagged a dump as interrupted by concurrent changes.
         self.interrupted = False
@@ -365,6 +369,16 @@ class RouteSocket:
             begin = start - _HDR.size
             own.append(data[begin:end] + b"\0" * (-(end - begin) % 4))  # kept aligned
         return b"".join(own), False
+
+    def receive_pending(self) -> list[bytes]:
+        """Every datagram already queued on the socket (notifications of its groups), without
+        waiting. Raises OSError(ENOBUFS) if the kernel dropped some because the queue was full."""
+        pending: list[bytes] = []
+        while True:
+            try:
+                pending.append(self._sock.recv(1 << 16))
+            except BlockingIOError:
+                return pending
 
     def get_link(
         self, name: str | None, index: int = 0
