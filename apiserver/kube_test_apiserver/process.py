@@ -121,11 +121,13 @@ class ApiServer:
         tls: bool = False,
         crds: Sequence[Path | str] = (),
         namespaces: Sequence[str] = (),
+        nice: int = 0,
     ) -> ApiServer:
         """Start `python -m kube_test_apiserver` (inside `netns` if given), serving the
         CustomResourceDefinitions in `crds` (files or directories) and, besides a new cluster's
         four, the `namespaces`; with `tls`, it serves HTTPS and the kubeconfigs carry its
-        self-signed certificate."""
+        self-signed certificate. `nice`: the process's scheduling niceness (coreutils `nice`;
+        below 0 needs root, else it keeps the caller's with a warning in its log)."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         # Unix socket paths are limited to 107 bytes: keep the admin socket in a short directory.
@@ -151,6 +153,8 @@ class ApiServer:
         ]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
+        if nice:
+            argv = ["nice", "-n", str(nice), *argv]
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file

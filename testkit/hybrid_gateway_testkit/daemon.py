@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 from hybrid_gateway_contract import HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, Env
 from kube_test_apiserver import ApiServer
@@ -97,6 +98,21 @@ except urllib.error.HTTPError as e:
     code, body = e.code, e.read()
 sys.stdout.write(str(code) + "\\n" + body.decode())
 """
+
+
+def check_on_in(reply: bytes) -> bool:
+    """Whether a DescribeInstances answer (EC2's XML) says the source/destination check of
+    its primary ENI (device 0 on network card 0) is on."""
+    root = ElementTree.fromstring(reply)
+    for eni in root.iterfind(".//{*}networkInterfaceSet/{*}item"):
+        attachment = eni.find("{*}attachment")
+        if attachment is None:
+            continue
+        device = attachment.findtext("{*}deviceIndex")
+        card = attachment.findtext("{*}networkCardIndex") or "0"
+        if (device, card) == ("0", "0"):
+            return eni.findtext("{*}sourceDestCheck") == "true"
+    raise ValueError("a DescribeInstances answer without a primary ENI")
 
 
 @dataclass(kw_only=True)
@@ -249,7 +265,9 @@ class GatewayDaemon(DaemonProcess):
         """Not started yet. Without `identity_known` it has neither AWS_INSTANCE_ID nor IMDS
         (the metadata service disabled, as when IMDS is refused): it cannot resolve its ENI."""
         identity = f"gw-{name}"
-        proxy = Ec2Proxy(moto_addr, label=identity).start()
+        proxy = Ec2Proxy(
+            moto_addr, label=identity, keep_replies=frozenset({"DescribeInstances"})
+        ).start()
         env = daemon_env(
             kubeconfig=kube.kubeconfig(identity),
             identity=identity,
@@ -283,20 +301,34 @@ class GatewayDaemon(DaemonProcess):
             answer = self.readyz()
         return answer
 
-    def writes_after_check_read_on(self, turned_on: float, actions: Sequence[str]) -> list[str]:
+    def writes_after_check_read_on(self, actions: Sequence[str]) -> list[str]:
         """Calls among `actions` this replica sent after it had read the source/destination
-        check as ON (its first DescribeInstances answered after `turned_on`, time.time()), as
-        "Action +0.123s"; a write already on the wire when that reply arrived starts within a
-        moment on loopback, so 0.25 s after it is allowed."""
+        check as ON, as "Action +0.123s", and if there are any, a last item listing its EC2
+        calls around that read.
+
+        The read is the first DescribeInstances whose ANSWER says ON (`check_on_in`), not
+        the first one sent after the change: a read that was on its way during the
+        ModifyInstanceAttribute may be answered from either side of it (seen under load
+        both ways: a read sent during the call answered OFF, and one answered ON), and EC2
+        itself is eventually consistent ("Eventual consistency in the Amazon EC2 API", EC2
+        developer guide), so a read after the change may still say OFF. A write already on
+        the wire when that answer arrived starts within a moment on loopback, so 0.25 s
+        after it is allowed."""
         calls = self.proxy.snapshot()
         seen_on = min(
-            c.finished for c in calls if c.action == "DescribeInstances" and c.started > turned_on
-        )
-        return [
-            f"{c.action} {c.started - seen_on:+.3f}s"
+            c.finished
             for c in calls
-            if c.action in actions and c.started > seen_on + 0.25
-        ]
+            if c.action == "DescribeInstances" and c.status == 200 and check_on_in(c.reply)
+        )
+        late = [c for c in calls if c.action in actions and c.started > seen_on + 0.25]
+        if not late:
+            return []
+        timeline = "; ".join(
+            f"{c.action} {c.started - seen_on:+.3f}..{c.finished - seen_on:+.3f}s"
+            for c in calls
+            if c.started > seen_on - 2.0
+        )
+        return [f"{c.action} {c.started - seen_on:+.3f}s" for c in late] + [f"(calls: {timeline})"]
 
     def close(self) -> None:
         """Kill the process, then stop its proxy."""

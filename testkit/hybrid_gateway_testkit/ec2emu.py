@@ -67,6 +67,7 @@ class Call:
     finished: float  # time.time() right before the answer was sent
     status: int
     injected: bool  # the proxy answered with a fault instead of forwarding
+    reply: bytes = b""  # the body answered, for the actions in the proxy's `keep_replies`
 
 
 # (action, sequence number of this action at the proxy) -> None, or (status, body) to answer with
@@ -97,6 +98,7 @@ class Ec2Proxy:
     rewrite: Rewrite | None = None
     calls: list[Call] = field(default_factory=list)
     listen: tuple[str, int] = ("127.0.0.1", 0)
+    keep_replies: frozenset[str] = frozenset()  # actions whose answered body `calls` keeps
     upstream_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -195,6 +197,7 @@ class Ec2Proxy:
                             time.time(),
                             status,
                             injected,
+                            payload if action in proxy.keep_replies else b"",
                         )
                     )
                 self.send_response(status)

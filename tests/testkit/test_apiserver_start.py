@@ -3,6 +3,7 @@ namespaces passed in (the server bakes in no custom resource of its own)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from hybrid_gateway_testkit.kube_api import CONTROL_PLANE_NICE, start_kube_api
 from kube_test_apiserver import ApiServer, ApiServerError
 
 from .conftest import SAMPLE_CRDS
@@ -157,3 +159,19 @@ def test_a_bad_crd_fails_a_process_start_naming_the_path(tmp_path: Path) -> None
     missing = tmp_path / "nowhere"
     with pytest.raises(ApiServerError, match=f"CRD path {missing}: no such file"):
         ApiServer.start(tmp_path / "api", crds=[missing]).stop()
+
+
+def _niceness(pid: int) -> int:
+    """The scheduling niceness of `pid` (field 19 of /proc/<pid>/stat, proc(5))."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a negative niceness needs root (CI is root)")
+def test_the_gateway_tests_api_server_is_scheduled_ahead_of_the_daemons(tmp_path: Path) -> None:
+    """The test API server stands for a control plane on other machines: the gateway's tests
+    and lab start it ahead of their own processes; a plain start keeps the caller's."""
+    with start_kube_api(tmp_path / "gateway") as server:
+        assert _niceness(server.pid) == CONTROL_PLANE_NICE < os.getpriority(os.PRIO_PROCESS, 0)
+    with ApiServer.start(tmp_path / "plain") as server:
+        assert _niceness(server.pid) == os.getpriority(os.PRIO_PROCESS, 0)

@@ -6,7 +6,8 @@ import http.client
 import threading
 import time
 
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy
+from hybrid_gateway_testkit.daemon import check_on_in
+from hybrid_gateway_testkit.ec2emu import Ec2Proxy, ec2_client, moto_ec2, seed_world
 
 OK_BODY = b'<?xml version="1.0" encoding="UTF-8"?><Response><RequestID>1</RequestID></Response>'
 #: Never contacted: every call in these tests is answered by the proxy itself.
@@ -55,3 +56,31 @@ def test_a_call_is_recorded_before_its_reply_reaches_the_client() -> None:
         assert [c.action for c in proxy.snapshot()] == ["ReplaceRoute"]
     finally:
         proxy.stop()
+
+
+def test_kept_describe_instances_answers_say_what_the_client_read_of_the_eni_check() -> None:
+    """A test judges "after the replica read the check as ON" from the answer it got (a read
+    in flight during the change may be answered from either side of it): the proxy keeps the
+    answers of the actions it is asked to, and `check_on_in` reads the primary ENI's flag
+    from them as the client's parse does."""
+    with moto_ec2() as (host, port):
+        direct = ec2_client(f"http://{host}:{port}")
+        world = seed_world(direct, tables=1, pod_cidrs=["10.80.0.0/16"], instance_names=("a",))
+        proxy = Ec2Proxy((host, port), keep_replies=frozenset({"DescribeInstances"})).start()
+        try:
+            client = ec2_client(proxy.url)
+            read = []
+            for on in (False, True, False):
+                direct.modify_instance_attribute(
+                    InstanceId=world.instances["a"], SourceDestCheck={"Value": on}
+                )
+                reply = client.describe_instances(InstanceIds=[world.instances["a"]])
+                nic = reply["Reservations"][0]["Instances"][0]["NetworkInterfaces"][0]
+                read.append(bool(nic["SourceDestCheck"]))
+                client.describe_route_tables(RouteTableIds=world.table_ids)
+            calls = proxy.snapshot()
+            kept = [check_on_in(c.reply) for c in calls if c.action == "DescribeInstances"]
+            assert kept == read == [False, True, False]
+            assert all(c.reply == b"" for c in calls if c.action == "DescribeRouteTables")
+        finally:
+            proxy.stop()

@@ -13,7 +13,8 @@ The source/destination check is read again every few seconds afterwards
 (`recheck_interface`): anyone with ec2:ModifyInstanceAttribute or
 ec2:ModifyNetworkInterfaceAttribute can turn it back on, and an ENI with the check on drops
 every forwarded packet (EC2 user guide, "Change the source or destination checking"). While it
-is known to be on, `sync` writes no route to that ENI.
+is known to be on, `sync` writes no route to that ENI: checked before every attempt of a write
+with the lease guard, so a throttled write does not retry onto it seconds later.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ WRITES_DENIED_REASON = "RouteWritesNotAllowed"
 PROBED_WRITES = ("CreateRoute", "ReplaceRoute")
 #: The outcome of a write the lease guard withheld.
 SUPPRESSED = "suppressed"
+#: The outcome of a write withheld because the source/destination check was read as ON.
+CHECK_ON_NOT_WRITTEN = "source/destination check turned on: not written"
 #: A standby describes its tables (`prefetch`) at most this often, and a term's first sync
 #: plans from that description instead of describing again while it is at most
 #: PREFETCH_MAX_AGE_S old: the describe is one EC2 round trip on the way to the first write
@@ -448,12 +451,19 @@ class RouteOwner:
         result.refusals_changed = self._note_refusals(plan)
         creates = set(plan.create)
 
+        def guard() -> bool:
+            """Checked before every attempt of a write (a throttled one retries seconds
+            later): the check read as ON meanwhile withholds it, as the lease guard does."""
+            return self.forwarding_allowed() and may_write()
+
         def write(key: RouteKey) -> tuple[RouteKey, str | None]:
-            if not self.forwarding_allowed():  # the check was read as ON during this sync
-                return key, "source/destination check turned on: not written"
             if key in creates:
-                return self._send(key, lambda: self._ec2.create_route(key, eni, may_write))
-            return self._send(key, lambda: self._ec2.replace_route(key, eni, may_write))
+                outcome = self._send(key, lambda: self._ec2.create_route(key, eni, guard))
+            else:
+                outcome = self._send(key, lambda: self._ec2.replace_route(key, eni, guard))
+            if outcome[1] == SUPPRESSED and not self.forwarding_allowed():
+                return key, CHECK_ON_NOT_WRITTEN  # read as ON during this sync
+            return outcome
 
         for key, error in self._wave(plan.writes, write):
             if error == SUPPRESSED:

@@ -53,10 +53,13 @@ def owner(
     table_ids: list[str] | None = None,
     reports: list[tuple[str, str]] | None = None,
     max_attempts: int = 8,
+    write_timeouts: WriteTimeouts = DEFAULT_WRITE_TIMEOUTS,
 ) -> RouteOwner:
     sink = reports if reports is not None else []
     return RouteOwner(
-        Ec2Routes(make_client("us-east-1", max_attempts=max_attempts)),
+        Ec2Routes(
+            make_client("us-east-1", max_attempts=max_attempts), write_timeouts=write_timeouts
+        ),
         instance_id=world.instances[name],
         table_ids=world.table_ids if table_ids is None else table_ids,
         pod_cidrs=world.pod_cidrs,
@@ -64,6 +67,13 @@ def owner(
         metrics=metrics or GatewayMetrics(),
         report=lambda reason, message, warning=True: sink.append((reason, message)),
     )
+
+
+#: For tests that count calls: the emulator runs in the test process on a shared machine and,
+#: loaded, sometimes answers a route write later than the daemon's write timeout, which EC2's
+#: write latency does not approach; the attempt is then read back and may be sent again (its
+#: own tests below). Counting tests give it EC2's answer time instead.
+ANSWERED = WriteTimeouts(5.0, 5.0)
 
 
 def always(_: object = None) -> bool:
@@ -201,7 +211,7 @@ def test_refused_writes_are_reported_as_failures_then_recover(
 def test_ec2_calls_per_leadership_change(world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy) -> None:
     """Both replicas prepare at start (ENI and tables); each hand-over then costs one
     DescribeRouteTables plus one write per (table, CIDR) to move, nothing else."""
-    gateways = {name: owner(world, name) for name in ("a", "b")}
+    gateways = {name: owner(world, name, write_timeouts=ANSWERED) for name in ("a", "b")}
     for gateway in gateways.values():
         gateway.prepare()
     assert (ec2_proxy.count("DescribeInstances"), ec2_proxy.count("DescribeRouteTables")) == (2, 2)
@@ -281,6 +291,41 @@ def test_source_dest_check_on_makes_the_replica_unready_and_is_reported(
     assert route_owner.problem() is None and route_owner.forwarding_allowed()
     assert metrics.registry.get_sample_value("hybrid_gateway_primary_eni_source_dest_check") == 0
     assert metrics.registry.get_sample_value("hybrid_gateway_route_prepare_errors_total") == 2
+
+
+def test_a_write_retried_after_the_check_was_read_on_is_not_sent(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose first attempt is throttled waits and retries (adapters/ec2.py). If the
+    replica reads the source/destination check as ON meanwhile (the periodic re-read,
+    `recheck_interface`), no further attempt goes out: the ENI drops what it forwards. Each
+    attempt is checked, like the lease guard, not only the first."""
+    point_all(direct, world, world.enis["b"])
+    reports: list[tuple[str, str]] = []
+    route_owner = owner(world, "a", reports=reports)
+    route_owner.prepare()
+    monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 1)  # one write at a time
+
+    def fault(action: str, seq: int) -> tuple[int, bytes] | None:
+        if action in WRITES and seq == 0:
+            # an operator turns the check on while the first write is in flight, and the
+            # replica's periodic re-read sees it before the throttled write is retried
+            _disable_check(direct, world.enis["a"], True)
+            route_owner.recheck_interface()
+            return 503, THROTTLE_BODY
+        return None
+
+    ec2_proxy.reset()
+    ec2_proxy.fault = fault
+    result = route_owner.sync(always)
+    writes = [c for c in ec2_proxy.snapshot() if c.action in WRITES]
+    assert [c.injected for c in writes] == [True], writes  # the throttled one, no retry
+    assert not result.converged and not result.written
+    assert len(result.failed) == len(world.table_ids) * len(world.pod_cidrs)
+    assert all("source/destination check" in error for _, error in result.failed), result
+    assert not result.suppressed  # the lease is fine: failed, not withheld
+    assert set(world.routes(direct).values()) == {world.enis["b"]}
+    assert [reason for reason, _ in reports] == ["SourceDestCheckEnabled"]
 
 
 def test_a_stale_table_id_fails_preparation_at_start(
@@ -583,7 +628,7 @@ def test_the_bound_on_writes_in_flight_holds_over_every_sync_of_the_replica(
     """Active-active runs one sync per shard at once through the replica's one route owner:
     the bound on writes in flight is the replica's, not each sync's."""
     monkeypatch.setattr(leader_routes, "MAX_PARALLEL_WRITES", 2)
-    routes = owner(world, "b")
+    routes = owner(world, "b", write_timeouts=ANSWERED)  # 0.3 s + a loaded emulator
     routes.prepare()
     _slowed(ec2_proxy, WRITES, 0.3)
     shards = [["10.80.0.0/17"], ["10.80.128.0/17"]]  # 3 tables: 3 writes per shard
@@ -605,7 +650,7 @@ def test_a_takeover_writes_from_the_prefetched_tables_before_any_describe(
     (`prefetch`); its first sync as leader plans from that and sends the writes without a
     describe of its own, each still behind the lease guard. A later sync describes."""
     point_all(direct, world, world.enis["a"])
-    routes = owner(world, "b")
+    routes = owner(world, "b", write_timeouts=ANSWERED)
     routes.prepare()
     assert routes.prefetch() and not routes.prefetch()  # at most every PREFETCH_EVERY_S
     ec2_proxy.reset()
