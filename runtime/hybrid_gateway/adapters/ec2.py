@@ -61,31 +61,6 @@ _OUTCOME_UNKNOWN = (
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
 )
-# The codes botocore's standard retry mode treats as throttling or transient
-# (`retries/standard.py`, ThrottlingErrorDetector and TransientRetryableChecker).
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "ServiceUnavailable",
-        "Unavailable",
-    }
-)
-
-
 #: Why an EC2 call failed, as a metric label (a fixed set: codes and exception names vary).
 #: Throttling: botocore `retries/standard.py` ThrottlingErrorDetector's codes; refused: the
 #: credential and permission codes of "Error codes for the Amazon EC2 API" (Amazon EC2 API
@@ -107,6 +82,16 @@ _THROTTLING_CODES = frozenset(
         "EC2ThrottledException",
     }
 )
+# The codes botocore's standard retry mode treats as throttling or transient
+# (`retries/standard.py`, ThrottlingErrorDetector and TransientRetryableChecker).
+_RETRYABLE_CODES = _THROTTLING_CODES | {
+    "PriorRequestNotComplete",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "ServiceUnavailable",
+    "Unavailable",
+}
 _DENIED_CODES = frozenset(
     {
         "UnauthorizedOperation",
