@@ -478,6 +478,29 @@ def desired_state(tunnels: Iterable[NodeTunnel], *, nexthop_objects: bool = Fals
     )
 
 
+def merge_states(parts: Sequence[TunnelState]) -> TunnelState:
+    """`desired_state` over the tunnels of `parts` in order, from the parts' own desired states
+    (each built by `desired_state` from consecutive runs of those tunnels): later entries win,
+    as they do in one `desired_state` call. Lets the first pass's state be built page by page
+    while the list still arrives."""
+    neighbours: dict[IPv4Address, str] = {}
+    routes: dict[IPv4Network, IPv4Address] = {}
+    nexthops: dict[int, IPv4Address] = {}
+    route_nexthops: dict[IPv4Network, int] = {}
+    for part in parts:
+        neighbours.update(part.neighbours)
+        routes.update(part.routes)
+        nexthops.update(part.nexthops)
+        route_nexthops.update(part.route_nexthops)
+    return TunnelState(
+        fdb=frozenset().union(*(part.fdb for part in parts)),
+        neighbours=neighbours,
+        routes=routes,
+        nexthops=nexthops,
+        route_nexthops=route_nexthops,
+    )
+
+
 def diff(desired: TunnelState, observed: TunnelState) -> Plan:
     """The operations that turn `observed` into `desired` (set difference per table).
 

@@ -39,6 +39,8 @@ from hybrid_gateway.core.dataplane import (
     RouteEntry,
     TunnelState,
     claim,
+    desired_state,
+    merge_states,
     nexthop_id,
     tunnel_of,
 )
@@ -87,6 +89,11 @@ class ListedNodes:
         self._tunnels += tunnels
         return tunnels
 
+    @property
+    def tunnels(self) -> Sequence[NodeTunnel]:
+        """Every tunnel `add` returned, in order."""
+        return self._tunnels
+
     def desired(self, records: Sequence[NodeRecord]) -> DesiredNodes | None:
         """`desired_nodes(records)` without deciding again, when `records` are exactly the
         records taken, in the order taken (the cache's records in list order: no watch event
@@ -112,6 +119,8 @@ class WriteAhead:
         self._nexthops: dict[int, IPv4Address] = dict(present.nexthops)
         self._routes: set[IPv4Network] = set(present.routes)
         self.planned = 0  # entries planned by this list so far
+        #: Per page, the desired state of the tunnels it added to `nodes` (`target`).
+        self.parts: list[TunnelState] = []
 
     def plan(self, records: Iterable[NodeRecord]) -> Plan:
         """What to add for the next listed page (counted as present from now on, whether the
@@ -120,7 +129,9 @@ class WriteAhead:
         neighbours: list[tuple[IPv4Address, str]] = []
         nexthops: list[tuple[int, IPv4Address]] = []
         routes: list[RouteEntry] = []
-        for tunnel in self.nodes.add(records):
+        tunnels = self.nodes.add(records)
+        self.parts.append(desired_state(tunnels, nexthop_objects=self._nexthop_objects))
+        for tunnel in tunnels:
             ip, mac = tunnel.node_ip, tunnel.peer_mac
             nhid = nexthop_id(ip) if self._nexthop_objects else 0
             if not self._fits(ip, mac, nhid):
@@ -146,6 +157,14 @@ class WriteAhead:
         )
         self.planned += plan.additions
         return plan
+
+    def target(self, wanted: DesiredNodes, *, nexthop_objects: bool) -> TunnelState | None:
+        """The first full pass's desired state, built page by page while the list ran:
+        `desired_state(wanted.tunnels)` when `wanted` is `nodes.desired(...)` (the nodes as
+        listed) and routes use nexthop objects as they did then; else None."""
+        if nexthop_objects != self._nexthop_objects or wanted.tunnels != tuple(self.nodes.tunnels):
+            return None
+        return merge_states(self.parts)
 
     def _fits(self, ip: IPv4Address, mac: str, nhid: int) -> bool:
         """Whether none of the node's FDB entry, neighbour and nexthop exists in another form."""

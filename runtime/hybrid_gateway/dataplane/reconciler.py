@@ -22,6 +22,7 @@ from hybrid_gateway.adapters.netlink import (
     DeviceSpec,
     Netlink,
 )
+from hybrid_gateway.adapters.netlink.proof import Keys as ProofKeys
 from hybrid_gateway.core.dataplane import (
     DesiredNodes,
     FdbEntry,
@@ -85,6 +86,7 @@ class TunnelReconciler:
         self.nexthop_objects: bool | None = None  # decided at the first ensure_device
         self._ifindex: int | None = None  # the device's, as the last ensure_device found it
         self._ahead: tuple[int, WriteAhead] | None = None  # (listing, plans) of the first list
+        self._ahead_keys: list[ProofKeys | None] = []  # per page of that list, its proof keys
         self.written_ahead = 0  # entries the first list's pages added before the first pass
 
     def _decide_nexthops(self) -> bool:
@@ -132,6 +134,7 @@ class TunnelReconciler:
         records = [o if type(o) is NodeRecord else node_record(o) for o in objects]  # type: ignore[arg-type]
         last = self._last
         ahead, self._ahead = self._ahead, None
+        ahead_keys, self._ahead_keys = self._ahead_keys, []
         listed = ahead[1].nodes.desired(records) if last is None and ahead is not None else None
         if last is not None and last.records == records:  # the cache's own objects: fast
             wanted = last.wanted
@@ -152,8 +155,16 @@ class TunnelReconciler:
             )
         self.metrics.vxlan_interface_up.set(1)
         nexthops = self._decide_nexthops()
+        built = (
+            ahead[1].target(listed, nexthop_objects=nexthops)
+            if ahead is not None and listed is not None and wanted is listed
+            else None
+        )
         if last is not None and last.wanted is wanted and last.nexthops == nexthops:
             target = last.target  # the same object: `Netlink.dump` keeps its proof keys
+        elif built is not None:  # the first pass: built page by page while the list ran
+            target = built
+            self.netlink.prepare_proof_from(target, ahead_keys)
         else:
             target = desired_state(wanted.tunnels, nexthop_objects=nexthops)
         self._last = _LastPass(records, wanted, nexthops, target)
@@ -211,7 +222,10 @@ class TunnelReconciler:
                 listing,
                 WriteAhead(present, self.vpc_cidrs, nexthop_objects=self._decide_nexthops()),
             )
+            self._ahead_keys = []
         plan = self._ahead[1].plan(records)
+        # the keys that will prove this page's part of the first pass's desired state
+        self._ahead_keys.append(self.netlink.proof_keys(self._ahead[1].parts[-1]))
         if plan.empty:
             return 0
         result = self.netlink.apply(self._ifindex, plan)

@@ -148,3 +148,30 @@ def test_pod_cidrs_parse_as_ipaddress_does(address: str, prefix: str) -> None:
     assert outcome(_parse_network, text) == outcome(
         lambda t: ipaddress.ip_network(t, strict=True), text
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(records, st.integers(min_value=1, max_value=4), st.booleans())
+def test_the_first_pass_state_built_page_by_page_is_the_one_built_at_once(
+    nodes: list[NodeRecord], size: int, nexthop_objects: bool
+) -> None:
+    """Nodes may share an IP (a later one's neighbour and nexthop then win, as in one
+    `desired_state` call)."""
+    ahead = WriteAhead(TunnelState(), VPC, nexthop_objects=nexthop_objects)
+    in_order = sorted(nodes)
+    for page in pages(in_order, size):
+        ahead.plan(page)
+    listed = ahead.nodes.desired(in_order)
+    assert listed is not None
+    assert ahead.target(listed, nexthop_objects=nexthop_objects) == desired_state(
+        listed.tunnels, nexthop_objects=nexthop_objects
+    )
+    assert ahead.target(listed, nexthop_objects=not nexthop_objects) is None
+
+
+def test_a_state_built_page_by_page_is_not_used_for_other_nodes() -> None:
+    ahead = WriteAhead(TunnelState(), VPC, nexthop_objects=True)
+    first = record("n-a", "172.16.0.1", ["10.200.0.0/24"])
+    ahead.plan([first])
+    other = desired_nodes([first, record("n-b", "172.16.0.2", ["10.200.1.0/24"])], VPC)
+    assert ahead.target(other, nexthop_objects=True) is None

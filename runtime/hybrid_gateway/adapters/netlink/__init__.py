@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Sequence
 
 from pyroute2 import IPRoute
 
@@ -152,6 +153,23 @@ class Netlink:
         resync (200,000 keys at 50,000 nodes: ~0.25 s of CPU on an idle machine)."""
         with self._lock:
             self._expected_keys(state)
+
+    @staticmethod
+    def proof_keys(state: TunnelState) -> proof.Keys | None:
+        """`proof.expected_keys` of a part of a desired state (one list page's), for
+        `prepare_proof_from` once the whole state is known."""
+        return proof.expected_keys(state)
+
+    def prepare_proof_from(self, state: TunnelState, parts: Sequence[proof.Keys | None]) -> bool:
+        """Keep the keys that prove `state` joined from its parts' `proof_keys` (computed while
+        the list ran) instead of computing them in the pass; False if they cannot be joined
+        (the pass then computes them as usual)."""
+        keys = proof.joined_keys(parts, state)
+        if keys is None:
+            return False
+        with self._lock:
+            self._keys_for, self._keys = state, keys
+        return True
 
     def _expected_keys(self, state: TunnelState) -> proof.Keys | None:
         """`proof.expected_keys`, kept for the last desired state: a resync that finds the same

@@ -25,7 +25,7 @@ import ipaddress
 import operator
 import socket
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import repeat
@@ -117,6 +117,26 @@ def expected_keys(state: TunnelState) -> Keys | None:
         nexthops=frozenset(_join(state.nexthops, _ips(state.nexthops.values()), 32)),
         routes=frozenset(_join(_join(prefixes, nhids, 40), gateways, 72)),
     )
+
+
+def joined_keys(parts: Sequence[Keys | None], state: TunnelState) -> Keys | None:
+    """The keys of `state` from the keys of the parts it merges (`dataplane.merge_states`,
+    each part's keys from `expected_keys`), None if a part has none. Every entry of `state` is
+    an entry of some part, so its keys are among the parts' keys; a part's entry that a later
+    part replaced (the same neighbour IP with another MAC, say) adds a key `state` lacks, so
+    the union proves `state` only when it has exactly as many keys as `state` has entries."""
+    if any(part is None for part in parts):
+        return None
+    known = [part for part in parts if part is not None]
+    keys = Keys(
+        fdb=frozenset().union(*(part.fdb for part in known)),
+        neighbours=frozenset().union(*(part.neighbours for part in known)),
+        nexthops=frozenset().union(*(part.nexthops for part in known)),
+        routes=frozenset().union(*(part.routes for part in known)),
+    )
+    sizes = (len(keys.fdb), len(keys.neighbours), len(keys.nexthops), len(keys.routes))
+    wanted = (len(state.fdb), len(state.neighbours), len(state.nexthops), len(state.routes))
+    return keys if sizes == wanted else None
 
 
 class _Columns:
