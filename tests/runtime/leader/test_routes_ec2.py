@@ -751,8 +751,21 @@ def test_prefetch_failures_are_counted_by_reason_and_a_streak_is_one_event_per_r
     stale = age()
     assert stale > 0
     ec2_proxy.latency_s = 0.0
-    assert routes.prefetch()
-    assert events[-1][0] == "RoutePrefetchRecovered" and events[-1][2] is False
+    # The emulator runs in this process: on a loaded machine it may still answer later than the
+    # write client's 0.5 s read timeout. Such an attempt is one more timeout of the same streak
+    # (no Event: the reason did not change), so a few attempts are allowed before the recovery.
+    for _attempt in range(5):
+        try:
+            assert routes.prefetch()
+            break
+        except Ec2Error:
+            continue
+    else:
+        pytest.fail("no prefetch succeeded in 5 attempts once EC2 answered at once again")
+    assert [reason for reason, _m, _w in events] == ["RoutePrefetchFailing"] * 3 + [
+        "RoutePrefetchRecovered"
+    ]
+    assert events[-1][2] is False
     assert age() < stale
     assert failures("other") == 0 and failures("unreachable") == 0
 
