@@ -783,7 +783,13 @@ def test_a_write_applied_but_answered_too_late_is_read_back_and_not_sent_again(
     direct.create_route(
         RouteTableId=t0, DestinationCidrBlock=world.pod_cidrs[0], NetworkInterfaceId=world.enis["a"]
     )
-    late_s = 3 * DEFAULT_WRITE_TIMEOUTS.read_s
+    # The read-back is a describe through the same client, so it shares the write read
+    # timeout. The emulator runs in this process: loaded (a full CI run lints beside it), its
+    # describe once took longer than the daemon's 0.5 s, the read-back failed and the write was
+    # sent again, as designed. This test is about the read-back's success path, so its client
+    # gets a read timeout a loaded emulator meets, and every write answer outlasts it.
+    timeouts = WriteTimeouts(connect_s=DEFAULT_WRITE_TIMEOUTS.connect_s, read_s=2.0)
+    late_s = timeouts.read_s + 1.0
 
     def answer_late(action: str, body: bytes) -> bytes:
         if action in WRITES:  # moto has applied it: only the answer is late
@@ -791,7 +797,7 @@ def test_a_write_applied_but_answered_too_late_is_read_back_and_not_sent_again(
         return body
 
     ec2_proxy.rewrite = answer_late
-    result = owner(world, "b").sync(always)
+    result = owner(world, "b", write_timeouts=timeouts).sync(always)
     assert result.converged, result.failed
     assert world.all_point_at(direct, "b")
     time.sleep(late_s + 1.0)  # a write sent again would be recorded by now
@@ -800,3 +806,46 @@ def test_a_write_applied_but_answered_too_late_is_read_back_and_not_sent_again(
     assert ec2_proxy.count("CreateRoute") == routes - 1
     described = ec2_proxy.count("DescribeRouteTables")
     assert described >= 1 + routes, described  # the sync's own, then one per write read back
+
+
+def test_a_write_whose_read_back_gets_no_answer_is_sent_again_and_reported_failed(
+    world: VpcWorld, direct: Any, ec2_proxy: Ec2Proxy
+) -> None:
+    """The failure path of the read-back: EC2 applies every write but neither the writes nor
+    the describes that would read them back are answered in time. The writer cannot know the
+    outcome, so it sends the write again (a CreateRoute then meets its own first attempt) and,
+    with its attempts spent, reports the route as failed: never converged on a guess. The next
+    sync, with EC2 answering again, reads every route in place and writes nothing."""
+    t0 = world.table_ids[0]
+    direct.create_route(
+        RouteTableId=t0, DestinationCidrBlock=world.pod_cidrs[0], NetworkInterfaceId=world.enis["a"]
+    )
+    late_s = DEFAULT_WRITE_TIMEOUTS.read_s + 1.0
+    described = [0]
+
+    def nothing_answered_in_time(action: str, body: bytes) -> bytes:
+        if action == "DescribeRouteTables":
+            described[0] += 1
+            if described[0] == 1:  # the sync's own picture; only the read-backs go unanswered
+                return body
+        if action in (*WRITES, "DescribeRouteTables"):
+            time.sleep(late_s)
+        return body
+
+    ec2_proxy.rewrite = nothing_answered_in_time
+    gateway = owner(world, "b")
+    result = gateway.sync(always)
+    routes = len(world.table_ids) * len(world.pod_cidrs)
+    assert not result.converged
+    assert len(result.failed) == routes, result.failed
+    assert all("ReadTimeoutError" in why for _key, why in result.failed), result.failed
+    assert world.all_point_at(direct, "b")  # EC2 applied them: only the answers were lost
+    assert ec2_proxy.count("CreateRoute") > routes - 1  # sent again: the outcome was unknown
+
+    ec2_proxy.rewrite = None
+    time.sleep(late_s)  # the last late answers drain before counting again
+    ec2_proxy.reset()
+    again = owner(world, "b", write_timeouts=ANSWERED).sync(always)
+    assert again.converged, again.failed
+    assert not again.written
+    assert ec2_proxy.count("CreateRoute", "ReplaceRoute") == 0
