@@ -32,6 +32,8 @@ from hybrid_gateway_testkit.netns import Netns, leftover_namespaces, netns_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
 
+from .conftest import create, delete
+
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"
 IDENTITY = "gw-a"
@@ -75,23 +77,6 @@ def gw() -> Iterator[Netns]:
         ns.sysctl("net.ipv4.ip_forward", "1")
         yield ns
     assert not [n for n in leftover_namespaces() if n.startswith(f"hgw-{tag}-")]
-
-
-@pytest.fixture
-def admin(kube_api: ApiServer) -> Iterator[client.CustomObjectsApi]:
-    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("test-admin")))
-    try:
-        yield client.CustomObjectsApi(api)
-    finally:
-        api.close()
-
-
-def create(admin: client.CustomObjectsApi, obj: dict[str, Any]) -> None:
-    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", obj)
-
-
-def delete(admin: client.CustomObjectsApi, name: str) -> None:
-    admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
 
 
 @contextmanager
