@@ -200,10 +200,14 @@ class ShardGroup:
         cilium: CiliumMatch,
         dataplane_ready: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`clock` and `sleep` go together: the drain's polls wait with `sleep` and measure
+        its budget with `clock`."""
         self._config = config
         self._timings = timings
         self._clock = clock
+        self._sleep = sleep
         self._identity = config.identity
         self._reporting = reporting
         self.plan = plan
@@ -650,7 +654,7 @@ class ShardGroup:
         deadline = started + budget
         left = self._still_here(released)
         while left is not None and self._clock() < deadline:
-            time.sleep(DRAIN_POLL_S)
+            self._sleep(DRAIN_POLL_S)
             left = self._still_here(released)
         took = self._clock() - started
         if left is None:
