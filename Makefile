@@ -77,7 +77,8 @@ lint: deps
 # after it when its thread is scheduled late (kube_test_apiserver/watch.py checks the
 # partition before its wait, not after), which two busy workers made happen once. The
 # phases select by file, never by deselecting tests: syrupy then still fails a run on a snapshot
-# that no test uses any more. PYTEST_ARGS replaces both with one run of its own.
+# that no test uses any more. PYTEST_ARGS replaces both with one run of its own. The second
+# phase prints its slowest tests: it is most of the run's time, which must stay well under 30 min.
 PYTEST_TWO_WORKERS := tests/cdk tests/chart tests/contract tests/testkit tests/runtime/core \
 	tests/runtime/ops tests/test_contract.py tests/test_docs.py
 PYTEST_ONE_PROCESS_THERE := tests/chart/test_rbac_covers_runtime.py \
@@ -88,7 +89,7 @@ pytest: deps system-deps
 ifeq ($(strip $(PYTEST_ARGS)),)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_TWO_WORKERS) \
 		$(addprefix --ignore=,$(PYTEST_ONE_PROCESS_THERE))
-	$(BIN)/pytest $(addprefix --ignore=,$(PYTEST_TWO_WORKER_FILES))
+	$(BIN)/pytest --durations=15 $(addprefix --ignore=,$(PYTEST_TWO_WORKER_FILES))
 else
 	$(BIN)/pytest $(PYTEST_ARGS)
 endif
