@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 #: The account's bucket for mutating EC2 actions (see the module docstring).
@@ -55,9 +56,24 @@ def paced_seconds(writes: int, *, rate_per_s: float = SHARD_WRITE_RATE_PER_S) ->
     return max(0, writes) / rate_per_s
 
 
-def drain_budget_s(writes: int, *, takeover_s: float, floor_s: float, limit_s: float) -> float:
-    """How long a stopping replica waits for its released shards' routes to move: the takeover
-    (`takeover_s`: the release seen, the Leases taken, the first sync planned) plus the time
-    the new owner's pacing needs for `writes`, at least `floor_s` and at most `limit_s` (what
-    the pod's termination grace period leaves)."""
-    return max(0.0, min(limit_s, max(floor_s, takeover_s + paced_seconds(writes))))
+@dataclass(frozen=True)
+class DrainBudget:
+    """How long a stopping replica's released shards need to move (`needed_s`) and how long it
+    waits for them (`budget_s`: the need clipped to its floor and limit)."""
+
+    needed_s: float
+    budget_s: float
+
+    @property
+    def too_short(self) -> bool:
+        """Whether the wait ends before the move may be done (the limit clipped the need)."""
+        return self.needed_s > self.budget_s
+
+
+def drain_budget(writes: int, *, takeover_s: float, floor_s: float, limit_s: float) -> DrainBudget:
+    """What a stopping replica's released shards need to move: the takeover (`takeover_s`: the
+    release seen, the Leases taken, the first sync planned) plus the time the new owner's pacing
+    needs for `writes`; it waits that long, at least `floor_s` and at most `limit_s` (what the
+    pod's termination grace period leaves), never less than 0."""
+    needed = takeover_s + paced_seconds(writes)
+    return DrainBudget(needed_s=needed, budget_s=max(0.0, min(limit_s, max(floor_s, needed))))

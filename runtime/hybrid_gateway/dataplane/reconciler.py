@@ -223,9 +223,12 @@ class TunnelReconciler:
                 WriteAhead(present, self.vpc_cidrs, nexthop_objects=self._decide_nexthops()),
             )
             self._ahead_keys = []
-        plan = self._ahead[1].plan(records)
-        # the keys that will prove this page's part of the first pass's desired state
-        self._ahead_keys.append(self.netlink.proof_keys(self._ahead[1].parts[-1]))
+        ahead = self._ahead[1]
+        plan = ahead.plan(records)
+        # the keys that will prove this page's part of the first pass's desired state; none
+        # once the list broke name order, as the pass then decides afresh and never joins them
+        if ahead.nodes.ordered:
+            self._ahead_keys.append(self.netlink.proof_keys(ahead.parts[-1]))
         if plan.empty:
             return 0
         result = self.netlink.apply(self._ifindex, plan)

@@ -10,6 +10,8 @@ do; everything that talks to the API server or EC2 is made here, once, before an
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 
 from kubernetes import client
 
@@ -39,8 +41,14 @@ from hybrid_gateway_contract.plans import PLAN_LABEL, plan_digest, shard_regime
 from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, member_lease_name, shard_lease_name
 
 
-def build_shard_group(inputs: OwnershipInputs) -> ShardGroup:
-    """The shard group with every part it runs, wired to the API server and EC2."""
+def build_shard_group(
+    inputs: OwnershipInputs,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ShardGroup:
+    """The shard group with every part it runs, wired to the API server and EC2; `clock`
+    and `sleep` are the group's own (its view of Lease expiry, its drain's waits)."""
     config, timings, api_client = inputs.config, inputs.timings, inputs.api_client
     reporting, ns = inputs.reporting, config.namespace
     plan = config.shard_plan()
@@ -110,6 +118,8 @@ def build_shard_group(inputs: OwnershipInputs) -> ShardGroup:
             period_s=config.resync_period_s,
         ),
         dataplane_ready=inputs.dataplane_ready,
+        clock=clock,
+        sleep=sleep,
     )
     # one CiliumVTEPConfig write covers every shard this replica holds
     vtep_writer = ReplicaVtepWriter(

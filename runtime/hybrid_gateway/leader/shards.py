@@ -30,7 +30,7 @@ from hybrid_gateway.adapters.kube_vtep import VtepStore
 from hybrid_gateway.adapters.kube_watch import ListWatch
 from hybrid_gateway.config import Config
 from hybrid_gateway.core.lease import LeaseRecord, Observation, observe
-from hybrid_gateway.core.pacing import SHARD_WRITE_RATE_PER_S, drain_budget_s, paced_seconds
+from hybrid_gateway.core.pacing import SHARD_WRITE_RATE_PER_S, drain_budget
 from hybrid_gateway.core.routes import RoutePlan
 from hybrid_gateway.core.shard_group import (
     HANDOVER_SPACING_LEASES,
@@ -75,7 +75,7 @@ log = logging.getLogger("hybrid_gateway")
 
 COORDINATOR = "shard-coordinator"
 FORWARD_PREFIXES = "forward-prefixes"
-#: After its release a replica waits for its shards to move (core/pacing.drain_budget_s): the
+#: After its release a replica waits for its shards to move (core/pacing.drain_budget): the
 #: takeover (DRAIN_TAKEOVER_LEASES lease durations) plus the time the new owner's write pacing
 #: needs for their routes, at least DRAIN_FLOOR_S, and at most what the pod's termination
 #: grace period (TERMINATION_GRACE_PERIOD_S from SIGTERM) leaves after the 2 x
@@ -200,10 +200,14 @@ class ShardGroup:
         cilium: CiliumMatch,
         dataplane_ready: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`clock` and `sleep` go together: the drain's polls wait with `sleep` and measure
+        its budget with `clock`."""
         self._config = config
         self._timings = timings
         self._clock = clock
+        self._sleep = sleep
         self._identity = config.identity
         self._reporting = reporting
         self.plan = plan
@@ -629,21 +633,20 @@ class ShardGroup:
         """Keep the process (and with it the node, in a drain) until the released shards'
         routes and VTEP endpoints point elsewhere: the kernel forwards for whatever still
         points here, and a node that goes away first blackholes it until the new owners'
-        writes land. For `drain_budget_s` at most; when the takeover and the new owner's
-        pacing may need more than `limit_s`, said at once (the routes left move after the
-        exit)."""
+        writes land. For `drain_budget`'s budget at most; when the takeover and the new
+        owner's pacing may need more than `limit_s`, said at once (the routes left move after
+        the exit)."""
         if not released:
             return
         writes = self.route_writes_to_move(released)
-        budget = drain_budget_s(
-            writes, takeover_s=takeover_s, floor_s=DRAIN_FLOOR_S, limit_s=limit_s
-        )
-        needed = takeover_s + paced_seconds(writes)
-        if needed > budget:
+        move = drain_budget(writes, takeover_s=takeover_s, floor_s=DRAIN_FLOOR_S, limit_s=limit_s)
+        budget = move.budget_s
+        if move.too_short:
             text = (
-                f"moving {writes} route write(s) may take {needed:.0f}s at the new owner's write "
-                f"pacing ({SHARD_WRITE_RATE_PER_S:g}/s), but the termination grace period leaves "
-                f"{budget:.0f}s: routes still pointing here when the pod exits move after it"
+                f"moving {writes} route write(s) may take {move.needed_s:.0f}s at the new "
+                f"owner's write pacing ({SHARD_WRITE_RATE_PER_S:g}/s), but the termination grace "
+                f"period leaves {budget:.0f}s: routes still pointing here when the pod exits move "
+                "after it"
             )
             log.warning("%s", text)
             self._reporting.events.emit(self._reporting.subject, "ShardDrainTooShort", text)
@@ -651,7 +654,7 @@ class ShardGroup:
         deadline = started + budget
         left = self._still_here(released)
         while left is not None and self._clock() < deadline:
-            time.sleep(DRAIN_POLL_S)
+            self._sleep(DRAIN_POLL_S)
             left = self._still_here(released)
         took = self._clock() - started
         if left is None:

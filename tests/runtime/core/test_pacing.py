@@ -1,4 +1,4 @@
-"""The route-write token bucket (core/pacing.py), on a fake clock."""
+"""The route-write token bucket and the drain budget (core/pacing.py), on a fake clock."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from hybrid_gateway.core.pacing import (
     EC2_MUTATING_REFILL_PER_S,
     SHARD_WRITE_BURST,
     SHARD_WRITE_RATE_PER_S,
+    DrainBudget,
     TokenBucket,
-    drain_budget_s,
+    drain_budget,
     paced_seconds,
 )
 
@@ -45,7 +46,25 @@ def test_the_drain_waits_as_long_as_the_pacing_needs_from_an_empty_bucket(writes
         bucket.reserve()
     last = max(bucket.reserve() for _ in range(writes))
     assert paced_seconds(writes) >= last
-    budget = drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=10_000.0)
-    assert budget >= 2.0 + last and budget >= 12.0
-    assert drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=15.0) <= 15.0
-    assert drain_budget_s(writes, takeover_s=2.0, floor_s=12.0, limit_s=-3.0) == 0.0
+    roomy = drain_budget(writes, takeover_s=2.0, floor_s=12.0, limit_s=10_000.0)
+    assert roomy.needed_s == pytest.approx(2.0 + last)
+    assert roomy.budget_s == max(roomy.needed_s, 12.0)  # not a second more
+    assert not roomy.too_short
+    tight = drain_budget(writes, takeover_s=2.0, floor_s=12.0, limit_s=15.0)
+    assert tight.needed_s == roomy.needed_s  # the limit clips the wait, not the need
+    assert tight.budget_s == min(15.0, roomy.budget_s)
+    assert tight.too_short == (roomy.needed_s > 15.0)
+    gone = drain_budget(writes, takeover_s=2.0, floor_s=12.0, limit_s=-3.0)
+    assert gone.budget_s == 0.0 and gone.needed_s == roomy.needed_s and gone.too_short
+
+
+def test_a_need_below_the_floor_waits_the_floor_and_is_not_too_short() -> None:
+    """A move of a few writes still gets the floor (a takeover may be late), and a limit below
+    the floor clips even that, which is then too short only if the need is over the limit."""
+    small = drain_budget(2, takeover_s=2.0, floor_s=12.0, limit_s=20.0)
+    assert small.needed_s == pytest.approx(2.0 + 2 / SHARD_WRITE_RATE_PER_S)
+    assert small.budget_s == 12.0 and not small.too_short
+    assert drain_budget(2, takeover_s=2.0, floor_s=12.0, limit_s=5.0) == DrainBudget(
+        needed_s=small.needed_s, budget_s=5.0
+    )
+    assert drain_budget(2, takeover_s=2.0, floor_s=12.0, limit_s=2.5).too_short

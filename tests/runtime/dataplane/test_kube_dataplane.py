@@ -39,6 +39,8 @@ from hybrid_gateway_testkit.tunnel_world import (
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
 
+from .conftest import create, delete
+
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"
 IDENTITY = "gw-a"
@@ -53,27 +55,10 @@ def api_client(kube_api: ApiServer) -> Iterator[client.ApiClient]:
         api.close()
 
 
-@pytest.fixture
-def admin(kube_api: ApiServer) -> Iterator[client.CustomObjectsApi]:
-    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("test-admin")))
-    try:
-        yield client.CustomObjectsApi(api)
-    finally:
-        api.close()
-
-
-def create(admin: client.CustomObjectsApi, obj: dict[str, Any]) -> None:
-    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", obj)
-
-
 def replace(admin: client.CustomObjectsApi, name: str, change: Callable[[Any], None]) -> None:
     obj = admin.get_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
     change(obj)
     admin.replace_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name, obj)
-
-
-def delete(admin: client.CustomObjectsApi, name: str) -> None:
-    admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
 
 
 def routes(world: World) -> str:

@@ -7,7 +7,8 @@ Real kernel (the gateway namespace), the test API server through the official cl
 server answers every list page of the data plane's identity late (`set_latency`, like a slow
 or distant kube-apiserver), so the list takes several page round trips; the audit's answer
 times (same monotonic clock) say whether the kernel had entries before the last page was
-answered. Pages come in name order, as kube-apiserver lists them (core/write_ahead.py).
+answered. Pages come in name order, as kube-apiserver lists them (core/write_ahead.py); the
+last test hands pages out of order to the reconciler itself, without the API server.
 """
 
 from __future__ import annotations
@@ -24,13 +25,23 @@ from kubernetes import client, config
 
 from hybrid_gateway.adapters.kube_events import EventRecorder
 from hybrid_gateway.adapters.netlink import Netlink
-from hybrid_gateway.core.dataplane import desired_nodes, desired_state
+from hybrid_gateway.adapters.netlink.proof import Keys
+from hybrid_gateway.core.dataplane import (
+    NodeRecord,
+    TunnelState,
+    desired_nodes,
+    desired_state,
+    node_record,
+)
 from hybrid_gateway.dataplane import DataPlane
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway_testkit.cilium import cilium_node
 from hybrid_gateway_testkit.netns import Netns, leftover_namespaces, netns_world
 from hybrid_gateway_testkit.waiting import wait_until
 from kube_test_apiserver import ApiServer
+
+from .conftest import create, delete
+from .test_netns_tunnel import reconciler
 
 pytestmark = pytest.mark.netns
 DEV = "hybrid_vxlan0"
@@ -75,23 +86,6 @@ def gw() -> Iterator[Netns]:
         ns.sysctl("net.ipv4.ip_forward", "1")
         yield ns
     assert not [n for n in leftover_namespaces() if n.startswith(f"hgw-{tag}-")]
-
-
-@pytest.fixture
-def admin(kube_api: ApiServer) -> Iterator[client.CustomObjectsApi]:
-    api = config.new_client_from_config(config_file=str(kube_api.kubeconfig("test-admin")))
-    try:
-        yield client.CustomObjectsApi(api)
-    finally:
-        api.close()
-
-
-def create(admin: client.CustomObjectsApi, obj: dict[str, Any]) -> None:
-    admin.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", obj)
-
-
-def delete(admin: client.CustomObjectsApi, name: str) -> None:
-    admin.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", name)
 
 
 @contextmanager
@@ -212,3 +206,57 @@ def test_a_list_that_expires_midway_leaves_no_entry_of_a_node_deleted_meanwhile(
         assert pod_cidr(5) not in routes(gw)
         assert node_ip(5) not in neighbours(gw)
         kernel_is_the_full_pass(gw, plane)
+
+
+@pytest.mark.parametrize(
+    ("order", "pages_in_order"),
+    [
+        ([0, 1, 2, 3, 4, 5, 6, 7, 8], 3),
+        ([0, 1, 2, 3, 7, 4, 5, 6, 8], 1),  # n-0004 after n-0007, in the second page
+        ([0, 1, 2, 3, 4, 8, 5, 6, 7], 2),  # the third page starts out of order
+        ([1, 0, 2, 3, 4, 5, 6, 7, 8], 0),
+    ],
+)
+def test_proof_keys_are_computed_only_for_pages_of_a_list_still_in_name_order(
+    gw: Netns, monkeypatch: pytest.MonkeyPatch, order: list[int], pages_in_order: int
+) -> None:
+    """The keys proving the first pass's state are joined from the pages' keys only when the
+    whole list came in name order (`ListedNodes.desired`); from the page where the order breaks
+    on, none are computed, and the pass leaves the kernel as a pass over the whole list does.
+    n-0007 claims n-0004's pod CIDR: where it is listed first (and still in order), it is
+    written ahead with it, and the pass gives the CIDR back to n-0004 (first by name)."""
+
+    def cidr_of(i: int) -> str:
+        return pod_cidr(4) if i == 7 else pod_cidr(i)
+
+    records: list[NodeRecord] = [
+        node_record(cilium_node(f"n-{i:04d}", node_ip(i), [cidr_of(i)])) for i in order
+    ]
+    computed: list[TunnelState] = []
+
+    def counted(state: TunnelState) -> Keys | None:
+        computed.append(state)
+        return Netlink.proof_keys(state)
+
+    with Netlink(gw.name) as netlink:
+        monkeypatch.setattr(netlink, "proof_keys", counted)
+        rec = reconciler(netlink)
+        rec.ensure_device()
+        for start in range(0, len(records), 3):
+            rec.write_ahead(1, records[start : start + 3])
+        assert len(computed) == pages_in_order
+        assert rec.written_ahead > 0  # the nodes before the break still went ahead
+        if order.index(7) < order.index(4):
+            ahead = next(line for line in routes(gw).splitlines() if pod_cidr(4) in line)
+            assert node_ip(7) in ahead
+        report = rec.reconcile(records)
+        wanted = desired_nodes(records, [VPC])
+        assert report.tunnels == wanted.tunnels
+        assert rec.nexthop_objects is not None
+        ifindex = netlink.device_index(DEV)
+        assert ifindex is not None
+        assert netlink.dump(ifindex) == desired_state(
+            wanted.tunnels, nexthop_objects=rec.nexthop_objects
+        )
+    winner = next(line for line in routes(gw).splitlines() if pod_cidr(4) in line)
+    assert node_ip(4) in winner
