@@ -11,16 +11,61 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PREFIX = "hgw"
 
 
-def run(cmd: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> str:
-    """Run a command, return stdout; on failure raise with its stderr in the message."""
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+#: How long an iproute2 command may take before it counts as hung: a bound for a hang, never a
+#: speed check. Every link, address and route change waits for the host-wide RTNL mutex
+#: (Linux net/core/rtnetlink.c: `rtnl_lock` is a plain, uninterruptible `mutex_lock`), which
+#: the kernel's teardown of namespaces deleted earlier (`cleanup_net`, long after `ip netns
+#: del` returned) and every other process's netlink changes hold. On a loaded machine one
+#: `ip link set ... up` did not return within 30 s; killing a command that waits there returns
+#: no sooner (the kill lands once the mutex is taken) and only turns a slow kernel into a
+#: failed test.
+COMMAND_TIMEOUT_S = 120.0
+
+
+class CommandTimedOut(subprocess.TimeoutExpired):
+    """A command outlasted its timeout; the message says where it was waiting when it did
+    (its process state and kernel wait channel, proc(5)), e.g. `D` in a mutex for RTNL."""
+
+    def __init__(self, cmd: Sequence[str], timeout: float, waiting: str) -> None:
+        super().__init__(list(cmd), timeout)
+        self.waiting = waiting
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (when it timed out: {self.waiting})"
+
+
+def kernel_wait(pid: int) -> str:
+    """Where process `pid` is: its state (R running, S sleeping, D uninterruptible) and the
+    kernel function it waits in (proc(5): /proc/<pid>/stat field 3, /proc/<pid>/wchan)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip() or "-"
+    except (OSError, IndexError):
+        return "exited"
+    return f"state {state}, wchan {wchan}"
+
+
+def run(cmd: Sequence[str], *, check: bool = True, timeout: float = COMMAND_TIMEOUT_S) -> str:
+    """Run a command, return stdout; on failure raise with its stderr in the message, and on a
+    timeout (`CommandTimedOut`) with where the command was waiting."""
+    with subprocess.Popen(
+        list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            waiting = kernel_wait(proc.pid)  # before the kill, which ends the wait it names
+            proc.kill()
+            proc.communicate()
+            raise CommandTimedOut(cmd, timeout, waiting) from None
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {stderr.strip()}")
+    return stdout
 
 
 @dataclass(frozen=True)
@@ -32,7 +77,7 @@ class Netns:
     def exec_argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def exec(self, *argv: str, check: bool = True, timeout: float = 30.0) -> str:
+    def exec(self, *argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_S) -> str:
         return run(self.exec_argv(argv), check=check, timeout=timeout)
 
     def ip(self, *args: str, check: bool = True) -> str:
@@ -50,7 +95,7 @@ class NetnsWorld:
     namespaces: list[Netns] = field(default_factory=list)
     _links: int = 0
 
-    def add(self, role: str, *, timeout: float = 30.0) -> Netns:
+    def add(self, role: str, *, timeout: float = COMMAND_TIMEOUT_S) -> Netns:
         """Create namespace `hgw-<tag>-<role>` with loopback up.
 
         The name is recorded BEFORE `ip netns add` runs: a command that times out or fails

@@ -16,10 +16,11 @@ from hybrid_gateway_testkit.lab.agent import VtepEndpoint, endpoints_of
 from hybrid_gateway_testkit.lab.analysis import parse_probe_lines
 from hybrid_gateway_testkit.lab.ec2 import route_targets
 from hybrid_gateway_testkit.lab.ec2proxy import throttle_every
+from hybrid_gateway_testkit.lab.events import EventLog, read_events
 from hybrid_gateway_testkit.lab.probe import decode, encode
 from hybrid_gateway_testkit.lab.runner import flowing, leader_writes
 from hybrid_gateway_testkit.lab.topology import LabPlan
-from hybrid_gateway_testkit.lab.vpc_router import DelayedRoutes
+from hybrid_gateway_testkit.lab.vpc_router import DelayedRoutes, apply_due
 from hybrid_gateway_testkit.tunnel_world import peer_mac
 
 
@@ -47,6 +48,38 @@ def test_changes_apply_in_order_and_a_withdrawn_route_is_removed() -> None:
     assert routes.due(1.1) == [("a", "x")]
     assert routes.due(2.0) == [("a", "y"), ("a", None)]
     assert routes.applied == {}
+
+
+def test_a_route_write_that_fails_is_reported_and_written_again_in_order(tmp_path: Path) -> None:
+    """The router's kernel write times out once (RTNL held elsewhere): the router reports it,
+    writes the other CIDR's change, and next round writes the failed change, then the newer
+    one seen meanwhile for the same CIDR, in that order; it does not stop (a VPC applies a
+    route change late, never drops it)."""
+    a, b = "10.100.0.0/18", "10.100.64.0/18"
+    routes, log = DelayedRoutes(delay_s=0.0), EventLog(tmp_path / "router.jsonl")
+    writes: list[tuple[str, str | None]] = []
+
+    def write(cidr: str, hop: str | None) -> None:
+        writes.append((cidr, hop))
+        if len(writes) == 1:
+            raise subprocess.TimeoutExpired(["ip", "route", "replace", cidr], 120.0)
+
+    routes.observe(1.0, {a: "10.0.0.11", b: "10.0.0.12"})
+    apply_due(routes, 1.0, log, write)
+    routes.observe(1.1, {a: "10.0.0.12", b: "10.0.0.12"})
+    apply_due(routes, 1.1, log, write)
+    log.close()
+    assert writes == [(a, "10.0.0.11"), (b, "10.0.0.12"), (a, "10.0.0.11"), (a, "10.0.0.12")]
+    events = read_events(tmp_path / "router.jsonl")
+    assert [(e["kind"], e.get("cidr"), e.get("via")) for e in events] == [
+        ("router-error", None, None),
+        ("router-switch", b, "10.0.0.12"),
+        ("router-switch", a, "10.0.0.11"),
+        ("router-switch", a, "10.0.0.12"),
+    ]
+    assert events[0]["error"].startswith(f"route {a}: TimeoutExpired: "), events[0]
+    assert routes.applied == {a: "10.0.0.12", b: "10.0.0.12"}
+    assert routes.due(10.0) == []
 
 
 def test_vtep_endpoints_from_the_object() -> None:

@@ -162,27 +162,46 @@ def test_control_plane_upgrade_loses_nothing_and_keeps_the_leader(tmp_path: Path
     assert rates["gw-b"]["mean_per_s"] <= STANDBY_OUTAGE_RATE_BOUND, rates
 
 
+#: Starts argv[1:] with SIGINT ignored, as a shell starts a background job (bash(1) SIGNALS:
+#: "asynchronous commands ignore SIGINT"): exec keeps an ignored disposition (execve(2)).
+START_WITH_SIGINT_IGNORED = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def test_ctrl_c_mid_drill_stops_everything_and_removes_the_world(tmp_path: Path) -> None:
+    """Ctrl-C during the baseline stops the lab (130), its processes and namespaces, and the
+    drill never runs: the baseline is longer than any wait here, so only the signal can end
+    the run. The lab starts with SIGINT ignored, as a background job of a script (CI) would
+    start it: Ctrl-C must work there too (it exited 0 after the whole drill)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hybrid_gateway_testkit.lab", "--drill", "restart-standby",
-         "--out", str(tmp_path)],
+        [sys.executable, "-c", START_WITH_SIGINT_IGNORED, sys.executable,
+         "-m", "hybrid_gateway_testkit.lab", "--drill", "restart-standby", "--out", str(tmp_path),
+         "--baseline", "600"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    seen: list[str] = []
-    for line in proc.stdout:  # bounded: the lab comes up or fails within its start timeout
-        seen.append(line)
-        if line.startswith("probes running"):
-            break
-    assert seen and seen[-1].startswith("probes running"), "".join(seen)
-    during = namespaces_of_run("".join(seen))
-    assert {"-" + n.split("-", 2)[2] for n in during} == set(LAB_ROLES)
-    children = _children(proc.pid)
-    assert children, "the lab runs its processes as children"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        for line in proc.stdout:  # bounded: the lab comes up or fails within its start timeout
+            seen.append(line)
+            if line.startswith("probes running"):
+                break
+        assert seen and seen[-1].startswith("probes running"), "".join(seen)
+        during = namespaces_of_run("".join(seen))
+        assert {"-" + n.split("-", 2)[2] for n in during} == set(LAB_ROLES)
+        children = _children(proc.pid)
+        assert children, "the lab runs its processes as children"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the lab's SIGTERM handler cleans up as Ctrl-C does
+            proc.terminate()
+            proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err
+    assert "starting again" not in out and not (tmp_path / "report.json").exists(), out
     assert not (set(leftover_namespaces()) & during)
     assert not [pid for pid in children if _alive(pid)]
 

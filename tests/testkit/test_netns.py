@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid_gateway_testkit.netns import PREFIX, NetnsWorld, run
+from hybrid_gateway_testkit.netns import PREFIX, CommandTimedOut, NetnsWorld, run
 
 pytestmark = pytest.mark.netns
 
@@ -46,3 +46,15 @@ def test_a_namespace_whose_creation_timed_out_is_deleted_on_close(
         assert name not in _namespaces()
     finally:
         run(["ip", "netns", "del", name], check=False)  # what a leak would leave
+
+
+def test_a_command_that_times_out_says_where_it_was_waiting() -> None:
+    """A timed-out command is reported with its state and kernel wait channel as they were
+    before the kill (here: sleeping in the kernel's nanosleep), so a hang in the kernel (`D`,
+    a mutex such as RTNL's) shows apart from a slow program."""
+    with pytest.raises(CommandTimedOut) as caught:
+        run(["sleep", "30"], timeout=0.5)
+    assert isinstance(caught.value, subprocess.TimeoutExpired)  # callers catching that still do
+    waiting = caught.value.waiting
+    assert waiting.startswith("state S, wchan ") and "nanosleep" in waiting, waiting
+    assert "timed out after 0.5 seconds (when it timed out: state S" in str(caught.value)

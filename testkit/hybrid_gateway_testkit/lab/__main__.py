@@ -183,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops the lab whatever SIGINT disposition it inherited: CPython raises
+    # KeyboardInterrupt on SIGINT only if the parent left it at SIG_DFL (Doc/library/signal.rst,
+    # bpo-28795; Modules/signalmodule.c installs default_int_handler only then), and a
+    # background job of a non-interactive shell starts with SIGINT ignored (bash(1) SIGNALS;
+    # POSIX Shell Command Language 2.11): such a lab ran its drill to the end and exited 0.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         report = run_drill(options, settings, mode)
     except KeyboardInterrupt:

@@ -33,12 +33,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from hybrid_gateway_testkit.lab.ec2 import ec2_client, route_targets
 from hybrid_gateway_testkit.lab.events import EventLog
+from hybrid_gateway_testkit.netns import run
 
 
 @dataclass
@@ -71,6 +73,11 @@ class DelayedRoutes:
             else:
                 self.applied[cidr] = hop
         return [(cidr, hop) for _, cidr, hop in ready]
+
+    def again(self, now: float, changes: list[tuple[str, str | None]]) -> None:
+        """Changes `due` returned that could not be written: due again at `now`, in their
+        order and ahead of any later change (a VPC applies a route change late, never drops it)."""
+        self._pending[:0] = [(now, cidr, hop) for cidr, hop in changes]
 
 
 def longest_match(routes: Mapping[str, str | None], address: str) -> str | None:
@@ -147,8 +154,39 @@ def sdc_flags(ec2: object, guards: list[SdcGuard]) -> dict[str, bool]:
     return flags
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+def write_route(device: str, cidr: str, hop: str | None) -> None:
+    """Point `cidr` at `hop` in the router's kernel (None: withdraw it). Its bound is the lab's
+    bound for a hung iproute2 command, not a speed check: a route write waits for the host-wide
+    RTNL mutex, which other namespaces' teardown can hold for seconds (`netns.run`)."""
+    if hop is None:
+        run(["ip", "route", "del", cidr], check=False)
+    else:
+        run(["ip", "route", "replace", cidr, "via", hop, "dev", device])
+
+
+def apply_due(
+    routes: DelayedRoutes,
+    now: float,
+    events: EventLog,
+    write: Callable[[str, str | None], None],
+) -> None:
+    """Write the changes whose time has come, in order. One that fails (a timed-out or failed
+    `ip`) is reported (`router-error`) and tried again next round, with the changes of its
+    CIDR after it. The router keeps running, as the VPC keeps following its route table: a
+    write that fails once must not cost every later route change of the run."""
+    failed: list[tuple[str, str | None]] = []
+    for cidr, hop in routes.due(now):
+        if any(cidr == c for c, _ in failed):  # after its CIDR's failed change, not before
+            failed.append((cidr, hop))
+            continue
+        try:
+            write(cidr, hop)
+        except Exception as exc:
+            events.write("router-error", error=f"route {cidr}: {type(exc).__name__}: {exc}")
+            failed.append((cidr, hop))
+        else:
+            events.write("router-switch", cidr=cidr, via=hop)
+    routes.again(now, failed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,12 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     events.write("sdc-check", hosts=checked)
             except Exception as exc:  # keep the last state: EC2 does not forget its flag
                 events.write("router-error", error=f"sdc: {type(exc).__name__}: {exc}")
-        for cidr, hop in routes.due(time.monotonic()):
-            if hop is None:
-                subprocess.run(["ip", "route", "del", cidr], capture_output=True, check=False)
-            else:
-                _ip("route", "replace", cidr, "via", hop, "dev", args.device)
-            events.write("router-switch", cidr=cidr, via=hop)
+        apply_due(routes, time.monotonic(), events, partial(write_route, args.device))
         stop.wait(args.poll_s)
     events.close()
     return 0
