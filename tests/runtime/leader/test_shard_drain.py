@@ -56,7 +56,7 @@ from hybrid_gateway_contract import (
 from hybrid_gateway_contract.plans import PLAN_LABEL
 from hybrid_gateway_contract.sharding import LEASE_GROUP_LABEL, member_lease_name, shard_lease_name
 from hybrid_gateway_testkit.cilium import cilium_node
-from hybrid_gateway_testkit.ec2emu import Ec2Proxy, VpcWorld
+from hybrid_gateway_testkit.ec2emu import UNAUTHORIZED_BODY, Ec2Proxy, VpcWorld
 from hybrid_gateway_testkit.waiting import running, wait_until
 from kube_test_apiserver import ApiServer
 
@@ -403,3 +403,48 @@ def test_a_drain_whose_shard_moved_ends_then_and_tells_the_operator_nothing(
     assert waited == 5.0  # polled every DRAIN_POLL_S; the routes landed at 5 s
     assert stage.events() == {"ShardDrainTooShort": [], "ShardDrainIncomplete": []}
     assert any(r.getMessage().startswith(f"shards {RELEASED} moved in") for r in caplog.records)
+
+
+@pytest.mark.parametrize("unreadable", ["CiliumVTEPConfig", "route tables"])
+def test_a_drain_that_cannot_read_where_traffic_points_waits_its_whole_budget_and_says_so(
+    stage: Stage, kube_api: ApiServer, ec2_proxy: Ec2Proxy, unreadable: str
+) -> None:
+    """gw-b takes the shard and moves its VTEP endpoints and routes at once, but gw-a cannot
+    read one of them: its RBAC no longer lets it get the CiliumVTEPConfig (the API server
+    answers 403), or its IAM role no longer allows ec2:DescribeRouteTables (EC2 answers
+    UnauthorizedOperation, which botocore does not retry: botocore `retries/standard.py`).
+    A move it cannot see is a move it cannot prove, so it waits its whole budget and then
+    one Event names the part it could not read, with the error."""
+    stage.take_over()
+    stage.point_endpoints(RELEASED, OTHER)
+    stage.point_routes(RELEASED, OTHER)
+    if unreadable == "CiliumVTEPConfig":
+        kube_api.inject_errors(ME, code=403, count=10_000, resource="ciliumvtepconfigs")
+        error = "403 Forbidden"
+    else:
+        ec2_proxy.fault = lambda action, _seq: (
+            (403, UNAUTHORIZED_BODY) if action == "DescribeRouteTables" else None
+        )
+        error = "UnauthorizedOperation"
+    writes = stage.group.route_writes_to_move([RELEASED])
+    move = drain_budget(
+        writes,
+        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
+        floor_s=DRAIN_FLOOR_S,
+        limit_s=LIMIT_AFTER_QUICK_STOP_S,
+    )
+    assert not move.too_short
+    stage.renew_every_second(move.budget_s)
+    described_before = ec2_proxy.count("DescribeRouteTables")
+    waited = stage.drain(limit_s=LIMIT_AFTER_QUICK_STOP_S)
+    assert move.budget_s <= waited < move.budget_s + DRAIN_POLL_S
+    events = stage.events()
+    assert events["ShardDrainTooShort"] == []
+    (incomplete,) = events["ShardDrainIncomplete"]
+    assert incomplete.type == "Warning" and (incomplete.count or 1) == 1
+    assert f"{ME} stops with {unreadable} unreadable (" in incomplete.message, incomplete.message
+    assert error in incomplete.message, incomplete.message
+    assert f"after {waited:.1f}s" in incomplete.message
+    if unreadable == "route tables":  # it kept asking, once a poll, to the end
+        described = ec2_proxy.count("DescribeRouteTables") - described_before
+        assert described == round(waited / DRAIN_POLL_S) + 1, described
