@@ -2,8 +2,9 @@
 
 `ShardGroup.drain` keeps a stopping replica (and its node) until its released shards' routes
 and VTEP endpoints point at the new owner. When the new owner's write pacing cannot move them
-within what the termination grace period leaves, it says so at once (`ShardDrainTooShort`);
-when something still points here at the deadline, it says what (`ShardDrainIncomplete`); when
+within what the termination grace period leaves (`shut_down` computes that after stopping the
+shard work), it says so at once (`ShardDrainTooShort`); when something still points here at the
+deadline, or it cannot read whether it does, it says what (`ShardDrainIncomplete`); when
 everything moved, it says nothing. These tests build the group as the daemon does
 (`build_shard_group`) against the test API server and the EC2 emulator (through a recording
 proxy), and read the Events back from the API server as `kubectl get events` would.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,7 @@ from hybrid_gateway.leader.shards import (
 )
 from hybrid_gateway.metrics import GatewayMetrics
 from hybrid_gateway.reporting import Reporting
+from hybrid_gateway.supervisor import Supervisor, Task
 from hybrid_gateway.timings import SHUTDOWN_JOIN_S, SHUTDOWN_REST_S, Timings
 from hybrid_gateway_contract import (
     CILIUM_GROUP,
@@ -119,6 +122,7 @@ class Stage:
     direct: Any
     world: VpcWorld
     lease_name: str
+    timings: Timings  # as the daemon derives them from the config
     held_by_other: set[str] = field(default_factory=set)  # Lease names gw-b holds
 
     @property
@@ -258,9 +262,10 @@ def stage(
             ObjectRef("v1", "Pod", ME, NAMESPACE),
             GatewayMetrics(),
         )
+        timings = Timings.from_config(cfg)
         inputs = OwnershipInputs(
             cfg,
-            Timings.from_config(cfg),
+            timings,
             api_client,
             reporting,
             vxlan_device_mac(NODE_IPS[ME]),
@@ -273,7 +278,7 @@ def stage(
             wait_until("route ownership", lambda: group.routes.ownership_problem() is None)
         group.forward.nodes.watch.list()
         assert group.forward.recompute()
-        stage = Stage(group, clock, admin, direct, world, cfg.lease_name)
+        stage = Stage(group, clock, admin, direct, world, cfg.lease_name, timings)
         # The routes and endpoints as the two owners wrote them before the SIGTERM.
         stage.point_routes(KEPT, OTHER, create=True)
         stage.point_routes(RELEASED, ME, create=True)
@@ -448,3 +453,59 @@ def test_a_drain_that_cannot_read_where_traffic_points_waits_its_whole_budget_an
     if unreadable == "route tables":  # it kept asking, once a poll, to the end
         described = ec2_proxy.count("DescribeRouteTables") - described_before
         assert described == round(waited / DRAIN_POLL_S) + 1, described
+
+
+def test_shut_down_gives_the_drain_what_the_grace_period_leaves_after_stopping(
+    stage: Stage,
+) -> None:
+    """SIGTERM on gw-a, which holds shard 1: `shut_down` stops the shard work, releases the
+    Lease and drains with what the 30 s grace period leaves. The shard work takes STOP_S of
+    the group's clock to stop (a write in flight until just before the join time ends), so
+    the drain gets 30 - STOP_S - 2 * shutdown_rest_s - DRAIN_MARGIN_S, too short for the
+    24 route writes: it says so with that figure, waits exactly that long, and only then
+    stops the rest. Every other supervised task is registered and never started (nothing
+    to join); the shard work's task is a stand-in that only takes its time to stop."""
+    stop_s = SHUTDOWN_JOIN_S - 1.0
+    limit_s = TERMINATION_GRACE_PERIOD_S - stop_s - 2 * SHUTDOWN_REST_S - DRAIN_MARGIN_S
+    group, clock = stage.group, stage.clock
+    (slot,) = [s for s in group.slots if s.index == RELEASED]
+    # Before the SIGTERM gw-a held shard 1: its elector's last round read itself as holder.
+    stage.write_lease(slot.lease_name, ME)
+    slot.elector.try_once()
+    assert slot.elector.holder == ME
+    writes = group.route_writes_to_move([RELEASED])
+    move = drain_budget(
+        writes,
+        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
+        floor_s=DRAIN_FLOOR_S,
+        limit_s=limit_s,
+    )
+    assert move.too_short and move.budget_s == limit_s == 14
+
+    def shard_work(stop: threading.Event) -> None:
+        stop.wait(60.0)
+        clock.sleep(stop_s)  # its last write comes back, on the group's clock
+
+    supervisor = Supervisor()
+    supervisor.add(Task(slot.work_task, shard_work))
+    supervisor.start()
+    timings = stage.timings
+    assert (timings.shutdown_join_s, timings.shutdown_rest_s) == (SHUTDOWN_JOIN_S, SHUTDOWN_REST_S)
+    for task in group.tasks(timings):
+        if task.name != slot.work_task:
+            supervisor.add(task)  # added after start(): never started
+    stage.renew_every_second(stop_s + limit_s)
+    started = clock.now
+    rest_stopped: list[float] = []
+    group.shut_down(supervisor, timings, stop_rest=lambda: rest_stopped.append(clock.now))
+
+    released = stage.leases.read_namespaced_lease(slot.lease_name, NAMESPACE)
+    assert released.spec.holder_identity in (None, "")
+    (rest_at,) = rest_stopped
+    drained = rest_at - started - stop_s
+    assert limit_s <= drained < limit_s + DRAIN_POLL_S
+    events = stage.events()
+    (short,) = events["ShardDrainTooShort"]
+    assert f"grace period leaves {limit_s:.0f}s" in short.message, short.message
+    (incomplete,) = events["ShardDrainIncomplete"]  # gw-b never took the shard
+    assert f"{ME} stops with shard(s) {RELEASED} without a new owner" in incomplete.message
