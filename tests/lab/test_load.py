@@ -32,6 +32,7 @@ from hybrid_gateway_testkit.lab.load import (
     IperfResult,
     ShortTransfer,
     alignment_slack,
+    between_tests,
     cloud_address,
     compare_paths,
     failover_impact,
@@ -344,3 +345,29 @@ def test_the_report_shows_the_load_in_its_table_and_picture(tmp_path: Path) -> N
         load=(series, retx, 0.1),
     )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        ("error - the server is busy running a test. try again later", True),
+        (
+            "error - unable to connect to server - server may have stopped running or use a "
+            "different port, firewall issue, etc.: Connection refused",
+            True,
+        ),
+        ("unable to receive control message: Connection reset by peer", True),
+        (
+            "error - unable to connect to server - server may have stopped running or use a "
+            "different port, firewall issue, etc.: Connection timed out",
+            False,
+        ),
+        ("timed out", False),
+        ("sent 65536 of 131072 bytes", False),
+    ],
+)
+def test_only_the_server_winding_a_test_down_is_tried_again(error: str, again: bool) -> None:
+    """A busy server, a refused connection and a reset of a queued one all mean the server's
+    host answered between two tests: tried again, not recorded. A path that does not answer
+    (a connect timeout, a transfer that never ends) or a short transfer is a failure."""
+    assert between_tests(error) is again
