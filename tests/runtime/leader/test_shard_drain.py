@@ -32,7 +32,7 @@ from kubernetes import client, config
 from hybrid_gateway.adapters.kube_events import EventRecorder, ObjectRef
 from hybrid_gateway.config import load_config
 from hybrid_gateway.core.mac import vxlan_device_mac
-from hybrid_gateway.core.pacing import drain_budget
+from hybrid_gateway.core.pacing import DrainBudget, drain_budget
 from hybrid_gateway.core.vtep import dotted_mask
 from hybrid_gateway.leader.assembly import OwnershipInputs
 from hybrid_gateway.leader.shard_assembly import build_shard_group
@@ -217,6 +217,27 @@ class Stage:
                 out[event.reason].append(event)
         return out
 
+    def the_incomplete_event(self, waited: float) -> client.CoreV1Event:
+        """The one Event of a drain that fitted its budget but ended with something still
+        here: no ShardDrainTooShort, one ShardDrainIncomplete Warning, sent once, naming the
+        time waited."""
+        events = self.events()
+        assert events["ShardDrainTooShort"] == []
+        (incomplete,) = events["ShardDrainIncomplete"]
+        assert incomplete.type == "Warning" and (incomplete.count or 1) == 1
+        assert f"after {waited:.1f}s" in incomplete.message, incomplete.message
+        return incomplete
+
+    def move(self, *, limit_s: float) -> DrainBudget:
+        """What the released shard's move needs and the wait the drain gives it under
+        `limit_s`, by the same rule and takeover the drain uses (`drain_budget`)."""
+        return drain_budget(
+            self.group.route_writes_to_move([RELEASED]),
+            takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
+            floor_s=DRAIN_FLOOR_S,
+            limit_s=limit_s,
+        )
+
     def drain(self, *, limit_s: float) -> float:
         """gw-a's drain of the released shard as `shut_down` calls it; the fake seconds it
         waited."""
@@ -331,12 +352,7 @@ def test_a_move_the_grace_period_cannot_fit_is_named_at_once_and_the_wait_ends_t
     stage.point_endpoints(RELEASED, OTHER)
     writes = stage.group.route_writes_to_move([RELEASED])
     assert writes == len(stage.prefixes(RELEASED)) * len(stage.world.table_ids) == 24
-    move = drain_budget(
-        writes,
-        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
-        floor_s=DRAIN_FLOOR_S,
-        limit_s=LIMIT_AFTER_SLOW_STOP_S,
-    )
+    move = stage.move(limit_s=LIMIT_AFTER_SLOW_STOP_S)
     assert move.too_short and move.budget_s == LIMIT_AFTER_SLOW_STOP_S == 13
     stage.renew_every_second(move.budget_s)
     with caplog.at_level(logging.INFO, logger="hybrid_gateway"):
@@ -371,24 +387,14 @@ def test_a_drain_that_ends_with_something_still_here_names_what(
         what = f"VTEP endpoint(s) {','.join(sorted(stage.endpoint_names(RELEASED)))} still"
     else:
         what = f"shard(s) {RELEASED} without a new owner"
-    writes = stage.group.route_writes_to_move([RELEASED])
-    move = drain_budget(
-        writes,
-        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
-        floor_s=DRAIN_FLOOR_S,
-        limit_s=LIMIT_AFTER_QUICK_STOP_S,
-    )
+    move = stage.move(limit_s=LIMIT_AFTER_QUICK_STOP_S)
     assert not move.too_short
     stage.renew_every_second(move.budget_s)
     with caplog.at_level(logging.INFO, logger="hybrid_gateway"):
         waited = stage.drain(limit_s=LIMIT_AFTER_QUICK_STOP_S)
     assert move.budget_s <= waited < move.budget_s + DRAIN_POLL_S
-    events = stage.events()
-    assert events["ShardDrainTooShort"] == []
-    (incomplete,) = events["ShardDrainIncomplete"]
-    assert incomplete.type == "Warning" and (incomplete.count or 1) == 1
+    incomplete = stage.the_incomplete_event(waited)
     assert f"{ME} stops with {what}" in incomplete.message, incomplete.message
-    assert f"after {waited:.1f}s" in incomplete.message
     assert any(what in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
@@ -431,25 +437,15 @@ def test_a_drain_that_cannot_read_where_traffic_points_waits_its_whole_budget_an
             (403, UNAUTHORIZED_BODY) if action == "DescribeRouteTables" else None
         )
         error = "UnauthorizedOperation"
-    writes = stage.group.route_writes_to_move([RELEASED])
-    move = drain_budget(
-        writes,
-        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
-        floor_s=DRAIN_FLOOR_S,
-        limit_s=LIMIT_AFTER_QUICK_STOP_S,
-    )
+    move = stage.move(limit_s=LIMIT_AFTER_QUICK_STOP_S)
     assert not move.too_short
     stage.renew_every_second(move.budget_s)
     described_before = ec2_proxy.count("DescribeRouteTables")
     waited = stage.drain(limit_s=LIMIT_AFTER_QUICK_STOP_S)
     assert move.budget_s <= waited < move.budget_s + DRAIN_POLL_S
-    events = stage.events()
-    assert events["ShardDrainTooShort"] == []
-    (incomplete,) = events["ShardDrainIncomplete"]
-    assert incomplete.type == "Warning" and (incomplete.count or 1) == 1
+    incomplete = stage.the_incomplete_event(waited)
     assert f"{ME} stops with {unreadable} unreadable (" in incomplete.message, incomplete.message
     assert error in incomplete.message, incomplete.message
-    assert f"after {waited:.1f}s" in incomplete.message
     if unreadable == "route tables":  # it kept asking, once a poll, to the end
         described = ec2_proxy.count("DescribeRouteTables") - described_before
         assert described == round(waited / DRAIN_POLL_S) + 1, described
@@ -473,13 +469,7 @@ def test_shut_down_gives_the_drain_what_the_grace_period_leaves_after_stopping(
     stage.write_lease(slot.lease_name, ME)
     slot.elector.try_once()
     assert slot.elector.holder == ME
-    writes = group.route_writes_to_move([RELEASED])
-    move = drain_budget(
-        writes,
-        takeover_s=DRAIN_TAKEOVER_LEASES * LEASE_S,
-        floor_s=DRAIN_FLOOR_S,
-        limit_s=limit_s,
-    )
+    move = stage.move(limit_s=limit_s)
     assert move.too_short and move.budget_s == limit_s == 14
 
     def shard_work(stop: threading.Event) -> None:
